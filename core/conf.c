@@ -24,7 +24,8 @@
  * the line is the one the parser was on when it found the problem.
  *
  * Every untrusted size has a limit (conf.h): file size, token length,
- * arguments per directive, block depth and include depth. Files are read
+ * arguments per directive, block depth and include depth, plus the number
+ * of files included per document. Files are read
  * whole (they are at most 1 MiB) and only if they are regular files, so an
  * include can never block on a FIFO or a device.
  *
@@ -51,6 +52,9 @@
 #define MAX_ARGS 64u /* not counting the directive name */
 #define MAX_BLOCK_DEPTH 32u
 #define MAX_INCLUDE_DEPTH 16u
+/* Not in conf.h: files included per document. Depth alone does not bound
+ * the work, since each of 16 levels may include the next several times. */
+#define MAX_INCLUDED_FILES 4096u
 
 _Static_assert(MAX_ARGS + 1 < 256, "nargs fits comfortably");
 
@@ -78,6 +82,7 @@ typedef struct {
     const char *base;    /* prefix for relative includes: "" or ends in '/' */
     unsigned depth;      /* block nesting, across included files */
     unsigned incdepth;   /* include nesting; the main text is 0 */
+    unsigned nfiles;     /* files included so far */
     char *err;
     /* The directive being read: its tokens until a node takes them. */
     char *args[MAX_ARGS + 1];
@@ -485,6 +490,10 @@ fail_fd:
 static int include_file(parser_t *ps, src_t *from, unsigned line, const char *path,
                         sh_conf_node_t ***tail)
 {
+    if (ps->nfiles >= MAX_INCLUDED_FILES)
+        return perr(ps, from->name, line, SH_ELIMIT, "too many included files (max %u)",
+                    MAX_INCLUDED_FILES);
+    ps->nfiles++;
     char *buf;
     size_t len;
     int rc = read_file(ps, path, from->name, line, &buf, &len);

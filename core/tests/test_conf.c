@@ -569,6 +569,26 @@ static void test_include_errors(void **state)
              t.dir);
     parse_err_in(t.dir, text, strlen(text), want);
 
+    /* Fan-out without a loop is bounded by the number of included files:
+     * d1 includes d2 twice, ..., so d13 would be read 4096 times. */
+    for (int i = 1; i <= 13; i++) {
+        char name[32], body[96];
+        snprintf(name, sizeof(name), "d%d.conf", i);
+        if (i < 13)
+            snprintf(body, sizeof(body), "include d%d.conf;\ninclude d%d.conf;\n", i + 1, i + 1);
+        else
+            snprintf(body, sizeof(body), "leaf;\n");
+        tmp_write(&t, name, body);
+    }
+    text = "include d2.conf;";
+    assert_int_equal(sh_conf_parse_buffer("t.conf", text, strlen(text), t.dir, &doc, err), 0);
+    assert_int_equal(count(sh_conf_doc_root(doc)), 2048);
+    sh_conf_doc_destroy(doc);
+    text = "include d1.conf;";
+    assert_int_equal(sh_conf_parse_buffer("t.conf", text, strlen(text), t.dir, &doc, err),
+                     SH_ELIMIT);
+    assert_non_null(strstr(err, "too many included files (max 4096)"));
+
     /* A missing main file: "path: strerror". */
     char path[256];
     snprintf(path, sizeof(path), "%s/nope.conf", t.dir);
