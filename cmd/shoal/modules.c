@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every configuration module of the node, once, in one list. Order
+ * matters where nginx's does: a module's init runs after those above it.
+ */
+#include "cmd/shoal/modules.h"
+
+#include "node/http_conf.h"
+#include "node/runtime.h"
+#include "node/upstream.h"
+
+extern sh_conf_module_t sh_proxy_module;
+#ifdef SHOAL_WITH_CLUSTER
+extern sh_conf_module_t sh_cluster_module;
+#endif
+
+sh_conf_module_t *const sh_modules[] = {
+    &sh_core_module,
+    &sh_http_core_module,
+    &sh_upstream_module,
+    &sh_proxy_module,
+#ifdef SHOAL_WITH_CLUSTER
+    &sh_cluster_module,
+#endif
+};
+
+const unsigned sh_nmodules = sizeof(sh_modules) / sizeof(sh_modules[0]);

@@ -1,0 +1,707 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The HTTP/1.1 client connection: reads requests (pipelined or not),
+ * routes each to a local answer (`return`, errors) or to the proxy, feeds
+ * the request body to the proxy with backpressure, and after each
+ * response either waits for the next request (keep-alive) or closes.
+ *
+ * States (enum sh_conn_state): HEAD -> BODY -> WAIT -> HEAD ... Reading is
+ * on in HEAD, in BODY while the proxy wants bytes, and off in WAIT, so a
+ * pipelining client cannot make us buffer without bound: what arrived
+ * after the current request stays in c->in until its turn.
+ *
+ * Memory: an idle keep-alive connection owns no buffer; reads land in the
+ * worker's shared buffer and only unconsumed bytes are copied to c->in.
+ * Worker thread only.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "node/node.h"
+#include "node/vars.h"
+
+#define LINGER_MS 5000
+
+typedef struct {
+    uv_shutdown_t req;
+    sh_conn_t *c;
+} shutdown_t;
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static ssize_t process(sh_conn_t *c, const char *data, size_t len);
+static void finalize(sh_request_t *r);
+static void update_io(sh_conn_t *c);
+
+const char *sh_http_status_text(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Not Allowed";
+    case 408: return "Request Time-out";
+    case 411: return "Length Required";
+    case 413: return "Request Entity Too Large";
+    case 414: return "Request-URI Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 494: return "Request Header Or Cookie Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Temporarily Unavailable";
+    case 504: return "Gateway Time-out";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* ------------------------------------------------------ closing -- */
+
+static void conn_closed(uv_handle_t *h)
+{
+    sh_conn_t *c = h->data;
+    if (--c->closing_handles == 0) {
+        sh_buf_dispose(&c->in);
+        sh_free(c);
+    }
+}
+
+static void request_free(sh_request_t *r)
+{
+    sh_proxy_detach(r);
+    sh_buf_dispose(&r->scratch);
+    sh_free(r->head);
+    sh_free(r);
+}
+
+void sh_conn_close(sh_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    c->state = SH_CONN_CLOSING;
+    if (c->r != NULL) {
+        request_free(c->r);
+        c->r = NULL;
+    }
+    sh_list_remove(&c->link);
+    c->w->nconns--;
+    c->closing_handles = 2;
+    uv_close((uv_handle_t *)&c->tcp, conn_closed);
+    uv_close((uv_handle_t *)&c->timer, conn_closed);
+}
+
+static void linger_timeout_cb(uv_timer_t *t)
+{
+    sh_conn_close(t->data);
+}
+
+static void linger_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    sh_conn_t *c = s->data;
+    sh_worker_release_rbuf(c->w, buf);
+    if (nread < 0)
+        sh_conn_close(c);
+    /* else: drop what the client still sends until it sees our FIN */
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    shutdown_t *sd = container_of(req, shutdown_t, req);
+    sh_conn_t *c = sd->c;
+    sh_free(sd);
+    if (c->closing)
+        return;
+    if (status < 0) {
+        sh_conn_close(c);
+        return;
+    }
+    /* Lingering close (as nginx): the response is out and FIN sent; keep
+     * reading briefly so a client still sending does not get an RST that
+     * would destroy the response in its receive buffer. */
+    uv_read_start((uv_stream_t *)&c->tcp, sh_worker_alloc_cb, linger_read_cb);
+    c->reading = 1;
+    uv_timer_start(&c->timer, linger_timeout_cb, LINGER_MS, 0);
+}
+
+static void send_timeout_cb(uv_timer_t *t)
+{
+    sh_conn_close(t->data);
+}
+
+/* Close once every queued byte is written. */
+static void close_after_write(sh_conn_t *c)
+{
+    if (c->closing || c->state == SH_CONN_CLOSING)
+        return;
+    c->state = SH_CONN_CLOSING;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    shutdown_t *sd = sh_new(shutdown_t);
+    sd->c = c;
+    if (uv_shutdown(&sd->req, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
+        sh_free(sd);
+        sh_conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, send_timeout_cb, 60000, 0);
+}
+
+void sh_conn_close_idle(sh_worker_t *w)
+{
+    sh_link_t *l = w->conns.next;
+    while (l != &w->conns) {
+        sh_conn_t *c = container_of(l, sh_conn_t, link);
+        l = l->next;
+        if (c->r == NULL && c->in.len == 0 && c->state == SH_CONN_HEAD)
+            sh_conn_close(c);
+    }
+}
+
+/* ------------------------------------------------------ output -- */
+
+static void client_written(uv_stream_t *s, int status)
+{
+    sh_conn_t *c = s->data;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        sh_conn_close(c);
+        return;
+    }
+    if (c->r != NULL && c->r->proxy != NULL && s->write_queue_size < SH_WBUF_LOW)
+        sh_proxy_client_drained(c->r);
+}
+
+size_t sh_request_out_queued(const sh_request_t *r)
+{
+    return r->c->tcp.write_queue_size;
+}
+
+int sh_request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n)
+{
+    sh_conn_t *c = r->c;
+    if (c->closing)
+        return SH_ECLOSED;
+    r->resp_started = 1;
+    for (unsigned i = 0; i < n; i++)
+        r->bytes_sent += bufs[i].len;
+    if (sh_stream_send((uv_stream_t *)&c->tcp, bufs, n, client_written) != 0) {
+        sh_conn_close(c);
+        return SH_EIO;
+    }
+    return 0;
+}
+
+void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char *reason,
+                            size_t reason_len)
+{
+    if (reason == NULL || reason_len == 0) {
+        reason = sh_http_status_text(status);
+        reason_len = strlen(reason);
+    }
+    sh_buf_appendf(b, "HTTP/1.1 %03d ", status);
+    sh_buf_append(b, reason, reason_len);
+    sh_buf_appends(b, "\r\nServer: shoal\r\nDate: ");
+    size_t dl;
+    const char *d = sh_worker_date(r->c->w, &dl);
+    sh_buf_append(b, d, dl);
+    sh_buf_append(b, "\r\n", 2);
+}
+
+void sh_response_head_end(sh_request_t *r, sh_buf_t *b)
+{
+    if (r->c->w->stopping)
+        r->keepalive = 0;
+    if (!r->keepalive)
+        sh_buf_appends(b, "Connection: close\r\n");
+    else if (r->h.version == 10)
+        sh_buf_appends(b, "Connection: keep-alive\r\n");
+    sh_buf_append(b, "\r\n", 2);
+}
+
+void sh_request_respond(sh_request_t *r, int status, const char *ctype, const char *body,
+                        size_t body_len, const char *location)
+{
+    if (r->resp_started) {
+        sh_request_abort(r);
+        return;
+    }
+    sh_buf_t b = {0};
+    char page[512];
+    if (body == NULL && status >= 300 && !(status >= 301 && status <= 308 && location == NULL &&
+                                          0)) {
+        const char *t = sh_http_status_text(status);
+        int n = snprintf(page, sizeof(page),
+                         "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+                         "<center><h1>%d %s</h1></center>\r\n<hr><center>shoal</center>\r\n"
+                         "</body>\r\n</html>\r\n",
+                         status, t, status, t);
+        body = page;
+        body_len = (size_t)n;
+        ctype = "text/html";
+    }
+    if (status >= 400 && !r->body.done && !r->discard_body)
+        r->keepalive = 0;
+    sh_response_head_start(r, &b, status, NULL, 0);
+    if (ctype != NULL)
+        sh_buf_appendf(&b, "Content-Type: %s\r\n", ctype);
+    sh_buf_appendf(&b, "Content-Length: %zu\r\n", body ? body_len : 0);
+    if (location != NULL)
+        sh_buf_appendf(&b, "Location: %s\r\n", location);
+    sh_response_head_end(r, &b);
+    size_t head_len = b.len;
+    if (body != NULL && !r->head_only)
+        sh_buf_append(&b, body, body_len);
+    r->status = status;
+    r->body_bytes_sent = b.len - head_len;
+    uv_buf_t ub = uv_buf_init(b.data, (unsigned)b.len);
+    int rc = sh_request_send(r, &ub, 1);
+    sh_buf_dispose(&b);
+    if (rc == 0)
+        sh_request_finish(r);
+}
+
+/* An error before a request object exists (unparseable head). */
+static void respond_bare(sh_conn_t *c, sh_request_t *r, int status)
+{
+    r->keepalive = 0;
+    r->h.version = 11;
+    sh_request_respond(r, status, NULL, NULL, 0, NULL);
+    (void)c;
+}
+
+/* ------------------------------------------------------ life cycle -- */
+
+void sh_request_abort(sh_request_t *r)
+{
+    sh_conn_close(r->c);
+}
+
+void sh_request_finish(sh_request_t *r)
+{
+    sh_conn_t *c = r->c;
+    if (c->closing)
+        return;
+    r->resp_done = 1;
+    if (!r->body.done && r->discard_body && r->keepalive) {
+        /* the rest of the body is read and dropped; then finalize */
+        r->body_wanted = 1;
+        if (!c->in_process)
+            update_io(c);
+        return;
+    }
+    finalize(r);
+}
+
+/* Process what is buffered in c->in (pipelined requests, body bytes that
+ * arrived before the proxy wanted them). */
+static void drain_in(sh_conn_t *c)
+{
+    if (c->in.len == 0)
+        return;
+    sh_buf_t pending = c->in;
+    c->in = (sh_buf_t){0};
+    c->in_process = 1;
+    ssize_t used = process(c, pending.data, pending.len);
+    c->in_process = 0;
+    if (used >= 0 && (size_t)used < pending.len && !c->closing)
+        sh_buf_append(&c->in, pending.data + used, pending.len - (size_t)used);
+    sh_buf_dispose(&pending);
+}
+
+static void finalize(sh_request_t *r)
+{
+    sh_conn_t *c = r->c;
+    int keep = r->keepalive && r->body.done && !c->w->stopping;
+    request_free(r);
+    c->r = NULL;
+    if (!keep) {
+        close_after_write(c);
+        return;
+    }
+    c->state = SH_CONN_HEAD;
+    if (c->in_process)
+        return; /* the input loop goes on with what is buffered */
+    drain_in(c);
+    if (!c->closing)
+        update_io(c);
+}
+
+/* Reading and the connection timer follow the state. */
+static void update_io(sh_conn_t *c)
+{
+    if (c->closing || c->state == SH_CONN_CLOSING)
+        return;
+    const sh_http_core_loc_t *core =
+        sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
+    int want = c->state == SH_CONN_HEAD || (c->state == SH_CONN_BODY && c->r && c->r->body_wanted);
+    if (want && !c->reading) {
+        uv_read_start((uv_stream_t *)&c->tcp, sh_worker_alloc_cb, read_cb);
+        c->reading = 1;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    uint64_t t = 0;
+    if (c->state == SH_CONN_HEAD)
+        t = (c->in.len > 0 || c->nrequests == 0) ? core->client_header_timeout
+                                                : core->keepalive_timeout;
+    else if (c->state == SH_CONN_BODY && c->r && c->r->body_wanted)
+        t = c->r->core->client_body_timeout;
+    if (t > 0)
+        uv_timer_start(&c->timer, send_timeout_cb, t, 0);
+    else
+        uv_timer_stop(&c->timer);
+}
+
+void sh_request_body_resume(sh_request_t *r)
+{
+    sh_conn_t *c = r->c;
+    if (c->closing || r->body.done)
+        return;
+    r->body_wanted = 1;
+    if (r->h.expect_continue && r->body_received == 0 && c->in.len == 0 && !r->sent_continue) {
+        /* RFC 9110 10.1.1: the client waits for this before sending */
+        r->sent_continue = 1;
+        uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
+        if (sh_stream_send((uv_stream_t *)&c->tcp, &b, 1, client_written) != 0) {
+            sh_conn_close(c);
+            return;
+        }
+    }
+    if (c->in_process)
+        return;
+    drain_in(c);
+    if (!c->closing)
+        update_io(c);
+}
+
+/* ------------------------------------------------------ requests -- */
+
+static void split_target(sh_request_t *r)
+{
+    const char *t = r->h.target;
+    size_t n = r->h.target_len;
+    /* absolute-form: drop scheme and authority (RFC 9112 3.2.2) */
+    if (n > 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
+        const char *a = memchr(t, ':', n) + 3;
+        const char *slash = memchr(a, '/', (size_t)(t + n - a));
+        if (slash == NULL) {
+            t = "/";
+            n = 1;
+        } else {
+            n -= (size_t)(slash - t);
+            t = slash;
+        }
+    }
+    const char *q = memchr(t, '?', n);
+    if (q != NULL) {
+        r->path = (sh_str_t){t, (size_t)(q - t)};
+        r->args = (sh_str_t){q + 1, n - (size_t)(q - t) - 1};
+    } else {
+        r->path = (sh_str_t){t, n};
+        r->args = (sh_str_t){NULL, 0};
+    }
+}
+
+static void do_return(sh_request_t *r)
+{
+    const sh_http_core_loc_t *core = r->core;
+    int code = core->ret_code;
+    r->discard_body = 1;
+    if (core->ret_text == NULL) {
+        sh_request_respond(r, code, NULL, NULL, 0, NULL);
+        return;
+    }
+    r->scratch.len = 0;
+    sh_cv_eval(core->ret_text, r, &r->scratch);
+    sh_buf_append(&r->scratch, "", 1); /* NUL for the Location use */
+    const char *text = r->scratch.data;
+    size_t len = r->scratch.len - 1;
+    if (code == 301 || code == 302 || code == 303 || code == 307 || code == 308)
+        sh_request_respond(r, code, NULL, NULL, 0, text);
+    else
+        sh_request_respond(r, code, "text/plain", text, len, NULL);
+}
+
+static void dispatch(sh_request_t *r)
+{
+    sh_conn_t *c = r->c;
+    c->nrequests++;
+    r->start_ms = sh_worker_now(c->w);
+    split_target(r);
+    r->srv = sh_http_find_server(c->addr, r->h.host, r->h.host_len);
+    r->loc = sh_http_find_location(r->srv, r->path.p, r->path.len);
+    r->core = sh_http_loc_conf(r->loc, &sh_http_core_module);
+    r->head_only = r->h.method_id == SH_HTTP_HEAD;
+    r->keepalive = r->h.keep_alive && r->core->keepalive_timeout > 0 &&
+                   (r->core->keepalive_requests <= 0 ||
+                    c->nrequests < (uint32_t)r->core->keepalive_requests) &&
+                   !c->w->stopping;
+    r->body.left = -1;
+    if (r->h.chunked) {
+        r->body.chunked = 1;
+        sh_http1_chunked_init(&r->body.chunk);
+    } else if (r->h.content_length > 0) {
+        r->body.left = r->h.content_length;
+    } else {
+        r->body.done = 1;
+    }
+    c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
+    if (r->h.content_length > 0 && r->core->client_max_body_size > 0 &&
+        (uint64_t)r->h.content_length > r->core->client_max_body_size) {
+        sh_log_err("client intended to send too large body: %lld bytes",
+                   (long long)r->h.content_length);
+        r->keepalive = 0;
+        sh_request_respond(r, 413, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (r->core->ret_code != SH_CONF_UNSET) {
+        do_return(r);
+        return;
+    }
+    if (sh_proxy_enabled(r->loc)) {
+        sh_proxy_start(r);
+        return;
+    }
+    r->discard_body = 1;
+    sh_request_respond(r, 404, NULL, NULL, 0, NULL);
+}
+
+/* Body bytes from the client; returns bytes consumed, -1 if the
+ * connection is gone. */
+static ssize_t body_feed(sh_request_t *r, const char *data, size_t len)
+{
+    sh_conn_t *c = r->c;
+    size_t off = 0;
+    while (!r->body.done && r->body_wanted && !c->closing) {
+        const char *span = data + off;
+        size_t span_len;
+        int last = 0;
+        if (r->body.chunked) {
+            int done = 0;
+            span = NULL;
+            span_len = 0;
+            ssize_t n = sh_http1_chunked_decode(&r->body.chunk, data + off, len - off, &span,
+                                                &span_len, &done);
+            if (n < 0) {
+                r->keepalive = 0;
+                r->body.done = 1; /* nothing more will be read */
+                if (r->resp_started)
+                    sh_request_abort(r);
+                else
+                    sh_request_respond(r, 400, NULL, NULL, 0, NULL);
+                return -1;
+            }
+            off += (size_t)n;
+            last = done;
+            if (n == 0 && !done && span_len == 0)
+                break;
+        } else {
+            if (off == len)
+                break;
+            span_len = len - off;
+            if ((uint64_t)span_len > (uint64_t)r->body.left)
+                span_len = (size_t)r->body.left;
+            r->body.left -= (int64_t)span_len;
+            off += span_len;
+            last = r->body.left == 0;
+        }
+        r->body_received += span_len;
+        if (r->body.chunked && r->core->client_max_body_size > 0 &&
+            r->body_received > r->core->client_max_body_size) {
+            sh_log_err("client intended to send too large chunked body: %llu+ bytes",
+                       (unsigned long long)r->body_received);
+            r->keepalive = 0;
+            r->body.done = 1;
+            if (r->resp_started)
+                sh_request_abort(r);
+            else
+                sh_request_respond(r, 413, NULL, NULL, 0, NULL);
+            return -1;
+        }
+        if (last) {
+            r->body.done = 1;
+            c->state = SH_CONN_WAIT;
+        }
+        if (!r->discard_body) {
+            if (sh_proxy_body(r, span, span_len, last))
+                r->body_wanted = 0;
+        }
+        if (c->closing)
+            return -1;
+        if (last) {
+            if (r->resp_done) /* a local response waited for the body */
+                finalize(r);
+            break;
+        }
+    }
+    return (ssize_t)off;
+}
+
+static void head_error(sh_conn_t *c, sh_request_t *r)
+{
+    int status = r->h.status ? r->h.status : 400;
+    sh_log_info("client %llu sent invalid request: %s", (unsigned long long)c->id,
+                r->h.reason ? r->h.reason : "?");
+    r->body.done = 1;
+    respond_bare(c, r, status);
+}
+
+static ssize_t process(sh_conn_t *c, const char *data, size_t len)
+{
+    size_t off = 0;
+    for (;;) {
+        if (c->closing)
+            return -1;
+        switch (c->state) {
+        case SH_CONN_HEAD: {
+            if (off == len)
+                return (ssize_t)off;
+            sh_request_t *r = c->r;
+            if (r == NULL) {
+                r = sh_new(sh_request_t);
+                r->c = c;
+                c->r = r;
+            }
+            const sh_http_core_loc_t *core =
+                sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
+            sh_http1_limits_t lim = {
+                .max_request_line = core->large_header_buffer_size,
+                .max_header_line = core->large_header_buffer_size,
+                .max_head = core->large_header_buffer_size * (size_t)core->large_header_buffers,
+            };
+            r->h.headers = r->headers;
+            r->h.max_headers = SH_MAX_REQUEST_HEADERS;
+            ssize_t n = sh_http1_parse_request(data + off, len - off, &r->h, &lim);
+            if (n == SH_EAGAIN)
+                return (ssize_t)off;
+            if (n < 0) {
+                head_error(c, r);
+                return -1;
+            }
+            /* keep the head: the parsed pointers move to our copy */
+            const char *base = data + off;
+            r->head = sh_memdup(base, (size_t)n);
+            r->head_len = (size_t)n;
+            ptrdiff_t d = r->head - base;
+            r->h.method += d;
+            r->h.target += d;
+            if (r->h.host)
+                r->h.host += d;
+            for (size_t i = 0; i < r->h.nheaders; i++) {
+                r->headers[i].name += d;
+                r->headers[i].value += d;
+            }
+            off += (size_t)n;
+            dispatch(r);
+            continue;
+        }
+        case SH_CONN_BODY: {
+            sh_request_t *r = c->r;
+            if (r == NULL || !r->body_wanted || (off == len && !r->body.done))
+                return (ssize_t)off;
+            ssize_t n = body_feed(r, data + off, len - off);
+            if (n < 0)
+                return -1;
+            off += (size_t)n;
+            if (c->state == SH_CONN_BODY && (off == len || !r->body_wanted))
+                return (ssize_t)off;
+            continue;
+        }
+        case SH_CONN_WAIT:
+            return (ssize_t)off;
+        default:
+            return -1;
+        }
+    }
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    sh_conn_t *c = s->data;
+    if (nread == 0) {
+        sh_worker_release_rbuf(c->w, buf);
+        return;
+    }
+    if (nread < 0) {
+        sh_worker_release_rbuf(c->w, buf);
+        if (c->r != NULL && c->state == SH_CONN_BODY)
+            sh_log_info("client %llu closed connection while sending the request body",
+                        (unsigned long long)c->id);
+        sh_conn_close(c);
+        return;
+    }
+    const char *data = buf->base;
+    size_t len = (size_t)nread;
+    sh_buf_t pending = c->in;
+    if (pending.len > 0) {
+        c->in = (sh_buf_t){0};
+        sh_buf_append(&pending, data, len);
+        sh_worker_release_rbuf(c->w, buf);
+        buf = NULL;
+        data = pending.data;
+        len = pending.len;
+    }
+    c->in_process = 1;
+    ssize_t used = process(c, data, len);
+    c->in_process = 0;
+    if (used >= 0 && (size_t)used < len && !c->closing)
+        sh_buf_append(&c->in, data + used, len - (size_t)used);
+    if (pending.len > 0)
+        sh_buf_dispose(&pending);
+    if (buf != NULL)
+        sh_worker_release_rbuf(c->w, buf);
+    if (!c->closing)
+        update_io(c);
+}
+
+void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *addr)
+{
+    sh_conn_t *c = sh_new(sh_conn_t);
+    c->w = w;
+    c->addr = addr;
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        c->closing_handles = 1;
+        uv_close((uv_handle_t *)&c->tcp, conn_closed);
+        return;
+    }
+    uv_timer_init(&w->loop, &c->timer);
+    c->timer.data = c;
+    sh_list_insert_head(&w->conns, &c->link);
+    w->nconns++;
+    c->id = ++w->conn_seq;
+    int plen = sizeof(c->peer);
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen);
+    uv_tcp_nodelay(&c->tcp, 1);
+    if (w->rt->worker_connections > 0 && w->nconns > (uint64_t)w->rt->worker_connections) {
+        sh_log_warn("%d worker_connections are not enough", w->rt->worker_connections);
+        sh_conn_close(c);
+        return;
+    }
+    c->state = SH_CONN_HEAD;
+    update_io(c);
+}

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The node's runtime types shared by the worker-side modules: the worker,
+ * the client connection, the request, and the upstream connection. All of
+ * them live on one worker thread and are touched only by it; the
+ * configuration they point at (sh_runtime_t) is immutable and shared.
+ *
+ * Memory: a client connection holds no buffer while idle (reads land in
+ * the worker's shared read buffer; only unconsumed bytes are kept). A
+ * request owns a copy of its head and is freed when its response ends.
+ */
+#ifndef SH_NODE_H
+#define SH_NODE_H
+
+#include <stdint.h>
+#include <pthread.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "node/http1.h"
+#include "node/http_conf.h"
+
+#define SH_MAX_REQUEST_HEADERS 128
+#define SH_WBUF_HIGH (256 * 1024) /* stop reading the other side above this */
+#define SH_WBUF_LOW (64 * 1024)   /* and start again below this */
+#define SH_READ_BUF (64 * 1024)
+
+typedef struct sh_runtime_s sh_runtime_t;
+typedef struct sh_worker_s sh_worker_t;
+typedef struct sh_conn_s sh_conn_t;
+typedef struct sh_request_s sh_request_t;
+typedef struct sh_uconn_s sh_uconn_t;
+typedef struct sh_ups_rt_s sh_ups_rt_t;
+
+/* Doubly linked intrusive list. */
+typedef struct sh_link_s {
+    struct sh_link_s *prev, *next;
+} sh_link_t;
+
+static inline void sh_list_init(sh_link_t *h)
+{
+    h->prev = h->next = h;
+}
+static inline int sh_list_empty(const sh_link_t *h)
+{
+    return h->next == h;
+}
+static inline void sh_list_insert_head(sh_link_t *h, sh_link_t *l)
+{
+    l->next = h->next;
+    l->prev = h;
+    h->next->prev = l;
+    h->next = l;
+}
+static inline void sh_list_remove(sh_link_t *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = l;
+}
+
+/* The loaded configuration, as the workers use it. */
+struct sh_runtime_s {
+    void **main_confs; /* by module index */
+    sh_conf_module_t *const *modules;
+    unsigned nmodules;
+    sh_http_main_t *http; /* NULL without an http block */
+    int worker_processes;
+    int worker_connections;
+    uint64_t shutdown_timeout; /* ms to drain on stop */
+};
+
+enum sh_conn_state {
+    SH_CONN_HEAD = 0, /* waiting for (more of) a request head */
+    SH_CONN_BODY,     /* reading the request body */
+    SH_CONN_WAIT,     /* request read; response under way */
+    SH_CONN_CLOSING
+};
+
+struct sh_conn_s {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    sh_worker_t *w;
+    const sh_http_addr_t *addr;
+    sh_link_t link;      /* worker's connection list */
+    sh_buf_t in;         /* bytes read but not consumed yet */
+    sh_request_t *r;     /* the current request, or NULL */
+    uint64_t id;         /* $connection */
+    uint32_t nrequests;  /* $connection_requests */
+    uint8_t state;       /* enum sh_conn_state */
+    uint8_t reading : 1; /* uv_read_start is on */
+    uint8_t closing : 1;
+    uint8_t in_process : 1; /* inside process(): do not re-enter */
+    uint8_t closing_handles;
+    struct sockaddr_in6 peer; /* large enough for v4 and v6 */
+};
+
+/* Body framing of one direction. */
+typedef struct {
+    int64_t left;           /* Content-Length bytes still to come; -1: n/a */
+    sh_http1_chunked_t chunk;
+    uint8_t chunked : 1;
+    uint8_t until_close : 1; /* responses without length: read to EOF */
+    uint8_t done : 1;
+} sh_body_t;
+
+struct sh_request_s {
+    sh_conn_t *c;
+    char *head; /* copy of the request head; the parser's pointers point here */
+    size_t head_len;
+    sh_http1_request_t h;
+    sh_http1_header_t headers[SH_MAX_REQUEST_HEADERS];
+    sh_str_t path; /* target up to '?' */
+    sh_str_t args; /* after '?', without it */
+    const sh_http_srv_t *srv;
+    const sh_http_loc_t *loc;
+    const sh_http_core_loc_t *core;
+    sh_body_t body;    /* request body */
+    uint64_t start_ms;
+    int status;        /* response status sent */
+    uint64_t bytes_sent;
+    uint64_t body_bytes_sent;
+    uint64_t body_received;
+    sh_buf_t scratch;  /* for evaluated values */
+    void *proxy;       /* sh_proxy_req_t when proxying */
+    uint8_t discard_body : 1; /* local response: read and drop the body */
+    uint8_t resp_started : 1; /* a response byte went to the client */
+    uint8_t resp_done : 1;
+    uint8_t keepalive : 1;    /* keep the connection after this response */
+    uint8_t resp_chunked : 1; /* we chunk-encode the response body */
+    uint8_t head_only : 1;    /* HEAD: no response body */
+    uint8_t body_wanted : 1;  /* the proxy takes request body bytes now */
+    uint8_t sent_continue : 1;
+};
+
+struct sh_worker_s {
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_timer_t stop_timer;
+    pthread_t thread;
+    int id;
+    const sh_runtime_t *rt;
+    uv_tcp_t *listeners;
+    size_t nlisteners;
+    sh_link_t conns;
+    uint64_t nconns;
+    uint64_t conn_seq;
+    sh_ups_rt_t *ups; /* per upstream runtime state, by upstream index */
+    size_t nups;
+    int *listen_fds; /* bound before the thread starts */
+    int stopping;
+    _Atomic uint64_t stop_timeout; /* set by the main thread before waking */
+    uint64_t stop_deadline;
+    uint64_t now_ms_cached;
+    char date[40]; /* "Date: ..." value, refreshed each second */
+    size_t date_len;
+    int64_t date_sec;
+    char rbuf[SH_READ_BUF];
+    uint8_t rbuf_busy;
+};
+
+/* ---- worker.c */
+/* Send bytes on a stream: written at once where the socket takes them,
+ * the rest copied and queued. cb(stream, status) fires when a queued part
+ * completes (never for a fully immediate write). Returns 0 or SH_EIO. */
+typedef void (*sh_sent_cb)(uv_stream_t *s, int status);
+int sh_stream_send(uv_stream_t *s, const uv_buf_t *bufs, unsigned n, sh_sent_cb cb);
+uint64_t sh_worker_now(sh_worker_t *w);
+const char *sh_worker_date(sh_worker_t *w, size_t *len);
+void sh_worker_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+/* Return the shared read buffer after a read callback is done with it. */
+void sh_worker_release_rbuf(sh_worker_t *w, const uv_buf_t *buf);
+
+/* ---- conn.c */
+void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *addr);
+/* Stop the connection now (no response); closes handles, frees later. */
+void sh_conn_close(sh_conn_t *c);
+/* Close idle keep-alive connections (graceful stop). */
+void sh_conn_close_idle(sh_worker_t *w);
+/* Send a locally generated response (error pages, return). */
+void sh_request_respond(sh_request_t *r, int status, const char *ctype, const char *body,
+                        size_t body_len, const char *location);
+/* Response head from a proxied response is ready: send it (head is the
+ * full serialized head). */
+int sh_request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n);
+/* The response is complete: log, then keep-alive or close. */
+void sh_request_finish(sh_request_t *r);
+/* The response cannot be completed (upstream died mid-body): close. */
+void sh_request_abort(sh_request_t *r);
+/* The proxy is ready for (more) request body bytes, or paused them. */
+void sh_request_body_resume(sh_request_t *r);
+/* Queued response bytes to the client. */
+size_t sh_request_out_queued(const sh_request_t *r);
+/* Response head helpers: status line, Server and Date; then Connection
+ * (keep-alive or close, per r->keepalive) and the empty line. */
+void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char *reason,
+                            size_t reason_len);
+void sh_response_head_end(sh_request_t *r, sh_buf_t *b);
+
+/* ---- proxy.c */
+/* Start proxying r (its location has proxy_pass). */
+void sh_proxy_start(sh_request_t *r);
+/* Request body bytes for the upstream (all taken; what the socket does not
+ * take at once is queued). last: the body ends here. Returns 1 when the
+ * client should stop reading (the upstream pushes back; a later
+ * sh_request_body_resume() follows), else 0. */
+int sh_proxy_body(sh_request_t *r, const char *p, size_t len, int last);
+/* The client went away or the request is being freed: release upstream. */
+void sh_proxy_detach(sh_request_t *r);
+/* Client drained its queue below the low mark: resume upstream reads. */
+void sh_proxy_client_drained(sh_request_t *r);
+/* Close every pooled idle upstream connection of the worker. */
+void sh_proxy_close_pools(sh_worker_t *w);
+/* Whether the location proxies. */
+int sh_proxy_enabled(const sh_http_loc_t *loc);
+
+/* $proxy_host of the request's location. */
+void sh_proxy_host(sh_request_t *r, sh_buf_t *out);
+
+/* reason phrase for a status */
+const char *sh_http_status_text(int status);
+
+#endif

@@ -1,0 +1,973 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The proxy module: `proxy_pass` and its settings, and the runtime that
+ * carries one request to an upstream server and its response back.
+ *
+ * Life of a proxied request (worker thread):
+ *   start -> pick a server -> pooled idle connection or connect -> send the
+ *   request head -> ask the client connection for the body (streamed, with
+ *   backpressure) -> read the response head -> send the client head ->
+ *   stream the body back (backpressure) -> response complete: the upstream
+ *   connection goes back to the pool if it can carry another request.
+ *
+ * Failures before any response byte reached the client are retried on the
+ * next server when that is safe (nothing of the request body was sent, or
+ * the request has no body), like nginx's `proxy_next_upstream error
+ * timeout`: a connect failure, a refused or reset connection, a stale
+ * pooled connection. When no server is left: 502 (504 on a timeout). After
+ * the client has seen bytes, the only honest answer is to close.
+ *
+ * Framing is re-done on both sides: request and response bodies are
+ * decoded (Content-Length or chunked) and re-encoded, so nothing the
+ * client sends in chunk extensions or malformed framing reaches the
+ * backend verbatim.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "node/http_conf.h"
+#include "node/node.h"
+#include "node/upstream.h"
+#include "node/vars.h"
+
+#define MAX_RESP_HEADERS 128
+#define MAX_RESP_HEAD (64 * 1024)
+
+typedef struct {
+    char *name;
+    size_t name_len;
+    sh_cv_t *value;
+} proxy_header_t;
+
+typedef struct {
+    /* proxy_pass (this level only, as nginx) */
+    char *pass;                /* as written, NULL when unset */
+    const sh_upstream_t *ups;
+    char *uri;                 /* URI part of proxy_pass, NULL when none */
+    size_t uri_len;
+    char *host;                /* $proxy_host: group name or host:port */
+    const char *file;
+    unsigned line;
+    /* inherited */
+    proxy_header_t *headers;
+    size_t nheaders;
+    int headers_set;           /* this level had proxy_set_header */
+    int http_version;          /* 10 or 11 */
+    uint64_t connect_timeout;
+    uint64_t send_timeout;
+    uint64_t read_timeout;
+    int buffering;
+    int request_buffering;
+} proxy_loc_t;
+
+enum pstate { P_CONNECTING, P_SENDING, P_HEAD, P_BODY, P_DONE };
+
+struct sh_uconn_s {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    sh_worker_t *w;
+    sh_ups_rt_t *ups;
+    int peer;
+    struct sh_proxy_req_s *p; /* NULL while idle */
+    sh_link_t link;           /* pool idle list */
+    sh_buf_t in;              /* unconsumed response bytes */
+    uint32_t nrequests;
+    uint8_t connected : 1;
+    uint8_t closing : 1;
+    uint8_t reading : 1;
+    uint8_t idle : 1;
+    uint8_t closing_handles;
+};
+
+typedef struct sh_proxy_req_s {
+    sh_request_t *r;
+    const proxy_loc_t *conf;
+    sh_ups_rt_t *ups;
+    sh_uconn_t *u;
+    int peer;
+    uint64_t tried;
+    int tries;
+    int state;
+    sh_buf_t head;           /* request head for the upstream, kept for retries */
+    sh_http1_response_t resp;
+    sh_http1_header_t resp_headers[MAX_RESP_HEADERS];
+    sh_body_t rbody;         /* response body framing */
+    uint64_t req_body_sent;  /* request body bytes handed to the upstream */
+    uint8_t req_chunked : 1; /* we chunk-encode the request body */
+    uint8_t req_body_done : 1;
+    uint8_t up_paused : 1;   /* upstream reads stopped: client is slow */
+    uint8_t reused : 1;      /* the connection came from the pool */
+    uint8_t got_bytes : 1;   /* any response byte arrived on this try */
+    uint8_t up_keep : 1;     /* the upstream connection can be pooled */
+    uint8_t no_pool : 1;     /* a pooled connection just failed: use a new one */
+} sh_proxy_req_t;
+
+extern sh_conf_module_t sh_proxy_module;
+
+/* ------------------------------------------------------ conf -- */
+
+static void *proxy_create_loc(void)
+{
+    proxy_loc_t *c = sh_new(proxy_loc_t);
+    c->http_version = SH_CONF_UNSET;
+    c->connect_timeout = SH_CONF_UNSET_MSEC;
+    c->send_timeout = SH_CONF_UNSET_MSEC;
+    c->read_timeout = SH_CONF_UNSET_MSEC;
+    c->buffering = SH_CONF_UNSET;
+    c->request_buffering = SH_CONF_UNSET;
+    return c;
+}
+
+static void headers_free(proxy_header_t *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sh_free(h[i].name);
+        sh_cv_destroy(h[i].value);
+    }
+    sh_free(h);
+}
+
+static void proxy_destroy_loc(void *conf)
+{
+    proxy_loc_t *c = conf;
+    sh_free(c->pass);
+    sh_free(c->uri);
+    sh_free(c->host);
+    if (c->headers_set)
+        headers_free(c->headers, c->nheaders);
+    sh_free(c);
+}
+
+static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
+{
+    proxy_loc_t *p = parent, *c = conf;
+    if (!c->headers_set) { /* nginx: inherited only if this level sets none */
+        c->headers = p->headers;
+        c->nheaders = p->nheaders;
+    }
+    SH_CONF_MERGE(c->http_version, p->http_version, 11);
+    SH_CONF_MERGE_MSEC(c->connect_timeout, p->connect_timeout, 60000);
+    SH_CONF_MERGE_MSEC(c->send_timeout, p->send_timeout, 60000);
+    SH_CONF_MERGE_MSEC(c->read_timeout, p->read_timeout, 60000);
+    SH_CONF_MERGE(c->buffering, p->buffering, 1);
+    SH_CONF_MERGE(c->request_buffering, p->request_buffering, 1);
+    if (c->pass != NULL && c->ups == NULL) {
+        /* resolve now that every upstream block is known */
+        sh_http_block_t *b = cf->user;
+        sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
+        sh_conf_node_t at = {.file = c->file, .line = c->line};
+        const sh_conf_node_t *saved = cf->node;
+        cf->node = &at;
+        c->ups = sh_upstream_get(cf, um, c->host, 80);
+        cf->node = saved;
+        if (c->ups == NULL)
+            return SH_EINVAL;
+    }
+    return 0;
+}
+
+static int proxy_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    proxy_loc_t *c = conf;
+    const char *url = cf->node->args[1];
+    if (c->pass != NULL)
+        return sh_conf_error(cf, "\"proxy_pass\" directive is duplicate");
+    if (strncmp(url, "https://", 8) == 0)
+        return sh_conf_error(cf, "https upstreams are not supported yet in \"%s\"", url);
+    if (strncmp(url, "http://", 7) != 0)
+        return sh_conf_error(cf, "invalid URL prefix in \"%s\"", url);
+    if (strchr(url, '$') != NULL)
+        return sh_conf_error(cf, "variables in \"proxy_pass\" are not supported yet");
+    const char *hp = url + 7;
+    const char *slash = strchr(hp, '/');
+    size_t hl = slash ? (size_t)(slash - hp) : strlen(hp);
+    if (hl == 0)
+        return sh_conf_error(cf, "no host in \"%s\"", url);
+    c->pass = sh_strdup(url);
+    c->host = sh_strndup(hp, hl);
+    if (slash != NULL) {
+        c->uri = sh_strdup(slash);
+        c->uri_len = strlen(slash);
+    }
+    c->file = cf->node->file;
+    c->line = cf->node->line;
+    return 0;
+}
+
+static int proxy_set_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    proxy_loc_t *c = conf;
+    const sh_conf_node_t *n = cf->node;
+    if (!c->headers_set) {
+        c->headers = NULL;
+        c->nheaders = 0;
+        c->headers_set = 1;
+    }
+    if (c->nheaders >= 256)
+        return sh_conf_error(cf, "too many \"proxy_set_header\" directives");
+    proxy_header_t h = {.name = sh_strdup(n->args[1]), .name_len = strlen(n->args[1])};
+    int rc = sh_cv_compile(cf, n->args[2], &h.value);
+    if (rc != 0) {
+        sh_free(h.name);
+        return rc;
+    }
+    c->headers = sh_realloc(c->headers, (c->nheaders + 1) * sizeof(*c->headers));
+    c->headers[c->nheaders++] = h;
+    return 0;
+}
+
+static int http_version_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    proxy_loc_t *c = conf;
+    const char *v = cf->node->args[1];
+    if (c->http_version != SH_CONF_UNSET)
+        return sh_conf_error(cf, "\"proxy_http_version\" directive is duplicate");
+    if (strcmp(v, "1.0") == 0)
+        c->http_version = 10;
+    else if (strcmp(v, "1.1") == 0)
+        c->http_version = 11;
+    else
+        return sh_conf_error(cf, "invalid value \"%s\" in \"proxy_http_version\" directive", v);
+    return 0;
+}
+
+#define PLOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define POFF(f) offsetof(proxy_loc_t, f)
+
+static const sh_conf_cmd_t proxy_cmds[] = {
+    {"proxy_pass", SH_CTX_LOCATION | SH_CTX_IF | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1,
+     proxy_pass_set, 0, NULL},
+    {"proxy_set_header", PLOC | SH_CONF_TAKE2, proxy_set_header_set, 0, NULL},
+    {"proxy_http_version", PLOC | SH_CONF_TAKE1, http_version_set, 0, NULL},
+    {"proxy_connect_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(connect_timeout),
+     NULL},
+    {"proxy_send_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(send_timeout), NULL},
+    {"proxy_read_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(read_timeout), NULL},
+    {"proxy_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(buffering), NULL},
+    {"proxy_request_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(request_buffering),
+     NULL},
+    {NULL, 0, NULL, 0, NULL}};
+
+static const sh_http_module_t proxy_http_ctx = {
+    .magic = SH_HTTP_MODULE_MAGIC,
+    .create_loc = proxy_create_loc,
+    .merge_loc = proxy_merge_loc,
+    .destroy_loc = proxy_destroy_loc,
+};
+
+sh_conf_module_t sh_proxy_module = {
+    .name = "proxy",
+    .cmds = proxy_cmds,
+    .ctx = &proxy_http_ctx,
+};
+
+int sh_proxy_enabled(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
+    return c != NULL && c->pass != NULL;
+}
+
+void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
+{
+    const proxy_loc_t *c = r->loc ? sh_http_loc_conf(r->loc, &sh_proxy_module) : NULL;
+    if (c != NULL && c->host != NULL)
+        sh_buf_appends(out, c->host);
+}
+
+/* ------------------------------------------------------ runtime -- */
+
+static void uconn_close(sh_uconn_t *u);
+static void connect_next(sh_proxy_req_t *p);
+static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void up_written_cb(uv_stream_t *s, int status);
+
+static int is_hop_by_hop(const sh_http1_header_t *h)
+{
+    return sh_http1_name_is(h, "connection") || sh_http1_name_is(h, "keep-alive") ||
+           sh_http1_name_is(h, "proxy-connection") || sh_http1_name_is(h, "te") ||
+           sh_http1_name_is(h, "trailer") || sh_http1_name_is(h, "transfer-encoding") ||
+           sh_http1_name_is(h, "upgrade");
+}
+
+/* Whether header h is named in the Connection field (also hop-by-hop). */
+static int named_in_connection(const sh_http1_header_t *hs, size_t n, const sh_http1_header_t *h)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!sh_http1_name_is(&hs[i], "connection"))
+            continue;
+        char name[128];
+        if (h->name_len >= sizeof(name))
+            return 0;
+        memcpy(name, h->name, h->name_len);
+        name[h->name_len] = '\0';
+        if (sh_http1_has_token(hs[i].value, hs[i].value_len, name))
+            return 1;
+    }
+    return 0;
+}
+
+static int set_by_conf(const proxy_loc_t *c, const sh_http1_header_t *h)
+{
+    for (size_t i = 0; i < c->nheaders; i++)
+        if (c->headers[i].name_len == h->name_len &&
+            strncasecmp(c->headers[i].name, h->name, h->name_len) == 0)
+            return 1;
+    return 0;
+}
+
+static void build_request_head(sh_proxy_req_t *p)
+{
+    sh_request_t *r = p->r;
+    const proxy_loc_t *c = p->conf;
+    sh_buf_t *b = &p->head;
+    b->len = 0;
+    sh_buf_append(b, r->h.method, r->h.method_len);
+    sh_buf_append(b, " ", 1);
+    if (c->uri != NULL) {
+        /* nginx: the part of the URI matching the location is replaced by
+         * the URI in proxy_pass */
+        const char *tail = r->path.p;
+        size_t tl = r->path.len;
+        if ((r->loc->match == SH_LOC_PREFIX || r->loc->match == SH_LOC_PREFERRED) &&
+            tl >= r->loc->name_len && memcmp(tail, r->loc->name, r->loc->name_len) == 0) {
+            tail += r->loc->name_len;
+            tl -= r->loc->name_len;
+        } else if (r->loc->match == SH_LOC_EXACT) {
+            tl = 0;
+        }
+        sh_buf_append(b, c->uri, c->uri_len);
+        sh_buf_append(b, tail, tl);
+        if (r->args.p != NULL) {
+            sh_buf_append(b, "?", 1);
+            sh_buf_append(b, r->args.p, r->args.len);
+        }
+    } else {
+        sh_buf_append(b, r->path.p, r->path.len);
+        if (r->args.p != NULL) {
+            sh_buf_append(b, "?", 1);
+            sh_buf_append(b, r->args.p, r->args.len);
+        }
+    }
+    sh_buf_appends(b, c->http_version == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+
+    int host_set = 0, conn_set = 0;
+    for (size_t i = 0; i < c->nheaders; i++) {
+        const proxy_header_t *h = &c->headers[i];
+        size_t mark = b->len;
+        sh_buf_append(b, h->name, h->name_len);
+        sh_buf_append(b, ": ", 2);
+        size_t vstart = b->len;
+        sh_cv_eval(h->value, r, b);
+        if (b->len == vstart) { /* an empty value removes the header */
+            b->len = mark;
+        } else {
+            sh_buf_append(b, "\r\n", 2);
+        }
+        if (h->name_len == 4 && strncasecmp(h->name, "host", 4) == 0)
+            host_set = 1;
+        if (h->name_len == 10 && strncasecmp(h->name, "connection", 10) == 0)
+            conn_set = 1;
+    }
+    if (!host_set) {
+        sh_buf_appends(b, "Host: ");
+        sh_buf_appends(b, c->host);
+        sh_buf_append(b, "\r\n", 2);
+    }
+    for (size_t i = 0; i < r->h.nheaders; i++) {
+        const sh_http1_header_t *h = &r->h.headers[i];
+        if (is_hop_by_hop(h) || sh_http1_name_is(h, "host") ||
+            sh_http1_name_is(h, "content-length") || sh_http1_name_is(h, "expect") ||
+            set_by_conf(c, h) || named_in_connection(r->h.headers, r->h.nheaders, h))
+            continue;
+        sh_buf_append(b, h->name, h->name_len);
+        sh_buf_append(b, ": ", 2);
+        sh_buf_append(b, h->value, h->value_len);
+        sh_buf_append(b, "\r\n", 2);
+    }
+    if (r->h.chunked) {
+        sh_buf_appends(b, "Transfer-Encoding: chunked\r\n");
+        p->req_chunked = 1;
+    } else if (r->h.content_length >= 0) {
+        sh_buf_appendf(b, "Content-Length: %lld\r\n", (long long)r->h.content_length);
+    }
+    if (!conn_set && (c->http_version == 10 || p->ups->conf->keepalive == 0))
+        sh_buf_appends(b, "Connection: close\r\n");
+    sh_buf_append(b, "\r\n", 2);
+}
+
+static uint64_t now_ms(sh_proxy_req_t *p)
+{
+    return sh_worker_now(p->r->c->w);
+}
+
+static void up_timer_start(sh_uconn_t *u, uint64_t ms, uv_timer_cb cb)
+{
+    uv_timer_start(&u->timer, cb, ms, 0);
+}
+
+static void uconn_closed(uv_handle_t *h)
+{
+    sh_uconn_t *u = h->data;
+    if (--u->closing_handles == 0) {
+        sh_buf_dispose(&u->in);
+        sh_free(u);
+    }
+}
+
+static void uconn_close(sh_uconn_t *u)
+{
+    if (u->idle) {
+        sh_list_remove(&u->link);
+        u->ups->nidle--;
+        u->idle = 0;
+    }
+    u->p = NULL;
+    if (u->closing)
+        return;
+    u->closing = 1;
+    u->closing_handles = 2;
+    uv_close((uv_handle_t *)&u->tcp, uconn_closed);
+    uv_close((uv_handle_t *)&u->timer, uconn_closed);
+}
+
+/* ---- the pool */
+
+static void idle_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    sh_uconn_t *u = s->data;
+    sh_worker_release_rbuf(u->w, buf);
+    if (nread == 0)
+        return;
+    /* data or EOF on an idle connection: the server closed or misbehaved */
+    uconn_close(u);
+}
+
+static void idle_timeout_cb(uv_timer_t *t)
+{
+    uconn_close(t->data);
+}
+
+static void pool_put(sh_uconn_t *u)
+{
+    sh_ups_rt_t *rt = u->ups;
+    const sh_upstream_t *uc = rt->conf;
+    u->p = NULL;
+    if (uc->keepalive == 0 || u->w->stopping || u->in.len > 0 ||
+        (uc->keepalive_requests > 0 && u->nrequests >= (uint32_t)uc->keepalive_requests)) {
+        uconn_close(u);
+        return;
+    }
+    if (rt->nidle >= uc->keepalive) { /* drop the least recently used */
+        sh_uconn_t *old = container_of(rt->idle.prev, sh_uconn_t, link);
+        uconn_close(old);
+    }
+    sh_list_insert_head(&rt->idle, &u->link);
+    rt->nidle++;
+    u->idle = 1;
+    uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, idle_read_cb);
+    uv_timer_start(&u->timer, idle_timeout_cb, uc->keepalive_timeout, 0);
+}
+
+static sh_uconn_t *pool_get(sh_ups_rt_t *rt, int peer)
+{
+    for (sh_link_t *l = rt->idle.next; l != &rt->idle; l = l->next) {
+        sh_uconn_t *u = container_of(l, sh_uconn_t, link);
+        if (u->peer != peer)
+            continue;
+        sh_list_remove(&u->link);
+        rt->nidle--;
+        u->idle = 0;
+        uv_read_stop((uv_stream_t *)&u->tcp);
+        uv_timer_stop(&u->timer);
+        return u;
+    }
+    return NULL;
+}
+
+/* ---- failure and retry */
+
+enum { FAIL_ERROR, FAIL_TIMEOUT, FAIL_INVALID };
+
+static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
+{
+    sh_request_t *r = p->r;
+    sh_uconn_t *u = p->u;
+    int stale = p->reused && !p->got_bytes && kind == FAIL_ERROR;
+    const sh_ups_server_t *srv = &p->ups->conf->servers[p->peer];
+    sh_log(stale ? SH_LOG_INFO : SH_LOG_ERR, "%s while talking to upstream %s (%s), client %llu",
+           what, srv->name, p->ups->conf->name, (unsigned long long)r->c->id);
+    if (u != NULL) {
+        p->u = NULL;
+        uconn_close(u);
+    }
+    /* a stale pooled connection is the pool's fault, not the server's */
+    sh_upstream_done(p->ups, p->peer, !stale, now_ms(p));
+    int nothing_sent = p->state == P_CONNECTING;
+    int idempotent = r->h.method_id != SH_HTTP_POST && r->h.method_id != SH_HTTP_PATCH &&
+                     r->h.method_id != SH_HTTP_OTHER && r->h.method_id != SH_HTTP_CONNECT;
+    int replayable = r->body_received == 0 && p->req_body_sent == 0 &&
+                     (r->h.content_length <= 0 && !r->h.chunked);
+    int can_retry = !r->resp_started && !p->got_bytes &&
+                    (nothing_sent || (replayable && (idempotent || stale)));
+    if (stale)
+        p->no_pool = 1;
+    else
+        p->tried |= 1ull << (p->peer % 64);
+    p->tries++;
+    if (can_retry && p->tries < (int)p->ups->conf->nservers + (stale ? 2 : 0) &&
+        !r->c->w->stopping) {
+        connect_next(p);
+        return;
+    }
+    if (!r->resp_started) {
+        r->keepalive = r->keepalive && (r->body.done || (r->h.content_length <= 0 && !r->h.chunked));
+        sh_request_respond(r, kind == FAIL_TIMEOUT ? 504 : 502, NULL, NULL, 0, NULL);
+    } else {
+        sh_request_abort(r);
+    }
+}
+
+static void up_timeout_cb(uv_timer_t *t)
+{
+    sh_uconn_t *u = t->data;
+    sh_proxy_req_t *p = u->p;
+    if (p == NULL)
+        return;
+    up_fail(p, FAIL_TIMEOUT,
+            p->state == P_CONNECTING ? "upstream timed out (connect)" : "upstream timed out");
+}
+
+/* ---- response */
+
+static void response_complete(sh_proxy_req_t *p)
+{
+    sh_request_t *r = p->r;
+    sh_uconn_t *u = p->u;
+    p->state = P_DONE;
+    p->u = NULL;
+    if (u != NULL) {
+        uv_read_stop((uv_stream_t *)&u->tcp);
+        uv_timer_stop(&u->timer);
+        u->reading = 0;
+        sh_upstream_done(p->ups, p->peer, 0, now_ms(p));
+        if (p->up_keep && p->req_body_done && p->conf->http_version == 11)
+            pool_put(u);
+        else
+            uconn_close(u);
+    }
+    if (!p->req_body_done)
+        r->keepalive = 0; /* the rest of the request body was never read */
+    sh_request_finish(r);
+}
+
+static int send_client(sh_proxy_req_t *p, const uv_buf_t *bufs, unsigned n)
+{
+    sh_request_t *r = p->r;
+    if (sh_request_send(r, bufs, n) != 0)
+        return -1;
+    if (!p->up_paused && p->u != NULL && sh_request_out_queued(r) > SH_WBUF_HIGH) {
+        p->up_paused = 1;
+        uv_read_stop((uv_stream_t *)&p->u->tcp);
+    }
+    return 0;
+}
+
+void sh_proxy_client_drained(sh_request_t *r)
+{
+    sh_proxy_req_t *p = r->proxy;
+    if (p != NULL && p->up_paused && p->u != NULL) {
+        p->up_paused = 0;
+        uv_read_start((uv_stream_t *)&p->u->tcp, sh_worker_alloc_cb, up_read_cb);
+    }
+}
+
+static int send_response_head(sh_proxy_req_t *p)
+{
+    sh_request_t *r = p->r;
+    sh_http1_response_t *rs = &p->resp;
+    sh_buf_t b = {0};
+    int status = rs->status;
+    int no_body = r->head_only || status == 204 || status == 304 || status < 200;
+    sh_response_head_start(r, &b, status, rs->reason_phrase, rs->reason_len);
+    for (size_t i = 0; i < rs->nheaders; i++) {
+        const sh_http1_header_t *h = &rs->headers[i];
+        if (is_hop_by_hop(h) || sh_http1_name_is(h, "content-length") ||
+            sh_http1_name_is(h, "server") || sh_http1_name_is(h, "date") ||
+            named_in_connection(rs->headers, rs->nheaders, h))
+            continue;
+        sh_buf_append(&b, h->name, h->name_len);
+        sh_buf_append(&b, ": ", 2);
+        sh_buf_append(&b, h->value, h->value_len);
+        sh_buf_append(&b, "\r\n", 2);
+    }
+    p->rbody = (sh_body_t){.left = -1};
+    if (no_body) {
+        if (rs->content_length >= 0 && (r->head_only || status == 304))
+            sh_buf_appendf(&b, "Content-Length: %lld\r\n", (long long)rs->content_length);
+        p->rbody.done = 1;
+    } else if (rs->chunked) {
+        p->rbody.chunked = 1;
+        sh_http1_chunked_init(&p->rbody.chunk);
+    } else if (rs->content_length >= 0) {
+        sh_buf_appendf(&b, "Content-Length: %lld\r\n", (long long)rs->content_length);
+        p->rbody.left = rs->content_length;
+        if (rs->content_length == 0)
+            p->rbody.done = 1;
+    } else {
+        p->rbody.until_close = 1;
+        p->up_keep = 0;
+    }
+    if ((p->rbody.chunked || p->rbody.until_close) && !p->rbody.done) {
+        if (r->h.version == 11)
+            r->resp_chunked = 1;
+        else
+            r->keepalive = 0; /* HTTP/1.0: the end of the body is the close */
+        if (r->resp_chunked)
+            sh_buf_appends(&b, "Transfer-Encoding: chunked\r\n");
+    }
+    sh_response_head_end(r, &b);
+    uv_buf_t ub = uv_buf_init(b.data, (unsigned)b.len);
+    r->status = status;
+    int rc = send_client(p, &ub, 1);
+    sh_buf_dispose(&b);
+    return rc;
+}
+
+/* Send one piece of response body, framed for the client. */
+static int send_body(sh_proxy_req_t *p, const char *data, size_t len)
+{
+    sh_request_t *r = p->r;
+    if (len == 0)
+        return 0;
+    r->body_bytes_sent += len;
+    if (r->resp_chunked) {
+        char hdr[20];
+        int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+        uv_buf_t bufs[3] = {uv_buf_init(hdr, (unsigned)hl), uv_buf_init((char *)data, (unsigned)len),
+                            uv_buf_init("\r\n", 2)};
+        return send_client(p, bufs, 3);
+    }
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    return send_client(p, &b, 1);
+}
+
+static int send_body_end(sh_proxy_req_t *p)
+{
+    if (!p->r->resp_chunked)
+        return 0;
+    uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
+    return send_client(p, &b, 1);
+}
+
+/* Consume response bytes; returns bytes consumed or -1 after the request
+ * was failed, aborted or completed (p is gone then). */
+static ssize_t response_data(sh_proxy_req_t *p, const char *data, size_t len)
+{
+    size_t off = 0;
+    while (off < len || (p->state == P_BODY && p->rbody.done)) {
+        if (p->state == P_SENDING || p->state == P_HEAD) {
+            p->resp.headers = p->resp_headers;
+            p->resp.max_headers = MAX_RESP_HEADERS;
+            sh_http1_limits_t lim = {.max_head = MAX_RESP_HEAD};
+            ssize_t n = sh_http1_parse_response(data + off, len - off, &p->resp, &lim);
+            if (n == SH_EAGAIN) {
+                if (len - off >= MAX_RESP_HEAD) {
+                    up_fail(p, FAIL_INVALID, "upstream sent too big header");
+                    return -1;
+                }
+                return (ssize_t)off;
+            }
+            if (n < 0) {
+                up_fail(p, FAIL_INVALID, "upstream sent invalid header");
+                return -1;
+            }
+            if (p->resp.status >= 100 && p->resp.status < 200 && p->resp.status != 101) {
+                off += (size_t)n; /* interim responses are not passed on */
+                continue;
+            }
+            if (p->resp.status == 101) {
+                up_fail(p, FAIL_INVALID, "upstream switched protocols (not supported yet)");
+                return -1;
+            }
+            p->up_keep = p->resp.keep_alive && p->conf->http_version == 11;
+            if (send_response_head(p) != 0) {
+                sh_request_abort(p->r);
+                return -1;
+            }
+            off += (size_t)n;
+            p->state = P_BODY;
+            continue;
+        }
+        /* P_BODY */
+        if (p->rbody.done) {
+            if (off < len)
+                p->up_keep = 0; /* bytes after the response: not reusable */
+            if (send_body_end(p) != 0) {
+                sh_request_abort(p->r);
+                return -1;
+            }
+            response_complete(p);
+            return -1;
+        }
+        const char *d = data + off;
+        size_t avail = len - off;
+        if (p->rbody.until_close) {
+            if (send_body(p, d, avail) != 0)
+                goto aborted;
+            off = len;
+        } else if (p->rbody.chunked) {
+            const char *span = NULL;
+            size_t span_len = 0;
+            int done = 0;
+            ssize_t n = sh_http1_chunked_decode(&p->rbody.chunk, d, avail, &span, &span_len, &done);
+            if (n < 0) {
+                sh_log_err("upstream sent invalid chunked response");
+                p->up_keep = 0;
+                goto aborted;
+            }
+            off += (size_t)n;
+            if (span_len > 0 && send_body(p, span, span_len) != 0)
+                goto aborted;
+            if (done)
+                p->rbody.done = 1;
+            else if (n == 0 && span_len == 0)
+                return (ssize_t)off;
+        } else {
+            size_t take = avail < (uint64_t)p->rbody.left ? avail : (size_t)p->rbody.left;
+            if (send_body(p, d, take) != 0)
+                goto aborted;
+            off += take;
+            p->rbody.left -= (int64_t)take;
+            if (p->rbody.left == 0)
+                p->rbody.done = 1;
+        }
+    }
+    return (ssize_t)off;
+aborted:
+    sh_request_abort(p->r);
+    return -1;
+}
+
+static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    sh_uconn_t *u = s->data;
+    sh_proxy_req_t *p = u->p;
+    if (nread == 0 || p == NULL) {
+        sh_worker_release_rbuf(u->w, buf);
+        return;
+    }
+    if (nread < 0) {
+        sh_worker_release_rbuf(u->w, buf);
+        if (p->state == P_BODY && p->rbody.until_close && nread == UV_EOF) {
+            p->rbody.done = 1;
+            response_data(p, "", 0);
+            return;
+        }
+        if (p->state == P_BODY) {
+            sh_log_err("upstream prematurely closed connection while reading response body");
+            p->u = NULL;
+            uconn_close(u);
+            sh_upstream_done(p->ups, p->peer, 1, now_ms(p));
+            sh_request_abort(p->r);
+            return;
+        }
+        up_fail(p, FAIL_ERROR,
+                nread == UV_EOF ? "upstream prematurely closed connection" : uv_strerror((int)nread));
+        return;
+    }
+    p->got_bytes = 1;
+    uv_timer_start(&u->timer, up_timeout_cb, p->conf->read_timeout, 0);
+    /* Process from the shared read buffer when nothing is pending, else
+     * from the connection's own buffer, detached while it is processed so
+     * the connection can go back to the pool empty. */
+    sh_buf_t pending = u->in;
+    const char *data = buf->base;
+    size_t len = (size_t)nread;
+    if (pending.len > 0) {
+        u->in = (sh_buf_t){0};
+        sh_buf_append(&pending, buf->base, len);
+        sh_worker_release_rbuf(u->w, buf);
+        buf = NULL;
+        data = pending.data;
+        len = pending.len;
+    }
+    ssize_t used = response_data(p, data, len);
+    if (used >= 0 && (size_t)used < len)
+        sh_buf_append(&u->in, data + used, len - (size_t)used);
+    if (pending.len > 0)
+        sh_buf_dispose(&pending);
+    if (buf != NULL)
+        sh_worker_release_rbuf(u->w, buf);
+}
+
+/* ---- request */
+
+static void up_written_cb(uv_stream_t *s, int status)
+{
+    sh_uconn_t *u = s->data;
+    sh_proxy_req_t *p = u->p;
+    if (p == NULL || status < 0)
+        return; /* a write error shows up as a read error too */
+    if (!p->req_body_done && s->write_queue_size < SH_WBUF_LOW)
+        sh_request_body_resume(p->r);
+}
+
+static void start_exchange(sh_proxy_req_t *p)
+{
+    sh_uconn_t *u = p->u;
+    sh_request_t *r = p->r;
+    p->state = P_SENDING;
+    u->nrequests++;
+    uv_buf_t b = uv_buf_init(p->head.data, (unsigned)p->head.len);
+    if (sh_stream_send((uv_stream_t *)&u->tcp, &b, 1, up_written_cb) != 0) {
+        up_fail(p, FAIL_ERROR, "send() to upstream failed");
+        return;
+    }
+    u->reading = 1;
+    uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
+    uv_timer_start(&u->timer, up_timeout_cb, p->conf->read_timeout, 0);
+    if (r->h.content_length > 0 || r->h.chunked)
+        sh_request_body_resume(r); /* the client connection starts feeding the body */
+    else
+        p->req_body_done = 1;
+}
+
+static void connected_cb(uv_connect_t *req, int status)
+{
+    sh_uconn_t *u = req->data;
+    if (status == UV_ECANCELED)
+        return;
+    sh_proxy_req_t *p = u->p;
+    if (p == NULL) {
+        if (!u->closing)
+            uconn_close(u);
+        return;
+    }
+    if (status < 0) {
+        char what[128];
+        snprintf(what, sizeof(what), "connect() failed (%s)", uv_strerror(status));
+        up_fail(p, FAIL_ERROR, what);
+        return;
+    }
+    u->connected = 1;
+    uv_tcp_nodelay(&u->tcp, 1);
+    start_exchange(p);
+}
+
+static void connect_next(sh_proxy_req_t *p)
+{
+    sh_worker_t *w = p->r->c->w;
+    int peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w));
+    if (peer < 0) {
+        sh_log_err("no live upstreams while connecting to upstream \"%s\"", p->ups->conf->name);
+        sh_request_respond(p->r, 502, NULL, NULL, 0, NULL);
+        return;
+    }
+    p->peer = peer;
+    p->got_bytes = 0;
+    p->state = P_CONNECTING;
+    sh_uconn_t *u = p->no_pool ? NULL : pool_get(p->ups, peer);
+    if (u != NULL) {
+        p->reused = 1;
+        p->u = u;
+        u->p = p;
+        start_exchange(p);
+        return;
+    }
+    p->reused = 0;
+    u = sh_new(sh_uconn_t);
+    u->w = w;
+    u->ups = p->ups;
+    u->peer = peer;
+    u->p = p;
+    sh_list_init(&u->link);
+    uv_tcp_init(&w->loop, &u->tcp);
+    uv_timer_init(&w->loop, &u->timer);
+    u->tcp.data = u;
+    u->timer.data = u;
+    u->creq.data = u;
+    p->u = u;
+    const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
+    int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&srv->addr, connected_cb);
+    if (rc != 0) {
+        char what[128];
+        snprintf(what, sizeof(what), "connect() failed (%s)", uv_strerror(rc));
+        up_fail(p, FAIL_ERROR, what);
+        return;
+    }
+    up_timer_start(u, p->conf->connect_timeout, up_timeout_cb);
+}
+
+void sh_proxy_start(sh_request_t *r)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(r->loc, &sh_proxy_module);
+    sh_proxy_req_t *p = sh_new(sh_proxy_req_t);
+    p->r = r;
+    p->conf = c;
+    p->ups = &r->c->w->ups[c->ups->index];
+    r->proxy = p;
+    if (r->h.chunked && c->http_version == 10) {
+        sh_request_respond(r, 411, NULL, NULL, 0, NULL);
+        return;
+    }
+    build_request_head(p);
+    connect_next(p);
+}
+
+int sh_proxy_body(sh_request_t *r, const char *data, size_t len, int last)
+{
+    sh_proxy_req_t *p = r->proxy;
+    if (p == NULL || p->u == NULL)
+        return 0;
+    uv_stream_t *s = (uv_stream_t *)&p->u->tcp;
+    uv_buf_t bufs[4];
+    unsigned n = 0;
+    char hdr[20];
+    if (len > 0) {
+        if (p->req_chunked) {
+            int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+            bufs[n++] = uv_buf_init(hdr, (unsigned)hl);
+            bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+            bufs[n++] = uv_buf_init("\r\n", 2);
+        } else {
+            bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+        }
+    }
+    if (last) {
+        if (p->req_chunked)
+            bufs[n++] = uv_buf_init("0\r\n\r\n", 5);
+        p->req_body_done = 1;
+    }
+    p->req_body_sent += len;
+    if (n > 0 && sh_stream_send(s, bufs, n, up_written_cb) != 0)
+        return 0; /* the read side reports the failure */
+    return s->write_queue_size > SH_WBUF_HIGH;
+}
+
+void sh_proxy_detach(sh_request_t *r)
+{
+    sh_proxy_req_t *p = r->proxy;
+    if (p == NULL)
+        return;
+    r->proxy = NULL;
+    if (p->u != NULL) {
+        sh_upstream_done(p->ups, p->peer, 0, now_ms(p));
+        uconn_close(p->u);
+        p->u = NULL;
+    }
+    sh_buf_dispose(&p->head);
+    sh_free(p);
+}
+
+void sh_proxy_close_pools(sh_worker_t *w)
+{
+    for (size_t i = 0; i < w->nups; i++) {
+        sh_ups_rt_t *rt = &w->ups[i];
+        while (!sh_list_empty(&rt->idle))
+            uconn_close(container_of(rt->idle.next, sh_uconn_t, link));
+    }
+}
