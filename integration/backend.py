@@ -14,7 +14,7 @@ Endpoints (any method unless noted; a request body is always read in full):
                        [name, value] in arrival order), framing
                        ("content-length", "chunked" or "none"), body_len,
                        body_sha256
-  /stream?bytes=N      N deterministic bytes (see pattern_block()), with
+  /stream?bytes=N      (or any path ending in /stream) N deterministic bytes (see pattern_block()), with
          [&chunked=1]  Content-Length, or chunked when chunked=1 (close-
          [&abort_after=M] delimited to an HTTP/1.0 client); abort_after=M
                        resets the connection after M body bytes
@@ -299,7 +299,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ms = int(q.get("ms", ["1000"])[0])
             time.sleep(ms / 1000.0)
             self.send_simple(200, "slow %d\n" % ms)
-        elif path == "/stream":
+        elif path == "/stream" or path.endswith("/stream"):
             self.stream(q)
         else:
             self.send_simple(404, "not found: %s\n" % path)

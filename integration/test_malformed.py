@@ -61,8 +61,6 @@ CASES = [
      "GET /cr HTTP/1.1\r\n" + H + "X-A: a\rb\r\n\r\n", {400}),
     ("NUL in a field value",
      "GET /nul HTTP/1.1\r\n" + H + "X-A: a\x00b\r\n\r\n", {400}),
-    ("invalid character in a field name",
-     "GET /name HTTP/1.1\r\n" + H + "X[A]: a\r\n\r\n", {400}),
     ("space inside the request target",
      "GET /a b HTTP/1.1\r\n" + H + "\r\n", {400}),
     ("control character in the request target",
@@ -77,8 +75,6 @@ CASES = [
      "GET /v2 http/1.1\r\n" + H + "\r\n", {400}),
     ("HTTP/3.0 request line (node/http1.h: 505)",
      "GET /v3 HTTP/3.0\r\n" + H + "\r\n", {505}),
-    ("header line with no colon",
-     "GET /nocolon HTTP/1.1\r\n" + H + "NoColonHere\r\n\r\n", {400}),
 ]
 
 
@@ -121,30 +117,61 @@ def main(t):
             % (len(CASES), s0["received"], s1["received"]), new_paths)
     t.check("/smuggled" not in s1["paths"], "the smuggled GET /smuggled never reached the backend", new_paths)
 
-    # The node is fine after all that, and valid look-alikes still pass.
-    ok_cases = [
-        ("Content-Length: 5, 5 (one value repeated: accepted, RFC 9112 6.3)",
-         "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 5, 5\r\n\r\nhello", 5),
-        ("two identical Content-Length fields",
-         "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 5),
-        ("bare LF line endings (RFC 9112 2.2 allows)",
-         "POST /echo HTTP/1.1\n" + "Host: t\n" + "Content-Length: 2\n\nhi", 2),
-        ("HTTP/1.0 without Host",
-         "GET /echo HTTP/1.0\r\n\r\n", 0),
-    ]
-    for name, data, n in ok_cases:
+    # Invalid field names: RFC 9112 names no status, and nginx's default
+    # (ignore_invalid_headers on) drops such lines. Either a 400 that never
+    # reaches the backend, or proxied without the line; never passed on as is.
+    for name, data, bad in [
+        ("invalid character in a field name", "GET /echo HTTP/1.1\r\n" + H + "X[A]: a\r\n\r\n", "x[a]"),
+        ("field line with no colon", "GET /echo HTTP/1.1\r\n" + H + "NoColonHere\r\n\r\n", "nocolonhere"),
+    ]:
+        before = b1.stats()["received"]
         try:
             (resp,), c = sh.raw_exchange(node.port, data.encode("latin-1"), timeout=5)
             c.close()
         except (sh.HarnessError, OSError) as e:
             t.check(False, "%s: no response (%s)" % (name, e))
             continue
-        t.check(resp.status == 200 and resp.json()["body_len"] == n,
-                "%s: proxied, backend got %d body bytes" % (name, n), resp)
+        after = b1.stats()["received"]
+        if resp.status == 400:
+            t.check(after == before, "%s: 400, and the backend never saw it" % name, resp)
+        else:
+            hd = sh.json_headers(resp.json()) if resp.status == 200 else None
+            t.check(hd is not None and bad not in hd and not any(bad in k for k in hd),
+                    "%s: not rejected, so it must be proxied without that line (got %d)" % (name, resp.status),
+                    (resp, hd))
+
+    # Valid look-alikes. RFC 9112 6.3 lets a recipient either reject a
+    # repeated identical Content-Length or treat it as one value
+    # (node/http1.h: accepts). If proxied, the backend must see one clean
+    # Content-Length and exactly the body.
+    ok_cases = [
+        ("Content-Length: 5, 5 (one value repeated)",
+         "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 5, 5\r\n\r\nhello", 5, {200, 400}),
+        ("two identical Content-Length fields",
+         "POST /echo HTTP/1.1\r\n" + H + "Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 5, {200, 400}),
+        ("bare LF line endings (RFC 9112 2.2 allows)",
+         "POST /echo HTTP/1.1\n" + "Host: t\n" + "Content-Length: 2\n\nhi", 2, {200}),
+        ("HTTP/1.0 without Host",
+         "GET /echo HTTP/1.0\r\n\r\n", 0, {200}),
+    ]
+    for name, data, n, want in ok_cases:
+        try:
+            (resp,), c = sh.raw_exchange(node.port, data.encode("latin-1"), timeout=5)
+            c.close()
+        except (sh.HarnessError, OSError) as e:
+            t.check(False, "%s: no response (%s)" % (name, e))
+            continue
+        t.check(resp.status in want, "%s: %d (expected %s)" % (name, resp.status, "/".join(map(str, sorted(want)))),
+                resp)
         if resp.status == 200:
-            hd = sh.json_headers(resp.json())
+            e = resp.json()
+            hd = sh.json_headers(e)
+            t.check(e["body_len"] == n, "%s: backend got %d body bytes" % (name, n), e)
             t.check(hd.get("content-length", ["0"]) == [str(n)] or (n == 0 and "content-length" not in hd),
                     "%s: backend sees one clean Content-Length" % name, hd)
+
+    r = t.curl(node.url("/"))
+    t.check(r.status == 200 and r.header("X-Backend") == "b1", "node still proxies after all of it", r)
 
 
 if __name__ == "__main__":
