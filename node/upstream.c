@@ -214,6 +214,10 @@ static int usable(const sh_ups_rt_t *rt, size_t i, uint64_t now)
     const sh_peer_rt_t *p = &rt->peers[i];
     if (s->down)
         return 0;
+    /* nginx: a group of one server never takes it out (max_fails and
+     * fail_timeout are ignored): there is nothing better to send to. */
+    if (rt->conf->nservers == 1)
+        return 1;
     if (s->max_fails > 0 && p->fails >= s->max_fails && now < p->down_until)
         return 0;
     if (s->max_conns > 0 && p->conns >= s->max_conns)
