@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Broadcast queue: see broadcast.h. Items sit in one list per transmit
+ * count, each list ordered newest first, so packing walks lists 0, 1, ...
+ * and stops as soon as the packet is full: O(taken + skipped), not a sort.
+ */
+#include "cluster/broadcast.h"
+
+#include <string.h>
+
+#include "cluster/strmap.h"
+#include "cluster/wire.h"
+#include "core/alloc.h"
+
+typedef struct item {
+    struct item *prev, *next;
+    char *key;
+    uint8_t *msg;
+    size_t len;
+    uint64_t id; /* queue order: larger is newer */
+    unsigned transmits;
+} item;
+
+struct sh_bcast_s {
+    item *lists[SH_BCAST_MAX_TRANSMITS + 1];
+    sh_strmap_t by_key;
+    size_t n, max;
+    uint64_t next_id;
+    uint64_t overflows;
+};
+
+sh_bcast_t *sh_bcast_create(size_t max)
+{
+    sh_bcast_t *b = sh_new(sh_bcast_t);
+    sh_strmap_init(&b->by_key);
+    b->max = max ? max : 1;
+    return b;
+}
+
+static void unlink_item(sh_bcast_t *b, item *it)
+{
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        b->lists[it->transmits] = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    it->prev = it->next = NULL;
+}
+
+/* Insert keeping the list newest first. */
+static void link_item(sh_bcast_t *b, item *it)
+{
+    item **pp = &b->lists[it->transmits], *prev = NULL;
+    while (*pp && (*pp)->id > it->id) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    it->next = *pp;
+    it->prev = prev;
+    if (*pp)
+        (*pp)->prev = it;
+    *pp = it;
+}
+
+static void free_item(sh_bcast_t *b, item *it)
+{
+    unlink_item(b, it);
+    sh_strmap_del(&b->by_key, it->key);
+    sh_free(it->key);
+    sh_free(it->msg);
+    sh_free(it);
+    b->n--;
+}
+
+void sh_bcast_destroy(sh_bcast_t *b)
+{
+    if (b == NULL)
+        return;
+    for (unsigned t = 0; t <= SH_BCAST_MAX_TRANSMITS; t++)
+        while (b->lists[t])
+            free_item(b, b->lists[t]);
+    sh_strmap_dispose(&b->by_key);
+    sh_free(b);
+}
+
+void sh_bcast_queue(sh_bcast_t *b, const char *key, const uint8_t *msg, size_t len)
+{
+    item *old = sh_strmap_get(&b->by_key, key);
+    if (old)
+        free_item(b, old);
+    if (b->n >= b->max) {
+        /* Drop the oldest of the most transmitted: it has done the most. */
+        for (int t = SH_BCAST_MAX_TRANSMITS; t >= 0; t--) {
+            item *it = b->lists[t];
+            if (it == NULL)
+                continue;
+            while (it->next)
+                it = it->next;
+            free_item(b, it);
+            b->overflows++;
+            break;
+        }
+    }
+    item *it = sh_new(item);
+    it->key = sh_strdup(key);
+    it->msg = sh_memdup(msg, len);
+    it->len = len;
+    it->id = ++b->next_id;
+    link_item(b, it);
+    sh_strmap_put(&b->by_key, it->key, it);
+    b->n++;
+}
+
+size_t sh_bcast_pack(sh_bcast_t *b, uint8_t *out, size_t cap, unsigned limit)
+{
+    if (limit < 1)
+        limit = 1;
+    if (limit > SH_BCAST_MAX_TRANSMITS)
+        limit = SH_BCAST_MAX_TRANSMITS;
+    size_t used = 0;
+    item *taken = NULL;
+    unsigned skipped = 0;
+    for (unsigned t = 0; t <= SH_BCAST_MAX_TRANSMITS && cap - used >= 8; t++) {
+        for (item *it = b->lists[t], *nx; it && cap - used >= 8; it = nx) {
+            nx = it->next;
+            size_t cost = sh_wire_update_cost(it->len);
+            if (cost > cap - used) {
+                /* Bound the scan for a small enough update. */
+                if (++skipped > 64)
+                    goto done;
+                continue;
+            }
+            used += sh_wire_append_update(out + used, it->msg, it->len);
+            unlink_item(b, it);
+            it->next = taken; /* relink after the walk */
+            taken = it;
+        }
+    }
+done:
+    while (taken) {
+        item *it = taken;
+        taken = it->next;
+        it->next = NULL;
+        it->transmits++;
+        if (it->transmits >= limit) {
+            sh_strmap_del(&b->by_key, it->key);
+            sh_free(it->key);
+            sh_free(it->msg);
+            sh_free(it);
+            b->n--;
+        } else {
+            link_item(b, it);
+        }
+    }
+    return used;
+}
+
+int sh_bcast_transmits(const sh_bcast_t *b, const char *key)
+{
+    item *it = sh_strmap_get(&b->by_key, key);
+    return it ? (int)it->transmits : -1;
+}
+
+size_t sh_bcast_len(const sh_bcast_t *b) { return b->n; }
+uint64_t sh_bcast_overflows(const sh_bcast_t *b) { return b->overflows; }
