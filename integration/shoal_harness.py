@@ -847,10 +847,10 @@ def default_shoal_bin():
     if env:
         return env
     for b in ("build", "build-integ"):
-        p = os.path.join(REPO, b, "cmd", "shoal", "shoal")
-        if os.path.exists(p):
-            return p
-    return os.path.join(REPO, "build", "cmd", "shoal", "shoal")
+        for p in (os.path.join(REPO, b, "bin", "shoal"), os.path.join(REPO, b, "cmd", "shoal", "shoal")):
+            if os.path.exists(p):
+                return p
+    return os.path.join(REPO, "build", "bin", "shoal")
 
 
 def run(main, name=None):

@@ -5,7 +5,7 @@
 # round robin over 127.0.0.1:9001 and :9002). Prints what to try, then waits.
 # Ctrl-C (or TERM) stops everything this script started, by PID.
 #
-#   scripts/demo.sh [PATH/TO/shoal]        (default: build/cmd/shoal/shoal)
+#   scripts/demo.sh [PATH/TO/shoal]        (default: build/bin/shoal)
 #
 # Installing packages and building are the callers' business (the lead's
 # scripts run before this one).
@@ -13,7 +13,13 @@ set -u
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
-shoal="${1:-${SHOAL_BIN:-$repo/build/cmd/shoal/shoal}}"
+shoal="${1:-${SHOAL_BIN:-}}"
+if [ -z "$shoal" ]; then
+  for c in "$repo/build/bin/shoal" "$repo/build/cmd/shoal/shoal"; do
+    [ -x "$c" ] && { shoal="$c"; break; }
+  done
+  shoal="${shoal:-$repo/build/bin/shoal}"
+fi
 backend="$repo/integration/backend.py"
 python="${PYTHON:-python3}"
 gw_port=8080
