@@ -95,6 +95,7 @@ void sh_conf_doc_destroy(sh_conf_doc_t *doc);
 #define SH_CONF_TAKE23 (SH_CONF_TAKE2 | SH_CONF_TAKE3)
 #define SH_CONF_TAKE123 (SH_CONF_TAKE1 | SH_CONF_TAKE2 | SH_CONF_TAKE3)
 #define SH_CONF_TAKE1234 (SH_CONF_TAKE123 | SH_CONF_TAKE4)
+#define SH_CONF_TAKE34 (SH_CONF_TAKE3 | SH_CONF_TAKE4)
 #define SH_CONF_1MORE 0x01000000u /* one or more */
 #define SH_CONF_2MORE 0x02000000u /* two or more */
 #define SH_CONF_ANY 0x04000000u   /* any number, zero included */

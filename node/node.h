@@ -123,6 +123,15 @@ struct sh_request_s {
     uint64_t body_received;
     sh_buf_t scratch;  /* for evaluated values */
     void *proxy;       /* sh_proxy_req_t when proxying */
+    /* Filled by the proxy for the $upstream_* variables: one entry per try,
+     * joined by ", " as nginx does ("-" where a value does not apply). */
+    sh_buf_t up_addr;          /* 127.0.0.1:9001, 127.0.0.1:9002 */
+    sh_buf_t up_status;        /* 502, 200 */
+    sh_buf_t up_connect_time;  /* seconds with ms: 0.001 */
+    sh_buf_t up_header_time;
+    sh_buf_t up_response_time;
+    uint64_t up_bytes_received;
+    uint64_t up_bytes_sent;
     uint8_t discard_body : 1; /* local response: read and drop the body */
     uint8_t resp_started : 1; /* a response byte went to the client */
     uint8_t resp_done : 1;

@@ -10,6 +10,7 @@
 #include "node/upstream.h"
 
 extern sh_conf_module_t sh_proxy_module;
+extern sh_conf_module_t sh_pending_module;
 #ifdef SHOAL_WITH_CLUSTER
 extern sh_conf_module_t sh_cluster_module;
 #endif
@@ -22,6 +23,8 @@ sh_conf_module_t *const sh_modules[] = {
 #ifdef SHOAL_WITH_CLUSTER
     &sh_cluster_module,
 #endif
+    /* last: accepted-with-a-warning names of later issues */
+    &sh_pending_module,
 };
 
 const unsigned sh_nmodules = sizeof(sh_modules) / sizeof(sh_modules[0]);

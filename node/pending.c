@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Directives of nginx configurations that Shoal does not implement yet
+ * (TLS, HTTP/2, limits, cache, gzip, headers, static files, status). They
+ * are accepted with a warning that names the directive and its file:line,
+ * so an nginx configuration loads and `shoal -t` lists exactly what is
+ * not honoured yet. This module is last in the module list: when a real
+ * module implements a name, it is found first and this entry is dead.
+ * Each entry leaves as its issue lands.
+ */
+#include "core/conf.h"
+
+#define LOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define LOCIF (LOC | SH_CTX_IF)
+#define P(name, type) {name, (type), sh_conf_set_unsupported, 0, NULL}
+
+static const sh_conf_cmd_t pending_cmds[] = {
+    /* issue 4: TLS and HTTP/2 */
+    P("ssl_certificate", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("ssl_certificate_key", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("ssl_protocols", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_1MORE),
+    P("ssl_ciphers", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("ssl_prefer_server_ciphers", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
+    P("ssl_session_cache", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE12),
+    P("ssl_session_timeout", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("ssl_session_tickets", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
+    P("ssl_session_ticket_key", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("ssl_stapling", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
+    P("ssl_stapling_verify", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
+    P("ssl_stapling_file", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("ssl_trusted_certificate", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("ssl_dhparam", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("ssl_ecdh_curve", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("ssl_early_data", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
+    P("ssl_conf_command", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE2),
+    P("http2", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
+    P("http2_max_concurrent_streams", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
+    P("add_header", LOCIF | SH_CONF_TAKE23),
+    /* limits */
+    P("limit_conn_zone", SH_CTX_HTTP | SH_CONF_TAKE2),
+    P("limit_req_zone", SH_CTX_HTTP | SH_CONF_TAKE34),
+    P("limit_conn", LOC | SH_CONF_TAKE2),
+    P("limit_req", LOC | SH_CONF_TAKE123),
+    P("limit_conn_status", LOC | SH_CONF_TAKE1),
+    P("limit_req_status", LOC | SH_CONF_TAKE1),
+    P("allow", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1),
+    P("deny", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1),
+    /* cache */
+    P("proxy_cache_path", SH_CTX_HTTP | SH_CONF_2MORE),
+    P("proxy_cache", LOC | SH_CONF_TAKE1),
+    P("proxy_cache_valid", LOC | SH_CONF_1MORE),
+    P("proxy_cache_use_stale", LOC | SH_CONF_1MORE),
+    P("proxy_cache_key", LOC | SH_CONF_TAKE1),
+    P("proxy_cache_bypass", LOC | SH_CONF_1MORE),
+    P("proxy_no_cache", LOC | SH_CONF_1MORE),
+    P("proxy_cache_lock", LOC | SH_CONF_FLAG),
+    P("expires", LOCIF | SH_CONF_TAKE12),
+    /* gzip */
+    P("gzip", LOCIF | SH_CONF_FLAG),
+    P("gzip_vary", LOC | SH_CONF_FLAG),
+    P("gzip_proxied", LOC | SH_CONF_1MORE),
+    P("gzip_comp_level", LOC | SH_CONF_TAKE1),
+    P("gzip_types", LOC | SH_CONF_1MORE),
+    P("gzip_min_length", LOC | SH_CONF_TAKE1),
+    P("gzip_buffers", LOC | SH_CONF_TAKE2),
+    P("gzip_http_version", LOC | SH_CONF_TAKE1),
+    P("gzip_disable", LOC | SH_CONF_1MORE),
+    /* static files, error pages, status */
+    P("types", SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_BLOCK | SH_CONF_NOARGS),
+    P("root", LOCIF | SH_CONF_TAKE1),
+    P("alias", SH_CTX_LOCATION | SH_CONF_TAKE1),
+    P("index", LOC | SH_CONF_1MORE),
+    P("try_files", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_2MORE),
+    P("internal", SH_CTX_LOCATION | SH_CONF_NOARGS),
+    P("error_page", LOCIF | SH_CONF_2MORE),
+    P("log_not_found", LOC | SH_CONF_FLAG),
+    P("stub_status", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_ANY),
+    /* logs */
+    P("log_format", SH_CTX_HTTP | SH_CONF_2MORE),
+    P("access_log", LOCIF | SH_CONF_1MORE),
+    P("map", SH_CTX_HTTP | SH_CONF_BLOCK | SH_CONF_TAKE2),
+    {NULL, 0, NULL, 0, NULL}};
+
+sh_conf_module_t sh_pending_module = {
+    .name = "pending",
+    .cmds = pending_cmds,
+};
