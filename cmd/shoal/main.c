@@ -51,6 +51,16 @@ static void usage(FILE *f)
                "  -h         this help\n");
 }
 
+/* Join a and b into out (PATH_MAX); exits with a message if too long. */
+static void path_join(char *out, const char *a, const char *b)
+{
+    int n = snprintf(out, PATH_MAX, "%s%s", a, b);
+    if (n < 0 || n >= PATH_MAX) {
+        fprintf(stderr, "shoal: [emerg] path too long: %s%s\n", a, b);
+        exit(1);
+    }
+}
+
 static int file_exists(const char *p)
 {
     struct stat st;
@@ -136,8 +146,8 @@ int main(int argc, char **argv)
 
     char prefix[PATH_MAX];
     if (prefix_arg != NULL) {
-        snprintf(prefix, sizeof(prefix), "%s%s", prefix_arg,
-                 prefix_arg[0] && prefix_arg[strlen(prefix_arg) - 1] == '/' ? "" : "/");
+        path_join(prefix, prefix_arg,
+                  prefix_arg[0] && prefix_arg[strlen(prefix_arg) - 1] == '/' ? "" : "/");
     } else if (getcwd(prefix, sizeof(prefix) - 1) != NULL) {
         strcat(prefix, "/");
     } else {
@@ -149,12 +159,12 @@ int main(int argc, char **argv)
     if (conf != NULL) {
         /* nginx: a relative -c is relative to the prefix when one is given */
         if (conf[0] != '/' && prefix_arg != NULL)
-            snprintf(path, sizeof(path), "%s%s", prefix, conf);
+            path_join(path, prefix, conf);
         else
-            snprintf(path, sizeof(path), "%s", conf);
+            path_join(path, "", conf);
         use = path;
     } else {
-        snprintf(path, sizeof(path), "%sconf/shoal.conf", prefix);
+        path_join(path, prefix, "conf/shoal.conf");
         if (prefix_arg != NULL && file_exists(path))
             use = path;
         else if (file_exists(DEFAULT_CONF))
@@ -184,8 +194,7 @@ int main(int argc, char **argv)
     int logfd = -1;
     if (core->error_log != NULL) {
         char lp[PATH_MAX];
-        snprintf(lp, sizeof(lp), "%s%s", core->error_log[0] == '/' ? "" : prefix,
-                 core->error_log);
+        path_join(lp, core->error_log[0] == '/' ? "" : prefix, core->error_log);
         logfd = open(lp, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (logfd < 0) {
             fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", lp, strerror(errno));
@@ -197,7 +206,7 @@ int main(int argc, char **argv)
     }
     char pidpath[PATH_MAX] = "";
     if (core->pid != NULL) {
-        snprintf(pidpath, sizeof(pidpath), "%s%s", core->pid[0] == '/' ? "" : prefix, core->pid);
+        path_join(pidpath, core->pid[0] == '/' ? "" : prefix, core->pid);
         FILE *pf = fopen(pidpath, "w");
         if (pf == NULL) {
             fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", pidpath,
