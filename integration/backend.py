@@ -20,6 +20,10 @@ Endpoints (any method unless noted; a request body is always read in full):
                        resets the connection after M body bytes
   /status/CODE         that status, body "status CODE\\n" (none for 1xx/204/304)
   /slow?ms=N           waits N ms, then "slow N\\n"
+  /raw/KIND            a broken response, then close: KIND is garbage (not
+                       HTTP), cl_te (Content-Length and Transfer-Encoding
+                       both), bad_cl (Content-Length: abc), or empty (close
+                       without a byte)
   /stats               JSON counters (below); not counted itself
   /health              "ok\\n"; not counted
 
@@ -41,7 +45,6 @@ import http.server
 import json
 import signal
 import socket
-import socketserver
 import struct
 import sys
 import threading
@@ -299,10 +302,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
             ms = int(q.get("ms", ["1000"])[0])
             time.sleep(ms / 1000.0)
             self.send_simple(200, "slow %d\n" % ms)
+        elif path.startswith("/raw/") or "/raw/" in path:
+            self.raw_broken(path.rsplit("/", 1)[-1])
         elif path == "/stream" or path.endswith("/stream"):
             self.stream(q)
         else:
             self.send_simple(404, "not found: %s\n" % path)
+
+    RAW = {
+        "garbage": b"HELLO THERE\r\n\r\n",
+        "cl_te": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"5\r\nhello\r\n0\r\n\r\n",
+        "bad_cl": b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello",
+        "empty": b"",
+    }
+
+    def raw_broken(self, kind):
+        data = self.RAW.get(kind)
+        if data is None:
+            self.send_simple(404, "no raw kind %s\n" % kind)
+            return
+        self.close_connection = True
+        self.wfile.write(data)
+        self.wfile.flush()
 
     def stream(self, q):
         n = int(q.get("bytes", ["0"])[0])

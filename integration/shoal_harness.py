@@ -42,7 +42,6 @@ forked.
 import argparse
 import atexit
 import ctypes
-import errno
 import fcntl
 import hashlib
 import http.client
@@ -202,6 +201,8 @@ class Proc:
         self.pid = self.popen.pid
         self.returncode = None
         self.killed = False  # needed SIGKILL to stop
+        self.injected = False  # killed on purpose (failure injection)
+        self.exited_early = None  # exit code if it died before we stopped it
         with _live_lock:
             _live[self.pid] = self
 
@@ -232,6 +233,8 @@ class Proc:
     def stop(self, timeout=5.0):
         """SIGTERM, then SIGKILL after timeout seconds. Returns the exit code
         (negative: killed by that signal). Safe to call twice."""
+        if self.popen.poll() is not None and self.returncode is None and not self.injected:
+            self.exited_early = self.popen.returncode
         if self.popen.poll() is None:
             try:
                 os.kill(self.pid, signal.SIGCONT)  # a SIGSTOPped child cannot exit
@@ -252,6 +255,7 @@ class Proc:
 
     def kill(self):
         """SIGKILL now (failure injection) and reap."""
+        self.injected = True
         if self.popen.poll() is None:
             os.kill(self.pid, signal.SIGKILL)
         self.popen.wait()
@@ -308,6 +312,7 @@ def _install_handlers():
     atexit.register(stop_all)
 
     def on_signal(signum, frame):
+        print("# signal %d: stopping every child by PID, then exiting" % signum, flush=True)
         stop_all()
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
@@ -821,6 +826,11 @@ class Test:
         p._san_checked = True
         rep = p.sanitizer_report()
         self.check(rep is None, "%s (pid %d) stderr has no sanitizer report" % (p.name, p.pid), rep)
+        if p.exited_early is None:
+            self.check(True, "%s (pid %d) stayed up until the test stopped it" % (p.name, p.pid))
+        else:
+            self.check(False, "%s (pid %d) died on its own before the test stopped it (rc=%s)"
+                       % (p.name, p.pid, p.exited_early), p.tail())
 
     def close(self):
         for p in reversed(self.procs):

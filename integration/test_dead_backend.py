@@ -11,7 +11,11 @@ resets the connection after 1 MiB of a 50 MiB body (Content-Length and
 chunked); the client's transfer must end promptly as an error (it must not
 look complete, and must not hang). Recovery: with idle pooled connections
 to a backend that is then killed and restarted on the same port, the next
-request succeeds (a stale pooled connection is not used, or is retried)."""
+request succeeds (a stale pooled connection is not used, or is retried).
+Broken responses: a backend that answers with something that is not HTTP,
+with Content-Length and Transfer-Encoding together, with a bad
+Content-Length, or closes without a byte, gives the client a 502 at once,
+and the backend is used again for the next request."""
 
 import subprocess
 import time
@@ -27,6 +31,7 @@ def main(t):
     b_abort = t.backend("aborter")
     b_abort2 = t.backend("aborter2")
     b_re = t.backend("phoenix")
+    b_bad = t.backend("liar")
     node = t.shoal(f"""
         events {{ }}
         http {{
@@ -35,6 +40,7 @@ def main(t):
             upstream aborter {{ server 127.0.0.1:{b_abort.port}; keepalive 4; }}
             upstream aborter2 {{ server 127.0.0.1:{b_abort2.port}; keepalive 4; }}
             upstream phoenix {{ server 127.0.0.1:{b_re.port}; keepalive 4; }}
+            upstream liar {{ server 127.0.0.1:{b_bad.port}; keepalive 4; }}
             server {{
                 listen 127.0.0.1:{{port}};
                 location /dead/ {{ proxy_pass http://deadpool; }}
@@ -44,6 +50,7 @@ def main(t):
                 location /ab2/ {{ proxy_pass http://aborter2; }}
                 location /phoenix/ {{ proxy_pass http://phoenix; }}
                 location /alive {{ return 200 "alive"; }}
+                location /liar/ {{ proxy_pass http://liar; }}
             }}
         }}""")
 
@@ -115,6 +122,17 @@ def main(t):
     r = t.curl(node.url("/phoenix/third"), timeout=30)
     t.check(r.status == 404 and r.header("X-Backend") == "phoenix3",
             "restarted again: the next request reaches it at once (a sole server is never marked down)", r)
+
+    # -- broken responses --
+    for kind in ("garbage", "cl_te", "bad_cl", "empty"):
+        r = t.curl(node.url("/liar/raw/%s" % kind), timeout=30)
+        t.check(r.status == 502 and r.elapsed < BOUND,
+                "backend answers %s: client gets 502 in %.3f s (got %s)" % (kind, r.elapsed, r.status), r)
+        if kind == "cl_te":
+            t.check(b"hello" not in (r.body or b""), "the cl_te body is not passed on", r)
+        r = t.curl(node.url("/liar/echo"), timeout=30)
+        t.check(r.status == 200 and r.header("X-Backend") == "liar",
+                "after %s, the next request to that backend is answered normally" % kind, r)
 
     # The node survived all of it.
     r = t.curl(node.url("/alive"), timeout=30)

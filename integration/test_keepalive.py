@@ -8,10 +8,16 @@ than requests (with a pool of 16 and one request at a time, ideally one).
 Then a burst of concurrent slow requests (each needs its own upstream
 connection), followed by sequential requests that must reuse what the burst
 left in the pool. On the client side, curl's num_connects shows reuse of the
-client connection."""
+client connection. Pool hygiene: after a client abandons a 50 MiB download
+half way, after a HEAD (a Content-Length but no body), and after 204 and 304
+responses, the next requests get their own, correct answers (no leftover
+bytes of an earlier response on a reused connection), promptly."""
 
 import os
+import socket
+import struct
 import subprocess
+import time
 
 import shoal_harness as sh
 
@@ -76,6 +82,17 @@ def main(t):
             "10 sequential requests after the burst reuse pooled connections (new: %d)"
             % (s2["connections"] - s1["connections"]))
 
+    # Pool hygiene after bodiless responses.
+    for first, args in (("HEAD /stream?bytes=1000", ("-I",)), ("204", ()), ("304", ())):
+        if first.startswith("HEAD"):
+            r0 = t.curl(node.url("/stream?bytes=1000"), "-I", timeout=10)
+        else:
+            r0 = t.curl(node.url("/status/%s" % first), timeout=10)
+        r = t.curl(node.url("/echo?after-%s" % first.split()[0]), timeout=10)
+        t.check(r0.status in (200, 204, 304) and r.status == 200
+                and r.json()["query"] == "after-%s" % first.split()[0] and r.elapsed < 3,
+                "after a %s response, the next request gets its own answer in %.3f s" % (first, r.elapsed), (r0, r))
+
     # Client keep-alive: five requests on one curl connection.
     urls = [node.url("/?k=%d" % i) for i in range(5)]
     r = t.curl(*urls)
@@ -96,6 +113,37 @@ def main(t):
         resp = c.read_response()
         closed = c.closed_by_peer(timeout=5)
     t.check(resp.status == 200 and closed, "Connection: close is answered, then the node closes", resp)
+
+    # Pool hygiene (last: a node that mishandles it may not survive). Five
+    # clients abandon a 50 MiB download after a varying amount, two by
+    # reset (RST), three by a plain close.
+    for k in range(5):
+        want = 100000 * (k + 1)
+        with sh.RawConn(node.port) as c:
+            c.send("GET /stream?bytes=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (50 << 20))
+            got = 0
+            while got < want and c._fill(time.monotonic() + 10):
+                got = len(c.buf)
+            if k < 2:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        t.check(got >= want, "client %d read %d bytes of a 50 MiB download, then hung up%s"
+                % (k, got, " (RST)" if k < 2 else ""))
+        r = t.curl(node.url("/alive-%d" % k), timeout=10)
+        t.check(r.status == 404 and r.header("X-Backend") == "b1", "node answers after client %d hung up" % k, r)
+    for i in range(5):
+        r = t.curl(node.url("/echo?after-abort-%d" % i), timeout=10)
+        t.check(r.status == 200 and r.json()["query"] == "after-abort-%d" % i,
+                "request %d after the abandoned download gets its own answer" % i, r)
+
+    # A client that abandons an upload half way.
+    with sh.RawConn(node.port) as c:
+        c.send("POST /echo?abandoned HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (50 << 20))
+        for piece in sh.pattern_pieces(1 << 20):
+            c.send(piece)
+    for i in range(3):
+        r = t.curl(node.url("/echo?after-upload-abort-%d" % i), timeout=10)
+        t.check(r.status == 200 and r.json()["query"] == "after-upload-abort-%d" % i,
+                "request %d after the abandoned upload gets its own answer" % i, r)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ comes back byte for byte; and a second POST on the same client connection
 works (the body was consumed exactly)."""
 
 import hashlib
+import json
 import os
+import socket
 
 import shoal_harness as sh
 
@@ -65,7 +67,7 @@ def main(t):
     t.check(ok, "two 1 MiB POSTs on one client connection both answered", r)
     if ok:
         # Two JSON objects back to back.
-        dec = __import__("json").JSONDecoder()
+        dec = json.JSONDecoder()
         text = r.text()
         first, i = dec.raw_decode(text)
         second, _ = dec.raw_decode(text[i:].lstrip())
@@ -75,7 +77,7 @@ def main(t):
     # Wrong length: the client promises more than it sends, then closes.
     with sh.RawConn(node.port) as c:
         c.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly-some")
-        c.sock.shutdown(__import__("socket").SHUT_WR)
+        c.sock.shutdown(socket.SHUT_WR)
         closed = c.closed_by_peer(timeout=10)
     t.check(closed, "a truncated request body ends with the node closing the connection, no hang")
     r = t.curl(node.url("/"))
