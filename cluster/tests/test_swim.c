@@ -163,7 +163,8 @@ static int kv_merge(void *ud, const char *from, const uint8_t *d, size_t n)
     kv *k = ud;
     if (n >= sizeof(k->val) || (strlen(k->val) == n && memcmp(k->val, d, n) == 0))
         return 0;
-    memcpy(k->val, d, n);
+    if (n > 0)
+        memcpy(k->val, d, n);
     k->val[n] = 0;
     k->merges++;
     return 1;

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The `cluster { ... }` block (main context), nginx style: a directive
+ * table with generic setters, unset sentinels, and init_main that fills
+ * defaults from the timing profile (lan | wan | local, memberlist's) and
+ * reads the key file. Runs on the thread that loads the configuration.
+ *
+ *   cluster {
+ *       name prod; node_name edge-1; bind 0.0.0.0:7946; advertise 10.0.0.5:7946;
+ *       join 10.0.0.1:7946 dns:gossip.internal file:/etc/shoal/peers exec:"peers.sh";
+ *       encrypt_key_file /etc/shoal/gossip.key;   # one key per line, first is primary
+ *       profile lan; probe_interval 1s; lifeguard on; tags env=prod tier=edge;
+ *       admin_listen 127.0.0.1:9901;
+ *   }
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster/cluster.h"
+#include "cluster/cluster_internal.h"
+#include "cluster/wire.h"
+#include "core/alloc.h"
+#include "core/err.h"
+
+static void *create_main(void)
+{
+    sh_cluster_conf_t *c = sh_new(sh_cluster_conf_t);
+    c->profile = SH_CONF_UNSET;
+    c->probe_interval = c->probe_timeout = c->gossip_interval = SH_CONF_UNSET_MSEC;
+    c->pushpull_interval = c->gossip_to_dead = c->reconnect_interval = SH_CONF_UNSET_MSEC;
+    c->join_retry_max = SH_CONF_UNSET_MSEC;
+    c->indirect_checks = c->retransmit_mult = c->suspicion_mult = SH_CONF_UNSET;
+    c->suspicion_max_mult = c->gossip_nodes = c->awareness_max = c->lifeguard = SH_CONF_UNSET;
+    c->mtu = SH_CONF_UNSET_SIZE;
+    return c;
+}
+
+static void destroy_main(void *conf)
+{
+    sh_cluster_conf_t *c = conf;
+    if (c == NULL)
+        return;
+    char **strs[] = {&c->name,  &c->node_name, &c->bind,   &c->advertise,
+                     &c->admin_listen, &c->encrypt_key_file, &c->region, &c->zone};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        sh_free(*strs[i]);
+    for (unsigned i = 0; i < c->njoin; i++)
+        sh_free(c->join[i]);
+    for (unsigned i = 0; i < c->ntags; i++) {
+        sh_free(c->tag_k[i]);
+        sh_free(c->tag_v[i]);
+    }
+    sh_free((void *)c->swim.name);
+    sh_free((void *)c->swim.addr);
+    sh_free((void *)c->swim.meta);
+    memset(c->keys, 0, sizeof(c->keys));
+    sh_free(c);
+}
+
+static int set_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    sh_cluster_conf_t *c = conf;
+    if (c->present)
+        return sh_conf_error(cf, "\"cluster\" directive is duplicate");
+    c->present = 1;
+    return sh_conf_walk(cf, cf->node->child, SH_CTX_CLUSTER, cf->confs);
+}
+
+static int set_join(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    sh_cluster_conf_t *c = conf;
+    for (unsigned i = 1; i < cf->node->nargs; i++) {
+        if (c->njoin >= SH_CLUSTER_MAX_JOIN)
+            return sh_conf_error(cf, "too many \"join\" addresses (max %u)", SH_CLUSTER_MAX_JOIN);
+        const char *a = cf->node->args[i];
+        if (strncmp(a, "dns:", 4) && strncmp(a, "file:", 5) && strncmp(a, "exec:", 5) &&
+            strchr(a, ':') == NULL)
+            return sh_conf_error(cf, "invalid join address \"%s\": host:port, dns:NAME[:PORT], "
+                                     "file:PATH or exec:COMMAND", a);
+        c->join[c->njoin++] = sh_strdup(a);
+    }
+    return 0;
+}
+
+static int set_tags(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    sh_cluster_conf_t *c = conf;
+    for (unsigned i = 1; i < cf->node->nargs; i++) {
+        const char *a = cf->node->args[i], *eq = strchr(a, '=');
+        if (eq == NULL || eq == a)
+            return sh_conf_error(cf, "invalid tag \"%s\": KEY=VALUE", a);
+        if (c->ntags >= SH_CLUSTER_MAX_TAGS)
+            return sh_conf_error(cf, "too many tags (max %u)", SH_CLUSTER_MAX_TAGS);
+        c->tag_k[c->ntags] = sh_strndup(a, (size_t)(eq - a));
+        c->tag_v[c->ntags] = sh_strdup(eq + 1);
+        c->ntags++;
+    }
+    return 0;
+}
+
+static const sh_conf_enum_t profiles[] = {
+    {"lan", SH_CLUSTER_LAN}, {"wan", SH_CLUSTER_WAN}, {"local", SH_CLUSTER_LOCAL}, {NULL, 0}};
+
+#define OFF(f) offsetof(sh_cluster_conf_t, f)
+#define IN (SH_CTX_CLUSTER | SH_CONF_TAKE1)
+static const sh_conf_cmd_t cmds[] = {
+    {"cluster", SH_CTX_MAIN | SH_CONF_BLOCK | SH_CONF_NOARGS, set_block, 0, NULL},
+    {"name", IN, sh_conf_set_str, OFF(name), NULL},
+    {"node_name", IN, sh_conf_set_str, OFF(node_name), NULL},
+    {"bind", IN, sh_conf_set_str, OFF(bind), NULL},
+    {"advertise", IN, sh_conf_set_str, OFF(advertise), NULL},
+    {"admin_listen", IN, sh_conf_set_str, OFF(admin_listen), NULL},
+    {"encrypt_key_file", IN, sh_conf_set_str, OFF(encrypt_key_file), NULL},
+    {"region", IN, sh_conf_set_str, OFF(region), NULL},
+    {"zone", IN, sh_conf_set_str, OFF(zone), NULL},
+    {"join", SH_CTX_CLUSTER | SH_CONF_1MORE, set_join, 0, NULL},
+    {"tags", SH_CTX_CLUSTER | SH_CONF_1MORE, set_tags, 0, NULL},
+    {"profile", IN, sh_conf_set_enum, OFF(profile), profiles},
+    {"probe_interval", IN, sh_conf_set_msec, OFF(probe_interval), NULL},
+    {"probe_timeout", IN, sh_conf_set_msec, OFF(probe_timeout), NULL},
+    {"gossip_interval", IN, sh_conf_set_msec, OFF(gossip_interval), NULL},
+    {"pushpull_interval", IN, sh_conf_set_msec, OFF(pushpull_interval), NULL},
+    {"gossip_to_dead", IN, sh_conf_set_msec, OFF(gossip_to_dead), NULL},
+    {"reconnect_interval", IN, sh_conf_set_msec, OFF(reconnect_interval), NULL},
+    {"join_retry_max", IN, sh_conf_set_msec, OFF(join_retry_max), NULL},
+    {"indirect_checks", IN, sh_conf_set_num, OFF(indirect_checks), NULL},
+    {"retransmit_mult", IN, sh_conf_set_num, OFF(retransmit_mult), NULL},
+    {"suspicion_mult", IN, sh_conf_set_num, OFF(suspicion_mult), NULL},
+    {"suspicion_max_mult", IN, sh_conf_set_num, OFF(suspicion_max_mult), NULL},
+    {"gossip_nodes", IN, sh_conf_set_num, OFF(gossip_nodes), NULL},
+    {"awareness_max", IN, sh_conf_set_num, OFF(awareness_max), NULL},
+    {"lifeguard", IN, sh_conf_set_flag, OFF(lifeguard), NULL},
+    {"mtu", IN, sh_conf_set_size, OFF(mtu), NULL},
+    {NULL, 0, NULL, 0, NULL}};
+
+static int read_keys(sh_conf_t *cf, sh_cluster_conf_t *c)
+{
+    char path[4096];
+    if (c->encrypt_key_file[0] == '/')
+        snprintf(path, sizeof(path), "%s", c->encrypt_key_file);
+    else
+        snprintf(path, sizeof(path), "%s%s", cf->conf_dir ? cf->conf_dir : "",
+                 c->encrypt_key_file);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return sh_conf_error(cf, "cannot read encrypt_key_file \"%s\"", path);
+    char line[256];
+    while (fgets(line, sizeof(line), f)) {
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '#' || *p == '\n' || *p == '\0')
+            continue;
+        if (c->nkeys >= SH_KEYRING_MAX_KEYS) {
+            fclose(f);
+            return sh_conf_error(cf, "more than %u keys in \"%s\"", SH_KEYRING_MAX_KEYS, path);
+        }
+        if (sh_keyring_parse_key(p, c->keys[c->nkeys]) != 0) {
+            fclose(f);
+            return sh_conf_error(cf, "invalid key in \"%s\": 32 bytes as hex or base64", path);
+        }
+        c->nkeys++;
+    }
+    fclose(f);
+    if (c->nkeys == 0)
+        return sh_conf_error(cf, "no key in \"%s\"", path);
+    return 0;
+}
+
+static uint8_t *encode_meta(sh_cluster_conf_t *c, size_t *len)
+{
+    Sh__Gossip__NodeMeta m = SH__GOSSIP__NODE_META__INIT;
+    Sh__Gossip__NodeMeta__TagsEntry te[SH_CLUSTER_MAX_TAGS], *tp[SH_CLUSTER_MAX_TAGS];
+    m.region = c->region ? c->region : "";
+    m.zone = c->zone ? c->zone : "";
+    m.version = SHOAL_VERSION;
+    m.admin_addr = c->admin_listen;
+    for (unsigned i = 0; i < c->ntags; i++) {
+        sh__gossip__node_meta__tags_entry__init(&te[i]);
+        te[i].key = c->tag_k[i];
+        te[i].value = c->tag_v[i];
+        tp[i] = &te[i];
+    }
+    m.n_tags = c->ntags;
+    m.tags = tp;
+    *len = sh__gossip__node_meta__get_packed_size(&m);
+    uint8_t *b = sh_malloc(*len);
+    sh__gossip__node_meta__pack(&m, b);
+    return b;
+}
+
+static int init_main(sh_conf_t *cf, void *conf)
+{
+    sh_cluster_conf_t *c = conf;
+    if (!c->present)
+        return 0;
+    if (c->encrypt_key_file == NULL)
+        return sh_conf_error(cf, "the cluster block needs \"encrypt_key_file\" (gossip is "
+                                 "always encrypted)");
+    int rc = read_keys(cf, c);
+    if (rc < 0)
+        return rc;
+    if (c->node_name == NULL) {
+        char host[256] = "shoal";
+        gethostname(host, sizeof(host) - 1);
+        c->node_name = sh_strdup(host);
+    }
+    if (!sh_wire_valid_name(c->node_name, SH_WIRE_MAX_NAME))
+        return sh_conf_error(cf, "invalid node_name");
+    if (c->bind == NULL)
+        c->bind = sh_strdup("0.0.0.0:7946");
+    if (c->advertise == NULL) {
+        c->advertise = sh_strdup(c->bind);
+        if (strncmp(c->advertise, "0.0.0.0:", 8) == 0) {
+            char buf[64];
+            snprintf(buf, sizeof(buf), "127.0.0.1:%s", c->advertise + 8);
+            sh_free(c->advertise);
+            c->advertise = sh_strdup(buf);
+            sh_conf_warn(cf, "cluster: bind is a wildcard; advertising %s (set \"advertise\")",
+                         buf);
+        }
+    }
+    if (c->admin_listen == NULL)
+        c->admin_listen = sh_strdup("127.0.0.1:9901");
+    SH_CONF_MERGE(c->profile, SH_CONF_UNSET, SH_CLUSTER_LAN);
+    sh_swim_conf_t *s = &c->swim;
+    memset(s, 0, sizeof(*s));
+    if (c->profile == SH_CLUSTER_WAN)
+        sh_swim_conf_wan(s);
+    else if (c->profile == SH_CLUSTER_LOCAL)
+        sh_swim_conf_local(s);
+    else
+        sh_swim_conf_lan(s);
+    SH_CONF_MERGE_MSEC(c->probe_interval, SH_CONF_UNSET_MSEC, s->probe_interval_ms);
+    SH_CONF_MERGE_MSEC(c->probe_timeout, SH_CONF_UNSET_MSEC, s->probe_timeout_ms);
+    SH_CONF_MERGE_MSEC(c->gossip_interval, SH_CONF_UNSET_MSEC, s->gossip_interval_ms);
+    SH_CONF_MERGE_MSEC(c->pushpull_interval, SH_CONF_UNSET_MSEC, s->pushpull_interval_ms);
+    SH_CONF_MERGE_MSEC(c->gossip_to_dead, SH_CONF_UNSET_MSEC, s->gossip_to_dead_ms);
+    SH_CONF_MERGE_MSEC(c->reconnect_interval, SH_CONF_UNSET_MSEC, s->reconnect_interval_ms);
+    SH_CONF_MERGE_MSEC(c->join_retry_max, SH_CONF_UNSET_MSEC, 30000);
+    SH_CONF_MERGE(c->indirect_checks, SH_CONF_UNSET, (int)s->indirect_checks);
+    SH_CONF_MERGE(c->retransmit_mult, SH_CONF_UNSET, (int)s->retransmit_mult);
+    SH_CONF_MERGE(c->suspicion_mult, SH_CONF_UNSET, (int)s->suspicion_mult);
+    SH_CONF_MERGE(c->suspicion_max_mult, SH_CONF_UNSET, (int)s->suspicion_max_mult);
+    SH_CONF_MERGE(c->gossip_nodes, SH_CONF_UNSET, (int)s->gossip_nodes);
+    SH_CONF_MERGE(c->awareness_max, SH_CONF_UNSET, (int)s->awareness_max);
+    SH_CONF_MERGE(c->lifeguard, SH_CONF_UNSET, 1);
+    SH_CONF_MERGE_SIZE(c->mtu, SH_CONF_UNSET_SIZE, s->mtu);
+    if (c->probe_timeout >= c->probe_interval)
+        return sh_conf_error(cf, "probe_timeout must be shorter than probe_interval");
+    if (c->mtu < 512 || c->mtu > 65000)
+        return sh_conf_error(cf, "mtu must be within 512..65000");
+    s->probe_interval_ms = c->probe_interval;
+    s->probe_timeout_ms = c->probe_timeout;
+    s->gossip_interval_ms = c->gossip_interval;
+    s->pushpull_interval_ms = c->pushpull_interval;
+    s->gossip_to_dead_ms = c->gossip_to_dead;
+    s->reconnect_interval_ms = c->reconnect_interval;
+    s->indirect_checks = (unsigned)c->indirect_checks;
+    s->retransmit_mult = (unsigned)c->retransmit_mult;
+    s->suspicion_mult = (unsigned)c->suspicion_mult;
+    s->suspicion_max_mult = (unsigned)c->suspicion_max_mult;
+    s->gossip_nodes = (unsigned)c->gossip_nodes;
+    s->awareness_max = (unsigned)c->awareness_max;
+    s->lifeguard = c->lifeguard;
+    s->mtu = c->mtu;
+    s->name = sh_strdup(c->node_name);
+    s->addr = sh_strdup(c->advertise);
+    s->meta = encode_meta(c, &s->meta_len);
+    return 0;
+}
+
+sh_conf_module_t sh_cluster_module = {
+    .name = "cluster",
+    .cmds = cmds,
+    .create_main = create_main,
+    .init_main = init_main,
+    .destroy_main = destroy_main,
+};
