@@ -161,7 +161,7 @@ typedef struct {
 static int kv_merge(void *ud, const char *from, const uint8_t *d, size_t n)
 {
     kv *k = ud;
-    if (n >= sizeof(k->val) || (strlen(k->val) == n && memcmp(k->val, d, n) == 0))
+    if (n == 0 || n >= sizeof(k->val) || (strlen(k->val) == n && memcmp(k->val, d, n) == 0))
         return 0;
     if (n > 0)
         memcpy(k->val, d, n);
