@@ -18,6 +18,8 @@ Stdlib only. A test script does
 
     sh.run(main)
 
+`Test` is a context manager (sh.run uses it); so is `Proc`.
+
 Rules it keeps (style.md, rule 14):
 
 - Ports. `free_port()` takes a port below the kernel's ephemeral range (so
@@ -208,6 +210,12 @@ class Proc:
 
     def alive(self):
         return self.popen.poll() is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
     def stdout(self):
         return _read(self.stdout_path)
@@ -832,7 +840,19 @@ class Test:
             self.check(False, "%s (pid %d) died on its own before the test stopped it (rc=%s)"
                        % (p.name, p.pid, p.exited_early), p.tail())
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def close(self):
+        """Stop every child by PID (newest first), check their stderr for
+        sanitizer reports and early deaths, remove the temp dir unless a
+        check failed or --keep. Safe to call twice."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         for p in reversed(self.procs):
             try:
                 p.stop(3.0)
@@ -876,20 +896,19 @@ def run(main, name=None):
         print("FAIL - shoal binary not found or not executable: %s" % args.shoal)
         sys.exit(2)
     _install_handlers()
-    t = Test(os.path.abspath(args.shoal), name, keep=args.keep, verbose=args.verbose)
-    print("# %s (shoal: %s, tmp: %s)" % (name, t.shoal_bin, t.tmp), flush=True)
-    error = None
-    try:
-        main(t)
-    except HarnessError as e:
-        error = str(e)
-    except Exception:
-        error = traceback.format_exc()
-    if error:
-        print("FAIL - aborted: %s" % error, flush=True)
-        t.failures.append("aborted")
-        t.dump_logs()
-    t.close()
+    with Test(os.path.abspath(args.shoal), name, keep=args.keep, verbose=args.verbose) as t:
+        print("# %s (shoal: %s, tmp: %s)" % (name, t.shoal_bin, t.tmp), flush=True)
+        error = None
+        try:
+            main(t)
+        except HarnessError as e:
+            error = str(e)
+        except Exception:
+            error = traceback.format_exc()
+        if error:
+            print("FAIL - aborted: %s" % error, flush=True)
+            t.failures.append("aborted")
+            t.dump_logs()
     ok = not t.failures
     print("# %s: %d passed, %d failed%s" % (name, t.passed, len(t.failures),
                                             "" if ok else ": " + "; ".join(t.failures)), flush=True)
