@@ -88,6 +88,11 @@ static void request_free(sh_request_t *r)
 {
     sh_proxy_detach(r);
     sh_buf_dispose(&r->scratch);
+    sh_buf_dispose(&r->up_addr);
+    sh_buf_dispose(&r->up_status);
+    sh_buf_dispose(&r->up_connect_time);
+    sh_buf_dispose(&r->up_header_time);
+    sh_buf_dispose(&r->up_response_time);
     sh_free(r->head);
     sh_free(r);
 }
@@ -355,7 +360,9 @@ static void update_io(sh_conn_t *c)
         return;
     const sh_http_core_loc_t *core =
         sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
-    int want = c->state == SH_CONN_HEAD || (c->state == SH_CONN_BODY && c->r && c->r->body_wanted);
+    int want = c->state == SH_CONN_HEAD ||
+               ((c->state == SH_CONN_BODY || c->state == SH_CONN_TUNNEL) && c->r &&
+                c->r->body_wanted);
     if (want && !c->reading) {
         uv_read_start((uv_stream_t *)&c->tcp, sh_worker_alloc_cb, read_cb);
         c->reading = 1;
@@ -375,10 +382,30 @@ static void update_io(sh_conn_t *c)
         uv_timer_stop(&c->timer);
 }
 
+void sh_request_start_tunnel(sh_request_t *r)
+{
+    sh_conn_t *c = r->c;
+    c->state = SH_CONN_TUNNEL;
+    r->body.done = 1;
+    r->body_wanted = 1;
+    r->keepalive = 0;
+    uv_timer_stop(&c->timer); /* the upstream side times the tunnel */
+    if (c->in_process)
+        return;
+    drain_in(c);
+    if (!c->closing)
+        update_io(c);
+}
+
+void sh_request_end_tunnel(sh_request_t *r)
+{
+    close_after_write(r->c);
+}
+
 void sh_request_body_resume(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
-    if (c->closing || r->body.done)
+    if (c->closing || (r->body.done && c->state != SH_CONN_TUNNEL))
         return;
     r->body_wanted = 1;
     if (r->h.expect_continue && r->body_received == 0 && c->in.len == 0 && !r->sent_continue) {
@@ -632,6 +659,14 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
         }
         case SH_CONN_WAIT:
             return (ssize_t)off;
+        case SH_CONN_TUNNEL: {
+            sh_request_t *r = c->r;
+            if (r == NULL || !r->body_wanted)
+                return (ssize_t)off;
+            if (off < len && sh_proxy_tunnel_up(r, data + off, len - off))
+                r->body_wanted = 0;
+            return c->closing ? -1 : (ssize_t)len;
+        }
         default:
             return -1;
         }

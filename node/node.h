@@ -74,6 +74,7 @@ enum sh_conn_state {
     SH_CONN_HEAD = 0, /* waiting for (more of) a request head */
     SH_CONN_BODY,     /* reading the request body */
     SH_CONN_WAIT,     /* request read; response under way */
+    SH_CONN_TUNNEL,   /* after 101 Switching Protocols: bytes both ways */
     SH_CONN_CLOSING
 };
 
@@ -198,6 +199,10 @@ void sh_request_finish(sh_request_t *r);
 void sh_request_abort(sh_request_t *r);
 /* The proxy is ready for (more) request body bytes, or paused them. */
 void sh_request_body_resume(sh_request_t *r);
+/* The response was 101: the connection becomes a two-way tunnel. */
+void sh_request_start_tunnel(sh_request_t *r);
+/* The upstream side of the tunnel closed: flush and close the client. */
+void sh_request_end_tunnel(sh_request_t *r);
 /* Queued response bytes to the client. */
 size_t sh_request_out_queued(const sh_request_t *r);
 /* Response head helpers: status line, Server and Date; then Connection
@@ -218,6 +223,9 @@ int sh_proxy_body(sh_request_t *r, const char *p, size_t len, int last);
 void sh_proxy_detach(sh_request_t *r);
 /* Client drained its queue below the low mark: resume upstream reads. */
 void sh_proxy_client_drained(sh_request_t *r);
+/* After 101: client bytes for the upstream; returns 1 when the client
+ * should stop reading (resumed by sh_request_body_resume()). */
+int sh_proxy_tunnel_up(sh_request_t *r, const char *p, size_t len);
 /* Close every pooled idle upstream connection of the worker. */
 void sh_proxy_close_pools(sh_worker_t *w);
 /* Whether the location proxies. */

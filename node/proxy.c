@@ -22,6 +22,7 @@
  * client sends in chunk extensions or malformed framing reaches the
  * backend verbatim.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -61,9 +62,46 @@ typedef struct {
     uint64_t read_timeout;
     int buffering;
     int request_buffering;
+    /* proxy_next_upstream: NU_* bits; -1 unset */
+    int next_upstream;
+    int next_upstream_tries;          /* 0: no limit */
+    uint64_t next_upstream_timeout;   /* ms, 0: no limit */
+    /* proxy_hide_header / proxy_pass_header (names, lower-case) */
+    char **hide;
+    size_t nhide;
+    int hide_set;
+    char **passh;
+    size_t npassh;
+    int passh_set;
 } proxy_loc_t;
 
-enum pstate { P_CONNECTING, P_SENDING, P_HEAD, P_BODY, P_DONE };
+/* proxy_next_upstream kinds */
+#define NU_ERROR 0x0001
+#define NU_TIMEOUT 0x0002
+#define NU_INVALID_HEADER 0x0004
+#define NU_HTTP_500 0x0008
+#define NU_HTTP_502 0x0010
+#define NU_HTTP_503 0x0020
+#define NU_HTTP_504 0x0040
+#define NU_HTTP_403 0x0080
+#define NU_HTTP_404 0x0100
+#define NU_HTTP_429 0x0200
+#define NU_NON_IDEMPOTENT 0x0400
+#define NU_OFF 0x8000
+
+static const sh_conf_enum_t next_upstream_names[] = {
+    {"error", NU_ERROR},         {"timeout", NU_TIMEOUT},   {"invalid_header", NU_INVALID_HEADER},
+    {"http_500", NU_HTTP_500},   {"http_502", NU_HTTP_502}, {"http_503", NU_HTTP_503},
+    {"http_504", NU_HTTP_504},   {"http_403", NU_HTTP_403}, {"http_404", NU_HTTP_404},
+    {"http_429", NU_HTTP_429},   {"non_idempotent", NU_NON_IDEMPOTENT}, {"off", NU_OFF},
+    {NULL, 0}};
+
+/* Headers nginx does not pass from the upstream by default. */
+static const char *const default_hidden[] = {"date", "server", "x-pad", "x-accel-expires",
+                                             "x-accel-redirect", "x-accel-limit-rate",
+                                             "x-accel-buffering", "x-accel-charset", NULL};
+
+enum pstate { P_CONNECTING, P_SENDING, P_HEAD, P_BODY, P_TUNNEL, P_DONE };
 
 struct sh_uconn_s {
     uv_tcp_t tcp;
@@ -104,6 +142,10 @@ typedef struct sh_proxy_req_s {
     uint8_t got_bytes : 1;   /* any response byte arrived on this try */
     uint8_t up_keep : 1;     /* the upstream connection can be pooled */
     uint8_t no_pool : 1;     /* a pooled connection just failed: use a new one */
+    uint8_t try_open : 1;    /* try_begin() without try_end() */
+    uint8_t tunnel : 1;      /* after 101: raw bytes both ways */
+    int stale_retries;
+    uint64_t try_start, connect_ms, header_ms;
 } sh_proxy_req_t;
 
 extern sh_conf_module_t sh_proxy_module;
@@ -119,6 +161,9 @@ static void *proxy_create_loc(void)
     c->read_timeout = SH_CONF_UNSET_MSEC;
     c->buffering = SH_CONF_UNSET;
     c->request_buffering = SH_CONF_UNSET;
+    c->next_upstream = SH_CONF_UNSET;
+    c->next_upstream_tries = SH_CONF_UNSET;
+    c->next_upstream_timeout = SH_CONF_UNSET_MSEC;
     return c;
 }
 
@@ -131,9 +176,20 @@ static void headers_free(proxy_header_t *h, size_t n)
     sh_free(h);
 }
 
+static void names_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sh_free(v[i]);
+    sh_free(v);
+}
+
 static void proxy_destroy_loc(void *conf)
 {
     proxy_loc_t *c = conf;
+    if (c->hide_set)
+        names_free(c->hide, c->nhide);
+    if (c->passh_set)
+        names_free(c->passh, c->npassh);
     sh_free(c->pass);
     sh_free(c->uri);
     sh_free(c->host);
@@ -155,6 +211,17 @@ static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     SH_CONF_MERGE_MSEC(c->read_timeout, p->read_timeout, 60000);
     SH_CONF_MERGE(c->buffering, p->buffering, 1);
     SH_CONF_MERGE(c->request_buffering, p->request_buffering, 1);
+    SH_CONF_MERGE(c->next_upstream, p->next_upstream, NU_ERROR | NU_TIMEOUT);
+    SH_CONF_MERGE(c->next_upstream_tries, p->next_upstream_tries, 0);
+    SH_CONF_MERGE_MSEC(c->next_upstream_timeout, p->next_upstream_timeout, 0);
+    if (!c->hide_set) {
+        c->hide = p->hide;
+        c->nhide = p->nhide;
+    }
+    if (!c->passh_set) {
+        c->passh = p->passh;
+        c->npassh = p->npassh;
+    }
     if (c->pass != NULL && c->ups == NULL) {
         /* resolve now that every upstream block is known */
         sh_http_block_t *b = cf->user;
@@ -235,6 +302,52 @@ static int http_version_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
+static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    proxy_loc_t *c = conf;
+    const sh_conf_node_t *n = cf->node;
+    if (c->next_upstream != SH_CONF_UNSET)
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", n->args[0]);
+    int mask = 0;
+    for (unsigned i = 1; i < n->nargs; i++) {
+        int found = 0;
+        for (const sh_conf_enum_t *e = next_upstream_names; e->name; e++)
+            if (strcmp(e->name, n->args[i]) == 0) {
+                mask |= e->value;
+                found = 1;
+            }
+        if (!found)
+            return sh_conf_error(cf, "invalid value \"%s\" in \"%s\" directive", n->args[i],
+                                 n->args[0]);
+    }
+    if ((mask & NU_OFF) && mask != NU_OFF)
+        return sh_conf_error(cf, "invalid value \"off\" in \"%s\" directive", n->args[0]);
+    c->next_upstream = (mask & NU_OFF) ? 0 : mask;
+    return 0;
+}
+
+/* proxy_hide_header / proxy_pass_header: a list per level, replacing the
+ * parent's when set at this level (nginx). */
+static int header_list_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    proxy_loc_t *c = conf;
+    int hide = cmd->offset == 0;
+    char ***v = hide ? &c->hide : &c->passh;
+    size_t *nv = hide ? &c->nhide : &c->npassh;
+    int *set = hide ? &c->hide_set : &c->passh_set;
+    if (!*set) {
+        *v = NULL;
+        *nv = 0;
+        *set = 1;
+    }
+    char *name = sh_strdup(cf->node->args[1]);
+    for (char *q = name; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    *v = sh_realloc(*v, (*nv + 1) * sizeof(char *));
+    (*v)[(*nv)++] = name;
+    return 0;
+}
+
 #define PLOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 #define POFF(f) offsetof(proxy_loc_t, f)
 
@@ -250,6 +363,13 @@ static const sh_conf_cmd_t proxy_cmds[] = {
     {"proxy_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(buffering), NULL},
     {"proxy_request_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(request_buffering),
      NULL},
+    {"proxy_next_upstream", PLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
+    {"proxy_next_upstream_tries", PLOC | SH_CONF_TAKE1, sh_conf_set_num,
+     POFF(next_upstream_tries), NULL},
+    {"proxy_next_upstream_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec,
+     POFF(next_upstream_timeout), NULL},
+    {"proxy_hide_header", PLOC | SH_CONF_TAKE1, header_list_set, 0, NULL},
+    {"proxy_pass_header", PLOC | SH_CONF_TAKE1, header_list_set, 1, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 static const sh_http_module_t proxy_http_ctx = {
@@ -490,13 +610,110 @@ static sh_uconn_t *pool_get(sh_ups_rt_t *rt, int peer)
 
 /* ---- failure and retry */
 
-enum { FAIL_ERROR, FAIL_TIMEOUT, FAIL_INVALID };
+enum { FAIL_ERROR, FAIL_TIMEOUT, FAIL_INVALID, FAIL_STATUS };
+
+/* ---- $upstream_* bookkeeping: one entry per try */
+
+static void append_secs(sh_buf_t *b, uint64_t ms)
+{
+    sh_buf_appendf(b, "%llu.%03llu", (unsigned long long)(ms / 1000),
+                   (unsigned long long)(ms % 1000));
+}
+
+static void try_begin(sh_proxy_req_t *p)
+{
+    sh_request_t *r = p->r;
+    if (r->up_addr.len > 0) {
+        sh_buf_append(&r->up_addr, ", ", 2);
+        sh_buf_append(&r->up_status, ", ", 2);
+        sh_buf_append(&r->up_connect_time, ", ", 2);
+        sh_buf_append(&r->up_header_time, ", ", 2);
+        sh_buf_append(&r->up_response_time, ", ", 2);
+    }
+    sh_buf_appends(&r->up_addr, p->ups->conf->servers[p->peer].name);
+    p->try_start = now_ms(p);
+    p->connect_ms = p->header_ms = UINT64_MAX;
+    p->try_open = 1;
+}
+
+static void try_end(sh_proxy_req_t *p, int status)
+{
+    if (!p->try_open)
+        return;
+    p->try_open = 0;
+    sh_request_t *r = p->r;
+    uint64_t now = now_ms(p);
+    if (status > 0)
+        sh_buf_appendf(&r->up_status, "%d", status);
+    else
+        sh_buf_append(&r->up_status, "-", 1);
+    if (p->connect_ms != UINT64_MAX)
+        append_secs(&r->up_connect_time, p->connect_ms - p->try_start);
+    else
+        sh_buf_append(&r->up_connect_time, "-", 1);
+    if (p->header_ms != UINT64_MAX)
+        append_secs(&r->up_header_time, p->header_ms - p->try_start);
+    else
+        sh_buf_append(&r->up_header_time, "-", 1);
+    append_secs(&r->up_response_time, now - p->try_start);
+}
+
+/* ---- failure and retry (proxy_next_upstream) */
+
+static int is_idempotent(const sh_request_t *r)
+{
+    switch (r->h.method_id) {
+    case SH_HTTP_GET:
+    case SH_HTTP_HEAD:
+    case SH_HTTP_PUT:
+    case SH_HTTP_DELETE:
+    case SH_HTTP_OPTIONS:
+    case SH_HTTP_TRACE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * Whether a failed try may be retried on another server: the kind is in
+ * proxy_next_upstream, nothing reached the client, the request can be
+ * sent again (nothing of its body was consumed, or it has none), a
+ * non-idempotent request only when nothing of it reached the server or
+ * `non_idempotent` is set, and the tries and time limits allow it.
+ */
+static int may_retry(sh_proxy_req_t *p, int kind_bit, int stale)
+{
+    sh_request_t *r = p->r;
+    const proxy_loc_t *c = p->conf;
+    if (r->resp_started || r->c->w->stopping)
+        return 0;
+    if (!stale && !(c->next_upstream & kind_bit))
+        return 0;
+    int nothing_sent = p->state == P_CONNECTING;
+    int has_body = r->h.content_length > 0 || r->h.chunked;
+    if (!nothing_sent) {
+        if (has_body && (r->body_received > 0 || p->req_body_sent > 0))
+            return 0; /* streamed away: it cannot be sent again */
+        if (!is_idempotent(r) && !(c->next_upstream & NU_NON_IDEMPOTENT) && !stale)
+            return 0;
+    }
+    if (c->next_upstream_tries > 0 && p->tries >= c->next_upstream_tries)
+        return 0;
+    if (c->next_upstream_timeout > 0 && now_ms(p) - r->start_ms >= c->next_upstream_timeout)
+        return 0;
+    /* every server tried once (a stale pooled connection does not count) */
+    return p->tries < (int)p->ups->conf->nservers + p->stale_retries;
+}
 
 static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
 {
     sh_request_t *r = p->r;
     sh_uconn_t *u = p->u;
-    int stale = p->reused && !p->got_bytes && kind == FAIL_ERROR;
+    /* A pooled connection that fails before any response byte was most
+     * likely closed by the server while idle: the pool's fault, not the
+     * server's, and safe to send again once (RFC 9112 9.3.1). */
+    int stale = p->reused && !p->got_bytes && kind == FAIL_ERROR && p->stale_retries < 2;
     const sh_ups_server_t *srv = &p->ups->conf->servers[p->peer];
     sh_log(stale ? SH_LOG_INFO : SH_LOG_ERR, "%s while talking to upstream %s (%s), client %llu",
            what, srv->name, p->ups->conf->name, (unsigned long long)r->c->id);
@@ -504,31 +721,52 @@ static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
         p->u = NULL;
         uconn_close(u);
     }
-    /* a stale pooled connection is the pool's fault, not the server's */
+    try_end(p, kind == FAIL_TIMEOUT ? 504 : 502);
     sh_upstream_done(p->ups, p->peer, !stale, now_ms(p));
-    int nothing_sent = p->state == P_CONNECTING;
-    int idempotent = r->h.method_id != SH_HTTP_POST && r->h.method_id != SH_HTTP_PATCH &&
-                     r->h.method_id != SH_HTTP_OTHER && r->h.method_id != SH_HTTP_CONNECT;
-    int replayable = r->body_received == 0 && p->req_body_sent == 0 &&
-                     (r->h.content_length <= 0 && !r->h.chunked);
-    int can_retry = !r->resp_started && !p->got_bytes &&
-                    (nothing_sent || (replayable && (idempotent || stale)));
-    if (stale)
-        p->no_pool = 1;
-    else
-        p->tried |= 1ull << (p->peer % 64);
+    int bit = kind == FAIL_TIMEOUT ? NU_TIMEOUT : kind == FAIL_INVALID ? NU_INVALID_HEADER : NU_ERROR;
     p->tries++;
-    if (can_retry && p->tries < (int)p->ups->conf->nservers + (stale ? 2 : 0) &&
-        !r->c->w->stopping) {
+    if (stale) {
+        p->stale_retries++;
+        p->no_pool = 1;
+    } else {
+        p->tried |= 1ull << (p->peer % 64);
+    }
+    if (may_retry(p, bit, stale)) {
         connect_next(p);
         return;
     }
-    if (!r->resp_started) {
-        r->keepalive = r->keepalive && (r->body.done || (r->h.content_length <= 0 && !r->h.chunked));
+    if (!r->resp_started)
         sh_request_respond(r, kind == FAIL_TIMEOUT ? 504 : 502, NULL, NULL, 0, NULL);
-    } else {
+    else
         sh_request_abort(r);
+}
+
+/* An upstream response whose status is listed in proxy_next_upstream
+ * (http_500 ...): retried when allowed, else passed to the client. */
+static int status_retry(sh_proxy_req_t *p, int status)
+{
+    int bit = status == 500 ? NU_HTTP_500 : status == 502 ? NU_HTTP_502 :
+              status == 503 ? NU_HTTP_503 : status == 504 ? NU_HTTP_504 :
+              status == 403 ? NU_HTTP_403 : status == 404 ? NU_HTTP_404 :
+              status == 429 ? NU_HTTP_429 : 0;
+    if (bit == 0 || !(p->conf->next_upstream & bit))
+        return 0;
+    p->tries++;
+    p->tried |= 1ull << (p->peer % 64);
+    if (!may_retry(p, bit, 0)) {
+        p->tries--;
+        return 0;
     }
+    sh_uconn_t *u = p->u;
+    p->u = NULL;
+    uconn_close(u);
+    try_end(p, status);
+    /* nginx counts 5xx/429 kinds as failures of the server, not 403/404 */
+    sh_upstream_done(p->ups, p->peer, bit != NU_HTTP_403 && bit != NU_HTTP_404, now_ms(p));
+    sh_log_warn("upstream %s answered %d, trying the next server",
+                p->ups->conf->servers[p->peer].name, status);
+    connect_next(p);
+    return 1;
 }
 
 static void up_timeout_cb(uv_timer_t *t)
@@ -549,6 +787,7 @@ static void response_complete(sh_proxy_req_t *p)
     sh_uconn_t *u = p->u;
     p->state = P_DONE;
     p->u = NULL;
+    try_end(p, p->resp.status);
     if (u != NULL) {
         uv_read_stop((uv_stream_t *)&u->tcp);
         uv_timer_stop(&u->timer);
@@ -585,6 +824,24 @@ void sh_proxy_client_drained(sh_request_t *r)
     }
 }
 
+static int in_list(char *const *v, size_t n, const sh_http1_header_t *h)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strlen(v[i]) == h->name_len && strncasecmp(v[i], h->name, h->name_len) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_hidden(const proxy_loc_t *c, const sh_http1_header_t *h)
+{
+    if (in_list(c->hide, c->nhide, h))
+        return 1;
+    for (const char *const *d = default_hidden; *d; d++)
+        if (sh_http1_name_is(h, *d))
+            return !in_list(c->passh, c->npassh, h);
+    return 0;
+}
+
 static int send_response_head(sh_proxy_req_t *p)
 {
     sh_request_t *r = p->r;
@@ -595,10 +852,12 @@ static int send_response_head(sh_proxy_req_t *p)
     sh_response_head_start(r, &b, status, rs->reason_phrase, rs->reason_len);
     for (size_t i = 0; i < rs->nheaders; i++) {
         const sh_http1_header_t *h = &rs->headers[i];
-        if (is_hop_by_hop(h) || sh_http1_name_is(h, "content-length") ||
-            sh_http1_name_is(h, "server") || sh_http1_name_is(h, "date") ||
-            named_in_connection(rs->headers, rs->nheaders, h))
+        if (p->tunnel && (sh_http1_name_is(h, "upgrade") || sh_http1_name_is(h, "connection"))) {
+            /* 101: the upgrade itself is what the client asked for */
+        } else if (is_hop_by_hop(h) || sh_http1_name_is(h, "content-length") ||
+                   is_hidden(p->conf, h) || named_in_connection(rs->headers, rs->nheaders, h)) {
             continue;
+        }
         sh_buf_append(&b, h->name, h->name_len);
         sh_buf_append(&b, ": ", 2);
         sh_buf_append(&b, h->value, h->value_len);
@@ -629,7 +888,10 @@ static int send_response_head(sh_proxy_req_t *p)
         if (r->resp_chunked)
             sh_buf_appends(&b, "Transfer-Encoding: chunked\r\n");
     }
-    sh_response_head_end(r, &b);
+    if (p->tunnel)
+        sh_buf_append(&b, "\r\n", 2); /* Connection: upgrade came from the upstream */
+    else
+        sh_response_head_end(r, &b);
     uv_buf_t ub = uv_buf_init(b.data, (unsigned)b.len);
     r->status = status;
     int rc = send_client(p, &ub, 1);
@@ -664,11 +926,19 @@ static int send_body_end(sh_proxy_req_t *p)
 }
 
 /* Consume response bytes; returns bytes consumed or -1 after the request
- * was failed, aborted or completed (p is gone then). */
+ * was failed, aborted or completed (p is gone then). A failed send to the
+ * client has closed the client connection, which freed p. */
 static ssize_t response_data(sh_proxy_req_t *p, const char *data, size_t len)
 {
     size_t off = 0;
     while (off < len || (p->state == P_BODY && p->rbody.done)) {
+        if (p->state == P_TUNNEL) {
+            uv_buf_t b = uv_buf_init((char *)data + off, (unsigned)(len - off));
+            p->r->body_bytes_sent += len - off;
+            if (send_client(p, &b, 1) != 0)
+                return -1;
+            return (ssize_t)len;
+        }
         if (p->state == P_SENDING || p->state == P_HEAD) {
             p->resp.headers = p->resp_headers;
             p->resp.max_headers = MAX_RESP_HEADERS;
@@ -689,15 +959,27 @@ static ssize_t response_data(sh_proxy_req_t *p, const char *data, size_t len)
                 off += (size_t)n; /* interim responses are not passed on */
                 continue;
             }
+            p->header_ms = now_ms(p);
             if (p->resp.status == 101) {
-                up_fail(p, FAIL_INVALID, "upstream switched protocols (not supported yet)");
-                return -1;
+                if (!p->r->h.upgrade) {
+                    up_fail(p, FAIL_INVALID, "upstream sent 101 without an upgrade request");
+                    return -1;
+                }
+                /* RFC 9110 15.2.2: from here on, bytes both ways (WebSocket) */
+                p->tunnel = 1;
+                p->up_keep = 0;
+                if (send_response_head(p) != 0)
+                    return -1;
+                off += (size_t)n;
+                p->state = P_TUNNEL;
+                sh_request_start_tunnel(p->r);
+                continue;
             }
+            if (status_retry(p, p->resp.status))
+                return -1;
             p->up_keep = p->resp.keep_alive && p->conf->http_version == 11;
-            if (send_response_head(p) != 0) {
-                sh_request_abort(p->r);
-                return -1;
-            }
+            if (send_response_head(p) != 0)
+                return -1; /* the client connection is closed, p is gone */
             off += (size_t)n;
             p->state = P_BODY;
             continue;
@@ -706,10 +988,8 @@ static ssize_t response_data(sh_proxy_req_t *p, const char *data, size_t len)
         if (p->rbody.done) {
             if (off < len)
                 p->up_keep = 0; /* bytes after the response: not reusable */
-            if (send_body_end(p) != 0) {
-                sh_request_abort(p->r);
+            if (send_body_end(p) != 0)
                 return -1;
-            }
             response_complete(p);
             return -1;
         }
@@ -717,7 +997,7 @@ static ssize_t response_data(sh_proxy_req_t *p, const char *data, size_t len)
         size_t avail = len - off;
         if (p->rbody.until_close) {
             if (send_body(p, d, avail) != 0)
-                goto aborted;
+                return -1;
             off = len;
         } else if (p->rbody.chunked) {
             const char *span = NULL;
@@ -731,7 +1011,7 @@ static ssize_t response_data(sh_proxy_req_t *p, const char *data, size_t len)
             }
             off += (size_t)n;
             if (span_len > 0 && send_body(p, span, span_len) != 0)
-                goto aborted;
+                return -1;
             if (done)
                 p->rbody.done = 1;
             else if (n == 0 && span_len == 0)
@@ -739,7 +1019,7 @@ static ssize_t response_data(sh_proxy_req_t *p, const char *data, size_t len)
         } else {
             size_t take = avail < (uint64_t)p->rbody.left ? avail : (size_t)p->rbody.left;
             if (send_body(p, d, take) != 0)
-                goto aborted;
+                return -1;
             off += take;
             p->rbody.left -= (int64_t)take;
             if (p->rbody.left == 0)
@@ -762,6 +1042,14 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread < 0) {
         sh_worker_release_rbuf(u->w, buf);
+        if (p->state == P_TUNNEL) {
+            p->u = NULL;
+            uconn_close(u);
+            try_end(p, 101);
+            sh_upstream_done(p->ups, p->peer, 0, now_ms(p));
+            sh_request_end_tunnel(p->r);
+            return;
+        }
         if (p->state == P_BODY && p->rbody.until_close && nread == UV_EOF) {
             p->rbody.done = 1;
             response_data(p, "", 0);
@@ -780,6 +1068,7 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     p->got_bytes = 1;
+    p->r->up_bytes_received += (uint64_t)nread;
     uv_timer_start(&u->timer, up_timeout_cb, p->conf->read_timeout, 0);
     /* Process from the shared read buffer when nothing is pending, else
      * from the connection's own buffer, detached while it is processed so
@@ -812,7 +1101,7 @@ static void up_written_cb(uv_stream_t *s, int status)
     sh_proxy_req_t *p = u->p;
     if (p == NULL || status < 0)
         return; /* a write error shows up as a read error too */
-    if (!p->req_body_done && s->write_queue_size < SH_WBUF_LOW)
+    if ((!p->req_body_done || p->tunnel) && s->write_queue_size < SH_WBUF_LOW)
         sh_request_body_resume(p->r);
 }
 
@@ -854,6 +1143,7 @@ static void connected_cb(uv_connect_t *req, int status)
         return;
     }
     u->connected = 1;
+    p->connect_ms = now_ms(p);
     uv_tcp_nodelay(&u->tcp, 1);
     start_exchange(p);
 }
@@ -861,7 +1151,7 @@ static void connected_cb(uv_connect_t *req, int status)
 static void connect_next(sh_proxy_req_t *p)
 {
     sh_worker_t *w = p->r->c->w;
-    int peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w));
+    int peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w), p->r);
     if (peer < 0) {
         sh_log_err("no live upstreams while connecting to upstream \"%s\"", p->ups->conf->name);
         sh_request_respond(p->r, 502, NULL, NULL, 0, NULL);
@@ -870,11 +1160,13 @@ static void connect_next(sh_proxy_req_t *p)
     p->peer = peer;
     p->got_bytes = 0;
     p->state = P_CONNECTING;
+    try_begin(p);
     sh_uconn_t *u = p->no_pool ? NULL : pool_get(p->ups, peer);
     if (u != NULL) {
         p->reused = 1;
         p->u = u;
         u->p = p;
+        p->connect_ms = p->try_start;
         start_exchange(p);
         return;
     }
@@ -948,12 +1240,28 @@ int sh_proxy_body(sh_request_t *r, const char *data, size_t len, int last)
     return s->write_queue_size > SH_WBUF_HIGH;
 }
 
+int sh_proxy_tunnel_up(sh_request_t *r, const char *data, size_t len)
+{
+    sh_proxy_req_t *p = r->proxy;
+    if (p == NULL || p->u == NULL || len == 0)
+        return 0;
+    uv_stream_t *s = (uv_stream_t *)&p->u->tcp;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    p->req_body_sent += len;
+    uv_timer_start(&p->u->timer, up_timeout_cb, p->conf->read_timeout, 0);
+    if (sh_stream_send(s, &b, 1, up_written_cb) != 0)
+        return 0; /* the read side reports the failure */
+    return s->write_queue_size > SH_WBUF_HIGH;
+}
+
 void sh_proxy_detach(sh_request_t *r)
 {
     sh_proxy_req_t *p = r->proxy;
     if (p == NULL)
         return;
     r->proxy = NULL;
+    if (p->try_open)
+        try_end(p, 0); /* the client went away first (nginx logs 499) */
     if (p->u != NULL) {
         sh_upstream_done(p->ups, p->peer, 0, now_ms(p));
         uconn_close(p->u);
