@@ -24,6 +24,7 @@
 #include "node/vars.h"
 
 #define LINGER_MS 5000
+#define SH_PIPELINE_MAX (64 * 1024)
 
 typedef struct {
     uv_shutdown_t req;
@@ -84,17 +85,49 @@ static void conn_closed(uv_handle_t *h)
     }
 }
 
-static void request_free(sh_request_t *r)
+static void request_dispose(sh_request_t *r)
 {
-    sh_proxy_detach(r);
     sh_buf_dispose(&r->scratch);
     sh_buf_dispose(&r->up_addr);
     sh_buf_dispose(&r->up_status);
     sh_buf_dispose(&r->up_connect_time);
     sh_buf_dispose(&r->up_header_time);
     sh_buf_dispose(&r->up_response_time);
-    sh_free(r->head);
     sh_free(r);
+}
+
+static sh_request_t *request_new(sh_conn_t *c)
+{
+    sh_worker_t *w = c->w;
+    sh_request_t *r;
+    if (w->nreq_cache > 0) {
+        r = w->req_cache[--w->nreq_cache];
+        memset(r, 0, SH_REQUEST_ZERO);
+        r->scratch.len = r->up_addr.len = r->up_status.len = 0;
+        r->up_connect_time.len = r->up_header_time.len = r->up_response_time.len = 0;
+    } else {
+        r = sh_new(sh_request_t);
+    }
+    r->c = c;
+    return r;
+}
+
+static void request_free(sh_request_t *r)
+{
+    sh_worker_t *w = r->c->w;
+    sh_proxy_detach(r);
+    sh_free(r->head);
+    /* keep a few for the next requests, unless they grew large */
+    if (w->nreq_cache < SH_CACHE_MAX && !w->stopping && r->scratch.cap <= 4096)
+        w->req_cache[w->nreq_cache++] = r;
+    else
+        request_dispose(r);
+}
+
+void sh_request_cache_clear(sh_worker_t *w)
+{
+    while (w->nreq_cache > 0)
+        request_dispose(w->req_cache[--w->nreq_cache]);
 }
 
 void sh_conn_close(sh_conn_t *c)
@@ -360,7 +393,11 @@ static void update_io(sh_conn_t *c)
         return;
     const sh_http_core_loc_t *core =
         sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
+    /* Reading stays on while a response is under way (a stop and a start
+     * cost two epoll_ctl calls per request); what arrives then is kept in
+     * c->in, up to SH_PIPELINE_MAX, after which reading stops. */
     int want = c->state == SH_CONN_HEAD ||
+               (c->state == SH_CONN_WAIT && c->in.len < SH_PIPELINE_MAX) ||
                ((c->state == SH_CONN_BODY || c->state == SH_CONN_TUNNEL) && c->r &&
                 c->r->body_wanted);
     if (want && !c->reading) {
@@ -608,8 +645,7 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
                 return (ssize_t)off;
             sh_request_t *r = c->r;
             if (r == NULL) {
-                r = sh_new(sh_request_t);
-                r->c = c;
+                r = request_new(c);
                 c->r = r;
             }
             const sh_http_core_loc_t *core =

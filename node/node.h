@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <uv.h>
 
 #include "core/buf.h"
@@ -110,7 +111,6 @@ struct sh_request_s {
     char *head; /* copy of the request head; the parser's pointers point here */
     size_t head_len;
     sh_http1_request_t h;
-    sh_http1_header_t headers[SH_MAX_REQUEST_HEADERS];
     sh_str_t path; /* target up to '?' */
     sh_str_t args; /* after '?', without it */
     const sh_http_srv_t *srv;
@@ -122,15 +122,7 @@ struct sh_request_s {
     uint64_t bytes_sent;
     uint64_t body_bytes_sent;
     uint64_t body_received;
-    sh_buf_t scratch;  /* for evaluated values */
     void *proxy;       /* sh_proxy_req_t when proxying */
-    /* Filled by the proxy for the $upstream_* variables: one entry per try,
-     * joined by ", " as nginx does ("-" where a value does not apply). */
-    sh_buf_t up_addr;          /* 127.0.0.1:9001, 127.0.0.1:9002 */
-    sh_buf_t up_status;        /* 502, 200 */
-    sh_buf_t up_connect_time;  /* seconds with ms: 0.001 */
-    sh_buf_t up_header_time;
-    sh_buf_t up_response_time;
     uint64_t up_bytes_received;
     uint64_t up_bytes_sent;
     uint8_t discard_body : 1; /* local response: read and drop the body */
@@ -141,7 +133,24 @@ struct sh_request_s {
     uint8_t head_only : 1;    /* HEAD: no response body */
     uint8_t body_wanted : 1;  /* the proxy takes request body bytes now */
     uint8_t sent_continue : 1;
+
+    /* ---- From here on, kept when the object is reused for the next
+     * request (per-worker free list): buffers are emptied, not freed, and
+     * the header array is overwritten by the parser. Everything above is
+     * zeroed (SH_REQUEST_ZERO). */
+    sh_buf_t scratch;  /* for evaluated values */
+    /* Filled by the proxy for the $upstream_* variables: one entry per try,
+     * joined by ", " as nginx does ("-" where a value does not apply). */
+    sh_buf_t up_addr;          /* 127.0.0.1:9001, 127.0.0.1:9002 */
+    sh_buf_t up_status;        /* 502, 200 */
+    sh_buf_t up_connect_time;  /* seconds with ms: 0.001 */
+    sh_buf_t up_header_time;
+    sh_buf_t up_response_time;
+    sh_http1_header_t headers[SH_MAX_REQUEST_HEADERS];
 };
+
+#define SH_REQUEST_ZERO offsetof(struct sh_request_s, scratch)
+#define SH_CACHE_MAX 64 /* objects kept per worker free list */
 
 struct sh_worker_s {
     uv_loop_t loop;
@@ -165,6 +174,10 @@ struct sh_worker_s {
     char date[40]; /* "Date: ..." value, refreshed each second */
     size_t date_len;
     int64_t date_sec;
+    sh_request_t *req_cache[SH_CACHE_MAX]; /* free lists: no malloc per request */
+    int nreq_cache;
+    void *proxy_cache[SH_CACHE_MAX];
+    int nproxy_cache;
     char rbuf[SH_READ_BUF];
     uint8_t rbuf_busy;
 };
@@ -185,6 +198,8 @@ void sh_worker_release_rbuf(sh_worker_t *w, const uv_buf_t *buf);
 void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *addr);
 /* Stop the connection now (no response); closes handles, frees later. */
 void sh_conn_close(sh_conn_t *c);
+/* Free the worker's cached request objects (at stop). */
+void sh_request_cache_clear(sh_worker_t *w);
 /* Close idle keep-alive connections (graceful stop). */
 void sh_conn_close_idle(sh_worker_t *w);
 /* Send a locally generated response (error pages, return). */
@@ -226,6 +241,8 @@ void sh_proxy_client_drained(sh_request_t *r);
 /* After 101: client bytes for the upstream; returns 1 when the client
  * should stop reading (resumed by sh_request_body_resume()). */
 int sh_proxy_tunnel_up(sh_request_t *r, const char *p, size_t len);
+/* Free the worker's cached proxy state objects (at stop). */
+void sh_proxy_cache_clear(sh_worker_t *w);
 /* Close every pooled idle upstream connection of the worker. */
 void sh_proxy_close_pools(sh_worker_t *w);
 /* Whether the location proxies. */

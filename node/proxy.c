@@ -130,9 +130,7 @@ typedef struct sh_proxy_req_s {
     uint64_t tried;
     int tries;
     int state;
-    sh_buf_t head;           /* request head for the upstream, kept for retries */
     sh_http1_response_t resp;
-    sh_http1_header_t resp_headers[MAX_RESP_HEADERS];
     sh_body_t rbody;         /* response body framing */
     uint64_t req_body_sent;  /* request body bytes handed to the upstream */
     uint8_t req_chunked : 1; /* we chunk-encode the request body */
@@ -146,7 +144,14 @@ typedef struct sh_proxy_req_s {
     uint8_t tunnel : 1;      /* after 101: raw bytes both ways */
     int stale_retries;
     uint64_t try_start, connect_ms, header_ms;
+
+    /* ---- kept across reuse from the worker's free list (P_ZERO) */
+    sh_buf_t head;           /* request head for the upstream, kept for retries */
+    sh_buf_t out_head;       /* response head, sent with the first body bytes */
+    sh_http1_header_t resp_headers[MAX_RESP_HEADERS];
 } sh_proxy_req_t;
+
+#define P_ZERO offsetof(sh_proxy_req_t, head)
 
 extern sh_conf_module_t sh_proxy_module;
 
@@ -401,6 +406,7 @@ void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
 /* ------------------------------------------------------ runtime -- */
 
 static void uconn_close(sh_uconn_t *u);
+static void proxy_dispose(sh_proxy_req_t *p);
 static void connect_next(sh_proxy_req_t *p);
 static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void up_written_cb(uv_stream_t *s, int status);
@@ -556,16 +562,6 @@ static void uconn_close(sh_uconn_t *u)
 
 /* ---- the pool */
 
-static void idle_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    sh_uconn_t *u = s->data;
-    sh_worker_release_rbuf(u->w, buf);
-    if (nread == 0)
-        return;
-    /* data or EOF on an idle connection: the server closed or misbehaved */
-    uconn_close(u);
-}
-
 static void idle_timeout_cb(uv_timer_t *t)
 {
     uconn_close(t->data);
@@ -588,7 +584,12 @@ static void pool_put(sh_uconn_t *u)
     sh_list_insert_head(&rt->idle, &u->link);
     rt->nidle++;
     u->idle = 1;
-    uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, idle_read_cb);
+    /* reading stays on (up_read_cb sees an idle connection), so taking it
+     * from the pool costs no epoll_ctl */
+    if (!u->reading) {
+        u->reading = 1;
+        uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
+    }
     uv_timer_start(&u->timer, idle_timeout_cb, uc->keepalive_timeout, 0);
 }
 
@@ -601,7 +602,6 @@ static sh_uconn_t *pool_get(sh_ups_rt_t *rt, int peer)
         sh_list_remove(&u->link);
         rt->nidle--;
         u->idle = 0;
-        uv_read_stop((uv_stream_t *)&u->tcp);
         uv_timer_stop(&u->timer);
         return u;
     }
@@ -789,9 +789,8 @@ static void response_complete(sh_proxy_req_t *p)
     p->u = NULL;
     try_end(p, p->resp.status);
     if (u != NULL) {
-        uv_read_stop((uv_stream_t *)&u->tcp);
         uv_timer_stop(&u->timer);
-        u->reading = 0;
+        u->p = NULL;
         sh_upstream_done(p->ups, p->peer, 0, now_ms(p));
         if (p->up_keep && p->req_body_done && p->conf->http_version == 11)
             pool_put(u);
@@ -803,13 +802,27 @@ static void response_complete(sh_proxy_req_t *p)
     sh_request_finish(r);
 }
 
+/* Send to the client; a response head still pending goes out first, in
+ * the same write (one syscall for head and first body bytes). */
 static int send_client(sh_proxy_req_t *p, const uv_buf_t *bufs, unsigned n)
 {
     sh_request_t *r = p->r;
+    uv_buf_t all[5];
+    if (p->out_head.len > 0) {
+        all[0] = uv_buf_init(p->out_head.data, (unsigned)p->out_head.len);
+        for (unsigned i = 0; i < n && i < 4; i++)
+            all[i + 1] = bufs[i];
+        bufs = all;
+        n = n + 1;
+        p->out_head.len = 0;
+    }
+    if (n == 0)
+        return 0;
     if (sh_request_send(r, bufs, n) != 0)
         return -1;
     if (!p->up_paused && p->u != NULL && sh_request_out_queued(r) > SH_WBUF_HIGH) {
         p->up_paused = 1;
+        p->u->reading = 0;
         uv_read_stop((uv_stream_t *)&p->u->tcp);
     }
     return 0;
@@ -820,6 +833,7 @@ void sh_proxy_client_drained(sh_request_t *r)
     sh_proxy_req_t *p = r->proxy;
     if (p != NULL && p->up_paused && p->u != NULL) {
         p->up_paused = 0;
+        p->u->reading = 1;
         uv_read_start((uv_stream_t *)&p->u->tcp, sh_worker_alloc_cb, up_read_cb);
     }
 }
@@ -842,14 +856,17 @@ static int is_hidden(const proxy_loc_t *c, const sh_http1_header_t *h)
     return 0;
 }
 
+static int flush_head(sh_proxy_req_t *p);
+
 static int send_response_head(sh_proxy_req_t *p)
 {
     sh_request_t *r = p->r;
     sh_http1_response_t *rs = &p->resp;
-    sh_buf_t b = {0};
+    sh_buf_t *b = &p->out_head;
+    b->len = 0;
     int status = rs->status;
     int no_body = r->head_only || status == 204 || status == 304 || status < 200;
-    sh_response_head_start(r, &b, status, rs->reason_phrase, rs->reason_len);
+    sh_response_head_start(r, b, status, rs->reason_phrase, rs->reason_len);
     for (size_t i = 0; i < rs->nheaders; i++) {
         const sh_http1_header_t *h = &rs->headers[i];
         if (p->tunnel && (sh_http1_name_is(h, "upgrade") || sh_http1_name_is(h, "connection"))) {
@@ -858,21 +875,21 @@ static int send_response_head(sh_proxy_req_t *p)
                    is_hidden(p->conf, h) || named_in_connection(rs->headers, rs->nheaders, h)) {
             continue;
         }
-        sh_buf_append(&b, h->name, h->name_len);
-        sh_buf_append(&b, ": ", 2);
-        sh_buf_append(&b, h->value, h->value_len);
-        sh_buf_append(&b, "\r\n", 2);
+        sh_buf_append(b, h->name, h->name_len);
+        sh_buf_append(b, ": ", 2);
+        sh_buf_append(b, h->value, h->value_len);
+        sh_buf_append(b, "\r\n", 2);
     }
     p->rbody = (sh_body_t){.left = -1};
     if (no_body) {
         if (rs->content_length >= 0 && (r->head_only || status == 304))
-            sh_buf_appendf(&b, "Content-Length: %lld\r\n", (long long)rs->content_length);
+            sh_buf_appendf(b, "Content-Length: %lld\r\n", (long long)rs->content_length);
         p->rbody.done = 1;
     } else if (rs->chunked) {
         p->rbody.chunked = 1;
         sh_http1_chunked_init(&p->rbody.chunk);
     } else if (rs->content_length >= 0) {
-        sh_buf_appendf(&b, "Content-Length: %lld\r\n", (long long)rs->content_length);
+        sh_buf_appendf(b, "Content-Length: %lld\r\n", (long long)rs->content_length);
         p->rbody.left = rs->content_length;
         if (rs->content_length == 0)
             p->rbody.done = 1;
@@ -886,17 +903,22 @@ static int send_response_head(sh_proxy_req_t *p)
         else
             r->keepalive = 0; /* HTTP/1.0: the end of the body is the close */
         if (r->resp_chunked)
-            sh_buf_appends(&b, "Transfer-Encoding: chunked\r\n");
+            sh_buf_appends(b, "Transfer-Encoding: chunked\r\n");
     }
     if (p->tunnel)
-        sh_buf_append(&b, "\r\n", 2); /* Connection: upgrade came from the upstream */
+        sh_buf_append(b, "\r\n", 2); /* Connection: upgrade came from the upstream */
     else
-        sh_response_head_end(r, &b);
-    uv_buf_t ub = uv_buf_init(b.data, (unsigned)b.len);
+        sh_response_head_end(r, b);
     r->status = status;
-    int rc = send_client(p, &ub, 1);
-    sh_buf_dispose(&b);
-    return rc;
+    /* sent with the first body bytes, or by flush_head() */
+    if (p->rbody.done || p->tunnel)
+        return flush_head(p);
+    return 0;
+}
+
+static int flush_head(sh_proxy_req_t *p)
+{
+    return p->out_head.len > 0 ? send_client(p, NULL, 0) : 0;
 }
 
 /* Send one piece of response body, framed for the client. */
@@ -928,7 +950,18 @@ static int send_body_end(sh_proxy_req_t *p)
 /* Consume response bytes; returns bytes consumed or -1 after the request
  * was failed, aborted or completed (p is gone then). A failed send to the
  * client has closed the client connection, which freed p. */
+static ssize_t response_data_inner(sh_proxy_req_t *p, const char *data, size_t len);
+
 static ssize_t response_data(sh_proxy_req_t *p, const char *data, size_t len)
+{
+    ssize_t n = response_data_inner(p, data, len);
+    /* p is alive when n >= 0: send a head still waiting for body bytes */
+    if (n >= 0 && flush_head(p) != 0)
+        return -1;
+    return n;
+}
+
+static ssize_t response_data_inner(sh_proxy_req_t *p, const char *data, size_t len)
 {
     size_t off = 0;
     while (off < len || (p->state == P_BODY && p->rbody.done)) {
@@ -1038,6 +1071,10 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     sh_proxy_req_t *p = u->p;
     if (nread == 0 || p == NULL) {
         sh_worker_release_rbuf(u->w, buf);
+        /* data or EOF on an idle pooled connection: the server closed it
+         * or misbehaved; it cannot carry a request any more */
+        if (nread != 0 && !u->closing)
+            uconn_close(u);
         return;
     }
     if (nread < 0) {
@@ -1116,8 +1153,10 @@ static void start_exchange(sh_proxy_req_t *p)
         up_fail(p, FAIL_ERROR, "send() to upstream failed");
         return;
     }
-    u->reading = 1;
-    uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
+    if (!u->reading) {
+        u->reading = 1;
+        uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
+    }
     uv_timer_start(&u->timer, up_timeout_cb, p->conf->read_timeout, 0);
     if (r->h.content_length > 0 || r->h.chunked)
         sh_request_body_resume(r); /* the client connection starts feeding the body */
@@ -1197,7 +1236,15 @@ static void connect_next(sh_proxy_req_t *p)
 void sh_proxy_start(sh_request_t *r)
 {
     const proxy_loc_t *c = sh_http_loc_conf(r->loc, &sh_proxy_module);
-    sh_proxy_req_t *p = sh_new(sh_proxy_req_t);
+    sh_worker_t *w = r->c->w;
+    sh_proxy_req_t *p;
+    if (w->nproxy_cache > 0) {
+        p = w->proxy_cache[--w->nproxy_cache];
+        memset(p, 0, P_ZERO);
+        p->head.len = p->out_head.len = 0;
+    } else {
+        p = sh_new(sh_proxy_req_t);
+    }
     p->r = r;
     p->conf = c;
     p->ups = &r->c->w->ups[c->ups->index];
@@ -1267,8 +1314,26 @@ void sh_proxy_detach(sh_request_t *r)
         uconn_close(p->u);
         p->u = NULL;
     }
+    sh_worker_t *w = r->c->w;
+    if (w->nproxy_cache < SH_CACHE_MAX && !w->stopping && p->head.cap <= 8192 &&
+        p->out_head.cap <= 8192) {
+        w->proxy_cache[w->nproxy_cache++] = p;
+        return;
+    }
+    proxy_dispose(p);
+}
+
+static void proxy_dispose(sh_proxy_req_t *p)
+{
     sh_buf_dispose(&p->head);
+    sh_buf_dispose(&p->out_head);
     sh_free(p);
+}
+
+void sh_proxy_cache_clear(sh_worker_t *w)
+{
+    while (w->nproxy_cache > 0)
+        proxy_dispose(w->proxy_cache[--w->nproxy_cache]);
 }
 
 void sh_proxy_close_pools(sh_worker_t *w)

@@ -265,6 +265,8 @@ static void finish_stop(sh_worker_t *w)
         sh_conn_close(c);
     }
     sh_proxy_close_pools(w);
+    sh_request_cache_clear(w);
+    sh_proxy_cache_clear(w);
     uv_walk(&w->loop, close_walk_cb, NULL);
 }
 
