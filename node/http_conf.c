@@ -20,6 +20,7 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "node/regex.h"
 #include "node/vars.h"
 
 static const sh_http_module_t *http_ctx(const sh_conf_module_t *m)
@@ -155,6 +156,7 @@ static void loc_destroy(sh_http_loc_t *loc, sh_conf_module_t *const *modules, un
     }
     sh_free(loc->confs);
     sh_free(loc->name);
+    sh_regex_destroy(loc->regex);
     sh_free(loc);
 }
 
@@ -200,9 +202,12 @@ static void *core_create_main(void)
 
 static void srv_destroy(sh_http_srv_t *s, sh_conf_module_t *const *modules, unsigned n)
 {
-    for (size_t i = 0; i < s->nnames; i++)
+    for (size_t i = 0; i < s->nnames; i++) {
         sh_free(s->names[i]);
+        sh_regex_destroy(s->name_re[i]);
+    }
     sh_free(s->names);
+    sh_free(s->name_re);
     sh_free(s->listens);
     loc_destroy(s->loc, modules, n);
     sh_free(s);
@@ -228,6 +233,7 @@ static void core_destroy_main(void *conf)
         }
         sh_free(m->main_confs);
         loc_destroy(m->loc, mods, n);
+        sh_vars_reg_destroy(m->vars);
         sh_free(m);
     }
     sh_free(cm);
@@ -312,6 +318,8 @@ static int http_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     cf->user = &b;
     const sh_conf_node_t *node = cf->node;
     int rc = sh_conf_walk(cf, node->child, SH_CTX_HTTP, m->loc->confs);
+    if (rc == 0) /* every $name used is defined somewhere (map, named capture) */
+        rc = sh_vars_check(cf, m);
     if (rc == 0) {
         /* merge: http level -> each server level -> its locations */
         for (size_t i = 0; i < m->nservers && rc == 0; i++)
@@ -401,11 +409,23 @@ static int location_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             strcmp(o->name, name) == 0)
             return sh_conf_error(cf, "duplicate location \"%s\"", name);
     }
+    sh_regex_t *re = NULL;
+    if (match == SH_LOC_REGEX || match == SH_LOC_REGEX_CASELESS) {
+        char err[256];
+        if (sh_regex_compile(name, match == SH_LOC_REGEX_CASELESS, &re, err, sizeof(err)) != 0)
+            return sh_conf_error(cf, "pcre2_compile() failed: %s in \"%s\"", err, name);
+        int rc = sh_vars_define_captures(cf, re);
+        if (rc != 0) {
+            sh_regex_destroy(re);
+            return rc;
+        }
+    }
     sh_http_loc_t *loc = loc_create(cf, b->srv, parent);
     sh_free(loc->name);
     loc->name = sh_strdup(name);
     loc->name_len = strlen(name);
     loc->match = match;
+    loc->regex = re;
     parent->children =
         sh_realloc(parent->children, (parent->nchildren + 1) * sizeof(*parent->children));
     parent->children[parent->nchildren++] = loc;
@@ -464,11 +484,36 @@ static int server_name_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     sh_http_srv_t *s = b->srv;
     const sh_conf_node_t *n = cf->node;
     for (unsigned i = 1; i < n->nargs; i++) {
-        char *name = sh_strdup(n->args[i]);
+        const char *arg = n->args[i];
+        sh_regex_t *re = NULL;
+        if (arg[0] == '~') {
+            /* a regex name; nginx matches it against the lower-cased
+             * Host, so it is compiled as written (case-sensitive) */
+            char err[256];
+            if (arg[1] == '\0')
+                return sh_conf_error(cf, "empty regex in server name \"%s\"", arg);
+            if (sh_regex_compile(arg + 1, 0, &re, err, sizeof(err)) != 0)
+                return sh_conf_error(cf, "pcre2_compile() failed: %s in \"%s\"", err, arg + 1);
+            int rc = sh_vars_define_captures(cf, re);
+            if (rc != 0) {
+                sh_regex_destroy(re);
+                return rc;
+            }
+        } else {
+            const char *star = strchr(arg, '*');
+            size_t al = strlen(arg);
+            /* nginx's wildcard forms: "*.name", "name.*", ".name" only */
+            if (star != NULL && !(star == arg && arg[1] == '.' && strchr(arg + 1, '*') == NULL) &&
+                !(star == arg + al - 1 && al >= 2 && arg[al - 2] == '.' && star == strchr(arg, '*')))
+                return sh_conf_error(cf, "invalid server name or wildcard \"%s\"", arg);
+        }
+        char *name = sh_strdup(arg);
         if (name[0] != '~')
             for (char *p = name; *p; p++)
                 *p = (char)tolower((unsigned char)*p);
         s->names = sh_realloc(s->names, (s->nnames + 1) * sizeof(*s->names));
+        s->name_re = sh_realloc(s->name_re, (s->nnames + 1) * sizeof(*s->name_re));
+        s->name_re[s->nnames] = re;
         s->names[s->nnames++] = name;
     }
     return 0;
@@ -632,28 +677,31 @@ sh_conf_module_t sh_http_core_module = {
 
 /* ------------------------------------------------------ routing -- */
 
-static int name_matches(const char *pat, const char *host, size_t len)
+#define HOST_MAX 1024   /* longer Host values never match a regex name */
+#define URI_STACK 4096  /* normalized URIs up to this size need no allocation */
+
+/* A leading wildcard ("*.example.com" or ".example.com"): the length of
+ * the part that matched, or 0. */
+static size_t head_wild(const char *pat, size_t pl, const char *host, size_t len)
 {
-    size_t pl = strlen(pat);
-    if (pat[0] == '*' && pat[1] == '.') {
-        /* "*.example.com" matches "a.example.com", not "example.com" */
-        size_t sl = pl - 1; /* ".example.com" */
-        return len > sl && strncasecmp(host + len - sl, pat + 1, sl) == 0;
+    if (pat[0] == '*') {
+        size_t sl = pl - 1; /* ".example.com": at least one more label */
+        return len > sl && strncasecmp(host + len - sl, pat + 1, sl) == 0 ? sl : 0;
     }
-    if (pat[0] == '.') {
-        /* ".example.com" matches "example.com" and "*.example.com" */
-        if (len == pl - 1 && strncasecmp(host, pat + 1, len) == 0)
-            return 1;
-        return len > pl && strncasecmp(host + len - pl, pat, pl) == 0;
-    }
-    if (pl > 2 && pat[pl - 1] == '*' && pat[pl - 2] == '.')
-        return len > pl - 1 && strncasecmp(host, pat, pl - 1) == 0;
-    return pl == len && strncasecmp(pat, host, len) == 0;
+    /* ".example.com": "example.com" itself and any name under it */
+    if (len == pl - 1 && strncasecmp(host, pat + 1, len) == 0)
+        return pl;
+    return len > pl && strncasecmp(host + len - pl, pat, pl) == 0 ? pl : 0;
 }
 
-sh_http_srv_t *sh_http_find_server(const sh_http_addr_t *addr, const char *host, size_t len)
+sh_http_srv_t *sh_http_find_server_ex(const sh_http_addr_t *addr, const char *host, size_t len,
+                                      const sh_regex_t **name_re)
 {
-    if (host != NULL && len > 0) {
+    if (name_re != NULL)
+        *name_re = NULL;
+    if (host == NULL)
+        len = 0;
+    if (len > 0) {
         /* strip the port and a trailing dot */
         if (host[0] != '[') {
             const char *colon = memchr(host, ':', len);
@@ -662,48 +710,211 @@ sh_http_srv_t *sh_http_find_server(const sh_http_addr_t *addr, const char *host,
         }
         if (len > 0 && host[len - 1] == '.')
             len--;
-        /* exact names first, then wildcards, as nginx */
-        for (size_t i = 0; i < addr->nservers; i++) {
-            sh_http_srv_t *s = addr->servers[i];
-            for (size_t j = 0; j < s->nnames; j++)
-                if (s->names[j][0] != '*' && s->names[j][0] != '.' && s->names[j][0] != '~' &&
-                    strlen(s->names[j]) == len && strncasecmp(s->names[j], host, len) == 0)
-                    return s;
+    }
+    /* 1. exact names ("" matches a request without Host) */
+    for (size_t i = 0; i < addr->nservers; i++) {
+        sh_http_srv_t *s = addr->servers[i];
+        for (size_t j = 0; j < s->nnames; j++) {
+            const char *n = s->names[j];
+            if (s->name_re[j] == NULL && n[0] != '.' && strchr(n, '*') == NULL &&
+                strlen(n) == len && strncasecmp(n, host, len) == 0)
+                return s;
         }
+    }
+    if (len == 0)
+        return addr->default_srv;
+    /* 2. the longest wildcard starting with '*' (or '.'); 3. then the
+     * longest ending with '*' */
+    sh_http_srv_t *best = NULL;
+    size_t best_len = 0;
+    for (int pass = 0; pass < 2 && best == NULL; pass++) {
+        for (size_t i = 0; i < addr->nservers; i++) {
+            sh_http_srv_t *s = addr->servers[i];
+            for (size_t j = 0; j < s->nnames; j++) {
+                const char *n = s->names[j];
+                size_t pl = strlen(n), m = 0;
+                if (s->name_re[j] != NULL || pl < 2)
+                    continue;
+                if (pass == 0 && (n[0] == '.' || (n[0] == '*' && n[1] == '.')))
+                    m = head_wild(n, pl, host, len);
+                else if (pass == 1 && n[pl - 1] == '*' && n[pl - 2] == '.' &&
+                         len > pl - 1 && strncasecmp(host, n, pl - 1) == 0)
+                    m = pl - 1;
+                if (m > best_len) {
+                    best = s;
+                    best_len = m;
+                }
+            }
+        }
+    }
+    if (best != NULL)
+        return best;
+    /* 4. regexes, in config order, on the lower-cased name */
+    if (len <= HOST_MAX) {
+        char lower[HOST_MAX];
+        for (size_t k = 0; k < len; k++)
+            lower[k] = (char)tolower((unsigned char)host[k]);
         for (size_t i = 0; i < addr->nservers; i++) {
             sh_http_srv_t *s = addr->servers[i];
             for (size_t j = 0; j < s->nnames; j++)
-                if (s->names[j][0] != '~' && name_matches(s->names[j], host, len))
+                if (s->name_re[j] != NULL && sh_regex_match(s->name_re[j], lower, len, NULL) == 1) {
+                    if (name_re != NULL)
+                        *name_re = s->name_re[j];
                     return s;
+                }
         }
     }
     return addr->default_srv;
 }
 
-static sh_http_loc_t *find_in(sh_http_loc_t *parent, const char *path, size_t len)
+sh_http_srv_t *sh_http_find_server(const sh_http_addr_t *addr, const char *host, size_t len)
 {
-    sh_http_loc_t *best = NULL;
+    return sh_http_find_server_ex(addr, host, len, NULL);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int sh_http_normalize_uri(const char *in, size_t len, char *out, size_t *outlen)
+{
+    if (len == 0 || in[0] != '/')
+        return SH_EINVAL;
+    size_t o = 0;
+    size_t i = 0;
+    while (i < len) {
+        char ch = in[i];
+        if (ch == '%' && i + 2 < len + 0 && hexval((unsigned char)in[i + 1]) >= 0 &&
+            hexval((unsigned char)in[i + 2]) >= 0) {
+            ch = (char)(hexval((unsigned char)in[i + 1]) * 16 + hexval((unsigned char)in[i + 2]));
+            if (ch == '\0')
+                return SH_EINVAL;
+            i += 3;
+        } else {
+            /* a '%' without two hex digits stays as it is */
+            i++;
+        }
+        if (ch != '/') {
+            out[o++] = ch;
+            continue;
+        }
+        /* At a '/': out[0..o) is normalized so far and ends before this
+         * slash. Resolve the segment that just ended. */
+        if (o > 0 && out[o - 1] == '/')
+            continue; /* merge slashes */
+        size_t seg = o;
+        while (seg > 0 && out[seg - 1] != '/')
+            seg--;
+        /* out[seg..o) is the last segment */
+        if (o - seg == 1 && out[seg] == '.') {
+            o = seg; /* "/./" -> "/" (the slash at seg-1 stays) */
+            continue;
+        }
+        if (o - seg == 2 && out[seg] == '.' && out[seg + 1] == '.') {
+            if (seg < 2)
+                return SH_EINVAL; /* "/.." above the root */
+            size_t prev = seg - 1; /* the slash before ".." */
+            while (prev > 0 && out[prev - 1] != '/')
+                prev--;
+            o = prev;
+            continue;
+        }
+        out[o++] = '/';
+    }
+    /* a trailing "/." or "/.." ends the path */
+    size_t seg = o;
+    while (seg > 0 && out[seg - 1] != '/')
+        seg--;
+    if (o - seg == 1 && out[seg] == '.') {
+        o = seg;
+    } else if (o - seg == 2 && out[seg] == '.' && out[seg + 1] == '.') {
+        if (seg < 2)
+            return SH_EINVAL;
+        size_t prev = seg - 1;
+        while (prev > 0 && out[prev - 1] != '/')
+            prev--;
+        o = prev;
+    }
+    *outlen = o;
+    return 0;
+}
+
+enum { FIND_DECLINED = 0, FIND_AGAIN, FIND_DONE };
+
+/*
+ * One level of nginx's location search (ngx_http_core_find_location):
+ * *found gets the best location so far. Returns FIND_DONE when the search
+ * is over (exact match or a regex matched), FIND_AGAIN when a prefix was found and may still lose to
+ * the regexes of outer levels, FIND_DECLINED when nothing here matched.
+ */
+static int find_in(const sh_http_loc_t *parent, const char *uri, size_t len,
+                   const sh_http_loc_t **found)
+{
+    const sh_http_loc_t *best = NULL;
     for (size_t i = 0; i < parent->nchildren; i++) {
-        sh_http_loc_t *l = parent->children[i];
+        const sh_http_loc_t *l = parent->children[i];
         if (l->match == SH_LOC_EXACT) {
-            if (l->name_len == len && memcmp(l->name, path, len) == 0)
-                return l;
+            if (l->name_len == len && memcmp(l->name, uri, len) == 0) {
+                *found = l;
+                return FIND_DONE;
+            }
         } else if (l->match == SH_LOC_PREFIX || l->match == SH_LOC_PREFERRED) {
-            if (l->name_len <= len && memcmp(l->name, path, l->name_len) == 0 &&
+            if (l->name_len <= len && memcmp(l->name, uri, l->name_len) == 0 &&
                 (best == NULL || l->name_len > best->name_len))
                 best = l;
         }
     }
-    if (best != NULL && best->nchildren > 0) {
-        sh_http_loc_t *inner = find_in(best, path, len);
-        if (inner != NULL)
-            return inner;
+    int rc = FIND_DECLINED;
+    int noregex = 0;
+    if (best != NULL) {
+        *found = best;
+        noregex = best->match == SH_LOC_PREFERRED;
+        rc = FIND_AGAIN;
+        if (best->nchildren > 0) {
+            /* nested locations first: a nested regex beats this level's */
+            rc = find_in(best, uri, len, found);
+            if (rc == FIND_DONE)
+                return FIND_DONE;
+        }
     }
-    return best;
+    /* `^~` skips the regexes of its own level only; an outer level still
+     * tries its own (as nginx's noregex flag) */
+    if (noregex)
+        return rc;
+    for (size_t i = 0; i < parent->nchildren; i++) {
+        const sh_http_loc_t *l = parent->children[i];
+        if (l->regex == NULL || sh_regex_match(l->regex, uri, len, NULL) != 1)
+            continue;
+        *found = l;
+        if (l->nchildren > 0)
+            find_in(l, uri, len, found);
+        return FIND_DONE;
+    }
+    return rc;
+}
+
+sh_http_loc_t *sh_http_find_location_uri(const sh_http_srv_t *srv, const char *uri, size_t len)
+{
+    const sh_http_loc_t *found = NULL;
+    find_in(srv->loc, uri, len, &found);
+    return (sh_http_loc_t *)(found != NULL ? found : srv->loc);
 }
 
 sh_http_loc_t *sh_http_find_location(const sh_http_srv_t *srv, const char *path, size_t len)
 {
-    sh_http_loc_t *l = find_in(srv->loc, path, len);
-    return l ? l : srv->loc;
+    char stack[URI_STACK];
+    char *buf = len <= sizeof(stack) ? stack : sh_malloc(len);
+    size_t n;
+    sh_http_loc_t *l;
+    if (sh_http_normalize_uri(path, len, buf, &n) == 0)
+        l = sh_http_find_location_uri(srv, buf, n);
+    else
+        l = sh_http_find_location_uri(srv, path, len);
+    if (buf != stack)
+        sh_free(buf);
+    return l;
 }

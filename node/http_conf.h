@@ -69,9 +69,12 @@ enum sh_loc_match {
     SH_LOC_PREFIX = 0,
     SH_LOC_EXACT,     /* = */
     SH_LOC_PREFERRED, /* ^~ */
-    SH_LOC_REGEX,     /* ~ (not yet matched: issue 3) */
+    SH_LOC_REGEX,     /* ~ */
     SH_LOC_REGEX_CASELESS /* ~* */
 };
+
+typedef struct sh_regex_s sh_regex_t;
+typedef struct sh_var_reg_s sh_var_reg_t;
 
 /* A complex value: text with $variables, compiled once at load time. */
 typedef struct sh_cv_s sh_cv_t;
@@ -84,13 +87,15 @@ struct sh_http_loc_s {
     unsigned line;
     sh_http_srv_t *srv;
     sh_http_loc_t *parent;
-    sh_http_loc_t **children; /* nested locations */
+    sh_regex_t *regex; /* ~ and ~* locations: compiled (and JIT-ed) at load */
+    sh_http_loc_t **children; /* nested locations, in config order */
     size_t nchildren;
     void **confs; /* per module index; NULL for modules without loc confs */
 };
 
 struct sh_http_srv_s {
-    char **names; /* server_name values, lower-cased */
+    char **names; /* server_name values, lower-cased (regexes as written) */
+    sh_regex_t **name_re; /* name_re[i]: names[i]'s regex ("~..."), else NULL */
     size_t nnames;
     sh_listen_opt_t *listens;
     size_t nlistens;
@@ -106,6 +111,7 @@ struct sh_http_main_s {
     sh_http_addr_t *addrs; /* distinct listen addresses */
     size_t naddrs;
     void **main_confs; /* per module index: HTTP modules' main confs */
+    sh_var_reg_t *vars; /* named variables: map results, regex named captures */
     sh_conf_module_t *const *modules;
     unsigned nmodules;
 };
@@ -144,12 +150,36 @@ static inline void *sh_http_main_conf(const sh_http_main_t *main, const sh_conf_
     return main->main_confs[m->index];
 }
 
-/* Routing, for the workers. Host is the request's Host (port stripped,
- * case-insensitive) or NULL; returns the server to use. */
+/* Routing, for the workers (read-only; any thread).
+ *
+ * The server for a Host (port and a trailing dot stripped; NULL or empty
+ * when the request has none), in nginx's order: exact name, the longest
+ * wildcard starting with `*` (or `.name`), the longest wildcard ending
+ * with `*`, then `~regex` names in config order; names compare
+ * case-insensitively; otherwise the address's default server. When
+ * name_re is not NULL it receives the regex that selected the server
+ * (NULL when none did), for $1..$9 and named captures. */
+sh_http_srv_t *sh_http_find_server_ex(const sh_http_addr_t *addr, const char *host, size_t len,
+                                      const sh_regex_t **name_re);
 sh_http_srv_t *sh_http_find_server(const sh_http_addr_t *addr, const char *host, size_t len);
-/* The location for a path (nginx's order for =, ^~ and prefixes). Never NULL:
- * the server level itself answers when no location matches. */
+
+/* The location for a request path (the raw path, up to '?'), in nginx's
+ * order: `=` exact; else the longest prefix, remembered (its nested
+ * locations are searched first); unless it is `^~`, the `~`/`~*` regexes
+ * in config order (each with its nested locations); else the remembered
+ * prefix. Matching is against the normalized URI ($uri: see below); a
+ * path that cannot be normalized is matched as it is. Never NULL: the
+ * server level answers when no location matches. */
 sh_http_loc_t *sh_http_find_location(const sh_http_srv_t *srv, const char *path, size_t len);
+/* The same on an already normalized URI. */
+sh_http_loc_t *sh_http_find_location_uri(const sh_http_srv_t *srv, const char *uri, size_t len);
+
+/* nginx's URI normalization ($uri): percent-decoding (%2F included),
+ * merging of slashes, "." and ".." segments resolved. out needs len
+ * bytes (the result is never longer). Returns 0 and *outlen, or SH_EINVAL
+ * for a path that does not start with '/', a decoded NUL, or ".." above
+ * the root (nginx answers 400 for both). */
+int sh_http_normalize_uri(const char *in, size_t len, char *out, size_t *outlen);
 
 /* Parse "addr:port", "port", "[v6]:port", "*:port", "localhost:port". */
 int sh_parse_addr(const char *s, int default_port, struct sockaddr_storage *ss, socklen_t *len);

@@ -5,7 +5,9 @@
  */
 #include "cmd/shoal/modules.h"
 
+#include "node/accesslog.h"
 #include "node/http_conf.h"
+#include "node/map.h"
 #include "node/runtime.h"
 #include "node/upstream.h"
 
@@ -18,6 +20,8 @@ extern sh_conf_module_t sh_cluster_module;
 sh_conf_module_t *const sh_modules[] = {
     &sh_core_module,
     &sh_http_core_module,
+    &sh_map_module,
+    &sh_accesslog_module,
     &sh_upstream_module,
     &sh_proxy_module,
 #ifdef SHOAL_WITH_CLUSTER
