@@ -21,6 +21,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/node.h"
+#include "node/timeq.h"
 #include "node/vars.h"
 
 #define LINGER_MS 5000
@@ -142,14 +143,9 @@ void sh_conn_close(sh_conn_t *c)
     }
     sh_list_remove(&c->link);
     c->w->nconns--;
-    c->closing_handles = 2;
+    sh_timers_remove(&c->tq);
+    c->closing_handles = 1;
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
-    uv_close((uv_handle_t *)&c->timer, conn_closed);
-}
-
-static void linger_timeout_cb(uv_timer_t *t)
-{
-    sh_conn_close(t->data);
 }
 
 static void linger_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -177,12 +173,15 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
      * would destroy the response in its receive buffer. */
     uv_read_start((uv_stream_t *)&c->tcp, sh_worker_alloc_cb, linger_read_cb);
     c->reading = 1;
-    uv_timer_start(&c->timer, linger_timeout_cb, LINGER_MS, 0);
+    sh_timers_add(&c->w->timers, &c->tq, LINGER_MS);
 }
 
-static void send_timeout_cb(uv_timer_t *t)
+/* Every connection timeout (header, body, keep-alive, send, linger) ends
+ * the connection: nginx answers none of them (a 408 is only logged). */
+void sh_conn_timeout(sh_timeq_entry_t *e)
 {
-    sh_conn_close(t->data);
+    sh_conn_t *c = container_of(e, sh_conn_t, tq);
+    sh_conn_close(c);
 }
 
 /* Close once every queued byte is written. */
@@ -202,7 +201,7 @@ static void close_after_write(sh_conn_t *c)
         sh_conn_close(c);
         return;
     }
-    uv_timer_start(&c->timer, send_timeout_cb, 60000, 0);
+    sh_timers_add(&c->w->timers, &c->tq, 60000);
 }
 
 void sh_conn_close_idle(sh_worker_t *w)
@@ -414,9 +413,9 @@ static void update_io(sh_conn_t *c)
     else if (c->state == SH_CONN_BODY && c->r && c->r->body_wanted)
         t = c->r->core->client_body_timeout;
     if (t > 0)
-        uv_timer_start(&c->timer, send_timeout_cb, t, 0);
+        sh_timers_add(&c->w->timers, &c->tq, t);
     else
-        uv_timer_stop(&c->timer);
+        sh_timers_remove(&c->tq);
 }
 
 void sh_request_start_tunnel(sh_request_t *r)
@@ -426,7 +425,7 @@ void sh_request_start_tunnel(sh_request_t *r)
     r->body.done = 1;
     r->body_wanted = 1;
     r->keepalive = 0;
-    uv_timer_stop(&c->timer); /* the upstream side times the tunnel */
+    sh_timers_remove(&c->tq); /* the upstream side times the tunnel */
     if (c->in_process)
         return;
     drain_in(c);
@@ -760,8 +759,7 @@ void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *a
         uv_close((uv_handle_t *)&c->tcp, conn_closed);
         return;
     }
-    uv_timer_init(&w->loop, &c->timer);
-    c->timer.data = c;
+    sh_timeq_entry_init(&c->tq);
     sh_list_insert_head(&w->conns, &c->link);
     w->nconns++;
     c->id = ++w->conn_seq;

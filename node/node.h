@@ -79,9 +79,24 @@ enum sh_conn_state {
     SH_CONN_CLOSING
 };
 
+/* A timeout entry (node/timeq.h). */
+typedef struct {
+    sh_link_t link;
+    uint64_t deadline;
+} sh_timeq_entry_t;
+
+typedef struct sh_timeq_s sh_timeq_t;
+typedef struct sh_timers_s {
+    uv_timer_t timer;
+    uint64_t armed; /* deadline the timer is set for; UINT64_MAX: none */
+    sh_timeq_t **qs;
+    size_t nqs;
+    void (*expire)(sh_timeq_entry_t *e);
+} sh_timers_t;
+
 struct sh_conn_s {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    sh_timeq_entry_t tq; /* the connection's one timeout */
     sh_worker_t *w;
     const sh_http_addr_t *addr;
     sh_link_t link;      /* worker's connection list */
@@ -156,6 +171,7 @@ struct sh_worker_s {
     uv_loop_t loop;
     uv_async_t wake;
     uv_timer_t stop_timer;
+    sh_timers_t timers; /* connection timeouts */
     pthread_t thread;
     int id;
     const sh_runtime_t *rt;
@@ -198,6 +214,8 @@ void sh_worker_release_rbuf(sh_worker_t *w, const uv_buf_t *buf);
 void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *addr);
 /* Stop the connection now (no response); closes handles, frees later. */
 void sh_conn_close(sh_conn_t *c);
+/* Timeout of a client connection (the worker's timers' expire). */
+void sh_conn_timeout(sh_timeq_entry_t *e);
 /* Free the worker's cached request objects (at stop). */
 void sh_request_cache_clear(sh_worker_t *w);
 /* Close idle keep-alive connections (graceful stop). */

@@ -20,6 +20,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "node/timeq.h"
 #include "node/upstream.h"
 
 typedef struct {
@@ -227,6 +228,7 @@ int sh_workers_start(sh_worker_t **ws, int n)
         uv_loop_init(&w->loop);
         uv_async_init(&w->loop, &w->wake, wake_cb);
         uv_timer_init(&w->loop, &w->stop_timer);
+        sh_timers_init(&w->timers, &w->loop, sh_conn_timeout);
         w->listeners = sh_calloc(w->nlisteners ? w->nlisteners : 1, sizeof(uv_tcp_t));
         for (size_t i = 0; i < w->nlisteners; i++) {
             const sh_http_addr_t *a = &w->rt->http->addrs[i];
@@ -267,6 +269,7 @@ static void finish_stop(sh_worker_t *w)
     sh_proxy_close_pools(w);
     sh_request_cache_clear(w);
     sh_proxy_cache_clear(w);
+    sh_timers_close(&w->timers);
     uv_walk(&w->loop, close_walk_cb, NULL);
 }
 
