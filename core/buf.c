@@ -52,6 +52,31 @@ void sh_buf_appendf(sh_buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+void sh_buf_append_u64(sh_buf_t *b, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    sh_buf_append(b, tmp + sizeof(tmp) - n, n);
+}
+
+size_t sh_fmt_hex(char *out, uint64_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 void sh_buf_consume(sh_buf_t *b, size_t n)
 {
     if (n >= b->len) {

@@ -7,6 +7,7 @@
 #define SH_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -27,6 +28,10 @@ char *sh_buf_reserve(sh_buf_t *b, size_t n);
 void sh_buf_append(sh_buf_t *b, const void *p, size_t n);
 void sh_buf_appends(sh_buf_t *b, const char *s);
 void sh_buf_appendf(sh_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Append v in decimal / lower-case hex, without printf. */
+void sh_buf_append_u64(sh_buf_t *b, uint64_t v);
+/* Write v in lower-case hex to out (at least 17 bytes); returns length. */
+size_t sh_fmt_hex(char *out, uint64_t v);
 /* Drop the first n bytes. */
 void sh_buf_consume(sh_buf_t *b, size_t n);
 /* Free the memory; the buffer is empty and reusable afterwards. */

@@ -257,7 +257,11 @@ void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char
         reason = sh_http_status_text(status);
         reason_len = strlen(reason);
     }
-    sh_buf_appendf(b, "HTTP/1.1 %03d ", status);
+    char sl[13] = "HTTP/1.1 000 ";
+    sl[9] = (char)('0' + status / 100 % 10);
+    sl[10] = (char)('0' + status / 10 % 10);
+    sl[11] = (char)('0' + status % 10);
+    sh_buf_append(b, sl, sizeof(sl));
     sh_buf_append(b, reason, reason_len);
     sh_buf_appends(b, "\r\nServer: shoal\r\nDate: ");
     size_t dl;
@@ -303,7 +307,9 @@ void sh_request_respond(sh_request_t *r, int status, const char *ctype, const ch
     sh_response_head_start(r, &b, status, NULL, 0);
     if (ctype != NULL)
         sh_buf_appendf(&b, "Content-Type: %s\r\n", ctype);
-    sh_buf_appendf(&b, "Content-Length: %zu\r\n", body ? body_len : 0);
+    sh_buf_appends(&b, "Content-Length: ");
+    sh_buf_append_u64(&b, body ? body_len : 0);
+    sh_buf_append(&b, "\r\n", 2);
     if (location != NULL)
         sh_buf_appendf(&b, "Location: %s\r\n", location);
     sh_response_head_end(r, &b);
@@ -369,6 +375,7 @@ static void drain_in(sh_conn_t *c)
 
 static void finalize(sh_request_t *r)
 {
+    sh_access_log(r);
     sh_conn_t *c = r->c;
     int keep = r->keepalive && r->body.done && !c->w->stopping;
     request_free(r);

@@ -171,7 +171,8 @@ struct sh_worker_s {
     uv_loop_t loop;
     uv_async_t wake;
     uv_timer_t stop_timer;
-    sh_timers_t timers; /* connection timeouts */
+    sh_timers_t timers;    /* client connection timeouts */
+    sh_timers_t up_timers; /* upstream connection timeouts */
     pthread_t thread;
     int id;
     const sh_runtime_t *rt;
@@ -259,6 +260,8 @@ void sh_proxy_client_drained(sh_request_t *r);
 /* After 101: client bytes for the upstream; returns 1 when the client
  * should stop reading (resumed by sh_request_body_resume()). */
 int sh_proxy_tunnel_up(sh_request_t *r, const char *p, size_t len);
+/* Timeout of an upstream connection (the worker's up_timers' expire). */
+void sh_uconn_timeout(sh_timeq_entry_t *e);
 /* Free the worker's cached proxy state objects (at stop). */
 void sh_proxy_cache_clear(sh_worker_t *w);
 /* Close every pooled idle upstream connection of the worker. */

@@ -32,6 +32,7 @@
 #include "node/http_conf.h"
 #include "node/node.h"
 #include "node/upstream.h"
+#include "node/timeq.h"
 #include "node/vars.h"
 
 #define MAX_RESP_HEADERS 128
@@ -105,7 +106,7 @@ enum pstate { P_CONNECTING, P_SENDING, P_HEAD, P_BODY, P_TUNNEL, P_DONE };
 
 struct sh_uconn_s {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    sh_timeq_entry_t tq; /* connect, read or idle timeout (w->up_timers) */
     uv_connect_t creq;
     sh_worker_t *w;
     sh_ups_rt_t *ups;
@@ -518,7 +519,9 @@ static void build_request_head(sh_proxy_req_t *p)
         sh_buf_appends(b, "Transfer-Encoding: chunked\r\n");
         p->req_chunked = 1;
     } else if (r->h.content_length >= 0) {
-        sh_buf_appendf(b, "Content-Length: %lld\r\n", (long long)r->h.content_length);
+        sh_buf_appends(b, "Content-Length: ");
+        sh_buf_append_u64(b, (uint64_t)r->h.content_length);
+        sh_buf_append(b, "\r\n", 2);
     }
     if (!conn_set && (c->http_version == 10 || p->ups->conf->keepalive == 0))
         sh_buf_appends(b, "Connection: close\r\n");
@@ -530,9 +533,9 @@ static uint64_t now_ms(sh_proxy_req_t *p)
     return sh_worker_now(p->r->c->w);
 }
 
-static void up_timer_start(sh_uconn_t *u, uint64_t ms, uv_timer_cb cb)
+static void up_timer(sh_uconn_t *u, uint64_t ms)
 {
-    uv_timer_start(&u->timer, cb, ms, 0);
+    sh_timers_add(&u->w->up_timers, &u->tq, ms);
 }
 
 static void uconn_closed(uv_handle_t *h)
@@ -555,17 +558,13 @@ static void uconn_close(sh_uconn_t *u)
     if (u->closing)
         return;
     u->closing = 1;
-    u->closing_handles = 2;
+    u->closing_handles = 1;
+    sh_timers_remove(&u->tq);
     uv_close((uv_handle_t *)&u->tcp, uconn_closed);
-    uv_close((uv_handle_t *)&u->timer, uconn_closed);
 }
 
 /* ---- the pool */
 
-static void idle_timeout_cb(uv_timer_t *t)
-{
-    uconn_close(t->data);
-}
 
 static void pool_put(sh_uconn_t *u)
 {
@@ -590,7 +589,7 @@ static void pool_put(sh_uconn_t *u)
         u->reading = 1;
         uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
     }
-    uv_timer_start(&u->timer, idle_timeout_cb, uc->keepalive_timeout, 0);
+    up_timer(u, uc->keepalive_timeout);
 }
 
 static sh_uconn_t *pool_get(sh_ups_rt_t *rt, int peer)
@@ -602,7 +601,7 @@ static sh_uconn_t *pool_get(sh_ups_rt_t *rt, int peer)
         sh_list_remove(&u->link);
         rt->nidle--;
         u->idle = 0;
-        uv_timer_stop(&u->timer);
+        sh_timers_remove(&u->tq);
         return u;
     }
     return NULL;
@@ -616,8 +615,10 @@ enum { FAIL_ERROR, FAIL_TIMEOUT, FAIL_INVALID, FAIL_STATUS };
 
 static void append_secs(sh_buf_t *b, uint64_t ms)
 {
-    sh_buf_appendf(b, "%llu.%03llu", (unsigned long long)(ms / 1000),
-                   (unsigned long long)(ms % 1000));
+    sh_buf_append_u64(b, ms / 1000);
+    char frac[4] = {'.', (char)('0' + ms % 1000 / 100), (char)('0' + ms % 100 / 10),
+                    (char)('0' + ms % 10)};
+    sh_buf_append(b, frac, 4);
 }
 
 static void try_begin(sh_proxy_req_t *p)
@@ -644,7 +645,7 @@ static void try_end(sh_proxy_req_t *p, int status)
     sh_request_t *r = p->r;
     uint64_t now = now_ms(p);
     if (status > 0)
-        sh_buf_appendf(&r->up_status, "%d", status);
+        sh_buf_append_u64(&r->up_status, (uint64_t)status);
     else
         sh_buf_append(&r->up_status, "-", 1);
     if (p->connect_ms != UINT64_MAX)
@@ -769,12 +770,17 @@ static int status_retry(sh_proxy_req_t *p, int status)
     return 1;
 }
 
-static void up_timeout_cb(uv_timer_t *t)
+/* The worker's up_timers expire: an idle pooled connection past its
+ * keepalive_timeout closes; an active one failed its connect or read
+ * timeout. */
+void sh_uconn_timeout(sh_timeq_entry_t *e)
 {
-    sh_uconn_t *u = t->data;
+    sh_uconn_t *u = container_of(e, sh_uconn_t, tq);
     sh_proxy_req_t *p = u->p;
-    if (p == NULL)
+    if (p == NULL) {
+        uconn_close(u);
         return;
+    }
     up_fail(p, FAIL_TIMEOUT,
             p->state == P_CONNECTING ? "upstream timed out (connect)" : "upstream timed out");
 }
@@ -789,7 +795,7 @@ static void response_complete(sh_proxy_req_t *p)
     p->u = NULL;
     try_end(p, p->resp.status);
     if (u != NULL) {
-        uv_timer_stop(&u->timer);
+        sh_timers_remove(&u->tq);
         u->p = NULL;
         sh_upstream_done(p->ups, p->peer, 0, now_ms(p));
         if (p->up_keep && p->req_body_done && p->conf->http_version == 11)
@@ -858,6 +864,13 @@ static int is_hidden(const proxy_loc_t *c, const sh_http1_header_t *h)
 
 static int flush_head(sh_proxy_req_t *p);
 
+static void append_content_length(sh_buf_t *b, int64_t n)
+{
+    sh_buf_appends(b, "Content-Length: ");
+    sh_buf_append_u64(b, (uint64_t)n);
+    sh_buf_append(b, "\r\n", 2);
+}
+
 static int send_response_head(sh_proxy_req_t *p)
 {
     sh_request_t *r = p->r;
@@ -883,13 +896,13 @@ static int send_response_head(sh_proxy_req_t *p)
     p->rbody = (sh_body_t){.left = -1};
     if (no_body) {
         if (rs->content_length >= 0 && (r->head_only || status == 304))
-            sh_buf_appendf(b, "Content-Length: %lld\r\n", (long long)rs->content_length);
+            append_content_length(b, rs->content_length);
         p->rbody.done = 1;
     } else if (rs->chunked) {
         p->rbody.chunked = 1;
         sh_http1_chunked_init(&p->rbody.chunk);
     } else if (rs->content_length >= 0) {
-        sh_buf_appendf(b, "Content-Length: %lld\r\n", (long long)rs->content_length);
+        append_content_length(b, rs->content_length);
         p->rbody.left = rs->content_length;
         if (rs->content_length == 0)
             p->rbody.done = 1;
@@ -930,7 +943,9 @@ static int send_body(sh_proxy_req_t *p, const char *data, size_t len)
     r->body_bytes_sent += len;
     if (r->resp_chunked) {
         char hdr[20];
-        int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+        size_t hl = sh_fmt_hex(hdr, len);
+        hdr[hl++] = '\r';
+        hdr[hl++] = '\n';
         uv_buf_t bufs[3] = {uv_buf_init(hdr, (unsigned)hl), uv_buf_init((char *)data, (unsigned)len),
                             uv_buf_init("\r\n", 2)};
         return send_client(p, bufs, 3);
@@ -1106,7 +1121,7 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     p->got_bytes = 1;
     p->r->up_bytes_received += (uint64_t)nread;
-    uv_timer_start(&u->timer, up_timeout_cb, p->conf->read_timeout, 0);
+    up_timer(u, p->conf->read_timeout);
     /* Process from the shared read buffer when nothing is pending, else
      * from the connection's own buffer, detached while it is processed so
      * the connection can go back to the pool empty. */
@@ -1157,7 +1172,7 @@ static void start_exchange(sh_proxy_req_t *p)
         u->reading = 1;
         uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
     }
-    uv_timer_start(&u->timer, up_timeout_cb, p->conf->read_timeout, 0);
+    up_timer(u, p->conf->read_timeout);
     if (r->h.content_length > 0 || r->h.chunked)
         sh_request_body_resume(r); /* the client connection starts feeding the body */
     else
@@ -1217,9 +1232,8 @@ static void connect_next(sh_proxy_req_t *p)
     u->p = p;
     sh_list_init(&u->link);
     uv_tcp_init(&w->loop, &u->tcp);
-    uv_timer_init(&w->loop, &u->timer);
+    sh_timeq_entry_init(&u->tq);
     u->tcp.data = u;
-    u->timer.data = u;
     u->creq.data = u;
     p->u = u;
     const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
@@ -1230,7 +1244,7 @@ static void connect_next(sh_proxy_req_t *p)
         up_fail(p, FAIL_ERROR, what);
         return;
     }
-    up_timer_start(u, p->conf->connect_timeout, up_timeout_cb);
+    up_timer(u, p->conf->connect_timeout);
 }
 
 void sh_proxy_start(sh_request_t *r)
@@ -1268,7 +1282,9 @@ int sh_proxy_body(sh_request_t *r, const char *data, size_t len, int last)
     char hdr[20];
     if (len > 0) {
         if (p->req_chunked) {
-            int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+            size_t hl = sh_fmt_hex(hdr, len);
+            hdr[hl++] = '\r';
+            hdr[hl++] = '\n';
             bufs[n++] = uv_buf_init(hdr, (unsigned)hl);
             bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
             bufs[n++] = uv_buf_init("\r\n", 2);
@@ -1295,7 +1311,7 @@ int sh_proxy_tunnel_up(sh_request_t *r, const char *data, size_t len)
     uv_stream_t *s = (uv_stream_t *)&p->u->tcp;
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     p->req_body_sent += len;
-    uv_timer_start(&p->u->timer, up_timeout_cb, p->conf->read_timeout, 0);
+    up_timer(p->u, p->conf->read_timeout);
     if (sh_stream_send(s, &b, 1, up_written_cb) != 0)
         return 0; /* the read side reports the failure */
     return s->write_queue_size > SH_WBUF_HIGH;

@@ -229,6 +229,7 @@ int sh_workers_start(sh_worker_t **ws, int n)
         uv_async_init(&w->loop, &w->wake, wake_cb);
         uv_timer_init(&w->loop, &w->stop_timer);
         sh_timers_init(&w->timers, &w->loop, sh_conn_timeout);
+        sh_timers_init(&w->up_timers, &w->loop, sh_uconn_timeout);
         w->listeners = sh_calloc(w->nlisteners ? w->nlisteners : 1, sizeof(uv_tcp_t));
         for (size_t i = 0; i < w->nlisteners; i++) {
             const sh_http_addr_t *a = &w->rt->http->addrs[i];
@@ -270,6 +271,7 @@ static void finish_stop(sh_worker_t *w)
     sh_request_cache_clear(w);
     sh_proxy_cache_clear(w);
     sh_timers_close(&w->timers);
+    sh_timers_close(&w->up_timers);
     uv_walk(&w->loop, close_walk_cb, NULL);
 }
 
