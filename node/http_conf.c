@@ -547,7 +547,15 @@ static int core_merge_loc(sh_conf_t *cf, void *parent, void *conf)
      * to the locations? No: nginx runs the server-level rewrite phase
      * first, so a server-level return answers every request. We model
      * that by inheriting it. */
-    if (c->ret_code == SH_CONF_UNSET) {
+    /* A location's own `return` belongs to its rewrite phase and is not
+     * inherited by nested locations (nginx); one inherited from the server
+     * level passes on down. */
+    const sh_http_block_t *blk = cf->user;
+    int parent_is_loc = blk->loc != NULL && blk->loc->parent != NULL &&
+                        blk->loc->parent != blk->loc->srv->loc;
+    if (c->ret_code == SH_CONF_UNSET && parent_is_loc && !p->ret_inherited) {
+        c->ret_code = SH_CONF_UNSET;
+    } else if (c->ret_code == SH_CONF_UNSET) {
         c->ret_code = p->ret_code;
         c->ret_text = p->ret_text;
         c->ret_inherited = 1;
@@ -717,7 +725,7 @@ sh_http_srv_t *sh_http_find_server_ex(const sh_http_addr_t *addr, const char *ho
         for (size_t j = 0; j < s->nnames; j++) {
             const char *n = s->names[j];
             if (s->name_re[j] == NULL && n[0] != '.' && strchr(n, '*') == NULL &&
-                strlen(n) == len && strncasecmp(n, host, len) == 0)
+                strlen(n) == len && (len == 0 || strncasecmp(n, host, len) == 0))
                 return s;
         }
     }

@@ -70,4 +70,8 @@ int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re);
 int sh_vars_check(sh_conf_t *cf, sh_http_main_t *m);
 void sh_vars_reg_destroy(sh_var_reg_t *reg);
 
+/* Log a finished request (accesslog.h has the contract); declared here
+ * too because conn.c, which calls it, includes this header. */
+void sh_access_log(sh_request_t *r);
+
 #endif
