@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * nodectl's HTTP/1.1 client: one blocking TCP connection per request with
+ * Connection: close, so the response ends at EOF (Content-Length, when
+ * present, is checked against what arrived). Every step honours one
+ * deadline: connect is non-blocking plus poll, reads and writes poll first.
+ * The response is bounded by NODECTL_MAX_RESPONSE.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nodectl.h"
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return NODECTL_EUSAGE;
+}
+
+/* Split "host:port" / "[v6]:port" into host and port strings. */
+static int split_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
+{
+    const char *colon;
+    size_t hl;
+    if (addr[0] == '[') {
+        const char *end = strchr(addr, ']');
+        if (end == NULL || end[1] != ':')
+            return -1;
+        hl = (size_t)(end - addr - 1);
+        if (hl == 0 || hl >= hostlen)
+            return -1;
+        memcpy(host, addr + 1, hl);
+        colon = end + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL)
+            return -1;
+        hl = (size_t)(colon - addr);
+        if (hl == 0 || hl >= hostlen)
+            return -1;
+        memcpy(host, addr, hl);
+    }
+    host[hl] = 0;
+    const char *p = colon + 1;
+    size_t pl = strlen(p);
+    if (pl == 0 || pl >= portlen || strspn(p, "0123456789") != pl || atoi(p) <= 0 ||
+        atoi(p) > 65535)
+        return -1;
+    memcpy(port, p, pl + 1);
+    return 0;
+}
+
+/* Wait for events on fd until the deadline: 1 ready, 0 timed out, -1 error. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {fd, events, 0};
+        int n = poll(&p, 1, (int)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 ? -1 : n > 0;
+    }
+}
+
+static int connect_one(const struct addrinfo *a, int64_t deadline, int *err_out)
+{
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) {
+        *err_out = errno;
+        return -1;
+    }
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+        return fd;
+    if (errno != EINPROGRESS) {
+        *err_out = errno;
+        close(fd);
+        return -1;
+    }
+    int r = wait_fd(fd, POLLOUT, deadline);
+    int soerr = 0;
+    socklen_t sl = sizeof(soerr);
+    if (r <= 0) {
+        *err_out = r == 0 ? ETIMEDOUT : errno;
+        close(fd);
+        return -1;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
+        *err_out = soerr ? soerr : errno;
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int send_all(int fd, const char *buf, size_t len, int64_t deadline)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        if (wait_fd(fd, POLLOUT, deadline) <= 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Parse the head in buf[0..len): status code and where the body starts. */
+static int parse_head(const char *buf, size_t len, int *status, size_t *body_off, long *clen)
+{
+    const char *end = NULL;
+    for (size_t i = 0; i + 3 < len; i++) {
+        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n') {
+            end = buf + i;
+            break;
+        }
+    }
+    if (end == NULL)
+        return -1;
+    if (strncmp(buf, "HTTP/1.", 7) != 0 || len < 12 || buf[8] != ' ')
+        return -1;
+    int code = 0;
+    for (int i = 9; i < 12; i++) {
+        if (buf[i] < '0' || buf[i] > '9')
+            return -1;
+        code = code * 10 + (buf[i] - '0');
+    }
+    *status = code;
+    *body_off = (size_t)(end - buf) + 4;
+    *clen = -1;
+    /* Content-Length, if any, in the header lines. */
+    const char *line = memchr(buf, '\n', (size_t)(end - buf));
+    while (line != NULL && line < end) {
+        line++;
+        if ((size_t)(end - line) > 15 && strncasecmp(line, "Content-Length:", 15) == 0)
+            *clen = strtol(line + 15, NULL, 10);
+        line = memchr(line, '\n', (size_t)(end - line));
+    }
+    return 0;
+}
+
+int nodectl_request(const char *addr, const char *method, const char *path, const char *body,
+                    int timeout_ms, nodectl_resp_t *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    int64_t deadline = now_ms() + timeout_ms;
+    char host[256], port[8];
+    if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0)
+        return fail(err, errlen, "invalid address \"%s\": expected HOST:PORT", addr);
+
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0)
+        return fail(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(gai));
+    int fd = -1, cerr = 0;
+    for (struct addrinfo *a = res; a != NULL && fd < 0; a = a->ai_next)
+        fd = connect_one(a, deadline, &cerr);
+    freeaddrinfo(res);
+    if (fd < 0)
+        return fail(err, errlen, "cannot reach node at %s: %s", addr, strerror(cerr));
+
+    size_t blen = body ? strlen(body) : 0;
+    size_t qcap = strlen(method) + strlen(path) + strlen(addr) + blen + 256;
+    char *req = malloc(qcap);
+    if (req == NULL)
+        abort();
+    int qn = snprintf(req, qcap,
+                      "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: nodectl/" SHOAL_VERSION
+                      "\r\nAccept: application/json\r\nConnection: close\r\n",
+                      method, path, addr);
+    if (body)
+        qn += snprintf(req + qn, qcap - (size_t)qn,
+                       "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", blen,
+                       body);
+    else
+        qn += snprintf(req + qn, qcap - (size_t)qn, "\r\n");
+    int sent = send_all(fd, req, (size_t)qn, deadline);
+    free(req);
+    if (sent != 0) {
+        close(fd);
+        return fail(err, errlen, "node at %s: cannot send the request: %s", addr,
+                    errno ? strerror(errno) : "timed out");
+    }
+
+    size_t cap = 16384, len = 0;
+    char *buf = malloc(cap);
+    if (buf == NULL)
+        abort();
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap >= NODECTL_MAX_RESPONSE) {
+                free(buf);
+                close(fd);
+                return fail(err, errlen, "node at %s: response larger than %u bytes", addr,
+                            NODECTL_MAX_RESPONSE);
+            }
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL)
+                abort();
+            buf = nb;
+        }
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        if (n > 0) {
+            len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return fail(err, errlen, "node at %s: connection failed: %s", addr, strerror(e));
+        }
+        int w = wait_fd(fd, POLLIN, deadline);
+        if (w <= 0) {
+            free(buf);
+            close(fd);
+            return fail(err, errlen, "node at %s: no complete answer within %d ms", addr,
+                        timeout_ms);
+        }
+    }
+    close(fd);
+    buf[len] = 0;
+    size_t off;
+    long clen;
+    if (parse_head(buf, len, &r->status, &off, &clen) != 0) {
+        free(buf);
+        return fail(err, errlen, "node at %s: the answer is not HTTP/1.1", addr);
+    }
+    if (clen >= 0 && (size_t)clen != len - off) {
+        free(buf);
+        return fail(err, errlen, "node at %s: truncated answer (%zu of %ld bytes)", addr,
+                    len - off, clen);
+    }
+    r->body_len = len - off;
+    memmove(buf, buf + off, r->body_len + 1);
+    r->body = buf;
+    return 0;
+}
+
+void nodectl_resp_dispose(nodectl_resp_t *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
