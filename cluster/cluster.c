@@ -12,9 +12,11 @@
 #include "cluster/cluster.h"
 
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <uv.h>
 
@@ -530,6 +532,8 @@ typedef struct {
     sh_cluster_t *c;
     char req[ADMIN_MAX_REQ];
     size_t len;
+    size_t body_off; /* where the body starts, once the head is complete */
+    size_t body_len; /* Content-Length */
     char *resp;
 } adconn;
 
@@ -578,8 +582,105 @@ static void member_json(void *arg, const sh_swim_member_t *m)
     json_array_append_new(x->arr, o);
 }
 
-static char *admin_body(sh_cluster_t *c, const char *path, int *code)
+static char *keyring_json(sh_cluster_t *c)
 {
+    uint32_t ids[SH_KEYRING_MAX_KEYS];
+    unsigned n = sh_keyring_ids(c->kr, ids, SH_KEYRING_MAX_KEYS);
+    json_t *arr = json_array();
+    char hex[16];
+    for (unsigned i = 0; i < n && i < SH_KEYRING_MAX_KEYS; i++) {
+        snprintf(hex, sizeof(hex), "%08x", (unsigned)ids[i]);
+        json_array_append_new(arr, json_string(hex));
+    }
+    snprintf(hex, sizeof(hex), "%08x", (unsigned)sh_keyring_primary_id(c->kr));
+    json_t *o = json_pack("{s:o,s:s}", "keys", arr, "primary", hex);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+/*
+ * POST /v1/keyring/{install,use,remove} with {"key":"<hex or base64>"}:
+ * the run-time rotation of issue 5 on this node (install everywhere, use
+ * everywhere, then remove the old key). The key never appears in a reply or
+ * a log line, only its id.
+ */
+static char *keyring_op(sh_cluster_t *c, const char *op, const char *body, size_t len, int *code,
+                        const char **err)
+{
+    json_t *j = json_loadb(body, len, 0, NULL);
+    const char *text = json_string_value(json_object_get(j, "key"));
+    uint8_t key[SH_KEYRING_KEYLEN];
+    int rc;
+    *code = 400;
+    if (text == NULL || sh_keyring_parse_key(text, key) != 0) {
+        json_decref(j);
+        *err = "the body must be {\"key\": 32 bytes as 64 hex digits or base64}";
+        return NULL;
+    }
+    json_decref(j);
+    if (strcmp(op, "install") == 0)
+        rc = sh_keyring_install(c->kr, key);
+    else if (strcmp(op, "use") == 0)
+        rc = sh_keyring_use(c->kr, key);
+    else if (strcmp(op, "remove") == 0)
+        rc = sh_keyring_remove(c->kr, key);
+    else {
+        *code = 404;
+        *err = "unknown keyring operation: install, use or remove";
+        return NULL;
+    }
+    uint32_t id = sh_keyring_key_id(key);
+    sodium_memzero(key, sizeof(key));
+    switch (rc) {
+    case 0:
+        sh_log_notice("cluster: keyring %s %08x (primary %08x)", op, (unsigned)id,
+                      (unsigned)sh_keyring_primary_id(c->kr));
+        *code = 200;
+        return keyring_json(c);
+    case SH_ENOENT:
+        *code = 404;
+        *err = "no such key in the keyring";
+        return NULL;
+    case SH_EEXIST:
+        *code = 409;
+        *err = "the key (or one with the same id) is already installed";
+        return NULL;
+    case SH_ESTATE:
+        *code = 409;
+        *err = "the primary key cannot be removed: make another key primary first";
+        return NULL;
+    case SH_ELIMIT:
+        *code = 409;
+        *err = "the keyring is full";
+        return NULL;
+    default:
+        *code = 500;
+        *err = sh_strerror(rc);
+        return NULL;
+    }
+}
+
+static char *admin_body(sh_cluster_t *c, const char *method, const char *path, const char *body,
+                        size_t body_len, int *code, const char **err)
+{
+    if (strcmp(method, "POST") == 0) {
+        if (strncmp(path, "/v1/keyring/", 12) == 0)
+            return keyring_op(c, path + 12, body, body_len, code, err);
+        *code = strcmp(path, "/v1/members") == 0 || strcmp(path, "/v1/stats") == 0 ||
+                        strcmp(path, "/v1/keyring") == 0
+                    ? 405
+                    : 404;
+        return NULL;
+    }
+    if (strcmp(method, "GET") != 0) {
+        *code = 405;
+        return NULL;
+    }
+    if (strcmp(path, "/v1/keyring") == 0) {
+        *code = 200;
+        return keyring_json(c);
+    }
     if (strcmp(path, "/v1/members") == 0) {
         struct timeval tv;
         gettimeofday(&tv, NULL);
@@ -595,14 +696,15 @@ static char *admin_body(sh_cluster_t *c, const char *path, int *code)
         const sh_swim_stats_t *st = sh_swim_stats(c->swim);
         const sh_keyring_stats_t *ks = sh_keyring_stats(c->kr);
         json_t *o = json_pack(
-            "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i}", "packets_sent",
+            "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i}", "packets_sent",
             (json_int_t)st->packets_sent, "packets_recv", (json_int_t)st->packets_recv,
             "probes", (json_int_t)st->probes, "probe_failures", (json_int_t)st->probe_failures,
             "refutes", (json_int_t)st->refutes, "undecodable", (json_int_t)st->undecodable,
             "dropped_short", (json_int_t)ks->short_packet, "dropped_bad_version",
             (json_int_t)ks->bad_version, "dropped_unknown_key", (json_int_t)ks->unknown_key,
             "dropped_bad_tag", (json_int_t)ks->bad_tag, "opened", (json_int_t)ks->opened,
-            "health_score", sh_swim_health_score(c->swim));
+            "dropped_too_big", (json_int_t)c->wst.too_big, "health_score",
+            sh_swim_health_score(c->swim), "keyring_keys", (int)sh_keyring_count(c->kr));
         char *s = json_dumps(o, JSON_COMPACT);
         json_decref(o);
         *code = 200;
@@ -612,23 +714,27 @@ static char *admin_body(sh_cluster_t *c, const char *path, int *code)
     return NULL;
 }
 
-static void ad_respond(adconn *a)
+static void ad_respond(adconn *a, int code)
 {
     char method[16] = "", path[256] = "";
-    int code = 400;
     char *body = NULL;
-    if (sscanf(a->req, "%15s %255s", method, path) == 2) {
-        if (strcmp(method, "GET") != 0)
-            code = 405;
-        else
-            body = admin_body(a->c, path, &code);
+    const char *err = NULL;
+    if (code == 0) {
+        code = 400;
+        if (sscanf(a->req, "%15s %255s", method, path) == 2)
+            body = admin_body(a->c, method, path, a->req + a->body_off, a->body_len, &code, &err);
     }
-    const char *reason = code == 200 ? "OK" : code == 404 ? "Not Found"
-                         : code == 405 ? "Method Not Allowed" : "Bad Request";
+    const char *reason = code == 200   ? "OK"
+                         : code == 404 ? "Not Found"
+                         : code == 405 ? "Method Not Allowed"
+                         : code == 409 ? "Conflict"
+                         : code == 413 ? "Content Too Large"
+                         : code == 500 ? "Internal Server Error"
+                                       : "Bad Request";
     if (body == NULL) {
-        char tmp[64];
-        snprintf(tmp, sizeof(tmp), "{\"error\":\"%s\"}", reason);
-        body = strdup(tmp);
+        json_t *o = json_pack("{s:s}", "error", err ? err : reason);
+        body = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
     }
     size_t blen = strlen(body), cap = blen + 256;
     a->resp = sh_malloc(cap);
@@ -636,7 +742,7 @@ static void ad_respond(adconn *a)
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n%s\n",
                      code, reason, blen + 1, body);
-    free(body); /* jansson's and strdup's allocations come from malloc */
+    free(body); /* jansson's allocations come from malloc */
     uv_buf_t b = uv_buf_init(a->resp, (unsigned)n);
     a->write.data = a;
     if (uv_write(&a->write, (uv_stream_t *)&a->tcp, &b, 1, ad_written) != 0)
@@ -658,11 +764,32 @@ static void ad_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     a->len += (size_t)nread;
     a->req[a->len] = 0;
-    if (strstr(a->req, "\r\n\r\n") || strstr(a->req, "\n\n")) {
+    if (a->body_off == 0) {
+        char *end = strstr(a->req, "\r\n\r\n");
+        if (end == NULL) {
+            if (a->len >= sizeof(a->req) - 1)
+                uv_close((uv_handle_t *)&a->tcp, ad_closed); /* header limit */
+            return;
+        }
+        a->body_off = (size_t)(end - a->req) + 4;
+        /* Content-Length, the only body framing the admin API takes. */
+        for (char *l = strstr(a->req, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
+            if (strncasecmp(l + 2, "Content-Length:", 15) == 0) {
+                long v = strtol(l + 17, NULL, 10);
+                if (v < 0 || (size_t)v > sizeof(a->req) - 1 - a->body_off) {
+                    uv_read_stop(s);
+                    ad_respond(a, 413);
+                    return;
+                }
+                a->body_len = (size_t)v;
+            }
+        }
+    }
+    if (a->len - a->body_off >= a->body_len) {
         uv_read_stop(s);
-        ad_respond(a);
+        ad_respond(a, 0);
     } else if (a->len >= sizeof(a->req) - 1) {
-        uv_close((uv_handle_t *)&a->tcp, ad_closed); /* header limit */
+        uv_close((uv_handle_t *)&a->tcp, ad_closed);
     }
 }
 
@@ -739,7 +866,8 @@ static int bind_all(sh_cluster_t *c)
         if (parse_addr(c->conf->admin_listen, &ss) != 0 ||
             (rc = uv_tcp_bind(&c->admin, (const struct sockaddr *)&ss, 0)) != 0 ||
             (rc = uv_listen((uv_stream_t *)&c->admin, 64, admin_accept)) != 0) {
-            sh_log_err("cluster: cannot listen on admin address %s", c->conf->admin_listen);
+            sh_log_err("cluster: cannot listen on admin address %s: %s", c->conf->admin_listen,
+                       rc ? uv_strerror(rc) : "not a numeric host:port");
             return SH_EIO;
         }
         c->admin_on = 1;

@@ -112,6 +112,13 @@ uint32_t sh_keyring_primary_id(const sh_keyring_t *kr)
     return kr->primary < 0 ? 0 : kr->keys[kr->primary].id;
 }
 
+unsigned sh_keyring_ids(const sh_keyring_t *kr, uint32_t *ids, unsigned max)
+{
+    for (unsigned i = 0; i < kr->n && i < max; i++)
+        ids[i] = kr->keys[i].id;
+    return kr->n;
+}
+
 int sh_keyring_parse_key(const char *text, uint8_t *key)
 {
     while (isspace((unsigned char)*text))

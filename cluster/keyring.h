@@ -64,6 +64,8 @@ unsigned sh_keyring_count(const sh_keyring_t *kr);
 uint32_t sh_keyring_key_id(const uint8_t *key);
 /* Id of the primary key, 0 with no key. */
 uint32_t sh_keyring_primary_id(const sh_keyring_t *kr);
+/* The ids of the installed keys into ids[0..max); returns how many are installed. */
+unsigned sh_keyring_ids(const sh_keyring_t *kr, uint32_t *ids, unsigned max);
 
 /*
  * Decode a key written as 64 hex digits or standard base64 (44 chars),
