@@ -89,6 +89,7 @@ static void conn_closed(uv_handle_t *h)
 static void request_dispose(sh_request_t *r)
 {
     sh_buf_dispose(&r->scratch);
+    sh_buf_dispose(&r->uri_buf);
     sh_buf_dispose(&r->up_addr);
     sh_buf_dispose(&r->up_status);
     sh_buf_dispose(&r->up_connect_time);
@@ -104,7 +105,7 @@ static sh_request_t *request_new(sh_conn_t *c)
     if (w->nreq_cache > 0) {
         r = w->req_cache[--w->nreq_cache];
         memset(r, 0, SH_REQUEST_ZERO);
-        r->scratch.len = r->up_addr.len = r->up_status.len = 0;
+        r->scratch.len = r->uri_buf.len = r->up_addr.len = r->up_status.len = 0;
         r->up_connect_time.len = r->up_header_time.len = r->up_response_time.len = 0;
     } else {
         r = sh_new(sh_request_t);
@@ -522,7 +523,15 @@ static void dispatch(sh_request_t *r)
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
     r->srv = sh_http_find_server(c->addr, r->h.host, r->h.host_len);
-    r->loc = sh_http_find_location(r->srv, r->path.p, r->path.len);
+    /* nginx: a path that cannot be normalized (no leading '/', an encoded
+     * NUL, ".." above the root) is a 400 before any routing */
+    char *ub = sh_buf_reserve(&r->uri_buf, r->path.len ? r->path.len : 1);
+    size_t ul = 0;
+    int bad_uri = r->h.method_id != SH_HTTP_OPTIONS || r->path.len != 1 || r->path.p[0] != '*'
+                      ? sh_http_normalize_uri(r->path.p, r->path.len, ub, &ul) != 0
+                      : 0;
+    r->uri = bad_uri ? r->path : (sh_str_t){ub, ul};
+    r->loc = sh_http_find_location_uri(r->srv, r->uri.p, r->uri.len);
     r->core = sh_http_loc_conf(r->loc, &sh_http_core_module);
     r->head_only = r->h.method_id == SH_HTTP_HEAD;
     r->keepalive = r->h.keep_alive && r->core->keepalive_timeout > 0 &&
@@ -539,6 +548,12 @@ static void dispatch(sh_request_t *r)
         r->body.done = 1;
     }
     c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
+    if (bad_uri) {
+        sh_log_info("client %llu sent invalid request URI", (unsigned long long)c->id);
+        r->keepalive = 0;
+        sh_request_respond(r, 400, NULL, NULL, 0, NULL);
+        return;
+    }
     if (r->h.content_length > 0 && r->core->client_max_body_size > 0 &&
         (uint64_t)r->h.content_length > r->core->client_max_body_size) {
         sh_log_err("client intended to send too large body: %lld bytes",

@@ -128,6 +128,7 @@ struct sh_request_s {
     sh_http1_request_t h;
     sh_str_t path; /* target up to '?' */
     sh_str_t args; /* after '?', without it */
+    sh_str_t uri;  /* $uri: path normalized (decoded, dot segments, slashes) */
     const sh_http_srv_t *srv;
     const sh_http_loc_t *loc;
     const sh_http_core_loc_t *core;
@@ -154,6 +155,7 @@ struct sh_request_s {
      * the header array is overwritten by the parser. Everything above is
      * zeroed (SH_REQUEST_ZERO). */
     sh_buf_t scratch;  /* for evaluated values */
+    sh_buf_t uri_buf;  /* holds uri */
     /* Filled by the proxy for the $upstream_* variables: one entry per try,
      * joined by ", " as nginx does ("-" where a value does not apply). */
     sh_buf_t up_addr;          /* 127.0.0.1:9001, 127.0.0.1:9002 */

@@ -562,7 +562,11 @@ static const sh_captures_t *own_captures(eval_t *ev)
     const sh_regex_t *re = NULL;
     const char *subj = NULL;
     size_t len = 0;
-    if (r->loc != NULL && r->loc->regex != NULL && r->path.p != NULL) {
+    if (r->loc != NULL && r->loc->regex != NULL && r->uri.p != NULL) {
+        re = r->loc->regex;
+        subj = r->uri.p;
+        len = r->uri.len;
+    } else if (r->loc != NULL && r->loc->regex != NULL && r->path.p != NULL) {
         re = r->loc->regex;
         ev->subject = r->path.len <= sizeof(ev->stack) ? ev->stack : sh_malloc(r->path.len);
         if (sh_http_normalize_uri(r->path.p, r->path.len, ev->subject, &len) == 0)
@@ -690,6 +694,10 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         app(out, r->h.target, r->h.target_len);
         return 1;
     case V_URI: {
+        if (r->uri.p != NULL) { /* normalized once, at dispatch */
+            app(out, r->uri.p, r->uri.len);
+            return 1;
+        }
         if (r->path.p == NULL || r->path.len == 0)
             return 1;
         char *d = sh_buf_reserve(out, r->path.len);
