@@ -1,0 +1,220 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What the cluster integration tests share, on top of ../shoal_harness.py.
+
+- `run(main)`: takes --nodectl PATH off the command line (the harness knows
+  --shoal/--keep/-v only), then runs main(t, ctl) under shoal_harness.run.
+- `Ctl`: nodectl as a subprocess (optionally inside a network namespace);
+  membership is read through `nodectl members --json`, as an operator's
+  script would.
+- `Cluster`: starts shoal nodes with a `cluster {}` block on free loopback
+  ports (gossip and admin), each with its own key file written by the test.
+- `seal()`: the gossip envelope (cluster/keyring.h) rebuilt in Python, so a
+  test can forge datagrams under any key: XChaCha20-Poly1305 is HChaCha20
+  for the subkey, then the IETF ChaCha20-Poly1305 of `cryptography`.
+
+Every wait is a condition polled until a deadline (shoal_harness.wait_for).
+"""
+
+import hashlib
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+import shoal_harness as sh  # noqa: E402
+
+NODECTL = None
+
+
+def run(main):
+    global NODECTL
+    argv = sys.argv[1:]
+    rest = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--nodectl" and i + 1 < len(argv):
+            NODECTL = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--nodectl="):
+            NODECTL = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        i += 1
+    if NODECTL is None:
+        NODECTL = os.environ.get("NODECTL_BIN") or os.path.join(
+            os.path.dirname(sh.default_shoal_bin()), "nodectl")
+    if not os.access(NODECTL, os.X_OK):
+        print("FAIL - nodectl binary not found or not executable: %s" % NODECTL)
+        sys.exit(2)
+    NODECTL = os.path.abspath(NODECTL)
+    sys.argv = [sys.argv[0]] + rest
+    sh.run(lambda t: main(t, Ctl(NODECTL)))
+
+
+class Ctl:
+    def __init__(self, path):
+        self.path = path
+
+    def run(self, *args, addr=None, netns=None, env=None, timeout=10):
+        """nodectl ARGS -> CompletedProcess (text)."""
+        argv = [self.path] + (["--addr", addr] if addr else []) + list(args)
+        if netns:
+            argv = ["ip", "netns", "exec", netns] + argv
+        e = dict(os.environ)
+        e.pop("SHOAL_ADDR", None)
+        e.update(env or {})
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=e,
+                              stdin=subprocess.DEVNULL)
+
+    def json(self, addr, *args, netns=None):
+        """The API's JSON through nodectl --json; None if nodectl failed."""
+        r = self.run(*args, "--json", addr=addr, netns=netns)
+        if r.returncode != 0:
+            return None
+        return json.loads(r.stdout)
+
+    def members(self, addr, netns=None):
+        return self.json(addr, "members", netns=netns)
+
+    def stats(self, addr, netns=None):
+        return self.json(addr, "stats", netns=netns)
+
+
+def new_key():
+    return os.urandom(32)
+
+
+def write_keys(t, keys, name="gossip.key"):
+    """A key file (one hex key a line, first is primary) in the test's dir."""
+    d = os.path.join(t.tmp, "keys")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "%d-%s" % (len(os.listdir(d)), name))
+    with open(path, "w") as f:
+        f.write("# written by %s\n" % os.path.basename(sys.argv[0]))
+        for k in keys:
+            f.write(k.hex() + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+class CNode:
+    def __init__(self, name, node, gossip, admin, netns=None, proc=None):
+        self.name = name
+        self.node = node          # shoal_harness.Node (None inside a namespace)
+        self.proc = proc or node.proc
+        self.gossip = gossip      # "host:port"
+        self.admin = admin        # "host:port"
+        self.netns = netns
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+
+def cluster_conf(name, gossip, admin, keyfile, joins=(), extra=""):
+    join = ("join %s;" % " ".join(joins)) if joins else ""
+    return """
+        events { }
+        http { server { listen 127.0.0.1:{port}; location / { return 200; } } }
+        cluster {
+            name itest; node_name %s; bind %s; admin_listen %s;
+            encrypt_key_file %s; profile local; %s
+            %s
+        }
+        """ % (name, gossip, admin, keyfile, join, extra)
+
+
+class Cluster:
+    def __init__(self, t, ctl):
+        self.t = t
+        self.ctl = ctl
+        self.nodes = []
+
+    def start(self, name, keyfile, joins=(), extra="", wait_admin=True):
+        gp, ap = self.t.port(), self.t.port()
+        gossip, admin = "127.0.0.1:%d" % gp, "127.0.0.1:%d" % ap
+        node = self.t.shoal(cluster_conf(name, gossip, admin, keyfile, joins, extra))
+        cn = CNode(name, node, gossip, admin)
+        if wait_admin:
+            sh.wait_for(lambda: self._admin_up(cn), 15, "admin API of %s" % name)
+        self.nodes.append(cn)
+        return cn
+
+    def _admin_up(self, cn):
+        if not cn.proc.alive():
+            raise sh.HarnessError("%s exited: %s" % (cn.name, cn.proc.tail()))
+        return self.ctl.members(cn.admin, netns=cn.netns) is not None
+
+    def view(self, observer):
+        """{name: status} as observer sees it ({} if it cannot answer)."""
+        m = self.ctl.members(observer.admin, netns=observer.netns) or []
+        return {x["name"]: x["status"] for x in m}
+
+    def wait_all_see(self, observers, want, timeout, what):
+        """Wait until every observer's view includes want ({name: status}).
+        Returns the seconds it took."""
+        t0 = __import__("time").monotonic()
+        pending = list(observers)
+
+        def cond():
+            for o in list(pending):
+                v = self.view(o)
+                if all(v.get(n) == s for n, s in want.items()):
+                    pending.remove(o)
+            return not pending
+        try:
+            sh.wait_for(cond, timeout, what, interval=0.05)
+        except sh.HarnessError:
+            for o in pending:
+                self.t.log("%s sees %s" % (o.name, self.view(o)))
+            raise
+        return __import__("time").monotonic() - t0
+
+
+# ------------------------------------------------------------ the envelope --
+
+def _rotl(v, c):
+    return ((v << c) & 0xffffffff) | (v >> (32 - c))
+
+
+def _qr(s, a, b, c, d):
+    s[a] = (s[a] + s[b]) & 0xffffffff; s[d] = _rotl(s[d] ^ s[a], 16)
+    s[c] = (s[c] + s[d]) & 0xffffffff; s[b] = _rotl(s[b] ^ s[c], 12)
+    s[a] = (s[a] + s[b]) & 0xffffffff; s[d] = _rotl(s[d] ^ s[a], 8)
+    s[c] = (s[c] + s[d]) & 0xffffffff; s[b] = _rotl(s[b] ^ s[c], 7)
+
+
+def hchacha20(key, nonce16):
+    s = [0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]
+    s += list(struct.unpack("<8I", key)) + list(struct.unpack("<4I", nonce16))
+    for _ in range(10):
+        _qr(s, 0, 4, 8, 12); _qr(s, 1, 5, 9, 13); _qr(s, 2, 6, 10, 14); _qr(s, 3, 7, 11, 15)
+        _qr(s, 0, 5, 10, 15); _qr(s, 1, 6, 11, 12); _qr(s, 2, 7, 8, 13); _qr(s, 3, 4, 9, 14)
+    return struct.pack("<8I", *(s[0:4] + s[12:16]))
+
+
+def key_id(key):
+    return hashlib.blake2b(key, digest_size=32).digest()[:4]
+
+
+def seal(key, plaintext, version=1):
+    """The envelope of cluster/keyring.h: [version][key id][24-byte nonce]
+    [XChaCha20-Poly1305(plaintext), AD = bytes 0..4]."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    nonce = os.urandom(24)
+    head = bytes([version]) + key_id(key)
+    sub = hchacha20(key, nonce[:16])
+    ct = ChaCha20Poly1305(sub).encrypt(b"\0\0\0\0" + nonce[16:], plaintext, head)
+    return head + nonce + ct
+
+
+def send_udp(addr, data):
+    host, port = addr.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(data, (host, int(port)))
