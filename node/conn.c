@@ -21,7 +21,9 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/node.h"
+#include "node/headers.h"
 #include "node/timeq.h"
+#include "node/tls.h"
 #include "node/vars.h"
 
 #define LINGER_MS 5000
@@ -82,6 +84,7 @@ static void conn_closed(uv_handle_t *h)
     sh_conn_t *c = h->data;
     if (--c->closing_handles == 0) {
         sh_buf_dispose(&c->in);
+        sh_tls_destroy(c->tls);
         sh_free(c);
     }
 }
@@ -195,6 +198,8 @@ static void close_after_write(sh_conn_t *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
+    if (c->tls != NULL)
+        sh_tls_shutdown(c->tls); /* close_notify, queued before the FIN */
     shutdown_t *sd = sh_new(shutdown_t);
     sd->c = c;
     if (uv_shutdown(&sd->req, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
@@ -231,6 +236,14 @@ static void client_written(uv_stream_t *s, int status)
         sh_proxy_client_drained(c->r);
 }
 
+/* Bytes to the client: encrypted first on TLS connections. */
+static int conn_send(sh_conn_t *c, const uv_buf_t *bufs, unsigned n)
+{
+    if (c->tls != NULL)
+        return sh_tls_send(c->tls, bufs, n);
+    return sh_stream_send((uv_stream_t *)&c->tcp, bufs, n, client_written);
+}
+
 size_t sh_request_out_queued(const sh_request_t *r)
 {
     return r->c->tcp.write_queue_size;
@@ -244,7 +257,7 @@ int sh_request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n)
     r->resp_started = 1;
     for (unsigned i = 0; i < n; i++)
         r->bytes_sent += bufs[i].len;
-    if (sh_stream_send((uv_stream_t *)&c->tcp, bufs, n, client_written) != 0) {
+    if (conn_send(c, bufs, n) != 0) {
         sh_conn_close(c);
         return SH_EIO;
     }
@@ -273,6 +286,7 @@ void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char
 
 void sh_response_head_end(sh_request_t *r, sh_buf_t *b)
 {
+    sh_headers_add_h1(r, r->status, b);
     if (r->c->w->stopping)
         r->keepalive = 0;
     if (!r->keepalive)
@@ -313,6 +327,7 @@ void sh_request_respond(sh_request_t *r, int status, const char *ctype, const ch
     sh_buf_append(&b, "\r\n", 2);
     if (location != NULL)
         sh_buf_appendf(&b, "Location: %s\r\n", location);
+    r->status = status;
     sh_response_head_end(r, &b);
     size_t head_len = b.len;
     if (body != NULL && !r->head_only)
@@ -456,7 +471,7 @@ void sh_request_body_resume(sh_request_t *r)
         /* RFC 9110 10.1.1: the client waits for this before sending */
         r->sent_continue = 1;
         uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
-        if (sh_stream_send((uv_stream_t *)&c->tcp, &b, 1, client_written) != 0) {
+        if (conn_send(c, &b, 1) != 0) {
             sh_conn_close(c);
             return;
         }
@@ -730,6 +745,29 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
     }
 }
 
+/* Plaintext for the connection (from the socket or decrypted): processed
+ * after what is pending in c->in; what is not consumed is kept there.
+ * Returns 0, or -1 when the connection closed. */
+static int conn_input(void *arg, const char *data, size_t len)
+{
+    sh_conn_t *c = arg;
+    sh_buf_t pending = c->in;
+    if (pending.len > 0) {
+        c->in = (sh_buf_t){0};
+        sh_buf_append(&pending, data, len);
+        data = pending.data;
+        len = pending.len;
+    }
+    c->in_process = 1;
+    ssize_t used = process(c, data, len);
+    c->in_process = 0;
+    if (used >= 0 && (size_t)used < len && !c->closing)
+        sh_buf_append(&c->in, data + used, len - (size_t)used);
+    if (pending.len > 0)
+        sh_buf_dispose(&pending);
+    return c->closing ? -1 : 0;
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     sh_conn_t *c = s->data;
@@ -745,26 +783,25 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         sh_conn_close(c);
         return;
     }
-    const char *data = buf->base;
-    size_t len = (size_t)nread;
-    sh_buf_t pending = c->in;
-    if (pending.len > 0) {
-        c->in = (sh_buf_t){0};
-        sh_buf_append(&pending, data, len);
+    if (c->tls != NULL) {
+        /* Everything that arrived is decrypted now, even when the request
+         * state does not want more: what is not consumed waits in c->in,
+         * as on plain connections (reading stops; OpenSSL holds no
+         * record we would have to come back for). */
+        int rc = sh_tls_input(c->tls, buf->base, (size_t)nread, c->w->tls_plain,
+                              sizeof(c->w->tls_plain), conn_input, c);
         sh_worker_release_rbuf(c->w, buf);
-        buf = NULL;
-        data = pending.data;
-        len = pending.len;
+        if (c->closing)
+            return;
+        if (rc != 0) { /* close_notify is the client's EOF, as a FIN */
+            sh_conn_close(c);
+            return;
+        }
+        update_io(c);
+        return;
     }
-    c->in_process = 1;
-    ssize_t used = process(c, data, len);
-    c->in_process = 0;
-    if (used >= 0 && (size_t)used < len && !c->closing)
-        sh_buf_append(&c->in, data + used, len - (size_t)used);
-    if (pending.len > 0)
-        sh_buf_dispose(&pending);
-    if (buf != NULL)
-        sh_worker_release_rbuf(c->w, buf);
+    conn_input(c, buf->base, (size_t)nread);
+    sh_worker_release_rbuf(c->w, buf);
     if (!c->closing)
         update_io(c);
 }
@@ -792,6 +829,13 @@ void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *a
         sh_log_warn("%d worker_connections are not enough", w->rt->worker_connections);
         sh_conn_close(c);
         return;
+    }
+    if (addr->opt.ssl) {
+        c->tls = sh_tls_create(addr, (uv_stream_t *)&c->tcp, client_written, c->id);
+        if (c->tls == NULL) {
+            sh_conn_close(c);
+            return;
+        }
     }
     c->state = SH_CONN_HEAD;
     update_io(c);

@@ -25,6 +25,7 @@
 #define SH_WBUF_HIGH (256 * 1024) /* stop reading the other side above this */
 #define SH_WBUF_LOW (64 * 1024)   /* and start again below this */
 #define SH_READ_BUF (64 * 1024)
+#define SH_TLS_PLAIN_BUF (32 * 1024)
 
 typedef struct sh_runtime_s sh_runtime_t;
 typedef struct sh_worker_s sh_worker_t;
@@ -32,6 +33,7 @@ typedef struct sh_conn_s sh_conn_t;
 typedef struct sh_request_s sh_request_t;
 typedef struct sh_uconn_s sh_uconn_t;
 typedef struct sh_ups_rt_s sh_ups_rt_t;
+typedef struct sh_tls_s sh_tls_t;
 
 /* Doubly linked intrusive list. */
 typedef struct sh_link_s {
@@ -109,6 +111,7 @@ struct sh_conn_s {
     uint8_t closing : 1;
     uint8_t in_process : 1; /* inside process(): do not re-enter */
     uint8_t closing_handles;
+    sh_tls_t *tls; /* on `listen ... ssl` addresses, else NULL */
     struct sockaddr_in6 peer; /* large enough for v4 and v6 */
 };
 
@@ -199,6 +202,7 @@ struct sh_worker_s {
     int nproxy_cache;
     char rbuf[SH_READ_BUF];
     uint8_t rbuf_busy;
+    char tls_plain[SH_TLS_PLAIN_BUF]; /* decrypted bytes of one read, see conn.c */
 };
 
 /* ---- worker.c */

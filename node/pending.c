@@ -16,26 +16,8 @@
 
 static const sh_conf_cmd_t pending_cmds[] = {
     /* issue 4: TLS and HTTP/2 */
-    P("ssl_certificate", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("ssl_certificate_key", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("ssl_protocols", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_1MORE),
-    P("ssl_ciphers", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("ssl_prefer_server_ciphers", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
-    P("ssl_session_cache", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE12),
-    P("ssl_session_timeout", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("ssl_session_tickets", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
-    P("ssl_session_ticket_key", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("ssl_stapling", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
-    P("ssl_stapling_verify", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
-    P("ssl_stapling_file", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("ssl_trusted_certificate", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("ssl_dhparam", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("ssl_ecdh_curve", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("ssl_early_data", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
-    P("ssl_conf_command", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE2),
     P("http2", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
     P("http2_max_concurrent_streams", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
-    P("add_header", LOCIF | SH_CONF_TAKE23),
     /* limits */
     P("limit_conn_zone", SH_CTX_HTTP | SH_CONF_TAKE2),
     P("limit_req_zone", SH_CTX_HTTP | SH_CONF_TAKE34),

@@ -918,11 +918,11 @@ static int send_response_head(sh_proxy_req_t *p)
         if (r->resp_chunked)
             sh_buf_appends(b, "Transfer-Encoding: chunked\r\n");
     }
+    r->status = status;
     if (p->tunnel)
         sh_buf_append(b, "\r\n", 2); /* Connection: upgrade came from the upstream */
     else
         sh_response_head_end(r, b);
-    r->status = status;
     /* sent with the first body bytes, or by flush_head() */
     if (p->rbody.done || p->tunnel)
         return flush_head(p);

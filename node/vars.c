@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "node/node.h"
 #include "node/regex.h"
+#include "node/tls.h"
 
 #define NAMED_DEPTH_MAX 16 /* maps naming maps: deeper is a cycle */
 #define CAPTURE_SUBJECT_STACK 1024
@@ -76,6 +77,12 @@ enum var_id {
     V_HOSTNAME,
     V_PID,
     V_NGINX_VERSION,
+    V_SSL_PROTOCOL,
+    V_SSL_CIPHER,
+    V_SSL_SERVER_NAME,
+    V_SSL_SESSION_REUSED,
+    V_SSL_ALPN,
+    V_HTTPS,
     V_CAPTURE, /* $0..$9: group in part.group */
     V_NAMED,   /* map result or named capture: part.entry */
 };
@@ -157,6 +164,12 @@ static const struct {
     {"hostname", V_HOSTNAME},
     {"pid", V_PID},
     {"nginx_version", V_NGINX_VERSION},
+    {"ssl_protocol", V_SSL_PROTOCOL},
+    {"ssl_cipher", V_SSL_CIPHER},
+    {"ssl_server_name", V_SSL_SERVER_NAME},
+    {"ssl_session_reused", V_SSL_SESSION_REUSED},
+    {"ssl_alpn_protocol", V_SSL_ALPN},
+    {"https", V_HTTPS},
 };
 
 /* The prefixed families: $http_NAME and friends. */
@@ -680,15 +693,31 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         return 1;
     }
     case V_SCHEME:
-        sh_buf_appends(out, r->c->addr->opt.ssl ? "https" : "http");
+        sh_buf_appends(out, r->c->tls != NULL ? "https" : "http");
         return 1;
+    case V_HTTPS:
+        if (r->c->tls != NULL)
+            sh_buf_appends(out, "on");
+        return 1;
+    case V_SSL_PROTOCOL:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_PROTOCOL, out);
+    case V_SSL_CIPHER:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CIPHER, out);
+    case V_SSL_SERVER_NAME:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_SERVER_NAME, out);
+    case V_SSL_SESSION_REUSED:
+        if (r->c->tls == NULL)
+            return 0;
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_SESSION_REUSED, out);
+    case V_SSL_ALPN:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_ALPN, out);
     case V_REQUEST:
         if (r->h.method_len == 0)
             return 1;
         app(out, r->h.method, r->h.method_len);
         sh_buf_append(out, " ", 1);
         app(out, r->h.target, r->h.target_len);
-        sh_buf_appends(out, r->h.version == 10 ? " HTTP/1.0" : " HTTP/1.1");
+        sh_buf_appends(out, r->h.version == 10 ? " HTTP/1.0" : r->h.version == 20 ? " HTTP/2.0" : " HTTP/1.1");
         return 1;
     case V_REQUEST_URI:
         app(out, r->h.target, r->h.target_len);
@@ -776,7 +805,7 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         app(out, h->value, h->value_len);
         return 1;
     case V_SERVER_PROTOCOL:
-        sh_buf_appends(out, r->h.version == 10 ? "HTTP/1.0" : "HTTP/1.1");
+        sh_buf_appends(out, r->h.version == 10 ? "HTTP/1.0" : r->h.version == 20 ? "HTTP/2.0" : "HTTP/1.1");
         return 1;
     case V_PROXY_HOST:
         sh_proxy_host(r, out);

@@ -21,6 +21,7 @@
 #include "core/alloc.h"
 #include "core/log.h"
 #include "node/runtime.h"
+#include "node/tls.h"
 #include "node/worker.h"
 #ifdef SHOAL_WITH_CLUSTER
 #include "cluster/cluster.h"
@@ -33,6 +34,7 @@ typedef struct {
     uv_signal_t sigs[4];
     sh_worker_t **workers;
     int nworkers;
+    const sh_runtime_t *rt;
     uint64_t drain_ms;
     int stops;
 #ifdef SHOAL_WITH_CLUSTER
@@ -88,6 +90,15 @@ static void on_signal(uv_signal_t *s, int signum)
         uv_stop(&m->loop);
 }
 
+/* SIGHUP: certificates and keys are read again (open connections keep
+ * theirs). A whole-configuration reload is not there yet. */
+static void on_hup(uv_signal_t *s, int signum)
+{
+    node_main_t *m = s->data;
+    sh_log_notice("signal %d received, reloading TLS certificates and keys", signum);
+    sh_tls_reload(m->rt->http);
+}
+
 static void join_thread(void *arg)
 {
     node_main_t *m = arg;
@@ -116,6 +127,7 @@ int main(int argc, char **argv)
 {
     const char *conf = NULL, *prefix_arg = NULL;
     int test = 0, opt;
+    sh_tls_global_init(); /* before anything allocates through OpenSSL */
     while ((opt = getopt(argc, argv, "c:p:tvh")) != -1) {
         switch (opt) {
         case 'c':
@@ -219,6 +231,7 @@ int main(int argc, char **argv)
     }
 
     node_main_t m = {0};
+    m.rt = rt;
     m.drain_ms = rt->shutdown_timeout;
     m.nworkers = rt->worker_processes;
     if (m.nworkers == 0) {
@@ -244,8 +257,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 4; i++) {
         uv_signal_init(&m.loop, &m.sigs[i]);
         m.sigs[i].data = &m;
-        if (signums[i] != SIGHUP)
-            uv_signal_start(&m.sigs[i], on_signal, signums[i]);
+        uv_signal_start(&m.sigs[i], signums[i] == SIGHUP ? on_hup : on_signal, signums[i]);
     }
     if (sh_workers_start(m.workers, m.nworkers) != 0) {
         fprintf(stderr, "shoal: [emerg] could not start the workers\n");

@@ -7,8 +7,10 @@
 
 #include "node/accesslog.h"
 #include "node/http_conf.h"
+#include "node/headers.h"
 #include "node/map.h"
 #include "node/runtime.h"
+#include "node/tls.h"
 #include "node/upstream.h"
 
 extern sh_conf_module_t sh_proxy_module;
@@ -24,6 +26,8 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_accesslog_module,
     &sh_upstream_module,
     &sh_proxy_module,
+    &sh_ssl_module,
+    &sh_headers_module,
 #ifdef SHOAL_WITH_CLUSTER
     &sh_cluster_module,
 #endif

@@ -1,0 +1,1320 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TLS termination (see tls.h): the ssl module's directives, one SSL_CTX
+ * per TLS server built at load, and the per-connection layer over our own
+ * BIO.
+ *
+ * The BIO: reads come from the ciphertext the connection just received
+ * (t->in, a span of the worker's read buffer: no copy before OpenSSL's);
+ * writes append to t->out, which is handed to sh_stream_send after each
+ * OpenSSL call (written at once where the socket takes it, the rest
+ * queued; the stream's write queue is the backpressure signal, exactly as
+ * for plain connections). OpenSSL buffers partial records itself, so every
+ * byte of t->in is consumed before sh_tls_input returns.
+ *
+ * Threads: SSL_CTXs are built and swapped on the main thread and used by
+ * every worker (OpenSSL's SSL_CTX is thread-safe for SSL_new, the session
+ * cache and ticket callbacks); an SSL object belongs to one connection on
+ * one worker.
+ */
+#include "node/tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "node/node.h"
+
+#define TLS_RECORD_MAX 16384
+#define COALESCE_MAX 16384     /* small writes are joined into one record */
+#define RETIRE_GRACE_SEC 60    /* a reloaded SSL_CTX is freed after this */
+#define STAPLE_MAX (64 * 1024) /* an OCSP response file larger than this is refused */
+
+#define PROTO_TLSv1 0x01
+#define PROTO_TLSv1_1 0x02
+#define PROTO_TLSv1_2 0x04
+#define PROTO_TLSv1_3 0x08
+
+enum { CACHE_UNSET = -1, CACHE_OFF = 0, CACHE_NONE, CACHE_BUILTIN };
+
+typedef struct retired_s {
+    SSL_CTX *ctx;
+    time_t at;
+    struct retired_s *next;
+} retired_t;
+
+/* The module's conf, at every level (only http and server levels set
+ * anything). Lists set at a level replace the parent's (nginx). */
+typedef struct {
+    char **certs;
+    size_t ncerts;
+    char **keys;
+    size_t nkeys;
+    int certs_set, keys_set;
+    int protocols; /* PROTO_* bits; -1 unset */
+    char *ciphers;
+    int prefer_server_ciphers;
+    int cache; /* CACHE_* */
+    size_t cache_size; /* sessions */
+    char *cache_name;  /* shared:NAME */
+    uint64_t session_timeout;
+    int tickets;
+    char **ticket_keys;
+    size_t nticket_keys;
+    int ticket_keys_set;
+    int stapling;
+    int stapling_verify;
+    char *stapling_file;
+    char *trusted;
+    char *dhparam;
+    char *ecdh_curve;
+    int early_data;
+    char **conf_cmds; /* name, value pairs */
+    size_t nconf_cmds;
+    int conf_cmds_set;
+    int owns_strings; /* this level set the scalar strings (bits below) */
+    unsigned own_ciphers : 1, own_stapling_file : 1, own_trusted : 1, own_dhparam : 1,
+        own_ecdh : 1, own_cache_name : 1;
+    /* server level, TLS servers only: the current SSL_CTX */
+    _Atomic(SSL_CTX *) ctx;
+    retired_t *retired;
+    const sh_http_srv_t *srv;
+} ssl_conf_t;
+
+/* Data hung on each SSL_CTX (freed with it, whenever its last SSL goes). */
+typedef struct {
+    sh_tls_ticket_key_t *keys;
+    size_t nkeys;
+    unsigned char *staple; /* DER OCSP response, or NULL */
+    size_t staple_len;
+} ctx_data_t;
+
+struct sh_tls_s {
+    SSL *ssl;
+    uv_stream_t *stream;
+    void (*sent_cb)(uv_stream_t *, int);
+    const sh_http_addr_t *addr;
+    const char *in; /* ciphertext not yet given to OpenSSL */
+    size_t in_len;
+    sh_buf_t out;   /* ciphertext not yet handed to the stream */
+    uint64_t id;
+    uint8_t done : 1;
+    uint8_t shut : 1;
+    uint8_t failed : 1;
+};
+
+extern sh_conf_module_t sh_ssl_module;
+
+/* ------------------------------------------------ library set-up -- */
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return sh_malloc(n);
+}
+
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return sh_realloc(p, n);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    sh_free(p);
+}
+
+int sh_tls_global_init(void)
+{
+    /* OpenSSL refuses once it has allocated anything: then it keeps its
+     * own allocator, which is correct, only not counted. */
+    if (CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) != 1)
+        return SH_ESTATE;
+    return 0;
+}
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static BIO_METHOD *bio_method; /* written once under pthread_once, then read-only */
+static int ctx_data_index = -1; /* likewise */
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+    sh_tls_t *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    sh_buf_append(&t->out, data, (size_t)len);
+    return len;
+}
+
+static int bio_read(BIO *b, char *buf, int len)
+{
+    sh_tls_t *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (t->in_len == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n = (size_t)len < t->in_len ? (size_t)len : t->in_len;
+    memcpy(buf, t->in, n);
+    t->in += n;
+    t->in_len -= n;
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int bio_destroy(BIO *b)
+{
+    (void)b;
+    return 1;
+}
+
+static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)idx;
+    (void)argl;
+    (void)argp;
+    ctx_data_t *d = ptr;
+    if (d == NULL)
+        return;
+    if (d->keys != NULL) {
+        OPENSSL_cleanse(d->keys, d->nkeys * sizeof(*d->keys));
+        sh_free(d->keys);
+    }
+    sh_free(d->staple);
+    sh_free(d);
+}
+
+static void init_once(void)
+{
+    bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "shoal");
+    BIO_meth_set_write(bio_method, bio_write);
+    BIO_meth_set_read(bio_method, bio_read);
+    BIO_meth_set_ctrl(bio_method, bio_ctrl);
+    BIO_meth_set_create(bio_method, bio_create);
+    BIO_meth_set_destroy(bio_method, bio_destroy);
+    ctx_data_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_data_free);
+}
+
+/* OpenSSL's error queue as one string "(SSL: error:... ...)"; empties it. */
+static void ssl_errors(char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    unsigned long e;
+    const char *data;
+    int flags;
+    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
+        char one[256];
+        ERR_error_string_n(e, one, sizeof(one));
+        int n = snprintf(out + o, cap - o, "%s%s%s%s", o ? " " : "(SSL: ", one,
+                         (flags & ERR_TXT_STRING) && data && *data ? ":" : "",
+                         (flags & ERR_TXT_STRING) && data ? data : "");
+        if (n < 0 || (size_t)n >= cap - o) {
+            o = cap - 1;
+            break;
+        }
+        o += (size_t)n;
+    }
+    if (o > 0 && o + 2 < cap) {
+        out[o++] = ')';
+        out[o] = '\0';
+    }
+}
+
+/* ------------------------------------------------ pure helpers -- */
+
+int sh_tls_parse_ticket_key(const unsigned char *data, size_t len, sh_tls_ticket_key_t *key,
+                            const char **why)
+{
+    memset(key, 0, sizeof(*key));
+    if (len == 48) {
+        memcpy(key->name, data, 16);
+        memcpy(key->hmac, data + 16, 16);
+        memcpy(key->aes, data + 32, 16);
+        key->key_len = 16;
+        return 0;
+    }
+    if (len == 80) {
+        memcpy(key->name, data, 16);
+        memcpy(key->hmac, data + 16, 32);
+        memcpy(key->aes, data + 48, 32);
+        key->key_len = 32;
+        return 0;
+    }
+    *why = "the key file must be 48 or 80 bytes";
+    return SH_EINVAL;
+}
+
+int sh_tls_alpn_select(const unsigned char *in, unsigned inlen, int h2,
+                       const unsigned char **out, unsigned char *outlen)
+{
+    /* First validate the whole list (RFC 7301 3.1: non-empty names). */
+    for (unsigned i = 0; i < inlen;) {
+        unsigned l = in[i];
+        if (l == 0 || i + 1 + l > inlen)
+            return SH_EPARSE;
+        i += 1 + l;
+    }
+    /* Our preference, not the client's order: h2 first when allowed. */
+    static const char *const prefs[] = {"h2", "http/1.1", "http/1.0"};
+    for (size_t k = h2 ? 0 : 1; k < sizeof(prefs) / sizeof(prefs[0]); k++) {
+        size_t pl = strlen(prefs[k]);
+        for (unsigned i = 0; i < inlen; i += 1u + in[i]) {
+            if (in[i] == pl && memcmp(in + i + 1, prefs[k], pl) == 0) {
+                *out = in + i + 1;
+                *outlen = (unsigned char)pl;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------ conf -- */
+
+static void *ssl_create_loc(void)
+{
+    ssl_conf_t *c = sh_new(ssl_conf_t);
+    c->protocols = SH_CONF_UNSET;
+    c->prefer_server_ciphers = SH_CONF_UNSET;
+    c->cache = CACHE_UNSET;
+    c->session_timeout = SH_CONF_UNSET_MSEC;
+    c->tickets = SH_CONF_UNSET;
+    c->stapling = SH_CONF_UNSET;
+    c->stapling_verify = SH_CONF_UNSET;
+    c->early_data = SH_CONF_UNSET;
+    return c;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sh_free(v[i]);
+    sh_free(v);
+}
+
+static void ssl_destroy_loc(void *conf)
+{
+    ssl_conf_t *c = conf;
+    if (c->certs_set)
+        strv_free(c->certs, c->ncerts);
+    if (c->keys_set)
+        strv_free(c->keys, c->nkeys);
+    if (c->ticket_keys_set)
+        strv_free(c->ticket_keys, c->nticket_keys);
+    if (c->conf_cmds_set)
+        strv_free(c->conf_cmds, c->nconf_cmds * 2);
+    if (c->own_ciphers)
+        sh_free(c->ciphers);
+    if (c->own_stapling_file)
+        sh_free(c->stapling_file);
+    if (c->own_trusted)
+        sh_free(c->trusted);
+    if (c->own_dhparam)
+        sh_free(c->dhparam);
+    if (c->own_ecdh)
+        sh_free(c->ecdh_curve);
+    if (c->own_cache_name)
+        sh_free(c->cache_name);
+    SSL_CTX *ctx = atomic_load(&c->ctx);
+    if (ctx != NULL)
+        SSL_CTX_free(ctx);
+    while (c->retired != NULL) {
+        retired_t *r = c->retired;
+        c->retired = r->next;
+        SSL_CTX_free(r->ctx);
+        sh_free(r);
+    }
+    sh_free(c);
+}
+
+#define MERGE_STR(f, own)                                                  \
+    do {                                                                   \
+        if (c->f == NULL)                                                  \
+            c->f = p->f;                                                   \
+        (void)0;                                                           \
+    } while (0)
+
+static int ssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
+{
+    ssl_conf_t *p = parent, *c = conf;
+    if (!c->certs_set) {
+        c->certs = p->certs;
+        c->ncerts = p->ncerts;
+    }
+    if (!c->keys_set) {
+        c->keys = p->keys;
+        c->nkeys = p->nkeys;
+    }
+    if (!c->ticket_keys_set) {
+        c->ticket_keys = p->ticket_keys;
+        c->nticket_keys = p->nticket_keys;
+    }
+    if (!c->conf_cmds_set) {
+        c->conf_cmds = p->conf_cmds;
+        c->nconf_cmds = p->nconf_cmds;
+    }
+    SH_CONF_MERGE(c->protocols, p->protocols, PROTO_TLSv1_2 | PROTO_TLSv1_3);
+    MERGE_STR(ciphers, own_ciphers);
+    SH_CONF_MERGE(c->prefer_server_ciphers, p->prefer_server_ciphers, 0);
+    if (c->cache == CACHE_UNSET) {
+        c->cache = p->cache == CACHE_UNSET ? CACHE_NONE : p->cache;
+        c->cache_size = p->cache_size;
+        c->cache_name = p->cache_name;
+    }
+    SH_CONF_MERGE_MSEC(c->session_timeout, p->session_timeout, 300000);
+    SH_CONF_MERGE(c->tickets, p->tickets, 1);
+    SH_CONF_MERGE(c->stapling, p->stapling, 0);
+    SH_CONF_MERGE(c->stapling_verify, p->stapling_verify, 0);
+    MERGE_STR(stapling_file, own_stapling_file);
+    MERGE_STR(trusted, own_trusted);
+    MERGE_STR(dhparam, own_dhparam);
+    MERGE_STR(ecdh_curve, own_ecdh);
+    SH_CONF_MERGE(c->early_data, p->early_data, 0);
+    (void)cf;
+    return 0;
+}
+
+/* A path as nginx resolves it: relative to the directory of the main
+ * configuration file. */
+static char *full_path(sh_conf_t *cf, const char *path)
+{
+    if (path[0] == '/' || cf->conf_dir == NULL || cf->conf_dir[0] == '\0')
+        return sh_strdup(path);
+    size_t a = strlen(cf->conf_dir), b = strlen(path);
+    char *s = sh_malloc(a + b + 1);
+    memcpy(s, cf->conf_dir, a);
+    memcpy(s + a, path, b + 1);
+    return s;
+}
+
+/* ssl_certificate, ssl_certificate_key, ssl_session_ticket_key: lists. */
+static int path_list_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    ssl_conf_t *c = conf;
+    char ***v;
+    size_t *n;
+    int *set;
+    switch (cmd->offset) {
+    case 0: v = &c->certs; n = &c->ncerts; set = &c->certs_set; break;
+    case 1: v = &c->keys; n = &c->nkeys; set = &c->keys_set; break;
+    default: v = &c->ticket_keys; n = &c->nticket_keys; set = &c->ticket_keys_set; break;
+    }
+    if (!*set) {
+        *v = NULL;
+        *n = 0;
+        *set = 1;
+    }
+    if (*n >= 16)
+        return sh_conf_error(cf, "too many \"%s\" directives", cf->node->args[0]);
+    const char *arg = cf->node->args[1];
+    if (strchr(arg, '$') != NULL)
+        return sh_conf_error(cf, "variables in \"%s\" are not supported", cf->node->args[0]);
+    *v = sh_realloc(*v, (*n + 1) * sizeof(char *));
+    (*v)[(*n)++] = full_path(cf, arg);
+    return 0;
+}
+
+static int path_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    ssl_conf_t *c = conf;
+    char **f;
+    switch (cmd->offset) {
+    case 0: f = &c->stapling_file; c->own_stapling_file = 1; break;
+    case 1: f = &c->trusted; c->own_trusted = 1; break;
+    default: f = &c->dhparam; c->own_dhparam = 1; break;
+    }
+    if (*f != NULL)
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
+    *f = full_path(cf, cf->node->args[1]);
+    return 0;
+}
+
+static int str_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    ssl_conf_t *c = conf;
+    char **f;
+    if (cmd->offset == 0) {
+        f = &c->ciphers;
+        c->own_ciphers = 1;
+    } else {
+        f = &c->ecdh_curve;
+        c->own_ecdh = 1;
+    }
+    if (*f != NULL)
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
+    *f = sh_strdup(cf->node->args[1]);
+    return 0;
+}
+
+static int protocols_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    ssl_conf_t *c = conf;
+    const sh_conf_node_t *n = cf->node;
+    if (c->protocols != SH_CONF_UNSET)
+        return sh_conf_error(cf, "\"ssl_protocols\" directive is duplicate");
+    int bits = 0;
+    for (unsigned i = 1; i < n->nargs; i++) {
+        const char *a = n->args[i];
+        if (strcmp(a, "TLSv1") == 0)
+            bits |= PROTO_TLSv1;
+        else if (strcmp(a, "TLSv1.1") == 0)
+            bits |= PROTO_TLSv1_1;
+        else if (strcmp(a, "TLSv1.2") == 0)
+            bits |= PROTO_TLSv1_2;
+        else if (strcmp(a, "TLSv1.3") == 0)
+            bits |= PROTO_TLSv1_3;
+        else if (strcmp(a, "SSLv2") == 0 || strcmp(a, "SSLv3") == 0)
+            sh_conf_warn(cf, "\"%s\" is not supported by OpenSSL 3, ignored", a);
+        else
+            return sh_conf_error(cf, "invalid value \"%s\" in \"ssl_protocols\" directive", a);
+    }
+    c->protocols = bits;
+    return 0;
+}
+
+static int session_cache_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    ssl_conf_t *c = conf;
+    const sh_conf_node_t *n = cf->node;
+    if (c->cache != CACHE_UNSET)
+        return sh_conf_error(cf, "\"ssl_session_cache\" directive is duplicate");
+    c->cache = CACHE_NONE;
+    c->cache_size = 0;
+    for (unsigned i = 1; i < n->nargs; i++) {
+        const char *a = n->args[i];
+        if (strcmp(a, "off") == 0 || strcmp(a, "none") == 0) {
+            if (n->nargs != 2)
+                return sh_conf_error(cf, "invalid session cache \"%s\"", a);
+            c->cache = a[0] == 'o' ? CACHE_OFF : CACHE_NONE;
+        } else if (strcmp(a, "builtin") == 0) {
+            c->cache = CACHE_BUILTIN;
+            if (c->cache_size == 0)
+                c->cache_size = 20480; /* OpenSSL's default */
+        } else if (strncmp(a, "builtin:", 8) == 0) {
+            int v;
+            if (sh_conf_parse_int(a + 8, &v) != 0 || v < 1)
+                return sh_conf_error(cf, "invalid session cache size \"%s\"", a + 8);
+            c->cache = CACHE_BUILTIN;
+            c->cache_size += (size_t)v;
+        } else if (strncmp(a, "shared:", 7) == 0) {
+            /* shared:NAME:SIZE. Every SSL_CTX is shared by all the workers
+             * of the node, so OpenSSL's internal store already is what
+             * nginx's shared memory zone gives: one cache per node. nginx
+             * stores about 4000 sessions per megabyte. */
+            const char *name = a + 7, *colon = strrchr(name, ':');
+            size_t sz;
+            if (colon == NULL || colon == name || sh_conf_parse_size(colon + 1, &sz) != 0)
+                return sh_conf_error(cf, "invalid session cache \"%s\"", a);
+            if (sz < 8192)
+                return sh_conf_error(cf, "session cache \"%s\" is too small", a);
+            c->cache = CACHE_BUILTIN;
+            c->cache_size += sz / 256;
+            if (c->own_cache_name)
+                sh_free(c->cache_name);
+            c->cache_name = sh_strndup(name, (size_t)(colon - name));
+            c->own_cache_name = 1;
+        } else {
+            return sh_conf_error(cf, "invalid session cache \"%s\"", a);
+        }
+    }
+    return 0;
+}
+
+static int conf_command_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    ssl_conf_t *c = conf;
+    if (!c->conf_cmds_set) {
+        c->conf_cmds = NULL;
+        c->nconf_cmds = 0;
+        c->conf_cmds_set = 1;
+    }
+    if (c->nconf_cmds >= 64)
+        return sh_conf_error(cf, "too many \"ssl_conf_command\" directives");
+    c->conf_cmds = sh_realloc(c->conf_cmds, (c->nconf_cmds + 1) * 2 * sizeof(char *));
+    c->conf_cmds[c->nconf_cmds * 2] = sh_strdup(cf->node->args[1]);
+    c->conf_cmds[c->nconf_cmds * 2 + 1] = sh_strdup(cf->node->args[2]);
+    c->nconf_cmds++;
+    return 0;
+}
+
+static int early_data_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    ssl_conf_t *c = conf;
+    int rc = sh_conf_set_flag(cf, cmd, conf);
+    if (rc == 0 && c->early_data == 1)
+        sh_conf_warn(cf, "\"ssl_early_data on\" is not supported yet: 0-RTT stays off");
+    return rc;
+}
+
+static int ssl_directive_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    return sh_conf_error(cf, "the \"ssl\" directive is obsolete, use the \"listen ... ssl\" "
+                             "directive instead");
+}
+
+#define SSLCTX (SH_CTX_HTTP | SH_CTX_SERVER)
+#define SOFF(f) offsetof(ssl_conf_t, f)
+
+static const sh_conf_cmd_t ssl_cmds[] = {
+    {"ssl", SSLCTX | SH_CONF_FLAG, ssl_directive_set, 0, NULL},
+    {"ssl_certificate", SSLCTX | SH_CONF_TAKE1, path_list_set, 0, NULL},
+    {"ssl_certificate_key", SSLCTX | SH_CONF_TAKE1, path_list_set, 1, NULL},
+    {"ssl_session_ticket_key", SSLCTX | SH_CONF_TAKE1, path_list_set, 2, NULL},
+    {"ssl_protocols", SSLCTX | SH_CONF_1MORE, protocols_set, 0, NULL},
+    {"ssl_ciphers", SSLCTX | SH_CONF_TAKE1, str_set, 0, NULL},
+    {"ssl_ecdh_curve", SSLCTX | SH_CONF_TAKE1, str_set, 1, NULL},
+    {"ssl_prefer_server_ciphers", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag,
+     SOFF(prefer_server_ciphers), NULL},
+    {"ssl_session_cache", SSLCTX | SH_CONF_TAKE12, session_cache_set, 0, NULL},
+    {"ssl_session_timeout", SSLCTX | SH_CONF_TAKE1, sh_conf_set_msec, SOFF(session_timeout),
+     NULL},
+    {"ssl_session_tickets", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(tickets), NULL},
+    {"ssl_stapling", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(stapling), NULL},
+    {"ssl_stapling_verify", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(stapling_verify),
+     NULL},
+    {"ssl_stapling_file", SSLCTX | SH_CONF_TAKE1, path_set, 0, NULL},
+    {"ssl_trusted_certificate", SSLCTX | SH_CONF_TAKE1, path_set, 1, NULL},
+    {"ssl_dhparam", SSLCTX | SH_CONF_TAKE1, path_set, 2, NULL},
+    {"ssl_early_data", SSLCTX | SH_CONF_FLAG, early_data_set, SOFF(early_data), NULL},
+    {"ssl_conf_command", SSLCTX | SH_CONF_TAKE2, conf_command_set, 0, NULL},
+    {NULL, 0, NULL, 0, NULL}};
+
+/* ------------------------------------------------ callbacks -- */
+
+static ssl_conf_t *srv_conf(const sh_http_srv_t *srv)
+{
+    return sh_http_loc_conf(srv->loc, &sh_ssl_module);
+}
+
+static int sni_cb(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    (void)arg;
+    sh_tls_t *t = SSL_get_app_data(ssl);
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (t == NULL || name == NULL)
+        return SSL_TLSEXT_ERR_OK;
+    const sh_http_srv_t *srv = sh_http_find_server(t->addr, name, strlen(name));
+    SSL_CTX *ctx = srv ? atomic_load(&srv_conf(srv)->ctx) : NULL;
+    if (ctx != NULL && ctx != SSL_get_SSL_CTX(ssl)) {
+        SSL_set_SSL_CTX(ssl, ctx);
+        /* the options of the server's context apply (as nginx) */
+        SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
+        SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)arg;
+    sh_tls_t *t = SSL_get_app_data(ssl);
+    int h2 = t != NULL && t->addr->opt.http2;
+    int rc = sh_tls_alpn_select(in, inlen, h2, out, outlen);
+    if (rc == 1)
+        return SSL_TLSEXT_ERR_OK;
+    /* RFC 7301 3.2: no protocol in common is a fatal alert */
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* Session tickets with our keys: the first key encrypts, every key
+ * decrypts, and a ticket under an older key is renewed (return 2). */
+static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *ectx,
+                     EVP_MAC_CTX *hctx, int enc)
+{
+    /* The keys of the session context: the connection's first SSL_CTX.
+     * SSL_get_SSL_CTX gives the SNI-selected one, so look it up by the
+     * app data. */
+    sh_tls_t *t = SSL_get_app_data(ssl);
+    if (t == NULL)
+        return -1;
+    SSL_CTX *sctx = atomic_load(&srv_conf(t->addr->default_srv)->ctx);
+    const ctx_data_t *d = sctx ? SSL_CTX_get_ex_data(sctx, ctx_data_index) : NULL;
+    if (d == NULL || d->nkeys == 0)
+        return -1;
+    const sh_tls_ticket_key_t *k = NULL;
+    size_t i = 0;
+    if (enc) {
+        k = &d->keys[0];
+        memcpy(name, k->name, 16);
+        if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1)
+            return -1;
+    } else {
+        for (i = 0; i < d->nkeys; i++)
+            if (memcmp(d->keys[i].name, name, 16) == 0)
+                break;
+        if (i == d->nkeys)
+            return 0; /* unknown key: a full handshake, and a new ticket */
+        k = &d->keys[i];
+    }
+    const EVP_CIPHER *cipher = k->key_len == 32 ? EVP_aes_256_cbc() : EVP_aes_128_cbc();
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, k->key_len);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_CTX_set_params(hctx, params) != 1)
+        return -1;
+    if (enc) {
+        if (EVP_EncryptInit_ex(ectx, cipher, NULL, k->aes, iv) != 1)
+            return -1;
+        return 1;
+    }
+    if (EVP_DecryptInit_ex(ectx, cipher, NULL, k->aes, iv) != 1)
+        return -1;
+    return i == 0 ? 1 : 2;
+}
+
+static int status_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    if (SSL_get_tlsext_status_type(ssl) != TLSEXT_STATUSTYPE_ocsp)
+        return SSL_TLSEXT_ERR_NOACK;
+    SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+    const ctx_data_t *d = SSL_CTX_get_ex_data(ctx, ctx_data_index);
+    if (d == NULL || d->staple == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    /* OpenSSL frees what it is given */
+    unsigned char *copy = OPENSSL_malloc(d->staple_len);
+    if (copy == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    memcpy(copy, d->staple, d->staple_len);
+    SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)d->staple_len);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* ------------------------------------------------ building an SSL_CTX -- */
+
+static int read_file(const char *path, size_t max, unsigned char **out, size_t *len,
+                     char *err, size_t errcap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errcap, "open() \"%s\" failed (%s)", path, strerror(errno));
+        return SH_EIO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+        snprintf(err, errcap, "\"%s\" is not a regular file of at most %zu bytes", path, max);
+        close(fd);
+        return SH_ELIMIT;
+    }
+    size_t n = (size_t)st.st_size;
+    unsigned char *b = sh_malloc(n ? n : 1);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, b + got, n - got);
+        if (r <= 0) {
+            snprintf(err, errcap, "read() \"%s\" failed (%s)", path,
+                     r < 0 ? strerror(errno) : "short file");
+            close(fd);
+            sh_free(b);
+            return SH_EIO;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+/* Does the leaf certificate of the context's current slot name an OCSP
+ * responder? */
+static int has_ocsp_url(X509 *x)
+{
+    STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp(x);
+    int n = urls ? sk_OPENSSL_STRING_num(urls) : 0;
+    X509_email_free(urls);
+    return n > 0;
+}
+
+static int version_of(int bit)
+{
+    switch (bit) {
+    case PROTO_TLSv1: return TLS1_VERSION;
+    case PROTO_TLSv1_1: return TLS1_1_VERSION;
+    case PROTO_TLSv1_2: return TLS1_2_VERSION;
+    default: return TLS1_3_VERSION;
+    }
+}
+
+/*
+ * Build the SSL_CTX of one server from its merged conf. On failure
+ * returns NULL with the reason in err. warn (may be NULL) receives
+ * warnings (cf at load; NULL at reload, then they are logged).
+ */
+static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf_t *warn,
+                          char *err, size_t errcap)
+{
+    pthread_once(&once, init_once);
+    char ossl[512];
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    ctx_data_t *d = sh_new(ctx_data_t);
+    if (ctx == NULL) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, errcap, "SSL_CTX_new() failed %s", ossl);
+        sh_free(d);
+        return NULL;
+    }
+    SSL_CTX_set_ex_data(ctx, ctx_data_index, d);
+    uint64_t opts = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF;
+    if (c->prefer_server_ciphers)
+        opts |= SSL_OP_CIPHER_SERVER_PREFERENCE;
+    if (!c->tickets)
+        opts |= SSL_OP_NO_TICKET;
+    SSL_CTX_set_options(ctx, opts);
+    /* idle keep-alive connections give their record buffers back */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+
+    /* protocols: the range from the lowest to the highest named (OpenSSL
+     * 3 has no holes in practice; nginx's SSL_OP_NO_* give the same) */
+    int lo = 0, hi = 0;
+    for (int b = PROTO_TLSv1; b <= PROTO_TLSv1_3; b <<= 1)
+        if (c->protocols & b) {
+            if (lo == 0)
+                lo = version_of(b);
+            hi = version_of(b);
+        }
+    if (lo == 0) {
+        snprintf(err, errcap, "no TLS protocol version enabled in \"ssl_protocols\"");
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(ctx, lo);
+    SSL_CTX_set_max_proto_version(ctx, hi);
+    if (lo < TLS1_2_VERSION)
+        SSL_CTX_set_security_level(ctx, 0); /* TLS 1.0/1.1 need SHA-1 */
+    const char *ciphers = c->ciphers ? c->ciphers : "HIGH:!aNULL:!MD5";
+    if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, errcap, "SSL_CTX_set_cipher_list(\"%s\") failed %s", ciphers, ossl);
+        goto fail;
+    }
+
+    /* certificates: one pair per key type (e.g. ECDSA and RSA) */
+    if (c->ncerts == 0) {
+        snprintf(err, errcap, "no \"ssl_certificate\" is defined for the \"listen ... ssl\" "
+                              "directive of the server in %s:%u", srv->file, srv->line);
+        goto fail;
+    }
+    if (c->nkeys != c->ncerts) {
+        snprintf(err, errcap, "%zu \"ssl_certificate\" but %zu \"ssl_certificate_key\" for the "
+                              "server in %s:%u", c->ncerts, c->nkeys, srv->file, srv->line);
+        goto fail;
+    }
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+    unsigned sid_len = 0;
+    for (size_t i = 0; i < c->ncerts; i++) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, c->certs[i]) != 1) {
+            ssl_errors(ossl, sizeof(ossl));
+            snprintf(err, errcap, "cannot load certificate \"%s\": %s", c->certs[i], ossl);
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, c->keys[i], SSL_FILETYPE_PEM) != 1) {
+            ssl_errors(ossl, sizeof(ossl));
+            snprintf(err, errcap, "cannot load certificate key \"%s\": %s", c->keys[i], ossl);
+            goto fail;
+        }
+        if (SSL_CTX_check_private_key(ctx) != 1) {
+            ssl_errors(ossl, sizeof(ossl));
+            snprintf(err, errcap, "certificate \"%s\" and key \"%s\" do not match %s",
+                     c->certs[i], c->keys[i], ossl);
+            goto fail;
+        }
+        X509 *x = SSL_CTX_get0_certificate(ctx);
+        if (i == 0) {
+            /* the session id context: sessions resume only on a server
+             * with the same first certificate */
+            X509_digest(x, EVP_sha256(), sid, &sid_len);
+        }
+        if (c->stapling && c->stapling_file == NULL && !has_ocsp_url(x)) {
+            if (warn != NULL)
+                sh_conf_warn(warn, "\"ssl_stapling\" ignored, no OCSP responder URL in the "
+                                   "certificate \"%s\"", c->certs[i]);
+        }
+    }
+    SSL_CTX_set_session_id_context(ctx, sid, sid_len);
+
+    if (c->dhparam != NULL) {
+        BIO *bio = BIO_new_file(c->dhparam, "r");
+        EVP_PKEY *dh = bio ? PEM_read_bio_Parameters(bio, NULL) : NULL;
+        BIO_free(bio);
+        if (dh == NULL || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
+            EVP_PKEY_free(dh);
+            ssl_errors(ossl, sizeof(ossl));
+            snprintf(err, errcap, "cannot load DH parameters \"%s\" %s", c->dhparam, ossl);
+            goto fail;
+        }
+    }
+    if (c->ecdh_curve != NULL && strcmp(c->ecdh_curve, "auto") != 0 &&
+        SSL_CTX_set1_groups_list(ctx, c->ecdh_curve) != 1) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, errcap, "invalid \"ssl_ecdh_curve\" \"%s\" %s", c->ecdh_curve, ossl);
+        goto fail;
+    }
+
+    /* sessions */
+    if (c->cache == CACHE_OFF) {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    } else if (c->cache == CACHE_NONE) {
+        /* nginx's "none": no store, but clients are not told so */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(ctx, (long)(c->cache_size ? c->cache_size : 1));
+    }
+    SSL_CTX_set_timeout(ctx, (long)(c->session_timeout / 1000));
+    if (!c->tickets && c->cache != CACHE_BUILTIN)
+        SSL_CTX_set_num_tickets(ctx, 0); /* TLS 1.3: nothing could resume */
+    if (c->tickets && c->nticket_keys > 0) {
+        d->keys = sh_calloc(c->nticket_keys, sizeof(*d->keys));
+        d->nkeys = c->nticket_keys;
+        for (size_t i = 0; i < c->nticket_keys; i++) {
+            unsigned char *buf;
+            size_t len;
+            const char *why = NULL;
+            if (read_file(c->ticket_keys[i], 1024, &buf, &len, err, errcap) != 0)
+                goto fail;
+            int rc = sh_tls_parse_ticket_key(buf, len, &d->keys[i], &why);
+            OPENSSL_cleanse(buf, len);
+            sh_free(buf);
+            if (rc != 0) {
+                snprintf(err, errcap, "\"%s\": %s", c->ticket_keys[i], why);
+                goto fail;
+            }
+        }
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    }
+
+    /* OCSP stapling from a file (the response as `openssl ocsp -respout`
+     * writes it, DER) */
+    if (c->stapling && c->stapling_file != NULL) {
+        if (read_file(c->stapling_file, STAPLE_MAX, &d->staple, &d->staple_len, err, errcap) != 0)
+            goto fail;
+        const unsigned char *p = d->staple;
+        OCSP_RESPONSE *resp = d2i_OCSP_RESPONSE(NULL, &p, (long)d->staple_len);
+        if (resp == NULL) {
+            ERR_clear_error();
+            snprintf(err, errcap, "\"%s\" is not a DER OCSP response", c->stapling_file);
+            goto fail;
+        }
+        OCSP_RESPONSE_free(resp);
+    }
+    if (c->stapling)
+        SSL_CTX_set_tlsext_status_cb(ctx, status_cb);
+
+    SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+
+    if (c->nconf_cmds > 0) {
+        SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
+        SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_SERVER |
+                                       SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
+        SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
+        for (size_t i = 0; i < c->nconf_cmds; i++) {
+            const char *name = c->conf_cmds[2 * i], *value = c->conf_cmds[2 * i + 1];
+            if (SSL_CONF_cmd(cc, name, value) <= 0) {
+                ssl_errors(ossl, sizeof(ossl));
+                snprintf(err, errcap, "SSL_CONF_cmd(\"%s\", \"%s\") failed %s", name, value, ossl);
+                SSL_CONF_CTX_free(cc);
+                goto fail;
+            }
+        }
+        SSL_CONF_CTX_finish(cc);
+        SSL_CONF_CTX_free(cc);
+    }
+    SSL_CTX_set_max_early_data(ctx, 0);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx); /* frees d through the ex_data free callback */
+    return NULL;
+}
+
+/* After the http block: every server on a TLS address gets its SSL_CTX. */
+static int ssl_init_main(sh_conf_t *cf, sh_http_main_t *m, void *conf)
+{
+    (void)conf;
+    for (size_t i = 0; i < m->naddrs; i++) {
+        const sh_http_addr_t *a = &m->addrs[i];
+        if (!a->opt.ssl)
+            continue;
+        for (size_t j = 0; j < a->nservers; j++) {
+            const sh_http_srv_t *srv = a->servers[j];
+            ssl_conf_t *c = srv_conf(srv);
+            if (atomic_load(&c->ctx) != NULL)
+                continue;
+            char err[1024];
+            SSL_CTX *ctx = build_ctx(c, srv, cf, err, sizeof(err));
+            if (ctx == NULL) {
+                sh_conf_node_t at = {.file = srv->file, .line = srv->line};
+                cf->node = &at;
+                int rc = sh_conf_error(cf, "%s", err);
+                cf->node = NULL;
+                return rc;
+            }
+            c->srv = srv;
+            atomic_store(&c->ctx, ctx);
+        }
+    }
+    return 0;
+}
+
+static const sh_http_module_t ssl_http_ctx = {
+    .magic = SH_HTTP_MODULE_MAGIC,
+    .init_main = ssl_init_main,
+    .create_loc = ssl_create_loc,
+    .merge_loc = ssl_merge_loc,
+    .destroy_loc = ssl_destroy_loc,
+};
+
+sh_conf_module_t sh_ssl_module = {
+    .name = "ssl",
+    .cmds = ssl_cmds,
+    .ctx = &ssl_http_ctx,
+};
+
+int sh_tls_reload(const sh_http_main_t *http)
+{
+    if (http == NULL)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < http->nservers; i++)
+        if (atomic_load(&srv_conf(http->servers[i])->ctx) != NULL)
+            n++;
+    if (n == 0)
+        return 0;
+    SSL_CTX **fresh = sh_calloc(n, sizeof(*fresh));
+    size_t k = 0;
+    int rc = 0;
+    for (size_t i = 0; i < http->nservers && rc == 0; i++) {
+        const sh_http_srv_t *srv = http->servers[i];
+        ssl_conf_t *c = srv_conf(srv);
+        if (atomic_load(&c->ctx) == NULL)
+            continue;
+        char err[1024];
+        fresh[k] = build_ctx(c, srv, NULL, err, sizeof(err));
+        if (fresh[k] == NULL) {
+            sh_log_err("TLS reload failed, the running certificates stay: %s", err);
+            rc = SH_EINVAL;
+            break;
+        }
+        k++;
+    }
+    if (rc != 0) {
+        for (size_t i = 0; i < k; i++)
+            SSL_CTX_free(fresh[i]);
+        sh_free(fresh);
+        return rc;
+    }
+    time_t now = time(NULL);
+    k = 0;
+    for (size_t i = 0; i < http->nservers; i++) {
+        ssl_conf_t *c = srv_conf(http->servers[i]);
+        SSL_CTX *old = atomic_load(&c->ctx);
+        if (old == NULL)
+            continue;
+        atomic_store(&c->ctx, fresh[k++]);
+        /* A worker may have loaded `old` an instant ago and not yet taken
+         * its reference (SSL_new): free it only after a grace period. */
+        retired_t **pp = &c->retired;
+        while (*pp != NULL) {
+            retired_t *r = *pp;
+            if (now - r->at >= RETIRE_GRACE_SEC) {
+                *pp = r->next;
+                SSL_CTX_free(r->ctx);
+                sh_free(r);
+            } else {
+                pp = &r->next;
+            }
+        }
+        retired_t *r = sh_new(retired_t);
+        r->ctx = old;
+        r->at = now;
+        r->next = c->retired;
+        c->retired = r;
+    }
+    sh_free(fresh);
+    sh_log_notice("TLS certificates and keys reloaded for %zu server%s", n, n == 1 ? "" : "s");
+    return 0;
+}
+
+/* ------------------------------------------------ connections -- */
+
+sh_tls_t *sh_tls_create(const sh_http_addr_t *addr, uv_stream_t *stream,
+                        void (*sent_cb)(uv_stream_t *, int), uint64_t conn_id)
+{
+    pthread_once(&once, init_once);
+    SSL_CTX *ctx = atomic_load(&srv_conf(addr->default_srv)->ctx);
+    if (ctx == NULL)
+        return NULL;
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL) {
+        char ossl[512];
+        ssl_errors(ossl, sizeof(ossl));
+        sh_log_err("SSL_new() failed %s", ossl);
+        return NULL;
+    }
+    sh_tls_t *t = sh_new(sh_tls_t);
+    t->ssl = ssl;
+    t->stream = stream;
+    t->sent_cb = sent_cb;
+    t->addr = addr;
+    t->id = conn_id;
+    BIO *bio = BIO_new(bio_method);
+    BIO_set_data(bio, t);
+    SSL_set_bio(ssl, bio, bio);
+    SSL_set_app_data(ssl, t);
+    SSL_set_accept_state(ssl);
+    return t;
+}
+
+void sh_tls_destroy(sh_tls_t *t)
+{
+    if (t == NULL)
+        return;
+    /* OpenSSL removes the session from the cache when an SSL is freed
+     * without a shutdown: keep it unless the connection failed in TLS
+     * itself (nginx does the same). */
+    if (t->done && !t->failed)
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(t->ssl);
+    sh_buf_dispose(&t->out);
+    sh_free(t);
+}
+
+/* Hand what OpenSSL wrote to the stream. */
+static int flush_out(sh_tls_t *t)
+{
+    if (t->out.len == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init(t->out.data, (unsigned)t->out.len);
+    int rc = sh_stream_send(t->stream, &b, 1, t->sent_cb);
+    t->out.len = 0;
+    if (t->out.cap > 4 * (TLS_RECORD_MAX + 1024)) /* do not keep a large buffer */
+        sh_buf_dispose(&t->out);
+    return rc;
+}
+
+static void log_ssl_failure(sh_tls_t *t, const char *what, int err)
+{
+    char ossl[512];
+    ssl_errors(ossl, sizeof(ossl));
+    /* Client-caused failures (bad handshakes, alerts) are info, as nginx
+     * logs them: a scanner must not fill the error log. */
+    sh_log_info("%s failed (%d: %s) %s while %s, client %llu", what, err,
+                err == SSL_ERROR_SYSCALL ? "SSL_ERROR_SYSCALL" : "SSL_ERROR_SSL", ossl,
+                t->done ? "reading" : "SSL handshaking", (unsigned long long)t->id);
+}
+
+int sh_tls_input(sh_tls_t *t, const char *data, size_t len, char *buf, size_t cap,
+                 sh_tls_plain_cb cb, void *arg)
+{
+    t->in = data;
+    t->in_len = len;
+    int rc = 0;
+    if (t->failed)
+        return SH_EIO;
+    if (!t->done) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(t->ssl);
+        if (r != 1) {
+            int e = SSL_get_error(t->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+                t->in_len = 0;
+                return flush_out(t) != 0 ? SH_EIO : 0;
+            }
+            log_ssl_failure(t, "SSL_do_handshake()", e);
+            t->failed = 1;
+            flush_out(t); /* the alert, if any */
+            t->in_len = 0;
+            return SH_EIO;
+        }
+        t->done = 1;
+    }
+    if (flush_out(t) != 0) /* the handshake's last flight */
+        return SH_EIO;
+    /* Decrypt until OpenSSL needs more bytes, filling buf before handing
+     * it on so small records make one call. */
+    size_t have = 0;
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_read(t->ssl, buf + have, (int)(cap - have));
+        if (r > 0) {
+            have += (size_t)r;
+            if (cap - have >= TLS_RECORD_MAX / 4)
+                continue;
+            rc = cb(arg, buf, have);
+            have = 0;
+            if (rc != 0)
+                break;
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, r);
+        if (have > 0) {
+            rc = cb(arg, buf, have);
+            have = 0;
+            if (rc != 0)
+                break;
+        }
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            rc = SH_ECLOSED;
+            break;
+        }
+        log_ssl_failure(t, "SSL_read()", e);
+        t->failed = 1;
+        rc = SH_EIO;
+        break;
+    }
+    t->in_len = 0;
+    /* post-handshake messages (TLS 1.3 tickets, key updates, alerts) */
+    if (t->out.len > 0 && flush_out(t) != 0 && rc == 0)
+        rc = SH_EIO;
+    return rc;
+}
+
+int sh_tls_send(sh_tls_t *t, const uv_buf_t *bufs, unsigned n)
+{
+    if (t->failed || t->shut)
+        return SH_EIO;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (total == 0)
+        return 0;
+    ERR_clear_error();
+    if (n > 1 && total <= COALESCE_MAX) {
+        /* one record for a head and a small body, not one per piece */
+        char joined[COALESCE_MAX];
+        size_t o = 0;
+        for (unsigned i = 0; i < n; i++) {
+            memcpy(joined + o, bufs[i].base, bufs[i].len);
+            o += bufs[i].len;
+        }
+        if (SSL_write(t->ssl, joined, (int)o) <= 0)
+            goto fail;
+    } else {
+        for (unsigned i = 0; i < n; i++) {
+            if (bufs[i].len == 0)
+                continue;
+            if (SSL_write(t->ssl, bufs[i].base, (int)bufs[i].len) <= 0)
+                goto fail;
+        }
+    }
+    return flush_out(t) != 0 ? SH_EIO : 0;
+fail:
+    log_ssl_failure(t, "SSL_write()", SSL_get_error(t->ssl, 0));
+    t->failed = 1;
+    t->out.len = 0;
+    return SH_EIO;
+}
+
+void sh_tls_shutdown(sh_tls_t *t)
+{
+    if (t->shut || t->failed || !t->done)
+        return;
+    t->shut = 1;
+    ERR_clear_error();
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+    flush_out(t);
+}
+
+int sh_tls_handshake_done(const sh_tls_t *t)
+{
+    return t->done;
+}
+
+const char *sh_tls_alpn(const sh_tls_t *t)
+{
+    const unsigned char *p = NULL;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &len);
+    if (len == 2 && memcmp(p, "h2", 2) == 0)
+        return "h2";
+    if (len == 8 && memcmp(p, "http/1.1", 8) == 0)
+        return "http/1.1";
+    return NULL;
+}
+
+int sh_tls_var(const sh_tls_t *t, int which, sh_buf_t *out)
+{
+    if (t == NULL || !t->done)
+        return 0;
+    const char *s = NULL;
+    switch (which) {
+    case SH_TLS_VAR_PROTOCOL:
+        s = SSL_get_version(t->ssl);
+        break;
+    case SH_TLS_VAR_CIPHER:
+        s = SSL_get_cipher_name(t->ssl);
+        break;
+    case SH_TLS_VAR_SERVER_NAME:
+        s = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+        break;
+    case SH_TLS_VAR_SESSION_REUSED:
+        s = SSL_session_reused(t->ssl) ? "r" : ".";
+        break;
+    case SH_TLS_VAR_ALPN: {
+        const unsigned char *p = NULL;
+        unsigned len = 0;
+        SSL_get0_alpn_selected(t->ssl, &p, &len);
+        if (len == 0)
+            return 0;
+        sh_buf_append(out, p, len);
+        return 1;
+    }
+    default:
+        return 0;
+    }
+    if (s == NULL)
+        return 0;
+    sh_buf_appends(out, s);
+    return 1;
+}
