@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "node/node.h"
 #include "node/headers.h"
+#include "node/http2.h"
 #include "node/timeq.h"
 #include "node/tls.h"
 #include "node/vars.h"
@@ -84,6 +85,7 @@ static void conn_closed(uv_handle_t *h)
     sh_conn_t *c = h->data;
     if (--c->closing_handles == 0) {
         sh_buf_dispose(&c->in);
+        sh_http2_destroy(c->h2);
         sh_tls_destroy(c->tls);
         sh_free(c);
     }
@@ -93,6 +95,7 @@ static void request_dispose(sh_request_t *r)
 {
     sh_buf_dispose(&r->scratch);
     sh_buf_dispose(&r->uri_buf);
+    sh_buf_dispose(&r->out_head);
     sh_buf_dispose(&r->up_addr);
     sh_buf_dispose(&r->up_status);
     sh_buf_dispose(&r->up_connect_time);
@@ -101,7 +104,7 @@ static void request_dispose(sh_request_t *r)
     sh_free(r);
 }
 
-static sh_request_t *request_new(sh_conn_t *c)
+sh_request_t *sh_request_new(sh_conn_t *c)
 {
     sh_worker_t *w = c->w;
     sh_request_t *r;
@@ -109,6 +112,7 @@ static sh_request_t *request_new(sh_conn_t *c)
         r = w->req_cache[--w->nreq_cache];
         memset(r, 0, SH_REQUEST_ZERO);
         r->scratch.len = r->uri_buf.len = r->up_addr.len = r->up_status.len = 0;
+        r->out_head.len = 0;
         r->up_connect_time.len = r->up_header_time.len = r->up_response_time.len = 0;
     } else {
         r = sh_new(sh_request_t);
@@ -117,13 +121,14 @@ static sh_request_t *request_new(sh_conn_t *c)
     return r;
 }
 
-static void request_free(sh_request_t *r)
+void sh_request_free(sh_request_t *r)
 {
     sh_worker_t *w = r->c->w;
     sh_proxy_detach(r);
     sh_free(r->head);
     /* keep a few for the next requests, unless they grew large */
-    if (w->nreq_cache < SH_CACHE_MAX && !w->stopping && r->scratch.cap <= 4096)
+    if (w->nreq_cache < SH_CACHE_MAX && !w->stopping && r->scratch.cap <= 4096 &&
+        r->out_head.cap <= 8192)
         w->req_cache[w->nreq_cache++] = r;
     else
         request_dispose(r);
@@ -141,8 +146,10 @@ void sh_conn_close(sh_conn_t *c)
         return;
     c->closing = 1;
     c->state = SH_CONN_CLOSING;
+    if (c->h2 != NULL)
+        sh_http2_close(c->h2);
     if (c->r != NULL) {
-        request_free(c->r);
+        sh_request_free(c->r);
         c->r = NULL;
     }
     sh_list_remove(&c->link);
@@ -189,7 +196,7 @@ void sh_conn_timeout(sh_timeq_entry_t *e)
 }
 
 /* Close once every queued byte is written. */
-static void close_after_write(sh_conn_t *c)
+void sh_conn_close_after_write(sh_conn_t *c)
 {
     if (c->closing || c->state == SH_CONN_CLOSING)
         return;
@@ -216,7 +223,9 @@ void sh_conn_close_idle(sh_worker_t *w)
     while (l != &w->conns) {
         sh_conn_t *c = container_of(l, sh_conn_t, link);
         l = l->next;
-        if (c->r == NULL && c->in.len == 0 && c->state == SH_CONN_HEAD)
+        if (c->h2 != NULL)
+            sh_http2_shutdown(c->h2); /* GOAWAY; closes when its streams are done */
+        else if (c->r == NULL && c->in.len == 0 && c->state == SH_CONN_HEAD)
             sh_conn_close(c);
     }
 }
@@ -232,12 +241,17 @@ static void client_written(uv_stream_t *s, int status)
         sh_conn_close(c);
         return;
     }
+    if (c->h2 != NULL) {
+        if (s->write_queue_size < SH_WBUF_LOW)
+            sh_http2_written(c->h2);
+        return;
+    }
     if (c->r != NULL && c->r->proxy != NULL && s->write_queue_size < SH_WBUF_LOW)
         sh_proxy_client_drained(c->r);
 }
 
 /* Bytes to the client: encrypted first on TLS connections. */
-static int conn_send(sh_conn_t *c, const uv_buf_t *bufs, unsigned n)
+int sh_conn_send(sh_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
     if (c->tls != NULL)
         return sh_tls_send(c->tls, bufs, n);
@@ -246,10 +260,14 @@ static int conn_send(sh_conn_t *c, const uv_buf_t *bufs, unsigned n)
 
 size_t sh_request_out_queued(const sh_request_t *r)
 {
+    if (r->h2s != NULL)
+        return sh_http2_out_queued(r);
     return r->c->tcp.write_queue_size;
 }
 
-int sh_request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n)
+/* Raw bytes to the client (HTTP/1.1 connections). A failure closes the
+ * connection, which frees r. */
+static int request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n)
 {
     sh_conn_t *c = r->c;
     if (c->closing)
@@ -257,15 +275,15 @@ int sh_request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n)
     r->resp_started = 1;
     for (unsigned i = 0; i < n; i++)
         r->bytes_sent += bufs[i].len;
-    if (conn_send(c, bufs, n) != 0) {
+    if (sh_conn_send(c, bufs, n) != 0) {
         sh_conn_close(c);
         return SH_EIO;
     }
     return 0;
 }
 
-void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char *reason,
-                            size_t reason_len)
+static void head_start(sh_request_t *r, sh_buf_t *b, int status, const char *reason,
+                       size_t reason_len)
 {
     if (reason == NULL || reason_len == 0) {
         reason = sh_http_status_text(status);
@@ -284,7 +302,7 @@ void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char
     sh_buf_append(b, "\r\n", 2);
 }
 
-void sh_response_head_end(sh_request_t *r, sh_buf_t *b)
+static void head_end(sh_request_t *r, sh_buf_t *b)
 {
     sh_headers_add_h1(r, r->status, b);
     if (r->c->w->stopping)
@@ -296,6 +314,116 @@ void sh_response_head_end(sh_request_t *r, sh_buf_t *b)
     sh_buf_append(b, "\r\n", 2);
 }
 
+/* HTTP/1.1: the head is serialized into r->out_head and goes out with the
+ * first body bytes (one write), or on sh_response_flush. The body is
+ * framed by Content-Length when known, else chunked (HTTP/1.1 clients) or
+ * by closing the connection (HTTP/1.0). */
+int sh_response_start(sh_request_t *r, int status, const char *reason, size_t reason_len,
+                      const sh_http1_header_t *hs, size_t n, int64_t length, unsigned flags)
+{
+    if (r->c->h2 != NULL)
+        return sh_http2_response_start(r, status, hs, n, length, flags);
+    sh_buf_t *b = &r->out_head;
+    b->len = 0;
+    r->status = status;
+    head_start(r, b, status, reason, reason_len);
+    for (size_t i = 0; i < n; i++) {
+        sh_buf_append(b, hs[i].name, hs[i].name_len);
+        sh_buf_append(b, ": ", 2);
+        sh_buf_append(b, hs[i].value, hs[i].value_len);
+        sh_buf_append(b, "\r\n", 2);
+    }
+    if (flags & SH_RESP_TUNNEL) {
+        r->keepalive = 0;
+        sh_buf_append(b, "\r\n", 2); /* Connection: upgrade came with the fields */
+        return 0;
+    }
+    if (length >= 0) {
+        sh_buf_appends(b, "Content-Length: ");
+        sh_buf_append_u64(b, (uint64_t)length);
+        sh_buf_append(b, "\r\n", 2);
+    } else if (!(flags & SH_RESP_NO_BODY)) {
+        if (r->h.version == 11) {
+            r->resp_chunked = 1;
+            sh_buf_appends(b, "Transfer-Encoding: chunked\r\n");
+        } else {
+            r->keepalive = 0; /* HTTP/1.0: the end of the body is the close */
+        }
+    }
+    head_end(r, b);
+    return 0;
+}
+
+int sh_response_flush(sh_request_t *r)
+{
+    if (r->c->h2 != NULL)
+        return 0; /* the session writes at the end of the loop iteration */
+    if (r->out_head.len == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init(r->out_head.data, (unsigned)r->out_head.len);
+    r->out_head.len = 0;
+    return request_send(r, &b, 1);
+}
+
+int sh_response_body(sh_request_t *r, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    r->body_bytes_sent += len;
+    if (r->c->h2 != NULL)
+        return sh_http2_response_body(r, data, len);
+    uv_buf_t bufs[4];
+    unsigned n = 0;
+    if (r->out_head.len > 0) {
+        bufs[n++] = uv_buf_init(r->out_head.data, (unsigned)r->out_head.len);
+        r->out_head.len = 0;
+    }
+    char hdr[20];
+    if (r->resp_chunked) {
+        size_t hl = sh_fmt_hex(hdr, len);
+        hdr[hl++] = '\r';
+        hdr[hl++] = '\n';
+        bufs[n++] = uv_buf_init(hdr, (unsigned)hl);
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+        bufs[n++] = uv_buf_init("\r\n", 2);
+    } else {
+        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
+    }
+    return request_send(r, bufs, n);
+}
+
+int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n)
+{
+    if (r->c->h2 != NULL)
+        return sh_http2_response_end(r, trailers, n);
+    if (!r->resp_chunked)
+        return sh_response_flush(r);
+    uv_buf_t bufs[2];
+    unsigned k = 0;
+    if (r->out_head.len > 0) {
+        bufs[k++] = uv_buf_init(r->out_head.data, (unsigned)r->out_head.len);
+        r->out_head.len = 0;
+    }
+    if (n == 0) {
+        bufs[k++] = uv_buf_init("0\r\n\r\n", 5);
+        return request_send(r, bufs, k);
+    }
+    /* RFC 9112 7.1.2: the trailer section after the last chunk */
+    sh_buf_t t = {0};
+    sh_buf_appends(&t, "0\r\n");
+    for (size_t i = 0; i < n; i++) {
+        sh_buf_append(&t, trailers[i].name, trailers[i].name_len);
+        sh_buf_append(&t, ": ", 2);
+        sh_buf_append(&t, trailers[i].value, trailers[i].value_len);
+        sh_buf_append(&t, "\r\n", 2);
+    }
+    sh_buf_append(&t, "\r\n", 2);
+    bufs[k++] = uv_buf_init(t.data, (unsigned)t.len);
+    int rc = request_send(r, bufs, k);
+    sh_buf_dispose(&t);
+    return rc;
+}
+
 void sh_request_respond(sh_request_t *r, int status, const char *ctype, const char *body,
                         size_t body_len, const char *location)
 {
@@ -303,10 +431,8 @@ void sh_request_respond(sh_request_t *r, int status, const char *ctype, const ch
         sh_request_abort(r);
         return;
     }
-    sh_buf_t b = {0};
     char page[512];
-    if (body == NULL && status >= 300 && !(status >= 301 && status <= 308 && location == NULL &&
-                                          0)) {
+    if (body == NULL && status >= 300) {
         const char *t = sh_http_status_text(status);
         int n = snprintf(page, sizeof(page),
                          "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
@@ -319,25 +445,20 @@ void sh_request_respond(sh_request_t *r, int status, const char *ctype, const ch
     }
     if (status >= 400 && !r->body.done && !r->discard_body)
         r->keepalive = 0;
-    sh_response_head_start(r, &b, status, NULL, 0);
+    sh_http1_header_t hs[2];
+    size_t n = 0;
     if (ctype != NULL)
-        sh_buf_appendf(&b, "Content-Type: %s\r\n", ctype);
-    sh_buf_appends(&b, "Content-Length: ");
-    sh_buf_append_u64(&b, body ? body_len : 0);
-    sh_buf_append(&b, "\r\n", 2);
+        hs[n++] = (sh_http1_header_t){"Content-Type", 12, ctype, strlen(ctype)};
     if (location != NULL)
-        sh_buf_appendf(&b, "Location: %s\r\n", location);
-    r->status = status;
-    sh_response_head_end(r, &b);
-    size_t head_len = b.len;
-    if (body != NULL && !r->head_only)
-        sh_buf_append(&b, body, body_len);
-    r->status = status;
-    r->body_bytes_sent = b.len - head_len;
-    uv_buf_t ub = uv_buf_init(b.data, (unsigned)b.len);
-    int rc = sh_request_send(r, &ub, 1);
-    sh_buf_dispose(&b);
-    if (rc == 0)
+        hs[n++] = (sh_http1_header_t){"Location", 8, location, strlen(location)};
+    if (body == NULL)
+        body_len = 0;
+    if (sh_response_start(r, status, NULL, 0, hs, n, (int64_t)body_len,
+                          r->head_only ? SH_RESP_NO_BODY : 0) != 0)
+        return;
+    if (body_len > 0 && !r->head_only && sh_response_body(r, body, body_len) != 0)
+        return;
+    if (sh_response_end(r, NULL, 0) == 0)
         sh_request_finish(r);
 }
 
@@ -354,12 +475,20 @@ static void respond_bare(sh_conn_t *c, sh_request_t *r, int status)
 
 void sh_request_abort(sh_request_t *r)
 {
+    if (r->c->h2 != NULL) {
+        sh_http2_request_abort(r);
+        return;
+    }
     sh_conn_close(r->c);
 }
 
 void sh_request_finish(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
+    if (c->h2 != NULL) {
+        sh_http2_request_finish(r);
+        return;
+    }
     if (c->closing)
         return;
     r->resp_done = 1;
@@ -394,10 +523,10 @@ static void finalize(sh_request_t *r)
     sh_access_log(r);
     sh_conn_t *c = r->c;
     int keep = r->keepalive && r->body.done && !c->w->stopping;
-    request_free(r);
+    sh_request_free(r);
     c->r = NULL;
     if (!keep) {
-        close_after_write(c);
+        sh_conn_close_after_write(c);
         return;
     }
     c->state = SH_CONN_HEAD;
@@ -409,10 +538,31 @@ static void finalize(sh_request_t *r)
 }
 
 /* Reading and the connection timer follow the state. */
+void sh_conn_update_io(sh_conn_t *c)
+{
+    update_io(c);
+}
+
 static void update_io(sh_conn_t *c)
 {
     if (c->closing || c->state == SH_CONN_CLOSING)
         return;
+    if (c->h2 != NULL) {
+        int want = sh_http2_want_read(c->h2);
+        if (want && !c->reading) {
+            uv_read_start((uv_stream_t *)&c->tcp, sh_worker_alloc_cb, read_cb);
+            c->reading = 1;
+        } else if (!want && c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        }
+        uint64_t ht = sh_http2_timeout(c->h2);
+        if (ht > 0)
+            sh_timers_add(&c->w->timers, &c->tq, ht);
+        else
+            sh_timers_remove(&c->tq);
+        return;
+    }
     const sh_http_core_loc_t *core =
         sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
     /* Reading stays on while a response is under way (a stop and a start
@@ -458,12 +608,16 @@ void sh_request_start_tunnel(sh_request_t *r)
 
 void sh_request_end_tunnel(sh_request_t *r)
 {
-    close_after_write(r->c);
+    sh_conn_close_after_write(r->c);
 }
 
 void sh_request_body_resume(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
+    if (c->h2 != NULL) {
+        sh_http2_body_resume(r);
+        return;
+    }
     if (c->closing || (r->body.done && c->state != SH_CONN_TUNNEL))
         return;
     r->body_wanted = 1;
@@ -471,7 +625,7 @@ void sh_request_body_resume(sh_request_t *r)
         /* RFC 9110 10.1.1: the client waits for this before sending */
         r->sent_continue = 1;
         uv_buf_t b = uv_buf_init("HTTP/1.1 100 Continue\r\n\r\n", 25);
-        if (conn_send(c, &b, 1) != 0) {
+        if (sh_conn_send(c, &b, 1) != 0) {
             sh_conn_close(c);
             return;
         }
@@ -531,7 +685,7 @@ static void do_return(sh_request_t *r)
         sh_request_respond(r, code, "text/plain", text, len, NULL);
 }
 
-static void dispatch(sh_request_t *r)
+void sh_request_dispatch(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
     c->nrequests++;
@@ -562,7 +716,8 @@ static void dispatch(sh_request_t *r)
     } else {
         r->body.done = 1;
     }
-    c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
+    if (c->h2 == NULL)
+        c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
     if (bad_uri) {
         sh_log_info("client %llu sent invalid request URI", (unsigned long long)c->id);
         r->keepalive = 0;
@@ -681,7 +836,7 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
                 return (ssize_t)off;
             sh_request_t *r = c->r;
             if (r == NULL) {
-                r = request_new(c);
+                r = sh_request_new(c);
                 c->r = r;
             }
             const sh_http_core_loc_t *core =
@@ -714,7 +869,7 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
                 r->headers[i].value += d;
             }
             off += (size_t)n;
-            dispatch(r);
+            sh_request_dispatch(r);
             continue;
         }
         case SH_CONN_BODY: {
@@ -745,12 +900,66 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
     }
 }
 
+/* The first bytes of a connection: HTTP/2 by ALPN (TLS) or by the
+ * connection preface (cleartext, where HTTP/2 is on), else HTTP/1.1.
+ * Returns 1 to go on with HTTP/1.1, 0 when the bytes were taken (HTTP/2,
+ * or a preface prefix kept in c->in), -1 when the connection closed. */
+static int detect_protocol(sh_conn_t *c, const char *data, size_t len)
+{
+    if (c->tls != NULL) {
+        c->proto_known = 1;
+        const char *alpn = sh_tls_alpn(c->tls);
+        if (alpn == NULL || strcmp(alpn, "h2") != 0)
+            return 1;
+    } else {
+        if (!sh_http2_enabled(c->addr, c->addr->default_srv)) {
+            c->proto_known = 1;
+            return 1;
+        }
+        size_t have = c->in.len;
+        size_t cmp = have + len < SH_H2_PREFACE_LEN ? have + len : SH_H2_PREFACE_LEN;
+        /* compare what is buffered plus what arrived with the preface */
+        for (size_t i = 0; i < cmp; i++) {
+            char ch = i < have ? c->in.data[i] : data[i - have];
+            if (ch != SH_H2_PREFACE[i]) {
+                c->proto_known = 1;
+                return 1;
+            }
+        }
+        if (cmp < SH_H2_PREFACE_LEN) {
+            sh_buf_append(&c->in, data, len);
+            return 0;
+        }
+        c->proto_known = 1;
+    }
+    if (sh_http2_start(c) != 0) {
+        sh_conn_close(c);
+        return -1;
+    }
+    if (c->in.len > 0) {
+        sh_buf_t pending = c->in;
+        c->in = (sh_buf_t){0};
+        sh_buf_append(&pending, data, len);
+        int rc = sh_http2_input(c->h2, pending.data, pending.len);
+        sh_buf_dispose(&pending);
+        return rc;
+    }
+    return sh_http2_input(c->h2, data, len);
+}
+
 /* Plaintext for the connection (from the socket or decrypted): processed
  * after what is pending in c->in; what is not consumed is kept there.
  * Returns 0, or -1 when the connection closed. */
 static int conn_input(void *arg, const char *data, size_t len)
 {
     sh_conn_t *c = arg;
+    if (c->h2 != NULL)
+        return sh_http2_input(c->h2, data, len);
+    if (!c->proto_known) {
+        int rc = detect_protocol(c, data, len);
+        if (rc != 1)
+            return rc;
+    }
     sh_buf_t pending = c->in;
     if (pending.len > 0) {
         c->in = (sh_buf_t){0};

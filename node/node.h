@@ -110,8 +110,10 @@ struct sh_conn_s {
     uint8_t reading : 1; /* uv_read_start is on */
     uint8_t closing : 1;
     uint8_t in_process : 1; /* inside process(): do not re-enter */
+    uint8_t proto_known : 1; /* HTTP/1.1 or HTTP/2 decided (ALPN, preface) */
     uint8_t closing_handles;
     sh_tls_t *tls; /* on `listen ... ssl` addresses, else NULL */
+    struct sh_h2_s *h2; /* HTTP/2 session (node/http2.c), else NULL */
     struct sockaddr_in6 peer; /* large enough for v4 and v6 */
 };
 
@@ -142,6 +144,7 @@ struct sh_request_s {
     uint64_t body_bytes_sent;
     uint64_t body_received;
     void *proxy;       /* sh_proxy_req_t when proxying */
+    void *h2s;         /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
     uint64_t up_bytes_received;
     uint64_t up_bytes_sent;
     uint8_t discard_body : 1; /* local response: read and drop the body */
@@ -158,6 +161,7 @@ struct sh_request_s {
      * the header array is overwritten by the parser. Everything above is
      * zeroed (SH_REQUEST_ZERO). */
     sh_buf_t scratch;  /* for evaluated values */
+    sh_buf_t out_head; /* HTTP/1.1 response head not yet sent */
     sh_buf_t uri_buf;  /* holds uri */
     /* Filled by the proxy for the $upstream_* variables: one entry per try,
      * joined by ", " as nginx does ("-" where a value does not apply). */
@@ -200,6 +204,16 @@ struct sh_worker_s {
     int nreq_cache;
     void *proxy_cache[SH_CACHE_MAX];
     int nproxy_cache;
+    /* HTTP/2 (http2.c): connections due for a write pass at the end of
+     * this loop iteration, scratch buffers, and counters */
+    uv_check_t h2_check;
+    sh_link_t h2_dirty;
+    sh_buf_t h2_out;
+    sh_buf_t h2_hdr;
+    uint64_t h2_conns;          /* HTTP/2 connections accepted */
+    uint64_t h2_floods;         /* closed with GOAWAY(ENHANCE_YOUR_CALM) or FLOODED */
+    uint64_t h2_header_limit;   /* header lists over the limit (431) */
+    uint64_t h2_client_resets;  /* streams the client reset before the response ended */
     char rbuf[SH_READ_BUF];
     uint8_t rbuf_busy;
     char tls_plain[SH_TLS_PLAIN_BUF]; /* decrypted bytes of one read, see conn.c */
@@ -219,6 +233,17 @@ void sh_worker_release_rbuf(sh_worker_t *w, const uv_buf_t *buf);
 
 /* ---- conn.c */
 void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *addr);
+/* For http2.c: bytes to the client (encrypted on TLS); 0 or SH_EIO. */
+int sh_conn_send(sh_conn_t *c, const uv_buf_t *bufs, unsigned n);
+/* Close once everything queued is written (TLS close_notify first). */
+void sh_conn_close_after_write(sh_conn_t *c);
+/* Reading and the timer follow the connection's state again. */
+void sh_conn_update_io(sh_conn_t *c);
+/* A request object for c (from the worker's free list), and back. */
+sh_request_t *sh_request_new(sh_conn_t *c);
+void sh_request_free(sh_request_t *r);
+/* Route a request whose head (r->h) is filled: local answer or proxy. */
+void sh_request_dispatch(sh_request_t *r);
 /* Stop the connection now (no response); closes handles, frees later. */
 void sh_conn_close(sh_conn_t *c);
 /* Timeout of a client connection (the worker's timers' expire). */
@@ -230,9 +255,6 @@ void sh_conn_close_idle(sh_worker_t *w);
 /* Send a locally generated response (error pages, return). */
 void sh_request_respond(sh_request_t *r, int status, const char *ctype, const char *body,
                         size_t body_len, const char *location);
-/* Response head from a proxied response is ready: send it (head is the
- * full serialized head). */
-int sh_request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n);
 /* The response is complete: log, then keep-alive or close. */
 void sh_request_finish(sh_request_t *r);
 /* The response cannot be completed (upstream died mid-body): close. */
@@ -245,11 +267,26 @@ void sh_request_start_tunnel(sh_request_t *r);
 void sh_request_end_tunnel(sh_request_t *r);
 /* Queued response bytes to the client. */
 size_t sh_request_out_queued(const sh_request_t *r);
-/* Response head helpers: status line, Server and Date; then Connection
- * (keep-alive or close, per r->keepalive) and the empty line. */
-void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char *reason,
-                            size_t reason_len);
-void sh_response_head_end(sh_request_t *r, sh_buf_t *b);
+
+/* ---- the response, whatever the client's protocol (HTTP/1.1 here in
+ * conn.c, HTTP/2 in http2.c). Each returns 0, or -1 when the client
+ * connection (or the HTTP/2 stream) is gone: r is freed then and must
+ * not be touched. */
+#define SH_RESP_NO_BODY 0x1 /* HEAD, 204, 304: nothing follows the head */
+#define SH_RESP_TUNNEL 0x2  /* 101: fields as given, then bytes both ways */
+/* Start the response: status, reason phrase (NULL: the standard one;
+ * HTTP/1.1 only), fields without framing or hop-by-hop ones (the
+ * protocol adds its own, and Server, Date and add_header fields), body
+ * length (-1: unknown). The head may be held back to go out with the
+ * first body bytes; sh_response_flush() sends it now. */
+int sh_response_start(sh_request_t *r, int status, const char *reason, size_t reason_len,
+                      const sh_http1_header_t *hs, size_t n, int64_t length, unsigned flags);
+int sh_response_flush(sh_request_t *r);
+/* A piece of body (copied or written before returning). */
+int sh_response_body(sh_request_t *r, const char *data, size_t len);
+/* The body is complete, with trailer fields (n may be 0). The caller then
+ * calls sh_request_finish(). */
+int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n);
 
 /* ---- proxy.c */
 /* Start proxying r (its location has proxy_pass). */

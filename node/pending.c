@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Directives of nginx configurations that Shoal does not implement yet
- * (TLS, HTTP/2, limits, cache, gzip, headers, static files, status). They
+ * (limits, cache, gzip, headers, static files, status). They
  * are accepted with a warning that names the directive and its file:line,
  * so an nginx configuration loads and `shoal -t` lists exactly what is
  * not honoured yet. This module is last in the module list: when a real
@@ -15,9 +15,6 @@
 #define P(name, type) {name, (type), sh_conf_set_unsupported, 0, NULL}
 
 static const sh_conf_cmd_t pending_cmds[] = {
-    /* issue 4: TLS and HTTP/2 */
-    P("http2", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG),
-    P("http2_max_concurrent_streams", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1),
     /* limits */
     P("limit_conn_zone", SH_CTX_HTTP | SH_CONF_TAKE2),
     P("limit_req_zone", SH_CTX_HTTP | SH_CONF_TAKE34),

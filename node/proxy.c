@@ -148,7 +148,6 @@ typedef struct sh_proxy_req_s {
 
     /* ---- kept across reuse from the worker's free list (P_ZERO) */
     sh_buf_t head;           /* request head for the upstream, kept for retries */
-    sh_buf_t out_head;       /* response head, sent with the first body bytes */
     sh_http1_header_t resp_headers[MAX_RESP_HEADERS];
 } sh_proxy_req_t;
 
@@ -808,30 +807,16 @@ static void response_complete(sh_proxy_req_t *p)
     sh_request_finish(r);
 }
 
-/* Send to the client; a response head still pending goes out first, in
- * the same write (one syscall for head and first body bytes). */
-static int send_client(sh_proxy_req_t *p, const uv_buf_t *bufs, unsigned n)
+/* After bytes went to the client: stop reading the upstream while the
+ * client's queue is above the high mark (resumed by
+ * sh_proxy_client_drained). */
+static void client_backpressure(sh_proxy_req_t *p)
 {
-    sh_request_t *r = p->r;
-    uv_buf_t all[5];
-    if (p->out_head.len > 0) {
-        all[0] = uv_buf_init(p->out_head.data, (unsigned)p->out_head.len);
-        for (unsigned i = 0; i < n && i < 4; i++)
-            all[i + 1] = bufs[i];
-        bufs = all;
-        n = n + 1;
-        p->out_head.len = 0;
-    }
-    if (n == 0)
-        return 0;
-    if (sh_request_send(r, bufs, n) != 0)
-        return -1;
-    if (!p->up_paused && p->u != NULL && sh_request_out_queued(r) > SH_WBUF_HIGH) {
+    if (!p->up_paused && p->u != NULL && sh_request_out_queued(p->r) > SH_WBUF_HIGH) {
         p->up_paused = 1;
         p->u->reading = 0;
         uv_read_stop((uv_stream_t *)&p->u->tcp);
     }
-    return 0;
 }
 
 void sh_proxy_client_drained(sh_request_t *r)
@@ -864,22 +849,17 @@ static int is_hidden(const proxy_loc_t *c, const sh_http1_header_t *h)
 
 static int flush_head(sh_proxy_req_t *p);
 
-static void append_content_length(sh_buf_t *b, int64_t n)
-{
-    sh_buf_appends(b, "Content-Length: ");
-    sh_buf_append_u64(b, (uint64_t)n);
-    sh_buf_append(b, "\r\n", 2);
-}
-
+/* The client's response head from the upstream's: fields filtered
+ * (hop-by-hop, framing, proxy_hide_header), framing decided by the
+ * client's protocol (conn.c / http2.c). */
 static int send_response_head(sh_proxy_req_t *p)
 {
     sh_request_t *r = p->r;
     sh_http1_response_t *rs = &p->resp;
-    sh_buf_t *b = &p->out_head;
-    b->len = 0;
     int status = rs->status;
     int no_body = r->head_only || status == 204 || status == 304 || status < 200;
-    sh_response_head_start(r, b, status, rs->reason_phrase, rs->reason_len);
+    sh_http1_header_t hs[MAX_RESP_HEADERS];
+    size_t n = 0;
     for (size_t i = 0; i < rs->nheaders; i++) {
         const sh_http1_header_t *h = &rs->headers[i];
         if (p->tunnel && (sh_http1_name_is(h, "upgrade") || sh_http1_name_is(h, "connection"))) {
@@ -888,21 +868,23 @@ static int send_response_head(sh_proxy_req_t *p)
                    is_hidden(p->conf, h) || named_in_connection(rs->headers, rs->nheaders, h)) {
             continue;
         }
-        sh_buf_append(b, h->name, h->name_len);
-        sh_buf_append(b, ": ", 2);
-        sh_buf_append(b, h->value, h->value_len);
-        sh_buf_append(b, "\r\n", 2);
+        hs[n++] = *h;
     }
     p->rbody = (sh_body_t){.left = -1};
-    if (no_body) {
+    int64_t length = -1;
+    unsigned flags = 0;
+    if (p->tunnel) {
+        flags = SH_RESP_TUNNEL;
+    } else if (no_body) {
         if (rs->content_length >= 0 && (r->head_only || status == 304))
-            append_content_length(b, rs->content_length);
+            length = rs->content_length;
+        flags = SH_RESP_NO_BODY;
         p->rbody.done = 1;
     } else if (rs->chunked) {
         p->rbody.chunked = 1;
         sh_http1_chunked_init(&p->rbody.chunk);
     } else if (rs->content_length >= 0) {
-        append_content_length(b, rs->content_length);
+        length = rs->content_length;
         p->rbody.left = rs->content_length;
         if (rs->content_length == 0)
             p->rbody.done = 1;
@@ -910,19 +892,8 @@ static int send_response_head(sh_proxy_req_t *p)
         p->rbody.until_close = 1;
         p->up_keep = 0;
     }
-    if ((p->rbody.chunked || p->rbody.until_close) && !p->rbody.done) {
-        if (r->h.version == 11)
-            r->resp_chunked = 1;
-        else
-            r->keepalive = 0; /* HTTP/1.0: the end of the body is the close */
-        if (r->resp_chunked)
-            sh_buf_appends(b, "Transfer-Encoding: chunked\r\n");
-    }
-    r->status = status;
-    if (p->tunnel)
-        sh_buf_append(b, "\r\n", 2); /* Connection: upgrade came from the upstream */
-    else
-        sh_response_head_end(r, b);
+    if (sh_response_start(r, status, rs->reason_phrase, rs->reason_len, hs, n, length, flags) != 0)
+        return -1;
     /* sent with the first body bytes, or by flush_head() */
     if (p->rbody.done || p->tunnel)
         return flush_head(p);
@@ -931,35 +902,26 @@ static int send_response_head(sh_proxy_req_t *p)
 
 static int flush_head(sh_proxy_req_t *p)
 {
-    return p->out_head.len > 0 ? send_client(p, NULL, 0) : 0;
+    if (sh_response_flush(p->r) != 0)
+        return -1;
+    client_backpressure(p);
+    return 0;
 }
 
-/* Send one piece of response body, framed for the client. */
+/* Send one piece of response body. */
 static int send_body(sh_proxy_req_t *p, const char *data, size_t len)
 {
-    sh_request_t *r = p->r;
     if (len == 0)
         return 0;
-    r->body_bytes_sent += len;
-    if (r->resp_chunked) {
-        char hdr[20];
-        size_t hl = sh_fmt_hex(hdr, len);
-        hdr[hl++] = '\r';
-        hdr[hl++] = '\n';
-        uv_buf_t bufs[3] = {uv_buf_init(hdr, (unsigned)hl), uv_buf_init((char *)data, (unsigned)len),
-                            uv_buf_init("\r\n", 2)};
-        return send_client(p, bufs, 3);
-    }
-    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    return send_client(p, &b, 1);
+    if (sh_response_body(p->r, data, len) != 0)
+        return -1;
+    client_backpressure(p);
+    return 0;
 }
 
 static int send_body_end(sh_proxy_req_t *p)
 {
-    if (!p->r->resp_chunked)
-        return 0;
-    uv_buf_t b = uv_buf_init("0\r\n\r\n", 5);
-    return send_client(p, &b, 1);
+    return sh_response_end(p->r, NULL, 0);
 }
 
 /* Consume response bytes; returns bytes consumed or -1 after the request
@@ -981,9 +943,7 @@ static ssize_t response_data_inner(sh_proxy_req_t *p, const char *data, size_t l
     size_t off = 0;
     while (off < len || (p->state == P_BODY && p->rbody.done)) {
         if (p->state == P_TUNNEL) {
-            uv_buf_t b = uv_buf_init((char *)data + off, (unsigned)(len - off));
-            p->r->body_bytes_sent += len - off;
-            if (send_client(p, &b, 1) != 0)
+            if (send_body(p, data + off, len - off) != 0)
                 return -1;
             return (ssize_t)len;
         }
@@ -1255,7 +1215,7 @@ void sh_proxy_start(sh_request_t *r)
     if (w->nproxy_cache > 0) {
         p = w->proxy_cache[--w->nproxy_cache];
         memset(p, 0, P_ZERO);
-        p->head.len = p->out_head.len = 0;
+        p->head.len = 0;
     } else {
         p = sh_new(sh_proxy_req_t);
     }
@@ -1331,8 +1291,7 @@ void sh_proxy_detach(sh_request_t *r)
         p->u = NULL;
     }
     sh_worker_t *w = r->c->w;
-    if (w->nproxy_cache < SH_CACHE_MAX && !w->stopping && p->head.cap <= 8192 &&
-        p->out_head.cap <= 8192) {
+    if (w->nproxy_cache < SH_CACHE_MAX && !w->stopping && p->head.cap <= 8192) {
         w->proxy_cache[w->nproxy_cache++] = p;
         return;
     }
@@ -1342,7 +1301,6 @@ void sh_proxy_detach(sh_request_t *r)
 static void proxy_dispose(sh_proxy_req_t *p)
 {
     sh_buf_dispose(&p->head);
-    sh_buf_dispose(&p->out_head);
     sh_free(p);
 }
 

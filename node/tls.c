@@ -42,6 +42,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "node/http2.h"
 #include "node/node.h"
 
 #define TLS_RECORD_MAX 16384
@@ -113,6 +114,7 @@ struct sh_tls_s {
     uv_stream_t *stream;
     void (*sent_cb)(uv_stream_t *, int);
     const sh_http_addr_t *addr;
+    const sh_http_srv_t *srv; /* the server SNI named, or NULL */
     const char *in; /* ciphertext not yet given to OpenSSL */
     size_t in_len;
     sh_buf_t out;   /* ciphertext not yet handed to the stream */
@@ -639,6 +641,7 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
     if (t == NULL || name == NULL)
         return SSL_TLSEXT_ERR_OK;
     const sh_http_srv_t *srv = sh_http_find_server(t->addr, name, strlen(name));
+    t->srv = srv;
     SSL_CTX *ctx = srv ? atomic_load(&srv_conf(srv)->ctx) : NULL;
     if (ctx != NULL && ctx != SSL_get_SSL_CTX(ssl)) {
         SSL_set_SSL_CTX(ssl, ctx);
@@ -654,7 +657,9 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 {
     (void)arg;
     sh_tls_t *t = SSL_get_app_data(ssl);
-    int h2 = t != NULL && t->addr->opt.http2;
+    /* h2 when the listen address or the server (SNI's, else the
+     * default) has HTTP/2 on */
+    int h2 = t != NULL && sh_http2_enabled(t->addr, t->srv ? t->srv : t->addr->default_srv);
     int rc = sh_tls_alpn_select(in, inlen, h2, out, outlen);
     if (rc == 1)
         return SSL_TLSEXT_ERR_OK;

@@ -20,6 +20,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "node/http2.h"
 #include "node/timeq.h"
 #include "node/upstream.h"
 
@@ -161,6 +162,8 @@ static void worker_free(sh_worker_t *w)
     sh_free(w->ups);
     sh_free(w->listeners);
     sh_free(w->listen_fds);
+    sh_buf_dispose(&w->h2_out);
+    sh_buf_dispose(&w->h2_hdr);
     sh_free(w);
 }
 
@@ -228,6 +231,7 @@ int sh_workers_start(sh_worker_t **ws, int n)
         uv_loop_init(&w->loop);
         uv_async_init(&w->loop, &w->wake, wake_cb);
         uv_timer_init(&w->loop, &w->stop_timer);
+        sh_http2_worker_init(w);
         sh_timers_init(&w->timers, &w->loop, sh_conn_timeout);
         sh_timers_init(&w->up_timers, &w->loop, sh_uconn_timeout);
         w->listeners = sh_calloc(w->nlisteners ? w->nlisteners : 1, sizeof(uv_tcp_t));

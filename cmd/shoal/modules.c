@@ -8,6 +8,7 @@
 #include "node/accesslog.h"
 #include "node/http_conf.h"
 #include "node/headers.h"
+#include "node/http2.h"
 #include "node/map.h"
 #include "node/runtime.h"
 #include "node/tls.h"
@@ -28,6 +29,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_proxy_module,
     &sh_ssl_module,
     &sh_headers_module,
+    &sh_http2_module,
 #ifdef SHOAL_WITH_CLUSTER
     &sh_cluster_module,
 #endif
