@@ -229,6 +229,16 @@ static void client_written(uv_stream_t *s, int status)
     }
     if (c->r != NULL && c->r->proxy != NULL && s->write_queue_size < SH_WBUF_LOW)
         sh_proxy_client_drained(c->r);
+    /* send_timeout runs between two successive writes of a response */
+    if (!c->closing && !c->in_process && c->state == SH_CONN_WAIT)
+        update_io(c);
+}
+
+void sh_request_send_timer(sh_request_t *r)
+{
+    sh_conn_t *c = r->c;
+    if (!c->closing && c->tcp.write_queue_size > 0)
+        sh_timers_add(&c->w->timers, &c->tq, r->core->send_timeout);
 }
 
 size_t sh_request_out_queued(const sh_request_t *r)
@@ -420,6 +430,8 @@ static void update_io(sh_conn_t *c)
                                                 : core->keepalive_timeout;
     else if (c->state == SH_CONN_BODY && c->r && c->r->body_wanted)
         t = c->r->core->client_body_timeout;
+    else if (c->state == SH_CONN_WAIT && c->r && c->tcp.write_queue_size > 0)
+        t = c->r->core->send_timeout;
     if (t > 0)
         sh_timers_add(&c->w->timers, &c->tq, t);
     else

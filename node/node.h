@@ -239,6 +239,9 @@ void sh_request_body_resume(sh_request_t *r);
 void sh_request_start_tunnel(sh_request_t *r);
 /* The upstream side of the tunnel closed: flush and close the client. */
 void sh_request_end_tunnel(sh_request_t *r);
+/* The client is not taking the response as fast as it comes: time it
+ * with send_timeout (the upstream is paused meanwhile). */
+void sh_request_send_timer(sh_request_t *r);
 /* Queued response bytes to the client. */
 size_t sh_request_out_queued(const sh_request_t *r);
 /* Response head helpers: status line, Server and Date; then Connection

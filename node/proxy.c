@@ -830,6 +830,10 @@ static int send_client(sh_proxy_req_t *p, const uv_buf_t *bufs, unsigned n)
         p->up_paused = 1;
         p->u->reading = 0;
         uv_read_stop((uv_stream_t *)&p->u->tcp);
+        /* while the client is the slow side, send_timeout applies to it
+         * and proxy_read_timeout does not run against the upstream */
+        sh_timers_remove(&p->u->tq);
+        sh_request_send_timer(r);
     }
     return 0;
 }
@@ -841,6 +845,7 @@ void sh_proxy_client_drained(sh_request_t *r)
         p->up_paused = 0;
         p->u->reading = 1;
         uv_read_start((uv_stream_t *)&p->u->tcp, sh_worker_alloc_cb, up_read_cb);
+        up_timer(p->u, p->conf->read_timeout);
     }
 }
 
