@@ -90,6 +90,7 @@ static void request_dispose(sh_request_t *r)
 {
     sh_buf_dispose(&r->scratch);
     sh_buf_dispose(&r->uri_buf);
+    sh_buf_dispose(&r->rb);
     sh_buf_dispose(&r->up_addr);
     sh_buf_dispose(&r->up_status);
     sh_buf_dispose(&r->up_connect_time);
@@ -105,7 +106,7 @@ static sh_request_t *request_new(sh_conn_t *c)
     if (w->nreq_cache > 0) {
         r = w->req_cache[--w->nreq_cache];
         memset(r, 0, SH_REQUEST_ZERO);
-        r->scratch.len = r->uri_buf.len = r->up_addr.len = r->up_status.len = 0;
+        r->scratch.len = r->uri_buf.len = r->rb.len = r->up_addr.len = r->up_status.len = 0;
         r->up_connect_time.len = r->up_header_time.len = r->up_response_time.len = 0;
     } else {
         r = sh_new(sh_request_t);
@@ -120,7 +121,8 @@ static void request_free(sh_request_t *r)
     sh_proxy_detach(r);
     sh_free(r->head);
     /* keep a few for the next requests, unless they grew large */
-    if (w->nreq_cache < SH_CACHE_MAX && !w->stopping && r->scratch.cap <= 4096)
+    if (w->nreq_cache < SH_CACHE_MAX && !w->stopping && r->scratch.cap <= 4096 &&
+        r->rb.cap <= 65536)
         w->req_cache[w->nreq_cache++] = r;
     else
         request_dispose(r);
@@ -262,7 +264,7 @@ int sh_request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n)
 }
 
 void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char *reason,
-                            size_t reason_len)
+                            size_t reason_len, unsigned flags)
 {
     if (reason == NULL || reason_len == 0) {
         reason = sh_http_status_text(status);
@@ -274,11 +276,16 @@ void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char
     sl[11] = (char)('0' + status % 10);
     sh_buf_append(b, sl, sizeof(sl));
     sh_buf_append(b, reason, reason_len);
-    sh_buf_appends(b, "\r\nServer: shoal\r\nDate: ");
-    size_t dl;
-    const char *d = sh_worker_date(r->c->w, &dl);
-    sh_buf_append(b, d, dl);
     sh_buf_append(b, "\r\n", 2);
+    if (!(flags & SH_HEAD_NO_SERVER))
+        sh_buf_appends(b, "Server: shoal\r\n");
+    if (!(flags & SH_HEAD_NO_DATE)) {
+        size_t dl;
+        const char *d = sh_worker_date(r->c->w, &dl);
+        sh_buf_appends(b, "Date: ");
+        sh_buf_append(b, d, dl);
+        sh_buf_append(b, "\r\n", 2);
+    }
 }
 
 void sh_response_head_end(sh_request_t *r, sh_buf_t *b)
@@ -315,7 +322,7 @@ void sh_request_respond(sh_request_t *r, int status, const char *ctype, const ch
     }
     if (status >= 400 && !r->body.done && !r->discard_body)
         r->keepalive = 0;
-    sh_response_head_start(r, &b, status, NULL, 0);
+    sh_response_head_start(r, &b, status, NULL, 0, 0);
     if (ctype != NULL)
         sh_buf_appendf(&b, "Content-Type: %s\r\n", ctype);
     sh_buf_appends(&b, "Content-Length: ");
@@ -579,6 +586,16 @@ static void dispatch(sh_request_t *r)
         return;
     }
     if (sh_proxy_enabled(r->loc)) {
+        if (!r->body.done && sh_proxy_request_buffering(r->loc)) {
+            /* proxy_request_buffering on (nginx's default): read a body of
+             * up to client_body_buffer_size whole before choosing a server,
+             * so it can be sent with a Content-Length, checked against
+             * client_max_body_size, and sent again on a retry. A larger
+             * one is streamed from there on (no temp files). */
+            r->buffering = 1;
+            sh_request_body_resume(r);
+            return;
+        }
         sh_proxy_start(r);
         return;
     }
@@ -642,7 +659,19 @@ static ssize_t body_feed(sh_request_t *r, const char *data, size_t len)
             r->body.done = 1;
             c->state = SH_CONN_WAIT;
         }
-        if (!r->discard_body) {
+        if (r->buffering) {
+            sh_buf_append(&r->rb, span, span_len);
+            if (last || r->rb.len > r->core->client_body_buffer_size) {
+                r->buffering = 0;
+                r->rb_complete = last;
+                r->body_wanted = 0; /* until the proxy asks for the rest */
+                sh_proxy_start(r);
+                if (c->closing)
+                    return -1;
+                if (c->r != r) /* answered and finished already */
+                    return (ssize_t)off;
+            }
+        } else if (!r->discard_body) {
             if (sh_proxy_body(r, span, span_len, last))
                 r->body_wanted = 0;
         }
@@ -722,6 +751,8 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
             if (n < 0)
                 return -1;
             off += (size_t)n;
+            if (c->r != r)
+                continue; /* the request ended inside body_feed */
             if (c->state == SH_CONN_BODY && (off == len || !r->body_wanted))
                 return (ssize_t)off;
             continue;

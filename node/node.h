@@ -149,6 +149,8 @@ struct sh_request_s {
     uint8_t head_only : 1;    /* HEAD: no response body */
     uint8_t body_wanted : 1;  /* the proxy takes request body bytes now */
     uint8_t sent_continue : 1;
+    uint8_t buffering : 1;   /* reading the body into rb before proxying */
+    uint8_t rb_complete : 1; /* rb holds the whole body */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and
@@ -156,6 +158,7 @@ struct sh_request_s {
      * zeroed (SH_REQUEST_ZERO). */
     sh_buf_t scratch;  /* for evaluated values */
     sh_buf_t uri_buf;  /* holds uri */
+    sh_buf_t rb;       /* request body read before proxying (proxy_request_buffering) */
     /* Filled by the proxy for the $upstream_* variables: one entry per try,
      * joined by ", " as nginx does ("-" where a value does not apply). */
     sh_buf_t up_addr;          /* 127.0.0.1:9001, 127.0.0.1:9002 */
@@ -246,8 +249,10 @@ void sh_request_send_timer(sh_request_t *r);
 size_t sh_request_out_queued(const sh_request_t *r);
 /* Response head helpers: status line, Server and Date; then Connection
  * (keep-alive or close, per r->keepalive) and the empty line. */
+#define SH_HEAD_NO_SERVER 1u /* the upstream's Server is passed (proxy_pass_header) */
+#define SH_HEAD_NO_DATE 2u
 void sh_response_head_start(sh_request_t *r, sh_buf_t *b, int status, const char *reason,
-                            size_t reason_len);
+                            size_t reason_len, unsigned flags);
 void sh_response_head_end(sh_request_t *r, sh_buf_t *b);
 
 /* ---- proxy.c */
@@ -271,6 +276,8 @@ void sh_uconn_timeout(sh_timeq_entry_t *e);
 void sh_proxy_cache_clear(sh_worker_t *w);
 /* Close every pooled idle upstream connection of the worker. */
 void sh_proxy_close_pools(sh_worker_t *w);
+/* Whether the location proxies, and reads request bodies first. */
+int sh_proxy_request_buffering(const sh_http_loc_t *loc);
 /* Whether the location proxies. */
 int sh_proxy_enabled(const sh_http_loc_t *loc);
 

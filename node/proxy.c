@@ -391,6 +391,12 @@ sh_conf_module_t sh_proxy_module = {
     .ctx = &proxy_http_ctx,
 };
 
+int sh_proxy_request_buffering(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
+    return c != NULL && c->pass != NULL && c->request_buffering;
+}
+
 int sh_proxy_enabled(const sh_http_loc_t *loc)
 {
     const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
@@ -515,7 +521,12 @@ static void build_request_head(sh_proxy_req_t *p)
         sh_buf_append(b, h->value, h->value_len);
         sh_buf_append(b, "\r\n", 2);
     }
-    if (r->h.chunked) {
+    if (r->rb_complete) {
+        /* the whole body was read first: its length is known */
+        sh_buf_appends(b, "Content-Length: ");
+        sh_buf_append_u64(b, r->rb.len);
+        sh_buf_append(b, "\r\n", 2);
+    } else if (r->h.chunked) {
         sh_buf_appends(b, "Transfer-Encoding: chunked\r\n");
         p->req_chunked = 1;
     } else if (r->h.content_length >= 0) {
@@ -694,9 +705,12 @@ static int may_retry(sh_proxy_req_t *p, int kind_bit, int stale)
     int nothing_sent = p->state == P_CONNECTING;
     int has_body = r->h.content_length > 0 || r->h.chunked;
     if (!nothing_sent) {
-        if (has_body && (r->body_received > 0 || p->req_body_sent > 0))
+        if (has_body && !r->rb_complete && (r->body_received > 0 || p->req_body_sent > 0))
             return 0; /* streamed away: it cannot be sent again */
-        if (!is_idempotent(r) && !(c->next_upstream & NU_NON_IDEMPOTENT) && !stale)
+        /* RFC 9110 9.2.2 / 9112 9.3.1: a non-idempotent request that may
+         * have reached the server is not sent again, even on a pooled
+         * connection that looked stale: the server may have applied it */
+        if (!is_idempotent(r) && !(c->next_upstream & NU_NON_IDEMPOTENT))
             return 0;
     }
     if (c->next_upstream_tries > 0 && p->tries >= c->next_upstream_tries)
@@ -884,7 +898,16 @@ static int send_response_head(sh_proxy_req_t *p)
     b->len = 0;
     int status = rs->status;
     int no_body = r->head_only || status == 204 || status == 304 || status < 200;
-    sh_response_head_start(r, b, status, rs->reason_phrase, rs->reason_len);
+    /* proxy_pass_header Server/Date: the upstream's replaces ours */
+    unsigned flags = 0;
+    for (size_t i = 0; i < rs->nheaders; i++) {
+        const sh_http1_header_t *h = &rs->headers[i];
+        if (sh_http1_name_is(h, "server") && !is_hidden(p->conf, h))
+            flags |= SH_HEAD_NO_SERVER;
+        else if (sh_http1_name_is(h, "date") && !is_hidden(p->conf, h))
+            flags |= SH_HEAD_NO_DATE;
+    }
+    sh_response_head_start(r, b, status, rs->reason_phrase, rs->reason_len, flags);
     for (size_t i = 0; i < rs->nheaders; i++) {
         const sh_http1_header_t *h = &rs->headers[i];
         if (p->tunnel && (sh_http1_name_is(h, "upgrade") || sh_http1_name_is(h, "connection"))) {
@@ -1178,10 +1201,15 @@ static void start_exchange(sh_proxy_req_t *p)
         uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
     }
     up_timer(u, p->conf->read_timeout);
-    if (r->h.content_length > 0 || r->h.chunked)
-        sh_request_body_resume(r); /* the client connection starts feeding the body */
-    else
+    if (r->rb.len > 0) {
+        /* the part of the body read before the server was chosen */
+        p->req_body_sent = 0;
+        sh_proxy_body(r, r->rb.data, r->rb.len, r->rb_complete);
+    }
+    if (r->rb_complete || (r->h.content_length <= 0 && !r->h.chunked))
         p->req_body_done = 1;
+    else
+        sh_request_body_resume(r); /* the client connection feeds the rest */
 }
 
 static void connected_cb(uv_connect_t *req, int status)
@@ -1268,7 +1296,7 @@ void sh_proxy_start(sh_request_t *r)
     p->conf = c;
     p->ups = &r->c->w->ups[c->ups->index];
     r->proxy = p;
-    if (r->h.chunked && c->http_version == 10) {
+    if (r->h.chunked && c->http_version == 10 && !r->rb_complete) {
         sh_request_respond(r, 411, NULL, NULL, 0, NULL);
         return;
     }
