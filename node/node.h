@@ -12,6 +12,7 @@
 #ifndef SH_NODE_H
 #define SH_NODE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -170,6 +171,17 @@ struct sh_request_s {
 };
 
 #define SH_REQUEST_ZERO offsetof(struct sh_request_s, scratch)
+
+/* A worker's connection counters (issue 6: /nginx_status, /metrics):
+ * written by the worker only, read by the cluster thread with relaxed
+ * atomics. reading/writing/waiting are refreshed each second. */
+typedef struct {
+    _Atomic uint64_t accepted, handled, requests, active;
+    _Atomic uint64_t reading, writing, waiting;
+} sh_worker_counters_t;
+#define SH_WORKER_COUNT(w, f) atomic_fetch_add_explicit(&(w)->ctr.f, 1, memory_order_relaxed)
+#define SH_WORKER_SET(w, f, v) atomic_store_explicit(&(w)->ctr.f, (v), memory_order_relaxed)
+typedef struct sh_worker_health_s sh_worker_health_t;
 #define SH_CACHE_MAX 64 /* objects kept per worker free list */
 
 struct sh_worker_s {
@@ -202,6 +214,10 @@ struct sh_worker_s {
     int nproxy_cache;
     char rbuf[SH_READ_BUF];
     uint8_t rbuf_busy;
+    sh_worker_counters_t ctr;
+    uv_timer_t stats_timer;     /* publishes the counters and upstream health */
+    sh_worker_health_t *health; /* per upstream server, published each second */
+    size_t nhealth;
 };
 
 /* ---- worker.c */
