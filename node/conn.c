@@ -146,6 +146,7 @@ void sh_conn_close(sh_conn_t *c)
     }
     sh_list_remove(&c->link);
     c->w->nconns--;
+    SH_WORKER_SET(c->w, active, c->w->nconns);
     sh_timers_remove(&c->tq);
     c->closing_handles = 1;
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
@@ -539,6 +540,7 @@ static void dispatch(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
     c->nrequests++;
+    SH_WORKER_COUNT(c->w, requests);
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
     r->srv = sh_http_find_server(c->addr, r->h.host, r->h.host_len);
