@@ -97,10 +97,7 @@ static const sh_conf_enum_t next_upstream_names[] = {
     {"http_429", NU_HTTP_429},   {"non_idempotent", NU_NON_IDEMPOTENT}, {"off", NU_OFF},
     {NULL, 0}};
 
-/* Headers nginx does not pass from the upstream by default. */
-static const char *const default_hidden[] = {"date", "server", "x-pad", "x-accel-expires",
-                                             "x-accel-redirect", "x-accel-limit-rate",
-                                             "x-accel-buffering", "x-accel-charset", NULL};
+
 
 enum pstate { P_CONNECTING, P_SENDING, P_HEAD, P_BODY, P_TUNNEL, P_DONE };
 
@@ -418,19 +415,95 @@ static void connect_next(sh_proxy_req_t *p);
 static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void up_written_cb(uv_stream_t *s, int status);
 
-static int is_hop_by_hop(const sh_http1_header_t *h)
+/* Known field names, classified once per field by length then bytes:
+ * what the proxy drops, replaces or re-frames on either side. */
+enum hkind {
+    HK_OTHER = 0,
+    HK_CONNECTION,
+    HK_KEEP_ALIVE,
+    HK_PROXY_CONNECTION,
+    HK_TE,
+    HK_TRAILER,
+    HK_TRANSFER_ENCODING,
+    HK_UPGRADE, /* last hop-by-hop kind */
+    HK_HOST,
+    HK_CONTENT_LENGTH,
+    HK_EXPECT,
+    HK_SERVER,
+    HK_DATE,
+    HK_X_HIDDEN /* X-Pad, X-Accel-*: hidden by default, as nginx */
+};
+
+static int name_eq(const sh_http1_header_t *h, const char *lower, size_t n)
 {
-    return sh_http1_name_is(h, "connection") || sh_http1_name_is(h, "keep-alive") ||
-           sh_http1_name_is(h, "proxy-connection") || sh_http1_name_is(h, "te") ||
-           sh_http1_name_is(h, "trailer") || sh_http1_name_is(h, "transfer-encoding") ||
-           sh_http1_name_is(h, "upgrade");
+    return h->name_len == n && strncasecmp(h->name, lower, n) == 0;
+}
+
+static int hdr_kind(const sh_http1_header_t *h)
+{
+    if (h->name_len > 8 && (h->name[0] | 0x20) == 'x' && strncasecmp(h->name, "x-accel-", 8) == 0)
+        return HK_X_HIDDEN;
+    switch (h->name_len) {
+    case 2:
+        return name_eq(h, "te", 2) ? HK_TE : HK_OTHER;
+    case 4:
+        return name_eq(h, "host", 4) ? HK_HOST : name_eq(h, "date", 4) ? HK_DATE : HK_OTHER;
+    case 5:
+        return name_eq(h, "x-pad", 5) ? HK_X_HIDDEN : HK_OTHER;
+    case 6:
+        return name_eq(h, "server", 6) ? HK_SERVER : name_eq(h, "expect", 6) ? HK_EXPECT : HK_OTHER;
+    case 7:
+        return name_eq(h, "upgrade", 7) ? HK_UPGRADE : name_eq(h, "trailer", 7) ? HK_TRAILER
+                                                                                : HK_OTHER;
+    case 10:
+        return name_eq(h, "connection", 10) ? HK_CONNECTION
+               : name_eq(h, "keep-alive", 10) ? HK_KEEP_ALIVE
+                                              : HK_OTHER;
+    case 14:
+        return name_eq(h, "content-length", 14) ? HK_CONTENT_LENGTH : HK_OTHER;
+    case 16:
+        return name_eq(h, "proxy-connection", 16) ? HK_PROXY_CONNECTION : HK_OTHER;
+    case 17:
+        return name_eq(h, "transfer-encoding", 17) ? HK_TRANSFER_ENCODING : HK_OTHER;
+    default:
+        return HK_OTHER;
+    }
+}
+
+static int is_hop_by_hop_kind(int k)
+{
+    return k >= HK_CONNECTION && k <= HK_UPGRADE;
+}
+
+/* Whether any Connection field names a field other than the usual
+ * close / keep-alive / upgrade: only then is each field looked up in it. */
+static int connection_names_fields(const sh_http1_header_t *hs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!name_eq(&hs[i], "connection", 10))
+            continue;
+        const char *v = hs[i].value, *end = v + hs[i].value_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *t = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            size_t tl = (size_t)(v - t);
+            if (tl > 0 && !(tl == 5 && strncasecmp(t, "close", 5) == 0) &&
+                !(tl == 10 && strncasecmp(t, "keep-alive", 10) == 0) &&
+                !(tl == 7 && strncasecmp(t, "upgrade", 7) == 0))
+                return 1;
+        }
+    }
+    return 0;
 }
 
 /* Whether header h is named in the Connection field (also hop-by-hop). */
 static int named_in_connection(const sh_http1_header_t *hs, size_t n, const sh_http1_header_t *h)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!sh_http1_name_is(&hs[i], "connection"))
+        if (!name_eq(&hs[i], "connection", 10))
             continue;
         char name[128];
         if (h->name_len >= sizeof(name))
@@ -510,11 +583,13 @@ static void build_request_head(sh_proxy_req_t *p)
         sh_buf_appends(b, c->host);
         sh_buf_append(b, "\r\n", 2);
     }
+    int conn_named = connection_names_fields(r->h.headers, r->h.nheaders);
     for (size_t i = 0; i < r->h.nheaders; i++) {
         const sh_http1_header_t *h = &r->h.headers[i];
-        if (is_hop_by_hop(h) || sh_http1_name_is(h, "host") ||
-            sh_http1_name_is(h, "content-length") || sh_http1_name_is(h, "expect") ||
-            set_by_conf(c, h) || named_in_connection(r->h.headers, r->h.nheaders, h))
+        int k = hdr_kind(h);
+        if (is_hop_by_hop_kind(k) || k == HK_HOST || k == HK_CONTENT_LENGTH ||
+            k == HK_EXPECT || (c->nheaders > 0 && set_by_conf(c, h)) ||
+            (conn_named && named_in_connection(r->h.headers, r->h.nheaders, h)))
             continue;
         sh_buf_append(b, h->name, h->name_len);
         sh_buf_append(b, ": ", 2);
@@ -871,13 +946,14 @@ static int in_list(char *const *v, size_t n, const sh_http1_header_t *h)
     return 0;
 }
 
-static int is_hidden(const proxy_loc_t *c, const sh_http1_header_t *h)
+/* proxy_hide_header, and nginx's default hidden set (Date, Server,
+ * X-Pad, X-Accel-*) unless proxy_pass_header names the field. */
+static int is_hidden(const proxy_loc_t *c, const sh_http1_header_t *h, int kind)
 {
-    if (in_list(c->hide, c->nhide, h))
+    if (c->nhide > 0 && in_list(c->hide, c->nhide, h))
         return 1;
-    for (const char *const *d = default_hidden; *d; d++)
-        if (sh_http1_name_is(h, *d))
-            return !in_list(c->passh, c->npassh, h);
+    if (kind == HK_SERVER || kind == HK_DATE || kind == HK_X_HIDDEN)
+        return c->npassh == 0 || !in_list(c->passh, c->npassh, h);
     return 0;
 }
 
@@ -900,20 +976,24 @@ static int send_response_head(sh_proxy_req_t *p)
     int no_body = r->head_only || status == 204 || status == 304 || status < 200;
     /* proxy_pass_header Server/Date: the upstream's replaces ours */
     unsigned flags = 0;
-    for (size_t i = 0; i < rs->nheaders; i++) {
-        const sh_http1_header_t *h = &rs->headers[i];
-        if (sh_http1_name_is(h, "server") && !is_hidden(p->conf, h))
-            flags |= SH_HEAD_NO_SERVER;
-        else if (sh_http1_name_is(h, "date") && !is_hidden(p->conf, h))
-            flags |= SH_HEAD_NO_DATE;
-    }
+    if (p->conf->npassh > 0)
+        for (size_t i = 0; i < rs->nheaders; i++) {
+            const sh_http1_header_t *h = &rs->headers[i];
+            int k = hdr_kind(h);
+            if (k == HK_SERVER && !is_hidden(p->conf, h, k))
+                flags |= SH_HEAD_NO_SERVER;
+            else if (k == HK_DATE && !is_hidden(p->conf, h, k))
+                flags |= SH_HEAD_NO_DATE;
+        }
     sh_response_head_start(r, b, status, rs->reason_phrase, rs->reason_len, flags);
+    int conn_named = connection_names_fields(rs->headers, rs->nheaders);
     for (size_t i = 0; i < rs->nheaders; i++) {
         const sh_http1_header_t *h = &rs->headers[i];
-        if (p->tunnel && (sh_http1_name_is(h, "upgrade") || sh_http1_name_is(h, "connection"))) {
+        int k = hdr_kind(h);
+        if (p->tunnel && (k == HK_UPGRADE || k == HK_CONNECTION)) {
             /* 101: the upgrade itself is what the client asked for */
-        } else if (is_hop_by_hop(h) || sh_http1_name_is(h, "content-length") ||
-                   is_hidden(p->conf, h) || named_in_connection(rs->headers, rs->nheaders, h)) {
+        } else if (is_hop_by_hop_kind(k) || k == HK_CONTENT_LENGTH || is_hidden(p->conf, h, k) ||
+                   (conn_named && named_in_connection(rs->headers, rs->nheaders, h))) {
             continue;
         }
         sh_buf_append(b, h->name, h->name_len);
