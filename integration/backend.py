@@ -124,6 +124,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # Headers and body go out in separate writes: without TCP_NODELAY,
+        # Nagle plus the peer's delayed ACK stalls every response ~40 ms.
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         self.counted_conn = False
         with self.server.stats.lock:
             self.server.stats.accepted += 1

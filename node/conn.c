@@ -96,6 +96,7 @@ static void request_dispose(sh_request_t *r)
     sh_buf_dispose(&r->scratch);
     sh_buf_dispose(&r->uri_buf);
     sh_buf_dispose(&r->out_head);
+    sh_buf_dispose(&r->rb);
     sh_buf_dispose(&r->up_addr);
     sh_buf_dispose(&r->up_status);
     sh_buf_dispose(&r->up_connect_time);
@@ -111,7 +112,7 @@ sh_request_t *sh_request_new(sh_conn_t *c)
     if (w->nreq_cache > 0) {
         r = w->req_cache[--w->nreq_cache];
         memset(r, 0, SH_REQUEST_ZERO);
-        r->scratch.len = r->uri_buf.len = r->up_addr.len = r->up_status.len = 0;
+        r->scratch.len = r->uri_buf.len = r->rb.len = r->up_addr.len = r->up_status.len = 0;
         r->out_head.len = 0;
         r->up_connect_time.len = r->up_header_time.len = r->up_response_time.len = 0;
     } else {
@@ -128,7 +129,7 @@ void sh_request_free(sh_request_t *r)
     sh_free(r->head);
     /* keep a few for the next requests, unless they grew large */
     if (w->nreq_cache < SH_CACHE_MAX && !w->stopping && r->scratch.cap <= 4096 &&
-        r->out_head.cap <= 8192)
+        r->out_head.cap <= 8192 && r->rb.cap <= 65536)
         w->req_cache[w->nreq_cache++] = r;
     else
         request_dispose(r);
@@ -154,6 +155,7 @@ void sh_conn_close(sh_conn_t *c)
     }
     sh_list_remove(&c->link);
     c->w->nconns--;
+    SH_WORKER_SET(c->w, active, c->w->nconns);
     sh_timers_remove(&c->tq);
     c->closing_handles = 1;
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
@@ -248,6 +250,18 @@ static void client_written(uv_stream_t *s, int status)
     }
     if (c->r != NULL && c->r->proxy != NULL && s->write_queue_size < SH_WBUF_LOW)
         sh_proxy_client_drained(c->r);
+    /* send_timeout runs between two successive writes of a response */
+    if (!c->closing && !c->in_process && c->state == SH_CONN_WAIT)
+        update_io(c);
+}
+
+void sh_request_send_timer(sh_request_t *r)
+{
+    sh_conn_t *c = r->c;
+    if (c->h2 != NULL)
+        return; /* HTTP/2: the connection's own timer */
+    if (!c->closing && c->tcp.write_queue_size > 0)
+        sh_timers_add(&c->w->timers, &c->tq, r->core->send_timeout);
 }
 
 /* Bytes to the client: encrypted first on TLS connections. */
@@ -283,7 +297,7 @@ static int request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n)
 }
 
 static void head_start(sh_request_t *r, sh_buf_t *b, int status, const char *reason,
-                       size_t reason_len)
+                       size_t reason_len, unsigned flags)
 {
     if (reason == NULL || reason_len == 0) {
         reason = sh_http_status_text(status);
@@ -295,11 +309,16 @@ static void head_start(sh_request_t *r, sh_buf_t *b, int status, const char *rea
     sl[11] = (char)('0' + status % 10);
     sh_buf_append(b, sl, sizeof(sl));
     sh_buf_append(b, reason, reason_len);
-    sh_buf_appends(b, "\r\nServer: shoal\r\nDate: ");
-    size_t dl;
-    const char *d = sh_worker_date(r->c->w, &dl);
-    sh_buf_append(b, d, dl);
     sh_buf_append(b, "\r\n", 2);
+    if (!(flags & SH_RESP_NO_SERVER))
+        sh_buf_appends(b, "Server: shoal\r\n");
+    if (!(flags & SH_RESP_NO_DATE)) {
+        size_t dl;
+        const char *d = sh_worker_date(r->c->w, &dl);
+        sh_buf_appends(b, "Date: ");
+        sh_buf_append(b, d, dl);
+        sh_buf_append(b, "\r\n", 2);
+    }
 }
 
 static void head_end(sh_request_t *r, sh_buf_t *b)
@@ -326,7 +345,7 @@ int sh_response_start(sh_request_t *r, int status, const char *reason, size_t re
     sh_buf_t *b = &r->out_head;
     b->len = 0;
     r->status = status;
-    head_start(r, b, status, reason, reason_len);
+    head_start(r, b, status, reason, reason_len, flags);
     for (size_t i = 0; i < n; i++) {
         sh_buf_append(b, hs[i].name, hs[i].name_len);
         sh_buf_append(b, ": ", 2);
@@ -585,6 +604,8 @@ static void update_io(sh_conn_t *c)
                                                 : core->keepalive_timeout;
     else if (c->state == SH_CONN_BODY && c->r && c->r->body_wanted)
         t = c->r->core->client_body_timeout;
+    else if (c->state == SH_CONN_WAIT && c->r && c->tcp.write_queue_size > 0)
+        t = c->r->core->send_timeout;
     if (t > 0)
         sh_timers_add(&c->w->timers, &c->tq, t);
     else
@@ -689,6 +710,7 @@ void sh_request_dispatch(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
     c->nrequests++;
+    SH_WORKER_COUNT(c->w, requests);
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
     r->srv = sh_http_find_server(c->addr, r->h.host, r->h.host_len);
@@ -737,6 +759,17 @@ void sh_request_dispatch(sh_request_t *r)
         return;
     }
     if (sh_proxy_enabled(r->loc)) {
+        /* HTTP/2 streams stream their bodies (flow control bounds them) */
+        if (!r->body.done && c->h2 == NULL && sh_proxy_request_buffering(r->loc)) {
+            /* proxy_request_buffering on (nginx's default): read a body of
+             * up to client_body_buffer_size whole before choosing a server,
+             * so it can be sent with a Content-Length, checked against
+             * client_max_body_size, and sent again on a retry. A larger
+             * one is streamed from there on (no temp files). */
+            r->buffering = 1;
+            sh_request_body_resume(r);
+            return;
+        }
         sh_proxy_start(r);
         return;
     }
@@ -800,7 +833,19 @@ static ssize_t body_feed(sh_request_t *r, const char *data, size_t len)
             r->body.done = 1;
             c->state = SH_CONN_WAIT;
         }
-        if (!r->discard_body) {
+        if (r->buffering) {
+            sh_buf_append(&r->rb, span, span_len);
+            if (last || r->rb.len > r->core->client_body_buffer_size) {
+                r->buffering = 0;
+                r->rb_complete = last;
+                r->body_wanted = 0; /* until the proxy asks for the rest */
+                sh_proxy_start(r);
+                if (c->closing)
+                    return -1;
+                if (c->r != r) /* answered and finished already */
+                    return (ssize_t)off;
+            }
+        } else if (!r->discard_body) {
             if (sh_proxy_body(r, span, span_len, last))
                 r->body_wanted = 0;
         }
@@ -880,6 +925,8 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
             if (n < 0)
                 return -1;
             off += (size_t)n;
+            if (c->r != r)
+                continue; /* the request ended inside body_feed */
             if (c->state == SH_CONN_BODY && (off == len || !r->body_wanted))
                 return (ssize_t)off;
             continue;

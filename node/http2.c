@@ -927,11 +927,12 @@ int sh_http2_want_read(const sh_h2_t *h2)
 
 uint64_t sh_http2_timeout(const sh_h2_t *h2)
 {
-    if (h2->nstreams > 0)
-        return 0;
     const sh_http_core_loc_t *core =
         sh_http_loc_conf(h2->c->addr->default_srv->loc, &sh_http_core_module);
-    return core->keepalive_timeout;
+    /* Idle: keepalive_timeout. With streams: send_timeout, re-armed on
+     * every read and write pass, so a client that stops reading (and
+     * opening windows) cannot hold upstream connections for ever. */
+    return h2->nstreams > 0 ? core->send_timeout : core->keepalive_timeout;
 }
 
 void sh_http2_shutdown(sh_h2_t *h2)

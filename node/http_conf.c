@@ -534,6 +534,7 @@ static void *core_create_loc(void)
     c->client_header_buffer_size = SH_CONF_UNSET_SIZE;
     c->large_header_buffer_size = SH_CONF_UNSET_SIZE;
     c->large_header_buffers = SH_CONF_UNSET;
+    c->client_body_buffer_size = SH_CONF_UNSET_SIZE;
     c->server_tokens = SH_CONF_UNSET;
     c->ignore_invalid_headers = SH_CONF_UNSET;
     return c;
@@ -569,6 +570,7 @@ static int core_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     SH_CONF_MERGE_SIZE(c->client_header_buffer_size, p->client_header_buffer_size, 1024);
     SH_CONF_MERGE_SIZE(c->large_header_buffer_size, p->large_header_buffer_size, 8192);
     SH_CONF_MERGE(c->large_header_buffers, p->large_header_buffers, 4);
+    SH_CONF_MERGE_SIZE(c->client_body_buffer_size, p->client_body_buffer_size, 16384);
     SH_CONF_MERGE(c->server_tokens, p->server_tokens, 1);
     SH_CONF_MERGE(c->ignore_invalid_headers, p->ignore_invalid_headers, 1);
     return 0;
@@ -664,7 +666,8 @@ static const sh_conf_cmd_t core_cmds[] = {
     {"types_hash_bucket_size", SH_CTX_HTTP | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {"server_names_hash_bucket_size", SH_CTX_HTTP | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {"server_names_hash_max_size", SH_CTX_HTTP | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
-    {"client_body_buffer_size", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
+    {"client_body_buffer_size", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_size,
+     OFF(client_body_buffer_size), NULL},
     {"default_type", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 

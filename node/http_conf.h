@@ -126,6 +126,7 @@ typedef struct {
     uint64_t client_body_timeout;
     uint64_t send_timeout;
     size_t client_max_body_size;
+    size_t client_body_buffer_size; /* request bodies up to this are read whole first */
     size_t client_header_buffer_size;
     size_t large_header_buffer_size; /* large_client_header_buffers: size */
     int large_header_buffers;        /* large_client_header_buffers: number */

@@ -12,6 +12,7 @@
 #ifndef SH_NODE_H
 #define SH_NODE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -155,6 +156,8 @@ struct sh_request_s {
     uint8_t head_only : 1;    /* HEAD: no response body */
     uint8_t body_wanted : 1;  /* the proxy takes request body bytes now */
     uint8_t sent_continue : 1;
+    uint8_t buffering : 1;   /* reading the body into rb before proxying */
+    uint8_t rb_complete : 1; /* rb holds the whole body */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and
@@ -163,6 +166,7 @@ struct sh_request_s {
     sh_buf_t scratch;  /* for evaluated values */
     sh_buf_t out_head; /* HTTP/1.1 response head not yet sent */
     sh_buf_t uri_buf;  /* holds uri */
+    sh_buf_t rb;       /* request body read before proxying (proxy_request_buffering) */
     /* Filled by the proxy for the $upstream_* variables: one entry per try,
      * joined by ", " as nginx does ("-" where a value does not apply). */
     sh_buf_t up_addr;          /* 127.0.0.1:9001, 127.0.0.1:9002 */
@@ -174,6 +178,17 @@ struct sh_request_s {
 };
 
 #define SH_REQUEST_ZERO offsetof(struct sh_request_s, scratch)
+
+/* A worker's connection counters (issue 6: /nginx_status, /metrics):
+ * written by the worker only, read by the cluster thread with relaxed
+ * atomics. reading/writing/waiting are refreshed each second. */
+typedef struct {
+    _Atomic uint64_t accepted, handled, requests, active;
+    _Atomic uint64_t reading, writing, waiting;
+} sh_worker_counters_t;
+#define SH_WORKER_COUNT(w, f) atomic_fetch_add_explicit(&(w)->ctr.f, 1, memory_order_relaxed)
+#define SH_WORKER_SET(w, f, v) atomic_store_explicit(&(w)->ctr.f, (v), memory_order_relaxed)
+typedef struct sh_worker_health_s sh_worker_health_t;
 #define SH_CACHE_MAX 64 /* objects kept per worker free list */
 
 struct sh_worker_s {
@@ -217,6 +232,10 @@ struct sh_worker_s {
     char rbuf[SH_READ_BUF];
     uint8_t rbuf_busy;
     char tls_plain[SH_TLS_PLAIN_BUF]; /* decrypted bytes of one read, see conn.c */
+    sh_worker_counters_t ctr;
+    uv_timer_t stats_timer;     /* publishes the counters and upstream health */
+    sh_worker_health_t *health; /* per upstream server, published each second */
+    size_t nhealth;
 };
 
 /* ---- worker.c */
@@ -265,6 +284,9 @@ void sh_request_body_resume(sh_request_t *r);
 void sh_request_start_tunnel(sh_request_t *r);
 /* The upstream side of the tunnel closed: flush and close the client. */
 void sh_request_end_tunnel(sh_request_t *r);
+/* The client is not taking the response as fast as it comes: time it
+ * with send_timeout (the upstream is paused meanwhile). */
+void sh_request_send_timer(sh_request_t *r);
 /* Queued response bytes to the client. */
 size_t sh_request_out_queued(const sh_request_t *r);
 
@@ -274,6 +296,8 @@ size_t sh_request_out_queued(const sh_request_t *r);
  * not be touched. */
 #define SH_RESP_NO_BODY 0x1 /* HEAD, 204, 304: nothing follows the head */
 #define SH_RESP_TUNNEL 0x2  /* 101: fields as given, then bytes both ways */
+#define SH_RESP_NO_SERVER 0x4 /* the upstream's Server is passed (proxy_pass_header) */
+#define SH_RESP_NO_DATE 0x8   /* the upstream's Date likewise */
 /* Start the response: status, reason phrase (NULL: the standard one;
  * HTTP/1.1 only), fields without framing or hop-by-hop ones (the
  * protocol adds its own, and Server, Date and add_header fields), body
@@ -309,6 +333,8 @@ void sh_uconn_timeout(sh_timeq_entry_t *e);
 void sh_proxy_cache_clear(sh_worker_t *w);
 /* Close every pooled idle upstream connection of the worker. */
 void sh_proxy_close_pools(sh_worker_t *w);
+/* Whether the location proxies, and reads request bodies first. */
+int sh_proxy_request_buffering(const sh_http_loc_t *loc);
 /* Whether the location proxies. */
 int sh_proxy_enabled(const sh_http_loc_t *loc);
 

@@ -97,10 +97,7 @@ static const sh_conf_enum_t next_upstream_names[] = {
     {"http_429", NU_HTTP_429},   {"non_idempotent", NU_NON_IDEMPOTENT}, {"off", NU_OFF},
     {NULL, 0}};
 
-/* Headers nginx does not pass from the upstream by default. */
-static const char *const default_hidden[] = {"date", "server", "x-pad", "x-accel-expires",
-                                             "x-accel-redirect", "x-accel-limit-rate",
-                                             "x-accel-buffering", "x-accel-charset", NULL};
+
 
 enum pstate { P_CONNECTING, P_SENDING, P_HEAD, P_BODY, P_TUNNEL, P_DONE };
 
@@ -390,6 +387,12 @@ sh_conf_module_t sh_proxy_module = {
     .ctx = &proxy_http_ctx,
 };
 
+int sh_proxy_request_buffering(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
+    return c != NULL && c->pass != NULL && c->request_buffering;
+}
+
 int sh_proxy_enabled(const sh_http_loc_t *loc)
 {
     const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
@@ -411,19 +414,95 @@ static void connect_next(sh_proxy_req_t *p);
 static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void up_written_cb(uv_stream_t *s, int status);
 
-static int is_hop_by_hop(const sh_http1_header_t *h)
+/* Known field names, classified once per field by length then bytes:
+ * what the proxy drops, replaces or re-frames on either side. */
+enum hkind {
+    HK_OTHER = 0,
+    HK_CONNECTION,
+    HK_KEEP_ALIVE,
+    HK_PROXY_CONNECTION,
+    HK_TE,
+    HK_TRAILER,
+    HK_TRANSFER_ENCODING,
+    HK_UPGRADE, /* last hop-by-hop kind */
+    HK_HOST,
+    HK_CONTENT_LENGTH,
+    HK_EXPECT,
+    HK_SERVER,
+    HK_DATE,
+    HK_X_HIDDEN /* X-Pad, X-Accel-*: hidden by default, as nginx */
+};
+
+static int name_eq(const sh_http1_header_t *h, const char *lower, size_t n)
 {
-    return sh_http1_name_is(h, "connection") || sh_http1_name_is(h, "keep-alive") ||
-           sh_http1_name_is(h, "proxy-connection") || sh_http1_name_is(h, "te") ||
-           sh_http1_name_is(h, "trailer") || sh_http1_name_is(h, "transfer-encoding") ||
-           sh_http1_name_is(h, "upgrade");
+    return h->name_len == n && strncasecmp(h->name, lower, n) == 0;
+}
+
+static int hdr_kind(const sh_http1_header_t *h)
+{
+    if (h->name_len > 8 && (h->name[0] | 0x20) == 'x' && strncasecmp(h->name, "x-accel-", 8) == 0)
+        return HK_X_HIDDEN;
+    switch (h->name_len) {
+    case 2:
+        return name_eq(h, "te", 2) ? HK_TE : HK_OTHER;
+    case 4:
+        return name_eq(h, "host", 4) ? HK_HOST : name_eq(h, "date", 4) ? HK_DATE : HK_OTHER;
+    case 5:
+        return name_eq(h, "x-pad", 5) ? HK_X_HIDDEN : HK_OTHER;
+    case 6:
+        return name_eq(h, "server", 6) ? HK_SERVER : name_eq(h, "expect", 6) ? HK_EXPECT : HK_OTHER;
+    case 7:
+        return name_eq(h, "upgrade", 7) ? HK_UPGRADE : name_eq(h, "trailer", 7) ? HK_TRAILER
+                                                                                : HK_OTHER;
+    case 10:
+        return name_eq(h, "connection", 10) ? HK_CONNECTION
+               : name_eq(h, "keep-alive", 10) ? HK_KEEP_ALIVE
+                                              : HK_OTHER;
+    case 14:
+        return name_eq(h, "content-length", 14) ? HK_CONTENT_LENGTH : HK_OTHER;
+    case 16:
+        return name_eq(h, "proxy-connection", 16) ? HK_PROXY_CONNECTION : HK_OTHER;
+    case 17:
+        return name_eq(h, "transfer-encoding", 17) ? HK_TRANSFER_ENCODING : HK_OTHER;
+    default:
+        return HK_OTHER;
+    }
+}
+
+static int is_hop_by_hop_kind(int k)
+{
+    return k >= HK_CONNECTION && k <= HK_UPGRADE;
+}
+
+/* Whether any Connection field names a field other than the usual
+ * close / keep-alive / upgrade: only then is each field looked up in it. */
+static int connection_names_fields(const sh_http1_header_t *hs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!name_eq(&hs[i], "connection", 10))
+            continue;
+        const char *v = hs[i].value, *end = v + hs[i].value_len;
+        while (v < end) {
+            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
+                v++;
+            const char *t = v;
+            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
+                v++;
+            size_t tl = (size_t)(v - t);
+            if (tl > 0 && !(tl == 5 && strncasecmp(t, "close", 5) == 0) &&
+                !(tl == 10 && strncasecmp(t, "keep-alive", 10) == 0) &&
+                !(tl == 7 && strncasecmp(t, "upgrade", 7) == 0))
+                return 1;
+        }
+    }
+    return 0;
 }
 
 /* Whether header h is named in the Connection field (also hop-by-hop). */
 static int named_in_connection(const sh_http1_header_t *hs, size_t n, const sh_http1_header_t *h)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!sh_http1_name_is(&hs[i], "connection"))
+        if (!name_eq(&hs[i], "connection", 10))
             continue;
         char name[128];
         if (h->name_len >= sizeof(name))
@@ -503,18 +582,25 @@ static void build_request_head(sh_proxy_req_t *p)
         sh_buf_appends(b, c->host);
         sh_buf_append(b, "\r\n", 2);
     }
+    int conn_named = connection_names_fields(r->h.headers, r->h.nheaders);
     for (size_t i = 0; i < r->h.nheaders; i++) {
         const sh_http1_header_t *h = &r->h.headers[i];
-        if (is_hop_by_hop(h) || sh_http1_name_is(h, "host") ||
-            sh_http1_name_is(h, "content-length") || sh_http1_name_is(h, "expect") ||
-            set_by_conf(c, h) || named_in_connection(r->h.headers, r->h.nheaders, h))
+        int k = hdr_kind(h);
+        if (is_hop_by_hop_kind(k) || k == HK_HOST || k == HK_CONTENT_LENGTH ||
+            k == HK_EXPECT || (c->nheaders > 0 && set_by_conf(c, h)) ||
+            (conn_named && named_in_connection(r->h.headers, r->h.nheaders, h)))
             continue;
         sh_buf_append(b, h->name, h->name_len);
         sh_buf_append(b, ": ", 2);
         sh_buf_append(b, h->value, h->value_len);
         sh_buf_append(b, "\r\n", 2);
     }
-    if (r->h.chunked) {
+    if (r->rb_complete) {
+        /* the whole body was read first: its length is known */
+        sh_buf_appends(b, "Content-Length: ");
+        sh_buf_append_u64(b, r->rb.len);
+        sh_buf_append(b, "\r\n", 2);
+    } else if (r->h.chunked) {
         sh_buf_appends(b, "Transfer-Encoding: chunked\r\n");
         p->req_chunked = 1;
     } else if (r->h.content_length >= 0) {
@@ -693,9 +779,12 @@ static int may_retry(sh_proxy_req_t *p, int kind_bit, int stale)
     int nothing_sent = p->state == P_CONNECTING;
     int has_body = r->h.content_length > 0 || r->h.chunked;
     if (!nothing_sent) {
-        if (has_body && (r->body_received > 0 || p->req_body_sent > 0))
+        if (has_body && !r->rb_complete && (r->body_received > 0 || p->req_body_sent > 0))
             return 0; /* streamed away: it cannot be sent again */
-        if (!is_idempotent(r) && !(c->next_upstream & NU_NON_IDEMPOTENT) && !stale)
+        /* RFC 9110 9.2.2 / 9112 9.3.1: a non-idempotent request that may
+         * have reached the server is not sent again, even on a pooled
+         * connection that looked stale: the server may have applied it */
+        if (!is_idempotent(r) && !(c->next_upstream & NU_NON_IDEMPOTENT))
             return 0;
     }
     if (c->next_upstream_tries > 0 && p->tries >= c->next_upstream_tries)
@@ -816,6 +905,10 @@ static void client_backpressure(sh_proxy_req_t *p)
         p->up_paused = 1;
         p->u->reading = 0;
         uv_read_stop((uv_stream_t *)&p->u->tcp);
+        /* while the client is the slow side, send_timeout applies to it
+         * and proxy_read_timeout does not run against the upstream */
+        sh_timers_remove(&p->u->tq);
+        sh_request_send_timer(p->r);
     }
 }
 
@@ -826,6 +919,7 @@ void sh_proxy_client_drained(sh_request_t *r)
         p->up_paused = 0;
         p->u->reading = 1;
         uv_read_start((uv_stream_t *)&p->u->tcp, sh_worker_alloc_cb, up_read_cb);
+        up_timer(p->u, p->conf->read_timeout);
     }
 }
 
@@ -837,13 +931,14 @@ static int in_list(char *const *v, size_t n, const sh_http1_header_t *h)
     return 0;
 }
 
-static int is_hidden(const proxy_loc_t *c, const sh_http1_header_t *h)
+/* proxy_hide_header, and nginx's default hidden set (Date, Server,
+ * X-Pad, X-Accel-*) unless proxy_pass_header names the field. */
+static int is_hidden(const proxy_loc_t *c, const sh_http1_header_t *h, int kind)
 {
-    if (in_list(c->hide, c->nhide, h))
+    if (c->nhide > 0 && in_list(c->hide, c->nhide, h))
         return 1;
-    for (const char *const *d = default_hidden; *d; d++)
-        if (sh_http1_name_is(h, *d))
-            return !in_list(c->passh, c->npassh, h);
+    if (kind == HK_SERVER || kind == HK_DATE || kind == HK_X_HIDDEN)
+        return c->npassh == 0 || !in_list(c->passh, c->npassh, h);
     return 0;
 }
 
@@ -860,25 +955,37 @@ static int send_response_head(sh_proxy_req_t *p)
     int no_body = r->head_only || status == 204 || status == 304 || status < 200;
     sh_http1_header_t hs[MAX_RESP_HEADERS];
     size_t n = 0;
+    /* proxy_pass_header Server/Date: the upstream's replaces ours */
+    unsigned flags = 0;
+    if (p->conf->npassh > 0)
+        for (size_t i = 0; i < rs->nheaders; i++) {
+            const sh_http1_header_t *h = &rs->headers[i];
+            int k = hdr_kind(h);
+            if (k == HK_SERVER && !is_hidden(p->conf, h, k))
+                flags |= SH_RESP_NO_SERVER;
+            else if (k == HK_DATE && !is_hidden(p->conf, h, k))
+                flags |= SH_RESP_NO_DATE;
+        }
+    int conn_named = connection_names_fields(rs->headers, rs->nheaders);
     for (size_t i = 0; i < rs->nheaders; i++) {
         const sh_http1_header_t *h = &rs->headers[i];
-        if (p->tunnel && (sh_http1_name_is(h, "upgrade") || sh_http1_name_is(h, "connection"))) {
+        int k = hdr_kind(h);
+        if (p->tunnel && (k == HK_UPGRADE || k == HK_CONNECTION)) {
             /* 101: the upgrade itself is what the client asked for */
-        } else if (is_hop_by_hop(h) || sh_http1_name_is(h, "content-length") ||
-                   is_hidden(p->conf, h) || named_in_connection(rs->headers, rs->nheaders, h)) {
+        } else if (is_hop_by_hop_kind(k) || k == HK_CONTENT_LENGTH || is_hidden(p->conf, h, k) ||
+                   (conn_named && named_in_connection(rs->headers, rs->nheaders, h))) {
             continue;
         }
         hs[n++] = *h;
     }
     p->rbody = (sh_body_t){.left = -1};
     int64_t length = -1;
-    unsigned flags = 0;
     if (p->tunnel) {
-        flags = SH_RESP_TUNNEL;
+        flags |= SH_RESP_TUNNEL;
     } else if (no_body) {
         if (rs->content_length >= 0 && (r->head_only || status == 304))
             length = rs->content_length;
-        flags = SH_RESP_NO_BODY;
+        flags |= SH_RESP_NO_BODY;
         p->rbody.done = 1;
     } else if (rs->chunked) {
         p->rbody.chunked = 1;
@@ -1133,10 +1240,15 @@ static void start_exchange(sh_proxy_req_t *p)
         uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
     }
     up_timer(u, p->conf->read_timeout);
-    if (r->h.content_length > 0 || r->h.chunked)
-        sh_request_body_resume(r); /* the client connection starts feeding the body */
-    else
+    if (r->rb.len > 0) {
+        /* the part of the body read before the server was chosen */
+        p->req_body_sent = 0;
+        sh_proxy_body(r, r->rb.data, r->rb.len, r->rb_complete);
+    }
+    if (r->rb_complete || (r->h.content_length <= 0 && !r->h.chunked))
         p->req_body_done = 1;
+    else
+        sh_request_body_resume(r); /* the client connection feeds the rest */
 }
 
 static void connected_cb(uv_connect_t *req, int status)
@@ -1223,7 +1335,7 @@ void sh_proxy_start(sh_request_t *r)
     p->conf = c;
     p->ups = &r->c->w->ups[c->ups->index];
     r->proxy = p;
-    if (r->h.chunked && c->http_version == 10) {
+    if (r->h.chunked && c->http_version == 10 && !r->rb_complete) {
         sh_request_respond(r, 411, NULL, NULL, 0, NULL);
         return;
     }

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -131,7 +132,13 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     const sh_http_addr_t *addr = server->data;
+    uint64_t before = w->nconns;
+    SH_WORKER_COUNT(w, accepted);
     sh_conn_accept(w, server, addr);
+    /* nginx's "handled": accepted and not refused (worker_connections) */
+    if (w->nconns > before)
+        SH_WORKER_COUNT(w, handled);
+    SH_WORKER_SET(w, active, w->nconns);
 }
 
 static int bind_socket(const sh_http_addr_t *a, int reuseport, char *err)
@@ -155,8 +162,14 @@ static int bind_socket(const sh_http_addr_t *a, int reuseport, char *err)
     return fd;
 }
 
+/* One upstream server's passive health in one worker, as last published. */
+struct sh_worker_health_s {
+    _Atomic uint32_t fails, down, conns;
+};
+
 static void worker_free(sh_worker_t *w)
 {
+    sh_free(w->health);
     for (size_t i = 0; i < w->nups; i++)
         sh_upstream_rt_dispose(&w->ups[i]);
     sh_free(w->ups);
@@ -167,13 +180,28 @@ static void worker_free(sh_worker_t *w)
     sh_free(w);
 }
 
-int sh_workers_create(const sh_runtime_t *rt, int n, sh_worker_t ***out, char *err)
+/* The index of an address of old_rt equal to a, or -1. */
+static int same_addr(const sh_runtime_t *old_rt, const sh_http_addr_t *a)
+{
+    const sh_http_main_t *om = old_rt ? old_rt->http : NULL;
+    for (size_t j = 0; om != NULL && j < om->naddrs; j++)
+        if (om->addrs[j].opt.addrlen == a->opt.addrlen &&
+            memcmp(&om->addrs[j].opt.addr, &a->opt.addr, a->opt.addrlen) == 0)
+            return (int)j;
+    return -1;
+}
+
+static int create_common(const sh_runtime_t *rt, int n, sh_worker_t **old, int nold,
+                         sh_worker_t ***out, char *err)
 {
     const sh_http_main_t *m = rt->http;
+    const sh_runtime_t *old_rt = nold > 0 ? old[0]->rt : NULL;
     size_t naddrs = m ? m->naddrs : 0;
     /* A probe bind without SO_REUSEPORT first: with it, a port held by
      * another process of ours would be silently shared. */
     for (size_t i = 0; i < naddrs; i++) {
+        if (same_addr(old_rt, &m->addrs[i]) >= 0)
+            continue;
         int fd = bind_socket(&m->addrs[i], 0, err);
         if (fd < 0)
             return SH_EIO;
@@ -190,12 +218,21 @@ int sh_workers_create(const sh_runtime_t *rt, int n, sh_worker_t ***out, char *e
         w->listen_fds = sh_calloc(naddrs ? naddrs : 1, sizeof(int));
         w->nlisteners = naddrs;
         for (size_t i = 0; i < naddrs; i++) {
-            w->listen_fds[i] = bind_socket(&m->addrs[i], n > 1, err);
+            int j = same_addr(old_rt, &m->addrs[i]);
+            if (j >= 0) {
+                /* the running generation's socket: no refused connection */
+                w->listen_fds[i] = fcntl(old[k % nold]->listen_fds[j], F_DUPFD_CLOEXEC, 0);
+                if (w->listen_fds[i] < 0)
+                    snprintf(err, 256, "dup() of the socket of %s failed (%d: %s)",
+                             m->addrs[i].opt.text, errno, strerror(errno));
+            } else {
+                w->listen_fds[i] = bind_socket(&m->addrs[i], n > 1, err);
+            }
             if (w->listen_fds[i] < 0) {
-                for (int j = 0; j <= k; j++) {
-                    for (size_t q = 0; q < (j == k ? i : naddrs); q++)
-                        close(ws[j]->listen_fds[q]);
-                    worker_free(ws[j]);
+                for (int j2 = 0; j2 <= k; j2++) {
+                    for (size_t q = 0; q < (j2 == k ? i : naddrs); q++)
+                        close(ws[j2]->listen_fds[q]);
+                    worker_free(ws[j2]);
                 }
                 sh_free(ws);
                 return SH_EIO;
@@ -204,12 +241,153 @@ int sh_workers_create(const sh_runtime_t *rt, int n, sh_worker_t ***out, char *e
         if (um != NULL) {
             w->nups = um->n;
             w->ups = sh_calloc(um->n ? um->n : 1, sizeof(*w->ups));
-            for (size_t i = 0; i < um->n; i++)
+            for (size_t i = 0; i < um->n; i++) {
                 sh_upstream_rt_init(&w->ups[i], um->ups[i]);
+                w->nhealth += um->ups[i]->nservers;
+            }
+            w->health = sh_calloc(w->nhealth ? w->nhealth : 1, sizeof(*w->health));
         }
     }
     *out = ws;
     return 0;
+}
+
+int sh_workers_create(const sh_runtime_t *rt, int n, sh_worker_t ***out, char *err)
+{
+    return create_common(rt, n, NULL, 0, out, err);
+}
+
+int sh_workers_create_from(const sh_runtime_t *rt, int n, sh_worker_t **old, int nold,
+                           sh_worker_t ***out, char *err)
+{
+    return create_common(rt, n, old, nold, out, err);
+}
+
+/* ------------------------------------------------------ counters -- */
+
+/*
+ * Each second: reading/writing/waiting as nginx counts them (a request
+ * head being read; a request being served, its body included; an idle
+ * keep-alive connection), and each upstream server's passive health as
+ * upstream.c decides it (out while fails >= max_fails within fail_timeout
+ * of the window; a group of one server never goes out).
+ */
+static void stats_cb(uv_timer_t *t)
+{
+    sh_worker_t *w = container_of(t, sh_worker_t, stats_timer);
+    uint64_t reading = 0, writing = 0, waiting = 0, now = sh_worker_now(w);
+    for (sh_link_t *l = w->conns.next; l != &w->conns; l = l->next) {
+        const sh_conn_t *c = container_of(l, sh_conn_t, link);
+        if (c->state == SH_CONN_HEAD && c->r == NULL && c->in.len == 0)
+            waiting++;
+        else if (c->state == SH_CONN_HEAD)
+            reading++;
+        else if (c->state != SH_CONN_CLOSING)
+            writing++;
+    }
+    SH_WORKER_SET(w, reading, reading);
+    SH_WORKER_SET(w, writing, writing);
+    SH_WORKER_SET(w, waiting, waiting);
+    SH_WORKER_SET(w, active, w->nconns);
+    size_t h = 0;
+    for (size_t i = 0; i < w->nups; i++) {
+        const sh_ups_rt_t *rt = &w->ups[i];
+        for (size_t k = 0; k < rt->conf->nservers && h < w->nhealth; k++, h++) {
+            const sh_ups_server_t *sv = &rt->conf->servers[k];
+            const sh_peer_rt_t *p = &rt->peers[k];
+            int down = !rt->single && sv->max_fails > 0 && p->fails >= sv->max_fails &&
+                       now - p->checked <= sv->fail_timeout;
+            atomic_store_explicit(&w->health[h].fails, (uint32_t)p->fails, memory_order_relaxed);
+            atomic_store_explicit(&w->health[h].down, (uint32_t)down, memory_order_relaxed);
+            atomic_store_explicit(&w->health[h].conns, (uint32_t)p->conns, memory_order_relaxed);
+        }
+    }
+}
+
+static uint64_t ld(_Atomic uint64_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
+
+void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t)
+{
+    for (int k = 0; k < n; k++) {
+        sh_worker_counters_t *c = &ws[k]->ctr;
+        t->accepted += ld(&c->accepted);
+        t->handled += ld(&c->handled);
+        t->requests += ld(&c->requests);
+        t->active += ld(&c->active);
+        t->reading += ld(&c->reading);
+        t->writing += ld(&c->writing);
+        t->waiting += ld(&c->waiting);
+    }
+}
+
+/* s as a JSON string (names come from the configuration). */
+static void json_str(sh_buf_t *b, const char *s)
+{
+    sh_buf_appends(b, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            sh_buf_appendf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            sh_buf_appendf(b, "\\u%04x", ch);
+        else
+            sh_buf_append(b, s, 1);
+    }
+    sh_buf_appends(b, "\"");
+}
+
+char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
+{
+    sh_buf_t b = {0};
+    sh_buf_appends(&b, "[");
+    const sh_runtime_t *rt = n > 0 ? ws[0]->rt : NULL;
+    const sh_upstream_main_t *um =
+        rt && rt->http ? sh_http_main_conf(rt->http, &sh_upstream_module) : NULL;
+    size_t h = 0;
+    for (size_t i = 0; um != NULL && i < um->n; i++) {
+        const sh_upstream_t *u = um->ups[i];
+        sh_buf_appends(&b, i ? ",{\"name\":" : "{\"name\":");
+        json_str(&b, u->name);
+        sh_buf_appendf(&b, ",\"implicit\":%s,\"balancer\":", u->implicit ? "true" : "false");
+        json_str(&b, u->balancer ? u->balancer->name : "round_robin");
+        sh_buf_appendf(&b, ",\"keepalive\":%d,\"servers\":[", u->keepalive);
+        unsigned up_servers = 0;
+        for (size_t k = 0; k < u->nservers; k++, h++) {
+            const sh_ups_server_t *sv = &u->servers[k];
+            uint64_t fails = 0, conns = 0;
+            unsigned down = 0;
+            for (int q = 0; q < n; q++) {
+                if (h >= ws[q]->nhealth)
+                    continue;
+                sh_worker_health_t *x = &ws[q]->health[h];
+                fails += atomic_load_explicit(&x->fails, memory_order_relaxed);
+                down += atomic_load_explicit(&x->down, memory_order_relaxed) != 0;
+                conns += atomic_load_explicit(&x->conns, memory_order_relaxed);
+            }
+            const char *state = sv->down             ? "down (configured)"
+                                : down == 0          ? "up"
+                                : down == (unsigned)n ? "down"
+                                                     : "partly down";
+            up_servers += !sv->down && down == 0;
+            sh_buf_appends(&b, k ? ",{\"addr\":" : "{\"addr\":");
+            json_str(&b, sv->name);
+            sh_buf_appendf(&b,
+                           ",\"state\":\"%s\",\"workers_down\":%u,\"workers\":%d,"
+                           "\"fails\":%llu,\"active\":%llu,\"weight\":%d,\"max_fails\":%d,"
+                           "\"fail_timeout_ms\":%llu,\"max_conns\":%d,\"backup\":%s}",
+                           state, down, n, (unsigned long long)fails, (unsigned long long)conns,
+                           sv->weight, sv->max_fails, (unsigned long long)sv->fail_timeout,
+                           sv->max_conns, sv->backup ? "true" : "false");
+        }
+        sh_buf_appendf(&b, "],\"servers_up\":%u}", up_servers);
+    }
+    sh_buf_appends(&b, "]");
+    /* the caller frees with free(): hand over a malloc'd copy */
+    char *out = strndup(b.data, b.len);
+    sh_buf_dispose(&b);
+    if (out == NULL)
+        abort();
+    return out;
 }
 
 static void wake_cb(uv_async_t *a);
@@ -247,6 +425,9 @@ int sh_workers_start(sh_worker_t **ws, int n)
                 return SH_EIO;
             }
         }
+        uv_timer_init(&w->loop, &w->stats_timer);
+        uv_timer_start(&w->stats_timer, stats_cb, 0, 1000);
+        uv_unref((uv_handle_t *)&w->stats_timer);
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
             return SH_EIO;
     }
@@ -315,11 +496,21 @@ void sh_workers_stop(sh_worker_t **ws, int n, uint64_t timeout_ms)
     }
 }
 
+void sh_workers_wait(sh_worker_t **ws, int n)
+{
+    for (int k = 0; k < n; k++)
+        pthread_join(ws[k]->thread, NULL);
+}
+
+void sh_workers_free(sh_worker_t **ws, int n)
+{
+    for (int k = 0; k < n; k++)
+        worker_free(ws[k]);
+    sh_free(ws);
+}
+
 void sh_workers_join(sh_worker_t **ws, int n)
 {
-    for (int k = 0; k < n; k++) {
-        pthread_join(ws[k]->thread, NULL);
-        worker_free(ws[k]);
-    }
-    sh_free(ws);
+    sh_workers_wait(ws, n);
+    sh_workers_free(ws, n);
 }

@@ -261,7 +261,8 @@ static void step(sim_t *s)
     size_t npp = s->npp;
     for (size_t i = 0; i < npp; i++)
         exchange(s, s->pp[i].from, s->pp[i].to, s->pp[i].join);
-    memmove(s->pp, s->pp + npp, (s->npp - npp) * sizeof(*s->pp));
+    if (s->npp > npp) /* s->pp may be NULL when nothing was queued */
+        memmove(s->pp, s->pp + npp, (s->npp - npp) * sizeof(*s->pp));
     s->npp -= npp;
     for (unsigned i = 0; i < s->n; i++) {
         node *nd = &s->nodes[i];

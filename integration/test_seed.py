@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Issue 3: the seed configuration (integration/fixtures/seed-loopback/),
+run as it is.
+
+The fixture is copied to a temp dir and its make-certs.sh run there; its
+four backends are started on their fixed ports 127.0.0.1:19001-19004 and
+the node with `-p COPY/ -c nginx.conf`, exactly as the fixture's README
+says. The fixed ports (19001-19004, 18080, 18090, 18443) are taken under
+the harness's port locks, waiting for another run of this test to end; if
+something else holds them, the test is skipped (exit 0) with the reason.
+
+- `shoal -t` passes (warnings for not-yet-supported directives are fine);
+- the pid file logs/gateway.pid holds the node's PID;
+- the plain listener 127.0.0.1:18080 answers
+  `301 https://api-gateway.yourdomain.com$request_uri` (the query kept),
+  whatever the Host;
+- the status server 127.0.0.1:18090 is up and speaks HTTP (stub_status
+  itself is reported, not required: not supported yet);
+- logs/access.log gets `main` lines and logs/metrics.log `metrics` lines
+  for those requests, field by field, and /nginx_status (access_log off)
+  is not logged;
+- the TLS listener 127.0.0.1:18443 is probed and what it does is printed
+  (TLS is not supported yet: not a failure)."""
+
+import fcntl
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import shoal_harness as sh
+
+FIXTURE = os.path.join(sh.HERE, "fixtures", "seed-loopback")
+BACKEND_PORTS = (19001, 19002, 19003, 19004)
+NODE_PORTS = (18080, 18090, 18443)
+NAME = "api-gateway.yourdomain.com"
+
+MAIN_RE = re.compile(
+    r'^(?P<addr>\S+) - (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<request>[^"]*)" '
+    r'(?P<status>\d{3}) (?P<bytes>\d+) "(?P<referer>[^"]*)" "(?P<ua>[^"]*)" "(?P<xff>[^"]*)"$')
+METRICS_RE = re.compile(
+    r'^(?P<addr>\S+) - (?P<user>\S+) \[(?P<time>[^\]]+)\] "(?P<request>[^"]*)" '
+    r'(?P<status>\d{3}) (?P<bytes>\d+) "(?P<referer>[^"]*)" "(?P<ua>[^"]*)" '
+    r'rt=(?P<rt>\d+\.\d{3}) uct="(?P<uct>[^"]*)" urt="(?P<urt>[^"]*)" cs=(?P<cs>\S+) '
+    r'rc=(?P<rc>\S+) rs=(?P<rs>\S+)$')
+TIME_RE = re.compile(r'^\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}$')
+
+
+def skip(msg):
+    print("# SKIP: " + msg, flush=True)
+    raise SystemExit(0)
+
+
+def lock_port(port, timeout):
+    """The harness's lock for a fixed port (so two runs of this test, say
+    Release and ASan, take turns). Returns the fd or None."""
+    os.makedirs(sh._LOCK_DIR, exist_ok=True)
+    fd = os.open(os.path.join(sh._LOCK_DIR, "%d.lock" % port), os.O_RDWR | os.O_CREAT, 0o666)
+
+    def got():
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+    try:
+        sh.wait_for(got, timeout, "the lock on port %d" % port, interval=0.2)
+    except sh.HarnessError:
+        os.close(fd)
+        return None
+    sh._held_locks[port] = fd
+    return fd
+
+
+def bindable(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def read_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("latin-1").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def main(t):
+    for port in BACKEND_PORTS + NODE_PORTS:
+        if lock_port(port, 90) is None:
+            skip("port %d stays locked by another harness user (another run of this test?)" % port)
+        if not bindable(port):
+            skip("fixed port 127.0.0.1:%d, which the seed configuration needs, is busy" % port)
+
+    copy = os.path.join(t.tmp, "seed")
+    shutil.copytree(FIXTURE, copy)
+    p = subprocess.run(["sh", os.path.join(copy, "make-certs.sh")], capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        # Only the TLS listener needs the certificate; the rest runs without.
+        t.log("make-certs.sh failed (rc=%d: %s); continuing without certificates"
+              % (p.returncode, p.stderr.strip()))
+        for d in ("logs", "cache", "certs"):
+            os.makedirs(os.path.join(copy, d), exist_ok=True)
+    prefix = copy + "/"
+
+    r = t.run_shoal(["-p", prefix, "-c", "nginx.conf", "-t"], cwd=copy)
+    warns = [l for l in r.stderr.splitlines() if "[warn]" in l]
+    t.check(r.returncode == 0, "shoal -p COPY/ -c nginx.conf -t passes (%d warnings)" % len(warns),
+            r.stdout + r.stderr)
+    t.log("-t warnings: %d (first: %s)" % (len(warns), warns[0] if warns else "-"))
+    if r.returncode != 0:
+        return
+
+    for i, port in enumerate(BACKEND_PORTS):
+        t.backend("seed-b%d" % (i + 1), port=port)
+    d = t._subdir("shoal-seed")
+    node = t._spawn("shoal", [t.shoal_bin, "-p", prefix, "-c", "nginx.conf"], d)
+
+    def up():
+        if not node.alive():
+            raise sh.HarnessError("shoal exited (rc=%s):\n%s" % (node.popen.returncode, node.tail()))
+        return sh.port_accepts(18080) and sh.port_accepts(18090)
+    sh.wait_for(up, 20, "shoal to accept on 18080 and 18090")
+    t.log("shoal pid %d with the seed configuration (%s)" % (node.pid, copy))
+
+    pidfile = os.path.join(copy, "logs", "gateway.pid")
+    try:
+        got_pid = sh.wait_for(lambda: open(pidfile).read().strip() if os.path.exists(pidfile) else None, 5,
+                              "logs/gateway.pid")
+    except sh.HarnessError:
+        got_pid = None
+    t.check(got_pid == str(node.pid), "logs/gateway.pid holds the node's pid %d (got %r)" % (node.pid, got_pid))
+
+    # -- the plain listener: 301 to https --
+    cases = [("/", {}), ("/api/v1/models?limit=5&x=%20y", {}), ("/path/a.b", {"Host": NAME}),
+             ("/other", {"Host": "somewhere.else"})]
+    for path, hdrs in cases:
+        args = []
+        for k, v in hdrs.items():
+            args += ["-H", "%s: %s" % (k, v)]
+        r = t.curl("http://127.0.0.1:18080" + path, *args, "-A", "seed-test/1", timeout=20)
+        want = "https://%s%s" % (NAME, path)
+        t.check(r.status == 301 and r.header("Location") == want,
+                "GET http://127.0.0.1:18080%s%s: 301 Location %s (got %s %s)"
+                % (path, " (Host %s)" % hdrs["Host"] if hdrs else "", want, r.status, r.header("Location")), r)
+
+    # -- the status server --
+    r = t.curl("http://127.0.0.1:18090/nginx_status", timeout=20)
+    t.check(r.status is not None, "the status server 127.0.0.1:18090 answers HTTP (GET /nginx_status: %s)"
+            % r.status, r)
+    stub = r.status == 200 and b"Active connections" in (r.body or b"")
+    t.log("NOTE: stub_status %s (GET /nginx_status -> %s %r)"
+          % ("works" if stub else "is not served yet", r.status, (r.body or b"")[:80]))
+    r = t.curl("http://127.0.0.1:18090/not-there", "-A", "seed-test/1", timeout=20)
+    t.check(r.status == 404, "GET http://127.0.0.1:18090/not-there: 404 (got %s)" % r.status, r)
+
+    # -- the logs --
+    access = os.path.join(copy, "logs", "access.log")
+    metrics = os.path.join(copy, "logs", "metrics.log")
+    want_n = len(cases) + 1  # the 301s and the 404 on 18090
+
+    def flushed():
+        return len(read_lines(access)) >= want_n and len(read_lines(metrics)) >= want_n
+    try:
+        sh.wait_for(flushed, 10, "access.log and metrics.log lines (one-second flush)")
+    except sh.HarnessError as e:
+        t.check(False, str(e), "access.log: %r\nmetrics.log: %r" % (read_lines(access), read_lines(metrics)))
+    la, lm = read_lines(access), read_lines(metrics)
+    t.check(len(la) == want_n, "access.log has %d lines (the 301s and the 404; not /nginx_status, "
+            "access_log off): got %d" % (want_n, len(la)), la)
+    t.check(len(lm) == want_n, "metrics.log has %d lines: got %d" % (want_n, len(lm)), lm)
+    for line in la:
+        m = MAIN_RE.match(line)
+        ok = bool(m) and m.group("addr") == "127.0.0.1" and m.group("user") == "-" and \
+            TIME_RE.match(m.group("time")) is not None and m.group("ua") == "seed-test/1" and \
+            m.group("referer") == "-" and m.group("xff") == "-" and m.group("status") in ("301", "404")
+        t.check(ok, "access.log line in the seed's main format: %s" % line)
+    for line in lm:
+        m = METRICS_RE.match(line)
+        ok = bool(m) and m.group("addr") == "127.0.0.1" and TIME_RE.match(m.group("time")) is not None and \
+            m.group("status") in ("301", "404") and m.group("uct") == "-" and m.group("urt") == "-" and \
+            m.group("cs") == "-" and m.group("rc") == "-" and m.group("rs") == "-"
+        t.check(ok, "metrics.log line in the seed's metrics format (no upstream: uct/urt/cs/rc/rs '-'): %s" % line)
+    reqs = [MAIN_RE.match(l).group("request") for l in la if MAIN_RE.match(l)]
+    t.check("GET /api/v1/models?limit=5&x=%20y HTTP/1.1" in reqs,
+            "access.log's $request keeps the request line as sent", reqs)
+    t.check(not any("nginx_status" in r for r in reqs), "/nginx_status (access_log off) is not logged", reqs)
+    # -- the TLS listener (not required yet; after the log checks, as a
+    # plain listener would log the handshake as a 400) --
+    r = t.curl("https://127.0.0.1:18443/health", "-k", timeout=10)
+    t.log("NOTE: TLS listener 127.0.0.1:18443: curl -k https://127.0.0.1:18443/health -> rc=%s status=%s %s"
+          % (r.rc, r.status, (r.stderr or "")[:120]))
+    t.check(node.alive(), "node still up")
+
+
+if __name__ == "__main__":
+    sh.run(main)
