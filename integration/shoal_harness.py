@@ -807,6 +807,33 @@ class Test:
             self.log("shoal pid %d on 127.0.0.1:%d (%s)" % (p.pid, port, d))
         return node
 
+    def make_cert(self, name, cn, sans=None, kind="ec", days=2, d=None):
+        """A throw-away self-signed certificate made with openssl in the
+        test's temp dir (or d): kind "ec" (P-256) or "rsa" (2048). Returns
+        (cert_path, key_path)."""
+        d = d or os.path.join(self.tmp, "certs")
+        os.makedirs(d, exist_ok=True)
+        cert = os.path.join(d, name + ".crt")
+        key = os.path.join(d, name + ".key")
+        sans = sans or ["DNS:" + cn]
+        newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ec" \
+            else ["-newkey", "rsa:2048"]
+        p = subprocess.run(["openssl", "req", "-x509"] + newkey +
+                           ["-nodes", "-days", str(days), "-subj", "/CN=" + cn,
+                            "-addext", "subjectAltName=" + ",".join(sans),
+                            "-keyout", key, "-out", cert],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise HarnessError("openssl req failed: " + p.stderr)
+        return cert, key
+
+    def s_client(self, port, *args, stdin=b"", timeout=20, host="127.0.0.1"):
+        """openssl s_client -connect host:port ARGS; returns (rc, stdout+stderr
+        as text). stdin is sent then closed (s_client then ends)."""
+        argv = ["openssl", "s_client", "-connect", "%s:%d" % (host, port)] + list(args)
+        p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
+        return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+
     def run_shoal(self, args, timeout=30, cwd=None, env=None):
         """Run shoal to completion (e.g. -t). Returns CompletedProcess (text)."""
         e = dict(os.environ)

@@ -20,8 +20,10 @@ something else holds them, the test is skipped (exit 0) with the reason.
 - logs/access.log gets `main` lines and logs/metrics.log `metrics` lines
   for those requests, field by field, and /nginx_status (access_log off)
   is not logged;
-- the TLS listener 127.0.0.1:18443 is probed and what it does is printed
-  (TLS is not supported yet: not a failure)."""
+- the TLS listener 127.0.0.1:18443 (issue 4): curl --http2 and --http1.1,
+  TLS 1.2 and 1.3 accepted, 1.1 refused, ALPN h2, $scheme https upstream, and
+  the five security headers (`add_header ... always`) on a 200, a 404 and
+  the node's own 502 when every backend is down."""
 
 import fcntl
 import os
@@ -195,13 +197,51 @@ def main(t):
     t.check("GET /api/v1/models?limit=5&x=%20y HTTP/1.1" in reqs,
             "access.log's $request keeps the request line as sent", reqs)
     t.check(not any("nginx_status" in r for r in reqs), "/nginx_status (access_log off) is not logged", reqs)
-    # -- the TLS listener (not required yet; after the log checks, as a
-    # plain listener would log the handshake as a 400) --
-    r = t.curl("https://127.0.0.1:18443/health", "-k", timeout=10)
-    t.log("NOTE: TLS listener 127.0.0.1:18443: curl -k https://127.0.0.1:18443/health -> rc=%s status=%s %s"
-          % (r.rc, r.status, (r.stderr or "")[:120]))
+    # -- the TLS listener (after the log checks: those count lines) --
+    tls_checks(t, node)
     t.check(node.alive(), "node still up")
 
+
+SECURITY = ("Strict-Transport-Security", "X-Frame-Options", "X-Content-Type-Options",
+            "X-XSS-Protection", "Referrer-Policy")
+
+
+def tls_checks(t, node):
+    """Issue 4: the seed's 443 server for real: TLS 1.2/1.3, h2 by ALPN, the
+    five security headers (`always`) on 2xx, 404 and 502, $scheme https."""
+    base = "https://%s:18443" % NAME
+    res = ["--resolve", "%s:18443:127.0.0.1" % NAME, "-k"]
+
+    def sec_ok(r):
+        return all(r.header(h) for h in SECURITY)
+    for proto in ("--http2", "--http1.1"):
+        r = t.curl(base + "/health", proto, *res, timeout=20)
+        want_v = "2" if proto == "--http2" else "1.1"
+        t.check(r.status == 200 and r.info.get("http_version") == want_v and sec_ok(r),
+                "curl %s https://%s:18443/health: 200 over HTTP/%s with the 5 security headers"
+                % (proto, NAME, want_v), r)
+    t.check(r.header("Strict-Transport-Security") == "max-age=31536000; includeSubDomains",
+            "HSTS value as configured", r)
+    r = t.curl(base + "/echo", "--http2", *res, timeout=20)
+    hdrs = sh.json_headers(r.json()) if r.status == 200 else {}
+    t.check(hdrs.get("x-forwarded-proto") == ["https"] and hdrs.get("x-forwarded-port") == ["18443"],
+            "the backend sees X-Forwarded-Proto https ($scheme) and X-Forwarded-Port 18443", hdrs or r)
+    r = t.curl(base + "/status/404", "--http2", *res, timeout=20)
+    t.check(r.status == 404 and sec_ok(r), "a 404 over h2 carries the 5 security headers (always)", r)
+    for v, ok in (("-tls1_2", True), ("-tls1_3", True), ("-tls1_1", False)):
+        rc, out = t.s_client(18443, "-servername", NAME, v, stdin=b"")
+        got = re.search(r"^(New|Reused), TLSv", out, re.M) is not None
+        t.check(got == ok, "seed 18443: s_client %s %s" % (v, "accepted" if ok else "refused"), out[-400:])
+    rc, out = t.s_client(18443, "-servername", NAME, "-alpn", "h2,http/1.1", stdin=b"")
+    t.check("ALPN protocol: h2" in out, "seed 18443: ALPN h2", out[-400:])
+    # every backend down: the node's own 502 carries them too
+    for p in list(t.procs):
+        if p.name.startswith("seed-b"):
+            t.stop(p)
+    r = t.curl(base + "/health", "--http2", *res, timeout=30)
+    t.check(r.status == 502 and sec_ok(r), "a 502 (all backends down) carries the 5 security headers", r)
+    r = t.curl(base + "/health", "--http1.1", *res, timeout=30)
+    t.check(r.status == 502 and sec_ok(r), "the same 502 over HTTP/1.1 too", r)
 
 if __name__ == "__main__":
     sh.run(main)
