@@ -434,19 +434,24 @@ static json_t *keyring_json(sh_cluster_t *c)
 {
     uint32_t ids[SH_KEYRING_MAX_KEYS];
     unsigned n = sh_keyring_ids(c->kr, ids, SH_KEYRING_MAX_KEYS), members = 0;
-    json_t *arr = json_array(), *holders = json_object();
+    json_t *arr = json_array(), *holders = json_object(), *prim = json_object();
     char hex[16];
     for (unsigned i = 0; i < n && i < SH_KEYRING_MAX_KEYS; i++) {
         snprintf(hex, sizeof(hex), "%08x", (unsigned)ids[i]);
         json_array_append_new(arr, json_string(hex));
         unsigned h = sh_keysync_holders(c->ks, ids[i], is_live, c->swim, &members);
         json_object_set_new(holders, hex, json_integer((json_int_t)h));
+        json_object_set_new(
+            prim, hex,
+            json_integer((json_int_t)sh_keysync_primary_users(c->ks, ids[i], is_live, c->swim)));
     }
     if (n == 0)
         sh_keysync_holders(c->ks, 0, is_live, c->swim, &members);
     snprintf(hex, sizeof(hex), "%08x", (unsigned)sh_keyring_primary_id(c->kr));
-    return json_pack("{s:o,s:s,s:o,s:I,s:I}", "keys", arr, "primary", hex, "holders", holders,
-                     "members", (json_int_t)members, "gen", (json_int_t)sh_keysync_gen(c->ks));
+    /* holders: members holding each key; primary_of: members sealing under it */
+    return json_pack("{s:o,s:s,s:o,s:o,s:I,s:I}", "keys", arr, "primary", hex, "holders",
+                     holders, "primary_of", prim, "members", (json_int_t)members, "gen",
+                     (json_int_t)sh_keysync_gen(c->ks));
 }
 
 static void post_keyring(adconn *a, const char *op, json_t *body)
@@ -463,8 +468,33 @@ static void post_keyring(adconn *a, const char *op, json_t *body)
                 "the body must be {\"key\": 32 bytes as 64 hex digits or base64}");
         return;
     }
-    int rc = sh_keysync_op(c->ks, op, key, sh_cluster__wall_ms());
     uint32_t id = sh_keyring_key_id(key);
+    /* The two unsafe steps of a rotation are refused until they are safe,
+     * or a member would be cut off: sealing under a key some member lacks,
+     * or dropping a key some member still seals under. */
+    unsigned members = 0, held = sh_keysync_holders(c->ks, id, is_live, c->swim, &members);
+    char m[256];
+    if (strcmp(op, "use") == 0 && sh_keyring_primary_id(c->kr) != id && held > 0 &&
+        held < members) {
+        sodium_memzero(key, sizeof(key));
+        snprintf(m, sizeof(m),
+                 "key %08x is held by %u of %u members: wait until `nodectl keys list` shows "
+                 "it held by all before making it primary",
+                 (unsigned)id, held, members);
+        respond(a, 409, NULL, NULL, m);
+        return;
+    }
+    unsigned users = sh_keysync_primary_users(c->ks, id, is_live, c->swim);
+    if (strcmp(op, "remove") == 0 && sh_keyring_primary_id(c->kr) != id && users > 0) {
+        sodium_memzero(key, sizeof(key));
+        snprintf(m, sizeof(m),
+                 "key %08x is still the primary of %u member(s): wait until the new primary "
+                 "has spread before removing it",
+                 (unsigned)id, users);
+        respond(a, 409, NULL, NULL, m);
+        return;
+    }
+    int rc = sh_keysync_op(c->ks, op, key, sh_cluster__wall_ms());
     sodium_memzero(key, sizeof(key));
     switch (rc) {
     case 0:

@@ -620,5 +620,14 @@ unsigned sh_keysync_holders(const sh_keysync_t *k, uint32_t id,
     return n;
 }
 
+unsigned sh_keysync_primary_users(const sh_keysync_t *k, uint32_t id,
+                                  int (*live)(void *ud, const char *name), void *ud)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < k->nreports; i++)
+        n += live(ud, k->reports[i]->name) && k->reports[i]->primary == id;
+    return n;
+}
+
 uint64_t sh_keysync_gen(const sh_keysync_t *k) { return k->ring.gen; }
 const sh_keysync_stats_t *sh_keysync_stats(const sh_keysync_t *k) { return &k->st; }

@@ -104,6 +104,9 @@ void sh_keysync_set_joining(sh_keysync_t *k, int joining);
 unsigned sh_keysync_holders(const sh_keysync_t *k, uint32_t id,
                             int (*live)(void *ud, const char *name), void *ud,
                             unsigned *members);
+/* How many of the counted members report key id as their primary. */
+unsigned sh_keysync_primary_users(const sh_keysync_t *k, uint32_t id,
+                                  int (*live)(void *ud, const char *name), void *ud);
 uint64_t sh_keysync_gen(const sh_keysync_t *k);
 const sh_keysync_stats_t *sh_keysync_stats(const sh_keysync_t *k);
 
