@@ -68,7 +68,15 @@ static int set_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     if (c->present)
         return sh_conf_error(cf, "\"cluster\" directive is duplicate");
     c->present = 1;
+    c->block_node = cf->node;
     return sh_conf_walk(cf, cf->node->child, SH_CTX_CLUSTER, cf->confs);
+}
+
+static int set_admin_listen(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    sh_cluster_conf_t *c = conf;
+    c->admin_node = cf->node;
+    return sh_conf_set_str(cf, cmd, conf);
 }
 
 static int set_join(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
@@ -114,7 +122,7 @@ static const sh_conf_cmd_t cmds[] = {
     {"node_name", IN, sh_conf_set_str, OFF(node_name), NULL},
     {"bind", IN, sh_conf_set_str, OFF(bind), NULL},
     {"advertise", IN, sh_conf_set_str, OFF(advertise), NULL},
-    {"admin_listen", IN, sh_conf_set_str, OFF(admin_listen), NULL},
+    {"admin_listen", IN, set_admin_listen, OFF(admin_listen), NULL},
     {"admin_token_file", IN, sh_conf_set_str, OFF(admin_token_file), NULL},
     {"encrypt_key_file", IN, sh_conf_set_str, OFF(encrypt_key_file), NULL},
     {"region", IN, sh_conf_set_str, OFF(region), NULL},
@@ -241,9 +249,11 @@ static int init_main(sh_conf_t *cf, void *conf)
     sh_cluster_conf_t *c = conf;
     if (!c->present)
         return 0;
-    if (c->encrypt_key_file == NULL)
+    if (c->encrypt_key_file == NULL) {
+        cf->node = c->block_node; /* file:line of the block */
         return sh_conf_error(cf, "the cluster block needs \"encrypt_key_file\" (gossip is "
                                  "always encrypted)");
+    }
     int rc = read_keys(cf, c);
     if (rc < 0)
         return rc;
@@ -276,9 +286,11 @@ static int init_main(sh_conf_t *cf, void *conf)
         c->admin_listen = sh_strdup("127.0.0.1:9901");
     if (c->admin_token_file != NULL && (rc = read_token(cf, c)) < 0)
         return rc;
-    if (!c->has_token && !admin_is_local(c->admin_listen))
+    if (!c->has_token && !admin_is_local(c->admin_listen)) {
+        cf->node = c->admin_node ? c->admin_node : c->block_node; /* file:line of the cause */
         return sh_conf_error(cf, "admin_listen %s is not loopback or a unix socket: "
                                  "\"admin_token_file\" is required", c->admin_listen);
+    }
     SH_CONF_MERGE(c->profile, SH_CONF_UNSET, SH_CLUSTER_LAN);
     sh_swim_conf_t *s = &c->swim;
     memset(s, 0, sizeof(*s));

@@ -38,6 +38,8 @@ typedef struct {
     char *ring_path; /* the persisted keyring: key_path + ".keyring" */
     uint8_t token_hash[32]; /* BLAKE2b-256 of the token (constant-time compare) */
     int has_token;
+    const void *block_node; /* sh_conf_node_t of `cluster` (errors found at init) */
+    const void *admin_node; /* of `admin_listen`, if given */
     char *region, *zone;
     char *join[SH_CLUSTER_MAX_JOIN];
     unsigned njoin;

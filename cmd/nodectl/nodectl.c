@@ -376,7 +376,7 @@ int main(int argc, char **argv)
     if (npos == 0)
         return usage_error("no command given%s", "");
     const char *cmd = pos[0];
-    if (strcmp(cmd, "help") == 0) {
+    if (strcmp(cmd, "help") == 0 && !(help && npos == 1)) {
         if (npos > 2)
             return usage_error("\"help\" takes one command at most%s", "");
         return print_help(npos == 2 ? pos[1] : NULL);
