@@ -15,7 +15,7 @@ mkdir -p "$d"
   echo "worker_processes $BENCH_WORKERS; error_log $d/error.log warn;"
   echo "events { worker_connections ${BENCH_MAXCONN:-8192}; }"
   echo "http {"
-  echo "  keepalive_timeout 300s; keepalive_requests 1000000000;"
+  echo "  access_log off; keepalive_timeout 300s; keepalive_requests 1000000000;"
   echo "  upstream backends {"
   for b in ${BENCH_BACKENDS//,/ }; do echo "    server $b;"; done
   echo "    keepalive 1024; keepalive_requests 1000000000; keepalive_timeout 300s;"

@@ -28,36 +28,11 @@
 
 #define MAX_CONNS 64u
 #define CONN_TIMEOUT_MS 10000u
-#define ADMIN_MAX_REQ 8192u
-
-struct sh_cluster_s {
-    sh_cluster_conf_t *conf;
-    uv_thread_t thread;
-    uv_loop_t loop;
-    uv_udp_t udp;
-    uv_tcp_t tcp;
-    uv_tcp_t admin;
-    int admin_on;
-    uv_timer_t tick;
-    uv_timer_t join_timer;
-    uv_timer_t stop_timer;
-    uv_async_t stop_async;
-    sh_keyring_t *kr;
-    sh_swim_t *swim;
-    sh_wire_stats_t wst;
-    uint64_t stop_deadline, stop_timeout;
-    int stopping, joined, joins_pending;
-    uint64_t join_backoff;
-    unsigned nconns;
-    uint8_t rbuf[SH_WIRE_MAX_UDP + 64];
-    uint8_t scratch[SH_WIRE_MAX_UDP + 64];
-    uint8_t sbuf[SH_WIRE_MAX_UDP + 64];
-};
 
 /* ---------------------------------------------------------- addresses -- */
 
 /* "host:port" or "[v6]:port" to a sockaddr; numeric hosts only. */
-static int parse_addr(const char *s, struct sockaddr_storage *ss)
+int sh_cluster__parse_addr(const char *s, struct sockaddr_storage *ss)
 {
     char host[128];
     const char *colon;
@@ -85,6 +60,18 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss)
     return SH_EINVAL;
 }
 
+static int parse_addr(const char *s, struct sockaddr_storage *ss)
+{
+    return sh_cluster__parse_addr(s, ss);
+}
+
+uint64_t sh_cluster__wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
 static void format_addr(const struct sockaddr *sa, char *out, size_t n)
 {
     char ip[64] = "?";
@@ -108,6 +95,8 @@ static void reschedule(sh_cluster_t *c)
     uint64_t now = uv_now(&c->loop), d = sh_swim_next_deadline(c->swim);
     uv_timer_start(&c->tick, on_tick, d > now ? d - now : 0, 0);
 }
+
+void sh_cluster__reschedule(sh_cluster_t *c) { reschedule(c); }
 
 static void on_tick(uv_timer_t *t)
 {
@@ -164,7 +153,6 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
 /* ---------------------------------------------------------- push-pull -- */
 
 #define PP_MAGIC 0x70707070u
-#define AD_MAGIC 0x61646d6eu
 
 typedef struct {
     unsigned magic; /* PP_MAGIC: tells close_all whose handle this is */
@@ -173,7 +161,8 @@ typedef struct {
     uv_write_t write;
     uv_timer_t timer;
     sh_cluster_t *c;
-    int initiator, join, done, closing, handles;
+    int initiator, join, done, closing, handles, reported;
+    void *admin_req; /* the admin join request this push-pull answers, or NULL */
     uint8_t *in;
     size_t in_len, in_cap, want;
     uint8_t *out;
@@ -190,10 +179,24 @@ static void pp_closed(uv_handle_t *h)
     sh_free(p);
 }
 
+static void join_done(sh_cluster_t *c, int ok);
+
+/* The outcome of a join push-pull, reported once (a timeout is a failure). */
+static void pp_join_result(ppconn *p, int ok)
+{
+    if (!p->initiator || !p->join || p->reported)
+        return;
+    p->reported = 1;
+    if (p->admin_req != NULL)
+        sh_cluster__admin_join_done(p->c, p->admin_req, ok);
+    join_done(p->c, ok);
+}
+
 static void pp_close(ppconn *p)
 {
     if (p->closing)
         return;
+    pp_join_result(p, 0);
     p->closing = 1;
     uv_timer_stop(&p->timer);
     uv_close((uv_handle_t *)&p->timer, pp_closed);
@@ -255,15 +258,11 @@ static void pp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init((char *)p->in + p->in_len, (unsigned)(need - p->in_len));
 }
 
-static void join_done(sh_cluster_t *c, int ok);
-
 static void pp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     ppconn *p = s->data;
     sh_cluster_t *c = p->c;
     if (nread < 0) {
-        if (p->initiator && p->join && !p->done)
-            join_done(c, 0);
         pp_close(p);
         return;
     }
@@ -285,20 +284,20 @@ static void pp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     uv_read_stop(s);
     uint8_t *pt = sh_malloc(p->want);
     long n = sh_keyring_open(c->kr, p->in, p->want, pt, p->want);
+    /* Our first join takes the cluster's keyring (keysync.h). */
+    sh_keysync_set_joining(c->ks, p->initiator && p->join && !c->joined);
     int rc = n < 0 ? (int)n
                    : sh_swim_pushpull_merge(c->swim, pt, (size_t)n, uv_now(&c->loop), NULL);
+    sh_keysync_set_joining(c->ks, 0);
     sh_free(pt);
     if (rc < 0) {
         c->wst.not_opened += n < 0;
-        if (p->initiator && p->join)
-            join_done(c, 0);
         pp_close(p);
         return;
     }
     p->done = 1;
     if (p->initiator) {
-        if (p->join)
-            join_done(c, 1);
+        pp_join_result(p, 1);
         pp_close(p);
     } else if (pp_send_state(p, 0) != 0) {
         pp_close(p);
@@ -310,17 +309,12 @@ static void pp_connected(uv_connect_t *req, int status)
 {
     ppconn *p = req->data;
     if (status < 0 || p->closing) {
-        if (p->join)
-            join_done(p->c, 0);
         pp_close(p);
         return;
     }
     if (pp_send_state(p, p->join) != 0 ||
-        uv_read_start((uv_stream_t *)&p->tcp, pp_alloc, pp_read) != 0) {
-        if (p->join)
-            join_done(p->c, 0);
+        uv_read_start((uv_stream_t *)&p->tcp, pp_alloc, pp_read) != 0)
         pp_close(p);
-    }
 }
 
 static void t_pushpull(void *ud, const char *addr, int join)
@@ -329,18 +323,18 @@ static void t_pushpull(void *ud, const char *addr, int join)
     struct sockaddr_storage ss;
     ppconn *p = NULL;
     if (parse_addr(addr, &ss) != 0 || (p = pp_new(c)) == NULL) {
+        if (join && c->admin_join != NULL)
+            sh_cluster__admin_join_done(c, c->admin_join, 0);
         if (join)
             join_done(c, 0);
         return;
     }
     p->initiator = 1;
     p->join = join;
+    p->admin_req = join ? c->admin_join : NULL;
     p->connect.data = p;
-    if (uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&ss, pp_connected) != 0) {
-        if (join)
-            join_done(c, 0);
+    if (uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&ss, pp_connected) != 0)
         pp_close(p);
-    }
 }
 
 static void tcp_accept(uv_stream_t *server, int status)
@@ -523,291 +517,6 @@ static void join_round(sh_cluster_t *c)
     reschedule(c);
 }
 
-/* -------------------------------------------------------------- admin -- */
-
-typedef struct {
-    unsigned magic; /* AD_MAGIC */
-    uv_tcp_t tcp;
-    uv_write_t write;
-    sh_cluster_t *c;
-    char req[ADMIN_MAX_REQ];
-    size_t len;
-    size_t body_off; /* where the body starts, once the head is complete */
-    size_t body_len; /* Content-Length */
-    char *resp;
-} adconn;
-
-static void ad_closed(uv_handle_t *h)
-{
-    adconn *a = h->data;
-    sh_free(a->resp);
-    sh_free(a);
-}
-
-static void ad_written(uv_write_t *w, int status)
-{
-    adconn *a = w->data;
-    uv_close((uv_handle_t *)&a->tcp, ad_closed);
-}
-
-typedef struct {
-    json_t *arr;
-    uint64_t now_mono, now_unix;
-} members_ctx;
-
-static void member_json(void *arg, const sh_swim_member_t *m)
-{
-    members_ctx *x = arg;
-    json_t *o = json_object();
-    json_object_set_new(o, "name", json_string(m->name));
-    json_object_set_new(o, "addr", json_string(m->addr));
-    json_object_set_new(o, "status", json_string(sh_swim_status_name(m->status)));
-    json_object_set_new(o, "incarnation", json_integer((json_int_t)m->incarnation));
-    uint64_t ago = x->now_mono > m->changed_ms ? x->now_mono - m->changed_ms : 0;
-    json_object_set_new(o, "last_change_unix_ms", json_integer((json_int_t)(x->now_unix - ago)));
-    json_t *tags = json_object();
-    Sh__Gossip__NodeMeta *meta =
-        m->meta_len ? sh__gossip__node_meta__unpack(&sh_wire_allocator, m->meta_len, m->meta)
-                    : NULL;
-    if (meta) {
-        for (size_t i = 0; i < meta->n_tags; i++)
-            json_object_set_new(tags, meta->tags[i]->key, json_string(meta->tags[i]->value));
-        json_object_set_new(o, "region", json_string(meta->region));
-        json_object_set_new(o, "zone", json_string(meta->zone));
-        json_object_set_new(o, "version", json_string(meta->version));
-        json_object_set_new(o, "admin_addr", json_string(meta->admin_addr));
-        sh__gossip__node_meta__free_unpacked(meta, &sh_wire_allocator);
-    }
-    json_object_set_new(o, "tags", tags);
-    json_array_append_new(x->arr, o);
-}
-
-static char *keyring_json(sh_cluster_t *c)
-{
-    uint32_t ids[SH_KEYRING_MAX_KEYS];
-    unsigned n = sh_keyring_ids(c->kr, ids, SH_KEYRING_MAX_KEYS);
-    json_t *arr = json_array();
-    char hex[16];
-    for (unsigned i = 0; i < n && i < SH_KEYRING_MAX_KEYS; i++) {
-        snprintf(hex, sizeof(hex), "%08x", (unsigned)ids[i]);
-        json_array_append_new(arr, json_string(hex));
-    }
-    snprintf(hex, sizeof(hex), "%08x", (unsigned)sh_keyring_primary_id(c->kr));
-    json_t *o = json_pack("{s:o,s:s}", "keys", arr, "primary", hex);
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
-}
-
-/*
- * POST /v1/keyring/{install,use,remove} with {"key":"<hex or base64>"}:
- * the run-time rotation of issue 5 on this node (install everywhere, use
- * everywhere, then remove the old key). The key never appears in a reply or
- * a log line, only its id.
- */
-static char *keyring_op(sh_cluster_t *c, const char *op, const char *body, size_t len, int *code,
-                        const char **err)
-{
-    json_t *j = json_loadb(body, len, 0, NULL);
-    const char *text = json_string_value(json_object_get(j, "key"));
-    uint8_t key[SH_KEYRING_KEYLEN];
-    int rc;
-    *code = 400;
-    if (text == NULL || sh_keyring_parse_key(text, key) != 0) {
-        json_decref(j);
-        *err = "the body must be {\"key\": 32 bytes as 64 hex digits or base64}";
-        return NULL;
-    }
-    json_decref(j);
-    if (strcmp(op, "install") == 0)
-        rc = sh_keyring_install(c->kr, key);
-    else if (strcmp(op, "use") == 0)
-        rc = sh_keyring_use(c->kr, key);
-    else if (strcmp(op, "remove") == 0)
-        rc = sh_keyring_remove(c->kr, key);
-    else {
-        *code = 404;
-        *err = "unknown keyring operation: install, use or remove";
-        return NULL;
-    }
-    uint32_t id = sh_keyring_key_id(key);
-    sodium_memzero(key, sizeof(key));
-    switch (rc) {
-    case 0:
-        sh_log_notice("cluster: keyring %s %08x (primary %08x)", op, (unsigned)id,
-                      (unsigned)sh_keyring_primary_id(c->kr));
-        *code = 200;
-        return keyring_json(c);
-    case SH_ENOENT:
-        *code = 404;
-        *err = "no such key in the keyring";
-        return NULL;
-    case SH_EEXIST:
-        *code = 409;
-        *err = "the key (or one with the same id) is already installed";
-        return NULL;
-    case SH_ESTATE:
-        *code = 409;
-        *err = "the primary key cannot be removed: make another key primary first";
-        return NULL;
-    case SH_ELIMIT:
-        *code = 409;
-        *err = "the keyring is full";
-        return NULL;
-    default:
-        *code = 500;
-        *err = sh_strerror(rc);
-        return NULL;
-    }
-}
-
-static char *admin_body(sh_cluster_t *c, const char *method, const char *path, const char *body,
-                        size_t body_len, int *code, const char **err)
-{
-    if (strcmp(method, "POST") == 0) {
-        if (strncmp(path, "/v1/keyring/", 12) == 0)
-            return keyring_op(c, path + 12, body, body_len, code, err);
-        *code = strcmp(path, "/v1/members") == 0 || strcmp(path, "/v1/stats") == 0 ||
-                        strcmp(path, "/v1/keyring") == 0
-                    ? 405
-                    : 404;
-        return NULL;
-    }
-    if (strcmp(method, "GET") != 0) {
-        *code = 405;
-        return NULL;
-    }
-    if (strcmp(path, "/v1/keyring") == 0) {
-        *code = 200;
-        return keyring_json(c);
-    }
-    if (strcmp(path, "/v1/members") == 0) {
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        members_ctx x = {json_array(), uv_now(&c->loop),
-                         (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000};
-        sh_swim_foreach(c->swim, member_json, &x);
-        char *s = json_dumps(x.arr, JSON_COMPACT);
-        json_decref(x.arr);
-        *code = 200;
-        return s;
-    }
-    if (strcmp(path, "/v1/stats") == 0) {
-        const sh_swim_stats_t *st = sh_swim_stats(c->swim);
-        const sh_keyring_stats_t *ks = sh_keyring_stats(c->kr);
-        json_t *o = json_pack(
-            "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:i}", "packets_sent",
-            (json_int_t)st->packets_sent, "packets_recv", (json_int_t)st->packets_recv,
-            "probes", (json_int_t)st->probes, "probe_failures", (json_int_t)st->probe_failures,
-            "refutes", (json_int_t)st->refutes, "undecodable", (json_int_t)st->undecodable,
-            "dropped_short", (json_int_t)ks->short_packet, "dropped_bad_version",
-            (json_int_t)ks->bad_version, "dropped_unknown_key", (json_int_t)ks->unknown_key,
-            "dropped_bad_tag", (json_int_t)ks->bad_tag, "opened", (json_int_t)ks->opened,
-            "dropped_too_big", (json_int_t)c->wst.too_big, "health_score",
-            sh_swim_health_score(c->swim), "keyring_keys", (int)sh_keyring_count(c->kr));
-        char *s = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        *code = 200;
-        return s;
-    }
-    *code = 404;
-    return NULL;
-}
-
-static void ad_respond(adconn *a, int code)
-{
-    char method[16] = "", path[256] = "";
-    char *body = NULL;
-    const char *err = NULL;
-    if (code == 0) {
-        code = 400;
-        if (sscanf(a->req, "%15s %255s", method, path) == 2)
-            body = admin_body(a->c, method, path, a->req + a->body_off, a->body_len, &code, &err);
-    }
-    const char *reason = code == 200   ? "OK"
-                         : code == 404 ? "Not Found"
-                         : code == 405 ? "Method Not Allowed"
-                         : code == 409 ? "Conflict"
-                         : code == 413 ? "Content Too Large"
-                         : code == 500 ? "Internal Server Error"
-                                       : "Bad Request";
-    if (body == NULL) {
-        json_t *o = json_pack("{s:s}", "error", err ? err : reason);
-        body = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-    }
-    size_t blen = strlen(body), cap = blen + 256;
-    a->resp = sh_malloc(cap);
-    int n = snprintf(a->resp, cap,
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n%s\n",
-                     code, reason, blen + 1, body);
-    free(body); /* jansson's allocations come from malloc */
-    uv_buf_t b = uv_buf_init(a->resp, (unsigned)n);
-    a->write.data = a;
-    if (uv_write(&a->write, (uv_stream_t *)&a->tcp, &b, 1, ad_written) != 0)
-        uv_close((uv_handle_t *)&a->tcp, ad_closed);
-}
-
-static void ad_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    adconn *a = h->data;
-    *buf = uv_buf_init(a->req + a->len, (unsigned)(sizeof(a->req) - 1 - a->len));
-}
-
-static void ad_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    adconn *a = s->data;
-    if (nread < 0 || (nread == 0 && a->len >= sizeof(a->req) - 1)) {
-        uv_close((uv_handle_t *)&a->tcp, ad_closed);
-        return;
-    }
-    a->len += (size_t)nread;
-    a->req[a->len] = 0;
-    if (a->body_off == 0) {
-        char *end = strstr(a->req, "\r\n\r\n");
-        if (end == NULL) {
-            if (a->len >= sizeof(a->req) - 1)
-                uv_close((uv_handle_t *)&a->tcp, ad_closed); /* header limit */
-            return;
-        }
-        a->body_off = (size_t)(end - a->req) + 4;
-        /* Content-Length, the only body framing the admin API takes. */
-        for (char *l = strstr(a->req, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
-            if (strncasecmp(l + 2, "Content-Length:", 15) == 0) {
-                long v = strtol(l + 17, NULL, 10);
-                if (v < 0 || (size_t)v > sizeof(a->req) - 1 - a->body_off) {
-                    uv_read_stop(s);
-                    ad_respond(a, 413);
-                    return;
-                }
-                a->body_len = (size_t)v;
-            }
-        }
-    }
-    if (a->len - a->body_off >= a->body_len) {
-        uv_read_stop(s);
-        ad_respond(a, 0);
-    } else if (a->len >= sizeof(a->req) - 1) {
-        uv_close((uv_handle_t *)&a->tcp, ad_closed);
-    }
-}
-
-static void admin_accept(uv_stream_t *server, int status)
-{
-    sh_cluster_t *c = container_of((uv_tcp_t *)server, sh_cluster_t, admin);
-    if (status < 0 || c->stopping)
-        return;
-    adconn *a = sh_new(adconn);
-    a->magic = AD_MAGIC;
-    a->c = c;
-    uv_tcp_init(&c->loop, &a->tcp);
-    a->tcp.data = a;
-    if (uv_accept(server, (uv_stream_t *)&a->tcp) != 0 ||
-        uv_read_start((uv_stream_t *)&a->tcp, ad_alloc, ad_read) != 0)
-        uv_close((uv_handle_t *)&a->tcp, ad_closed);
-}
-
 /* ---------------------------------------------------- start and stop -- */
 
 static void stop_check(uv_timer_t *t)
@@ -842,7 +551,54 @@ static void thread_main(void *arg)
     uv_run(&c->loop, UV_RUN_DEFAULT);
 }
 
-static const sh_swim_transport_t transport = {t_send, t_pushpull, NULL};
+/* Membership changes become events on the admin event stream. */
+static void t_notify(void *ud, const sh_swim_member_t *m, int old)
+{
+    sh_cluster_t *c = ud;
+    if (c->nsubs == 0)
+        return;
+    const char *type = NULL;
+    switch (m->status) {
+    case SH_SWIM_ALIVE:
+        type = old == SH_SWIM_SUSPECT ? "member-alive" : "member-join";
+        break;
+    case SH_SWIM_SUSPECT:
+        type = "member-suspect";
+        break;
+    case SH_SWIM_DEAD:
+        type = "member-failed";
+        break;
+    case SH_SWIM_LEFT:
+        type = "member-leave";
+        break;
+    default:
+        return;
+    }
+    sh_cluster__event(c, type,
+                      json_pack("{s:s,s:s,s:s,s:I,s:s}", "name", m->name, "addr", m->addr,
+                                "status", sh_swim_status_name(m->status), "incarnation",
+                                (json_int_t)m->incarnation, "previous",
+                                old < 0 ? "none" : sh_swim_status_name(old)));
+}
+
+static void keyring_changed(void *ud, const char *what)
+{
+    sh_cluster_t *c = ud;
+    char hex[16];
+    snprintf(hex, sizeof(hex), "%08x", (unsigned)sh_keyring_primary_id(c->kr));
+    sh_cluster__event(c, "keyring",
+                      json_pack("{s:s,s:s,s:I,s:i}", "source", what, "primary", hex, "gen",
+                                (json_int_t)sh_keysync_gen(c->ks), "keys",
+                                (int)sh_keyring_count(c->kr)));
+}
+
+static void heartbeat_cb(uv_timer_t *t)
+{
+    sh_cluster_t *c = container_of(t, sh_cluster_t, heartbeat);
+    sh_cluster__event(c, NULL, NULL); /* a comment line on every stream */
+}
+
+static const sh_swim_transport_t transport = {t_send, t_pushpull, t_notify};
 
 static int bind_all(sh_cluster_t *c)
 {
@@ -861,18 +617,7 @@ static int bind_all(sh_cluster_t *c)
         return SH_EIO;
     }
     uv_udp_recv_start(&c->udp, udp_alloc, udp_recv);
-    uv_tcp_init(&c->loop, &c->admin);
-    if (strcmp(c->conf->admin_listen, "off") != 0) {
-        if (parse_addr(c->conf->admin_listen, &ss) != 0 ||
-            (rc = uv_tcp_bind(&c->admin, (const struct sockaddr *)&ss, 0)) != 0 ||
-            (rc = uv_listen((uv_stream_t *)&c->admin, 64, admin_accept)) != 0) {
-            sh_log_err("cluster: cannot listen on admin address %s: %s", c->conf->admin_listen,
-                       rc ? uv_strerror(rc) : "not a numeric host:port");
-            return SH_EIO;
-        }
-        c->admin_on = 1;
-    }
-    return 0;
+    return sh_cluster__admin_bind(c);
 }
 
 static void close_all(uv_handle_t *h, void *arg)
@@ -885,14 +630,14 @@ static void close_all(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
     } else if (*(unsigned *)h->data == PP_MAGIC) {
         pp_close(h->data);
-    } else if (*(unsigned *)h->data == AD_MAGIC) {
-        uv_close(h, ad_closed);
+    } else if (*(unsigned *)h->data == SH_ADMIN_MAGIC) {
+        sh_cluster__admin_close(h);
     } else {
         uv_close(h, NULL);
     }
 }
 
-int sh_cluster_start(void *conf, sh_cluster_t **out)
+int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t **out)
 {
     *out = NULL;
     sh_cluster_conf_t *cc = conf;
@@ -900,14 +645,24 @@ int sh_cluster_start(void *conf, sh_cluster_t **out)
         return 0;
     sh_cluster_t *c = sh_new(sh_cluster_t);
     c->conf = cc;
+    if (hooks != NULL)
+        c->hooks = *hooks;
+    c->started_unix_ms = sh_cluster__wall_ms();
     int rc = SH_EIO;
     c->kr = sh_keyring_create();
     if (c->kr == NULL)
         goto fail_kr;
-    for (unsigned i = 0; i < cc->nkeys; i++)
-        sh_keyring_install(c->kr, cc->keys[i]);
+    c->ks = sh_keysync_create(c->kr, cc->node_name, cc->ring_path, keyring_changed, c);
+    char kerr[512];
+    if (sh_keysync_load(c->ks, (const uint8_t(*)[SH_KEYRING_KEYLEN])cc->keys, cc->nkeys,
+                        cc->key_path, c->started_unix_ms, kerr, sizeof(kerr)) != 0) {
+        sh_log_err("cluster: keyring: %s", kerr);
+        goto fail_loop;
+    }
     if (uv_loop_init(&c->loop) != 0)
         goto fail_loop;
+    uv_timer_init(&c->loop, &c->heartbeat);
+    uv_timer_start(&c->heartbeat, heartbeat_cb, 15000, 15000);
     uv_timer_init(&c->loop, &c->tick);
     uv_timer_init(&c->loop, &c->join_timer);
     uv_timer_init(&c->loop, &c->stop_timer);
@@ -915,6 +670,7 @@ int sh_cluster_start(void *conf, sh_cluster_t **out)
     sh_swim_conf_t sc = cc->swim;
     sc.seed = (uint64_t)uv_hrtime() ^ ((uint64_t)(uintptr_t)c << 16);
     c->swim = sh_swim_create(&sc, &transport, c, uv_now(&c->loop));
+    sh_keysync_attach(c->ks, c->swim);
     if ((rc = bind_all(c)) != 0)
         goto fail_bind;
     join_round(c);
@@ -933,6 +689,7 @@ fail_bind:
     uv_loop_close(&c->loop);
     sh_swim_destroy(c->swim);
 fail_loop:
+    sh_keysync_destroy(c->ks);
     sh_keyring_destroy(c->kr);
 fail_kr:
     sh_free(c);
@@ -952,6 +709,7 @@ void sh_cluster_stop(sh_cluster_t *c, uint64_t timeout_ms)
     if (uv_loop_close(&c->loop) != 0)
         sh_log_warn("cluster: loop closed with handles left");
     sh_swim_destroy(c->swim);
+    sh_keysync_destroy(c->ks);
     sh_keyring_destroy(c->kr);
     sh_free(c);
 }

@@ -10,9 +10,11 @@
  *       join 10.0.0.1:7946 dns:gossip.internal file:/etc/shoal/peers exec:"peers.sh";
  *       encrypt_key_file /etc/shoal/gossip.key;   # one key per line, first is primary
  *       profile lan; probe_interval 1s; lifeguard on; tags env=prod tier=edge;
- *       admin_listen 127.0.0.1:9901;
+ *       admin_listen 127.0.0.1:9901;     # or unix:/run/shoal/admin.sock
+ *       admin_token_file /etc/shoal/admin.token;  # required off loopback
  *   }
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,7 +44,8 @@ static void destroy_main(void *conf)
     if (c == NULL)
         return;
     char **strs[] = {&c->name,  &c->node_name, &c->bind,   &c->advertise,
-                     &c->admin_listen, &c->encrypt_key_file, &c->region, &c->zone};
+                     &c->admin_listen, &c->encrypt_key_file, &c->region, &c->zone,
+                     &c->admin_token_file, &c->key_path, &c->ring_path};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         sh_free(*strs[i]);
     for (unsigned i = 0; i < c->njoin; i++)
@@ -54,7 +57,8 @@ static void destroy_main(void *conf)
     sh_free((void *)c->swim.name);
     sh_free((void *)c->swim.addr);
     sh_free((void *)c->swim.meta);
-    memset(c->keys, 0, sizeof(c->keys));
+    sodium_memzero(c->keys, sizeof(c->keys));
+    sodium_memzero(c->token_hash, sizeof(c->token_hash));
     sh_free(c);
 }
 
@@ -64,7 +68,15 @@ static int set_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     if (c->present)
         return sh_conf_error(cf, "\"cluster\" directive is duplicate");
     c->present = 1;
+    c->block_node = cf->node;
     return sh_conf_walk(cf, cf->node->child, SH_CTX_CLUSTER, cf->confs);
+}
+
+static int set_admin_listen(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    sh_cluster_conf_t *c = conf;
+    c->admin_node = cf->node;
+    return sh_conf_set_str(cf, cmd, conf);
 }
 
 static int set_join(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
@@ -110,7 +122,8 @@ static const sh_conf_cmd_t cmds[] = {
     {"node_name", IN, sh_conf_set_str, OFF(node_name), NULL},
     {"bind", IN, sh_conf_set_str, OFF(bind), NULL},
     {"advertise", IN, sh_conf_set_str, OFF(advertise), NULL},
-    {"admin_listen", IN, sh_conf_set_str, OFF(admin_listen), NULL},
+    {"admin_listen", IN, set_admin_listen, OFF(admin_listen), NULL},
+    {"admin_token_file", IN, sh_conf_set_str, OFF(admin_token_file), NULL},
     {"encrypt_key_file", IN, sh_conf_set_str, OFF(encrypt_key_file), NULL},
     {"region", IN, sh_conf_set_str, OFF(region), NULL},
     {"zone", IN, sh_conf_set_str, OFF(zone), NULL},
@@ -134,14 +147,55 @@ static const sh_conf_cmd_t cmds[] = {
     {"mtu", IN, sh_conf_set_size, OFF(mtu), NULL},
     {NULL, 0, NULL, 0, NULL}};
 
+static void resolve(sh_conf_t *cf, const char *file, char *path, size_t n)
+{
+    if (file[0] == '/')
+        snprintf(path, n, "%s", file);
+    else
+        snprintf(path, n, "%s%s", cf->conf_dir ? cf->conf_dir : "", file);
+}
+
+/*
+ * The admin token (issue 6): one line, what `nodectl keygen` prints (any
+ * printable text of 16 to 256 bytes is taken). Only its BLAKE2b-256 digest
+ * is kept, so requests are compared in constant time on equal lengths.
+ */
+static int read_token(sh_conf_t *cf, sh_cluster_conf_t *c)
+{
+    char path[4096], line[512];
+    resolve(cf, c->admin_token_file, path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return sh_conf_error(cf, "cannot read admin_token_file \"%s\"", path);
+    char *got = fgets(line, sizeof(line), f);
+    fclose(f);
+    size_t len = got ? strlen(line) : 0;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
+        line[--len] = 0;
+    if (len < 16 || len > 256) {
+        sodium_memzero(line, sizeof(line));
+        return sh_conf_error(cf, "admin_token_file \"%s\": the token must be one line of 16 to "
+                                 "256 characters (nodectl keygen makes one)", path);
+    }
+    crypto_generichash(c->token_hash, sizeof(c->token_hash), (const uint8_t *)line, len, NULL, 0);
+    sodium_memzero(line, sizeof(line));
+    c->has_token = 1;
+    return 0;
+}
+
+/* Loopback or a unix socket: the only places an admin API may go tokenless. */
+static int admin_is_local(const char *l)
+{
+    return strcmp(l, "off") == 0 || strncmp(l, "unix:", 5) == 0 || l[0] == '/' ||
+           strncmp(l, "127.", 4) == 0 || strncmp(l, "[::1]:", 6) == 0 ||
+           strncmp(l, "localhost:", 10) == 0;
+}
+
 static int read_keys(sh_conf_t *cf, sh_cluster_conf_t *c)
 {
     char path[4096];
-    if (c->encrypt_key_file[0] == '/')
-        snprintf(path, sizeof(path), "%s", c->encrypt_key_file);
-    else
-        snprintf(path, sizeof(path), "%s%s", cf->conf_dir ? cf->conf_dir : "",
-                 c->encrypt_key_file);
+    resolve(cf, c->encrypt_key_file, path, sizeof(path));
+    c->key_path = sh_strdup(path);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return sh_conf_error(cf, "cannot read encrypt_key_file \"%s\"", path);
@@ -195,9 +249,11 @@ static int init_main(sh_conf_t *cf, void *conf)
     sh_cluster_conf_t *c = conf;
     if (!c->present)
         return 0;
-    if (c->encrypt_key_file == NULL)
+    if (c->encrypt_key_file == NULL) {
+        cf->node = c->block_node; /* file:line of the block */
         return sh_conf_error(cf, "the cluster block needs \"encrypt_key_file\" (gossip is "
                                  "always encrypted)");
+    }
     int rc = read_keys(cf, c);
     if (rc < 0)
         return rc;
@@ -208,6 +264,11 @@ static int init_main(sh_conf_t *cf, void *conf)
     }
     if (!sh_wire_valid_name(c->node_name, SH_WIRE_MAX_NAME))
         return sh_conf_error(cf, "invalid node_name");
+    /* The persisted keyring (keysync.h), beside the key file and named
+     * after the node, so nodes sharing a key file keep their own. */
+    size_t rl = strlen(c->key_path) + strlen(c->node_name) + sizeof("..keyring");
+    c->ring_path = sh_malloc(rl);
+    snprintf(c->ring_path, rl, "%s.%s.keyring", c->key_path, c->node_name);
     if (c->bind == NULL)
         c->bind = sh_strdup("0.0.0.0:7946");
     if (c->advertise == NULL) {
@@ -223,6 +284,13 @@ static int init_main(sh_conf_t *cf, void *conf)
     }
     if (c->admin_listen == NULL)
         c->admin_listen = sh_strdup("127.0.0.1:9901");
+    if (c->admin_token_file != NULL && (rc = read_token(cf, c)) < 0)
+        return rc;
+    if (!c->has_token && !admin_is_local(c->admin_listen)) {
+        cf->node = c->admin_node ? c->admin_node : c->block_node; /* file:line of the cause */
+        return sh_conf_error(cf, "admin_listen %s is not loopback or a unix socket: "
+                                 "\"admin_token_file\" is required", c->admin_listen);
+    }
     SH_CONF_MERGE(c->profile, SH_CONF_UNSET, SH_CLUSTER_LAN);
     sh_swim_conf_t *s = &c->swim;
     memset(s, 0, sizeof(*s));

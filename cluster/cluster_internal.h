@@ -1,13 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* What cluster.c and cluster_conf.c share: the parsed `cluster {}` block. */
+/*
+ * What cluster.c, cluster_conf.c and admin.c share: the parsed `cluster {}`
+ * block and the cluster thread's state. Everything in sh_cluster_t belongs
+ * to the cluster thread, except what sh_cluster_start/stop touch before the
+ * thread runs and after it ended.
+ */
 #ifndef SH_CLUSTER_INTERNAL_H
 #define SH_CLUSTER_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+#include <uv.h>
+
+#include "cluster/cluster.h"
 #include "cluster/keyring.h"
+#include "cluster/keysync.h"
 #include "cluster/swim.h"
+#include "cluster/wire.h"
 
 #define SH_CLUSTER_MAX_JOIN 32u
 #define SH_CLUSTER_MAX_TAGS 32u
@@ -20,8 +31,15 @@ typedef struct {
     char *node_name; /* default: hostname */
     char *bind;      /* default 0.0.0.0:7946 */
     char *advertise; /* default: bind's host, or 127.0.0.1 for a wildcard */
-    char *admin_listen; /* default 127.0.0.1:9901; "off" disables */
+    char *admin_listen; /* default 127.0.0.1:9901; "unix:PATH" or "/PATH"; "off" disables */
+    char *admin_token_file; /* bearer token; required off loopback */
     char *encrypt_key_file;
+    char *key_path;  /* encrypt_key_file resolved against the conf dir */
+    char *ring_path; /* the persisted keyring: key_path + ".keyring" */
+    uint8_t token_hash[32]; /* BLAKE2b-256 of the token (constant-time compare) */
+    int has_token;
+    const void *block_node; /* sh_conf_node_t of `cluster` (errors found at init) */
+    const void *admin_node; /* of `admin_listen`, if given */
     char *region, *zone;
     char *join[SH_CLUSTER_MAX_JOIN];
     unsigned njoin;
@@ -39,5 +57,60 @@ typedef struct {
     uint8_t keys[SH_KEYRING_MAX_KEYS][SH_KEYRING_KEYLEN];
     unsigned nkeys;
 } sh_cluster_conf_t;
+
+#define SH_ADMIN_MAX_EVENT_SUBS 32u
+
+struct sh_cluster_s {
+    sh_cluster_conf_t *conf;
+    sh_cluster_hooks_t hooks;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_udp_t udp;
+    uv_tcp_t tcp;
+    union {
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } admin;
+    int admin_on, admin_unix;
+    uv_timer_t tick;
+    uv_timer_t join_timer;
+    uv_timer_t stop_timer;
+    uv_timer_t heartbeat; /* keeps event streams (and proxies) awake */
+    uv_async_t stop_async;
+    sh_keyring_t *kr;
+    sh_keysync_t *ks;
+    sh_swim_t *swim;
+    sh_wire_stats_t wst;
+    uint64_t stop_deadline, stop_timeout;
+    int stopping, joined, joins_pending, left;
+    uint64_t join_backoff;
+    unsigned nconns;
+    unsigned nadmin;     /* admin connections open */
+    void *admin_join;    /* the admin join request the next push-pulls report to */
+    void *subs[SH_ADMIN_MAX_EVENT_SUBS]; /* event stream connections */
+    unsigned nsubs;
+    uint64_t event_seq;
+    uint64_t admin_requests, admin_unauthorized, admin_bad_requests, events_dropped;
+    uint64_t started_unix_ms;
+    uint8_t rbuf[SH_WIRE_MAX_UDP + 64];
+    uint8_t scratch[SH_WIRE_MAX_UDP + 64];
+    uint8_t sbuf[SH_WIRE_MAX_UDP + 64];
+};
+
+/* ---- cluster.c, for admin.c */
+int sh_cluster__parse_addr(const char *s, struct sockaddr_storage *ss);
+void sh_cluster__reschedule(sh_cluster_t *c);
+uint64_t sh_cluster__wall_ms(void);
+
+/* ---- admin.c */
+#define SH_ADMIN_MAGIC 0x61646d6eu
+/* Bind the admin listener (conf->admin_listen); 0 or SH_EIO, logged. */
+int sh_cluster__admin_bind(sh_cluster_t *c);
+/* Close an admin connection handle (close_all). */
+void sh_cluster__admin_close(uv_handle_t *h);
+/* Send an event to every event stream: type, and data (reference stolen). */
+void sh_cluster__event(sh_cluster_t *c, const char *type, json_t *data);
+/* A push-pull of an admin join finished (req: c->admin_join at its start). */
+void sh_cluster__admin_join_done(sh_cluster_t *c, void *req, int ok);
 
 #endif

@@ -93,8 +93,14 @@ const char *sh_swim_status_name(int status)
 
 void sh_swim_conf_lan(sh_swim_conf_t *c)
 {
-    c->probe_interval_ms = 1000;
-    c->probe_timeout_ms = 500;
+    /* memberlist's LAN profile probes every 1 s with a 500 ms timeout.
+     * Measured here (bench/cluster-bench.sh beside Serf, and the
+     * simulator's false-positive runs): 700/350 ms detects a failure
+     * about 1.5 s sooner, still sends fewer bytes per node than Serf,
+     * and raises no false deaths at 10% loss; Lifeguard's local health
+     * multiplier stretches both when this node is slow. */
+    c->probe_interval_ms = 700;
+    c->probe_timeout_ms = 350;
     c->gossip_interval_ms = 200;
     c->pushpull_interval_ms = 30000;
     c->gossip_to_dead_ms = 30000;
@@ -482,14 +488,17 @@ static void dead_node(sh_swim_t *s, const char *name, uint64_t inc, const char *
     member *m = get(s, name);
     if (m == NULL || inc < m->pub.incarnation)
         return;
-    if (m->pub.status == SH_SWIM_DEAD || m->pub.status == SH_SWIM_LEFT)
+    /* A dead member may still be declared left (its own leave arriving
+     * late, or a force-leave, issue 6); nothing else moves a dead one. */
+    int left = strcmp(from, name) == 0;
+    if (m->pub.status == SH_SWIM_LEFT || (m->pub.status == SH_SWIM_DEAD && !left))
         return;
     if (m == s->self && !s->leaving) {
         refute(s, inc);
         return;
     }
     m->pub.incarnation = inc;
-    set_status(s, m, strcmp(from, name) == 0 ? SH_SWIM_LEFT : SH_SWIM_DEAD);
+    set_status(s, m, left ? SH_SWIM_LEFT : SH_SWIM_DEAD);
     queue_dead(s, name, inc, from);
 }
 
@@ -1036,6 +1045,22 @@ void sh_swim_leave(sh_swim_t *s, uint64_t now)
         return;
     s->leaving = 1;
     dead_node(s, s->self->pub.name, s->self->pub.incarnation, s->self->pub.name);
+}
+
+int sh_swim_force_leave(sh_swim_t *s, const char *name, uint64_t now)
+{
+    member *m = get(s, name);
+    if (m == NULL)
+        return SH_ENOENT;
+    if (m == s->self || m->pub.status == SH_SWIM_ALIVE)
+        return SH_ESTATE;
+    if (m->pub.status == SH_SWIM_LEFT)
+        return 0;
+    s->now = now;
+    /* Gossiped as the member's own goodbye, so every node marks it left
+     * (and stops trying to reconnect to it), as serf's force-leave. */
+    dead_node(s, name, m->pub.incarnation, name);
+    return 0;
 }
 
 int sh_swim_leave_sent(const sh_swim_t *s)

@@ -140,6 +140,13 @@ int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t
 
 /* Broadcast that we leave; we stop refuting. */
 void sh_swim_leave(sh_swim_t *s, uint64_t now);
+/*
+ * Mark a failed (suspect or dead) member as left and gossip it, as if it
+ * had said goodbye itself (issue 6, `nodectl force-leave`): 0 (also when it
+ * already left), SH_ENOENT for an unknown name, SH_ESTATE for ourselves or
+ * an alive member (an alive member would refute it at once).
+ */
+int sh_swim_force_leave(sh_swim_t *s, const char *name, uint64_t now);
 /* 1 once the leave update went out at least once (or there is nobody). */
 int sh_swim_leave_sent(const sh_swim_t *s);
 

@@ -47,7 +47,6 @@
 
 #define TLS_RECORD_MAX 16384
 #define COALESCE_MAX 16384     /* small writes are joined into one record */
-#define RETIRE_GRACE_SEC 60    /* a reloaded SSL_CTX is freed after this */
 #define STAPLE_MAX (64 * 1024) /* an OCSP response file larger than this is refused */
 
 #define PROTO_TLSv1 0x01
@@ -56,12 +55,6 @@
 #define PROTO_TLSv1_3 0x08
 
 enum { CACHE_UNSET = -1, CACHE_OFF = 0, CACHE_NONE, CACHE_BUILTIN };
-
-typedef struct retired_s {
-    SSL_CTX *ctx;
-    time_t at;
-    struct retired_s *next;
-} retired_t;
 
 /* The module's conf, at every level (only http and server levels set
  * anything). Lists set at a level replace the parent's (nginx). */
@@ -95,9 +88,8 @@ typedef struct {
     int owns_strings; /* this level set the scalar strings (bits below) */
     unsigned own_ciphers : 1, own_stapling_file : 1, own_trusted : 1, own_dhparam : 1,
         own_ecdh : 1, own_cache_name : 1;
-    /* server level, TLS servers only: the current SSL_CTX */
+    /* server level, TLS servers only: its SSL_CTX (built at load) */
     _Atomic(SSL_CTX *) ctx;
-    retired_t *retired;
     const sh_http_srv_t *srv;
 } ssl_conf_t;
 
@@ -364,12 +356,6 @@ static void ssl_destroy_loc(void *conf)
     SSL_CTX *ctx = atomic_load(&c->ctx);
     if (ctx != NULL)
         SSL_CTX_free(ctx);
-    while (c->retired != NULL) {
-        retired_t *r = c->retired;
-        c->retired = r->next;
-        SSL_CTX_free(r->ctx);
-        sh_free(r);
-    }
     sh_free(c);
 }
 
@@ -790,8 +776,7 @@ static int version_of(int bit)
 
 /*
  * Build the SSL_CTX of one server from its merged conf. On failure
- * returns NULL with the reason in err. warn (may be NULL) receives
- * warnings (cf at load; NULL at reload, then they are logged).
+ * returns NULL with the reason in err. warn receives warnings.
  */
 static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf_t *warn,
                           char *err, size_t errcap)
@@ -1022,71 +1007,6 @@ sh_conf_module_t sh_ssl_module = {
     .cmds = ssl_cmds,
     .ctx = &ssl_http_ctx,
 };
-
-int sh_tls_reload(const sh_http_main_t *http)
-{
-    if (http == NULL)
-        return 0;
-    size_t n = 0;
-    for (size_t i = 0; i < http->nservers; i++)
-        if (atomic_load(&srv_conf(http->servers[i])->ctx) != NULL)
-            n++;
-    if (n == 0)
-        return 0;
-    SSL_CTX **fresh = sh_calloc(n, sizeof(*fresh));
-    size_t k = 0;
-    int rc = 0;
-    for (size_t i = 0; i < http->nservers && rc == 0; i++) {
-        const sh_http_srv_t *srv = http->servers[i];
-        ssl_conf_t *c = srv_conf(srv);
-        if (atomic_load(&c->ctx) == NULL)
-            continue;
-        char err[1024];
-        fresh[k] = build_ctx(c, srv, NULL, err, sizeof(err));
-        if (fresh[k] == NULL) {
-            sh_log_err("TLS reload failed, the running certificates stay: %s", err);
-            rc = SH_EINVAL;
-            break;
-        }
-        k++;
-    }
-    if (rc != 0) {
-        for (size_t i = 0; i < k; i++)
-            SSL_CTX_free(fresh[i]);
-        sh_free(fresh);
-        return rc;
-    }
-    time_t now = time(NULL);
-    k = 0;
-    for (size_t i = 0; i < http->nservers; i++) {
-        ssl_conf_t *c = srv_conf(http->servers[i]);
-        SSL_CTX *old = atomic_load(&c->ctx);
-        if (old == NULL)
-            continue;
-        atomic_store(&c->ctx, fresh[k++]);
-        /* A worker may have loaded `old` an instant ago and not yet taken
-         * its reference (SSL_new): free it only after a grace period. */
-        retired_t **pp = &c->retired;
-        while (*pp != NULL) {
-            retired_t *r = *pp;
-            if (now - r->at >= RETIRE_GRACE_SEC) {
-                *pp = r->next;
-                SSL_CTX_free(r->ctx);
-                sh_free(r);
-            } else {
-                pp = &r->next;
-            }
-        }
-        retired_t *r = sh_new(retired_t);
-        r->ctx = old;
-        r->at = now;
-        r->next = c->retired;
-        c->retired = r;
-    }
-    sh_free(fresh);
-    sh_log_notice("TLS certificates and keys reloaded for %zu server%s", n, n == 1 ? "" : "s");
-    return 0;
-}
 
 /* ------------------------------------------------ connections -- */
 

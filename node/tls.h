@@ -15,11 +15,10 @@
  * them on the "session context"), which is shared by all worker threads:
  * a session made on one worker resumes on any other.
  *
- * Reload: sh_tls_reload() (SIGHUP, main thread) re-reads every
- * certificate, key, ticket key and stapling file and swaps each server's
- * SSL_CTX atomically. Open connections keep the SSL_CTX they started
- * with (SSL objects hold a reference); retired SSL_CTXs are freed after a
- * grace period, never while a worker may still be taking a reference.
+ * Reload: SIGHUP loads the whole configuration again (cmd/shoal/main.c),
+ * so every certificate, key, ticket key and stapling file is read again
+ * into new SSL_CTXs; connections already open keep theirs (each SSL
+ * holds a reference) and finish on the previous configuration.
  *
  * OpenSSL's error queue is read, translated and logged here only.
  */
@@ -40,11 +39,6 @@ extern sh_conf_module_t sh_ssl_module;
  * anything else touches OpenSSL. Returns 0 or SH_ESTATE when OpenSSL had
  * already allocated (it then keeps its own). */
 int sh_tls_global_init(void);
-
-/* Re-read certificates, keys, ticket keys and stapling files of every
- * TLS server of http (main thread). On any failure nothing changes, the
- * reason is logged and a negative code returned. */
-int sh_tls_reload(const sh_http_main_t *http);
 
 /* ------------------------------------------------ per connection -- */
 

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The README's run command, main job: two demo backends and one gateway node
-# on loopback, on the node's embedded default configuration (127.0.0.1:8080,
-# round robin over 127.0.0.1:9001 and :9002). Prints what to try, then waits.
+# The README's run command, main job: two demo backends and a three-node
+# Shoal cluster on loopback (issue 6). Each node is the embedded default
+# configuration (round robin over 127.0.0.1:9001 and :9002) on its own port
+# (8080, 8081, 8082) plus a `cluster {}` block: gossip on 7946-7948, admin
+# API on 9901-9903, one gossip key made by `nodectl keygen`; nodes 2 and 3
+# join node 1. Shows `nodectl members`, prints what to try, then waits.
 # Ctrl-C (or TERM) stops everything this script started, by PID.
 #
-#   scripts/demo.sh [PATH/TO/shoal]        (default: build/bin/shoal)
+#   scripts/demo.sh [PATH/TO/shoal]        (default: build/bin/shoal; nodectl
+#                                           is taken from the same directory)
 #
 # Installing packages and building are the callers' business (the lead's
 # scripts run before this one).
@@ -22,6 +26,10 @@ if [ -z "$shoal" ]; then
 fi
 backend="$repo/integration/backend.py"
 python="${PYTHON:-python3}"
+nodectl="${NODECTL_BIN:-$(dirname "$shoal")/nodectl}"
+gw_ports=(8080 8081 8082)
+gossip_ports=(7946 7947 7948)
+admin_ports=(9901 9902 9903)
 gw_port=8080
 b_ports=(9001 9002)
 b_names=(b1 b2)
@@ -29,6 +37,7 @@ b_names=(b1 b2)
 die() { echo "demo: $*" >&2; exit 1; }
 
 [ -x "$shoal" ] || die "no shoal binary at $shoal (build it first, or pass its path)"
+[ -x "$nodectl" ] || die "no nodectl binary at $nodectl (build the nodectl target)"
 command -v "$python" >/dev/null || die "python3 is needed for the demo backends"
 command -v curl >/dev/null || die "curl is needed to check the demo"
 [ -f "$backend" ] || die "missing $backend"
@@ -50,12 +59,12 @@ sys.exit(1)
 PY
 }
 taken=()
-for p in "$gw_port" "${b_ports[@]}"; do
+for p in "${gw_ports[@]}" "${b_ports[@]}" "${gossip_ports[@]}" "${admin_ports[@]}"; do
   if port_taken "$p"; then taken+=("$p"); fi
 done
 if [ ${#taken[@]} -gt 0 ]; then
-  echo "demo: port(s) ${taken[*]} on 127.0.0.1 already in use; the demo needs 8080, 9001 and 9002." >&2
-  echo "demo: stop whatever holds them (e.g. 'ss -ltnp | grep -E \":(8080|9001|9002) \"') and try again." >&2
+  echo "demo: port(s) ${taken[*]} on 127.0.0.1 already in use; the demo needs 8080-8082, 9001-9002, 7946-7948 and 9901-9903." >&2
+  echo "demo: stop whatever holds them (e.g. 'ss -ltnp | grep -E \":(${taken[*]// /|}) \"') and try again." >&2
   exit 1
 fi
 
@@ -91,11 +100,53 @@ for i in 0 1; do
     >"$logdir/${b_names[$i]}.out" 2>"$logdir/${b_names[$i]}.log" &
   pids+=($!)
 done
-# No -c: the embedded default configuration. -p keeps any relative paths in
-# the log dir.
-"$shoal" -p "$logdir/" >"$logdir/shoal.out" 2>"$logdir/shoal.log" &
-shoal_pid=$!
-pids+=("$shoal_pid")
+# One key for the cluster's gossip, made by nodectl (libsodium); each node
+# persists its keyring beside it (gossip.key.NODE.keyring).
+"$nodectl" keygen >"$logdir/gossip.key" || die "nodectl keygen failed"
+chmod 600 "$logdir/gossip.key"
+node_pids=()
+for i in 0 1 2; do
+  n=$((i + 1))
+  join=""
+  [ "$i" -gt 0 ] && join="join 127.0.0.1:${gossip_ports[0]};"
+  cat >"$logdir/node$n.conf" <<CONF
+# Shoal demo node $n: the embedded default configuration on port ${gw_ports[$i]},
+# plus a cluster block (written by scripts/demo.sh).
+worker_processes 1;
+events { worker_connections 1024; }
+http {
+    upstream demo {
+        server 127.0.0.1:${b_ports[0]};
+        server 127.0.0.1:${b_ports[1]};
+        keepalive 16;
+    }
+    server {
+        listen 127.0.0.1:${gw_ports[$i]};
+        location / {
+            proxy_pass http://demo;
+            proxy_set_header Host \$host;
+            proxy_set_header X-Real-IP \$remote_addr;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        }
+        location = /shoal/hello { return 200 "hello from shoal node $n\n"; }
+    }
+}
+cluster {
+    name demo;
+    node_name node$n;
+    bind 127.0.0.1:${gossip_ports[$i]};
+    admin_listen 127.0.0.1:${admin_ports[$i]};
+    encrypt_key_file $logdir/gossip.key;
+    profile local;
+    tags demo=yes gateway=127.0.0.1:${gw_ports[$i]};
+    $join
+}
+CONF
+  "$shoal" -p "$logdir/" -c "$logdir/node$n.conf" >"$logdir/node$n.out" 2>"$logdir/node$n.log" &
+  pids+=($!)
+  node_pids+=($!)
+done
+shoal_pid=${node_pids[0]}
 
 # Wait (deadline 15 s) until every process answers; fail at once if one exits.
 wait_http() { # name pid url
@@ -117,36 +168,61 @@ wait_http() { # name pid url
 }
 wait_http b1 "${pids[0]}" "http://127.0.0.1:9001/health" || exit 1
 wait_http b2 "${pids[1]}" "http://127.0.0.1:9002/health" || exit 1
-wait_http shoal "$shoal_pid" "http://127.0.0.1:$gw_port/" || exit 1
+for i in 0 1 2; do
+  wait_http "node$((i + 1))" "${node_pids[$i]}" "http://127.0.0.1:${gw_ports[$i]}/shoal/hello" || exit 1
+done
+# The cluster forms within a second or two: wait (deadline 15 s) for 3 alive.
+deadline=$((SECONDS + 15))
+until [ "$("$nodectl" --addr 127.0.0.1:${admin_ports[0]} members --status alive --json 2>/dev/null |
+          "$python" -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null)" = 3 ]; do
+  if [ $SECONDS -ge $deadline ]; then
+    echo "demo: the three nodes did not form a cluster within 15 s; node logs in $logdir" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
 
 u="http://127.0.0.1:$gw_port"
+a="--addr 127.0.0.1:${admin_ports[0]}"
 cat <<MSG
 
-Shoal demo is up (logs in $logdir):
-  gateway  $u                     (shoal pid $shoal_pid, embedded default config)
-  backend  http://127.0.0.1:9001        (b1, pid ${pids[0]})
-  backend  http://127.0.0.1:9002        (b2, pid ${pids[1]})
+Shoal demo is up (logs and configs in $logdir):
+  gateways http://127.0.0.1:8080  :8081  :8082   (shoal pids ${node_pids[*]})
+  admin    127.0.0.1:9901  :9902  :9903          (nodectl --addr ...)
+  backends http://127.0.0.1:9001 (b1, pid ${pids[0]})  http://127.0.0.1:9002 (b2, pid ${pids[1]})
+
+$ nodectl $a members
+MSG
+"$nodectl" $a members
+cat <<MSG
 
 Try:
-  # round robin: the answers alternate between b1 and b2
-  for i in 1 2 3 4; do curl -s $u/; done
+  # the cluster, from any node; this node; the gossip keyring
+  $nodectl --addr 127.0.0.1:9902 members
+  $nodectl $a info
+  $nodectl $a keys list
+
+  # round robin: the answers alternate between b1 and b2, through any node
+  for i in 1 2 3 4; do curl -s $u/; done; curl -s http://127.0.0.1:8082/shoal/hello
+
+  # follow the cluster's events in another terminal, then stop node 3 and watch
+  $nodectl $a monitor
+  kill ${node_pids[2]}
+
+  # rotate the gossip key through one node: it spreads by gossip
+  K=\$($nodectl keygen); $nodectl $a keys install "\$K"; $nodectl $a keys list
+  $nodectl --addr 127.0.0.1:9902 keys use "\$K"
+
+  # upstream health, stub_status and Prometheus metrics as node 1 sees them
+  $nodectl $a upstreams
+  curl -s http://127.0.0.1:9901/nginx_status; curl -s http://127.0.0.1:9901/metrics | head
+
+  # reload node 1 (edit $logdir/node1.conf first): new connections get it
+  $nodectl $a reload
 
   # a POST: the backend echoes what it received (length and SHA-256 of the body)
   head -c 1000000 /dev/urandom > /tmp/body && sha256sum /tmp/body
   curl -s --data-binary @/tmp/body $u/echo
-
-  # a chunked upload, and a 100 MB chunked download streamed through the gateway
-  curl -s -H 'Transfer-Encoding: chunked' --data-binary @/tmp/body $u/echo
-  curl -s -o /dev/null -w '%{size_download} bytes in %{time_total} s\n' "$u/stream?bytes=100000000&chunked=1"
-
-  # keep-alive: five requests on one client connection, then the backends'
-  # counters (fewer upstream connections than requests: the pool reuses them)
-  curl -s $u/ $u/ $u/ $u/ $u/
-  curl -s http://127.0.0.1:9001/stats; curl -s http://127.0.0.1:9002/stats
-
-  # a backend status passed through, and a smuggling attempt refused with 400
-  curl -si $u/status/503 | head -1
-  curl -si -H 'Content-Length: 5' -H 'Transfer-Encoding: chunked' --data-binary hello $u/echo | head -1
 
 Ctrl-C stops everything.
 MSG

@@ -85,7 +85,7 @@ static void start(node *n, unsigned i, const char *keyfile)
         fprintf(stderr, "%s\n", n->cf.err);
     assert_int_equal(rc, 0);
     assert_int_equal(sh_cluster_module.init_main(&n->cf, n->confs[0]), 0);
-    assert_int_equal(sh_cluster_start(n->confs[0], &n->cl), 0);
+    assert_int_equal(sh_cluster_start(n->confs[0], NULL, &n->cl), 0);
     assert_non_null(n->cl);
 }
 

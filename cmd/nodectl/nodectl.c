@@ -1,43 +1,128 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * nodectl: flags and wiring only (style.md, cmd/). Talks to one node's
- * admin API, chosen by --addr, else $SHOAL_ADDR, else 127.0.0.1:9901.
- *
- *   nodectl [--addr HOST:PORT] members [--json]
- *   nodectl [--addr HOST:PORT] stats [--json]
- *   nodectl [--addr HOST:PORT] keyring [list [--json] | install KEY | use KEY | remove KEY]
- *   nodectl version
+ * admin API, chosen by --addr, else $SHOAL_ADDR, else 127.0.0.1:9901, with
+ * the bearer token of --token, else $SHOAL_TOKEN (issue 6). `nodectl help`
+ * lists the commands, `nodectl help CMD` or `nodectl CMD --help` explains
+ * one; docs/nodectl.1 is the manual page.
  *
  * Exit status: 0 success, 1 the node answered with an error, 2 usage error
  * or the node is unreachable; one line on stderr for every failure.
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nodectl.h"
 
 #define TIMEOUT_MS 5000
+#define JOIN_TIMEOUT_MS 30000
+#define MAX_POS 70
 
 static const char usage_text[] =
-    "usage: nodectl [--addr HOST:PORT] COMMAND [ARGS]\n"
+    "usage: nodectl [--addr ADDR] [--token TOKEN] COMMAND [ARGS] [--json]\n"
     "\n"
     "Commands:\n"
-    "  members [--json]         the cluster as this node sees it\n"
-    "  stats [--json]           gossip counters (packets, refusals, health)\n"
-    "  keyring [list] [--json]  installed gossip key ids, the primary marked\n"
-    "  keyring install KEY      install a key (64 hex digits or base64)\n"
-    "  keyring use KEY          make an installed key the primary\n"
-    "  keyring remove KEY       remove a key that is not the primary\n"
+    "  members [--status S] [--tag K=V]  the cluster as this node sees it\n"
+    "  info                     this node: name, address, status, keyring, uptime\n"
+    "  join ADDR...             join the cluster through these gossip addresses\n"
+    "  leave                    this node leaves the cluster (it keeps serving HTTP)\n"
+    "  force-leave NAME         mark a failed member as left, everywhere\n"
+    "  keys list                gossip key ids, the primary, how many members hold each\n"
+    "  keys install KEY         install a key on every node (gossiped)\n"
+    "  keys use KEY             make an installed key the primary everywhere\n"
+    "  keys remove KEY          remove a key that is not the primary, everywhere\n"
+    "  keygen                   print a new random key (gossip key or admin token)\n"
+    "  reload                   reload the node's configuration\n"
+    "  upstreams                upstream servers and their passive health on this node\n"
+    "  monitor                  follow the node's events (joins, leaves, failures, ...)\n"
+    "  stats                    gossip counters\n"
     "  version                  print nodectl's version\n"
+    "  help [COMMAND]           this help, or one command's\n"
+    "  (`keyring` is another name for `keys`)\n"
     "\n"
     "Options:\n"
-    "  --addr HOST:PORT  the node's admin listener (default: $SHOAL_ADDR, else " NODECTL_DEFAULT_ADDR ")\n"
-    "  --json            print the admin API's JSON unchanged (for scripts)\n"
-    "  -h, --help        this help\n"
+    "  --addr ADDR    the node's admin API: HOST:PORT or unix:PATH\n"
+    "                 (default: $SHOAL_ADDR, else " NODECTL_DEFAULT_ADDR ")\n"
+    "  --token TOKEN  bearer token for the admin API (default: $SHOAL_TOKEN)\n"
+    "  --json         print the admin API's JSON unchanged (for scripts)\n"
+    "  -h, --help     help (after a command: that command's)\n"
     "\n"
     "Exit status: 0 success, 1 error from the node, 2 usage error or node unreachable.\n";
+
+typedef struct {
+    const char *name;
+    const char *usage;
+    const char *help;
+} cmd_help_t;
+
+static const cmd_help_t helps[] = {
+    {"members", "members [--status alive|suspect|dead|left] [--tag KEY=VALUE] [--json]",
+     "List the members this node knows: name, gossip address, status, incarnation, time\n"
+     "since the last status change, version and tags. --status and --tag filter (the\n"
+     "node filters, so --json shows the same subset)."},
+    {"info", "info [--json]", "Show this node: its member entry, cluster name, addresses, "
+                              "keyring primary,\nmembers seen and uptime."},
+    {"join", "join ADDR... [--json]",
+     "Push-pull with each gossip address (numeric HOST:PORT); succeeds if at least one\n"
+     "answered. Exit 1 if none did."},
+    {"leave", "leave [--json]",
+     "Leave the cluster gracefully: the others see this node as left. The node keeps\n"
+     "serving HTTP; restart it to join again."},
+    {"force-leave", "force-leave NAME [--json]",
+     "Mark a failed (dead or suspect) member as left on every node, so it is no longer\n"
+     "reconnected to. Refused for an alive member."},
+    {"keys", "keys [list|install KEY|use KEY|remove KEY] [--json]",
+     "Manage the gossip keyring. A change made on one node is gossiped to all (sealed\n"
+     "under the current keys) and persisted by each beside its encrypt_key_file.\n"
+     "Rotation: keys install NEW; wait until `keys list` shows it held by all members;\n"
+     "keys use NEW; keys remove OLD. KEY is 32 bytes as 64 hex digits or base64\n"
+     "(what `nodectl keygen` prints)."},
+    {"keyring", "keyring [list|install KEY|use KEY|remove KEY] [--json]",
+     "Another name for `keys`."},
+    {"keygen", "keygen",
+     "Print a new random 32-byte key in base64, from libsodium's random generator: a line\n"
+     "for encrypt_key_file, for `keys install`, or for an admin_token_file."},
+    {"reload", "reload [--json]",
+     "Reload the node's configuration (as SIGHUP does). If it loads, new connections use\n"
+     "it and open ones finish on the old one; if not, the error (file:line) is printed,\n"
+     "exit 1, and the running configuration stays."},
+    {"upstreams", "upstreams [--json]",
+     "The upstream groups and each server's passive health on this node, summed over\n"
+     "its workers (state up, down, or partly down when only some workers took it out)."},
+    {"monitor", "monitor [--json]",
+     "Follow the node's event stream (member-join, member-leave, member-failed,\n"
+     "member-suspect, member-alive, keyring, reload) until interrupted. --json prints\n"
+     "each event's JSON on its own line."},
+    {"stats", "stats [--json]", "Gossip counters: packets, refusals by reason, health."},
+    {"version", "version", "Print nodectl's version."},
+    {"help", "help [COMMAND]", "Print the usage, or one command's."},
+    {NULL, NULL, NULL}};
+
+static const cmd_help_t *find_help(const char *cmd)
+{
+    for (int i = 0; helps[i].name; i++)
+        if (strcmp(helps[i].name, cmd) == 0)
+            return &helps[i];
+    return NULL;
+}
+
+static int print_help(const char *cmd)
+{
+    const cmd_help_t *h = cmd ? find_help(cmd) : NULL;
+    if (cmd != NULL && h == NULL) {
+        fprintf(stderr, "nodectl: no command \"%s\" (see nodectl --help)\n", cmd);
+        return NODECTL_EUSAGE;
+    }
+    if (h == NULL)
+        fputs(usage_text, stdout);
+    else
+        printf("usage: nodectl [--addr ADDR] [--token TOKEN] %s\n\n%s\n", h->usage, h->help);
+    return NODECTL_OK;
+}
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -48,17 +133,28 @@ static int usage_error(const char *fmt, const char *arg)
 }
 
 /* The node's error body is {"error":"..."}; say that, else the status. */
-static int node_error(const char *addr, const nodectl_resp_t *r)
+static int node_error(const char *addr, int status, const char *body)
 {
-    json_t *j = json_loads(r->body, 0, NULL);
+    json_t *j = json_loads(body ? body : "", 0, NULL);
     const char *msg = json_string_value(json_object_get(j, "error"));
-    fprintf(stderr, "nodectl: node at %s answered %d: %s\n", addr, r->status,
-            msg ? msg : "(no error message)");
+    char one[512];
+    snprintf(one, sizeof(one), "%s", msg ? msg : "(no error message)");
+    for (char *p = one; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    fprintf(stderr, "nodectl: node at %s answered %d: %s\n", addr, status, one);
     json_decref(j);
     return NODECTL_ENODE;
 }
 
 typedef int (*render_fn)(FILE *out, const json_t *j, int color);
+
+static int use_color(void)
+{
+    /* Colour only for a person at a terminal, and never under NO_COLOR. */
+    const char *nc = getenv("NO_COLOR");
+    return isatty(STDOUT_FILENO) && (nc == NULL || *nc == 0);
+}
 
 static int render_members(FILE *out, const json_t *j, int color)
 {
@@ -69,42 +165,56 @@ static int render_keyring(FILE *out, const json_t *j, int color)
 {
     return nodectl_render_keyring(out, j);
 }
+static int render_info(FILE *out, const json_t *j, int color) { return nodectl_render_info(out, j); }
+static int render_upstreams(FILE *out, const json_t *j, int color)
+{
+    return nodectl_render_upstreams(out, j, color);
+}
 
-/* One request; --json prints the body as it came, otherwise render. */
-static int call(const char *addr, const char *method, const char *path, const char *body,
-                int json_out, render_fn render)
+typedef struct {
+    const char *addr, *token;
+    int json_out;
+} ctx_t;
+
+/* One request; --json prints the body as it came, otherwise render (or,
+ * with render NULL, print `ok_text` with %s the JSON's "result" if any). */
+static int call(const ctx_t *x, const char *method, const char *path, const char *body,
+                int timeout_ms, render_fn render, const char *ok_text)
 {
     nodectl_resp_t r;
     char err[512];
-    if (nodectl_request(addr, method, path, body, TIMEOUT_MS, &r, err, sizeof(err)) != 0) {
+    if (nodectl_request(x->addr, method, path, body, x->token, timeout_ms, &r, err,
+                        sizeof(err)) != 0) {
         fprintf(stderr, "nodectl: %s\n", err);
         return NODECTL_EUSAGE;
     }
     int rc = NODECTL_OK;
     if (r.status < 200 || r.status > 299) {
-        rc = node_error(addr, &r);
+        rc = node_error(x->addr, r.status, r.body);
         goto out;
     }
     json_error_t je;
     json_t *j = json_loads(r.body, 0, &je);
     if (j == NULL) {
-        fprintf(stderr, "nodectl: node at %s sent invalid JSON for %s: %s\n", addr, path, je.text);
+        fprintf(stderr, "nodectl: node at %s sent invalid JSON for %s: %s\n", x->addr, path,
+                je.text);
         rc = NODECTL_ENODE;
         goto out;
     }
-    if (json_out) {
+    if (x->json_out) {
         fwrite(r.body, 1, r.body_len, stdout);
         if (r.body_len == 0 || r.body[r.body_len - 1] != '\n')
             fputc('\n', stdout);
     } else if (render != NULL) {
-        /* Colour only for a person at a terminal, and never under NO_COLOR. */
-        const char *nc = getenv("NO_COLOR");
-        int color = isatty(STDOUT_FILENO) && (nc == NULL || *nc == 0);
-        if (render(stdout, j, color) != 0) {
-            fprintf(stderr, "nodectl: node at %s sent an unexpected document for %s\n", addr,
+        if (render(stdout, j, use_color()) != 0) {
+            fprintf(stderr, "nodectl: node at %s sent an unexpected document for %s\n", x->addr,
                     path);
             rc = NODECTL_ENODE;
         }
+    } else if (ok_text != NULL) {
+        /* "%s" stands for the node's own words (its "result") */
+        const char *res = json_string_value(json_object_get(j, "result"));
+        puts(strcmp(ok_text, "%s") == 0 ? (res ? res : "ok") : ok_text);
     }
     json_decref(j);
 out:
@@ -116,87 +226,259 @@ out:
     return rc;
 }
 
-static int keyring_op(const char *addr, const char *op, const char *key)
+static int keys_op(const ctx_t *x, const char *op, const char *key)
 {
     json_t *b = json_pack("{s:s}", "key", key);
     char *body = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     if (body == NULL)
         return usage_error("invalid key argument%s", "");
-    char path[64];
+    char path[64], text[128];
     snprintf(path, sizeof(path), "/v1/keyring/%s", op);
-    int rc = call(addr, "POST", path, body, 0, NULL);
+    snprintf(text, sizeof(text), "keys %s: ok (gossiped to the cluster)", op);
+    int rc = call(x, "POST", path, body, TIMEOUT_MS, NULL, text);
+    sodium_memzero(body, strlen(body));
     free(body);
-    if (rc == NODECTL_OK)
-        printf("%s: ok\n", op);
     return rc;
+}
+
+/* %-escape a query value. */
+static void qescape(char *out, size_t n, const char *s)
+{
+    size_t o = 0;
+    for (; *s && o + 4 < n; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~')
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, n - o, "%%%02X", ch);
+    }
+    out[o] = 0;
+}
+
+typedef struct {
+    int json_out, color;
+} mon_t;
+
+static int on_event(void *ud, const char *event, const char *data)
+{
+    mon_t *m = ud;
+    if (m->json_out) {
+        printf("%s\n", data);
+    } else {
+        json_t *j = json_loads(data, 0, NULL);
+        time_t now = time(NULL);
+        struct tm tm;
+        char ts[32];
+        localtime_r(&now, &tm);
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+        const char *col = !m->color                              ? ""
+                          : strcmp(event, "member-failed") == 0  ? "\033[31m"
+                          : strcmp(event, "member-suspect") == 0 ? "\033[33m"
+                          : strcmp(event, "member-join") == 0    ? "\033[32m"
+                                                                 : "";
+        printf("%s  %s%-14s%s", ts, col, event, *col ? "\033[0m" : "");
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v)
+        {
+            if (strcmp(k, "type") == 0 || strcmp(k, "time_unix_ms") == 0)
+                continue;
+            char *s = json_is_string(v) ? strdup(json_string_value(v))
+                                        : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            printf("  %s=%s", k, s ? s : "?");
+            free(s);
+        }
+        putchar('\n');
+        json_decref(j);
+    }
+    return fflush(stdout) != 0; /* stop when nobody reads */
+}
+
+static int monitor(const ctx_t *x)
+{
+    mon_t m = {x->json_out, use_color()};
+    int status = 0;
+    char err[2048];
+    int rc = nodectl_stream(x->addr, "/v1/events", x->token, TIMEOUT_MS, on_event, &m, &status,
+                            err, sizeof(err));
+    if (rc == NODECTL_ENODE)
+        return node_error(x->addr, status, err);
+    if (rc != NODECTL_OK)
+        fprintf(stderr, "nodectl: %s\n", err);
+    return rc;
+}
+
+static int keygen(void)
+{
+    uint8_t key[32];
+    char b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+    if (sodium_init() < 0) {
+        fprintf(stderr, "nodectl: libsodium cannot initialise\n");
+        return NODECTL_EUSAGE;
+    }
+    randombytes_buf(key, sizeof(key));
+    sodium_bin2base64(b64, sizeof(b64), key, sizeof(key), sodium_base64_VARIANT_ORIGINAL);
+    printf("%s\n", b64);
+    sodium_memzero(key, sizeof(key));
+    sodium_memzero(b64, sizeof(b64));
+    return fflush(stdout) == 0 ? NODECTL_OK : NODECTL_ENODE;
 }
 
 int main(int argc, char **argv)
 {
-    const char *addr = getenv("SHOAL_ADDR");
-    if (addr == NULL || *addr == 0)
-        addr = NODECTL_DEFAULT_ADDR;
-    int json_out = 0;
-    const char *pos[4];
+    ctx_t x = {getenv("SHOAL_ADDR"), getenv("SHOAL_TOKEN"), 0};
+    if (x.addr == NULL || *x.addr == 0)
+        x.addr = NODECTL_DEFAULT_ADDR;
+    const char *status = NULL, *tag = NULL;
+    int help = 0;
+    const char *pos[MAX_POS];
     int npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0 || strcmp(a, "help") == 0) {
-            fputs(usage_text, stdout);
-            return NODECTL_OK;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            help = 1;
         } else if (strcmp(a, "--json") == 0) {
-            json_out = 1;
-        } else if (strcmp(a, "--addr") == 0 || strcmp(a, "-a") == 0) {
+            x.json_out = 1;
+        } else if (strcmp(a, "--addr") == 0 || strcmp(a, "-a") == 0 ||
+                   strcmp(a, "--token") == 0 || strcmp(a, "--status") == 0 ||
+                   strcmp(a, "--tag") == 0) {
             if (i + 1 >= argc)
-                return usage_error("%s needs HOST:PORT", a);
-            addr = argv[++i];
+                return usage_error("%s needs a value", a);
+            const char *v = argv[++i];
+            if (a[2] == 'a' || a[1] == 'a')
+                x.addr = v;
+            else if (a[2] == 't' && a[3] == 'o')
+                x.token = v;
+            else if (a[2] == 's')
+                status = v;
+            else
+                tag = v;
         } else if (strncmp(a, "--addr=", 7) == 0) {
-            addr = a + 7;
+            x.addr = a + 7;
+        } else if (strncmp(a, "--token=", 8) == 0) {
+            x.token = a + 8;
+        } else if (strncmp(a, "--status=", 9) == 0) {
+            status = a + 9;
+        } else if (strncmp(a, "--tag=", 6) == 0) {
+            tag = a + 6;
         } else if (a[0] == '-' && a[1] != 0) {
             return usage_error("unknown option \"%s\"", a);
-        } else if (npos < 4) {
+        } else if (npos < MAX_POS) {
             pos[npos++] = a;
         } else {
-            return usage_error("unexpected argument \"%s\"", a);
+            return usage_error("too many arguments%s", "");
         }
     }
+    if (npos == 0 && help)
+        return print_help(NULL);
     if (npos == 0)
         return usage_error("no command given%s", "");
     const char *cmd = pos[0];
+    if (strcmp(cmd, "help") == 0 && !(help && npos == 1)) {
+        if (npos > 2)
+            return usage_error("\"help\" takes one command at most%s", "");
+        return print_help(npos == 2 ? pos[1] : NULL);
+    }
+    if (find_help(cmd) == NULL)
+        return usage_error("unknown command \"%s\"", cmd);
+    if (help)
+        return print_help(cmd);
+    if ((status || tag) && strcmp(cmd, "members") != 0)
+        return usage_error("--status and --tag go with \"members\"%s", "");
     if (strcmp(cmd, "version") == 0) {
         if (npos != 1)
             return usage_error("\"version\" takes no argument%s", "");
         printf("nodectl %s\n", SHOAL_VERSION);
         return NODECTL_OK;
     }
-    if (*addr == 0)
+    if (strcmp(cmd, "keygen") == 0) {
+        if (npos != 1)
+            return usage_error("\"keygen\" takes no argument%s", "");
+        return keygen();
+    }
+    if (*x.addr == 0)
         return usage_error("empty --addr%s", "");
+
     if (strcmp(cmd, "members") == 0) {
         if (npos != 1)
-            return usage_error("\"members\" takes no argument besides --json%s", "");
-        return call(addr, "GET", "/v1/members", NULL, json_out,
-                    render_members);
+            return usage_error("\"members\" takes no argument besides its options%s", "");
+        char path[600] = "/v1/members", q[256];
+        if (status) {
+            if (strcmp(status, "alive") && strcmp(status, "suspect") && strcmp(status, "dead") &&
+                strcmp(status, "left"))
+                return usage_error("--status must be alive, suspect, dead or left, not \"%s\"",
+                                   status);
+            snprintf(path + strlen(path), sizeof(path) - strlen(path), "?status=%s", status);
+        }
+        if (tag) {
+            const char *eq = strchr(tag, '=');
+            if (eq == NULL || eq == tag)
+                return usage_error("--tag must be KEY=VALUE, not \"%s\"", tag);
+            qescape(q, sizeof(q), tag);
+            snprintf(path + strlen(path), sizeof(path) - strlen(path), "%stag=%s",
+                     status ? "&" : "?", q);
+        }
+        return call(&x, "GET", path, NULL, TIMEOUT_MS, render_members, NULL);
     }
-    if (strcmp(cmd, "stats") == 0) {
+    if (strcmp(cmd, "info") == 0 || strcmp(cmd, "stats") == 0 || strcmp(cmd, "upstreams") == 0 ||
+        strcmp(cmd, "leave") == 0 || strcmp(cmd, "reload") == 0 ||
+        strcmp(cmd, "monitor") == 0) {
         if (npos != 1)
-            return usage_error("\"stats\" takes no argument besides --json%s", "");
-        return call(addr, "GET", "/v1/stats", NULL, json_out, render_stats);
+            return usage_error("\"%s\" takes no argument", cmd);
+        if (strcmp(cmd, "info") == 0)
+            return call(&x, "GET", "/v1/info", NULL, TIMEOUT_MS, render_info, NULL);
+        if (strcmp(cmd, "stats") == 0)
+            return call(&x, "GET", "/v1/stats", NULL, TIMEOUT_MS, render_stats, NULL);
+        if (strcmp(cmd, "upstreams") == 0)
+            return call(&x, "GET", "/v1/upstreams", NULL, TIMEOUT_MS, render_upstreams, NULL);
+        if (strcmp(cmd, "leave") == 0)
+            return call(&x, "POST", "/v1/leave", NULL, TIMEOUT_MS, NULL,
+                        "left the cluster (the node keeps serving HTTP)");
+        if (strcmp(cmd, "reload") == 0)
+            return call(&x, "POST", "/v1/reload", NULL, JOIN_TIMEOUT_MS, NULL, "%s");
+        return monitor(&x);
     }
-    if (strcmp(cmd, "keyring") == 0) {
-        const char *sub = npos > 1 ? pos[1] : "list";
-        if (strcmp(sub, "list") == 0) {
-            if (npos > 2)
-                return usage_error("\"keyring list\" takes no argument%s", "");
-            return call(addr, "GET", "/v1/keyring", NULL, json_out, render_keyring);
-        }
-        if (strcmp(sub, "install") == 0 || strcmp(sub, "use") == 0 ||
-            strcmp(sub, "remove") == 0) {
-            if (npos != 3)
-                return usage_error("\"keyring %s\" needs KEY", sub);
-            return keyring_op(addr, sub, pos[2]);
-        }
-        return usage_error("unknown keyring command \"%s\"", sub);
+    if (strcmp(cmd, "join") == 0) {
+        if (npos < 2)
+            return usage_error("\"join\" needs at least one ADDR%s", "");
+        json_t *arr = json_array();
+        for (int i = 1; i < npos; i++)
+            json_array_append_new(arr, json_string(pos[i]));
+        json_t *b = json_pack("{s:o}", "addrs", arr);
+        char *body = json_dumps(b, JSON_COMPACT);
+        json_decref(b);
+        if (body == NULL)
+            return usage_error("invalid address argument%s", "");
+        int rc = call(&x, "POST", "/v1/join", body, JOIN_TIMEOUT_MS, NULL, "join: ok");
+        free(body);
+        return rc;
     }
-    return usage_error("unknown command \"%s\"", cmd);
+    if (strcmp(cmd, "force-leave") == 0) {
+        if (npos != 2)
+            return usage_error("\"force-leave\" needs exactly one NAME%s", "");
+        json_t *b = json_pack("{s:s}", "name", pos[1]);
+        char *body = json_dumps(b, JSON_COMPACT);
+        json_decref(b);
+        if (body == NULL)
+            return usage_error("invalid name argument%s", "");
+        int rc = call(&x, "POST", "/v1/force-leave", body, TIMEOUT_MS, NULL,
+                      "force-leave: ok (the member is now left everywhere)");
+        free(body);
+        return rc;
+    }
+    /* keys / keyring */
+    const char *sub = npos > 1 ? pos[1] : "list";
+    if (strcmp(sub, "list") == 0) {
+        if (npos > 2)
+            return usage_error("\"%s list\" takes no argument", cmd);
+        return call(&x, "GET", "/v1/keyring", NULL, TIMEOUT_MS, render_keyring, NULL);
+    }
+    if (strcmp(sub, "install") == 0 || strcmp(sub, "use") == 0 || strcmp(sub, "remove") == 0) {
+        if (npos != 3)
+            return usage_error("\"keys %s\" needs exactly one KEY", sub);
+        return keys_op(&x, sub, pos[2]);
+    }
+    return usage_error("unknown keys command \"%s\": list, install, use or remove", sub);
 }

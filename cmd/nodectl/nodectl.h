@@ -5,6 +5,9 @@
  * client (nodectl_client.c) and the renderers for people (nodectl_render.c).
  * Single-threaded, a CLI: blocking sockets with a deadline are fine here.
  *
+ * --addr takes HOST:PORT, [V6]:PORT, or unix:PATH (or an absolute path)
+ * for an admin API on a unix socket; --token sends "Authorization: Bearer".
+ *
  * Exit status, for automation: 0 success, 1 the node answered with an error
  * (non-2xx, or a body that is not the JSON we asked for), 2 usage error or the
  * node could not be reached. Every failure prints one line on stderr.
@@ -37,7 +40,19 @@ typedef struct {
  * the answer is not HTTP.
  */
 int nodectl_request(const char *addr, const char *method, const char *path, const char *body,
-                    int timeout_ms, nodectl_resp_t *r, char *err, size_t errlen);
+                    const char *token, int timeout_ms, nodectl_resp_t *r, char *err,
+                    size_t errlen);
+
+/*
+ * Follow a Server-Sent Events stream: on_event(ud, event, data) for each
+ * event until it returns non-zero (then NODECTL_OK) or the stream ends
+ * (NODECTL_EUSAGE, the reason in err). A non-200 answer gives
+ * NODECTL_ENODE with *status and its body in err. addr and token as
+ * nodectl_request; timeout_ms bounds only the wait for the answer's head.
+ */
+int nodectl_stream(const char *addr, const char *path, const char *token, int timeout_ms,
+                   int (*on_event)(void *ud, const char *event, const char *data), void *ud,
+                   int *status, char *err, size_t errlen);
 
 /* Free what nodectl_request filled in. */
 void nodectl_resp_dispose(nodectl_resp_t *r);
@@ -52,7 +67,14 @@ int nodectl_render_members(FILE *out, const json_t *members, int color);
 /* The object of GET /v1/stats as "name  value" lines, keys sorted. */
 int nodectl_render_stats(FILE *out, const json_t *stats);
 
-/* GET /v1/keyring: the installed key ids, the primary one marked. */
+/* GET /v1/keyring: the installed key ids, the primary one marked, and
+ * how many members hold each. */
 int nodectl_render_keyring(FILE *out, const json_t *keyring);
+
+/* GET /v1/upstreams: one line per server. */
+int nodectl_render_upstreams(FILE *out, const json_t *ups, int color);
+
+/* GET /v1/info: "name  value" lines in a fixed order. */
+int nodectl_render_info(FILE *out, const json_t *info);
 
 #endif

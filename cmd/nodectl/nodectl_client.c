@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -166,51 +167,203 @@ static int parse_head(const char *buf, size_t len, int *status, size_t *body_off
     return 0;
 }
 
-int nodectl_request(const char *addr, const char *method, const char *path, const char *body,
-                    int timeout_ms, nodectl_resp_t *r, char *err, size_t errlen)
+/* "unix:/path" or "/path": a unix socket path, else NULL. */
+static const char *unix_path(const char *addr)
 {
-    memset(r, 0, sizeof(*r));
-    int64_t deadline = now_ms() + timeout_ms;
-    char host[256], port[8];
-    if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0)
-        return fail(err, errlen, "invalid address \"%s\": expected HOST:PORT", addr);
+    if (strncmp(addr, "unix:", 5) == 0)
+        return addr + 5;
+    return addr[0] == '/' ? addr : NULL;
+}
 
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    int gai = getaddrinfo(host, port, &hints, &res);
-    if (gai != 0)
-        return fail(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(gai));
+static int connect_unix(const char *path, int64_t deadline, int *err_out)
+{
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        *err_out = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    struct addrinfo a;
+    memset(&a, 0, sizeof(a));
+    a.ai_family = AF_UNIX;
+    a.ai_socktype = SOCK_STREAM;
+    a.ai_addr = (struct sockaddr *)&sa;
+    a.ai_addrlen = sizeof(sa);
+    return connect_one(&a, deadline, err_out);
+}
+
+/* Connect and send the request: the socket, or -1 with err filled. */
+static int open_and_send(const char *addr, const char *method, const char *path,
+                         const char *body, const char *token, int64_t deadline, char *err,
+                         size_t errlen)
+{
     int fd = -1, cerr = 0;
-    for (struct addrinfo *a = res; a != NULL && fd < 0; a = a->ai_next)
-        fd = connect_one(a, deadline, &cerr);
-    freeaddrinfo(res);
-    if (fd < 0)
-        return fail(err, errlen, "cannot reach node at %s: %s", addr, strerror(cerr));
-
+    const char *up = unix_path(addr);
+    if (up != NULL) {
+        fd = connect_unix(up, deadline, &cerr);
+    } else {
+        char host[256], port[8];
+        if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+            fail(err, errlen, "invalid address \"%s\": expected HOST:PORT or unix:PATH", addr);
+            return -1;
+        }
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        int gai = getaddrinfo(host, port, &hints, &res);
+        if (gai != 0) {
+            fail(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(gai));
+            return -1;
+        }
+        for (struct addrinfo *a = res; a != NULL && fd < 0; a = a->ai_next)
+            fd = connect_one(a, deadline, &cerr);
+        freeaddrinfo(res);
+    }
+    if (fd < 0) {
+        fail(err, errlen, "cannot reach node at %s: %s", addr, strerror(cerr));
+        return -1;
+    }
     size_t blen = body ? strlen(body) : 0;
-    size_t qcap = strlen(method) + strlen(path) + strlen(addr) + blen + 256;
+    size_t qcap = strlen(method) + strlen(path) + strlen(addr) + blen + (token ? strlen(token) : 0) + 300;
     char *req = malloc(qcap);
     if (req == NULL)
         abort();
     int qn = snprintf(req, qcap,
                       "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: nodectl/" SHOAL_VERSION
                       "\r\nAccept: application/json\r\nConnection: close\r\n",
-                      method, path, addr);
+                      method, path, up ? "localhost" : addr);
+    if (token != NULL && *token)
+        qn += snprintf(req + qn, qcap - (size_t)qn, "Authorization: Bearer %s\r\n", token);
     if (body)
         qn += snprintf(req + qn, qcap - (size_t)qn,
                        "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", blen,
                        body);
+    else if (strcmp(method, "POST") == 0)
+        qn += snprintf(req + qn, qcap - (size_t)qn, "Content-Length: 0\r\n\r\n");
     else
         qn += snprintf(req + qn, qcap - (size_t)qn, "\r\n");
     int sent = send_all(fd, req, (size_t)qn, deadline);
     free(req);
     if (sent != 0) {
         close(fd);
-        return fail(err, errlen, "node at %s: cannot send the request: %s", addr,
-                    errno ? strerror(errno) : "timed out");
+        fail(err, errlen, "node at %s: cannot send the request: %s", addr,
+             errno ? strerror(errno) : "timed out");
+        return -1;
     }
+    return fd;
+}
+
+int nodectl_stream(const char *addr, const char *path, const char *token, int timeout_ms,
+                   int (*on_event)(void *ud, const char *event, const char *data), void *ud,
+                   int *status, char *err, size_t errlen)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    *status = 0;
+    int fd = open_and_send(addr, "GET", path, NULL, token, deadline, err, errlen);
+    if (fd < 0)
+        return NODECTL_EUSAGE;
+    size_t cap = 65536, len = 0, off = 0;
+    char *buf = malloc(cap + 1);
+    if (buf == NULL)
+        abort();
+    int head_done = 0, rc = NODECTL_EUSAGE;
+    char event[64] = "message";
+    for (;;) {
+        if (len == cap) {
+            fail(err, errlen, "node at %s: an event larger than %zu bytes", addr, cap);
+            break;
+        }
+        ssize_t n = recv(fd, buf + len, cap - len, 0);
+        if (n == 0) {
+            fail(err, errlen, head_done ? "node at %s: the event stream ended"
+                                        : "node at %s: connection closed before an answer",
+                 addr);
+            break;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                fail(err, errlen, "node at %s: connection failed: %s", addr, strerror(errno));
+                break;
+            }
+            /* no deadline once the stream is open: events come when they come */
+            if (wait_fd(fd, POLLIN, head_done ? now_ms() + 3600000 : deadline) <= 0 && !head_done) {
+                fail(err, errlen, "node at %s: no answer within %d ms", addr, timeout_ms);
+                break;
+            }
+            continue;
+        }
+        len += (size_t)n;
+        buf[len] = 0;
+        if (!head_done) {
+            long clen;
+            if (parse_head(buf, len, status, &off, &clen) != 0) {
+                if (len > 16384) {
+                    fail(err, errlen, "node at %s: the answer is not HTTP/1.1", addr);
+                    break;
+                }
+                continue;
+            }
+            head_done = 1;
+            if (*status != 200) {
+                /* an error document: read it whole, the caller reports it */
+                memmove(buf, buf + off, len - off + 1);
+                len -= off;
+                while (len < cap && (n = recv(fd, buf + len, cap - len, 0)) != 0) {
+                    if (n > 0)
+                        len += (size_t)n;
+                    else if (errno != EINTR && (errno != EAGAIN ||
+                                                wait_fd(fd, POLLIN, deadline) <= 0))
+                        break;
+                }
+                buf[len] = 0;
+                snprintf(err, errlen, "%s", buf);
+                rc = NODECTL_ENODE;
+                break;
+            }
+            memmove(buf, buf + off, len - off + 1);
+            len -= off;
+        }
+        /* complete lines; an empty line ends an event */
+        char *line = buf, *nl;
+        while ((nl = memchr(line, '\n', (size_t)(buf + len - line))) != NULL) {
+            *nl = 0;
+            if (nl > line && nl[-1] == '\r')
+                nl[-1] = 0;
+            if (strncmp(line, "event: ", 7) == 0) {
+                snprintf(event, sizeof(event), "%s", line + 7);
+            } else if (strncmp(line, "data: ", 6) == 0) {
+                if (on_event(ud, event, line + 6) != 0) {
+                    free(buf);
+                    close(fd);
+                    return NODECTL_OK;
+                }
+                snprintf(event, sizeof(event), "message");
+            }
+            line = nl + 1;
+        }
+        size_t left = (size_t)(buf + len - line);
+        memmove(buf, line, left);
+        len = left;
+    }
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int nodectl_request(const char *addr, const char *method, const char *path, const char *body,
+                    const char *token, int timeout_ms, nodectl_resp_t *r, char *err,
+                    size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    int64_t deadline = now_ms() + timeout_ms;
+    int fd = open_and_send(addr, method, path, body, token, deadline, err, errlen);
+    if (fd < 0)
+        return NODECTL_EUSAGE;
 
     size_t cap = 16384, len = 0;
     char *buf = malloc(cap);

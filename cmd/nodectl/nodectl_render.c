@@ -219,10 +219,12 @@ int nodectl_render_stats(FILE *out, const json_t *stats)
 int nodectl_render_keyring(FILE *out, const json_t *kr)
 {
     json_t *keys = json_object_get(kr, "keys");
+    json_t *holders = json_object_get(kr, "holders");
     const char *primary = json_string_value(json_object_get(kr, "primary"));
+    long long members = (long long)json_integer_value(json_object_get(kr, "members"));
     if (!json_is_array(keys))
         return -1;
-    fprintf(out, "%-8s  %s\n", "KEY ID", "PRIMARY");
+    fprintf(out, "%-8s  %-7s  %s\n", "KEY ID", "PRIMARY", "HELD BY");
     size_t i;
     json_t *v;
     json_array_foreach(keys, i, v)
@@ -230,7 +232,131 @@ int nodectl_render_keyring(FILE *out, const json_t *kr)
         const char *id = json_string_value(v);
         if (id == NULL)
             return -1;
-        fprintf(out, "%-8s  %s\n", id, primary && strcmp(primary, id) == 0 ? "yes" : "");
+        json_t *h = json_object_get(holders, id);
+        char held[64] = "-";
+        if (json_is_integer(h))
+            snprintf(held, sizeof(held), "%lld/%lld members", (long long)json_integer_value(h),
+                     members);
+        fprintf(out, "%-8s  %-7s  %s\n", id, primary && strcmp(primary, id) == 0 ? "yes" : "",
+                held);
+    }
+    return 0;
+}
+
+/* A generic aligned table: rows of ncols strings. */
+static void table(FILE *out, const char *const *hd, int ncols, char **cells, size_t nrows,
+                  int color_col, int color)
+{
+    size_t w[16] = {0};
+    for (int c = 0; c < ncols; c++)
+        w[c] = strlen(hd[c]);
+    for (size_t r = 0; r < nrows; r++)
+        for (int c = 0; c < ncols; c++)
+            if (strlen(cells[r * (size_t)ncols + (size_t)c]) > w[c])
+                w[c] = strlen(cells[r * (size_t)ncols + (size_t)c]);
+    for (int c = 0; c < ncols; c++)
+        fprintf(out, c + 1 < ncols ? "%-*s  " : "%-*s\n", c + 1 < ncols ? (int)w[c] : 0, hd[c]);
+    for (size_t r = 0; r < nrows; r++)
+        for (int c = 0; c < ncols; c++) {
+            const char *cell = cells[r * (size_t)ncols + (size_t)c];
+            const char *col = "";
+            if (color && c == color_col)
+                col = strcmp(cell, "up") == 0 ? "\033[32m"
+                      : strncmp(cell, "down", 4) == 0 ? "\033[31m" : "\033[33m";
+            if (c + 1 == ncols)
+                fprintf(out, "%s%s%s\n", col, cell, *col ? "\033[0m" : "");
+            else
+                fprintf(out, "%s%-*s%s  ", col, (int)w[c], cell, *col ? "\033[0m" : "");
+        }
+}
+
+int nodectl_render_upstreams(FILE *out, const json_t *ups, int color)
+{
+    static const char *const uheads[] = {"UPSTREAM", "SERVER", "STATE",  "FAILS",
+                                        "ACTIVE",   "WEIGHT", "MAX_FAILS", "FAIL_TIMEOUT"};
+    enum { NC = 8 };
+    if (!json_is_array(ups))
+        return -1;
+    size_t nrows = 0, cap = 16, i, k;
+    char **cells = malloc(cap * NC * sizeof(char *));
+    json_t *u, *sv;
+    if (cells == NULL)
+        abort();
+    json_array_foreach(ups, i, u)
+    {
+        const char *name = json_string_value(json_object_get(u, "name"));
+        json_t *servers = json_object_get(u, "servers");
+        if (name == NULL || !json_is_array(servers)) {
+            for (size_t q = 0; q < nrows * NC; q++)
+                free(cells[q]);
+            free(cells);
+            return -1;
+        }
+        json_array_foreach(servers, k, sv)
+        {
+            if (nrows == cap) {
+                cap *= 2;
+                cells = realloc(cells, cap * NC * sizeof(char *));
+                if (cells == NULL)
+                    abort();
+            }
+            char **rw = cells + nrows * NC, tmp[64];
+            rw[0] = strdup(name);
+            rw[1] = strdup(str_or(sv, "addr", "?"));
+            rw[2] = strdup(str_or(sv, "state", "?"));
+            snprintf(tmp, sizeof(tmp), "%lld",
+                     (long long)json_integer_value(json_object_get(sv, "fails")));
+            rw[3] = strdup(tmp);
+            snprintf(tmp, sizeof(tmp), "%lld",
+                     (long long)json_integer_value(json_object_get(sv, "active")));
+            rw[4] = strdup(tmp);
+            snprintf(tmp, sizeof(tmp), "%lld%s",
+                     (long long)json_integer_value(json_object_get(sv, "weight")),
+                     json_is_true(json_object_get(sv, "backup")) ? " backup" : "");
+            rw[5] = strdup(tmp);
+            snprintf(tmp, sizeof(tmp), "%lld",
+                     (long long)json_integer_value(json_object_get(sv, "max_fails")));
+            rw[6] = strdup(tmp);
+            rw[7] = since((long long)json_integer_value(json_object_get(sv, "fail_timeout_ms")));
+            for (int c = 0; c < NC; c++)
+                if (rw[c] == NULL)
+                    abort();
+            nrows++;
+        }
+    }
+    table(out, uheads, NC, cells, nrows, 2, color);
+    for (size_t q = 0; q < nrows * NC; q++)
+        free(cells[q]);
+    free(cells);
+    return 0;
+}
+
+int nodectl_render_info(FILE *out, const json_t *info)
+{
+    static const char *const keys[] = {
+        "name",        "addr",          "status",          "incarnation",  "cluster",
+        "version",     "bind",          "admin_listen",    "region",       "zone",
+        "joined",      "left",          "members",         "members_alive", "health_score",
+        "keyring_primary", "keyring_keys", "uptime_ms",    NULL};
+    if (!json_is_object(info))
+        return -1;
+    for (int i = 0; keys[i]; i++) {
+        json_t *v = json_object_get(info, keys[i]);
+        if (v == NULL)
+            continue;
+        char *s = json_is_string(v) ? strdup(json_string_value(v))
+                  : strcmp(keys[i], "uptime_ms") == 0
+                      ? since((long long)json_integer_value(v))
+                      : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        fprintf(out, "%-16s %s\n", strcmp(keys[i], "uptime_ms") == 0 ? "uptime" : keys[i],
+                s && *s ? s : "-");
+        free(s);
+    }
+    json_t *tags = json_object_get(info, "tags");
+    if (json_is_object(tags)) {
+        char *t = tags_cell(tags);
+        fprintf(out, "%-16s %s\n", "tags", t);
+        free(t);
     }
     return 0;
 }

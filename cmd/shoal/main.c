@@ -4,12 +4,21 @@
  * always in the foreground. The main thread loads the configuration,
  * starts the workers (and the cluster thread when configured), then waits
  * for signals: SIGTERM, SIGINT and SIGQUIT drain and exit 0; a second one
- * stops at once.
+ * stops at once. SIGHUP, or POST /v1/reload on the admin API, reloads
+ * (issue 6): the configuration is loaded again and, if it loads, a new
+ * generation of workers serves new connections with it while the previous
+ * generation drains its open connections on the old one (worker.h); if it
+ * does not load, the error (file:line) is reported and nothing changes.
+ * The cluster block, error_log and pid are not reloaded.
+ *
+ * The generations are a list owned by the main thread; the cluster thread
+ * reads their counters through the hooks, under gens_mu.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,14 +38,36 @@
 
 #define DEFAULT_CONF "/etc/shoal/shoal.conf"
 
-typedef struct {
+/* One configuration and the workers serving it. */
+typedef struct gen_s {
+    sh_runtime_t *rt;
+    sh_worker_t **ws;
+    int n;
+    uv_thread_t joiner;
+    _Atomic int done; /* the workers ended (set by the joiner thread) */
+    int stopped;      /* asked to drain */
+    struct gen_s *next;
+    struct node_main_s *m;
+} gen_t;
+
+typedef struct node_main_s {
     uv_loop_t loop;
     uv_signal_t sigs[4];
-    sh_worker_t **workers;
-    int nworkers;
-    const sh_runtime_t *rt;
-    uint64_t drain_ms;
+    uv_async_t gen_done; /* a generation's workers ended */
+    uv_async_t reload_async;
+    gen_t *gens;         /* newest (current) first */
+    uv_mutex_t gens_mu;  /* the list and retired, against the cluster thread */
+    sh_worker_totals_t retired;
+    uint64_t reloads, reload_failures;
+    sh_runtime_t *rt0;   /* the first configuration: the cluster block lives in it */
+    const char *conf_path, *prefix;
     int stops;
+    /* a reload asked by the admin API (a pool thread waits on reload_cv) */
+    uv_mutex_t reload_mu;
+    uv_cond_t reload_cv;
+    int reload_busy, reload_done, reload_rc;
+    char *reload_msg;
+    size_t reload_msglen;
 #ifdef SHOAL_WITH_CLUSTER
     sh_cluster_t *cluster;
 #endif
@@ -69,59 +100,260 @@ static int file_exists(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+static void stop_all(node_main_t *m, uint64_t timeout)
+{
+    for (gen_t *g = m->gens; g != NULL; g = g->next) {
+        g->stopped = 1;
+        sh_workers_stop(g->ws, g->n, timeout);
+    }
+}
+
+static void cancel_pending_reload(node_main_t *m)
+{
+    uv_mutex_lock(&m->reload_mu);
+    if (m->reload_busy && !m->reload_done) {
+        snprintf(m->reload_msg, m->reload_msglen, "reload: not done, the node is stopping");
+        m->reload_rc = -1;
+        m->reload_done = 1;
+        uv_cond_broadcast(&m->reload_cv);
+    }
+    uv_mutex_unlock(&m->reload_mu);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     node_main_t *m = s->data;
     m->stops++;
-    uint64_t t = m->stops == 1 ? m->drain_ms : 0;
+    uint64_t t = m->stops == 1 ? m->gens ? m->gens->rt->shutdown_timeout : 0 : 0;
     sh_log_notice("signal %d received, %s", signum,
                   m->stops == 1 ? "draining and exiting" : "exiting now");
     if (m->stops == 1) {
+        cancel_pending_reload(m);
 #ifdef SHOAL_WITH_CLUSTER
         sh_cluster_stop(m->cluster, 2000);
         m->cluster = NULL;
 #endif
     }
-    sh_workers_stop(m->workers, m->nworkers, t);
-    if (m->stops == 1)
-        for (int i = 0; i < 4; i++)
-            ; /* keep the handlers: a second signal forces the stop */
-    else
+    stop_all(m, t);
+    if (m->stops > 1)
         uv_stop(&m->loop);
 }
 
-/* SIGHUP: certificates and keys are read again (open connections keep
- * theirs). A whole-configuration reload is not there yet. */
-static void on_hup(uv_signal_t *s, int signum)
-{
-    node_main_t *m = s->data;
-    sh_log_notice("signal %d received, reloading TLS certificates and keys", signum);
-    sh_tls_reload(m->rt->http);
-}
-
-static void join_thread(void *arg)
-{
-    node_main_t *m = arg;
-    sh_workers_join(m->workers, m->nworkers);
-    m->workers = NULL;
-}
-
-static void joined_cb(uv_async_t *a)
-{
-    uv_stop(a->loop);
-}
-
-typedef struct {
-    node_main_t *m;
-    uv_async_t *done;
-} joiner_t;
-
+/* The workers end by themselves after a stop; a thread per generation
+ * joins them and wakes the main loop. */
 static void joiner(void *arg)
 {
-    joiner_t *j = arg;
-    join_thread(j->m);
-    uv_async_send(j->done);
+    gen_t *g = arg;
+    sh_workers_wait(g->ws, g->n);
+    atomic_store(&g->done, 1);
+    uv_async_send(&g->m->gen_done);
 }
+
+static int gen_start(node_main_t *m, sh_runtime_t *rt, sh_worker_t **ws, int n)
+{
+    gen_t *g = sh_new(gen_t);
+    g->rt = rt;
+    g->ws = ws;
+    g->n = n;
+    g->m = m;
+    if (sh_workers_start(ws, n) != 0) {
+        sh_free(g);
+        return -1;
+    }
+    uv_mutex_lock(&m->gens_mu);
+    g->next = m->gens;
+    m->gens = g;
+    uv_mutex_unlock(&m->gens_mu);
+    uv_thread_create(&g->joiner, joiner, g);
+    return 0;
+}
+
+/* Free the generations whose workers ended; stop the loop when none is left. */
+static void gen_done_cb(uv_async_t *a)
+{
+    node_main_t *m = container_of(a, node_main_t, gen_done);
+    for (;;) {
+        gen_t **pp = &m->gens, *g = NULL;
+        for (; *pp != NULL; pp = &(*pp)->next)
+            if (atomic_load(&(*pp)->done)) {
+                g = *pp;
+                break;
+            }
+        if (g == NULL)
+            break;
+        uv_thread_join(&g->joiner);
+        uv_mutex_lock(&m->gens_mu);
+        *pp = g->next;
+        sh_worker_totals_t t = {0};
+        sh_workers_totals(g->ws, g->n, &t);
+        m->retired.accepted += t.accepted;
+        m->retired.handled += t.handled;
+        m->retired.requests += t.requests;
+        uv_mutex_unlock(&m->gens_mu);
+        sh_workers_free(g->ws, g->n);
+        if (g->rt != m->rt0)
+            sh_runtime_destroy(g->rt);
+        else
+            g->rt = NULL;
+        sh_free(g);
+    }
+    if (m->gens == NULL)
+        uv_stop(&m->loop);
+}
+
+static int nworkers_of(const sh_runtime_t *rt)
+{
+    if (rt->worker_processes > 0)
+        return rt->worker_processes;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+/*
+ * Reload on the main thread: 0 with what was applied in msg, or -1 with
+ * why nothing changed.
+ */
+static int do_reload(node_main_t *m, char *msg, size_t len)
+{
+    if (m->stops > 0 || m->gens == NULL || m->gens->stopped) {
+        snprintf(msg, len, "reload: not done, the node is stopping");
+        return -1;
+    }
+    char err[SH_CONF_ERRLEN];
+    sh_runtime_t *rt = NULL;
+    /* warnings (directives not honoured yet) go to the error log */
+    int rc = sh_runtime_load(m->conf_path, "<built-in default>", sh_default_conf, m->prefix,
+                             sh_modules, sh_nmodules, -1, &rt, err);
+    if (rc != 0) {
+        snprintf(msg, len, "reload: configuration refused, the running one stays: %s", err);
+        m->reload_failures++;
+        sh_log_err("%s", msg);
+        return -1;
+    }
+    gen_t *cur = m->gens;
+    int n = nworkers_of(rt);
+    sh_worker_t **ws = NULL;
+    char werr[256];
+    if (sh_workers_create_from(rt, n, cur->ws, cur->n, &ws, werr) != 0) {
+        snprintf(msg, len, "reload: configuration refused, the running one stays: %s", werr);
+        sh_runtime_destroy(rt);
+        m->reload_failures++;
+        sh_log_err("%s", msg);
+        return -1;
+    }
+    if (gen_start(m, rt, ws, n) != 0) {
+        /* threads that did not start: the old generation keeps serving */
+        snprintf(msg, len, "reload: the new workers could not start; the running "
+                           "configuration stays");
+        m->reload_failures++;
+        sh_log_err("%s", msg);
+        return -1;
+    }
+    cur->stopped = 1;
+    sh_workers_stop(cur->ws, cur->n, cur->rt->shutdown_timeout);
+    m->reloads++;
+    snprintf(msg, len,
+             "reload: configuration ok, applied to new connections (%d worker%s); connections "
+             "already open finish on the previous configuration; not reloaded: the cluster "
+             "block, error_log, pid",
+             n, n == 1 ? "" : "s");
+    sh_log_notice("%s", msg);
+    return 0;
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    node_main_t *m = s->data;
+    char msg[SH_CONF_ERRLEN + 128];
+    sh_log_notice("signal %d (SIGHUP) received, reloading", signum);
+    do_reload(m, msg, sizeof(msg));
+}
+
+static void reload_async_cb(uv_async_t *a)
+{
+    node_main_t *m = container_of(a, node_main_t, reload_async);
+    uv_mutex_lock(&m->reload_mu);
+    int todo = m->reload_busy && !m->reload_done;
+    uv_mutex_unlock(&m->reload_mu);
+    if (!todo)
+        return;
+    char msg[SH_CONF_ERRLEN + 128];
+    int rc = do_reload(m, msg, sizeof(msg));
+    uv_mutex_lock(&m->reload_mu);
+    if (!m->reload_done) {
+        snprintf(m->reload_msg, m->reload_msglen, "%s", msg);
+        m->reload_rc = rc;
+        m->reload_done = 1;
+        uv_cond_broadcast(&m->reload_cv);
+    }
+    uv_mutex_unlock(&m->reload_mu);
+}
+
+#ifdef SHOAL_WITH_CLUSTER
+/* ---- the hooks the admin API uses (cluster.h) */
+
+/* A libuv pool thread: hand the reload to the main loop and wait. */
+static int hook_reload(void *ud, char *msg, size_t len)
+{
+    node_main_t *m = ud;
+    uv_mutex_lock(&m->reload_mu);
+    while (m->reload_busy)
+        uv_cond_wait(&m->reload_cv, &m->reload_mu);
+    if (m->stops > 0) {
+        uv_mutex_unlock(&m->reload_mu);
+        snprintf(msg, len, "reload: not done, the node is stopping");
+        return -1;
+    }
+    m->reload_busy = 1;
+    m->reload_done = 0;
+    m->reload_msg = msg;
+    m->reload_msglen = len;
+    uv_async_send(&m->reload_async);
+    while (!m->reload_done)
+        uv_cond_wait(&m->reload_cv, &m->reload_mu);
+    int rc = m->reload_rc;
+    m->reload_busy = 0;
+    m->reload_msg = NULL;
+    uv_cond_broadcast(&m->reload_cv);
+    uv_mutex_unlock(&m->reload_mu);
+    return rc;
+}
+
+static void hook_status(void *ud, sh_cluster_node_status_t *out)
+{
+    node_main_t *m = ud;
+    sh_worker_totals_t t;
+    uv_mutex_lock(&m->gens_mu);
+    t = m->retired;
+    unsigned workers = 0, gens = 0;
+    for (gen_t *g = m->gens; g != NULL; g = g->next) {
+        sh_workers_totals(g->ws, g->n, &t);
+        workers += (unsigned)g->n;
+        gens++;
+    }
+    out->reloads = m->reloads;
+    out->reload_failures = m->reload_failures;
+    uv_mutex_unlock(&m->gens_mu);
+    out->accepted = t.accepted;
+    out->handled = t.handled;
+    out->requests = t.requests;
+    out->active = t.active;
+    out->reading = t.reading;
+    out->writing = t.writing;
+    out->waiting = t.waiting;
+    out->workers = workers;
+    out->generations = gens;
+}
+
+static char *hook_upstreams(void *ud)
+{
+    node_main_t *m = ud;
+    uv_mutex_lock(&m->gens_mu);
+    char *s = m->gens ? sh_workers_upstreams_json(m->gens->ws, m->gens->n) : NULL;
+    uv_mutex_unlock(&m->gens_mu);
+    return s;
+}
+#endif
 
 int main(int argc, char **argv)
 {
@@ -230,62 +462,60 @@ int main(int argc, char **argv)
         fclose(pf);
     }
 
-    node_main_t m = {0};
-    m.rt = rt;
-    m.drain_ms = rt->shutdown_timeout;
-    m.nworkers = rt->worker_processes;
-    if (m.nworkers == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        m.nworkers = n > 0 ? (int)n : 1;
-    }
+    static node_main_t m; /* lives as long as the process: threads point at it */
+    m.rt0 = rt;
+    m.conf_path = use;
+    m.prefix = prefix;
+    uv_mutex_init(&m.gens_mu);
+    uv_mutex_init(&m.reload_mu);
+    uv_cond_init(&m.reload_cv);
+    int nworkers = nworkers_of(rt);
+    sh_worker_t **workers = NULL;
     char werr[256];
-    rc = sh_workers_create(rt, m.nworkers, &m.workers, werr);
+    rc = sh_workers_create(rt, nworkers, &workers, werr);
     if (rc != 0) {
         fprintf(stderr, "shoal: [emerg] %s\n", werr);
         sh_runtime_destroy(rt);
         return 1;
     }
+    uv_loop_init(&m.loop);
+    uv_async_init(&m.loop, &m.gen_done, gen_done_cb);
+    uv_async_init(&m.loop, &m.reload_async, reload_async_cb);
 #ifdef SHOAL_WITH_CLUSTER
-    rc = sh_cluster_start(rt->main_confs[sh_cluster_module.index], &m.cluster);
+    sh_cluster_hooks_t hooks = {&m, hook_status, hook_upstreams, hook_reload};
+    rc = sh_cluster_start(rt->main_confs[sh_cluster_module.index], &hooks, &m.cluster);
     if (rc != 0) {
         fprintf(stderr, "shoal: [emerg] the cluster could not start\n");
         return 1;
     }
 #endif
-    uv_loop_init(&m.loop);
     int signums[4] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
     for (int i = 0; i < 4; i++) {
         uv_signal_init(&m.loop, &m.sigs[i]);
         m.sigs[i].data = &m;
-        uv_signal_start(&m.sigs[i], signums[i] == SIGHUP ? on_hup : on_signal, signums[i]);
+        uv_signal_start(&m.sigs[i], signums[i] == SIGHUP ? on_sighup : on_signal, signums[i]);
     }
-    if (sh_workers_start(m.workers, m.nworkers) != 0) {
+    if (gen_start(&m, rt, workers, nworkers) != 0) {
         fprintf(stderr, "shoal: [emerg] could not start the workers\n");
         return 1;
     }
-    sh_log_notice("shoal %s started: %d worker%s, configuration %s", SHOAL_VERSION, m.nworkers,
-                  m.nworkers == 1 ? "" : "s", shown);
+    sh_log_notice("shoal %s started: %d worker%s, configuration %s", SHOAL_VERSION, nworkers,
+                  nworkers == 1 ? "" : "s", shown);
 
-    /* The workers end by themselves after a stop; a helper thread joins
-     * them and wakes this loop. */
-    uv_async_t done;
-    uv_async_init(&m.loop, &done, joined_cb);
-    joiner_t j = {.m = &m, .done = &done};
-    uv_thread_t jt;
-    uv_thread_create(&jt, joiner, &j);
     uv_run(&m.loop, UV_RUN_DEFAULT);
     if (m.stops > 1) {
         /* forced: do not wait for the drain */
         fflush(NULL);
         _exit(0);
     }
-    uv_thread_join(&jt);
+    cancel_pending_reload(&m);
 #ifdef SHOAL_WITH_CLUSTER
     sh_cluster_stop(m.cluster, 2000);
 #endif
     for (int i = 0; i < 4; i++)
         uv_close((uv_handle_t *)&m.sigs[i], NULL);
-    uv_close((uv_handle_t *)&done, NULL);
+    uv_close((uv_handle_t *)&m.gen_done, NULL);
+    uv_close((uv_handle_t *)&m.reload_async, NULL);
     uv_run(&m.loop, UV_RUN_DEFAULT);
     uv_loop_close(&m.loop);
     sh_log_notice("exiting");
