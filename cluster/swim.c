@@ -1071,7 +1071,13 @@ int sh_swim_leave_sent(const sh_swim_t *s)
         return 1;
     char k[KEYLEN];
     member_key(k, s->self->pub.name);
-    return sh_bcast_transmits(s->bq, k) != 0;
+    /* Sent once is not enough: a member that misses that one packet
+     * would see us fail instead of leave. Wait until the goodbye went to
+     * several members (each passes it on), or was retransmitted to its
+     * limit and dropped from the queue (-1); the caller bounds the wait. */
+    int sent = sh_bcast_transmits(s->bq, k);
+    unsigned want = s->n_live < 4 ? s->n_live : 4;
+    return sent < 0 || (unsigned)sent >= want;
 }
 
 void sh_swim_set_meta(sh_swim_t *s, const uint8_t *meta, size_t len)
