@@ -1045,6 +1045,27 @@ void sh_swim_leave(sh_swim_t *s, uint64_t now)
         return;
     s->leaving = 1;
     dead_node(s, s->self->pub.name, s->self->pub.incarnation, s->self->pub.name);
+    /* Besides the piggybacked copies, say goodbye to every live member
+     * directly, once: a leave must not be mistaken for a failure because
+     * gossip happened to pick others before we stopped (issue 5). */
+    Sh__Gossip__Dead d = SH__GOSSIP__DEAD__INIT;
+    d.node = (char *)s->self->pub.name;
+    d.incarnation = s->self->pub.incarnation;
+    d.from = (char *)s->self->pub.name;
+    Sh__Gossip__Update u = SH__GOSSIP__UPDATE__INIT;
+    u.kind_case = SH__GOSSIP__UPDATE__KIND_DEAD;
+    u.dead = &d;
+    uint8_t b[2 * SH_WIRE_MAX_NAME + 32];
+    if (sh__gossip__update__get_packed_size(&u) > sizeof(b))
+        return;
+    size_t len = sh__gossip__update__pack(&u, b);
+    for (size_t i = 0; i < s->n; i++) {
+        member *m = s->mem[i];
+        if (m == s->self || !is_live(m))
+            continue;
+        Sh__Gossip__Packet p = SH__GOSSIP__PACKET__INIT;
+        send_packet(s, m->pub.addr, &p, b, len);
+    }
 }
 
 int sh_swim_force_leave(sh_swim_t *s, const char *name, uint64_t now)

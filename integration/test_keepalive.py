@@ -71,6 +71,9 @@ def main(t):
                                node.url("/slow?ms=400")], stdout=subprocess.PIPE) for _ in range(8)]
     codes = [p.communicate()[0].decode() for p in procs]
     t.check(codes == ["200"] * 8, "8 concurrent slow requests all 200", codes)
+    # the backend counts a request once its handler returns, which can be
+    # just after the client has the response: wait for it to settle
+    sh.wait_for(lambda: b1.stats()["in_flight"] == 0, 10, "backend idle after the burst")
     s1 = b1.stats()
     burst_conns = s1["connections"] - s0["connections"]
     t.log("the burst opened %d upstream connections" % burst_conns)
