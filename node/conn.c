@@ -758,6 +758,18 @@ void sh_request_dispatch(sh_request_t *r)
         do_return(r);
         return;
     }
+    /* nginx's phases: rewrite (`return`, above), then access, then content */
+    if (sh_access_denied(r)) {
+        sh_log_err("access forbidden by rule, client %llu, uri %.*s", (unsigned long long)c->id,
+                   (int)r->uri.len, r->uri.p);
+        r->discard_body = 1;
+        sh_request_respond(r, 403, NULL, NULL, 0, NULL);
+        return;
+    }
+    if (sh_status_enabled(r->loc)) {
+        sh_status_handle(r);
+        return;
+    }
     if (sh_proxy_enabled(r->loc)) {
         /* HTTP/2 streams stream their bodies (flow control bounds them) */
         if (!r->body.done && c->h2 == NULL && sh_proxy_request_buffering(r->loc)) {

@@ -63,6 +63,8 @@ static inline void sh_list_remove(sh_link_t *l)
     l->prev = l->next = l;
 }
 
+struct sh_worker_totals_s; /* node/worker.h */
+
 /* The loaded configuration, as the workers use it. */
 struct sh_runtime_s {
     void **main_confs; /* by module index */
@@ -72,6 +74,10 @@ struct sh_runtime_s {
     int worker_processes;
     int worker_connections;
     uint64_t shutdown_timeout; /* ms to drain on stop */
+    /* The node's counters summed over every worker (stub_status); set by
+     * the main program before the workers start. Any thread. */
+    void (*totals)(void *ud, struct sh_worker_totals_s *t);
+    void *totals_ud;
 };
 
 enum sh_conn_state {
@@ -333,6 +339,11 @@ void sh_uconn_timeout(sh_timeq_entry_t *e);
 void sh_proxy_cache_clear(sh_worker_t *w);
 /* Close every pooled idle upstream connection of the worker. */
 void sh_proxy_close_pools(sh_worker_t *w);
+/* access.c: whether allow/deny refuse the request's client (403). */
+int sh_access_denied(const sh_request_t *r);
+/* status.c: stub_status */
+int sh_status_enabled(const sh_http_loc_t *loc);
+void sh_status_handle(sh_request_t *r);
 /* Whether the location proxies, and reads request bodies first. */
 int sh_proxy_request_buffering(const sh_http_loc_t *loc);
 /* Whether the location proxies. */

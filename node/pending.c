@@ -22,8 +22,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     P("limit_req", LOC | SH_CONF_TAKE123),
     P("limit_conn_status", LOC | SH_CONF_TAKE1),
     P("limit_req_status", LOC | SH_CONF_TAKE1),
-    P("allow", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1),
-    P("deny", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1),
     /* cache */
     P("proxy_cache_path", SH_CTX_HTTP | SH_CONF_2MORE),
     P("proxy_cache", LOC | SH_CONF_TAKE1),
@@ -53,7 +51,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     P("internal", SH_CTX_LOCATION | SH_CONF_NOARGS),
     P("error_page", LOCIF | SH_CONF_2MORE),
     P("log_not_found", LOC | SH_CONF_FLAG),
-    P("stub_status", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_ANY),
     /* logs */
     P("log_format", SH_CTX_HTTP | SH_CONF_2MORE),
     P("access_log", LOCIF | SH_CONF_1MORE),

@@ -46,7 +46,7 @@ void sh_workers_join(sh_worker_t **ws, int n);
 void sh_workers_wait(sh_worker_t **ws, int n);
 void sh_workers_free(sh_worker_t **ws, int n);
 
-typedef struct {
+typedef struct sh_worker_totals_s {
     uint64_t accepted, handled, requests, active, reading, writing, waiting;
 } sh_worker_totals_t;
 /* Add the workers' counters to *t. Any thread. */

@@ -100,6 +100,18 @@ static int file_exists(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* The node's counters over every generation of workers: for stub_status
+ * (from a worker thread) and the admin API (the cluster thread). */
+static void node_totals(void *ud, sh_worker_totals_t *t)
+{
+    node_main_t *m = ud;
+    uv_mutex_lock(&m->gens_mu);
+    *t = m->retired;
+    for (gen_t *g = m->gens; g != NULL; g = g->next)
+        sh_workers_totals(g->ws, g->n, t);
+    uv_mutex_unlock(&m->gens_mu);
+}
+
 static void stop_all(node_main_t *m, uint64_t timeout)
 {
     for (gen_t *g = m->gens; g != NULL; g = g->next) {
@@ -230,6 +242,8 @@ static int do_reload(node_main_t *m, char *msg, size_t len)
         sh_log_err("%s", msg);
         return -1;
     }
+    rt->totals = node_totals;
+    rt->totals_ud = m;
     gen_t *cur = m->gens;
     int n = nworkers_of(rt);
     sh_worker_t **ws = NULL;
@@ -464,6 +478,8 @@ int main(int argc, char **argv)
 
     static node_main_t m; /* lives as long as the process: threads point at it */
     m.rt0 = rt;
+    rt->totals = node_totals;
+    rt->totals_ud = &m;
     m.conf_path = use;
     m.prefix = prefix;
     uv_mutex_init(&m.gens_mu);

@@ -16,6 +16,8 @@
 
 extern sh_conf_module_t sh_proxy_module;
 extern sh_conf_module_t sh_pending_module;
+extern sh_conf_module_t sh_access_module;
+extern sh_conf_module_t sh_status_module;
 #ifdef SHOAL_WITH_CLUSTER
 extern sh_conf_module_t sh_cluster_module;
 #endif
@@ -27,6 +29,8 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_accesslog_module,
     &sh_upstream_module,
     &sh_proxy_module,
+    &sh_access_module,
+    &sh_status_module,
     &sh_ssl_module,
     &sh_headers_module,
     &sh_http2_module,
