@@ -44,10 +44,10 @@
 #include "core/err.h"
 #include "core/log.h"
 
-#define ADMIN_MAX_REQ 8192u
+#define ADMIN_MAX_REQ   8192u
 #define MAX_ADMIN_CONNS 128u
-#define SUB_MAX_QUEUED (256u * 1024u)
-#define MAX_JOIN_ADDRS 64u
+#define SUB_MAX_QUEUED  (256u * 1024u)
+#define MAX_JOIN_ADDRS  64u
 
 typedef struct joinreq_s joinreq;
 
@@ -69,8 +69,8 @@ typedef struct {
     char *resp;
     int closing, closed, busy, sub;
     joinreq *join;
-    int rc;           /* reload result */
-    char msg[1024];   /* reload message */
+    int rc;         /* reload result */
+    char msg[1024]; /* reload message */
 } adconn;
 
 struct joinreq_s {
@@ -122,7 +122,10 @@ static void ad_close(adconn *a)
     uv_close(&a->h.handle, ad_closed);
 }
 
-void sh_cluster__admin_close(uv_handle_t *h) { ad_close(h->data); }
+void sh_cluster__admin_close(uv_handle_t *h)
+{
+    ad_close(h->data);
+}
 
 static void ad_written(uv_write_t *w, int status)
 {
@@ -132,17 +135,28 @@ static void ad_written(uv_write_t *w, int status)
 static const char *reason_of(int code)
 {
     switch (code) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "Internal Server Error";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
     }
 }
 
@@ -214,7 +228,7 @@ static json_t *body_object(adconn *a, const char *body, size_t len)
 typedef struct {
     json_t *arr;
     uint64_t now_mono, now_unix;
-    const char *status;     /* filter or NULL */
+    const char *status; /* filter or NULL */
     const char *tag_k, *tag_v;
     size_t tag_klen;
 } members_ctx;
@@ -292,7 +306,8 @@ static void get_members(adconn *a, char *query)
     members_ctx x;
     members_init(a->c, &x);
     char *save = NULL;
-    for (char *kv = query ? strtok_r(query, "&", &save) : NULL; kv; kv = strtok_r(NULL, "&", &save)) {
+    for (char *kv = query ? strtok_r(query, "&", &save) : NULL; kv;
+         kv = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(kv, '=');
         if (eq == NULL)
             continue;
@@ -300,7 +315,8 @@ static void get_members(adconn *a, char *query)
         url_decode(eq + 1);
         if (strcmp(kv, "status") == 0) {
             const char *v = eq + 1;
-            if (strcmp(v, "alive") && strcmp(v, "suspect") && strcmp(v, "dead") && strcmp(v, "left")) {
+            if (strcmp(v, "alive") && strcmp(v, "suspect") && strcmp(v, "dead") &&
+                strcmp(v, "left")) {
                 json_decref(x.arr);
                 respond(a, 400, NULL, NULL, "status must be alive, suspect, dead or left");
                 return;
@@ -356,8 +372,8 @@ static void join_finish(joinreq *j)
         adconn *a = j->a;
         a->join = NULL;
         a->busy = 0;
-        json_t *o = json_pack("{s:I,s:I}", "joined", (json_int_t)j->ok, "failed",
-                              (json_int_t)j->failed);
+        json_t *o =
+            json_pack("{s:I,s:I}", "joined", (json_int_t)j->ok, "failed", (json_int_t)j->failed);
         if (j->ok == 0) {
             json_decref(o);
             respond(a, 502, NULL, NULL, "could not join any of the addresses given");
@@ -449,8 +465,8 @@ static json_t *keyring_json(sh_cluster_t *c)
         sh_keysync_holders(c->ks, 0, is_live, c->swim, &members);
     snprintf(hex, sizeof(hex), "%08x", (unsigned)sh_keyring_primary_id(c->kr));
     /* holders: members holding each key; primary_of: members sealing under it */
-    return json_pack("{s:o,s:s,s:o,s:o,s:I,s:I}", "keys", arr, "primary", hex, "holders",
-                     holders, "primary_of", prim, "members", (json_int_t)members, "gen",
+    return json_pack("{s:o,s:s,s:o,s:o,s:I,s:I}", "keys", arr, "primary", hex, "holders", holders,
+                     "primary_of", prim, "members", (json_int_t)members, "gen",
                      (json_int_t)sh_keysync_gen(c->ks));
 }
 
@@ -534,8 +550,7 @@ static void reload_done(uv_work_t *w, int status)
 {
     adconn *a = container_of(w, adconn, work);
     a->busy = 0;
-    sh_cluster__event(a->c, "reload",
-                      json_pack("{s:b,s:s}", "ok", a->rc == 0, "message", a->msg));
+    sh_cluster__event(a->c, "reload", json_pack("{s:b,s:s}", "ok", a->rc == 0, "message", a->msg));
     if (a->closed) {
         ad_free(a);
         return;
@@ -606,8 +621,8 @@ void sh_cluster__event(sh_cluster_t *c, const char *type, json_t *data)
         text = malloc(cap);
         if (text == NULL)
             abort();
-        snprintf(text, cap, "id: %llu\nevent: %s\ndata: %s\n\n",
-                 (unsigned long long)++c->event_seq, type, d);
+        snprintf(text, cap, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)++c->event_seq,
+                 type, d);
         free(d);
     }
     json_decref(data);
@@ -748,8 +763,8 @@ static void get_metrics(adconn *a)
            sh_keysync_gen(c->ks));
     metric(f, "shoal_keyring_malformed_total", "counter", "Keyring messages refused.",
            ys->malformed);
-    metric(f, "shoal_keyring_persist_failures_total", "counter",
-           "Keyring file writes that failed.", ys->persist_failed);
+    metric(f, "shoal_keyring_persist_failures_total", "counter", "Keyring file writes that failed.",
+           ys->persist_failed);
     metric(f, "shoal_admin_requests_total", "counter", "Admin API requests.", c->admin_requests);
     metric(f, "shoal_admin_unauthorized_total", "counter", "Admin requests without a valid token.",
            c->admin_unauthorized);
@@ -774,8 +789,8 @@ static json_t *stats_json(sh_cluster_t *c)
         (json_int_t)ks->short_packet, "dropped_bad_version", (json_int_t)ks->bad_version,
         "dropped_unknown_key", (json_int_t)ks->unknown_key, "dropped_bad_tag",
         (json_int_t)ks->bad_tag, "opened", (json_int_t)ks->opened, "dropped_too_big",
-        (json_int_t)c->wst.too_big, "health_score", sh_swim_health_score(c->swim),
-        "keyring_keys", (int)sh_keyring_count(c->kr));
+        (json_int_t)c->wst.too_big, "health_score", sh_swim_health_score(c->swim), "keyring_keys",
+        (int)sh_keyring_count(c->kr));
 }
 
 /* ------------------------------------------------------------- routing -- */
@@ -833,11 +848,11 @@ static void route(adconn *a, const char *method, char *path)
         return;
     }
     int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    static const char *const gets[] = {"/v1/members", "/v1/info", "/v1/keyring",
-                                       "/v1/upstreams", "/v1/stats", "/v1/events",
-                                       "/metrics", "/nginx_status", NULL};
-    static const char *const posts[] = {"/v1/join", "/v1/leave", "/v1/force-leave",
-                                        "/v1/reload", NULL};
+    static const char *const gets[] = {"/v1/members",   "/v1/info",      "/v1/keyring",
+                                       "/v1/upstreams", "/v1/stats",     "/v1/events",
+                                       "/metrics",      "/nginx_status", NULL};
+    static const char *const posts[] = {"/v1/join", "/v1/leave", "/v1/force-leave", "/v1/reload",
+                                        NULL};
     int is_get = 0, is_post = strncmp(path, "/v1/keyring/", 12) == 0;
     for (int i = 0; gets[i]; i++)
         is_get |= strcmp(path, gets[i]) == 0;

@@ -167,5 +167,11 @@ int sh_bcast_transmits(const sh_bcast_t *b, const char *key)
     return it ? (int)it->transmits : -1;
 }
 
-size_t sh_bcast_len(const sh_bcast_t *b) { return b->n; }
-uint64_t sh_bcast_overflows(const sh_bcast_t *b) { return b->overflows; }
+size_t sh_bcast_len(const sh_bcast_t *b)
+{
+    return b->n;
+}
+uint64_t sh_bcast_overflows(const sh_bcast_t *b)
+{
+    return b->overflows;
+}

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define SH_CHANNEL_MEMBERSHIP 0u
-#define SH_CHANNEL_MAX 32u
+#define SH_CHANNEL_MAX        32u
 
 typedef struct sh_channel_ops_s {
     const char *name;

@@ -26,7 +26,7 @@
 #include "core/err.h"
 #include "core/log.h"
 
-#define MAX_CONNS 64u
+#define MAX_CONNS       64u
 #define CONN_TIMEOUT_MS 10000u
 
 /* ---------------------------------------------------------- addresses -- */
@@ -96,7 +96,10 @@ static void reschedule(sh_cluster_t *c)
     uv_timer_start(&c->tick, on_tick, d > now ? d - now : 0, 0);
 }
 
-void sh_cluster__reschedule(sh_cluster_t *c) { reschedule(c); }
+void sh_cluster__reschedule(sh_cluster_t *c)
+{
+    reschedule(c);
+}
 
 static void on_tick(uv_timer_t *t)
 {
@@ -203,7 +206,10 @@ static void pp_close(ppconn *p)
     uv_close((uv_handle_t *)&p->tcp, pp_closed);
 }
 
-static void pp_timeout(uv_timer_t *t) { pp_close(t->data); }
+static void pp_timeout(uv_timer_t *t)
+{
+    pp_close(t->data);
+}
 
 static ppconn *pp_new(sh_cluster_t *c)
 {
@@ -268,8 +274,8 @@ static void pp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     p->in_len += (size_t)nread;
     if (p->want == 0 && p->in_len >= 4) {
-        size_t n = ((size_t)p->in[0] << 24) | ((size_t)p->in[1] << 16) |
-                   ((size_t)p->in[2] << 8) | p->in[3];
+        size_t n = ((size_t)p->in[0] << 24) | ((size_t)p->in[1] << 16) | ((size_t)p->in[2] << 8) |
+                   p->in[3];
         if (n > SH_WIRE_MAX_FRAME || n < SH_KEYRING_OVERHEAD) {
             c->wst.too_big++;
             pp_close(p);
@@ -286,8 +292,8 @@ static void pp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     long n = sh_keyring_open(c->kr, p->in, p->want, pt, p->want);
     /* Our first join takes the cluster's keyring (keysync.h). */
     sh_keysync_set_joining(c->ks, p->initiator && p->join && !c->joined);
-    int rc = n < 0 ? (int)n
-                   : sh_swim_pushpull_merge(c->swim, pt, (size_t)n, uv_now(&c->loop), NULL);
+    int rc =
+        n < 0 ? (int)n : sh_swim_pushpull_merge(c->swim, pt, (size_t)n, uv_now(&c->loop), NULL);
     sh_keysync_set_joining(c->ks, 0);
     sh_free(pt);
     if (rc < 0) {
@@ -428,8 +434,7 @@ static void jwork(uv_work_t *w)
     jreq *r = container_of(w, jreq, work);
     size_t cap = 65536, len = 0;
     r->out = sh_malloc(cap + 1);
-    FILE *f = strncmp(r->spec, "file:", 5) == 0 ? fopen(r->spec + 5, "r")
-                                                 : popen(r->spec + 5, "r");
+    FILE *f = strncmp(r->spec, "file:", 5) == 0 ? fopen(r->spec + 5, "r") : popen(r->spec + 5, "r");
     if (f != NULL) {
         size_t n;
         while (len < cap && (n = fread(r->out + len, 1, cap - len, f)) > 0)
@@ -575,8 +580,8 @@ static void t_notify(void *ud, const sh_swim_member_t *m, int old)
         return;
     }
     sh_cluster__event(c, type,
-                      json_pack("{s:s,s:s,s:s,s:I,s:s}", "name", m->name, "addr", m->addr,
-                                "status", sh_swim_status_name(m->status), "incarnation",
+                      json_pack("{s:s,s:s,s:s,s:I,s:s}", "name", m->name, "addr", m->addr, "status",
+                                sh_swim_status_name(m->status), "incarnation",
                                 (json_int_t)m->incarnation, "previous",
                                 old < 0 ? "none" : sh_swim_status_name(old)));
 }
@@ -679,8 +684,8 @@ int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t *
         rc = SH_EIO;
         goto fail_bind;
     }
-    sh_log_notice("cluster: node \"%s\" gossiping on %s (advertise %s), admin on %s",
-                  cc->node_name, cc->bind, cc->advertise, cc->admin_listen);
+    sh_log_notice("cluster: node \"%s\" gossiping on %s (advertise %s), admin on %s", cc->node_name,
+                  cc->bind, cc->advertise, cc->admin_listen);
     *out = c;
     return 0;
 fail_bind:

@@ -43,9 +43,10 @@ static void destroy_main(void *conf)
     sh_cluster_conf_t *c = conf;
     if (c == NULL)
         return;
-    char **strs[] = {&c->name,  &c->node_name, &c->bind,   &c->advertise,
-                     &c->admin_listen, &c->encrypt_key_file, &c->region, &c->zone,
-                     &c->admin_token_file, &c->key_path, &c->ring_path};
+    char **strs[] = {&c->name,      &c->node_name,    &c->bind,
+                     &c->advertise, &c->admin_listen, &c->encrypt_key_file,
+                     &c->region,    &c->zone,         &c->admin_token_file,
+                     &c->key_path,  &c->ring_path};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         sh_free(*strs[i]);
     for (unsigned i = 0; i < c->njoin; i++)
@@ -88,8 +89,10 @@ static int set_join(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         const char *a = cf->node->args[i];
         if (strncmp(a, "dns:", 4) && strncmp(a, "file:", 5) && strncmp(a, "exec:", 5) &&
             strchr(a, ':') == NULL)
-            return sh_conf_error(cf, "invalid join address \"%s\": host:port, dns:NAME[:PORT], "
-                                     "file:PATH or exec:COMMAND", a);
+            return sh_conf_error(cf,
+                                 "invalid join address \"%s\": host:port, dns:NAME[:PORT], "
+                                 "file:PATH or exec:COMMAND",
+                                 a);
         c->join[c->njoin++] = sh_strdup(a);
     }
     return 0;
@@ -115,7 +118,7 @@ static const sh_conf_enum_t profiles[] = {
     {"lan", SH_CLUSTER_LAN}, {"wan", SH_CLUSTER_WAN}, {"local", SH_CLUSTER_LOCAL}, {NULL, 0}};
 
 #define OFF(f) offsetof(sh_cluster_conf_t, f)
-#define IN (SH_CTX_CLUSTER | SH_CONF_TAKE1)
+#define IN     (SH_CTX_CLUSTER | SH_CONF_TAKE1)
 static const sh_conf_cmd_t cmds[] = {
     {"cluster", SH_CTX_MAIN | SH_CONF_BLOCK | SH_CONF_NOARGS, set_block, 0, NULL},
     {"name", IN, sh_conf_set_str, OFF(name), NULL},
@@ -174,8 +177,10 @@ static int read_token(sh_conf_t *cf, sh_cluster_conf_t *c)
         line[--len] = 0;
     if (len < 16 || len > 256) {
         sodium_memzero(line, sizeof(line));
-        return sh_conf_error(cf, "admin_token_file \"%s\": the token must be one line of 16 to "
-                                 "256 characters (nodectl keygen makes one)", path);
+        return sh_conf_error(cf,
+                             "admin_token_file \"%s\": the token must be one line of 16 to "
+                             "256 characters (nodectl keygen makes one)",
+                             path);
     }
     crypto_generichash(c->token_hash, sizeof(c->token_hash), (const uint8_t *)line, len, NULL, 0);
     sodium_memzero(line, sizeof(line));
@@ -288,8 +293,10 @@ static int init_main(sh_conf_t *cf, void *conf)
         return rc;
     if (!c->has_token && !admin_is_local(c->admin_listen)) {
         cf->node = c->admin_node ? c->admin_node : c->block_node; /* file:line of the cause */
-        return sh_conf_error(cf, "admin_listen %s is not loopback or a unix socket: "
-                                 "\"admin_token_file\" is required", c->admin_listen);
+        return sh_conf_error(cf,
+                             "admin_listen %s is not loopback or a unix socket: "
+                             "\"admin_token_file\" is required",
+                             c->admin_listen);
     }
     SH_CONF_MERGE(c->profile, SH_CONF_UNSET, SH_CLUSTER_LAN);
     sh_swim_conf_t *s = &c->swim;

@@ -26,16 +26,16 @@
 enum { SH_CLUSTER_LAN, SH_CLUSTER_WAN, SH_CLUSTER_LOCAL };
 
 typedef struct {
-    int present;     /* a cluster block was seen */
-    char *name;      /* cluster name (part of the log lines) */
-    char *node_name; /* default: hostname */
-    char *bind;      /* default 0.0.0.0:7946 */
-    char *advertise; /* default: bind's host, or 127.0.0.1 for a wildcard */
-    char *admin_listen; /* default 127.0.0.1:9901; "unix:PATH" or "/PATH"; "off" disables */
+    int present;            /* a cluster block was seen */
+    char *name;             /* cluster name (part of the log lines) */
+    char *node_name;        /* default: hostname */
+    char *bind;             /* default 0.0.0.0:7946 */
+    char *advertise;        /* default: bind's host, or 127.0.0.1 for a wildcard */
+    char *admin_listen;     /* default 127.0.0.1:9901; "unix:PATH" or "/PATH"; "off" disables */
     char *admin_token_file; /* bearer token; required off loopback */
     char *encrypt_key_file;
-    char *key_path;  /* encrypt_key_file resolved against the conf dir */
-    char *ring_path; /* the persisted keyring: key_path + ".keyring" */
+    char *key_path;         /* encrypt_key_file resolved against the conf dir */
+    char *ring_path;        /* the persisted keyring: key_path + ".keyring" */
     uint8_t token_hash[32]; /* BLAKE2b-256 of the token (constant-time compare) */
     int has_token;
     const void *block_node; /* sh_conf_node_t of `cluster` (errors found at init) */
@@ -85,8 +85,8 @@ struct sh_cluster_s {
     int stopping, joined, joins_pending, left;
     uint64_t join_backoff;
     unsigned nconns;
-    unsigned nadmin;     /* admin connections open */
-    void *admin_join;    /* the admin join request the next push-pulls report to */
+    unsigned nadmin;                     /* admin connections open */
+    void *admin_join;                    /* the admin join request the next push-pulls report to */
     void *subs[SH_ADMIN_MAX_EVENT_SUBS]; /* event stream connections */
     unsigned nsubs;
     uint64_t event_seq;

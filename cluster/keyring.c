@@ -105,7 +105,10 @@ int sh_keyring_remove(sh_keyring_t *kr, const uint8_t *key)
     return 0;
 }
 
-unsigned sh_keyring_count(const sh_keyring_t *kr) { return kr->n; }
+unsigned sh_keyring_count(const sh_keyring_t *kr)
+{
+    return kr->n;
+}
 
 uint32_t sh_keyring_primary_id(const sh_keyring_t *kr)
 {
@@ -175,7 +178,8 @@ long sh_keyring_open(sh_keyring_t *kr, const uint8_t *in, size_t len, uint8_t *o
         kr->stats.bad_version++;
         return SH_EVERSION;
     }
-    uint32_t id = ((uint32_t)in[1] << 24) | ((uint32_t)in[2] << 16) | ((uint32_t)in[3] << 8) | in[4];
+    uint32_t id =
+        ((uint32_t)in[1] << 24) | ((uint32_t)in[2] << 16) | ((uint32_t)in[3] << 8) | in[4];
     int i = find_id(kr, id);
     if (i < 0) {
         kr->stats.unknown_key++;
@@ -195,4 +199,7 @@ long sh_keyring_open(sh_keyring_t *kr, const uint8_t *in, size_t len, uint8_t *o
     return (long)mlen;
 }
 
-const sh_keyring_stats_t *sh_keyring_stats(const sh_keyring_t *kr) { return &kr->stats; }
+const sh_keyring_stats_t *sh_keyring_stats(const sh_keyring_t *kr)
+{
+    return &kr->stats;
+}

@@ -24,12 +24,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SH_KEYRING_KEYLEN 32u
-#define SH_KEYRING_MAX_KEYS 8u
+#define SH_KEYRING_KEYLEN      32u
+#define SH_KEYRING_MAX_KEYS    8u
 #define SH_KEYRING_ENVELOPE_V1 1u
-#define SH_KEYRING_HDRLEN (1u + 4u + 24u)
-#define SH_KEYRING_TAGLEN 16u
-#define SH_KEYRING_OVERHEAD (SH_KEYRING_HDRLEN + SH_KEYRING_TAGLEN)
+#define SH_KEYRING_HDRLEN      (1u + 4u + 24u)
+#define SH_KEYRING_TAGLEN      16u
+#define SH_KEYRING_OVERHEAD    (SH_KEYRING_HDRLEN + SH_KEYRING_TAGLEN)
 
 typedef struct sh_keyring_s sh_keyring_t;
 

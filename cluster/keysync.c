@@ -22,9 +22,9 @@
 #include "core/err.h"
 #include "core/log.h"
 
-#define MSG_RING 1u
+#define MSG_RING   1u
 #define MSG_REPORT 2u
-#define MAX_MSG (1u + 8u + 1u + 255u + 1u + SH_KEYRING_MAX_KEYS * SH_KEYRING_KEYLEN)
+#define MAX_MSG    (1u + 8u + 1u + 255u + 1u + SH_KEYRING_MAX_KEYS * SH_KEYRING_KEYLEN)
 
 typedef struct {
     uint8_t keys[SH_KEYRING_MAX_KEYS][SH_KEYRING_KEYLEN]; /* keys[0]: primary */
@@ -181,8 +181,7 @@ static void persist(sh_keysync_t *k)
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     int ok = f != NULL;
     if (ok) {
-        fprintf(f, "# shoal keyring, written by node %s: the first key is the primary\n",
-                k->self);
+        fprintf(f, "# shoal keyring, written by node %s: the first key is the primary\n", k->self);
         fprintf(f, "# gen %llu origin %s\n", (unsigned long long)k->ring.gen, k->ring.origin);
         char hex[2 * SH_KEYRING_KEYLEN + 1];
         for (unsigned i = 0; i < k->ring.n; i++) {
@@ -223,8 +222,9 @@ static int read_ring(const char *path, ring_t *r, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return errno == ENOENT ? 0 : (snprintf(err, errlen, "cannot read \"%s\": %s", path,
-                                               strerror(errno)), -1);
+        return errno == ENOENT
+                   ? 0
+                   : (snprintf(err, errlen, "cannot read \"%s\": %s", path, strerror(errno)), -1);
     char line[512];
     memset(r, 0, sizeof(*r));
     int rc = 1;
@@ -598,7 +598,10 @@ int sh_keysync_op(sh_keysync_t *k, const char *op, const uint8_t *key, uint64_t 
     return rc;
 }
 
-void sh_keysync_set_joining(sh_keysync_t *k, int joining) { k->joining = joining; }
+void sh_keysync_set_joining(sh_keysync_t *k, int joining)
+{
+    k->joining = joining;
+}
 
 unsigned sh_keysync_holders(const sh_keysync_t *k, uint32_t id,
                             int (*live)(void *ud, const char *name), void *ud, unsigned *members)
@@ -629,5 +632,11 @@ unsigned sh_keysync_primary_users(const sh_keysync_t *k, uint32_t id,
     return n;
 }
 
-uint64_t sh_keysync_gen(const sh_keysync_t *k) { return k->ring.gen; }
-const sh_keysync_stats_t *sh_keysync_stats(const sh_keysync_t *k) { return &k->st; }
+uint64_t sh_keysync_gen(const sh_keysync_t *k)
+{
+    return k->ring.gen;
+}
+const sh_keysync_stats_t *sh_keysync_stats(const sh_keysync_t *k)
+{
+    return &k->st;
+}

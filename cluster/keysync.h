@@ -53,17 +53,17 @@
 #include "cluster/keyring.h"
 #include "cluster/swim.h"
 
-#define SH_CHANNEL_KEYRING 1u
+#define SH_CHANNEL_KEYRING     1u
 #define SH_KEYSYNC_MAX_HOLDERS 4096u
 
 typedef struct sh_keysync_s sh_keysync_t;
 
 typedef struct {
-    uint64_t rings_applied;   /* remote rings that replaced ours */
-    uint64_t rings_stale;     /* remote rings older than ours */
-    uint64_t reports;         /* holder reports merged */
-    uint64_t malformed;       /* messages refused at decode */
-    uint64_t persist_failed;  /* ring file writes that failed */
+    uint64_t rings_applied;  /* remote rings that replaced ours */
+    uint64_t rings_stale;    /* remote rings older than ours */
+    uint64_t reports;        /* holder reports merged */
+    uint64_t malformed;      /* messages refused at decode */
+    uint64_t persist_failed; /* ring file writes that failed */
 } sh_keysync_stats_t;
 
 /*
@@ -102,8 +102,7 @@ void sh_keysync_set_joining(sh_keysync_t *k, int joining);
  * a member counts (alive or suspect). *members gets how many counted.
  */
 unsigned sh_keysync_holders(const sh_keysync_t *k, uint32_t id,
-                            int (*live)(void *ud, const char *name), void *ud,
-                            unsigned *members);
+                            int (*live)(void *ud, const char *name), void *ud, unsigned *members);
 /* How many of the counted members report key id as their primary. */
 unsigned sh_keysync_primary_users(const sh_keysync_t *k, uint32_t id,
                                   int (*live)(void *ud, const char *name), void *ud);

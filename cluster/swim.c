@@ -24,10 +24,10 @@
 #include "core/alloc.h"
 #include "core/err.h"
 
-#define RELAYS 128u        /* indirect probes we run for others at once */
-#define MAX_CONFIRM 16u    /* Lifeguard k is suspicion_mult - 2, bounded */
-#define BCAST_MAX 8192u    /* queued updates */
-#define KEYLEN (SH_WIRE_MAX_NAME + 32u)
+#define RELAYS      128u  /* indirect probes we run for others at once */
+#define MAX_CONFIRM 16u   /* Lifeguard k is suspicion_mult - 2, bounded */
+#define BCAST_MAX   8192u /* queued updates */
+#define KEYLEN      (SH_WIRE_MAX_NAME + 32u)
 
 typedef struct {
     uint64_t start, min, max, deadline;
@@ -83,11 +83,16 @@ struct sh_swim_s {
 const char *sh_swim_status_name(int status)
 {
     switch (status) {
-    case SH_SWIM_ALIVE: return "alive";
-    case SH_SWIM_SUSPECT: return "suspect";
-    case SH_SWIM_DEAD: return "dead";
-    case SH_SWIM_LEFT: return "left";
-    default: return "unknown";
+    case SH_SWIM_ALIVE:
+        return "alive";
+    case SH_SWIM_SUSPECT:
+        return "suspect";
+    case SH_SWIM_DEAD:
+        return "dead";
+    case SH_SWIM_LEFT:
+        return "left";
+    default:
+        return "unknown";
     }
 }
 
@@ -151,7 +156,10 @@ static uint64_t rnd(sh_swim_t *s)
     return x * 2685821657736338717ull;
 }
 
-static size_t rnd_below(sh_swim_t *s, size_t n) { return n ? (size_t)(rnd(s) % n) : 0; }
+static size_t rnd_below(sh_swim_t *s, size_t n)
+{
+    return n ? (size_t)(rnd(s) % n) : 0;
+}
 
 static int is_live(const member *m)
 {
@@ -280,7 +288,10 @@ static void queue_update(sh_swim_t *s, const char *key, const Sh__Gossip__Update
         sh_free(b);
 }
 
-static void member_key(char *k, const char *name) { snprintf(k, KEYLEN, "m:%s", name); }
+static void member_key(char *k, const char *name)
+{
+    snprintf(k, KEYLEN, "m:%s", name);
+}
 
 static void queue_alive(sh_swim_t *s, const member *m)
 {
@@ -337,8 +348,8 @@ static void queue_dead(sh_swim_t *s, const char *node, uint64_t inc, const char 
  * Encode p (from = us) plus an optional pre-encoded update (the buddy
  * system's suspicion) plus as many queued updates as fit, and send.
  */
-static void send_packet(sh_swim_t *s, const char *addr, Sh__Gossip__Packet *p,
-                        const uint8_t *extra, size_t extra_len)
+static void send_packet(sh_swim_t *s, const char *addr, Sh__Gossip__Packet *p, const uint8_t *extra,
+                        size_t extra_len)
 {
     p->from = (char *)s->self->pub.name;
     uint8_t *b = s->buf;
@@ -396,7 +407,7 @@ static void alive_node(sh_swim_t *s, const char *name, uint64_t inc, const char 
         if (inc == m->pub.incarnation && strcmp(addr, m->pub.addr) == 0 &&
             meta_len == m->pub.meta_len &&
             (meta_len == 0 || memcmp(meta, m->pub.meta, meta_len) == 0))
-            return; /* our own news coming back */
+            return;     /* our own news coming back */
         refute(s, inc); /* someone else speaks for us, or an old self */
         return;
     }
@@ -529,8 +540,8 @@ sh_swim_t *sh_swim_create(const sh_swim_conf_t *conf, const sh_swim_transport_t 
     s->next_probe_at = now + rnd_below(s, s->conf.probe_interval_ms + 1);
     s->next_gossip_at = now + rnd_below(s, s->conf.gossip_interval_ms + 1);
     s->next_reconnect_at = now + s->conf.reconnect_interval_ms;
-    s->next_pushpull_at = now + s->conf.pushpull_interval_ms +
-                          rnd_below(s, s->conf.pushpull_interval_ms + 1);
+    s->next_pushpull_at =
+        now + s->conf.pushpull_interval_ms + rnd_below(s, s->conf.pushpull_interval_ms + 1);
     return s;
 }
 
@@ -549,7 +560,10 @@ void sh_swim_destroy(sh_swim_t *s)
     sh_free(s);
 }
 
-void sh_swim_join(sh_swim_t *s, const char *addr) { s->t.pushpull(s->ud, addr, 1); }
+void sh_swim_join(sh_swim_t *s, const char *addr)
+{
+    s->t.pushpull(s->ud, addr, 1);
+}
 
 /* ------------------------------------------------------------ probes -- */
 
@@ -1157,7 +1171,10 @@ const sh_swim_member_t *sh_swim_member(const sh_swim_t *s, const char *name)
     return m ? &m->pub : NULL;
 }
 
-int sh_swim_health_score(const sh_swim_t *s) { return s->awareness; }
+int sh_swim_health_score(const sh_swim_t *s)
+{
+    return s->awareness;
+}
 
 const sh_swim_stats_t *sh_swim_stats(const sh_swim_t *s)
 {
@@ -1165,7 +1182,10 @@ const sh_swim_stats_t *sh_swim_stats(const sh_swim_t *s)
     return &s->st;
 }
 
-size_t sh_swim_queue_len(const sh_swim_t *s) { return sh_bcast_len(s->bq); }
+size_t sh_swim_queue_len(const sh_swim_t *s)
+{
+    return sh_bcast_len(s->bq);
+}
 
 void sh_swim_forget_broadcasts(sh_swim_t *s)
 {

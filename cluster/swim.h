@@ -75,12 +75,12 @@ typedef struct {
     unsigned suspicion_max_mult;
     unsigned awareness_max;
     unsigned gossip_nodes;
-    size_t mtu;                    /* largest plaintext packet we emit */
-    int lifeguard;                 /* 1: the three Lifeguard extensions */
+    size_t mtu;                     /* largest plaintext packet we emit */
+    int lifeguard;                  /* 1: the three Lifeguard extensions */
     uint64_t reconnect_interval_ms; /* try a dead member this often (heals partitions) */
     uint64_t reconnect_timeout_ms;  /* forget dead (not left) members after this */
-    uint64_t seed;                 /* for the shuffles and random picks */
-    const uint8_t *meta;           /* copied */
+    uint64_t seed;                  /* for the shuffles and random picks */
+    const uint8_t *meta;            /* copied */
     size_t meta_len;
 } sh_swim_conf_t;
 

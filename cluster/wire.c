@@ -7,8 +7,14 @@
 #include "core/alloc.h"
 #include "core/err.h"
 
-static void *pa_alloc(void *ud, size_t n) { return sh_malloc(n); }
-static void pa_free(void *ud, void *p) { sh_free(p); }
+static void *pa_alloc(void *ud, size_t n)
+{
+    return sh_malloc(n);
+}
+static void pa_free(void *ud, void *p)
+{
+    sh_free(p);
+}
 ProtobufCAllocator sh_wire_allocator = {pa_alloc, pa_free, NULL};
 
 void sh_wire_put_header(uint8_t *out, unsigned kind)
@@ -106,8 +112,8 @@ int sh_wire_decode_packet(const uint8_t *pt, size_t len, Sh__Gossip__Packet **ou
     int rc = check_header(pt, len, SH_WIRE_KIND_PACKET, st, reason);
     if (rc < 0)
         return rc;
-    Sh__Gossip__Packet *p = sh__gossip__packet__unpack(&sh_wire_allocator, len - SH_WIRE_HDRLEN,
-                                                       pt + SH_WIRE_HDRLEN);
+    Sh__Gossip__Packet *p =
+        sh__gossip__packet__unpack(&sh_wire_allocator, len - SH_WIRE_HDRLEN, pt + SH_WIRE_HDRLEN);
     if (p == NULL)
         return fail(st, &st->undecodable, reason, "protobuf decode failed", SH_EPARSE);
     const char *why = packet_meaning(p);
@@ -210,7 +216,10 @@ static size_t varint_len(size_t v)
     return n;
 }
 
-size_t sh_wire_update_cost(size_t ulen) { return 1 + varint_len(ulen) + ulen; }
+size_t sh_wire_update_cost(size_t ulen)
+{
+    return 1 + varint_len(ulen) + ulen;
+}
 
 size_t sh_wire_append_update(uint8_t *out, const uint8_t *u, size_t ulen)
 {

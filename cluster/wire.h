@@ -22,30 +22,30 @@
 #include "cluster/keyring.h"
 #include "proto/gossip.pb-c.h"
 
-#define SH_WIRE_VERSION 1u     /* what we speak */
+#define SH_WIRE_VERSION     1u /* what we speak */
 #define SH_WIRE_MIN_VERSION 1u /* the oldest reader that understands us */
-#define SH_WIRE_HDRLEN 3u
+#define SH_WIRE_HDRLEN      3u
 
-#define SH_WIRE_KIND_PACKET 1u   /* UDP: Sh__Gossip__Packet */
+#define SH_WIRE_KIND_PACKET   1u /* UDP: Sh__Gossip__Packet */
 #define SH_WIRE_KIND_PUSHPULL 2u /* TCP: Sh__Gossip__PushPull */
 
-#define SH_WIRE_MAX_UDP 65507u          /* largest datagram accepted */
-#define SH_WIRE_MAX_FRAME (16u << 20)   /* largest push-pull frame */
-#define SH_WIRE_MAX_NAME 128u
-#define SH_WIRE_MAX_ADDR 128u
-#define SH_WIRE_MAX_META 4096u
-#define SH_WIRE_MAX_UPDATES 512u
+#define SH_WIRE_MAX_UDP      65507u      /* largest datagram accepted */
+#define SH_WIRE_MAX_FRAME    (16u << 20) /* largest push-pull frame */
+#define SH_WIRE_MAX_NAME     128u
+#define SH_WIRE_MAX_ADDR     128u
+#define SH_WIRE_MAX_META     4096u
+#define SH_WIRE_MAX_UPDATES  512u
 #define SH_WIRE_MAX_CHANNELS 64u
-#define SH_WIRE_MAX_MEMBERS 100000u
+#define SH_WIRE_MAX_MEMBERS  100000u
 
 typedef struct {
     uint64_t ok;
-    uint64_t too_big;      /* 1: size */
-    uint64_t not_opened;   /* 2: keyring refused (its own stats say why) */
-    uint64_t bad_version;  /* 3 */
-    uint64_t wrong_kind;   /* 3 */
-    uint64_t undecodable;  /* 4 */
-    uint64_t invalid;      /* 5 */
+    uint64_t too_big;     /* 1: size */
+    uint64_t not_opened;  /* 2: keyring refused (its own stats say why) */
+    uint64_t bad_version; /* 3 */
+    uint64_t wrong_kind;  /* 3 */
+    uint64_t undecodable; /* 4 */
+    uint64_t invalid;     /* 5 */
 } sh_wire_stats_t;
 
 /* protobuf-c allocator over sh_malloc/sh_free, for decode and free. */

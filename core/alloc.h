@@ -22,8 +22,7 @@ void *sh_memdup(const void *p, size_t n);
 #define sh_new(T) ((T *)sh_calloc(1, sizeof(T)))
 
 #ifndef container_of
-#define container_of(ptr, type, member)                                    \
-    ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 #endif
 
 #endif

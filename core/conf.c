@@ -47,10 +47,10 @@
 #include "core/alloc.h"
 #include "core/err.h"
 
-#define MAX_FILE_SIZE (1024u * 1024u)
-#define MAX_TOKEN_LEN 4096u
-#define MAX_ARGS 64u /* not counting the directive name */
-#define MAX_BLOCK_DEPTH 32u
+#define MAX_FILE_SIZE     (1024u * 1024u)
+#define MAX_TOKEN_LEN     4096u
+#define MAX_ARGS          64u /* not counting the directive name */
+#define MAX_BLOCK_DEPTH   32u
 #define MAX_INCLUDE_DEPTH 16u
 /* Not in conf.h: files included per document. Depth alone does not bound
  * the work, since each of 16 levels may include the next several times. */
@@ -79,10 +79,10 @@ typedef struct {
 
 typedef struct {
     sh_conf_doc_t *doc;
-    const char *base;    /* prefix for relative includes: "" or ends in '/' */
-    unsigned depth;      /* block nesting, across included files */
-    unsigned incdepth;   /* include nesting; the main text is 0 */
-    unsigned nfiles;     /* files included so far */
+    const char *base;  /* prefix for relative includes: "" or ends in '/' */
+    unsigned depth;    /* block nesting, across included files */
+    unsigned incdepth; /* include nesting; the main text is 0 */
+    unsigned nfiles;   /* files included so far */
     char *err;
     /* The directive being read: its tokens until a node takes them. */
     char *args[MAX_ARGS + 1];
@@ -419,9 +419,9 @@ static int read_file(parser_t *ps, const char *path, const char *where, unsigned
     int rc = 0;
     if (fstat(fd, &st) != 0) {
         int e = errno;
-        rc = main_file ? perr(ps, path, 0, SH_EIO, "%s", strerror(e))
-                       : perr(ps, where, line, SH_EIO, "fstat() \"%s\" failed (%s)", path,
-                              strerror(e));
+        rc = main_file
+                 ? perr(ps, path, 0, SH_EIO, "%s", strerror(e))
+                 : perr(ps, where, line, SH_EIO, "fstat() \"%s\" failed (%s)", path, strerror(e));
         goto fail_fd;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -431,10 +431,10 @@ static int read_file(parser_t *ps, const char *path, const char *where, unsigned
         goto fail_fd;
     }
     if ((uintmax_t)st.st_size > MAX_FILE_SIZE) {
-        rc = main_file ? perr(ps, path, 0, SH_ELIMIT, "file is too large (max %u bytes)",
-                              MAX_FILE_SIZE)
-                       : perr(ps, where, line, SH_ELIMIT,
-                              "file \"%s\" is too large (max %u bytes)", path, MAX_FILE_SIZE);
+        rc = main_file
+                 ? perr(ps, path, 0, SH_ELIMIT, "file is too large (max %u bytes)", MAX_FILE_SIZE)
+                 : perr(ps, where, line, SH_ELIMIT, "file \"%s\" is too large (max %u bytes)", path,
+                        MAX_FILE_SIZE);
         goto fail_fd;
     }
     /* The size may change under us: read to EOF, never past the limit. */
@@ -443,11 +443,11 @@ static int read_file(parser_t *ps, const char *path, const char *where, unsigned
     for (;;) {
         if (len == cap) {
             if (cap > MAX_FILE_SIZE) {
-                rc = main_file ? perr(ps, path, 0, SH_ELIMIT, "file is too large (max %u bytes)",
-                                      MAX_FILE_SIZE)
-                               : perr(ps, where, line, SH_ELIMIT,
-                                      "file \"%s\" is too large (max %u bytes)", path,
-                                      MAX_FILE_SIZE);
+                rc = main_file
+                         ? perr(ps, path, 0, SH_ELIMIT, "file is too large (max %u bytes)",
+                                MAX_FILE_SIZE)
+                         : perr(ps, where, line, SH_ELIMIT,
+                                "file \"%s\" is too large (max %u bytes)", path, MAX_FILE_SIZE);
                 goto fail_buf;
             }
             cap = cap * 2 > MAX_FILE_SIZE + 1 ? MAX_FILE_SIZE + 1 : cap * 2;
@@ -468,10 +468,10 @@ static int read_file(parser_t *ps, const char *path, const char *where, unsigned
         len += (size_t)n;
     }
     if (len > MAX_FILE_SIZE) {
-        rc = main_file ? perr(ps, path, 0, SH_ELIMIT, "file is too large (max %u bytes)",
-                              MAX_FILE_SIZE)
-                       : perr(ps, where, line, SH_ELIMIT, "file \"%s\" is too large (max %u bytes)",
-                              path, MAX_FILE_SIZE);
+        rc = main_file
+                 ? perr(ps, path, 0, SH_ELIMIT, "file is too large (max %u bytes)", MAX_FILE_SIZE)
+                 : perr(ps, where, line, SH_ELIMIT, "file \"%s\" is too large (max %u bytes)", path,
+                        MAX_FILE_SIZE);
         goto fail_buf;
     }
     close(fd);
@@ -512,7 +512,8 @@ static int include(parser_t *ps, src_t *s, int ev, sh_conf_node_t ***tail)
 {
     unsigned line = ps->dline;
     if (ev == EV_BLOCK)
-        return perr(ps, s->name, line, SH_EPARSE, "directive \"include\" is not terminated by \";\"");
+        return perr(ps, s->name, line, SH_EPARSE,
+                    "directive \"include\" is not terminated by \";\"");
     if (ps->nargs != 2)
         return perr(ps, s->name, line, SH_EPARSE,
                     "invalid number of arguments in \"include\" directive");
@@ -584,8 +585,8 @@ static int parse_seq(parser_t *ps, src_t *s, int in_block, sh_conf_node_t ***tai
         if (ev == EV_BLOCK) {
             n->block = 1;
             if (ps->depth >= MAX_BLOCK_DEPTH)
-                return perr(ps, s->name, s->line, SH_ELIMIT,
-                            "too deep nesting of blocks (max %u)", MAX_BLOCK_DEPTH);
+                return perr(ps, s->name, s->line, SH_ELIMIT, "too deep nesting of blocks (max %u)",
+                            MAX_BLOCK_DEPTH);
             sh_conf_node_t **ctail = &n->child;
             ps->depth++;
             int rc = parse_seq(ps, s, 1, &ctail);

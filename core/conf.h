@@ -57,8 +57,8 @@ int sh_conf_parse_file(const char *path, sh_conf_doc_t **out, char *err);
  * Parse text[0..len) named `name` in error messages; includes resolve
  * against include_dir (NULL: the current directory). Same results as above.
  */
-int sh_conf_parse_buffer(const char *name, const char *text, size_t len,
-                         const char *include_dir, sh_conf_doc_t **out, char *err);
+int sh_conf_parse_buffer(const char *name, const char *text, size_t len, const char *include_dir,
+                         sh_conf_doc_t **out, char *err);
 
 /* First top-level directive, or NULL for an empty document. */
 const sh_conf_node_t *sh_conf_doc_root(const sh_conf_doc_t *doc);
@@ -68,63 +68,63 @@ void sh_conf_doc_destroy(sh_conf_doc_t *doc);
 /* ------------------------------------------------------------- schema -- */
 
 /* Contexts a directive may appear in (bits of sh_conf_cmd_t.type). */
-#define SH_CTX_MAIN 0x00000001u
-#define SH_CTX_EVENTS 0x00000002u
-#define SH_CTX_HTTP 0x00000004u
-#define SH_CTX_SERVER 0x00000008u
-#define SH_CTX_LOCATION 0x00000010u
-#define SH_CTX_UPSTREAM 0x00000020u
-#define SH_CTX_CLUSTER 0x00000040u
+#define SH_CTX_MAIN         0x00000001u
+#define SH_CTX_EVENTS       0x00000002u
+#define SH_CTX_HTTP         0x00000004u
+#define SH_CTX_SERVER       0x00000008u
+#define SH_CTX_LOCATION     0x00000010u
+#define SH_CTX_UPSTREAM     0x00000020u
+#define SH_CTX_CLUSTER      0x00000040u
 #define SH_CTX_LIMIT_EXCEPT 0x00000080u
-#define SH_CTX_IF 0x00000100u
-#define SH_CTX_MAP 0x00000200u  /* inside map { } (handled by map itself) */
-#define SH_CTX_TYPES 0x00000400u /* inside types { } (handled by types) */
-#define SH_CTX_MASK 0x0000ffffu
+#define SH_CTX_IF           0x00000100u
+#define SH_CTX_MAP          0x00000200u /* inside map { } (handled by map itself) */
+#define SH_CTX_TYPES        0x00000400u /* inside types { } (handled by types) */
+#define SH_CTX_MASK         0x0000ffffu
 
 /* Argument counts (not counting the name), as nginx's NGX_CONF_TAKE*. */
-#define SH_CONF_NOARGS 0x00010000u
-#define SH_CONF_TAKE1 0x00020000u
-#define SH_CONF_TAKE2 0x00040000u
-#define SH_CONF_TAKE3 0x00080000u
-#define SH_CONF_TAKE4 0x00100000u
-#define SH_CONF_TAKE5 0x00200000u
-#define SH_CONF_TAKE6 0x00400000u
-#define SH_CONF_TAKE7 0x00800000u
-#define SH_CONF_TAKE12 (SH_CONF_TAKE1 | SH_CONF_TAKE2)
-#define SH_CONF_TAKE13 (SH_CONF_TAKE1 | SH_CONF_TAKE3)
-#define SH_CONF_TAKE23 (SH_CONF_TAKE2 | SH_CONF_TAKE3)
-#define SH_CONF_TAKE123 (SH_CONF_TAKE1 | SH_CONF_TAKE2 | SH_CONF_TAKE3)
+#define SH_CONF_NOARGS   0x00010000u
+#define SH_CONF_TAKE1    0x00020000u
+#define SH_CONF_TAKE2    0x00040000u
+#define SH_CONF_TAKE3    0x00080000u
+#define SH_CONF_TAKE4    0x00100000u
+#define SH_CONF_TAKE5    0x00200000u
+#define SH_CONF_TAKE6    0x00400000u
+#define SH_CONF_TAKE7    0x00800000u
+#define SH_CONF_TAKE12   (SH_CONF_TAKE1 | SH_CONF_TAKE2)
+#define SH_CONF_TAKE13   (SH_CONF_TAKE1 | SH_CONF_TAKE3)
+#define SH_CONF_TAKE23   (SH_CONF_TAKE2 | SH_CONF_TAKE3)
+#define SH_CONF_TAKE123  (SH_CONF_TAKE1 | SH_CONF_TAKE2 | SH_CONF_TAKE3)
 #define SH_CONF_TAKE1234 (SH_CONF_TAKE123 | SH_CONF_TAKE4)
-#define SH_CONF_TAKE34 (SH_CONF_TAKE3 | SH_CONF_TAKE4)
-#define SH_CONF_1MORE 0x01000000u /* one or more */
-#define SH_CONF_2MORE 0x02000000u /* two or more */
-#define SH_CONF_ANY 0x04000000u   /* any number, zero included */
-#define SH_CONF_FLAG 0x08000000u  /* exactly one: on | off */
-#define SH_CONF_BLOCK 0x10000000u /* must have a { } block; without it, must not */
+#define SH_CONF_TAKE34   (SH_CONF_TAKE3 | SH_CONF_TAKE4)
+#define SH_CONF_1MORE    0x01000000u /* one or more */
+#define SH_CONF_2MORE    0x02000000u /* two or more */
+#define SH_CONF_ANY      0x04000000u /* any number, zero included */
+#define SH_CONF_FLAG     0x08000000u /* exactly one: on | off */
+#define SH_CONF_BLOCK    0x10000000u /* must have a { } block; without it, must not */
 
 /* Unset sentinels for create/merge (nginx's NGX_CONF_UNSET*). */
-#define SH_CONF_UNSET (-1)
+#define SH_CONF_UNSET      (-1)
 #define SH_CONF_UNSET_SIZE ((size_t)-1)
 #define SH_CONF_UNSET_MSEC ((uint64_t)-1)
-#define SH_CONF_MERGE(conf, prev, def)                                     \
-    do {                                                                   \
-        if ((conf) == SH_CONF_UNSET)                                       \
-            (conf) = ((prev) == SH_CONF_UNSET) ? (def) : (prev);           \
+#define SH_CONF_MERGE(conf, prev, def)                                                             \
+    do {                                                                                           \
+        if ((conf) == SH_CONF_UNSET)                                                               \
+            (conf) = ((prev) == SH_CONF_UNSET) ? (def) : (prev);                                   \
     } while (0)
-#define SH_CONF_MERGE_SIZE(conf, prev, def)                                \
-    do {                                                                   \
-        if ((conf) == SH_CONF_UNSET_SIZE)                                  \
-            (conf) = ((prev) == SH_CONF_UNSET_SIZE) ? (def) : (prev);      \
+#define SH_CONF_MERGE_SIZE(conf, prev, def)                                                        \
+    do {                                                                                           \
+        if ((conf) == SH_CONF_UNSET_SIZE)                                                          \
+            (conf) = ((prev) == SH_CONF_UNSET_SIZE) ? (def) : (prev);                              \
     } while (0)
-#define SH_CONF_MERGE_MSEC(conf, prev, def)                                \
-    do {                                                                   \
-        if ((conf) == SH_CONF_UNSET_MSEC)                                  \
-            (conf) = ((prev) == SH_CONF_UNSET_MSEC) ? (def) : (prev);      \
+#define SH_CONF_MERGE_MSEC(conf, prev, def)                                                        \
+    do {                                                                                           \
+        if ((conf) == SH_CONF_UNSET_MSEC)                                                          \
+            (conf) = ((prev) == SH_CONF_UNSET_MSEC) ? (def) : (prev);                              \
     } while (0)
-#define SH_CONF_MERGE_PTR(conf, prev, def)                                 \
-    do {                                                                   \
-        if ((conf) == NULL)                                                \
-            (conf) = ((prev) == NULL) ? (def) : (prev);                    \
+#define SH_CONF_MERGE_PTR(conf, prev, def)                                                         \
+    do {                                                                                           \
+        if ((conf) == NULL)                                                                        \
+            (conf) = ((prev) == NULL) ? (def) : (prev);                                            \
     } while (0)
 
 typedef struct sh_conf_s sh_conf_t;
@@ -140,11 +140,11 @@ typedef struct sh_conf_module_s sh_conf_module_t;
 typedef int (*sh_conf_set_pt)(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
 
 struct sh_conf_cmd_s {
-    const char *name;  /* NULL ends a table */
-    uint32_t type;     /* SH_CTX_* | SH_CONF_* */
+    const char *name; /* NULL ends a table */
+    uint32_t type;    /* SH_CTX_* | SH_CONF_* */
     sh_conf_set_pt set;
-    size_t offset;     /* for the generic setters: field offset in conf */
-    const void *post;  /* setter-specific (enum table, bounds, ...) */
+    size_t offset;    /* for the generic setters: field offset in conf */
+    const void *post; /* setter-specific (enum table, bounds, ...) */
 };
 
 struct sh_conf_module_s {
@@ -167,20 +167,20 @@ struct sh_conf_s {
     void **confs;               /* current block's confs, by module index */
     sh_conf_module_t *const *modules;
     unsigned nmodules;
-    const char *prefix;         /* -p prefix, ends with '/' (or "") */
-    const char *conf_dir;       /* directory of the main file, ends with '/' */
-    void *user;                 /* the owner's whole-configuration object */
-    int warnings;               /* number of sh_conf_warn() calls */
-    int warn_fd;                /* where warnings go (default 2) */
-    char err[SH_CONF_ERRLEN];   /* "file:line: message" after a failure */
+    const char *prefix;       /* -p prefix, ends with '/' (or "") */
+    const char *conf_dir;     /* directory of the main file, ends with '/' */
+    void *user;               /* the owner's whole-configuration object */
+    int warnings;             /* number of sh_conf_warn() calls */
+    int warn_fd;              /* where warnings go (default 2) */
+    char err[SH_CONF_ERRLEN]; /* "file:line: message" after a failure */
 };
 
 /*
  * Prepare cf for walking with the given module list (indices are assigned
  * in order). prefix and conf_dir are copied by pointer and must outlive cf.
  */
-void sh_conf_init(sh_conf_t *cf, sh_conf_module_t *const *modules, unsigned n,
-                  const char *prefix, const char *conf_dir, void *user);
+void sh_conf_init(sh_conf_t *cf, sh_conf_module_t *const *modules, unsigned n, const char *prefix,
+                  const char *conf_dir, void *user);
 
 /*
  * Dispatch every directive from `first` along its `next` chain in context
@@ -198,12 +198,16 @@ void sh_conf_warn(sh_conf_t *cf, const char *fmt, ...) __attribute__((format(pri
 /* Each stores into (char *)conf + cmd->offset and reports "is duplicate"
  * when the field is already set (not the unset sentinel). */
 
-int sh_conf_set_flag(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);  /* int: on=1 off=0 */
-int sh_conf_set_num(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);   /* int, >= 0 */
-int sh_conf_set_size(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);  /* size_t: 512 8k 10m 1g */
-int sh_conf_set_msec(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);  /* uint64_t ms: 500ms 30s 1m 1h 1d 1y "1h 30m"; bare number = s */
-int sh_conf_set_str(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);   /* char *, sh_strdup'd, must be NULL */
-int sh_conf_set_enum(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);  /* int; post: const sh_conf_enum_t[] ending with NULL name */
+int sh_conf_set_flag(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf); /* int: on=1 off=0 */
+int sh_conf_set_num(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);  /* int, >= 0 */
+int sh_conf_set_size(sh_conf_t *cf, const sh_conf_cmd_t *cmd,
+                     void *conf); /* size_t: 512 8k 10m 1g */
+int sh_conf_set_msec(sh_conf_t *cf, const sh_conf_cmd_t *cmd,
+                     void *conf); /* uint64_t ms: 500ms 30s 1m 1h 1d 1y "1h 30m"; bare number = s */
+int sh_conf_set_str(sh_conf_t *cf, const sh_conf_cmd_t *cmd,
+                    void *conf); /* char *, sh_strdup'd, must be NULL */
+int sh_conf_set_enum(sh_conf_t *cf, const sh_conf_cmd_t *cmd,
+                     void *conf); /* int; post: const sh_conf_enum_t[] ending with NULL name */
 /* Accept and ignore (e.g. `use epoll`, `sendfile on`), silently. */
 int sh_conf_set_ignore(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
 /* Accept, warn "\"NAME\" is not supported yet, ignored" with file:line. */

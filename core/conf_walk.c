@@ -36,8 +36,8 @@ static const uint32_t argument_number[] = {
     SH_CONF_TAKE4,  SH_CONF_TAKE5, SH_CONF_TAKE6, SH_CONF_TAKE7,
 };
 
-void sh_conf_init(sh_conf_t *cf, sh_conf_module_t *const *modules, unsigned n,
-                  const char *prefix, const char *conf_dir, void *user)
+void sh_conf_init(sh_conf_t *cf, sh_conf_module_t *const *modules, unsigned n, const char *prefix,
+                  const char *conf_dir, void *user)
 {
     memset(cf, 0, sizeof(*cf));
     cf->modules = modules;
@@ -245,10 +245,14 @@ int sh_conf_parse_size(const char *s, size_t *out)
  */
 enum { U_YEAR, U_MONTH, U_WEEK, U_DAY, U_HOUR, U_MIN, U_SEC, U_MSEC, U_NONE };
 static const uint64_t unit_ms[] = {
-    [U_YEAR] = 365ull * 24 * 3600 * 1000, [U_MONTH] = 30ull * 24 * 3600 * 1000,
-    [U_WEEK] = 7ull * 24 * 3600 * 1000,   [U_DAY] = 24ull * 3600 * 1000,
-    [U_HOUR] = 3600ull * 1000,            [U_MIN] = 60ull * 1000,
-    [U_SEC] = 1000,                       [U_MSEC] = 1,
+    [U_YEAR] = 365ull * 24 * 3600 * 1000,
+    [U_MONTH] = 30ull * 24 * 3600 * 1000,
+    [U_WEEK] = 7ull * 24 * 3600 * 1000,
+    [U_DAY] = 24ull * 3600 * 1000,
+    [U_HOUR] = 3600ull * 1000,
+    [U_MIN] = 60ull * 1000,
+    [U_SEC] = 1000,
+    [U_MSEC] = 1,
 };
 
 int sh_conf_parse_msec(const char *s, uint64_t *out)
@@ -358,8 +362,8 @@ int sh_conf_set_flag(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     else if (strcasecmp(v, "off") == 0)
         *fp = 0;
     else
-        return sh_conf_error(cf, "invalid value \"%s\" in \"%s\" directive, it must be \"on\" or \"off\"",
-                             v, name);
+        return sh_conf_error(
+            cf, "invalid value \"%s\" in \"%s\" directive, it must be \"on\" or \"off\"", v, name);
     return 0;
 }
 

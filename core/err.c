@@ -7,8 +7,8 @@ const char *sh_strerror(int err)
     switch (err) {
     case 0:
         return "success";
-#define X(name, code, text)                                                \
-    case code:                                                             \
+#define X(name, code, text)                                                                        \
+    case code:                                                                                     \
         return text;
         SH_ERRNO_MAP(X)
 #undef X

@@ -9,20 +9,20 @@
 #ifndef SH_ERR_H
 #define SH_ERR_H
 
-#define SH_ERRNO_MAP(X)                                                    \
-    X(EAGAIN, -1, "need more input")                                       \
-    X(ENOMEM, -2, "out of memory")                                         \
-    X(EINVAL, -3, "invalid argument")                                      \
-    X(ELIMIT, -4, "limit exceeded")                                        \
-    X(EPARSE, -5, "malformed input")                                       \
-    X(EIO, -6, "input/output error")                                       \
-    X(ENOENT, -7, "not found")                                             \
-    X(EEXIST, -8, "already exists")                                        \
-    X(ECLOSED, -9, "closed")                                               \
-    X(ETIMEDOUT, -10, "timed out")                                         \
-    X(EAUTH, -11, "authentication failed")                                 \
-    X(EVERSION, -12, "unsupported version")                                \
-    X(EUNSUPP, -13, "not supported")                                       \
+#define SH_ERRNO_MAP(X)                                                                            \
+    X(EAGAIN, -1, "need more input")                                                               \
+    X(ENOMEM, -2, "out of memory")                                                                 \
+    X(EINVAL, -3, "invalid argument")                                                              \
+    X(ELIMIT, -4, "limit exceeded")                                                                \
+    X(EPARSE, -5, "malformed input")                                                               \
+    X(EIO, -6, "input/output error")                                                               \
+    X(ENOENT, -7, "not found")                                                                     \
+    X(EEXIST, -8, "already exists")                                                                \
+    X(ECLOSED, -9, "closed")                                                                       \
+    X(ETIMEDOUT, -10, "timed out")                                                                 \
+    X(EAUTH, -11, "authentication failed")                                                         \
+    X(EVERSION, -12, "unsupported version")                                                        \
+    X(EUNSUPP, -13, "not supported")                                                               \
     X(ESTATE, -14, "invalid state")
 
 enum {

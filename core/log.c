@@ -15,7 +15,7 @@
 static _Atomic int log_level = SH_LOG_NOTICE;
 static _Atomic int log_fd = 2;
 
-static const char *const level_names[] = {"emerg", "alert", "crit",   "error",
+static const char *const level_names[] = {"emerg", "alert",  "crit", "error",
                                           "warn",  "notice", "info", "debug"};
 
 int sh_log_level_parse(const char *name)

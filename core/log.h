@@ -28,14 +28,14 @@ void sh_log_set_fd(int fd);
 
 void sh_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define sh_log_err(...) sh_log(SH_LOG_ERR, __VA_ARGS__)
-#define sh_log_warn(...) sh_log(SH_LOG_WARN, __VA_ARGS__)
-#define sh_log_info(...) sh_log(SH_LOG_INFO, __VA_ARGS__)
+#define sh_log_err(...)    sh_log(SH_LOG_ERR, __VA_ARGS__)
+#define sh_log_warn(...)   sh_log(SH_LOG_WARN, __VA_ARGS__)
+#define sh_log_info(...)   sh_log(SH_LOG_INFO, __VA_ARGS__)
 #define sh_log_notice(...) sh_log(SH_LOG_NOTICE, __VA_ARGS__)
-#define sh_log_debug(...)                                                  \
-    do {                                                                   \
-        if (sh_log_get_level() >= SH_LOG_DEBUG)                            \
-            sh_log(SH_LOG_DEBUG, __VA_ARGS__);                             \
+#define sh_log_debug(...)                                                                          \
+    do {                                                                                           \
+        if (sh_log_get_level() >= SH_LOG_DEBUG)                                                    \
+            sh_log(SH_LOG_DEBUG, __VA_ARGS__);                                                     \
     } while (0)
 
 #endif

@@ -67,6 +67,12 @@ def main(t):
             }}
         }}""")
     pid = node.pid
+    # the port accepts as soon as every worker's socket listens; the
+    # threads start right after: wait for them, with a deadline
+    try:
+        sh.wait_for(lambda: len(os.listdir("/proc/%d/task" % pid)) >= 3, 5, "worker threads")
+    except sh.HarnessError:
+        pass
     tasks = os.listdir("/proc/%d/task" % pid)
     t.check(len(tasks) >= 3, "worker_processes 2: /proc/%d/task lists %d threads (want >= 3)" % (pid, len(tasks)),
             tasks)

@@ -107,8 +107,9 @@ int sh_access_denied(const sh_request_t *r)
         return 0;
     const struct sockaddr_in6 *peer = &r->c->peer;
     int fam = peer->sin6_family;
-    const uint8_t *a = fam == AF_INET ? (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr
-                                      : (const uint8_t *)&peer->sin6_addr;
+    const uint8_t *a = fam == AF_INET
+                           ? (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr
+                           : (const uint8_t *)&peer->sin6_addr;
     size_t len = fam == AF_INET ? 4 : 16;
     for (size_t i = 0; i < c->n; i++) {
         const rule_t *rl = &c->rules[i];
@@ -127,10 +128,9 @@ int sh_access_denied(const sh_request_t *r)
 
 #define ACTX (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_LIMIT_EXCEPT)
 
-static const sh_conf_cmd_t access_cmds[] = {
-    {"allow", ACTX | SH_CONF_TAKE1, rule_set, 0, NULL},
-    {"deny", ACTX | SH_CONF_TAKE1, rule_set, 1, NULL},
-    {NULL, 0, NULL, 0, NULL}};
+static const sh_conf_cmd_t access_cmds[] = {{"allow", ACTX | SH_CONF_TAKE1, rule_set, 0, NULL},
+                                            {"deny", ACTX | SH_CONF_TAKE1, rule_set, 1, NULL},
+                                            {NULL, 0, NULL, 0, NULL}};
 
 static const sh_http_module_t access_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,

@@ -33,12 +33,12 @@
 #include "node/node.h"
 #include "node/vars.h"
 
-#define LOG_FLUSH_BYTES (64 * 1024)
-#define LOG_FLUSH_MS 1000
+#define LOG_FLUSH_BYTES          (64 * 1024)
+#define LOG_FLUSH_MS             1000
 #define LOG_MAX_FILES_PER_THREAD 256
 
-#define COMBINED                                                                              \
-    "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent "       \
+#define COMBINED                                                                                   \
+    "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent "             \
     "\"$http_referer\" \"$http_user_agent\""
 
 typedef struct {
@@ -272,8 +272,7 @@ static log_main_t *main_of(sh_conf_t *cf)
     return sh_http_main_conf(b->main, &sh_accesslog_module);
 }
 
-static int add_format(sh_conf_t *cf, log_main_t *lm, const char *name, int escape,
-                      const char *text)
+static int add_format(sh_conf_t *cf, log_main_t *lm, const char *name, int escape, const char *text)
 {
     log_format_t *f = sh_new(log_format_t);
     f->name = sh_strdup(name);
@@ -455,8 +454,8 @@ static int log_merge_loc(sh_conf_t *cf, void *parent, void *conf)
 static void push_default(sh_http_loc_t *loc, const log_loc_t *def, const log_loc_t *empty)
 {
     log_loc_t *ll = sh_http_loc_conf(loc, &sh_accesslog_module);
-    if (ll != NULL && ll->inherited && ll->entries == empty->entries &&
-        ll->nentries == 0 && !ll->off) {
+    if (ll != NULL && ll->inherited && ll->entries == empty->entries && ll->nentries == 0 &&
+        !ll->off) {
         ll->entries = def->entries;
         ll->nentries = def->nentries;
     }

@@ -20,14 +20,14 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/node.h"
 #include "node/headers.h"
 #include "node/http2.h"
+#include "node/node.h"
 #include "node/timeq.h"
 #include "node/tls.h"
 #include "node/vars.h"
 
-#define LINGER_MS 5000
+#define LINGER_MS       5000
 #define SH_PIPELINE_MAX (64 * 1024)
 
 typedef struct {
@@ -43,38 +43,70 @@ static void update_io(sh_conn_t *c);
 const char *sh_http_status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Not Allowed";
-    case 408: return "Request Time-out";
-    case 411: return "Length Required";
-    case 413: return "Request Entity Too Large";
-    case 414: return "Request-URI Too Large";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 494: return "Request Header Or Cookie Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Temporarily Unavailable";
-    case 504: return "Gateway Time-out";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 303:
+        return "See Other";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Not Allowed";
+    case 408:
+        return "Request Time-out";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Request Entity Too Large";
+    case 414:
+        return "Request-URI Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 494:
+        return "Request Header Or Cookie Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Temporarily Unavailable";
+    case 504:
+        return "Gateway Time-out";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -587,10 +619,9 @@ static void update_io(sh_conn_t *c)
     /* Reading stays on while a response is under way (a stop and a start
      * cost two epoll_ctl calls per request); what arrives then is kept in
      * c->in, up to SH_PIPELINE_MAX, after which reading stops. */
-    int want = c->state == SH_CONN_HEAD ||
-               (c->state == SH_CONN_WAIT && c->in.len < SH_PIPELINE_MAX) ||
-               ((c->state == SH_CONN_BODY || c->state == SH_CONN_TUNNEL) && c->r &&
-                c->r->body_wanted);
+    int want =
+        c->state == SH_CONN_HEAD || (c->state == SH_CONN_WAIT && c->in.len < SH_PIPELINE_MAX) ||
+        ((c->state == SH_CONN_BODY || c->state == SH_CONN_TUNNEL) && c->r && c->r->body_wanted);
     if (want && !c->reading) {
         uv_read_start((uv_stream_t *)&c->tcp, sh_worker_alloc_cb, read_cb);
         c->reading = 1;
@@ -601,7 +632,7 @@ static void update_io(sh_conn_t *c)
     uint64_t t = 0;
     if (c->state == SH_CONN_HEAD)
         t = (c->in.len > 0 || c->nrequests == 0) ? core->client_header_timeout
-                                                : core->keepalive_timeout;
+                                                 : core->keepalive_timeout;
     else if (c->state == SH_CONN_BODY && c->r && c->r->body_wanted)
         t = c->r->core->client_body_timeout;
     else if (c->state == SH_CONN_WAIT && c->r && c->tcp.write_queue_size > 0)

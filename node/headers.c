@@ -109,7 +109,15 @@ sh_conf_module_t sh_headers_module = {
 static int default_status(int status)
 {
     switch (status) {
-    case 200: case 201: case 204: case 206: case 301: case 302: case 303: case 304: case 307:
+    case 200:
+    case 201:
+    case 204:
+    case 206:
+    case 301:
+    case 302:
+    case 303:
+    case 304:
+    case 307:
     case 308:
         return 1;
     default:
@@ -143,8 +151,8 @@ size_t sh_headers_add(sh_request_t *r, int status, sh_buf_t *buf, sh_http1_heade
         if (buf->len == start)
             continue; /* an empty value adds nothing */
         offs[k] = start;
-        out[k] = (sh_http1_header_t){.name = h->name, .name_len = h->name_len,
-                                     .value_len = buf->len - start};
+        out[k] = (sh_http1_header_t){
+            .name = h->name, .name_len = h->name_len, .value_len = buf->len - start};
         k++;
     }
     for (size_t i = 0; i < k; i++) /* buf is final now */

@@ -37,12 +37,12 @@
 #include "core/err.h"
 
 #define DEFAULT_MAX_REQUEST_LINE 8192
-#define DEFAULT_MAX_HEADER_LINE 8192
-#define DEFAULT_MAX_HEAD 65536
+#define DEFAULT_MAX_HEADER_LINE  8192
+#define DEFAULT_MAX_HEAD         65536
 
-#define CHUNK_MAX_LINE 4096
+#define CHUNK_MAX_LINE     4096
 #define CHUNK_MAX_TRAILERS 65536
-#define CHUNK_MAX_SIZE (UINT64_C(1) << 62)
+#define CHUNK_MAX_SIZE     (UINT64_C(1) << 62)
 
 /* Character classes (RFC 9110 5.6.2, 5.5, 5.6.4; RFC 9112 3.2). */
 enum {
@@ -54,11 +54,11 @@ enum {
 };
 
 #define __ 0
-#define WS (C_FIELD | C_QDTEXT)                     /* HTAB, SP, obs-text */
+#define WS (C_FIELD | C_QDTEXT)                      /* HTAB, SP, obs-text */
 #define TK (C_TCHAR | C_FIELD | C_TARGET | C_QDTEXT) /* token char */
-#define HX (TK | C_HEX)                             /* hex digit */
-#define SE (C_FIELD | C_TARGET | C_QDTEXT)          /* delimiter */
-#define DQ (C_FIELD | C_TARGET)                     /* '"' and '\\' */
+#define HX (TK | C_HEX)                              /* hex digit */
+#define SE (C_FIELD | C_TARGET | C_QDTEXT)           /* delimiter */
+#define DQ (C_FIELD | C_TARGET)                      /* '"' and '\\' */
 
 static const unsigned char cls[256] = {
     /* 0x00 */ __, __, __, __, __, __, __, __, __, WS, __, __, __, __, __, __,
@@ -112,11 +112,11 @@ static int ieq_lc(const unsigned char *s, const char *lc, size_t n)
 
 /* --- SWAR scanning ------------------------------------------------------ */
 
-#define ONES UINT64_C(0x0101010101010101)
+#define ONES  UINT64_C(0x0101010101010101)
 #define HIGHS UINT64_C(0x8080808080808080)
 
 /* Nonzero iff some byte of x is below n (n <= 128); exact as a boolean. */
-#define HAS_LESS(x, n) (((x) - ONES * (n)) & ~(x) & HIGHS)
+#define HAS_LESS(x, n) (((x)-ONES * (n)) & ~(x)&HIGHS)
 /* Nonzero iff some byte of x is above n (n <= 127); exact as a boolean. */
 #define HAS_MORE(x, n) ((((x) + ONES * (127 - (n))) | (x)) & HIGHS)
 /* Nonzero iff some byte of x equals n. */
@@ -265,7 +265,7 @@ static ssize_t need(parse_t *p, size_t line_lim, int line_fail, const char *line
 /* Consume a line end at b[i]: CRLF or bare LF (RFC 9112 2.2). Returns the
  * index after it, or a negative code (SH_EAGAIN handled by caller via eff). */
 #define LINE_END_NEED ((size_t)-1)
-#define LINE_END_BAD ((size_t)-2)
+#define LINE_END_BAD  ((size_t)-2)
 static size_t line_end(const parse_t *p, size_t i, size_t eff)
 {
     if (p->b[i] == '\n')
@@ -708,8 +708,7 @@ ssize_t sh_http1_parse_request(const char *buf, size_t len, sh_http1_request_t *
                                const sh_http1_limits_t *limits)
 {
     parse_t p;
-    parse_init(&p, buf, len,
-               limits && limits->max_head ? limits->max_head : DEFAULT_MAX_HEAD);
+    parse_init(&p, buf, len, limits && limits->max_head ? limits->max_head : DEFAULT_MAX_HEAD);
     p.is_request = 1;
 
     req->method = NULL;
@@ -817,8 +816,7 @@ ssize_t sh_http1_parse_response(const char *buf, size_t len, sh_http1_response_t
                                 const sh_http1_limits_t *limits)
 {
     parse_t p;
-    parse_init(&p, buf, len,
-               limits && limits->max_head ? limits->max_head : DEFAULT_MAX_HEAD);
+    parse_init(&p, buf, len, limits && limits->max_head ? limits->max_head : DEFAULT_MAX_HEAD);
 
     resp->version = 0;
     resp->status = 0;
@@ -860,13 +858,13 @@ enum {
     CK_DATA,         /* in chunk data, d->remaining bytes left */
     CK_DATA_CR,      /* CRLF after chunk data */
     CK_DATA_LF,
-    CK_TR_START,     /* start of a trailer line or the final CRLF */
-    CK_TR_NAME,      /* in a trailer field name */
-    CK_TR_VALUE,     /* in a trailer field value */
-    CK_TR_LF,        /* CR seen at the end of a trailer line */
-    CK_END_LF,       /* CR seen on the final empty line */
-    CK_DONE,         /* the whole body is consumed */
-    CK_ERROR         /* a previous call failed; sticky */
+    CK_TR_START, /* start of a trailer line or the final CRLF */
+    CK_TR_NAME,  /* in a trailer field name */
+    CK_TR_VALUE, /* in a trailer field value */
+    CK_TR_LF,    /* CR seen at the end of a trailer line */
+    CK_END_LF,   /* CR seen on the final empty line */
+    CK_DONE,     /* the whole body is consumed */
+    CK_ERROR     /* a previous call failed; sticky */
 };
 
 void sh_http1_chunked_init(sh_http1_chunked_t *d)
@@ -1101,8 +1099,8 @@ int sh_http1_name_is(const sh_http1_header_t *h, const char *name)
 int sh_http1_method_id(const char *m, size_t len)
 {
     /* Methods are case-sensitive (RFC 9110 9.1). */
-#define M(s, id)                                                           \
-    if (len == sizeof(s) - 1 && memcmp(m, s, sizeof(s) - 1) == 0)          \
+#define M(s, id)                                                                                   \
+    if (len == sizeof(s) - 1 && memcmp(m, s, sizeof(s) - 1) == 0)                                  \
         return id;
     switch (len) {
     case 3:

@@ -53,12 +53,12 @@ enum sh_http_method {
  * status (the parser also suggests one in *status). */
 enum sh_http1_fail {
     SH_HTTP1_FAIL_NONE = 0,
-    SH_HTTP1_FAIL_SYNTAX,       /* 400 */
-    SH_HTTP1_FAIL_URI_TOO_LONG, /* 414: request line over its limit */
+    SH_HTTP1_FAIL_SYNTAX,           /* 400 */
+    SH_HTTP1_FAIL_URI_TOO_LONG,     /* 414: request line over its limit */
     SH_HTTP1_FAIL_HEADER_TOO_LARGE, /* 431 (nginx: 400 "Request Header Or Cookie Too Large") */
     SH_HTTP1_FAIL_TOO_MANY_HEADERS, /* 431 */
-    SH_HTTP1_FAIL_VERSION,      /* 505 */
-    SH_HTTP1_FAIL_NOT_IMPLEMENTED /* 501: unknown transfer coding */
+    SH_HTTP1_FAIL_VERSION,          /* 505 */
+    SH_HTTP1_FAIL_NOT_IMPLEMENTED   /* 501: unknown transfer coding */
 };
 
 typedef struct {
@@ -82,12 +82,12 @@ typedef struct {
     size_t nheaders;
 
     /* framing and connection semantics derived from the fields */
-    int64_t content_length; /* -1 when absent */
-    unsigned chunked : 1;   /* Transfer-Encoding: chunked */
-    unsigned keep_alive : 1; /* 1.1 without "close", or 1.0 with "keep-alive" */
+    int64_t content_length;       /* -1 when absent */
+    unsigned chunked : 1;         /* Transfer-Encoding: chunked */
+    unsigned keep_alive : 1;      /* 1.1 without "close", or 1.0 with "keep-alive" */
     unsigned expect_continue : 1; /* Expect: 100-continue */
-    unsigned upgrade : 1;   /* Connection has "upgrade" and Upgrade is present */
-    const char *host;       /* Host field value, NULL when absent */
+    unsigned upgrade : 1;         /* Connection has "upgrade" and Upgrade is present */
+    const char *host;             /* Host field value, NULL when absent */
     size_t host_len;
 
     /* on failure */

@@ -30,18 +30,18 @@
 #include "node/node.h"
 #include "node/vars.h"
 
-#define CONN_WINDOW (4 * 1024 * 1024) /* connection receive window */
-#define STREAM_WINDOW (256 * 1024)    /* SETTINGS_INITIAL_WINDOW_SIZE */
-#define OUT_BATCH (64 * 1024)         /* frames gathered per socket write */
-#define MAX_ADDED 64                  /* add_header fields per response */
-#define SH_MAX_RESPONSE_FIELDS 128    /* as the proxy's MAX_RESP_HEADERS */
+#define CONN_WINDOW            (4 * 1024 * 1024) /* connection receive window */
+#define STREAM_WINDOW          (256 * 1024)      /* SETTINGS_INITIAL_WINDOW_SIZE */
+#define OUT_BATCH              (64 * 1024)       /* frames gathered per socket write */
+#define MAX_ADDED              64                /* add_header fields per response */
+#define SH_MAX_RESPONSE_FIELDS 128               /* as the proxy's MAX_RESP_HEADERS */
 /* per-second ceilings of frames that carry no request (flood defences) */
-#define MAX_SETTINGS_PER_SEC 64
-#define MAX_PING_PER_SEC 128
+#define MAX_SETTINGS_PER_SEC   64
+#define MAX_PING_PER_SEC       128
 #define MAX_EMPTY_DATA_PER_SEC 128
-#define MAX_CONTROL_PER_SEC 4096
-#define RESET_BURST 1000 /* nghttp2's rapid-reset token bucket */
-#define RESET_RATE 33
+#define MAX_CONTROL_PER_SEC    4096
+#define RESET_BURST            1000 /* nghttp2's rapid-reset token bucket */
+#define RESET_RATE             33
 
 typedef struct {
     int enable;      /* `http2 on` */
@@ -51,22 +51,22 @@ typedef struct {
 typedef struct h2_stream_s {
     sh_h2_t *h2;
     int32_t id;
-    sh_request_t *r;   /* NULL once the response is complete or aborted */
-    sh_link_t link;    /* h2->streams */
-    sh_buf_t hbuf;     /* header block: [u32 name len][name][u32 value len][value]... */
+    sh_request_t *r; /* NULL once the response is complete or aborted */
+    sh_link_t link;  /* h2->streams */
+    sh_buf_t hbuf;   /* header block: [u32 name len][name][u32 value len][value]... */
     size_t nfields;
-    size_t hsize;      /* RFC 9113 header list size so far */
-    sh_buf_t body;     /* request body bytes waiting for the proxy */
-    sh_buf_t out;      /* response body bytes waiting for nghttp2 */
+    size_t hsize;  /* RFC 9113 header list size so far */
+    sh_buf_t body; /* request body bytes waiting for the proxy */
+    sh_buf_t out;  /* response body bytes waiting for nghttp2 */
     size_t out_off;
     sh_buf_t trailers; /* as hbuf: response trailers */
     size_t ntrailers;
-    uint8_t too_large : 1;  /* the header list went over the limit: 431 */
-    uint8_t body_eof : 1;   /* END_STREAM from the client */
-    uint8_t out_eof : 1;    /* the response body is complete */
-    uint8_t deferred : 1;   /* the data source said DEFERRED: resume on data */
-    uint8_t rst_after : 1;  /* RST_STREAM(NO_ERROR) once our END_STREAM is out */
-    uint8_t responded : 1;  /* a response was submitted */
+    uint8_t too_large : 1; /* the header list went over the limit: 431 */
+    uint8_t body_eof : 1;  /* END_STREAM from the client */
+    uint8_t out_eof : 1;   /* the response body is complete */
+    uint8_t deferred : 1;  /* the data source said DEFERRED: resume on data */
+    uint8_t rst_after : 1; /* RST_STREAM(NO_ERROR) once our END_STREAM is out */
+    uint8_t responded : 1; /* a response was submitted */
 } h2_stream_t;
 
 struct sh_h2_s {
@@ -77,7 +77,7 @@ struct sh_h2_s {
     size_t nstreams;
     int max_streams;
     size_t header_limit;
-    uint64_t win;    /* second of the counters below */
+    uint64_t win; /* second of the counters below */
     uint32_t n_settings, n_ping, n_empty_data, n_control;
     uint32_t opened_this_read;
     const char *calm; /* why the client is told to calm down, or NULL */
@@ -124,14 +124,14 @@ static int max_streams_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 static const sh_conf_cmd_t h2_cmds[] = {
     {"http2", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG, sh_conf_set_flag,
      offsetof(h2_conf_t, enable), NULL},
-    {"http2_max_concurrent_streams", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1,
-     max_streams_set, offsetof(h2_conf_t, max_streams), NULL},
+    {"http2_max_concurrent_streams", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, max_streams_set,
+     offsetof(h2_conf_t, max_streams), NULL},
     /* nginx's buffer sizing: our buffers follow the flow-control windows */
     {"http2_recv_buffer_size", SH_CTX_HTTP | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {"http2_chunk_size", SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_TAKE1,
      sh_conf_set_ignore, 0, NULL},
-    {"http2_body_preread_size", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, sh_conf_set_ignore,
-     0, NULL},
+    {"http2_body_preread_size", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, sh_conf_set_ignore, 0,
+     NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 static const sh_http_module_t h2_http_ctx = {
@@ -263,12 +263,12 @@ ssize_t sh_http2_build_head(const sh_h2_field_t *in, size_t nin, char **head, si
                   total + (ncookie ? 6 + cookie_bytes : 0) + (pa ? 4 + pa->value_len : 0) + 1;
     char *h = sh_malloc(size);
     size_t o = 0;
-#define COPY(dst, dl, src, sl)                                                 \
-    do {                                                                       \
-        memcpy(h + o, (src), (sl));                                            \
-        (dst) = h + o;                                                         \
-        (dl) = (sl);                                                           \
-        o += (sl);                                                             \
+#define COPY(dst, dl, src, sl)                                                                     \
+    do {                                                                                           \
+        memcpy(h + o, (src), (sl));                                                                \
+        (dst) = h + o;                                                                             \
+        (dl) = (sl);                                                                               \
+        o += (sl);                                                                                 \
     } while (0)
     COPY(ps->method, ps->method_len, pm->value, pm->value_len);
     COPY(ps->path, ps->path_len, pp->value, pp->value_len);
@@ -537,8 +537,8 @@ static int request_ready(h2_stream_t *st, int end_stream)
         }
         sh_h2_pseudo_t ps;
         const char *why = NULL;
-        ssize_t n = sh_http2_build_head(in, st->nfields, &r->head, &r->head_len, &ps,
-                                        r->headers, SH_MAX_REQUEST_HEADERS, &why);
+        ssize_t n = sh_http2_build_head(in, st->nfields, &r->head, &r->head_len, &ps, r->headers,
+                                        SH_MAX_REQUEST_HEADERS, &why);
         sh_free(in);
         sh_buf_dispose(&st->hbuf);
         if (n == SH_EPARSE) {
@@ -656,8 +656,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *ud)
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
     (void)flags;
     sh_h2_t *h2 = ud;
@@ -685,7 +684,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     (void)ud;
-    h2_stream_t *st = frame->hd.stream_id ? nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) : NULL;
+    h2_stream_t *st =
+        frame->hd.stream_id ? nghttp2_session_get_stream_user_data(s, frame->hd.stream_id) : NULL;
     if (st == NULL)
         return 0;
     int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
@@ -903,9 +903,8 @@ int sh_http2_input(sh_h2_t *h2, const char *data, size_t len)
             sh_conn_close(c);
             return -1;
         }
-        nghttp2_session_terminate_session(h2->s, n == NGHTTP2_ERR_FLOODED
-                                                     ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                     : NGHTTP2_PROTOCOL_ERROR);
+        nghttp2_session_terminate_session(
+            h2->s, n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
     }
     schedule(h2);
     return 0;

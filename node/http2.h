@@ -47,7 +47,7 @@ typedef struct sh_request_s sh_request_t;
 typedef struct sh_worker_s sh_worker_t;
 
 /* The connection preface a client with prior knowledge sends first. */
-#define SH_H2_PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define SH_H2_PREFACE     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define SH_H2_PREFACE_LEN 24
 
 /* Whether HTTP/2 is on for srv (`http2 on`) or its listen address

@@ -245,7 +245,6 @@ sh_http_main_t *sh_http_main(void **main_confs)
     return cm ? cm->main : NULL;
 }
 
-
 /* ------------------------------------------------------ blocks -- */
 
 static int same_addr(const sh_listen_opt_t *a, const sh_listen_opt_t *b)
@@ -393,20 +392,18 @@ static int location_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     }
     sh_http_loc_t *parent = b->loc;
     if (parent->match == SH_LOC_EXACT && parent != b->srv->loc)
-        return sh_conf_error(cf, "location \"%s\" cannot be inside the exact location \"%s\"",
-                             name, parent->name);
-    if (parent != b->srv->loc && (match == SH_LOC_PREFIX || match == SH_LOC_PREFERRED ||
-                                  match == SH_LOC_EXACT) &&
+        return sh_conf_error(cf, "location \"%s\" cannot be inside the exact location \"%s\"", name,
+                             parent->name);
+    if (parent != b->srv->loc &&
+        (match == SH_LOC_PREFIX || match == SH_LOC_PREFERRED || match == SH_LOC_EXACT) &&
         (parent->match == SH_LOC_PREFIX || parent->match == SH_LOC_PREFERRED) &&
         strncmp(name, parent->name, parent->name_len) != 0)
-        return sh_conf_error(cf, "location \"%s\" is outside location \"%s\"", name,
-                             parent->name);
+        return sh_conf_error(cf, "location \"%s\" is outside location \"%s\"", name, parent->name);
     for (size_t i = 0; i < parent->nchildren; i++) {
         sh_http_loc_t *o = parent->children[i];
         if (o->match != SH_LOC_REGEX && o->match != SH_LOC_REGEX_CASELESS &&
-            (o->match == SH_LOC_EXACT) == (match == SH_LOC_EXACT) &&
-            match != SH_LOC_REGEX && match != SH_LOC_REGEX_CASELESS &&
-            strcmp(o->name, name) == 0)
+            (o->match == SH_LOC_EXACT) == (match == SH_LOC_EXACT) && match != SH_LOC_REGEX &&
+            match != SH_LOC_REGEX_CASELESS && strcmp(o->name, name) == 0)
             return sh_conf_error(cf, "duplicate location \"%s\"", name);
     }
     sh_regex_t *re = NULL;
@@ -504,7 +501,8 @@ static int server_name_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             size_t al = strlen(arg);
             /* nginx's wildcard forms: "*.name", "name.*", ".name" only */
             if (star != NULL && !(star == arg && arg[1] == '.' && strchr(arg + 1, '*') == NULL) &&
-                !(star == arg + al - 1 && al >= 2 && arg[al - 2] == '.' && star == strchr(arg, '*')))
+                !(star == arg + al - 1 && al >= 2 && arg[al - 2] == '.' &&
+                  star == strchr(arg, '*')))
                 return sh_conf_error(cf, "invalid server name or wildcard \"%s\"", arg);
         }
         char *name = sh_strdup(arg);
@@ -552,8 +550,8 @@ static int core_merge_loc(sh_conf_t *cf, void *parent, void *conf)
      * inherited by nested locations (nginx); one inherited from the server
      * level passes on down. */
     const sh_http_block_t *blk = cf->user;
-    int parent_is_loc = blk->loc != NULL && blk->loc->parent != NULL &&
-                        blk->loc->parent != blk->loc->srv->loc;
+    int parent_is_loc =
+        blk->loc != NULL && blk->loc->parent != NULL && blk->loc->parent != blk->loc->srv->loc;
     if (c->ret_code == SH_CONF_UNSET && parent_is_loc && !p->ret_inherited) {
         c->ret_code = SH_CONF_UNSET;
     } else if (c->ret_code == SH_CONF_UNSET) {
@@ -599,9 +597,9 @@ static int return_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             text = n->args[2];
     } else {
         /* `return URL;` is a 302 to that URL (nginx) */
-        if (n->nargs != 2 || (strncmp(n->args[1], "http://", 7) != 0 &&
-                              strncmp(n->args[1], "https://", 8) != 0 &&
-                              strncmp(n->args[1], "$scheme", 7) != 0))
+        if (n->nargs != 2 ||
+            (strncmp(n->args[1], "http://", 7) != 0 && strncmp(n->args[1], "https://", 8) != 0 &&
+             strncmp(n->args[1], "$scheme", 7) != 0))
             return sh_conf_error(cf, "invalid return code \"%s\"", n->args[1]);
         code = 302;
         text = n->args[1];
@@ -618,8 +616,7 @@ static int large_buffers_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
     const sh_conf_node_t *n = cf->node;
     if (c->large_header_buffers != SH_CONF_UNSET)
         return sh_conf_error(cf, "\"%s\" directive is duplicate", n->args[0]);
-    if (sh_conf_parse_int(n->args[1], &c->large_header_buffers) != 0 ||
-        c->large_header_buffers < 1)
+    if (sh_conf_parse_int(n->args[1], &c->large_header_buffers) != 0 || c->large_header_buffers < 1)
         return sh_conf_error(cf, "invalid value \"%s\"", n->args[1]);
     if (sh_conf_parse_size(n->args[2], &c->large_header_buffer_size) != 0 ||
         c->large_header_buffer_size < 64)
@@ -628,32 +625,29 @@ static int large_buffers_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
 }
 
 #define LOC_CTX (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
-#define OFF(f) offsetof(sh_http_core_loc_t, f)
+#define OFF(f)  offsetof(sh_http_core_loc_t, f)
 
 static const sh_conf_cmd_t core_cmds[] = {
     {"http", SH_CTX_MAIN | SH_CONF_BLOCK | SH_CONF_NOARGS, http_block, 0, NULL},
     {"server", SH_CTX_HTTP | SH_CONF_BLOCK | SH_CONF_NOARGS, server_block, 0, NULL},
-    {"location", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_BLOCK | SH_CONF_TAKE12,
-     location_block, 0, NULL},
+    {"location", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_BLOCK | SH_CONF_TAKE12, location_block,
+     0, NULL},
     {"listen", SH_CTX_SERVER | SH_CONF_1MORE, listen_set, 0, NULL},
     {"server_name", SH_CTX_SERVER | SH_CONF_1MORE, server_name_set, 0, NULL},
-    {"return", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_IF | SH_CONF_TAKE12, return_set, 0,
-     NULL},
-    {"keepalive_timeout", LOC_CTX | SH_CONF_TAKE12, sh_conf_set_msec, OFF(keepalive_timeout),
-     NULL},
-    {"keepalive_requests", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_num, OFF(keepalive_requests),
-     NULL},
+    {"return", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_IF | SH_CONF_TAKE12, return_set, 0, NULL},
+    {"keepalive_timeout", LOC_CTX | SH_CONF_TAKE12, sh_conf_set_msec, OFF(keepalive_timeout), NULL},
+    {"keepalive_requests", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_num, OFF(keepalive_requests), NULL},
     {"client_header_timeout", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, sh_conf_set_msec,
      OFF(client_header_timeout), NULL},
     {"client_body_timeout", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_msec, OFF(client_body_timeout),
      NULL},
     {"send_timeout", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_msec, OFF(send_timeout), NULL},
-    {"client_max_body_size", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_size,
-     OFF(client_max_body_size), NULL},
+    {"client_max_body_size", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_size, OFF(client_max_body_size),
+     NULL},
     {"client_header_buffer_size", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, sh_conf_set_size,
      OFF(client_header_buffer_size), NULL},
-    {"large_client_header_buffers", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE2,
-     large_buffers_set, 0, NULL},
+    {"large_client_header_buffers", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE2, large_buffers_set,
+     0, NULL},
     {"server_tokens", LOC_CTX | SH_CONF_FLAG, sh_conf_set_flag, OFF(server_tokens), NULL},
     {"ignore_invalid_headers", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG, sh_conf_set_flag,
      OFF(ignore_invalid_headers), NULL},
@@ -688,8 +682,8 @@ sh_conf_module_t sh_http_core_module = {
 
 /* ------------------------------------------------------ routing -- */
 
-#define HOST_MAX 1024   /* longer Host values never match a regex name */
-#define URI_STACK 4096  /* normalized URIs up to this size need no allocation */
+#define HOST_MAX  1024 /* longer Host values never match a regex name */
+#define URI_STACK 4096 /* normalized URIs up to this size need no allocation */
 
 /* A leading wildcard ("*.example.com" or ".example.com"): the length of
  * the part that matched, or 0. */
@@ -748,8 +742,8 @@ sh_http_srv_t *sh_http_find_server_ex(const sh_http_addr_t *addr, const char *ho
                     continue;
                 if (pass == 0 && (n[0] == '.' || (n[0] == '*' && n[1] == '.')))
                     m = head_wild(n, pl, host, len);
-                else if (pass == 1 && n[pl - 1] == '*' && n[pl - 2] == '.' &&
-                         len > pl - 1 && strncasecmp(host, n, pl - 1) == 0)
+                else if (pass == 1 && n[pl - 1] == '*' && n[pl - 2] == '.' && len > pl - 1 &&
+                         strncasecmp(host, n, pl - 1) == 0)
                     m = pl - 1;
                 if (m > best_len) {
                     best = s;
@@ -827,7 +821,7 @@ int sh_http_normalize_uri(const char *in, size_t len, char *out, size_t *outlen)
         }
         if (o - seg == 2 && out[seg] == '.' && out[seg + 1] == '.') {
             if (seg < 2)
-                return SH_EINVAL; /* "/.." above the root */
+                return SH_EINVAL;  /* "/.." above the root */
             size_t prev = seg - 1; /* the slash before ".." */
             while (prev > 0 && out[prev - 1] != '/')
                 prev--;
@@ -859,8 +853,8 @@ enum { FIND_DECLINED = 0, FIND_AGAIN, FIND_DONE };
 /*
  * One level of nginx's location search (ngx_http_core_find_location):
  * *found gets the best location so far. Returns FIND_DONE when the search
- * is over (exact match or a regex matched), FIND_AGAIN when a prefix was found and may still lose to
- * the regexes of outer levels, FIND_DECLINED when nothing here matched.
+ * is over (exact match or a regex matched), FIND_AGAIN when a prefix was found and may still lose
+ * to the regexes of outer levels, FIND_DECLINED when nothing here matched.
  */
 static int find_in(const sh_http_loc_t *parent, const char *uri, size_t len,
                    const sh_http_loc_t **found)

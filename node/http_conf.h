@@ -67,9 +67,9 @@ typedef struct {
 
 enum sh_loc_match {
     SH_LOC_PREFIX = 0,
-    SH_LOC_EXACT,     /* = */
-    SH_LOC_PREFERRED, /* ^~ */
-    SH_LOC_REGEX,     /* ~ */
+    SH_LOC_EXACT,         /* = */
+    SH_LOC_PREFERRED,     /* ^~ */
+    SH_LOC_REGEX,         /* ~ */
     SH_LOC_REGEX_CASELESS /* ~* */
 };
 
@@ -82,19 +82,19 @@ typedef struct sh_cv_s sh_cv_t;
 struct sh_http_loc_s {
     char *name; /* the location's pattern ("" for the http/server levels) */
     size_t name_len;
-    int match;  /* enum sh_loc_match */
+    int match; /* enum sh_loc_match */
     const char *file;
     unsigned line;
     sh_http_srv_t *srv;
     sh_http_loc_t *parent;
-    sh_regex_t *regex; /* ~ and ~* locations: compiled (and JIT-ed) at load */
+    sh_regex_t *regex;        /* ~ and ~* locations: compiled (and JIT-ed) at load */
     sh_http_loc_t **children; /* nested locations, in config order */
     size_t nchildren;
     void **confs; /* per module index; NULL for modules without loc confs */
 };
 
 struct sh_http_srv_s {
-    char **names; /* server_name values, lower-cased (regexes as written) */
+    char **names;         /* server_name values, lower-cased (regexes as written) */
     sh_regex_t **name_re; /* name_re[i]: names[i]'s regex ("~..."), else NULL */
     size_t nnames;
     sh_listen_opt_t *listens;
@@ -110,7 +110,7 @@ struct sh_http_main_s {
     size_t nservers;
     sh_http_addr_t *addrs; /* distinct listen addresses */
     size_t naddrs;
-    void **main_confs; /* per module index: HTTP modules' main confs */
+    void **main_confs;  /* per module index: HTTP modules' main confs */
     sh_var_reg_t *vars; /* named variables: map results, regex named captures */
     sh_conf_module_t *const *modules;
     unsigned nmodules;
@@ -118,8 +118,8 @@ struct sh_http_main_s {
 
 /* Settings of the http core module, at every level. */
 typedef struct {
-    int ret_code;          /* `return`: -1 when unset */
-    sh_cv_t *ret_text;     /* text or URL, or NULL */
+    int ret_code;      /* `return`: -1 when unset */
+    sh_cv_t *ret_text; /* text or URL, or NULL */
     uint64_t keepalive_timeout;
     int keepalive_requests;
     uint64_t client_header_timeout;

@@ -25,8 +25,8 @@
 #include "node/regex.h"
 #include "node/vars.h"
 
-#define MAP_CACHE_SLOTS 64
-#define MAP_CACHE_BYTES 4096
+#define MAP_CACHE_SLOTS  64
+#define MAP_CACHE_BYTES  4096
 #define MAP_SOURCE_STACK 1024
 
 typedef struct {
@@ -49,8 +49,8 @@ typedef struct {
     int default_value; /* -1: empty */
     map_key_t *keys;   /* exact keys, in order */
     size_t nkeys;
-    uint32_t *hash;    /* open addressing: 1 + key index, 0 empty */
-    size_t hash_size;  /* power of two */
+    uint32_t *hash;       /* open addressing: 1 + key index, 0 empty */
+    size_t hash_size;     /* power of two */
     map_key_t *head_wild; /* "*.example.com" -> ".example.com"; ".example.com" too */
     size_t nhead;
     map_key_t *tail_wild; /* "www.example.*" -> "www.example." */
@@ -331,8 +331,7 @@ static int map_line(sh_conf_t *cf, map_t *m, const sh_conf_node_t *n)
         if (key[0] == '.' || (key[0] == '*' && key[1] == '.')) {
             const char *suffix = key[0] == '*' ? key + 1 : key;
             size_t sl = strlen(suffix);
-            if (dup_key(m->head_wild, m->nhead, suffix, sl) &&
-                key[0] == '*')
+            if (dup_key(m->head_wild, m->nhead, suffix, sl) && key[0] == '*')
                 return sh_conf_error(cf, "conflicting parameter \"%s\"", key);
             add_key(&m->head_wild, &m->nhead, suffix, sl, v);
             if (key[0] == '.') /* ".example.com" also matches "example.com" */

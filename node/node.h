@@ -12,10 +12,10 @@
 #ifndef SH_NODE_H
 #define SH_NODE_H
 
-#include <stdatomic.h>
-#include <stdint.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "core/buf.h"
@@ -23,10 +23,10 @@
 #include "node/http_conf.h"
 
 #define SH_MAX_REQUEST_HEADERS 128
-#define SH_WBUF_HIGH (256 * 1024) /* stop reading the other side above this */
-#define SH_WBUF_LOW (64 * 1024)   /* and start again below this */
-#define SH_READ_BUF (64 * 1024)
-#define SH_TLS_PLAIN_BUF (32 * 1024)
+#define SH_WBUF_HIGH           (256 * 1024) /* stop reading the other side above this */
+#define SH_WBUF_LOW            (64 * 1024)  /* and start again below this */
+#define SH_READ_BUF            (64 * 1024)
+#define SH_TLS_PLAIN_BUF       (32 * 1024)
 
 typedef struct sh_runtime_s sh_runtime_t;
 typedef struct sh_worker_s sh_worker_t;
@@ -116,17 +116,17 @@ struct sh_conn_s {
     uint8_t state;       /* enum sh_conn_state */
     uint8_t reading : 1; /* uv_read_start is on */
     uint8_t closing : 1;
-    uint8_t in_process : 1; /* inside process(): do not re-enter */
+    uint8_t in_process : 1;  /* inside process(): do not re-enter */
     uint8_t proto_known : 1; /* HTTP/1.1 or HTTP/2 decided (ALPN, preface) */
     uint8_t closing_handles;
-    sh_tls_t *tls; /* on `listen ... ssl` addresses, else NULL */
-    struct sh_h2_s *h2; /* HTTP/2 session (node/http2.c), else NULL */
+    sh_tls_t *tls;            /* on `listen ... ssl` addresses, else NULL */
+    struct sh_h2_s *h2;       /* HTTP/2 session (node/http2.c), else NULL */
     struct sockaddr_in6 peer; /* large enough for v4 and v6 */
 };
 
 /* Body framing of one direction. */
 typedef struct {
-    int64_t left;           /* Content-Length bytes still to come; -1: n/a */
+    int64_t left; /* Content-Length bytes still to come; -1: n/a */
     sh_http1_chunked_t chunk;
     uint8_t chunked : 1;
     uint8_t until_close : 1; /* responses without length: read to EOF */
@@ -144,14 +144,14 @@ struct sh_request_s {
     const sh_http_srv_t *srv;
     const sh_http_loc_t *loc;
     const sh_http_core_loc_t *core;
-    sh_body_t body;    /* request body */
+    sh_body_t body; /* request body */
     uint64_t start_ms;
-    int status;        /* response status sent */
+    int status; /* response status sent */
     uint64_t bytes_sent;
     uint64_t body_bytes_sent;
     uint64_t body_received;
-    void *proxy;       /* sh_proxy_req_t when proxying */
-    void *h2s;         /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
+    void *proxy; /* sh_proxy_req_t when proxying */
+    void *h2s;   /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
     uint64_t up_bytes_received;
     uint64_t up_bytes_sent;
     uint8_t discard_body : 1; /* local response: read and drop the body */
@@ -175,9 +175,9 @@ struct sh_request_s {
     sh_buf_t rb;       /* request body read before proxying (proxy_request_buffering) */
     /* Filled by the proxy for the $upstream_* variables: one entry per try,
      * joined by ", " as nginx does ("-" where a value does not apply). */
-    sh_buf_t up_addr;          /* 127.0.0.1:9001, 127.0.0.1:9002 */
-    sh_buf_t up_status;        /* 502, 200 */
-    sh_buf_t up_connect_time;  /* seconds with ms: 0.001 */
+    sh_buf_t up_addr;         /* 127.0.0.1:9001, 127.0.0.1:9002 */
+    sh_buf_t up_status;       /* 502, 200 */
+    sh_buf_t up_connect_time; /* seconds with ms: 0.001 */
     sh_buf_t up_header_time;
     sh_buf_t up_response_time;
     sh_http1_header_t headers[SH_MAX_REQUEST_HEADERS];
@@ -192,7 +192,7 @@ typedef struct {
     _Atomic uint64_t accepted, handled, requests, active;
     _Atomic uint64_t reading, writing, waiting;
 } sh_worker_counters_t;
-#define SH_WORKER_COUNT(w, f) atomic_fetch_add_explicit(&(w)->ctr.f, 1, memory_order_relaxed)
+#define SH_WORKER_COUNT(w, f)  atomic_fetch_add_explicit(&(w)->ctr.f, 1, memory_order_relaxed)
 #define SH_WORKER_SET(w, f, v) atomic_store_explicit(&(w)->ctr.f, (v), memory_order_relaxed)
 typedef struct sh_worker_health_s sh_worker_health_t;
 #define SH_CACHE_MAX 64 /* objects kept per worker free list */
@@ -231,10 +231,10 @@ struct sh_worker_s {
     sh_link_t h2_dirty;
     sh_buf_t h2_out;
     sh_buf_t h2_hdr;
-    uint64_t h2_conns;          /* HTTP/2 connections accepted */
-    uint64_t h2_floods;         /* closed with GOAWAY(ENHANCE_YOUR_CALM) or FLOODED */
-    uint64_t h2_header_limit;   /* header lists over the limit (431) */
-    uint64_t h2_client_resets;  /* streams the client reset before the response ended */
+    uint64_t h2_conns;         /* HTTP/2 connections accepted */
+    uint64_t h2_floods;        /* closed with GOAWAY(ENHANCE_YOUR_CALM) or FLOODED */
+    uint64_t h2_header_limit;  /* header lists over the limit (431) */
+    uint64_t h2_client_resets; /* streams the client reset before the response ended */
     char rbuf[SH_READ_BUF];
     uint8_t rbuf_busy;
     char tls_plain[SH_TLS_PLAIN_BUF]; /* decrypted bytes of one read, see conn.c */
@@ -300,10 +300,10 @@ size_t sh_request_out_queued(const sh_request_t *r);
  * conn.c, HTTP/2 in http2.c). Each returns 0, or -1 when the client
  * connection (or the HTTP/2 stream) is gone: r is freed then and must
  * not be touched. */
-#define SH_RESP_NO_BODY 0x1 /* HEAD, 204, 304: nothing follows the head */
-#define SH_RESP_TUNNEL 0x2  /* 101: fields as given, then bytes both ways */
+#define SH_RESP_NO_BODY   0x1 /* HEAD, 204, 304: nothing follows the head */
+#define SH_RESP_TUNNEL    0x2 /* 101: fields as given, then bytes both ways */
 #define SH_RESP_NO_SERVER 0x4 /* the upstream's Server is passed (proxy_pass_header) */
-#define SH_RESP_NO_DATE 0x8   /* the upstream's Date likewise */
+#define SH_RESP_NO_DATE   0x8 /* the upstream's Date likewise */
 /* Start the response: status, reason phrase (NULL: the standard one;
  * HTTP/1.1 only), fields without framing or hop-by-hop ones (the
  * protocol adds its own, and Server, Date and add_header fields), body

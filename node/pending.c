@@ -10,9 +10,12 @@
  */
 #include "core/conf.h"
 
-#define LOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define LOC   (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 #define LOCIF (LOC | SH_CTX_IF)
-#define P(name, type) {name, (type), sh_conf_set_unsupported, 0, NULL}
+#define P(name, type)                                                                              \
+    {                                                                                              \
+        name, (type), sh_conf_set_unsupported, 0, NULL                                             \
+    }
 
 static const sh_conf_cmd_t pending_cmds[] = {
     /* limits */

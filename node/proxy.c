@@ -31,12 +31,12 @@
 #include "core/log.h"
 #include "node/http_conf.h"
 #include "node/node.h"
-#include "node/upstream.h"
 #include "node/timeq.h"
+#include "node/upstream.h"
 #include "node/vars.h"
 
 #define MAX_RESP_HEADERS 128
-#define MAX_RESP_HEAD (64 * 1024)
+#define MAX_RESP_HEAD    (64 * 1024)
 
 typedef struct {
     char *name;
@@ -46,18 +46,18 @@ typedef struct {
 
 typedef struct {
     /* proxy_pass (this level only, as nginx) */
-    char *pass;                /* as written, NULL when unset */
+    char *pass; /* as written, NULL when unset */
     const sh_upstream_t *ups;
-    char *uri;                 /* URI part of proxy_pass, NULL when none */
+    char *uri; /* URI part of proxy_pass, NULL when none */
     size_t uri_len;
-    char *host;                /* $proxy_host: group name or host:port */
+    char *host; /* $proxy_host: group name or host:port */
     const char *file;
     unsigned line;
     /* inherited */
     proxy_header_t *headers;
     size_t nheaders;
-    int headers_set;           /* this level had proxy_set_header */
-    int http_version;          /* 10 or 11 */
+    int headers_set;  /* this level had proxy_set_header */
+    int http_version; /* 10 or 11 */
     uint64_t connect_timeout;
     uint64_t send_timeout;
     uint64_t read_timeout;
@@ -65,8 +65,8 @@ typedef struct {
     int request_buffering;
     /* proxy_next_upstream: NU_* bits; -1 unset */
     int next_upstream;
-    int next_upstream_tries;          /* 0: no limit */
-    uint64_t next_upstream_timeout;   /* ms, 0: no limit */
+    int next_upstream_tries;        /* 0: no limit */
+    uint64_t next_upstream_timeout; /* ms, 0: no limit */
     /* proxy_hide_header / proxy_pass_header (names, lower-case) */
     char **hide;
     size_t nhide;
@@ -77,27 +77,32 @@ typedef struct {
 } proxy_loc_t;
 
 /* proxy_next_upstream kinds */
-#define NU_ERROR 0x0001
-#define NU_TIMEOUT 0x0002
+#define NU_ERROR          0x0001
+#define NU_TIMEOUT        0x0002
 #define NU_INVALID_HEADER 0x0004
-#define NU_HTTP_500 0x0008
-#define NU_HTTP_502 0x0010
-#define NU_HTTP_503 0x0020
-#define NU_HTTP_504 0x0040
-#define NU_HTTP_403 0x0080
-#define NU_HTTP_404 0x0100
-#define NU_HTTP_429 0x0200
+#define NU_HTTP_500       0x0008
+#define NU_HTTP_502       0x0010
+#define NU_HTTP_503       0x0020
+#define NU_HTTP_504       0x0040
+#define NU_HTTP_403       0x0080
+#define NU_HTTP_404       0x0100
+#define NU_HTTP_429       0x0200
 #define NU_NON_IDEMPOTENT 0x0400
-#define NU_OFF 0x8000
+#define NU_OFF            0x8000
 
-static const sh_conf_enum_t next_upstream_names[] = {
-    {"error", NU_ERROR},         {"timeout", NU_TIMEOUT},   {"invalid_header", NU_INVALID_HEADER},
-    {"http_500", NU_HTTP_500},   {"http_502", NU_HTTP_502}, {"http_503", NU_HTTP_503},
-    {"http_504", NU_HTTP_504},   {"http_403", NU_HTTP_403}, {"http_404", NU_HTTP_404},
-    {"http_429", NU_HTTP_429},   {"non_idempotent", NU_NON_IDEMPOTENT}, {"off", NU_OFF},
-    {NULL, 0}};
-
-
+static const sh_conf_enum_t next_upstream_names[] = {{"error", NU_ERROR},
+                                                     {"timeout", NU_TIMEOUT},
+                                                     {"invalid_header", NU_INVALID_HEADER},
+                                                     {"http_500", NU_HTTP_500},
+                                                     {"http_502", NU_HTTP_502},
+                                                     {"http_503", NU_HTTP_503},
+                                                     {"http_504", NU_HTTP_504},
+                                                     {"http_403", NU_HTTP_403},
+                                                     {"http_404", NU_HTTP_404},
+                                                     {"http_429", NU_HTTP_429},
+                                                     {"non_idempotent", NU_NON_IDEMPOTENT},
+                                                     {"off", NU_OFF},
+                                                     {NULL, 0}};
 
 enum pstate { P_CONNECTING, P_SENDING, P_HEAD, P_BODY, P_TUNNEL, P_DONE };
 
@@ -133,18 +138,18 @@ typedef struct sh_proxy_req_s {
     uint64_t req_body_sent;  /* request body bytes handed to the upstream */
     uint8_t req_chunked : 1; /* we chunk-encode the request body */
     uint8_t req_body_done : 1;
-    uint8_t up_paused : 1;   /* upstream reads stopped: client is slow */
-    uint8_t reused : 1;      /* the connection came from the pool */
-    uint8_t got_bytes : 1;   /* any response byte arrived on this try */
-    uint8_t up_keep : 1;     /* the upstream connection can be pooled */
-    uint8_t no_pool : 1;     /* a pooled connection just failed: use a new one */
-    uint8_t try_open : 1;    /* try_begin() without try_end() */
-    uint8_t tunnel : 1;      /* after 101: raw bytes both ways */
+    uint8_t up_paused : 1; /* upstream reads stopped: client is slow */
+    uint8_t reused : 1;    /* the connection came from the pool */
+    uint8_t got_bytes : 1; /* any response byte arrived on this try */
+    uint8_t up_keep : 1;   /* the upstream connection can be pooled */
+    uint8_t no_pool : 1;   /* a pooled connection just failed: use a new one */
+    uint8_t try_open : 1;  /* try_begin() without try_end() */
+    uint8_t tunnel : 1;    /* after 101: raw bytes both ways */
     int stale_retries;
     uint64_t try_start, connect_ms, header_ms;
 
     /* ---- kept across reuse from the worker's free list (P_ZERO) */
-    sh_buf_t head;           /* request head for the upstream, kept for retries */
+    sh_buf_t head; /* request head for the upstream, kept for retries */
     sh_http1_header_t resp_headers[MAX_RESP_HEADERS];
 } sh_proxy_req_t;
 
@@ -350,7 +355,7 @@ static int header_list_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
-#define PLOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define PLOC    (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 #define POFF(f) offsetof(proxy_loc_t, f)
 
 static const sh_conf_cmd_t proxy_cmds[] = {
@@ -358,16 +363,15 @@ static const sh_conf_cmd_t proxy_cmds[] = {
      proxy_pass_set, 0, NULL},
     {"proxy_set_header", PLOC | SH_CONF_TAKE2, proxy_set_header_set, 0, NULL},
     {"proxy_http_version", PLOC | SH_CONF_TAKE1, http_version_set, 0, NULL},
-    {"proxy_connect_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(connect_timeout),
-     NULL},
+    {"proxy_connect_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(connect_timeout), NULL},
     {"proxy_send_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(send_timeout), NULL},
     {"proxy_read_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(read_timeout), NULL},
     {"proxy_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(buffering), NULL},
     {"proxy_request_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(request_buffering),
      NULL},
     {"proxy_next_upstream", PLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
-    {"proxy_next_upstream_tries", PLOC | SH_CONF_TAKE1, sh_conf_set_num,
-     POFF(next_upstream_tries), NULL},
+    {"proxy_next_upstream_tries", PLOC | SH_CONF_TAKE1, sh_conf_set_num, POFF(next_upstream_tries),
+     NULL},
     {"proxy_next_upstream_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec,
      POFF(next_upstream_timeout), NULL},
     {"proxy_hide_header", PLOC | SH_CONF_TAKE1, header_list_set, 0, NULL},
@@ -452,10 +456,11 @@ static int hdr_kind(const sh_http1_header_t *h)
     case 6:
         return name_eq(h, "server", 6) ? HK_SERVER : name_eq(h, "expect", 6) ? HK_EXPECT : HK_OTHER;
     case 7:
-        return name_eq(h, "upgrade", 7) ? HK_UPGRADE : name_eq(h, "trailer", 7) ? HK_TRAILER
-                                                                                : HK_OTHER;
+        return name_eq(h, "upgrade", 7)   ? HK_UPGRADE
+               : name_eq(h, "trailer", 7) ? HK_TRAILER
+                                          : HK_OTHER;
     case 10:
-        return name_eq(h, "connection", 10) ? HK_CONNECTION
+        return name_eq(h, "connection", 10)   ? HK_CONNECTION
                : name_eq(h, "keep-alive", 10) ? HK_KEEP_ALIVE
                                               : HK_OTHER;
     case 14:
@@ -586,8 +591,8 @@ static void build_request_head(sh_proxy_req_t *p)
     for (size_t i = 0; i < r->h.nheaders; i++) {
         const sh_http1_header_t *h = &r->h.headers[i];
         int k = hdr_kind(h);
-        if (is_hop_by_hop_kind(k) || k == HK_HOST || k == HK_CONTENT_LENGTH ||
-            k == HK_EXPECT || (c->nheaders > 0 && set_by_conf(c, h)) ||
+        if (is_hop_by_hop_kind(k) || k == HK_HOST || k == HK_CONTENT_LENGTH || k == HK_EXPECT ||
+            (c->nheaders > 0 && set_by_conf(c, h)) ||
             (conn_named && named_in_connection(r->h.headers, r->h.nheaders, h)))
             continue;
         sh_buf_append(b, h->name, h->name_len);
@@ -649,7 +654,6 @@ static void uconn_close(sh_uconn_t *u)
 }
 
 /* ---- the pool */
-
 
 static void pool_put(sh_uconn_t *u)
 {
@@ -812,7 +816,9 @@ static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
     }
     try_end(p, kind == FAIL_TIMEOUT ? 504 : 502);
     sh_upstream_done(p->ups, p->peer, !stale, now_ms(p));
-    int bit = kind == FAIL_TIMEOUT ? NU_TIMEOUT : kind == FAIL_INVALID ? NU_INVALID_HEADER : NU_ERROR;
+    int bit = kind == FAIL_TIMEOUT   ? NU_TIMEOUT
+              : kind == FAIL_INVALID ? NU_INVALID_HEADER
+                                     : NU_ERROR;
     p->tries++;
     if (stale) {
         p->stale_retries++;
@@ -834,10 +840,14 @@ static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
  * (http_500 ...): retried when allowed, else passed to the client. */
 static int status_retry(sh_proxy_req_t *p, int status)
 {
-    int bit = status == 500 ? NU_HTTP_500 : status == 502 ? NU_HTTP_502 :
-              status == 503 ? NU_HTTP_503 : status == 504 ? NU_HTTP_504 :
-              status == 403 ? NU_HTTP_403 : status == 404 ? NU_HTTP_404 :
-              status == 429 ? NU_HTTP_429 : 0;
+    int bit = status == 500   ? NU_HTTP_500
+              : status == 502 ? NU_HTTP_502
+              : status == 503 ? NU_HTTP_503
+              : status == 504 ? NU_HTTP_504
+              : status == 403 ? NU_HTTP_403
+              : status == 404 ? NU_HTTP_404
+              : status == 429 ? NU_HTTP_429
+                              : 0;
     if (bit == 0 || !(p->conf->next_upstream & bit))
         return 0;
     p->tries++;
@@ -1183,7 +1193,8 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         up_fail(p, FAIL_ERROR,
-                nread == UV_EOF ? "upstream prematurely closed connection" : uv_strerror((int)nread));
+                nread == UV_EOF ? "upstream prematurely closed connection"
+                                : uv_strerror((int)nread));
         return;
     }
     p->got_bytes = 1;

@@ -33,8 +33,7 @@ struct sh_regex_s {
     unsigned jit : 1;
 };
 
-int sh_regex_compile(const char *pattern, int caseless, sh_regex_t **out, char *err,
-                     size_t errlen)
+int sh_regex_compile(const char *pattern, int caseless, sh_regex_t **out, char *err, size_t errlen)
 {
     int ec = 0;
     PCRE2_SIZE eoff = 0;

@@ -17,8 +17,8 @@
 #include <stddef.h>
 
 #define SH_REGEX_MAX_CAPTURES 10 /* $0..$9, as nginx exposes them */
-#define SH_REGEX_OVEC (2 * SH_REGEX_MAX_CAPTURES)
-#define SH_REGEX_UNSET ((size_t)-1)
+#define SH_REGEX_OVEC         (2 * SH_REGEX_MAX_CAPTURES)
+#define SH_REGEX_UNSET        ((size_t)-1)
 
 typedef struct sh_regex_s sh_regex_t;
 
@@ -27,8 +27,7 @@ typedef struct sh_regex_s sh_regex_t;
  * returns SH_EINVAL and writes PCRE2's message ("... at offset N") into
  * err[errlen]; *out stays NULL. The result is owned by the caller.
  */
-int sh_regex_compile(const char *pattern, int caseless, sh_regex_t **out, char *err,
-                     size_t errlen);
+int sh_regex_compile(const char *pattern, int caseless, sh_regex_t **out, char *err, size_t errlen);
 void sh_regex_destroy(sh_regex_t *re);
 
 /*

@@ -86,7 +86,7 @@ static int events_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 }
 
 #define COFF(f) offsetof(sh_core_conf_t, f)
-#define ANYCTX (SH_CTX_MAIN | SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define ANYCTX  (SH_CTX_MAIN | SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 
 static const sh_conf_cmd_t core_cmds[] = {
     {"worker_processes", SH_CTX_MAIN | SH_CONF_TAKE1, worker_processes_set, 0, NULL},
@@ -103,8 +103,8 @@ static const sh_conf_cmd_t core_cmds[] = {
     {"worker_rlimit_nofile", SH_CTX_MAIN | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {"pcre_jit", SH_CTX_MAIN | SH_CONF_FLAG, sh_conf_set_ignore, 0, NULL},
     {"events", SH_CTX_MAIN | SH_CONF_BLOCK | SH_CONF_NOARGS, events_block, 0, NULL},
-    {"worker_connections", SH_CTX_EVENTS | SH_CONF_TAKE1, sh_conf_set_num,
-     COFF(worker_connections), NULL},
+    {"worker_connections", SH_CTX_EVENTS | SH_CONF_TAKE1, sh_conf_set_num, COFF(worker_connections),
+     NULL},
     /* epoll is what libuv uses; accepting is spread by SO_REUSEPORT and
      * libuv accepts in a loop, which is multi_accept's effect. */
     {"use", SH_CTX_EVENTS | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
@@ -142,8 +142,8 @@ int sh_runtime_load(const char *path, const char *name, const char *text, const 
         rc = sh_conf_parse_file(path, &p->doc, err);
     } else {
         p->conf_dir = sh_strdup(prefix);
-        rc = sh_conf_parse_buffer(name, text, strlen(text), prefix[0] ? prefix : NULL, &p->doc,
-                                  err);
+        rc =
+            sh_conf_parse_buffer(name, text, strlen(text), prefix[0] ? prefix : NULL, &p->doc, err);
     }
     if (rc != 0) {
         sh_free(p->conf_dir);

@@ -15,9 +15,9 @@
 typedef struct {
     int worker_processes; /* 0: auto */
     int worker_connections;
-    char *error_log;      /* path relative to the prefix, or NULL (stderr) */
+    char *error_log; /* path relative to the prefix, or NULL (stderr) */
     int error_level;
-    char *pid;            /* pid file, or NULL */
+    char *pid; /* pid file, or NULL */
     uint64_t shutdown_timeout;
 } sh_core_conf_t;
 

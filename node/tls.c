@@ -46,10 +46,10 @@
 #include "node/node.h"
 
 #define TLS_RECORD_MAX 16384
-#define COALESCE_MAX 16384     /* small writes are joined into one record */
-#define STAPLE_MAX (64 * 1024) /* an OCSP response file larger than this is refused */
+#define COALESCE_MAX   16384       /* small writes are joined into one record */
+#define STAPLE_MAX     (64 * 1024) /* an OCSP response file larger than this is refused */
 
-#define PROTO_TLSv1 0x01
+#define PROTO_TLSv1   0x01
 #define PROTO_TLSv1_1 0x02
 #define PROTO_TLSv1_2 0x04
 #define PROTO_TLSv1_3 0x08
@@ -67,7 +67,7 @@ typedef struct {
     int protocols; /* PROTO_* bits; -1 unset */
     char *ciphers;
     int prefer_server_ciphers;
-    int cache; /* CACHE_* */
+    int cache;         /* CACHE_* */
     size_t cache_size; /* sessions */
     char *cache_name;  /* shared:NAME */
     uint64_t session_timeout;
@@ -86,8 +86,8 @@ typedef struct {
     size_t nconf_cmds;
     int conf_cmds_set;
     int owns_strings; /* this level set the scalar strings (bits below) */
-    unsigned own_ciphers : 1, own_stapling_file : 1, own_trusted : 1, own_dhparam : 1,
-        own_ecdh : 1, own_cache_name : 1;
+    unsigned own_ciphers : 1, own_stapling_file : 1, own_trusted : 1, own_dhparam : 1, own_ecdh : 1,
+        own_cache_name : 1;
     /* server level, TLS servers only: its SSL_CTX (built at load) */
     _Atomic(SSL_CTX *) ctx;
     const sh_http_srv_t *srv;
@@ -107,9 +107,9 @@ struct sh_tls_s {
     void (*sent_cb)(uv_stream_t *, int);
     const sh_http_addr_t *addr;
     const sh_http_srv_t *srv; /* the server SNI named, or NULL */
-    const char *in; /* ciphertext not yet given to OpenSSL */
+    const char *in;           /* ciphertext not yet given to OpenSSL */
     size_t in_len;
-    sh_buf_t out;   /* ciphertext not yet handed to the stream */
+    sh_buf_t out; /* ciphertext not yet handed to the stream */
     uint64_t id;
     uint8_t done : 1;
     uint8_t shut : 1;
@@ -151,7 +151,7 @@ int sh_tls_global_init(void)
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-static BIO_METHOD *bio_method; /* written once under pthread_once, then read-only */
+static BIO_METHOD *bio_method;  /* written once under pthread_once, then read-only */
 static int ctx_data_index = -1; /* likewise */
 
 static int bio_write(BIO *b, const char *data, int len)
@@ -282,8 +282,8 @@ int sh_tls_parse_ticket_key(const unsigned char *data, size_t len, sh_tls_ticket
     return SH_EINVAL;
 }
 
-int sh_tls_alpn_select(const unsigned char *in, unsigned inlen, int h2,
-                       const unsigned char **out, unsigned char *outlen)
+int sh_tls_alpn_select(const unsigned char *in, unsigned inlen, int h2, const unsigned char **out,
+                       unsigned char *outlen)
 {
     /* First validate the whole list (RFC 7301 3.1: non-empty names). */
     for (unsigned i = 0; i < inlen;) {
@@ -359,11 +359,11 @@ static void ssl_destroy_loc(void *conf)
     sh_free(c);
 }
 
-#define MERGE_STR(f, own)                                                  \
-    do {                                                                   \
-        if (c->f == NULL)                                                  \
-            c->f = p->f;                                                   \
-        (void)0;                                                           \
+#define MERGE_STR(f, own)                                                                          \
+    do {                                                                                           \
+        if (c->f == NULL)                                                                          \
+            c->f = p->f;                                                                           \
+        (void)0;                                                                                   \
     } while (0)
 
 static int ssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
@@ -427,9 +427,21 @@ static int path_list_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     size_t *n;
     int *set;
     switch (cmd->offset) {
-    case 0: v = &c->certs; n = &c->ncerts; set = &c->certs_set; break;
-    case 1: v = &c->keys; n = &c->nkeys; set = &c->keys_set; break;
-    default: v = &c->ticket_keys; n = &c->nticket_keys; set = &c->ticket_keys_set; break;
+    case 0:
+        v = &c->certs;
+        n = &c->ncerts;
+        set = &c->certs_set;
+        break;
+    case 1:
+        v = &c->keys;
+        n = &c->nkeys;
+        set = &c->keys_set;
+        break;
+    default:
+        v = &c->ticket_keys;
+        n = &c->nticket_keys;
+        set = &c->ticket_keys_set;
+        break;
     }
     if (!*set) {
         *v = NULL;
@@ -451,9 +463,18 @@ static int path_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     ssl_conf_t *c = conf;
     char **f;
     switch (cmd->offset) {
-    case 0: f = &c->stapling_file; c->own_stapling_file = 1; break;
-    case 1: f = &c->trusted; c->own_trusted = 1; break;
-    default: f = &c->dhparam; c->own_dhparam = 1; break;
+    case 0:
+        f = &c->stapling_file;
+        c->own_stapling_file = 1;
+        break;
+    case 1:
+        f = &c->trusted;
+        c->own_trusted = 1;
+        break;
+    default:
+        f = &c->dhparam;
+        c->own_dhparam = 1;
+        break;
     }
     if (*f != NULL)
         return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
@@ -584,7 +605,7 @@ static int ssl_directive_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
                              "directive instead");
 }
 
-#define SSLCTX (SH_CTX_HTTP | SH_CTX_SERVER)
+#define SSLCTX  (SH_CTX_HTTP | SH_CTX_SERVER)
 #define SOFF(f) offsetof(ssl_conf_t, f)
 
 static const sh_conf_cmd_t ssl_cmds[] = {
@@ -598,12 +619,10 @@ static const sh_conf_cmd_t ssl_cmds[] = {
     {"ssl_prefer_server_ciphers", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag,
      SOFF(prefer_server_ciphers), NULL},
     {"ssl_session_cache", SSLCTX | SH_CONF_TAKE12, session_cache_set, 0, NULL},
-    {"ssl_session_timeout", SSLCTX | SH_CONF_TAKE1, sh_conf_set_msec, SOFF(session_timeout),
-     NULL},
+    {"ssl_session_timeout", SSLCTX | SH_CONF_TAKE1, sh_conf_set_msec, SOFF(session_timeout), NULL},
     {"ssl_session_tickets", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(tickets), NULL},
     {"ssl_stapling", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(stapling), NULL},
-    {"ssl_stapling_verify", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(stapling_verify),
-     NULL},
+    {"ssl_stapling_verify", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(stapling_verify), NULL},
     {"ssl_stapling_file", SSLCTX | SH_CONF_TAKE1, path_set, 0, NULL},
     {"ssl_trusted_certificate", SSLCTX | SH_CONF_TAKE1, path_set, 1, NULL},
     {"ssl_dhparam", SSLCTX | SH_CONF_TAKE1, path_set, 2, NULL},
@@ -720,8 +739,8 @@ static int status_cb(SSL *ssl, void *arg)
 
 /* ------------------------------------------------ building an SSL_CTX -- */
 
-static int read_file(const char *path, size_t max, unsigned char **out, size_t *len,
-                     char *err, size_t errcap)
+static int read_file(const char *path, size_t max, unsigned char **out, size_t *len, char *err,
+                     size_t errcap)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -767,10 +786,14 @@ static int has_ocsp_url(X509 *x)
 static int version_of(int bit)
 {
     switch (bit) {
-    case PROTO_TLSv1: return TLS1_VERSION;
-    case PROTO_TLSv1_1: return TLS1_1_VERSION;
-    case PROTO_TLSv1_2: return TLS1_2_VERSION;
-    default: return TLS1_3_VERSION;
+    case PROTO_TLSv1:
+        return TLS1_VERSION;
+    case PROTO_TLSv1_1:
+        return TLS1_1_VERSION;
+    case PROTO_TLSv1_2:
+        return TLS1_2_VERSION;
+    default:
+        return TLS1_3_VERSION;
     }
 }
 
@@ -778,8 +801,8 @@ static int version_of(int bit)
  * Build the SSL_CTX of one server from its merged conf. On failure
  * returns NULL with the reason in err. warn receives warnings.
  */
-static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf_t *warn,
-                          char *err, size_t errcap)
+static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf_t *warn, char *err,
+                          size_t errcap)
 {
     pthread_once(&once, init_once);
     char ossl[512];
@@ -828,13 +851,17 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
 
     /* certificates: one pair per key type (e.g. ECDSA and RSA) */
     if (c->ncerts == 0) {
-        snprintf(err, errcap, "no \"ssl_certificate\" is defined for the \"listen ... ssl\" "
-                              "directive of the server in %s:%u", srv->file, srv->line);
+        snprintf(err, errcap,
+                 "no \"ssl_certificate\" is defined for the \"listen ... ssl\" "
+                 "directive of the server in %s:%u",
+                 srv->file, srv->line);
         goto fail;
     }
     if (c->nkeys != c->ncerts) {
-        snprintf(err, errcap, "%zu \"ssl_certificate\" but %zu \"ssl_certificate_key\" for the "
-                              "server in %s:%u", c->ncerts, c->nkeys, srv->file, srv->line);
+        snprintf(err, errcap,
+                 "%zu \"ssl_certificate\" but %zu \"ssl_certificate_key\" for the "
+                 "server in %s:%u",
+                 c->ncerts, c->nkeys, srv->file, srv->line);
         goto fail;
     }
     unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
@@ -852,8 +879,8 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         }
         if (SSL_CTX_check_private_key(ctx) != 1) {
             ssl_errors(ossl, sizeof(ossl));
-            snprintf(err, errcap, "certificate \"%s\" and key \"%s\" do not match %s",
-                     c->certs[i], c->keys[i], ossl);
+            snprintf(err, errcap, "certificate \"%s\" and key \"%s\" do not match %s", c->certs[i],
+                     c->keys[i], ossl);
             goto fail;
         }
         X509 *x = SSL_CTX_get0_certificate(ctx);
@@ -864,8 +891,10 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         }
         if (c->stapling && c->stapling_file == NULL && !has_ocsp_url(x)) {
             if (warn != NULL)
-                sh_conf_warn(warn, "\"ssl_stapling\" ignored, no OCSP responder URL in the "
-                                   "certificate \"%s\"", c->certs[i]);
+                sh_conf_warn(warn,
+                             "\"ssl_stapling\" ignored, no OCSP responder URL in the "
+                             "certificate \"%s\"",
+                             c->certs[i]);
         }
     }
     SSL_CTX_set_session_id_context(ctx, sid, sid_len);
@@ -893,7 +922,8 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     } else if (c->cache == CACHE_NONE) {
         /* nginx's "none": no store, but clients are not told so */
-        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_set_session_cache_mode(ctx,
+                                       SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     } else {
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
         SSL_CTX_sess_set_cache_size(ctx, (long)(c->cache_size ? c->cache_size : 1));

@@ -78,8 +78,13 @@ const char *sh_tls_alpn(const sh_tls_t *t);
 /* Variables: $ssl_protocol, $ssl_cipher, $ssl_server_name,
  * $ssl_session_reused ("r" or "."). Append and return 1, or 0 when not
  * set. */
-enum sh_tls_var { SH_TLS_VAR_PROTOCOL, SH_TLS_VAR_CIPHER, SH_TLS_VAR_SERVER_NAME,
-                  SH_TLS_VAR_SESSION_REUSED, SH_TLS_VAR_ALPN };
+enum sh_tls_var {
+    SH_TLS_VAR_PROTOCOL,
+    SH_TLS_VAR_CIPHER,
+    SH_TLS_VAR_SERVER_NAME,
+    SH_TLS_VAR_SESSION_REUSED,
+    SH_TLS_VAR_ALPN
+};
 int sh_tls_var(const sh_tls_t *t, int which, sh_buf_t *out);
 
 /* ------------------------------------------------ pure helpers -- */
@@ -101,7 +106,7 @@ int sh_tls_parse_ticket_key(const unsigned char *data, size_t len, sh_tls_ticket
  * names). h2: whether h2 may be chosen. Returns 1 with *out and *outlen set
  * to the chosen name inside in, 0 when nothing matches, SH_EPARSE when
  * the list is malformed. */
-int sh_tls_alpn_select(const unsigned char *in, unsigned inlen, int h2,
-                       const unsigned char **out, unsigned char *outlen);
+int sh_tls_alpn_select(const unsigned char *in, unsigned inlen, int h2, const unsigned char **out,
+                       unsigned char *outlen);
 
 #endif

@@ -37,10 +37,10 @@ typedef struct {
     int weight;
     int max_fails;
     uint64_t fail_timeout;
-    int max_conns;  /* 0: no limit */
+    int max_conns; /* 0: no limit */
     unsigned backup : 1;
     unsigned down : 1;
-    unsigned line;  /* of the `server` directive (config errors only) */
+    unsigned line; /* of the `server` directive (config errors only) */
 } sh_ups_server_t;
 
 typedef struct sh_upstream_s {
@@ -56,8 +56,8 @@ typedef struct sh_upstream_s {
     unsigned line;
     /* the balancer: round robin unless a method directive chose another */
     const sh_balancer_ops_t *balancer;
-    sh_cv_t *hash_key;          /* `hash KEY`: the compiled key */
-    unsigned random_two : 1;    /* `random two [least_conn]` */
+    sh_cv_t *hash_key;       /* `hash KEY`: the compiled key */
+    unsigned random_two : 1; /* `random two [least_conn]` */
 } sh_upstream_t;
 
 typedef struct {
@@ -95,9 +95,9 @@ struct sh_ups_rt_s {
     sh_bal_data_t *bal; /* made by ops->init, freed by ops->dispose */
     int total_weight;   /* of the primary servers */
     int nprimary;
-    uint8_t single;     /* one server and no backup: never taken out */
-    uint64_t rng;       /* xorshift state for `random` */
-    sh_link_t idle;     /* idle keep-alive sh_uconn_t, most recent first */
+    uint8_t single; /* one server and no backup: never taken out */
+    uint64_t rng;   /* xorshift state for `random` */
+    sh_link_t idle; /* idle keep-alive sh_uconn_t, most recent first */
     int nidle;
 };
 

@@ -26,7 +26,7 @@
 #include "node/regex.h"
 #include "node/tls.h"
 
-#define NAMED_DEPTH_MAX 16 /* maps naming maps: deeper is a cycle */
+#define NAMED_DEPTH_MAX       16 /* maps naming maps: deeper is a cycle */
 #define CAPTURE_SUBJECT_STACK 1024
 
 enum var_id {
@@ -107,8 +107,8 @@ typedef struct {
     int id;
     char *text; /* literal text, or the NAME of $http_NAME etc. */
     size_t len;
-    int group;           /* V_CAPTURE */
-    var_entry_t *entry;  /* V_NAMED */
+    int group;          /* V_CAPTURE */
+    var_entry_t *entry; /* V_NAMED */
 } part_t;
 
 struct sh_cv_s {
@@ -203,7 +203,8 @@ static int builtin_id(const char *name, size_t nl)
 static int prefixed_id(const char *name, size_t nl)
 {
     for (size_t i = 0; i < NELEMS(prefixed_vars); i++)
-        if (nl > prefixed_vars[i].len && memcmp(name, prefixed_vars[i].prefix, prefixed_vars[i].len) == 0)
+        if (nl > prefixed_vars[i].len &&
+            memcmp(name, prefixed_vars[i].prefix, prefixed_vars[i].len) == 0)
             return (int)i;
     return -1;
 }
@@ -212,8 +213,9 @@ static int prefixed_id(const char *name, size_t nl)
 
 static sh_http_main_t *cf_http_main(sh_conf_t *cf)
 {
-    if ((cf->ctx & (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_IF |
-                    SH_CTX_LIMIT_EXCEPT)) == 0 || cf->user == NULL)
+    if ((cf->ctx &
+         (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_IF | SH_CTX_LIMIT_EXCEPT)) == 0 ||
+        cf->user == NULL)
         return NULL;
     return ((sh_http_block_t *)cf->user)->main;
 }
@@ -350,8 +352,7 @@ int sh_cv_compile(sh_conf_t *cf, const char *text, sh_cv_t **out)
             end = strchr(name, '}');
             if (end == NULL) {
                 sh_cv_destroy(cv);
-                return sh_conf_error(cf, "the closing bracket in \"%s\" variable is missing",
-                                     name);
+                return sh_conf_error(cf, "the closing bracket in \"%s\" variable is missing", name);
             }
         } else {
             name = p + 1;
@@ -440,7 +441,7 @@ typedef struct {
     int own_state;             /* 0: not computed, 1: have them, 2: none */
     sh_captures_t own;
     size_t ovec[SH_REGEX_OVEC];
-    char *subject;             /* normalized URI or lower-cased Host */
+    char *subject; /* normalized URI or lower-cased Host */
     char stack[CAPTURE_SUBJECT_STACK];
 } eval_t;
 
@@ -556,11 +557,11 @@ static void time_strings(void)
     if (off < 0)
         off = -off;
     snprintf(tcache.local, sizeof(tcache.local), "%02d/%s/%04d:%02d:%02d:%02d %c%02d%02d",
-             tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             sign, off / 60, off % 60);
+             tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, sign,
+             off / 60, off % 60);
     snprintf(tcache.iso, sizeof(tcache.iso), "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             sign, off / 60, off % 60);
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, sign,
+             off / 60, off % 60);
     tcache.sec = now;
 }
 
@@ -717,7 +718,9 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         app(out, r->h.method, r->h.method_len);
         sh_buf_append(out, " ", 1);
         app(out, r->h.target, r->h.target_len);
-        sh_buf_appends(out, r->h.version == 10 ? " HTTP/1.0" : r->h.version == 20 ? " HTTP/2.0" : " HTTP/1.1");
+        sh_buf_appends(out, r->h.version == 10   ? " HTTP/1.0"
+                            : r->h.version == 20 ? " HTTP/2.0"
+                                                 : " HTTP/1.1");
         return 1;
     case V_REQUEST_URI:
         app(out, r->h.target, r->h.target_len);
@@ -805,7 +808,9 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         app(out, h->value, h->value_len);
         return 1;
     case V_SERVER_PROTOCOL:
-        sh_buf_appends(out, r->h.version == 10 ? "HTTP/1.0" : r->h.version == 20 ? "HTTP/2.0" : "HTTP/1.1");
+        sh_buf_appends(out, r->h.version == 10   ? "HTTP/1.0"
+                            : r->h.version == 20 ? "HTTP/2.0"
+                                                 : "HTTP/1.1");
         return 1;
     case V_PROXY_HOST:
         sh_proxy_host(r, out);
@@ -966,14 +971,29 @@ static void escape_tail(sh_buf_t *out, size_t from, int mode)
         }
         char esc = 0;
         switch (ch) {
-        case '"': esc = '"'; break;
-        case '\\': esc = '\\'; break;
-        case '\n': esc = 'n'; break;
-        case '\r': esc = 'r'; break;
-        case '\t': esc = 't'; break;
-        case '\b': esc = 'b'; break;
-        case '\f': esc = 'f'; break;
-        default: break;
+        case '"':
+            esc = '"';
+            break;
+        case '\\':
+            esc = '\\';
+            break;
+        case '\n':
+            esc = 'n';
+            break;
+        case '\r':
+            esc = 'r';
+            break;
+        case '\t':
+            esc = 't';
+            break;
+        case '\b':
+            esc = 'b';
+            break;
+        case '\f':
+            esc = 'f';
+            break;
+        default:
+            break;
         }
         if (esc) {
             d[--dst] = esc;

@@ -304,7 +304,10 @@ static void stats_cb(uv_timer_t *t)
     }
 }
 
-static uint64_t ld(_Atomic uint64_t *v) { return atomic_load_explicit(v, memory_order_relaxed); }
+static uint64_t ld(_Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
 
 void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t)
 {
@@ -364,10 +367,10 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
                 down += atomic_load_explicit(&x->down, memory_order_relaxed) != 0;
                 conns += atomic_load_explicit(&x->conns, memory_order_relaxed);
             }
-            const char *state = sv->down             ? "down (configured)"
-                                : down == 0          ? "up"
+            const char *state = sv->down              ? "down (configured)"
+                                : down == 0           ? "up"
                                 : down == (unsigned)n ? "down"
-                                                     : "partly down";
+                                                      : "partly down";
             up_servers += !sv->down && down == 0;
             sh_buf_appends(&b, k ? ",{\"addr\":" : "{\"addr\":");
             json_str(&b, sv->name);
@@ -428,9 +431,13 @@ int sh_workers_start(sh_worker_t **ws, int n)
         uv_timer_init(&w->loop, &w->stats_timer);
         uv_timer_start(&w->stats_timer, stats_cb, 0, 1000);
         uv_unref((uv_handle_t *)&w->stats_timer);
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
-            return SH_EIO;
     }
+    /* Threads start only once every worker's socket listens: the kernel
+     * spreads connections over the SO_REUSEPORT group from the first SYN,
+     * so none is sent to one worker just because its socket came first. */
+    for (int k = 0; k < n; k++)
+        if (pthread_create(&ws[k]->thread, NULL, worker_main, ws[k]) != 0)
+            return SH_EIO;
     return 0;
 }
 

@@ -64,7 +64,10 @@ static uint64_t rnd(sim_t *s)
     return x * 2685821657736338717ull;
 }
 
-static double rnd01(sim_t *s) { return (double)(rnd(s) >> 11) / 9007199254740992.0; }
+static double rnd01(sim_t *s)
+{
+    return (double)(rnd(s) >> 11) / 9007199254740992.0;
+}
 
 unsigned sim_index(const char *name)
 {
@@ -285,10 +288,22 @@ void sim_run(sim_t *s, uint64_t ms)
         step(s);
 }
 
-uint64_t sim_now(const sim_t *s) { return s->now; }
-sh_swim_t *sim_node(sim_t *s, unsigned i) { return s->nodes[i].swim; }
-unsigned sim_size(const sim_t *s) { return s->n; }
-void sim_set_loss(sim_t *s, double p) { s->loss = p; }
+uint64_t sim_now(const sim_t *s)
+{
+    return s->now;
+}
+sh_swim_t *sim_node(sim_t *s, unsigned i)
+{
+    return s->nodes[i].swim;
+}
+unsigned sim_size(const sim_t *s)
+{
+    return s->n;
+}
+void sim_set_loss(sim_t *s, double p)
+{
+    s->loss = p;
+}
 
 void sim_set_delay(sim_t *s, unsigned min_ms, unsigned max_ms)
 {
@@ -311,7 +326,10 @@ void sim_heal(sim_t *s)
     s->group = NULL;
 }
 
-void sim_kill(sim_t *s, unsigned i) { s->nodes[i].down = 1; }
+void sim_kill(sim_t *s, unsigned i)
+{
+    s->nodes[i].down = 1;
+}
 
 void sim_restart(sim_t *s, unsigned i, const sh_swim_conf_t *conf, unsigned join_to)
 {
@@ -326,8 +344,14 @@ void sim_restart(sim_t *s, unsigned i, const sh_swim_conf_t *conf, unsigned join
     nd->next_run = s->now;
     sh_swim_join(nd->swim, s->nodes[join_to].addr);
 }
-void sim_slow(sim_t *s, unsigned i, unsigned lag_ms) { s->nodes[i].lag = lag_ms; }
-int sim_is_down(const sim_t *s, unsigned i) { return s->nodes[i].down; }
+void sim_slow(sim_t *s, unsigned i, unsigned lag_ms)
+{
+    s->nodes[i].lag = lag_ms;
+}
+int sim_is_down(const sim_t *s, unsigned i)
+{
+    return s->nodes[i].down;
+}
 
 void sim_observe(sim_t *s, sim_observe_fn fn, void *arg)
 {
@@ -335,4 +359,7 @@ void sim_observe(sim_t *s, sim_observe_fn fn, void *arg)
     s->obs_arg = arg;
 }
 
-const sim_net_stats_t *sim_net(const sim_t *s) { return &s->net; }
+const sim_net_stats_t *sim_net(const sim_t *s)
+{
+    return &s->net;
+}

@@ -19,7 +19,7 @@ typedef struct sim sim_t;
 #define SIM_STEP_MS 10u
 
 typedef struct {
-    uint64_t packets, bytes;          /* UDP, payload incl. the seal overhead */
+    uint64_t packets, bytes; /* UDP, payload incl. the seal overhead */
     uint64_t pushpulls, pushpull_bytes;
     uint64_t lost;
 } sim_net_stats_t;
@@ -35,12 +35,12 @@ uint64_t sim_now(const sim_t *sim);
 sh_swim_t *sim_node(sim_t *sim, unsigned i);
 unsigned sim_size(const sim_t *sim);
 
-void sim_set_loss(sim_t *sim, double p);                  /* every link */
+void sim_set_loss(sim_t *sim, double p); /* every link */
 void sim_set_delay(sim_t *sim, unsigned min_ms, unsigned max_ms);
 /* Cut links between nodes of different groups (group[i] for each node). */
 void sim_partition(sim_t *sim, const unsigned char *group);
 void sim_heal(sim_t *sim);
-void sim_kill(sim_t *sim, unsigned i);                    /* like kill -9 */
+void sim_kill(sim_t *sim, unsigned i); /* like kill -9 */
 /* A fresh process under the same name and address, joining join_to. */
 void sim_restart(sim_t *sim, unsigned i, const sh_swim_conf_t *conf, unsigned join_to);
 /* CPU-starved: the node runs (timers and its inbox) only every lag_ms. */

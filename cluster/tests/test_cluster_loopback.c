@@ -68,8 +68,8 @@ static void start(node *n, unsigned i, const char *keyfile)
              "cluster {\n name test; node_name n%u; bind 127.0.0.1:%u;\n"
              " admin_listen 127.0.0.1:%u; encrypt_key_file %s;\n profile local;\n"
              " %s tags idx=%u;\n}\n",
-             i, base_port + i, base_port + 100 + i, keyfile,
-             i == 0 ? "" : "join 127.0.0.1:%SEED%;", i);
+             i, base_port + i, base_port + 100 + i, keyfile, i == 0 ? "" : "join 127.0.0.1:%SEED%;",
+             i);
     char *seed = strstr(text, "%SEED%");
     if (seed) {
         char tail[512];

@@ -11,7 +11,10 @@
 #include "cluster/keyring.h"
 #include "core/err.h"
 
-static void key_of(uint8_t *k, uint8_t v) { memset(k, v, SH_KEYRING_KEYLEN); }
+static void key_of(uint8_t *k, uint8_t v)
+{
+    memset(k, v, SH_KEYRING_KEYLEN);
+}
 
 static void test_roundtrip(void **state)
 {

@@ -171,8 +171,8 @@ static void test_dissemination(void **state)
     printf("SIM dissemination N=%u: 50%% in %.2f probe periods, 100%% in %.2f probe periods "
            "= %.0f gossip rounds (%llu ms; log2(N)=%.1f); bytes/node/s quiet %.0f, while "
            "disseminating %.0f\n",
-           N, t_half / 1000.0, t_all / 1000.0, t_all / 200.0, (unsigned long long)t_all,
-           log2(N), quiet, dis_bytes);
+           N, t_half / 1000.0, t_all / 1000.0, t_all / 200.0, (unsigned long long)t_all, log2(N),
+           quiet, dis_bytes);
     assert_int_equal(have, N);
     /* O(log N): a generous multiple of log2(N) probe periods. */
     assert_true((double)t_all / 1000.0 <= 2.0 * log2(N));
@@ -301,8 +301,8 @@ static void test_partition_heal(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dissemination), cmocka_unit_test(test_detection),
-        cmocka_unit_test(test_fp_loss),       cmocka_unit_test(test_fp_slow),
+        cmocka_unit_test(test_dissemination),  cmocka_unit_test(test_detection),
+        cmocka_unit_test(test_fp_loss),        cmocka_unit_test(test_fp_slow),
         cmocka_unit_test(test_partition_heal),
     };
     if (argc > 1)

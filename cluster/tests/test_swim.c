@@ -42,18 +42,18 @@ static int all_see(sim_t *sim, unsigned subj, int st)
 }
 
 /* Run until cond or the deadline (virtual ms); returns elapsed ms or -1. */
-#define RUN_UNTIL(sim, limit_ms, cond)                                            \
-    ({                                                                            \
-        uint64_t t0_ = sim_now(sim);                                              \
-        long r_ = -1;                                                             \
-        while (sim_now(sim) - t0_ < (limit_ms)) {                                 \
-            if (cond) {                                                           \
-                r_ = (long)(sim_now(sim) - t0_);                                  \
-                break;                                                            \
-            }                                                                     \
-            sim_run(sim, 100);                                                    \
-        }                                                                         \
-        r_;                                                                       \
+#define RUN_UNTIL(sim, limit_ms, cond)                                                             \
+    ({                                                                                             \
+        uint64_t t0_ = sim_now(sim);                                                               \
+        long r_ = -1;                                                                              \
+        while (sim_now(sim) - t0_ < (limit_ms)) {                                                  \
+            if (cond) {                                                                            \
+                r_ = (long)(sim_now(sim) - t0_);                                                   \
+                break;                                                                             \
+            }                                                                                      \
+            sim_run(sim, 100);                                                                     \
+        }                                                                                          \
+        r_;                                                                                        \
     })
 
 static void join_all(sim_t *sim)
@@ -199,8 +199,9 @@ static void test_channel(void **state)
     sim_run(sim, 3000);
     assert_int_equal(sh_swim_channel_broadcast(sim_node(sim, 2), 7, "k", (const uint8_t *)"v1", 2),
                      0);
-    assert_true(RUN_UNTIL(sim, 5000, !strcmp(kvs[0].val, "v1") && !strcmp(kvs[1].val, "v1") &&
-                                         !strcmp(kvs[3].val, "v1") && !strcmp(kvs[4].val, "v1")) >= 0);
+    assert_true(RUN_UNTIL(sim, 5000,
+                          !strcmp(kvs[0].val, "v1") && !strcmp(kvs[1].val, "v1") &&
+                              !strcmp(kvs[3].val, "v1") && !strcmp(kvs[4].val, "v1")) >= 0);
     sh_swim_join(sim_node(sim, 5), "n1");
     assert_true(RUN_UNTIL(sim, 3000, !strcmp(kvs[5].val, "v1")) >= 0);
     sim_destroy(sim);
@@ -226,9 +227,9 @@ static void test_buddy_and_lhm(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_join_through_seed),  cmocka_unit_test(test_kill_is_dead_everywhere),
-        cmocka_unit_test(test_leave_is_left),      cmocka_unit_test(test_refutation),
-        cmocka_unit_test(test_restart_rejoins),    cmocka_unit_test(test_channel),
+        cmocka_unit_test(test_join_through_seed), cmocka_unit_test(test_kill_is_dead_everywhere),
+        cmocka_unit_test(test_leave_is_left),     cmocka_unit_test(test_refutation),
+        cmocka_unit_test(test_restart_rejoins),   cmocka_unit_test(test_channel),
         cmocka_unit_test(test_buddy_and_lhm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

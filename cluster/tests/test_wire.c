@@ -102,14 +102,12 @@ static void test_order(void **state)
     pt[0] = SH_WIRE_VERSION;
     pt[2] = SH_WIRE_KIND_PUSHPULL;
     s = sh_keyring_seal(kr, pt, n, sealed, sizeof(sealed));
-    assert_int_equal(sh_wire_open_packet(kr, sealed, (size_t)s, scratch, &d, &st, &why),
-                     SH_EPARSE);
+    assert_int_equal(sh_wire_open_packet(kr, sealed, (size_t)s, scratch, &d, &st, &why), SH_EPARSE);
     assert_int_equal(st.wrong_kind, 1);
     /* 4: decode */
     uint8_t bad[] = {SH_WIRE_VERSION, SH_WIRE_MIN_VERSION, SH_WIRE_KIND_PACKET, 0x0a, 0x7f};
     s = sh_keyring_seal(kr, bad, sizeof(bad), sealed, sizeof(sealed));
-    assert_int_equal(sh_wire_open_packet(kr, sealed, (size_t)s, scratch, &d, &st, &why),
-                     SH_EPARSE);
+    assert_int_equal(sh_wire_open_packet(kr, sealed, (size_t)s, scratch, &d, &st, &why), SH_EPARSE);
     assert_int_equal(st.undecodable, 1);
     /* 5: meaning: empty sender, two probes */
     p.from = "";

@@ -18,9 +18,9 @@
 
 #include "nodectl.h"
 
-#define TIMEOUT_MS 5000
+#define TIMEOUT_MS      5000
 #define JOIN_TIMEOUT_MS 30000
-#define MAX_POS 70
+#define MAX_POS         70
 
 static const char usage_text[] =
     "usage: nodectl [--addr ADDR] [--token TOKEN] COMMAND [ARGS] [--json]\n"
@@ -64,8 +64,9 @@ static const cmd_help_t helps[] = {
      "List the members this node knows: name, gossip address, status, incarnation, time\n"
      "since the last status change, version and tags. --status and --tag filter (the\n"
      "node filters, so --json shows the same subset)."},
-    {"info", "info [--json]", "Show this node: its member entry, cluster name, addresses, "
-                              "keyring primary,\nmembers seen and uptime."},
+    {"info", "info [--json]",
+     "Show this node: its member entry, cluster name, addresses, "
+     "keyring primary,\nmembers seen and uptime."},
     {"join", "join ADDR... [--json]",
      "Push-pull with each gossip address (numeric HOST:PORT); succeeds if at least one\n"
      "answered. Exit 1 if none did."},
@@ -160,12 +161,18 @@ static int render_members(FILE *out, const json_t *j, int color)
 {
     return nodectl_render_members(out, j, color);
 }
-static int render_stats(FILE *out, const json_t *j, int color) { return nodectl_render_stats(out, j); }
+static int render_stats(FILE *out, const json_t *j, int color)
+{
+    return nodectl_render_stats(out, j);
+}
 static int render_keyring(FILE *out, const json_t *j, int color)
 {
     return nodectl_render_keyring(out, j);
 }
-static int render_info(FILE *out, const json_t *j, int color) { return nodectl_render_info(out, j); }
+static int render_info(FILE *out, const json_t *j, int color)
+{
+    return nodectl_render_info(out, j);
+}
 static int render_upstreams(FILE *out, const json_t *j, int color)
 {
     return nodectl_render_upstreams(out, j, color);
@@ -183,8 +190,8 @@ static int call(const ctx_t *x, const char *method, const char *path, const char
 {
     nodectl_resp_t r;
     char err[512];
-    if (nodectl_request(x->addr, method, path, body, x->token, timeout_ms, &r, err,
-                        sizeof(err)) != 0) {
+    if (nodectl_request(x->addr, method, path, body, x->token, timeout_ms, &r, err, sizeof(err)) !=
+        0) {
         fprintf(stderr, "nodectl: %s\n", err);
         return NODECTL_EUSAGE;
     }
@@ -301,8 +308,8 @@ static int monitor(const ctx_t *x)
     mon_t m = {x->json_out, use_color()};
     int status = 0;
     char err[2048];
-    int rc = nodectl_stream(x->addr, "/v1/events", x->token, TIMEOUT_MS, on_event, &m, &status,
-                            err, sizeof(err));
+    int rc = nodectl_stream(x->addr, "/v1/events", x->token, TIMEOUT_MS, on_event, &m, &status, err,
+                            sizeof(err));
     if (rc == NODECTL_ENODE)
         return node_error(x->addr, status, err);
     if (rc != NODECTL_OK)
@@ -341,9 +348,8 @@ int main(int argc, char **argv)
             help = 1;
         } else if (strcmp(a, "--json") == 0) {
             x.json_out = 1;
-        } else if (strcmp(a, "--addr") == 0 || strcmp(a, "-a") == 0 ||
-                   strcmp(a, "--token") == 0 || strcmp(a, "--status") == 0 ||
-                   strcmp(a, "--tag") == 0) {
+        } else if (strcmp(a, "--addr") == 0 || strcmp(a, "-a") == 0 || strcmp(a, "--token") == 0 ||
+                   strcmp(a, "--status") == 0 || strcmp(a, "--tag") == 0) {
             if (i + 1 >= argc)
                 return usage_error("%s needs a value", a);
             const char *v = argv[++i];
@@ -423,8 +429,7 @@ int main(int argc, char **argv)
         return call(&x, "GET", path, NULL, TIMEOUT_MS, render_members, NULL);
     }
     if (strcmp(cmd, "info") == 0 || strcmp(cmd, "stats") == 0 || strcmp(cmd, "upstreams") == 0 ||
-        strcmp(cmd, "leave") == 0 || strcmp(cmd, "reload") == 0 ||
-        strcmp(cmd, "monitor") == 0) {
+        strcmp(cmd, "leave") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "monitor") == 0) {
         if (npos != 1)
             return usage_error("\"%s\" takes no argument", cmd);
         if (strcmp(cmd, "info") == 0)

@@ -19,16 +19,16 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#define NODECTL_OK 0
-#define NODECTL_ENODE 1  /* the node answered with an error */
+#define NODECTL_OK     0
+#define NODECTL_ENODE  1 /* the node answered with an error */
 #define NODECTL_EUSAGE 2 /* bad usage, or the node is unreachable */
 
 #define NODECTL_DEFAULT_ADDR "127.0.0.1:9901"
 #define NODECTL_MAX_RESPONSE (16u << 20) /* a members list of 10,000 nodes fits */
 
 typedef struct {
-    int status;  /* HTTP status code */
-    char *body;  /* NUL-terminated, malloc'd; the caller frees */
+    int status; /* HTTP status code */
+    char *body; /* NUL-terminated, malloc'd; the caller frees */
     size_t body_len;
 } nodectl_resp_t;
 
@@ -40,8 +40,7 @@ typedef struct {
  * the answer is not HTTP.
  */
 int nodectl_request(const char *addr, const char *method, const char *path, const char *body,
-                    const char *token, int timeout_ms, nodectl_resp_t *r, char *err,
-                    size_t errlen);
+                    const char *token, int timeout_ms, nodectl_resp_t *r, char *err, size_t errlen);
 
 /*
  * Follow a Server-Sent Events stream: on_event(ud, event, data) for each

@@ -195,9 +195,8 @@ static int connect_unix(const char *path, int64_t deadline, int *err_out)
 }
 
 /* Connect and send the request: the socket, or -1 with err filled. */
-static int open_and_send(const char *addr, const char *method, const char *path,
-                         const char *body, const char *token, int64_t deadline, char *err,
-                         size_t errlen)
+static int open_and_send(const char *addr, const char *method, const char *path, const char *body,
+                         const char *token, int64_t deadline, char *err, size_t errlen)
 {
     int fd = -1, cerr = 0;
     const char *up = unix_path(addr);
@@ -227,7 +226,8 @@ static int open_and_send(const char *addr, const char *method, const char *path,
         return -1;
     }
     size_t blen = body ? strlen(body) : 0;
-    size_t qcap = strlen(method) + strlen(path) + strlen(addr) + blen + (token ? strlen(token) : 0) + 300;
+    size_t qcap =
+        strlen(method) + strlen(path) + strlen(addr) + blen + (token ? strlen(token) : 0) + 300;
     char *req = malloc(qcap);
     if (req == NULL)
         abort();
@@ -238,9 +238,9 @@ static int open_and_send(const char *addr, const char *method, const char *path,
     if (token != NULL && *token)
         qn += snprintf(req + qn, qcap - (size_t)qn, "Authorization: Bearer %s\r\n", token);
     if (body)
-        qn += snprintf(req + qn, qcap - (size_t)qn,
-                       "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", blen,
-                       body);
+        qn +=
+            snprintf(req + qn, qcap - (size_t)qn,
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", blen, body);
     else if (strcmp(method, "POST") == 0)
         qn += snprintf(req + qn, qcap - (size_t)qn, "Content-Length: 0\r\n\r\n");
     else
@@ -278,8 +278,9 @@ int nodectl_stream(const char *addr, const char *path, const char *token, int ti
         }
         ssize_t n = recv(fd, buf + len, cap - len, 0);
         if (n == 0) {
-            fail(err, errlen, head_done ? "node at %s: the event stream ended"
-                                        : "node at %s: connection closed before an answer",
+            fail(err, errlen,
+                 head_done ? "node at %s: the event stream ended"
+                           : "node at %s: connection closed before an answer",
                  addr);
             break;
         }
@@ -316,8 +317,8 @@ int nodectl_stream(const char *addr, const char *path, const char *token, int ti
                 while (len < cap && (n = recv(fd, buf + len, cap - len, 0)) != 0) {
                     if (n > 0)
                         len += (size_t)n;
-                    else if (errno != EINTR && (errno != EAGAIN ||
-                                                wait_fd(fd, POLLIN, deadline) <= 0))
+                    else if (errno != EINTR &&
+                             (errno != EAGAIN || wait_fd(fd, POLLIN, deadline) <= 0))
                         break;
                 }
                 buf[len] = 0;
@@ -356,8 +357,7 @@ int nodectl_stream(const char *addr, const char *path, const char *token, int ti
 }
 
 int nodectl_request(const char *addr, const char *method, const char *path, const char *body,
-                    const char *token, int timeout_ms, nodectl_resp_t *r, char *err,
-                    size_t errlen)
+                    const char *token, int timeout_ms, nodectl_resp_t *r, char *err, size_t errlen)
 {
     memset(r, 0, sizeof(*r));
     int64_t deadline = now_ms() + timeout_ms;
@@ -416,8 +416,8 @@ int nodectl_request(const char *addr, const char *method, const char *path, cons
     }
     if (clen >= 0 && (size_t)clen != len - off) {
         free(buf);
-        return fail(err, errlen, "node at %s: truncated answer (%zu of %ld bytes)", addr,
-                    len - off, clen);
+        return fail(err, errlen, "node at %s: truncated answer (%zu of %ld bytes)", addr, len - off,
+                    clen);
     }
     r->body_len = len - off;
     memmove(buf, buf + off, r->body_len + 1);

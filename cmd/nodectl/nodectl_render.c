@@ -145,8 +145,8 @@ int nodectl_render_members(FILE *out, const json_t *members, int color)
         r->cell[3] = dup_printf("%lld", NULL,
                                 (long long)json_integer_value(json_object_get(m, "incarnation")));
         json_t *lc = json_object_get(m, "last_change_unix_ms");
-        r->cell[4] = json_is_integer(lc) ? since(now - (long long)json_integer_value(lc))
-                                         : strdup("-");
+        r->cell[4] =
+            json_is_integer(lc) ? since(now - (long long)json_integer_value(lc)) : strdup("-");
         r->cell[5] = strdup(str_or(m, "version", "-"));
         json_t *tags = json_object_get(m, "tags");
         r->cell[6] = json_is_object(tags) ? tags_cell(tags) : strdup("-");
@@ -261,8 +261,9 @@ static void table(FILE *out, const char *const *hd, int ncols, char **cells, siz
             const char *cell = cells[r * (size_t)ncols + (size_t)c];
             const char *col = "";
             if (color && c == color_col)
-                col = strcmp(cell, "up") == 0 ? "\033[32m"
-                      : strncmp(cell, "down", 4) == 0 ? "\033[31m" : "\033[33m";
+                col = strcmp(cell, "up") == 0         ? "\033[32m"
+                      : strncmp(cell, "down", 4) == 0 ? "\033[31m"
+                                                      : "\033[33m";
             if (c + 1 == ncols)
                 fprintf(out, "%s%s%s\n", col, cell, *col ? "\033[0m" : "");
             else
@@ -272,8 +273,8 @@ static void table(FILE *out, const char *const *hd, int ncols, char **cells, siz
 
 int nodectl_render_upstreams(FILE *out, const json_t *ups, int color)
 {
-    static const char *const uheads[] = {"UPSTREAM", "SERVER", "STATE",  "FAILS",
-                                        "ACTIVE",   "WEIGHT", "MAX_FAILS", "FAIL_TIMEOUT"};
+    static const char *const uheads[] = {"UPSTREAM", "SERVER", "STATE",     "FAILS",
+                                         "ACTIVE",   "WEIGHT", "MAX_FAILS", "FAIL_TIMEOUT"};
     enum { NC = 8 };
     if (!json_is_array(ups))
         return -1;
@@ -333,11 +334,25 @@ int nodectl_render_upstreams(FILE *out, const json_t *ups, int color)
 
 int nodectl_render_info(FILE *out, const json_t *info)
 {
-    static const char *const keys[] = {
-        "name",        "addr",          "status",          "incarnation",  "cluster",
-        "version",     "bind",          "admin_listen",    "region",       "zone",
-        "joined",      "left",          "members",         "members_alive", "health_score",
-        "keyring_primary", "keyring_keys", "uptime_ms",    NULL};
+    static const char *const keys[] = {"name",
+                                       "addr",
+                                       "status",
+                                       "incarnation",
+                                       "cluster",
+                                       "version",
+                                       "bind",
+                                       "admin_listen",
+                                       "region",
+                                       "zone",
+                                       "joined",
+                                       "left",
+                                       "members",
+                                       "members_alive",
+                                       "health_score",
+                                       "keyring_primary",
+                                       "keyring_keys",
+                                       "uptime_ms",
+                                       NULL};
     if (!json_is_object(info))
         return -1;
     for (int i = 0; keys[i]; i++) {

@@ -55,11 +55,11 @@ typedef struct node_main_s {
     uv_signal_t sigs[4];
     uv_async_t gen_done; /* a generation's workers ended */
     uv_async_t reload_async;
-    gen_t *gens;         /* newest (current) first */
-    uv_mutex_t gens_mu;  /* the list and retired, against the cluster thread */
+    gen_t *gens;        /* newest (current) first */
+    uv_mutex_t gens_mu; /* the list and retired, against the cluster thread */
     sh_worker_totals_t retired;
     uint64_t reloads, reload_failures;
-    sh_runtime_t *rt0;   /* the first configuration: the cluster block lives in it */
+    sh_runtime_t *rt0; /* the first configuration: the cluster block lives in it */
     const char *conf_path, *prefix;
     int stops;
     /* a reload asked by the admin API (a pool thread waits on reload_cv) */
@@ -257,8 +257,9 @@ static int do_reload(node_main_t *m, char *msg, size_t len)
     }
     if (gen_start(m, rt, ws, n) != 0) {
         /* threads that did not start: the old generation keeps serving */
-        snprintf(msg, len, "reload: the new workers could not start; the running "
-                           "configuration stays");
+        snprintf(msg, len,
+                 "reload: the new workers could not start; the running "
+                 "configuration stays");
         m->reload_failures++;
         sh_log_err("%s", msg);
         return -1;
@@ -467,8 +468,7 @@ int main(int argc, char **argv)
         path_join(pidpath, core->pid[0] == '/' ? "" : prefix, core->pid);
         FILE *pf = fopen(pidpath, "w");
         if (pf == NULL) {
-            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", pidpath,
-                    strerror(errno));
+            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", pidpath, strerror(errno));
             sh_runtime_destroy(rt);
             return 1;
         }

@@ -6,9 +6,9 @@
 #include "cmd/shoal/modules.h"
 
 #include "node/accesslog.h"
-#include "node/http_conf.h"
 #include "node/headers.h"
 #include "node/http2.h"
+#include "node/http_conf.h"
 #include "node/map.h"
 #include "node/runtime.h"
 #include "node/tls.h"

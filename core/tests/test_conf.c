@@ -480,9 +480,8 @@ static void test_include(void **state)
     /* An absolute pattern is used as is. */
     char abs_text[300];
     snprintf(abs_text, sizeof(abs_text), "include %s/sub/b.conf;", t.dir);
-    assert_int_equal(sh_conf_parse_buffer("buf", abs_text, strlen(abs_text), "/nonexistent",
-                                          &doc, err),
-                     0);
+    assert_int_equal(
+        sh_conf_parse_buffer("buf", abs_text, strlen(abs_text), "/nonexistent", &doc, err), 0);
     assert_string_equal(sh_conf_doc_root(doc)->file, file);
     sh_conf_doc_destroy(doc);
     tmp_remove(&t);
@@ -511,8 +510,10 @@ static void test_include_errors(void **state)
     snprintf(want, sizeof(want), "%s/bad.conf:3: unexpected \"}\"", t.dir);
     text = "include bad.conf;";
     parse_err_in(t.dir, text, strlen(text), want);
-    snprintf(want, sizeof(want), "%s/deep.conf:2: open() \"%s/missing.conf\" failed "
-                                 "(No such file or directory)", t.dir, t.dir);
+    snprintf(want, sizeof(want),
+             "%s/deep.conf:2: open() \"%s/missing.conf\" failed "
+             "(No such file or directory)",
+             t.dir, t.dir);
     text = "http {\ninclude deep.conf;\n}";
     parse_err_in(t.dir, text, strlen(text), want);
     snprintf(want, sizeof(want), "%s/eof.conf:2: unexpected end of file, expecting \";\" or \"}\"",
@@ -799,10 +800,8 @@ static const sh_conf_cmd_t http_cmds[] = {
     {NULL, 0, NULL, 0, NULL},
 };
 
-static sh_conf_module_t mod_main = {.name = "main",
-                                    .cmds = main_cmds,
-                                    .create_main = main_create,
-                                    .destroy_main = main_destroy};
+static sh_conf_module_t mod_main = {
+    .name = "main", .cmds = main_cmds, .create_main = main_create, .destroy_main = main_destroy};
 static sh_conf_module_t mod_empty = {.name = "empty"};
 static sh_conf_module_t mod_http = {.name = "http", .cmds = http_cmds};
 
@@ -873,8 +872,7 @@ static void test_walk_dispatch(void **state)
     walk_expect("http;", "w.conf:1: directive \"http\" has no opening \"{\"");
     walk_expect("worker_processes 1 { }",
                 "w.conf:1: directive \"worker_processes\" is not terminated by \";\"");
-    walk_expect("http {\n  server {\n    listen bad;\n  }\n}",
-                "w.conf:3: invalid listen \"bad\"");
+    walk_expect("http {\n  server {\n    listen bad;\n  }\n}", "w.conf:3: invalid listen \"bad\"");
     walk_expect("http {\n  server {\n    listen;\n  }\n}",
                 "w.conf:3: invalid number of arguments in \"listen\" directive");
     walk_expect("http {\n  server {\n flag on; flag off;\n  }\n}",
@@ -889,13 +887,27 @@ static void test_walk_arg_counts(void **state)
         const char *text;
         int ok;
     } cases[] = {
-        {"none;", 1},       {"none a;", 0},         {"worker_processes;", 0},
-        {"worker_processes 1 2;", 0}, {"flag;", 0}, {"flag on off;", 0},
-        {"one_more;", 0},   {"one_more a;", 1},     {"one_more a b c d e f g h i j;", 1},
-        {"two_more a;", 0}, {"two_more a b;", 1},   {"t13 a;", 1},
-        {"t13 a b;", 0},    {"t13 a b c;", 1},      {"t13 a b c d;", 0},
-        {"t7 a b c d e f g;", 1}, {"t7 a b c d e f;", 0}, {"t7 a b c d e f g h;", 0},
-        {"any;", 1},        {"use a;", 1},          {"use;", 0},
+        {"none;", 1},
+        {"none a;", 0},
+        {"worker_processes;", 0},
+        {"worker_processes 1 2;", 0},
+        {"flag;", 0},
+        {"flag on off;", 0},
+        {"one_more;", 0},
+        {"one_more a;", 1},
+        {"one_more a b c d e f g h i j;", 1},
+        {"two_more a;", 0},
+        {"two_more a b;", 1},
+        {"t13 a;", 1},
+        {"t13 a b;", 0},
+        {"t13 a b c;", 1},
+        {"t13 a b c d;", 0},
+        {"t7 a b c d e f g;", 1},
+        {"t7 a b c d e f;", 0},
+        {"t7 a b c d e f g h;", 0},
+        {"any;", 1},
+        {"use a;", 1},
+        {"use;", 0},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         walk_t w;
@@ -905,7 +917,8 @@ static void test_walk_arg_counts(void **state)
         if (!cases[i].ok) {
             char want[128];
             const char *sp = strpbrk(cases[i].text, " ;");
-            snprintf(want, sizeof(want), "w.conf:1: invalid number of arguments in \"%.*s\" directive",
+            snprintf(want, sizeof(want),
+                     "w.conf:1: invalid number of arguments in \"%.*s\" directive",
                      (int)(sp - cases[i].text), cases[i].text);
             assert_string_equal(w.cf.err, want);
         }
@@ -964,8 +977,9 @@ static void test_walk_setters(void **state)
     assert_int_equal(sh_conf_error(&cf, "plain %d", 7), SH_EINVAL);
     assert_string_equal(cf.err, "plain 7");
 
-    walk_expect("flag maybe;",
-                "w.conf:1: invalid value \"maybe\" in \"flag\" directive, it must be \"on\" or \"off\"");
+    walk_expect(
+        "flag maybe;",
+        "w.conf:1: invalid value \"maybe\" in \"flag\" directive, it must be \"on\" or \"off\"");
     walk_expect("flag on;\nflag on;", "w.conf:2: \"flag\" directive is duplicate");
     walk_expect("worker_processes -1;",
                 "w.conf:1: invalid number \"-1\" in \"worker_processes\" directive");
@@ -990,24 +1004,28 @@ static void test_parse_size(void **state)
         const char *s;
         size_t v;
     } good[] = {
-        {"0", 0},
-        {"512", 512},
-        {"8k", 8192},
-        {"8K", 8192},
-        {"10m", 10485760},
-        {"10M", 10485760},
-        {"1g", 1073741824},
-        {"2G", 2147483648u},
-        {"007", 7},
+        {"0", 0},          {"512", 512},       {"8k", 8192},        {"8K", 8192}, {"10m", 10485760},
+        {"10M", 10485760}, {"1g", 1073741824}, {"2G", 2147483648u}, {"007", 7},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         size_t v = 1;
         assert_int_equal(sh_conf_parse_size(good[i].s, &v), 0);
         assert_int_equal(v, good[i].v);
     }
-    static const char *const bad[] = {"",   "k",   "1x",  "-1", "1kb", " 1", "1 ", "1.5m",
-                                      "+1", "kk1", "99999999999999999999",
-                                      "17179869184g", "18014398509481984k", NULL};
+    static const char *const bad[] = {"",
+                                      "k",
+                                      "1x",
+                                      "-1",
+                                      "1kb",
+                                      " 1",
+                                      "1 ",
+                                      "1.5m",
+                                      "+1",
+                                      "kk1",
+                                      "99999999999999999999",
+                                      "17179869184g",
+                                      "18014398509481984k",
+                                      NULL};
     for (size_t i = 0; bad[i] != NULL; i++) {
         size_t v = 42;
         if (sh_conf_parse_size(bad[i], &v) != SH_EINVAL)
@@ -1045,8 +1063,8 @@ static void test_parse_msec(void **state)
         {"1h30m", 5400000},
         {"1h  30m  ", 5400000},
         {"1h 30", 3630000},
-        {"1y 1M 1w 1d 1h 1m 1s 1ms", 31536000000ull + 2592000000ull + 604800000 + 86400000 +
-                                         3600000 + 60000 + 1000 + 1},
+        {"1y 1M 1w 1d 1h 1m 1s 1ms",
+         31536000000ull + 2592000000ull + 604800000 + 86400000 + 3600000 + 60000 + 1000 + 1},
         {"1m 500ms", 60500},
         {"9223372036854775807ms", 9223372036854775807ull},
     };
@@ -1056,11 +1074,28 @@ static void test_parse_msec(void **state)
             fail_msg("msec \"%s\" refused", good[i].s);
         assert_int_equal(v, good[i].v);
     }
-    static const char *const bad[] = {
-        "",       " ",      "s",     "ms",      "1x",        "-1s",     "30s 1h", "1m 1m",
-        "1ms 5",  "1s 5",   " 1s",   "1 2",     "1h 30 1s",  "1.5s",    "1S",     "1sm",
-        "1h,30m", "9223372036854775808ms", "9223372036854775807", "300000000y",
-        "9223372036854775s 1000ms", NULL};
+    static const char *const bad[] = {"",
+                                      " ",
+                                      "s",
+                                      "ms",
+                                      "1x",
+                                      "-1s",
+                                      "30s 1h",
+                                      "1m 1m",
+                                      "1ms 5",
+                                      "1s 5",
+                                      " 1s",
+                                      "1 2",
+                                      "1h 30 1s",
+                                      "1.5s",
+                                      "1S",
+                                      "1sm",
+                                      "1h,30m",
+                                      "9223372036854775808ms",
+                                      "9223372036854775807",
+                                      "300000000y",
+                                      "9223372036854775s 1000ms",
+                                      NULL};
     for (size_t i = 0; bad[i] != NULL; i++) {
         uint64_t v = 42;
         if (sh_conf_parse_msec(bad[i], &v) != SH_EINVAL)
@@ -1080,8 +1115,8 @@ static void test_parse_int(void **state)
     assert_int_equal(v, 2147483647);
     assert_int_equal(sh_conf_parse_int("0012", &v), 0);
     assert_int_equal(v, 12);
-    static const char *const bad[] = {"", "-1", "+1", "2147483648", "1a", " 1", "1k",
-                                      "99999999999999999999999", NULL};
+    static const char *const bad[] = {
+        "", "-1", "+1", "2147483648", "1a", " 1", "1k", "99999999999999999999999", NULL};
     for (size_t i = 0; bad[i] != NULL; i++) {
         v = 42;
         assert_int_equal(sh_conf_parse_int(bad[i], &v), SH_EINVAL);

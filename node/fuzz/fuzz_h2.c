@@ -26,14 +26,14 @@
 #include "node/http2.h"
 #include "node/tls.h"
 
-#define CHECK(c)                                                           \
-    do {                                                                   \
-        if (!(c))                                                          \
-            abort();                                                       \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            abort();                                                                               \
     } while (0)
 
 #define MAX_FIELDS 64
-#define MAX_IN 256
+#define MAX_IN     256
 
 typedef struct {
     sh_h2_field_t in[MAX_IN];
@@ -113,12 +113,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mode == 0 || mode == 0x80) {
         const unsigned char *out = NULL;
         unsigned char outlen = 0;
-        int rc = sh_tls_alpn_select(data, (unsigned)(size > 65535 ? 65535 : size), mode == 0,
-                                    &out, &outlen);
+        int rc = sh_tls_alpn_select(data, (unsigned)(size > 65535 ? 65535 : size), mode == 0, &out,
+                                    &outlen);
         if (rc == 1) {
             CHECK(out >= data && out + outlen <= data + size);
             CHECK((outlen == 2 && memcmp(out, "h2", 2) == 0 && mode == 0) ||
-                  (outlen == 8 && (memcmp(out, "http/1.1", 8) == 0 || memcmp(out, "http/1.0", 8) == 0)));
+                  (outlen == 8 &&
+                   (memcmp(out, "http/1.1", 8) == 0 || memcmp(out, "http/1.0", 8) == 0)));
         } else {
             CHECK(rc == 0 || rc == SH_EPARSE);
         }

@@ -25,10 +25,10 @@
 
 #define MAXH 64
 
-#define CHECK(c)                                                           \
-    do {                                                                   \
-        if (!(c))                                                          \
-            abort();                                                       \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            abort();                                                                               \
     } while (0)
 
 static int inside(const char *p, size_t n, const char *base, size_t len)
@@ -48,7 +48,8 @@ static const sh_http1_limits_t *pick_limits(uint8_t sel, sh_http1_limits_t *lim)
         *lim = (sh_http1_limits_t){.max_request_line = 64, .max_header_line = 128, .max_head = 512};
         return lim;
     default:
-        *lim = (sh_http1_limits_t){.max_request_line = 8192, .max_header_line = 8192, .max_head = 65536};
+        *lim = (sh_http1_limits_t){
+            .max_request_line = 8192, .max_header_line = 8192, .max_head = 65536};
         return lim;
     }
 }
@@ -290,7 +291,8 @@ static void fuzz_chunked(uint8_t sel, const char *buf, size_t len)
     /* it stops only when done, failed or out of bytes */
     CHECK(whole.done || whole.err || whole.consumed == len);
 
-    size_t split = len ? ((size_t)(sel >> 6) * 0x9e37u + (len > 1 ? (uint8_t)buf[0] : 0)) % (len + 1) : 0;
+    size_t split =
+        len ? ((size_t)(sel >> 6) * 0x9e37u + (len > 1 ? (uint8_t)buf[0] : 0)) % (len + 1) : 0;
     sh_http1_chunked_init(&d);
     ck_feed(&d, buf, split, &two, len);
     if (!two.done && !two.err)

@@ -304,8 +304,9 @@ static void test_backup(void **state)
 static void test_max_conns(void **state)
 {
     (void)state;
-    const char *methods[] = {"", "least_conn;", "ip_hash;", "hash $arg_k;",
-                             "hash $arg_k consistent;", "random;", "random two;"};
+    const char *methods[] = {
+        "",        "least_conn;", "ip_hash;", "hash $arg_k;", "hash $arg_k consistent;",
+        "random;", "random two;"};
     for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
         char body[512];
         snprintf(body, sizeof(body),

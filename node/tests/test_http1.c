@@ -126,7 +126,8 @@ static void test_value_with_obs_text_and_tab(void **state)
 {
     (void)state;
     req_ctx_t c;
-    const char *s = "GET / HTTP/1.1\r\nHost: a\r\nX-Long: abcdefgh\tijklmnop\xc3\xa9qrstuvwxyz0123456789\r\n\r\n";
+    const char *s = "GET / HTTP/1.1\r\nHost: a\r\nX-Long: "
+                    "abcdefgh\tijklmnop\xc3\xa9qrstuvwxyz0123456789\r\n\r\n";
     assert_int_equal(parse_req(&c, s), (ssize_t)strlen(s));
     assert_span(c.hdrs[1].value, c.hdrs[1].value_len,
                 "abcdefgh\tijklmnop\xc3\xa9qrstuvwxyz0123456789");
@@ -163,13 +164,17 @@ static void test_connection_tokens(void **state)
     assert_false(c.req.keep_alive);
     assert_true(parse_req(&c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: CLOSE\r\n\r\n") > 0);
     assert_false(c.req.keep_alive);
-    assert_true(parse_req(&c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, ,Close ,bar\r\n\r\n") > 0);
+    assert_true(parse_req(&c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, ,Close ,bar\r\n\r\n") >
+                0);
     assert_false(c.req.keep_alive);
     /* split across two fields */
-    assert_true(parse_req(&c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: te\r\nConnection: close\r\n\r\n") > 0);
+    assert_true(
+        parse_req(&c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: te\r\nConnection: close\r\n\r\n") >
+        0);
     assert_false(c.req.keep_alive);
     /* substring is not a token */
-    assert_true(parse_req(&c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: closed, xclose\r\n\r\n") > 0);
+    assert_true(parse_req(&c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: closed, xclose\r\n\r\n") >
+                0);
     assert_true(c.req.keep_alive);
     assert_true(parse_req(&c, "GET / HTTP/1.1\r\nHost: a\r\nconnection: Keep-Alive\r\n\r\n") > 0);
     assert_true(c.req.keep_alive);
@@ -254,7 +259,8 @@ static void test_target_forms(void **state)
 {
     (void)state;
     req_ctx_t c;
-    assert_true(parse_req(&c, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n") > 0);
+    assert_true(parse_req(&c, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n") >
+                0);
     assert_int_equal(c.req.method_id, SH_HTTP_CONNECT);
     assert_true(parse_req(&c, "CONNECT [::1]:8443 HTTP/1.1\r\nHost: x\r\n\r\n") > 0);
     assert_true(parse_req(&c, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n") > 0);
@@ -287,11 +293,16 @@ static void test_content_length_variants(void **state)
     req_ctx_t c;
     assert_true(parse_req(&c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n") > 0);
     assert_int_equal(c.req.content_length, 5);
-    assert_true(parse_req(&c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n") > 0);
+    assert_true(
+        parse_req(&c,
+                  "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n") >
+        0);
     assert_int_equal(c.req.content_length, 5);
     assert_true(parse_req(&c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n") > 0);
     assert_int_equal(c.req.content_length, 0);
-    assert_true(parse_req(&c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n") > 0);
+    assert_true(
+        parse_req(&c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775807\r\n\r\n") >
+        0);
     assert_int_equal(c.req.content_length, INT64_MAX);
     assert_true(parse_req(&c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 007\r\n\r\n") > 0);
     assert_int_equal(c.req.content_length, 7);
@@ -308,29 +319,52 @@ typedef struct {
 
 static const bad_t bad_requests[] = {
     /* framing (RFC 9112 6) */
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5a\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+     SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+     SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", SH_EPARSE,
+     SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX,
+     400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX,
+     400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX,
+     400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX,
+     400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5a\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX,
+     400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX,
+     400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX,
+     400},
     {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n", SH_EPARSE,
+     SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", SH_EPARSE,
+     SH_HTTP1_FAIL_SYNTAX, 400},
     {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_NOT_IMPLEMENTED, 501},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-custom\r\nTransfer-Encoding: chunked\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_NOT_IMPLEMENTED, 501},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;x=1\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", SH_EPARSE,
+     SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", SH_EPARSE,
+     SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+     "identity\r\n\r\n",
+     SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", SH_EPARSE,
+     SH_HTTP1_FAIL_NOT_IMPLEMENTED, 501},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-custom\r\nTransfer-Encoding: "
+     "chunked\r\n\r\n",
+     SH_EPARSE, SH_HTTP1_FAIL_NOT_IMPLEMENTED, 501},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", SH_EPARSE,
+     SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;x=1\r\n\r\n", SH_EPARSE,
+     SH_HTTP1_FAIL_SYNTAX, 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX,
+     400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", SH_EPARSE,
+     SH_HTTP1_FAIL_SYNTAX, 400},
     /* field syntax (RFC 9112 5) */
     {"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
     {"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\tc\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
@@ -345,7 +379,9 @@ static const bad_t bad_requests[] = {
     {"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
     {"GET / HTTP/1.1\r\nHost: a\r\nX: b\x01\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
     {"GET / HTTP/1.1\r\nHost: a\r\nX: b\x7f\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
-    {"GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789abcdef\x1b" "0123456789\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: 0123456789abcdef\x1b"
+     "0123456789\r\n\r\n",
+     SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
     {"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
     {"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX, 400},
     /* Host (RFC 9110 7.2) */
@@ -591,7 +627,8 @@ static void test_incremental(void **state)
 {
     (void)state;
     check_incremental("GET /x HTTP/1.1\r\nHost: a\r\nCookie: aaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n");
-    check_incremental("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    check_incremental(
+        "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
     check_incremental("GET / HTTP/1.0\nConnection: keep-alive\n\nGET /next");
     check_incremental("\r\nOPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
 }
@@ -675,10 +712,13 @@ static void test_response_bad(void **state)
         {"HTTP/2.0 200 OK\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_VERSION},
         {"HTTP/1.1200 OK\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX},
         {"ICY 200 OK\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", SH_EPARSE,
+         SH_HTTP1_FAIL_SYNTAX},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", SH_EPARSE,
+         SH_HTTP1_FAIL_SYNTAX},
         {"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_NOT_IMPLEMENTED},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", SH_EPARSE,
+         SH_HTTP1_FAIL_NOT_IMPLEMENTED},
         {"HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX},
         {"HTTP/1.1 200 OK\r\nX : a\r\n\r\n", SH_EPARSE, SH_HTTP1_FAIL_SYNTAX},
     };
@@ -830,7 +870,8 @@ static void test_chunked_extensions_trailers(void **state)
     const char *data;
     size_t dlen;
     int done;
-    assert_int_equal(sh_http1_chunked_decode(&d, "4000000000000000\r\n", 18, &data, &dlen, &done), 18);
+    assert_int_equal(sh_http1_chunked_decode(&d, "4000000000000000\r\n", 18, &data, &dlen, &done),
+                     18);
     assert_int_equal(d.remaining, UINT64_C(1) << 62);
     sh_http1_chunked_init(&d);
     assert_int_equal(sh_http1_chunked_decode(&d, "FfFf\r\n", 6, &data, &dlen, &done), 6);
@@ -841,29 +882,29 @@ static void test_chunked_bad(void **state)
 {
     (void)state;
     const char *bad[] = {
-        "x\r\n",                     /* not hex */
-        "\r\n",                      /* no digits */
-        "-1\r\n",                    /* sign */
-        "0x5\r\nhello\r\n0\r\n\r\n", /* C prefix */
-        "5\r\nhelloX\r\n0\r\n\r\n",  /* missing CRLF after data */
-        "5\r\nhello\rX0\r\n\r\n",    /* CR without LF */
-        "5\r\nhello\n0\r\n\r\n",     /* bare LF after data */
-        "5\nhello\r\n0\r\n\r\n",     /* bare LF after size */
-        "5\r\r\nhello\r\n",          /* bare CR */
-        "5 \r\nhello\r\n",           /* whitespace not followed by ';' */
-        "5;\r\nhello\r\n",           /* empty extension name */
-        "5;a=\r\nhello\r\n",         /* empty extension value */
-        "5;a=\"x\r\nhello\r\n",      /* unterminated quoted string */
-        "5;a=b c\r\nhello\r\n",      /* junk after value */
-        "5;a\x01\r\nhello\r\n",      /* CTL in extension */
-        "5;a\nhello\r\n",            /* bare LF in extension */
-        "4000000000000001\r\n",      /* over 2^62 */
-        "ffffffffffffffffff\r\n",    /* over 2^64 */
+        "x\r\n",                        /* not hex */
+        "\r\n",                         /* no digits */
+        "-1\r\n",                       /* sign */
+        "0x5\r\nhello\r\n0\r\n\r\n",    /* C prefix */
+        "5\r\nhelloX\r\n0\r\n\r\n",     /* missing CRLF after data */
+        "5\r\nhello\rX0\r\n\r\n",       /* CR without LF */
+        "5\r\nhello\n0\r\n\r\n",        /* bare LF after data */
+        "5\nhello\r\n0\r\n\r\n",        /* bare LF after size */
+        "5\r\r\nhello\r\n",             /* bare CR */
+        "5 \r\nhello\r\n",              /* whitespace not followed by ';' */
+        "5;\r\nhello\r\n",              /* empty extension name */
+        "5;a=\r\nhello\r\n",            /* empty extension value */
+        "5;a=\"x\r\nhello\r\n",         /* unterminated quoted string */
+        "5;a=b c\r\nhello\r\n",         /* junk after value */
+        "5;a\x01\r\nhello\r\n",         /* CTL in extension */
+        "5;a\nhello\r\n",               /* bare LF in extension */
+        "4000000000000001\r\n",         /* over 2^62 */
+        "ffffffffffffffffff\r\n",       /* over 2^64 */
         "0\r\nX: a\r\n folded\r\n\r\n", /* obs-fold in trailers */
-        "0\r\nX : a\r\n\r\n",        /* whitespace before colon */
-        "0\r\nX: a\x7f\r\n\r\n",     /* DEL in trailer */
+        "0\r\nX : a\r\n\r\n",           /* whitespace before colon */
+        "0\r\nX: a\x7f\r\n\r\n",        /* DEL in trailer */
         "0\r\nNoColon\r\n\r\n",
-        "0\r\n\n",                   /* bare LF ending */
+        "0\r\n\n", /* bare LF ending */
         "0\r\n\rX",
     };
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
@@ -956,10 +997,10 @@ static void test_method_id_and_name_is(void **state)
         const char *m;
         int id;
     } ids[] = {
-        {"GET", SH_HTTP_GET},         {"HEAD", SH_HTTP_HEAD},       {"POST", SH_HTTP_POST},
-        {"PUT", SH_HTTP_PUT},         {"DELETE", SH_HTTP_DELETE},   {"CONNECT", SH_HTTP_CONNECT},
-        {"OPTIONS", SH_HTTP_OPTIONS}, {"TRACE", SH_HTTP_TRACE},     {"PATCH", SH_HTTP_PATCH},
-        {"get", SH_HTTP_OTHER},       {"GETS", SH_HTTP_OTHER},      {"", SH_HTTP_OTHER},
+        {"GET", SH_HTTP_GET},         {"HEAD", SH_HTTP_HEAD},     {"POST", SH_HTTP_POST},
+        {"PUT", SH_HTTP_PUT},         {"DELETE", SH_HTTP_DELETE}, {"CONNECT", SH_HTTP_CONNECT},
+        {"OPTIONS", SH_HTTP_OPTIONS}, {"TRACE", SH_HTTP_TRACE},   {"PATCH", SH_HTTP_PATCH},
+        {"get", SH_HTTP_OTHER},       {"GETS", SH_HTTP_OTHER},    {"", SH_HTTP_OTHER},
         {"PURGE", SH_HTTP_OTHER},     {"PATCHY", SH_HTTP_OTHER},
     };
     for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++)

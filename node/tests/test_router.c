@@ -33,9 +33,9 @@
 extern sh_conf_module_t sh_proxy_module;
 extern sh_conf_module_t sh_upstream_module;
 
-static sh_conf_module_t *const mods[] = {&sh_core_module, &sh_http_core_module, &sh_map_module,
-                                         &sh_accesslog_module, &sh_upstream_module,
-                                         &sh_proxy_module};
+static sh_conf_module_t *const mods[] = {&sh_core_module,     &sh_http_core_module,
+                                         &sh_map_module,      &sh_accesslog_module,
+                                         &sh_upstream_module, &sh_proxy_module};
 
 static char prefix[256];
 
@@ -116,8 +116,7 @@ static const char *answer(treq_t *t)
     return t->r.scratch.data;
 }
 
-static const char *route(const sh_runtime_t *rt, const char *host, const char *target,
-                         treq_t *t)
+static const char *route(const sh_runtime_t *rt, const char *host, const char *target, treq_t *t)
 {
     mkreq(t, &rt->http->addrs[0], "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, host);
     return answer(t);
@@ -130,25 +129,25 @@ static void test_location_order(void **state)
     (void)state;
     /* nginx's documentation example (ngx_http_core_module, location),
      * plus nesting and regex captures */
-    sh_runtime_t *rt = must_load(
-        "server { listen 127.0.0.1:18001;\n"
-        "  location = / { return 200 A; }\n"
-        "  location / { return 200 B; }\n"
-        "  location /documents/ { return 200 C; }\n"
-        "  location ^~ /images/ { return 200 D; }\n"
-        "  location ~* \\.(gif|jpg|jpeg)$ { return 200 E; }\n"
-        "  location /a/ { return 200 a;\n"
-        "    location ~ \\.x$ { return 200 F; } }\n"
-        "  location ~ \\.x$ { return 200 G; }\n"
-        "  location /n/ { return 200 n;\n"
-        "    location ^~ /n/p/ { return 200 H; } }\n"
-        "  location ~ ^/n/p/ { return 200 I; }\n"
-        "  location ~ ^/r/(\\w+)/(?<rest>.*)$ { return 200 \"J $1 $rest $2\";\n"
-        "    location ~ \\.y$ { return 200 \"K $1\"; } }\n"
-        "  location = /exact { return 200 X; }\n"
-        "  location /exact { return 200 Y; }\n"
-        "  location ~ ^/CASE { return 200 cs; }\n"
-        "}\n");
+    sh_runtime_t *rt =
+        must_load("server { listen 127.0.0.1:18001;\n"
+                  "  location = / { return 200 A; }\n"
+                  "  location / { return 200 B; }\n"
+                  "  location /documents/ { return 200 C; }\n"
+                  "  location ^~ /images/ { return 200 D; }\n"
+                  "  location ~* \\.(gif|jpg|jpeg)$ { return 200 E; }\n"
+                  "  location /a/ { return 200 a;\n"
+                  "    location ~ \\.x$ { return 200 F; } }\n"
+                  "  location ~ \\.x$ { return 200 G; }\n"
+                  "  location /n/ { return 200 n;\n"
+                  "    location ^~ /n/p/ { return 200 H; } }\n"
+                  "  location ~ ^/n/p/ { return 200 I; }\n"
+                  "  location ~ ^/r/(\\w+)/(?<rest>.*)$ { return 200 \"J $1 $rest $2\";\n"
+                  "    location ~ \\.y$ { return 200 \"K $1\"; } }\n"
+                  "  location = /exact { return 200 X; }\n"
+                  "  location /exact { return 200 Y; }\n"
+                  "  location ~ ^/CASE { return 200 cs; }\n"
+                  "}\n");
     static const struct {
         const char *target, *want;
     } cases[] = {
@@ -199,7 +198,8 @@ static void test_location_errors(void **state)
     print_message("%s\n", err);
     assert_non_null(strstr(err, "test.conf:4: pcre2_compile() failed"));
     assert_null(load("server { listen 127.0.0.1:18001;\n"
-                     " location / { return 200 $nope; } }", err));
+                     " location / { return 200 $nope; } }",
+                     err));
     assert_non_null(strstr(err, "test.conf:4: unknown \"nope\" variable"));
 }
 
@@ -210,7 +210,8 @@ static void test_server_names(void **state)
     (void)state;
     sh_runtime_t *rt = must_load(
         "server { listen 127.0.0.1:18002; server_name first; return 200 S_first; }\n"
-        "server { listen 127.0.0.1:18002; server_name example.com www.example.com; return 200 S1; }\n"
+        "server { listen 127.0.0.1:18002; server_name example.com www.example.com; return 200 S1; "
+        "}\n"
         "server { listen 127.0.0.1:18002; server_name *.example.com; return 200 S2; }\n"
         "server { listen 127.0.0.1:18002; server_name .example.org; return 200 S3; }\n"
         "server { listen 127.0.0.1:18002; server_name mail.*; return 200 S4; }\n"
@@ -273,26 +274,11 @@ static void test_normalize(void **state)
     static const struct {
         const char *in, *out; /* out NULL: an error (nginx: 400) */
     } cases[] = {
-        {"/", "/"},
-        {"/a/b", "/a/b"},
-        {"//a///b//", "/a/b/"},
-        {"/a/./b", "/a/b"},
-        {"/a/../b", "/b"},
-        {"/a/b/..", "/a/"},
-        {"/a/b/.", "/a/b/"},
-        {"/a/%2e%2e/b", "/b"},
-        {"/a%2Fb", "/a/b"},
-        {"/%41%42", "/AB"},
-        {"/100%", "/100%"},
-        {"/%zz", "/%zz"},
-        {"/a/..", "/"},
-        {"/..", NULL},
-        {"/a/../..", NULL},
-        {"/a/../../b", NULL},
-        {"/%00", NULL},
-        {"a", NULL},
-        {"/a/.../b", "/a/.../b"},
-        {"/a/..b/c", "/a/..b/c"},
+        {"/", "/"},         {"/a/b", "/a/b"},   {"//a///b//", "/a/b/"},   {"/a/./b", "/a/b"},
+        {"/a/../b", "/b"},  {"/a/b/..", "/a/"}, {"/a/b/.", "/a/b/"},      {"/a/%2e%2e/b", "/b"},
+        {"/a%2Fb", "/a/b"}, {"/%41%42", "/AB"}, {"/100%", "/100%"},       {"/%zz", "/%zz"},
+        {"/a/..", "/"},     {"/..", NULL},      {"/a/../..", NULL},       {"/a/../../b", NULL},
+        {"/%00", NULL},     {"a", NULL},        {"/a/.../b", "/a/.../b"}, {"/a/..b/c", "/a/..b/c"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char out[64];
@@ -355,8 +341,7 @@ static void test_map(void **state)
         /* the same request again: from the per-request cache */
         got = answer(&t);
         if (strcmp(got, cases[i].want) != 0)
-            fail_msg("%s (cached): got \"%s\", want \"%s\"", cases[i].target, got,
-                     cases[i].want);
+            fail_msg("%s (cached): got \"%s\", want \"%s\"", cases[i].target, got, cases[i].want);
         treq_free(&t);
     }
     sh_runtime_destroy(rt);
@@ -481,9 +466,12 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_location_order), cmocka_unit_test(test_location_errors),
-        cmocka_unit_test(test_server_names),   cmocka_unit_test(test_normalize),
-        cmocka_unit_test(test_map),            cmocka_unit_test(test_variables),
+        cmocka_unit_test(test_location_order),
+        cmocka_unit_test(test_location_errors),
+        cmocka_unit_test(test_server_names),
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_map),
+        cmocka_unit_test(test_variables),
         cmocka_unit_test(test_access_log),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
