@@ -431,12 +431,7 @@ int sh_response_body(sh_request_t *r, const char *data, size_t len)
     }
     char hdr[20];
     if (r->resp_chunked) {
-        size_t hl = sh_fmt_hex(hdr, len);
-        hdr[hl++] = '\r';
-        hdr[hl++] = '\n';
-        bufs[n++] = uv_buf_init(hdr, (unsigned)hl);
-        bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
-        bufs[n++] = uv_buf_init("\r\n", 2);
+        n += sh_chunk_bufs(bufs + n, hdr, data, len);
     } else {
         bufs[n++] = uv_buf_init((char *)data, (unsigned)len);
     }

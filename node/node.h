@@ -244,6 +244,20 @@ struct sh_worker_s {
     size_t nhealth;
 };
 
+/* Frame len bytes of data as one HTTP/1.1 chunk (RFC 9112 7.1) into
+ * bufs[0..2]: the size line (written into hdr, 20 bytes), the data, and
+ * the CRLF. Returns the number of bufs used (3). */
+static inline unsigned sh_chunk_bufs(uv_buf_t *bufs, char *hdr, const char *data, size_t len)
+{
+    size_t hl = sh_fmt_hex(hdr, len);
+    hdr[hl++] = '\r';
+    hdr[hl++] = '\n';
+    bufs[0] = uv_buf_init(hdr, (unsigned)hl);
+    bufs[1] = uv_buf_init((char *)data, (unsigned)len);
+    bufs[2] = uv_buf_init("\r\n", 2);
+    return 3;
+}
+
 /* ---- worker.c */
 /* Send bytes on a stream: written at once where the socket takes them,
  * the rest copied and queued. cb(stream, status) fires when a queued part
