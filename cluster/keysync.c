@@ -407,6 +407,12 @@ static int ch_local_state(void *ud, int join, uint8_t **out, size_t *len)
     b[1] = (uint8_t)m;
     n = 2 + m;
     for (size_t i = 0; i < k->nreports; i++) {
+        /* A joiner needs every holder report; the periodic exchange only
+         * carries our own (the others reach everyone by gossip when they
+         * change, and each member repairs its own this way), so the
+         * anti-entropy traffic does not grow with N twice over. */
+        if (!join && strcmp(k->reports[i]->name, k->self) != 0)
+            continue;
         m = encode_report(k->reports[i], b + n + 2);
         b[n] = (uint8_t)(m >> 8);
         b[n + 1] = (uint8_t)m;
