@@ -150,6 +150,8 @@ typedef struct sh_proxy_req_s {
 
     /* ---- kept across reuse from the worker's free list (P_ZERO) */
     sh_buf_t head; /* request head for the upstream, kept for retries */
+    sh_buf_t tail; /* chunked response bytes since the last data span: the
+                    * last-chunk line and the trailer section end up here */
     sh_http1_header_t resp_headers[MAX_RESP_HEADERS];
 } sh_proxy_req_t;
 
@@ -1036,8 +1038,52 @@ static int send_body(sh_proxy_req_t *p, const char *data, size_t len)
     return 0;
 }
 
+/* The trailer fields of a chunked response (RFC 9112 7.1.2), from the
+ * bytes the decoder consumed after the last data: an optional CRLF ending
+ * the last chunk, the last-chunk line "0[;ext]", then field lines up to
+ * the empty line. The decoder has validated them; here they are only
+ * split. Returns the number of fields written to tr (at most max). */
+static size_t split_trailers(const sh_buf_t *tail, sh_http1_header_t *tr, size_t max)
+{
+    const char *p = tail->data, *end = p + tail->len;
+    size_t n = 0;
+    int seen_last = 0;
+    while (p < end && n < max) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (eol == NULL)
+            break;
+        const char *le = eol > p && eol[-1] == '\r' ? eol - 1 : eol;
+        if (!seen_last) {
+            if (le > p && *p == '0') /* the last-chunk line */
+                seen_last = 1;
+        } else if (le == p) {
+            break; /* the empty line ends the trailer section */
+        } else {
+            const char *colon = memchr(p, ':', (size_t)(le - p));
+            if (colon != NULL) {
+                const char *v = colon + 1, *ve = le;
+                while (v < ve && (*v == ' ' || *v == '\t'))
+                    v++;
+                while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                    ve--;
+                tr[n++] = (sh_http1_header_t){p, (size_t)(colon - p), v, (size_t)(ve - v)};
+            }
+        }
+        p = eol + 1;
+    }
+    return n;
+}
+
 static int send_body_end(sh_proxy_req_t *p)
 {
+    if (p->rbody.chunked && p->tail.len > 0) {
+        /* trailers are passed on (HTTP/2 as a trailing HEADERS frame, a
+         * chunked HTTP/1.1 response after its last chunk) */
+        sh_http1_header_t tr[32];
+        size_t n = split_trailers(&p->tail, tr, 32);
+        if (n > 0)
+            return sh_response_end(p->r, tr, n);
+    }
     return sh_response_end(p->r, NULL, 0);
 }
 
@@ -1135,6 +1181,10 @@ static ssize_t response_data_inner(sh_proxy_req_t *p, const char *data, size_t l
                 goto aborted;
             }
             off += (size_t)n;
+            if (span_len > 0)
+                p->tail.len = 0; /* decoding stopped right after the data */
+            else if (p->tail.len + (size_t)n <= 96 * 1024) /* trailers are bounded (64 KiB) */
+                sh_buf_append(&p->tail, d, (size_t)n);
             if (span_len > 0 && send_body(p, span, span_len) != 0)
                 return -1;
             if (done)
@@ -1338,7 +1388,7 @@ void sh_proxy_start(sh_request_t *r)
     if (w->nproxy_cache > 0) {
         p = w->proxy_cache[--w->nproxy_cache];
         memset(p, 0, P_ZERO);
-        p->head.len = 0;
+        p->head.len = p->tail.len = 0;
     } else {
         p = sh_new(sh_proxy_req_t);
     }
@@ -1419,6 +1469,7 @@ void sh_proxy_detach(sh_request_t *r)
 static void proxy_dispose(sh_proxy_req_t *p)
 {
     sh_buf_dispose(&p->head);
+    sh_buf_dispose(&p->tail);
     sh_free(p);
 }
 
