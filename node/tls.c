@@ -21,11 +21,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +38,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/http.h>
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -93,12 +99,17 @@ typedef struct {
     const sh_http_srv_t *srv;
 } ssl_conf_t;
 
+typedef struct stapler_s stapler_t;
+static void stapler_stop(stapler_t *s);
+
 /* Data hung on each SSL_CTX (freed with it, whenever its last SSL goes). */
 typedef struct {
     sh_tls_ticket_key_t *keys;
     size_t nkeys;
-    unsigned char *staple; /* DER OCSP response, or NULL */
+    unsigned char *staple; /* DER OCSP response from ssl_stapling_file, or NULL */
     size_t staple_len;
+    stapler_t **staplers; /* per certificate (NULL: none), fetched from the responder */
+    size_t nstaplers;
 } ctx_data_t;
 
 struct sh_tls_s {
@@ -218,6 +229,10 @@ static void ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, 
         sh_free(d->keys);
     }
     sh_free(d->staple);
+    for (size_t i = 0; i < d->nstaplers; i++)
+        if (d->staplers[i] != NULL)
+            stapler_stop(d->staplers[i]);
+    sh_free(d->staplers);
     sh_free(d);
 }
 
@@ -719,6 +734,415 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHE
     return i == 0 ? 1 : 2;
 }
 
+/* ------------------------------------------------ OCSP from the responder -- */
+
+/*
+ * One stapler per certificate whose AIA names an OCSP responder (when
+ * `ssl_stapling on` and no `ssl_stapling_file`). Its thread is a small
+ * dedicated one with blocking sockets and timeouts, never a worker loop:
+ * started by the first status request (as nginx, the first connections go
+ * unstapled), it POSTs the request to the responder, verifies the answer
+ * and publishes the DER under mu (held only for the copy), then sleeps
+ * until the refresh (half the remaining validity, at most an hour; retries
+ * back off from 5 s to 5 min, the last good response stays). The stapler
+ * is shared by the SSL_CTX's data and the thread (refs): the SSL_CTX going
+ * stops the thread, whichever lets go last frees it.
+ */
+#define OCSP_TIMEOUT_S  10
+#define OCSP_REFRESH_S  3600
+#define OCSP_RETRY_MIN  5
+#define OCSP_RETRY_MAX  300
+#define OCSP_HEADER_MAX (16 * 1024)
+
+typedef struct stapler_s {
+    atomic_int refs;
+    atomic_int started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;               /* under mu */
+    unsigned char *der;     /* under mu: the last good response, or NULL */
+    size_t der_len;         /* under mu */
+    time_t der_until;       /* under mu: its nextUpdate (0: none) */
+    X509 *leaf, *issuer;    /* read-only after build */
+    STACK_OF(X509) * chain; /* the certificate's chain (untrusted), read-only */
+    X509_STORE *store;      /* ssl_trusted_certificate, read-only */
+    int verify;
+    char *cert_name;
+    char host[256], port[8];
+    char *path;
+} stapler_t;
+
+static void stapler_unref(stapler_t *s)
+{
+    if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    sh_free(s->der);
+    X509_free(s->leaf);
+    X509_free(s->issuer);
+    sk_X509_pop_free(s->chain, X509_free);
+    X509_STORE_free(s->store);
+    sh_free(s->cert_name);
+    sh_free(s->path);
+    sh_free(s);
+}
+
+static void stapler_stop(stapler_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    stapler_unref(s);
+}
+
+/* Does data hold a whole response (its header and a Content-Length body)? */
+static int http_complete(const char *data, size_t len)
+{
+    const char *end = NULL;
+    for (size_t i = 0; i + 4 <= len; i++)
+        if (memcmp(data + i, "\r\n\r\n", 4) == 0) {
+            end = data + i + 4;
+            break;
+        }
+    if (end == NULL)
+        return 0;
+    for (const char *p = data; p + 16 < end; p++) {
+        if ((p == data || p[-1] == '\n') && strncasecmp(p, "content-length:", 15) == 0) {
+            unsigned long long cl = strtoull(p + 15, NULL, 10);
+            return (size_t)(data + len - end) >= cl;
+        }
+    }
+    return 0; /* no length: until the responder closes */
+}
+
+/* POST req to the responder; the response body in *out (sh_malloc). */
+static int ocsp_http_post(stapler_t *s, const unsigned char *req, size_t req_len,
+                          unsigned char **out, size_t *out_len, char *err, size_t errcap)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    int rc = getaddrinfo(s->host, s->port, &hints, &ai);
+    if (rc != 0) {
+        snprintf(err, errcap, "cannot resolve \"%s\" (%s)", s->host, gai_strerror(rc));
+        return SH_EIO;
+    }
+    int fd = -1;
+    for (struct addrinfo *a = ai; a != NULL; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0)
+            continue;
+        struct timeval tv = {.tv_sec = OCSP_TIMEOUT_S};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)); /* connect() too */
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        snprintf(err, errcap, "connect() to %s:%s failed (%s)", s->host, s->port, strerror(errno));
+        return SH_EIO;
+    }
+    sh_buf_t b = {0};
+    char head[1024];
+    int hl = snprintf(head, sizeof(head),
+                      "POST %s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/ocsp-request\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      s->path, s->host, req_len);
+    sh_buf_append(&b, head, (size_t)hl);
+    sh_buf_append(&b, req, req_len);
+    size_t sent = 0;
+    while (sent < b.len) {
+        ssize_t n = send(fd, b.data + sent, b.len - sent, MSG_NOSIGNAL);
+        if (n <= 0) {
+            snprintf(err, errcap, "send() to %s:%s failed (%s)", s->host, s->port,
+                     n < 0 ? strerror(errno) : "closed");
+            goto fail;
+        }
+        sent += (size_t)n;
+    }
+    b.len = 0;
+    for (;;) {
+        char chunk[4096];
+        ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            snprintf(err, errcap, "recv() from %s:%s failed (%s)", s->host, s->port,
+                     strerror(errno));
+            goto fail;
+        }
+        if (b.len + (size_t)n > STAPLE_MAX + OCSP_HEADER_MAX) {
+            snprintf(err, errcap, "the responder's answer is too large");
+            goto fail;
+        }
+        sh_buf_append(&b, chunk, (size_t)n);
+        if (http_complete(b.data, b.len))
+            break; /* a responder may keep the connection open */
+    }
+    close(fd);
+    fd = -1;
+    sh_buf_append(&b, "", 1); /* a NUL for the header search; not counted below */
+    b.len--;
+    int code = 0;
+    if (b.len < 12 || sscanf(b.data, "HTTP/%*d.%*d %d", &code) != 1 || code != 200) {
+        snprintf(err, errcap, "the responder answered HTTP %d", code);
+        goto fail;
+    }
+    char *body = strstr(b.data, "\r\n\r\n");
+    if (body == NULL) {
+        snprintf(err, errcap, "the responder's answer has no end of header");
+        goto fail;
+    }
+    body += 4;
+    size_t blen = b.len - (size_t)(body - b.data);
+    *out = sh_malloc(blen ? blen : 1);
+    memcpy(*out, body, blen);
+    *out_len = blen;
+    sh_buf_dispose(&b);
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    sh_buf_dispose(&b);
+    return SH_EIO;
+}
+
+static time_t asn1_time_t(const ASN1_GENERALIZEDTIME *t)
+{
+    struct tm tm;
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return timegm(&tm);
+}
+
+/* One fetch. Returns 0 with *refresh_at set, or an error (logged). */
+static int stapler_fetch(stapler_t *s, time_t *refresh_at)
+{
+    char err[1024], ossl[512];
+    err[0] = '\0';
+    ERR_clear_error();
+    int rc = SH_EIO;
+    OCSP_REQUEST *req = OCSP_REQUEST_new();
+    OCSP_CERTID *id = OCSP_cert_to_id(NULL, s->leaf, s->issuer);
+    OCSP_RESPONSE *resp = NULL;
+    OCSP_BASICRESP *basic = NULL;
+    unsigned char *rder = NULL, *body = NULL;
+    size_t body_len = 0;
+    if (req == NULL || id == NULL || OCSP_request_add0_id(req, OCSP_CERTID_dup(id)) == NULL) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, sizeof(err), "cannot make the OCSP request %s", ossl);
+        goto done;
+    }
+    int rlen = i2d_OCSP_REQUEST(req, &rder);
+    if (rlen <= 0) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, sizeof(err), "cannot encode the OCSP request %s", ossl);
+        goto done;
+    }
+    if (ocsp_http_post(s, rder, (size_t)rlen, &body, &body_len, err, sizeof(err)) != 0)
+        goto done;
+    const unsigned char *p = body;
+    resp = body_len <= STAPLE_MAX ? d2i_OCSP_RESPONSE(NULL, &p, (long)body_len) : NULL;
+    if (resp == NULL) {
+        ERR_clear_error();
+        snprintf(err, sizeof(err), "the responder's answer is not a DER OCSP response");
+        goto done;
+    }
+    int st = OCSP_response_status(resp);
+    if (st != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+        snprintf(err, sizeof(err), "the OCSP response status is \"%s\" (%d)",
+                 OCSP_response_status_str(st), st);
+        goto done;
+    }
+    basic = OCSP_response_get1_basic(resp);
+    if (basic == NULL) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, sizeof(err), "no basic OCSP response %s", ossl);
+        goto done;
+    }
+    /* as nginx: the chain's certificates may sign; with verify off the
+     * signer is not checked against a trust anchor */
+    if (OCSP_basic_verify(basic, s->chain, s->store, s->verify ? OCSP_TRUSTOTHER : OCSP_NOVERIFY) !=
+        1) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, sizeof(err), "the OCSP response does not verify %s", ossl);
+        goto done;
+    }
+    int status, reason;
+    ASN1_GENERALIZEDTIME *rev, *thisupd, *nextupd;
+    if (OCSP_resp_find_status(basic, id, &status, &reason, &rev, &thisupd, &nextupd) != 1) {
+        snprintf(err, sizeof(err), "the certificate is not in the OCSP response");
+        goto done;
+    }
+    if (OCSP_check_validity(thisupd, nextupd, 300, -1) != 1) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, sizeof(err), "the OCSP response is not valid now %s", ossl);
+        goto done;
+    }
+    time_t now = time(NULL), until = nextupd ? asn1_time_t(nextupd) : 0;
+    if (status != V_OCSP_CERTSTATUS_GOOD) {
+        snprintf(err, sizeof(err), "the certificate status is \"%s\" in the OCSP response",
+                 OCSP_cert_status_str(status));
+        if (status == V_OCSP_CERTSTATUS_REVOKED) {
+            /* a revoked certificate keeps no earlier "good" staple */
+            pthread_mutex_lock(&s->mu);
+            sh_free(s->der);
+            s->der = NULL;
+            s->der_len = 0;
+            pthread_mutex_unlock(&s->mu);
+        }
+        goto done;
+    }
+    unsigned char *copy = sh_malloc(body_len);
+    memcpy(copy, body, body_len);
+    pthread_mutex_lock(&s->mu);
+    unsigned char *old = s->der;
+    s->der = copy;
+    s->der_len = body_len;
+    s->der_until = until;
+    pthread_mutex_unlock(&s->mu);
+    sh_free(old);
+    time_t wait = until > now ? (until - now) / 2 : OCSP_REFRESH_S;
+    if (wait > OCSP_REFRESH_S)
+        wait = OCSP_REFRESH_S;
+    if (wait < OCSP_RETRY_MIN)
+        wait = OCSP_RETRY_MIN;
+    *refresh_at = now + wait;
+    sh_log_info("OCSP response for the certificate \"%s\" fetched from %s:%s, status good",
+                s->cert_name, s->host, s->port);
+    rc = 0;
+done:
+    if (rc != 0)
+        sh_log_err("OCSP stapling of the certificate \"%s\" from %s:%s: %s", s->cert_name, s->host,
+                   s->port, err);
+    ERR_clear_error();
+    OCSP_REQUEST_free(req);
+    OCSP_CERTID_free(id);
+    OCSP_RESPONSE_free(resp);
+    OCSP_BASICRESP_free(basic);
+    OPENSSL_free(rder);
+    sh_free(body);
+    return rc;
+}
+
+static void *stapler_main(void *arg)
+{
+    stapler_t *s = arg;
+    time_t backoff = OCSP_RETRY_MIN;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        time_t at;
+        if (stapler_fetch(s, &at) == 0) {
+            backoff = OCSP_RETRY_MIN;
+        } else {
+            at = time(NULL) + backoff;
+            backoff = backoff * 2 > OCSP_RETRY_MAX ? OCSP_RETRY_MAX : backoff * 2;
+        }
+        struct timespec ts = {.tv_sec = at};
+        pthread_mutex_lock(&s->mu);
+        while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &ts) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&s->mu);
+    ERR_clear_error();
+    OPENSSL_thread_stop();
+    stapler_unref(s);
+    return NULL;
+}
+
+/* The first status request starts the fetching thread (worker thread:
+ * only pthread_create here, no I/O). */
+static void stapler_start(stapler_t *s)
+{
+    if (atomic_exchange(&s->started, 1))
+        return;
+    atomic_fetch_add(&s->refs, 1);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    int rc = pthread_create(&th, &attr, stapler_main, s);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        sh_log_err("OCSP stapling: pthread_create() failed (%s)", strerror(rc));
+        atomic_fetch_sub(&s->refs, 1);
+        atomic_store(&s->started, 0);
+    }
+}
+
+/* The stapler of the certificate just loaded into ctx in *out, or NULL
+ * (warned) when its responder cannot be used. */
+static void stapler_new(SSL_CTX *ctx, const ssl_conf_t *c, const char *cert_name, X509_STORE *store,
+                        STACK_OF(X509) * trusted, sh_conf_t *warn, stapler_t **out)
+{
+    *out = NULL;
+    X509 *leaf = SSL_CTX_get0_certificate(ctx);
+    STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp(leaf);
+    const char *url =
+        urls && sk_OPENSSL_STRING_num(urls) > 0 ? sk_OPENSSL_STRING_value(urls, 0) : NULL;
+    char *host = NULL, *port = NULL, *path = NULL;
+    int ssl = 0;
+    if (url == NULL)
+        goto none; /* warned by the caller */
+    if (OSSL_HTTP_parse_url(url, &ssl, NULL, &host, &port, NULL, &path, NULL, NULL) != 1 || ssl ||
+        strlen(host) >= sizeof(((stapler_t *)0)->host) ||
+        strlen(port) >= sizeof(((stapler_t *)0)->port)) {
+        ERR_clear_error();
+        if (warn != NULL)
+            sh_conf_warn(warn,
+                         "\"ssl_stapling\" ignored, OCSP responder \"%s\" of the certificate "
+                         "\"%s\" is not a plain http:// URL",
+                         url, cert_name);
+        goto none;
+    }
+    STACK_OF(X509) *chain = NULL;
+    SSL_CTX_get0_chain_certs(ctx, &chain);
+    X509 *issuer = NULL;
+    for (int i = 0; issuer == NULL && i < sk_X509_num(chain); i++)
+        if (X509_check_issued(sk_X509_value(chain, i), leaf) == X509_V_OK)
+            issuer = sk_X509_value(chain, i);
+    for (int i = 0; issuer == NULL && i < sk_X509_num(trusted); i++)
+        if (X509_check_issued(sk_X509_value(trusted, i), leaf) == X509_V_OK)
+            issuer = sk_X509_value(trusted, i);
+    if (issuer == NULL) {
+        if (warn != NULL)
+            sh_conf_warn(warn,
+                         "\"ssl_stapling\" ignored, issuer certificate of \"%s\" not found "
+                         "(in its chain or \"ssl_trusted_certificate\")",
+                         cert_name);
+        goto none;
+    }
+    stapler_t *s = sh_new(stapler_t);
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->started, 0);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    X509_up_ref(leaf);
+    s->leaf = leaf;
+    X509_up_ref(issuer);
+    s->issuer = issuer;
+    s->chain = chain ? X509_chain_up_ref(chain) : sk_X509_new_null();
+    X509_STORE_up_ref(store);
+    s->store = store;
+    s->verify = c->stapling_verify;
+    s->cert_name = sh_strdup(cert_name);
+    snprintf(s->host, sizeof(s->host), "%s", host);
+    snprintf(s->port, sizeof(s->port), "%s", port);
+    s->path = sh_strdup(path && *path ? path : "/");
+    *out = s;
+none:
+    OPENSSL_free(host);
+    OPENSSL_free(port);
+    OPENSSL_free(path);
+    X509_email_free(urls);
+}
+
 static int status_cb(SSL *ssl, void *arg)
 {
     (void)arg;
@@ -726,14 +1150,41 @@ static int status_cb(SSL *ssl, void *arg)
         return SSL_TLSEXT_ERR_NOACK;
     SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
     const ctx_data_t *d = SSL_CTX_get_ex_data(ctx, ctx_data_index);
-    if (d == NULL || d->staple == NULL)
+    if (d == NULL)
         return SSL_TLSEXT_ERR_NOACK;
-    /* OpenSSL frees what it is given */
-    unsigned char *copy = OPENSSL_malloc(d->staple_len);
-    if (copy == NULL)
-        return SSL_TLSEXT_ERR_NOACK;
-    memcpy(copy, d->staple, d->staple_len);
-    SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)d->staple_len);
+    unsigned char *copy = NULL;
+    size_t len = 0;
+    if (d->staple != NULL) {
+        /* OpenSSL frees what it is given */
+        copy = OPENSSL_malloc(d->staple_len);
+        if (copy == NULL)
+            return SSL_TLSEXT_ERR_NOACK;
+        memcpy(copy, d->staple, d->staple_len);
+        len = d->staple_len;
+    } else {
+        /* the stapler of the certificate chosen for this connection */
+        X509 *x = SSL_get_certificate(ssl);
+        stapler_t *s = NULL;
+        for (size_t i = 0; s == NULL && i < d->nstaplers; i++)
+            if (d->staplers[i] != NULL && d->staplers[i]->leaf == x)
+                s = d->staplers[i];
+        if (s == NULL)
+            return SSL_TLSEXT_ERR_NOACK;
+        stapler_start(s);
+        time_t now = time(NULL);
+        pthread_mutex_lock(&s->mu);
+        if (s->der != NULL && (s->der_until == 0 || now < s->der_until)) {
+            copy = OPENSSL_malloc(s->der_len);
+            if (copy != NULL) {
+                memcpy(copy, s->der, s->der_len);
+                len = s->der_len;
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (copy == NULL)
+            return SSL_TLSEXT_ERR_NOACK;
+    }
+    SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)len);
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -806,6 +1257,8 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
 {
     pthread_once(&once, init_once);
     char ossl[512];
+    X509_STORE *store = NULL;       /* ssl_trusted_certificate, for the staplers */
+    STACK_OF(X509) *trusted = NULL; /* its certificates, to find issuers */
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     ctx_data_t *d = sh_new(ctx_data_t);
@@ -864,6 +1317,18 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
                  c->ncerts, c->nkeys, srv->file, srv->line);
         goto fail;
     }
+    if (c->stapling && c->stapling_file == NULL) {
+        store = X509_STORE_new();
+        if (c->trusted != NULL && X509_STORE_load_file(store, c->trusted) != 1) {
+            ssl_errors(ossl, sizeof(ossl));
+            snprintf(err, errcap, "cannot load \"ssl_trusted_certificate\" \"%s\" %s", c->trusted,
+                     ossl);
+            goto fail;
+        }
+        trusted = X509_STORE_get1_all_certs(store);
+        d->staplers = sh_calloc(c->ncerts, sizeof(*d->staplers));
+        d->nstaplers = c->ncerts;
+    }
     unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
     unsigned sid_len = 0;
     for (size_t i = 0; i < c->ncerts; i++) {
@@ -895,9 +1360,15 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
                              "\"ssl_stapling\" ignored, no OCSP responder URL in the "
                              "certificate \"%s\"",
                              c->certs[i]);
+        } else if (c->stapling && c->stapling_file == NULL) {
+            stapler_new(ctx, c, c->certs[i], store, trusted, warn, &d->staplers[i]);
         }
     }
     SSL_CTX_set_session_id_context(ctx, sid, sid_len);
+    sk_X509_pop_free(trusted, X509_free);
+    trusted = NULL;
+    X509_STORE_free(store);
+    store = NULL;
 
     if (c->dhparam != NULL) {
         BIO *bio = BIO_new_file(c->dhparam, "r");
@@ -991,6 +1462,8 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
     SSL_CTX_set_max_early_data(ctx, 0);
     return ctx;
 fail:
+    sk_X509_pop_free(trusted, X509_free);
+    X509_STORE_free(store);
     SSL_CTX_free(ctx); /* frees d through the ex_data free callback */
     return NULL;
 }
