@@ -757,6 +757,7 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHE
 typedef struct stapler_s {
     atomic_int refs;
     atomic_int started;
+    pthread_t thread; /* valid once started (joinable) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stop;               /* under mu */
@@ -794,6 +795,18 @@ static void stapler_stop(stapler_t *s)
     s->stop = 1;
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    if (atomic_load(&s->started)) {
+        /* The thread is almost always asleep between fetches and ends at
+         * once: wait for it (its OpenSSL thread state is freed on the way
+         * out). One in the middle of a fetch (10 s timeouts) is not waited
+         * for; it is detached and ends by itself. The SSL_CTX goes only
+         * after the workers stopped, so no worker starts it meanwhile. */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        if (pthread_timedjoin_np(s->thread, NULL, &until) != 0)
+            pthread_detach(s->thread);
+    }
     stapler_unref(s);
 }
 
@@ -1063,12 +1076,7 @@ static void stapler_start(stapler_t *s)
     if (atomic_exchange(&s->started, 1))
         return;
     atomic_fetch_add(&s->refs, 1);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t th;
-    int rc = pthread_create(&th, &attr, stapler_main, s);
-    pthread_attr_destroy(&attr);
+    int rc = pthread_create(&s->thread, NULL, stapler_main, s);
     if (rc != 0) {
         sh_log_err("OCSP stapling: pthread_create() failed (%s)", strerror(rc));
         atomic_fetch_sub(&s->refs, 1);
