@@ -121,10 +121,10 @@ static void test_three_nodes(void **state)
     for (unsigned i = 0; i < 3; i++)
         start(&n[i], i, keyfile);
     for (unsigned i = 0; i < 3; i++)
-        assert_true(wait_for(base_port + 100 + i, "\"status\":\"alive\"", 3, 10000));
+        assert_true(wait_for(base_port + 100 + i, "\"status\":\"alive\"", 3, 30000));
     stop(&n[2]); /* graceful: leave */
-    assert_true(wait_for(base_port + 100, "\"status\":\"left\"", 1, 5000));
-    assert_true(wait_for(base_port + 101, "\"status\":\"left\"", 1, 5000));
+    assert_true(wait_for(base_port + 100, "\"status\":\"left\"", 1, 15000));
+    assert_true(wait_for(base_port + 101, "\"status\":\"left\"", 1, 15000));
     stop(&n[1]);
     stop(&n[0]);
     unlink(keyfile);
