@@ -164,7 +164,7 @@ typedef struct {
     uv_write_t write;
     uv_timer_t timer;
     sh_cluster_t *c;
-    int initiator, join, done, closing, handles, reported;
+    int initiator, join, kind, done, closing, handles, reported; /* kind: SH_SWIM_PP_* */
     void *admin_req; /* the admin join request this push-pull answers, or NULL */
     uint8_t *in;
     size_t in_len, in_cap, want;
@@ -292,8 +292,9 @@ static void pp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     long n = sh_keyring_open(c->kr, p->in, p->want, pt, p->want);
     /* Our first join takes the cluster's keyring (keysync.h). */
     sh_keysync_set_joining(c->ks, p->initiator && p->join && !c->joined);
+    int reply = SH_SWIM_PP_FULL;
     int rc =
-        n < 0 ? (int)n : sh_swim_pushpull_merge(c->swim, pt, (size_t)n, uv_now(&c->loop), NULL);
+        n < 0 ? (int)n : sh_swim_pushpull_merge(c->swim, pt, (size_t)n, uv_now(&c->loop), &reply);
     sh_keysync_set_joining(c->ks, 0);
     sh_free(pt);
     if (rc < 0) {
@@ -305,7 +306,7 @@ static void pp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (p->initiator) {
         pp_join_result(p, 1);
         pp_close(p);
-    } else if (pp_send_state(p, 0) != 0) {
+    } else if (pp_send_state(p, reply) != 0) {
         pp_close(p);
     }
     reschedule(c);
@@ -318,14 +319,15 @@ static void pp_connected(uv_connect_t *req, int status)
         pp_close(p);
         return;
     }
-    if (pp_send_state(p, p->join) != 0 ||
+    if (pp_send_state(p, p->kind) != 0 ||
         uv_read_start((uv_stream_t *)&p->tcp, pp_alloc, pp_read) != 0)
         pp_close(p);
 }
 
-static void t_pushpull(void *ud, const char *addr, int join)
+static void t_pushpull(void *ud, const char *addr, int kind)
 {
     sh_cluster_t *c = ud;
+    int join = kind == SH_SWIM_PP_JOIN;
     struct sockaddr_storage ss;
     ppconn *p = NULL;
     if (parse_addr(addr, &ss) != 0 || (p = pp_new(c)) == NULL) {
@@ -337,6 +339,7 @@ static void t_pushpull(void *ud, const char *addr, int join)
     }
     p->initiator = 1;
     p->join = join;
+    p->kind = kind;
     p->admin_req = join ? c->admin_join : NULL;
     p->connect.data = p;
     if (uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&ss, pp_connected) != 0)

@@ -13,8 +13,10 @@
  */
 #include "cluster/swim.h"
 
+#include <arpa/inet.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cluster/broadcast.h"
@@ -38,6 +40,7 @@ typedef struct {
 typedef struct {
     sh_swim_member_t pub; /* name/addr/meta owned here */
     suspicion *susp;
+    unsigned wire_ver; /* plaintext version of its last message, 0: none yet */
 } member;
 
 typedef struct {
@@ -425,6 +428,24 @@ static void alive_node(sh_swim_t *s, const char *name, uint64_t inc, const char 
     queue_alive(s, m);
 }
 
+/*
+ * An alive entry of a slim push-pull: meta is unknown there, not empty. It
+ * never adds a member nor raises an incarnation (both need the meta);
+ * returns 1 instead, and the caller asks the sender for a full exchange.
+ */
+static int alive_node_nometa(sh_swim_t *s, const char *name, uint64_t inc, const char *addr)
+{
+    member *m = get(s, name);
+    if (m == s->self) {
+        if (s->leaving || inc < m->pub.incarnation ||
+            (inc == m->pub.incarnation && strcmp(addr, m->pub.addr) == 0))
+            return 0;   /* our own news coming back */
+        refute(s, inc); /* someone else speaks for us, or an old self */
+        return 0;
+    }
+    return m == NULL || inc > m->pub.incarnation;
+}
+
 static uint64_t susp_timeout(const suspicion *x)
 {
     if (x->k < 1 || x->n == 0)
@@ -779,7 +800,8 @@ void sh_swim_tick(sh_swim_t *s, uint64_t now)
             member *c = s->mem[rnd_below(s, s->n)];
             if (c != s->self && c->pub.status == SH_SWIM_ALIVE) {
                 s->st.pushpulls++;
-                s->t.pushpull(s->ud, c->pub.addr, 0);
+                s->t.pushpull(s->ud, c->pub.addr,
+                              c->wire_ver >= 2 ? SH_SWIM_PP_SLIM : SH_SWIM_PP_FULL);
                 break;
             }
         }
@@ -906,6 +928,9 @@ int sh_swim_recv_bytes(sh_swim_t *s, const char *from_addr, const uint8_t *pt, s
     if (strcmp(p->from, s->self->pub.name) != 0) {
         for (size_t i = 0; i < p->n_updates; i++)
             apply_update(s, p->from, p->updates[i]);
+        member *peer = get(s, p->from);
+        if (peer)
+            peer->wire_ver = pt[0];
         if (p->ping) {
             if (strcmp(p->ping->target, s->self->pub.name) == 0)
                 send_ack(s, from_addr, p->ping->seq);
@@ -926,12 +951,63 @@ int sh_swim_recv_bytes(sh_swim_t *s, const char *from_addr, const uint8_t *pt, s
     return 0;
 }
 
+/* "a.b.c.d:port" or "[v6]:port" as IP bytes then the port (big endian), or
+ * 0 if the text is anything else. */
+static size_t addr_pack(const char *a, uint8_t out[18])
+{
+    char host[64];
+    const char *colon, *h = a;
+    size_t hl;
+    if (a[0] == '[') {
+        colon = strstr(a, "]:");
+        if (colon == NULL)
+            return 0;
+        h = a + 1;
+        hl = (size_t)(colon - h);
+        colon++;
+    } else {
+        colon = strrchr(a, ':');
+        if (colon == NULL)
+            return 0;
+        hl = (size_t)(colon - a);
+    }
+    if (hl == 0 || hl >= sizeof(host))
+        return 0;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end = NULL;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || port == 0 || port > 65535)
+        return 0;
+    size_t n = a[0] == '[' ? 16 : 4;
+    if (inet_pton(n == 4 ? AF_INET : AF_INET6, host, out) != 1)
+        return 0;
+    out[n] = (uint8_t)(port >> 8);
+    out[n + 1] = (uint8_t)port;
+    return n + 2;
+}
+
+/* The inverse of addr_pack; 0 or -1 if b is not 6 or 18 bytes. */
+static int addr_unpack(const uint8_t *b, size_t len, char *out, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (len != 6 && len != 18)
+        return -1;
+    size_t n = len - 2;
+    if (inet_ntop(n == 4 ? AF_INET : AF_INET6, b, host, sizeof(host)) == NULL)
+        return -1;
+    unsigned port = ((unsigned)b[n] << 8) | b[n + 1];
+    int w = snprintf(out, cap, n == 4 ? "%s:%u" : "[%s]:%u", host, port);
+    return w > 0 && (size_t)w < cap ? 0 : -1;
+}
+
 /* --------------------------------------------------------- push-pull -- */
 
 size_t sh_swim_pushpull_encode(sh_swim_t *s, int join, uint8_t **out)
 {
     Sh__Gossip__MemberState *ms = sh_calloc(s->n, sizeof(*ms));
     Sh__Gossip__MemberState **msp = sh_calloc(s->n, sizeof(*msp));
+    uint8_t(*packed)[18] = join == SH_SWIM_PP_SLIM ? sh_calloc(s->n, sizeof(*packed)) : NULL;
     for (size_t i = 0; i < s->n; i++) {
         const member *m = s->mem[i];
         sh__gossip__member_state__init(&ms[i]);
@@ -939,8 +1015,20 @@ size_t sh_swim_pushpull_encode(sh_swim_t *s, int join, uint8_t **out)
         ms[i].addr = (char *)m->pub.addr;
         ms[i].incarnation = m->pub.incarnation;
         ms[i].status = (Sh__Gossip__Status)m->pub.status;
-        ms[i].meta.data = (uint8_t *)m->pub.meta;
-        ms[i].meta.len = m->pub.meta_len;
+        if (join != SH_SWIM_PP_SLIM || m == s->self) {
+            ms[i].meta.data = (uint8_t *)m->pub.meta;
+            ms[i].meta.len = m->pub.meta_len;
+        }
+        if (packed) {
+            char back[SH_WIRE_MAX_ADDR + 1];
+            size_t pl = addr_pack(m->pub.addr, packed[i]);
+            if (pl && addr_unpack(packed[i], pl, back, sizeof(back)) == 0 &&
+                strcmp(back, m->pub.addr) == 0) {
+                ms[i].addr = "";
+                ms[i].addr_packed.data = packed[i];
+                ms[i].addr_packed.len = pl;
+            }
+        }
         msp[i] = &ms[i];
     }
     Sh__Gossip__MemberList ml = SH__GOSSIP__MEMBER_LIST__INIT;
@@ -963,7 +1051,7 @@ size_t sh_swim_pushpull_encode(sh_swim_t *s, int join, uint8_t **out)
         uint8_t *st = NULL;
         size_t stlen = 0;
         if (ops == NULL || ops->local_state == NULL ||
-            ops->local_state(s->ch[id].ud, join, &st, &stlen) < 0)
+            ops->local_state(s->ch[id].ud, join == SH_SWIM_PP_JOIN, &st, &stlen) < 0)
             continue;
         owned[nch] = st;
         sh__gossip__channel_state__init(&cs[nch]);
@@ -975,7 +1063,8 @@ size_t sh_swim_pushpull_encode(sh_swim_t *s, int join, uint8_t **out)
     }
     Sh__Gossip__PushPull pp = SH__GOSSIP__PUSH_PULL__INIT;
     pp.from = (char *)s->self->pub.name;
-    pp.join = join ? 1 : 0;
+    pp.join = join == SH_SWIM_PP_JOIN;
+    pp.slim = join == SH_SWIM_PP_SLIM;
     pp.n_channels = nch;
     pp.channels = csp;
     size_t len = SH_WIRE_HDRLEN + sh__gossip__push_pull__get_packed_size(&pp);
@@ -987,25 +1076,36 @@ size_t sh_swim_pushpull_encode(sh_swim_t *s, int join, uint8_t **out)
     sh_free(mbuf);
     sh_free(ms);
     sh_free(msp);
+    sh_free(packed);
     *out = b;
     return len;
 }
 
-static void merge_members(sh_swim_t *s, const char *from, const uint8_t *data, size_t len)
+/* Returns 1 if a slim frame left something we need a full exchange for. */
+static int merge_members(sh_swim_t *s, const char *from, const uint8_t *data, size_t len, int slim)
 {
+    int need_full = 0;
     Sh__Gossip__MemberList *ml = sh__gossip__member_list__unpack(&sh_wire_allocator, len, data);
     if (ml == NULL) {
         s->st.undecodable++;
-        return;
+        return 0;
     }
     for (size_t i = 0; i < ml->n_members && i < SH_WIRE_MAX_MEMBERS; i++) {
         const Sh__Gossip__MemberState *m = ml->members[i];
+        char packed[SH_WIRE_MAX_ADDR + 1];
+        const char *addr = m->addr;
+        if (slim && addr && addr[0] == '\0' &&
+            addr_unpack(m->addr_packed.data, m->addr_packed.len, packed, sizeof(packed)) == 0)
+            addr = packed;
         if (!sh_wire_valid_name(m->name, SH_WIRE_MAX_NAME) ||
-            !sh_wire_valid_name(m->addr, SH_WIRE_MAX_ADDR) || m->meta.len > SH_WIRE_MAX_META)
+            !sh_wire_valid_name(addr, SH_WIRE_MAX_ADDR) || m->meta.len > SH_WIRE_MAX_META)
             continue;
         switch (m->status) {
         case SH__GOSSIP__STATUS__STATUS_ALIVE:
-            alive_node(s, m->name, m->incarnation, m->addr, m->meta.data, m->meta.len);
+            if (slim && strcmp(m->name, from) != 0)
+                need_full |= alive_node_nometa(s, m->name, m->incarnation, addr);
+            else
+                alive_node(s, m->name, m->incarnation, addr, m->meta.data, m->meta.len);
             break;
         case SH__GOSSIP__STATUS__STATUS_LEFT:
             dead_node(s, m->name, m->incarnation, m->name);
@@ -1021,9 +1121,10 @@ static void merge_members(sh_swim_t *s, const char *from, const uint8_t *data, s
         }
     }
     sh__gossip__member_list__free_unpacked(ml, &sh_wire_allocator);
+    return need_full;
 }
 
-int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t now, int *join)
+int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t now, int *reply)
 {
     s->now = now;
     Sh__Gossip__PushPull *pp = NULL;
@@ -1032,12 +1133,13 @@ int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t
         s->st.undecodable++;
         return rc;
     }
-    if (join)
-        *join = pp->join;
+    int slim = pp->slim && !pp->join, need_full = 0;
+    if (reply)
+        *reply = slim ? SH_SWIM_PP_SLIM : SH_SWIM_PP_FULL;
     for (size_t i = 0; i < pp->n_channels; i++) {
         const Sh__Gossip__ChannelState *c = pp->channels[i];
         if (c->channel == SH_CHANNEL_MEMBERSHIP) {
-            merge_members(s, pp->from, c->state.data, c->state.len);
+            need_full |= merge_members(s, pp->from, c->state.data, c->state.len, slim);
         } else if (c->channel < SH_CHANNEL_MAX && s->ch[c->channel].ops &&
                    s->ch[c->channel].ops->merge_state) {
             s->ch[c->channel].ops->merge_state(s->ch[c->channel].ud, c->state.data, c->state.len,
@@ -1045,6 +1147,15 @@ int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t
         } else {
             s->st.unknown_channel++;
         }
+    }
+    member *peer = strcmp(pp->from, s->self->pub.name) != 0 ? get(s, pp->from) : NULL;
+    if (peer)
+        peer->wire_ver = pt[0];
+    /* A slim frame named members (or incarnations) we cannot take without
+     * their meta: one full exchange with the sender fetches it all. */
+    if (need_full && peer) {
+        s->st.pushpulls++;
+        s->t.pushpull(s->ud, peer->pub.addr, SH_SWIM_PP_FULL);
     }
     sh_wire_pushpull_free(pp);
     return 0;

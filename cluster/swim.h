@@ -89,11 +89,18 @@ void sh_swim_conf_lan(sh_swim_conf_t *c);
 void sh_swim_conf_wan(sh_swim_conf_t *c);
 void sh_swim_conf_local(sh_swim_conf_t *c);
 
+/* Push-pull frame kinds (the join argument of encode and t->pushpull). */
+#define SH_SWIM_PP_FULL 0 /* every member with its meta */
+#define SH_SWIM_PP_JOIN 1 /* full, and we are joining */
+#define SH_SWIM_PP_SLIM 2 /* periodic: meta only for ourselves */
+
 typedef struct {
     /* Send a plaintext packet to addr (the binding seals it). */
     void (*send)(void *ud, const char *addr, const uint8_t *buf, size_t len);
     /* Start a push-pull with addr; the owner calls sh_swim_pushpull_encode
-     * and _merge on both sides. join: this is our join. */
+     * and _merge on both sides. join: SH_SWIM_PP_JOIN for our join,
+     * SH_SWIM_PP_SLIM for a periodic exchange with a peer that speaks the
+     * slim frame, 0 for a full one; pass it to sh_swim_pushpull_encode. */
     void (*pushpull)(void *ud, const char *addr, int join);
     /* A member appeared (old_status -1) or changed status. May be NULL. */
     void (*notify)(void *ud, const sh_swim_member_t *m, int old_status);
@@ -134,9 +141,10 @@ int sh_swim_recv_bytes(sh_swim_t *s, const char *from_addr, const uint8_t *pt, s
  * Returns the length.
  */
 size_t sh_swim_pushpull_encode(sh_swim_t *s, int join, uint8_t **out);
-/* Merge a peer's plaintext push-pull frame. 0 or a decode error. *join (if
- * not NULL) says whether the peer is joining. */
-int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t now, int *join);
+/* Merge a peer's plaintext push-pull frame. 0 or a decode error. *reply (if
+ * not NULL) is the kind to answer with: SH_SWIM_PP_SLIM if the peer sent a
+ * slim frame, else SH_SWIM_PP_FULL (a joiner or an older peer gets it all). */
+int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t now, int *reply);
 
 /* Broadcast that we leave; we stop refuting. */
 void sh_swim_leave(sh_swim_t *s, uint64_t now);

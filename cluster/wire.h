@@ -22,7 +22,7 @@
 #include "cluster/keyring.h"
 #include "proto/gossip.pb-c.h"
 
-#define SH_WIRE_VERSION     1u /* what we speak */
+#define SH_WIRE_VERSION     2u /* what we speak (2: PushPull.slim) */
 #define SH_WIRE_MIN_VERSION 1u /* the oldest reader that understands us */
 #define SH_WIRE_HDRLEN      3u
 

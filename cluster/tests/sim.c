@@ -176,10 +176,11 @@ static void exchange(sim_t *s, unsigned a, unsigned b, int join)
         return;
     uint8_t *buf = NULL;
     size_t len = sh_swim_pushpull_encode(s->nodes[a].swim, join, &buf);
-    sh_swim_pushpull_merge(s->nodes[b].swim, buf, len, s->now, NULL);
+    int reply = SH_SWIM_PP_FULL;
+    sh_swim_pushpull_merge(s->nodes[b].swim, buf, len, s->now, &reply);
     s->net.pushpull_bytes += len + SH_KEYRING_OVERHEAD;
     sh_free(buf);
-    len = sh_swim_pushpull_encode(s->nodes[b].swim, 0, &buf);
+    len = sh_swim_pushpull_encode(s->nodes[b].swim, reply, &buf);
     sh_swim_pushpull_merge(s->nodes[a].swim, buf, len, s->now, NULL);
     s->net.pushpull_bytes += len + SH_KEYRING_OVERHEAD;
     sh_free(buf);

@@ -224,13 +224,108 @@ static void test_buddy_and_lhm(void **state)
     sim_destroy(sim);
 }
 
+/* ----------------------------------------- slim periodic push-pull -- */
+
+static struct {
+    char addr[64];
+    int kind, calls;
+} pp_seen;
+
+static void raw_send(void *ud, const char *addr, const uint8_t *buf, size_t len)
+{
+    (void)ud, (void)addr, (void)buf, (void)len;
+}
+
+static void raw_pushpull(void *ud, const char *addr, int kind)
+{
+    (void)ud;
+    snprintf(pp_seen.addr, sizeof(pp_seen.addr), "%s", addr);
+    pp_seen.kind = kind;
+    pp_seen.calls++;
+}
+
+static const sh_swim_transport_t raw_t = {raw_send, raw_pushpull, NULL};
+
+static sh_swim_t *raw_node(const char *name, const char *addr, const char *meta)
+{
+    sh_swim_conf_t c = lan();
+    c.name = name;
+    c.addr = addr;
+    c.meta = (const uint8_t *)meta;
+    c.meta_len = strlen(meta);
+    return sh_swim_create(&c, &raw_t, NULL, 0);
+}
+
+/* a -> b, returning the reply kind b would use. */
+static int raw_send_pp(sh_swim_t *a, sh_swim_t *b, int kind, size_t *len)
+{
+    uint8_t *buf = NULL;
+    size_t n = sh_swim_pushpull_encode(a, kind, &buf);
+    int reply = -1;
+    assert_int_equal(sh_swim_pushpull_merge(b, buf, n, 1000, &reply), 0);
+    sh_free(buf);
+    if (len)
+        *len = n;
+    return reply;
+}
+
+static void test_slim_pushpull(void **state)
+{
+    (void)state;
+    sh_swim_t *a = raw_node("a", "127.0.0.1:7001", "meta-of-a-0123456789");
+    sh_swim_t *b = raw_node("b", "[::1]:7002", "meta-of-b-0123456789");
+    sh_swim_t *c = raw_node("c", "host-c:7003", "meta-of-c-0123456789");
+    /* A full frame (join, reconnect, older peer) is answered in full. */
+    assert_int_equal(raw_send_pp(c, b, SH_SWIM_PP_JOIN, NULL), SH_SWIM_PP_FULL);
+    assert_int_equal(raw_send_pp(a, b, SH_SWIM_PP_FULL, NULL), SH_SWIM_PP_FULL);
+    /* b knows a and c; a slim frame from b carries only b's meta and is
+     * smaller than the full one, and is answered slim. */
+    size_t full = 0, slim = 0;
+    pp_seen.calls = 0;
+    sh_swim_t *probe = raw_node("p", "127.0.0.1:7009", "");
+    raw_send_pp(b, probe, SH_SWIM_PP_FULL, &full);
+    sh_swim_destroy(probe);
+    pp_seen.calls = 0;
+    assert_int_equal(raw_send_pp(b, a, SH_SWIM_PP_SLIM, &slim), SH_SWIM_PP_SLIM);
+    assert_true(slim < full);
+    /* a learned b with its meta and address (packed IPv6)... */
+    const sh_swim_member_t *m = sh_swim_member(a, "b");
+    assert_non_null(m);
+    assert_string_equal(m->addr, "[::1]:7002");
+    assert_int_equal(m->meta_len, strlen("meta-of-b-0123456789"));
+    /* ...but not c, whose meta the slim frame lacks: it asks b for a full
+     * exchange at once instead. */
+    assert_null(sh_swim_member(a, "c"));
+    assert_int_equal(pp_seen.calls, 1);
+    assert_int_equal(pp_seen.kind, SH_SWIM_PP_FULL);
+    assert_string_equal(pp_seen.addr, "[::1]:7002");
+    assert_int_equal(raw_send_pp(a, b, SH_SWIM_PP_FULL, NULL), SH_SWIM_PP_FULL);
+    raw_send_pp(b, a, SH_SWIM_PP_FULL, NULL);
+    m = sh_swim_member(a, "c");
+    assert_non_null(m);
+    assert_string_equal(m->addr, "host-c:7003");
+    assert_memory_equal(m->meta, "meta-of-c-0123456789", m->meta_len);
+    /* Steady state: slim both ways changes nothing, asks for nothing, and
+     * our own entry without meta in a slim frame is not refuted. */
+    pp_seen.calls = 0;
+    uint64_t inc = sh_swim_member(a, "a")->incarnation;
+    raw_send_pp(a, b, SH_SWIM_PP_SLIM, NULL);
+    raw_send_pp(b, a, SH_SWIM_PP_SLIM, NULL);
+    assert_int_equal(pp_seen.calls, 0);
+    assert_int_equal(sh_swim_member(a, "a")->incarnation, inc);
+    assert_int_equal(sh_swim_member(b, "c")->meta_len, strlen("meta-of-c-0123456789"));
+    sh_swim_destroy(a);
+    sh_swim_destroy(b);
+    sh_swim_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_join_through_seed), cmocka_unit_test(test_kill_is_dead_everywhere),
         cmocka_unit_test(test_leave_is_left),     cmocka_unit_test(test_refutation),
         cmocka_unit_test(test_restart_rejoins),   cmocka_unit_test(test_channel),
-        cmocka_unit_test(test_buddy_and_lhm),
+        cmocka_unit_test(test_buddy_and_lhm),     cmocka_unit_test(test_slim_pushpull),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
