@@ -68,7 +68,7 @@ def main(t, ctl):
                 if absent is not None and cu.key_id(absent).hex() in kr["keys"]:
                     return False
             return True
-        cu.sh.wait_for(ok, 20, "key %s spread (primary %s)" % (kid, pid), interval=0.1)
+        cu.sh.wait_for(ok, 45, "key %s spread (primary %s)" % (kid, pid), interval=0.1)
 
     nodes = list(c.nodes)
     r = ctl.run("keys", "install", k2.hex(), addr=nodes[0].admin)
