@@ -797,8 +797,7 @@ void sh_request_dispatch(sh_request_t *r)
         return;
     }
     if (sh_proxy_enabled(r->loc)) {
-        /* HTTP/2 streams stream their bodies (flow control bounds them) */
-        if (!r->body.done && c->h2 == NULL && sh_proxy_request_buffering(r->loc)) {
+        if (!r->body.done && sh_proxy_request_buffering(r->loc)) {
             /* proxy_request_buffering on (nginx's default): read a body of
              * up to client_body_buffer_size whole before choosing a server,
              * so it can be sent with a Content-Length, checked against

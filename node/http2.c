@@ -471,12 +471,41 @@ static void consume(h2_stream_t *st, size_t n)
         nghttp2_session_consume(st->h2->s, st->id, n);
 }
 
+/* proxy_request_buffering on: the body collects in r->rb until it is
+ * whole or over client_body_buffer_size, then the proxy starts (as on
+ * HTTP/1.1: a whole body goes with a Content-Length and may be sent again
+ * on a retry). The bytes are acknowledged at once, so the client's window
+ * does not bound what can be buffered. r may be finished on return. */
+static void buffer_body(h2_stream_t *st, const char *data, size_t len, int last)
+{
+    sh_request_t *r = st->r;
+    sh_buf_append(&r->rb, data, len);
+    consume(st, len);
+    if (last)
+        r->body.done = 1;
+    if (last || r->rb.len > r->core->client_body_buffer_size) {
+        r->buffering = 0;
+        r->rb_complete = last;
+        r->body_wanted = 0; /* until the proxy asks for the rest */
+        sh_proxy_start(r);
+    }
+}
+
 /* Hand buffered request body bytes to the proxy while it takes them. */
 static void feed_body(h2_stream_t *st)
 {
     sh_request_t *r = st->r;
     if (r == NULL || !r->body_wanted || r->body.done)
         return;
+    sh_h2_t *h2 = st->h2;
+    if (r->buffering) {
+        sh_buf_t b = st->body;
+        st->body = (sh_buf_t){0};
+        buffer_body(st, b.data, b.len, st->body_eof);
+        sh_buf_dispose(&b);
+        schedule(h2);
+        return;
+    }
     if (st->body.len > 0) {
         sh_buf_t b = st->body;
         st->body = (sh_buf_t){0};
@@ -733,6 +762,11 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
             sh_request_abort(r);
         else
             sh_request_respond(r, 413, NULL, NULL, 0, NULL);
+        return 0;
+    }
+    if (r->body_wanted && st->body.len == 0 && r->buffering) {
+        buffer_body(st, (const char *)data, len, 0);
+        schedule(st->h2);
         return 0;
     }
     if (r->body_wanted && st->body.len == 0) {
