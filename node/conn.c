@@ -603,6 +603,12 @@ static void update_io(sh_conn_t *c)
             c->reading = 0;
         }
         uint64_t ht = sh_http2_timeout(c->h2);
+        if (c->early_waiting > 0) { /* the handshake must complete in time */
+            const sh_http_core_loc_t *core =
+                sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
+            uint64_t hs = core->client_header_timeout;
+            ht = ht > 0 && ht < hs ? ht : hs;
+        }
         if (ht > 0)
             sh_timers_add(&c->w->timers, &c->tq, ht);
         else
@@ -632,6 +638,8 @@ static void update_io(sh_conn_t *c)
         t = c->r->core->client_body_timeout;
     else if (c->state == SH_CONN_WAIT && c->r && c->tcp.write_queue_size > 0)
         t = c->r->core->send_timeout;
+    else if (c->early_waiting > 0) /* the handshake must complete in time */
+        t = core->client_header_timeout;
     if (t > 0)
         sh_timers_add(&c->w->timers, &c->tq, t);
     else
@@ -732,9 +740,27 @@ static void do_return(sh_request_t *r)
         sh_request_respond(r, code, "text/plain", text, len, NULL);
 }
 
+/* RFC 9110 9.2.1: the methods that may run from TLS early data at once. */
+static int early_safe(int method_id)
+{
+    return method_id == SH_HTTP_GET || method_id == SH_HTTP_HEAD || method_id == SH_HTTP_OPTIONS;
+}
+
 void sh_request_dispatch(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
+    if (c->tls != NULL && !early_safe(r->h.method_id) && sh_tls_in_early_data(c->tls)) {
+        /* A request in 0-RTT data may be a replay (RFC 8446 8). Safe
+         * methods go on at once ($ssl_early_data tells the server, which
+         * may answer 425, RFC 8470); any other waits for the client's
+         * Finished (RFC 8470 5.1), which a replayed flight never
+         * brings, so a replayed POST never reaches a server. */
+        r->early_wait = 1;
+        c->early_waiting++;
+        if (c->h2 == NULL)
+            c->state = SH_CONN_WAIT; /* what follows stays in c->in */
+        return;
+    }
     c->nrequests++;
     SH_WORKER_COUNT(c->w, requests);
     r->start_ms = sh_worker_now(c->w);
@@ -1061,6 +1087,24 @@ static int conn_input(void *arg, const char *data, size_t len)
     return c->closing ? -1 : 0;
 }
 
+/* The handshake completed: dispatch the requests that came in early data
+ * and waited for it. */
+static void resume_early(sh_conn_t *c)
+{
+    c->early_waiting = 0;
+    if (c->h2 != NULL) {
+        sh_http2_resume_early(c->h2);
+        return;
+    }
+    sh_request_t *r = c->r;
+    if (r == NULL || !r->early_wait)
+        return;
+    r->early_wait = 0;
+    sh_request_dispatch(r);
+    if (!c->closing && c->r == r)
+        drain_in(c); /* its body, and what was pipelined behind it */
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     sh_conn_t *c = s->data;
@@ -1089,6 +1133,11 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (rc != 0) { /* close_notify is the client's EOF, as a FIN */
             sh_conn_close(c);
             return;
+        }
+        if (c->early_waiting > 0 && sh_tls_handshake_done(c->tls)) {
+            resume_early(c);
+            if (c->closing)
+                return;
         }
         update_io(c);
         return;

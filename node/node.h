@@ -119,6 +119,7 @@ struct sh_conn_s {
     uint8_t in_process : 1;  /* inside process(): do not re-enter */
     uint8_t proto_known : 1; /* HTTP/1.1 or HTTP/2 decided (ALPN, preface) */
     uint8_t closing_handles;
+    uint16_t early_waiting;   /* requests waiting for the TLS handshake (sh_request_dispatch) */
     sh_tls_t *tls;            /* on `listen ... ssl` addresses, else NULL */
     struct sh_h2_s *h2;       /* HTTP/2 session (node/http2.c), else NULL */
     struct sockaddr_in6 peer; /* large enough for v4 and v6 */
@@ -164,6 +165,7 @@ struct sh_request_s {
     uint8_t sent_continue : 1;
     uint8_t buffering : 1;   /* reading the body into rb before proxying */
     uint8_t rb_complete : 1; /* rb holds the whole body */
+    uint8_t early_wait : 1;  /* came in TLS early data: dispatched after the handshake */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and

@@ -53,6 +53,7 @@
 
 #define TLS_RECORD_MAX 16384
 #define COALESCE_MAX   16384       /* small writes are joined into one record */
+#define EARLY_DATA_MAX 16384       /* ssl_early_data: bytes of 0-RTT data taken (nginx's) */
 #define STAPLE_MAX     (64 * 1024) /* an OCSP response file larger than this is refused */
 
 #define PROTO_TLSv1   0x01
@@ -88,6 +89,8 @@ typedef struct {
     char *dhparam;
     char *ecdh_curve;
     int early_data;
+    int addr_early; /* default server of an address where some server has early data on */
+    int early_warned;
     char **conf_cmds; /* name, value pairs */
     size_t nconf_cmds;
     int conf_cmds_set;
@@ -125,6 +128,8 @@ struct sh_tls_s {
     uint8_t done : 1;
     uint8_t shut : 1;
     uint8_t failed : 1;
+    uint8_t early : 1;    /* reading early data (SSL_read_early_data) */
+    uint8_t early_in : 1; /* early data was accepted and handed on */
 };
 
 extern sh_conf_module_t sh_ssl_module;
@@ -605,15 +610,6 @@ static int conf_command_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
-static int early_data_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
-{
-    ssl_conf_t *c = conf;
-    int rc = sh_conf_set_flag(cf, cmd, conf);
-    if (rc == 0 && c->early_data == 1)
-        sh_conf_warn(cf, "\"ssl_early_data on\" is not supported yet: 0-RTT stays off");
-    return rc;
-}
-
 static int ssl_directive_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     return sh_conf_error(cf, "the \"ssl\" directive is obsolete, use the \"listen ... ssl\" "
@@ -641,7 +637,7 @@ static const sh_conf_cmd_t ssl_cmds[] = {
     {"ssl_stapling_file", SSLCTX | SH_CONF_TAKE1, path_set, 0, NULL},
     {"ssl_trusted_certificate", SSLCTX | SH_CONF_TAKE1, path_set, 1, NULL},
     {"ssl_dhparam", SSLCTX | SH_CONF_TAKE1, path_set, 2, NULL},
-    {"ssl_early_data", SSLCTX | SH_CONF_FLAG, early_data_set, SOFF(early_data), NULL},
+    {"ssl_early_data", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(early_data), NULL},
     {"ssl_conf_command", SSLCTX | SH_CONF_TAKE2, conf_command_set, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
@@ -670,6 +666,18 @@ static int sni_cb(SSL *ssl, int *alert, void *arg)
         SSL_set_options(ssl, SSL_CTX_get_options(ctx));
     }
     return SSL_TLSEXT_ERR_OK;
+}
+
+/* Early data is taken only when the server SNI chose (else the default)
+ * has ssl_early_data on. The SSL's max_early_data stays the address's
+ * (sh_tls_create): it also decides how sessions are looked up (single-use,
+ * in the cache) before SNI is known, so it must be the same for every
+ * server of the address, or sessions of one would not resume. */
+static int allow_early_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    sh_tls_t *t = SSL_get_app_data(ssl);
+    return t != NULL && srv_conf(t->srv ? t->srv : t->addr->default_srv)->early_data == 1;
 }
 
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -1467,7 +1475,15 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         SSL_CONF_CTX_finish(cc);
         SSL_CONF_CTX_free(cc);
     }
-    SSL_CTX_set_max_early_data(ctx, 0);
+    /* 0-RTT (ssl_early_data on): up to one record of early data, set per
+     * connection for the whole address (sh_tls_create, allow_early_cb).
+     * OpenSSL's replay protection is on with it: TLS 1.3 sessions become
+     * single-use and live in the session cache (tickets only name them),
+     * so a replayed ClientHello finds its session gone and falls back to a
+     * full handshake, its early data skipped. That needs the builtin
+     * cache. */
+    SSL_CTX_set_max_early_data(ctx, 0); /* per connection, sh_tls_create */
+    SSL_CTX_set_recv_max_early_data(ctx, EARLY_DATA_MAX);
     return ctx;
 fail:
     sk_X509_pop_free(trusted, X509_free);
@@ -1487,6 +1503,28 @@ static int ssl_init_main(sh_conf_t *cf, sh_http_main_t *m, void *conf)
         for (size_t j = 0; j < a->nservers; j++) {
             const sh_http_srv_t *srv = a->servers[j];
             ssl_conf_t *c = srv_conf(srv);
+            /* connections of the address start by reading early data when
+             * any of its servers (SNI may pick one) takes it; sessions are
+             * then single-use, kept in the session cache of the address
+             * (its default server's), so without one 0-RTT stays off
+             * (rather than no session resuming at all) */
+            if (c->early_data == 1) {
+                ssl_conf_t *d = srv_conf(a->default_srv);
+                if (d->cache == CACHE_BUILTIN) {
+                    d->addr_early = 1;
+                } else if (!c->early_warned) {
+                    c->early_warned = 1;
+                    sh_conf_node_t at = {.file = srv->file, .line = srv->line};
+                    cf->node = &at;
+                    sh_conf_warn(
+                        cf,
+                        "\"ssl_early_data on\" needs \"ssl_session_cache shared:NAME:SIZE\" "
+                        "(in the default server of %s): 0-RTT sessions are single-use and "
+                        "kept there; early data stays off",
+                        a->opt.text);
+                    cf->node = NULL;
+                }
+            }
             if (atomic_load(&c->ctx) != NULL)
                 continue;
             char err[1024];
@@ -1546,6 +1584,10 @@ sh_tls_t *sh_tls_create(const sh_http_addr_t *addr, uv_stream_t *stream,
     SSL_set_bio(ssl, bio, bio);
     SSL_set_app_data(ssl, t);
     SSL_set_accept_state(ssl);
+    t->early = srv_conf(addr->default_srv)->addr_early != 0;
+    SSL_set_max_early_data(ssl, t->early ? EARLY_DATA_MAX : 0);
+    if (t->early)
+        SSL_set_allow_early_data_cb(ssl, allow_early_cb, NULL);
     return t;
 }
 
@@ -1587,6 +1629,50 @@ static void log_ssl_failure(sh_tls_t *t, const char *what, int err)
                 t->done ? "reading" : "SSL handshaking", (unsigned long long)t->id);
 }
 
+/* The start of a handshake where early data may come (RFC 8446 2.3):
+ * SSL_read_early_data until OpenSSL says it is finished, handing the
+ * plaintext on at once, so a request in 0-RTT data is proxied before the
+ * client's Finished arrives; what is written meanwhile goes out as 0.5-RTT
+ * data (sh_tls_send). Returns 1 when the early part is over (go on with
+ * the handshake), 0 when more input is needed, or an error. */
+static int read_early(sh_tls_t *t, char *buf, size_t cap, sh_tls_plain_cb cb, void *arg)
+{
+    size_t have = 0;
+    for (;;) {
+        size_t n = 0;
+        ERR_clear_error();
+        int r = SSL_read_early_data(t->ssl, buf + have, cap - have, &n);
+        if (r == SSL_READ_EARLY_DATA_SUCCESS) {
+            have += n;
+            t->early_in = 1;
+            if (cap - have >= TLS_RECORD_MAX / 4)
+                continue;
+        }
+        /* the server's flight goes before anything the plaintext causes */
+        if (flush_out(t) != 0)
+            return SH_EIO;
+        if (have > 0) {
+            int rc = cb(arg, buf, have);
+            have = 0;
+            if (rc != 0)
+                return rc;
+        }
+        if (r == SSL_READ_EARLY_DATA_SUCCESS)
+            continue;
+        if (r == SSL_READ_EARLY_DATA_FINISH) {
+            t->early = 0;
+            return 1;
+        }
+        int e = SSL_get_error(t->ssl, 0);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return 0;
+        log_ssl_failure(t, "SSL_read_early_data()", e);
+        t->failed = 1;
+        flush_out(t); /* the alert, if any */
+        return SH_EIO;
+    }
+}
+
 int sh_tls_input(sh_tls_t *t, const char *data, size_t len, char *buf, size_t cap,
                  sh_tls_plain_cb cb, void *arg)
 {
@@ -1595,6 +1681,14 @@ int sh_tls_input(sh_tls_t *t, const char *data, size_t len, char *buf, size_t ca
     int rc = 0;
     if (t->failed)
         return SH_EIO;
+    if (t->early) {
+        rc = read_early(t, buf, cap, cb, arg);
+        if (rc != 1) {
+            t->in_len = 0;
+            return rc;
+        }
+        rc = 0;
+    }
     if (!t->done) {
         ERR_clear_error();
         int r = SSL_do_handshake(t->ssl);
@@ -1655,6 +1749,17 @@ int sh_tls_input(sh_tls_t *t, const char *data, size_t len, char *buf, size_t ca
     return rc;
 }
 
+/* Before the client's Finished (a response to a request in early data),
+ * records go out as 0.5-RTT data: OpenSSL allows only
+ * SSL_write_early_data then. */
+static int tls_write(sh_tls_t *t, const void *p, size_t n)
+{
+    size_t w = 0;
+    if (t->done)
+        return SSL_write_ex(t->ssl, p, n, &w);
+    return SSL_write_early_data(t->ssl, p, n, &w);
+}
+
 int sh_tls_send(sh_tls_t *t, const uv_buf_t *bufs, unsigned n)
 {
     if (t->failed || t->shut)
@@ -1673,13 +1778,13 @@ int sh_tls_send(sh_tls_t *t, const uv_buf_t *bufs, unsigned n)
             memcpy(joined + o, bufs[i].base, bufs[i].len);
             o += bufs[i].len;
         }
-        if (SSL_write(t->ssl, joined, (int)o) <= 0)
+        if (tls_write(t, joined, o) != 1)
             goto fail;
     } else {
         for (unsigned i = 0; i < n; i++) {
             if (bufs[i].len == 0)
                 continue;
-            if (SSL_write(t->ssl, bufs[i].base, (int)bufs[i].len) <= 0)
+            if (tls_write(t, bufs[i].base, bufs[i].len) != 1)
                 goto fail;
         }
     }
@@ -1707,6 +1812,11 @@ int sh_tls_handshake_done(const sh_tls_t *t)
     return t->done;
 }
 
+int sh_tls_in_early_data(const sh_tls_t *t)
+{
+    return t != NULL && t->early_in && !t->done;
+}
+
 const char *sh_tls_alpn(const sh_tls_t *t)
 {
     const unsigned char *p = NULL;
@@ -1721,10 +1831,14 @@ const char *sh_tls_alpn(const sh_tls_t *t)
 
 int sh_tls_var(const sh_tls_t *t, int which, sh_buf_t *out)
 {
-    if (t == NULL || !t->done)
+    if (t == NULL || (!t->done && !t->early_in))
         return 0;
     const char *s = NULL;
     switch (which) {
+    case SH_TLS_VAR_EARLY_DATA:
+        /* nginx (OpenSSL): "1" while the handshake is not finished */
+        s = t->done ? NULL : "1";
+        break;
     case SH_TLS_VAR_PROTOCOL:
         s = SSL_get_version(t->ssl);
         break;

@@ -72,18 +72,23 @@ int sh_tls_send(sh_tls_t *t, const uv_buf_t *bufs, unsigned n);
 void sh_tls_shutdown(sh_tls_t *t);
 
 int sh_tls_handshake_done(const sh_tls_t *t);
+/* Whether plaintext now comes from TLS 1.3 early data (0-RTT, `ssl_early_data
+ * on`): accepted, and the client's Finished not in yet. Such data may be a
+ * replay (RFC 8446 8, RFC 8470). */
+int sh_tls_in_early_data(const sh_tls_t *t);
 /* The ALPN protocol chosen: "h2", "http/1.1", or NULL. */
 const char *sh_tls_alpn(const sh_tls_t *t);
 
 /* Variables: $ssl_protocol, $ssl_cipher, $ssl_server_name,
- * $ssl_session_reused ("r" or "."). Append and return 1, or 0 when not
- * set. */
+ * $ssl_session_reused ("r" or "."), $ssl_alpn_protocol, $ssl_early_data.
+ * Append and return 1, or 0 when not set. */
 enum sh_tls_var {
     SH_TLS_VAR_PROTOCOL,
     SH_TLS_VAR_CIPHER,
     SH_TLS_VAR_SERVER_NAME,
     SH_TLS_VAR_SESSION_REUSED,
-    SH_TLS_VAR_ALPN
+    SH_TLS_VAR_ALPN,
+    SH_TLS_VAR_EARLY_DATA /* "1" in early data, else not set */
 };
 int sh_tls_var(const sh_tls_t *t, int which, sh_buf_t *out);
 

@@ -82,6 +82,7 @@ enum var_id {
     V_SSL_SERVER_NAME,
     V_SSL_SESSION_REUSED,
     V_SSL_ALPN,
+    V_SSL_EARLY_DATA,
     V_HTTPS,
     V_CAPTURE, /* $0..$9: group in part.group */
     V_NAMED,   /* map result or named capture: part.entry */
@@ -169,6 +170,7 @@ static const struct {
     {"ssl_server_name", V_SSL_SERVER_NAME},
     {"ssl_session_reused", V_SSL_SESSION_REUSED},
     {"ssl_alpn_protocol", V_SSL_ALPN},
+    {"ssl_early_data", V_SSL_EARLY_DATA},
     {"https", V_HTTPS},
 };
 
@@ -712,6 +714,8 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         return sh_tls_var(r->c->tls, SH_TLS_VAR_SESSION_REUSED, out);
     case V_SSL_ALPN:
         return sh_tls_var(r->c->tls, SH_TLS_VAR_ALPN, out);
+    case V_SSL_EARLY_DATA:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_EARLY_DATA, out);
     case V_REQUEST:
         if (r->h.method_len == 0)
             return 1;
