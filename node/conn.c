@@ -87,6 +87,8 @@ const char *sh_http_status_text(int status)
         return "Request Entity Too Large";
     case 414:
         return "Request-URI Too Large";
+    case 421:
+        return "Misdirected Request";
     case 429:
         return "Too Many Requests";
     case 431:
@@ -746,6 +748,27 @@ static int early_safe(int method_id)
     return method_id == SH_HTTP_GET || method_id == SH_HTTP_HEAD || method_id == SH_HTTP_OPTIONS;
 }
 
+/* nginx's answers to client certificate failures: 400 with the reason
+ * (its internal 495/496), and 421 for a Host that is not the server the
+ * handshake verified for. */
+static void client_cert_error(sh_request_t *r, int e)
+{
+    r->discard_body = 1;
+    if (e == 421) {
+        sh_request_respond(r, 421, NULL, NULL, 0, NULL);
+        return;
+    }
+    const char *why =
+        e == 496 ? "No required SSL certificate was sent" : "The SSL certificate error";
+    char page[384];
+    int n = snprintf(page, sizeof(page),
+                     "<html>\r\n<head><title>400 %s</title></head>\r\n<body>\r\n"
+                     "<center><h1>400 Bad Request</h1></center>\r\n<center>%s</center>\r\n"
+                     "<hr><center>shoal</center>\r\n</body>\r\n</html>\r\n",
+                     why, why);
+    sh_request_respond(r, 400, "text/html", page, (size_t)n, NULL);
+}
+
 void sh_request_dispatch(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
@@ -805,6 +828,13 @@ void sh_request_dispatch(sh_request_t *r)
         r->keepalive = 0;
         sh_request_respond(r, 413, NULL, NULL, 0, NULL);
         return;
+    }
+    if (c->tls != NULL) {
+        int e = sh_tls_client_check(c->tls, r->srv);
+        if (e != 0) {
+            client_cert_error(r, e);
+            return;
+        }
     }
     if (r->core->ret_code != SH_CONF_UNSET) {
         do_return(r);

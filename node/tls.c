@@ -19,6 +19,7 @@
  */
 #include "node/tls.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -62,6 +63,8 @@
 #define PROTO_TLSv1_3 0x08
 
 enum { CACHE_UNSET = -1, CACHE_OFF = 0, CACHE_NONE, CACHE_BUILTIN };
+/* ssl_verify_client (nginx's values) */
+enum { VERIFY_OFF = 0, VERIFY_ON, VERIFY_OPTIONAL, VERIFY_OPTIONAL_NO_CA };
 
 /* The module's conf, at every level (only http and server levels set
  * anything). Lists set at a level replace the parent's (nginx). */
@@ -91,12 +94,21 @@ typedef struct {
     int early_data;
     int addr_early; /* default server of an address where some server has early data on */
     int early_warned;
+    int verify_client; /* VERIFY_* */
+    int verify_depth;
+    char *client_cert; /* ssl_client_certificate */
+    char *crl;
+    char *password_file;
+    char *stapling_responder;
+    int reject_handshake;
+    size_t buffer_size;
     char **conf_cmds; /* name, value pairs */
     size_t nconf_cmds;
     int conf_cmds_set;
     int owns_strings; /* this level set the scalar strings (bits below) */
     unsigned own_ciphers : 1, own_stapling_file : 1, own_trusted : 1, own_dhparam : 1, own_ecdh : 1,
-        own_cache_name : 1;
+        own_cache_name : 1, own_client_cert : 1, own_crl : 1, own_password_file : 1,
+        own_responder : 1;
     /* server level, TLS servers only: its SSL_CTX (built at load) */
     _Atomic(SSL_CTX *) ctx;
     const sh_http_srv_t *srv;
@@ -340,6 +352,10 @@ static void *ssl_create_loc(void)
     c->stapling = SH_CONF_UNSET;
     c->stapling_verify = SH_CONF_UNSET;
     c->early_data = SH_CONF_UNSET;
+    c->verify_client = SH_CONF_UNSET;
+    c->verify_depth = SH_CONF_UNSET;
+    c->reject_handshake = SH_CONF_UNSET;
+    c->buffer_size = SH_CONF_UNSET_SIZE;
     return c;
 }
 
@@ -373,6 +389,14 @@ static void ssl_destroy_loc(void *conf)
         sh_free(c->ecdh_curve);
     if (c->own_cache_name)
         sh_free(c->cache_name);
+    if (c->own_client_cert)
+        sh_free(c->client_cert);
+    if (c->own_crl)
+        sh_free(c->crl);
+    if (c->own_password_file)
+        sh_free(c->password_file);
+    if (c->own_responder)
+        sh_free(c->stapling_responder);
     SSL_CTX *ctx = atomic_load(&c->ctx);
     if (ctx != NULL)
         SSL_CTX_free(ctx);
@@ -422,6 +446,14 @@ static int ssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     MERGE_STR(dhparam, own_dhparam);
     MERGE_STR(ecdh_curve, own_ecdh);
     SH_CONF_MERGE(c->early_data, p->early_data, 0);
+    SH_CONF_MERGE(c->verify_client, p->verify_client, VERIFY_OFF);
+    SH_CONF_MERGE(c->verify_depth, p->verify_depth, 1);
+    MERGE_STR(client_cert, own_client_cert);
+    MERGE_STR(crl, own_crl);
+    MERGE_STR(password_file, own_password_file);
+    MERGE_STR(stapling_responder, own_responder);
+    SH_CONF_MERGE(c->reject_handshake, p->reject_handshake, 0);
+    SH_CONF_MERGE_SIZE(c->buffer_size, p->buffer_size, 16384);
     (void)cf;
     return 0;
 }
@@ -491,9 +523,21 @@ static int path_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         f = &c->trusted;
         c->own_trusted = 1;
         break;
-    default:
+    case 2:
         f = &c->dhparam;
         c->own_dhparam = 1;
+        break;
+    case 3:
+        f = &c->client_cert;
+        c->own_client_cert = 1;
+        break;
+    case 4:
+        f = &c->crl;
+        c->own_crl = 1;
+        break;
+    default:
+        f = &c->password_file;
+        c->own_password_file = 1;
         break;
     }
     if (*f != NULL)
@@ -509,9 +553,12 @@ static int str_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     if (cmd->offset == 0) {
         f = &c->ciphers;
         c->own_ciphers = 1;
-    } else {
+    } else if (cmd->offset == 1) {
         f = &c->ecdh_curve;
         c->own_ecdh = 1;
+    } else {
+        f = &c->stapling_responder;
+        c->own_responder = 1;
     }
     if (*f != NULL)
         return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
@@ -616,7 +663,13 @@ static int ssl_directive_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
                              "directive instead");
 }
 
-#define SSLCTX  (SH_CTX_HTTP | SH_CTX_SERVER)
+#define SSLCTX (SH_CTX_HTTP | SH_CTX_SERVER)
+
+static const sh_conf_enum_t verify_values[] = {{"off", VERIFY_OFF},
+                                               {"on", VERIFY_ON},
+                                               {"optional", VERIFY_OPTIONAL},
+                                               {"optional_no_ca", VERIFY_OPTIONAL_NO_CA},
+                                               {NULL, 0}};
 #define SOFF(f) offsetof(ssl_conf_t, f)
 
 static const sh_conf_cmd_t ssl_cmds[] = {
@@ -639,6 +692,15 @@ static const sh_conf_cmd_t ssl_cmds[] = {
     {"ssl_dhparam", SSLCTX | SH_CONF_TAKE1, path_set, 2, NULL},
     {"ssl_early_data", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(early_data), NULL},
     {"ssl_conf_command", SSLCTX | SH_CONF_TAKE2, conf_command_set, 0, NULL},
+    {"ssl_verify_client", SSLCTX | SH_CONF_TAKE1, sh_conf_set_enum, SOFF(verify_client),
+     verify_values},
+    {"ssl_verify_depth", SSLCTX | SH_CONF_TAKE1, sh_conf_set_num, SOFF(verify_depth), NULL},
+    {"ssl_client_certificate", SSLCTX | SH_CONF_TAKE1, path_set, 3, NULL},
+    {"ssl_crl", SSLCTX | SH_CONF_TAKE1, path_set, 4, NULL},
+    {"ssl_password_file", SSLCTX | SH_CONF_TAKE1, path_set, 5, NULL},
+    {"ssl_stapling_responder", SSLCTX | SH_CONF_TAKE1, str_set, 2, NULL},
+    {"ssl_reject_handshake", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag, SOFF(reject_handshake), NULL},
+    {"ssl_buffer_size", SSLCTX | SH_CONF_TAKE1, sh_conf_set_size, SOFF(buffer_size), NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 /* ------------------------------------------------ callbacks -- */
@@ -650,20 +712,37 @@ static ssl_conf_t *srv_conf(const sh_http_srv_t *srv)
 
 static int sni_cb(SSL *ssl, int *alert, void *arg)
 {
-    (void)alert;
     (void)arg;
     sh_tls_t *t = SSL_get_app_data(ssl);
-    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    if (t == NULL || name == NULL)
+    if (t == NULL)
         return SSL_TLSEXT_ERR_OK;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name == NULL) {
+        /* OpenSSL calls this without SNI too: the default server's */
+        if (srv_conf(t->addr->default_srv)->reject_handshake == 1) {
+            *alert = SSL_AD_UNRECOGNIZED_NAME;
+            return SSL_TLSEXT_ERR_ALERT_FATAL;
+        }
+        return SSL_TLSEXT_ERR_OK;
+    }
     const sh_http_srv_t *srv = sh_http_find_server(t->addr, name, strlen(name));
     t->srv = srv;
+    if (srv != NULL && srv_conf(srv)->reject_handshake == 1) {
+        /* ssl_reject_handshake on: nginx's answer to names it does not
+         * serve, without showing a certificate */
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
     SSL_CTX *ctx = srv ? atomic_load(&srv_conf(srv)->ctx) : NULL;
     if (ctx != NULL && ctx != SSL_get_SSL_CTX(ssl)) {
         SSL_set_SSL_CTX(ssl, ctx);
         /* the options of the server's context apply (as nginx) */
         SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
         SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+        /* and its client certificate request (the CA names and the store
+         * follow the SSL_CTX) */
+        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+        SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
     }
     return SSL_TLSEXT_ERR_OK;
 }
@@ -677,7 +756,36 @@ static int allow_early_cb(SSL *ssl, void *arg)
 {
     (void)arg;
     sh_tls_t *t = SSL_get_app_data(ssl);
-    return t != NULL && srv_conf(t->srv ? t->srv : t->addr->default_srv)->early_data == 1;
+    if (t == NULL)
+        return 0;
+    const ssl_conf_t *c = srv_conf(t->srv ? t->srv : t->addr->default_srv);
+    /* a client certificate comes after early data (TLS 1.3): requests
+     * that need one are not taken before it */
+    return c->early_data == 1 && c->verify_client == VERIFY_OFF;
+}
+
+/* Client certificates are checked per request (sh_tls_client_check), as
+ * nginx does: the handshake goes on whatever the verification says, so a
+ * client gets an HTTP answer that tells it what is wrong. */
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+    (void)ok;
+    (void)x;
+    return 1;
+}
+
+/* ssl_password_file: the passphrase being tried. */
+static int passwd_cb(char *buf, int size, int rwflag, void *ud)
+{
+    (void)rwflag;
+    const char *pw = ud;
+    if (pw == NULL) /* none configured: never ask a terminal */
+        return 0;
+    size_t n = strlen(pw);
+    if (n > (size_t)size)
+        n = (size_t)size;
+    memcpy(buf, pw, n);
+    return (int)n;
 }
 
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -1102,6 +1210,8 @@ static void stapler_new(SSL_CTX *ctx, const ssl_conf_t *c, const char *cert_name
     STACK_OF(OPENSSL_STRING) *urls = X509_get1_ocsp(leaf);
     const char *url =
         urls && sk_OPENSSL_STRING_num(urls) > 0 ? sk_OPENSSL_STRING_value(urls, 0) : NULL;
+    if (c->stapling_responder != NULL) /* overrides the certificate's */
+        url = c->stapling_responder;
     char *host = NULL, *port = NULL, *path = NULL;
     int ssl = 0;
     if (url == NULL)
@@ -1275,6 +1385,8 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
     char ossl[512];
     X509_STORE *store = NULL;       /* ssl_trusted_certificate, for the staplers */
     STACK_OF(X509) *trusted = NULL; /* its certificates, to find issuers */
+    char *pw = NULL;                /* ssl_password_file's contents */
+    size_t pw_len = 0;
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     ctx_data_t *d = sh_new(ctx_data_t);
@@ -1318,8 +1430,9 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         goto fail;
     }
 
-    /* certificates: one pair per key type (e.g. ECDSA and RSA) */
-    if (c->ncerts == 0) {
+    /* certificates: one pair per key type (e.g. ECDSA and RSA); none on
+     * a server that only rejects handshakes (ssl_reject_handshake on) */
+    if (c->ncerts == 0 && c->reject_handshake != 1) {
         snprintf(err, errcap,
                  "no \"ssl_certificate\" is defined for the \"listen ... ssl\" "
                  "directive of the server in %s:%u",
@@ -1345,6 +1458,20 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         d->staplers = sh_calloc(c->ncerts, sizeof(*d->staplers));
         d->nstaplers = c->ncerts;
     }
+    /* ssl_password_file: every line is tried on every encrypted key (nginx) */
+    if (c->password_file != NULL) {
+        unsigned char *pf;
+        size_t pf_len;
+        if (read_file(c->password_file, 64 * 1024, &pf, &pf_len, err, errcap) != 0)
+            goto fail;
+        pw = sh_malloc(pf_len + 1);
+        memcpy(pw, pf, pf_len);
+        pw[pf_len] = '\0';
+        OPENSSL_cleanse(pf, pf_len);
+        sh_free(pf);
+        pw_len = pf_len;
+    }
+    SSL_CTX_set_default_passwd_cb(ctx, passwd_cb);
     unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
     unsigned sid_len = 0;
     for (size_t i = 0; i < c->ncerts; i++) {
@@ -1353,9 +1480,34 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
             snprintf(err, errcap, "cannot load certificate \"%s\": %s", c->certs[i], ossl);
             goto fail;
         }
-        if (SSL_CTX_use_PrivateKey_file(ctx, c->keys[i], SSL_FILETYPE_PEM) != 1) {
+        int loaded = 0;
+        if (pw != NULL) {
+            /* lines of the file, in order, until one opens the key */
+            for (char *line = pw; !loaded && line < pw + pw_len;) {
+                char *end = memchr(line, '\n', (size_t)(pw + pw_len - line));
+                char *next = end ? end + 1 : pw + pw_len;
+                char save = end ? *end : '\0';
+                if (end) {
+                    if (end > line && end[-1] == '\r')
+                        end--;
+                    save = *end;
+                    *end = '\0';
+                }
+                ERR_clear_error();
+                SSL_CTX_set_default_passwd_cb_userdata(ctx, line);
+                loaded = SSL_CTX_use_PrivateKey_file(ctx, c->keys[i], SSL_FILETYPE_PEM) == 1;
+                if (end)
+                    *end = save;
+                line = next;
+            }
+            SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+        } else {
+            loaded = SSL_CTX_use_PrivateKey_file(ctx, c->keys[i], SSL_FILETYPE_PEM) == 1;
+        }
+        if (!loaded) {
             ssl_errors(ossl, sizeof(ossl));
-            snprintf(err, errcap, "cannot load certificate key \"%s\": %s", c->keys[i], ossl);
+            snprintf(err, errcap, "cannot load certificate key \"%s\"%s: %s", c->keys[i],
+                     pw != NULL ? " with any password of \"ssl_password_file\"" : "", ossl);
             goto fail;
         }
         if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -1370,7 +1522,8 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
              * with the same first certificate */
             X509_digest(x, EVP_sha256(), sid, &sid_len);
         }
-        if (c->stapling && c->stapling_file == NULL && !has_ocsp_url(x)) {
+        if (c->stapling && c->stapling_file == NULL && c->stapling_responder == NULL &&
+            !has_ocsp_url(x)) {
             if (warn != NULL)
                 sh_conf_warn(warn,
                              "\"ssl_stapling\" ignored, no OCSP responder URL in the "
@@ -1380,7 +1533,76 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
             stapler_new(ctx, c, c->certs[i], store, trusted, warn, &d->staplers[i]);
         }
     }
+    if (pw != NULL) {
+        OPENSSL_cleanse(pw, pw_len);
+        sh_free(pw);
+        pw = NULL;
+    }
+
+    /* client certificates (ssl_verify_client): checked per request */
+    if (c->verify_client != VERIFY_OFF) {
+        if (c->client_cert == NULL && c->trusted == NULL &&
+            c->verify_client != VERIFY_OPTIONAL_NO_CA) {
+            snprintf(err, errcap,
+                     "no \"ssl_client_certificate\" or \"ssl_trusted_certificate\" for "
+                     "\"ssl_verify_client\" in the server in %s:%u",
+                     srv->file, srv->line);
+            goto fail;
+        }
+        const char *files[2] = {c->client_cert, c->trusted};
+        for (int i = 0; i < 2; i++)
+            if (files[i] != NULL && SSL_CTX_load_verify_locations(ctx, files[i], NULL) != 1) {
+                ssl_errors(ossl, sizeof(ossl));
+                snprintf(err, errcap, "cannot load \"%s\" \"%s\" %s",
+                         i == 0 ? "ssl_client_certificate" : "ssl_trusted_certificate", files[i],
+                         ossl);
+                goto fail;
+            }
+        if (c->client_cert != NULL) {
+            /* the CA names the CertificateRequest offers */
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(c->client_cert);
+            if (names == NULL) {
+                ssl_errors(ossl, sizeof(ossl));
+                snprintf(err, errcap, "no certificate in \"ssl_client_certificate\" \"%s\" %s",
+                         c->client_cert, ossl);
+                goto fail;
+            }
+            SSL_CTX_set_client_CA_list(ctx, names);
+        }
+        if (c->crl != NULL) {
+            X509_STORE *vs = SSL_CTX_get_cert_store(ctx);
+            if (X509_STORE_load_file(vs, c->crl) != 1) {
+                ssl_errors(ossl, sizeof(ossl));
+                snprintf(err, errcap, "cannot load \"ssl_crl\" \"%s\" %s", c->crl, ossl);
+                goto fail;
+            }
+            X509_STORE_set_flags(vs, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
+        SSL_CTX_set_verify_depth(ctx, c->verify_depth);
+    }
+    /* the session id context: sessions resume only on a server with the
+     * same first certificate and the same client verification, so a
+     * session made without a client certificate cannot skip it */
+    {
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        unsigned char v = (unsigned char)c->verify_client;
+        EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+        EVP_DigestUpdate(md, sid, sid_len);
+        EVP_DigestUpdate(md, &v, 1);
+        const char *files[3] = {c->client_cert, c->trusted, c->crl};
+        for (int i = 0; i < 3 && v != VERIFY_OFF; i++)
+            if (files[i] != NULL)
+                EVP_DigestUpdate(md, files[i], strlen(files[i]) + 1);
+        sid_len = 0;
+        EVP_DigestFinal_ex(md, sid, &sid_len);
+        EVP_MD_CTX_free(md);
+    }
     SSL_CTX_set_session_id_context(ctx, sid, sid_len);
+    if (c->buffer_size != 16384) /* nginx's record size knob: smaller for a faster first byte */
+        SSL_CTX_set_max_send_fragment(ctx, c->buffer_size < 512     ? 512
+                                           : c->buffer_size > 16384 ? 16384
+                                                                    : c->buffer_size);
     sk_X509_pop_free(trusted, X509_free);
     trusted = NULL;
     X509_STORE_free(store);
@@ -1486,6 +1708,10 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
     SSL_CTX_set_recv_max_early_data(ctx, EARLY_DATA_MAX);
     return ctx;
 fail:
+    if (pw != NULL) {
+        OPENSSL_cleanse(pw, pw_len);
+        sh_free(pw);
+    }
     sk_X509_pop_free(trusted, X509_free);
     X509_STORE_free(store);
     SSL_CTX_free(ctx); /* frees d through the ex_data free callback */
@@ -1829,11 +2055,140 @@ const char *sh_tls_alpn(const sh_tls_t *t)
     return NULL;
 }
 
+/* nginx's ngx_ssl_verify_error_optional(): the errors optional_no_ca
+ * lets through (the CA is not known; the signature may be fine). */
+static int verify_error_optional(long rc)
+{
+    return rc == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+           rc == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+           rc == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+           rc == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+           rc == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
+}
+
+int sh_tls_client_check(const sh_tls_t *t, const sh_http_srv_t *srv)
+{
+    const ssl_conf_t *c = srv_conf(srv);
+    if (c->verify_client == VERIFY_OFF)
+        return 0;
+    const sh_http_srv_t *hs = t->srv ? t->srv : t->addr->default_srv;
+    if (hs != srv && srv_conf(hs) != c) {
+        sh_log_info("client attempted to request the server name different from the one that "
+                    "was negotiated, client %llu",
+                    (unsigned long long)t->id);
+        return 421;
+    }
+    long rc = SSL_get_verify_result(t->ssl);
+    if (rc != X509_V_OK &&
+        (c->verify_client != VERIFY_OPTIONAL_NO_CA || !verify_error_optional(rc))) {
+        sh_log_info("client SSL certificate verify error: (%ld:%s), client %llu", rc,
+                    X509_verify_cert_error_string(rc), (unsigned long long)t->id);
+        return 495;
+    }
+    if (c->verify_client == VERIFY_ON && SSL_get0_peer_certificate(t->ssl) == NULL) {
+        sh_log_info("client sent no required SSL certificate, client %llu",
+                    (unsigned long long)t->id);
+        return 496;
+    }
+    return 0;
+}
+
+/* The client certificate variables, through a memory BIO (only when a
+ * value uses them). */
+static int client_cert_var(const sh_tls_t *t, int which, sh_buf_t *out)
+{
+    X509 *x = SSL_get0_peer_certificate(t->ssl);
+    if (which == SH_TLS_VAR_CLIENT_VERIFY) {
+        long rc = SSL_get_verify_result(t->ssl);
+        if (rc != X509_V_OK) {
+            sh_buf_appends(out, "FAILED:");
+            sh_buf_appends(out, X509_verify_cert_error_string(rc));
+        } else {
+            sh_buf_appends(out, x != NULL ? "SUCCESS" : "NONE");
+        }
+        return 1;
+    }
+    if (x == NULL)
+        return 0;
+    if (which == SH_TLS_VAR_CLIENT_FINGERPRINT) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+        if (X509_digest(x, EVP_sha1(), md, &n) != 1)
+            return 0;
+        static const char hex[] = "0123456789abcdef";
+        for (unsigned i = 0; i < n; i++) {
+            char h[2] = {hex[md[i] >> 4], hex[md[i] & 15]};
+            sh_buf_append(out, h, 2);
+        }
+        return 1;
+    }
+    if (which == SH_TLS_VAR_CLIENT_V_REMAIN) {
+        int days = 0, secs = 0;
+        if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) != 1)
+            return 0;
+        sh_buf_append_u64(out, days > 0 ? (uint64_t)days : 0);
+        return 1;
+    }
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b == NULL)
+        return 0;
+    int ok = 0;
+    switch (which) {
+    case SH_TLS_VAR_CLIENT_S_DN:
+        ok = X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) >= 0;
+        break;
+    case SH_TLS_VAR_CLIENT_I_DN:
+        ok = X509_NAME_print_ex(b, X509_get_issuer_name(x), 0, XN_FLAG_RFC2253) >= 0;
+        break;
+    case SH_TLS_VAR_CLIENT_SERIAL:
+        ok = i2a_ASN1_INTEGER(b, X509_get0_serialNumber(x)) > 0;
+        break;
+    case SH_TLS_VAR_CLIENT_V_START:
+        ok = ASN1_TIME_print(b, X509_get0_notBefore(x)) == 1;
+        break;
+    case SH_TLS_VAR_CLIENT_V_END:
+        ok = ASN1_TIME_print(b, X509_get0_notAfter(x)) == 1;
+        break;
+    default: /* the PEM forms */
+        ok = PEM_write_bio_X509(b, x) == 1;
+        break;
+    }
+    char *p = NULL;
+    long n = ok ? BIO_get_mem_data(b, &p) : 0;
+    if (n > 0) {
+        if (which == SH_TLS_VAR_CLIENT_CERT) {
+            /* nginx's $ssl_client_cert: a tab after each inner newline */
+            for (long i = 0; i < n; i++) {
+                sh_buf_append(out, p + i, 1);
+                if (p[i] == '\n' && i + 1 < n)
+                    sh_buf_append(out, "\t", 1);
+            }
+        } else if (which == SH_TLS_VAR_CLIENT_ESCAPED_CERT) {
+            static const char hex[] = "0123456789ABCDEF";
+            for (long i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)p[i];
+                if (isalnum(ch) || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
+                    sh_buf_append(out, p + i, 1);
+                } else {
+                    char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+                    sh_buf_append(out, e, 3);
+                }
+            }
+        } else {
+            sh_buf_append(out, p, (size_t)n);
+        }
+    }
+    BIO_free(b);
+    return n > 0;
+}
+
 int sh_tls_var(const sh_tls_t *t, int which, sh_buf_t *out)
 {
     if (t == NULL || (!t->done && !t->early_in))
         return 0;
     const char *s = NULL;
+    if (which >= SH_TLS_VAR_CLIENT_VERIFY)
+        return t->done ? client_cert_var(t, which, out) : 0;
     switch (which) {
     case SH_TLS_VAR_EARLY_DATA:
         /* nginx (OpenSSL): "1" while the handshake is not finished */

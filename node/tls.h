@@ -79,6 +79,14 @@ int sh_tls_in_early_data(const sh_tls_t *t);
 /* The ALPN protocol chosen: "h2", "http/1.1", or NULL. */
 const char *sh_tls_alpn(const sh_tls_t *t);
 
+/* ssl_verify_client, checked per request as nginx does (the handshake
+ * goes on whatever the verification said): 0 when the request may go on;
+ * 421 when srv (the server the Host chose) verifies clients and is not the
+ * server the handshake chose (SNI); 495 when the client certificate
+ * failed verification; 496 when `ssl_verify_client on` and the client sent
+ * none. Logged here. */
+int sh_tls_client_check(const sh_tls_t *t, const sh_http_srv_t *srv);
+
 /* Variables: $ssl_protocol, $ssl_cipher, $ssl_server_name,
  * $ssl_session_reused ("r" or "."), $ssl_alpn_protocol, $ssl_early_data.
  * Append and return 1, or 0 when not set. */
@@ -88,7 +96,19 @@ enum sh_tls_var {
     SH_TLS_VAR_SERVER_NAME,
     SH_TLS_VAR_SESSION_REUSED,
     SH_TLS_VAR_ALPN,
-    SH_TLS_VAR_EARLY_DATA /* "1" in early data, else not set */
+    SH_TLS_VAR_EARLY_DATA, /* "1" in early data, else not set */
+    /* the client certificate (ssl_verify_client), nginx's formats */
+    SH_TLS_VAR_CLIENT_VERIFY, /* SUCCESS, FAILED:reason, NONE */
+    SH_TLS_VAR_CLIENT_S_DN,   /* RFC 2253 */
+    SH_TLS_VAR_CLIENT_I_DN,
+    SH_TLS_VAR_CLIENT_SERIAL,       /* hex */
+    SH_TLS_VAR_CLIENT_FINGERPRINT,  /* SHA-1 of the DER, hex */
+    SH_TLS_VAR_CLIENT_RAW_CERT,     /* PEM */
+    SH_TLS_VAR_CLIENT_CERT,         /* PEM, lines after the first start with a tab */
+    SH_TLS_VAR_CLIENT_ESCAPED_CERT, /* PEM, URL-encoded */
+    SH_TLS_VAR_CLIENT_V_START,
+    SH_TLS_VAR_CLIENT_V_END,
+    SH_TLS_VAR_CLIENT_V_REMAIN /* days */
 };
 int sh_tls_var(const sh_tls_t *t, int which, sh_buf_t *out);
 

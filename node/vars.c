@@ -83,6 +83,17 @@ enum var_id {
     V_SSL_SESSION_REUSED,
     V_SSL_ALPN,
     V_SSL_EARLY_DATA,
+    V_SSL_CLIENT_VERIFY,
+    V_SSL_CLIENT_S_DN,
+    V_SSL_CLIENT_I_DN,
+    V_SSL_CLIENT_SERIAL,
+    V_SSL_CLIENT_FINGERPRINT,
+    V_SSL_CLIENT_RAW_CERT,
+    V_SSL_CLIENT_CERT,
+    V_SSL_CLIENT_ESCAPED_CERT,
+    V_SSL_CLIENT_V_START,
+    V_SSL_CLIENT_V_END,
+    V_SSL_CLIENT_V_REMAIN,
     V_HTTPS,
     V_CAPTURE, /* $0..$9: group in part.group */
     V_NAMED,   /* map result or named capture: part.entry */
@@ -171,6 +182,17 @@ static const struct {
     {"ssl_session_reused", V_SSL_SESSION_REUSED},
     {"ssl_alpn_protocol", V_SSL_ALPN},
     {"ssl_early_data", V_SSL_EARLY_DATA},
+    {"ssl_client_verify", V_SSL_CLIENT_VERIFY},
+    {"ssl_client_s_dn", V_SSL_CLIENT_S_DN},
+    {"ssl_client_i_dn", V_SSL_CLIENT_I_DN},
+    {"ssl_client_serial", V_SSL_CLIENT_SERIAL},
+    {"ssl_client_fingerprint", V_SSL_CLIENT_FINGERPRINT},
+    {"ssl_client_raw_cert", V_SSL_CLIENT_RAW_CERT},
+    {"ssl_client_cert", V_SSL_CLIENT_CERT},
+    {"ssl_client_escaped_cert", V_SSL_CLIENT_ESCAPED_CERT},
+    {"ssl_client_v_start", V_SSL_CLIENT_V_START},
+    {"ssl_client_v_end", V_SSL_CLIENT_V_END},
+    {"ssl_client_v_remain", V_SSL_CLIENT_V_REMAIN},
     {"https", V_HTTPS},
 };
 
@@ -716,6 +738,28 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         return sh_tls_var(r->c->tls, SH_TLS_VAR_ALPN, out);
     case V_SSL_EARLY_DATA:
         return sh_tls_var(r->c->tls, SH_TLS_VAR_EARLY_DATA, out);
+    case V_SSL_CLIENT_VERIFY:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_VERIFY, out);
+    case V_SSL_CLIENT_S_DN:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_S_DN, out);
+    case V_SSL_CLIENT_I_DN:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_I_DN, out);
+    case V_SSL_CLIENT_SERIAL:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_SERIAL, out);
+    case V_SSL_CLIENT_FINGERPRINT:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_FINGERPRINT, out);
+    case V_SSL_CLIENT_RAW_CERT:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_RAW_CERT, out);
+    case V_SSL_CLIENT_CERT:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_CERT, out);
+    case V_SSL_CLIENT_ESCAPED_CERT:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_ESCAPED_CERT, out);
+    case V_SSL_CLIENT_V_START:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_V_START, out);
+    case V_SSL_CLIENT_V_END:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_V_END, out);
+    case V_SSL_CLIENT_V_REMAIN:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_V_REMAIN, out);
     case V_REQUEST:
         if (r->h.method_len == 0)
             return 1;
