@@ -8,7 +8,8 @@ index.txt marking it valid, and `openssl ocsp` as the responder. Shoal with
 fetches the response off the worker loops: s_client -status is polled until
 the staple shows (the first connections may go unstapled). A second node
 whose certificate names a responder that is down: no staple, the
-connection still works."""
+connection still works. A third whose certificate names a dead responder
+but with `ssl_stapling_responder` set to the live one: stapled."""
 
 import os
 import subprocess
@@ -50,7 +51,7 @@ def index_line(crt):
                                          f["serial"].strip(), f["subject"].strip())
 
 
-def conf(crt, key, ca):
+def conf(crt, key, ca, extra=""):
     return f"""
         worker_processes 2;
         error_log logs/error.log info;
@@ -64,6 +65,7 @@ def conf(crt, key, ca):
                 ssl_stapling on;
                 ssl_stapling_verify on;
                 ssl_trusted_certificate {ca};
+                {extra}
                 location / {{ return 200 "ok\\n"; }}
             }}
         }}"""
@@ -74,9 +76,14 @@ def main(t):
     os.makedirs(d)
     ocsp_port = t.port()
     ca, ca_key, crt, key = make_ca_and_cert(d, "server", ocsp_port)
+    # a certificate whose AIA names a port where nothing answers: only
+    # ssl_stapling_responder can get it a staple
+    _, _, crt3, key3 = make_ca_and_cert(d, "server3", t.port())
     idx = os.path.join(d, "index.txt")
     with open(idx, "w") as f:
-        f.write(index_line(crt))
+        f.write(index_line(crt) + index_line(crt3))
+    with open(idx + ".attr", "w") as f:
+        f.write("unique_subject = no\n")  # both are CN=o.test
     responder = t._spawn("ocsp", ["openssl", "ocsp", "-index", idx, "-port", str(ocsp_port),
                                   "-rsigner", ca, "-rkey", ca_key, "-CA", ca, "-ndays", "1"],
                          os.path.join(t.tmp, "ocsp"))
@@ -96,6 +103,18 @@ def main(t):
             out[-3000:])
     t.check("Cert Status: good" in out, "the stapled response says good", out[-3000:])
     t.check("ok" in out.splitlines()[-1] or "\nok" in out, "the request is served", out[-500:])
+
+    # ssl_stapling_responder overrides the certificate's (dead) responder
+    node3 = t.shoal(conf(crt3, key3, ca, "ssl_stapling_responder http://127.0.0.1:%d/;" % ocsp_port))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        _, out = t.s_client(node3.port, "-servername", "o.test", "-status", "-ign_eof", stdin=GET)
+        if "OCSP Response Status: successful" in out:
+            break
+        time.sleep(0.2)
+    t.check("OCSP Response Status: successful" in out and "Cert Status: good" in out,
+            "ssl_stapling_responder: the response of the configured responder is stapled "
+            "(the certificate's own responder is down)", out[-3000:])
 
     # The responder goes down: the next node gets no staple but serves.
     t.stop(responder)
