@@ -121,6 +121,16 @@ static int max_streams_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return rc;
 }
 
+/* nginx 1.19.7 made these obsolete (warned, ignored); configurations
+ * written before still carry them. post: the directive to use instead. */
+static int obsolete_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)conf;
+    sh_conf_warn(cf, "the \"%s\" directive is obsolete, use the \"%s\" directive instead",
+                 cf->node->args[0], (const char *)cmd->post);
+    return 0;
+}
+
 static const sh_conf_cmd_t h2_cmds[] = {
     {"http2", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_FLAG, sh_conf_set_flag,
      offsetof(h2_conf_t, enable), NULL},
@@ -132,6 +142,21 @@ static const sh_conf_cmd_t h2_cmds[] = {
      sh_conf_set_ignore, 0, NULL},
     {"http2_body_preread_size", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, sh_conf_set_ignore, 0,
      NULL},
+    {"http2_idle_timeout", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, obsolete_set, 0,
+     "keepalive_timeout"},
+    {"http2_max_requests", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, obsolete_set, 0,
+     "keepalive_requests"},
+    {"http2_recv_timeout", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, obsolete_set, 0,
+     "client_header_timeout"},
+    {"http2_max_field_size", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, obsolete_set, 0,
+     "large_client_header_buffers"},
+    {"http2_max_header_size", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, obsolete_set, 0,
+     "large_client_header_buffers"},
+    /* server push: gone from browsers; nginx 1.25.1 dropped it too */
+    {"http2_push", SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_TAKE1,
+     sh_conf_set_unsupported, 0, NULL},
+    {"http2_push_preload", SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_FLAG,
+     sh_conf_set_unsupported, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 static const sh_http_module_t h2_http_ctx = {
@@ -616,6 +641,16 @@ static int request_ready(h2_stream_t *st, int end_stream)
         sh_log_info("client %llu sent too large HTTP/2 header list", (unsigned long long)c->id);
         sh_request_respond(r, 431, NULL, NULL, 0, NULL);
         return 0;
+    }
+    /* keepalive_requests (nginx 1.19.7+ for HTTP/2): the connection's
+     * last request; GOAWAY names it, the client opens a new connection */
+    const sh_http_core_loc_t *core =
+        sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
+    if (core->keepalive_requests > 0 && c->nrequests + 1 >= (uint32_t)core->keepalive_requests &&
+        !h2->goaway) {
+        h2->goaway = 1;
+        nghttp2_submit_goaway(h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR, NULL, 0);
+        schedule(h2);
     }
     sh_request_dispatch(r);
     /* r may be complete and freed now (a local response) */
