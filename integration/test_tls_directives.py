@@ -10,7 +10,10 @@
   file:line (no terminal prompt).
 - `ssl_buffer_size 4k`: application-data records from the server are at
   most 4 KiB (+ TLS 1.3 overhead), measured by a relay that reads the
-  record headers of a 200 KB response; the default gives 16 KiB records."""
+  record headers of a 200 KB response; the default gives 16 KiB records.
+- Plain HTTP sent to a TLS port gets nginx's 400 "The plain HTTP request was
+  sent to HTTPS port" in clear text, then the connection closes.
+- $http2 (h2 / h2c / empty), $ssl_curve, $ssl_session_id."""
 
 import os
 import socket
@@ -95,6 +98,7 @@ def main(t):
         f.write("nope\n")
     p_buf = t.port()
     p_def = t.port()
+    p_h2c = t.port()
     node = t.shoal(f"""
         error_log logs/error.log info;
         events {{ }}
@@ -119,10 +123,12 @@ def main(t):
                 location / {{ proxy_pass http://127.0.0.1:{b1.port}; }}
             }}
             server {{
-                listen 127.0.0.1:{p_def} ssl;
+                listen 127.0.0.1:{p_def} ssl http2;
+                listen 127.0.0.1:{p_h2c} http2;
                 ssl_certificate {cert};
                 ssl_certificate_key {key};
                 location / {{ proxy_pass http://127.0.0.1:{b1.port}; }}
+                location = /vars {{ return 200 "[$http2|$ssl_curve|$ssl_session_id|$ssl_protocol]"; }}
             }}
         }}""")
     GET = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
@@ -159,6 +165,31 @@ http {{
         res = t.run_shoal(["-t", "-c", conf], timeout=20)
         t.check(res.returncode == 1 and "%s:3:" % conf in res.stderr and "cannot load certificate key" in res.stderr,
                 "encrypted key, %s: -t refuses it with file:line (rc %s)" % (label, res.returncode), res.stderr)
+
+    # -- plain HTTP to a TLS port: nginx's 400 in clear text --
+    with sh.RawConn(p_def) as rc_:
+        rc_.send(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        resp = rc_.read_response(timeout=10)
+        closed = rc_.closed_by_peer(5)
+    t.check(resp.status == 400 and b"The plain HTTP request was sent to HTTPS port" in resp.body and closed,
+            "plain HTTP on a TLS port: 400 \"The plain HTTP request was sent to HTTPS port\", then close "
+            "(got %s)" % resp.status, resp)
+
+    # -- $http2, $ssl_curve, $ssl_session_id --
+    base = "https://127.0.0.1:%d/vars" % p_def
+    r2 = t.curl(base, "-k", "--http2")
+    r1 = t.curl(base, "-k", "--http1.1", "--curves", "P-256")
+    rc = t.curl("http://127.0.0.1:%d/vars" % p_h2c, "--http2-prior-knowledge")
+    v2 = r2.text().strip("[]").split("|")
+    v1 = r1.text().strip("[]").split("|")
+    t.check(r2.status == 200 and v2[0] == "h2" and v2[1] == "X25519" and len(v2[2]) == 64
+            and all(ch in "0123456789ABCDEF" for ch in v2[2]) and v2[3] == "TLSv1.3",
+            "h2 over TLS: $http2 h2, $ssl_curve X25519, $ssl_session_id 64 hex digits, TLSv1.3 "
+            "(got %s)" % v2, r2)
+    t.check(r1.status == 200 and v1[0] == "" and v1[1] == "prime256v1",
+            "HTTP/1.1 over TLS, curl --curves P-256: $http2 empty, $ssl_curve prime256v1 (got %s)" % v1, r1)
+    t.check(rc.status == 200 and rc.text() == "[h2c|||]",
+            "h2c: $http2 h2c, no TLS variables (got %r)" % rc.text(), rc)
 
     # -- ssl_buffer_size --
     sizes = {}

@@ -1135,6 +1135,36 @@ static void resume_early(sh_conn_t *c)
         drain_in(c); /* its body, and what was pipelined behind it */
 }
 
+/* nginx's answer to plain HTTP on a TLS address (its 497, sent as 400),
+ * in clear text, then close. */
+#define PLAIN_ON_TLS_BODY                                                                          \
+    "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"  \
+    "<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"                                      \
+    "<center>The plain HTTP request was sent to HTTPS port</center>\r\n"                           \
+    "<hr><center>shoal</center>\r\n</body>\r\n</html>\r\n"
+static const char plain_on_tls[] =
+    "HTTP/1.1 400 Bad Request\r\nServer: shoal\r\nContent-Type: text/html\r\n"
+    "Content-Length: 248\r\nConnection: close\r\n\r\n" PLAIN_ON_TLS_BODY;
+_Static_assert(sizeof(PLAIN_ON_TLS_BODY) - 1 == 248, "Content-Length of plain_on_tls");
+
+/* The first byte of a TLS connection: a handshake record (0x16), else
+ * most likely a plain HTTP request line. Returns 1 when answered. */
+static int plain_http_on_tls(sh_conn_t *c, const char *data, size_t len)
+{
+    c->tls_sniffed = 1;
+    unsigned char b = len > 0 ? (unsigned char)data[0] : 0x16;
+    if (b == 0x16 || !(b >= 'A' && b <= 'Z'))
+        return 0;
+    sh_log_info("client %llu sent plain HTTP request to HTTPS port", (unsigned long long)c->id);
+    uv_buf_t out = uv_buf_init((char *)plain_on_tls, sizeof(plain_on_tls) - 1);
+    if (sh_stream_send((uv_stream_t *)&c->tcp, &out, 1, client_written) != 0) {
+        sh_conn_close(c);
+        return 1;
+    }
+    sh_conn_close_after_write(c);
+    return 1;
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     sh_conn_t *c = s->data;
@@ -1148,6 +1178,10 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             sh_log_info("client %llu closed connection while sending the request body",
                         (unsigned long long)c->id);
         sh_conn_close(c);
+        return;
+    }
+    if (c->tls != NULL && !c->tls_sniffed && plain_http_on_tls(c, buf->base, (size_t)nread)) {
+        sh_worker_release_rbuf(c->w, buf);
         return;
     }
     if (c->tls != NULL) {

@@ -118,6 +118,7 @@ struct sh_conn_s {
     uint8_t closing : 1;
     uint8_t in_process : 1;  /* inside process(): do not re-enter */
     uint8_t proto_known : 1; /* HTTP/1.1 or HTTP/2 decided (ALPN, preface) */
+    uint8_t tls_sniffed : 1; /* the first bytes on a TLS address were looked at */
     uint8_t closing_handles;
     uint16_t early_waiting;   /* requests waiting for the TLS handshake (sh_request_dispatch) */
     sh_tls_t *tls;            /* on `listen ... ssl` addresses, else NULL */

@@ -2206,6 +2206,32 @@ int sh_tls_var(const sh_tls_t *t, int which, sh_buf_t *out)
     case SH_TLS_VAR_SESSION_REUSED:
         s = SSL_session_reused(t->ssl) ? "r" : ".";
         break;
+    case SH_TLS_VAR_SESSION_ID: {
+        SSL_SESSION *sess = SSL_get_session(t->ssl);
+        unsigned n = 0;
+        const unsigned char *id = sess ? SSL_SESSION_get_id(sess, &n) : NULL;
+        static const char hex[] = "0123456789ABCDEF";
+        for (unsigned i = 0; i < n; i++) {
+            char h[2] = {hex[id[i] >> 4], hex[id[i] & 15]};
+            sh_buf_append(out, h, 2);
+        }
+        return n > 0;
+    }
+    case SH_TLS_VAR_CURVE: {
+        /* nginx's names: the NID's short name (X25519, prime256v1), or
+         * 0x%04x for a group OpenSSL has no NID for */
+        int nid = SSL_get_negotiated_group(t->ssl);
+        if (nid == NID_undef)
+            return 0;
+        if ((nid & TLSEXT_nid_unknown) == 0) {
+            s = OBJ_nid2sn(nid);
+            break;
+        }
+        char g[8];
+        snprintf(g, sizeof(g), "0x%04x", nid & 0xffff);
+        sh_buf_appends(out, g);
+        return 1;
+    }
     case SH_TLS_VAR_ALPN: {
         const unsigned char *p = NULL;
         unsigned len = 0;

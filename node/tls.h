@@ -97,6 +97,8 @@ enum sh_tls_var {
     SH_TLS_VAR_SESSION_REUSED,
     SH_TLS_VAR_ALPN,
     SH_TLS_VAR_EARLY_DATA, /* "1" in early data, else not set */
+    SH_TLS_VAR_SESSION_ID, /* hex */
+    SH_TLS_VAR_CURVE,      /* the key exchange group: X25519, prime256v1, ... */
     /* the client certificate (ssl_verify_client), nginx's formats */
     SH_TLS_VAR_CLIENT_VERIFY, /* SUCCESS, FAILED:reason, NONE */
     SH_TLS_VAR_CLIENT_S_DN,   /* RFC 2253 */

@@ -83,6 +83,9 @@ enum var_id {
     V_SSL_SESSION_REUSED,
     V_SSL_ALPN,
     V_SSL_EARLY_DATA,
+    V_SSL_SESSION_ID,
+    V_SSL_CURVE,
+    V_HTTP2,
     V_SSL_CLIENT_VERIFY,
     V_SSL_CLIENT_S_DN,
     V_SSL_CLIENT_I_DN,
@@ -182,6 +185,9 @@ static const struct {
     {"ssl_session_reused", V_SSL_SESSION_REUSED},
     {"ssl_alpn_protocol", V_SSL_ALPN},
     {"ssl_early_data", V_SSL_EARLY_DATA},
+    {"ssl_session_id", V_SSL_SESSION_ID},
+    {"ssl_curve", V_SSL_CURVE},
+    {"http2", V_HTTP2},
     {"ssl_client_verify", V_SSL_CLIENT_VERIFY},
     {"ssl_client_s_dn", V_SSL_CLIENT_S_DN},
     {"ssl_client_i_dn", V_SSL_CLIENT_I_DN},
@@ -738,6 +744,15 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         return sh_tls_var(r->c->tls, SH_TLS_VAR_ALPN, out);
     case V_SSL_EARLY_DATA:
         return sh_tls_var(r->c->tls, SH_TLS_VAR_EARLY_DATA, out);
+    case V_SSL_SESSION_ID:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_SESSION_ID, out);
+    case V_SSL_CURVE:
+        return sh_tls_var(r->c->tls, SH_TLS_VAR_CURVE, out);
+    case V_HTTP2:
+        /* nginx: "h2" over TLS, "h2c" in clear text, else empty */
+        if (r->c->h2 != NULL)
+            sh_buf_appends(out, r->c->tls != NULL ? "h2" : "h2c");
+        return 1;
     case V_SSL_CLIENT_VERIFY:
         return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_VERIFY, out);
     case V_SSL_CLIENT_S_DN:
