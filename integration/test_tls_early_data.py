@@ -47,6 +47,15 @@ def h2_get(path, authority):
     return PREFACE + frame(4, 0, 0) + frame(1, 0x5, 1, bytes(block))
 
 
+def h2_post(path, authority, body):
+    """Preface, SETTINGS, a POST's HEADERS (END_HEADERS) and its body as DATA (END_STREAM)."""
+    block = bytearray([0x83, 0x87])  # :method POST, :scheme https
+    block += bytes([0x04, len(path)]) + path
+    block += bytes([0x01, len(authority)]) + authority
+    block += bytes([0x0f, 0x0d, len(str(len(body)))]) + str(len(body)).encode()  # content-length
+    return PREFACE + frame(4, 0, 0) + frame(1, 0x4, 1, bytes(block)) + frame(0, 0x1, 1, body)
+
+
 def s_client_until(port, args, marker, timeout=15):
     """openssl s_client with stdin held open (so it does not end before the
     answer) until it exits (the server closed) or marker shows in its output.
@@ -183,6 +192,16 @@ def main(t):
             and b'"path": "/h2e/echo"' in out,
             "HTTP/2 (ALPN h2) preface + GET in 0-RTT data: accepted, proxied with Early-Data: 1",
             out[-1500:].decode("latin-1"))
+
+    # -- HTTP/2 POST in early data: the stream waits for the handshake --
+    h2p = write("h2p.bin", h2_post(b"/h2p/echo", b"a.test", b"hello h2"))
+    sess = new_session("s7", alpn="h2")
+    out = s_client_until(port, ["-servername", "a.test", "-alpn", "h2", "-sess_in", sess,
+                                "-early_data", h2p], b"body_sha256")
+    t.check(early_status(out) == "accepted" and b'"path": "/h2p/echo"' in out
+            and b'"body_len": 8' in out and b"Early-Data" not in out,
+            "HTTP/2 POST in 0-RTT data: accepted, the stream held until the handshake completed, then "
+            "proxied with its body (no Early-Data header)", out[-1500:].decode("latin-1"))
 
     # -- off: the default, and per server by SNI --
     sess = new_session("s4", p=port_off)
