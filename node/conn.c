@@ -136,6 +136,8 @@ static void request_dispose(sh_request_t *r)
     sh_buf_dispose(&r->up_connect_time);
     sh_buf_dispose(&r->up_header_time);
     sh_buf_dispose(&r->up_response_time);
+    sh_buf_dispose(&r->up_fields);
+    sh_buf_dispose(&r->sent_fields);
     sh_free(r);
 }
 
@@ -149,6 +151,7 @@ sh_request_t *sh_request_new(sh_conn_t *c)
         r->scratch.len = r->uri_buf.len = r->rb.len = r->up_addr.len = r->up_status.len = 0;
         r->out_head.len = 0;
         r->up_connect_time.len = r->up_header_time.len = r->up_response_time.len = 0;
+        r->up_fields.len = r->sent_fields.len = 0;
     } else {
         r = sh_new(sh_request_t);
     }
@@ -404,6 +407,13 @@ int sh_response_start(sh_request_t *r, int status, const char *reason, size_t re
         }
     }
     head_end(r, b);
+    if (sh_vars_want_fields) {
+        /* the fields of the head, without the status line */
+        const char *eol = memchr(b->data, '\n', b->len);
+        size_t skip = eol ? (size_t)(eol - b->data) + 1 : b->len;
+        r->sent_fields.len = 0;
+        sh_buf_append(&r->sent_fields, b->data + skip, b->len - skip);
+    }
     return 0;
 }
 

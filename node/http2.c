@@ -1099,6 +1099,15 @@ int sh_http2_response_start(sh_request_t *r, int status, const sh_http1_header_t
     }
     for (size_t i = first; i < k; i++)
         nv[i].name = (uint8_t *)nb->data + offs[i];
+    if (sh_vars_want_fields) {
+        r->sent_fields.len = 0;
+        for (size_t i = 1; i < k; i++) { /* without :status */
+            sh_buf_append(&r->sent_fields, nv[i].name, nv[i].namelen);
+            sh_buf_append(&r->sent_fields, ": ", 2);
+            sh_buf_append(&r->sent_fields, nv[i].value, nv[i].valuelen);
+            sh_buf_append(&r->sent_fields, "\r\n", 2);
+        }
+    }
     size_t head_bytes = 0;
     for (size_t i = 0; i < k; i++)
         head_bytes += nv[i].namelen + nv[i].valuelen + 4;

@@ -183,6 +183,11 @@ struct sh_request_s {
     sh_buf_t up_connect_time; /* seconds with ms: 0.001 */
     sh_buf_t up_header_time;
     sh_buf_t up_response_time;
+    /* "Name: value\r\n" lines of the upstream's response head and of the
+     * head sent to the client, for $upstream_http_NAME / $sent_http_NAME;
+     * kept only when the configuration uses those (sh_vars_want_fields). */
+    sh_buf_t up_fields;
+    sh_buf_t sent_fields;
     sh_http1_header_t headers[SH_MAX_REQUEST_HEADERS];
 };
 

@@ -967,6 +967,15 @@ static int send_response_head(sh_proxy_req_t *p)
     int no_body = r->head_only || status == 204 || status == 304 || status < 200;
     sh_http1_header_t hs[MAX_RESP_HEADERS];
     size_t n = 0;
+    if (sh_vars_want_fields) { /* $upstream_http_NAME: the fields as the server sent them */
+        r->up_fields.len = 0;
+        for (size_t i = 0; i < rs->nheaders; i++) {
+            sh_buf_append(&r->up_fields, rs->headers[i].name, rs->headers[i].name_len);
+            sh_buf_append(&r->up_fields, ": ", 2);
+            sh_buf_append(&r->up_fields, rs->headers[i].value, rs->headers[i].value_len);
+            sh_buf_append(&r->up_fields, "\r\n", 2);
+        }
+    }
     /* proxy_pass_header Server/Date: the upstream's replaces ours */
     unsigned flags = 0;
     if (p->conf->npassh > 0)

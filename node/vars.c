@@ -351,6 +351,34 @@ void sh_vars_reg_destroy(sh_var_reg_t *reg)
 
 /* ------------------------------------------------------ compiling -- */
 
+int sh_vars_want_fields;
+
+/* The value of field name (lower case, '-') among "Name: value\r\n"
+ * lines; several are joined with ", " (nginx 1.23+). Returns 1 if found. */
+static int fields_get(const sh_buf_t *f, const char *name, size_t nl, sh_buf_t *out)
+{
+    int found = 0;
+    const char *p = f->data, *end = f->data + f->len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        const char *colon = memchr(p, ':', (size_t)(le - p));
+        if (colon != NULL && (size_t)(colon - p) == nl && strncasecmp(p, name, nl) == 0) {
+            const char *v = colon + 1, *ve = le;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if (found)
+                sh_buf_append(out, ", ", 2);
+            sh_buf_append(out, v, (size_t)(ve - v));
+            found = 1;
+        }
+        p = le + 1;
+    }
+    return found;
+}
+
 static part_t *add_part(sh_cv_t *cv, int id, const char *text, size_t len)
 {
     cv->parts = sh_realloc(cv->parts, (cv->nparts + 1) * sizeof(*cv->parts));
@@ -359,6 +387,8 @@ static part_t *add_part(sh_cv_t *cv, int id, const char *text, size_t len)
     p->id = id;
     p->text = sh_strndup(text, len);
     p->len = len;
+    if (id == V_SENT_HTTP || id == V_UPSTREAM_HTTP)
+        sh_vars_want_fields = 1;
     if (id == V_HTTP || id == V_SENT_HTTP || id == V_UPSTREAM_HTTP)
         /* header names compare as lower-case with '_' for '-' */
         for (size_t i = 0; i < len; i++)
@@ -834,10 +864,9 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         app(out, v.p, v.len);
         return 1;
     case V_SENT_HTTP:
+        return fields_get(&r->sent_fields, pt->text, pt->len, out);
     case V_UPSTREAM_HTTP:
-        /* The response head lives in the proxy's private state; until it
-         * offers an accessor these are "not set" (see the README). */
-        return 0;
+        return fields_get(&r->up_fields, pt->text, pt->len, out);
     case V_PROXY_ADD_XFF:
         h = find_header(r, "x-forwarded-for", 15);
         if (h != NULL) {

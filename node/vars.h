@@ -68,6 +68,11 @@ int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re);
 /* After the http block: every named variable used is defined; else the
  * error names the first use's file:line. */
 int sh_vars_check(sh_conf_t *cf, sh_http_main_t *m);
+
+/* Set once any value uses $sent_http_NAME or $upstream_http_NAME: the
+ * response paths then keep the fields those read (r->sent_fields,
+ * r->up_fields). Written at configuration load, before workers run. */
+extern int sh_vars_want_fields;
 void sh_vars_reg_destroy(sh_var_reg_t *reg);
 
 /* Log a finished request (accesslog.h has the contract); declared here
