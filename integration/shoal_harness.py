@@ -150,6 +150,15 @@ def free_port(host="127.0.0.1"):
     raise HarnessError("no free port found in %d-%d" % (lo, hi))
 
 
+def file_lines(path):
+    """The lines of a (log) file as text (latin-1), [] while it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return [l.decode("latin-1") for l in f.read().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
 def port_accepts(port, host="127.0.0.1", timeout=0.5):
     try:
         with socket.create_connection((host, port), timeout=timeout):

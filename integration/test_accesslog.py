@@ -25,12 +25,7 @@ COMBINED_RE = re.compile(
 TIME_RE = re.compile(r'^\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}$')
 
 
-def lines(path):
-    try:
-        with open(path, "rb") as f:
-            return [l.decode("latin-1") for l in f.read().splitlines()]
-    except FileNotFoundError:
-        return []
+lines = sh.file_lines
 
 
 def main(t):

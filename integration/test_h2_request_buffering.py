@@ -112,33 +112,17 @@ def raw_put_no_length(port, path, body, pieces=4, timeout=15):
         for i in range(0, len(body), step):
             last = i + step >= len(body)
             s.sendall(frame(DATA, END_STREAM if last else 0, 1, body[i:i + step]))
-        buf = rest
-        status = None
-        resp = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            while len(buf) >= 9:
-                n = struct.unpack(">I", b"\0" + buf[:3])[0]
-                if len(buf) < 9 + n:
-                    break
-                ft, fl = buf[3], buf[4]
-                sid = struct.unpack(">I", buf[5:9])[0] & 0x7FFFFFFF
-                payload = buf[9:9 + n]
-                buf = buf[9 + n:]
-                if sid != 1:
-                    continue
-                if ft == HEADERS and status is None:
-                    status = parse_status(payload)
-                elif ft == DATA:
-                    resp += payload
-                elif ft == RST_STREAM:
-                    return status, resp
-                if fl & END_STREAM:
-                    return status, resp
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
+        frames, _ = read_frames_until(
+            s, rest, lambda fs: any(f[2] == 1 and (f[1] & END_STREAM or f[0] == RST_STREAM) for f in fs),
+            timeout)
+        status, resp = None, b""
+        for ft, fl, sid, payload in frames:
+            if sid != 1:
+                continue
+            if ft == HEADERS and status is None:
+                status = parse_status(payload)
+            elif ft == DATA:
+                resp += payload
         return status, resp
     finally:
         s.close()

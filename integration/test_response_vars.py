@@ -16,12 +16,7 @@ import os
 import shoal_harness as sh
 
 
-def lines(path):
-    try:
-        with open(path, "rb") as f:
-            return [l.decode("latin-1") for l in f.read().splitlines()]
-    except FileNotFoundError:
-        return []
+lines = sh.file_lines
 
 
 def main(t):
