@@ -13,13 +13,17 @@
   record headers of a 200 KB response; the default gives 16 KiB records.
 - Plain HTTP sent to a TLS port gets nginx's 400 "The plain HTTP request was
   sent to HTTPS port" in clear text, then the connection closes.
-- $http2 (h2 / h2c / empty), $ssl_curve, $ssl_session_id."""
+- $http2 (h2 / h2c / empty), $ssl_curve, $ssl_session_id.
+- A client that never finishes its handshake (silent, half a ClientHello)
+  is closed after client_header_timeout; binary garbage at once; the node
+  serves the next client."""
 
 import os
 import socket
 import struct
 import subprocess
 import threading
+import time
 
 import shoal_harness as sh
 
@@ -99,6 +103,7 @@ def main(t):
     p_buf = t.port()
     p_def = t.port()
     p_h2c = t.port()
+    p_slow = t.port()
     node = t.shoal(f"""
         error_log logs/error.log info;
         events {{ }}
@@ -114,6 +119,13 @@ def main(t):
                 ssl_certificate_key {enc_key};
                 ssl_password_file {pwfile};
                 location / {{ return 200 "a\\n"; }}
+            }}
+            server {{
+                listen 127.0.0.1:{p_slow} ssl;
+                client_header_timeout 1s;
+                ssl_certificate {cert};
+                ssl_certificate_key {key};
+                location / {{ return 200 "slow\\n"; }}
             }}
             server {{
                 listen 127.0.0.1:{p_buf} ssl;
@@ -174,6 +186,21 @@ http {{
     t.check(resp.status == 400 and b"The plain HTTP request was sent to HTTPS port" in resp.body and closed,
             "plain HTTP on a TLS port: 400 \"The plain HTTP request was sent to HTTPS port\", then close "
             "(got %s)" % resp.status, resp)
+
+    # -- a handshake that never completes, and garbage: closed, others served --
+    hello_start = bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
+    for label, data in (("silent client", b""), ("half a ClientHello", hello_start),
+                        ("binary garbage", bytes(range(1, 200)))):
+        t0 = time.monotonic()
+        with sh.RawConn(p_slow) as c_:
+            if data:
+                c_.send(data)
+            closed = c_.closed_by_peer(6)
+        took = time.monotonic() - t0
+        t.check(closed and took < 4,
+                "%s on a TLS port with client_header_timeout 1s: closed in %.1f s" % (label, took))
+    r = t.curl("https://127.0.0.1:%d/" % p_slow, "-k")
+    t.check(r.status == 200 and r.text() == "slow\n", "the node still serves a real client after those", r)
 
     # -- $http2, $ssl_curve, $ssl_session_id --
     base = "https://127.0.0.1:%d/vars" % p_def
