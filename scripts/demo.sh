@@ -3,7 +3,8 @@
 # The README's run command, main job: two demo backends and a three-node
 # Shoal cluster on loopback (issue 6). Each node is the embedded default
 # configuration (round robin over 127.0.0.1:9001 and :9002) on its own port
-# (8080, 8081, 8082) plus a `cluster {}` block: gossip on 7946-7948, admin
+# (8080, 8081, 8082), TLS + HTTP/2 with a throw-away self-signed certificate
+# on 8443-8445 (0-RTT on), plus a `cluster {}` block: gossip on 7946-7948, admin
 # API on 9901-9903, one gossip key made by `nodectl keygen`; nodes 2 and 3
 # join node 1. Shows `nodectl members`, prints what to try, then waits.
 # Ctrl-C (or TERM) stops everything this script started, by PID.
@@ -28,6 +29,7 @@ backend="$repo/integration/backend.py"
 python="${PYTHON:-python3}"
 nodectl="${NODECTL_BIN:-$(dirname "$shoal")/nodectl}"
 gw_ports=(8080 8081 8082)
+tls_ports=(8443 8444 8445)
 gossip_ports=(7946 7947 7948)
 admin_ports=(9901 9902 9903)
 gw_port=8080
@@ -59,11 +61,11 @@ sys.exit(1)
 PY
 }
 taken=()
-for p in "${gw_ports[@]}" "${b_ports[@]}" "${gossip_ports[@]}" "${admin_ports[@]}"; do
+for p in "${gw_ports[@]}" "${tls_ports[@]}" "${b_ports[@]}" "${gossip_ports[@]}" "${admin_ports[@]}"; do
   if port_taken "$p"; then taken+=("$p"); fi
 done
 if [ ${#taken[@]} -gt 0 ]; then
-  echo "demo: port(s) ${taken[*]} on 127.0.0.1 already in use; the demo needs 8080-8082, 9001-9002, 7946-7948 and 9901-9903." >&2
+  echo "demo: port(s) ${taken[*]} on 127.0.0.1 already in use; the demo needs 8080-8082, 8443-8445, 9001-9002, 7946-7948 and 9901-9903." >&2
   echo "demo: stop whatever holds them (e.g. 'ss -ltnp | grep -E \":(${taken[*]// /|}) \"') and try again." >&2
   exit 1
 fi
@@ -104,6 +106,10 @@ done
 # persists its keyring beside it (gossip.key.NODE.keyring).
 "$nodectl" keygen >"$logdir/gossip.key" || die "nodectl keygen failed"
 chmod 600 "$logdir/gossip.key"
+# A throw-away self-signed certificate for the TLS + HTTP/2 listeners.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$logdir/demo.key" \
+  -out "$logdir/demo.crt" >/dev/null 2>&1 || die "openssl could not make the demo certificate"
 node_pids=()
 for i in 0 1 2; do
   n=$((i + 1))
@@ -111,7 +117,8 @@ for i in 0 1 2; do
   [ "$i" -gt 0 ] && join="join 127.0.0.1:${gossip_ports[0]};"
   cat >"$logdir/node$n.conf" <<CONF
 # Shoal demo node $n: the embedded default configuration on port ${gw_ports[$i]},
-# plus a cluster block (written by scripts/demo.sh).
+# TLS 1.2/1.3 + HTTP/2 on ${tls_ports[$i]} (self-signed), and a cluster block
+# (written by scripts/demo.sh).
 worker_processes 1;
 events { worker_connections 1024; }
 http {
@@ -122,11 +129,17 @@ http {
     }
     server {
         listen 127.0.0.1:${gw_ports[$i]};
+        listen 127.0.0.1:${tls_ports[$i]} ssl http2;
+        ssl_certificate $logdir/demo.crt;
+        ssl_certificate_key $logdir/demo.key;
+        ssl_session_cache shared:SSL:1m;
+        ssl_early_data on;
         location / {
             proxy_pass http://demo;
             proxy_set_header Host \$host;
             proxy_set_header X-Real-IP \$remote_addr;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header Early-Data \$ssl_early_data;
         }
         location = /shoal/hello { return 200 "hello from shoal node $n\n"; }
     }
@@ -170,6 +183,8 @@ wait_http b1 "${pids[0]}" "http://127.0.0.1:9001/health" || exit 1
 wait_http b2 "${pids[1]}" "http://127.0.0.1:9002/health" || exit 1
 for i in 0 1 2; do
   wait_http "node$((i + 1))" "${node_pids[$i]}" "http://127.0.0.1:${gw_ports[$i]}/shoal/hello" || exit 1
+  curl -fsS -o /dev/null --max-time 2 --cacert "$logdir/demo.crt" --http2 \
+    "https://127.0.0.1:${tls_ports[$i]}/shoal/hello" || die "node$((i + 1)) does not answer over TLS + HTTP/2"
 done
 # The cluster forms within a second or two: wait (deadline 15 s) for 3 alive.
 deadline=$((SECONDS + 15))
@@ -188,6 +203,7 @@ cat <<MSG
 
 Shoal demo is up (logs and configs in $logdir):
   gateways http://127.0.0.1:8080  :8081  :8082   (shoal pids ${node_pids[*]})
+           https://127.0.0.1:8443 :8444 :8445   (TLS + HTTP/2, self-signed: $logdir/demo.crt)
   admin    127.0.0.1:9901  :9902  :9903          (nodectl --addr ...)
   backends http://127.0.0.1:9001 (b1, pid ${pids[0]})  http://127.0.0.1:9002 (b2, pid ${pids[1]})
 
@@ -219,6 +235,15 @@ Try:
 
   # reload node 1 (edit $logdir/node1.conf first): new connections get it
   $nodectl $a reload
+
+  # TLS + HTTP/2 (ALPN h2), and the frames as nghttp sees them
+  curl -s --cacert $logdir/demo.crt --http2 -w '(over HTTP/%{http_version})\n' https://127.0.0.1:8443/shoal/hello
+  nghttp -nv https://127.0.0.1:8443/ | grep -E 'SETTINGS|HEADERS|:status|x-backend'
+
+  # TLS 1.3 0-RTT: resume a session and send the request as early data (Early-Data: 1 upstream)
+  printf 'GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' > /tmp/req
+  openssl s_client -connect 127.0.0.1:8443 -sess_out /tmp/sess -ign_eof </tmp/req >/dev/null 2>&1
+  sleep 1 | openssl s_client -connect 127.0.0.1:8443 -sess_in /tmp/sess -early_data /tmp/req 2>/dev/null | grep -A1 -E 'Early data|Early-Data'
 
   # a POST: the backend echoes what it received (length and SHA-256 of the body)
   head -c 1000000 /dev/urandom > /tmp/body && sha256sum /tmp/body
