@@ -14,6 +14,10 @@ its request as early data (-early_data FILE):
 - A POST in early data waits for the client's Finished (RFC 8470 5.1): it
   is answered, and the backend sees it without Early-Data (dispatched after
   the handshake).
+- A flight that never completes the handshake (a relay drops the client's
+  Finished, as a replayed flight would lack it): a GET in it is proxied, a
+  POST never reaches the backend and the connection closes after
+  client_header_timeout.
 - Replay: the same session used again is refused (OpenSSL's single-use
   sessions, in the cache shared by the node's 2 workers): "Early data was
   rejected", a full handshake, and the backend saw the request once.
@@ -25,6 +29,7 @@ its request as early data (-early_data FILE):
   data stays off and sessions still resume by ticket."""
 
 import os
+import socket
 import struct
 import subprocess
 import threading
@@ -86,6 +91,70 @@ def s_client_until(port, args, marker, timeout=15):
     return bytes(out)
 
 
+class FirstFlightRelay:
+    """A TCP relay that delivers only the client's first flight: it holds the
+    server's answer until a client application-data record (the early data)
+    has gone through, then drops everything else the client sends, so the
+    server never gets the client's Finished: what a replayed flight looks
+    like to the server. upstream_closed is set when the server closes."""
+
+    def __init__(self, target_port):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(1)
+        self.port = self.lsock.getsockname()[1]
+        self.target = target_port
+        self.early_seen = threading.Event()
+        self.upstream_closed = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            c, _ = self.lsock.accept()
+        except OSError:
+            return
+        u = socket.create_connection(("127.0.0.1", self.target))
+        threading.Thread(target=self._up, args=(c, u), daemon=True).start()
+        try:
+            while True:
+                d = u.recv(65536)
+                if not d:
+                    break
+                self.early_seen.wait(10)
+                c.sendall(d)
+        except OSError:
+            pass
+        self.upstream_closed.set()
+        c.close()
+
+    def _up(self, c, u):
+        buf = b""
+        forwarding = True
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return
+                if not forwarding:
+                    continue  # the client's Finished never arrives
+                buf += d
+                while len(buf) >= 5:
+                    n = struct.unpack(">H", buf[3:5])[0]
+                    if len(buf) < 5 + n:
+                        break
+                    rec, buf = buf[:5 + n], buf[5 + n:]
+                    u.sendall(rec)
+                    if rec[0] == 23:  # the first application-data record: early data
+                        forwarding = False
+                        self.early_seen.set()
+                        break
+        except OSError:
+            pass
+
+    def close(self):
+        self.lsock.close()
+
+
 def early_status(out):
     for s, what in ((b"Early data was accepted", "accepted"), (b"Early data was rejected", "rejected"),
                     (b"Early data was not sent", "not sent")):
@@ -108,6 +177,7 @@ def main(t):
             ssl_certificate_key {ca[1]};
             ssl_session_cache shared:SSL:1m;
             proxy_set_header Early-Data $ssl_early_data;
+            client_header_timeout 2s;
             server {{
                 listen 127.0.0.1:{{port}} ssl http2;
                 server_name a.test;
@@ -202,6 +272,40 @@ def main(t):
             and b'"body_len": 8' in out and b"Early-Data" not in out,
             "HTTP/2 POST in 0-RTT data: accepted, the stream held until the handshake completed, then "
             "proxied with its body (no Early-Data header)", out[-1500:].decode("latin-1"))
+
+    # -- a flight that never completes the handshake (a replay, to the server): the GET in it
+    # is proxied (safe), a POST never reaches a server and the connection is closed after
+    # client_header_timeout --
+    for method, path, data in (
+            ("GET", "/nf-get/echo", b"GET /nf-get/echo HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+            ("POST", "/nf-post/echo", b"POST /nf-post/echo HTTP/1.1\r\nHost: a.test\r\n"
+                                      b"Content-Length: 5\r\n\r\nhello")):
+        f = write("nf-%s.txt" % method, data)
+        sess = new_session("nf-" + method)
+        relay = FirstFlightRelay(port)
+        argv = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % relay.port, "-servername", "a.test",
+                "-sess_in", sess, "-early_data", f]
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            t0 = time.monotonic()
+            early = relay.early_seen.wait(10)
+            if method == "GET":
+                sh.wait_for(lambda: count(path) == 1, 10, "the GET from early data at the backend")
+            closed = relay.upstream_closed.wait(10)
+            took = time.monotonic() - t0
+        finally:
+            p.kill()
+            p.wait()
+            relay.close()
+        if method == "GET":
+            t.check(early and count(path) == 1 and closed and took <= 8,
+                    "flight without Finished, GET in early data: proxied (a safe method), then the "
+                    "connection closed after client_header_timeout 2s, not kept alive (%.1f s)" % took)
+        else:
+            t.check(early and count(path) == 0 and closed and 1.5 <= took <= 8,
+                    "flight without Finished, POST in early data: never proxied (backend %d); the node "
+                    "closed the connection after client_header_timeout 2s (%.1f s)" % (count(path), took))
 
     # -- off: the default, and per server by SNI --
     sess = new_session("s4", p=port_off)

@@ -615,7 +615,7 @@ static void update_io(sh_conn_t *c)
             c->reading = 0;
         }
         uint64_t ht = sh_http2_timeout(c->h2);
-        if (c->early_waiting > 0) { /* the handshake must complete in time */
+        if (c->tls != NULL && !sh_tls_handshake_done(c->tls)) { /* 0-RTT: the handshake in time */
             const sh_http_core_loc_t *core =
                 sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
             uint64_t hs = core->client_header_timeout;
@@ -642,15 +642,20 @@ static void update_io(sh_conn_t *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
+    /* TLS 1.3 early data: requests may be served before the handshake
+     * completes; until it does, it is timed as a request head (a replayed
+     * flight never completes it and must not hold the connection for
+     * keepalive_timeout) */
+    int hs_pending = c->tls != NULL && !sh_tls_handshake_done(c->tls);
     uint64_t t = 0;
     if (c->state == SH_CONN_HEAD)
-        t = (c->in.len > 0 || c->nrequests == 0) ? core->client_header_timeout
-                                                 : core->keepalive_timeout;
+        t = (c->in.len > 0 || c->nrequests == 0 || hs_pending) ? core->client_header_timeout
+                                                               : core->keepalive_timeout;
     else if (c->state == SH_CONN_BODY && c->r && c->r->body_wanted)
         t = c->r->core->client_body_timeout;
     else if (c->state == SH_CONN_WAIT && c->r && c->tcp.write_queue_size > 0)
         t = c->r->core->send_timeout;
-    else if (c->early_waiting > 0) /* the handshake must complete in time */
+    else if (hs_pending)
         t = core->client_header_timeout;
     if (t > 0)
         sh_timers_add(&c->w->timers, &c->tq, t);
