@@ -8,7 +8,7 @@ PKGS=(
   cmake make gcc pkg-config clang libclang-rt-14-dev
   libuv1-dev libssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   liblmdb-dev libsodium-dev libpcre2-dev zlib1g-dev libjansson-dev libcmocka-dev
-  python3 curl nghttp2-client openssl iproute2 procps
+  python3 curl nghttp2-client openssl iproute2 procps nftables nginx-light wrk
 )
 [ "${SHOAL_DEPS_EXTRA:-}" ] && PKGS+=(${SHOAL_DEPS_EXTRA})
 
