@@ -601,6 +601,21 @@ void sh_conn_update_io(sh_conn_t *c)
     update_io(c);
 }
 
+/* client_header_timeout runs from the first byte of a request head (from
+ * the accept for the first request, TLS handshake included) to the end of
+ * the head, as nginx has it: reads do not push it back, so a client that
+ * trickles a byte at a time is closed at the timeout all the same. */
+static void head_timer(sh_conn_t *c, uint64_t timeout)
+{
+    sh_timers_t *t = &c->w->timers;
+    if (c->head_deadline == 0) {
+        sh_timers_add(t, &c->tq, timeout);
+        c->head_deadline = c->tq.deadline;
+    } else if (!sh_timers_armed_at(&c->tq, c->head_deadline)) {
+        sh_timers_add_at(t, &c->tq, timeout, c->head_deadline);
+    }
+}
+
 static void update_io(sh_conn_t *c)
 {
     if (c->closing || c->state == SH_CONN_CLOSING)
@@ -614,13 +629,17 @@ static void update_io(sh_conn_t *c)
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = 0;
         }
-        uint64_t ht = sh_http2_timeout(c->h2);
-        if (c->tls != NULL && !sh_tls_handshake_done(c->tls)) { /* 0-RTT: the handshake in time */
+        /* the handshake (0-RTT), the preface and a header block under
+         * way: client_header_timeout from their first byte */
+        if ((c->tls != NULL && !sh_tls_handshake_done(c->tls)) ||
+            sh_http2_head_pending(c->h2)) {
             const sh_http_core_loc_t *core =
                 sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
-            uint64_t hs = core->client_header_timeout;
-            ht = ht > 0 && ht < hs ? ht : hs;
+            head_timer(c, core->client_header_timeout);
+            return;
         }
+        c->head_deadline = 0;
+        uint64_t ht = sh_http2_timeout(c->h2);
         if (ht > 0)
             sh_timers_add(&c->w->timers, &c->tq, ht);
         else
@@ -648,15 +667,22 @@ static void update_io(sh_conn_t *c)
      * keepalive_timeout) */
     int hs_pending = c->tls != NULL && !sh_tls_handshake_done(c->tls);
     uint64_t t = 0;
+    if (c->state == SH_CONN_HEAD && (c->in.len > 0 || c->nrequests == 0 || hs_pending)) {
+        head_timer(c, core->client_header_timeout);
+        return;
+    }
+    if (!hs_pending)
+        c->head_deadline = 0; /* the next head starts its own */
     if (c->state == SH_CONN_HEAD)
-        t = (c->in.len > 0 || c->nrequests == 0 || hs_pending) ? core->client_header_timeout
-                                                               : core->keepalive_timeout;
+        t = core->keepalive_timeout;
     else if (c->state == SH_CONN_BODY && c->r && c->r->body_wanted)
-        t = c->r->core->client_body_timeout;
+        t = c->r->core->client_body_timeout; /* nginx: between two reads */
     else if (c->state == SH_CONN_WAIT && c->r && c->tcp.write_queue_size > 0)
         t = c->r->core->send_timeout;
-    else if (hs_pending)
-        t = core->client_header_timeout;
+    else if (hs_pending) {
+        head_timer(c, core->client_header_timeout);
+        return;
+    }
     if (t > 0)
         sh_timers_add(&c->w->timers, &c->tq, t);
     else

@@ -84,6 +84,16 @@ struct sh_h2_s {
     uint8_t goaway : 1;
     uint8_t closed : 1; /* the connection is closing: no more session calls */
     uint8_t in_recv : 1;
+    /* Frame boundaries of the client's bytes, followed beside nghttp2
+     * (which does not tell whether it holds part of a frame), so that a
+     * preface, frame or header block under way is timed by
+     * client_header_timeout from its first byte (sh_http2_head_pending) */
+    uint8_t in_block : 1; /* HEADERS or PUSH_PROMISE without END_HEADERS */
+    uint8_t fr_type;      /* type of the frame whose payload is coming */
+    uint8_t fr_nhdr;      /* bytes of the next 9-byte frame header seen */
+    uint8_t fr_hdr[9];
+    uint32_t preface_seen; /* bytes of the 24-byte preface seen */
+    uint32_t fr_left;      /* payload bytes of the current frame to come */
 };
 
 extern sh_conf_module_t sh_http2_module;
@@ -948,12 +958,52 @@ int sh_http2_start(sh_conn_t *c)
     return 0;
 }
 
+/* Follow the frame boundaries over len more bytes from the client. */
+static void track_frames(sh_h2_t *h2, const unsigned char *p, size_t len)
+{
+    size_t i = 0;
+    if (h2->preface_seen < SH_H2_PREFACE_LEN) {
+        size_t k = SH_H2_PREFACE_LEN - h2->preface_seen;
+        k = k < len ? k : len;
+        h2->preface_seen += (uint32_t)k;
+        i = k;
+    }
+    while (i < len) {
+        if (h2->fr_left > 0) {
+            size_t k = len - i < h2->fr_left ? len - i : h2->fr_left;
+            h2->fr_left -= (uint32_t)k;
+            i += k;
+            continue;
+        }
+        h2->fr_hdr[h2->fr_nhdr++] = p[i++];
+        if (h2->fr_nhdr < 9)
+            continue;
+        h2->fr_nhdr = 0;
+        const uint8_t *hd = h2->fr_hdr;
+        h2->fr_left = (uint32_t)hd[0] << 16 | (uint32_t)hd[1] << 8 | hd[2];
+        h2->fr_type = hd[3];
+        if (hd[3] == NGHTTP2_HEADERS || hd[3] == NGHTTP2_PUSH_PROMISE)
+            h2->in_block = !(hd[4] & NGHTTP2_FLAG_END_HEADERS);
+        else if (hd[3] == NGHTTP2_CONTINUATION && (hd[4] & NGHTTP2_FLAG_END_HEADERS))
+            h2->in_block = 0;
+    }
+}
+
+int sh_http2_head_pending(const sh_h2_t *h2)
+{
+    /* a DATA frame under way is body: timed per read, as nginx times a
+     * body (client_body_timeout between two reads) */
+    return h2->preface_seen < SH_H2_PREFACE_LEN || h2->fr_nhdr > 0 || h2->in_block ||
+           (h2->fr_left > 0 && h2->fr_type != NGHTTP2_DATA);
+}
+
 int sh_http2_input(sh_h2_t *h2, const char *data, size_t len)
 {
     sh_conn_t *c = h2->c;
     if (h2->closed || c->closing)
         return -1;
     h2->opened_this_read = 0;
+    track_frames(h2, (const unsigned char *)data, len);
     h2->in_recv = 1;
     ssize_t n = nghttp2_session_mem_recv(h2->s, (const uint8_t *)data, len);
     h2->in_recv = 0;

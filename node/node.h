@@ -106,6 +106,9 @@ typedef struct sh_timers_s {
 struct sh_conn_s {
     uv_tcp_t tcp;
     sh_timeq_entry_t tq; /* the connection's one timeout */
+    /* when client_header_timeout ends the request head (and the TLS
+     * handshake) under way; 0: none under way (conn.c, head_timer) */
+    uint64_t head_deadline;
     sh_worker_t *w;
     const sh_http_addr_t *addr;
     sh_link_t link;      /* worker's connection list */
