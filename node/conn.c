@@ -1253,6 +1253,39 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         update_io(c);
 }
 
+/* Whether c may be closed to make room (nginx's reusable connections): it
+ * waits for a request and holds no byte of one. HTTP/1.1 idle keep-alive
+ * and connections that have sent nothing yet, HTTP/2 without streams or a
+ * header block under way; never one mid-request or mid-handshake. */
+static int reusable(const sh_conn_t *c)
+{
+    if (c->closing || c->state != SH_CONN_HEAD || c->early_waiting > 0)
+        return 0;
+    if (c->h2 != NULL)
+        return sh_http2_idle(c->h2);
+    return c->r == NULL && c->in.len == 0 &&
+           (c->tls == NULL || !c->tls_sniffed || sh_tls_handshake_done(c->tls));
+}
+
+/* worker_connections is full: close the oldest reusable connection
+ * (nginx's ngx_drain_connections) so that the new one, nc, is served.
+ * Returns 1 when room was made. */
+static int drain_one(sh_worker_t *w, const sh_conn_t *nc)
+{
+    /* accepted connections go in at the head: the tail is the oldest */
+    for (sh_link_t *l = w->conns.prev; l != &w->conns; l = l->prev) {
+        sh_conn_t *c = container_of(l, sh_conn_t, link);
+        if (c == nc || !reusable(c))
+            continue;
+        if (w->drained++ % 1024 == 0)
+            sh_log_warn("%d worker_connections are not enough, reusing connections",
+                        w->rt->worker_connections);
+        sh_conn_close(c);
+        return 1;
+    }
+    return 0;
+}
+
 void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *addr)
 {
     sh_conn_t *c = sh_new(sh_conn_t);
@@ -1272,7 +1305,8 @@ void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *a
     int plen = sizeof(c->peer);
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen);
     uv_tcp_nodelay(&c->tcp, 1);
-    if (w->rt->worker_connections > 0 && w->nconns > (uint64_t)w->rt->worker_connections) {
+    if (w->rt->worker_connections > 0 && w->nconns > (uint64_t)w->rt->worker_connections &&
+        !drain_one(w, c)) {
         sh_log_warn("%d worker_connections are not enough", w->rt->worker_connections);
         sh_conn_close(c);
         return;

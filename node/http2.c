@@ -997,6 +997,11 @@ int sh_http2_head_pending(const sh_h2_t *h2)
            (h2->fr_left > 0 && h2->fr_type != NGHTTP2_DATA);
 }
 
+int sh_http2_idle(const sh_h2_t *h2)
+{
+    return !h2->closed && h2->nstreams == 0 && !sh_http2_head_pending(h2);
+}
+
 int sh_http2_input(sh_h2_t *h2, const char *data, size_t len)
 {
     sh_conn_t *c = h2->c;

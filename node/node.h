@@ -246,6 +246,7 @@ struct sh_worker_s {
     uint64_t h2_floods;        /* closed with GOAWAY(ENHANCE_YOUR_CALM) or FLOODED */
     uint64_t h2_header_limit;  /* header lists over the limit (431) */
     uint64_t h2_client_resets; /* streams the client reset before the response ended */
+    uint64_t drained;          /* idle connections closed to make room (conn.c, drain_one) */
     char rbuf[SH_READ_BUF];
     uint8_t rbuf_busy;
     char tls_plain[SH_TLS_PLAIN_BUF]; /* decrypted bytes of one read, see conn.c */
