@@ -742,25 +742,54 @@ static void split_target(sh_request_t *r)
     const char *t = r->h.target;
     size_t n = r->h.target_len;
     /* absolute-form: drop scheme and authority (RFC 9112 3.2.2) */
-    if (n > 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
-        const char *a = memchr(t, ':', n) + 3;
-        const char *slash = memchr(a, '/', (size_t)(t + n - a));
-        if (slash == NULL) {
-            t = "/";
-            n = 1;
-        } else {
-            n -= (size_t)(slash - t);
-            t = slash;
-        }
+    const char *a;
+    size_t al;
+    if (r->h2s == NULL && sh_http1_target_authority(t, n, &a, &al)) {
+        n -= (size_t)(a + al - t);
+        t = a + al;
     }
     const char *q = memchr(t, '?', n);
-    if (q != NULL) {
+    if (n == 0 || t[0] == '?') { /* "http://a" and "http://a?x": the path is "/" */
+        r->path = (sh_str_t){"/", 1};
+        r->args = q != NULL ? (sh_str_t){q + 1, n - 1} : (sh_str_t){NULL, 0};
+    } else if (q != NULL) {
         r->path = (sh_str_t){t, (size_t)(q - t)};
         r->args = (sh_str_t){q + 1, n - (size_t)(q - t) - 1};
     } else {
         r->path = (sh_str_t){t, n};
         r->args = (sh_str_t){NULL, 0};
     }
+}
+
+/* The request's host, as nginx has it: the authority of an absolute-form
+ * target wins over the Host field (RFC 9112 3.2.2), and each must pass
+ * the host rules (sh_http1_host), else 400. r->h.host becomes that host
+ * without port or trailing dot: routing and $host use it, while
+ * $http_host stays the field as sent. Returns 0 or -1 (400). */
+static int host_check(sh_request_t *r)
+{
+    if (r->bad_host)
+        return -1;
+    const char *h = r->h.host;
+    size_t hl = r->h.host_len;
+    if (h != NULL) {
+        ssize_t n = sh_http1_host(h, hl);
+        if (n < 0)
+            return -1;
+        hl = (size_t)n;
+    }
+    const char *a;
+    size_t al;
+    if (r->h2s == NULL && sh_http1_target_authority(r->h.target, r->h.target_len, &a, &al)) {
+        ssize_t n = sh_http1_host(a, al);
+        if (n < 0)
+            return -1;
+        h = a;
+        hl = (size_t)n;
+    }
+    r->h.host = h;
+    r->h.host_len = hl;
+    return 0;
 }
 
 static void do_return(sh_request_t *r)
@@ -829,6 +858,11 @@ void sh_request_dispatch(sh_request_t *r)
     SH_WORKER_COUNT(c->w, requests);
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
+    int bad_host = host_check(r) != 0;
+    if (bad_host) {
+        r->h.host = NULL; /* the default server answers */
+        r->h.host_len = 0;
+    }
     r->srv = sh_http_find_server(c->addr, r->h.host, r->h.host_len);
     /* nginx: a path that cannot be normalized (no leading '/', an encoded
      * NUL, ".." above the root) is a 400 before any routing */
@@ -856,8 +890,9 @@ void sh_request_dispatch(sh_request_t *r)
     }
     if (c->h2 == NULL)
         c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
-    if (bad_uri) {
-        sh_log_info("client %llu sent invalid request URI", (unsigned long long)c->id);
+    if (bad_uri || bad_host) {
+        sh_log_info("client %llu sent invalid %s", (unsigned long long)c->id,
+                    bad_host ? "host" : "request URI");
         r->keepalive = 0;
         sh_request_respond(r, 400, NULL, NULL, 0, NULL);
         return;

@@ -629,6 +629,13 @@ static int request_ready(h2_stream_t *st, int end_stream)
                     r->h.host_len = r->headers[i].value_len;
                     break;
                 }
+            /* RFC 9113 8.3.1: a host field naming another entity than
+             * :authority makes the request malformed; nginx answers 400
+             * (it does so even for equal values, which we serve) */
+            if (ps.authority != NULL && r->h.host != NULL &&
+                (r->h.host_len != ps.authority_len ||
+                 strncasecmp(r->h.host, ps.authority, ps.authority_len) != 0))
+                r->bad_host = 1;
             if (!end_stream) {
                 /* no length: the upstream gets the body chunked */
                 r->h.content_length = ps.content_length;

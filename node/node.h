@@ -170,6 +170,7 @@ struct sh_request_s {
     uint8_t buffering : 1;   /* reading the body into rb before proxying */
     uint8_t rb_complete : 1; /* rb holds the whole body */
     uint8_t early_wait : 1;  /* came in TLS early data: dispatched after the handshake */
+    uint8_t bad_host : 1;    /* HTTP/2 host differing from :authority: 400 (conn.c) */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and
