@@ -73,10 +73,34 @@ static int set_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return sh_conf_walk(cf, cf->node->child, SH_CTX_CLUSTER, cf->confs);
 }
 
+/* bind, advertise and a TCP admin_listen are bound or sent as they are
+ * written (sh_cluster__parse_addr at start): checked here the same way,
+ * so that what `shoal -t` accepts starts (host names are refused by both). */
+static int addr_check(sh_conf_t *cf, const char *a)
+{
+    struct sockaddr_storage ss;
+    if (sh_cluster__parse_addr(a, &ss) != 0)
+        return sh_conf_error(cf, "\"%s\" is not a numeric address and port (IPv4:PORT or [IPv6]:PORT)",
+                             a);
+    return 0;
+}
+
+static int set_addr(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    int rc = addr_check(cf, cf->node->args[1]);
+    return rc != 0 ? rc : sh_conf_set_str(cf, cmd, conf);
+}
+
 static int set_admin_listen(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     sh_cluster_conf_t *c = conf;
     c->admin_node = cf->node;
+    const char *a = cf->node->args[1];
+    if (strcmp(a, "off") != 0 && strncmp(a, "unix:", 5) != 0 && a[0] != '/') {
+        int rc = addr_check(cf, a);
+        if (rc != 0)
+            return rc;
+    }
     return sh_conf_set_str(cf, cmd, conf);
 }
 
@@ -123,8 +147,8 @@ static const sh_conf_cmd_t cmds[] = {
     {"cluster", SH_CTX_MAIN | SH_CONF_BLOCK | SH_CONF_NOARGS, set_block, 0, NULL},
     {"name", IN, sh_conf_set_str, OFF(name), NULL},
     {"node_name", IN, sh_conf_set_str, OFF(node_name), NULL},
-    {"bind", IN, sh_conf_set_str, OFF(bind), NULL},
-    {"advertise", IN, sh_conf_set_str, OFF(advertise), NULL},
+    {"bind", IN, set_addr, OFF(bind), NULL},
+    {"advertise", IN, set_addr, OFF(advertise), NULL},
     {"admin_listen", IN, set_admin_listen, OFF(admin_listen), NULL},
     {"admin_token_file", IN, sh_conf_set_str, OFF(admin_token_file), NULL},
     {"encrypt_key_file", IN, sh_conf_set_str, OFF(encrypt_key_file), NULL},

@@ -370,6 +370,36 @@ static char *hook_upstreams(void *ud)
 }
 #endif
 
+/* -t checks the files the start opens (issue 15: what -t accepts must
+ * start), as nginx -t opens its logs: error_log is opened (created if
+ * need be, as the start would), and the pid file must be writable or
+ * creatable (not written: a running node's pid file is left as it is). */
+static int test_start_files(const sh_core_conf_t *core, const char *prefix)
+{
+    char p[PATH_MAX];
+    if (core->error_log != NULL) {
+        path_join(p, core->error_log[0] == '/' ? "" : prefix, core->error_log);
+        int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", p, strerror(errno));
+            return -1;
+        }
+        close(fd);
+    }
+    if (core->pid != NULL) {
+        path_join(p, core->pid[0] == '/' ? "" : prefix, core->pid);
+        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            close(fd);
+            unlink(p);
+        } else if (errno != EEXIST || access(p, W_OK) != 0) {
+            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", p, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *conf = NULL, *prefix_arg = NULL;
@@ -438,6 +468,11 @@ int main(int argc, char **argv)
     if (rc != 0) {
         fprintf(stderr, "%s\n", err);
         fprintf(stderr, "shoal: configuration file %s test failed\n", shown);
+        return 1;
+    }
+    if (test && test_start_files(sh_runtime_core(rt), prefix) != 0) {
+        fprintf(stderr, "shoal: configuration file %s test failed\n", shown);
+        sh_runtime_destroy(rt);
         return 1;
     }
     if (test) {
