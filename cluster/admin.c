@@ -25,9 +25,17 @@
  * {"error":"..."} with 400 (bad JSON or arguments: nothing changed), 401,
  * 404, 405, 409 (refused in this state), 413, 502 (a join reached nobody).
  *
- * Connections: at most MAX_ADMIN_CONNS at once; an event stream is dropped
- * when more than SUB_MAX_QUEUED bytes wait for it (a client not reading),
- * and counted. A connection with an operation in flight on the thread pool
+ * Connections: at most MAX_ADMIN_CONNS at once. The token is known only once
+ * a request is whole, so a connection still reading its request is anyone's
+ * (issue 15: 128 idle connections locked operators out): its request must
+ * be complete within ADMIN_HEADER_MS of the accept (not re-armed by reads),
+ * and when the table is full the oldest such connection is closed to make
+ * room for the new one; only a table full of connections past their request
+ * (operations in flight, event streams, responses being sent) answers 503.
+ * A response must be taken within ADMIN_SEND_MS. Each refusal is counted
+ * by reason (shoal_admin_rejected_total). An event stream is dropped when
+ * more than SUB_MAX_QUEUED bytes wait for it (a client not reading), and
+ * counted. A connection with an operation in flight on the thread pool
  * (reload) or in push-pulls (join) is freed only once it has completed.
  */
 #include <jansson.h>
@@ -48,10 +56,24 @@
 #define MAX_ADMIN_CONNS 128u
 #define SUB_MAX_QUEUED  (256u * 1024u)
 #define MAX_JOIN_ADDRS  64u
+#define ADMIN_HEADER_MS 3000u  /* from accept to a whole request */
+#define ADMIN_SEND_MS   10000u /* for a response to be taken */
+
+const char *const sh_cluster__admin_reasons[SH_ADMIN_R_N] = {
+    [SH_ADMIN_R_CONN_LIMIT] = "conn_limit",
+    [SH_ADMIN_R_EVICTED] = "evicted",
+    [SH_ADMIN_R_HEADER_TIMEOUT] = "header_timeout",
+    [SH_ADMIN_R_SEND_TIMEOUT] = "send_timeout",
+    [SH_ADMIN_R_TOO_LARGE] = "too_large",
+    [SH_ADMIN_R_BAD_REQUEST] = "bad_request",
+    [SH_ADMIN_R_UNAUTHORIZED] = "unauthorized",
+};
 
 typedef struct joinreq_s joinreq;
 
-typedef struct {
+typedef struct adconn_s adconn;
+
+struct adconn_s {
     unsigned magic; /* SH_ADMIN_MAGIC: tells close_all whose handle this is */
     union {
         uv_tcp_t tcp;
@@ -62,6 +84,8 @@ typedef struct {
     uv_write_t write;
     uv_work_t work;
     sh_cluster_t *c;
+    adconn *prev, *next; /* c->admin_head list, oldest first, until closing */
+    uint64_t deadline;   /* reading or responding: closed then; 0: none */
     char req[ADMIN_MAX_REQ];
     size_t len;
     size_t body_off; /* where the body starts, once the head is complete */
@@ -71,7 +95,7 @@ typedef struct {
     joinreq *join;
     int rc;         /* reload result */
     char msg[1024]; /* reload message */
-} adconn;
+};
 
 struct joinreq_s {
     adconn *a; /* NULL once the connection is gone */
@@ -113,13 +137,63 @@ static void unsubscribe(adconn *a)
         }
 }
 
+static void ad_unlink(adconn *a)
+{
+    sh_cluster_t *c = a->c;
+    if (a->prev)
+        a->prev->next = a->next;
+    else if (c->admin_head == a)
+        c->admin_head = a->next;
+    else
+        return; /* not linked */
+    if (a->next)
+        a->next->prev = a->prev;
+    else
+        c->admin_tail = a->prev;
+    a->prev = a->next = NULL;
+}
+
 static void ad_close(adconn *a)
 {
     if (a->closing)
         return;
     a->closing = 1;
+    ad_unlink(a);
     unsubscribe(a);
     uv_close(&a->h.handle, ad_closed);
+}
+
+/* ---------------------------------------------------------- deadlines -- */
+
+static void admin_timer_cb(uv_timer_t *t);
+
+/* Arm the cluster's admin timer for the earliest deadline (at most
+ * MAX_ADMIN_CONNS connections: a walk is cheap). */
+static void admin_arm(sh_cluster_t *c)
+{
+    uint64_t first = 0, now = uv_now(&c->loop);
+    for (adconn *a = c->admin_head; a; a = a->next)
+        if (a->deadline && (first == 0 || a->deadline < first))
+            first = a->deadline;
+    if (first == 0)
+        uv_timer_stop(&c->admin_timer);
+    else
+        uv_timer_start(&c->admin_timer, admin_timer_cb, first > now ? first - now : 0, 0);
+}
+
+static void admin_timer_cb(uv_timer_t *t)
+{
+    sh_cluster_t *c = container_of(t, sh_cluster_t, admin_timer);
+    uint64_t now = uv_now(&c->loop);
+    adconn *next;
+    for (adconn *a = c->admin_head; a; a = next) {
+        next = a->next;
+        if (a->deadline == 0 || a->deadline > now)
+            continue;
+        c->admin_rejected[a->resp ? SH_ADMIN_R_SEND_TIMEOUT : SH_ADMIN_R_HEADER_TIMEOUT]++;
+        ad_close(a);
+    }
+    admin_arm(c);
 }
 
 void sh_cluster__admin_close(uv_handle_t *h)
@@ -188,6 +262,8 @@ static void respond(adconn *a, int code, const char *ctype, char *body, const ch
     free(body);
     uv_buf_t b = uv_buf_init(a->resp, (unsigned)n);
     a->write.data = a;
+    a->deadline = uv_now(&a->c->loop) + ADMIN_SEND_MS;
+    admin_arm(a->c);
     if (uv_write(&a->write, &a->h.stream, &b, 1, ad_written) != 0)
         ad_close(a);
 }
@@ -756,6 +832,20 @@ static void get_metrics(adconn *a)
             (unsigned long long)ks->bad_tag);
     fprintf(f, "shoal_gossip_dropped_total{reason=\"too_big\"} %llu\n",
             (unsigned long long)c->wst.too_big);
+    fprintf(f, "# HELP shoal_gossip_rejected_total Push-pull connections (gossip TCP) refused, "
+               "by reason.\n# TYPE shoal_gossip_rejected_total counter\n");
+    for (int i = 0; i < SH_PP_R_N; i++)
+        fprintf(f, "shoal_gossip_rejected_total{reason=\"%s\"} %llu\n", sh_cluster__pp_reasons[i],
+                (unsigned long long)c->pp.rejected[i]);
+    fprintf(f, "# HELP shoal_gossip_pushpull_connections Push-pull connections open.\n"
+               "# TYPE shoal_gossip_pushpull_connections gauge\n");
+    fprintf(f, "shoal_gossip_pushpull_connections{direction=\"in\"} %u\n", c->pp.n_in);
+    fprintf(f, "shoal_gossip_pushpull_connections{direction=\"out\"} %u\n", c->pp.n_out);
+    metric(f, "shoal_gossip_pushpull_buffered_bytes", "gauge",
+           "Bytes buffered for push-pull frames being read.", c->pp.buffered);
+    metric(f, "shoal_gossip_pushpull_legacy_total", "counter",
+           "Push-pull frames in the legacy format (older peers), received and sent.",
+           c->pp.legacy_in + c->pp.legacy_out);
     metric(f, "shoal_gossip_health_score", "gauge", "Lifeguard local health (0 is healthy).",
            (unsigned long long)sh_swim_health_score(c->swim));
     metric(f, "shoal_keyring_keys", "gauge", "Gossip keys installed.", sh_keyring_count(c->kr));
@@ -770,6 +860,12 @@ static void get_metrics(adconn *a)
            c->admin_unauthorized);
     metric(f, "shoal_admin_errors_total", "counter", "Admin requests answered 4xx/5xx.",
            c->admin_bad_requests);
+    fprintf(f, "# HELP shoal_admin_rejected_total Admin connections and requests refused, "
+               "by reason.\n# TYPE shoal_admin_rejected_total counter\n");
+    for (int i = 0; i < SH_ADMIN_R_N; i++)
+        fprintf(f, "shoal_admin_rejected_total{reason=\"%s\"} %llu\n",
+                sh_cluster__admin_reasons[i], (unsigned long long)c->admin_rejected[i]);
+    metric(f, "shoal_admin_connections", "gauge", "Admin connections open.", c->nadmin);
     metric(f, "shoal_admin_event_streams", "gauge", "Open admin event streams.", c->nsubs);
     metric(f, "shoal_admin_event_streams_dropped_total", "counter",
            "Event streams closed for not reading.", c->events_dropped);
@@ -844,6 +940,7 @@ static void route(adconn *a, const char *method, char *path)
     c->admin_requests++;
     if (!authorized(a)) {
         c->admin_unauthorized++;
+        c->admin_rejected[SH_ADMIN_R_UNAUTHORIZED]++;
         respond(a, 401, NULL, NULL, "a valid bearer token is required (--token or SHOAL_TOKEN)");
         return;
     }
@@ -936,11 +1033,14 @@ static void route(adconn *a, const char *method, char *path)
 static void ad_respond(adconn *a, int code)
 {
     char method[16] = "", path[256] = "";
+    a->deadline = 0; /* the request is whole: the operation's own limits apply */
     if (code != 0) {
+        a->c->admin_rejected[code == 413 ? SH_ADMIN_R_TOO_LARGE : SH_ADMIN_R_BAD_REQUEST]++;
         respond(a, code, NULL, NULL, NULL);
         return;
     }
     if (sscanf(a->req, "%15s %255s", method, path) != 2 || path[0] != '/') {
+        a->c->admin_rejected[SH_ADMIN_R_BAD_REQUEST]++;
         respond(a, 400, NULL, NULL, "not an HTTP request line");
         return;
     }
@@ -996,11 +1096,27 @@ static void ad_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         ad_respond(a, 0);
 }
 
+/* The oldest connection still reading its request: nobody we know yet. */
+static adconn *oldest_reading(sh_cluster_t *c)
+{
+    for (adconn *a = c->admin_head; a; a = a->next)
+        if (!a->sub && !a->busy && a->resp == NULL)
+            return a;
+    return NULL;
+}
+
 static void admin_accept(uv_stream_t *server, int status)
 {
     sh_cluster_t *c = container_of((void *)server, sh_cluster_t, admin);
     if (status < 0 || c->stopping)
         return;
+    if (c->nadmin >= MAX_ADMIN_CONNS) {
+        adconn *old = oldest_reading(c);
+        if (old != NULL) {
+            c->admin_rejected[SH_ADMIN_R_EVICTED]++;
+            ad_close(old);
+        }
+    }
     adconn *a = sh_new(adconn);
     a->magic = SH_ADMIN_MAGIC;
     a->c = c;
@@ -1014,10 +1130,20 @@ static void admin_accept(uv_stream_t *server, int status)
         ad_close(a);
         return;
     }
+    /* linked before respond, so that its send deadline applies */
+    a->prev = c->admin_tail;
+    if (a->prev)
+        a->prev->next = a;
+    else
+        c->admin_head = a;
+    c->admin_tail = a;
     if (c->nadmin > MAX_ADMIN_CONNS) {
+        c->admin_rejected[SH_ADMIN_R_CONN_LIMIT]++;
         respond(a, 503, NULL, NULL, "too many admin connections");
         return;
     }
+    a->deadline = uv_now(&c->loop) + ADMIN_HEADER_MS;
+    admin_arm(c);
     if (uv_read_start(&a->h.stream, ad_alloc, ad_read) != 0)
         ad_close(a);
 }
@@ -1034,6 +1160,7 @@ int sh_cluster__admin_bind(sh_cluster_t *c)
 {
     const char *l = c->conf->admin_listen, *up = unix_path(l);
     int rc = 0;
+    uv_timer_init(&c->loop, &c->admin_timer);
     /* Initialised whatever happens, so close_all can close it. */
     if (strcmp(l, "off") == 0) {
         uv_tcp_init(&c->loop, &c->admin.tcp);

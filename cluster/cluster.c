@@ -4,10 +4,10 @@
  * TCP listener on `bind` (gossip and push-pull), the admin listener, one
  * timer that drives sh_swim_tick at sh_swim_next_deadline, the join retry
  * timer, and a uv_async for stop. Every datagram is size-checked and opened
- * with the keyring before the SWIM code sees it; every push-pull frame is
- * [4-byte big-endian length][sealed frame], one each way per connection.
- * All handles are embedded in sh_cluster_t or in per-connection structs
- * freed in their close callbacks.
+ * with the keyring before the SWIM code sees it; push-pull connections are
+ * pushpull.c's (one frame each way, ppframe.h). All handles are embedded
+ * in sh_cluster_t or in per-connection structs freed in their close
+ * callbacks.
  */
 #include "cluster/cluster.h"
 
@@ -25,9 +25,6 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-
-#define MAX_CONNS       64u
-#define CONN_TIMEOUT_MS 10000u
 
 /* ---------------------------------------------------------- addresses -- */
 
@@ -153,217 +150,6 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     reschedule(c);
 }
 
-/* ---------------------------------------------------------- push-pull -- */
-
-#define PP_MAGIC 0x70707070u
-
-typedef struct {
-    unsigned magic; /* PP_MAGIC: tells close_all whose handle this is */
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_write_t write;
-    uv_timer_t timer;
-    sh_cluster_t *c;
-    int initiator, join, kind, done, closing, handles, reported; /* kind: SH_SWIM_PP_* */
-    void *admin_req; /* the admin join request this push-pull answers, or NULL */
-    uint8_t *in;
-    size_t in_len, in_cap, want;
-    uint8_t *out;
-} ppconn;
-
-static void pp_closed(uv_handle_t *h)
-{
-    ppconn *p = h->data;
-    if (--p->handles > 0)
-        return;
-    p->c->nconns--;
-    sh_free(p->in);
-    sh_free(p->out);
-    sh_free(p);
-}
-
-static void join_done(sh_cluster_t *c, int ok);
-
-/* The outcome of a join push-pull, reported once (a timeout is a failure). */
-static void pp_join_result(ppconn *p, int ok)
-{
-    if (!p->initiator || !p->join || p->reported)
-        return;
-    p->reported = 1;
-    if (p->admin_req != NULL)
-        sh_cluster__admin_join_done(p->c, p->admin_req, ok);
-    join_done(p->c, ok);
-}
-
-static void pp_close(ppconn *p)
-{
-    if (p->closing)
-        return;
-    pp_join_result(p, 0);
-    p->closing = 1;
-    uv_timer_stop(&p->timer);
-    uv_close((uv_handle_t *)&p->timer, pp_closed);
-    uv_close((uv_handle_t *)&p->tcp, pp_closed);
-}
-
-static void pp_timeout(uv_timer_t *t)
-{
-    pp_close(t->data);
-}
-
-static ppconn *pp_new(sh_cluster_t *c)
-{
-    if (c->nconns >= MAX_CONNS || c->stopping > 1)
-        return NULL;
-    ppconn *p = sh_new(ppconn);
-    p->magic = PP_MAGIC;
-    p->c = c;
-    c->nconns++;
-    uv_tcp_init(&c->loop, &p->tcp);
-    uv_timer_init(&c->loop, &p->timer);
-    p->tcp.data = p->timer.data = p;
-    p->handles = 2;
-    uv_timer_start(&p->timer, pp_timeout, CONN_TIMEOUT_MS, 0);
-    return p;
-}
-
-static void pp_written(uv_write_t *w, int status)
-{
-    ppconn *p = w->data;
-    if (status < 0 || !p->initiator)
-        pp_close(p); /* the responder is done once its answer is out */
-}
-
-static int pp_send_state(ppconn *p, int join)
-{
-    uint8_t *pt = NULL;
-    size_t len = sh_swim_pushpull_encode(p->c->swim, join, &pt);
-    size_t cap = 4 + len + SH_KEYRING_OVERHEAD;
-    p->out = sh_malloc(cap);
-    long n = sh_keyring_seal(p->c->kr, pt, len, p->out + 4, cap - 4);
-    sh_free(pt);
-    if (n < 0)
-        return (int)n;
-    p->out[0] = (uint8_t)(n >> 24);
-    p->out[1] = (uint8_t)(n >> 16);
-    p->out[2] = (uint8_t)(n >> 8);
-    p->out[3] = (uint8_t)n;
-    uv_buf_t b = uv_buf_init((char *)p->out, (unsigned)(4 + n));
-    p->write.data = p;
-    return uv_write(&p->write, (uv_stream_t *)&p->tcp, &b, 1, pp_written);
-}
-
-static void pp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    ppconn *p = h->data;
-    size_t need = p->want ? p->want : 4;
-    if (p->in_cap < need) {
-        p->in_cap = need;
-        p->in = sh_realloc(p->in, p->in_cap);
-    }
-    *buf = uv_buf_init((char *)p->in + p->in_len, (unsigned)(need - p->in_len));
-}
-
-static void pp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    ppconn *p = s->data;
-    sh_cluster_t *c = p->c;
-    if (nread < 0) {
-        pp_close(p);
-        return;
-    }
-    p->in_len += (size_t)nread;
-    if (p->want == 0 && p->in_len >= 4) {
-        size_t n = ((size_t)p->in[0] << 24) | ((size_t)p->in[1] << 16) | ((size_t)p->in[2] << 8) |
-                   p->in[3];
-        if (n > SH_WIRE_MAX_FRAME || n < SH_KEYRING_OVERHEAD) {
-            c->wst.too_big++;
-            pp_close(p);
-            return;
-        }
-        p->want = n;
-        p->in_len = 0;
-        return;
-    }
-    if (p->want == 0 || p->in_len < p->want)
-        return;
-    uv_read_stop(s);
-    uint8_t *pt = sh_malloc(p->want);
-    long n = sh_keyring_open(c->kr, p->in, p->want, pt, p->want);
-    /* Our first join takes the cluster's keyring (keysync.h). */
-    sh_keysync_set_joining(c->ks, p->initiator && p->join && !c->joined);
-    int reply = SH_SWIM_PP_FULL;
-    int rc =
-        n < 0 ? (int)n : sh_swim_pushpull_merge(c->swim, pt, (size_t)n, uv_now(&c->loop), &reply);
-    sh_keysync_set_joining(c->ks, 0);
-    sh_free(pt);
-    if (rc < 0) {
-        c->wst.not_opened += n < 0;
-        pp_close(p);
-        return;
-    }
-    p->done = 1;
-    if (p->initiator) {
-        pp_join_result(p, 1);
-        pp_close(p);
-    } else if (pp_send_state(p, reply) != 0) {
-        pp_close(p);
-    }
-    reschedule(c);
-}
-
-static void pp_connected(uv_connect_t *req, int status)
-{
-    ppconn *p = req->data;
-    if (status < 0 || p->closing) {
-        pp_close(p);
-        return;
-    }
-    if (pp_send_state(p, p->kind) != 0 ||
-        uv_read_start((uv_stream_t *)&p->tcp, pp_alloc, pp_read) != 0)
-        pp_close(p);
-}
-
-static void t_pushpull(void *ud, const char *addr, int kind)
-{
-    sh_cluster_t *c = ud;
-    int join = kind == SH_SWIM_PP_JOIN;
-    struct sockaddr_storage ss;
-    ppconn *p = NULL;
-    if (parse_addr(addr, &ss) != 0 || (p = pp_new(c)) == NULL) {
-        if (join && c->admin_join != NULL)
-            sh_cluster__admin_join_done(c, c->admin_join, 0);
-        if (join)
-            join_done(c, 0);
-        return;
-    }
-    p->initiator = 1;
-    p->join = join;
-    p->kind = kind;
-    p->admin_req = join ? c->admin_join : NULL;
-    p->connect.data = p;
-    if (uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&ss, pp_connected) != 0)
-        pp_close(p);
-}
-
-static void tcp_accept(uv_stream_t *server, int status)
-{
-    sh_cluster_t *c = container_of((uv_tcp_t *)server, sh_cluster_t, tcp);
-    if (status < 0)
-        return;
-    ppconn *p = pp_new(c);
-    if (p == NULL) {
-        uv_tcp_t tmp;
-        uv_tcp_init(&c->loop, &tmp);
-        if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
-            uv_close((uv_handle_t *)&tmp, NULL);
-        return;
-    }
-    if (uv_accept(server, (uv_stream_t *)&p->tcp) != 0 ||
-        uv_read_start((uv_stream_t *)&p->tcp, pp_alloc, pp_read) != 0)
-        pp_close(p);
-}
-
 /* --------------------------------------------------------------- join -- */
 /*
  * Each round resolves every `join` entry (static now; dns: through
@@ -390,7 +176,7 @@ static void join_maybe_retry(sh_cluster_t *c)
     uv_timer_start(&c->join_timer, join_timer_cb, b, 0);
 }
 
-static void join_done(sh_cluster_t *c, int ok)
+void sh_cluster__join_done(sh_cluster_t *c, int ok)
 {
     if (c->joins_pending > 0)
         c->joins_pending--;
@@ -406,7 +192,7 @@ static void join_addr(sh_cluster_t *c, const char *addr)
     if (strcmp(addr, c->conf->advertise) == 0)
         return;
     c->joins_pending++;
-    sh_swim_join(c->swim, addr); /* -> t_pushpull(join=1) -> join_done */
+    sh_swim_join(c->swim, addr); /* -> sh_cluster__pushpull(join) -> join_done */
 }
 
 /* Addresses separated by whitespace, commas or newlines; # comments. */
@@ -606,7 +392,7 @@ static void heartbeat_cb(uv_timer_t *t)
     sh_cluster__event(c, NULL, NULL); /* a comment line on every stream */
 }
 
-static const sh_swim_transport_t transport = {t_send, t_pushpull, t_notify};
+static const sh_swim_transport_t transport = {t_send, sh_cluster__pushpull, t_notify};
 
 static int bind_all(sh_cluster_t *c)
 {
@@ -620,7 +406,7 @@ static int bind_all(sh_cluster_t *c)
     uv_tcp_init(&c->loop, &c->tcp);
     if ((rc = uv_udp_bind(&c->udp, (const struct sockaddr *)&ss, 0)) != 0 ||
         (rc = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&ss, 0)) != 0 ||
-        (rc = uv_listen((uv_stream_t *)&c->tcp, 128, tcp_accept)) != 0) {
+        (rc = uv_listen((uv_stream_t *)&c->tcp, 128, sh_cluster__pp_accept)) != 0) {
         sh_log_err("cluster: cannot bind %s: %s", c->conf->bind, uv_strerror(rc));
         return SH_EIO;
     }
@@ -636,8 +422,8 @@ static void close_all(uv_handle_t *h, void *arg)
      * close callbacks; the handles embedded in sh_cluster_t have no data. */
     if (h->data == NULL) {
         uv_close(h, NULL);
-    } else if (*(unsigned *)h->data == PP_MAGIC) {
-        pp_close(h->data);
+    } else if (*(unsigned *)h->data == SH_PP_MAGIC) {
+        sh_cluster__pp_close_handle(h);
     } else if (*(unsigned *)h->data == SH_ADMIN_MAGIC) {
         sh_cluster__admin_close(h);
     } else {

@@ -1282,6 +1282,14 @@ const sh_swim_member_t *sh_swim_member(const sh_swim_t *s, const char *name)
     return m ? &m->pub : NULL;
 }
 
+unsigned sh_swim_peer_version(const sh_swim_t *s, const char *addr)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->mem[i] != s->self && strcmp(s->mem[i]->pub.addr, addr) == 0)
+            return s->mem[i]->wire_ver;
+    return 0;
+}
+
 int sh_swim_health_score(const sh_swim_t *s)
 {
     return s->awareness;

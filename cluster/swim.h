@@ -175,6 +175,9 @@ size_t sh_swim_num_members(const sh_swim_t *s, int alive_only);
 void sh_swim_foreach(const sh_swim_t *s, void (*cb)(void *arg, const sh_swim_member_t *m),
                      void *arg);
 const sh_swim_member_t *sh_swim_member(const sh_swim_t *s, const char *name);
+/* The plaintext wire version of the last message from the member whose
+ * address is addr; 0 if none is known (no such member, or not heard yet). */
+unsigned sh_swim_peer_version(const sh_swim_t *s, const char *addr);
 /* Lifeguard local health score, 0 = healthy. */
 int sh_swim_health_score(const sh_swim_t *s);
 const sh_swim_stats_t *sh_swim_stats(const sh_swim_t *s);
