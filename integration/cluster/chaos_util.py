@@ -131,6 +131,16 @@ class ChaosNode:
         sh.wait_for(admin_up, 15, "admin API of %s" % self.name)
         return self
 
+    def rewrite_conf(self):
+        """Write conf() (with the current http_extra) over the running
+        node's file, atomically, for a reload."""
+        import textwrap
+        text = textwrap.dedent(self.conf()).lstrip("\n").replace("{port}", str(self.http_port))
+        tmp = self.node.conf_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, self.node.conf_path)
+
     @property
     def proc(self):
         return self.node.proc
@@ -138,6 +148,18 @@ class ChaosNode:
     @property
     def pid(self):
         return self.node.proc.pid
+
+
+def fresh_request(conn):
+    """Send a GET on conn (a shoal_harness.RawConn opened earlier, which has
+    sent nothing yet) and read the answer: (RawResponse or None, error)."""
+    try:
+        conn.send("GET / HTTP/1.1\r\nHost: chaos\r\n\r\n")
+        return conn.read_response(timeout=10), None
+    except (OSError, sh.HarnessError) as e:
+        return None, str(e)
+    finally:
+        conn.close()
 
 
 def view(ctl, observer):
@@ -179,6 +201,7 @@ class Load:
         self.ok = 0
         self.failed = 0           # after every retry, or a status other than 200
         self.failures = []        # (time, what) of the first failures
+        self.retry_log = []       # (time, port, reason, error) of the first retries
         self.retries = dict.fromkeys(self.REASONS, 0)
         self.retried_requests = 0
         self.connections = 0
@@ -272,6 +295,9 @@ class Load:
                         conn = None
                     with self._mu:
                         self.retries[last] += 1
+                        if len(self.retry_log) < 20:
+                            self.retry_log.append((round(time.monotonic(), 3), port, last,
+                                                   repr(e)[:120]))
                     tries += 1
                     idx = (idx + 1) % n
                     if tries % n == 0:
