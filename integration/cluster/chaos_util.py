@@ -2,7 +2,8 @@
 """What the cluster chaos tests (issue 15, test_chaos_*.py) share, on top of
 cluster_util.py and ../shoal_harness.py.
 
-- `ChaosNode`: a shoal node with a `cluster {}` block whose HTTP, gossip and
+- `ChaosNode`: a shoal node with a `cluster {}` block (proxying to a backend,
+  or answering 200 itself without one) whose HTTP, gossip and
   admin ports are fixed when it is created (all taken through the harness's
   locks), so it can be stopped and started again on the same addresses, as a
   rolling restart does. Its gossip may be advertised at a `Relay`.
@@ -105,18 +106,22 @@ class ChaosNode:
 
     def conf(self):
         join = ("join %s;" % " ".join(self.joins)) if self.joins else ""
+        ups, loc = "", "return 200 ok;"
+        if self.backend is not None:
+            ups = "upstream be { server 127.0.0.1:%d; keepalive 16; }" % self.backend.port
+            loc = "proxy_pass http://be;"
         return """
             events { }
             http {
-                upstream be { server 127.0.0.1:%d; keepalive 16; }
+                %s
                 server { listen 127.0.0.1:{port}; %s
-                         location / { proxy_pass http://be; } }
+                         location / { %s } }
             }
             cluster {
                 name chaos; node_name %s; bind %s; advertise %s; admin_listen %s;
                 encrypt_key_file %s; profile %s; %s
             }
-            """ % (self.backend.port, self.http_extra, self.name, self.gossip, self.advertise,
+            """ % (ups, self.http_extra, loc, self.name, self.gossip, self.advertise,
                    self.admin, self.keyfile, self.profile, join)
 
     def start(self):
@@ -336,6 +341,7 @@ class Relay:
         self.udp_relayed = 0
         self.tcp_conns = 0
         self.tcp_bytes = 0
+        self.reset_delays()
         self._sel = selectors.DefaultSelector()
         self._heap = []
         self._seq = itertools.count()
@@ -364,7 +370,15 @@ class Relay:
         self.jitter = j
 
     def _delay(self):
-        return self.rnd.uniform(0, self.jitter) if self.jitter > 0 else 0.0
+        d = self.rnd.uniform(0, self.jitter) if self.jitter > 0 else 0.0
+        self.delays_n += 1
+        self.delays_sum += d
+        self.delays_max = max(self.delays_max, d)
+        return d
+
+    def reset_delays(self):
+        """Start counting the delays applied afresh (delays_n, _sum, _max)."""
+        self.delays_n, self.delays_sum, self.delays_max = 0, 0.0, 0.0
 
     def _at(self, when, fn):
         heapq.heappush(self._heap, (when, next(self._seq), fn))
