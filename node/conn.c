@@ -264,8 +264,9 @@ void sh_conn_close_idle(sh_worker_t *w)
         l = l->next;
         if (c->h2 != NULL)
             sh_http2_shutdown(c->h2); /* GOAWAY; closes when its streams are done */
-        else if (c->r == NULL && c->in.len == 0 && c->state == SH_CONN_HEAD)
-            sh_conn_close(c);
+        else if (c->r == NULL && c->in.len == 0 && c->state == SH_CONN_HEAD && c->nrequests > 0)
+            sh_conn_close(c); /* idle keep-alive only: a new connection's first
+                                 request may be in flight (nginx's c->idle) */
     }
 }
 
