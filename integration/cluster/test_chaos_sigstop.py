@@ -62,14 +62,17 @@ def main(t, ctl):
                 and after_alive in (["suspect"], ["suspect", "dead"]),
                 "%s then sees it suspect or dead, never alive again while stopped (ends %s)"
                 % (o.name, after_alive[-1] if after_alive else None), seq)
-        sus = [x for x, s in hist[o.name] if s == "suspect"]
+    # The suspicion timer runs at the member that suspected first; the others
+    # may learn "suspect" by gossip later and "dead" from it, so the promise
+    # (never dead sooner than the 2.1 s minimum once confirmed) holds against
+    # the earliest suspicion any observer saw, not each observer's own.
+    first_sus = [x for o in others for x, s in hist[o.name] if s == "suspect"]
+    for o in others:
         dead = [x for x, s in hist[o.name] if s == "dead"]
-        if sus and dead:
-            # Dead after the 2.1 s minimum once confirmed, at 12.6 s at most;
-            # the lower bound is what the timeouts promise (never sooner).
-            t.check(dead[0] - sus[0] >= 2.1 - 0.2,
-                    "%s waited the suspicion timeout: dead %.2fs after suspect (>= 2.1s)"
-                    % (o.name, dead[0] - sus[0]))
+        if first_sus and dead:
+            t.check(dead[0] - min(first_sus) >= 2.1 - 0.2,
+                    "%s waited the suspicion timeout: dead %.2fs after the first suspicion (>= 2.1s)"
+                    % (o.name, dead[0] - min(first_sus)))
 
     # ---- resumed: it refutes, everybody alive again
     t1 = time.monotonic()
