@@ -70,7 +70,7 @@ typedef struct {
     int closing, closed, busy, sub;
     joinreq *join;
     int rc;         /* reload result */
-    char msg[1024]; /* reload message */
+    char msg[8192]; /* reload message (with the load's warnings) */
 } adconn;
 
 struct joinreq_s {

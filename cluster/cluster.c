@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "cluster/cluster_internal.h"
@@ -25,6 +26,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/privs.h"
 
 #define MAX_CONNS       64u
 #define CONN_TIMEOUT_MS 10000u
@@ -556,6 +558,10 @@ static void stop_async_cb(uv_async_t *a)
 static void thread_main(void *arg)
 {
     sh_cluster_t *c = arg;
+    /* `user`: the thread that reads the network runs as the user, and so
+     * do libuv's pool threads it starts (join providers) */
+    if (sh_privs_drop_thread() != 0)
+        _exit(1);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 }
 
