@@ -182,6 +182,7 @@ static void on_signal(uv_signal_t *s, int signum)
 static void joiner(void *arg)
 {
     gen_t *g = arg;
+    (void)sh_privs_drop_thread(); /* it only waits; no thread but main keeps root */
     sh_workers_wait(g->ws, g->n);
     atomic_store(&g->done, 1);
     uv_async_send(&g->m->gen_done);
