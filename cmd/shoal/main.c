@@ -38,6 +38,7 @@
 #include "core/log.h"
 #include "core/privs.h"
 #include "node/accesslog.h"
+#include "node/http_conf.h"
 #include "node/runtime.h"
 #include "node/tls.h"
 #include "node/worker.h"
@@ -330,7 +331,8 @@ static void reopen_logs(node_main_t *m)
     }
     unsigned n = 0;
     for (gen_t *g = m->gens; g != NULL; g = g->next, n++)
-        sh_access_log_reopen(g->rt->main_confs[sh_accesslog_module.index], m->log_uid);
+        if (g->rt->http != NULL)
+            sh_access_log_reopen(sh_http_main_conf(g->rt->http, &sh_accesslog_module), m->log_uid);
     sh_log_notice("reopened the log files (error log and the access logs of %u generation%s)", n,
                   n == 1 ? "" : "s");
 }
