@@ -817,8 +817,6 @@ static void keyring_changed(void *ud, const char *what)
     sh_cluster_t *c = ud;
     char hex[16];
     snprintf(hex, sizeof(hex), "%08x", (unsigned)sh_keyring_primary_id(c->kr));
-    sh_log_notice("cluster: keyring changed (%s): primary key %s, %u key%s", what, hex,
-                  (unsigned)sh_keyring_count(c->kr), sh_keyring_count(c->kr) == 1 ? "" : "s");
     sh_cluster__event(c, "keyring",
                       json_pack("{s:s,s:s,s:I,s:i}", "source", what, "primary", hex, "gen",
                                 (json_int_t)sh_keysync_gen(c->ks), "keys",
