@@ -23,6 +23,7 @@
 #include "node/headers.h"
 #include "node/http2.h"
 #include "node/node.h"
+#include "node/reqlog.h"
 #include "node/timeq.h"
 #include "node/tls.h"
 #include "node/vars.h"
@@ -892,15 +893,15 @@ void sh_request_dispatch(sh_request_t *r)
     if (c->h2 == NULL)
         c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
     if (bad_uri || bad_host) {
-        sh_log_info("client %llu sent invalid %s", (unsigned long long)c->id,
-                    bad_host ? "host" : "request URI");
+        sh_req_log(SH_LOG_INFO, c, r, NULL, "client sent invalid %s",
+                   bad_host ? "host header" : "request URI");
         r->keepalive = 0;
         sh_request_respond(r, 400, NULL, NULL, 0, NULL);
         return;
     }
     if (r->h.content_length > 0 && r->core->client_max_body_size > 0 &&
         (uint64_t)r->h.content_length > r->core->client_max_body_size) {
-        sh_log_err("client intended to send too large body: %lld bytes",
+        sh_req_log(SH_LOG_ERR, c, r, NULL, "client intended to send too large body: %lld bytes",
                    (long long)r->h.content_length);
         r->keepalive = 0;
         sh_request_respond(r, 413, NULL, NULL, 0, NULL);
@@ -919,8 +920,7 @@ void sh_request_dispatch(sh_request_t *r)
     }
     /* nginx's phases: rewrite (`return`, above), then access, then content */
     if (sh_access_denied(r)) {
-        sh_log_err("access forbidden by rule, client %llu, uri %.*s", (unsigned long long)c->id,
-                   (int)r->uri.len, r->uri.p);
+        sh_req_log(SH_LOG_ERR, c, r, NULL, "access forbidden by rule");
         r->discard_body = 1;
         sh_request_respond(r, 403, NULL, NULL, 0, NULL);
         return;
@@ -989,7 +989,8 @@ static ssize_t body_feed(sh_request_t *r, const char *data, size_t len)
         r->body_received += span_len;
         if (r->body.chunked && r->core->client_max_body_size > 0 &&
             r->body_received > r->core->client_max_body_size) {
-            sh_log_err("client intended to send too large chunked body: %llu+ bytes",
+            sh_req_log(SH_LOG_ERR, c, r, NULL,
+                       "client intended to send too large chunked body: %llu+ bytes",
                        (unsigned long long)r->body_received);
             r->keepalive = 0;
             r->body.done = 1;
@@ -1033,8 +1034,8 @@ static ssize_t body_feed(sh_request_t *r, const char *data, size_t len)
 static void head_error(sh_conn_t *c, sh_request_t *r)
 {
     int status = r->h.status ? r->h.status : 400;
-    sh_log_info("client %llu sent invalid request: %s", (unsigned long long)c->id,
-                r->h.reason ? r->h.reason : "?");
+    sh_req_log(SH_LOG_INFO, c, r, NULL, "client sent invalid request: %s",
+               r->h.reason ? r->h.reason : "?");
     r->body.done = 1;
     respond_bare(c, r, status);
 }
@@ -1232,7 +1233,7 @@ static int plain_http_on_tls(sh_conn_t *c, const char *data, size_t len)
     unsigned char b = len > 0 ? (unsigned char)data[0] : 0x16;
     if (b == 0x16 || !(b >= 'A' && b <= 'Z'))
         return 0;
-    sh_log_info("client %llu sent plain HTTP request to HTTPS port", (unsigned long long)c->id);
+    sh_req_log(SH_LOG_INFO, c, NULL, NULL, "client sent plain HTTP request to HTTPS port");
     uv_buf_t out = uv_buf_init((char *)plain_on_tls, sizeof(plain_on_tls) - 1);
     if (sh_stream_send((uv_stream_t *)&c->tcp, &out, 1, client_written) != 0) {
         sh_conn_close(c);
@@ -1252,8 +1253,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         sh_worker_release_rbuf(c->w, buf);
         if (c->r != NULL && c->state == SH_CONN_BODY)
-            sh_log_info("client %llu closed connection while sending the request body",
-                        (unsigned long long)c->id);
+            sh_req_log(SH_LOG_INFO, c, c->r, NULL,
+                       "client prematurely closed connection while reading client request body");
         sh_conn_close(c);
         return;
     }

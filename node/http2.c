@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "node/headers.h"
 #include "node/node.h"
+#include "node/reqlog.h"
 #include "node/vars.h"
 
 #define CONN_WINDOW            (4 * 1024 * 1024) /* connection receive window */
@@ -607,8 +608,7 @@ static int request_ready(h2_stream_t *st, int end_stream)
         sh_buf_dispose(&st->hbuf);
         if (n == SH_EPARSE) {
             /* RFC 9113 8.1.1: a malformed request is a stream error */
-            sh_log_info("client %llu sent invalid HTTP/2 request: %s", (unsigned long long)c->id,
-                        why);
+            sh_req_log(SH_LOG_INFO, c, NULL, NULL, "client sent invalid HTTP/2 request: %s", why);
             detach_request(st);
             nghttp2_submit_rst_stream(h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
             return 0;
@@ -655,7 +655,7 @@ static int request_ready(h2_stream_t *st, int end_stream)
         r->body.done = 1;
         r->discard_body = 1;
         r->srv = c->addr->default_srv;
-        sh_log_info("client %llu sent too large HTTP/2 header list", (unsigned long long)c->id);
+        sh_req_log(SH_LOG_INFO, c, r, NULL, "client sent too large HTTP/2 header list");
         sh_request_respond(r, 431, NULL, NULL, 0, NULL);
         return 0;
     }
@@ -805,7 +805,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     r->body_received += len;
     if (r->core != NULL && r->core->client_max_body_size > 0 &&
         r->body_received > r->core->client_max_body_size) {
-        sh_log_err("client intended to send too large body: %llu+ bytes",
+        sh_req_log(SH_LOG_ERR, NULL, r, NULL, "client intended to send too large body: %llu+ bytes",
                    (unsigned long long)r->body_received);
         consume(st, len);
         r->body.done = 1;
