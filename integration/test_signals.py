@@ -81,7 +81,7 @@ def flags(t):
             "-T dumps the main file and its include, each under its name", r.stdout + r.stderr)
     r = t.run_shoal(["-p", d + "/", "-c", conf, "-t", "-q"])
     t.check(r.returncode == 0 and r.stderr == "", "-t -q: nothing printed when it is fine", r.stderr)
-    r = t.run_shoal(["-p", d + "/", "-c", conf, "-t", "-g", "worker_processes 3; pid logs/g.pid;"])
+    r = t.run_shoal(["-p", d + "/", "-c", conf, "-t", "-g", "worker_processes 3; pid g.pid;"])
     t.check(r.returncode == 0, "-g adds main-context directives", r.stderr)
     r = t.run_shoal(["-p", d + "/", "-c", conf, "-t", "-g", "worker_processes 3"])
     t.check(r.returncode == 1 and "command line" in r.stderr, "-g without ';': an error naming the command line",
