@@ -389,6 +389,10 @@ static void t_pushpull(void *ud, const char *addr, int kind)
     struct sockaddr_storage ss;
     ppconn *p = NULL;
     if (parse_addr(addr, &ss) != 0 || (p = pp_new(c)) == NULL) {
+        if (join)
+            sh_log_warn("cluster: join %s failed: %s", addr,
+                        parse_addr(addr, &ss) != 0 ? "not a numeric host:port"
+                                                   : "too many connections");
         if (join && c->admin_join != NULL)
             sh_cluster__admin_join_done(c, c->admin_join, 0);
         if (join)
@@ -763,6 +767,10 @@ static void thread_main(void *arg)
      * do libuv's pool threads it starts (join providers) */
     if (sh_privs_drop_thread() != 0)
         _exit(1);
+    /* the first join round here, not in sh_cluster_start: libuv's pool
+     * threads it may start inherit this thread's (dropped) credentials */
+    join_round(c);
+    reschedule(c);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 }
 
@@ -904,8 +912,6 @@ int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t *
     sh_keysync_attach(c->ks, c->swim);
     if ((rc = bind_all(c)) != 0)
         goto fail_bind;
-    join_round(c);
-    reschedule(c);
     if (uv_thread_create(&c->thread, thread_main, c) != 0) {
         rc = SH_EIO;
         goto fail_bind;
