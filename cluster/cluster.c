@@ -522,6 +522,10 @@ static void thread_main(void *arg)
      * do libuv's pool threads it starts (join providers) */
     if (sh_privs_drop_thread() != 0)
         _exit(1);
+    /* the first join round here, not in sh_cluster_start: libuv's pool
+     * threads it may start inherit this thread's (dropped) credentials */
+    join_round(c);
+    reschedule(c);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 }
 
@@ -663,8 +667,6 @@ int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t *
     sh_keysync_attach(c->ks, c->swim);
     if ((rc = bind_all(c)) != 0)
         goto fail_bind;
-    join_round(c);
-    reschedule(c);
     if (uv_thread_create(&c->thread, thread_main, c) != 0) {
         rc = SH_EIO;
         goto fail_bind;

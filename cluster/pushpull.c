@@ -406,6 +406,11 @@ static void start_outbound(sh_cluster_t *c, const char *addr, int kind, void *ad
     ppconn *p = NULL;
     if (strlen(addr) >= sizeof(p->addr) || sh_cluster__parse_addr(addr, &ss) != 0 ||
         (p = pp_new(c, 1)) == NULL) {
+        if (join)
+            sh_log_warn("cluster: join %s failed: %s", addr,
+                        strlen(addr) >= sizeof(p->addr) || sh_cluster__parse_addr(addr, &ss) != 0
+                            ? "not a numeric host:port"
+                            : "too many connections");
         if (join && admin_req != NULL)
             sh_cluster__admin_join_done(c, admin_req, 0);
         if (join)

@@ -7,6 +7,10 @@ nogroup;`, two workers and a cluster block:
   nogroup in all four fields of /proc/PID/task/TID/status (workers, the
   cluster thread, the generation joiner), and no supplementary group of
   root's; the main thread keeps root to reopen logs and reload;
+- the join providers run as nobody too (libuv's pool threads started by the
+  cluster thread): an `exec:` printing 127.0.0.1:$(id -u) gives
+  127.0.0.1:65534, and a `file:` in the
+  test's root-only temp dir cannot be read ("Permission denied" logged);
 - it serves, the access log (opened as root before the drop) gets the line;
 - after a logrotate (rename + SIGUSR1) the new error.log and access.log
   exist and belong to nobody, as nginx's reopen does;
@@ -37,6 +41,7 @@ http {
 cluster {
     node_name u1; bind 127.0.0.1:%d; admin_listen 127.0.0.1:%d;
     encrypt_key_file %s; profile local;
+    join file:%s "exec:sh -c 'echo 127.0.0.1:$(id -u)'";
 }
 """
 
@@ -63,7 +68,10 @@ def main(t, ctl):
     key = cu.write_keys(t, [cu.new_key()])
     # the test's temp dir must be reachable by nobody for nothing here;
     # the files are opened by the main thread (root)
-    node = t.shoal(CONF % (t.port(), t.port(), key))
+    peers = os.path.join(t.tmp, "peers")  # t.tmp is 0700 root: nobody cannot read it
+    with open(peers, "w") as f:
+        f.write("127.0.0.1:1\n")
+    node = t.shoal(CONF % (t.port(), t.port(), key, peers))
 
     def check_threads(what):
         ts = tasks(node.pid)
@@ -76,6 +84,15 @@ def main(t, ctl):
         t.check(ts[node.pid][0][1] == "0", "%s: the main thread keeps root (as nginx's master)" % what,
                 ts.get(node.pid))
 
+    errlog = os.path.join(node.prefix, "logs", "error.log")
+    sh.wait_for(lambda: any("join provider file:%s: fopen() failed (Permission denied)" % peers in l
+                            for l in sh.file_lines(errlog)), 15, "the file: provider's failure")
+    t.check(True, "the file: provider runs as nobody (Permission denied in a root-only folder)")
+    sh.wait_for(lambda: any("join 127.0.0.1:" in l and "failed" in l for l in sh.file_lines(errlog)), 15,
+                "the exec: provider's address")
+    t.check(any("join 127.0.0.1:%d failed" % nobody in l for l in sh.file_lines(errlog)),
+            "the exec: provider printed uid %d: it ran as nobody" % nobody,
+            [l for l in sh.file_lines(errlog) if "join" in l][:6])
     sh.wait_for(lambda: len(tasks(node.pid)) >= 4, 10, "the worker and cluster threads")
     check_threads("started")
     r = t.curl(node.url("/"))
