@@ -375,6 +375,9 @@ def body(t):
     r = run([ctl, "--addr", "127.0.0.1:%d" % admin, "members"])
     t.check(r.returncode == 0 and "alive" in r.stdout,
             "nodectl (installed) reads the node's members", r.stdout + r.stderr)
+    r = t.curl("http://127.0.0.1:%d/ui/" % admin)
+    t.check(r.status == 200 and b"/ui/app.js" in r.body,
+            "the installed node serves the dashboard at /ui/", r)
     with open("/proc/%d/status" % proc.pid) as f:
         status = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
     t.check(status["Uid"].split()[0] == str(pw.pw_uid), "the node runs as user shoal",
