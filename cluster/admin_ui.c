@@ -20,14 +20,25 @@
     "frame-ancestors 'none'"                                                                   \
     "\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer"
 
+#define HEAD_HTML "text/html; charset=utf-8" UI_HEADERS
+#define HEAD_JS   "text/javascript; charset=utf-8" UI_HEADERS
+#define HEAD_CSS  "text/css; charset=utf-8" UI_HEADERS
+#define HEAD_SVG  "image/svg+xml" UI_HEADERS
+
+/* admin.c's respond() sizes its buffer as the body plus 512 bytes for the
+ * status line and the headers (about 110 besides these). */
+_Static_assert(sizeof(HEAD_JS) < 360 && sizeof(HEAD_HTML) < 360 && sizeof(HEAD_CSS) < 360 &&
+                   sizeof(HEAD_SVG) < 360,
+               "the dashboard's header lines must fit respond()'s 512 spare bytes");
+
 static const struct {
     const char *ext;
     const char *head;
 } types[] = {
-    {".html", "text/html; charset=utf-8" UI_HEADERS},
-    {".js", "text/javascript; charset=utf-8" UI_HEADERS},
-    {".css", "text/css; charset=utf-8" UI_HEADERS},
-    {".svg", "image/svg+xml" UI_HEADERS},
+    {".html", HEAD_HTML},
+    {".js", HEAD_JS},
+    {".css", HEAD_CSS},
+    {".svg", HEAD_SVG},
 };
 
 static int file_of(const char *name, sh_admin_ui_file_t *out)
