@@ -442,6 +442,17 @@ def body(t):
     proc.stop()
     notify.close()
 
+    # logrotate with the node stopped (the pid file gone: no signal sent)
+    if shutil.which("logrotate"):
+        r = run(["logrotate", "-f", "-s", os.path.join(t.tmp, "logrotate.state2"),
+                 "/etc/logrotate.d/shoal"])
+        st = os.stat("/var/log/shoal/error.log") if os.path.exists("/var/log/shoal/error.log") \
+            else None
+        t.check(r.returncode == 0 and os.path.exists("/var/log/shoal/error.log.1") and st
+                and (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (pw.pw_uid, adm, 0o640),
+                "logrotate -f (as su shoal adm) rotates error.log and creates a new one "
+                "shoal:adm 0640", (r.stdout + r.stderr, st))
+
     # remove, then purge
     os.unlink("/etc/shoal/conf.d/itest.conf")  # the admin's own file, not the package's
     r = run(["dpkg", "-r", PKG], timeout=180)

@@ -257,7 +257,8 @@
       state.eventsApplied++;
       renderMembers();
     } else if (type === 'keyring' || type === 'reload') {
-      poll(gen, true);
+      api('/v1/info').then((r) => r.json()).then((j) => { state.info = j; renderInfo(); })
+        .catch((e) => handleError(e, gen));
     }
   }
 
@@ -277,7 +278,7 @@
   }
 
   // ------------------------------------------------------------ polling --
-  async function poll(gen, once) {
+  async function poll(gen) {
     if (gen !== state.gen) return;
     const jobs = [
       api('/v1/info').then((r) => r.json()).then((j) => { state.info = j; renderInfo(); }),
@@ -292,7 +293,7 @@
     }
     const down = res.every((x) => x.status === 'rejected');
     if (down) setLive(false, 'node unreachable');
-    if (!once) setTimeout(() => poll(gen), POLL_MS);
+    setTimeout(() => poll(gen), POLL_MS);
   }
 
   // --------------------------------------------------------- rendering --
