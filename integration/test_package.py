@@ -11,8 +11,9 @@ removed and purged.
 - `dpkg -i`: the `shoal` system user, /var/log/shoal and /var/lib/shoal with
   their owners and modes, a gossip key, the man pages, bash completion, the
   unit enabled; the postinst run again (an upgrade) keeps the key.
-- systemd does not run here, so the unit's command lines are run as it
-  would: ExecStartPre and ExecStart as User=shoal with only
+- The unit's command lines are run as systemd would run them (systemd does
+  not run as PID 1 on our machines; where it does, the unit the postinst
+  started is stopped first): ExecStartPre and ExecStart as User=shoal with only
   CAP_NET_BIND_SERVICE (setpriv), UMask, WorkingDirectory and a NOTIFY_SOCKET
   of ours: READY=1 arrives, HTTP and the admin API answer, logs are written
   with the right owner; ExecReload ($MAINPID) sends RELOADING=1 then READY=1
@@ -297,6 +298,14 @@ def body(t):
     # -------------------------------------------------------- dpkg -i --
     r = run(["dpkg", "-i", deb], timeout=180)
     t.require(r.returncode == 0, "dpkg -i installs the package", r.stdout + r.stderr)
+    if os.path.isdir("/run/systemd/system"):
+        # systemd runs here: the postinst started the unit on the packaged
+        # configuration (port 80); see it, then stop it so that the command
+        # lines below run alone.
+        r = run(["systemctl", "is-active", "shoal.service"])
+        t.log("systemd: shoal.service after dpkg -i: %s" % r.stdout.strip())
+        r = run(["systemctl", "stop", "shoal.service"], timeout=60)
+        t.check(r.returncode == 0, "systemctl stop shoal.service", r.stderr)
     pw = pwd.getpwnam("shoal")
     t.check(pw.pw_uid < 1000 and pw.pw_shell in ("/usr/sbin/nologin", "/bin/false")
             and pw.pw_dir == "/var/lib/shoal",
