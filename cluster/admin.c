@@ -18,6 +18,7 @@
  *   GET  /v1/events                       Server-Sent Events (member-*, keyring, reload)
  *   GET  /metrics                         Prometheus text format 0.0.4
  *   GET  /nginx_status                    nginx's stub_status format
+ *   GET  /ui/                             the dashboard (admin_ui.h), no token
  *
  * When a token is configured (required off loopback, cluster_conf.c) every
  * request needs "Authorization: Bearer TOKEN"; the token is compared as
@@ -47,6 +48,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/admin_ui.h"
 #include "cluster/cluster_internal.h"
 #include "core/alloc.h"
 #include "core/err.h"
@@ -1016,6 +1018,11 @@ static void route(adconn *a, const char *method, char *path)
     if (query)
         *query++ = 0;
     c->admin_requests++;
+    sh_admin_ui_file_t ui; /* static files, no secret: the page asks for the token */
+    if (strcmp(method, "GET") == 0 && sh_admin_ui_find(path, &ui)) {
+        respond(a, 200, ui.head, sh_admin_ui_body(&ui), NULL);
+        return;
+    }
     if (!authorized(a)) {
         c->admin_unauthorized++;
         c->admin_rejected[SH_ADMIN_R_UNAUTHORIZED]++;

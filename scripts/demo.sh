@@ -224,6 +224,7 @@ Shoal demo is up (logs and configs in $logdir):
   gateways http://127.0.0.1:8080  :8081  :8082   (shoal pids ${node_pids[*]})
            https://127.0.0.1:8443 :8444 :8445   (TLS + HTTP/2, self-signed: $logdir/demo.crt)
   admin    127.0.0.1:9901  :9902  :9903          (nodectl --addr ...)
+  dashboard http://127.0.0.1:9901/ui/             (live members, upstreams, events)
   backends http://127.0.0.1:9001 (b1, pid ${pids[0]})  http://127.0.0.1:9002 (b2, pid ${pids[1]})
 
 $ nodectl $a members

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 #include <uv.h>
@@ -167,6 +168,7 @@ static void on_signal(uv_signal_t *s, int signum)
     sh_log_notice("signal %d received, %s", signum,
                   m->stops == 1 ? "draining and exiting" : "exiting now");
     if (m->stops == 1) {
+        sd_notify(0, "STOPPING=1"); /* Type=notify unit: the drain has begun */
         cancel_pending_reload(m);
 #ifdef SHOAL_WITH_CLUSTER
         sh_cluster_stop(m->cluster, 2000);
@@ -368,7 +370,9 @@ static void on_sighup(uv_signal_t *s, int signum)
     node_main_t *m = s->data;
     char msg[RELOAD_MSGLEN];
     sh_log_notice("signal %d (SIGHUP) received, reloading", signum);
+    sd_notify(0, "RELOADING=1"); /* ExecReload of the unit; READY=1 when done */
     do_reload(m, msg, sizeof(msg));
+    sd_notify(0, "READY=1");
 }
 
 static void reload_async_cb(uv_async_t *a)
@@ -764,6 +768,7 @@ int main(int argc, char **argv)
     }
     sh_log_notice("shoal %s started: %d worker%s, configuration %s", SHOAL_VERSION, nworkers,
                   nworkers == 1 ? "" : "s", shown);
+    sd_notify(0, "READY=1"); /* listeners, workers and the cluster thread are up */
 
     uv_run(&m.loop, UV_RUN_DEFAULT);
     if (m.stops > 1) {
