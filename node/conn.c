@@ -14,8 +14,10 @@
  * worker's shared buffer and only unconsumed bytes are copied to c->in.
  * Worker thread only.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
@@ -1296,10 +1298,18 @@ static int reusable(const sh_conn_t *c)
 {
     if (c->closing || c->state != SH_CONN_HEAD || c->early_waiting > 0)
         return 0;
-    if (c->h2 != NULL)
-        return sh_http2_idle(c->h2);
-    return c->r == NULL && c->in.len == 0 &&
-           (c->tls == NULL || !c->tls_sniffed || sh_tls_handshake_done(c->tls));
+    if (c->h2 != NULL ? !sh_http2_idle(c->h2)
+                      : !(c->r == NULL && c->in.len == 0 &&
+                          (c->tls == NULL || !c->tls_sniffed || sh_tls_handshake_done(c->tls))))
+        return 0;
+    /* Bytes waiting in the socket are a request (or handshake) under way
+     * that the loop has not read yet: a client that connected just before
+     * a burst of accepts would otherwise lose its connection unread. */
+    uv_os_fd_t fd;
+    char b;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* worker_connections is full: close the oldest reusable connection
