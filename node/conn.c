@@ -794,6 +794,28 @@ static int host_check(sh_request_t *r)
     return 0;
 }
 
+/* nginx (ignore_invalid_headers on, underscores_in_headers off, both
+ * its defaults): a field whose name holds '_' is dropped, neither seen
+ * nor forwarded. A backend that maps '_' and '-' to one name (CGI, WSGI)
+ * would otherwise see Transfer_Encoding as Transfer-Encoding: a
+ * smuggling path. */
+static void drop_underscored(sh_request_t *r, const sh_http_core_loc_t *core)
+{
+    if (!core->ignore_invalid_headers)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < r->h.nheaders; i++) {
+        const sh_http1_header_t *h = &r->h.headers[i];
+        if (memchr(h->name, '_', h->name_len) != NULL) {
+            sh_log_info("client %llu sent invalid header line: \"%.*s\"",
+                        (unsigned long long)r->c->id, (int)h->name_len, h->name);
+            continue;
+        }
+        r->h.headers[k++] = *h;
+    }
+    r->h.nheaders = k;
+}
+
 static void do_return(sh_request_t *r)
 {
     const sh_http_core_loc_t *core = r->core;
@@ -860,6 +882,7 @@ void sh_request_dispatch(sh_request_t *r)
     SH_WORKER_COUNT(c->w, requests);
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
+    drop_underscored(r, sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module));
     int bad_host = host_check(r) != 0;
     if (bad_host) {
         r->h.host = NULL; /* the default server answers */
