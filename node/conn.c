@@ -633,8 +633,7 @@ static void update_io(sh_conn_t *c)
         }
         /* the handshake (0-RTT), the preface and a header block under
          * way: client_header_timeout from their first byte */
-        if ((c->tls != NULL && !sh_tls_handshake_done(c->tls)) ||
-            sh_http2_head_pending(c->h2)) {
+        if ((c->tls != NULL && !sh_tls_handshake_done(c->tls)) || sh_http2_head_pending(c->h2)) {
             const sh_http_core_loc_t *core =
                 sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
             head_timer(c, core->client_header_timeout);
@@ -1332,7 +1331,8 @@ static int reusable(const sh_conn_t *c)
     char b;
     if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
         return 0;
-    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+           (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* worker_connections is full: close the oldest reusable connection
