@@ -252,6 +252,25 @@ def metrics(addr, token=None):
     return out
 
 
+def rejected(addr, metric, token=None):
+    """{reason: count} of a counter by reason in /metrics, e.g.
+    shoal_gossip_rejected_total{reason="..."}."""
+    return {k.split('"')[1]: v for k, v in metrics(addr, token).items()
+            if k.startswith(metric + "{")}
+
+
+def delta(before, after):
+    """The counters of after that differ from before, as differences."""
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after
+            if after.get(k, 0) != before.get(k, 0)}
+
+
+def hostport(addr):
+    """"host:port" -> (host, port) for socket calls."""
+    h, p = addr.rsplit(":", 1)
+    return h, int(p)
+
+
 def rss_mb(cn):
     return cn.proc.memory_kb()[0] / 1024.0
 

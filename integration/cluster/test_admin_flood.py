@@ -26,11 +26,6 @@ RSS_BOUND_MB = 64
 TOKEN = "flood-test-token-0123456789abcdef"
 
 
-def hp(addr):
-    h, p = addr.rsplit(":", 1)
-    return h, int(p)
-
-
 def main(t, ctl):
     keyfile = cu.write_keys(t, [cu.new_key()])
     tokfile = os.path.join(t.tmp, "admin.token")
@@ -62,13 +57,7 @@ def main(t, ctl):
         t.check(r.status == 200, "%s: the node answers HTTP" % what, r)
 
     def rejected():
-        m = cu.metrics(a.admin, TOKEN)
-        return {k.split('"')[1]: v for k, v in m.items()
-                if k.startswith("shoal_admin_rejected_total{")}
-
-    def delta(before, after):
-        return {k: after.get(k, 0) - before.get(k, 0) for k in after
-                if after.get(k, 0) != before.get(k, 0)}
+        return cu.rejected(a.admin, "shoal_admin_rejected_total", TOKEN)
 
     r0 = rejected()
     t.check("header_timeout" in r0, "/metrics has shoal_admin_rejected_total by reason", r0)
@@ -86,7 +75,7 @@ def main(t, ctl):
             "every idle connection is closed by the 3 s request deadline (%s s)"
             % ("%.2f" % shed if shed is not None else "not all"))
     r1 = rejected()
-    d = delta(r0, r1)
+    d = cu.delta(r0, r1)
     t.log("rejections: %s" % d)
     t.check(d.get("evicted", 0) >= 200 - 128 and d.get("header_timeout", 0) >= 1,
             "counted: evicted for the excess, header_timeout for the rest", d)
@@ -94,7 +83,7 @@ def main(t, ctl):
           % (peak["rss"], peak["rss"] - base, shed or -1))
 
     # ---- a trickled request: the deadline runs from the accept ------------
-    s = socket.create_connection(hp(a.admin), timeout=5)
+    s = socket.create_connection(cu.hostport(a.admin), timeout=5)
     req = b"GET /v1/info HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode()
     t0 = time.monotonic()
     closed = None
@@ -128,6 +117,7 @@ def main(t, ctl):
             time.sleep(0.01)
         cu.close_all(held)
 
+    before = rejected()
     th = threading.Thread(target=churn, daemon=True)
     th.start()
     sh.wait_for(lambda: churned[0] >= 200, 10, "the churn to fill the table")
@@ -137,8 +127,10 @@ def main(t, ctl):
         sample()
     stop.set()
     th.join(10)
-    t.log("churn: %d idle connections opened; the operator's slowest answer %.3f s"
-          % (churned[0], worst))
+    d = cu.delta(before, rejected())
+    t.log("churn: %d idle connections opened, %s; the operator's slowest answer %.3f s"
+          % (churned[0], d, worst))
+    t.check(d.get("evicted", 0) >= 1, "the table was full during the churn (idlers evicted)", d)
     serving("after the churn")
 
     # ---- whole requests without the token, oversized, garbage -------------
@@ -148,18 +140,18 @@ def main(t, ctl):
         if st != 401:
             break
     t.check(st == 401, "300 requests without the token: 401 each")
-    s = socket.create_connection(hp(a.admin), timeout=5)
+    s = socket.create_connection(cu.hostport(a.admin), timeout=5)
     s.sendall(b"GET /v1/info HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n")
     got, _ = cu.read_until_closed(s, 5)
     s.close()
     t.check(got.startswith(b"HTTP/1.1 413"), "an oversized request head: 413", got[:80])
-    s = socket.create_connection(hp(a.admin), timeout=5)
+    s = socket.create_connection(cu.hostport(a.admin), timeout=5)
     s.sendall(b"\x00\x01\x02garbage\r\n\r\n")
     got, _ = cu.read_until_closed(s, 5)
     s.close()
     t.check(got.startswith(b"HTTP/1.1 400"), "garbage: 400", got[:80])
     after = rejected()
-    d = delta(before, after)
+    d = cu.delta(before, after)
     t.log("rejections: %s" % d)
     t.check(d.get("unauthorized", 0) >= 300 and d.get("too_large", 0) >= 1
             and d.get("bad_request", 0) >= 1,

@@ -34,11 +34,6 @@ sh = cu.sh
 RSS_BOUND_MB = 64
 
 
-def hp(addr):
-    h, p = addr.rsplit(":", 1)
-    return h, int(p)
-
-
 def main(t, ctl):
     key = cu.new_key()
     keyfile = cu.write_keys(t, [key])
@@ -65,14 +60,8 @@ def main(t, ctl):
         t.check(va.get("b") == "alive" and vb.get("a") == "alive",
                 "%s: A and B still see each other alive" % what, (va, vb))
 
-    def rejected(m=None):
-        m = m if m is not None else cu.metrics(a.admin)
-        return {k.split('"')[1]: v for k, v in m.items()
-                if k.startswith("shoal_gossip_rejected_total{")}
-
-    def delta(before, after):
-        return {k: after.get(k, 0) - before.get(k, 0) for k in after
-                if after.get(k, 0) != before.get(k, 0)}
+    def rejected():
+        return cu.rejected(a.admin, "shoal_gossip_rejected_total")
 
     r0 = rejected()
     t.check("conn_limit" in r0, "/metrics has shoal_gossip_rejected_total by reason", r0)
@@ -92,7 +81,7 @@ def main(t, ctl):
             "A sheds every idle connection within the 2 s key deadline (%s s)"
             % ("%.2f" % shed if shed is not None else "not all"))
     r1 = rejected()
-    d = delta(r0, r1)
+    d = cu.delta(r0, r1)
     t.log("rejections: %s" % d)
     t.check(d.get("evicted", 0) + d.get("conn_limit", 0) >= 300 - 64
             and d.get("auth_timeout", 0) >= 1,
@@ -141,7 +130,7 @@ def main(t, ctl):
     cu.close_all(frames)
     t.check(shed is not None, "every one of them is closed by A")
     r2 = rejected()
-    d = delta(r1, r2)
+    d = cu.delta(r1, r2)
     t.log("rejections: %s" % d)
     t.check(d.get("budget", 0) >= 1, "the unauthenticated budget ended some of them", d)
     t.check(sum(d.values()) >= 64, "all 64 are counted", d)
@@ -167,7 +156,7 @@ def main(t, ctl):
     ]
     for what, data, reason in cases:
         before = rejected()
-        s = socket.create_connection(hp(a.gossip), timeout=5)
+        s = socket.create_connection(cu.hostport(a.gossip), timeout=5)
         s.sendall(data)
         if reason == "truncated":
             s.shutdown(socket.SHUT_WR)
@@ -178,10 +167,10 @@ def main(t, ctl):
                             "%s counted as %s" % (what, reason))
         t.check(closed and not got and after.get(reason, 0) == before.get(reason, 0) + 1,
                 "%s: closed without an answer, counted once as %s" % (what, reason),
-                (closed, got[:50], delta(before, after)))
+                (closed, got[:50], cu.delta(before, after)))
     # a stream head that stays silent: the 2 s key deadline
     before = rejected()
-    s = socket.create_connection(hp(a.gossip), timeout=5)
+    s = socket.create_connection(cu.hostport(a.gossip), timeout=5)
     s.sendall(stream_head_ourkey[:30])
     t0 = time.monotonic()
     got, closed = cu.read_until_closed(s, 6)
@@ -216,14 +205,14 @@ def main(t, ctl):
     u.bind(("127.0.0.1", 0))
     u.settimeout(5)
     ping = cu.ping_packet(key, "replayer", 4242, "a")
-    u.sendto(ping, hp(a.gossip))
+    u.sendto(ping, cu.hostport(a.gossip))
     ack, _ = u.recvfrom(65536)
     t.check(len(ack) > 45, "A acks a sealed ping (%d bytes captured)" % len(ack))
     recv0 = cu.metrics(a.admin).get("shoal_gossip_packets_received_total", 0)
     for _ in range(300):
-        u.sendto(ack, hp(a.gossip))
-        u.sendto(ack, hp(b.gossip))
-        u.sendto(ping, hp(a.gossip))
+        u.sendto(ack, cu.hostport(a.gossip))
+        u.sendto(ack, cu.hostport(b.gossip))
+        u.sendto(ping, cu.hostport(a.gossip))
     acks = 0
     u.settimeout(0.5)
     try:
@@ -264,7 +253,7 @@ def main(t, ctl):
     replies = 0
     for frame in captured:
         for target in (a, b) * 10:
-            s = socket.create_connection(hp(target.gossip), timeout=5)
+            s = socket.create_connection(cu.hostport(target.gossip), timeout=5)
             s.sendall(frame)
             got, _ = cu.read_until_closed(s, 5)
             s.close()
