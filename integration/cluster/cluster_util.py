@@ -275,6 +275,35 @@ def rss_mb(cn):
     return cn.proc.memory_kb()[0] / 1024.0
 
 
+class RssSampler:
+    """Samples a node's RSS every 20 ms on a thread, from start() to stop():
+    the peak (MiB) covers everything the node did in between."""
+
+    def __init__(self, cn):
+        import threading
+        self.cn = cn
+        self.peak = rss_mb(cn)
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_mb(self.cn))
+            except (OSError, TypeError):
+                return
+            self._stop.wait(0.02)
+
+    def start(self):
+        self._th.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._th.join(5)
+        return self.peak
+
+
 def pb_varint(n):
     out = b""
     while True:
