@@ -20,16 +20,16 @@ import json
 import os
 import select
 import socket
-import struct
 import sys
 import threading
 import time
 
 import shoal_harness as sh
+import adversarial as adv
+from adversarial import PREFACE, h2frame
 
 CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures",
                       "smuggling_corpus.json")
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 def b2s(b):
@@ -228,10 +228,6 @@ def hpack(headers):
     return out
 
 
-def h2frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
-
-
 HUFF_DIGITS = {"00000": "0", "00001": "1", "00010": "2", "011001": "3", "011010": "4",
                "011011": "5", "011100": "6", "011101": "7", "011110": "8", "011111": "9"}
 STATIC_STATUS = {8: 200, 9: 204, 10: 206, 11: 304, 12: 400, 13: 404, 14: 500}
@@ -319,24 +315,6 @@ def h2_exchange(port, case, timeout=2.0):
     return [result]
 
 
-# ---------------------------------------------------------------- nginx
-
-def start_nginx(t, port, h2port, rec_port):
-    d = os.path.join(t.tmp, "nginx")
-    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""daemon off; master_process off; worker_processes 1;
-error_log {d}/logs/error.log info; pid {d}/nginx.pid;
-events {{ worker_connections 256; }}
-http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/pt;
-  server {{ listen 127.0.0.1:{port}; listen 127.0.0.1:{h2port} http2;
-    location / {{ proxy_set_header Host $host; proxy_pass http://127.0.0.1:{rec_port}; }} }} }}
-""")
-    t._spawn("nginx", ["/usr/sbin/nginx", "-p", d, "-c", conf], os.path.join(d, "run"))
-    sh.wait_for(lambda: sh.port_accepts(port), 10, "nginx listening")
-
-
 def main(t):
     update = UPDATE
     with open(CORPUS) as f:
@@ -354,9 +332,11 @@ def main(t):
             }}
         }}""")
     ngx = None
-    if os.path.exists("/usr/sbin/nginx"):
+    if os.path.exists(adv.NGINX):
         ngx = (sh.free_port(), sh.free_port())
-        start_nginx(t, ngx[0], ngx[1], rec.port)
+        adv.start_nginx(t, f"server {{ listen 127.0.0.1:{ngx[0]}; listen 127.0.0.1:{ngx[1]} http2; "
+                        f"location / {{ proxy_set_header Host $host; "
+                        f"proxy_pass http://127.0.0.1:{rec.port}; }} }}", ngx[0])
     else:
         t.log("nginx not installed: no comparison")
 
