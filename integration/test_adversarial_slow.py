@@ -97,8 +97,12 @@ def main(t):
         t.log(f"{label}: {held} of {expect_n} held at {lo - 0.4:.1f}s; closed after "
               f"{life[0]:.2f}..{life[-1]:.2f}s (connect to close)")
         t.check(held == expect_n, f"{label}: all {expect_n} held until the timeout", held)
-        t.check(len(life) == expect_n and lo - 0.1 <= life[0] and life[-1] <= hi,
-                f"{label}: every one closed {lo}..{hi}s after its connect",
+        # The upper bound has slack for a sanitizer build on a loaded machine
+        # (the server may accept late); a re-armed timer would keep them open
+        # for as long as the swarm trickles, far past it.
+        hi_b = lo + (hi - lo) * t.slow
+        t.check(len(life) == expect_n and lo - 0.1 <= life[0] and life[-1] <= hi_b,
+                f"{label}: every one closed {lo}..{hi_b}s after its connect",
                 (life[:3], life[-3:]))
         s = adv.latency_summary(normal.since(mark))
         t.log(f"{label}: normal client n={s[0]} failed={s[1]} p50={s[2]}ms p99={s[3]}ms "
