@@ -18,6 +18,7 @@
  *   GET  /v1/events                       Server-Sent Events (member-*, keyring, reload)
  *   GET  /metrics                         Prometheus text format 0.0.4
  *   GET  /nginx_status                    nginx's stub_status format
+ *   GET  /ui/                             the dashboard (admin_ui.h), no token
  *
  * When a token is configured (required off loopback, cluster_conf.c) every
  * request needs "Authorization: Bearer TOKEN"; the token is compared as
@@ -47,6 +48,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/admin_ui.h"
 #include "cluster/cluster_internal.h"
 #include "core/alloc.h"
 #include "core/err.h"
@@ -94,7 +96,7 @@ struct adconn_s {
     int closing, closed, busy, sub;
     joinreq *join;
     int rc;         /* reload result */
-    char msg[1024]; /* reload message */
+    char msg[8192]; /* reload message (with the load's warnings) */
 };
 
 struct joinreq_s {
@@ -471,6 +473,54 @@ void sh_cluster__admin_join_done(sh_cluster_t *c, void *req, int ok)
         join_finish(j);
 }
 
+/* A host name given to /v1/join: resolved on libuv's pool, off the loop. */
+typedef struct {
+    uv_getaddrinfo_t gai;
+    sh_cluster_t *c;
+    joinreq *j;
+    char name[300];
+} joinname;
+
+static void join_name_done(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+{
+    joinname *r = container_of(g, joinname, gai);
+    sh_cluster_t *c = r->c;
+    joinreq *j = r->j;
+    unsigned started = 0;
+    if (status != 0)
+        sh_log_warn("cluster: join %s (admin API): %s", r->name, uv_strerror(status));
+    for (struct addrinfo *ai = res; status == 0 && !c->stopping && ai != NULL; ai = ai->ai_next) {
+        char ip[64], addr[80];
+        uint16_t port;
+        if (ai->ai_family == AF_INET) {
+            uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, ip, sizeof(ip));
+            port = ntohs(((const struct sockaddr_in *)ai->ai_addr)->sin_port);
+            snprintf(addr, sizeof(addr), "%s:%u", ip, port);
+        } else if (ai->ai_family == AF_INET6) {
+            uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, ip, sizeof(ip));
+            port = ntohs(((const struct sockaddr_in6 *)ai->ai_addr)->sin6_port);
+            snprintf(addr, sizeof(addr), "[%s]:%u", ip, port);
+        } else {
+            continue;
+        }
+        j->pending++;
+        c->joins_pending++;
+        c->admin_join = j;
+        sh_swim_join(c->swim, addr); /* -> push-pull -> admin_join_done */
+        c->admin_join = NULL;
+        started++;
+    }
+    if (res != NULL)
+        uv_freeaddrinfo(res);
+    sh_free(r);
+    if (started > 0)
+        sh_cluster__reschedule(c);
+    else
+        j->failed++;
+    if (--j->pending == 0)
+        join_finish(j);
+}
+
 static void post_join(adconn *a, json_t *body)
 {
     sh_cluster_t *c = a->c;
@@ -483,32 +533,62 @@ static void post_join(adconn *a, json_t *body)
     }
     json_array_foreach(addrs, i, v)
     {
+        /* numeric, or HOST:PORT with a name as the configuration takes */
         struct sockaddr_storage ss;
         const char *s = json_string_value(v);
-        if (s == NULL || sh_cluster__parse_addr(s, &ss) != 0) {
-            char m[300];
-            snprintf(m, sizeof(m), "invalid address %s: a numeric host:port is needed",
+        const char *colon = s ? strrchr(s, ':') : NULL;
+        int port = colon ? atoi(colon + 1) : 0;
+        if (s == NULL || (sh_cluster__parse_addr(s, &ss) != 0 &&
+                          (colon == NULL || colon == s || port <= 0 || port > 65535 ||
+                           strlen(s) >= 300))) {
+            char m[400];
+            snprintf(m, sizeof(m), "invalid address %.300s: host:port is needed",
                      s ? s : "(not a string)");
             respond(a, 400, NULL, NULL, m);
             return;
         }
     }
     if (c->left) {
-        respond(a, 409, NULL, NULL, "this node has left the cluster; restart it to join again");
-        return;
+        /* Serf's -rejoin: alive again under a new incarnation */
+        sh_swim_rejoin(c->swim, uv_now(&c->loop));
+        c->left = 0;
+        sh_cluster__join_resume(c);
+        sh_log_notice("cluster: joining again after a leave (admin API)");
     }
     joinreq *j = sh_new(joinreq);
     j->a = a;
     j->pending = (unsigned)n + 1; /* +1 held until every join is started */
     a->join = j;
     a->busy = 1;
-    c->admin_join = j;
     json_array_foreach(addrs, i, v)
     {
-        c->joins_pending++;
-        sh_swim_join(c->swim, json_string_value(v)); /* -> push-pull -> admin_join_done */
+        struct sockaddr_storage ss;
+        const char *s = json_string_value(v);
+        if (sh_cluster__parse_addr(s, &ss) == 0) {
+            c->joins_pending++;
+            c->admin_join = j;
+            sh_swim_join(c->swim, s); /* -> push-pull -> admin_join_done */
+            c->admin_join = NULL;
+            continue;
+        }
+        joinname *r = sh_new(joinname);
+        r->c = c;
+        r->j = j;
+        snprintf(r->name, sizeof(r->name), "%s", s);
+        char *colon = strrchr(r->name, ':');
+        *colon = '\0';
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        if (uv_getaddrinfo(&c->loop, &r->gai, join_name_done, r->name, colon + 1, &hints) != 0) {
+            sh_free(r);
+            j->failed++;
+            j->pending--; /* never 0 here: the +1 is held */
+        } else {
+            *colon = ':'; /* the whole "host:port" for the log (getaddrinfo copied it) */
+        }
     }
-    c->admin_join = NULL;
     sh_cluster__reschedule(c);
     if (--j->pending == 0) /* every push-pull failed at once */
         join_finish(j);
@@ -938,6 +1018,11 @@ static void route(adconn *a, const char *method, char *path)
     if (query)
         *query++ = 0;
     c->admin_requests++;
+    sh_admin_ui_file_t ui; /* static files, no secret: the page asks for the token */
+    if (strcmp(method, "GET") == 0 && sh_admin_ui_find(path, &ui)) {
+        respond(a, 200, ui.head, sh_admin_ui_body(&ui), NULL);
+        return;
+    }
     if (!authorized(a)) {
         c->admin_unauthorized++;
         c->admin_rejected[SH_ADMIN_R_UNAUTHORIZED]++;

@@ -30,7 +30,8 @@ typedef struct {
     char *name;             /* cluster name (part of the log lines) */
     char *node_name;        /* default: hostname */
     char *bind;             /* default 0.0.0.0:7946 */
-    char *advertise;        /* default: bind's host, or 127.0.0.1 for a wildcard */
+    char *advertise;        /* default: bind's host; for a wildcard, memberlist's choice */
+    char *advertise_auto;   /* the interface it was chosen from, or NULL (given) */
     char *admin_listen;     /* default 127.0.0.1:9901; "unix:PATH" or "/PATH"; "off" disables */
     char *admin_token_file; /* bearer token; required off loopback */
     char *encrypt_key_file;
@@ -59,6 +60,7 @@ typedef struct {
 } sh_cluster_conf_t;
 
 #define SH_ADMIN_MAX_EVENT_SUBS 32u
+#define SH_CLUSTER_REJECT_SLOTS 8u
 
 /* Why a push-pull connection was refused (pushpull.c), a metric label each. */
 enum {
@@ -136,6 +138,14 @@ struct sh_cluster_s {
     uint64_t event_seq;
     uint64_t admin_requests, admin_unauthorized, admin_bad_requests, events_dropped;
     uint64_t started_unix_ms;
+    /* log of rejected packets, rate limited per host (cluster.c) */
+    char reject_host[SH_CLUSTER_REJECT_SLOTS][80];
+    uint64_t reject_at[SH_CLUSTER_REJECT_SLOTS];
+    /* the join targets: the addresses the last join round found, to tell
+     * when every one of them is gone (cluster.c) */
+    char **join_targets;
+    unsigned njoin_targets;
+    int join_round_ok, join_round_failed; /* of the current join round */
     uint8_t rbuf[SH_WIRE_MAX_UDP + 64];
     uint8_t scratch[SH_WIRE_MAX_UDP + 64];
     uint8_t sbuf[SH_WIRE_MAX_UDP + 64];
@@ -144,11 +154,18 @@ struct sh_cluster_s {
 /* ---- cluster.c, for admin.c */
 int sh_cluster__parse_addr(const char *s, struct sockaddr_storage *ss);
 void sh_cluster__reschedule(sh_cluster_t *c);
+/* After a leave undone by an admin join: watch the join list again. */
+void sh_cluster__join_resume(sh_cluster_t *c);
 uint64_t sh_cluster__wall_ms(void);
 
 /* ---- cluster.c, for pushpull.c */
 /* A join push-pull ended (ok or not): the join retry logic. */
 void sh_cluster__join_done(sh_cluster_t *c, int ok);
+/* "WHAT FROM rejected: no key in our keyring opens them", at most once a
+ * minute per host (cluster.c). */
+void sh_cluster__rejected_log(sh_cluster_t *c, const char *what, const char *from);
+/* A sockaddr as "host:port" ("[v6]:port"). */
+void sh_cluster__format_addr(const struct sockaddr *sa, char *out, size_t n);
 
 /* ---- pushpull.c */
 #define SH_PP_MAGIC 0x70707070u

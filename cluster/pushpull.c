@@ -86,6 +86,7 @@ struct ppconn_s {
     uint64_t started;
     struct sockaddr_storage peer;
     char addr[SH_WIRE_MAX_ADDR + 1]; /* initiator: whom we called */
+    const char *why; /* initiator: why a join push-pull failed, for the log */
     uint8_t *out;
 };
 
@@ -157,6 +158,11 @@ static void pp_join_result(ppconn *p, int ok)
     if (!p->initiator || !p->join || p->reported)
         return;
     p->reported = 1;
+    if (!ok)
+        sh_log_warn("cluster: join %s failed: %s", p->addr,
+                    p->why ? p->why
+                           : "the peer closed the connection without an answer (does its keyring "
+                             "hold our primary key?)");
     if (p->admin_req != NULL)
         sh_cluster__admin_join_done(p->c, p->admin_req, ok);
     sh_cluster__join_done(p->c, ok);
@@ -203,6 +209,19 @@ static void pp_close(ppconn *p)
 static void pp_reject(ppconn *p, int reason)
 {
     reject_count(p->c, reason);
+    /* a sealed part no key of ours opens: say so, as the UDP path does */
+    if (reason == SH_PP_R_BAD_HEADER || reason == SH_PP_R_BAD_CHUNK ||
+        reason == SH_PP_R_BAD_ENVELOPE) {
+        if (p->initiator) {
+            p->why = "its answer was rejected: no key in our keyring opens it";
+        } else {
+            char from[SH_WIRE_MAX_ADDR + 1];
+            sh_cluster__format_addr((const struct sockaddr *)&p->peer, from, sizeof(from));
+            sh_cluster__rejected_log(p->c, "push-pull from", from);
+        }
+    } else if (reason == SH_PP_R_UNDECODABLE && p->initiator) {
+        p->why = "its answer could not be decoded";
+    }
     pp_close(p);
 }
 
@@ -214,6 +233,8 @@ void sh_cluster__pp_close_handle(uv_handle_t *h)
 static void pp_timeout(uv_timer_t *t)
 {
     ppconn *p = t->data;
+    if (p->initiator)
+        p->why = "timed out (no answer in time)";
     pp_reject(p, !p->initiator && p->phase < 2 ? SH_PP_R_AUTH_TIMEOUT : SH_PP_R_TIMEOUT);
 }
 
@@ -369,6 +390,8 @@ static void pp_connected(uv_connect_t *req, int status)
 {
     ppconn *p = req->data;
     if (status < 0 || p->closing) {
+        if (status < 0)
+            p->why = uv_strerror(status);
         pp_close(p);
         return;
     }
@@ -385,6 +408,11 @@ static void start_outbound(sh_cluster_t *c, const char *addr, int kind, void *ad
     ppconn *p = NULL;
     if (strlen(addr) >= sizeof(p->addr) || sh_cluster__parse_addr(addr, &ss) != 0 ||
         (p = pp_new(c, 1)) == NULL) {
+        if (join)
+            sh_log_warn("cluster: join %s failed: %s", addr,
+                        strlen(addr) >= sizeof(p->addr) || sh_cluster__parse_addr(addr, &ss) != 0
+                            ? "not a numeric host:port"
+                            : "too many connections");
         if (join && admin_req != NULL)
             sh_cluster__admin_join_done(c, admin_req, 0);
         if (join)
@@ -399,8 +427,11 @@ static void start_outbound(sh_cluster_t *c, const char *addr, int kind, void *ad
     p->peer = ss;
     snprintf(p->addr, sizeof(p->addr), "%s", addr);
     p->connect.data = p;
-    if (uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&ss, pp_connected) != 0)
+    int rc = uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&ss, pp_connected);
+    if (rc != 0) {
+        p->why = uv_strerror(rc);
         pp_close(p);
+    }
 }
 
 void sh_cluster__pushpull(void *ud, const char *addr, int kind)

@@ -1209,6 +1209,17 @@ int sh_swim_force_leave(sh_swim_t *s, const char *name, uint64_t now)
     return 0;
 }
 
+void sh_swim_rejoin(sh_swim_t *s, uint64_t now)
+{
+    if (!s->leaving)
+        return;
+    s->now = now;
+    s->leaving = 0;
+    s->self->pub.incarnation++;
+    set_status(s, s->self, SH_SWIM_ALIVE);
+    queue_alive(s, s->self);
+}
+
 int sh_swim_leave_sent(const sh_swim_t *s)
 {
     if (!s->leaving)

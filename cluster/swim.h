@@ -157,6 +157,10 @@ void sh_swim_leave(sh_swim_t *s, uint64_t now);
 int sh_swim_force_leave(sh_swim_t *s, const char *name, uint64_t now);
 /* 1 once the leave update went out at least once (or there is nobody). */
 int sh_swim_leave_sent(const sh_swim_t *s);
+/* Undo sh_swim_leave (Serf's -rejoin, `nodectl join` after `nodectl
+ * leave`): alive again under a higher incarnation, which outbids our own
+ * goodbye everywhere; a join push-pull spreads it. No-op unless leaving. */
+void sh_swim_rejoin(sh_swim_t *s, uint64_t now);
 
 /* Replace our metadata and announce it with a new incarnation. */
 void sh_swim_set_meta(sh_swim_t *s, const uint8_t *meta, size_t len);
