@@ -63,6 +63,18 @@ void sh_buf_append_u64(sh_buf_t *b, uint64_t v)
     sh_buf_append(b, tmp + sizeof(tmp) - n, n);
 }
 
+size_t sh_fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    memcpy(out, tmp + sizeof(tmp) - n, n);
+    return n;
+}
+
 size_t sh_fmt_hex(char *out, uint64_t v)
 {
     static const char digits[] = "0123456789abcdef";

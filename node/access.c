@@ -12,6 +12,8 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "core/log.h"
+#include "node/access.h"
 #include "node/http_conf.h"
 #include "node/node.h"
 
@@ -100,7 +102,7 @@ static int rule_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
-int sh_access_denied(const sh_request_t *r)
+static int access_denied(const sh_request_t *r)
 {
     const access_loc_t *c = sh_http_loc_conf(r->loc, &sh_access_module);
     if (c == NULL || c->n == 0)
@@ -132,11 +134,27 @@ static const sh_conf_cmd_t access_cmds[] = {{"allow", ACTX | SH_CONF_TAKE1, rule
                                             {"deny", ACTX | SH_CONF_TAKE1, rule_set, 1, NULL},
                                             {NULL, 0, NULL, 0, NULL}};
 
+/* The access phase handler: 403 for a denied client. */
+static int access_handler(sh_request_t *r)
+{
+    if (!access_denied(r))
+        return SH_PH_DECLINED;
+    sh_log_err("access forbidden by rule, client %llu, uri %.*s", (unsigned long long)r->c->id,
+               (int)r->uri.len, r->uri.p);
+    return 403;
+}
+
+static int access_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    return sh_phase_add(cf, m, SH_PHASE_ACCESS, access_handler);
+}
+
 static const sh_http_module_t access_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
     .create_loc = access_create,
     .merge_loc = access_merge,
     .destroy_loc = access_destroy,
+    .postconfiguration = access_postconf,
 };
 
 sh_conf_module_t sh_access_module = {

@@ -501,8 +501,20 @@ static const sh_conf_cmd_t log_cmds[] = {
      sh_conf_set_ignore, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
+static int log_handler(sh_request_t *r)
+{
+    sh_access_log(r);
+    return SH_PH_DECLINED;
+}
+
+static int log_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    return sh_phase_add(cf, m, SH_PHASE_LOG, log_handler);
+}
+
 static const sh_http_module_t log_http_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
+    .postconfiguration = log_postconf,
     .create_main = log_create_main,
     .destroy_main = log_destroy_main,
     .init_main = log_init_main,

@@ -26,7 +26,8 @@ typedef struct sh_request_s sh_request_t;
 extern sh_conf_module_t sh_accesslog_module;
 
 /* Log r according to its location (the default server's when it never got
- * one). Call once, when the response is complete or abandoned. Worker
+ * one). The module's log phase handler calls it once per request, from
+ * sh_request_free() (node/pipeline.h); tests call it directly. Worker
  * thread (any thread in tests). */
 void sh_access_log(sh_request_t *r);
 

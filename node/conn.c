@@ -23,6 +23,7 @@
 #include "node/headers.h"
 #include "node/http2.h"
 #include "node/node.h"
+#include "node/proxy.h"
 #include "node/timeq.h"
 #include "node/tls.h"
 #include "node/vars.h"
@@ -39,6 +40,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static ssize_t process(sh_conn_t *c, const char *data, size_t len);
 static void finalize(sh_request_t *r);
 static void update_io(sh_conn_t *c);
+static const sh_http_proto_t http1_proto;
 
 const char *sh_http_status_text(int status)
 {
@@ -130,6 +132,7 @@ static void request_dispose(sh_request_t *r)
     sh_buf_dispose(&r->scratch);
     sh_buf_dispose(&r->uri_buf);
     sh_buf_dispose(&r->out_head);
+    sh_buf_dispose(&r->hscratch);
     sh_buf_dispose(&r->rb);
     sh_buf_dispose(&r->up_addr);
     sh_buf_dispose(&r->up_status);
@@ -149,31 +152,79 @@ sh_request_t *sh_request_new(sh_conn_t *c)
         r = w->req_cache[--w->nreq_cache];
         memset(r, 0, SH_REQUEST_ZERO);
         r->scratch.len = r->uri_buf.len = r->rb.len = r->up_addr.len = r->up_status.len = 0;
-        r->out_head.len = 0;
+        r->out_head.len = r->hscratch.len = 0;
         r->up_connect_time.len = r->up_header_time.len = r->up_response_time.len = 0;
         r->up_fields.len = r->sent_fields.len = 0;
     } else {
         r = sh_new(sh_request_t);
     }
     r->c = c;
+    r->w = w;
     return r;
 }
 
-void sh_request_free(sh_request_t *r)
+/* Back to the free list (or freed), once nothing can touch r any more. */
+static void recycle(sh_request_t *r)
 {
-    sh_worker_t *w = r->c->w;
-    sh_proxy_detach(r);
+    sh_worker_t *w = r->w;
     sh_free(r->head);
+    r->head = NULL;
     /* keep a few for the next requests, unless they grew large */
     if (w->nreq_cache < SH_CACHE_MAX && !w->stopping && r->scratch.cap <= 4096 &&
-        r->out_head.cap <= 8192 && r->rb.cap <= 65536)
+        r->out_head.cap <= 8192 && r->rb.cap <= 65536 && r->hscratch.cap <= 4096)
         w->req_cache[w->nreq_cache++] = r;
     else
         request_dispose(r);
 }
 
+static void dead_cb(uv_check_t *h)
+{
+    sh_worker_t *w = container_of(h, sh_worker_t, dead_check);
+    uv_check_stop(h);
+    while (w->dead != NULL) {
+        sh_request_t *r = w->dead;
+        w->dead = r->dead;
+        recycle(r);
+    }
+}
+
+void sh_request_worker_init(sh_worker_t *w)
+{
+    uv_check_init(&w->loop, &w->dead_check);
+}
+
+/* The one end of every request: the upstream let go, the log phase, the
+ * cleanup hooks; the memory is recycled at the end of the loop iteration,
+ * so callers up the stack may still look at r (r->freed). */
+void sh_request_free(sh_request_t *r)
+{
+    if (r->freed)
+        return;
+    sh_proxy_detach(r);
+    sh_phase_log(r);
+    while (r->ncleanup > 0) {
+        r->ncleanup--;
+        r->cleanup[r->ncleanup].fn(r, r->cleanup[r->ncleanup].data);
+    }
+    r->freed = 1;
+    sh_worker_t *w = r->w;
+    if (uv_is_closing((uv_handle_t *)&w->dead_check)) { /* the worker's loop is ending */
+        recycle(r);
+        return;
+    }
+    if (w->dead == NULL)
+        uv_check_start(&w->dead_check, dead_cb);
+    r->dead = w->dead;
+    w->dead = r;
+}
+
 void sh_request_cache_clear(sh_worker_t *w)
 {
+    while (w->dead != NULL) {
+        sh_request_t *r = w->dead;
+        w->dead = r->dead;
+        recycle(r);
+    }
     while (w->nreq_cache > 0)
         request_dispose(w->req_cache[--w->nreq_cache]);
 }
@@ -231,6 +282,8 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 void sh_conn_timeout(sh_timeq_entry_t *e)
 {
     sh_conn_t *c = container_of(e, sh_conn_t, tq);
+    if (c->r != NULL && c->state == SH_CONN_BODY)
+        c->r->end_status = 408; /* nginx logs client_body_timeout as 408 */
     sh_conn_close(c);
 }
 
@@ -292,11 +345,9 @@ static void client_written(uv_stream_t *s, int status)
         update_io(c);
 }
 
-void sh_request_send_timer(sh_request_t *r)
+static void h1_send_timer(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
-    if (c->h2 != NULL)
-        return; /* HTTP/2: the connection's own timer */
     if (!c->closing && c->tcp.write_queue_size > 0)
         sh_timers_add(&c->w->timers, &c->tq, r->core->send_timeout);
 }
@@ -309,10 +360,8 @@ int sh_conn_send(sh_conn_t *c, const uv_buf_t *bufs, unsigned n)
     return sh_stream_send((uv_stream_t *)&c->tcp, bufs, n, client_written);
 }
 
-size_t sh_request_out_queued(const sh_request_t *r)
+static size_t h1_queued(const sh_request_t *r)
 {
-    if (r->h2s != NULL)
-        return sh_http2_out_queued(r);
     return r->c->tcp.write_queue_size;
 }
 
@@ -333,94 +382,67 @@ static int request_send(sh_request_t *r, const uv_buf_t *bufs, unsigned n)
     return 0;
 }
 
-static void head_start(sh_request_t *r, sh_buf_t *b, int status, const char *reason,
-                       size_t reason_len, unsigned flags)
+/* HTTP/1.1 framing (RFC 9112 6): Content-Length when the length is
+ * known, else chunked (HTTP/1.1 clients) or the end of the connection
+ * (HTTP/1.0); Connection as keep-alive was decided. */
+static void h1_frame(sh_request_t *r, sh_resp_head_t *h)
 {
-    if (reason == NULL || reason_len == 0) {
-        reason = sh_http_status_text(status);
-        reason_len = strlen(reason);
+    if (h->flags & SH_RESP_TUNNEL) {
+        r->keepalive = 0; /* Connection: upgrade came with the fields */
+        return;
     }
-    char sl[13] = "HTTP/1.1 000 ";
-    sl[9] = (char)('0' + status / 100 % 10);
-    sl[10] = (char)('0' + status / 10 % 10);
-    sl[11] = (char)('0' + status % 10);
-    sh_buf_append(b, sl, sizeof(sl));
-    sh_buf_append(b, reason, reason_len);
-    sh_buf_append(b, "\r\n", 2);
-    if (!(flags & SH_RESP_NO_SERVER))
-        sh_buf_appends(b, "Server: shoal\r\n");
-    if (!(flags & SH_RESP_NO_DATE)) {
-        size_t dl;
-        const char *d = sh_worker_date(r->c->w, &dl);
-        sh_buf_appends(b, "Date: ");
-        sh_buf_append(b, d, dl);
-        sh_buf_append(b, "\r\n", 2);
-    }
-}
-
-static void head_end(sh_request_t *r, sh_buf_t *b)
-{
-    sh_headers_add_h1(r, r->status, b);
-    if (r->c->w->stopping)
-        r->keepalive = 0;
-    if (!r->keepalive)
-        sh_buf_appends(b, "Connection: close\r\n");
-    else if (r->h.version == 10)
-        sh_buf_appends(b, "Connection: keep-alive\r\n");
-    sh_buf_append(b, "\r\n", 2);
-}
-
-/* HTTP/1.1: the head is serialized into r->out_head and goes out with the
- * first body bytes (one write), or on sh_response_flush. The body is
- * framed by Content-Length when known, else chunked (HTTP/1.1 clients) or
- * by closing the connection (HTTP/1.0). */
-int sh_response_start(sh_request_t *r, int status, const char *reason, size_t reason_len,
-                      const sh_http1_header_t *hs, size_t n, int64_t length, unsigned flags)
-{
-    if (r->c->h2 != NULL)
-        return sh_http2_response_start(r, status, hs, n, length, flags);
-    sh_buf_t *b = &r->out_head;
-    b->len = 0;
-    r->status = status;
-    head_start(r, b, status, reason, reason_len, flags);
-    for (size_t i = 0; i < n; i++) {
-        sh_buf_append(b, hs[i].name, hs[i].name_len);
-        sh_buf_append(b, ": ", 2);
-        sh_buf_append(b, hs[i].value, hs[i].value_len);
-        sh_buf_append(b, "\r\n", 2);
-    }
-    if (flags & SH_RESP_TUNNEL) {
-        r->keepalive = 0;
-        sh_buf_append(b, "\r\n", 2); /* Connection: upgrade came with the fields */
-        return 0;
-    }
-    if (length >= 0) {
-        sh_buf_appends(b, "Content-Length: ");
-        sh_buf_append_u64(b, (uint64_t)length);
-        sh_buf_append(b, "\r\n", 2);
-    } else if (!(flags & SH_RESP_NO_BODY)) {
+    if (h->length >= 0) {
+        size_t n = sh_fmt_u64(h->clen, (uint64_t)h->length);
+        sh_resp_head_add(h, "Content-Length", 14, h->clen, n);
+    } else if (!(h->flags & SH_RESP_NO_BODY)) {
         if (r->h.version == 11) {
             r->resp_chunked = 1;
-            sh_buf_appends(b, "Transfer-Encoding: chunked\r\n");
+            sh_resp_head_add(h, "Transfer-Encoding", 17, "chunked", 7);
         } else {
             r->keepalive = 0; /* HTTP/1.0: the end of the body is the close */
         }
     }
-    head_end(r, b);
-    if (sh_vars_want_fields) {
-        /* the fields of the head, without the status line */
-        const char *eol = memchr(b->data, '\n', b->len);
-        size_t skip = eol ? (size_t)(eol - b->data) + 1 : b->len;
-        r->sent_fields.len = 0;
-        sh_buf_append(&r->sent_fields, b->data + skip, b->len - skip);
+    if (r->c->w->stopping)
+        r->keepalive = 0;
+    if (!r->keepalive)
+        sh_resp_head_add(h, "Connection", 10, "close", 5);
+    else if (r->h.version == 10)
+        sh_resp_head_add(h, "Connection", 10, "keep-alive", 10);
+}
+
+/* HTTP/1.1: the head is serialized into r->out_head and goes out with the
+ * first body bytes (one write), or on flush. */
+static int h1_send_head(sh_request_t *r, const sh_resp_head_t *h)
+{
+    sh_buf_t *b = &r->out_head;
+    b->len = 0;
+    const char *reason = h->reason;
+    size_t reason_len = h->reason_len;
+    if (reason == NULL || reason_len == 0) {
+        reason = sh_http_status_text(h->status);
+        reason_len = strlen(reason);
     }
+    char sl[13] = "HTTP/1.1 000 ";
+    sl[9] = (char)('0' + h->status / 100 % 10);
+    sl[10] = (char)('0' + h->status / 10 % 10);
+    sl[11] = (char)('0' + h->status % 10);
+    sh_buf_append(b, sl, sizeof(sl));
+    sh_buf_append(b, reason, reason_len);
+    sh_buf_append(b, "\r\n", 2);
+    for (size_t i = 0; i < h->n; i++) {
+        if (h->f[i].name_len == 0)
+            continue; /* deleted by a filter */
+        sh_buf_append(b, h->f[i].name, h->f[i].name_len);
+        sh_buf_append(b, ": ", 2);
+        sh_buf_append(b, h->f[i].value, h->f[i].value_len);
+        sh_buf_append(b, "\r\n", 2);
+    }
+    sh_buf_append(b, "\r\n", 2);
     return 0;
 }
 
-int sh_response_flush(sh_request_t *r)
+static int h1_flush(sh_request_t *r)
 {
-    if (r->c->h2 != NULL)
-        return 0; /* the session writes at the end of the loop iteration */
     if (r->out_head.len == 0)
         return 0;
     uv_buf_t b = uv_buf_init(r->out_head.data, (unsigned)r->out_head.len);
@@ -428,13 +450,8 @@ int sh_response_flush(sh_request_t *r)
     return request_send(r, &b, 1);
 }
 
-int sh_response_body(sh_request_t *r, const char *data, size_t len)
+static int h1_send_body(sh_request_t *r, const char *data, size_t len)
 {
-    if (len == 0)
-        return 0;
-    r->body_bytes_sent += len;
-    if (r->c->h2 != NULL)
-        return sh_http2_response_body(r, data, len);
     uv_buf_t bufs[4];
     unsigned n = 0;
     if (r->out_head.len > 0) {
@@ -450,12 +467,10 @@ int sh_response_body(sh_request_t *r, const char *data, size_t len)
     return request_send(r, bufs, n);
 }
 
-int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n)
+static int h1_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n)
 {
-    if (r->c->h2 != NULL)
-        return sh_http2_response_end(r, trailers, n);
     if (!r->resp_chunked)
-        return sh_response_flush(r);
+        return h1_flush(r);
     uv_buf_t bufs[2];
     unsigned k = 0;
     if (r->out_head.len > 0) {
@@ -480,6 +495,85 @@ int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n
     int rc = request_send(r, bufs, k);
     sh_buf_dispose(&t);
     return rc;
+}
+
+/* ------------------------------------------------------ response -- */
+/* Once for both protocols: the head as data, the header filters, then the
+ * protocol's writer (node/pipeline.h). */
+
+int sh_response_start(sh_request_t *r, int status, const char *reason, size_t reason_len,
+                      const sh_http1_header_t *hs, size_t n, int64_t length, unsigned flags)
+{
+    sh_http1_header_t f[SH_RESP_FIELDS_MAX];
+    sh_resp_head_t h = {.status = status,
+                        .reason = reason,
+                        .reason_len = reason_len,
+                        .f = f,
+                        .cap = SH_RESP_FIELDS_MAX,
+                        .length = length,
+                        .flags = flags};
+    const sh_http_proto_t *pr = r->c->proto;
+    r->status = status;
+    r->hscratch.len = 0;
+    r->nbf = 0;
+    if (!(flags & SH_RESP_NO_SERVER))
+        sh_resp_head_add(&h, "Server", 6, "shoal", 5);
+    if (!(flags & SH_RESP_NO_DATE)) {
+        size_t dl;
+        const char *d = sh_worker_date(r->c->w, &dl);
+        sh_resp_head_add(&h, "Date", 4, d, dl);
+    }
+    if (n > SH_RESP_FIELDS_MAX - 72)
+        n = SH_RESP_FIELDS_MAX - 72; /* room for the framing and the filters' fields */
+    memcpy(f + h.n, hs, n * sizeof(*hs));
+    h.n += n;
+    pr->frame(r, &h);
+    int rc = sh_filter_headers(r, &h);
+    if (rc != 0) {
+        sh_log_err("client %llu: response head filter failed: %s", (unsigned long long)r->c->id,
+                   sh_strerror(rc));
+        pr->abort(r);
+        return -1;
+    }
+    return pr->send_head(r, &h);
+}
+
+int sh_response_flush(sh_request_t *r)
+{
+    return r->c->proto->flush(r);
+}
+
+int sh_response_body(sh_request_t *r, const char *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    r->body_bytes_sent += len;
+    if (r->nbf > 0)
+        return sh_body_next(r, 0, data, len, 0);
+    return r->c->proto->send_body(r, data, len);
+}
+
+int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n)
+{
+    if (r->nbf > 0) {
+        r->trailers = trailers;
+        r->ntrailers = n;
+        int rc = sh_body_next(r, 0, NULL, 0, 1);
+        r->trailers = NULL;
+        r->ntrailers = 0;
+        return rc;
+    }
+    return r->c->proto->end(r, trailers, n);
+}
+
+void sh_request_send_timer(sh_request_t *r)
+{
+    r->c->proto->send_timer(r);
+}
+
+size_t sh_request_out_queued(const sh_request_t *r)
+{
+    return r->c->proto->queued(r);
 }
 
 void sh_request_respond(sh_request_t *r, int status, const char *ctype, const char *body,
@@ -533,20 +627,22 @@ static void respond_bare(sh_conn_t *c, sh_request_t *r, int status)
 
 void sh_request_abort(sh_request_t *r)
 {
-    if (r->c->h2 != NULL) {
-        sh_http2_request_abort(r);
-        return;
-    }
-    sh_conn_close(r->c);
+    r->c->proto->abort(r);
 }
 
 void sh_request_finish(sh_request_t *r)
 {
+    r->c->proto->finish(r);
+}
+
+static void h1_abort(sh_request_t *r)
+{
+    sh_conn_close(r->c);
+}
+
+static void h1_finish(sh_request_t *r)
+{
     sh_conn_t *c = r->c;
-    if (c->h2 != NULL) {
-        sh_http2_request_finish(r);
-        return;
-    }
     if (c->closing)
         return;
     r->resp_done = 1;
@@ -578,7 +674,6 @@ static void drain_in(sh_conn_t *c)
 
 static void finalize(sh_request_t *r)
 {
-    sh_access_log(r);
     sh_conn_t *c = r->c;
     int keep = r->keepalive && r->body.done && !c->w->stopping;
     sh_request_free(r);
@@ -685,11 +780,12 @@ void sh_request_end_tunnel(sh_request_t *r)
 
 void sh_request_body_resume(sh_request_t *r)
 {
+    r->c->proto->body_resume(r);
+}
+
+static void h1_body_resume(sh_request_t *r)
+{
     sh_conn_t *c = r->c;
-    if (c->h2 != NULL) {
-        sh_http2_body_resume(r);
-        return;
-    }
     if (c->closing || (r->body.done && c->state != SH_CONN_TUNNEL))
         return;
     r->body_wanted = 1;
@@ -737,26 +833,6 @@ static void split_target(sh_request_t *r)
     }
 }
 
-static void do_return(sh_request_t *r)
-{
-    const sh_http_core_loc_t *core = r->core;
-    int code = core->ret_code;
-    r->discard_body = 1;
-    if (core->ret_text == NULL) {
-        sh_request_respond(r, code, NULL, NULL, 0, NULL);
-        return;
-    }
-    r->scratch.len = 0;
-    sh_cv_eval(core->ret_text, r, &r->scratch);
-    sh_buf_append(&r->scratch, "", 1); /* NUL for the Location use */
-    const char *text = r->scratch.data;
-    size_t len = r->scratch.len - 1;
-    if (code == 301 || code == 302 || code == 303 || code == 307 || code == 308)
-        sh_request_respond(r, code, NULL, NULL, 0, text);
-    else
-        sh_request_respond(r, code, "text/plain", text, len, NULL);
-}
-
 /* RFC 9110 9.2.1: the methods that may run from TLS early data at once. */
 static int early_safe(int method_id)
 {
@@ -766,7 +842,7 @@ static int early_safe(int method_id)
 /* nginx's answers to client certificate failures: 400 with the reason
  * (its internal 495/496), and 421 for a Host that is not the server the
  * handshake verified for. */
-static void client_cert_error(sh_request_t *r, int e)
+void sh_request_client_cert_error(sh_request_t *r, int e)
 {
     r->discard_body = 1;
     if (e == 421) {
@@ -805,20 +881,14 @@ void sh_request_dispatch(sh_request_t *r)
     split_target(r);
     r->srv = sh_http_find_server(c->addr, r->h.host, r->h.host_len);
     /* nginx: a path that cannot be normalized (no leading '/', an encoded
-     * NUL, ".." above the root) is a 400 before any routing */
+     * NUL, ".." above the root) is a 400 (at find-config) */
     char *ub = sh_buf_reserve(&r->uri_buf, r->path.len ? r->path.len : 1);
     size_t ul = 0;
-    int bad_uri = r->h.method_id != SH_HTTP_OPTIONS || r->path.len != 1 || r->path.p[0] != '*'
-                      ? sh_http_normalize_uri(r->path.p, r->path.len, ub, &ul) != 0
-                      : 0;
-    r->uri = bad_uri ? r->path : (sh_str_t){ub, ul};
-    r->loc = sh_http_find_location_uri(r->srv, r->uri.p, r->uri.len);
-    r->core = sh_http_loc_conf(r->loc, &sh_http_core_module);
+    r->bad_uri = r->h.method_id != SH_HTTP_OPTIONS || r->path.len != 1 || r->path.p[0] != '*'
+                     ? sh_http_normalize_uri(r->path.p, r->path.len, ub, &ul) != 0
+                     : 0;
+    r->uri = r->bad_uri ? r->path : (sh_str_t){ub, ul};
     r->head_only = r->h.method_id == SH_HTTP_HEAD;
-    r->keepalive = r->h.keep_alive && r->core->keepalive_timeout > 0 &&
-                   (r->core->keepalive_requests <= 0 ||
-                    c->nrequests < (uint32_t)r->core->keepalive_requests) &&
-                   !c->w->stopping;
     r->body.left = -1;
     if (r->h.chunked) {
         r->body.chunked = 1;
@@ -830,59 +900,7 @@ void sh_request_dispatch(sh_request_t *r)
     }
     if (c->h2 == NULL)
         c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
-    if (bad_uri) {
-        sh_log_info("client %llu sent invalid request URI", (unsigned long long)c->id);
-        r->keepalive = 0;
-        sh_request_respond(r, 400, NULL, NULL, 0, NULL);
-        return;
-    }
-    if (r->h.content_length > 0 && r->core->client_max_body_size > 0 &&
-        (uint64_t)r->h.content_length > r->core->client_max_body_size) {
-        sh_log_err("client intended to send too large body: %lld bytes",
-                   (long long)r->h.content_length);
-        r->keepalive = 0;
-        sh_request_respond(r, 413, NULL, NULL, 0, NULL);
-        return;
-    }
-    if (c->tls != NULL) {
-        int e = sh_tls_client_check(c->tls, r->srv);
-        if (e != 0) {
-            client_cert_error(r, e);
-            return;
-        }
-    }
-    if (r->core->ret_code != SH_CONF_UNSET) {
-        do_return(r);
-        return;
-    }
-    /* nginx's phases: rewrite (`return`, above), then access, then content */
-    if (sh_access_denied(r)) {
-        sh_log_err("access forbidden by rule, client %llu, uri %.*s", (unsigned long long)c->id,
-                   (int)r->uri.len, r->uri.p);
-        r->discard_body = 1;
-        sh_request_respond(r, 403, NULL, NULL, 0, NULL);
-        return;
-    }
-    if (sh_status_enabled(r->loc)) {
-        sh_status_handle(r);
-        return;
-    }
-    if (sh_proxy_enabled(r->loc)) {
-        if (!r->body.done && sh_proxy_request_buffering(r->loc)) {
-            /* proxy_request_buffering on (nginx's default): read a body of
-             * up to client_body_buffer_size whole before choosing a server,
-             * so it can be sent with a Content-Length, checked against
-             * client_max_body_size, and sent again on a retry. A larger
-             * one is streamed from there on (no temp files). */
-            r->buffering = 1;
-            sh_request_body_resume(r);
-            return;
-        }
-        sh_proxy_start(r);
-        return;
-    }
-    r->discard_body = 1;
-    sh_request_respond(r, 404, NULL, NULL, 0, NULL);
+    sh_phase_start(r);
 }
 
 /* Body bytes from the client; returns bytes consumed, -1 if the
@@ -1232,6 +1250,7 @@ void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *a
     sh_conn_t *c = sh_new(sh_conn_t);
     c->w = w;
     c->addr = addr;
+    c->proto = &http1_proto;
     uv_tcp_init(&w->loop, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
@@ -1261,3 +1280,17 @@ void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *a
     c->state = SH_CONN_HEAD;
     update_io(c);
 }
+
+static const sh_http_proto_t http1_proto = {
+    .name = "HTTP/1.1",
+    .frame = h1_frame,
+    .send_head = h1_send_head,
+    .flush = h1_flush,
+    .send_body = h1_send_body,
+    .end = h1_end,
+    .finish = h1_finish,
+    .abort = h1_abort,
+    .body_resume = h1_body_resume,
+    .queued = h1_queued,
+    .send_timer = h1_send_timer,
+};

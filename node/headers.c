@@ -92,11 +92,14 @@ static const sh_conf_cmd_t headers_cmds[] = {
      add_header_set, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
+static int headers_postconf(sh_conf_t *cf, sh_http_main_t *m);
+
 static const sh_http_module_t headers_http_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
     .create_loc = headers_create_loc,
     .merge_loc = headers_merge_loc,
     .destroy_loc = headers_destroy_loc,
+    .postconfiguration = headers_postconf,
 };
 
 sh_conf_module_t sh_headers_module = {
@@ -133,51 +136,69 @@ static const headers_loc_t *conf_of(const sh_request_t *r)
     return loc ? sh_http_loc_conf(loc, &sh_headers_module) : NULL;
 }
 
-size_t sh_headers_add(sh_request_t *r, int status, sh_buf_t *buf, sh_http1_header_t *out,
-                      size_t max)
+/* add_header: the fields of r's location, values evaluated into
+ * r->hscratch. */
+static int add_header_filter(sh_request_t *r, sh_resp_head_t *h)
 {
     const headers_loc_t *c = conf_of(r);
-    if (c == NULL || c->n == 0)
-        return 0;
-    int dflt = default_status(status);
-    size_t k = 0;
-    size_t offs[MAX_ADD_HEADERS];
-    for (size_t i = 0; i < c->n && k < max; i++) {
-        const add_header_t *h = &c->h[i];
-        if (!h->always && !dflt)
+    int dflt = default_status(h->status);
+    for (size_t i = 0; i < c->n; i++) {
+        const add_header_t *ah = &c->h[i];
+        if (!ah->always && !dflt)
             continue;
-        size_t start = buf->len;
-        sh_cv_eval(h->value, r, buf);
-        if (buf->len == start)
+        size_t start = r->hscratch.len;
+        sh_cv_eval(ah->value, r, &r->hscratch);
+        if (r->hscratch.len == start)
             continue; /* an empty value adds nothing */
-        offs[k] = start;
-        out[k] = (sh_http1_header_t){
-            .name = h->name, .name_len = h->name_len, .value_len = buf->len - start};
-        k++;
+        if (sh_resp_head_add(h, ah->name, ah->name_len, NULL, 0) != 0)
+            return SH_ELIMIT;
+        int rc = sh_resp_head_set_scratch(r, h, h->n - 1, start, r->hscratch.len - start);
+        if (rc != 0)
+            return rc;
     }
-    for (size_t i = 0; i < k; i++) /* buf is final now */
-        out[i].value = buf->data + offs[i];
-    return k;
+    return 0;
 }
 
-void sh_headers_add_h1(sh_request_t *r, int status, sh_buf_t *b)
+static int add_header_applies(const sh_http_main_t *m, const sh_http_loc_t *loc)
 {
-    const headers_loc_t *c = conf_of(r);
-    if (c == NULL || c->n == 0)
-        return;
-    int dflt = default_status(status);
-    for (size_t i = 0; i < c->n; i++) {
-        const add_header_t *h = &c->h[i];
-        if (!h->always && !dflt)
+    (void)m;
+    const headers_loc_t *c = sh_http_loc_conf(loc, &sh_headers_module);
+    return c != NULL && c->n > 0;
+}
+
+/* $sent_http_NAME: the head as sent, "Name: value\r\n" lines without the
+ * status line, kept only when the configuration reads them. Runs after
+ * every other filter. */
+static int sent_fields_filter(sh_request_t *r, sh_resp_head_t *h)
+{
+    sh_buf_t *b = &r->sent_fields;
+    b->len = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        if (h->f[i].name_len == 0)
             continue;
-        size_t mark = b->len;
-        sh_buf_append(b, h->name, h->name_len);
+        sh_buf_append(b, h->f[i].name, h->f[i].name_len);
         sh_buf_append(b, ": ", 2);
-        size_t vstart = b->len;
-        sh_cv_eval(h->value, r, b);
-        if (b->len == vstart)
-            b->len = mark;
-        else
-            sh_buf_append(b, "\r\n", 2);
+        sh_buf_append(b, h->f[i].value, h->f[i].value_len);
+        sh_buf_append(b, "\r\n", 2);
     }
+    return 0;
+}
+
+static int sent_fields_applies(const sh_http_main_t *m, const sh_http_loc_t *loc)
+{
+    (void)loc;
+    return m->want_fields;
+}
+
+static const sh_filter_t add_header_f = {
+    .name = "add_header", .applies = add_header_applies, .header = add_header_filter};
+static const sh_filter_t sent_fields_f = {.name = "sent_http",
+                                          .applies = sent_fields_applies,
+                                          .header = sent_fields_filter,
+                                          .late = 1};
+
+static int headers_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    int rc = sh_filter_add(cf, m, &add_header_f);
+    return rc != 0 ? rc : sh_filter_add(cf, m, &sent_fields_f);
 }

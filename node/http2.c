@@ -28,6 +28,7 @@
 #include "core/log.h"
 #include "node/headers.h"
 #include "node/node.h"
+#include "node/proxy.h"
 #include "node/vars.h"
 
 #define CONN_WINDOW            (4 * 1024 * 1024) /* connection receive window */
@@ -943,6 +944,7 @@ int sh_http2_start(sh_conn_t *c)
     nghttp2_submit_settings(h2->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     nghttp2_session_set_local_window_size(h2->s, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
     c->h2 = h2;
+    c->proto = &sh_http2_proto;
     c->w->h2_conns++;
     schedule(h2);
     return 0;
@@ -1050,77 +1052,57 @@ static size_t put_lower(sh_buf_t *b, const char *s, size_t n)
     return off;
 }
 
-int sh_http2_response_start(sh_request_t *r, int status, const sh_http1_header_t *hs, size_t n,
-                            int64_t length, unsigned flags)
+/* HTTP/2 framing: content-length when known (RFC 9113 8.1.1), none on
+ * 1xx, 204 and 304; no connection-specific fields. */
+static void h2_frame(sh_request_t *r, sh_resp_head_t *h)
+{
+    (void)r;
+    if (h->length >= 0 && h->status != 204 && h->status != 304 && h->status >= 200) {
+        size_t n = sh_fmt_u64(h->clen, (uint64_t)h->length);
+        sh_resp_head_add(h, "content-length", 14, h->clen, n);
+    }
+}
+
+/* The filtered head as a HEADERS frame: names lower-cased into one buffer
+ * (offsets first, pointers at the end), values as given. */
+static int h2_send_head(sh_request_t *r, const sh_resp_head_t *h)
 {
     h2_stream_t *st = stream_of(r);
     if (st == NULL || st->h2->closed)
         return -1;
     sh_h2_t *h2 = st->h2;
     sh_worker_t *w = r->c->w;
-    r->status = status;
     r->resp_started = 1;
-    /* names lower-cased into one buffer, values as given; add_header
-     * values evaluated into another: offsets first, pointers at the end */
     sh_buf_t *nb = &w->h2_hdr;
     nb->len = 0;
-    sh_buf_t added = {0};
-    sh_http1_header_t extra[MAX_ADDED];
-    size_t nextra = sh_headers_add(r, status, &added, extra, MAX_ADDED);
-    if (n > SH_MAX_RESPONSE_FIELDS)
-        n = SH_MAX_RESPONSE_FIELDS; /* the proxy parses at most that many */
-    nghttp2_nv nv[SH_MAX_RESPONSE_FIELDS + MAX_ADDED + 4];
-    size_t offs[SH_MAX_RESPONSE_FIELDS + MAX_ADDED + 4];
+    nghttp2_nv nv[SH_RESP_FIELDS_MAX + 1];
+    size_t offs[SH_RESP_FIELDS_MAX + 1];
     size_t k = 0;
+    int status = h->status;
     char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
                     (char)('0' + status % 10), 0};
     nv[k++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    nv[k++] = (nghttp2_nv){(uint8_t *)"server", (uint8_t *)"shoal", 6, 5, NGHTTP2_NV_FLAG_NONE};
-    size_t dl;
-    const char *date = sh_worker_date(w, &dl);
-    nv[k++] = (nghttp2_nv){(uint8_t *)"date", (uint8_t *)date, 4, dl, NGHTTP2_NV_FLAG_NONE};
-    char clen[24];
-    int no_body = (flags & SH_RESP_NO_BODY) != 0;
-    if (length >= 0 && status != 204 && status != 304 && status >= 200) {
-        int cl = snprintf(clen, sizeof(clen), "%lld", (long long)length);
-        nv[k++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clen, 14, (size_t)cl,
-                               NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < h->n; i++) {
+        if (h->f[i].name_len == 0)
+            continue; /* deleted by a filter */
+        offs[k] = put_lower(nb, h->f[i].name, h->f[i].name_len);
+        nv[k++] = (nghttp2_nv){NULL, (uint8_t *)h->f[i].value, h->f[i].name_len,
+                               h->f[i].value_len, NGHTTP2_NV_FLAG_NONE};
     }
-    size_t first = k;
-    for (size_t i = 0; i < n; i++) {
-        offs[k] = put_lower(nb, hs[i].name, hs[i].name_len);
-        nv[k++] = (nghttp2_nv){NULL, (uint8_t *)hs[i].value, hs[i].name_len, hs[i].value_len,
-                               NGHTTP2_NV_FLAG_NONE};
-    }
-    for (size_t i = 0; i < nextra; i++) {
-        offs[k] = put_lower(nb, extra[i].name, extra[i].name_len);
-        nv[k++] = (nghttp2_nv){NULL, (uint8_t *)extra[i].value, extra[i].name_len,
-                               extra[i].value_len, NGHTTP2_NV_FLAG_NONE};
-    }
-    for (size_t i = first; i < k; i++)
+    for (size_t i = 1; i < k; i++)
         nv[i].name = (uint8_t *)nb->data + offs[i];
-    if (sh_vars_want_fields) {
-        r->sent_fields.len = 0;
-        for (size_t i = 1; i < k; i++) { /* without :status */
-            sh_buf_append(&r->sent_fields, nv[i].name, nv[i].namelen);
-            sh_buf_append(&r->sent_fields, ": ", 2);
-            sh_buf_append(&r->sent_fields, nv[i].value, nv[i].valuelen);
-            sh_buf_append(&r->sent_fields, "\r\n", 2);
-        }
-    }
     size_t head_bytes = 0;
     for (size_t i = 0; i < k; i++)
         head_bytes += nv[i].namelen + nv[i].valuelen + 4;
     r->bytes_sent += head_bytes; /* before HPACK: what the fields weigh */
     int rc;
-    if (no_body) {
+    if (h->flags & SH_RESP_NO_BODY) {
         st->out_eof = 1;
         rc = nghttp2_submit_response(h2->s, st->id, nv, k, NULL);
     } else {
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
         rc = nghttp2_submit_response(h2->s, st->id, nv, k, &prd);
     }
-    sh_buf_dispose(&added);
     if (nb->cap > 64 * 1024)
         sh_buf_dispose(nb);
     if (rc != 0) {
@@ -1132,6 +1114,17 @@ int sh_http2_response_start(sh_request_t *r, int status, const sh_http1_header_t
     st->responded = 1;
     schedule(h2);
     return 0;
+}
+
+static int h2_flush(sh_request_t *r)
+{
+    (void)r;
+    return 0; /* the session writes at the end of the loop iteration */
+}
+
+static void h2_send_timer(sh_request_t *r)
+{
+    (void)r; /* HTTP/2: the connection's own timer */
 }
 
 int sh_http2_response_body(sh_request_t *r, const char *data, size_t len)
@@ -1178,7 +1171,6 @@ void sh_http2_request_finish(sh_request_t *r)
 {
     h2_stream_t *st = stream_of(r);
     r->resp_done = 1;
-    sh_access_log(r);
     if (st == NULL) {
         sh_request_free(r);
         return;
@@ -1232,3 +1224,17 @@ size_t sh_http2_out_queued(const sh_request_t *r)
     const h2_stream_t *st = stream_of(r);
     return st ? st->out.len - st->out_off : 0;
 }
+
+const sh_http_proto_t sh_http2_proto = {
+    .name = "HTTP/2.0",
+    .frame = h2_frame,
+    .send_head = h2_send_head,
+    .flush = h2_flush,
+    .send_body = sh_http2_response_body,
+    .end = sh_http2_response_end,
+    .finish = sh_http2_request_finish,
+    .abort = sh_http2_request_abort,
+    .body_resume = sh_http2_body_resume,
+    .queued = sh_http2_out_queued,
+    .send_timer = h2_send_timer,
+};

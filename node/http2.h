@@ -38,6 +38,7 @@
 #include "core/conf.h"
 #include "node/http1.h"
 #include "node/http_conf.h"
+#include "node/pipeline.h"
 
 extern sh_conf_module_t sh_http2_module;
 
@@ -74,9 +75,10 @@ void sh_http2_close(sh_h2_t *h2);
 /* After the handles closed: free the session. */
 void sh_http2_destroy(sh_h2_t *h2);
 
+/* HTTP/2's side of the protocol interface (node/pipeline.h). */
+extern const sh_http_proto_t sh_http2_proto;
+
 /* The response functions of node.h for a stream's request. */
-int sh_http2_response_start(sh_request_t *r, int status, const sh_http1_header_t *hs, size_t n,
-                            int64_t length, unsigned flags);
 int sh_http2_response_body(sh_request_t *r, const char *data, size_t len);
 int sh_http2_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n);
 /* The request functions of node.h for a stream's request. */

@@ -21,6 +21,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "node/regex.h"
+#include "node/pipeline.h"
 #include "node/vars.h"
 
 static const sh_http_module_t *http_ctx(const sh_conf_module_t *m)
@@ -155,6 +156,7 @@ static void loc_destroy(sh_http_loc_t *loc, sh_conf_module_t *const *modules, un
             h->destroy_loc(loc->confs[i]);
     }
     sh_free(loc->confs);
+    sh_free(loc->filters);
     sh_free(loc->name);
     sh_regex_destroy(loc->regex);
     sh_free(loc);
@@ -234,6 +236,7 @@ static void core_destroy_main(void *conf)
         sh_free(m->main_confs);
         loc_destroy(m->loc, mods, n);
         sh_vars_reg_destroy(m->vars);
+        sh_pipeline_destroy(m->pipeline);
         sh_free(m);
     }
     sh_free(cm);
@@ -311,6 +314,7 @@ static int http_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             m->main_confs[i] = h->create_main();
     }
     m->loc = loc_create(cf, NULL, NULL);
+    m->pipeline = sh_pipeline_create();
 
     sh_http_block_t b = {.main = m, .srv = NULL, .loc = m->loc};
     void *saved_user = cf->user;
@@ -333,6 +337,15 @@ static int http_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             rc = h->init_main(cf, m, m->main_confs[i]);
         }
     }
+    for (unsigned i = 0; i < cf->nmodules && rc == 0; i++) {
+        const sh_http_module_t *h = http_ctx(cf->modules[i]);
+        if (h != NULL && h->postconfiguration != NULL) {
+            cf->node = node;
+            rc = h->postconfiguration(cf, m);
+        }
+    }
+    if (rc == 0)
+        rc = sh_pipeline_build(cf, m);
     cf->user = saved_user;
     return rc;
 }

@@ -26,6 +26,8 @@
 typedef struct sh_http_main_s sh_http_main_t;
 typedef struct sh_http_srv_s sh_http_srv_t;
 typedef struct sh_http_loc_s sh_http_loc_t;
+typedef struct sh_pipeline_s sh_pipeline_t; /* node/pipeline.h */
+typedef struct sh_filter_s sh_filter_t;
 
 typedef struct {
     uint32_t magic; /* SH_HTTP_MODULE_MAGIC */
@@ -37,6 +39,9 @@ typedef struct {
     /* Fill unset fields of conf from parent (which is already merged). */
     int (*merge_loc)(sh_conf_t *cf, void *parent, void *conf);
     void (*destroy_loc)(void *conf);
+    /* After every level is merged and every init_main ran: register
+     * phase handlers, filters (node/pipeline.h) into main->pipeline. */
+    int (*postconfiguration)(sh_conf_t *cf, sh_http_main_t *main);
 } sh_http_module_t;
 
 /* What the walker's cf->user points at inside http blocks. */
@@ -91,6 +96,9 @@ struct sh_http_loc_s {
     sh_http_loc_t **children; /* nested locations, in config order */
     size_t nchildren;
     void **confs; /* per module index; NULL for modules without loc confs */
+    const sh_filter_t **filters; /* header filters that apply here (built after the merge) */
+    unsigned nfilters;
+    unsigned internal : 1; /* `internal`: reached only by internal redirects */
 };
 
 struct sh_http_srv_s {
@@ -114,6 +122,8 @@ struct sh_http_main_s {
     sh_var_reg_t *vars; /* named variables: map results, regex named captures */
     sh_conf_module_t *const *modules;
     unsigned nmodules;
+    sh_pipeline_t *pipeline; /* phase handlers and filters of this generation */
+    int want_fields; /* $sent_http_* / $upstream_http_* are used: keep the fields */
 };
 
 /* Settings of the http core module, at every level. */

@@ -21,6 +21,7 @@
 #include "core/buf.h"
 #include "node/http1.h"
 #include "node/http_conf.h"
+#include "node/pipeline.h"
 
 #define SH_MAX_REQUEST_HEADERS 128
 #define SH_WBUF_HIGH           (256 * 1024) /* stop reading the other side above this */
@@ -123,6 +124,7 @@ struct sh_conn_s {
     uint16_t early_waiting;   /* requests waiting for the TLS handshake (sh_request_dispatch) */
     sh_tls_t *tls;            /* on `listen ... ssl` addresses, else NULL */
     struct sh_h2_s *h2;       /* HTTP/2 session (node/http2.c), else NULL */
+    const sh_http_proto_t *proto; /* HTTP/1.1 (conn.c) or HTTP/2 (http2.c) */
     struct sockaddr_in6 peer; /* large enough for v4 and v6 */
 };
 
@@ -137,6 +139,21 @@ typedef struct {
 
 struct sh_request_s {
     sh_conn_t *c;
+    sh_worker_t *w;        /* c->w, still valid when c is gone (deferred free) */
+    sh_request_t *dead;    /* the worker's list of requests freed this iteration */
+    void *ctx[SH_REQUEST_SLOTS]; /* per module index (sh_request_ctx) */
+    struct {
+        sh_cleanup_pt fn;
+        void *data;
+    } cleanup[SH_REQUEST_CLEANUPS];
+    uint8_t ncleanup;
+    uint8_t nredirects;    /* internal redirects so far (at most 10) */
+    uint8_t nbf;           /* body filters attached to this response */
+    uint16_t ph;           /* index of the phase handler the request is at */
+    int end_status;        /* the status to log when it ends early (408) */
+    sh_body_filter_pt bf[SH_BODY_FILTERS_MAX];
+    const sh_http1_header_t *trailers; /* for the writer, at the body's end */
+    size_t ntrailers;
     char *head; /* copy of the request head; the parser's pointers point here */
     size_t head_len;
     sh_http1_request_t h;
@@ -167,12 +184,18 @@ struct sh_request_s {
     uint8_t buffering : 1;   /* reading the body into rb before proxying */
     uint8_t rb_complete : 1; /* rb holds the whole body */
     uint8_t early_wait : 1;  /* came in TLS early data: dispatched after the handshake */
+    uint8_t bad_uri : 1;     /* the path could not be normalized: 400 at find-config */
+    uint8_t internal : 1;    /* reached through an internal redirect */
+    uint8_t paused : 1;      /* a phase handler paused it (sh_phase_resume) */
+    uint8_t logged : 1;      /* the log phase ran */
+    uint8_t freed : 1;       /* ended: back to the free list at the end of the iteration */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and
      * the header array is overwritten by the parser. Everything above is
      * zeroed (SH_REQUEST_ZERO). */
     sh_buf_t scratch;  /* for evaluated values */
+    sh_buf_t hscratch; /* values header filters put in the response head */
     sh_buf_t out_head; /* HTTP/1.1 response head not yet sent */
     sh_buf_t uri_buf;  /* holds uri */
     sh_buf_t rb;       /* request body read before proxying (proxy_request_buffering) */
@@ -231,6 +254,8 @@ struct sh_worker_s {
     int64_t date_sec;
     sh_request_t *req_cache[SH_CACHE_MAX]; /* free lists: no malloc per request */
     int nreq_cache;
+    sh_request_t *dead; /* requests freed this iteration (deferred free) */
+    uv_check_t dead_check;
     void *proxy_cache[SH_CACHE_MAX];
     int nproxy_cache;
     /* HTTP/2 (http2.c): connections due for a write pass at the end of
@@ -297,6 +322,12 @@ void sh_conn_close(sh_conn_t *c);
 void sh_conn_timeout(sh_timeq_entry_t *e);
 /* Free the worker's cached request objects (at stop). */
 void sh_request_cache_clear(sh_worker_t *w);
+/* The worker's end-of-iteration pass that recycles freed requests. */
+void sh_request_worker_init(sh_worker_t *w);
+/* The module's context slot of a request. */
+#define sh_request_ctx(r, m) ((r)->ctx[(m)->index])
+/* nginx's 400 pages for client certificate failures (e: 495, 496), 421. */
+void sh_request_client_cert_error(sh_request_t *r, int e);
 /* Close idle keep-alive connections (graceful stop). */
 void sh_conn_close_idle(sh_worker_t *w);
 /* Send a locally generated response (error pages, return). */
@@ -322,10 +353,7 @@ size_t sh_request_out_queued(const sh_request_t *r);
  * conn.c, HTTP/2 in http2.c). Each returns 0, or -1 when the client
  * connection (or the HTTP/2 stream) is gone: r is freed then and must
  * not be touched. */
-#define SH_RESP_NO_BODY   0x1 /* HEAD, 204, 304: nothing follows the head */
-#define SH_RESP_TUNNEL    0x2 /* 101: fields as given, then bytes both ways */
-#define SH_RESP_NO_SERVER 0x4 /* the upstream's Server is passed (proxy_pass_header) */
-#define SH_RESP_NO_DATE   0x8 /* the upstream's Date likewise */
+/* SH_RESP_* flags: node/pipeline.h */
 /* Start the response: status, reason phrase (NULL: the standard one;
  * HTTP/1.1 only), fields without framing or hop-by-hop ones (the
  * protocol adds its own, and Server, Date and add_header fields), body
@@ -339,40 +367,6 @@ int sh_response_body(sh_request_t *r, const char *data, size_t len);
 /* The body is complete, with trailer fields (n may be 0). The caller then
  * calls sh_request_finish(). */
 int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n);
-
-/* ---- proxy.c */
-/* Start proxying r (its location has proxy_pass). */
-void sh_proxy_start(sh_request_t *r);
-/* Request body bytes for the upstream (all taken; what the socket does not
- * take at once is queued). last: the body ends here. Returns 1 when the
- * client should stop reading (the upstream pushes back; a later
- * sh_request_body_resume() follows), else 0. */
-int sh_proxy_body(sh_request_t *r, const char *p, size_t len, int last);
-/* The client went away or the request is being freed: release upstream. */
-void sh_proxy_detach(sh_request_t *r);
-/* Client drained its queue below the low mark: resume upstream reads. */
-void sh_proxy_client_drained(sh_request_t *r);
-/* After 101: client bytes for the upstream; returns 1 when the client
- * should stop reading (resumed by sh_request_body_resume()). */
-int sh_proxy_tunnel_up(sh_request_t *r, const char *p, size_t len);
-/* Timeout of an upstream connection (the worker's up_timers' expire). */
-void sh_uconn_timeout(sh_timeq_entry_t *e);
-/* Free the worker's cached proxy state objects (at stop). */
-void sh_proxy_cache_clear(sh_worker_t *w);
-/* Close every pooled idle upstream connection of the worker. */
-void sh_proxy_close_pools(sh_worker_t *w);
-/* access.c: whether allow/deny refuse the request's client (403). */
-int sh_access_denied(const sh_request_t *r);
-/* status.c: stub_status */
-int sh_status_enabled(const sh_http_loc_t *loc);
-void sh_status_handle(sh_request_t *r);
-/* Whether the location proxies, and reads request bodies first. */
-int sh_proxy_request_buffering(const sh_http_loc_t *loc);
-/* Whether the location proxies. */
-int sh_proxy_enabled(const sh_http_loc_t *loc);
-
-/* $proxy_host of the request's location. */
-void sh_proxy_host(sh_request_t *r, sh_buf_t *out);
 
 /* reason phrase for a status */
 const char *sh_http_status_text(int status);

@@ -31,6 +31,7 @@
 #include "core/log.h"
 #include "node/http_conf.h"
 #include "node/node.h"
+#include "node/proxy.h"
 #include "node/timeq.h"
 #include "node/upstream.h"
 #include "node/vars.h"
@@ -380,11 +381,37 @@ static const sh_conf_cmd_t proxy_cmds[] = {
     {"proxy_pass_header", PLOC | SH_CONF_TAKE1, header_list_set, 1, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
+/* The content handler of locations with proxy_pass. */
+static int proxy_handler(sh_request_t *r)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(r->loc, &sh_proxy_module);
+    if (c == NULL || c->pass == NULL)
+        return SH_PH_DECLINED;
+    if (!r->body.done && c->request_buffering) {
+        /* proxy_request_buffering on (nginx's default): read a body of
+         * up to client_body_buffer_size whole before choosing a server,
+         * so it can be sent with a Content-Length, checked against
+         * client_max_body_size, and sent again on a retry. A larger
+         * one is streamed from there on (no temp files). */
+        r->buffering = 1;
+        sh_request_body_resume(r);
+        return SH_PH_DONE;
+    }
+    sh_proxy_start(r);
+    return SH_PH_DONE;
+}
+
+static int proxy_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    return sh_phase_add(cf, m, SH_PHASE_CONTENT, proxy_handler);
+}
+
 static const sh_http_module_t proxy_http_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
     .create_loc = proxy_create_loc,
     .merge_loc = proxy_merge_loc,
     .destroy_loc = proxy_destroy_loc,
+    .postconfiguration = proxy_postconf,
 };
 
 sh_conf_module_t sh_proxy_module = {
@@ -392,18 +419,6 @@ sh_conf_module_t sh_proxy_module = {
     .cmds = proxy_cmds,
     .ctx = &proxy_http_ctx,
 };
-
-int sh_proxy_request_buffering(const sh_http_loc_t *loc)
-{
-    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
-    return c != NULL && c->pass != NULL && c->request_buffering;
-}
-
-int sh_proxy_enabled(const sh_http_loc_t *loc)
-{
-    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
-    return c != NULL && c->pass != NULL;
-}
 
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
 {
@@ -967,7 +982,7 @@ static int send_response_head(sh_proxy_req_t *p)
     int no_body = r->head_only || status == 204 || status == 304 || status < 200;
     sh_http1_header_t hs[MAX_RESP_HEADERS];
     size_t n = 0;
-    if (sh_vars_want_fields) { /* $upstream_http_NAME: the fields as the server sent them */
+    if (r->c->w->rt->http->want_fields) { /* $upstream_http_NAME: the fields as the server sent them */
         r->up_fields.len = 0;
         for (size_t i = 0; i < rs->nheaders; i++) {
             sh_buf_append(&r->up_fields, rs->headers[i].name, rs->headers[i].name_len);

@@ -10,6 +10,7 @@
 
 #include "core/alloc.h"
 #include "node/http_conf.h"
+#include "node/status.h"
 #include "node/node.h"
 #include "node/worker.h"
 
@@ -52,14 +53,12 @@ static int stub_status_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
-int sh_status_enabled(const sh_http_loc_t *loc)
+/* The content handler of locations with stub_status. */
+static int status_handler(sh_request_t *r)
 {
-    const status_loc_t *c = sh_http_loc_conf(loc, &sh_status_module);
-    return c != NULL && c->on == 1;
-}
-
-void sh_status_handle(sh_request_t *r)
-{
+    const status_loc_t *c = sh_http_loc_conf(r->loc, &sh_status_module);
+    if (c == NULL || c->on != 1)
+        return SH_PH_DECLINED;
     sh_worker_totals_t t = {0};
     const sh_runtime_t *rt = r->c->w->rt;
     if (rt->totals != NULL)
@@ -76,6 +75,12 @@ void sh_status_handle(sh_request_t *r)
                      (unsigned long long)t.waiting);
     r->discard_body = 1;
     sh_request_respond(r, 200, "text/plain", body, (size_t)n, NULL);
+    return SH_PH_DONE;
+}
+
+static int status_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    return sh_phase_add(cf, m, SH_PHASE_CONTENT, status_handler);
 }
 
 static const sh_conf_cmd_t status_cmds[] = {
@@ -88,6 +93,7 @@ static const sh_http_module_t status_ctx = {
     .create_loc = status_create,
     .merge_loc = status_merge,
     .destroy_loc = status_destroy,
+    .postconfiguration = status_postconf,
 };
 
 sh_conf_module_t sh_status_module = {

@@ -23,6 +23,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/node.h"
+#include "node/proxy.h"
 #include "node/regex.h"
 #include "node/tls.h"
 
@@ -351,8 +352,6 @@ void sh_vars_reg_destroy(sh_var_reg_t *reg)
 
 /* ------------------------------------------------------ compiling -- */
 
-int sh_vars_want_fields;
-
 /* The value of field name (lower case, '-') among "Name: value\r\n"
  * lines; several are joined with ", " (nginx 1.23+). Returns 1 if found. */
 static int fields_get(const sh_buf_t *f, const char *name, size_t nl, sh_buf_t *out)
@@ -387,8 +386,6 @@ static part_t *add_part(sh_cv_t *cv, int id, const char *text, size_t len)
     p->id = id;
     p->text = sh_strndup(text, len);
     p->len = len;
-    if (id == V_SENT_HTTP || id == V_UPSTREAM_HTTP)
-        sh_vars_want_fields = 1;
     if (id == V_HTTP || id == V_SENT_HTTP || id == V_UPSTREAM_HTTP)
         /* header names compare as lower-case with '_' for '-' */
         for (size_t i = 0; i < len; i++)
@@ -439,6 +436,10 @@ int sh_cv_compile(sh_conf_t *cf, const char *text, sh_cv_t **out)
         } else if ((pi = prefixed_id(name, nl)) >= 0) {
             size_t pl = prefixed_vars[pi].len;
             add_part(cv, prefixed_vars[pi].id, name + pl, nl - pl);
+            int want = prefixed_vars[pi].id == V_SENT_HTTP || prefixed_vars[pi].id == V_UPSTREAM_HTTP;
+            sh_http_main_t *m = want ? cf_http_main(cf) : NULL;
+            if (m != NULL) /* the fields are kept for this generation only */
+                m->want_fields = 1;
         } else {
             sh_http_main_t *m = cf_http_main(cf);
             if (m == NULL) {

@@ -69,14 +69,9 @@ int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re);
  * error names the first use's file:line. */
 int sh_vars_check(sh_conf_t *cf, sh_http_main_t *m);
 
-/* Set once any value uses $sent_http_NAME or $upstream_http_NAME: the
- * response paths then keep the fields those read (r->sent_fields,
- * r->up_fields). Written at configuration load, before workers run. */
-extern int sh_vars_want_fields;
+/* Whether the configuration uses $sent_http_NAME or $upstream_http_NAME
+ * is sh_http_main_t.want_fields (one per generation, immutable once
+ * loaded): the response paths then keep r->sent_fields, r->up_fields. */
 void sh_vars_reg_destroy(sh_var_reg_t *reg);
-
-/* Log a finished request (accesslog.h has the contract); declared here
- * too because conn.c, which calls it, includes this header. */
-void sh_access_log(sh_request_t *r);
 
 #endif

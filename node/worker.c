@@ -22,6 +22,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/http2.h"
+#include "node/proxy.h"
 #include "node/timeq.h"
 #include "node/upstream.h"
 
@@ -413,6 +414,7 @@ int sh_workers_start(sh_worker_t **ws, int n)
         uv_async_init(&w->loop, &w->wake, wake_cb);
         uv_timer_init(&w->loop, &w->stop_timer);
         sh_http2_worker_init(w);
+        sh_request_worker_init(w);
         sh_timers_init(&w->timers, &w->loop, sh_conn_timeout);
         sh_timers_init(&w->up_timers, &w->loop, sh_uconn_timeout);
         w->listeners = sh_calloc(w->nlisteners ? w->nlisteners : 1, sizeof(uv_tcp_t));

@@ -5,19 +5,20 @@
  */
 #include "cmd/shoal/modules.h"
 
+#include "node/access.h"
 #include "node/accesslog.h"
 #include "node/headers.h"
 #include "node/http2.h"
 #include "node/http_conf.h"
 #include "node/map.h"
+#include "node/proxy.h"
+#include "node/rewrite.h"
 #include "node/runtime.h"
+#include "node/status.h"
 #include "node/tls.h"
 #include "node/upstream.h"
 
-extern sh_conf_module_t sh_proxy_module;
 extern sh_conf_module_t sh_pending_module;
-extern sh_conf_module_t sh_access_module;
-extern sh_conf_module_t sh_status_module;
 #ifdef SHOAL_WITH_CLUSTER
 extern sh_conf_module_t sh_cluster_module;
 #endif
@@ -26,6 +27,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_core_module,
     &sh_http_core_module,
     &sh_map_module,
+    &sh_rewrite_module,
     &sh_accesslog_module,
     &sh_upstream_module,
     &sh_proxy_module,
