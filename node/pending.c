@@ -34,7 +34,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     P("proxy_cache_bypass", LOC | SH_CONF_1MORE),
     P("proxy_no_cache", LOC | SH_CONF_1MORE),
     P("proxy_cache_lock", LOC | SH_CONF_FLAG),
-    P("expires", LOCIF | SH_CONF_TAKE12),
     /* gzip */
     P("gzip", LOCIF | SH_CONF_FLAG),
     P("gzip_vary", LOC | SH_CONF_FLAG),

@@ -269,13 +269,14 @@ static int find_config(sh_request_t *r)
 
 /* ------------------------------------------------------ filters -- */
 
+const sh_http_loc_t *sh_request_loc(const sh_request_t *r)
+{
+    return r->loc != NULL ? r->loc : r->c->addr->default_srv->loc;
+}
+
 int sh_filter_headers(sh_request_t *r, sh_resp_head_t *h)
 {
-    const sh_http_loc_t *loc = r->loc;
-    if (loc == NULL && r->c->addr != NULL && r->c->addr->default_srv != NULL)
-        loc = r->c->addr->default_srv->loc;
-    if (loc == NULL)
-        return 0;
+    const sh_http_loc_t *loc = sh_request_loc(r);
     for (unsigned i = 0; i < loc->nfilters; i++) {
         int rc = loc->filters[i]->header(r, h);
         if (rc != 0)

@@ -152,6 +152,11 @@ typedef struct sh_filter_s {
  * order. f must outlive the generation (a static). 0 or SH_EINVAL. */
 int sh_filter_add(sh_conf_t *cf, sh_http_main_t *m, const sh_filter_t *f);
 
+/* The location whose configuration applies to r: r->loc, or its
+ * address's default server's when the request never got one (a head the
+ * parser refused). Never NULL. */
+const sh_http_loc_t *sh_request_loc(const sh_request_t *r);
+
 /* Run r's location's header filters on h. 0 or a negative SH_E*. */
 int sh_filter_headers(sh_request_t *r, sh_resp_head_t *h);
 

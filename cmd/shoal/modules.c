@@ -7,6 +7,7 @@
 
 #include "node/access.h"
 #include "node/accesslog.h"
+#include "node/expires.h"
 #include "node/headers.h"
 #include "node/http2.h"
 #include "node/http_conf.h"
@@ -35,6 +36,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_status_module,
     &sh_ssl_module,
     &sh_headers_module,
+    &sh_expires_module,
     &sh_http2_module,
 #ifdef SHOAL_WITH_CLUSTER
     &sh_cluster_module,
