@@ -14,8 +14,10 @@
  * worker's shared buffer and only unconsumed bytes are copied to c->in.
  * Worker thread only.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/sendfile.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
@@ -41,6 +43,7 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len);
 static void finalize(sh_request_t *r);
 static void update_io(sh_conn_t *c);
 static const sh_http_proto_t http1_proto;
+static int h1_flush(sh_request_t *r);
 
 const char *sh_http_status_text(int status)
 {
@@ -338,8 +341,8 @@ static void client_written(uv_stream_t *s, int status)
             sh_http2_written(c->h2);
         return;
     }
-    if (c->r != NULL && c->r->proxy != NULL && s->write_queue_size < SH_WBUF_LOW)
-        sh_proxy_client_drained(c->r);
+    if (c->r != NULL && s->write_queue_size < SH_WBUF_LOW)
+        sh_request_drained(c->r);
     /* send_timeout runs between two successive writes of a response */
     if (!c->closing && !c->in_process && c->state == SH_CONN_WAIT)
         update_io(c);
@@ -439,6 +442,43 @@ static int h1_send_head(sh_request_t *r, const sh_resp_head_t *h)
     }
     sh_buf_append(b, "\r\n", 2);
     return 0;
+}
+
+/* sendfile(2) straight to the socket (HTTP/1.1 cleartext, identity
+ * framing): only when nothing is queued before it, so bytes keep their
+ * order; SH_EAGAIN when the socket is full or a write is queued (the
+ * caller sends a chunk the usual way and comes back when it drained). */
+static int h1_sendfile(sh_request_t *r, int fd, int64_t *off, size_t len)
+{
+    sh_conn_t *c = r->c;
+    if (c->tls != NULL || r->resp_chunked)
+        return SH_EUNSUPP;
+    if (c->closing)
+        return SH_ECLOSED;
+    if (r->out_head.len > 0 && h1_flush(r) != 0)
+        return SH_ECLOSED;
+    if (c->tcp.write_queue_size > 0)
+        return SH_EAGAIN;
+    uv_os_fd_t sock;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &sock) != 0)
+        return SH_EUNSUPP;
+    off_t o = (off_t)*off;
+    ssize_t n = sendfile(sock, fd, &o, len);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            return SH_EAGAIN;
+        if (errno == EINVAL || errno == ENOSYS)
+            return SH_EUNSUPP;
+        sh_conn_close(c);
+        return SH_ECLOSED;
+    }
+    if (n == 0)
+        return SH_EIO; /* the file shrank under us */
+    *off = (int64_t)o;
+    r->resp_started = 1;
+    r->bytes_sent += (uint64_t)n;
+    r->body_bytes_sent += (uint64_t)n;
+    return (int)n;
 }
 
 static int h1_flush(sh_request_t *r)
@@ -564,6 +604,21 @@ int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n
         return rc;
     }
     return r->c->proto->end(r, trailers, n);
+}
+
+void sh_request_drained(sh_request_t *r)
+{
+    if (r->proxy != NULL)
+        sh_proxy_client_drained(r);
+    else if (r->on_drain != NULL)
+        r->on_drain(r);
+}
+
+int sh_response_sendfile(sh_request_t *r, int fd, int64_t *off, size_t len)
+{
+    if (r->nbf > 0 || r->c->proto->sendfile == NULL)
+        return SH_EUNSUPP;
+    return r->c->proto->sendfile(r, fd, off, len);
 }
 
 void sh_request_send_timer(sh_request_t *r)
@@ -1293,4 +1348,5 @@ static const sh_http_proto_t http1_proto = {
     .body_resume = h1_body_resume,
     .queued = h1_queued,
     .send_timer = h1_send_timer,
+    .sendfile = h1_sendfile,
 };

@@ -891,8 +891,8 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         }
     }
     sh_request_t *r = st->r;
-    if (r != NULL && r->proxy != NULL && st->out.len - st->out_off < SH_WBUF_LOW)
-        sh_proxy_client_drained(r);
+    if (r != NULL && st->out.len - st->out_off < SH_WBUF_LOW)
+        sh_request_drained(r);
     return (ssize_t)n;
 }
 

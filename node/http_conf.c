@@ -675,7 +675,6 @@ static const sh_conf_cmd_t core_cmds[] = {
     {"server_names_hash_max_size", SH_CTX_HTTP | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {"client_body_buffer_size", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_size,
      OFF(client_body_buffer_size), NULL},
-    {"default_type", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 static const sh_http_module_t core_http_ctx = {

@@ -151,8 +151,10 @@ struct sh_request_s {
     uint8_t nbf;           /* body filters attached to this response */
     uint16_t ph;           /* index of the phase handler the request is at */
     int end_status;        /* the status to log when it ends early (408) */
+    int err_status;        /* error_page: the status the redirected response gets */
     sh_body_filter_pt bf[SH_BODY_FILTERS_MAX];
     const sh_http1_header_t *trailers; /* for the writer, at the body's end */
+    void (*on_drain)(sh_request_t *r); /* a content handler waits for the client */
     size_t ntrailers;
     char *head; /* copy of the request head; the parser's pointers point here */
     size_t head_len;
@@ -189,6 +191,8 @@ struct sh_request_s {
     uint8_t paused : 1;      /* a phase handler paused it (sh_phase_resume) */
     uint8_t logged : 1;      /* the log phase ran */
     uint8_t freed : 1;       /* ended: back to the free list at the end of the iteration */
+    uint8_t try_done : 1;    /* try_files chose $uri: it does not run again */
+    uint8_t error_page : 1;  /* an error_page redirect happened (recursive_error_pages) */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and
@@ -348,6 +352,12 @@ void sh_request_end_tunnel(sh_request_t *r);
 void sh_request_send_timer(sh_request_t *r);
 /* Queued response bytes to the client. */
 size_t sh_request_out_queued(const sh_request_t *r);
+/* The client took the queued response below SH_WBUF_LOW: the proxy or the
+ * request's on_drain goes on (called by the protocols). */
+void sh_request_drained(sh_request_t *r);
+/* A piece of a file as the response body (after the head), by the
+ * protocol's sendfile when it has one: see sh_http_proto_t.sendfile. */
+int sh_response_sendfile(sh_request_t *r, int fd, int64_t *off, size_t len);
 
 /* ---- the response, whatever the client's protocol (HTTP/1.1 here in
  * conn.c, HTTP/2 in http2.c). Each returns 0, or -1 when the client

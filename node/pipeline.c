@@ -125,7 +125,7 @@ static const sh_pipeline_t *pipeline_of(const sh_request_t *r)
 }
 
 /* A status from a handler: the standard page (error_page would go here). */
-static void answer(sh_request_t *r, int status)
+void sh_phase_answer(sh_request_t *r, int status)
 {
     r->discard_body = 1;
     if (status == 444 || status == 499) { /* nginx: close without a response */
@@ -161,13 +161,13 @@ static void run(sh_request_t *r)
             r->paused = 1;
             return;
         default:
-            answer(r, rc >= 100 && rc <= 599 ? rc : 500);
+            sh_phase_answer(r, rc >= 100 && rc <= 999 ? rc : 500);
             return;
         }
     }
     /* no content handler took the request (nginx's static module would
      * look for a file; without root there is none) */
-    answer(r, 404);
+    sh_phase_answer(r, 404);
 }
 
 void sh_phase_start(sh_request_t *r)

@@ -74,6 +74,8 @@ typedef struct sh_pipeline_s sh_pipeline_t;
  * Returns 0, or SH_EINVAL (logged in cf) for FIND_CONFIG or a full phase. */
 int sh_phase_add(sh_conf_t *cf, sh_http_main_t *m, sh_phase_t phase, sh_phase_handler_pt h);
 
+/* Answer r with status's page (error_page applies; 444 and 499 close). */
+void sh_phase_answer(sh_request_t *r, int status);
 /* Run the phases of r from post-read (after its head was read). */
 void sh_phase_start(sh_request_t *r);
 /* A paused handler's event came: run the phases again from that handler. */
@@ -183,6 +185,10 @@ typedef struct {
     void (*body_resume)(sh_request_t *r);
     size_t (*queued)(const sh_request_t *r);
     void (*send_timer)(sh_request_t *r);
+    /* Optional: len bytes of fd from *off straight to the client; bytes
+     * sent (moving *off), SH_EAGAIN (wait for the drain), SH_EUNSUPP (send
+     * it as body bytes instead) or SH_ECLOSED / SH_EIO (r ended). */
+    int (*sendfile)(sh_request_t *r, int fd, int64_t *off, size_t len);
 } sh_http_proto_t;
 
 /* ------------------------------------------------------ per request -- */

@@ -15,6 +15,7 @@
 #include "node/proxy.h"
 #include "node/rewrite.h"
 #include "node/runtime.h"
+#include "node/static.h"
 #include "node/status.h"
 #include "node/tls.h"
 #include "node/upstream.h"
@@ -34,6 +35,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_proxy_module,
     &sh_access_module,
     &sh_status_module,
+    &sh_static_module, /* after every other content handler */
     &sh_ssl_module,
     &sh_headers_module,
     &sh_expires_module,
