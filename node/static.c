@@ -640,8 +640,9 @@ static void send_file(static_ctx_t *x)
             int cl = snprintf(crange, sizeof(crange), "bytes %lld-%lld/%lld", (long long)from,
                               (long long)to, (long long)size);
             hs[n++] = (sh_http1_header_t){"Content-Range", 13, crange, (size_t)cl};
+        } else {
+            hs[n++] = (sh_http1_header_t){"Accept-Ranges", 13, "bytes", 5};
         }
-        hs[n++] = (sh_http1_header_t){"Accept-Ranges", 13, "bytes", 5};
     } else {
         n = 1; /* an error page: no validators, no ranges (nginx) */
     }
