@@ -553,6 +553,8 @@ int sh_response_start(sh_request_t *r, int status, const char *reason, size_t re
                         .length = length,
                         .flags = flags};
     const sh_http_proto_t *pr = r->c->proto;
+    if (r->err_status > 0) /* error_page: the page goes with the error's status */
+        h.status = status = r->err_status;
     r->status = status;
     r->hscratch.len = 0;
     r->nbf = 0;
@@ -639,6 +641,11 @@ void sh_request_respond(sh_request_t *r, int status, const char *ctype, const ch
         return;
     }
     char page[512];
+    const sh_error_pages_t *ep = body == NULL && location == NULL && status >= 300
+                                     ? sh_request_error_pages(r)
+                                     : NULL;
+    if (ep != NULL && ep->send(r, status))
+        return; /* error_page took it (an internal redirect, @name, a URL) */
     if (body == NULL && status >= 300) {
         const char *t = sh_http_status_text(status);
         int n = snprintf(page, sizeof(page),

@@ -401,9 +401,16 @@ static int location_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         } else if (name[0] == '^' && name[1] == '~' && name[2] != '\0') {
             match = SH_LOC_PREFERRED;
             name += 2;
+        } else if (name[0] == '@') {
+            match = SH_LOC_NAMED;
         }
     }
     sh_http_loc_t *parent = b->loc;
+    if (match == SH_LOC_NAMED && parent != b->srv->loc)
+        return sh_conf_error(cf, "named location \"%s\" can be on the server level only", name);
+    if (parent->match == SH_LOC_NAMED)
+        return sh_conf_error(cf, "location \"%s\" could not be inside the named location \"%s\"",
+                             name, parent->name);
     if (parent->match == SH_LOC_EXACT && parent != b->srv->loc)
         return sh_conf_error(cf, "location \"%s\" cannot be inside the exact location \"%s\"", name,
                              parent->name);
@@ -912,6 +919,16 @@ static int find_in(const sh_http_loc_t *parent, const char *uri, size_t len,
         return FIND_DONE;
     }
     return rc;
+}
+
+sh_http_loc_t *sh_http_find_named(const sh_http_srv_t *srv, const char *name, size_t len)
+{
+    for (size_t i = 0; i < srv->loc->nchildren; i++) {
+        sh_http_loc_t *l = srv->loc->children[i];
+        if (l->match == SH_LOC_NAMED && l->name_len == len && memcmp(l->name, name, len) == 0)
+            return l;
+    }
+    return NULL;
 }
 
 sh_http_loc_t *sh_http_find_location_uri(const sh_http_srv_t *srv, const char *uri, size_t len)

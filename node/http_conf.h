@@ -75,7 +75,8 @@ enum sh_loc_match {
     SH_LOC_EXACT,         /* = */
     SH_LOC_PREFERRED,     /* ^~ */
     SH_LOC_REGEX,         /* ~ */
-    SH_LOC_REGEX_CASELESS /* ~* */
+    SH_LOC_REGEX_CASELESS, /* ~* */
+    SH_LOC_NAMED           /* @name: reached only by error_page / try_files */
 };
 
 typedef struct sh_regex_s sh_regex_t;
@@ -184,6 +185,8 @@ sh_http_srv_t *sh_http_find_server(const sh_http_addr_t *addr, const char *host,
 sh_http_loc_t *sh_http_find_location(const sh_http_srv_t *srv, const char *path, size_t len);
 /* The same on an already normalized URI. */
 sh_http_loc_t *sh_http_find_location_uri(const sh_http_srv_t *srv, const char *uri, size_t len);
+/* The server's named location `@name` (name with its '@'), or NULL. */
+sh_http_loc_t *sh_http_find_named(const sh_http_srv_t *srv, const char *name, size_t len);
 
 /* nginx's URI normalization ($uri): percent-decoding (%2F included),
  * merging of slashes, "." and ".." segments resolved. out needs len

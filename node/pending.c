@@ -45,8 +45,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     P("gzip_http_version", LOC | SH_CONF_TAKE1),
     P("gzip_disable", LOC | SH_CONF_1MORE),
     /* static files, error pages, status */
-    P("internal", SH_CTX_LOCATION | SH_CONF_NOARGS),
-    P("error_page", LOCIF | SH_CONF_2MORE),
     P("log_not_found", LOC | SH_CONF_FLAG),
     /* logs */
     P("log_format", SH_CTX_HTTP | SH_CONF_2MORE),

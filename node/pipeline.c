@@ -38,6 +38,7 @@ struct sh_pipeline_s {
     unsigned start[SH_PHASE_COUNT + 1]; /* first entry of each phase */
     const sh_filter_t *filters[FILTERS_MAX];
     unsigned nfilters;
+    const sh_error_pages_t *error_pages;
 };
 
 static int find_config(sh_request_t *r);
@@ -64,6 +65,19 @@ int sh_phase_add(sh_conf_t *cf, sh_http_main_t *m, sh_phase_t phase, sh_phase_ha
         return sh_conf_error(cf, "too many handlers in phase %d", (int)phase);
     p->reg[phase][p->nreg[phase]++] = h;
     return 0;
+}
+
+int sh_pipeline_set_error_pages(sh_conf_t *cf, sh_http_main_t *m, const sh_error_pages_t *ep)
+{
+    if (m->pipeline->error_pages != NULL)
+        return sh_conf_error(cf, "error pages are registered twice");
+    m->pipeline->error_pages = ep;
+    return 0;
+}
+
+const sh_error_pages_t *sh_request_error_pages(const sh_request_t *r)
+{
+    return r->c->w->rt->http->pipeline->error_pages;
 }
 
 int sh_filter_add(sh_conf_t *cf, sh_http_main_t *m, const sh_filter_t *f)
@@ -204,6 +218,15 @@ int sh_phase_redirect(sh_request_t *r, const char *uri, size_t len)
     return 0;
 }
 
+void sh_phase_named(sh_request_t *r, const sh_http_loc_t *loc)
+{
+    r->internal = 1;
+    r->loc = loc;
+    r->core = sh_http_loc_conf(loc, &sh_http_core_module);
+    r->ph = pipeline_of(r)->start[SH_PHASE_REWRITE];
+    run(r);
+}
+
 void sh_phase_log(sh_request_t *r)
 {
     if (r->logged)
@@ -243,6 +266,8 @@ static int find_config(sh_request_t *r)
                        !c->w->stopping;
     else if (r->core->keepalive_timeout == 0)
         r->keepalive = 0;
+    if (r->loc->internal && !r->internal)
+        return 404; /* `internal`: reached only by internal redirects */
     if (r->nredirects > 0)
         return SH_PH_NEXT;
     if (r->bad_uri) {

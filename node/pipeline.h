@@ -84,6 +84,22 @@ void sh_phase_resume(sh_request_t *r);
  * error_page and try_files do. Returns 0, or SH_ELIMIT after nginx's 10
  * redirects (the caller answers 500). */
 int sh_phase_redirect(sh_request_t *r, const char *uri, size_t len);
+/* Continue r in the named location loc (error_page @name, try_files
+ * @name): from its rewrite phase, as nginx. */
+void sh_phase_named(sh_request_t *r, const sh_http_loc_t *loc);
+
+/* error_page (node/errpage.c registers them): whether r's location has a
+ * page for status, and sending it (an internal redirect, a named location
+ * or a redirect to a URL). send returns 1 when it took the request, 0 to
+ * answer with the standard page. */
+typedef struct {
+    int (*has)(sh_request_t *r, int status);
+    int (*send)(sh_request_t *r, int status);
+} sh_error_pages_t;
+int sh_pipeline_set_error_pages(sh_conf_t *cf, sh_http_main_t *m, const sh_error_pages_t *ep);
+/* The generation's error pages, or NULL. */
+const sh_error_pages_t *sh_request_error_pages(const sh_request_t *r);
+
 /* The log phase: run once per request that produced a request line (or a
  * parser error), from sh_request_free(); twice is a no-op. */
 void sh_phase_log(sh_request_t *r);

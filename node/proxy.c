@@ -64,6 +64,7 @@ typedef struct {
     uint64_t read_timeout;
     int buffering;
     int request_buffering;
+    int intercept_errors; /* proxy_intercept_errors */
     /* proxy_next_upstream: NU_* bits; -1 unset */
     int next_upstream;
     int next_upstream_tries;        /* 0: no limit */
@@ -171,6 +172,7 @@ static void *proxy_create_loc(void)
     c->read_timeout = SH_CONF_UNSET_MSEC;
     c->buffering = SH_CONF_UNSET;
     c->request_buffering = SH_CONF_UNSET;
+    c->intercept_errors = SH_CONF_UNSET;
     c->next_upstream = SH_CONF_UNSET;
     c->next_upstream_tries = SH_CONF_UNSET;
     c->next_upstream_timeout = SH_CONF_UNSET_MSEC;
@@ -221,6 +223,7 @@ static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     SH_CONF_MERGE_MSEC(c->read_timeout, p->read_timeout, 60000);
     SH_CONF_MERGE(c->buffering, p->buffering, 1);
     SH_CONF_MERGE(c->request_buffering, p->request_buffering, 1);
+    SH_CONF_MERGE(c->intercept_errors, p->intercept_errors, 0);
     SH_CONF_MERGE(c->next_upstream, p->next_upstream, NU_ERROR | NU_TIMEOUT);
     SH_CONF_MERGE(c->next_upstream_tries, p->next_upstream_tries, 0);
     SH_CONF_MERGE_MSEC(c->next_upstream_timeout, p->next_upstream_timeout, 0);
@@ -370,6 +373,8 @@ static const sh_conf_cmd_t proxy_cmds[] = {
     {"proxy_send_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(send_timeout), NULL},
     {"proxy_read_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(read_timeout), NULL},
     {"proxy_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(buffering), NULL},
+    {"proxy_intercept_errors", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(intercept_errors),
+     NULL},
     {"proxy_request_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(request_buffering),
      NULL},
     {"proxy_next_upstream", PLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
@@ -855,6 +860,27 @@ static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
 
 /* An upstream response whose status is listed in proxy_next_upstream
  * (http_500 ...): retried when allowed, else passed to the client. */
+/* proxy_intercept_errors on: an upstream status of 300 or more that has
+ * an error_page is answered with the page instead (nginx); the upstream
+ * connection is closed (its body is not read). Returns 1 when it did. */
+static int intercept(sh_proxy_req_t *p)
+{
+    sh_request_t *r = p->r;
+    int status = p->resp.status;
+    const sh_error_pages_t *ep;
+    if (!p->conf->intercept_errors || status < 300 || (ep = sh_request_error_pages(r)) == NULL ||
+        !ep->has(r, status))
+        return 0;
+    try_end(p, status);
+    sh_upstream_done(p->ups, p->peer, 0, now_ms(p));
+    sh_uconn_t *u = p->u;
+    p->u = NULL;
+    uconn_close(u);
+    sh_proxy_detach(r);
+    sh_phase_answer(r, status);
+    return 1;
+}
+
 static int status_retry(sh_proxy_req_t *p, int status)
 {
     int bit = status == 500   ? NU_HTTP_500
@@ -1172,6 +1198,8 @@ static ssize_t response_data_inner(sh_proxy_req_t *p, const char *data, size_t l
             }
             if (status_retry(p, p->resp.status))
                 return -1;
+            if (intercept(p))
+                return -1; /* the upstream is let go; r answers with the error page */
             p->up_keep = p->resp.keep_alive && p->conf->http_version == 11;
             if (send_response_head(p) != 0)
                 return -1; /* the client connection is closed, p is gone */

@@ -346,14 +346,20 @@ static char *map_path(const sh_request_t *r, const static_loc_t *c, const char *
     return p;
 }
 
+/* nginx's types when no `types` is configured anywhere */
+static const mime_t default_types[] = {
+    {"html", "text/html"}, {"gif", "image/gif"}, {"jpg", "image/jpeg"}};
+
 static const char *mime_of(const static_loc_t *c, const char *path)
 {
     const char *slash = strrchr(path, '/');
     const char *dot = strrchr(slash ? slash : path, '.');
+    const mime_t *t = c->types != NULL ? c->types : default_types;
+    size_t n = c->types != NULL ? c->ntypes : sizeof(default_types) / sizeof(default_types[0]);
     if (dot != NULL && dot[1] != '\0')
-        for (size_t i = 0; i < c->ntypes; i++)
-            if (strcasecmp(c->types[i].ext, dot + 1) == 0)
-                return c->types[i].type;
+        for (size_t i = 0; i < n; i++)
+            if (strcasecmp(t[i].ext, dot + 1) == 0)
+                return t[i].type;
     return c->default_type;
 }
 

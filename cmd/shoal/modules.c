@@ -7,6 +7,7 @@
 
 #include "node/access.h"
 #include "node/accesslog.h"
+#include "node/errpage.h"
 #include "node/expires.h"
 #include "node/headers.h"
 #include "node/http2.h"
@@ -36,6 +37,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_access_module,
     &sh_status_module,
     &sh_static_module, /* after every other content handler */
+    &sh_errpage_module,
     &sh_ssl_module,
     &sh_headers_module,
     &sh_expires_module,
