@@ -26,7 +26,8 @@ def main(t):
     node = t.shoal(f"""
         events {{ }}
         http {{
-            log_format end '$request_method $uri $status $body_bytes_sent $server_protocol';
+            map $uri $m {{ default dflt; /ok OK; }}
+            log_format end '$request_method $uri $status $body_bytes_sent $server_protocol $m';
             access_log logs/end.log end;
             large_client_header_buffers 4 2k;
             client_body_timeout 1s;
@@ -75,6 +76,13 @@ def main(t):
     c.frames_until(lambda fs: any(f[2] == 1 for f in fs))
     c.close()
     expect("h2 header list over the limit: 431 logged", lambda f: f[2] == "431")
+
+    # a map value is the request's own: a request the parser refuses on a keep-alive
+    # connection does not log the previous request's (the old thread-local cache did)
+    sh.raw_exchange(node.port, b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header\r\n\r\n", responses=2)
+    expect("keep-alive: the refused request logs its own map value, not the previous one",
+           lambda f: f[2] == "400" and f[5] == "dflt")
 
     # the client gone before the response: 499
     s = socket.create_connection(("127.0.0.1", node.port))

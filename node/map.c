@@ -5,12 +5,13 @@
  * wildcard lists (hostnames), the compiled regexes in order, and one
  * complex value per distinct line. The maps are immutable afterwards.
  *
- * Per-request cache: sh_request_t has no slot for module state, so each
- * worker thread keeps the results of the request it evaluated last
- * (keyed by connection id and request number, which are unique on a
- * worker) in fixed thread-local storage: no allocation, nothing to free.
- * A result bigger than the cache, or of a map past MAP_CACHE_SLOTS, or
- * another request evaluated in between, only means evaluating again.
+ * Per-request cache: in the request's context slot of this module (made
+ * on the first map a request evaluates, freed by its cleanup hook), so a
+ * value is computed once per request and never seen by another one (the
+ * old thread-local cache keyed by the request pointer could hand a request
+ * that failed before routing the previous request's values). A result
+ * past MAP_CACHE_BYTES, or of a map past MAP_CACHE_SLOTS, is evaluated
+ * again.
  */
 #include "node/map.h"
 
@@ -132,24 +133,31 @@ static int lookup(const map_t *m, const char *s, size_t n, size_t *ovec, const s
 
 /* ------------------------------------------------------ request cache -- */
 
-static _Thread_local struct {
-    const void *r;
-    uint64_t conn;
-    uint32_t nreq;
-    size_t used;
+/* A request's cached results (its module context slot, freed by its
+ * cleanup hook): made on the first map evaluated, so requests that use no
+ * map pay nothing. */
+typedef struct {
     uint64_t have; /* bit i: slot i cached */
     struct {
         uint16_t off, len;
     } slot[MAP_CACHE_SLOTS];
-    char bytes[MAP_CACHE_BYTES];
-} cache;
+    sh_buf_t bytes;
+} map_cache_t;
+
+static void cache_free(sh_request_t *r, void *data)
+{
+    map_cache_t *c = data;
+    sh_request_ctx(r, &sh_map_module) = NULL;
+    sh_buf_dispose(&c->bytes);
+    sh_free(c);
+}
 
 static int cache_get(sh_request_t *r, unsigned idx, sh_buf_t *out)
 {
-    if (idx >= MAP_CACHE_SLOTS || cache.r != r || r->c == NULL || cache.conn != r->c->id ||
-        cache.nreq != r->c->nrequests || !(cache.have & (1ull << idx)))
+    const map_cache_t *c = sh_request_ctx(r, &sh_map_module);
+    if (idx >= MAP_CACHE_SLOTS || c == NULL || !(c->have & (1ull << idx)))
         return 0;
-    sh_buf_append(out, cache.bytes + cache.slot[idx].off, cache.slot[idx].len);
+    sh_buf_append(out, c->bytes.data + c->slot[idx].off, c->slot[idx].len);
     return 1;
 }
 
@@ -157,20 +165,21 @@ static void cache_put(sh_request_t *r, unsigned idx, const char *v, size_t len)
 {
     if (idx >= MAP_CACHE_SLOTS || r->c == NULL)
         return;
-    if (cache.r != r || cache.conn != r->c->id || cache.nreq != r->c->nrequests) {
-        cache.r = r;
-        cache.conn = r->c->id;
-        cache.nreq = r->c->nrequests;
-        cache.used = 0;
-        cache.have = 0;
+    map_cache_t *c = sh_request_ctx(r, &sh_map_module);
+    if (c == NULL) {
+        c = sh_new(map_cache_t);
+        if (sh_request_cleanup_add(r, cache_free, c) != 0) {
+            sh_free(c);
+            return;
+        }
+        sh_request_ctx(r, &sh_map_module) = c;
     }
-    if (len > MAP_CACHE_BYTES - cache.used)
+    if (len > MAP_CACHE_BYTES - c->bytes.len)
         return;
-    memcpy(cache.bytes + cache.used, v, len);
-    cache.slot[idx].off = (uint16_t)cache.used;
-    cache.slot[idx].len = (uint16_t)len;
-    cache.used += len;
-    cache.have |= 1ull << idx;
+    c->slot[idx].off = (uint16_t)c->bytes.len;
+    c->slot[idx].len = (uint16_t)len;
+    sh_buf_append(&c->bytes, v, len);
+    c->have |= 1ull << idx;
 }
 
 static int map_get(sh_request_t *r, const void *data, sh_buf_t *out)
