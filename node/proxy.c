@@ -23,6 +23,8 @@
  * backend verbatim.
  */
 #include <ctype.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -406,6 +408,71 @@ static int proxy_handler(sh_request_t *r)
     return SH_PH_DONE;
 }
 
+/* ---- the module's variables ($upstream_*, $proxy_host), registered by
+ * the module that fills them (issue 10 item 7) */
+
+/* One entry per try, joined as nginx does: the request's buffer named by
+ * data (an offset into sh_request_t). */
+static int var_tries(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    const sh_buf_t *b = (const sh_buf_t *)((const char *)r + (size_t)(uintptr_t)data);
+    if (b->len == 0)
+        return 0;
+    sh_buf_append(out, b->data, b->len);
+    return 1;
+}
+
+static int var_up_bytes(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    if (r->up_addr.len == 0)
+        return 0;
+    sh_buf_append_u64(out, data != NULL ? r->up_bytes_sent : r->up_bytes_received);
+    return 1;
+}
+
+static int var_unset(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    (void)r;
+    (void)data;
+    (void)out;
+    return 0; /* $upstream_cache_status: no cache yet */
+}
+
+static int var_proxy_host(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    (void)data;
+    sh_proxy_host(r, out);
+    return 1;
+}
+
+#define ROFF(f) ((const void *)(uintptr_t)offsetof(sh_request_t, f))
+
+static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    (void)m;
+    static const struct {
+        const char *name;
+        sh_var_get_pt get;
+        const void *data;
+    } vars[] = {
+        {"upstream_addr", var_tries, ROFF(up_addr)},
+        {"upstream_status", var_tries, ROFF(up_status)},
+        {"upstream_connect_time", var_tries, ROFF(up_connect_time)},
+        {"upstream_header_time", var_tries, ROFF(up_header_time)},
+        {"upstream_response_time", var_tries, ROFF(up_response_time)},
+        {"upstream_bytes_received", var_up_bytes, NULL},
+        {"upstream_bytes_sent", var_up_bytes, (const void *)1},
+        {"upstream_cache_status", var_unset, NULL},
+        {"proxy_host", var_proxy_host, NULL},
+    };
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        int rc = sh_vars_define(cf, vars[i].name, vars[i].get, vars[i].data);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int proxy_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
     return sh_phase_add(cf, m, SH_PHASE_CONTENT, proxy_handler);
@@ -416,6 +483,7 @@ static const sh_http_module_t proxy_http_ctx = {
     .create_loc = proxy_create_loc,
     .merge_loc = proxy_merge_loc,
     .destroy_loc = proxy_destroy_loc,
+    .preconfiguration = proxy_preconf,
     .postconfiguration = proxy_postconf,
 };
 
