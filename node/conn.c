@@ -697,6 +697,14 @@ void sh_request_finish(sh_request_t *r)
     r->c->proto->finish(r);
 }
 
+/* The request's head is read: the connection reads its body next, or
+ * waits (the next pipelined request stays in c->in until this one ends;
+ * early_wait: until the TLS handshake completes). */
+static void h1_head_done(sh_request_t *r)
+{
+    r->c->state = r->body.done || r->early_wait ? SH_CONN_WAIT : SH_CONN_BODY;
+}
+
 static void h1_abort(sh_request_t *r)
 {
     sh_conn_close(r->c);
@@ -933,8 +941,7 @@ void sh_request_dispatch(sh_request_t *r)
          * brings, so a replayed POST never reaches a server. */
         r->early_wait = 1;
         c->early_waiting++;
-        if (c->h2 == NULL)
-            c->state = SH_CONN_WAIT; /* what follows stays in c->in */
+        c->proto->head_done(r); /* HTTP/1.1: what follows stays in c->in */
         return;
     }
     c->nrequests++;
@@ -960,8 +967,7 @@ void sh_request_dispatch(sh_request_t *r)
     } else {
         r->body.done = 1;
     }
-    if (c->h2 == NULL)
-        c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
+    c->proto->head_done(r);
     sh_phase_start(r);
 }
 
@@ -1356,4 +1362,5 @@ static const sh_http_proto_t http1_proto = {
     .queued = h1_queued,
     .send_timer = h1_send_timer,
     .sendfile = h1_sendfile,
+    .head_done = h1_head_done,
 };

@@ -1127,6 +1127,11 @@ static void h2_send_timer(sh_request_t *r)
     (void)r; /* HTTP/2: the connection's own timer */
 }
 
+static void h2_head_done(sh_request_t *r)
+{
+    (void)r; /* each stream buffers its own body (flow control) */
+}
+
 int sh_http2_response_body(sh_request_t *r, const char *data, size_t len)
 {
     h2_stream_t *st = stream_of(r);
@@ -1237,4 +1242,5 @@ const sh_http_proto_t sh_http2_proto = {
     .body_resume = sh_http2_body_resume,
     .queued = sh_http2_out_queued,
     .send_timer = h2_send_timer,
+    .head_done = h2_head_done,
 };
