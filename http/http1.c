@@ -30,7 +30,7 @@
  * terminator leniency is a known request smuggling vector between proxies
  * and origins.
  */
-#include "node/http1.h"
+#include "http/http1.h"
 
 #include <string.h>
 

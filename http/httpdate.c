@@ -4,7 +4,7 @@
  * integers (days from civil dates), not with gmtime/timegm, so the codec
  * is pure and the same on every libc.
  */
-#include "node/httpdate.h"
+#include "http/httpdate.h"
 
 #include <string.h>
 

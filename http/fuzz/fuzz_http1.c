@@ -21,7 +21,7 @@
 #include <strings.h>
 
 #include "core/err.h"
-#include "node/http1.h"
+#include "http/http1.h"
 
 #define MAXH 64
 

@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "core/err.h"
-#include "node/http1.h"
+#include "http/http1.h"
 
 #define MAXH 64
 

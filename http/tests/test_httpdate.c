@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "core/err.h"
-#include "node/httpdate.h"
+#include "http/httpdate.h"
 
 static int64_t parse(const char *s)
 {

@@ -22,14 +22,14 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/headers.h"
-#include "node/http2.h"
-#include "node/node.h"
-#include "node/proxy.h"
-#include "node/reqlog.h"
-#include "node/timeq.h"
-#include "node/tls.h"
-#include "node/vars.h"
+#include "http/status.h"
+#include "node/conn/http2.h"
+#include "node/conn/timeq.h"
+#include "node/conn/tls.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
+#include "node/pipeline/vars.h"
+#include "node/proxy/proxy.h"
 
 #define LINGER_MS       5000
 #define SH_PIPELINE_MAX (64 * 1024)
@@ -45,78 +45,6 @@ static void finalize(sh_request_t *r);
 static void update_io(sh_conn_t *c);
 static const sh_http_proto_t http1_proto;
 static int h1_flush(sh_request_t *r);
-
-const char *sh_http_status_text(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 101:
-        return "Switching Protocols";
-    case 200:
-        return "OK";
-    case 201:
-        return "Created";
-    case 202:
-        return "Accepted";
-    case 204:
-        return "No Content";
-    case 206:
-        return "Partial Content";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Not Allowed";
-    case 408:
-        return "Request Time-out";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Request Entity Too Large";
-    case 414:
-        return "Request-URI Too Large";
-    case 421:
-        return "Misdirected Request";
-    case 429:
-        return "Too Many Requests";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 494:
-        return "Request Header Or Cookie Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Temporarily Unavailable";
-    case 504:
-        return "Gateway Time-out";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Unknown";
-    }
-}
 
 /* ------------------------------------------------------ closing -- */
 

@@ -16,7 +16,7 @@
  * The session is freed in the connection's close callback, never inside
  * one of its own callbacks.
  */
-#include "node/http2.h"
+#include "node/conn/http2.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -26,11 +26,10 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/headers.h"
-#include "node/node.h"
-#include "node/proxy.h"
-#include "node/reqlog.h"
-#include "node/vars.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
+#include "node/pipeline/vars.h"
+#include "node/proxy/proxy.h"
 
 #define CONN_WINDOW            (4 * 1024 * 1024) /* connection receive window */
 #define STREAM_WINDOW          (256 * 1024)      /* SETTINGS_INITIAL_WINDOW_SIZE */

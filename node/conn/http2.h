@@ -36,9 +36,9 @@
 #include <stdint.h>
 
 #include "core/conf.h"
-#include "node/http1.h"
-#include "node/http_conf.h"
-#include "node/pipeline.h"
+#include "http/http1.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/pipeline.h"
 
 extern sh_conf_module_t sh_http2_module;
 

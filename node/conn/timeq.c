@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Timeout queues: see timeq.h. */
-#include "node/timeq.h"
+#include "node/conn/timeq.h"
 
 #include "core/alloc.h"
 

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "node/node.h"
+#include "node/pipeline/node.h"
 
 /* sh_timeq_entry_t and sh_timers_t are declared in node/node.h, where
  * the connection embeds them. */

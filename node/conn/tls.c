@@ -17,7 +17,7 @@
  * cache and ticket callbacks); an SSL object belongs to one connection on
  * one worker.
  */
-#include "node/tls.h"
+#include "node/conn/tls.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -49,8 +49,8 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/http2.h"
-#include "node/node.h"
+#include "node/conn/http2.h"
+#include "node/pipeline/node.h"
 
 #define TLS_RECORD_MAX 16384
 #define COALESCE_MAX   16384       /* small writes are joined into one record */

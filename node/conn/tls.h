@@ -31,7 +31,7 @@
 
 #include "core/buf.h"
 #include "core/conf.h"
-#include "node/http_conf.h"
+#include "node/pipeline/http_conf.h"
 
 extern sh_conf_module_t sh_ssl_module;
 

@@ -4,7 +4,7 @@
  * request path uses: the shared read buffer, the cached Date value, the
  * cached clock, and the try-then-queue write helper.
  */
-#include "node/worker.h"
+#include "node/conn/worker.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,10 +22,10 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/privs.h"
-#include "node/http2.h"
-#include "node/proxy.h"
-#include "node/timeq.h"
-#include "node/upstream.h"
+#include "node/conn/http2.h"
+#include "node/conn/timeq.h"
+#include "node/proxy/proxy.h"
+#include "node/proxy/upstream.h"
 
 typedef struct {
     uv_write_t req;

@@ -25,7 +25,7 @@
 #ifndef SH_WORKER_H
 #define SH_WORKER_H
 
-#include "node/node.h"
+#include "node/pipeline/node.h"
 
 /* Create n workers for rt, with their listening sockets bound. On failure
  * writes a message to err (256 bytes) and returns a negative code with

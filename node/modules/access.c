@@ -13,10 +13,10 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/access.h"
-#include "node/http_conf.h"
-#include "node/node.h"
-#include "node/reqlog.h"
+#include "node/modules/access.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
 
 typedef struct {
     int family; /* AF_INET, AF_INET6, or 0 for all */

@@ -14,7 +14,7 @@
  * handle). A pthread key destructor writes what is left and frees the
  * state when the thread ends, after its loop is closed.
  */
-#include "node/accesslog.h"
+#include "node/modules/accesslog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,9 +29,9 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/http_conf.h"
-#include "node/node.h"
-#include "node/vars.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/vars.h"
 
 #define LOG_FLUSH_BYTES          (64 * 1024)
 #define LOG_FLUSH_MS             1000

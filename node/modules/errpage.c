@@ -21,15 +21,15 @@
  * under proxy_intercept_errors. Configuration at load; the worker of the
  * request runs it.
  */
-#include "node/errpage.h"
+#include "node/modules/errpage.h"
 
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/node.h"
-#include "node/vars.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/vars.h"
 
 #define PAGES_MAX 64
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `expires` (see expires.h). */
-#include "node/expires.h"
+#include "node/modules/expires.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -9,8 +9,8 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
-#include "node/httpdate.h"
-#include "node/node.h"
+#include "http/httpdate.h"
+#include "node/pipeline/node.h"
 
 enum {
     EXP_UNSET = -1,

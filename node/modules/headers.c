@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The headers filter: add_header (see headers.h). */
-#include "node/headers.h"
+#include "node/modules/headers.h"
 
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
-#include "node/node.h"
-#include "node/vars.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/vars.h"
 
 #define MAX_ADD_HEADERS 64
 

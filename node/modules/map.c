@@ -13,7 +13,7 @@
  * past MAP_CACHE_BYTES, or of a map past MAP_CACHE_SLOTS, is evaluated
  * again.
  */
-#include "node/map.h"
+#include "node/modules/map.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -21,10 +21,10 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
-#include "node/http_conf.h"
-#include "node/node.h"
-#include "node/regex.h"
-#include "node/vars.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/regex.h"
+#include "node/pipeline/vars.h"
 
 #define MAP_CACHE_SLOTS  64
 #define MAP_CACHE_BYTES  4096

@@ -6,10 +6,10 @@
  * parsed by the http core module (ret_code, ret_text in its loc conf);
  * this module only registers the handler. Worker thread.
  */
-#include "node/rewrite.h"
+#include "node/modules/rewrite.h"
 
-#include "node/node.h"
-#include "node/vars.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/vars.h"
 
 static int return_handler(sh_request_t *r)
 {

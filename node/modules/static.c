@@ -17,7 +17,7 @@
  * cleanup hook detaches it (x->r = NULL) and the job's callback frees it.
  * Worker thread, except the job functions (pool threads, no shared state).
  */
-#include "node/static.h"
+#include "node/modules/static.h"
 
 #include <errno.h>
 #include <arpa/inet.h>
@@ -32,10 +32,10 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/httpdate.h"
-#include "node/node.h"
-#include "node/reqlog.h"
-#include "node/vars.h"
+#include "http/httpdate.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
+#include "node/pipeline/vars.h"
 
 #define READ_CHUNK    (64 * 1024)
 #define SENDFILE_MAX  (1024 * 1024) /* per call: other connections get their turn */

@@ -9,10 +9,10 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "node/http_conf.h"
-#include "node/status.h"
-#include "node/node.h"
-#include "node/worker.h"
+#include "node/conn/worker.h"
+#include "node/modules/status.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/node.h"
 
 typedef struct {
     int on; /* -1 unset */

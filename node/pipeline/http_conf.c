@@ -9,7 +9,7 @@
  * Runs at configuration load (main thread); routing runs on workers and
  * only reads.
  */
-#include "node/http_conf.h"
+#include "node/pipeline/http_conf.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -20,9 +20,9 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
-#include "node/regex.h"
-#include "node/pipeline.h"
-#include "node/vars.h"
+#include "node/pipeline/pipeline.h"
+#include "node/pipeline/regex.h"
+#include "node/pipeline/vars.h"
 
 static const sh_http_module_t *http_ctx(const sh_conf_module_t *m)
 {

@@ -19,9 +19,10 @@
 #include <uv.h>
 
 #include "core/buf.h"
-#include "node/http1.h"
-#include "node/http_conf.h"
-#include "node/pipeline.h"
+#include "http/http1.h"
+#include "http/status.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/pipeline.h"
 
 #define SH_MAX_REQUEST_HEADERS 128
 #define SH_WBUF_HIGH           (256 * 1024) /* stop reading the other side above this */
@@ -383,7 +384,5 @@ int sh_response_body(sh_request_t *r, const char *data, size_t len);
  * calls sh_request_finish(). */
 int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n);
 
-/* reason phrase for a status */
-const char *sh_http_status_text(int status);
 
 #endif

@@ -10,7 +10,7 @@
  * "re-enter at find-config" are index moves. Worker thread only, except
  * registration and build (loading thread).
  */
-#include "node/pipeline.h"
+#include "node/pipeline/pipeline.h"
 
 #include <string.h>
 #include <strings.h>
@@ -18,9 +18,9 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/node.h"
-#include "node/reqlog.h"
-#include "node/tls.h"
+#include "node/conn/tls.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
 
 #define PHASE_HANDLERS_MAX 16 /* per phase */
 #define FILTERS_MAX        16

@@ -40,8 +40,8 @@
 
 #include "core/buf.h"
 #include "core/conf.h"
-#include "node/http1.h"
-#include "node/http_conf.h"
+#include "http/http1.h"
+#include "node/pipeline/http_conf.h"
 
 typedef struct sh_request_s sh_request_t;
 

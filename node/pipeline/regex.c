@@ -11,7 +11,7 @@
  * SH_REGEX_MAX_CAPTURES pairs; a pattern with more groups still matches
  * (PCRE2 reports "ovector too small" as 0, which we treat as a match).
  */
-#include "node/regex.h"
+#include "node/pipeline/regex.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>

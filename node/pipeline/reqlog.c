@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Request-context error log lines (see reqlog.h). */
-#include "node/reqlog.h"
+#include "node/pipeline/reqlog.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
-#include "node/http_conf.h"
+#include "node/pipeline/http_conf.h"
 
 void sh_req_log_client(const sh_conn_t *c, char *out, size_t len)
 {

@@ -14,7 +14,7 @@
 #ifndef SH_REQLOG_H
 #define SH_REQLOG_H
 
-#include "node/node.h"
+#include "node/pipeline/node.h"
 
 /* MESSAGE, then ", client: ADDR, server: NAME" and, when r has a request
  * line, ", request: \"LINE\"", then ", upstream: \"URL\"" when upstream is

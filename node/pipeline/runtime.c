@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Configuration loading and the main-context directives (see runtime.h). */
-#include "node/runtime.h"
+#include "node/pipeline/runtime.h"
 
 #include <errno.h>
 #include <libgen.h>

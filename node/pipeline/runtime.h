@@ -12,7 +12,7 @@
 #include <stdio.h>
 
 #include "core/conf.h"
-#include "node/node.h"
+#include "node/pipeline/node.h"
 
 typedef struct {
     int worker_processes; /* 0: auto */

@@ -10,7 +10,7 @@
  * one, by matching that regex again on the normalized URI (or Host): the
  * router stores nothing per request.
  */
-#include "node/vars.h"
+#include "node/pipeline/vars.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -22,10 +22,10 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/node.h"
-#include "node/proxy.h"
-#include "node/regex.h"
-#include "node/tls.h"
+#include "node/conn/tls.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/regex.h"
+#include "node/proxy/proxy.h"
 
 #define NAMED_DEPTH_MAX       16 /* maps naming maps: deeper is a cycle */
 #define CAPTURE_SUBJECT_STACK 1024

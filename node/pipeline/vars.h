@@ -21,7 +21,7 @@
 
 #include "core/buf.h"
 #include "core/conf.h"
-#include "node/http_conf.h"
+#include "node/pipeline/http_conf.h"
 
 typedef struct sh_request_s sh_request_t;
 

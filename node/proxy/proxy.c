@@ -31,13 +31,13 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/http_conf.h"
-#include "node/node.h"
-#include "node/proxy.h"
-#include "node/reqlog.h"
-#include "node/timeq.h"
-#include "node/upstream.h"
-#include "node/vars.h"
+#include "node/conn/timeq.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
+#include "node/pipeline/vars.h"
+#include "node/proxy/proxy.h"
+#include "node/proxy/upstream.h"
 
 #define MAX_RESP_HEADERS 128
 #define MAX_RESP_HEAD    (64 * 1024)

@@ -13,7 +13,7 @@
 
 #include "core/buf.h"
 #include "core/conf.h"
-#include "node/node.h"
+#include "node/pipeline/node.h"
 
 extern sh_conf_module_t sh_proxy_module;
 

@@ -42,7 +42,7 @@
  * Worker thread for everything at runtime; no allocation in pick (the hash
  * key buffer grows to the largest key once and is reused).
  */
-#include "node/upstream.h"
+#include "node/proxy/upstream.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -54,8 +54,8 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/http_conf.h"
-#include "node/vars.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/vars.h"
 
 static const sh_balancer_ops_t rr_ops, least_conn_ops, ip_hash_ops, hash_ops, chash_ops, random_ops;
 

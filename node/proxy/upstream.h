@@ -26,7 +26,7 @@
 #include <sys/socket.h>
 
 #include "core/conf.h"
-#include "node/node.h"
+#include "node/pipeline/node.h"
 
 typedef struct sh_balancer_ops_s sh_balancer_ops_t;
 
