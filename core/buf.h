@@ -30,6 +30,8 @@ void sh_buf_appends(sh_buf_t *b, const char *s);
 void sh_buf_appendf(sh_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Append v in decimal / lower-case hex, without printf. */
 void sh_buf_append_u64(sh_buf_t *b, uint64_t v);
+/* Write v in decimal to out (at least 20 bytes); returns length. */
+size_t sh_fmt_u64(char *out, uint64_t v);
 /* Write v in lower-case hex to out (at least 17 bytes); returns length. */
 size_t sh_fmt_hex(char *out, uint64_t v);
 /* Drop the first n bytes. */

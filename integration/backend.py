@@ -20,6 +20,8 @@ Endpoints (any method unless noted; a request body is always read in full):
                        resets the connection after M body bytes
   /status/CODE         that status, body "status CODE\\n" (none for 1xx/204/304)
   /slow?ms=N           waits N ms, then "slow N\\n"
+  /hdr?NAME=VALUE&...  200 "hdr\\n" with each query pair as a response field
+                       (in order, repeatable); status=CODE sets the status
   /raw/KIND            a broken response, then close: KIND is garbage (not
                        HTTP), cl_te (Content-Length and Transfer-Encoding
                        both), bad_cl (Content-Length: abc), or empty (close
@@ -304,6 +306,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.send_simple(400, "bad status\n")
                 return
             self.send_simple(code, "status %d\n" % code)
+        elif path == "/hdr" or path.endswith("/hdr"):
+            pairs = urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query)
+            code = int(dict(pairs).get("status", "200"))
+            body = b"hdr\n"
+            self.send_response(code)
+            self.send_header("X-Backend", self.server.name)
+            for k, v in pairs:
+                if k != "status":
+                    self.send_header(k, v)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
         elif path == "/slow":
             ms = int(q.get("ms", ["1000"])[0])
             time.sleep(ms / 1000.0)

@@ -5,19 +5,23 @@
  */
 #include "cmd/shoal/modules.h"
 
-#include "node/accesslog.h"
-#include "node/headers.h"
-#include "node/http2.h"
-#include "node/http_conf.h"
-#include "node/map.h"
-#include "node/runtime.h"
-#include "node/tls.h"
-#include "node/upstream.h"
+#include "node/conn/http2.h"
+#include "node/conn/tls.h"
+#include "node/modules/access.h"
+#include "node/modules/accesslog.h"
+#include "node/modules/errpage.h"
+#include "node/modules/expires.h"
+#include "node/modules/headers.h"
+#include "node/modules/map.h"
+#include "node/modules/rewrite.h"
+#include "node/modules/static.h"
+#include "node/modules/status.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/runtime.h"
+#include "node/proxy/proxy.h"
+#include "node/proxy/upstream.h"
 
-extern sh_conf_module_t sh_proxy_module;
 extern sh_conf_module_t sh_pending_module;
-extern sh_conf_module_t sh_access_module;
-extern sh_conf_module_t sh_status_module;
 #ifdef SHOAL_WITH_CLUSTER
 extern sh_conf_module_t sh_cluster_module;
 #endif
@@ -26,13 +30,17 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_core_module,
     &sh_http_core_module,
     &sh_map_module,
+    &sh_rewrite_module,
     &sh_accesslog_module,
     &sh_upstream_module,
     &sh_proxy_module,
     &sh_access_module,
     &sh_status_module,
+    &sh_static_module, /* after every other content handler */
+    &sh_errpage_module,
     &sh_ssl_module,
     &sh_headers_module,
+    &sh_expires_module,
     &sh_http2_module,
 #ifdef SHOAL_WITH_CLUSTER
     &sh_cluster_module,

@@ -5,9 +5,10 @@ reload (which keeps the running configuration); a directive that only tunes
 is accepted with a warning that says what is ignored, and a reload reports
 its warnings in the answer of `nodectl reload` and in the error log.
 
-- `location /int { internal; return 200 "secret"; }`: `shoal -t` exits 1
-  with CONF:LINE naming "internal"; started anyway, the node refuses to
-  start (exit 1) instead of answering anyone with the secret;
+- `location /int { auth_basic "closed"; return 200 "secret"; }`: `shoal -t`
+  exits 1 with CONF:LINE naming "auth_basic"; started anyway, the node
+  refuses to start (exit 1) instead of answering anyone with the secret
+  (`internal` was refused here until issue 10 implemented it: test_error_pages);
 - `limit_req_zone` + `limit_req`, `limit_req` alone, `limit_conn`,
   `auth_basic`, `satisfy`: each refused with its own file:line (a line in an
   included file names that file);
@@ -58,7 +59,6 @@ def main(t, ctl):
     with open(inc, "w") as f:
         f.write("# included\n\nlimit_conn addr 10;\n")
     cases = [
-        ("internal", 'location /int { internal; return 200 "secret"; }'),
         ("limit_req_zone", "location /a { return 200; }\n}\nlimit_req_zone $binary_remote_addr "
                            "zone=one:10m rate=1r/s;\nserver { listen 127.0.0.1:1;"),
         ("limit_req", "location /a { limit_req zone=one burst=5; return 200; }"),
@@ -75,16 +75,16 @@ def main(t, ctl):
         t.check(r.returncode == 1 and want in r.stderr and "test failed" in r.stderr,
                 "-t refuses \"%s\" with file:line (%s)" % (name, os.path.basename(where)), r.stderr)
 
-    # ---- started anyway, the `internal` configuration never serves
-    d = t._subdir("start-internal")
+    # ---- started anyway, a refused configuration never serves
+    d = t._subdir("start-auth")
     os.makedirs(os.path.join(d, "logs"))
     port = t.port()
-    conf = t.write_conf(BASE % ('location /int { internal; return 200 "secret"; }', t.port(),
+    conf = t.write_conf(BASE % ('location /int { auth_basic "closed"; return 200 "secret"; }', t.port(),
                                 "127.0.0.1:%d" % t.port(), key), port=port, d=d)
     r = t.run_shoal(["-p", d + "/", "-c", conf], timeout=15)  # would run forever if it started
-    t.check(r.returncode == 1 and "\"internal\" is not implemented yet" in r.stderr
+    t.check(r.returncode == 1 and "\"auth_basic\" is not implemented yet" in r.stderr
             and not sh.port_accepts(port),
-            "shoal with `internal` exits 1 with file:line and never listens (rc=%s)" % r.returncode,
+            "shoal with `auth_basic` exits 1 with file:line and never listens (rc=%s)" % r.returncode,
             r.stderr)
 
     # ---- reloads of a running node
