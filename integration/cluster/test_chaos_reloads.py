@@ -49,7 +49,7 @@ def main(t, ctl):
             # A client that has connected but not sent its request yet when
             # the reload comes must still be answered (by the old
             # configuration), as nginx does; never closed unanswered.
-            fresh = sh.RawConn(n.http_port) if g == 1 else None
+            fresh = ch.open_accepted(n.http_port) if g == 1 else None
             t0 = time.monotonic()
             if g % 2:
                 n.proc.signal(signal.SIGHUP)

@@ -49,7 +49,7 @@ def main(t, ctl):
                 old.injected = True  # stopped on purpose, not an early death
                 # A client that connected but has not sent its request when
                 # the drain starts is still answered (nginx does so).
-                fresh = sh.RawConn(n.http_port) if rnd == 0 and n is nodes[0] else None
+                fresh = ch.open_accepted(n.http_port) if rnd == 0 and n is nodes[0] else None
                 t0 = time.monotonic()
                 old.signal(signal.SIGTERM)
                 if fresh is not None:
