@@ -26,13 +26,8 @@ sh = cu.sh
 def main(t, ctl):
     stop_s = ch.param("stop_s", 10.0)
     stable_s = ch.param("stable_s", 10.0)
-    key = cu.write_keys(t, [cu.new_key()])
-    nodes = []
-    for i in range(3):
-        nodes.append(ch.ChaosNode(t, ctl, "s%d" % i, key, None,
-                                  joins=[nodes[0].advertise] if nodes else []).start())
+    nodes = ch.start_three(t, ctl, "s", None)
     everyone = {n.name: "alive" for n in nodes}
-    ch.wait_views(t, ctl, nodes, everyone, 30, "3 alive everywhere")
     victim, others = nodes[2], nodes[:2]
     inc0 = {m["name"]: m.get("incarnation") for m in ctl.members(others[0].admin)}[victim.name]
     refutes0 = (ctl.stats(victim.admin) or {}).get("refutes", 0)
