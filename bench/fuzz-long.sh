@@ -3,7 +3,8 @@
 # fuzz-long.sh -- longer fuzzing than ctest's bounded runs (issue 15), outside the test command.
 #
 # Runs every libFuzzer target of a fuzz build (the sh_add_fuzz() entries of */fuzz/CMakeLists.txt)
-# one at a time for RUNS executions (default 10^7) under `nice -n 10`, starting from the corpus
+# one at a time for RUNS executions (default 10^7; or MAX_TIME seconds if that comes first)
+# under `nice -n 10`, starting from the corpus
 # kept in the repository, with new units written to a scratch directory. Then it merges those
 # units into the repository's corpus with -merge=1 (only units that add coverage), unless the
 # corpus would pass MAX_FILES files. Prints one line per target: runs, seconds, exec/s, corpus
@@ -11,7 +12,8 @@
 # finding: rerun the target on that file to reproduce it).
 #
 # Usage: bench/fuzz-long.sh [TARGET...]       (default: every target)
-# Env:   BUILD=build-fuzz RUNS=10000000 MAX_LEN=4096 MAX_FILES=299 MERGE=1 NICE=10
+# Env:   BUILD=build-fuzz RUNS=10000000 MAX_TIME=0 (no limit) MAX_LEN=4096 MAX_FILES=299 MERGE=1
+#        NICE=10
 #        (build first: CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo
 #         -DSHOAL_FUZZ=ON -DSHOAL_TESTS=OFF && cmake --build build-fuzz -j2)
 # Exit status: 0 when no target found anything, 1 otherwise, 2 on a usage or build problem.
@@ -20,6 +22,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 BUILD=${BUILD:-$REPO/build-fuzz}
 RUNS=${RUNS:-10000000}
+MAX_TIME=${MAX_TIME:-0}
 MAX_LEN=${MAX_LEN:-4096}
 MAX_FILES=${MAX_FILES:-299}
 MERGE=${MERGE:-1}
@@ -57,7 +60,8 @@ for t in "${targets[@]}"; do
   work=$OUT/$t; mkdir -p "$work/new" "$work/artifacts"
   before=$(find "$dir" -type f | wc -l)
   t0=$(date +%s)
-  nice -n "$NICE" "$bin" -runs="$RUNS" -max_len="$MAX_LEN" -timeout=10 -rss_limit_mb=2048 \
+  nice -n "$NICE" "$bin" -runs="$RUNS" -max_total_time="$MAX_TIME" -max_len="$MAX_LEN" \
+    -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 -artifact_prefix="$work/artifacts/" "$work/new" "$dir" \
     > "$work/log" 2>&1 &
   child=$!; wait "$child"; rc=$?; child=

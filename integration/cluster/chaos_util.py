@@ -176,6 +176,21 @@ def open_accepted(port, what="the connection to be accepted"):
     return conn
 
 
+def start_three(t, ctl, prefix, backend, mesh=False):
+    """Three ChaosNodes named PREFIX0..2 (proxying to backend, or answering
+    200 without one), started and all seeing the three alive. Each joins the
+    first, or with mesh the two others (so whichever restarts finds one)."""
+    key = cu.write_keys(t, [cu.new_key()])
+    nodes = [ChaosNode(t, ctl, "%s%d" % (prefix, i), key, backend) for i in range(3)]
+    for i, n in enumerate(nodes):
+        n.joins = [m.advertise for m in nodes if m is not n] if mesh else \
+            ([nodes[0].advertise] if i else [])
+    for n in nodes:
+        n.start()
+    wait_views(t, ctl, nodes, {n.name: "alive" for n in nodes}, 30, "3 alive everywhere")
+    return nodes
+
+
 def fresh_request(conn):
     """Send a GET on conn (a shoal_harness.RawConn opened earlier, which has
     sent nothing yet) and read the answer: (RawResponse or None, error)."""

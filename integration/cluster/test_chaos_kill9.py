@@ -20,12 +20,7 @@ sh = cu.sh
 def main(t, ctl):
     after = ch.param("after_s", 5.0)
     be = t.backend("be")
-    key = cu.write_keys(t, [cu.new_key()])
-    nodes = []
-    for i in range(3):
-        joins = [nodes[0].advertise] if nodes else []
-        nodes.append(ch.ChaosNode(t, ctl, "k%d" % i, key, be, joins=joins).start())
-    ch.wait_views(t, ctl, nodes, {n.name: "alive" for n in nodes}, 30, "3 alive everywhere")
+    nodes = ch.start_three(t, ctl, "k", be)
 
     load = ch.Load([n.http_port for n in nodes], threads=6, paths=("/", "/slow?ms=20")).start()
     try:

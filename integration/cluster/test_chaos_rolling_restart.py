@@ -25,17 +25,8 @@ sh = cu.sh
 def main(t, ctl):
     rounds = ch.param("rounds", 2)
     be = t.backend("be")
-    key = cu.write_keys(t, [cu.new_key()])
-    nodes = []
-    for i in range(3):
-        # Every node lists the two others: whichever restarts finds a member.
-        nodes.append(ch.ChaosNode(t, ctl, "r%d" % i, key, be))
-    for n in nodes:
-        n.joins = [m.advertise for m in nodes if m is not n]
-    for n in nodes:
-        n.start()
+    nodes = ch.start_three(t, ctl, "r", be, mesh=True)
     everyone = {n.name: "alive" for n in nodes}
-    ch.wait_views(t, ctl, nodes, everyone, 30, "3 alive everywhere")
 
     load = ch.Load([n.http_port for n in nodes], threads=6, paths=("/", "/slow?ms=20")).start()
     drains, rejoins = [], []
