@@ -569,8 +569,11 @@ int sh_response_start(sh_request_t *r, int status, const char *reason, size_t re
         n = SH_RESP_FIELDS_MAX - 72; /* room for the framing and the filters' fields */
     memcpy(f + h.n, hs, n * sizeof(*hs));
     h.n += n;
-    pr->frame(r, &h);
-    int rc = sh_filter_headers(r, &h);
+    int rc = sh_filter_headers_early(r, &h); /* body transforms: before the framing */
+    if (rc == 0) {
+        pr->frame(r, &h);
+        rc = sh_filter_headers(r, &h);
+    }
     if (rc != 0) {
         sh_log_err("client %llu: response head filter failed: %s", (unsigned long long)r->c->id,
                    sh_strerror(rc));

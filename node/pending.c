@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Directives of nginx configurations that Shoal does not implement yet
- * (limits, cache, gzip, headers, static files, status). They
+ * (limits, cache). They
  * are accepted with a warning that names the directive and its file:line,
  * so an nginx configuration loads and `shoal -t` lists exactly what is
  * not honoured yet. This module is last in the module list: when a real
@@ -34,16 +34,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     P("proxy_cache_bypass", LOC | SH_CONF_1MORE),
     P("proxy_no_cache", LOC | SH_CONF_1MORE),
     P("proxy_cache_lock", LOC | SH_CONF_FLAG),
-    /* gzip */
-    P("gzip", LOCIF | SH_CONF_FLAG),
-    P("gzip_vary", LOC | SH_CONF_FLAG),
-    P("gzip_proxied", LOC | SH_CONF_1MORE),
-    P("gzip_comp_level", LOC | SH_CONF_TAKE1),
-    P("gzip_types", LOC | SH_CONF_1MORE),
-    P("gzip_min_length", LOC | SH_CONF_TAKE1),
-    P("gzip_buffers", LOC | SH_CONF_TAKE2),
-    P("gzip_http_version", LOC | SH_CONF_TAKE1),
-    P("gzip_disable", LOC | SH_CONF_1MORE),
     /* static files, error pages, status */
     P("log_not_found", LOC | SH_CONF_FLAG),
     /* logs */

@@ -9,6 +9,7 @@
 #include "node/accesslog.h"
 #include "node/errpage.h"
 #include "node/expires.h"
+#include "node/gzip.h"
 #include "node/headers.h"
 #include "node/http2.h"
 #include "node/http_conf.h"
@@ -41,6 +42,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_ssl_module,
     &sh_headers_module,
     &sh_expires_module,
+    &sh_gzip_module,
     &sh_http2_module,
 #ifdef SHOAL_WITH_CLUSTER
     &sh_cluster_module,
