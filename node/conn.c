@@ -126,6 +126,9 @@ static void conn_closed(uv_handle_t *h)
         sh_buf_dispose(&c->in);
         sh_http2_destroy(c->h2);
         sh_tls_destroy(c->tls);
+        if (c->pp != NULL)
+            sh_pp_release(c->pp);
+        sh_free(c->pp);
         sh_free(c);
     }
 }
@@ -1278,7 +1281,31 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         sh_conn_close(c);
         return;
     }
-    if (c->tls != NULL && !c->tls_sniffed && plain_http_on_tls(c, buf->base, (size_t)nread)) {
+    const char *data = buf->base;
+    size_t len = (size_t)nread;
+    if (c->pp != NULL && !c->pp_done) { /* PROXY protocol: before TLS */
+        size_t used = 0;
+        int rc = sh_pp_input(c->pp, data, len, &used);
+        if (rc <= 0) {
+            sh_worker_release_rbuf(c->w, buf);
+            if (rc < 0) {
+                c->w->pp_bad++;
+                sh_log_err("broken header while reading PROXY protocol, client %llu",
+                           (unsigned long long)c->id);
+                sh_conn_close(c);
+            }
+            return;
+        }
+        c->pp_done = 1;
+        sh_pp_release(c->pp);
+        data += used;
+        len -= used;
+        if (len == 0) {
+            sh_worker_release_rbuf(c->w, buf);
+            return;
+        }
+    }
+    if (c->tls != NULL && !c->tls_sniffed && plain_http_on_tls(c, data, len)) {
         sh_worker_release_rbuf(c->w, buf);
         return;
     }
@@ -1287,7 +1314,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
          * state does not want more: what is not consumed waits in c->in,
          * as on plain connections (reading stops; OpenSSL holds no
          * record we would have to come back for). */
-        int rc = sh_tls_input(c->tls, buf->base, (size_t)nread, c->w->tls_plain,
+        int rc = sh_tls_input(c->tls, data, len, c->w->tls_plain,
                               sizeof(c->w->tls_plain), conn_input, c);
         sh_worker_release_rbuf(c->w, buf);
         if (c->closing)
@@ -1304,7 +1331,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         update_io(c);
         return;
     }
-    conn_input(c, buf->base, (size_t)nread);
+    conn_input(c, data, len);
     sh_worker_release_rbuf(c->w, buf);
     if (!c->closing)
         update_io(c);
@@ -1342,6 +1369,8 @@ void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *a
             return;
         }
     }
+    if (addr->opt.proxy_protocol)
+        c->pp = sh_new(sh_pp_t);
     c->state = SH_CONN_HEAD;
     update_io(c);
 }

@@ -58,6 +58,12 @@ enum var_id {
     V_MSEC,
     V_CONTENT_LENGTH,
     V_CONTENT_TYPE,
+    V_REALIP_REMOTE_ADDR,
+    V_REALIP_REMOTE_PORT,
+    V_PP_ADDR,
+    V_PP_PORT,
+    V_PP_SERVER_ADDR,
+    V_PP_SERVER_PORT,
     V_SERVER_PROTOCOL,
     V_PROXY_HOST,
     V_REQUEST_LENGTH,
@@ -142,6 +148,12 @@ static const struct {
     {"remote_port", V_REMOTE_PORT},
     {"remote_user", V_REMOTE_USER},
     {"binary_remote_addr", V_BINARY_REMOTE_ADDR},
+    {"realip_remote_addr", V_REALIP_REMOTE_ADDR},
+    {"realip_remote_port", V_REALIP_REMOTE_PORT},
+    {"proxy_protocol_addr", V_PP_ADDR},
+    {"proxy_protocol_port", V_PP_PORT},
+    {"proxy_protocol_server_addr", V_PP_SERVER_ADDR},
+    {"proxy_protocol_server_port", V_PP_SERVER_PORT},
     {"server_name", V_SERVER_NAME},
     {"server_port", V_SERVER_PORT},
     {"server_addr", V_SERVER_ADDR},
@@ -521,7 +533,7 @@ static const sh_http1_header_t *find_header(const sh_request_t *r, const char *l
 static void append_remote_addr(sh_request_t *r, sh_buf_t *out)
 {
     char ip[INET6_ADDRSTRLEN] = "";
-    const struct sockaddr_in6 *p = &r->c->peer;
+    const struct sockaddr_in6 *p = sh_request_peer(r);
     if (p->sin6_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)p)->sin_addr, ip, sizeof(ip));
     else
@@ -704,6 +716,7 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
     sh_request_t *r = ev->r;
     const sh_http1_header_t *h;
     sh_str_t v;
+    char ip[INET6_ADDRSTRLEN];
     switch (pt->id) {
     case V_LITERAL:
         sh_buf_append(out, pt->text, pt->len);
@@ -726,15 +739,38 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         append_remote_addr(r, out);
         return 1;
     case V_REMOTE_PORT:
-        sh_buf_appendf(out, "%u", ntohs(r->c->peer.sin6_port));
+        if (sh_request_peer(r)->sin6_port == 0)
+            return 1; /* realip's address without a port: empty, as nginx */
+        sh_buf_appendf(out, "%u", ntohs(sh_request_peer(r)->sin6_port));
         return 1;
     case V_REMOTE_USER:
         return remote_user(r, out);
     case V_BINARY_REMOTE_ADDR:
-        if (r->c->peer.sin6_family == AF_INET)
-            sh_buf_append(out, &((const struct sockaddr_in *)&r->c->peer)->sin_addr, 4);
+        if (sh_request_peer(r)->sin6_family == AF_INET)
+            sh_buf_append(out, &((const struct sockaddr_in *)sh_request_peer(r))->sin_addr, 4);
         else
-            sh_buf_append(out, &r->c->peer.sin6_addr, 16);
+            sh_buf_append(out, &sh_request_peer(r)->sin6_addr, 16);
+        return 1;
+    case V_REALIP_REMOTE_ADDR: /* the connection's peer, whatever realip did */
+        sh_pp_addr_text(&r->c->peer, ip, sizeof(ip));
+        sh_buf_appends(out, ip);
+        return 1;
+    case V_REALIP_REMOTE_PORT:
+        sh_buf_appendf(out, "%u", ntohs(r->c->peer.sin6_port));
+        return 1;
+    case V_PP_ADDR:
+    case V_PP_SERVER_ADDR:
+        if (r->c->pp == NULL || r->c->pp->family == AF_UNSPEC)
+            return r->c->pp != NULL; /* empty with UNKNOWN / LOCAL */
+        sh_pp_addr_text(pt->id == V_PP_ADDR ? &r->c->pp->src : &r->c->pp->dst, ip, sizeof(ip));
+        sh_buf_appends(out, ip);
+        return 1;
+    case V_PP_PORT:
+    case V_PP_SERVER_PORT:
+        if (r->c->pp == NULL || r->c->pp->family == AF_UNSPEC)
+            return r->c->pp != NULL;
+        sh_buf_appendf(out, "%u", ntohs(pt->id == V_PP_PORT ? r->c->pp->src.sin6_port
+                                                            : r->c->pp->dst.sin6_port));
         return 1;
     case V_SERVER_NAME:
         if (r->srv && r->srv->nnames > 0)

@@ -15,6 +15,7 @@
 #include "node/http_conf.h"
 #include "node/map.h"
 #include "node/proxy.h"
+#include "node/realip.h"
 #include "node/rewrite.h"
 #include "node/runtime.h"
 #include "node/static.h"
@@ -31,6 +32,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_core_module,
     &sh_http_core_module,
     &sh_map_module,
+    &sh_realip_module, /* before every preaccess and access handler */
     &sh_rewrite_module,
     &sh_accesslog_module,
     &sh_upstream_module,
