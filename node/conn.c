@@ -154,6 +154,7 @@ sh_request_t *sh_request_new(sh_conn_t *c)
 {
     sh_worker_t *w = c->w;
     sh_request_t *r;
+    SH_WORKER_COUNT(w, requests); /* nginx counts a request from its first byte */
     if (w->nreq_cache > 0) {
         r = w->req_cache[--w->nreq_cache];
         memset(r, 0, SH_REQUEST_ZERO);
@@ -944,7 +945,6 @@ void sh_request_dispatch(sh_request_t *r)
         return;
     }
     c->nrequests++;
-    SH_WORKER_COUNT(c->w, requests);
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
     r->srv = sh_http_find_server(c->addr, r->h.host, r->h.host_len);

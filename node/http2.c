@@ -1238,3 +1238,8 @@ const sh_http_proto_t sh_http2_proto = {
     .queued = sh_http2_out_queued,
     .send_timer = h2_send_timer,
 };
+
+size_t sh_http2_nstreams(const sh_h2_t *h2)
+{
+    return h2->nstreams;
+}
