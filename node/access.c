@@ -16,6 +16,7 @@
 #include "node/access.h"
 #include "node/http_conf.h"
 #include "node/node.h"
+#include "node/reqlog.h"
 
 typedef struct {
     int family; /* AF_INET, AF_INET6, or 0 for all */
@@ -139,8 +140,7 @@ static int access_handler(sh_request_t *r)
 {
     if (!access_denied(r))
         return SH_PH_DECLINED;
-    sh_log_err("access forbidden by rule, client %llu, uri %.*s", (unsigned long long)r->c->id,
-               (int)r->uri.len, r->uri.p);
+    sh_req_log(SH_LOG_ERR, r->c, r, NULL, "access forbidden by rule");
     return 403;
 }
 

@@ -528,3 +528,31 @@ sh_conf_module_t sh_accesslog_module = {
     .cmds = log_cmds,
     .ctx = &log_http_ctx,
 };
+
+int sh_access_log_reopen(void *main_conf, long uid)
+{
+    log_main_t *lm = main_conf;
+    int failed = 0;
+    for (size_t i = 0; lm != NULL && i < lm->nfiles; i++) {
+        log_file_t *f = lm->files[i];
+        int fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            sh_log_err("reopen: open() \"%s\" failed (%s); still writing to the old file", f->path,
+                       strerror(errno));
+            failed++;
+            continue;
+        }
+        /* nginx: a file the master (re)created belongs to the workers' user */
+        if (uid >= 0 && fchown(fd, (uid_t)uid, (gid_t)-1) != 0)
+            sh_log_warn("reopen: chown(\"%s\", %ld) failed (%s)", f->path, uid, strerror(errno));
+        /* dup2 swaps the file under the same descriptor at once: a worker's
+         * write goes whole to the old file or whole to the new one, and
+         * what the workers still buffer lands in the new one. */
+        if (dup2(fd, f->fd) < 0) {
+            sh_log_err("reopen: dup2() for \"%s\" failed (%s)", f->path, strerror(errno));
+            failed++;
+        }
+        close(fd);
+    }
+    return failed ? SH_EIO : 0;
+}

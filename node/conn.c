@@ -26,6 +26,7 @@
 #include "node/http2.h"
 #include "node/node.h"
 #include "node/proxy.h"
+#include "node/reqlog.h"
 #include "node/timeq.h"
 #include "node/tls.h"
 #include "node/vars.h"
@@ -324,8 +325,9 @@ void sh_conn_close_idle(sh_worker_t *w)
         l = l->next;
         if (c->h2 != NULL)
             sh_http2_shutdown(c->h2); /* GOAWAY; closes when its streams are done */
-        else if (c->r == NULL && c->in.len == 0 && c->state == SH_CONN_HEAD)
-            sh_conn_close(c);
+        else if (c->r == NULL && c->in.len == 0 && c->state == SH_CONN_HEAD && c->nrequests > 0)
+            sh_conn_close(c); /* idle keep-alive only: a new connection's first
+                                 request may be in flight (nginx's c->idle) */
     }
 }
 
@@ -704,6 +706,14 @@ void sh_request_finish(sh_request_t *r)
     r->c->proto->finish(r);
 }
 
+/* The request's head is read: the connection reads its body next, or
+ * waits (the next pipelined request stays in c->in until this one ends;
+ * early_wait: until the TLS handshake completes). */
+static void h1_head_done(sh_request_t *r)
+{
+    r->c->state = r->body.done || r->early_wait ? SH_CONN_WAIT : SH_CONN_BODY;
+}
+
 static void h1_abort(sh_request_t *r)
 {
     sh_conn_close(r->c);
@@ -765,6 +775,21 @@ void sh_conn_update_io(sh_conn_t *c)
     update_io(c);
 }
 
+/* client_header_timeout runs from the first byte of a request head (from
+ * the accept for the first request, TLS handshake included) to the end of
+ * the head, as nginx has it: reads do not push it back, so a client that
+ * trickles a byte at a time is closed at the timeout all the same. */
+static void head_timer(sh_conn_t *c, uint64_t timeout)
+{
+    sh_timers_t *t = &c->w->timers;
+    if (c->head_deadline == 0) {
+        sh_timers_add(t, &c->tq, timeout);
+        c->head_deadline = c->tq.deadline;
+    } else if (!sh_timers_armed_at(&c->tq, c->head_deadline)) {
+        sh_timers_add_at(t, &c->tq, timeout, c->head_deadline);
+    }
+}
+
 static void update_io(sh_conn_t *c)
 {
     if (c->closing || c->state == SH_CONN_CLOSING)
@@ -778,13 +803,17 @@ static void update_io(sh_conn_t *c)
             uv_read_stop((uv_stream_t *)&c->tcp);
             c->reading = 0;
         }
-        uint64_t ht = sh_http2_timeout(c->h2);
-        if (c->tls != NULL && !sh_tls_handshake_done(c->tls)) { /* 0-RTT: the handshake in time */
+        /* the handshake (0-RTT), the preface and a header block under
+         * way: client_header_timeout from their first byte */
+        if ((c->tls != NULL && !sh_tls_handshake_done(c->tls)) ||
+            sh_http2_head_pending(c->h2)) {
             const sh_http_core_loc_t *core =
                 sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
-            uint64_t hs = core->client_header_timeout;
-            ht = ht > 0 && ht < hs ? ht : hs;
+            head_timer(c, core->client_header_timeout);
+            return;
         }
+        c->head_deadline = 0;
+        uint64_t ht = sh_http2_timeout(c->h2);
         if (ht > 0)
             sh_timers_add(&c->w->timers, &c->tq, ht);
         else
@@ -812,15 +841,22 @@ static void update_io(sh_conn_t *c)
      * keepalive_timeout) */
     int hs_pending = c->tls != NULL && !sh_tls_handshake_done(c->tls);
     uint64_t t = 0;
+    if (c->state == SH_CONN_HEAD && (c->in.len > 0 || c->nrequests == 0 || hs_pending)) {
+        head_timer(c, core->client_header_timeout);
+        return;
+    }
+    if (!hs_pending)
+        c->head_deadline = 0; /* the next head starts its own */
     if (c->state == SH_CONN_HEAD)
-        t = (c->in.len > 0 || c->nrequests == 0 || hs_pending) ? core->client_header_timeout
-                                                               : core->keepalive_timeout;
+        t = core->keepalive_timeout;
     else if (c->state == SH_CONN_BODY && c->r && c->r->body_wanted)
-        t = c->r->core->client_body_timeout;
+        t = c->r->core->client_body_timeout; /* nginx: between two reads */
     else if (c->state == SH_CONN_WAIT && c->r && c->tcp.write_queue_size > 0)
         t = c->r->core->send_timeout;
-    else if (hs_pending)
-        t = core->client_header_timeout;
+    else if (hs_pending) {
+        head_timer(c, core->client_header_timeout);
+        return;
+    }
     if (t > 0)
         sh_timers_add(&c->w->timers, &c->tq, t);
     else
@@ -881,25 +917,54 @@ static void split_target(sh_request_t *r)
     const char *t = r->h.target;
     size_t n = r->h.target_len;
     /* absolute-form: drop scheme and authority (RFC 9112 3.2.2) */
-    if (n > 7 && (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0)) {
-        const char *a = memchr(t, ':', n) + 3;
-        const char *slash = memchr(a, '/', (size_t)(t + n - a));
-        if (slash == NULL) {
-            t = "/";
-            n = 1;
-        } else {
-            n -= (size_t)(slash - t);
-            t = slash;
-        }
+    const char *a;
+    size_t al;
+    if (r->h2s == NULL && sh_http1_target_authority(t, n, &a, &al)) {
+        n -= (size_t)(a + al - t);
+        t = a + al;
     }
     const char *q = memchr(t, '?', n);
-    if (q != NULL) {
+    if (n == 0 || t[0] == '?') { /* "http://a" and "http://a?x": the path is "/" */
+        r->path = (sh_str_t){"/", 1};
+        r->args = q != NULL ? (sh_str_t){q + 1, n - 1} : (sh_str_t){NULL, 0};
+    } else if (q != NULL) {
         r->path = (sh_str_t){t, (size_t)(q - t)};
         r->args = (sh_str_t){q + 1, n - (size_t)(q - t) - 1};
     } else {
         r->path = (sh_str_t){t, n};
         r->args = (sh_str_t){NULL, 0};
     }
+}
+
+/* The request's host, as nginx has it: the authority of an absolute-form
+ * target wins over the Host field (RFC 9112 3.2.2), and each must pass
+ * the host rules (sh_http1_host), else 400. r->h.host becomes that host
+ * without port or trailing dot: routing and $host use it, while
+ * $http_host stays the field as sent. Returns 0 or -1 (400). */
+static int host_check(sh_request_t *r)
+{
+    if (r->bad_host)
+        return -1;
+    const char *h = r->h.host;
+    size_t hl = r->h.host_len;
+    if (h != NULL) {
+        ssize_t n = sh_http1_host(h, hl);
+        if (n < 0)
+            return -1;
+        hl = (size_t)n;
+    }
+    const char *a;
+    size_t al;
+    if (r->h2s == NULL && sh_http1_target_authority(r->h.target, r->h.target_len, &a, &al)) {
+        ssize_t n = sh_http1_host(a, al);
+        if (n < 0)
+            return -1;
+        h = a;
+        hl = (size_t)n;
+    }
+    r->h.host = h;
+    r->h.host_len = hl;
+    return 0;
 }
 
 /* RFC 9110 9.2.1: the methods that may run from TLS early data at once. */
@@ -940,13 +1005,17 @@ void sh_request_dispatch(sh_request_t *r)
          * brings, so a replayed POST never reaches a server. */
         r->early_wait = 1;
         c->early_waiting++;
-        if (c->h2 == NULL)
-            c->state = SH_CONN_WAIT; /* what follows stays in c->in */
+        c->proto->head_done(r); /* HTTP/1.1: what follows stays in c->in */
         return;
     }
     c->nrequests++;
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
+    if (host_check(r) != 0) {
+        r->bad_host = 1; /* 400 at find-config */
+        r->h.host = NULL; /* the default server answers */
+        r->h.host_len = 0;
+    }
     r->srv = sh_http_find_server(c->addr, r->h.host, r->h.host_len);
     /* nginx: a path that cannot be normalized (no leading '/', an encoded
      * NUL, ".." above the root) is a 400 (at find-config) */
@@ -966,8 +1035,7 @@ void sh_request_dispatch(sh_request_t *r)
     } else {
         r->body.done = 1;
     }
-    if (c->h2 == NULL)
-        c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
+    c->proto->head_done(r);
     sh_phase_start(r);
 }
 
@@ -1013,7 +1081,8 @@ static ssize_t body_feed(sh_request_t *r, const char *data, size_t len)
         r->body_received += span_len;
         if (r->body.chunked && r->core->client_max_body_size > 0 &&
             r->body_received > r->core->client_max_body_size) {
-            sh_log_err("client intended to send too large chunked body: %llu+ bytes",
+            sh_req_log(SH_LOG_ERR, c, r, NULL,
+                       "client intended to send too large chunked body: %llu+ bytes",
                        (unsigned long long)r->body_received);
             r->keepalive = 0;
             r->body.done = 1;
@@ -1057,8 +1126,8 @@ static ssize_t body_feed(sh_request_t *r, const char *data, size_t len)
 static void head_error(sh_conn_t *c, sh_request_t *r)
 {
     int status = r->h.status ? r->h.status : 400;
-    sh_log_info("client %llu sent invalid request: %s", (unsigned long long)c->id,
-                r->h.reason ? r->h.reason : "?");
+    sh_req_log(SH_LOG_INFO, c, r, NULL, "client sent invalid request: %s",
+               r->h.reason ? r->h.reason : "?");
     r->body.done = 1;
     respond_bare(c, r, status);
 }
@@ -1256,7 +1325,7 @@ static int plain_http_on_tls(sh_conn_t *c, const char *data, size_t len)
     unsigned char b = len > 0 ? (unsigned char)data[0] : 0x16;
     if (b == 0x16 || !(b >= 'A' && b <= 'Z'))
         return 0;
-    sh_log_info("client %llu sent plain HTTP request to HTTPS port", (unsigned long long)c->id);
+    sh_req_log(SH_LOG_INFO, c, NULL, NULL, "client sent plain HTTP request to HTTPS port");
     uv_buf_t out = uv_buf_init((char *)plain_on_tls, sizeof(plain_on_tls) - 1);
     if (sh_stream_send((uv_stream_t *)&c->tcp, &out, 1, client_written) != 0) {
         sh_conn_close(c);
@@ -1276,8 +1345,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         sh_worker_release_rbuf(c->w, buf);
         if (c->r != NULL && c->state == SH_CONN_BODY)
-            sh_log_info("client %llu closed connection while sending the request body",
-                        (unsigned long long)c->id);
+            sh_req_log(SH_LOG_INFO, c, c->r, NULL,
+                       "client prematurely closed connection while reading client request body");
         sh_conn_close(c);
         return;
     }
@@ -1337,6 +1406,39 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         update_io(c);
 }
 
+/* Whether c may be closed to make room (nginx's reusable connections): it
+ * waits for a request and holds no byte of one. HTTP/1.1 idle keep-alive
+ * and connections that have sent nothing yet, HTTP/2 without streams or a
+ * header block under way; never one mid-request or mid-handshake. */
+static int reusable(const sh_conn_t *c)
+{
+    if (c->closing || c->state != SH_CONN_HEAD || c->early_waiting > 0)
+        return 0;
+    if (c->h2 != NULL)
+        return sh_http2_idle(c->h2);
+    return c->r == NULL && c->in.len == 0 &&
+           (c->tls == NULL || !c->tls_sniffed || sh_tls_handshake_done(c->tls));
+}
+
+/* worker_connections is full: close the oldest reusable connection
+ * (nginx's ngx_drain_connections) so that the new one, nc, is served.
+ * Returns 1 when room was made. */
+static int drain_one(sh_worker_t *w, const sh_conn_t *nc)
+{
+    /* accepted connections go in at the head: the tail is the oldest */
+    for (sh_link_t *l = w->conns.prev; l != &w->conns; l = l->prev) {
+        sh_conn_t *c = container_of(l, sh_conn_t, link);
+        if (c == nc || !reusable(c))
+            continue;
+        if (w->drained++ % 1024 == 0)
+            sh_log_warn("%d worker_connections are not enough, reusing connections",
+                        w->rt->worker_connections);
+        sh_conn_close(c);
+        return 1;
+    }
+    return 0;
+}
+
 void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *addr)
 {
     sh_conn_t *c = sh_new(sh_conn_t);
@@ -1357,7 +1459,8 @@ void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *a
     int plen = sizeof(c->peer);
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen);
     uv_tcp_nodelay(&c->tcp, 1);
-    if (w->rt->worker_connections > 0 && w->nconns > (uint64_t)w->rt->worker_connections) {
+    if (w->rt->worker_connections > 0 && w->nconns > (uint64_t)w->rt->worker_connections &&
+        !drain_one(w, c)) {
         sh_log_warn("%d worker_connections are not enough", w->rt->worker_connections);
         sh_conn_close(c);
         return;
@@ -1388,4 +1491,5 @@ static const sh_http_proto_t http1_proto = {
     .queued = h1_queued,
     .send_timer = h1_send_timer,
     .sendfile = h1_sendfile,
+    .head_done = h1_head_done,
 };

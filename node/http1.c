@@ -540,6 +540,8 @@ static void parse_init(parse_t *p, const char *buf, size_t len, size_t max_head)
     p->cl = -1;
 }
 
+static int authority_ok(const unsigned char *a, size_t n);
+
 /* The request-target forms of RFC 9112 3.2, by method. */
 static int target_ok(int method_id, const unsigned char *t, size_t n)
 {
@@ -570,12 +572,116 @@ static int target_ok(int method_id, const unsigned char *t, size_t n)
     for (size_t k = 1; k < n; k++) {
         unsigned char c = t[k];
         if (c == ':')
-            return 1;
+            return authority_ok(t + k + 1, n - k - 1);
         if (!(((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
               c == '-' || c == '.'))
             return 0;
     }
     return 0;
+}
+
+/* The end of the authority of an absolute-form target: the first '/' or
+ * '?' or the end. */
+static size_t authority_end(const unsigned char *a, size_t n)
+{
+    size_t k = 0;
+    while (k < n && a[k] != '/' && a[k] != '?')
+        k++;
+    return k;
+}
+
+/* After "scheme:" of an absolute-form target, nginx's request-line grammar
+ * (a stricter one than RFC 3986's, which lets the Host rules below see a
+ * plain name): "//", then a name of letters, digits, '.' and '-' or an
+ * IP literal in brackets, then an optional ':' and digits, then '/', '?'
+ * or the end. No userinfo ('@'), no fragment, no percent-encoding. */
+static int authority_ok(const unsigned char *a, size_t n)
+{
+    if (n < 2 || a[0] != '/' || a[1] != '/')
+        return 0;
+    a += 2;
+    n = authority_end(a, n - 2);
+    size_t k = 0;
+    if (n > 0 && a[0] == '[') {
+        while (k < n && a[k] != ']') {
+            unsigned char c = a[k];
+            if (c == '@' || c == '#' || (k > 0 && c == '['))
+                return 0;
+            k++;
+        }
+        if (k == n)
+            return 0;
+        k++;
+    } else {
+        while (k < n && (((a[k] | 0x20) >= 'a' && (a[k] | 0x20) <= 'z') ||
+                         (a[k] >= '0' && a[k] <= '9') || a[k] == '.' || a[k] == '-'))
+            k++;
+        if (k == 0)
+            return 0;
+    }
+    if (k < n && a[k] == ':') {
+        for (k++; k < n; k++)
+            if (a[k] < '0' || a[k] > '9')
+                return 0;
+    }
+    return k == n;
+}
+
+int sh_http1_target_authority(const char *target, size_t len, const char **auth,
+                              size_t *auth_len)
+{
+    const unsigned char *t = (const unsigned char *)target;
+    if (len == 0 || t[0] == '/' || t[0] == '*')
+        return 0;
+    const unsigned char *colon = memchr(t, ':', len);
+    if (colon == NULL || (size_t)(t + len - colon) < 3 || colon[1] != '/' || colon[2] != '/')
+        return 0; /* authority-form (CONNECT) */
+    const unsigned char *a = colon + 3;
+    *auth = (const char *)a;
+    *auth_len = authority_end(a, (size_t)(t + len - a));
+    return 1;
+}
+
+ssize_t sh_http1_host(const char *host, size_t len)
+{
+    const unsigned char *h = (const unsigned char *)host;
+    size_t dot = SIZE_MAX, host_len = len;
+    enum { USUAL, LITERAL, REST } st = USUAL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = h[i];
+        switch (c) {
+        case '.':
+            if (i > 0 && dot == i - 1)
+                return SH_EPARSE; /* ".." */
+            dot = i;
+            break;
+        case ':':
+            if (st == USUAL) {
+                host_len = i;
+                st = REST;
+            }
+            break;
+        case '[':
+            if (i == 0)
+                st = LITERAL;
+            break;
+        case ']':
+            if (st == LITERAL) {
+                host_len = i + 1;
+                st = REST;
+            }
+            break;
+        default:
+            if (c == '/' || c <= 0x20 || c == 0x7f) /* NUL, SP, HTAB, CTL */
+                return SH_EPARSE;
+            break;
+        }
+    }
+    if (host_len > 0 && dot == host_len - 1)
+        host_len--; /* "example.com." is "example.com" */
+    if (host_len == 0)
+        return SH_EPARSE;
+    return (ssize_t)host_len;
 }
 
 static ssize_t finish_request(parse_t *p, ssize_t rc, sh_http1_request_t *req)

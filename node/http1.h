@@ -18,6 +18,9 @@
  *    codings other than chunked are rejected; "Content-Length: 5, 5"
  *    style repeats of one value are accepted.
  *  - HTTP/1.1 requests need exactly one Host; more than one is an error.
+ *  - absolute-form targets follow nginx's grammar: "//", a name of letters,
+ *    digits, '.' and '-' or a bracketed literal, an optional port, then
+ *    '/', '?' or the end (sh_http1_target_authority).
  *
  * Parsing is re-entrant and stateless: call again with more bytes after
  * SH_EAGAIN (the head is re-scanned; heads are small and bounded).
@@ -163,5 +166,17 @@ int sh_http1_name_is(const sh_http1_header_t *h, const char *name);
 
 /* Method id from its name (SH_HTTP_OTHER if not one of the known ones). */
 int sh_http1_method_id(const char *m, size_t len);
+
+/* The host of a Host field value or a target's authority, by nginx's
+ * rules (ngx_http_validate_host): no NUL, whitespace, control byte or '/',
+ * no "..", not empty once the port and a trailing dot are dropped.
+ * Returns the length of the host part to use (the port and the trailing
+ * dot cut off; the caller lowercases), or SH_EPARSE. */
+ssize_t sh_http1_host(const char *host, size_t len);
+/* The authority of an absolute-form target (RFC 9112 3.2.2), which wins
+ * over the Host field: 1 with *auth set (host and port), 0 for any other
+ * form. The parser has checked its grammar. */
+int sh_http1_target_authority(const char *target, size_t len, const char **auth,
+                              size_t *auth_len);
 
 #endif

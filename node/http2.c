@@ -29,6 +29,7 @@
 #include "node/headers.h"
 #include "node/node.h"
 #include "node/proxy.h"
+#include "node/reqlog.h"
 #include "node/vars.h"
 
 #define CONN_WINDOW            (4 * 1024 * 1024) /* connection receive window */
@@ -85,6 +86,16 @@ struct sh_h2_s {
     uint8_t goaway : 1;
     uint8_t closed : 1; /* the connection is closing: no more session calls */
     uint8_t in_recv : 1;
+    /* Frame boundaries of the client's bytes, followed beside nghttp2
+     * (which does not tell whether it holds part of a frame), so that a
+     * preface, frame or header block under way is timed by
+     * client_header_timeout from its first byte (sh_http2_head_pending) */
+    uint8_t in_block : 1; /* HEADERS or PUSH_PROMISE without END_HEADERS */
+    uint8_t fr_type;      /* type of the frame whose payload is coming */
+    uint8_t fr_nhdr;      /* bytes of the next 9-byte frame header seen */
+    uint8_t fr_hdr[9];
+    uint32_t preface_seen; /* bytes of the 24-byte preface seen */
+    uint32_t fr_left;      /* payload bytes of the current frame to come */
 };
 
 extern sh_conf_module_t sh_http2_module;
@@ -598,8 +609,7 @@ static int request_ready(h2_stream_t *st, int end_stream)
         sh_buf_dispose(&st->hbuf);
         if (n == SH_EPARSE) {
             /* RFC 9113 8.1.1: a malformed request is a stream error */
-            sh_log_info("client %llu sent invalid HTTP/2 request: %s", (unsigned long long)c->id,
-                        why);
+            sh_req_log(SH_LOG_INFO, c, NULL, NULL, "client sent invalid HTTP/2 request: %s", why);
             detach_request(st);
             nghttp2_submit_rst_stream(h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
             return 0;
@@ -620,6 +630,13 @@ static int request_ready(h2_stream_t *st, int end_stream)
                     r->h.host_len = r->headers[i].value_len;
                     break;
                 }
+            /* RFC 9113 8.3.1: a host field naming another entity than
+             * :authority makes the request malformed; nginx answers 400
+             * (it does so even for equal values, which we serve) */
+            if (ps.authority != NULL && r->h.host != NULL &&
+                (r->h.host_len != ps.authority_len ||
+                 strncasecmp(r->h.host, ps.authority, ps.authority_len) != 0))
+                r->bad_host = 1;
             if (!end_stream) {
                 /* no length: the upstream gets the body chunked */
                 r->h.content_length = ps.content_length;
@@ -639,7 +656,7 @@ static int request_ready(h2_stream_t *st, int end_stream)
         r->body.done = 1;
         r->discard_body = 1;
         r->srv = c->addr->default_srv;
-        sh_log_info("client %llu sent too large HTTP/2 header list", (unsigned long long)c->id);
+        sh_req_log(SH_LOG_INFO, c, r, NULL, "client sent too large HTTP/2 header list");
         sh_request_respond(r, 431, NULL, NULL, 0, NULL);
         return 0;
     }
@@ -789,7 +806,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     r->body_received += len;
     if (r->core != NULL && r->core->client_max_body_size > 0 &&
         r->body_received > r->core->client_max_body_size) {
-        sh_log_err("client intended to send too large body: %llu+ bytes",
+        sh_req_log(SH_LOG_ERR, NULL, r, NULL, "client intended to send too large body: %llu+ bytes",
                    (unsigned long long)r->body_received);
         consume(st, len);
         r->body.done = 1;
@@ -950,12 +967,57 @@ int sh_http2_start(sh_conn_t *c)
     return 0;
 }
 
+/* Follow the frame boundaries over len more bytes from the client. */
+static void track_frames(sh_h2_t *h2, const unsigned char *p, size_t len)
+{
+    size_t i = 0;
+    if (h2->preface_seen < SH_H2_PREFACE_LEN) {
+        size_t k = SH_H2_PREFACE_LEN - h2->preface_seen;
+        k = k < len ? k : len;
+        h2->preface_seen += (uint32_t)k;
+        i = k;
+    }
+    while (i < len) {
+        if (h2->fr_left > 0) {
+            size_t k = len - i < h2->fr_left ? len - i : h2->fr_left;
+            h2->fr_left -= (uint32_t)k;
+            i += k;
+            continue;
+        }
+        h2->fr_hdr[h2->fr_nhdr++] = p[i++];
+        if (h2->fr_nhdr < 9)
+            continue;
+        h2->fr_nhdr = 0;
+        const uint8_t *hd = h2->fr_hdr;
+        h2->fr_left = (uint32_t)hd[0] << 16 | (uint32_t)hd[1] << 8 | hd[2];
+        h2->fr_type = hd[3];
+        if (hd[3] == NGHTTP2_HEADERS || hd[3] == NGHTTP2_PUSH_PROMISE)
+            h2->in_block = !(hd[4] & NGHTTP2_FLAG_END_HEADERS);
+        else if (hd[3] == NGHTTP2_CONTINUATION && (hd[4] & NGHTTP2_FLAG_END_HEADERS))
+            h2->in_block = 0;
+    }
+}
+
+int sh_http2_head_pending(const sh_h2_t *h2)
+{
+    /* a DATA frame under way is body: timed per read, as nginx times a
+     * body (client_body_timeout between two reads) */
+    return h2->preface_seen < SH_H2_PREFACE_LEN || h2->fr_nhdr > 0 || h2->in_block ||
+           (h2->fr_left > 0 && h2->fr_type != NGHTTP2_DATA);
+}
+
+int sh_http2_idle(const sh_h2_t *h2)
+{
+    return !h2->closed && h2->nstreams == 0 && !sh_http2_head_pending(h2);
+}
+
 int sh_http2_input(sh_h2_t *h2, const char *data, size_t len)
 {
     sh_conn_t *c = h2->c;
     if (h2->closed || c->closing)
         return -1;
     h2->opened_this_read = 0;
+    track_frames(h2, (const unsigned char *)data, len);
     h2->in_recv = 1;
     ssize_t n = nghttp2_session_mem_recv(h2->s, (const uint8_t *)data, len);
     h2->in_recv = 0;
@@ -1127,6 +1189,11 @@ static void h2_send_timer(sh_request_t *r)
     (void)r; /* HTTP/2: the connection's own timer */
 }
 
+static void h2_head_done(sh_request_t *r)
+{
+    (void)r; /* each stream buffers its own body (flow control) */
+}
+
 int sh_http2_response_body(sh_request_t *r, const char *data, size_t len)
 {
     h2_stream_t *st = stream_of(r);
@@ -1237,6 +1304,7 @@ const sh_http_proto_t sh_http2_proto = {
     .body_resume = sh_http2_body_resume,
     .queued = sh_http2_out_queued,
     .send_timer = h2_send_timer,
+    .head_done = h2_head_done,
 };
 
 size_t sh_http2_nstreams(const sh_h2_t *h2)

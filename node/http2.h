@@ -68,6 +68,13 @@ void sh_http2_written(sh_h2_t *h2);
 /* Whether the connection wants to read, and its timeout (ms, 0: none). */
 int sh_http2_want_read(const sh_h2_t *h2);
 uint64_t sh_http2_timeout(const sh_h2_t *h2);
+/* Whether the preface, a frame other than DATA or a header block is
+ * partly received: the connection times it by client_header_timeout
+ * from its first byte rather than with sh_http2_timeout(). */
+int sh_http2_head_pending(const sh_h2_t *h2);
+/* Whether the connection has no stream and nothing under way: it may be
+ * closed to make room when worker_connections is full. */
+int sh_http2_idle(const sh_h2_t *h2);
 /* Graceful stop: GOAWAY, then close once the streams are done. */
 void sh_http2_shutdown(sh_h2_t *h2);
 /* The connection is closing: every stream's request is freed now. */

@@ -321,7 +321,17 @@ static int http_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     void *saved_user = cf->user;
     cf->user = &b;
     const sh_conf_node_t *node = cf->node;
-    int rc = sh_conf_walk(cf, node->child, SH_CTX_HTTP, m->loc->confs);
+    int rc = 0;
+    uint32_t saved_ctx = cf->ctx;
+    cf->ctx = SH_CTX_HTTP; /* the variables are the http block's */
+    for (unsigned i = 0; i < cf->nmodules && rc == 0; i++) {
+        const sh_http_module_t *h = http_ctx(cf->modules[i]);
+        if (h != NULL && h->preconfiguration != NULL)
+            rc = h->preconfiguration(cf, m);
+    }
+    cf->ctx = saved_ctx;
+    if (rc == 0)
+        rc = sh_conf_walk(cf, node->child, SH_CTX_HTTP, m->loc->confs);
     if (rc == 0) /* every $name used is defined somewhere (map, named capture) */
         rc = sh_vars_check(cf, m);
     if (rc == 0) {

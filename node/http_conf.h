@@ -39,6 +39,9 @@ typedef struct {
     /* Fill unset fields of conf from parent (which is already merged). */
     int (*merge_loc)(sh_conf_t *cf, void *parent, void *conf);
     void (*destroy_loc)(void *conf);
+    /* Before the http block is walked: register the module's variables
+     * (sh_vars_define, node/vars.h), so directives can use them. */
+    int (*preconfiguration)(sh_conf_t *cf, sh_http_main_t *main);
     /* After every level is merged and every init_main ran: register
      * phase handlers, filters (node/pipeline.h) into main->pipeline. */
     int (*postconfiguration)(sh_conf_t *cf, sh_http_main_t *main);

@@ -108,6 +108,9 @@ typedef struct sh_timers_s {
 struct sh_conn_s {
     uv_tcp_t tcp;
     sh_timeq_entry_t tq; /* the connection's one timeout */
+    /* when client_header_timeout ends the request head (and the TLS
+     * handshake) under way; 0: none under way (conn.c, head_timer) */
+    uint64_t head_deadline;
     sh_worker_t *w;
     const sh_http_addr_t *addr;
     sh_link_t link;      /* worker's connection list */
@@ -200,6 +203,7 @@ struct sh_request_s {
     uint8_t freed : 1;       /* ended: back to the free list at the end of the iteration */
     uint8_t try_done : 1;    /* try_files chose $uri: it does not run again */
     uint8_t error_page : 1;  /* an error_page redirect happened (recursive_error_pages) */
+    uint8_t bad_host : 1;    /* HTTP/2 host differing from :authority: 400 (conn.c) */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and
@@ -286,6 +290,7 @@ struct sh_worker_s {
     uint64_t h2_header_limit;  /* header lists over the limit (431) */
     uint64_t h2_client_resets; /* streams the client reset before the response ended */
     uint64_t pp_bad;           /* connections closed for a malformed PROXY header */
+    uint64_t drained;          /* idle connections closed to make room (conn.c, drain_one) */
     char rbuf[SH_READ_BUF];
     uint8_t rbuf_busy;
     char tls_plain[SH_TLS_PLAIN_BUF]; /* decrypted bytes of one read, see conn.c */

@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/node.h"
+#include "node/reqlog.h"
 #include "node/tls.h"
 
 #define PHASE_HANDLERS_MAX 16 /* per phase */
@@ -271,14 +272,15 @@ static int find_config(sh_request_t *r)
         return 404; /* `internal`: reached only by internal redirects */
     if (r->nredirects > 0)
         return SH_PH_NEXT;
-    if (r->bad_uri) {
-        sh_log_info("client %llu sent invalid request URI", (unsigned long long)c->id);
+    if (r->bad_uri || r->bad_host) {
+        sh_req_log(SH_LOG_INFO, c, r, NULL, "client sent invalid %s",
+                   r->bad_host ? "host header" : "request URI");
         r->keepalive = 0;
         return 400;
     }
     if (r->h.content_length > 0 && r->core->client_max_body_size > 0 &&
         (uint64_t)r->h.content_length > r->core->client_max_body_size) {
-        sh_log_err("client intended to send too large body: %lld bytes",
+        sh_req_log(SH_LOG_ERR, c, r, NULL, "client intended to send too large body: %lld bytes",
                    (long long)r->h.content_length);
         r->keepalive = 0;
         return 413;

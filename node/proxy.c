@@ -23,6 +23,8 @@
  * backend verbatim.
  */
 #include <ctype.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +34,7 @@
 #include "node/http_conf.h"
 #include "node/node.h"
 #include "node/proxy.h"
+#include "node/reqlog.h"
 #include "node/timeq.h"
 #include "node/upstream.h"
 #include "node/vars.h"
@@ -406,6 +409,71 @@ static int proxy_handler(sh_request_t *r)
     return SH_PH_DONE;
 }
 
+/* ---- the module's variables ($upstream_*, $proxy_host), registered by
+ * the module that fills them (issue 10 item 7) */
+
+/* One entry per try, joined as nginx does: the request's buffer named by
+ * data (an offset into sh_request_t). */
+static int var_tries(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    const sh_buf_t *b = (const sh_buf_t *)((const char *)r + (size_t)(uintptr_t)data);
+    if (b->len == 0)
+        return 0;
+    sh_buf_append(out, b->data, b->len);
+    return 1;
+}
+
+static int var_up_bytes(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    if (r->up_addr.len == 0)
+        return 0;
+    sh_buf_append_u64(out, data != NULL ? r->up_bytes_sent : r->up_bytes_received);
+    return 1;
+}
+
+static int var_unset(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    (void)r;
+    (void)data;
+    (void)out;
+    return 0; /* $upstream_cache_status: no cache yet */
+}
+
+static int var_proxy_host(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    (void)data;
+    sh_proxy_host(r, out);
+    return 1;
+}
+
+#define ROFF(f) ((const void *)(uintptr_t)offsetof(sh_request_t, f))
+
+static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    (void)m;
+    static const struct {
+        const char *name;
+        sh_var_get_pt get;
+        const void *data;
+    } vars[] = {
+        {"upstream_addr", var_tries, ROFF(up_addr)},
+        {"upstream_status", var_tries, ROFF(up_status)},
+        {"upstream_connect_time", var_tries, ROFF(up_connect_time)},
+        {"upstream_header_time", var_tries, ROFF(up_header_time)},
+        {"upstream_response_time", var_tries, ROFF(up_response_time)},
+        {"upstream_bytes_received", var_up_bytes, NULL},
+        {"upstream_bytes_sent", var_up_bytes, (const void *)1},
+        {"upstream_cache_status", var_unset, NULL},
+        {"proxy_host", var_proxy_host, NULL},
+    };
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        int rc = sh_vars_define(cf, vars[i].name, vars[i].get, vars[i].data);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int proxy_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
     return sh_phase_add(cf, m, SH_PHASE_CONTENT, proxy_handler);
@@ -416,6 +484,7 @@ static const sh_http_module_t proxy_http_ctx = {
     .create_loc = proxy_create_loc,
     .merge_loc = proxy_merge_loc,
     .destroy_loc = proxy_destroy_loc,
+    .preconfiguration = proxy_preconf,
     .postconfiguration = proxy_postconf,
 };
 
@@ -821,6 +890,26 @@ static int may_retry(sh_proxy_req_t *p, int kind_bit, int stale)
     return p->tries < (int)p->ups->conf->nservers + p->stale_retries;
 }
 
+/* nginx's "upstream: \"http://10.0.1.1:8000/x\"": the server and the URI
+ * of the request line sent to it (the head kept for retries). */
+static const char *up_url(const sh_proxy_req_t *p, int peer, char *out, size_t len)
+{
+    const char *h = p->head.data, *sp = h ? memchr(h, ' ', p->head.len) : NULL;
+    const char *end = sp ? memchr(sp + 1, ' ', p->head.len - (size_t)(sp + 1 - h)) : NULL;
+    int n = end ? (int)(end - sp - 1) : 0;
+    snprintf(out, len, "http://%s%.*s", p->ups->conf->servers[peer].name, n, n ? sp + 1 : "");
+    return out;
+}
+
+/* What the proxy was doing, in nginx's words. */
+static const char *up_doing(const sh_proxy_req_t *p)
+{
+    return p->state == P_CONNECTING ? "while connecting to upstream"
+           : p->state == P_SENDING  ? "while sending request to upstream"
+           : p->state == P_BODY     ? "while reading upstream"
+                                    : "while reading response header from upstream";
+}
+
 static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
 {
     sh_request_t *r = p->r;
@@ -830,8 +919,10 @@ static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
      * server's, and safe to send again once (RFC 9112 9.3.1). */
     int stale = p->reused && !p->got_bytes && kind == FAIL_ERROR && p->stale_retries < 2;
     const sh_ups_server_t *srv = &p->ups->conf->servers[p->peer];
-    sh_log(stale ? SH_LOG_INFO : SH_LOG_ERR, "%s while talking to upstream %s (%s), client %llu",
-           what, srv->name, p->ups->conf->name, (unsigned long long)r->c->id);
+    char url[512];
+    (void)srv;
+    sh_req_log(stale ? SH_LOG_INFO : SH_LOG_ERR, NULL, r, up_url(p, p->peer, url, sizeof(url)),
+               "%s %s%s", what, up_doing(p), stale ? " (a pooled connection: retried)" : "");
     if (u != NULL) {
         p->u = NULL;
         uconn_close(u);
@@ -905,8 +996,9 @@ static int status_retry(sh_proxy_req_t *p, int status)
     try_end(p, status);
     /* nginx counts 5xx/429 kinds as failures of the server, not 403/404 */
     sh_upstream_done(p->ups, p->peer, bit != NU_HTTP_403 && bit != NU_HTTP_404, now_ms(p));
-    sh_log_warn("upstream %s answered %d, trying the next server",
-                p->ups->conf->servers[p->peer].name, status);
+    char url[512];
+    sh_req_log(SH_LOG_WARN, NULL, p->r, up_url(p, p->peer, url, sizeof(url)),
+               "upstream answered %d, trying the next server", status);
     connect_next(p);
     return 1;
 }
@@ -923,7 +1015,7 @@ void sh_uconn_timeout(sh_timeq_entry_t *e)
         return;
     }
     up_fail(p, FAIL_TIMEOUT,
-            p->state == P_CONNECTING ? "upstream timed out (connect)" : "upstream timed out");
+            "upstream timed out (110: Connection timed out)");
 }
 
 /* ---- response */
@@ -1228,7 +1320,9 @@ static ssize_t response_data_inner(sh_proxy_req_t *p, const char *data, size_t l
             int done = 0;
             ssize_t n = sh_http1_chunked_decode(&p->rbody.chunk, d, avail, &span, &span_len, &done);
             if (n < 0) {
-                sh_log_err("upstream sent invalid chunked response");
+                char url[512];
+                sh_req_log(SH_LOG_ERR, NULL, p->r, up_url(p, p->peer, url, sizeof(url)),
+                           "upstream sent invalid chunked response while reading upstream");
                 p->up_keep = 0;
                 goto aborted;
             }
@@ -1287,7 +1381,9 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         if (p->state == P_BODY) {
-            sh_log_err("upstream prematurely closed connection while reading response body");
+            char url[512];
+            sh_req_log(SH_LOG_ERR, NULL, p->r, up_url(p, p->peer, url, sizeof(url)),
+                       "upstream prematurely closed connection while reading upstream");
             p->u = NULL;
             uconn_close(u);
             sh_upstream_done(p->ups, p->peer, 1, now_ms(p));
@@ -1392,7 +1488,9 @@ static void connect_next(sh_proxy_req_t *p)
     sh_worker_t *w = p->r->c->w;
     int peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w), p->r);
     if (peer < 0) {
-        sh_log_err("no live upstreams while connecting to upstream \"%s\"", p->ups->conf->name);
+        char url[512];
+        snprintf(url, sizeof(url), "http://%s", p->ups->conf->name);
+        sh_req_log(SH_LOG_ERR, NULL, p->r, url, "no live upstreams while connecting to upstream");
         sh_request_respond(p->r, 502, NULL, NULL, 0, NULL);
         return;
     }

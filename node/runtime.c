@@ -2,6 +2,7 @@
 /* Configuration loading and the main-context directives (see runtime.h). */
 #include "node/runtime.h"
 
+#include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,11 +11,15 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/privs.h"
 
 struct sh_runtime_private {
     sh_runtime_t rt;
     sh_conf_doc_t *doc;
+    sh_conf_doc_t *globals; /* -g DIRECTIVES, or NULL */
+    const char *text;       /* the built-in text when there is no file */
     char *conf_dir;
+    char warnings[4096]; /* the load's warnings, "file:line: message\n" each */
 };
 
 static void *core_create(void)
@@ -32,6 +37,8 @@ static void core_destroy(void *conf)
     sh_core_conf_t *c = conf;
     sh_free(c->error_log);
     sh_free(c->pid);
+    sh_free(c->user);
+    sh_free(c->group);
     sh_free(c);
 }
 
@@ -44,6 +51,34 @@ static int core_init(sh_conf_t *cf, void *conf)
         c->worker_connections = 512;
     if (c->shutdown_timeout == SH_CONF_UNSET_MSEC)
         c->shutdown_timeout = 30000;
+    if (c->user != NULL) {
+        /* nginx: an unknown user or group is an error even without root */
+        char err[256];
+        uid_t uid;
+        gid_t gid;
+        cf->node = c->user_node;
+        if (sh_privs_lookup(c->user, c->group, &uid, &gid, err, sizeof(err)) != 0)
+            return sh_conf_error(cf, "%s", err);
+        c->uid = (unsigned)uid;
+        c->gid = (unsigned)gid;
+        if (geteuid() != 0)
+            sh_conf_warn(cf, "the \"user\" directive makes sense only if the node runs with "
+                             "super-user privileges, ignored");
+        else
+            c->drop_privs = 1;
+        cf->node = NULL;
+    }
+    return 0;
+}
+
+static int user_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    sh_core_conf_t *c = conf;
+    if (c->user != NULL)
+        return sh_conf_error(cf, "\"user\" directive is duplicate");
+    c->user = sh_strdup(cf->node->args[1]);
+    c->group = cf->node->nargs == 3 ? sh_strdup(cf->node->args[2]) : NULL;
+    c->user_node = cf->node;
     return 0;
 }
 
@@ -99,7 +134,7 @@ static const sh_conf_cmd_t core_cmds[] = {
      * containers want, so these are accepted and have nothing to change. */
     {"daemon", SH_CTX_MAIN | SH_CONF_FLAG, sh_conf_set_ignore, 0, NULL},
     {"master_process", SH_CTX_MAIN | SH_CONF_FLAG, sh_conf_set_ignore, 0, NULL},
-    {"user", SH_CTX_MAIN | SH_CONF_TAKE12, sh_conf_set_ignore, 0, NULL},
+    {"user", SH_CTX_MAIN | SH_CONF_TAKE12, user_set, 0, NULL},
     {"worker_rlimit_nofile", SH_CTX_MAIN | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {"pcre_jit", SH_CTX_MAIN | SH_CONF_FLAG, sh_conf_set_ignore, 0, NULL},
     {"events", SH_CTX_MAIN | SH_CONF_BLOCK | SH_CONF_NOARGS, events_block, 0, NULL},
@@ -120,6 +155,11 @@ sh_conf_module_t sh_core_module = {
     .destroy_main = core_destroy,
 };
 
+const char *sh_runtime_warnings(const sh_runtime_t *rt)
+{
+    return ((const struct sh_runtime_private *)rt)->warnings;
+}
+
 const sh_core_conf_t *sh_runtime_core(const sh_runtime_t *rt)
 {
     return rt->main_confs[sh_core_module.index];
@@ -128,6 +168,13 @@ const sh_core_conf_t *sh_runtime_core(const sh_runtime_t *rt)
 int sh_runtime_load(const char *path, const char *name, const char *text, const char *prefix,
                     sh_conf_module_t *const *modules, unsigned nmodules, int warn_fd,
                     sh_runtime_t **out, char *err)
+{
+    return sh_runtime_load_ex(path, name, text, NULL, prefix, modules, nmodules, warn_fd, out, err);
+}
+
+int sh_runtime_load_ex(const char *path, const char *name, const char *text, const char *globals,
+                       const char *prefix, sh_conf_module_t *const *modules, unsigned nmodules,
+                       int warn_fd, sh_runtime_t **out, char *err)
 {
     struct sh_runtime_private *p = sh_new(struct sh_runtime_private);
     int rc;
@@ -141,6 +188,7 @@ int sh_runtime_load(const char *path, const char *name, const char *text, const 
         sh_free(tmp);
         rc = sh_conf_parse_file(path, &p->doc, err);
     } else {
+        p->text = text;
         p->conf_dir = sh_strdup(prefix);
         rc =
             sh_conf_parse_buffer(name, text, strlen(text), prefix[0] ? prefix : NULL, &p->doc, err);
@@ -158,10 +206,24 @@ int sh_runtime_load(const char *path, const char *name, const char *text, const 
     sh_conf_t cf;
     sh_conf_init(&cf, modules, nmodules, prefix, p->conf_dir, NULL);
     cf.warn_fd = warn_fd;
+    cf.warn_buf = p->warnings;
+    cf.warn_size = sizeof(p->warnings);
     for (unsigned i = 0; i < nmodules; i++)
         if (modules[i]->create_main != NULL)
             rt->main_confs[i] = modules[i]->create_main();
-    rc = sh_conf_walk(&cf, sh_conf_doc_root(p->doc), SH_CTX_MAIN, rt->main_confs);
+    /* -g DIRECTIVES: main-context directives walked before the file's, so
+     * one also set in the file is "duplicate", as nginx says */
+    if (globals != NULL && globals[0] != '\0') {
+        rc = sh_conf_parse_buffer("command line", globals, strlen(globals),
+                                  prefix[0] ? prefix : NULL, &p->globals, err);
+        if (rc != 0) {
+            sh_runtime_destroy(rt);
+            return rc;
+        }
+        rc = sh_conf_walk(&cf, sh_conf_doc_root(p->globals), SH_CTX_MAIN, rt->main_confs);
+    }
+    if (rc == 0)
+        rc = sh_conf_walk(&cf, sh_conf_doc_root(p->doc), SH_CTX_MAIN, rt->main_confs);
     for (unsigned i = 0; i < nmodules && rc == 0; i++)
         if (modules[i]->init_main != NULL)
             rc = modules[i]->init_main(&cf, rt->main_confs[i]);
@@ -189,6 +251,39 @@ void sh_runtime_destroy(sh_runtime_t *rt)
             rt->modules[i]->destroy_main(rt->main_confs[i]);
     sh_free(rt->main_confs);
     sh_conf_doc_destroy(p->doc);
+    sh_conf_doc_destroy(p->globals);
     sh_free(p->conf_dir);
     sh_free(p);
+}
+
+int sh_runtime_dump(const sh_runtime_t *rt, FILE *out)
+{
+    const struct sh_runtime_private *p = (const struct sh_runtime_private *)rt;
+    const char *names[256];
+    unsigned n = sh_conf_doc_files(p->doc, names, 256);
+    if (n > 256)
+        n = 256;
+    for (unsigned i = 0; i < n; i++) {
+        fprintf(out, "# configuration file %s:\n", names[i]);
+        if (p->text != NULL && i == 0) {
+            fputs(p->text, out);
+            continue;
+        }
+        FILE *f = fopen(names[i], "r");
+        if (f == NULL) {
+            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", names[i], strerror(errno));
+            return SH_EIO;
+        }
+        char buf[8192];
+        size_t k, last = '\n';
+        while ((k = fread(buf, 1, sizeof(buf), f)) > 0) {
+            fwrite(buf, 1, k, out);
+            last = (unsigned char)buf[k - 1];
+        }
+        fclose(f);
+        if (last != '\n')
+            fputc('\n', out);
+        fputc('\n', out);
+    }
+    return 0;
 }

@@ -9,6 +9,8 @@
 #ifndef SH_RUNTIME_H
 #define SH_RUNTIME_H
 
+#include <stdio.h>
+
 #include "core/conf.h"
 #include "node/node.h"
 
@@ -19,6 +21,12 @@ typedef struct {
     int error_level;
     char *pid; /* pid file, or NULL */
     uint64_t shutdown_timeout;
+    /* `user USER [GROUP]`: drop_privs is 1 when the node runs as root and
+     * its threads switch to uid:gid after binding (core/privs.h) */
+    char *user, *group;
+    int drop_privs;
+    unsigned uid, gid;
+    const void *user_node; /* sh_conf_node_t of `user` (file:line at init) */
 } sh_core_conf_t;
 
 extern sh_conf_module_t sh_core_module;
@@ -31,7 +39,19 @@ extern sh_conf_module_t sh_core_module;
 int sh_runtime_load(const char *path, const char *name, const char *text, const char *prefix,
                     sh_conf_module_t *const *modules, unsigned nmodules, int warn_fd,
                     sh_runtime_t **out, char *err);
+/* The same, with `globals` (NULL or "") walked in the main context before
+ * the file, as nginx's -g; its errors read "command line:1: ...". */
+int sh_runtime_load_ex(const char *path, const char *name, const char *text, const char *globals,
+                       const char *prefix, sh_conf_module_t *const *modules, unsigned nmodules,
+                       int warn_fd, sh_runtime_t **out, char *err);
 void sh_runtime_destroy(sh_runtime_t *rt);
+/* nginx -T: write "# configuration file NAME:" and the text of every file
+ * the configuration read (main file first, then includes in reading
+ * order) to out. 0, or SH_EIO when a file cannot be read again. */
+int sh_runtime_dump(const sh_runtime_t *rt, FILE *out);
 const sh_core_conf_t *sh_runtime_core(const sh_runtime_t *rt);
+/* The warnings of the load that made rt ("file:line: message\n" each,
+ * at most 4 KiB), "" when none. Owned by rt. */
+const char *sh_runtime_warnings(const sh_runtime_t *rt);
 
 #endif

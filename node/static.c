@@ -20,7 +20,9 @@
 #include "node/static.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -33,6 +35,7 @@
 #include "node/gzip.h"
 #include "node/httpdate.h"
 #include "node/node.h"
+#include "node/reqlog.h"
 #include "node/vars.h"
 
 #define READ_CHUNK    (64 * 1024)
@@ -693,10 +696,20 @@ static void redirect_dir(sh_request_t *r)
     sh_buf_t *b = &r->scratch;
     b->len = 0;
     sh_buf_appends(b, r->c->tls ? "https://" : "http://");
-    if (r->h.host != NULL && r->h.host_len > 0)
+    /* nginx (absolute_redirect, port_in_redirect on): the host without its
+     * port, then the port of the listening address unless the default */
+    const struct sockaddr_storage *ss = &r->c->addr->opt.addr;
+    unsigned port = ss->ss_family == AF_INET6
+                        ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+                        : ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (r->h.host != NULL && r->h.host_len > 0) {
         sh_buf_append(b, r->h.host, r->h.host_len);
-    else
-        sh_buf_appends(b, r->c->addr->opt.text);
+    } else {
+        const char *t = r->c->addr->opt.text, *colon = strrchr(t, ':');
+        sh_buf_append(b, t, colon ? (size_t)(colon - t) : strlen(t));
+    }
+    if (port != (r->c->tls ? 443u : 80u))
+        sh_buf_appendf(b, ":%u", port);
     sh_buf_append(b, r->uri.p, r->uri.len);
     sh_buf_append(b, "/", 1);
     if (r->args.len > 0) {
@@ -731,16 +744,17 @@ static void job_done(uv_work_t *w, int status)
             return;
         }
         int code = x->err == EACCES ? 403 : x->err == ENAMETOOLONG ? 414 : 404;
-        if (code == 404 || code == 403)
-            sh_log_err("open() \"%s\" failed (%d: %s), client %llu", x->path, x->err,
-                       strerror(x->err), (unsigned long long)r->c->id);
+        if (code == 404 || code == 403) /* nginx's shape: fail2ban filters match it */
+            sh_req_log(SH_LOG_ERR, r->c, r, NULL, "open() \"%s\" failed (%d: %s)", x->path,
+                       x->err, strerror(x->err));
         sh_phase_answer(r, code);
         return;
     }
     if (x->job == JOB_INDEX) {
         if (x->found < 0) {
             if (x->is_dir)
-                sh_log_err("directory index of \"%s\" is forbidden", x->path);
+                sh_req_log(SH_LOG_ERR, r->c, r, NULL, "directory index of \"%s\" is forbidden",
+                           x->path);
             sh_phase_answer(r, x->is_dir ? 403 : 404);
             return;
         }

@@ -66,9 +66,8 @@ void sh_timeq_entry_init(sh_timeq_entry_t *e)
     e->deadline = 0;
 }
 
-void sh_timers_add(sh_timers_t *t, sh_timeq_entry_t *e, uint64_t ms)
+static sh_timeq_t *queue_of(sh_timers_t *t, uint64_t ms)
 {
-    sh_list_remove(&e->link);
     sh_timeq_t *q = NULL;
     for (size_t i = 0; i < t->nqs; i++)
         if (t->qs[i]->duration == ms)
@@ -83,6 +82,13 @@ void sh_timers_add(sh_timers_t *t, sh_timeq_entry_t *e, uint64_t ms)
         sh_list_init(&q->list);
         t->qs[t->nqs++] = q;
     }
+    return q;
+}
+
+void sh_timers_add(sh_timers_t *t, sh_timeq_entry_t *e, uint64_t ms)
+{
+    sh_list_remove(&e->link);
+    sh_timeq_t *q = queue_of(t, ms);
     e->deadline = uv_now(t->timer.loop) + ms;
     /* append: the queue stays sorted since its duration is fixed */
     e->link.prev = q->list.prev;
@@ -91,6 +97,30 @@ void sh_timers_add(sh_timers_t *t, sh_timeq_entry_t *e, uint64_t ms)
     q->list.prev = &e->link;
     if (e->deadline < t->armed)
         arm(t);
+}
+
+void sh_timers_add_at(sh_timers_t *t, sh_timeq_entry_t *e, uint64_t ms, uint64_t deadline)
+{
+    sh_list_remove(&e->link);
+    sh_timeq_t *q = queue_of(t, ms);
+    uint64_t now = uv_now(t->timer.loop);
+    e->deadline = deadline < now + ms ? deadline : now + ms;
+    /* insert in order, from the tail: the entries added since the first
+     * arming of e (those with a later deadline) are walked over */
+    sh_link_t *at = q->list.prev;
+    while (at != &q->list && container_of(at, sh_timeq_entry_t, link)->deadline > e->deadline)
+        at = at->prev;
+    e->link.prev = at;
+    e->link.next = at->next;
+    at->next->prev = &e->link;
+    at->next = &e->link;
+    if (e->deadline < t->armed)
+        arm(t);
+}
+
+int sh_timers_armed_at(const sh_timeq_entry_t *e, uint64_t deadline)
+{
+    return e->link.next != &e->link && e->deadline == deadline;
 }
 
 void sh_timers_remove(sh_timeq_entry_t *e)

@@ -25,6 +25,12 @@ void sh_timers_init(sh_timers_t *t, uv_loop_t *loop, void (*expire)(sh_timeq_ent
 void sh_timeq_entry_init(sh_timeq_entry_t *e);
 /* (Re)start e to expire after ms from now. */
 void sh_timers_add(sh_timers_t *t, sh_timeq_entry_t *e, uint64_t ms);
+/* (Re)start e to expire at the absolute deadline (uv_now() time), at most
+ * ms from now, in the queue of duration ms: for a timeout that runs from
+ * an earlier event and must not be pushed back when re-armed. */
+void sh_timers_add_at(sh_timers_t *t, sh_timeq_entry_t *e, uint64_t ms, uint64_t deadline);
+/* Whether e is queued to expire at deadline. */
+int sh_timers_armed_at(const sh_timeq_entry_t *e, uint64_t deadline);
 /* Stop e; a no-op when it is not queued. */
 void sh_timers_remove(sh_timeq_entry_t *e);
 /* Close the timer handle and free the queues (entries must be gone). */

@@ -65,7 +65,6 @@ enum var_id {
     V_PP_SERVER_ADDR,
     V_PP_SERVER_PORT,
     V_SERVER_PROTOCOL,
-    V_PROXY_HOST,
     V_REQUEST_LENGTH,
     V_REQUEST_TIME,
     V_TIME_LOCAL,
@@ -73,14 +72,6 @@ enum var_id {
     V_STATUS,
     V_BODY_BYTES_SENT,
     V_BYTES_SENT,
-    V_UP_ADDR,
-    V_UP_STATUS,
-    V_UP_CONNECT_TIME,
-    V_UP_HEADER_TIME,
-    V_UP_RESPONSE_TIME,
-    V_UP_BYTES_RECEIVED,
-    V_UP_BYTES_SENT,
-    V_UP_CACHE_STATUS,
     V_HOSTNAME,
     V_PID,
     V_NGINX_VERSION,
@@ -173,7 +164,6 @@ static const struct {
     {"content_length", V_CONTENT_LENGTH},
     {"content_type", V_CONTENT_TYPE},
     {"server_protocol", V_SERVER_PROTOCOL},
-    {"proxy_host", V_PROXY_HOST},
     {"request_length", V_REQUEST_LENGTH},
     {"request_time", V_REQUEST_TIME},
     {"time_local", V_TIME_LOCAL},
@@ -181,14 +171,6 @@ static const struct {
     {"status", V_STATUS},
     {"body_bytes_sent", V_BODY_BYTES_SENT},
     {"bytes_sent", V_BYTES_SENT},
-    {"upstream_addr", V_UP_ADDR},
-    {"upstream_status", V_UP_STATUS},
-    {"upstream_connect_time", V_UP_CONNECT_TIME},
-    {"upstream_header_time", V_UP_HEADER_TIME},
-    {"upstream_response_time", V_UP_RESPONSE_TIME},
-    {"upstream_bytes_received", V_UP_BYTES_RECEIVED},
-    {"upstream_bytes_sent", V_UP_BYTES_SENT},
-    {"upstream_cache_status", V_UP_CACHE_STATUS},
     {"hostname", V_HOSTNAME},
     {"pid", V_PID},
     {"nginx_version", V_NGINX_VERSION},
@@ -702,14 +684,6 @@ static void app(sh_buf_t *out, const char *p, size_t n)
         sh_buf_append(out, p, n);
 }
 
-static int append_str_buf(const sh_buf_t *b, sh_buf_t *out)
-{
-    if (b->len == 0)
-        return 0;
-    sh_buf_append(out, b->data, b->len);
-    return 1;
-}
-
 /* Append one variable part; 1 if the variable is set, 0 if not. */
 static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
 {
@@ -941,9 +915,6 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
                             : r->h.version == 20 ? "HTTP/2.0"
                                                  : "HTTP/1.1");
         return 1;
-    case V_PROXY_HOST:
-        sh_proxy_host(r, out);
-        return 1;
     case V_REQUEST_LENGTH:
         sh_buf_appendf(out, "%llu", (unsigned long long)(r->head_len + r->body_received));
         return 1;
@@ -971,28 +942,6 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
     case V_BYTES_SENT:
         sh_buf_appendf(out, "%llu", (unsigned long long)r->bytes_sent);
         return 1;
-    case V_UP_ADDR:
-        return append_str_buf(&r->up_addr, out);
-    case V_UP_STATUS:
-        return append_str_buf(&r->up_status, out);
-    case V_UP_CONNECT_TIME:
-        return append_str_buf(&r->up_connect_time, out);
-    case V_UP_HEADER_TIME:
-        return append_str_buf(&r->up_header_time, out);
-    case V_UP_RESPONSE_TIME:
-        return append_str_buf(&r->up_response_time, out);
-    case V_UP_BYTES_RECEIVED:
-        if (r->up_addr.len == 0)
-            return 0;
-        sh_buf_appendf(out, "%llu", (unsigned long long)r->up_bytes_received);
-        return 1;
-    case V_UP_BYTES_SENT:
-        if (r->up_addr.len == 0)
-            return 0;
-        sh_buf_appendf(out, "%llu", (unsigned long long)r->up_bytes_sent);
-        return 1;
-    case V_UP_CACHE_STATUS:
-        return 0; /* no cache yet */
     case V_HOSTNAME: {
         char hn[256];
         if (gethostname(hn, sizeof(hn)) == 0) {

@@ -21,6 +21,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/privs.h"
 #include "node/http2.h"
 #include "node/proxy.h"
 #include "node/timeq.h"
@@ -417,6 +418,9 @@ static void wake_cb(uv_async_t *a);
 static void *worker_main(void *arg)
 {
     sh_worker_t *w = arg;
+    /* `user`: a worker never serves as root (core/privs.h); fail closed */
+    if (sh_privs_drop_thread() != 0)
+        _exit(1);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&w->loop);
     if (rc != 0)

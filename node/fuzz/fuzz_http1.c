@@ -120,6 +120,18 @@ static void check_request(const char *buf, size_t len, const sh_http1_request_t 
     check_headers(r->headers, r->nheaders, max, buf, head);
     CHECK(r->host == NULL || inside(r->host, r->host_len, buf, head));
     CHECK(r->version == 10 || r->host != NULL);
+    /* the host rules: a kept host is a non-empty prefix of the value */
+    if (r->host != NULL) {
+        ssize_t hl = sh_http1_host(r->host, r->host_len);
+        CHECK(hl == SH_EPARSE || (hl > 0 && (size_t)hl <= r->host_len));
+    }
+    const char *auth;
+    size_t al;
+    if (sh_http1_target_authority(r->target, r->target_len, &auth, &al)) {
+        CHECK(inside(auth, al, r->target, r->target_len));
+        ssize_t hl = sh_http1_host(auth, al);
+        CHECK(hl == SH_EPARSE || (hl > 0 && (size_t)hl <= al));
+    }
     CHECK(r->content_length >= -1);
     CHECK(!r->chunked || r->content_length == -1);
     CHECK(!r->chunked || r->version == 11);
