@@ -10,6 +10,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "node/node.h"
+#include "node/vars.h"
 
 enum { H_UNSET = -1, H_REAL_IP = 0, H_XFF, H_PROXY, H_OTHER };
 
@@ -313,6 +314,62 @@ static int realip_handler(sh_request_t *r)
     return SH_PH_DECLINED;
 }
 
+/* ------------------------------------------------------ variables -- */
+
+enum { VAR_REALIP_ADDR, VAR_REALIP_PORT, VAR_PP_ADDR, VAR_PP_PORT, VAR_PP_SADDR, VAR_PP_SPORT };
+static const int var_ids[] = {VAR_REALIP_ADDR, VAR_REALIP_PORT, VAR_PP_ADDR,
+                              VAR_PP_PORT,     VAR_PP_SADDR,    VAR_PP_SPORT};
+
+static void append_addr(const struct sockaddr_in6 *sa, sh_buf_t *out)
+{
+    char ip[INET6_ADDRSTRLEN];
+    sh_pp_addr_text(sa, ip, sizeof(ip));
+    sh_buf_appends(out, ip);
+}
+
+/* $realip_remote_*: the connection's peer, whatever realip did;
+ * $proxy_protocol_*: the PROXY header's (empty for UNKNOWN and LOCAL,
+ * unset without proxy_protocol on the address). */
+static int var_get(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    int id = *(const int *)data;
+    const sh_pp_t *pp = r->c->pp;
+    switch (id) {
+    case VAR_REALIP_ADDR:
+        append_addr(&r->c->peer, out);
+        return 1;
+    case VAR_REALIP_PORT:
+        sh_buf_appendf(out, "%u", ntohs(r->c->peer.sin6_port));
+        return 1;
+    default:
+        break;
+    }
+    if (pp == NULL)
+        return 0;
+    if (pp->family == AF_UNSPEC)
+        return 1;
+    const struct sockaddr_in6 *sa = id == VAR_PP_ADDR || id == VAR_PP_PORT ? &pp->src : &pp->dst;
+    if (id == VAR_PP_ADDR || id == VAR_PP_SADDR)
+        append_addr(sa, out);
+    else
+        sh_buf_appendf(out, "%u", ntohs(sa->sin6_port));
+    return 1;
+}
+
+static int realip_preconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    (void)m;
+    static const char *const names[] = {"realip_remote_addr",         "realip_remote_port",
+                                        "proxy_protocol_addr",        "proxy_protocol_port",
+                                        "proxy_protocol_server_addr", "proxy_protocol_server_port"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        int rc = sh_vars_define(cf, names[i], var_get, &var_ids[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int realip_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
     int rc = sh_phase_add(cf, m, SH_PHASE_POST_READ, realip_handler);
@@ -333,6 +390,7 @@ static const sh_http_module_t realip_ctx = {
     .create_loc = realip_create_loc,
     .merge_loc = realip_merge_loc,
     .destroy_loc = realip_destroy_loc,
+    .preconfiguration = realip_preconf,
     .postconfiguration = realip_postconf,
 };
 

@@ -58,12 +58,6 @@ enum var_id {
     V_MSEC,
     V_CONTENT_LENGTH,
     V_CONTENT_TYPE,
-    V_REALIP_REMOTE_ADDR,
-    V_REALIP_REMOTE_PORT,
-    V_PP_ADDR,
-    V_PP_PORT,
-    V_PP_SERVER_ADDR,
-    V_PP_SERVER_PORT,
     V_SERVER_PROTOCOL,
     V_REQUEST_LENGTH,
     V_REQUEST_TIME,
@@ -139,12 +133,7 @@ static const struct {
     {"remote_port", V_REMOTE_PORT},
     {"remote_user", V_REMOTE_USER},
     {"binary_remote_addr", V_BINARY_REMOTE_ADDR},
-    {"realip_remote_addr", V_REALIP_REMOTE_ADDR},
-    {"realip_remote_port", V_REALIP_REMOTE_PORT},
-    {"proxy_protocol_addr", V_PP_ADDR},
-    {"proxy_protocol_port", V_PP_PORT},
-    {"proxy_protocol_server_addr", V_PP_SERVER_ADDR},
-    {"proxy_protocol_server_port", V_PP_SERVER_PORT},
+
     {"server_name", V_SERVER_NAME},
     {"server_port", V_SERVER_PORT},
     {"server_addr", V_SERVER_ADDR},
@@ -690,7 +679,6 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
     sh_request_t *r = ev->r;
     const sh_http1_header_t *h;
     sh_str_t v;
-    char ip[INET6_ADDRSTRLEN];
     switch (pt->id) {
     case V_LITERAL:
         sh_buf_append(out, pt->text, pt->len);
@@ -725,27 +713,7 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         else
             sh_buf_append(out, &sh_request_peer(r)->sin6_addr, 16);
         return 1;
-    case V_REALIP_REMOTE_ADDR: /* the connection's peer, whatever realip did */
-        sh_pp_addr_text(&r->c->peer, ip, sizeof(ip));
-        sh_buf_appends(out, ip);
-        return 1;
-    case V_REALIP_REMOTE_PORT:
-        sh_buf_appendf(out, "%u", ntohs(r->c->peer.sin6_port));
-        return 1;
-    case V_PP_ADDR:
-    case V_PP_SERVER_ADDR:
-        if (r->c->pp == NULL || r->c->pp->family == AF_UNSPEC)
-            return r->c->pp != NULL; /* empty with UNKNOWN / LOCAL */
-        sh_pp_addr_text(pt->id == V_PP_ADDR ? &r->c->pp->src : &r->c->pp->dst, ip, sizeof(ip));
-        sh_buf_appends(out, ip);
-        return 1;
-    case V_PP_PORT:
-    case V_PP_SERVER_PORT:
-        if (r->c->pp == NULL || r->c->pp->family == AF_UNSPEC)
-            return r->c->pp != NULL;
-        sh_buf_appendf(out, "%u", ntohs(pt->id == V_PP_PORT ? r->c->pp->src.sin6_port
-                                                            : r->c->pp->dst.sin6_port));
-        return 1;
+
     case V_SERVER_NAME:
         if (r->srv && r->srv->nnames > 0)
             sh_buf_appends(out, r->srv->names[0]);
