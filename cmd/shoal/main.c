@@ -37,6 +37,7 @@
 #include "cmd/shoal/modules.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/syslog.h"
 #include "core/privs.h"
 #include "node/accesslog.h"
 #include "node/http_conf.h"
@@ -687,8 +688,17 @@ int main(int argc, char **argv)
     /* the configuration's error_log, else -e (nginx's -e replaces the
      * built-in default path), else stderr */
     const char *elog = core->error_log;
-    if (elog == NULL && errlog_arg != NULL && strcmp(errlog_arg, "stderr") != 0)
+    if (elog == NULL && errlog_arg != NULL && strcmp(errlog_arg, "stderr") != 0 &&
+        core->error_syslog == NULL)
         elog = errlog_arg;
+    if (core->error_syslog != NULL) { /* open for the process's life, like the error fd */
+        static sh_syslog_t *elog_syslog;
+        char serr[160];
+        if (sh_syslog_open(core->error_syslog, &elog_syslog, serr, sizeof(serr)) == 0) {
+            sh_log_set_level(core->error_level);
+            sh_log_set_syslog(elog_syslog);
+        }
+    }
     if (elog != NULL) {
         path_join(m.errlog_path, elog[0] == '/' ? "" : prefix, elog);
         m.logfd = open(m.errlog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
