@@ -39,11 +39,11 @@
 #include "core/log.h"
 #include "core/syslog.h"
 #include "core/privs.h"
-#include "node/accesslog.h"
-#include "node/http_conf.h"
-#include "node/runtime.h"
-#include "node/tls.h"
-#include "node/worker.h"
+#include "node/conn/tls.h"
+#include "node/conn/worker.h"
+#include "node/modules/accesslog.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/runtime.h"
 #ifdef SHOAL_WITH_CLUSTER
 #include "cluster/cluster.h"
 #endif

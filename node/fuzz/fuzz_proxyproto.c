@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/proxyproto.h"
+#include "node/conn/proxyproto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
