@@ -174,6 +174,9 @@ def main(t):
     t.check(a.status == 403, "deny 203.0.113.7 given by XFF: 403")
     a = t.curl("http://127.0.0.1:%d/deny" % ports["pa"], "-H", "X-Forwarded-For: 203.0.113.8")
     t.check(a.status == 204, "another XFF address: allowed")
+    t.check(sh.wait_for(lambda: "client: 203.0.113.7" in node.proc.stderr(), 10,
+                        "the refusal's error log line") is not False,
+            "the error log's \"client:\" is the real address, as nginx's")
     both("an untrusted peer's XFF is ignored", "/", "pb", "-H", "X-Forwarded-For: 203.0.113.7",
          expect="127.0.0.1")
     log = os.path.join(node.prefix, "logs", "a.log")

@@ -270,10 +270,13 @@ static void lt_flush(log_thread_t *lt, uint64_t now)
     }
 }
 
-static void lt_release(log_thread_t *lt)
+/* Hand everything over and let the files go; sync: wait until it is
+ * written (the thread's end, tests), never on a worker's loop otherwise. */
+static void lt_release(log_thread_t *lt, int sync)
 {
     lt_flush(lt, LOG_NEVER);
-    writer_sync();
+    if (sync)
+        writer_sync();
     for (size_t i = 0; i < lt->nbufs; i++) {
         sh_buf_dispose(&lt->bufs[i].buf);
         file_unref(lt->bufs[i].file);
@@ -288,7 +291,7 @@ static void lt_release(log_thread_t *lt)
 static void lt_destroy(void *p)
 {
     log_thread_t *lt = p;
-    lt_release(lt);
+    lt_release(lt, 1);
     sh_buf_dispose(&lt->tmp);
     sh_free(lt);
     lt_self = NULL;
@@ -331,7 +334,7 @@ static thread_buf_t *lt_buf(log_thread_t *lt, log_file_t *f)
             return &lt->bufs[i];
     if (lt->nbufs >= LOG_MAX_FILES_PER_THREAD) {
         /* files of configurations long gone: write and let them go */
-        lt_release(lt);
+        lt_release(lt, 0);
     }
     lt->bufs = sh_realloc(lt->bufs, (lt->nbufs + 1) * sizeof(*lt->bufs));
     thread_buf_t *b = &lt->bufs[lt->nbufs++];
@@ -344,7 +347,7 @@ static thread_buf_t *lt_buf(log_thread_t *lt, log_file_t *f)
 void sh_access_log_flush(void)
 {
     if (lt_self != NULL)
-        lt_release(lt_self);
+        lt_release(lt_self, 1);
 }
 
 void sh_access_log(sh_request_t *r)
