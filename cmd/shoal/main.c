@@ -448,6 +448,7 @@ static void hook_status(void *ud, sh_cluster_node_status_t *out)
     out->reading = t.reading;
     out->writing = t.writing;
     out->waiting = t.waiting;
+    out->proxy_protocol_bad = t.proxy_protocol_bad;
     out->workers = workers;
     out->generations = gens;
 }

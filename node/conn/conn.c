@@ -1286,7 +1286,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (rc <= 0) {
             sh_worker_release_rbuf(c->w, buf);
             if (rc < 0) {
-                c->w->pp_bad++;
+                SH_WORKER_COUNT(c->w, proxy_protocol_bad);
                 sh_log_err("broken header while reading PROXY protocol, client %llu",
                            (unsigned long long)c->id);
                 sh_conn_close(c);

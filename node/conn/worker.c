@@ -340,6 +340,7 @@ void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t)
         t->reading += ld(&c->reading);
         t->writing += ld(&c->writing);
         t->waiting += ld(&c->waiting);
+        t->proxy_protocol_bad += ld(&c->proxy_protocol_bad);
     }
 }
 

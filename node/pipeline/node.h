@@ -244,6 +244,7 @@ static inline const struct sockaddr_in6 *sh_request_peer(const sh_request_t *r)
 typedef struct {
     _Atomic uint64_t accepted, handled, requests, active;
     _Atomic uint64_t reading, writing, waiting;
+    _Atomic uint64_t proxy_protocol_bad; /* closed for a malformed PROXY header */
 } sh_worker_counters_t;
 #define SH_WORKER_COUNT(w, f)  atomic_fetch_add_explicit(&(w)->ctr.f, 1, memory_order_relaxed)
 #define SH_WORKER_SET(w, f, v) atomic_store_explicit(&(w)->ctr.f, (v), memory_order_relaxed)
@@ -290,7 +291,6 @@ struct sh_worker_s {
     uint64_t h2_floods;        /* closed with GOAWAY(ENHANCE_YOUR_CALM) or FLOODED */
     uint64_t h2_header_limit;  /* header lists over the limit (431) */
     uint64_t h2_client_resets; /* streams the client reset before the response ended */
-    uint64_t pp_bad;           /* connections closed for a malformed PROXY header */
     uint64_t drained;          /* idle connections closed to make room (conn.c, drain_one) */
     char rbuf[SH_READ_BUF];
     uint8_t rbuf_busy;
