@@ -874,6 +874,9 @@ static void get_metrics(adconn *a)
     fprintf(f, "shoal_connections{state=\"reading\"} %llu\n", (unsigned long long)st.reading);
     fprintf(f, "shoal_connections{state=\"writing\"} %llu\n", (unsigned long long)st.writing);
     fprintf(f, "shoal_connections{state=\"waiting\"} %llu\n", (unsigned long long)st.waiting);
+    metric(f, "shoal_proxy_protocol_bad_total", "counter",
+           "Client connections closed for a malformed PROXY protocol header.",
+           st.proxy_protocol_bad);
     metric(f, "shoal_reloads_total", "counter", "Configuration reloads applied.", st.reloads);
     metric(f, "shoal_reload_failures_total", "counter", "Configuration reloads refused.",
            st.reload_failures);

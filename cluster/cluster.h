@@ -30,6 +30,7 @@ typedef struct {
     uint64_t accepted, handled, requests;
     uint64_t active, reading, writing, waiting;
     uint64_t reloads, reload_failures;
+    uint64_t proxy_protocol_bad; /* connections closed for a malformed PROXY header */
     unsigned workers, generations;
 } sh_cluster_node_status_t;
 

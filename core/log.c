@@ -12,8 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/syslog.h"
+
 static _Atomic int log_level = SH_LOG_NOTICE;
 static _Atomic int log_fd = 2;
+static sh_syslog_t *_Atomic log_syslog;
 
 static const char *const level_names[] = {"emerg", "alert",  "crit", "error",
                                           "warn",  "notice", "info", "debug"};
@@ -41,6 +44,11 @@ void sh_log_set_fd(int fd)
     atomic_store(&log_fd, fd);
 }
 
+void sh_log_set_syslog(sh_syslog_t *s)
+{
+    atomic_store(&log_syslog, s);
+}
+
 void sh_log(int level, const char *fmt, ...)
 {
     if (level > sh_log_get_level())
@@ -60,6 +68,11 @@ void sh_log(int level, const char *fmt, ...)
     va_end(ap);
     if (k > 0)
         n += (size_t)k < sizeof(line) - n - 1 ? (size_t)k : sizeof(line) - n - 2;
+    sh_syslog_t *sl = atomic_load_explicit(&log_syslog, memory_order_acquire);
+    if (sl != NULL) {
+        sh_syslog_send(sl, level, line, n);
+        return;
+    }
     line[n++] = '\n';
     ssize_t w = write(atomic_load(&log_fd), line, n);
     (void)w;

@@ -2,7 +2,8 @@
 /*
  * The error log: nginx levels, one line per message, written with a single
  * write(2) so lines from several threads never interleave. The destination
- * (stderr or an `error_log` file) and level are set once at start-up.
+ * (stderr, an `error_log` file or syslog) and level are set once at
+ * start-up.
  */
 #ifndef SH_LOG_H
 #define SH_LOG_H
@@ -25,6 +26,10 @@ void sh_log_set_level(int level);
 int sh_log_get_level(void);
 /* Send log lines to fd (default 2). The caller keeps the fd open. */
 void sh_log_set_fd(int fd);
+/* `error_log syslog:...`: lines go to s (core/syslog.h) instead, each
+ * with its level as the syslog severity; NULL goes back to the fd. */
+struct sh_syslog_s;
+void sh_log_set_syslog(struct sh_syslog_s *s);
 
 void sh_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

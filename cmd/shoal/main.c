@@ -37,6 +37,7 @@
 #include "cmd/shoal/modules.h"
 #include "core/alloc.h"
 #include "core/log.h"
+#include "core/syslog.h"
 #include "core/privs.h"
 #include "node/conn/tls.h"
 #include "node/conn/worker.h"
@@ -447,6 +448,7 @@ static void hook_status(void *ud, sh_cluster_node_status_t *out)
     out->reading = t.reading;
     out->writing = t.writing;
     out->waiting = t.waiting;
+    out->proxy_protocol_bad = t.proxy_protocol_bad;
     out->workers = workers;
     out->generations = gens;
 }
@@ -687,8 +689,17 @@ int main(int argc, char **argv)
     /* the configuration's error_log, else -e (nginx's -e replaces the
      * built-in default path), else stderr */
     const char *elog = core->error_log;
-    if (elog == NULL && errlog_arg != NULL && strcmp(errlog_arg, "stderr") != 0)
+    if (elog == NULL && errlog_arg != NULL && strcmp(errlog_arg, "stderr") != 0 &&
+        core->error_syslog == NULL)
         elog = errlog_arg;
+    if (core->error_syslog != NULL) { /* open for the process's life, like the error fd */
+        static sh_syslog_t *elog_syslog;
+        char serr[160];
+        if (sh_syslog_open(core->error_syslog, &elog_syslog, serr, sizeof(serr)) == 0) {
+            sh_log_set_level(core->error_level);
+            sh_log_set_syslog(elog_syslog);
+        }
+    }
     if (elog != NULL) {
         path_join(m.errlog_path, elog[0] == '/' ? "" : prefix, elog);
         m.logfd = open(m.errlog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);

@@ -11,8 +11,10 @@
 #include "node/modules/accesslog.h"
 #include "node/modules/errpage.h"
 #include "node/modules/expires.h"
+#include "node/modules/gzip.h"
 #include "node/modules/headers.h"
 #include "node/modules/map.h"
+#include "node/modules/realip.h"
 #include "node/modules/rewrite.h"
 #include "node/modules/static.h"
 #include "node/modules/status.h"
@@ -30,6 +32,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_core_module,
     &sh_http_core_module,
     &sh_map_module,
+    &sh_realip_module, /* before every preaccess and access handler */
     &sh_rewrite_module,
     &sh_accesslog_module,
     &sh_upstream_module,
@@ -41,6 +44,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_ssl_module,
     &sh_headers_module,
     &sh_expires_module,
+    &sh_gzip_module,
     &sh_http2_module,
 #ifdef SHOAL_WITH_CLUSTER
     &sh_cluster_module,

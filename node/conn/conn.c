@@ -56,6 +56,9 @@ static void conn_closed(uv_handle_t *h)
         sh_buf_dispose(&c->in);
         sh_http2_destroy(c->h2);
         sh_tls_destroy(c->tls);
+        if (c->pp != NULL)
+            sh_pp_release(c->pp);
+        sh_free(c->pp);
         sh_free(c);
     }
 }
@@ -81,6 +84,7 @@ sh_request_t *sh_request_new(sh_conn_t *c)
 {
     sh_worker_t *w = c->w;
     sh_request_t *r;
+    SH_WORKER_COUNT(w, requests); /* nginx counts a request from its first byte */
     if (w->nreq_cache > 0) {
         r = w->req_cache[--w->nreq_cache];
         memset(r, 0, SH_REQUEST_ZERO);
@@ -500,8 +504,11 @@ int sh_response_start(sh_request_t *r, int status, const char *reason, size_t re
         n = SH_RESP_FIELDS_MAX - 72; /* room for the framing and the filters' fields */
     memcpy(f + h.n, hs, n * sizeof(*hs));
     h.n += n;
-    pr->frame(r, &h);
-    int rc = sh_filter_headers(r, &h);
+    int rc = sh_filter_headers_early(r, &h); /* body transforms: before the framing */
+    if (rc == 0) {
+        pr->frame(r, &h);
+        rc = sh_filter_headers(r, &h);
+    }
     if (rc != 0) {
         sh_log_err("client %llu: response head filter failed: %s", (unsigned long long)r->c->id,
                    sh_strerror(rc));
@@ -952,7 +959,6 @@ void sh_request_dispatch(sh_request_t *r)
         return;
     }
     c->nrequests++;
-    SH_WORKER_COUNT(c->w, requests);
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
     drop_underscored(r, sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module));
@@ -1295,7 +1301,31 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         sh_conn_close(c);
         return;
     }
-    if (c->tls != NULL && !c->tls_sniffed && plain_http_on_tls(c, buf->base, (size_t)nread)) {
+    const char *data = buf->base;
+    size_t len = (size_t)nread;
+    if (c->pp != NULL && !c->pp_done) { /* PROXY protocol: before TLS */
+        size_t used = 0;
+        int rc = sh_pp_input(c->pp, data, len, &used);
+        if (rc <= 0) {
+            sh_worker_release_rbuf(c->w, buf);
+            if (rc < 0) {
+                SH_WORKER_COUNT(c->w, proxy_protocol_bad);
+                sh_log_err("broken header while reading PROXY protocol, client %llu",
+                           (unsigned long long)c->id);
+                sh_conn_close(c);
+            }
+            return;
+        }
+        c->pp_done = 1;
+        sh_pp_release(c->pp);
+        data += used;
+        len -= used;
+        if (len == 0) {
+            sh_worker_release_rbuf(c->w, buf);
+            return;
+        }
+    }
+    if (c->tls != NULL && !c->tls_sniffed && plain_http_on_tls(c, data, len)) {
         sh_worker_release_rbuf(c->w, buf);
         return;
     }
@@ -1304,7 +1334,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
          * state does not want more: what is not consumed waits in c->in,
          * as on plain connections (reading stops; OpenSSL holds no
          * record we would have to come back for). */
-        int rc = sh_tls_input(c->tls, buf->base, (size_t)nread, c->w->tls_plain,
+        int rc = sh_tls_input(c->tls, data, len, c->w->tls_plain,
                               sizeof(c->w->tls_plain), conn_input, c);
         sh_worker_release_rbuf(c->w, buf);
         if (c->closing)
@@ -1321,7 +1351,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         update_io(c);
         return;
     }
-    conn_input(c, buf->base, (size_t)nread);
+    conn_input(c, data, len);
     sh_worker_release_rbuf(c->w, buf);
     if (!c->closing)
         update_io(c);
@@ -1402,6 +1432,8 @@ void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *a
             return;
         }
     }
+    if (addr->opt.proxy_protocol)
+        c->pp = sh_new(sh_pp_t);
     c->state = SH_CONN_HEAD;
     update_io(c);
 }

@@ -1306,3 +1306,8 @@ const sh_http_proto_t sh_http2_proto = {
     .send_timer = h2_send_timer,
     .head_done = h2_head_done,
 };
+
+size_t sh_http2_nstreams(const sh_h2_t *h2)
+{
+    return h2->nstreams;
+}

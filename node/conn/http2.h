@@ -81,6 +81,8 @@ void sh_http2_shutdown(sh_h2_t *h2);
 void sh_http2_close(sh_h2_t *h2);
 /* After the handles closed: free the session. */
 void sh_http2_destroy(sh_h2_t *h2);
+/* Streams of the session with a request under way (stub_status). */
+size_t sh_http2_nstreams(const sh_h2_t *h2);
 
 /* HTTP/2's side of the protocol interface (node/pipeline.h). */
 extern const sh_http_proto_t sh_http2_proto;

@@ -268,29 +268,47 @@ int sh_workers_create_from(const sh_runtime_t *rt, int n, sh_worker_t **old, int
 /* ------------------------------------------------------ counters -- */
 
 /*
- * Each second: reading/writing/waiting as nginx counts them (a request
- * head being read; a request being served, its body included; an idle
- * keep-alive connection), and each upstream server's passive health as
- * upstream.c decides it (out while fails >= max_fails within fail_timeout
- * of the window; a group of one server never goes out).
+ * reading/writing/waiting as nginx counts them: a request head being read;
+ * a request being served, its body included (each HTTP/2 stream with a
+ * request, as nginx's requests); a connection waiting for a request (an
+ * idle keep-alive one, or HTTP/2 without streams: nginx's reusable
+ * connections). A closing connection is active as in nginx, and counted
+ * as writing (nginx's lingering close keeps its request).
  */
-static void stats_cb(uv_timer_t *t)
+void sh_worker_counters_refresh(sh_worker_t *w)
 {
-    sh_worker_t *w = container_of(t, sh_worker_t, stats_timer);
-    uint64_t reading = 0, writing = 0, waiting = 0, now = sh_worker_now(w);
+    uint64_t reading = 0, writing = 0, waiting = 0;
     for (sh_link_t *l = w->conns.next; l != &w->conns; l = l->next) {
         const sh_conn_t *c = container_of(l, sh_conn_t, link);
-        if (c->state == SH_CONN_HEAD && c->r == NULL && c->in.len == 0)
+        if (c->h2 != NULL && c->state != SH_CONN_CLOSING) {
+            size_t n = sh_http2_nstreams(c->h2);
+            if (n == 0)
+                waiting++;
+            writing += n;
+        } else if (c->state == SH_CONN_HEAD && c->r == NULL && c->in.len == 0) {
             waiting++;
-        else if (c->state == SH_CONN_HEAD)
+        } else if (c->state == SH_CONN_HEAD) {
             reading++;
-        else if (c->state != SH_CONN_CLOSING)
+        } else {
             writing++;
+        }
     }
     SH_WORKER_SET(w, reading, reading);
     SH_WORKER_SET(w, writing, writing);
     SH_WORKER_SET(w, waiting, waiting);
     SH_WORKER_SET(w, active, w->nconns);
+}
+
+/*
+ * Each second: the counters above, and each upstream server's passive
+ * health as upstream.c decides it (out while fails >= max_fails within
+ * fail_timeout of the window; a group of one server never goes out).
+ */
+static void stats_cb(uv_timer_t *t)
+{
+    sh_worker_t *w = container_of(t, sh_worker_t, stats_timer);
+    uint64_t now = sh_worker_now(w);
+    sh_worker_counters_refresh(w);
     size_t h = 0;
     for (size_t i = 0; i < w->nups; i++) {
         const sh_ups_rt_t *rt = &w->ups[i];
@@ -322,6 +340,7 @@ void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t)
         t->reading += ld(&c->reading);
         t->writing += ld(&c->writing);
         t->waiting += ld(&c->waiting);
+        t->proxy_protocol_bad += ld(&c->proxy_protocol_bad);
     }
 }
 

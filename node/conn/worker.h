@@ -48,7 +48,13 @@ void sh_workers_free(sh_worker_t **ws, int n);
 
 typedef struct sh_worker_totals_s {
     uint64_t accepted, handled, requests, active, reading, writing, waiting;
+    uint64_t proxy_protocol_bad;
 } sh_worker_totals_t;
+/* Count w's connections as nginx does now and publish the counts (the
+ * worker's own thread; a stub_status request does it before it reads the
+ * totals, so its own worker's part is live, the others' at most a second
+ * old). */
+void sh_worker_counters_refresh(sh_worker_t *w);
 /* Add the workers' counters to *t. Any thread. */
 void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t);
 /* The upstream groups of rt with each server's passive health summed over

@@ -108,7 +108,7 @@ static int access_denied(const sh_request_t *r)
     const access_loc_t *c = sh_http_loc_conf(r->loc, &sh_access_module);
     if (c == NULL || c->n == 0)
         return 0;
-    const struct sockaddr_in6 *peer = &r->c->peer;
+    const struct sockaddr_in6 *peer = sh_request_peer(r);
     int fam = peer->sin6_family;
     const uint8_t *a = fam == AF_INET
                            ? (const uint8_t *)&((const struct sockaddr_in *)peer)->sin_addr

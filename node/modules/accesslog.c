@@ -25,17 +25,22 @@
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
+#include <zlib.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/syslog.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/vars.h"
 
 #define LOG_FLUSH_BYTES          (64 * 1024)
 #define LOG_FLUSH_MS             1000
+#define LOG_TICK_MS              100
+#define LOG_NEVER                UINT64_MAX
 #define LOG_MAX_FILES_PER_THREAD 256
+#define LOG_QUEUE_MAX            (64u * 1024 * 1024) /* bytes waiting for the writer */
 
 #define COMBINED                                                                                   \
     "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent "             \
@@ -52,10 +57,16 @@ typedef struct {
     int fd;
     char *path;
     _Atomic uint64_t write_errors; /* failed or short writes (lines lost) */
+    _Atomic uint64_t dropped;      /* batches dropped: the writer was too far behind */
+    size_t buffer;     /* buffer=: a worker's batch is written at this size */
+    uint64_t flush_ms; /* flush=: ... or this long after its first line */
+    int gzip;          /* gzip[=level]: each batch is one gzip member (0: plain) */
+    int params_set;    /* an access_log gave buffer=/flush=/gzip */
 } log_file_t;
 
 typedef struct {
-    log_file_t *file;
+    log_file_t *file;        /* NULL for syslog */
+    sh_syslog_t *syslog;     /* access_log syslog:..., owned by the entry */
     const log_format_t *fmt;
     sh_cv_t *cond; /* if=: skip when "" or "0" */
 } log_entry_t;
@@ -87,7 +98,7 @@ static void file_unref(log_file_t *f)
     sh_free(f);
 }
 
-static void write_all(log_file_t *f, const char *p, size_t n)
+static void write_plain(log_file_t *f, const char *p, size_t n)
 {
     while (n > 0) {
         ssize_t w = write(f->fd, p, n);
@@ -103,11 +114,136 @@ static void write_all(log_file_t *f, const char *p, size_t n)
     }
 }
 
+/* A batch as one gzip member (nginx's access_log gzip). */
+static void write_gzip(log_file_t *f, const char *p, size_t n)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, f->gzip, Z_DEFLATED, MAX_WBITS + 16, MAX_MEM_LEVEL - 1,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+        atomic_fetch_add(&f->write_errors, 1);
+        return;
+    }
+    size_t cap = deflateBound(&z, (uLong)n) + 32;
+    char *out = sh_malloc(cap);
+    z.next_in = (Bytef *)(uintptr_t)p;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_FINISH) == Z_STREAM_END)
+        write_plain(f, out, cap - z.avail_out);
+    else
+        atomic_fetch_add(&f->write_errors, 1);
+    deflateEnd(&z);
+    sh_free(out);
+}
+
+/* ------------------------------------------------------ the writer -- */
+/*
+ * One writer thread per process does every write(2) of the access logs,
+ * so a slow or stalled disk never holds a worker's loop: a worker hands
+ * a full (or due) batch over and goes on. Batches of one file are written
+ * in the order they were handed over (one thread, one FIFO). When more
+ * than LOG_QUEUE_MAX bytes wait, a new batch is dropped and counted
+ * instead of growing memory without bound.
+ */
+
+typedef struct job_s {
+    struct job_s *next;
+    log_file_t *file; /* one reference held */
+    sh_buf_t buf;
+} job_t;
+
+static pthread_mutex_t wq_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wq_cv = PTHREAD_COND_INITIALIZER;   /* work came */
+static pthread_cond_t wq_idle = PTHREAD_COND_INITIALIZER; /* all written */
+static job_t *wq_head, **wq_tail = &wq_head;
+static size_t wq_bytes;
+static int wq_busy;
+static pthread_once_t wq_once = PTHREAD_ONCE_INIT;
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&wq_mu);
+    for (;;) {
+        while (wq_head == NULL)
+            pthread_cond_wait(&wq_cv, &wq_mu);
+        job_t *j = wq_head;
+        wq_head = j->next;
+        if (wq_head == NULL)
+            wq_tail = &wq_head;
+        wq_busy = 1;
+        pthread_mutex_unlock(&wq_mu);
+        if (j->file->gzip > 0)
+            write_gzip(j->file, j->buf.data, j->buf.len);
+        else
+            write_plain(j->file, j->buf.data, j->buf.len);
+        size_t n = j->buf.len;
+        file_unref(j->file);
+        sh_buf_dispose(&j->buf);
+        sh_free(j);
+        pthread_mutex_lock(&wq_mu);
+        wq_bytes -= n;
+        wq_busy = 0;
+        if (wq_head == NULL)
+            pthread_cond_broadcast(&wq_idle);
+    }
+    return NULL;
+}
+
+static void writer_start(void)
+{
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, writer_main, NULL) != 0)
+        sh_log_err("access log writer thread: pthread_create failed");
+    pthread_attr_destroy(&a);
+}
+
+/* Hand b's bytes to the writer (b is left empty). Never blocks on I/O. */
+static void write_all(log_file_t *f, sh_buf_t *b)
+{
+    if (b->len == 0)
+        return;
+    pthread_once(&wq_once, writer_start);
+    pthread_mutex_lock(&wq_mu);
+    if (wq_bytes + b->len > LOG_QUEUE_MAX) {
+        pthread_mutex_unlock(&wq_mu);
+        if (atomic_fetch_add(&f->dropped, 1) == 0)
+            sh_log_err("access log \"%s\": the disk is too slow, lines dropped", f->path);
+        b->len = 0;
+        return;
+    }
+    job_t *j = sh_new(job_t);
+    j->file = f;
+    atomic_fetch_add(&f->refs, 1);
+    j->buf = *b;
+    memset(b, 0, sizeof(*b));
+    wq_bytes += j->buf.len;
+    *wq_tail = j;
+    wq_tail = &j->next;
+    pthread_cond_signal(&wq_cv);
+    pthread_mutex_unlock(&wq_mu);
+}
+
+/* Wait until the writer wrote everything handed over so far. */
+static void writer_sync(void)
+{
+    pthread_mutex_lock(&wq_mu);
+    while (wq_head != NULL || wq_busy)
+        pthread_cond_wait(&wq_idle, &wq_mu);
+    pthread_mutex_unlock(&wq_mu);
+}
+
 /* ------------------------------------------------------ per thread -- */
 
 typedef struct {
     log_file_t *file; /* one reference held */
     sh_buf_t buf;
+    uint64_t first_ms; /* when the batch's first line came */
 } thread_buf_t;
 
 typedef struct {
@@ -116,26 +252,31 @@ typedef struct {
     uv_loop_t *loop;
     uv_timer_t timer;
     int timer_on;
+    sh_buf_t tmp; /* an if= value, a syslog line */
 } log_thread_t;
 
 static pthread_key_t lt_key;
 static pthread_once_t lt_once = PTHREAD_ONCE_INIT;
 static _Thread_local log_thread_t *lt_self;
 
-static void lt_flush(log_thread_t *lt)
+/* Hand over the batches that are due (now == LOG_NEVER: all of them). */
+static void lt_flush(log_thread_t *lt, uint64_t now)
 {
     for (size_t i = 0; i < lt->nbufs; i++) {
         thread_buf_t *b = &lt->bufs[i];
-        if (b->buf.len > 0) {
-            write_all(b->file, b->buf.data, b->buf.len);
-            b->buf.len = 0;
-        }
+        if (b->buf.len > 0 && (now == LOG_NEVER || (b->file->flush_ms != LOG_NEVER &&
+                                                    now - b->first_ms >= b->file->flush_ms)))
+            write_all(b->file, &b->buf);
     }
 }
 
-static void lt_release(log_thread_t *lt)
+/* Hand everything over and let the files go; sync: wait until it is
+ * written (the thread's end, tests), never on a worker's loop otherwise. */
+static void lt_release(log_thread_t *lt, int sync)
 {
-    lt_flush(lt);
+    lt_flush(lt, LOG_NEVER);
+    if (sync)
+        writer_sync();
     for (size_t i = 0; i < lt->nbufs; i++) {
         sh_buf_dispose(&lt->bufs[i].buf);
         file_unref(lt->bufs[i].file);
@@ -150,7 +291,8 @@ static void lt_release(log_thread_t *lt)
 static void lt_destroy(void *p)
 {
     log_thread_t *lt = p;
-    lt_release(lt);
+    lt_release(lt, 1);
+    sh_buf_dispose(&lt->tmp);
     sh_free(lt);
     lt_self = NULL;
 }
@@ -163,7 +305,7 @@ static void lt_key_init(void)
 static void timer_cb(uv_timer_t *t)
 {
     log_thread_t *lt = container_of(t, log_thread_t, timer);
-    lt_flush(lt);
+    lt_flush(lt, uv_now(lt->loop));
 }
 
 static log_thread_t *lt_get(sh_request_t *r)
@@ -178,7 +320,7 @@ static log_thread_t *lt_get(sh_request_t *r)
     if (!lt->timer_on && r->c != NULL && r->c->w != NULL) {
         lt->loop = &r->c->w->loop;
         uv_timer_init(lt->loop, &lt->timer);
-        uv_timer_start(&lt->timer, timer_cb, LOG_FLUSH_MS, LOG_FLUSH_MS);
+        uv_timer_start(&lt->timer, timer_cb, LOG_TICK_MS, LOG_TICK_MS);
         uv_unref((uv_handle_t *)&lt->timer);
         lt->timer_on = 1;
     }
@@ -192,7 +334,7 @@ static thread_buf_t *lt_buf(log_thread_t *lt, log_file_t *f)
             return &lt->bufs[i];
     if (lt->nbufs >= LOG_MAX_FILES_PER_THREAD) {
         /* files of configurations long gone: write and let them go */
-        lt_release(lt);
+        lt_release(lt, 0);
     }
     lt->bufs = sh_realloc(lt->bufs, (lt->nbufs + 1) * sizeof(*lt->bufs));
     thread_buf_t *b = &lt->bufs[lt->nbufs++];
@@ -205,7 +347,7 @@ static thread_buf_t *lt_buf(log_thread_t *lt, log_file_t *f)
 void sh_access_log_flush(void)
 {
     if (lt_self != NULL)
-        lt_release(lt_self);
+        lt_release(lt_self, 1);
 }
 
 void sh_access_log(sh_request_t *r)
@@ -221,22 +363,27 @@ void sh_access_log(sh_request_t *r)
     log_thread_t *lt = lt_get(r);
     for (size_t i = 0; i < ll->nentries; i++) {
         const log_entry_t *e = &ll->entries[i];
-        thread_buf_t *b = lt_buf(lt, e->file);
-        size_t start = b->buf.len;
-        if (e->cond != NULL) {
-            sh_cv_eval(e->cond, r, &b->buf);
-            size_t n = b->buf.len - start;
-            int skip = n == 0 || (n == 1 && b->buf.data[start] == '0');
-            b->buf.len = start;
-            if (skip)
+        if (e->cond != NULL) { /* nginx: "" and "0" skip the line */
+            sh_buf_t *c = &lt->tmp;
+            c->len = 0;
+            sh_cv_eval(e->cond, r, c);
+            if (c->len == 0 || (c->len == 1 && c->data[0] == '0'))
                 continue;
         }
+        if (e->syslog != NULL) { /* one datagram per line, never blocking */
+            sh_buf_t *m = &lt->tmp;
+            m->len = 0;
+            sh_cv_eval_log(e->fmt->cv, r, e->fmt->escape, m);
+            sh_syslog_send(e->syslog, -1, m->data, m->len);
+            continue;
+        }
+        thread_buf_t *b = lt_buf(lt, e->file);
+        if (b->buf.len == 0)
+            b->first_ms = lt->loop != NULL ? uv_now(lt->loop) : 0;
         sh_cv_eval_log(e->fmt->cv, r, e->fmt->escape, &b->buf);
         sh_buf_append(&b->buf, "\n", 1);
-        if (b->buf.len >= LOG_FLUSH_BYTES) {
-            write_all(b->file, b->buf.data, b->buf.len);
-            b->buf.len = 0;
-        }
+        if (b->buf.len >= e->file->buffer)
+            write_all(b->file, &b->buf);
     }
 }
 
@@ -361,6 +508,10 @@ static log_file_t *open_file(sh_conf_t *cf, log_main_t *lm, const char *path, in
     log_file_t *f = sh_new(log_file_t);
     atomic_init(&f->refs, 1);
     f->fd = fd;
+    /* without buffer=: batches of 64k written at least every second (nginx
+     * writes each line at once; the writer thread keeps that off the loop) */
+    f->buffer = LOG_FLUSH_BYTES;
+    f->flush_ms = LOG_FLUSH_MS;
     f->path = sh_strdup(full.data);
     sh_buf_dispose(&full);
     lm->files = sh_realloc(lm->files, (lm->nfiles + 1) * sizeof(*lm->files));
@@ -383,33 +534,74 @@ static int access_log_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     }
     if (ll->off)
         return sh_conf_error(cf, "\"access_log\" after \"access_log off\" at the same level");
-    if (strncmp(n->args[1], "syslog:", 7) == 0)
-        return sh_conf_error(cf, "syslog access logs are not supported");
     const char *fname = n->nargs >= 3 ? n->args[2] : "combined";
     const log_format_t *fmt = find_format(cf, lm, fname);
     if (fmt == NULL)
         return sh_conf_error(cf, "unknown log format \"%s\"", fname);
     sh_cv_t *cond = NULL;
-    for (unsigned i = 3; i < n->nargs; i++) {
+    size_t buffer = 0;
+    uint64_t flush = LOG_NEVER;
+    int gzip = 0, rc = 0;
+    for (unsigned i = 3; i < n->nargs && rc == 0; i++) {
         const char *a = n->args[i];
         if (strncmp(a, "if=", 3) == 0) {
             sh_cv_destroy(cond);
             cond = NULL;
-            int rc = sh_cv_compile(cf, a + 3, &cond);
-            if (rc != 0)
-                return rc;
-        } else if (strncmp(a, "buffer=", 7) == 0 || strncmp(a, "flush=", 6) == 0 ||
-                   strcmp(a, "gzip") == 0 || strncmp(a, "gzip=", 5) == 0) {
-            /* always buffered per worker and flushed every second */
+            rc = sh_cv_compile(cf, a + 3, &cond);
+        } else if (strncmp(a, "buffer=", 7) == 0) {
+            if (sh_conf_parse_size(a + 7, &buffer) != 0 || buffer == 0)
+                rc = sh_conf_error(cf, "invalid buffer size \"%s\"", a + 7);
+        } else if (strncmp(a, "flush=", 6) == 0) {
+            if (sh_conf_parse_msec(a + 6, &flush) != 0 || flush == 0)
+                rc = sh_conf_error(cf, "invalid flush time \"%s\"", a + 6);
+        } else if (strcmp(a, "gzip") == 0) {
+            gzip = 1;
+        } else if (strncmp(a, "gzip=", 5) == 0) {
+            if (sh_conf_parse_int(a + 5, &gzip) != 0 || gzip < 1 || gzip > 9)
+                rc = sh_conf_error(cf, "invalid compression level \"%s\"", a + 5);
         } else {
-            sh_cv_destroy(cond);
-            return sh_conf_error(cf, "invalid parameter \"%s\"", a);
+            rc = sh_conf_error(cf, "invalid parameter \"%s\"", a);
         }
+    }
+    if (rc != 0) {
+        sh_cv_destroy(cond);
+        return rc;
+    }
+    if (strncmp(n->args[1], "syslog:", 7) == 0) {
+        /* nginx: syslog takes no buffer= / flush= / gzip */
+        if (buffer != 0 || flush != LOG_NEVER || gzip != 0) {
+            sh_cv_destroy(cond);
+            return sh_conf_error(cf, "logs to syslog cannot be buffered");
+        }
+        char err[160];
+        sh_syslog_t *s;
+        if (sh_syslog_open(n->args[1] + 7, &s, err, sizeof(err)) != 0) {
+            sh_cv_destroy(cond);
+            return sh_conf_error(cf, "%s", err);
+        }
+        ll->set = 1;
+        ll->entries = sh_realloc(ll->entries, (ll->nentries + 1) * sizeof(*ll->entries));
+        ll->entries[ll->nentries++] = (log_entry_t){.syslog = s, .fmt = fmt, .cond = cond};
+        return 0;
     }
     log_file_t *f = open_file(cf, lm, n->args[1], 0);
     if (f == NULL) {
         sh_cv_destroy(cond);
         return SH_EINVAL;
+    }
+    if (buffer != 0 || flush != LOG_NEVER || gzip != 0) {
+        /* nginx: one file, one set of parameters */
+        if (gzip && buffer == 0)
+            buffer = LOG_FLUSH_BYTES; /* nginx: gzip implies a 64k buffer */
+        if (f->params_set && (f->buffer != buffer || f->flush_ms != flush || f->gzip != gzip)) {
+            sh_cv_destroy(cond);
+            return sh_conf_error(cf, "access_log \"%s\" already defined with conflicting "
+                                     "parameters", n->args[1]);
+        }
+        f->params_set = 1;
+        f->buffer = buffer != 0 ? buffer : LOG_FLUSH_BYTES;
+        f->flush_ms = flush;
+        f->gzip = gzip;
     }
     ll->set = 1;
     ll->entries = sh_realloc(ll->entries, (ll->nentries + 1) * sizeof(*ll->entries));
@@ -426,8 +618,10 @@ static void log_destroy_loc(void *conf)
 {
     log_loc_t *ll = conf;
     if (!ll->inherited) {
-        for (size_t i = 0; i < ll->nentries; i++)
+        for (size_t i = 0; i < ll->nentries; i++) {
             sh_cv_destroy(ll->entries[i].cond);
+            sh_syslog_close(ll->entries[i].syslog);
+        }
         sh_free(ll->entries);
     }
     sh_free(ll);

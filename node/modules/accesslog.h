@@ -12,9 +12,16 @@
  * Files are opened once, at load (O_APPEND, relative to the prefix) and
  * are reference counted: the per-worker buffers keep them open past a
  * configuration's end. Lines are formatted into a per-worker (per thread)
- * buffer for each file and written with one write(2) per batch: when a
- * buffer reaches 64 KiB, every second from a timer on the worker's loop,
- * and when the worker thread ends. Nothing else blocks on a request.
+ * buffer for each file; a batch is handed to the process's one log writer
+ * thread when it reaches the file's buffer= size (64 KiB by default) or
+ * its flush= time after its first line (1 s by default; with buffer= and
+ * no flush=, as nginx, only when full), and when the worker thread ends.
+ * The writer does every write(2) (a batch as one gzip member with gzip),
+ * so a slow disk never holds a worker's loop; past 64 MiB waiting, batches
+ * are dropped and counted rather than queued without bound.
+ *
+ * `if=COND` skips the line when COND is "" or "0" (nginx). `access_log
+ * syslog:server=...` sends each line as one datagram (core/syslog.h).
  */
 #ifndef SH_ACCESSLOG_H
 #define SH_ACCESSLOG_H

@@ -33,6 +33,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "http/httpdate.h"
+#include "node/modules/gzip.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
@@ -264,6 +265,7 @@ typedef struct {
     struct stat st;
     int64_t off, end; /* the body still to send: [off, end) */
     char *buf;
+    int gz; /* JOB_OPEN: try path.gz first (gzip_static); 2: it is open */
 } static_ctx_t;
 
 static void free_list(char ***l)
@@ -306,6 +308,7 @@ static static_ctx_t *ctx_get(sh_request_t *r)
         if (x->fd >= 0)
             close(x->fd);
         x->fd = -1;
+        x->gz = 0;
         return x;
     }
     x = sh_new(static_ctx_t);
@@ -372,6 +375,23 @@ static void job_run(uv_work_t *w)
 {
     static_ctx_t *x = container_of(w, static_ctx_t, work);
     struct stat st;
+    if (x->job == JOB_OPEN && x->gz == 1) {
+        /* gzip_static: FILE.gz when it is a regular file */
+        size_t pl = strlen(x->path);
+        char *gp = sh_malloc(pl + 4);
+        memcpy(gp, x->path, pl);
+        memcpy(gp + pl, ".gz", 4);
+        int fd = open(gp, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        sh_free(gp);
+        if (fd >= 0) {
+            if (fstat(fd, &x->st) == 0 && S_ISREG(x->st.st_mode)) {
+                x->fd = fd;
+                x->gz = 2;
+                return;
+            }
+            close(fd);
+        }
+    }
     if (x->job == JOB_OPEN) {
         /* O_NONBLOCK: a FIFO or a device must not hold the thread (nginx
          * opens with it too); they are refused below */
@@ -573,9 +593,13 @@ static void send_file(static_ctx_t *x)
     int el = snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)mtime,
                       (unsigned long long)size);
     const char *type = mime_of(c, x->path);
-    sh_http1_header_t hs[6];
+    sh_http1_header_t hs[7];
     size_t n = 0;
     hs[n++] = (sh_http1_header_t){"Content-Type", 12, type, strlen(type)};
+    if (x->gz == 2) { /* gzip_static served FILE.gz */
+        hs[n++] = (sh_http1_header_t){"Content-Encoding", 16, "gzip", 4};
+        sh_gzip_static_served(r);
+    }
     hs[n++] = (sh_http1_header_t){"Last-Modified", 13, lm, SH_HTTP_DATE_LEN};
     hs[n++] = (sh_http1_header_t){"ETag", 4, etag, (size_t)el};
     int status = r->err_status ? r->err_status : 200;
@@ -612,7 +636,7 @@ static void send_file(static_ctx_t *x)
         }
         if (not_modified) {
             r->discard_body = 1;
-            if (sh_response_start(r, 304, NULL, 0, hs + 1, 2, -1, SH_RESP_NO_BODY) == 0 &&
+            if (sh_response_start(r, 304, NULL, 0, hs + n - 2, 2, -1, SH_RESP_NO_BODY) == 0 &&
                 sh_response_end(r, NULL, 0) == 0 && !r->freed)
                 sh_request_finish(r);
             return;
@@ -653,7 +677,7 @@ static void send_file(static_ctx_t *x)
             hs[n++] = (sh_http1_header_t){"Accept-Ranges", 13, "bytes", 5};
         }
     } else {
-        n = 1; /* an error page: no validators, no ranges (nginx) */
+        n = x->gz == 2 ? 2 : 1; /* an error page: no validators, no ranges (nginx) */
     }
     x->off = from;
     x->end = to + 1;
@@ -831,6 +855,7 @@ static int static_handler(sh_request_t *r)
     }
     if (m == SH_HTTP_POST)
         return 405; /* nginx: POST to a static file */
+    x->gz = sh_gzip_static_wanted(r);
     return job_start(x, JOB_OPEN);
 }
 

@@ -61,6 +61,7 @@ static int status_handler(sh_request_t *r)
         return SH_PH_DECLINED;
     sh_worker_totals_t t = {0};
     const sh_runtime_t *rt = r->c->w->rt;
+    sh_worker_counters_refresh(r->c->w); /* this request is writing, as in nginx */
     if (rt->totals != NULL)
         rt->totals(rt->totals_ud, &t);
     else

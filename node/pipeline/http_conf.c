@@ -286,6 +286,7 @@ static int build_addrs(sh_conf_t *cf, sh_http_main_t *m)
                 }
                 a->opt.ssl |= l->ssl;
                 a->opt.http2 |= l->http2;
+                a->opt.proxy_protocol |= l->proxy_protocol;
                 if (l->default_server)
                     a->opt.default_server = 1;
             }
@@ -485,6 +486,8 @@ static int listen_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             l.http2 = 1;
         else if (strcmp(a, "reuseport") == 0)
             l.reuseport = 1;
+        else if (strcmp(a, "proxy_protocol") == 0)
+            l.proxy_protocol = 1;
         else if (strncmp(a, "backlog=", 8) == 0) {
             if (sh_conf_parse_int(a + 8, &l.backlog) != 0)
                 return sh_conf_error(cf, "invalid backlog \"%s\"", a + 8);

@@ -63,6 +63,7 @@ typedef struct {
     unsigned ssl : 1;
     unsigned http2 : 1;
     unsigned reuseport : 1;
+    unsigned proxy_protocol : 1; /* a PROXY protocol header precedes the stream */
 } sh_listen_opt_t;
 
 /* One listening address and the servers on it, in config order. */

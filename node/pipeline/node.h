@@ -23,6 +23,7 @@
 #include "http/status.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/pipeline.h"
+#include "node/conn/proxyproto.h"
 
 #define SH_MAX_REQUEST_HEADERS 128
 #define SH_WBUF_HIGH           (256 * 1024) /* stop reading the other side above this */
@@ -130,6 +131,8 @@ struct sh_conn_s {
     struct sh_h2_s *h2;       /* HTTP/2 session (node/http2.c), else NULL */
     const sh_http_proto_t *proto; /* HTTP/1.1 (conn.c) or HTTP/2 (http2.c) */
     struct sockaddr_in6 peer; /* large enough for v4 and v6 */
+    sh_pp_t *pp;              /* `listen ... proxy_protocol`: the PROXY header read */
+    uint8_t pp_done;          /* the PROXY header is read */
 };
 
 /* Body framing of one direction. */
@@ -179,6 +182,10 @@ struct sh_request_s {
     void *h2s;   /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
     uint64_t up_bytes_received;
     uint64_t up_bytes_sent;
+    /* The client's address when a module (realip) set another than the
+     * connection's peer: $remote_addr, allow/deny, logs and limits read
+     * it through sh_request_peer(). */
+    const struct sockaddr_in6 *client;
     uint8_t discard_body : 1; /* local response: read and drop the body */
     uint8_t resp_started : 1; /* a response byte went to the client */
     uint8_t resp_done : 1;
@@ -225,12 +232,19 @@ struct sh_request_s {
 
 #define SH_REQUEST_ZERO offsetof(struct sh_request_s, scratch)
 
+/* The client's address for r: realip's when it set one, else the peer. */
+static inline const struct sockaddr_in6 *sh_request_peer(const sh_request_t *r)
+{
+    return r->client != NULL ? r->client : &r->c->peer;
+}
+
 /* A worker's connection counters (issue 6: /nginx_status, /metrics):
  * written by the worker only, read by the cluster thread with relaxed
  * atomics. reading/writing/waiting are refreshed each second. */
 typedef struct {
     _Atomic uint64_t accepted, handled, requests, active;
     _Atomic uint64_t reading, writing, waiting;
+    _Atomic uint64_t proxy_protocol_bad; /* closed for a malformed PROXY header */
 } sh_worker_counters_t;
 #define SH_WORKER_COUNT(w, f)  atomic_fetch_add_explicit(&(w)->ctr.f, 1, memory_order_relaxed)
 #define SH_WORKER_SET(w, f, v) atomic_store_explicit(&(w)->ctr.f, (v), memory_order_relaxed)

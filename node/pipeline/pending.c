@@ -104,17 +104,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     W("proxy_cache_min_uses", LOC | SH_CONF_TAKE1, "no response cache"),
     W("proxy_cache_revalidate", LOC | SH_CONF_FLAG, "no response cache"),
     W("proxy_cache_background_update", LOC | SH_CONF_FLAG, "no response cache"),
-    /* gzip */
-    W("gzip", LOCIF | SH_CONF_FLAG, "responses are sent uncompressed"),
-    W("gzip_vary", LOC | SH_CONF_FLAG, "responses are sent uncompressed"),
-    W("gzip_proxied", LOC | SH_CONF_1MORE, "responses are sent uncompressed"),
-    W("gzip_comp_level", LOC | SH_CONF_TAKE1, "responses are sent uncompressed"),
-    W("gzip_types", LOC | SH_CONF_1MORE, "responses are sent uncompressed"),
-    W("gzip_min_length", LOC | SH_CONF_TAKE1, "responses are sent uncompressed"),
-    W("gzip_buffers", LOC | SH_CONF_TAKE2, "responses are sent uncompressed"),
-    W("gzip_http_version", LOC | SH_CONF_TAKE1, "responses are sent uncompressed"),
-    W("gzip_disable", LOC | SH_CONF_1MORE, "responses are sent uncompressed"),
-    W("gzip_static", LOC | SH_CONF_TAKE1, "no precompressed files are served"),
     /* static files: what is not tuned yet */
     W("log_not_found", LOC | SH_CONF_FLAG, "no static files are served yet"),
     W("etag", LOC | SH_CONF_FLAG, "no static files are served yet"),

@@ -97,10 +97,11 @@ static void loc_filters(const sh_http_main_t *m, sh_http_loc_t *loc)
     sh_free(loc->filters);
     loc->filters = NULL;
     loc->nfilters = 0;
-    for (int late = 0; late < 2; late++)
+    for (int tier = 0; tier < 3; tier++) /* early, the others, late */
         for (unsigned i = 0; i < p->nfilters; i++) {
             const sh_filter_t *f = p->filters[i];
-            if ((f->late != 0) != late || (f->applies != NULL && !f->applies(m, loc)))
+            int t = f->early ? 0 : f->late ? 2 : 1;
+            if (t != tier || (f->applies != NULL && !f->applies(m, loc)))
                 continue;
             loc->filters = sh_realloc(loc->filters, (loc->nfilters + 1) * sizeof(*loc->filters));
             loc->filters[loc->nfilters++] = f;
@@ -301,10 +302,12 @@ const sh_http_loc_t *sh_request_loc(const sh_request_t *r)
     return r->loc != NULL ? r->loc : r->c->addr->default_srv->loc;
 }
 
-int sh_filter_headers(sh_request_t *r, sh_resp_head_t *h)
+static int run_filters(sh_request_t *r, sh_resp_head_t *h, int early)
 {
     const sh_http_loc_t *loc = sh_request_loc(r);
     for (unsigned i = 0; i < loc->nfilters; i++) {
+        if ((loc->filters[i]->early != 0) != early)
+            continue;
         int rc = loc->filters[i]->header(r, h);
         if (rc != 0)
             return rc;
@@ -312,6 +315,16 @@ int sh_filter_headers(sh_request_t *r, sh_resp_head_t *h)
             h->f[h->scr[k].i].value = r->hscratch.data + h->scr[k].off;
     }
     return 0;
+}
+
+int sh_filter_headers_early(sh_request_t *r, sh_resp_head_t *h)
+{
+    return run_filters(r, h, 1);
+}
+
+int sh_filter_headers(sh_request_t *r, sh_resp_head_t *h)
+{
+    return run_filters(r, h, 0);
 }
 
 int sh_resp_head_set_scratch(sh_request_t *r, sh_resp_head_t *h, size_t i, size_t off,

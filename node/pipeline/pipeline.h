@@ -164,6 +164,10 @@ typedef struct sh_filter_s {
     int (*applies)(const sh_http_main_t *m, const sh_http_loc_t *loc);
     sh_header_filter_pt header;
     int late; /* runs after every other filter (sees the final head) */
+    /* Runs before the protocol's framing (sh_filter_headers_early): a
+     * filter that transforms the body (gzip) sets h->length to -1 there,
+     * so HTTP/1.1 chunks it and HTTP/2 sends no content-length. */
+    int early;
 } sh_filter_t;
 
 /* Register a header filter (loading thread). Filters run in registration
@@ -175,7 +179,9 @@ int sh_filter_add(sh_conf_t *cf, sh_http_main_t *m, const sh_filter_t *f);
  * parser refused). Never NULL. */
 const sh_http_loc_t *sh_request_loc(const sh_request_t *r);
 
-/* Run r's location's header filters on h. 0 or a negative SH_E*. */
+/* Run r's location's header filters on h (the early ones before the
+ * protocol's framing, the others after it). 0 or a negative SH_E*. */
+int sh_filter_headers_early(sh_request_t *r, sh_resp_head_t *h);
 int sh_filter_headers(sh_request_t *r, sh_resp_head_t *h);
 
 /* ------------------------------------------------------ protocol -- */

@@ -10,9 +10,8 @@
 #include "core/log.h"
 #include "node/pipeline/http_conf.h"
 
-void sh_req_log_client(const sh_conn_t *c, char *out, size_t len)
+static void addr_text(const struct sockaddr_in6 *p6, char *out, size_t len)
 {
-    const struct sockaddr_in6 *p6 = &c->peer;
     if (p6->sin6_family == AF_INET6) {
         const uint8_t *b = p6->sin6_addr.s6_addr;
         static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -26,6 +25,11 @@ void sh_req_log_client(const sh_conn_t *c, char *out, size_t len)
     } else {
         snprintf(out, len, "unix:");
     }
+}
+
+void sh_req_log_client(const sh_conn_t *c, char *out, size_t len)
+{
+    addr_text(&c->peer, out, len);
 }
 
 /* Append at most n bytes of s, quotes and control bytes escaped as nginx's
@@ -72,7 +76,8 @@ void sh_req_log(int level, const sh_conn_t *c, const sh_request_t *r, const char
         off = off + (size_t)k < cap ? off + (size_t)k : cap - 1;
     if (c != NULL) {
         char ip[INET6_ADDRSTRLEN + 8];
-        sh_req_log_client(c, ip, sizeof(ip));
+        /* realip's address when it set one, as nginx's "client:" */
+        addr_text(r != NULL && r->c == c ? sh_request_peer(r) : &c->peer, ip, sizeof(ip));
         off = puts_(line, off, cap, ", client: ");
         off = puts_(line, off, cap, ip);
     }

@@ -11,6 +11,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/syslog.h"
 #include "core/privs.h"
 
 struct sh_runtime_private {
@@ -36,6 +37,7 @@ static void core_destroy(void *conf)
 {
     sh_core_conf_t *c = conf;
     sh_free(c->error_log);
+    sh_free(c->error_syslog);
     sh_free(c->pid);
     sh_free(c->user);
     sh_free(c->group);
@@ -105,7 +107,19 @@ static int error_log_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     if (cf->ctx != SH_CTX_MAIN)
         return 0; /* per-server error logs: accepted, the main one is used */
     sh_free(c->error_log);
-    c->error_log = strcmp(n->args[1], "stderr") == 0 ? NULL : sh_strdup(n->args[1]);
+    c->error_log = NULL;
+    sh_free(c->error_syslog);
+    c->error_syslog = NULL;
+    if (strncmp(n->args[1], "syslog:", 7) == 0) {
+        char err[160];
+        sh_syslog_t *s;
+        if (sh_syslog_open(n->args[1] + 7, &s, err, sizeof(err)) != 0)
+            return sh_conf_error(cf, "%s", err);
+        sh_syslog_close(s); /* the start opens its own: error_log is not reloaded */
+        c->error_syslog = sh_strdup(n->args[1] + 7);
+    } else if (strcmp(n->args[1], "stderr") != 0) {
+        c->error_log = sh_strdup(n->args[1]);
+    }
     if (n->nargs == 3) {
         int lvl = sh_log_level_parse(n->args[2]);
         if (lvl < 0)

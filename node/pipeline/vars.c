@@ -133,6 +133,7 @@ static const struct {
     {"remote_port", V_REMOTE_PORT},
     {"remote_user", V_REMOTE_USER},
     {"binary_remote_addr", V_BINARY_REMOTE_ADDR},
+
     {"server_name", V_SERVER_NAME},
     {"server_port", V_SERVER_PORT},
     {"server_addr", V_SERVER_ADDR},
@@ -503,7 +504,7 @@ static const sh_http1_header_t *find_header(const sh_request_t *r, const char *l
 static void append_remote_addr(sh_request_t *r, sh_buf_t *out)
 {
     char ip[INET6_ADDRSTRLEN] = "";
-    const struct sockaddr_in6 *p = &r->c->peer;
+    const struct sockaddr_in6 *p = sh_request_peer(r);
     if (p->sin6_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)p)->sin_addr, ip, sizeof(ip));
     else
@@ -700,16 +701,19 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         append_remote_addr(r, out);
         return 1;
     case V_REMOTE_PORT:
-        sh_buf_appendf(out, "%u", ntohs(r->c->peer.sin6_port));
+        if (sh_request_peer(r)->sin6_port == 0)
+            return 1; /* realip's address without a port: empty, as nginx */
+        sh_buf_appendf(out, "%u", ntohs(sh_request_peer(r)->sin6_port));
         return 1;
     case V_REMOTE_USER:
         return remote_user(r, out);
     case V_BINARY_REMOTE_ADDR:
-        if (r->c->peer.sin6_family == AF_INET)
-            sh_buf_append(out, &((const struct sockaddr_in *)&r->c->peer)->sin_addr, 4);
+        if (sh_request_peer(r)->sin6_family == AF_INET)
+            sh_buf_append(out, &((const struct sockaddr_in *)sh_request_peer(r))->sin_addr, 4);
         else
-            sh_buf_append(out, &r->c->peer.sin6_addr, 16);
+            sh_buf_append(out, &sh_request_peer(r)->sin6_addr, 16);
         return 1;
+
     case V_SERVER_NAME:
         if (r->srv && r->srv->nnames > 0)
             sh_buf_appends(out, r->srv->names[0]);

@@ -650,11 +650,12 @@ static int ip_hash_pick(sh_ups_rt_t *rt, uint64_t tried, uint64_t now, sh_reques
     const unsigned char *addr = pseudo;
     size_t alen = 3;
     if (r != NULL && r->c != NULL) {
-        if (r->c->peer.sin6_family == AF_INET) {
-            addr = (const unsigned char *)&((const struct sockaddr_in *)&r->c->peer)->sin_addr;
+        const struct sockaddr_in6 *peer = sh_request_peer(r); /* realip's, as nginx */
+        if (peer->sin6_family == AF_INET) {
+            addr = (const unsigned char *)&((const struct sockaddr_in *)peer)->sin_addr;
             alen = 3; /* the /24: clients behind one NAT range stick together */
-        } else if (r->c->peer.sin6_family == AF_INET6) {
-            addr = r->c->peer.sin6_addr.s6_addr;
+        } else if (peer->sin6_family == AF_INET6) {
+            addr = peer->sin6_addr.s6_addr;
             alen = 16;
         }
     }

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Requests/s for gzip of one 100 KB JSON file at gzip_comp_level 6 (served
+# from disk, compressed per request: no gzip_static), Shoal beside nginx,
+# each with one worker pinned to CPU 0 and wrk (-t1 -c16, keep-alive,
+# Accept-Encoding: gzip) pinned to the last CPU, no access log; the two run
+# one after the other, ROUNDS times interleaved, median of each printed.
+#   bench/gzip.sh [SECONDS per run, default 5] [ROUNDS, default 3]
+# Needs: nginx, wrk, taskset; the node built in build/ (built if missing).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+secs=${1:-5}
+rounds=${2:-3}
+bin=${SHOAL_BIN:-$root/build/bin/shoal}
+nginx=${NGINX_BIN:-/usr/sbin/nginx}
+[ -x "$bin" ] || cmake --build "$root/build" --target shoal >/dev/null
+for t in wrk taskset "$nginx"; do
+  command -v "$t" >/dev/null || { echo "gzip.sh: $t is missing" >&2; exit 2; }
+done
+last=$(( $(nproc) - 1 ))
+d=$(mktemp -d /tmp/gzip-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
+trap cleanup EXIT
+mkdir -p "$d/html" "$d/logs" "$d/ng/logs"
+python3 - "$d/html/data.json" <<'PY'
+import json, random, sys
+rnd = random.Random(7)
+items = [{"id": i, "name": "item-%d" % i, "tags": ["alpha", "beta", "gamma"][: i % 3 + 1],
+          "price": rnd.randint(1, 100000) / 100.0, "ok": i % 2 == 0,
+          "note": "".join(rnd.choice("abcdefghij ") for _ in range(20))} for i in range(2000)]
+data = json.dumps(items).encode()
+open(sys.argv[1], "wb").write(data[:100 * 1024])
+PY
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sp=$(free_port); np=$(free_port)
+common="access_log off; keepalive_requests 1000000000; types { application/json json; } gzip on; gzip_comp_level 6; gzip_types application/json;"
+cat > "$d/shoal.conf" <<CONF
+worker_processes 1; error_log $d/logs/error.log warn;
+events { worker_connections 4096; }
+http { $common server { listen 127.0.0.1:$sp; root $d/html; } }
+CONF
+cat > "$d/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $d/ng/nginx.pid; error_log $d/ng/logs/error.log warn;
+events { worker_connections 4096; }
+http { $common client_body_temp_path $d/ng/b; proxy_temp_path $d/ng/p; fastcgi_temp_path $d/ng/f;
+       uwsgi_temp_path $d/ng/u; scgi_temp_path $d/ng/s;
+       server { listen 127.0.0.1:$np; root $d/html; } }
+CONF
+taskset -c 0 "$bin" -p "$d/" -c "$d/shoal.conf" & pids+=($!)
+taskset -c 0 "$nginx" -p "$d/ng/" -c "$d/nginx.conf" & pids+=($!)
+for p in $sp $np; do
+  for _ in $(seq 100); do curl -sf --compressed -o /dev/null "http://127.0.0.1:$p/data.json" && break; sleep 0.05; done
+done
+# both must answer with gzip, and the same JSON once decompressed
+for p in $sp $np; do
+  curl -sf -H "Accept-Encoding: gzip" -D "$d/h.$p" -o "$d/o.$p" "http://127.0.0.1:$p/data.json"
+  grep -qi '^content-encoding: gzip' "$d/h.$p" || { echo "gzip.sh: port $p did not compress" >&2; exit 1; }
+  gzip -dc < "$d/o.$p" | cmp -s - "$d/html/data.json" || { echo "gzip.sh: port $p: bad body" >&2; exit 1; }
+done
+echo "compressed sizes: shoal $(stat -c %s "$d/o.$sp"), nginx $(stat -c %s "$d/o.$np") bytes"
+run() { taskset -c "$last" wrk -t1 -c16 -H "Accept-Encoding: gzip" -d"${secs}s" "http://127.0.0.1:$1/data.json" | awk '/Non-2xx/ {bad=1} /Requests\/sec/ {r=$2} END {print bad ? "non-2xx" : r}'; }
+s_all=(); n_all=()
+for _ in $(seq "$rounds"); do
+  n_all+=("$(run $np)"); s_all+=("$(run $sp)")
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+sm=$(median "${s_all[@]}"); nm=$(median "${n_all[@]}")
+echo "gzip level 6 of a 100 KB JSON, 1 worker on CPU 0, wrk -t1 -c16 on CPU $last, ${secs}s x $rounds"
+echo "nginx: ${n_all[*]} req/s (median $nm)"
+echo "shoal: ${s_all[*]} req/s (median $sm)"
+awk -v s="$sm" -v n="$nm" 'BEGIN { printf "shoal/nginx: %.2f\n", s / n }'
