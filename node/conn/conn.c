@@ -1083,6 +1083,27 @@ static void head_error(sh_conn_t *c, sh_request_t *r)
     respond_bare(c, r, status);
 }
 
+/* Keep the head: r->h's parsed pointers move from base[0..n) to r's own
+ * copy (a previous partial copy is released). */
+static void keep_head(sh_request_t *r, const char *base, size_t n)
+{
+    char *copy = sh_memdup(base, n);
+    ptrdiff_t d = copy - base;
+    sh_free(r->head);
+    r->head = copy;
+    r->head_len = n;
+    if (r->h.method)
+        r->h.method += d;
+    if (r->h.target)
+        r->h.target += d;
+    if (r->h.host)
+        r->h.host += d;
+    for (size_t i = 0; i < r->h.nheaders; i++) {
+        r->headers[i].name += d;
+        r->headers[i].value += d;
+    }
+}
+
 static ssize_t process(sh_conn_t *c, const char *data, size_t len)
 {
     size_t off = 0;
@@ -1108,25 +1129,18 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
             r->h.headers = r->headers;
             r->h.max_headers = SH_MAX_REQUEST_HEADERS;
             ssize_t n = sh_http1_parse_request(data + off, len - off, &r->h, &lim);
-            if (n == SH_EAGAIN)
-                return (ssize_t)off;
-            if (n < 0) {
+            if (n == SH_EAGAIN || n < 0) {
+                /* The parsed fields point into data, which conn_input may
+                 * free when this returns; a request line already read is
+                 * logged later (a header timeout's 408, a 400) from a copy. */
+                if (r->h.method != NULL)
+                    keep_head(r, data + off, len - off);
+                if (n == SH_EAGAIN)
+                    return (ssize_t)off;
                 head_error(c, r);
                 return -1;
             }
-            /* keep the head: the parsed pointers move to our copy */
-            const char *base = data + off;
-            r->head = sh_memdup(base, (size_t)n);
-            r->head_len = (size_t)n;
-            ptrdiff_t d = r->head - base;
-            r->h.method += d;
-            r->h.target += d;
-            if (r->h.host)
-                r->h.host += d;
-            for (size_t i = 0; i < r->h.nheaders; i++) {
-                r->headers[i].name += d;
-                r->headers[i].value += d;
-            }
+            keep_head(r, data + off, (size_t)n);
             off += (size_t)n;
             sh_request_dispatch(r);
             continue;
