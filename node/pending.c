@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Directives of nginx configurations that Shoal does not implement yet
- * (limits, cache, gzip, headers, static files, status). They
+ * (cache, gzip, headers, static files, status). They
  * are accepted with a warning that names the directive and its file:line,
  * so an nginx configuration loads and `shoal -t` lists exactly what is
  * not honoured yet. This module is last in the module list: when a real
@@ -18,13 +18,6 @@
     }
 
 static const sh_conf_cmd_t pending_cmds[] = {
-    /* limits */
-    P("limit_conn_zone", SH_CTX_HTTP | SH_CONF_TAKE2),
-    P("limit_req_zone", SH_CTX_HTTP | SH_CONF_TAKE34),
-    P("limit_conn", LOC | SH_CONF_TAKE2),
-    P("limit_req", LOC | SH_CONF_TAKE123),
-    P("limit_conn_status", LOC | SH_CONF_TAKE1),
-    P("limit_req_status", LOC | SH_CONF_TAKE1),
     /* cache */
     P("proxy_cache_path", SH_CTX_HTTP | SH_CONF_2MORE),
     P("proxy_cache", LOC | SH_CONF_TAKE1),

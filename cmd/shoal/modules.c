@@ -12,6 +12,8 @@
 #include "node/headers.h"
 #include "node/http2.h"
 #include "node/http_conf.h"
+#include "node/limit_conn.h"
+#include "node/limit_req.h"
 #include "node/map.h"
 #include "node/proxy.h"
 #include "node/rewrite.h"
@@ -34,6 +36,10 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_accesslog_module,
     &sh_upstream_module,
     &sh_proxy_module,
+    /* preaccess: nginx runs limit_req before limit_conn (its phase
+     * handlers run in reverse module order, limit_conn being listed first) */
+    &sh_limit_req_module,
+    &sh_limit_conn_module,
     &sh_access_module,
     &sh_status_module,
     &sh_static_module, /* after every other content handler */
