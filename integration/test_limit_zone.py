@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""A limit_req zone of 1m under 100,000 distinct keys (pipelined on four
+connections): every key's first request passes (a full zone evicts its
+least recently used states, as nginx does, rather than refusing), the
+process grows by less than the zone's size plus slack, and the zone keeps
+limiting: a key among the last used still has its state (its next
+requests are counted from it), a key of the first thousand was evicted
+(it starts afresh), and a new key gets exactly 1 + burst."""
+import socket
+import threading
+
+import shoal_harness as sh
+
+KEYS = 100000
+CONNS = 4
+
+
+def pipelined(port, keys, out, i):
+    """keys on connections of 1000 requests each (keepalive_requests)."""
+    total = {}
+    for j in range(0, len(keys), 1000):
+        one_conn(port, keys[j:j + 1000], total)
+    out[i] = total
+
+
+def one_conn(port, keys, statuses):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(60)
+    want, got, buf = len(keys), 0, b""
+    batch = 500
+    sent = 0
+    while got < want:
+        if sent < want and sent - got < 2000:
+            reqs = "".join("GET /f HTTP/1.1\r\nHost: x\r\nX-Key: %s\r\n\r\n" % k
+                           for k in keys[sent:sent + batch])
+            s.sendall(reqs.encode())
+            sent += min(batch, want - sent)
+            continue
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        buf += d
+        # responses are small and fixed: count status lines as they come
+        while True:
+            j = buf.find(b"HTTP/1.1 ")
+            if j < 0 or len(buf) < j + 12:
+                break
+            st = int(buf[j + 9:j + 12])
+            statuses[st] = statuses.get(st, 0) + 1
+            got += 1
+            buf = buf[j + 12:]
+    s.close()
+
+
+def main(t):
+    html = t._subdir("html")
+    with open(html + "/f", "w") as f:
+        f.write("ok\n")
+    node = t.shoal("""
+        events { }
+        http {
+            limit_req_zone $http_x_key zone=big:1m rate=1r/s;
+            access_log off;
+            server {
+                listen 127.0.0.1:{port};
+                location / { root %s; limit_req zone=big burst=2 nodelay; }
+            }
+        }""" % html)
+    rss0 = node.proc.memory_kb()[0]
+    keys = ["key-%06d" % n for n in range(KEYS)]
+    out = [None] * CONNS
+    # the first thousand keys first, on one connection: the oldest states
+    pipelined(node.port, keys[:1000], out, 0)
+    first = out[0]
+    rest = keys[1000:]
+    th = [threading.Thread(target=pipelined, args=(node.port, rest[i::CONNS], out, i))
+          for i in range(CONNS)]
+    for x in th:
+        x.start()
+    for x in th:
+        x.join(120)
+    total = dict(first)
+    for o in out:
+        for k, v in (o or {}).items():
+            total[k] = total.get(k, 0) + v
+    t.check(total == {200: KEYS}, "100,000 distinct keys: every first request passes", total)
+    rss1 = node.proc.memory_kb()[0]
+    t.log("shoal RSS %d kB before, %d kB after 100,000 keys" % (rss0, rss1))
+    t.check(rss1 - rss0 < 8 * 1024, "the process grew by less than 8 MB (zone 1m)",
+            (rss0, rss1))
+
+    def burst(key, n):
+        return [t.curl(node.url("/f"), "-H", "X-Key: " + key).status for _ in range(n)]
+    got = burst(keys[-1], 3)
+    t.check(got == [200, 200, 503], "the last key used kept its state: 2 more pass, then 503", got)
+    got = burst(keys[5], 4)
+    t.check(got == [200, 200, 200, 503], "an early key was evicted: it starts afresh (1 + burst)",
+            got)
+    got = {}
+    one_conn(node.port, ["fresh"] * 30, got)  # pipelined: within a few ms
+    t.check(got == {200: 3, 503: 27}, "a new key after the flood: 1 + burst of 30 pass", got)
+
+
+sh.run(main)
