@@ -18,6 +18,7 @@
  *   GET  /v1/events                       Server-Sent Events (member-*, keyring, reload)
  *   GET  /metrics                         Prometheus text format 0.0.4
  *   GET  /nginx_status                    nginx's stub_status format
+ *   GET  /ui/                             the dashboard (admin_ui.h), no token
  *
  * When a token is configured (required off loopback, cluster_conf.c) every
  * request needs "Authorization: Bearer TOKEN"; the token is compared as
@@ -25,9 +26,17 @@
  * {"error":"..."} with 400 (bad JSON or arguments: nothing changed), 401,
  * 404, 405, 409 (refused in this state), 413, 502 (a join reached nobody).
  *
- * Connections: at most MAX_ADMIN_CONNS at once; an event stream is dropped
- * when more than SUB_MAX_QUEUED bytes wait for it (a client not reading),
- * and counted. A connection with an operation in flight on the thread pool
+ * Connections: at most MAX_ADMIN_CONNS at once. The token is known only once
+ * a request is whole, so a connection still reading its request is anyone's
+ * (issue 15: 128 idle connections locked operators out): its request must
+ * be complete within ADMIN_HEADER_MS of the accept (not re-armed by reads),
+ * and when the table is full the oldest such connection is closed to make
+ * room for the new one; only a table full of connections past their request
+ * (operations in flight, event streams, responses being sent) answers 503.
+ * A response must be taken within ADMIN_SEND_MS. Each refusal is counted
+ * by reason (shoal_admin_rejected_total). An event stream is dropped when
+ * more than SUB_MAX_QUEUED bytes wait for it (a client not reading), and
+ * counted. A connection with an operation in flight on the thread pool
  * (reload) or in push-pulls (join) is freed only once it has completed.
  */
 #include <jansson.h>
@@ -39,6 +48,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/admin_ui.h"
 #include "cluster/cluster_internal.h"
 #include "core/alloc.h"
 #include "core/err.h"
@@ -48,10 +58,24 @@
 #define MAX_ADMIN_CONNS 128u
 #define SUB_MAX_QUEUED  (256u * 1024u)
 #define MAX_JOIN_ADDRS  64u
+#define ADMIN_HEADER_MS 3000u  /* from accept to a whole request */
+#define ADMIN_SEND_MS   10000u /* for a response to be taken */
+
+const char *const sh_cluster__admin_reasons[SH_ADMIN_R_N] = {
+    [SH_ADMIN_R_CONN_LIMIT] = "conn_limit",
+    [SH_ADMIN_R_EVICTED] = "evicted",
+    [SH_ADMIN_R_HEADER_TIMEOUT] = "header_timeout",
+    [SH_ADMIN_R_SEND_TIMEOUT] = "send_timeout",
+    [SH_ADMIN_R_TOO_LARGE] = "too_large",
+    [SH_ADMIN_R_BAD_REQUEST] = "bad_request",
+    [SH_ADMIN_R_UNAUTHORIZED] = "unauthorized",
+};
 
 typedef struct joinreq_s joinreq;
 
-typedef struct {
+typedef struct adconn_s adconn;
+
+struct adconn_s {
     unsigned magic; /* SH_ADMIN_MAGIC: tells close_all whose handle this is */
     union {
         uv_tcp_t tcp;
@@ -62,6 +86,8 @@ typedef struct {
     uv_write_t write;
     uv_work_t work;
     sh_cluster_t *c;
+    adconn *prev, *next; /* c->admin_head list, oldest first, until closing */
+    uint64_t deadline;   /* reading or responding: closed then; 0: none */
     char req[ADMIN_MAX_REQ];
     size_t len;
     size_t body_off; /* where the body starts, once the head is complete */
@@ -70,8 +96,8 @@ typedef struct {
     int closing, closed, busy, sub;
     joinreq *join;
     int rc;         /* reload result */
-    char msg[1024]; /* reload message */
-} adconn;
+    char msg[8192]; /* reload message (with the load's warnings) */
+};
 
 struct joinreq_s {
     adconn *a; /* NULL once the connection is gone */
@@ -113,13 +139,63 @@ static void unsubscribe(adconn *a)
         }
 }
 
+static void ad_unlink(adconn *a)
+{
+    sh_cluster_t *c = a->c;
+    if (a->prev)
+        a->prev->next = a->next;
+    else if (c->admin_head == a)
+        c->admin_head = a->next;
+    else
+        return; /* not linked */
+    if (a->next)
+        a->next->prev = a->prev;
+    else
+        c->admin_tail = a->prev;
+    a->prev = a->next = NULL;
+}
+
 static void ad_close(adconn *a)
 {
     if (a->closing)
         return;
     a->closing = 1;
+    ad_unlink(a);
     unsubscribe(a);
     uv_close(&a->h.handle, ad_closed);
+}
+
+/* ---------------------------------------------------------- deadlines -- */
+
+static void admin_timer_cb(uv_timer_t *t);
+
+/* Arm the cluster's admin timer for the earliest deadline (at most
+ * MAX_ADMIN_CONNS connections: a walk is cheap). */
+static void admin_arm(sh_cluster_t *c)
+{
+    uint64_t first = 0, now = uv_now(&c->loop);
+    for (adconn *a = c->admin_head; a; a = a->next)
+        if (a->deadline && (first == 0 || a->deadline < first))
+            first = a->deadline;
+    if (first == 0)
+        uv_timer_stop(&c->admin_timer);
+    else
+        uv_timer_start(&c->admin_timer, admin_timer_cb, first > now ? first - now : 0, 0);
+}
+
+static void admin_timer_cb(uv_timer_t *t)
+{
+    sh_cluster_t *c = container_of(t, sh_cluster_t, admin_timer);
+    uint64_t now = uv_now(&c->loop);
+    adconn *next;
+    for (adconn *a = c->admin_head; a; a = next) {
+        next = a->next;
+        if (a->deadline == 0 || a->deadline > now)
+            continue;
+        c->admin_rejected[a->resp ? SH_ADMIN_R_SEND_TIMEOUT : SH_ADMIN_R_HEADER_TIMEOUT]++;
+        ad_close(a);
+    }
+    admin_arm(c);
 }
 
 void sh_cluster__admin_close(uv_handle_t *h)
@@ -188,6 +264,8 @@ static void respond(adconn *a, int code, const char *ctype, char *body, const ch
     free(body);
     uv_buf_t b = uv_buf_init(a->resp, (unsigned)n);
     a->write.data = a;
+    a->deadline = uv_now(&a->c->loop) + ADMIN_SEND_MS;
+    admin_arm(a->c);
     if (uv_write(&a->write, &a->h.stream, &b, 1, ad_written) != 0)
         ad_close(a);
 }
@@ -395,6 +473,54 @@ void sh_cluster__admin_join_done(sh_cluster_t *c, void *req, int ok)
         join_finish(j);
 }
 
+/* A host name given to /v1/join: resolved on libuv's pool, off the loop. */
+typedef struct {
+    uv_getaddrinfo_t gai;
+    sh_cluster_t *c;
+    joinreq *j;
+    char name[300];
+} joinname;
+
+static void join_name_done(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+{
+    joinname *r = container_of(g, joinname, gai);
+    sh_cluster_t *c = r->c;
+    joinreq *j = r->j;
+    unsigned started = 0;
+    if (status != 0)
+        sh_log_warn("cluster: join %s (admin API): %s", r->name, uv_strerror(status));
+    for (struct addrinfo *ai = res; status == 0 && !c->stopping && ai != NULL; ai = ai->ai_next) {
+        char ip[64], addr[80];
+        uint16_t port;
+        if (ai->ai_family == AF_INET) {
+            uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, ip, sizeof(ip));
+            port = ntohs(((const struct sockaddr_in *)ai->ai_addr)->sin_port);
+            snprintf(addr, sizeof(addr), "%s:%u", ip, port);
+        } else if (ai->ai_family == AF_INET6) {
+            uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, ip, sizeof(ip));
+            port = ntohs(((const struct sockaddr_in6 *)ai->ai_addr)->sin6_port);
+            snprintf(addr, sizeof(addr), "[%s]:%u", ip, port);
+        } else {
+            continue;
+        }
+        j->pending++;
+        c->joins_pending++;
+        c->admin_join = j;
+        sh_swim_join(c->swim, addr); /* -> push-pull -> admin_join_done */
+        c->admin_join = NULL;
+        started++;
+    }
+    if (res != NULL)
+        uv_freeaddrinfo(res);
+    sh_free(r);
+    if (started > 0)
+        sh_cluster__reschedule(c);
+    else
+        j->failed++;
+    if (--j->pending == 0)
+        join_finish(j);
+}
+
 static void post_join(adconn *a, json_t *body)
 {
     sh_cluster_t *c = a->c;
@@ -407,32 +533,62 @@ static void post_join(adconn *a, json_t *body)
     }
     json_array_foreach(addrs, i, v)
     {
+        /* numeric, or HOST:PORT with a name as the configuration takes */
         struct sockaddr_storage ss;
         const char *s = json_string_value(v);
-        if (s == NULL || sh_cluster__parse_addr(s, &ss) != 0) {
-            char m[300];
-            snprintf(m, sizeof(m), "invalid address %s: a numeric host:port is needed",
+        const char *colon = s ? strrchr(s, ':') : NULL;
+        int port = colon ? atoi(colon + 1) : 0;
+        if (s == NULL || (sh_cluster__parse_addr(s, &ss) != 0 &&
+                          (colon == NULL || colon == s || port <= 0 || port > 65535 ||
+                           strlen(s) >= 300))) {
+            char m[400];
+            snprintf(m, sizeof(m), "invalid address %.300s: host:port is needed",
                      s ? s : "(not a string)");
             respond(a, 400, NULL, NULL, m);
             return;
         }
     }
     if (c->left) {
-        respond(a, 409, NULL, NULL, "this node has left the cluster; restart it to join again");
-        return;
+        /* Serf's -rejoin: alive again under a new incarnation */
+        sh_swim_rejoin(c->swim, uv_now(&c->loop));
+        c->left = 0;
+        sh_cluster__join_resume(c);
+        sh_log_notice("cluster: joining again after a leave (admin API)");
     }
     joinreq *j = sh_new(joinreq);
     j->a = a;
     j->pending = (unsigned)n + 1; /* +1 held until every join is started */
     a->join = j;
     a->busy = 1;
-    c->admin_join = j;
     json_array_foreach(addrs, i, v)
     {
-        c->joins_pending++;
-        sh_swim_join(c->swim, json_string_value(v)); /* -> push-pull -> admin_join_done */
+        struct sockaddr_storage ss;
+        const char *s = json_string_value(v);
+        if (sh_cluster__parse_addr(s, &ss) == 0) {
+            c->joins_pending++;
+            c->admin_join = j;
+            sh_swim_join(c->swim, s); /* -> push-pull -> admin_join_done */
+            c->admin_join = NULL;
+            continue;
+        }
+        joinname *r = sh_new(joinname);
+        r->c = c;
+        r->j = j;
+        snprintf(r->name, sizeof(r->name), "%s", s);
+        char *colon = strrchr(r->name, ':');
+        *colon = '\0';
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        if (uv_getaddrinfo(&c->loop, &r->gai, join_name_done, r->name, colon + 1, &hints) != 0) {
+            sh_free(r);
+            j->failed++;
+            j->pending--; /* never 0 here: the +1 is held */
+        } else {
+            *colon = ':'; /* the whole "host:port" for the log (getaddrinfo copied it) */
+        }
     }
-    c->admin_join = NULL;
     sh_cluster__reschedule(c);
     if (--j->pending == 0) /* every push-pull failed at once */
         join_finish(j);
@@ -756,6 +912,20 @@ static void get_metrics(adconn *a)
             (unsigned long long)ks->bad_tag);
     fprintf(f, "shoal_gossip_dropped_total{reason=\"too_big\"} %llu\n",
             (unsigned long long)c->wst.too_big);
+    fprintf(f, "# HELP shoal_gossip_rejected_total Push-pull connections (gossip TCP) refused, "
+               "by reason.\n# TYPE shoal_gossip_rejected_total counter\n");
+    for (int i = 0; i < SH_PP_R_N; i++)
+        fprintf(f, "shoal_gossip_rejected_total{reason=\"%s\"} %llu\n", sh_cluster__pp_reasons[i],
+                (unsigned long long)c->pp.rejected[i]);
+    fprintf(f, "# HELP shoal_gossip_pushpull_connections Push-pull connections open.\n"
+               "# TYPE shoal_gossip_pushpull_connections gauge\n");
+    fprintf(f, "shoal_gossip_pushpull_connections{direction=\"in\"} %u\n", c->pp.n_in);
+    fprintf(f, "shoal_gossip_pushpull_connections{direction=\"out\"} %u\n", c->pp.n_out);
+    metric(f, "shoal_gossip_pushpull_buffered_bytes", "gauge",
+           "Bytes buffered for push-pull frames being read.", c->pp.buffered);
+    metric(f, "shoal_gossip_pushpull_legacy_total", "counter",
+           "Push-pull frames in the legacy format (older peers), received and sent.",
+           c->pp.legacy_in + c->pp.legacy_out);
     metric(f, "shoal_gossip_health_score", "gauge", "Lifeguard local health (0 is healthy).",
            (unsigned long long)sh_swim_health_score(c->swim));
     metric(f, "shoal_keyring_keys", "gauge", "Gossip keys installed.", sh_keyring_count(c->kr));
@@ -770,6 +940,12 @@ static void get_metrics(adconn *a)
            c->admin_unauthorized);
     metric(f, "shoal_admin_errors_total", "counter", "Admin requests answered 4xx/5xx.",
            c->admin_bad_requests);
+    fprintf(f, "# HELP shoal_admin_rejected_total Admin connections and requests refused, "
+               "by reason.\n# TYPE shoal_admin_rejected_total counter\n");
+    for (int i = 0; i < SH_ADMIN_R_N; i++)
+        fprintf(f, "shoal_admin_rejected_total{reason=\"%s\"} %llu\n",
+                sh_cluster__admin_reasons[i], (unsigned long long)c->admin_rejected[i]);
+    metric(f, "shoal_admin_connections", "gauge", "Admin connections open.", c->nadmin);
     metric(f, "shoal_admin_event_streams", "gauge", "Open admin event streams.", c->nsubs);
     metric(f, "shoal_admin_event_streams_dropped_total", "counter",
            "Event streams closed for not reading.", c->events_dropped);
@@ -842,8 +1018,14 @@ static void route(adconn *a, const char *method, char *path)
     if (query)
         *query++ = 0;
     c->admin_requests++;
+    sh_admin_ui_file_t ui; /* static files, no secret: the page asks for the token */
+    if (strcmp(method, "GET") == 0 && sh_admin_ui_find(path, &ui)) {
+        respond(a, 200, ui.head, sh_admin_ui_body(&ui), NULL);
+        return;
+    }
     if (!authorized(a)) {
         c->admin_unauthorized++;
+        c->admin_rejected[SH_ADMIN_R_UNAUTHORIZED]++;
         respond(a, 401, NULL, NULL, "a valid bearer token is required (--token or SHOAL_TOKEN)");
         return;
     }
@@ -936,11 +1118,14 @@ static void route(adconn *a, const char *method, char *path)
 static void ad_respond(adconn *a, int code)
 {
     char method[16] = "", path[256] = "";
+    a->deadline = 0; /* the request is whole: the operation's own limits apply */
     if (code != 0) {
+        a->c->admin_rejected[code == 413 ? SH_ADMIN_R_TOO_LARGE : SH_ADMIN_R_BAD_REQUEST]++;
         respond(a, code, NULL, NULL, NULL);
         return;
     }
     if (sscanf(a->req, "%15s %255s", method, path) != 2 || path[0] != '/') {
+        a->c->admin_rejected[SH_ADMIN_R_BAD_REQUEST]++;
         respond(a, 400, NULL, NULL, "not an HTTP request line");
         return;
     }
@@ -996,11 +1181,27 @@ static void ad_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         ad_respond(a, 0);
 }
 
+/* The oldest connection still reading its request: nobody we know yet. */
+static adconn *oldest_reading(sh_cluster_t *c)
+{
+    for (adconn *a = c->admin_head; a; a = a->next)
+        if (!a->sub && !a->busy && a->resp == NULL)
+            return a;
+    return NULL;
+}
+
 static void admin_accept(uv_stream_t *server, int status)
 {
     sh_cluster_t *c = container_of((void *)server, sh_cluster_t, admin);
     if (status < 0 || c->stopping)
         return;
+    if (c->nadmin >= MAX_ADMIN_CONNS) {
+        adconn *old = oldest_reading(c);
+        if (old != NULL) {
+            c->admin_rejected[SH_ADMIN_R_EVICTED]++;
+            ad_close(old);
+        }
+    }
     adconn *a = sh_new(adconn);
     a->magic = SH_ADMIN_MAGIC;
     a->c = c;
@@ -1014,10 +1215,20 @@ static void admin_accept(uv_stream_t *server, int status)
         ad_close(a);
         return;
     }
+    /* linked before respond, so that its send deadline applies */
+    a->prev = c->admin_tail;
+    if (a->prev)
+        a->prev->next = a;
+    else
+        c->admin_head = a;
+    c->admin_tail = a;
     if (c->nadmin > MAX_ADMIN_CONNS) {
+        c->admin_rejected[SH_ADMIN_R_CONN_LIMIT]++;
         respond(a, 503, NULL, NULL, "too many admin connections");
         return;
     }
+    a->deadline = uv_now(&c->loop) + ADMIN_HEADER_MS;
+    admin_arm(c);
     if (uv_read_start(&a->h.stream, ad_alloc, ad_read) != 0)
         ad_close(a);
 }
@@ -1034,6 +1245,7 @@ int sh_cluster__admin_bind(sh_cluster_t *c)
 {
     const char *l = c->conf->admin_listen, *up = unix_path(l);
     int rc = 0;
+    uv_timer_init(&c->loop, &c->admin_timer);
     /* Initialised whatever happens, so close_all can close it. */
     if (strcmp(l, "off") == 0) {
         uv_tcp_init(&c->loop, &c->admin.tcp);

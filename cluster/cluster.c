@@ -4,13 +4,14 @@
  * TCP listener on `bind` (gossip and push-pull), the admin listener, one
  * timer that drives sh_swim_tick at sh_swim_next_deadline, the join retry
  * timer, and a uv_async for stop. Every datagram is size-checked and opened
- * with the keyring before the SWIM code sees it; every push-pull frame is
- * [4-byte big-endian length][sealed frame], one each way per connection.
- * All handles are embedded in sh_cluster_t or in per-connection structs
- * freed in their close callbacks.
+ * with the keyring before the SWIM code sees it; push-pull connections are
+ * pushpull.c's (one frame each way, ppframe.h). All handles are embedded
+ * in sh_cluster_t or in per-connection structs freed in their close
+ * callbacks.
  */
 #include "cluster/cluster.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -18,6 +19,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "cluster/cluster_internal.h"
@@ -25,9 +28,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-
-#define MAX_CONNS       64u
-#define CONN_TIMEOUT_MS 10000u
+#include "core/privs.h"
 
 /* ---------------------------------------------------------- addresses -- */
 
@@ -72,7 +73,7 @@ uint64_t sh_cluster__wall_ms(void)
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-static void format_addr(const struct sockaddr *sa, char *out, size_t n)
+void sh_cluster__format_addr(const struct sockaddr *sa, char *out, size_t n)
 {
     char ip[64] = "?";
     if (sa->sa_family == AF_INET6) {
@@ -106,6 +107,36 @@ static void on_tick(uv_timer_t *t)
     sh_cluster_t *c = container_of(t, sh_cluster_t, tick);
     sh_swim_tick(c->swim, uv_now(&c->loop));
     reschedule(c);
+}
+
+/* "packets from 10.0.0.5:7946 rejected: no key in our keyring opens them",
+ * at most once a minute per address (a forged flood must not flood the
+ * log); the counter in /metrics counts every one. */
+void sh_cluster__rejected_log(sh_cluster_t *c, const char *what, const char *from)
+{
+    uint64_t now = uv_now(&c->loop);
+    char host[80];
+    snprintf(host, sizeof(host), "%s", from);
+    char *colon = strrchr(host, ':'); /* per host: a peer's ports vary */
+    if (colon != NULL)
+        *colon = '\0';
+    unsigned slot = 0;
+    for (unsigned i = 0; i < SH_CLUSTER_REJECT_SLOTS; i++) {
+        if (strcmp(c->reject_host[i], host) == 0) {
+            slot = i;
+            break;
+        }
+        if (c->reject_at[i] < c->reject_at[slot])
+            slot = i; /* else the oldest entry */
+    }
+    if (strcmp(c->reject_host[slot], host) == 0 && c->reject_at[slot] != 0 &&
+        now - c->reject_at[slot] < 60000)
+        return;
+    snprintf(c->reject_host[slot], sizeof(c->reject_host[slot]), "%s", host);
+    c->reject_at[slot] = now ? now : 1;
+    sh_log_warn("cluster: %s %s rejected: no key in our keyring opens them (a stale or foreign "
+                "key; %llu rejected so far)",
+                what, from, (unsigned long long)c->wst.not_opened);
 }
 
 /* ---------------------------------------------------------------- UDP -- */
@@ -143,234 +174,30 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
     }
     long n = sh_keyring_open(c->kr, (const uint8_t *)buf->base, (size_t)nread, c->scratch,
                              sizeof(c->scratch));
+    char from[80];
+    sh_cluster__format_addr(addr, from, sizeof(from));
     if (n < 0) {
         c->wst.not_opened++;
+        sh_cluster__rejected_log(c, "packets from", from);
         return;
     }
-    char from[80];
-    format_addr(addr, from, sizeof(from));
     sh_swim_recv_bytes(c->swim, from, c->scratch, (size_t)n, uv_now(&c->loop));
     reschedule(c);
-}
-
-/* ---------------------------------------------------------- push-pull -- */
-
-#define PP_MAGIC 0x70707070u
-
-typedef struct {
-    unsigned magic; /* PP_MAGIC: tells close_all whose handle this is */
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_write_t write;
-    uv_timer_t timer;
-    sh_cluster_t *c;
-    int initiator, join, kind, done, closing, handles, reported; /* kind: SH_SWIM_PP_* */
-    void *admin_req; /* the admin join request this push-pull answers, or NULL */
-    uint8_t *in;
-    size_t in_len, in_cap, want;
-    uint8_t *out;
-} ppconn;
-
-static void pp_closed(uv_handle_t *h)
-{
-    ppconn *p = h->data;
-    if (--p->handles > 0)
-        return;
-    p->c->nconns--;
-    sh_free(p->in);
-    sh_free(p->out);
-    sh_free(p);
-}
-
-static void join_done(sh_cluster_t *c, int ok);
-
-/* The outcome of a join push-pull, reported once (a timeout is a failure). */
-static void pp_join_result(ppconn *p, int ok)
-{
-    if (!p->initiator || !p->join || p->reported)
-        return;
-    p->reported = 1;
-    if (p->admin_req != NULL)
-        sh_cluster__admin_join_done(p->c, p->admin_req, ok);
-    join_done(p->c, ok);
-}
-
-static void pp_close(ppconn *p)
-{
-    if (p->closing)
-        return;
-    pp_join_result(p, 0);
-    p->closing = 1;
-    uv_timer_stop(&p->timer);
-    uv_close((uv_handle_t *)&p->timer, pp_closed);
-    uv_close((uv_handle_t *)&p->tcp, pp_closed);
-}
-
-static void pp_timeout(uv_timer_t *t)
-{
-    pp_close(t->data);
-}
-
-static ppconn *pp_new(sh_cluster_t *c)
-{
-    if (c->nconns >= MAX_CONNS || c->stopping > 1)
-        return NULL;
-    ppconn *p = sh_new(ppconn);
-    p->magic = PP_MAGIC;
-    p->c = c;
-    c->nconns++;
-    uv_tcp_init(&c->loop, &p->tcp);
-    uv_timer_init(&c->loop, &p->timer);
-    p->tcp.data = p->timer.data = p;
-    p->handles = 2;
-    uv_timer_start(&p->timer, pp_timeout, CONN_TIMEOUT_MS, 0);
-    return p;
-}
-
-static void pp_written(uv_write_t *w, int status)
-{
-    ppconn *p = w->data;
-    if (status < 0 || !p->initiator)
-        pp_close(p); /* the responder is done once its answer is out */
-}
-
-static int pp_send_state(ppconn *p, int join)
-{
-    uint8_t *pt = NULL;
-    size_t len = sh_swim_pushpull_encode(p->c->swim, join, &pt);
-    size_t cap = 4 + len + SH_KEYRING_OVERHEAD;
-    p->out = sh_malloc(cap);
-    long n = sh_keyring_seal(p->c->kr, pt, len, p->out + 4, cap - 4);
-    sh_free(pt);
-    if (n < 0)
-        return (int)n;
-    p->out[0] = (uint8_t)(n >> 24);
-    p->out[1] = (uint8_t)(n >> 16);
-    p->out[2] = (uint8_t)(n >> 8);
-    p->out[3] = (uint8_t)n;
-    uv_buf_t b = uv_buf_init((char *)p->out, (unsigned)(4 + n));
-    p->write.data = p;
-    return uv_write(&p->write, (uv_stream_t *)&p->tcp, &b, 1, pp_written);
-}
-
-static void pp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-    ppconn *p = h->data;
-    size_t need = p->want ? p->want : 4;
-    if (p->in_cap < need) {
-        p->in_cap = need;
-        p->in = sh_realloc(p->in, p->in_cap);
-    }
-    *buf = uv_buf_init((char *)p->in + p->in_len, (unsigned)(need - p->in_len));
-}
-
-static void pp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    ppconn *p = s->data;
-    sh_cluster_t *c = p->c;
-    if (nread < 0) {
-        pp_close(p);
-        return;
-    }
-    p->in_len += (size_t)nread;
-    if (p->want == 0 && p->in_len >= 4) {
-        size_t n = ((size_t)p->in[0] << 24) | ((size_t)p->in[1] << 16) | ((size_t)p->in[2] << 8) |
-                   p->in[3];
-        if (n > SH_WIRE_MAX_FRAME || n < SH_KEYRING_OVERHEAD) {
-            c->wst.too_big++;
-            pp_close(p);
-            return;
-        }
-        p->want = n;
-        p->in_len = 0;
-        return;
-    }
-    if (p->want == 0 || p->in_len < p->want)
-        return;
-    uv_read_stop(s);
-    uint8_t *pt = sh_malloc(p->want);
-    long n = sh_keyring_open(c->kr, p->in, p->want, pt, p->want);
-    /* Our first join takes the cluster's keyring (keysync.h). */
-    sh_keysync_set_joining(c->ks, p->initiator && p->join && !c->joined);
-    int reply = SH_SWIM_PP_FULL;
-    int rc =
-        n < 0 ? (int)n : sh_swim_pushpull_merge(c->swim, pt, (size_t)n, uv_now(&c->loop), &reply);
-    sh_keysync_set_joining(c->ks, 0);
-    sh_free(pt);
-    if (rc < 0) {
-        c->wst.not_opened += n < 0;
-        pp_close(p);
-        return;
-    }
-    p->done = 1;
-    if (p->initiator) {
-        pp_join_result(p, 1);
-        pp_close(p);
-    } else if (pp_send_state(p, reply) != 0) {
-        pp_close(p);
-    }
-    reschedule(c);
-}
-
-static void pp_connected(uv_connect_t *req, int status)
-{
-    ppconn *p = req->data;
-    if (status < 0 || p->closing) {
-        pp_close(p);
-        return;
-    }
-    if (pp_send_state(p, p->kind) != 0 ||
-        uv_read_start((uv_stream_t *)&p->tcp, pp_alloc, pp_read) != 0)
-        pp_close(p);
-}
-
-static void t_pushpull(void *ud, const char *addr, int kind)
-{
-    sh_cluster_t *c = ud;
-    int join = kind == SH_SWIM_PP_JOIN;
-    struct sockaddr_storage ss;
-    ppconn *p = NULL;
-    if (parse_addr(addr, &ss) != 0 || (p = pp_new(c)) == NULL) {
-        if (join && c->admin_join != NULL)
-            sh_cluster__admin_join_done(c, c->admin_join, 0);
-        if (join)
-            join_done(c, 0);
-        return;
-    }
-    p->initiator = 1;
-    p->join = join;
-    p->kind = kind;
-    p->admin_req = join ? c->admin_join : NULL;
-    p->connect.data = p;
-    if (uv_tcp_connect(&p->connect, &p->tcp, (const struct sockaddr *)&ss, pp_connected) != 0)
-        pp_close(p);
-}
-
-static void tcp_accept(uv_stream_t *server, int status)
-{
-    sh_cluster_t *c = container_of((uv_tcp_t *)server, sh_cluster_t, tcp);
-    if (status < 0)
-        return;
-    ppconn *p = pp_new(c);
-    if (p == NULL) {
-        uv_tcp_t tmp;
-        uv_tcp_init(&c->loop, &tmp);
-        if (uv_accept(server, (uv_stream_t *)&tmp) == 0)
-            uv_close((uv_handle_t *)&tmp, NULL);
-        return;
-    }
-    if (uv_accept(server, (uv_stream_t *)&p->tcp) != 0 ||
-        uv_read_start((uv_stream_t *)&p->tcp, pp_alloc, pp_read) != 0)
-        pp_close(p);
 }
 
 /* --------------------------------------------------------------- join -- */
 /*
  * Each round resolves every `join` entry (static now; dns: through
  * uv_getaddrinfo; file: and exec: on the thread pool) and push-pulls with
- * every address found. Until one join succeeds, rounds repeat with
- * exponential backoff from 1 s to join_retry_max.
+ * every address found. Joining never gives up while it is needed (issue
+ * 16): whenever this node is alone, or none of the addresses its last
+ * round found is a live member any more (a restarted seed, the halves of a
+ * split), rounds repeat with exponential backoff from 1 s to
+ * join_retry_max; otherwise a watch every 5 s checks that again. Every
+ * failure is logged with its reason (join_done, the providers).
  */
+
+#define JOIN_WATCH_MS 5000
 
 static void join_round(sh_cluster_t *c);
 
@@ -379,48 +206,124 @@ static void join_timer_cb(uv_timer_t *t)
     join_round(container_of(t, sh_cluster_t, join_timer));
 }
 
+static void target_add(sh_cluster_t *c, const char *addr)
+{
+    for (unsigned i = 0; i < c->njoin_targets; i++)
+        if (strcmp(c->join_targets[i], addr) == 0)
+            return;
+    if (c->njoin_targets >= 256)
+        return;
+    c->join_targets = sh_realloc(c->join_targets, (c->njoin_targets + 1) * sizeof(char *));
+    c->join_targets[c->njoin_targets++] = sh_strdup(addr);
+}
+
+static void targets_clear(sh_cluster_t *c)
+{
+    for (unsigned i = 0; i < c->njoin_targets; i++)
+        sh_free(c->join_targets[i]);
+    sh_free(c->join_targets);
+    c->join_targets = NULL;
+    c->njoin_targets = 0;
+}
+
+typedef struct {
+    sh_cluster_t *c;
+    unsigned live_others, live_targets;
+} need_ctx;
+
+static void need_cb(void *arg, const sh_swim_member_t *m)
+{
+    need_ctx *x = arg;
+    if (strcmp(m->name, x->c->conf->node_name) == 0 ||
+        (m->status != SH_SWIM_ALIVE && m->status != SH_SWIM_SUSPECT))
+        return;
+    x->live_others++;
+    for (unsigned i = 0; i < x->c->njoin_targets; i++)
+        if (strcmp(x->c->join_targets[i], m->addr) == 0)
+            x->live_targets++;
+}
+
+/* Does this node need a join round: it has a join list and is alone, or
+ * knows no live member among the addresses its list gave last time. */
+static int need_join(sh_cluster_t *c)
+{
+    if (c->conf->njoin == 0 || c->left || c->stopping)
+        return 0;
+    need_ctx x = {c, 0, 0};
+    sh_swim_foreach(c->swim, need_cb, &x);
+    if (x.live_others == 0)
+        return 1;
+    /* the targets other than ourselves: none known means the list only
+     * names this node, which is fine once others joined us */
+    unsigned others = 0;
+    for (unsigned i = 0; i < c->njoin_targets; i++)
+        others += strcmp(c->join_targets[i], c->conf->advertise) != 0;
+    return others > 0 && x.live_targets == 0;
+}
+
 static void join_maybe_retry(sh_cluster_t *c)
 {
-    if (c->joined || c->joins_pending > 0 || c->stopping)
+    if (c->joins_pending > 0 || c->stopping || c->left)
         return;
+    if (!need_join(c)) {
+        c->join_backoff = 0;
+        if (c->conf->njoin > 0)
+            uv_timer_start(&c->join_timer, join_timer_cb, JOIN_WATCH_MS, 0);
+        return;
+    }
     uint64_t b = c->join_backoff ? c->join_backoff * 2 : 1000;
     if (b > c->conf->join_retry_max)
         b = c->conf->join_retry_max;
     c->join_backoff = b;
+    if (c->join_round_failed) {
+        c->join_round_failed = 0;
+        sh_log_err("cluster: could not join any member of the join list (%u address%s found); "
+                   "retrying in %llu ms",
+                   c->njoin_targets, c->njoin_targets == 1 ? "" : "es", (unsigned long long)b);
+    }
     uv_timer_start(&c->join_timer, join_timer_cb, b, 0);
 }
 
-static void join_done(sh_cluster_t *c, int ok)
+void sh_cluster__join_done(sh_cluster_t *c, int ok)
 {
     if (c->joins_pending > 0)
         c->joins_pending--;
-    if (ok && !c->joined) {
+    if (ok) {
+        c->join_round_ok = 1;
+        if (!c->joined)
+            sh_log_notice("cluster: joined (%zu members)", sh_swim_num_members(c->swim, 1));
         c->joined = 1;
-        sh_log_notice("cluster: joined (%zu members)", sh_swim_num_members(c->swim, 1));
     }
+    if (c->joins_pending == 0 && !c->join_round_ok)
+        c->join_round_failed = 1;
     join_maybe_retry(c);
 }
 
 static void join_addr(sh_cluster_t *c, const char *addr)
 {
+    target_add(c, addr);
     if (strcmp(addr, c->conf->advertise) == 0)
         return;
     c->joins_pending++;
-    sh_swim_join(c->swim, addr); /* -> t_pushpull(join=1) -> join_done */
+    sh_swim_join(c->swim, addr); /* -> sh_cluster__pushpull(join) -> join_done */
 }
 
 /* Addresses separated by whitespace, commas or newlines; # comments. */
-static void join_list(sh_cluster_t *c, char *text)
+static unsigned join_list(sh_cluster_t *c, char *text)
 {
+    unsigned n = 0;
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *hash = strchr(line, '#');
         if (hash)
             *hash = 0;
         char *s2 = NULL;
-        for (char *tok = strtok_r(line, " \t\r,", &s2); tok; tok = strtok_r(NULL, " \t\r,", &s2))
+        for (char *tok = strtok_r(line, " \t\r,", &s2); tok; tok = strtok_r(NULL, " \t\r,", &s2)) {
             join_addr(c, tok);
+            n++;
+        }
     }
+    return n;
 }
 
 typedef struct {
@@ -430,22 +333,34 @@ typedef struct {
     char *spec;
     char *out;
     char port[8];
+    char err[160]; /* why the provider gave nothing (pool thread) */
 } jreq;
 
 static void jwork(uv_work_t *w)
 {
     jreq *r = container_of(w, jreq, work);
     size_t cap = 65536, len = 0;
+    int file = strncmp(r->spec, "file:", 5) == 0;
     r->out = sh_malloc(cap + 1);
-    FILE *f = strncmp(r->spec, "file:", 5) == 0 ? fopen(r->spec + 5, "r") : popen(r->spec + 5, "r");
-    if (f != NULL) {
+    FILE *f = file ? fopen(r->spec + 5, "r") : popen(r->spec + 5, "r");
+    if (f == NULL) {
+        snprintf(r->err, sizeof(r->err), "%s failed (%s)", file ? "fopen()" : "popen()",
+                 strerror(errno));
+    } else {
         size_t n;
         while (len < cap && (n = fread(r->out + len, 1, cap - len, f)) > 0)
             len += n;
-        if (strncmp(r->spec, "file:", 5) == 0)
+        if (file) {
             fclose(f);
-        else
-            pclose(f);
+        } else {
+            int st = pclose(f);
+            if (st == -1)
+                snprintf(r->err, sizeof(r->err), "pclose() failed (%s)", strerror(errno));
+            else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+                snprintf(r->err, sizeof(r->err), "exited with status %d", WEXITSTATUS(st));
+            else if (WIFSIGNALED(st))
+                snprintf(r->err, sizeof(r->err), "killed by signal %d", WTERMSIG(st));
+        }
     }
     r->out[len] = 0;
 }
@@ -455,11 +370,17 @@ static void jwork_done(uv_work_t *w, int status)
     jreq *r = container_of(w, jreq, work);
     sh_cluster_t *c = r->c;
     c->joins_pending--;
-    if (!c->stopping && status == 0)
-        join_list(c, r->out);
+    if (!c->stopping && status == 0) {
+        if (r->err[0] != '\0')
+            sh_log_warn("cluster: join provider %s: %s", r->spec, r->err);
+        if (join_list(c, r->out) == 0 && r->err[0] == '\0')
+            sh_log_warn("cluster: join provider %s gave no address", r->spec);
+    }
     sh_free(r->out);
     sh_free(r->spec);
     sh_free(r);
+    if (c->joins_pending == 0 && !c->join_round_ok)
+        c->join_round_failed = 1;
     join_maybe_retry(c);
 }
 
@@ -468,45 +389,74 @@ static void jdns_done(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
     jreq *r = container_of(g, jreq, gai);
     sh_cluster_t *c = r->c;
     c->joins_pending--;
+    if (status != 0 && !c->stopping)
+        sh_log_warn("cluster: join provider dns:%s:%s: %s", r->spec, r->port, uv_strerror(status));
     if (status == 0 && !c->stopping) {
         for (struct addrinfo *a = res; a; a = a->ai_next) {
             if (a->ai_socktype != SOCK_STREAM && a->ai_socktype != 0)
                 continue;
             char addr[80];
-            format_addr(a->ai_addr, addr, sizeof(addr));
+            sh_cluster__format_addr(a->ai_addr, addr, sizeof(addr));
             join_addr(c, addr);
         }
     }
     uv_freeaddrinfo(res);
     sh_free(r->spec);
     sh_free(r);
+    if (c->joins_pending == 0 && !c->join_round_ok)
+        c->join_round_failed = 1;
     join_maybe_retry(c);
+}
+
+/* A host name in a static entry ("seed-1:7946"): resolved like dns:. */
+static int is_numeric(const char *hostport)
+{
+    struct sockaddr_storage ss;
+    return parse_addr(hostport, &ss) == 0;
+}
+
+static void start_dns(sh_cluster_t *c, const char *spec)
+{
+    jreq *r = sh_new(jreq);
+    r->c = c;
+    r->spec = sh_strdup(spec);
+    char *colon = strrchr(r->spec, ':');
+    snprintf(r->port, sizeof(r->port), "%s", colon ? colon + 1 : "7946");
+    if (colon)
+        *colon = 0;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    c->joins_pending++;
+    int rc = uv_getaddrinfo(&c->loop, &r->gai, jdns_done, r->spec, r->port, &hints);
+    if (rc != 0) {
+        sh_log_warn("cluster: join provider dns:%s: %s", spec, uv_strerror(rc));
+        c->joins_pending--;
+        sh_free(r->spec);
+        sh_free(r);
+    }
 }
 
 static void join_round(sh_cluster_t *c)
 {
-    if (c->joined || c->stopping)
+    if (c->stopping || c->left)
         return;
+    if (!need_join(c)) {
+        join_maybe_retry(c); /* the watch */
+        return;
+    }
+    if (c->joined)
+        sh_log_warn("cluster: no live member left among the join list's addresses; joining again");
+    c->joined = 0;
+    c->join_round_ok = 0;
+    c->join_round_failed = 0;
+    targets_clear(c);
+    c->joins_pending++; /* held until every entry is started */
     for (unsigned i = 0; i < c->conf->njoin; i++) {
         const char *j = c->conf->join[i];
         if (strncmp(j, "dns:", 4) == 0) {
-            jreq *r = sh_new(jreq);
-            r->c = c;
-            r->spec = sh_strdup(j + 4);
-            char *colon = strrchr(r->spec, ':');
-            snprintf(r->port, sizeof(r->port), "%s", colon ? colon + 1 : "7946");
-            if (colon)
-                *colon = 0;
-            struct addrinfo hints;
-            memset(&hints, 0, sizeof(hints));
-            hints.ai_family = AF_UNSPEC;
-            hints.ai_socktype = SOCK_STREAM;
-            c->joins_pending++;
-            if (uv_getaddrinfo(&c->loop, &r->gai, jdns_done, r->spec, r->port, &hints) != 0) {
-                c->joins_pending--;
-                sh_free(r->spec);
-                sh_free(r);
-            }
+            start_dns(c, j + 4);
         } else if (strncmp(j, "file:", 5) == 0 || strncmp(j, "exec:", 5) == 0) {
             jreq *r = sh_new(jreq);
             r->c = c;
@@ -517,12 +467,24 @@ static void join_round(sh_cluster_t *c)
                 sh_free(r->spec);
                 sh_free(r);
             }
+        } else if (!is_numeric(j)) {
+            start_dns(c, j);
         } else {
             join_addr(c, j);
         }
     }
+    c->joins_pending--;
+    if (c->joins_pending == 0 && !c->join_round_ok)
+        c->join_round_failed = 1;
     join_maybe_retry(c);
     reschedule(c);
+}
+
+/* The admin API's leave was undone by a join (admin.c): start watching. */
+void sh_cluster__join_resume(sh_cluster_t *c)
+{
+    c->join_backoff = 0;
+    uv_timer_start(&c->join_timer, join_timer_cb, JOIN_WATCH_MS, 0);
 }
 
 /* ---------------------------------------------------- start and stop -- */
@@ -556,6 +518,14 @@ static void stop_async_cb(uv_async_t *a)
 static void thread_main(void *arg)
 {
     sh_cluster_t *c = arg;
+    /* `user`: the thread that reads the network runs as the user, and so
+     * do libuv's pool threads it starts (join providers) */
+    if (sh_privs_drop_thread() != 0)
+        _exit(1);
+    /* the first join round here, not in sh_cluster_start: libuv's pool
+     * threads it may start inherit this thread's (dropped) credentials */
+    join_round(c);
+    reschedule(c);
     uv_run(&c->loop, UV_RUN_DEFAULT);
 }
 
@@ -563,6 +533,22 @@ static void thread_main(void *arg)
 static void t_notify(void *ud, const sh_swim_member_t *m, int old)
 {
     sh_cluster_t *c = ud;
+    if (strcmp(m->name, c->conf->node_name) != 0) {
+        /* what an operator must see, at its level (issue 16) */
+        if (m->status == SH_SWIM_ALIVE)
+            sh_log_notice("cluster: member %s (%s) %s", m->name, m->addr,
+                          old < 0                   ? "joined"
+                          : old == SH_SWIM_SUSPECT ? "is alive again (refuted the suspicion)"
+                                                   : "rejoined");
+        else if (m->status == SH_SWIM_SUSPECT)
+            sh_log_warn("cluster: member %s (%s) is suspected of failure (no answer to probes)",
+                        m->name, m->addr);
+        else if (m->status == SH_SWIM_DEAD)
+            sh_log_err("cluster: member %s (%s) failed (suspected and never refuted)", m->name,
+                       m->addr);
+        else if (m->status == SH_SWIM_LEFT)
+            sh_log_notice("cluster: member %s (%s) left", m->name, m->addr);
+    }
     if (c->nsubs == 0)
         return;
     const char *type = NULL;
@@ -606,7 +592,7 @@ static void heartbeat_cb(uv_timer_t *t)
     sh_cluster__event(c, NULL, NULL); /* a comment line on every stream */
 }
 
-static const sh_swim_transport_t transport = {t_send, t_pushpull, t_notify};
+static const sh_swim_transport_t transport = {t_send, sh_cluster__pushpull, t_notify};
 
 static int bind_all(sh_cluster_t *c)
 {
@@ -620,7 +606,7 @@ static int bind_all(sh_cluster_t *c)
     uv_tcp_init(&c->loop, &c->tcp);
     if ((rc = uv_udp_bind(&c->udp, (const struct sockaddr *)&ss, 0)) != 0 ||
         (rc = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&ss, 0)) != 0 ||
-        (rc = uv_listen((uv_stream_t *)&c->tcp, 128, tcp_accept)) != 0) {
+        (rc = uv_listen((uv_stream_t *)&c->tcp, 128, sh_cluster__pp_accept)) != 0) {
         sh_log_err("cluster: cannot bind %s: %s", c->conf->bind, uv_strerror(rc));
         return SH_EIO;
     }
@@ -636,8 +622,8 @@ static void close_all(uv_handle_t *h, void *arg)
      * close callbacks; the handles embedded in sh_cluster_t have no data. */
     if (h->data == NULL) {
         uv_close(h, NULL);
-    } else if (*(unsigned *)h->data == PP_MAGIC) {
-        pp_close(h->data);
+    } else if (*(unsigned *)h->data == SH_PP_MAGIC) {
+        sh_cluster__pp_close_handle(h);
     } else if (*(unsigned *)h->data == SH_ADMIN_MAGIC) {
         sh_cluster__admin_close(h);
     } else {
@@ -681,12 +667,14 @@ int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t *
     sh_keysync_attach(c->ks, c->swim);
     if ((rc = bind_all(c)) != 0)
         goto fail_bind;
-    join_round(c);
-    reschedule(c);
     if (uv_thread_create(&c->thread, thread_main, c) != 0) {
         rc = SH_EIO;
         goto fail_bind;
     }
+    if (cc->advertise_auto != NULL)
+        sh_log_notice("cluster: bind %s is a wildcard: advertising %s, the address of interface %s "
+                      "(set \"advertise\" to choose another)",
+                      cc->bind, cc->advertise, cc->advertise_auto);
     sh_log_notice("cluster: node \"%s\" gossiping on %s (advertise %s), admin on %s", cc->node_name,
                   cc->bind, cc->advertise, cc->admin_listen);
     *out = c;
@@ -699,6 +687,7 @@ fail_bind:
 fail_loop:
     sh_keysync_destroy(c->ks);
     sh_keyring_destroy(c->kr);
+    targets_clear(c);
 fail_kr:
     sh_free(c);
     return rc;
@@ -719,5 +708,6 @@ void sh_cluster_stop(sh_cluster_t *c, uint64_t timeout_ms)
     sh_swim_destroy(c->swim);
     sh_keysync_destroy(c->ks);
     sh_keyring_destroy(c->kr);
+    targets_clear(c);
     sh_free(c);
 }

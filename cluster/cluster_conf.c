@@ -14,9 +14,15 @@
  *       admin_token_file /etc/shoal/admin.token;  # required off loopback
  *   }
  */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cluster/cluster.h"
@@ -46,7 +52,7 @@ static void destroy_main(void *conf)
     char **strs[] = {&c->name,      &c->node_name,    &c->bind,
                      &c->advertise, &c->admin_listen, &c->encrypt_key_file,
                      &c->region,    &c->zone,         &c->admin_token_file,
-                     &c->key_path,  &c->ring_path};
+                     &c->key_path,  &c->ring_path,    &c->advertise_auto};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         sh_free(*strs[i]);
     for (unsigned i = 0; i < c->njoin; i++)
@@ -73,10 +79,34 @@ static int set_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return sh_conf_walk(cf, cf->node->child, SH_CTX_CLUSTER, cf->confs);
 }
 
+/* bind, advertise and a TCP admin_listen are bound or sent as they are
+ * written (sh_cluster__parse_addr at start): checked here the same way,
+ * so that what `shoal -t` accepts starts (host names are refused by both). */
+static int addr_check(sh_conf_t *cf, const char *a)
+{
+    struct sockaddr_storage ss;
+    if (sh_cluster__parse_addr(a, &ss) != 0)
+        return sh_conf_error(cf, "\"%s\" is not a numeric address and port (IPv4:PORT or [IPv6]:PORT)",
+                             a);
+    return 0;
+}
+
+static int set_addr(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    int rc = addr_check(cf, cf->node->args[1]);
+    return rc != 0 ? rc : sh_conf_set_str(cf, cmd, conf);
+}
+
 static int set_admin_listen(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     sh_cluster_conf_t *c = conf;
     c->admin_node = cf->node;
+    const char *a = cf->node->args[1];
+    if (strcmp(a, "off") != 0 && strncmp(a, "unix:", 5) != 0 && a[0] != '/') {
+        int rc = addr_check(cf, a);
+        if (rc != 0)
+            return rc;
+    }
     return sh_conf_set_str(cf, cmd, conf);
 }
 
@@ -123,8 +153,8 @@ static const sh_conf_cmd_t cmds[] = {
     {"cluster", SH_CTX_MAIN | SH_CONF_BLOCK | SH_CONF_NOARGS, set_block, 0, NULL},
     {"name", IN, sh_conf_set_str, OFF(name), NULL},
     {"node_name", IN, sh_conf_set_str, OFF(node_name), NULL},
-    {"bind", IN, sh_conf_set_str, OFF(bind), NULL},
-    {"advertise", IN, sh_conf_set_str, OFF(advertise), NULL},
+    {"bind", IN, set_addr, OFF(bind), NULL},
+    {"advertise", IN, set_addr, OFF(advertise), NULL},
     {"admin_listen", IN, set_admin_listen, OFF(admin_listen), NULL},
     {"admin_token_file", IN, sh_conf_set_str, OFF(admin_token_file), NULL},
     {"encrypt_key_file", IN, sh_conf_set_str, OFF(encrypt_key_file), NULL},
@@ -249,6 +279,96 @@ static uint8_t *encode_meta(sh_cluster_conf_t *c, size_t *len)
     return b;
 }
 
+/* RFC 1918 and RFC 6598 (shared address space), as memberlist's "private". */
+static int is_private4(uint32_t a)
+{
+    return (a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 || (a >> 22) == 0x191;
+}
+
+/*
+ * The address to advertise with a wildcard bind, as memberlist chooses it:
+ * the first private IPv4 of an up, non-loopback interface, else the first
+ * other (public) one; never link-local. Loopback only when the node has no
+ * other interface up at all (one machine: nobody else to reach it). Writes
+ * the address and the interface's name; 0, or -1 when nothing fits.
+ */
+static int pick_advertise(char *ip, size_t iplen, char *ifname, size_t iflen)
+{
+    struct ifaddrs *ifa = NULL;
+    if (getifaddrs(&ifa) != 0)
+        return -1;
+    const struct ifaddrs *priv = NULL, *pub = NULL, *lo = NULL;
+    int other_up = 0;
+    for (const struct ifaddrs *i = ifa; i != NULL; i = i->ifa_next) {
+        if (!(i->ifa_flags & IFF_UP) || i->ifa_addr == NULL)
+            continue;
+        if (!(i->ifa_flags & IFF_LOOPBACK))
+            other_up = 1;
+        if (i->ifa_addr->sa_family != AF_INET)
+            continue;
+        uint32_t a = ntohl(((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr);
+        if ((i->ifa_flags & IFF_LOOPBACK) || (a >> 24) == 127) {
+            if (lo == NULL)
+                lo = i;
+        } else if ((a >> 16) == 0xa9fe || a == 0) {
+            continue; /* link-local */
+        } else if (is_private4(a)) {
+            if (priv == NULL)
+                priv = i;
+        } else if (pub == NULL) {
+            pub = i;
+        }
+    }
+    const struct ifaddrs *use = priv ? priv : pub ? pub : other_up ? NULL : lo;
+    if (use != NULL) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)use->ifa_addr)->sin_addr, ip,
+                  (socklen_t)iplen);
+        snprintf(ifname, iflen, "%s", use->ifa_name);
+    }
+    freeifaddrs(ifa);
+    return use ? 0 : -1;
+}
+
+/* `-t` (and every load) warns about a join entry that can never work. */
+static void check_joins(sh_conf_t *cf, sh_cluster_conf_t *c)
+{
+    cf->node = c->block_node;
+    for (unsigned i = 0; i < c->njoin; i++) {
+        const char *j = c->join[i];
+        if (strncmp(j, "file:", 5) == 0) {
+            if (access(j + 5, R_OK) != 0)
+                sh_conf_warn(cf, "cluster: join %s: the file cannot be read now (it is read again "
+                                 "at each retry)",
+                             j);
+        } else if (strncmp(j, "exec:", 5) == 0) {
+            /* the command's first word, when it is a path */
+            char cmd[256];
+            snprintf(cmd, sizeof(cmd), "%s", j + 5);
+            cmd[strcspn(cmd, " \t")] = '\0';
+            if (cmd[0] == '/' && access(cmd, X_OK) != 0)
+                sh_conf_warn(cf, "cluster: join %s: %s is not an executable file", j, cmd);
+        } else if (strncmp(j, "dns:", 4) != 0) {
+            const char *colon = strrchr(j, ':');
+            int port = colon ? atoi(colon + 1) : 0;
+            struct sockaddr_storage ss;
+            if (port <= 0 || port > 65535)
+                sh_conf_warn(cf, "cluster: join %s can never work: the port is not 1..65535", j);
+            else if (sh_cluster__parse_addr(j, &ss) == 0 &&
+                     ((ss.ss_family == AF_INET &&
+                       ((const struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+                      (ss.ss_family == AF_INET6 &&
+                       memcmp(&((const struct sockaddr_in6 *)&ss)->sin6_addr, &in6addr_any,
+                              sizeof(in6addr_any)) == 0)))
+                sh_conf_warn(cf, "cluster: join %s can never work: a wildcard address is no peer",
+                             j);
+            else if (strncmp(j, "127.", 4) == 0 && strncmp(c->advertise, "127.", 4) != 0)
+                sh_conf_warn(cf, "cluster: join %s is loopback while this node advertises %s: "
+                                 "only a node on this machine can answer there",
+                             j, c->advertise);
+        }
+    }
+}
+
 static int init_main(sh_conf_t *cf, void *conf)
 {
     sh_cluster_conf_t *c = conf;
@@ -277,16 +397,27 @@ static int init_main(sh_conf_t *cf, void *conf)
     if (c->bind == NULL)
         c->bind = sh_strdup("0.0.0.0:7946");
     if (c->advertise == NULL) {
-        c->advertise = sh_strdup(c->bind);
-        if (strncmp(c->advertise, "0.0.0.0:", 8) == 0) {
-            char buf[64];
-            snprintf(buf, sizeof(buf), "127.0.0.1:%s", c->advertise + 8);
-            sh_free(c->advertise);
+        const char *port = strncmp(c->bind, "0.0.0.0:", 8) == 0 ? c->bind + 8
+                           : strncmp(c->bind, "[::]:", 5) == 0  ? c->bind + 5
+                                                                : NULL;
+        if (port == NULL) {
+            c->advertise = sh_strdup(c->bind);
+        } else {
+            char ip[INET_ADDRSTRLEN] = "", ifn[IF_NAMESIZE + 1] = "", buf[96];
+            if (pick_advertise(ip, sizeof(ip), ifn, sizeof(ifn)) != 0) {
+                cf->node = c->block_node;
+                return sh_conf_error(cf,
+                                     "cluster: bind %s is a wildcard and no up interface has an "
+                                     "IPv4 address other machines could reach: set \"advertise\"",
+                                     c->bind);
+            }
+            snprintf(buf, sizeof(buf), "%s:%s", ip, port);
             c->advertise = sh_strdup(buf);
-            sh_conf_warn(cf, "cluster: bind is a wildcard; advertising %s (set \"advertise\")",
-                         buf);
+            snprintf(buf, sizeof(buf), "%s", ifn);
+            c->advertise_auto = sh_strdup(buf);
         }
     }
+    check_joins(cf, c);
     if (c->admin_listen == NULL)
         c->admin_listen = sh_strdup("127.0.0.1:9901");
     if (c->admin_token_file != NULL && (rc = read_token(cf, c)) < 0)

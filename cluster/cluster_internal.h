@@ -30,7 +30,8 @@ typedef struct {
     char *name;             /* cluster name (part of the log lines) */
     char *node_name;        /* default: hostname */
     char *bind;             /* default 0.0.0.0:7946 */
-    char *advertise;        /* default: bind's host, or 127.0.0.1 for a wildcard */
+    char *advertise;        /* default: bind's host; for a wildcard, memberlist's choice */
+    char *advertise_auto;   /* the interface it was chosen from, or NULL (given) */
     char *admin_listen;     /* default 127.0.0.1:9901; "unix:PATH" or "/PATH"; "off" disables */
     char *admin_token_file; /* bearer token; required off loopback */
     char *encrypt_key_file;
@@ -59,6 +60,48 @@ typedef struct {
 } sh_cluster_conf_t;
 
 #define SH_ADMIN_MAX_EVENT_SUBS 32u
+#define SH_CLUSTER_REJECT_SLOTS 8u
+
+/* Why a push-pull connection was refused (pushpull.c), a metric label each. */
+enum {
+    SH_PP_R_CONN_LIMIT,   /* inbound table full of authenticated exchanges */
+    SH_PP_R_EVICTED,      /* closed to make room: no key proven yet */
+    SH_PP_R_AUTH_TIMEOUT, /* no key proven in time */
+    SH_PP_R_TIMEOUT,      /* the exchange took too long */
+    SH_PP_R_BUDGET,       /* a per-peer or global buffer budget */
+    SH_PP_R_TRUNCATED,    /* closed before the frame was whole */
+    SH_PP_R_BAD_MAGIC,    /* the reader's reasons (ppframe.h) */
+    SH_PP_R_BAD_LENGTH,
+    SH_PP_R_BAD_HEADER,
+    SH_PP_R_BAD_CHUNK,
+    SH_PP_R_BAD_ENVELOPE,
+    SH_PP_R_UNDECODABLE, /* opened, refused by the wire decoder */
+    SH_PP_R_N
+};
+extern const char *const sh_cluster__pp_reasons[SH_PP_R_N];
+
+/* Why an admin connection was refused (admin.c), a metric label each. */
+enum {
+    SH_ADMIN_R_CONN_LIMIT,     /* table full of connections past their request */
+    SH_ADMIN_R_EVICTED,        /* closed to make room while reading its request */
+    SH_ADMIN_R_HEADER_TIMEOUT, /* request not complete in time */
+    SH_ADMIN_R_SEND_TIMEOUT,   /* response not taken in time */
+    SH_ADMIN_R_TOO_LARGE,      /* 413 */
+    SH_ADMIN_R_BAD_REQUEST,    /* 400 before routing */
+    SH_ADMIN_R_UNAUTHORIZED,   /* 401 */
+    SH_ADMIN_R_N
+};
+extern const char *const sh_cluster__admin_reasons[SH_ADMIN_R_N];
+
+/* Push-pull connections (pushpull.c). */
+typedef struct {
+    void *head, *tail;        /* open connections, oldest first */
+    unsigned n_in, n_out;     /* inbound (theirs), outbound (ours) */
+    size_t buffered;          /* bytes of frames being read, all connections */
+    size_t buffered_unauth;   /* of which legacy frames not yet opened */
+    uint64_t rejected[SH_PP_R_N];
+    uint64_t legacy_in, legacy_out, fallbacks;
+} sh_cluster_pp_t;
 
 struct sh_cluster_s {
     sh_cluster_conf_t *conf;
@@ -84,14 +127,25 @@ struct sh_cluster_s {
     uint64_t stop_deadline, stop_timeout;
     int stopping, joined, joins_pending, left;
     uint64_t join_backoff;
-    unsigned nconns;
+    sh_cluster_pp_t pp;
     unsigned nadmin;                     /* admin connections open */
+    void *admin_head, *admin_tail;       /* admin connections, oldest first */
+    uv_timer_t admin_timer;              /* the oldest admin deadline */
+    uint64_t admin_rejected[SH_ADMIN_R_N];
     void *admin_join;                    /* the admin join request the next push-pulls report to */
     void *subs[SH_ADMIN_MAX_EVENT_SUBS]; /* event stream connections */
     unsigned nsubs;
     uint64_t event_seq;
     uint64_t admin_requests, admin_unauthorized, admin_bad_requests, events_dropped;
     uint64_t started_unix_ms;
+    /* log of rejected packets, rate limited per host (cluster.c) */
+    char reject_host[SH_CLUSTER_REJECT_SLOTS][80];
+    uint64_t reject_at[SH_CLUSTER_REJECT_SLOTS];
+    /* the join targets: the addresses the last join round found, to tell
+     * when every one of them is gone (cluster.c) */
+    char **join_targets;
+    unsigned njoin_targets;
+    int join_round_ok, join_round_failed; /* of the current join round */
     uint8_t rbuf[SH_WIRE_MAX_UDP + 64];
     uint8_t scratch[SH_WIRE_MAX_UDP + 64];
     uint8_t sbuf[SH_WIRE_MAX_UDP + 64];
@@ -100,7 +154,27 @@ struct sh_cluster_s {
 /* ---- cluster.c, for admin.c */
 int sh_cluster__parse_addr(const char *s, struct sockaddr_storage *ss);
 void sh_cluster__reschedule(sh_cluster_t *c);
+/* After a leave undone by an admin join: watch the join list again. */
+void sh_cluster__join_resume(sh_cluster_t *c);
 uint64_t sh_cluster__wall_ms(void);
+
+/* ---- cluster.c, for pushpull.c */
+/* A join push-pull ended (ok or not): the join retry logic. */
+void sh_cluster__join_done(sh_cluster_t *c, int ok);
+/* "WHAT FROM rejected: no key in our keyring opens them", at most once a
+ * minute per host (cluster.c). */
+void sh_cluster__rejected_log(sh_cluster_t *c, const char *what, const char *from);
+/* A sockaddr as "host:port" ("[v6]:port"). */
+void sh_cluster__format_addr(const struct sockaddr *sa, char *out, size_t n);
+
+/* ---- pushpull.c */
+#define SH_PP_MAGIC 0x70707070u
+/* The swim transport's pushpull: start a push-pull with addr. */
+void sh_cluster__pushpull(void *ud, const char *addr, int kind);
+/* The gossip TCP listener's connection callback. */
+void sh_cluster__pp_accept(uv_stream_t *server, int status);
+/* Close a push-pull connection handle (close_all). */
+void sh_cluster__pp_close_handle(uv_handle_t *h);
 
 /* ---- admin.c */
 #define SH_ADMIN_MAGIC 0x61646d6eu

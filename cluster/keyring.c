@@ -12,6 +12,13 @@
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == SH_KEYRING_KEYLEN, "key length");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == 24, "nonce length");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES == SH_KEYRING_TAGLEN, "tag length");
+_Static_assert(sizeof(crypto_secretstream_xchacha20poly1305_state) <=
+                   sizeof(((sh_keyring_stream_t *)0)->opaque),
+               "stream state");
+_Static_assert(4 + crypto_secretstream_xchacha20poly1305_HEADERBYTES == SH_KEYRING_STREAM_HDRLEN,
+               "stream header");
+_Static_assert(crypto_secretstream_xchacha20poly1305_ABYTES == SH_KEYRING_STREAM_ABYTES,
+               "stream overhead");
 
 typedef struct {
     uint8_t key[SH_KEYRING_KEYLEN];
@@ -202,4 +209,87 @@ long sh_keyring_open(sh_keyring_t *kr, const uint8_t *in, size_t len, uint8_t *o
 const sh_keyring_stats_t *sh_keyring_stats(const sh_keyring_t *kr)
 {
     return &kr->stats;
+}
+
+/* ------------------------------------------------------------ streams -- */
+
+#define STREAM_LABEL "shoal push-pull stream v3"
+
+/* The stream subkey of a keyring key: a stream never runs under the key the
+ * datagram envelope uses itself. */
+static void stream_key(const uint8_t *key, uint8_t out[SH_KEYRING_KEYLEN])
+{
+    crypto_generichash(out, SH_KEYRING_KEYLEN, (const uint8_t *)STREAM_LABEL,
+                       sizeof(STREAM_LABEL) - 1, key, SH_KEYRING_KEYLEN);
+}
+
+static crypto_secretstream_xchacha20poly1305_state *state_of(sh_keyring_stream_t *st)
+{
+    return (crypto_secretstream_xchacha20poly1305_state *)(void *)st->opaque;
+}
+
+int sh_keyring_stream_seal_start(sh_keyring_t *kr, sh_keyring_stream_t *st,
+                                 uint8_t hdr[SH_KEYRING_STREAM_HDRLEN])
+{
+    if (kr->primary < 0)
+        return SH_ESTATE;
+    const slot *k = &kr->keys[kr->primary];
+    uint8_t sk[SH_KEYRING_KEYLEN];
+    stream_key(k->key, sk);
+    hdr[0] = (uint8_t)(k->id >> 24);
+    hdr[1] = (uint8_t)(k->id >> 16);
+    hdr[2] = (uint8_t)(k->id >> 8);
+    hdr[3] = (uint8_t)k->id;
+    crypto_secretstream_xchacha20poly1305_init_push(state_of(st), hdr + 4, sk);
+    sodium_memzero(sk, sizeof(sk));
+    kr->stats.sealed++;
+    return 0;
+}
+
+void sh_keyring_stream_seal(sh_keyring_stream_t *st, const uint8_t *in, size_t len,
+                            const uint8_t *ad, size_t adlen, int final, uint8_t *out)
+{
+    crypto_secretstream_xchacha20poly1305_push(
+        state_of(st), out, NULL, in, len, ad, adlen,
+        final ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+              : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+}
+
+int sh_keyring_stream_open_start(sh_keyring_t *kr, sh_keyring_stream_t *st,
+                                 const uint8_t hdr[SH_KEYRING_STREAM_HDRLEN])
+{
+    uint32_t id =
+        ((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) | ((uint32_t)hdr[2] << 8) | hdr[3];
+    int i = find_id(kr, id);
+    if (i < 0) {
+        kr->stats.unknown_key++;
+        return SH_ENOENT;
+    }
+    uint8_t sk[SH_KEYRING_KEYLEN];
+    stream_key(kr->keys[i].key, sk);
+    int rc = crypto_secretstream_xchacha20poly1305_init_pull(state_of(st), hdr + 4, sk);
+    sodium_memzero(sk, sizeof(sk));
+    return rc == 0 ? 0 : SH_EAUTH;
+}
+
+long sh_keyring_stream_open(sh_keyring_t *kr, sh_keyring_stream_t *st, const uint8_t *in,
+                            size_t len, const uint8_t *ad, size_t adlen, uint8_t *out, int *final)
+{
+    if (len < SH_KEYRING_STREAM_ABYTES) {
+        kr->stats.short_packet++;
+        return SH_EPARSE;
+    }
+    unsigned long long mlen = 0;
+    unsigned char tag = 0;
+    if (crypto_secretstream_xchacha20poly1305_pull(state_of(st), out, &mlen, &tag, in, len, ad,
+                                                   adlen) != 0) {
+        kr->stats.bad_tag++;
+        return SH_EAUTH;
+    }
+    kr->stats.opened++;
+    *final = tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL;
+    if (tag != crypto_secretstream_xchacha20poly1305_TAG_FINAL &&
+        tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE)
+        return SH_EAUTH; /* a tag we never send (push, rekey) */
+    return (long)mlen;
 }

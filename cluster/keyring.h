@@ -82,12 +82,52 @@ long sh_keyring_seal(sh_keyring_t *kr, const uint8_t *in, size_t len, uint8_t *o
 
 /*
  * Open a sealed envelope into out (cap bytes; len - SH_KEYRING_OVERHEAD
- * suffice). Returns the plaintext length, or SH_EPARSE (short), SH_EVERSION,
+ * suffice; out may be in + SH_KEYRING_HDRLEN, to open in place). Returns the plaintext length, or SH_EPARSE (short), SH_EVERSION,
  * SH_ENOENT (unknown key), SH_EAUTH (bad tag), SH_ELIMIT (cap); every refusal
  * is counted. Nothing is written to out on refusal beyond scratch.
  */
 long sh_keyring_open(sh_keyring_t *kr, const uint8_t *in, size_t len, uint8_t *out, size_t cap);
 
 const sh_keyring_stats_t *sh_keyring_stats(const sh_keyring_t *kr);
+
+/*
+ * Sealed streams (push-pull stream frames, wire version 3, proto/README.md;
+ * issue 15): libsodium's crypto_secretstream_xchacha20poly1305 under a
+ * subkey of a keyring key (BLAKE2b-256 keyed by the key, of the label
+ * "shoal push-pull stream v3"), so a long message is opened chunk by chunk
+ * and a receiver never buffers more than one chunk it has not
+ * authenticated. The stream header is [key id: 4 bytes, big endian]
+ * [secretstream header: 24 bytes]; each chunk costs SH_KEYRING_STREAM_ABYTES
+ * and carries a tag: message, or final for the last one. Chunks cannot be
+ * reordered, dropped or spliced from another stream (secretstream), and a
+ * stream that ends before its final chunk is truncated. A whole stream can
+ * be replayed: there is no replay protection at this layer.
+ */
+#define SH_KEYRING_STREAM_HDRLEN 28u /* key id + secretstream header */
+#define SH_KEYRING_STREAM_ABYTES 17u /* per chunk: tag byte + MAC */
+
+typedef struct {
+    _Alignas(16) uint8_t opaque[64]; /* crypto_secretstream_xchacha20poly1305_state */
+} sh_keyring_stream_t;
+
+/* Start a stream under the primary key: the stream header in hdr. 0 or
+ * SH_ESTATE (no key). */
+int sh_keyring_stream_seal_start(sh_keyring_t *kr, sh_keyring_stream_t *st,
+                                 uint8_t hdr[SH_KEYRING_STREAM_HDRLEN]);
+/* Seal one chunk in[0..len) into out (len + SH_KEYRING_STREAM_ABYTES
+ * bytes), ad[0..adlen) authenticated with it (ad may be NULL); final: the
+ * last chunk of the stream. */
+void sh_keyring_stream_seal(sh_keyring_stream_t *st, const uint8_t *in, size_t len,
+                            const uint8_t *ad, size_t adlen, int final, uint8_t *out);
+/* Start opening the stream whose header is hdr: 0, or SH_ENOENT for a key
+ * id no installed key has (counted unknown_key). */
+int sh_keyring_stream_open_start(sh_keyring_t *kr, sh_keyring_stream_t *st,
+                                 const uint8_t hdr[SH_KEYRING_STREAM_HDRLEN]);
+/* Open one sealed chunk in[0..len) into out (len - ABYTES bytes): returns
+ * the plaintext length and *final, or SH_EPARSE (shorter than ABYTES,
+ * counted short_packet) / SH_EAUTH (counted bad_tag); then the stream is
+ * unusable. */
+long sh_keyring_stream_open(sh_keyring_t *kr, sh_keyring_stream_t *st, const uint8_t *in,
+                            size_t len, const uint8_t *ad, size_t adlen, uint8_t *out, int *final);
 
 #endif

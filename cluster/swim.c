@@ -1209,6 +1209,17 @@ int sh_swim_force_leave(sh_swim_t *s, const char *name, uint64_t now)
     return 0;
 }
 
+void sh_swim_rejoin(sh_swim_t *s, uint64_t now)
+{
+    if (!s->leaving)
+        return;
+    s->now = now;
+    s->leaving = 0;
+    s->self->pub.incarnation++;
+    set_status(s, s->self, SH_SWIM_ALIVE);
+    queue_alive(s, s->self);
+}
+
 int sh_swim_leave_sent(const sh_swim_t *s)
 {
     if (!s->leaving)
@@ -1280,6 +1291,14 @@ const sh_swim_member_t *sh_swim_member(const sh_swim_t *s, const char *name)
 {
     member *m = get(s, name);
     return m ? &m->pub : NULL;
+}
+
+unsigned sh_swim_peer_version(const sh_swim_t *s, const char *addr)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->mem[i] != s->self && strcmp(s->mem[i]->pub.addr, addr) == 0)
+            return s->mem[i]->wire_ver;
+    return 0;
 }
 
 int sh_swim_health_score(const sh_swim_t *s)

@@ -157,6 +157,10 @@ void sh_swim_leave(sh_swim_t *s, uint64_t now);
 int sh_swim_force_leave(sh_swim_t *s, const char *name, uint64_t now);
 /* 1 once the leave update went out at least once (or there is nobody). */
 int sh_swim_leave_sent(const sh_swim_t *s);
+/* Undo sh_swim_leave (Serf's -rejoin, `nodectl join` after `nodectl
+ * leave`): alive again under a higher incarnation, which outbids our own
+ * goodbye everywhere; a join push-pull spreads it. No-op unless leaving. */
+void sh_swim_rejoin(sh_swim_t *s, uint64_t now);
 
 /* Replace our metadata and announce it with a new incarnation. */
 void sh_swim_set_meta(sh_swim_t *s, const uint8_t *meta, size_t len);
@@ -175,6 +179,9 @@ size_t sh_swim_num_members(const sh_swim_t *s, int alive_only);
 void sh_swim_foreach(const sh_swim_t *s, void (*cb)(void *arg, const sh_swim_member_t *m),
                      void *arg);
 const sh_swim_member_t *sh_swim_member(const sh_swim_t *s, const char *name);
+/* The plaintext wire version of the last message from the member whose
+ * address is addr; 0 if none is known (no such member, or not heard yet). */
+unsigned sh_swim_peer_version(const sh_swim_t *s, const char *addr);
 /* Lifeguard local health score, 0 = healthy. */
 int sh_swim_health_score(const sh_swim_t *s);
 const sh_swim_stats_t *sh_swim_stats(const sh_swim_t *s);

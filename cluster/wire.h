@@ -22,7 +22,7 @@
 #include "cluster/keyring.h"
 #include "proto/gossip.pb-c.h"
 
-#define SH_WIRE_VERSION     2u /* what we speak (2: PushPull.slim) */
+#define SH_WIRE_VERSION     3u /* what we speak (2: PushPull.slim; 3: stream frames) */
 #define SH_WIRE_MIN_VERSION 1u /* the oldest reader that understands us */
 #define SH_WIRE_HDRLEN      3u
 
@@ -30,7 +30,7 @@
 #define SH_WIRE_KIND_PUSHPULL 2u /* TCP: Sh__Gossip__PushPull */
 
 #define SH_WIRE_MAX_UDP      65507u      /* largest datagram accepted */
-#define SH_WIRE_MAX_FRAME    (16u << 20) /* largest push-pull frame */
+#define SH_WIRE_MAX_FRAME    (16u << 20) /* largest push-pull frame (SH_PPFRAME_MAX) */
 #define SH_WIRE_MAX_NAME     128u
 #define SH_WIRE_MAX_ADDR     128u
 #define SH_WIRE_MAX_META     4096u

@@ -55,12 +55,7 @@ void sh_buf_appendf(sh_buf_t *b, const char *fmt, ...)
 void sh_buf_append_u64(sh_buf_t *b, uint64_t v)
 {
     char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    sh_buf_append(b, tmp + sizeof(tmp) - n, n);
+    sh_buf_append(b, tmp, sh_fmt_u64(tmp, v));
 }
 
 size_t sh_fmt_u64(char *out, uint64_t v)

@@ -680,6 +680,21 @@ const sh_conf_node_t *sh_conf_doc_root(const sh_conf_doc_t *doc)
     return doc != NULL ? doc->root : NULL;
 }
 
+unsigned sh_conf_doc_files(const sh_conf_doc_t *doc, const char **out, unsigned max)
+{
+    unsigned n = 0;
+    for (const fname_t *f = doc->names; f != NULL; f = f->next)
+        n++;
+    /* the list is newest first: fill from the end for the reading order */
+    unsigned i = n;
+    for (const fname_t *f = doc->names; f != NULL; f = f->next) {
+        i--;
+        if (i < max)
+            out[i] = f->name;
+    }
+    return n;
+}
+
 void sh_conf_doc_destroy(sh_conf_doc_t *doc)
 {
     if (doc == NULL)

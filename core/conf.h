@@ -62,6 +62,9 @@ int sh_conf_parse_buffer(const char *name, const char *text, size_t len, const c
 
 /* First top-level directive, or NULL for an empty document. */
 const sh_conf_node_t *sh_conf_doc_root(const sh_conf_doc_t *doc);
+/* The names of the files read (the main file, then each include as it was
+ * read), into out[0..max); returns how many there are (may exceed max). */
+unsigned sh_conf_doc_files(const sh_conf_doc_t *doc, const char **out, unsigned max);
 /* Free the tree. NULL is a no-op. */
 void sh_conf_doc_destroy(sh_conf_doc_t *doc);
 
@@ -172,6 +175,9 @@ struct sh_conf_s {
     void *user;               /* the owner's whole-configuration object */
     int warnings;             /* number of sh_conf_warn() calls */
     int warn_fd;              /* where warnings go (default 2) */
+    char *warn_buf;           /* if set, warnings are also appended here, one */
+    size_t warn_size;         /* "file:line: message\n" each, truncated to fit */
+    size_t warn_used;         /* (a reload reports them in its answer) */
     char err[SH_CONF_ERRLEN]; /* "file:line: message" after a failure */
 };
 
@@ -210,8 +216,13 @@ int sh_conf_set_enum(sh_conf_t *cf, const sh_conf_cmd_t *cmd,
                      void *conf); /* int; post: const sh_conf_enum_t[] ending with NULL name */
 /* Accept and ignore (e.g. `use epoll`, `sendfile on`), silently. */
 int sh_conf_set_ignore(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
-/* Accept, warn "\"NAME\" is not supported yet, ignored" with file:line. */
+/* Accept, warn "\"NAME\" is not supported yet, ignored" with file:line; when
+ * cmd->post is a string, " (POST)" follows, saying what is ignored. */
 int sh_conf_set_unsupported(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
+/* Refuse a directive that restricts access or traffic and is not
+ * implemented yet (fail closed): "file:line: \"NAME\" is not implemented
+ * yet: POST, ..." where cmd->post says what would go unenforced. */
+int sh_conf_set_refused(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
 
 typedef struct {
     const char *name;

@@ -83,6 +83,14 @@ void sh_conf_warn(sh_conf_t *cf, const char *fmt, ...)
     size_t n = strlen(line);
     line[n++] = '\n';
     cf->warnings++;
+    if (cf->warn_buf != NULL && cf->warn_used + 1 < cf->warn_size) {
+        size_t room = cf->warn_size - cf->warn_used - 1, k = n - (sizeof(head) - 1);
+        if (k > room)
+            k = room;
+        memcpy(cf->warn_buf + cf->warn_used, line + sizeof(head) - 1, k);
+        cf->warn_used += k;
+        cf->warn_buf[cf->warn_used] = '\0';
+    }
     if (cf->warn_fd >= 0) {
         ssize_t w = write(cf->warn_fd, line, n);
         (void)w; /* a lost warning must not fail the load */
@@ -452,6 +460,18 @@ int sh_conf_set_ignore(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 
 int sh_conf_set_unsupported(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
-    sh_conf_warn(cf, "\"%s\" is not supported yet, ignored", cf->node->args[0]);
+    if (cmd->post != NULL)
+        sh_conf_warn(cf, "\"%s\" is not supported yet, ignored (%s)", cf->node->args[0],
+                     (const char *)cmd->post);
+    else
+        sh_conf_warn(cf, "\"%s\" is not supported yet, ignored", cf->node->args[0]);
     return 0;
+}
+
+int sh_conf_set_refused(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    return sh_conf_error(cf,
+                         "\"%s\" is not implemented yet: %s, so the configuration is refused "
+                         "rather than served without it",
+                         cf->node->args[0], cmd->post ? (const char *)cmd->post : "it restricts access");
 }

@@ -16,7 +16,7 @@ import shoal_harness as sh
 
 H = "Host: t\r\n"
 
-# (name, bytes, expected statuses). 400 unless RFC 9112 / node/http1.h say
+# (name, bytes, expected statuses). 400 unless RFC 9112 / http/http1.h say
 # otherwise; where the RFCs allow either of two, both are listed and why.
 CASES = [
     ("CL + TE (smuggling, RFC 9112 6.1)",
@@ -42,7 +42,7 @@ CASES = [
     ("Transfer-Encoding whose final coding is not chunked (RFC 9112 6.3: MUST 400)",
      "POST /te1 HTTP/1.1\r\n" + H + "Transfer-Encoding: chunked, identity\r\n\r\n", {400, 501}),
     # 6.1 says an unknown coding SHOULD get 501, 6.3 says a non-final chunked
-    # MUST get 400; node/http1.h maps unknown codings to 501. Either rejects it.
+    # MUST get 400; http/http1.h maps unknown codings to 501. Either rejects it.
     ("Transfer-Encoding: gzip alone",
      "POST /te2 HTTP/1.1\r\n" + H + "Transfer-Encoding: gzip\r\n\r\n", {400, 501}),
     ("Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)",
@@ -73,7 +73,7 @@ CASES = [
      "GET /v HTTP/1\r\n" + H + "\r\n", {400}),
     ("lower-case protocol name",
      "GET /v2 http/1.1\r\n" + H + "\r\n", {400}),
-    ("HTTP/3.0 request line (node/http1.h: 505)",
+    ("HTTP/3.0 request line (http/http1.h: 505)",
      "GET /v3 HTTP/3.0\r\n" + H + "\r\n", {505}),
 ]
 
@@ -142,7 +142,7 @@ def main(t):
 
     # Valid look-alikes. RFC 9112 6.3 lets a recipient either reject a
     # repeated identical Content-Length or treat it as one value
-    # (node/http1.h: accepts). If proxied, the backend must see one clean
+    # (http/http1.h: accepts). If proxied, the backend must see one clean
     # Content-Length and exactly the body.
     ok_cases = [
         ("Content-Length: 5, 5 (one value repeated)",

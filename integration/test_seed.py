@@ -10,7 +10,12 @@ says. The fixed ports (19001-19004, 18080, 18090, 18443) are taken under
 the harness's port locks, waiting for another run of this test to end; if
 something else holds them, the test is skipped (exit 0) with the reason.
 
-- `shoal -t` passes (warnings for not-yet-supported directives are fine);
+- the seed's restricting directives (issue 16, fail closed): `limit_req`
+  and `limit_conn` are implemented (issue 11), so `shoal -t` must not
+  refuse them; a line the node still refuses as "not implemented yet" is
+  commented out in a copy (each logged, and only from a known set), so the
+  test keeps checking everything else of the seed;
+- `shoal -t` on that copy passes (warnings for tuning directives are fine);
 - the pid file logs/gateway.pid holds the node's PID;
 - the plain listener 127.0.0.1:18080 answers
   `301 https://api-gateway.yourdomain.com$request_uri` (the query kept),
@@ -97,6 +102,49 @@ def read_lines(path):
         return []
 
 
+# Directives of the seed that restrict traffic or access and that the node
+# refuses until they are implemented (issue 16: fail closed).
+REFUSED_OK = {"limit_req_zone", "limit_req", "limit_conn_zone", "limit_conn", "internal"}
+REFUSED_RE = re.compile(r'^(?P<file>[^:\n]+):(?P<line>\d+): "(?P<name>[a-z_]+)" is not implemented yet: ', re.M)
+
+
+def mark_unimplemented(t, copy, prefix):
+    """Comment out, one by one, the lines `shoal -t` refuses as not
+    implemented yet; check each is refused with file:line and belongs to
+    REFUSED_OK. Returns the list of (file, line, name) marked, or None
+    after a failed check."""
+    marked = []
+    for _ in range(40):
+        r = t.run_shoal(["-p", prefix, "-c", "nginx.conf", "-t"], cwd=copy)
+        if r.returncode == 0:
+            break
+        m = REFUSED_RE.search(r.stderr)
+        if not m:
+            return marked  # some other error: the -t check below reports it
+        name, path, line = m.group("name"), m.group("file"), int(m.group("line"))
+        if not t.check(name in REFUSED_OK, "the seed is refused for \"%s\" at %s:%d, one of the "
+                       "known restricting directives not implemented yet" % (name, path, line), r.stderr):
+            return None
+        with open(path) as f:
+            lines = f.readlines()
+        if not t.check(name in lines[line - 1], "%s:%d holds \"%s\"" % (path, line, name), lines[line - 1]):
+            return None
+        # only the statement, so a one-line block keeps its other directives
+        text = lines[line - 1]
+        at = re.search(r"(?<![\w$])%s\b[^;]*;" % name, text)
+        stmt = at.group(0) if at else text.strip()
+        note = "\n# issue 16: refused until implemented (fail closed): %s\n" % stmt
+        lines[line - 1] = text.replace(stmt, note, 1) if at else "#" + note
+        with open(path, "w") as f:
+            f.writelines(lines)
+        marked.append((os.path.relpath(path, copy), line, name))
+    names = sorted({n for _, _, n in marked})
+    t.check(not ({"limit_req", "limit_req_zone", "limit_conn", "limit_conn_zone"} & set(names)),
+            "the seed's limit_req and limit_conn are implemented, not refused; marked in the "
+            "copy: %s" % (", ".join("%s:%d %s" % m for m in marked) or "nothing"), marked)
+    return marked
+
+
 def main(t):
     for port in BACKEND_PORTS + NODE_PORTS:
         if lock_port(port, 90) is None:
@@ -115,6 +163,9 @@ def main(t):
             os.makedirs(os.path.join(copy, d), exist_ok=True)
     prefix = copy + "/"
 
+    marked = mark_unimplemented(t, copy, prefix)
+    if marked is None:
+        return
     r = t.run_shoal(["-p", prefix, "-c", "nginx.conf", "-t"], cwd=copy)
     warns = [l for l in r.stderr.splitlines() if "[warn]" in l]
     t.check(r.returncode == 0, "shoal -p COPY/ -c nginx.conf -t passes (%d warnings)" % len(warns),

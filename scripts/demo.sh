@@ -5,9 +5,14 @@
 # configuration (round robin over 127.0.0.1:9001 and :9002) on its own port
 # (8080, 8081, 8082), TLS + HTTP/2 with a throw-away self-signed certificate
 # on 8443-8445 (0-RTT on), plus a `cluster {}` block: gossip on 7946-7948, admin
-# API on 9901-9903, one gossip key made by `nodectl keygen`; nodes 2 and 3
-# join node 1. Shows `nodectl members`, prints what to try, then waits.
-# Ctrl-C (or TERM) stops everything this script started, by PID.
+# API on 9901-9903, one gossip key made by `nodectl keygen`; every node lists
+# every seed in `join` (itself included: the recommended pattern, so a
+# restarted node finds the others). Shows `nodectl members`, prints what to
+# try (every command with absolute paths: they work from any folder), then
+# waits. A node that exits (say, killed as printed) is reported with the
+# command that restarts it, and the demo keeps running. Ctrl-C (or TERM)
+# stops everything this script started, by PID (and a node restarted by
+# hand, by its pid file), and deletes its temp folder.
 #
 #   scripts/demo.sh [PATH/TO/shoal]        (default: build/bin/shoal; nodectl
 #                                           is taken from the same directory)
@@ -25,6 +30,8 @@ if [ -z "$shoal" ]; then
   done
   shoal="${shoal:-$repo/build/bin/shoal}"
 fi
+# absolute, so the printed commands work from any folder
+[ -e "$shoal" ] && shoal="$(cd "$(dirname "$shoal")" && pwd)/$(basename "$shoal")"
 backend="$repo/integration/backend.py"
 python="${PYTHON:-python3}"
 nodectl="${NODECTL_BIN:-$(dirname "$shoal")/nodectl}"
@@ -80,6 +87,13 @@ cleanup() {
   if [ ${#pids[@]} -gt 0 ]; then
     echo
     echo "demo: stopping (PIDs ${pids[*]})"
+    # nodes restarted by hand are not our children: their pid files
+    for f in "$logdir"/node*.pid; do
+      [ -f "$f" ] || continue
+      p="$(cat "$f" 2>/dev/null)"
+      # only if that PID is still a shoal of this demo (a stale file's PID may be reused)
+      [ -n "$p" ] && grep -qa "$logdir" "/proc/$p/cmdline" 2>/dev/null && pids+=("$p")
+    done
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
     # Wait up to 5 s for them, then SIGKILL what is left.
     for _ in $(seq 50); do
@@ -91,10 +105,15 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
     wait 2>/dev/null
   fi
-  echo "demo: stopped; logs in $logdir"
+  if [ "${1:-keep}" = keep ]; then
+    echo "demo: stopped; logs in $logdir"
+  else
+    rm -rf "$logdir"
+    echo "demo: stopped; removed $logdir"
+  fi
 }
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM HUP
+trap 'cleanup remove; exit 130' INT
+trap 'cleanup remove; exit 143' TERM HUP
 trap cleanup EXIT
 
 for i in 0 1; do
@@ -113,13 +132,13 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -su
 node_pids=()
 for i in 0 1 2; do
   n=$((i + 1))
-  join=""
-  [ "$i" -gt 0 ] && join="join 127.0.0.1:${gossip_ports[0]};"
+  join="join 127.0.0.1:${gossip_ports[0]} 127.0.0.1:${gossip_ports[1]} 127.0.0.1:${gossip_ports[2]};"
   cat >"$logdir/node$n.conf" <<CONF
 # Shoal demo node $n: the embedded default configuration on port ${gw_ports[$i]},
 # TLS 1.2/1.3 + HTTP/2 on ${tls_ports[$i]} (self-signed), and a cluster block
 # (written by scripts/demo.sh).
 worker_processes 1;
+pid $logdir/node$n.pid;
 events { worker_connections 1024; }
 http {
     upstream demo {
@@ -205,6 +224,7 @@ Shoal demo is up (logs and configs in $logdir):
   gateways http://127.0.0.1:8080  :8081  :8082   (shoal pids ${node_pids[*]})
            https://127.0.0.1:8443 :8444 :8445   (TLS + HTTP/2, self-signed: $logdir/demo.crt)
   admin    127.0.0.1:9901  :9902  :9903          (nodectl --addr ...)
+  dashboard http://127.0.0.1:9901/ui/             (live members, upstreams, events)
   backends http://127.0.0.1:9001 (b1, pid ${pids[0]})  http://127.0.0.1:9002 (b2, pid ${pids[1]})
 
 $ nodectl $a members
@@ -221,13 +241,17 @@ Try:
   # round robin: the answers alternate between b1 and b2, through any node
   for i in 1 2 3 4; do curl -s $u/; done; curl -s http://127.0.0.1:8082/shoal/hello
 
-  # follow the cluster's events in another terminal, then stop node 3 and watch
+  # follow the cluster's events in another terminal, then crash node 3 and watch
+  # the others see it suspect, then failed (plain \`kill\` would make it leave);
+  # the demo keeps running and prints how to restart it
   $nodectl $a monitor
-  kill ${node_pids[2]}
+  kill -9 ${node_pids[2]}
 
-  # rotate the gossip key through one node: it spreads by gossip
-  K=\$($nodectl keygen); $nodectl $a keys install "\$K"; $nodectl $a keys list
-  $nodectl --addr 127.0.0.1:9902 keys use "\$K"
+  # rotate the gossip key through one node: install it, wait until every member
+  # holds it (it spreads by gossip), then make it the primary everywhere
+  K=\$($nodectl keygen); $nodectl $a keys install "\$K"
+  until $nodectl $a keys list --json | $python -c 'import json,sys; r=json.load(sys.stdin); sys.exit(0 if all(r["holders"][k] == r["members"] for k in r["keys"]) else 1)'; do echo "waiting until every member holds the new key"; sleep 1; done
+  $nodectl --addr 127.0.0.1:9902 keys use "\$K"; $nodectl $a keys list
 
   # upstream health, stub_status and Prometheus metrics as node 1 sees them
   $nodectl $a upstreams
@@ -241,24 +265,46 @@ Try:
   nghttp -nv https://127.0.0.1:8443/ | grep -E 'SETTINGS|HEADERS|:status|x-backend'
 
   # TLS 1.3 0-RTT: resume a session and send the request as early data (Early-Data: 1 upstream)
-  printf 'GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' > /tmp/req
-  openssl s_client -connect 127.0.0.1:8443 -sess_out /tmp/sess -ign_eof </tmp/req >/dev/null 2>&1
-  sleep 1 | openssl s_client -connect 127.0.0.1:8443 -sess_in /tmp/sess -early_data /tmp/req 2>/dev/null | grep -A1 -E 'Early data|Early-Data'
+  printf 'GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' > $logdir/req
+  openssl s_client -connect 127.0.0.1:8443 -sess_out $logdir/sess -ign_eof <$logdir/req >/dev/null 2>&1
+  sleep 1 | openssl s_client -connect 127.0.0.1:8443 -sess_in $logdir/sess -early_data $logdir/req 2>/dev/null | grep -A1 -E 'Early data|Early-Data'
 
   # a POST: the backend echoes what it received (length and SHA-256 of the body)
-  head -c 1000000 /dev/urandom > /tmp/body && sha256sum /tmp/body
-  curl -s --data-binary @/tmp/body $u/echo
+  head -c 1000000 /dev/urandom > $logdir/body && sha256sum $logdir/body
+  curl -s --data-binary @$logdir/body $u/echo
 
-Ctrl-C stops everything.
+  # logrotate: move node 1's logs away, then reopen them (nginx's -s, via its pid file)
+  $shoal -p $logdir/ -c $logdir/node1.conf -s reopen
+
+Ctrl-C stops everything and deletes $logdir.
 MSG
 
-# Wait for Ctrl-C, or for any child to exit (then stop the rest).
+# Wait for Ctrl-C. A node that exits is reported once, with how to restart
+# it; the demo keeps running (the others show its failure). A backend that
+# exits likewise.
+reported=()
 while :; do
-  for pid in "${pids[@]}"; do
+  for k in "${!pids[@]}"; do
+    pid=${pids[$k]}
+    [[ " ${reported[*]} " == *" $pid "* ]] && continue
     if ! kill -0 "$pid" 2>/dev/null; then
-      echo "demo: process $pid exited; stopping the rest" >&2
-      exit 1
+      reported+=("$pid")
+      if [ "$k" -ge 2 ]; then
+        n=$((k - 1))
+        cat <<MSG
+
+demo: node$n (pid $pid) exited. The others see it fail (suspect, then failed):
+  $nodectl $a members
+Restart it (it rejoins on its own: every node lists every seed in its join list):
+  $shoal -p $logdir/ -c $logdir/node$n.conf 2>>$logdir/node$n.log &
+The demo keeps running; Ctrl-C stops everything (a restarted node too).
+MSG
+      else
+        echo
+        echo "demo: backend ${b_names[$k]} (pid $pid) exited; restart it with:"
+        echo "  $python $backend --port ${b_ports[$k]} --name ${b_names[$k]} &"
+      fi
     fi
   done
-  wait -n 2>/dev/null || sleep 1
+  sleep 1
 done

@@ -9,6 +9,7 @@
  * Exit status: 0 success, 1 the node answered with an error, 2 usage error
  * or the node is unreachable; one line on stderr for every failure.
  */
+#include <getopt.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,11 +69,12 @@ static const cmd_help_t helps[] = {
      "Show this node: its member entry, cluster name, addresses, "
      "keyring primary,\nmembers seen and uptime."},
     {"join", "join ADDR... [--json]",
-     "Push-pull with each gossip address (numeric HOST:PORT); succeeds if at least one\n"
-     "answered. Exit 1 if none did."},
+     "Push-pull with each gossip address (HOST:PORT; a host name is resolved by the\n"
+     "node, off its loop); succeeds if at least one answered. Exit 1 if none did.\n"
+     "After `leave`, join makes the node a member again (as Serf's -rejoin)."},
     {"leave", "leave [--json]",
      "Leave the cluster gracefully: the others see this node as left. The node keeps\n"
-     "serving HTTP; restart it to join again."},
+     "serving HTTP; `nodectl join` makes it a member again."},
     {"force-leave", "force-leave NAME [--json]",
      "Mark a failed (dead or suspect) member as left on every node, so it is no longer\n"
      "reconnected to. Refused for an alive member."},
@@ -342,40 +344,47 @@ int main(int argc, char **argv)
     int help = 0;
     const char *pos[MAX_POS];
     int npos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    /* Options may come before or after the command (getopt_long permutes);
+     * "--" ends them. */
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"addr", required_argument, NULL, 'a'},
+                                             {"token", required_argument, NULL, 't'},
+                                             {"status", required_argument, NULL, 's'},
+                                             {"tag", required_argument, NULL, 'g'},
+                                             {NULL, 0, NULL, 0}};
+    opterr = 0; /* our own messages, exit status 2 */
+    int opt;
+    while ((opt = getopt_long(argc, argv, ":ha:", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'h':
             help = 1;
-        } else if (strcmp(a, "--json") == 0) {
+            break;
+        case 'j':
             x.json_out = 1;
-        } else if (strcmp(a, "--addr") == 0 || strcmp(a, "-a") == 0 || strcmp(a, "--token") == 0 ||
-                   strcmp(a, "--status") == 0 || strcmp(a, "--tag") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("%s needs a value", a);
-            const char *v = argv[++i];
-            if (a[2] == 'a' || a[1] == 'a')
-                x.addr = v;
-            else if (a[2] == 't' && a[3] == 'o')
-                x.token = v;
-            else if (a[2] == 's')
-                status = v;
-            else
-                tag = v;
-        } else if (strncmp(a, "--addr=", 7) == 0) {
-            x.addr = a + 7;
-        } else if (strncmp(a, "--token=", 8) == 0) {
-            x.token = a + 8;
-        } else if (strncmp(a, "--status=", 9) == 0) {
-            status = a + 9;
-        } else if (strncmp(a, "--tag=", 6) == 0) {
-            tag = a + 6;
-        } else if (a[0] == '-' && a[1] != 0) {
-            return usage_error("unknown option \"%s\"", a);
-        } else if (npos < MAX_POS) {
-            pos[npos++] = a;
-        } else {
-            return usage_error("too many arguments%s", "");
+            break;
+        case 'a':
+            x.addr = optarg;
+            break;
+        case 't':
+            x.token = optarg;
+            break;
+        case 's':
+            status = optarg;
+            break;
+        case 'g':
+            tag = optarg;
+            break;
+        case ':':
+            return usage_error("%s needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option \"%s\"", argv[optind - 1]);
         }
+    }
+    for (int i = optind; i < argc; i++) {
+        if (npos >= MAX_POS)
+            return usage_error("too many arguments%s", "");
+        pos[npos++] = argv[i];
     }
     if (npos == 0 && help)
         return print_help(NULL);

@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * shoal: one gateway node. Flags as nginx's (-c FILE, -p PREFIX, -t, -v),
- * always in the foreground. The main thread loads the configuration,
- * starts the workers (and the cluster thread when configured), then waits
- * for signals: SIGTERM, SIGINT and SIGQUIT drain and exit 0; a second one
- * stops at once. SIGHUP, or POST /v1/reload on the admin API, reloads
+ * shoal: one gateway node. Flags as nginx's (-c FILE, -p PREFIX, -t, -T,
+ * -q, -v, -V, -g DIRECTIVES, -e FILE, -s SIGNAL, -h), always in the
+ * foreground. The main thread loads the configuration, starts the workers
+ * (and the cluster thread when configured), then waits for signals:
+ * SIGTERM, SIGINT and SIGQUIT drain and exit 0; a second one stops at once.
+ * SIGUSR1 reopens every log file (logrotate); SIGUSR2 is logged and ignored
+ * (no binary upgrade); SIGWINCH is ignored. With `user`, the main thread
+ * keeps root, as nginx's master (to reopen logs and bind on reload), and
+ * every other thread switches to the user (core/privs.h).
+ * SIGHUP, or POST /v1/reload on the admin API, reloads
  * (issue 6): the configuration is loaded again and, if it loads, a new
  * generation of workers serves new connections with it while the previous
  * generation drains its open connections on the old one (worker.h); if it
@@ -16,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,20 +29,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include <uv.h>
 
 #include "cmd/shoal/modules.h"
 #include "core/alloc.h"
 #include "core/log.h"
-#include "node/runtime.h"
-#include "node/tls.h"
-#include "node/worker.h"
+#include "core/privs.h"
+#include "node/conn/tls.h"
+#include "node/conn/worker.h"
+#include "node/modules/accesslog.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/runtime.h"
 #ifdef SHOAL_WITH_CLUSTER
 #include "cluster/cluster.h"
 #endif
 
 #define DEFAULT_CONF "/etc/shoal/shoal.conf"
+#define RELOAD_MSGLEN (SH_CONF_ERRLEN + 4096 + 256)
+#define NSIGS 7
 
 /* One configuration and the workers serving it. */
 typedef struct gen_s {
@@ -52,7 +65,7 @@ typedef struct gen_s {
 
 typedef struct node_main_s {
     uv_loop_t loop;
-    uv_signal_t sigs[4];
+    uv_signal_t sigs[NSIGS];
     uv_async_t gen_done; /* a generation's workers ended */
     uv_async_t reload_async;
     gen_t *gens;        /* newest (current) first */
@@ -60,7 +73,10 @@ typedef struct node_main_s {
     sh_worker_totals_t retired;
     uint64_t reloads, reload_failures;
     sh_runtime_t *rt0; /* the first configuration: the cluster block lives in it */
-    const char *conf_path, *prefix;
+    const char *conf_path, *prefix, *globals;
+    char errlog_path[PATH_MAX]; /* "" when the error log is stderr */
+    int logfd;                  /* the error log's descriptor, or -1 */
+    long log_uid;               /* owner of reopened logs (the user), or -1 */
     int stops;
     /* a reload asked by the admin API (a pool thread waits on reload_cv) */
     uv_mutex_t reload_mu;
@@ -75,13 +91,25 @@ typedef struct node_main_s {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: shoal [-c FILE] [-p PREFIX] [-t] [-v] [-h]\n"
-               "  -c FILE    configuration file (default: PREFIX/conf/shoal.conf, then\n"
-               "             " DEFAULT_CONF ", then the built-in default)\n"
-               "  -p PREFIX  prefix for relative paths (default: current directory)\n"
-               "  -t         test the configuration and exit\n"
-               "  -v         print the version and exit\n"
-               "  -h         this help\n");
+    fprintf(f,
+            "Usage: shoal [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename]\n"
+            "             [-g directives]\n"
+            "\n"
+            "Options:\n"
+            "  -?,-h,--help   this help\n"
+            "  -v,--version   print the version and exit\n"
+            "  -V             print the version and the libraries built in, and exit\n"
+            "  -t             test the configuration and exit\n"
+            "  -T             test the configuration, dump it (with includes) and exit\n"
+            "  -q             suppress non-error messages while testing the configuration\n"
+            "  -s signal      send a signal to the running node (its pid file):\n"
+            "                 stop, quit, reopen, reload\n"
+            "  -p prefix      prefix for relative paths (default: current directory)\n"
+            "  -e filename    error log when the configuration sets none (default: stderr;\n"
+            "                 \"stderr\" selects it)\n"
+            "  -c filename    configuration file (default: PREFIX/conf/shoal.conf, then\n"
+            "                 " DEFAULT_CONF ", then the built-in default)\n"
+            "  -g directives  main-context directives, e.g. -g \"worker_processes 2;\"\n");
 }
 
 /* Join a and b into out (PATH_MAX); exits with a message if too long. */
@@ -140,6 +168,7 @@ static void on_signal(uv_signal_t *s, int signum)
     sh_log_notice("signal %d received, %s", signum,
                   m->stops == 1 ? "draining and exiting" : "exiting now");
     if (m->stops == 1) {
+        sd_notify(0, "STOPPING=1"); /* Type=notify unit: the drain has begun */
         cancel_pending_reload(m);
 #ifdef SHOAL_WITH_CLUSTER
         sh_cluster_stop(m->cluster, 2000);
@@ -156,6 +185,7 @@ static void on_signal(uv_signal_t *s, int signum)
 static void joiner(void *arg)
 {
     gen_t *g = arg;
+    (void)sh_privs_drop_thread(); /* it only waits; no thread but main keeps root */
     sh_workers_wait(g->ws, g->n);
     atomic_store(&g->done, 1);
     uv_async_send(&g->m->gen_done);
@@ -221,6 +251,8 @@ static int nworkers_of(const sh_runtime_t *rt)
     return n > 0 ? (int)n : 1;
 }
 
+static void log_warnings(const char *w);
+
 /*
  * Reload on the main thread: 0 with what was applied in msg, or -1 with
  * why nothing changed.
@@ -233,9 +265,10 @@ static int do_reload(node_main_t *m, char *msg, size_t len)
     }
     char err[SH_CONF_ERRLEN];
     sh_runtime_t *rt = NULL;
-    /* warnings (directives not honoured yet) go to the error log */
-    int rc = sh_runtime_load(m->conf_path, "<built-in default>", sh_default_conf, m->prefix,
-                             sh_modules, sh_nmodules, -1, &rt, err);
+    /* warnings (directives not honoured yet) go to the error log and into
+     * the answer (below) */
+    int rc = sh_runtime_load_ex(m->conf_path, "<built-in default>", sh_default_conf, m->globals,
+                                m->prefix, sh_modules, sh_nmodules, -1, &rt, err);
     if (rc != 0) {
         snprintf(msg, len, "reload: configuration refused, the running one stays: %s", err);
         m->reload_failures++;
@@ -244,6 +277,8 @@ static int do_reload(node_main_t *m, char *msg, size_t len)
     }
     rt->totals = node_totals;
     rt->totals_ud = m;
+    const char *warnings = sh_runtime_warnings(rt);
+    log_warnings(warnings);
     gen_t *cur = m->gens;
     int n = nworkers_of(rt);
     sh_worker_t **ws = NULL;
@@ -267,21 +302,77 @@ static int do_reload(node_main_t *m, char *msg, size_t len)
     cur->stopped = 1;
     sh_workers_stop(cur->ws, cur->n, cur->rt->shutdown_timeout);
     m->reloads++;
-    snprintf(msg, len,
-             "reload: configuration ok, applied to new connections (%d worker%s); connections "
-             "already open finish on the previous configuration; not reloaded: the cluster "
-             "block, error_log, pid",
-             n, n == 1 ? "" : "s");
+    int k = snprintf(msg, len,
+                     "reload: configuration ok, applied to new connections (%d worker%s); "
+                     "connections already open finish on the previous configuration; not "
+                     "reloaded: the cluster block, error_log, pid, user",
+                     n, n == 1 ? "" : "s");
     sh_log_notice("%s", msg);
+    if (warnings[0] != '\0' && k > 0 && (size_t)k < len)
+        snprintf(msg + k, len - (size_t)k, "\nwarnings (not honoured):\n%s", warnings);
     return 0;
+}
+
+/* Reopen the error log (when it is a file) and every access log of every
+ * generation in place (SIGUSR1, nginx's "reopen"). Main thread, which keeps
+ * the rights to create the files; a file it creates goes to the user. */
+static void reopen_logs(node_main_t *m)
+{
+    if (m->errlog_path[0] != '\0') {
+        int fd = open(m->errlog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            sh_log_err("reopen: open() \"%s\" failed (%s); still writing to the old file",
+                       m->errlog_path, strerror(errno));
+        } else {
+            if (m->log_uid >= 0 && fchown(fd, (uid_t)m->log_uid, (gid_t)-1) != 0)
+                sh_log_warn("reopen: chown(\"%s\") failed (%s)", m->errlog_path, strerror(errno));
+            if (dup2(fd, m->logfd) < 0)
+                sh_log_err("reopen: dup2() failed (%s)", strerror(errno));
+            close(fd);
+        }
+    }
+    unsigned n = 0;
+    for (gen_t *g = m->gens; g != NULL; g = g->next, n++)
+        if (g->rt->http != NULL)
+            sh_access_log_reopen(sh_http_main_conf(g->rt->http, &sh_accesslog_module), m->log_uid);
+    sh_log_notice("reopened the log files (error log and the access logs of %u generation%s)", n,
+                  n == 1 ? "" : "s");
+}
+
+static void on_sigother(uv_signal_t *s, int signum)
+{
+    node_main_t *m = s->data;
+    if (signum == SIGUSR1) {
+        sh_log_notice("signal %d (SIGUSR1) received, reopening logs", signum);
+        reopen_logs(m);
+    } else if (signum == SIGUSR2) {
+        sh_log_notice("signal %d (SIGUSR2) received, ignored: shoal has no binary upgrade "
+                      "(start a new node beside it, or use SIGHUP to reload)",
+                      signum);
+    } else {
+        sh_log_info("signal %d (SIGWINCH) received, ignored", signum);
+    }
+}
+
+/* Each line of a load's warnings, to the error log. */
+static void log_warnings(const char *w)
+{
+    while (*w != '\0') {
+        const char *nl = strchr(w, '\n');
+        int len = nl ? (int)(nl - w) : (int)strlen(w);
+        sh_log_warn("%.*s", len, w);
+        w += len + (nl != NULL);
+    }
 }
 
 static void on_sighup(uv_signal_t *s, int signum)
 {
     node_main_t *m = s->data;
-    char msg[SH_CONF_ERRLEN + 128];
+    char msg[RELOAD_MSGLEN];
     sh_log_notice("signal %d (SIGHUP) received, reloading", signum);
+    sd_notify(0, "RELOADING=1"); /* ExecReload of the unit; READY=1 when done */
     do_reload(m, msg, sizeof(msg));
+    sd_notify(0, "READY=1");
 }
 
 static void reload_async_cb(uv_async_t *a)
@@ -292,7 +383,7 @@ static void reload_async_cb(uv_async_t *a)
     uv_mutex_unlock(&m->reload_mu);
     if (!todo)
         return;
-    char msg[SH_CONF_ERRLEN + 128];
+    char msg[RELOAD_MSGLEN];
     int rc = do_reload(m, msg, sizeof(msg));
     uv_mutex_lock(&m->reload_mu);
     if (!m->reload_done) {
@@ -370,12 +461,123 @@ static char *hook_upstreams(void *ud)
 }
 #endif
 
+/* -t checks the files the start opens (issue 15: what -t accepts must
+ * start), as nginx -t opens its logs: error_log is opened (created if
+ * need be, as the start would), and the pid file must be writable or
+ * creatable (not written: a running node's pid file is left as it is). */
+static int test_start_files(const sh_core_conf_t *core, const char *prefix)
+{
+    char p[PATH_MAX];
+    if (core->error_log != NULL) {
+        path_join(p, core->error_log[0] == '/' ? "" : prefix, core->error_log);
+        int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", p, strerror(errno));
+            return -1;
+        }
+        close(fd);
+    }
+    if (core->pid != NULL) {
+        path_join(p, core->pid[0] == '/' ? "" : prefix, core->pid);
+        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            close(fd);
+            unlink(p);
+        } else if (errno != EEXIST || access(p, W_OK) != 0) {
+            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", p, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* nginx -s: find the running node by its pid file and signal it. */
+static int send_signal(const sh_core_conf_t *core, const char *prefix, const char *name)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } sigs[] = {{"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}, {"reload", SIGHUP}};
+    int sig = 0;
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        if (strcmp(name, sigs[i].name) == 0)
+            sig = sigs[i].sig;
+    if (sig == 0) {
+        fprintf(stderr, "shoal: invalid option: \"-s %s\" (stop, quit, reopen or reload)\n", name);
+        return 2;
+    }
+    if (core->pid == NULL) {
+        fprintf(stderr, "shoal: [error] -s needs the node's pid file: the configuration sets no "
+                        "\"pid\"\n");
+        return 1;
+    }
+    char path[PATH_MAX];
+    path_join(path, core->pid[0] == '/' ? "" : prefix, core->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "shoal: [error] open() \"%s\" failed (%s)\n", path, strerror(errno));
+        return 1;
+    }
+    char buf[32] = "";
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    char *end;
+    long pid = strtol(buf, &end, 10);
+    if (n == 0 || *end != '\0' || pid <= 0 || pid > INT_MAX) {
+        fprintf(stderr, "shoal: [error] invalid PID number \"%s\" in \"%s\"\n", buf, path);
+        return 1;
+    }
+    if (kill((pid_t)pid, sig) != 0) {
+        fprintf(stderr, "shoal: [error] kill(%ld, %d) failed (%s)\n", pid, sig, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static void print_version(int verbose)
+{
+    printf("shoal version %s\n", SHOAL_VERSION);
+    if (!verbose)
+        return;
+    printf("built with %s, libuv %s\n", OpenSSL_version(OPENSSL_VERSION), uv_version_string());
+    printf("built by %s\n",
+#ifdef __clang__
+           "clang " __clang_version__
+#elif defined(__GNUC__)
+           "gcc " __VERSION__
+#else
+           "an unknown compiler"
+#endif
+    );
+#ifdef SHOAL_WITH_CLUSTER
+    printf("cluster: on (SWIM gossip, admin API)\n");
+#else
+    printf("cluster: off\n");
+#endif
+}
+
 int main(int argc, char **argv)
 {
-    const char *conf = NULL, *prefix_arg = NULL;
-    int test = 0, opt;
+    const char *conf = NULL, *prefix_arg = NULL, *globals = NULL, *errlog_arg = NULL;
+    const char *signame = NULL;
+    int test = 0, dump = 0, quiet = 0, opt;
+    /* until the handlers are in place, a logrotate signal must not kill */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+    signal(SIGWINCH, SIG_IGN);
     sh_tls_global_init(); /* before anything allocates through OpenSSL */
-    while ((opt = getopt(argc, argv, "c:p:tvh")) != -1) {
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'v'},
+                                             {NULL, 0, NULL, 0}};
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-?") == 0) { /* nginx's spelling of -h */
+            usage(stdout);
+            return 0;
+        }
+    while ((opt = getopt_long(argc, argv, "c:p:tTqvVhs:g:e:", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             conf = optarg;
@@ -386,12 +588,28 @@ int main(int argc, char **argv)
         case 't':
             test = 1;
             break;
+        case 'T':
+            test = dump = 1;
+            break;
+        case 'q':
+            quiet = 1;
+            break;
         case 'v':
-            printf("shoal version %s\n", SHOAL_VERSION);
+        case 'V':
+            print_version(opt == 'V');
             return 0;
         case 'h':
             usage(stdout);
             return 0;
+        case 's':
+            signame = optarg;
+            break;
+        case 'g':
+            globals = optarg;
+            break;
+        case 'e':
+            errlog_arg = optarg;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -432,36 +650,57 @@ int main(int argc, char **argv)
 
     char err[SH_CONF_ERRLEN];
     sh_runtime_t *rt = NULL;
-    int rc = sh_runtime_load(use, "<built-in default>", sh_default_conf, prefix, sh_modules,
-                             sh_nmodules, 2, &rt, err);
+    int rc = sh_runtime_load_ex(use, "<built-in default>", sh_default_conf, globals, prefix,
+                                sh_modules, sh_nmodules, quiet || signame ? -1 : 2, &rt, err);
     const char *shown = use ? use : "<built-in default>";
     if (rc != 0) {
         fprintf(stderr, "%s\n", err);
         fprintf(stderr, "shoal: configuration file %s test failed\n", shown);
         return 1;
     }
-    if (test) {
-        fprintf(stderr, "shoal: the configuration file %s syntax is ok\n", shown);
-        fprintf(stderr, "shoal: configuration file %s test is successful\n", shown);
+    if (test && test_start_files(sh_runtime_core(rt), prefix) != 0) {
+        fprintf(stderr, "shoal: configuration file %s test failed\n", shown);
         sh_runtime_destroy(rt);
-        return 0;
+        return 1;
+    }
+    if (signame != NULL) {
+        rc = send_signal(sh_runtime_core(rt), prefix, signame);
+        sh_runtime_destroy(rt);
+        return rc;
+    }
+    if (test) {
+        if (!quiet) {
+            fprintf(stderr, "shoal: the configuration file %s syntax is ok\n", shown);
+            fprintf(stderr, "shoal: configuration file %s test is successful\n", shown);
+        }
+        rc = dump ? sh_runtime_dump(rt, stdout) : 0;
+        sh_runtime_destroy(rt);
+        return rc == 0 ? 0 : 1;
     }
 
     signal(SIGPIPE, SIG_IGN);
+    static node_main_t m; /* lives as long as the process: threads point at it */
+    m.logfd = -1;
+    m.log_uid = -1;
     const sh_core_conf_t *core = sh_runtime_core(rt);
     sh_log_set_level(core->error_level > SH_LOG_NOTICE ? core->error_level : SH_LOG_NOTICE);
-    int logfd = -1;
-    if (core->error_log != NULL) {
-        char lp[PATH_MAX];
-        path_join(lp, core->error_log[0] == '/' ? "" : prefix, core->error_log);
-        logfd = open(lp, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-        if (logfd < 0) {
-            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", lp, strerror(errno));
+    /* the configuration's error_log, else -e (nginx's -e replaces the
+     * built-in default path), else stderr */
+    const char *elog = core->error_log;
+    if (elog == NULL && errlog_arg != NULL && strcmp(errlog_arg, "stderr") != 0)
+        elog = errlog_arg;
+    if (elog != NULL) {
+        path_join(m.errlog_path, elog[0] == '/' ? "" : prefix, elog);
+        m.logfd = open(m.errlog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (m.logfd < 0) {
+            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", m.errlog_path,
+                    strerror(errno));
             sh_runtime_destroy(rt);
             return 1;
         }
         sh_log_set_level(core->error_level);
-        sh_log_set_fd(logfd);
+        sh_log_set_fd(m.logfd);
+        log_warnings(sh_runtime_warnings(rt)); /* stderr had them too */
     }
     char pidpath[PATH_MAX] = "";
     if (core->pid != NULL) {
@@ -475,13 +714,21 @@ int main(int argc, char **argv)
         fprintf(pf, "%d\n", (int)getpid());
         fclose(pf);
     }
+    if (core->drop_privs) {
+        /* every thread started from here on switches to the user */
+        sh_privs_set((uid_t)core->uid, (gid_t)core->gid, core->user);
+        m.log_uid = (long)core->uid;
+        sh_log_notice("workers and the cluster thread run as user \"%s\" (uid %u, gid %u); the "
+                      "main thread keeps root to reopen logs and reload",
+                      core->user, core->uid, core->gid);
+    }
 
-    static node_main_t m; /* lives as long as the process: threads point at it */
     m.rt0 = rt;
     rt->totals = node_totals;
     rt->totals_ud = &m;
     m.conf_path = use;
     m.prefix = prefix;
+    m.globals = globals;
     uv_mutex_init(&m.gens_mu);
     uv_mutex_init(&m.reload_mu);
     uv_cond_init(&m.reload_cv);
@@ -505,11 +752,15 @@ int main(int argc, char **argv)
         return 1;
     }
 #endif
-    int signums[4] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP};
-    for (int i = 0; i < 4; i++) {
+    int signums[NSIGS] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH};
+    for (int i = 0; i < NSIGS; i++) {
         uv_signal_init(&m.loop, &m.sigs[i]);
         m.sigs[i].data = &m;
-        uv_signal_start(&m.sigs[i], signums[i] == SIGHUP ? on_sighup : on_signal, signums[i]);
+        uv_signal_start(&m.sigs[i],
+                        signums[i] == SIGHUP ? on_sighup
+                        : i < 3              ? on_signal
+                                             : on_sigother,
+                        signums[i]);
     }
     if (gen_start(&m, rt, workers, nworkers) != 0) {
         fprintf(stderr, "shoal: [emerg] could not start the workers\n");
@@ -517,6 +768,7 @@ int main(int argc, char **argv)
     }
     sh_log_notice("shoal %s started: %d worker%s, configuration %s", SHOAL_VERSION, nworkers,
                   nworkers == 1 ? "" : "s", shown);
+    sd_notify(0, "READY=1"); /* listeners, workers and the cluster thread are up */
 
     uv_run(&m.loop, UV_RUN_DEFAULT);
     if (m.stops > 1) {
@@ -528,7 +780,7 @@ int main(int argc, char **argv)
 #ifdef SHOAL_WITH_CLUSTER
     sh_cluster_stop(m.cluster, 2000);
 #endif
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < NSIGS; i++)
         uv_close((uv_handle_t *)&m.sigs[i], NULL);
     uv_close((uv_handle_t *)&m.gen_done, NULL);
     uv_close((uv_handle_t *)&m.reload_async, NULL);
@@ -538,7 +790,7 @@ int main(int argc, char **argv)
     if (pidpath[0])
         unlink(pidpath);
     sh_runtime_destroy(rt);
-    if (logfd >= 0)
-        close(logfd);
+    if (m.logfd >= 0)
+        close(m.logfd);
     return 0;
 }

@@ -779,6 +779,8 @@ static const sh_conf_cmd_t main_cmds[] = {
     {"mode", SH_CTX_MAIN | SH_CONF_TAKE1, sh_conf_set_enum, offsetof(main_conf_t, mode), modes},
     {"use", SH_CTX_MAIN | SH_CTX_HTTP | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {"fancy", SH_CTX_MAIN | SH_CONF_ANY, sh_conf_set_unsupported, 0, NULL},
+    {"tuned", SH_CTX_MAIN | SH_CONF_ANY, sh_conf_set_unsupported, 0, "buffers are not used"},
+    {"guard", SH_CTX_MAIN | SH_CONF_ANY, sh_conf_set_refused, 0, "requests would pass"},
     {"any", SH_CTX_MAIN | SH_CONF_ANY, count_any, 0, NULL},
     {"one_more", SH_CTX_MAIN | SH_CONF_1MORE, count_any, 0, NULL},
     {"two_more", SH_CTX_MAIN | SH_CONF_2MORE, count_any, 0, NULL},
@@ -976,6 +978,28 @@ static void test_walk_setters(void **state)
     /* sh_conf_error without a node has no location. */
     assert_int_equal(sh_conf_error(&cf, "plain %d", 7), SH_EINVAL);
     assert_string_equal(cf.err, "plain 7");
+
+    /* Fail closed (issue 16): a restricting directive is refused with
+     * file:line; a tuning one warns what is ignored, also into warn_buf. */
+    walk_expect("\nguard x;", "w.conf:2: \"guard\" is not implemented yet: requests would pass, so "
+                              "the configuration is refused rather than served without it");
+    {
+        const char *t2 = "tuned a;\nfancy;\n";
+        assert_int_equal(sh_conf_parse_buffer("w.conf", t2, strlen(t2), NULL, &doc, err), 0);
+        char wb[64];
+        sh_conf_init(&cf, mods, 3, "", "", NULL);
+        cf.warn_fd = -1;
+        cf.warn_buf = wb;
+        cf.warn_size = sizeof(wb);
+        void *confs2[3] = {NULL, NULL, NULL};
+        assert_int_equal(sh_conf_walk(&cf, sh_conf_doc_root(doc), SH_CTX_MAIN, confs2), 0);
+        assert_int_equal(cf.warnings, 2);
+        /* cut to what fits, NUL-terminated */
+        static const char want1[] = "w.conf:1: \"tuned\" is not supported yet, ignored (buffers";
+        assert_memory_equal(wb, want1, sizeof(want1) - 1);
+        assert_int_equal(strlen(wb), sizeof(wb) - 1);
+        sh_conf_doc_destroy(doc);
+    }
 
     walk_expect(
         "flag maybe;",

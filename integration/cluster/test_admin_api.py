@@ -195,8 +195,11 @@ def main(t, ctl):
     c.wait_all_see([n0], {"a2": "left"}, 15, "a2 seen left")
     r = ctl.run("leave", addr=n2.admin)
     t.check(r.returncode == 1 and "409" in r.stderr, "leave twice: 409", r)
+    # issue 16: after leave, join makes the node a member again (Serf's -rejoin)
     r = ctl.run("join", n0.gossip, addr=n2.admin)
-    t.check(r.returncode == 1 and "409" in r.stderr, "join after leave: 409", r)
+    t.check(r.returncode == 0, "join after leave: exit 0 (a member again)", r)
+    c.wait_all_see([n0], {"a2": "alive"}, 15, "a2 seen alive again after its join")
+    t.check(True, "after leave + join, n0 sees a2 alive again")
     t.check(t.curl(n2.node.url("/")).status == 200,
             "a node that left still serves HTTP")
 

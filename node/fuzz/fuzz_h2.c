@@ -23,8 +23,8 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
-#include "node/http2.h"
-#include "node/tls.h"
+#include "node/conn/http2.h"
+#include "node/conn/tls.h"
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \

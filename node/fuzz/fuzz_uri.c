@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/http_conf.h"
+#include "node/pipeline/http_conf.h"
 
 static int clean(const char *p, size_t n)
 {

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "node/limit_req.h"
-#include "node/limit_zone.h"
+#include "node/modules/limit_req.h"
+#include "node/modules/limit_zone.h"
 
 #define KEYS 100000
 

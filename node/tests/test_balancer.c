@@ -20,9 +20,9 @@
 
 #include "core/err.h"
 #include "core/log.h"
-#include "node/node.h"
-#include "node/runtime.h"
-#include "node/upstream.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/runtime.h"
+#include "node/proxy/upstream.h"
 
 extern sh_conf_module_t sh_proxy_module;
 

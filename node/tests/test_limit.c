@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "node/limit_req.h"
-#include "node/limit_zone.h"
+#include "node/modules/limit_req.h"
+#include "node/modules/limit_zone.h"
 
 #define RATE(n_per_s) ((uint64_t)(n_per_s) * 1000)
 

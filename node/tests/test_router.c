@@ -23,12 +23,12 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
-#include "node/accesslog.h"
-#include "node/http_conf.h"
-#include "node/map.h"
-#include "node/node.h"
-#include "node/runtime.h"
-#include "node/vars.h"
+#include "node/modules/accesslog.h"
+#include "node/modules/map.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/runtime.h"
+#include "node/pipeline/vars.h"
 
 extern sh_conf_module_t sh_proxy_module;
 extern sh_conf_module_t sh_upstream_module;

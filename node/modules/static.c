@@ -1,0 +1,867 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Static files (see static.h): nginx's static, index and try_files
+ * handlers with root / alias, types / default_type, Last-Modified and
+ * ETag, conditional requests, single ranges and HEAD.
+ *
+ * Disk work never runs on the worker's loop: open + fstat (and the index
+ * and try_files probes) run as one job in libuv's thread pool, and file
+ * reads (HTTP/2, TLS, or when sendfile would block) are uv_fs_read calls
+ * there too. On HTTP/1.1 cleartext the body goes with sendfile(2) while
+ * the socket takes it (nginx's `sendfile on`; as in nginx without aio, a
+ * cold page cache can make that call wait for the disk). The body is sent
+ * one READ_CHUNK at a time and only while the client's queue is under
+ * SH_WBUF_HIGH, so a large file costs one chunk of memory per request.
+ *
+ * A job outlives its request when the client leaves first: the request's
+ * cleanup hook detaches it (x->r = NULL) and the job's callback frees it.
+ * Worker thread, except the job functions (pool threads, no shared state).
+ */
+#include "node/modules/static.h"
+
+#include <errno.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "http/httpdate.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
+#include "node/pipeline/vars.h"
+
+#define READ_CHUNK    (64 * 1024)
+#define SENDFILE_MAX  (1024 * 1024) /* per call: other connections get their turn */
+#define INDEX_MAX     16
+#define TRY_FILES_MAX 16
+
+typedef struct {
+    char *ext;
+    char *type;
+} mime_t;
+
+typedef struct {
+    char *root; /* absolute, without a trailing '/' for root; alias as written */
+    int alias;  /* root is an alias: the location's prefix is replaced */
+    char **index;
+    size_t nindex;
+    char *default_type;
+    mime_t *types;
+    size_t ntypes;
+    int types_set; /* this level owns types */
+    sh_cv_t **try_files; /* all but the last: paths to probe */
+    size_t ntry;
+    char *try_last; /* "=404" or a URI or @name */
+} static_loc_t;
+
+extern sh_conf_module_t sh_static_module;
+
+/* ------------------------------------------------------ configuration -- */
+
+static void *static_create_loc(void)
+{
+    return sh_new(static_loc_t);
+}
+
+static void static_destroy_loc(void *conf)
+{
+    static_loc_t *c = conf;
+    sh_free(c->root);
+    for (size_t i = 0; i < c->nindex; i++)
+        sh_free(c->index[i]);
+    sh_free(c->index);
+    sh_free(c->default_type);
+    if (c->types_set) {
+        for (size_t i = 0; i < c->ntypes; i++) {
+            sh_free(c->types[i].ext);
+            sh_free(c->types[i].type);
+        }
+        sh_free(c->types);
+    }
+    for (size_t i = 0; i < c->ntry; i++)
+        sh_cv_destroy(c->try_files[i]);
+    sh_free(c->try_files);
+    sh_free(c->try_last);
+    sh_free(c);
+}
+
+/* Unset values come from the parent, or nginx's defaults where the
+ * parent has none (root html, index index.html, default_type text/plain). */
+static int static_merge_loc(sh_conf_t *cf, void *parent, void *conf)
+{
+    static_loc_t *p = parent, *c = conf;
+    if (c->root == NULL && p->root != NULL) {
+        c->root = sh_strdup(p->root);
+        c->alias = p->alias;
+    } else if (c->root == NULL) {
+        size_t n = strlen(cf->prefix) + 4;
+        c->root = sh_malloc(n + 1);
+        snprintf(c->root, n + 1, "%shtml", cf->prefix);
+    }
+    const char *dflt_index = "index.html";
+    size_t ni = c->nindex == 0 ? (p->nindex > 0 ? p->nindex : 1) : 0;
+    if (ni > 0) {
+        c->index = sh_calloc(ni, sizeof(char *));
+        for (size_t i = 0; i < ni; i++)
+            c->index[i] = sh_strdup(p->nindex > 0 ? p->index[i] : dflt_index);
+        c->nindex = ni;
+    }
+    if (c->default_type == NULL)
+        c->default_type = sh_strdup(p->default_type ? p->default_type : "text/plain");
+    if (!c->types_set) { /* borrowed: the owner frees them */
+        c->types = p->types;
+        c->ntypes = p->ntypes;
+    }
+    return 0;
+}
+
+static int root_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    static_loc_t *c = conf;
+    const char *v = cf->node->args[1];
+    if (c->root != NULL)
+        return sh_conf_error(cf, "\"%s\" directive is duplicate%s", cf->node->args[0],
+                             c->alias != (int)cmd->offset ? ", \"root\"/\"alias\" directive is duplicate" : "");
+    if (strchr(v, '$') != NULL)
+        return sh_conf_error(cf, "variables in \"%s\" are not supported", cf->node->args[0]);
+    if (cmd->offset == 1) {
+        sh_http_block_t *b = cf->user;
+        if (b->loc != NULL && (b->loc->match == SH_LOC_REGEX || b->loc->match == SH_LOC_REGEX_CASELESS))
+            return sh_conf_error(cf, "\"alias\" in a regex location is not supported");
+    }
+    size_t n = strlen(v);
+    while (cmd->offset == 0 && n > 1 && v[n - 1] == '/')
+        n--; /* root: the URI brings its own '/' */
+    const char *pre = v[0] == '/' ? "" : cf->prefix;
+    size_t pl = strlen(pre);
+    c->root = sh_malloc(pl + n + 1);
+    memcpy(c->root, pre, pl);
+    memcpy(c->root + pl, v, n);
+    c->root[pl + n] = '\0';
+    c->alias = (int)cmd->offset;
+    return 0;
+}
+
+static int index_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    static_loc_t *c = conf;
+    if (c->nindex > 0)
+        return sh_conf_error(cf, "\"index\" directive is duplicate");
+    if (cf->node->nargs - 1 > INDEX_MAX)
+        return sh_conf_error(cf, "too many \"index\" values");
+    c->index = sh_calloc(cf->node->nargs - 1, sizeof(char *));
+    for (unsigned i = 1; i < cf->node->nargs; i++) {
+        const char *v = cf->node->args[i];
+        if (v[0] == '\0' || strchr(v, '$') != NULL || strchr(v, '/') != NULL)
+            return sh_conf_error(cf, "index \"%s\" is not supported (empty, variable or path)", v);
+        c->index[c->nindex++] = sh_strdup(v);
+    }
+    return 0;
+}
+
+static int default_type_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    static_loc_t *c = conf;
+    if (c->default_type != NULL)
+        return sh_conf_error(cf, "\"default_type\" directive is duplicate");
+    c->default_type = sh_strdup(cf->node->args[1]);
+    return 0;
+}
+
+/* types { type ext ...; ... }: the block's entries are read here, not
+ * walked (their names are MIME types, not directives). */
+static int types_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    static_loc_t *c = conf;
+    if (c->types_set)
+        return sh_conf_error(cf, "\"types\" directive is duplicate");
+    c->types_set = 1;
+    c->types = NULL;
+    c->ntypes = 0;
+    for (const sh_conf_node_t *n = cf->node->child; n != NULL; n = n->next) {
+        if (n->block || n->nargs < 2) {
+            sh_conf_node_t fake = *n;
+            const sh_conf_node_t *saved = cf->node;
+            cf->node = &fake;
+            int rc = sh_conf_error(cf, "invalid entry \"%s\" in \"types\"", n->args[0]);
+            cf->node = saved;
+            return rc;
+        }
+        for (unsigned i = 1; i < n->nargs; i++) {
+            size_t k = 0;
+            while (k < c->ntypes && strcasecmp(c->types[k].ext, n->args[i]) != 0)
+                k++;
+            if (k < c->ntypes) { /* nginx: a duplicate extension, the last wins */
+                sh_free(c->types[k].type);
+                c->types[k].type = sh_strdup(n->args[0]);
+                continue;
+            }
+            c->types = sh_realloc(c->types, (c->ntypes + 1) * sizeof(*c->types));
+            c->types[c->ntypes].ext = sh_strdup(n->args[i]);
+            c->types[c->ntypes].type = sh_strdup(n->args[0]);
+            c->ntypes++;
+        }
+    }
+    return 0;
+}
+
+static int try_files_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    static_loc_t *c = conf;
+    const sh_conf_node_t *n = cf->node;
+    if (c->try_last != NULL)
+        return sh_conf_error(cf, "\"try_files\" directive is duplicate");
+    if (n->nargs - 2 > TRY_FILES_MAX)
+        return sh_conf_error(cf, "too many \"try_files\" values");
+    c->try_files = sh_calloc(n->nargs - 2, sizeof(sh_cv_t *));
+    for (unsigned i = 1; i + 1 < n->nargs; i++) {
+        int rc = sh_cv_compile(cf, n->args[i], &c->try_files[c->ntry]);
+        if (rc != 0)
+            return rc;
+        c->ntry++;
+    }
+    const char *last = n->args[n->nargs - 1];
+    if (last[0] == '=') {
+        int code;
+        if (sh_conf_parse_int(last + 1, &code) != 0 || code < 200 || code > 999)
+            return sh_conf_error(cf, "invalid code \"%s\"", last);
+    } else if (last[0] != '/' && last[0] != '@') {
+        return sh_conf_error(cf, "invalid last value \"%s\" in \"try_files\"", last);
+    }
+    c->try_last = sh_strdup(last);
+    return 0;
+}
+
+/* ------------------------------------------------------ requests -- */
+
+enum { JOB_OPEN, JOB_INDEX, JOB_TRY };
+
+typedef struct {
+    sh_request_t *r; /* NULL once the request ended (the job frees itself) */
+    uv_work_t work;
+    uv_fs_t fs;
+    int job;
+    int busy;         /* work or fs request in flight */
+    char *path;       /* file (JOB_OPEN) or directory (JOB_INDEX) */
+    const static_loc_t *conf;
+    char **cands;     /* JOB_INDEX / JOB_TRY: candidates, NULL-ended */
+    char **curis;     /* JOB_TRY: the URI of each candidate */
+    int found;        /* the candidate that exists, or -1 */
+    int fd;
+    int err;          /* errno of open/stat */
+    int is_dir;
+    struct stat st;
+    int64_t off, end; /* the body still to send: [off, end) */
+    char *buf;
+} static_ctx_t;
+
+static void free_list(char ***l)
+{
+    if (*l != NULL)
+        for (char **p = *l; *p != NULL; p++)
+            sh_free(*p);
+    sh_free(*l);
+    *l = NULL;
+}
+
+static void ctx_free(static_ctx_t *x)
+{
+    if (x->fd >= 0)
+        close(x->fd);
+    sh_free(x->path);
+    free_list(&x->cands);
+    free_list(&x->curis);
+    sh_free(x->buf);
+    sh_free(x);
+}
+
+static void ctx_cleanup(sh_request_t *r, void *data)
+{
+    static_ctx_t *x = data;
+    r->on_drain = NULL;
+    sh_request_ctx(r, &sh_static_module) = NULL;
+    if (x->busy)
+        x->r = NULL; /* the job's callback frees it */
+    else
+        ctx_free(x);
+}
+
+static static_ctx_t *ctx_get(sh_request_t *r)
+{
+    static_ctx_t *x = sh_request_ctx(r, &sh_static_module);
+    if (x != NULL) {
+        sh_free(x->path);
+        x->path = NULL;
+        if (x->fd >= 0)
+            close(x->fd);
+        x->fd = -1;
+        return x;
+    }
+    x = sh_new(static_ctx_t);
+    x->fd = -1;
+    x->r = r;
+    if (sh_request_cleanup_add(r, ctx_cleanup, x) != 0) {
+        sh_free(x);
+        return NULL;
+    }
+    sh_request_ctx(r, &sh_static_module) = x;
+    return x;
+}
+
+/* root + uri, or alias + the uri after the location's prefix. NULL when
+ * the alias join would leave the alias directory ("/img" + "../x"). */
+static char *map_path(const sh_request_t *r, const static_loc_t *c, const char *uri, size_t len)
+{
+    const char *rest = uri;
+    size_t rl = len;
+    if (c->alias && r->loc->match != SH_LOC_REGEX && r->loc->match != SH_LOC_REGEX_CASELESS) {
+        size_t pl = r->loc->name_len;
+        if (pl > rl)
+            pl = rl;
+        rest += pl;
+        rl -= pl;
+        /* `location /img { alias /data/; }` and "/img../x": nginx's
+         * well-known traversal; refused here */
+        if (rl >= 2 && rest[0] == '.' && rest[1] == '.')
+            return NULL;
+    }
+    size_t rootl = strlen(c->root);
+    char *p = sh_malloc(rootl + rl + 1);
+    memcpy(p, c->root, rootl);
+    memcpy(p + rootl, rest, rl);
+    p[rootl + rl] = '\0';
+    if (memchr(p, 0, rootl + rl) != NULL || strstr(p, "/../") != NULL ||
+        (rootl + rl >= 3 && strcmp(p + rootl + rl - 3, "/..") == 0)) {
+        sh_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* nginx's types when no `types` is configured anywhere */
+static const mime_t default_types[] = {
+    {"html", "text/html"}, {"gif", "image/gif"}, {"jpg", "image/jpeg"}};
+
+static const char *mime_of(const static_loc_t *c, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash : path, '.');
+    const mime_t *t = c->types != NULL ? c->types : default_types;
+    size_t n = c->types != NULL ? c->ntypes : sizeof(default_types) / sizeof(default_types[0]);
+    if (dot != NULL && dot[1] != '\0')
+        for (size_t i = 0; i < n; i++)
+            if (strcasecmp(t[i].ext, dot + 1) == 0)
+                return t[i].type;
+    return c->default_type;
+}
+
+/* ---- pool jobs (no loop, no request: only x's own fields) */
+
+static void job_run(uv_work_t *w)
+{
+    static_ctx_t *x = container_of(w, static_ctx_t, work);
+    struct stat st;
+    if (x->job == JOB_OPEN) {
+        /* O_NONBLOCK: a FIFO or a device must not hold the thread (nginx
+         * opens with it too); they are refused below */
+        x->fd = open(x->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (x->fd < 0) {
+            x->err = errno;
+            return;
+        }
+        if (fstat(x->fd, &x->st) != 0) {
+            x->err = errno;
+            close(x->fd);
+            x->fd = -1;
+            return;
+        }
+        x->is_dir = S_ISDIR(x->st.st_mode);
+        if (!S_ISREG(x->st.st_mode)) {
+            close(x->fd);
+            x->fd = -1;
+            x->err = x->is_dir ? EISDIR : ENOENT;
+        }
+        return;
+    }
+    /* JOB_INDEX: the first candidate that is a regular file; JOB_TRY: the
+     * first that exists (a directory when it ends with '/') */
+    x->found = -1;
+    for (int i = 0; x->cands[i] != NULL; i++) {
+        size_t n = strlen(x->cands[i]);
+        if (stat(x->cands[i], &st) != 0)
+            continue;
+        int want_dir = x->job == JOB_TRY && n > 0 && x->cands[i][n - 1] == '/';
+        if (want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)) {
+            x->found = i;
+            return;
+        }
+    }
+    if (x->job == JOB_INDEX && stat(x->path, &st) == 0 && S_ISDIR(st.st_mode))
+        x->is_dir = 1;
+}
+
+static void job_done(uv_work_t *w, int status);
+
+static int job_start(static_ctx_t *x, int job)
+{
+    sh_request_t *r = x->r;
+    x->job = job;
+    x->err = 0;
+    x->is_dir = 0;
+    x->busy = 1;
+    if (uv_queue_work(&r->c->w->loop, &x->work, job_run, job_done) != 0) {
+        x->busy = 0;
+        return 500;
+    }
+    return SH_PH_PAUSE;
+}
+
+/* ---- the response */
+
+static void pump(static_ctx_t *x);
+
+static void drained(sh_request_t *r)
+{
+    static_ctx_t *x = sh_request_ctx(r, &sh_static_module);
+    r->on_drain = NULL;
+    if (x != NULL && !x->busy)
+        pump(x);
+}
+
+static void read_done(uv_fs_t *fs)
+{
+    static_ctx_t *x = container_of(fs, static_ctx_t, fs);
+    ssize_t n = fs->result;
+    uv_fs_req_cleanup(fs);
+    x->busy = 0;
+    sh_request_t *r = x->r;
+    if (r == NULL) {
+        ctx_free(x);
+        return;
+    }
+    if (n <= 0) {
+        sh_log_err("read() of \"%s\" failed: %s", x->path, n < 0 ? uv_strerror((int)n) : "end of file");
+        sh_request_abort(r);
+        return;
+    }
+    x->off += n;
+    if (sh_response_body(r, x->buf, (size_t)n) != 0 || r->freed)
+        return;
+    pump(x);
+}
+
+/* Send [off, end) while the client takes it: sendfile where the protocol
+ * has it, else (or when the socket is full) one chunk read in the pool. */
+static void pump(static_ctx_t *x)
+{
+    sh_request_t *r = x->r;
+    while (x->off < x->end) {
+        if (sh_request_out_queued(r) > SH_WBUF_HIGH) {
+            r->on_drain = drained;
+            sh_request_send_timer(r);
+            return;
+        }
+        int64_t left = x->end - x->off;
+        int n = sh_response_sendfile(r, x->fd, &x->off,
+                                     (size_t)(left < SENDFILE_MAX ? left : SENDFILE_MAX));
+        if (n > 0)
+            continue;
+        if (n != SH_EAGAIN && n != SH_EUNSUPP) {
+            if (!r->freed)
+                sh_request_abort(r);
+            return;
+        }
+        if (n == SH_EAGAIN && sh_request_out_queued(r) > 0) {
+            r->on_drain = drained; /* a queued write ends: sendfile again */
+            sh_request_send_timer(r);
+            return;
+        }
+        if (x->buf == NULL)
+            x->buf = sh_malloc(READ_CHUNK);
+        size_t want = (size_t)(left < READ_CHUNK ? left : READ_CHUNK);
+        uv_buf_t b = uv_buf_init(x->buf, (unsigned)want);
+        x->busy = 1;
+        if (uv_fs_read(&r->c->w->loop, &x->fs, x->fd, &b, 1, x->off, read_done) != 0) {
+            x->busy = 0;
+            sh_request_abort(r);
+        }
+        return;
+    }
+    if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
+        sh_request_finish(r);
+}
+
+static const sh_http1_header_t *req_header(const sh_request_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->h.nheaders; i++)
+        if (sh_http1_name_is(&r->headers[i], name))
+            return &r->headers[i];
+    return NULL;
+}
+
+/* "bytes=A-B", "bytes=A-", "bytes=-N" against size: 1 and [*from, *to]
+ * for one satisfiable range, 0 to ignore the field (syntax nginx ignores,
+ * several ranges: the whole file), -1 for unsatisfiable (416). */
+static int parse_range(const char *v, size_t len, int64_t size, int64_t *from, int64_t *to)
+{
+    if (len < 6 || strncasecmp(v, "bytes=", 6) != 0)
+        return 0;
+    const char *p = v + 6, *e = v + len;
+    if (memchr(p, ',', (size_t)(e - p)) != NULL)
+        return 0; /* multipart ranges are not sent: the whole file is */
+    int64_t a = -1, b = -1;
+    while (p < e && *p == ' ')
+        p++;
+    if (p < e && *p >= '0' && *p <= '9') {
+        a = 0;
+        while (p < e && *p >= '0' && *p <= '9') {
+            if (a > (INT64_MAX - 9) / 10)
+                return 0;
+            a = a * 10 + (*p++ - '0');
+        }
+    }
+    if (p >= e || *p++ != '-')
+        return 0;
+    if (p < e && *p >= '0' && *p <= '9') {
+        b = 0;
+        while (p < e && *p >= '0' && *p <= '9') {
+            if (b > (INT64_MAX - 9) / 10)
+                return 0;
+            b = b * 10 + (*p++ - '0');
+        }
+    }
+    while (p < e && *p == ' ')
+        p++;
+    if (p != e || (a < 0 && b < 0))
+        return 0;
+    if (a < 0) { /* suffix: the last b bytes */
+        if (b == 0)
+            return -1;
+        *from = b >= size ? 0 : size - b;
+        *to = size - 1;
+        return size > 0 ? 1 : -1;
+    }
+    if (b >= 0 && b < a)
+        return 0;
+    if (a >= size)
+        return -1;
+    *from = a;
+    *to = b < 0 || b >= size ? size - 1 : b;
+    return 1;
+}
+
+static void send_file(static_ctx_t *x)
+{
+    sh_request_t *r = x->r;
+    const static_loc_t *c = x->conf;
+    int64_t size = (int64_t)x->st.st_size;
+    int64_t mtime = (int64_t)x->st.st_mtime;
+    char lm[SH_HTTP_DATE_LEN + 1], etag[48], crange[80];
+    sh_http_date_format(lm, mtime);
+    /* nginx's ETag: "hex(mtime)-hex(size)" */
+    int el = snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)mtime,
+                      (unsigned long long)size);
+    const char *type = mime_of(c, x->path);
+    sh_http1_header_t hs[6];
+    size_t n = 0;
+    hs[n++] = (sh_http1_header_t){"Content-Type", 12, type, strlen(type)};
+    hs[n++] = (sh_http1_header_t){"Last-Modified", 13, lm, SH_HTTP_DATE_LEN};
+    hs[n++] = (sh_http1_header_t){"ETag", 4, etag, (size_t)el};
+    int status = r->err_status ? r->err_status : 200;
+    int64_t from = 0, to = size - 1;
+    if (status == 200) {
+        /* RFC 9110 13.1.2: If-None-Match first; If-Modified-Since only
+         * without it (nginx: an exact date match, its default) */
+        const sh_http1_header_t *inm = req_header(r, "if-none-match");
+        const sh_http1_header_t *ims = req_header(r, "if-modified-since");
+        int not_modified = 0;
+        if (inm != NULL) {
+            const char *v = inm->value, *e = inm->value + inm->value_len;
+            while (v < e && !not_modified) {
+                while (v < e && (*v == ' ' || *v == ','))
+                    v++;
+                const char *t = v;
+                while (v < e && *v != ',')
+                    v++;
+                const char *te = v;
+                while (te > t && te[-1] == ' ')
+                    te--;
+                size_t tl = (size_t)(te - t);
+                if (tl >= 2 && t[0] == 'W' && t[1] == '/') { /* weak comparison */
+                    t += 2;
+                    tl -= 2;
+                }
+                not_modified = (tl == 1 && t[0] == '*') ||
+                               (tl == (size_t)el && memcmp(t, etag, tl) == 0);
+            }
+        } else if (ims != NULL) {
+            int64_t since;
+            not_modified = sh_http_date_parse(ims->value, ims->value_len, &since) == 0 &&
+                           since == mtime;
+        }
+        if (not_modified) {
+            r->discard_body = 1;
+            if (sh_response_start(r, 304, NULL, 0, hs + 1, 2, -1, SH_RESP_NO_BODY) == 0 &&
+                sh_response_end(r, NULL, 0) == 0 && !r->freed)
+                sh_request_finish(r);
+            return;
+        }
+        const sh_http1_header_t *rg = req_header(r, "range");
+        const sh_http1_header_t *ir = req_header(r, "if-range");
+        int use = rg != NULL;
+        if (use && ir != NULL) { /* the range only if the file is that one */
+            int64_t t;
+            use = (ir->value_len == (size_t)el && memcmp(ir->value, etag, (size_t)el) == 0) ||
+                  (sh_http_date_parse(ir->value, ir->value_len, &t) == 0 && t == mtime);
+        }
+        int pr = use ? parse_range(rg->value, rg->value_len, size, &from, &to) : 0;
+        if (pr < 0) {
+            int cl = snprintf(crange, sizeof(crange), "bytes */%lld", (long long)size);
+            sh_http1_header_t h416 = {"Content-Range", 13, crange, (size_t)cl};
+            r->discard_body = 1;
+            static const char page[] =
+                "<html>\r\n<head><title>416 Requested Range Not Satisfiable</title></head>\r\n"
+                "<body>\r\n<center><h1>416 Requested Range Not Satisfiable</h1></center>\r\n"
+                "<hr><center>shoal</center>\r\n</body>\r\n</html>\r\n";
+            sh_http1_header_t h2[2] = {{"Content-Type", 12, "text/html", 9}, h416};
+            if (sh_response_start(r, 416, NULL, 0, h2, 2, (int64_t)sizeof(page) - 1,
+                                  r->head_only ? SH_RESP_NO_BODY : 0) != 0)
+                return;
+            if (!r->head_only && sh_response_body(r, page, sizeof(page) - 1) != 0)
+                return;
+            if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
+                sh_request_finish(r);
+            return;
+        }
+        if (pr > 0) {
+            status = 206;
+            int cl = snprintf(crange, sizeof(crange), "bytes %lld-%lld/%lld", (long long)from,
+                              (long long)to, (long long)size);
+            hs[n++] = (sh_http1_header_t){"Content-Range", 13, crange, (size_t)cl};
+        } else {
+            hs[n++] = (sh_http1_header_t){"Accept-Ranges", 13, "bytes", 5};
+        }
+    } else {
+        n = 1; /* an error page: no validators, no ranges (nginx) */
+    }
+    x->off = from;
+    x->end = to + 1;
+    r->discard_body = 1;
+    if (sh_response_start(r, status, NULL, 0, hs, n, x->end - x->off,
+                          r->head_only ? SH_RESP_NO_BODY : 0) != 0 || r->freed)
+        return;
+    if (r->head_only)
+        x->end = x->off;
+    pump(x);
+}
+
+/* nginx's 301 for a directory asked without its trailing slash. */
+static void redirect_dir(sh_request_t *r)
+{
+    sh_buf_t *b = &r->scratch;
+    b->len = 0;
+    sh_buf_appends(b, r->c->tls ? "https://" : "http://");
+    /* nginx (absolute_redirect, port_in_redirect on): the host without its
+     * port, then the port of the listening address unless the default */
+    const struct sockaddr_storage *ss = &r->c->addr->opt.addr;
+    unsigned port = ss->ss_family == AF_INET6
+                        ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+                        : ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (r->h.host != NULL && r->h.host_len > 0) {
+        sh_buf_append(b, r->h.host, r->h.host_len);
+    } else {
+        const char *t = r->c->addr->opt.text, *colon = strrchr(t, ':');
+        sh_buf_append(b, t, colon ? (size_t)(colon - t) : strlen(t));
+    }
+    if (port != (r->c->tls ? 443u : 80u))
+        sh_buf_appendf(b, ":%u", port);
+    sh_buf_append(b, r->uri.p, r->uri.len);
+    sh_buf_append(b, "/", 1);
+    if (r->args.len > 0) {
+        sh_buf_append(b, "?", 1);
+        sh_buf_append(b, r->args.p, r->args.len);
+    }
+    sh_buf_append(b, "", 1);
+    r->discard_body = 1;
+    sh_request_respond(r, 301, NULL, NULL, 0, b->data);
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+    static_ctx_t *x = container_of(w, static_ctx_t, work);
+    x->busy = 0;
+    sh_request_t *r = x->r;
+    if (r == NULL) { /* the request ended meanwhile */
+        ctx_free(x);
+        return;
+    }
+    if (status != 0) {
+        sh_phase_answer(r, 500);
+        return;
+    }
+    if (x->job == JOB_OPEN) {
+        if (x->fd >= 0) {
+            send_file(x);
+            return;
+        }
+        if (x->err == EISDIR) {
+            redirect_dir(r);
+            return;
+        }
+        int code = x->err == EACCES ? 403 : x->err == ENAMETOOLONG ? 414 : 404;
+        if (code == 404 || code == 403) /* nginx's shape: fail2ban filters match it */
+            sh_req_log(SH_LOG_ERR, r->c, r, NULL, "open() \"%s\" failed (%d: %s)", x->path,
+                       x->err, strerror(x->err));
+        sh_phase_answer(r, code);
+        return;
+    }
+    if (x->job == JOB_INDEX) {
+        if (x->found < 0) {
+            if (x->is_dir)
+                sh_req_log(SH_LOG_ERR, r->c, r, NULL, "directory index of \"%s\" is forbidden",
+                           x->path);
+            sh_phase_answer(r, x->is_dir ? 403 : 404);
+            return;
+        }
+        /* nginx: an internal redirect to the index file's URI */
+        const char *name = strrchr(x->cands[x->found], '/') + 1;
+        sh_buf_t u = {0};
+        sh_buf_append(&u, r->uri.p, r->uri.len);
+        sh_buf_appends(&u, name);
+        if (r->args.len > 0) {
+            sh_buf_append(&u, "?", 1);
+            sh_buf_append(&u, r->args.p, r->args.len);
+        }
+        if (sh_phase_redirect(r, u.data, u.len) != 0)
+            sh_phase_answer(r, 500);
+        sh_buf_dispose(&u);
+        return;
+    }
+    /* JOB_TRY: the first existing candidate becomes $uri (no redirect);
+     * else the last value */
+    const static_loc_t *c = x->conf;
+    if (x->found >= 0) {
+        r->uri_buf.len = 0;
+        sh_buf_appends(&r->uri_buf, x->curis[x->found]);
+        r->uri = (sh_str_t){r->uri_buf.data, r->uri_buf.len};
+        r->try_done = 1;
+        sh_phase_resume(r);
+        return;
+    }
+    const char *last = c->try_last;
+    if (last[0] == '=') {
+        int code = 404;
+        sh_conf_parse_int(last + 1, &code);
+        sh_phase_answer(r, code);
+        return;
+    }
+    if (sh_phase_redirect(r, last, strlen(last)) != 0)
+        sh_phase_answer(r, 500);
+}
+
+/* precontent: try_files */
+static int try_files_handler(sh_request_t *r)
+{
+    const static_loc_t *c = sh_http_loc_conf(r->loc, &sh_static_module);
+    if (c->try_last == NULL || r->try_done)
+        return SH_PH_DECLINED;
+    static_ctx_t *x = ctx_get(r);
+    if (x == NULL)
+        return 500;
+    x->conf = c;
+    free_list(&x->cands);
+    free_list(&x->curis);
+    x->cands = sh_calloc(c->ntry + 1, sizeof(char *));
+    x->curis = sh_calloc(c->ntry + 1, sizeof(char *));
+    size_t k = 0;
+    for (size_t i = 0; i < c->ntry; i++) {
+        r->scratch.len = 0;
+        sh_cv_eval(c->try_files[i], r, &r->scratch);
+        char *p = r->scratch.len > 0 && r->scratch.data[0] == '/'
+                      ? map_path(r, c, r->scratch.data, r->scratch.len)
+                      : NULL;
+        if (p != NULL) {
+            x->curis[k] = sh_strndup(r->scratch.data, r->scratch.len);
+            x->cands[k++] = p;
+        }
+    }
+    return job_start(x, JOB_TRY);
+}
+
+/* content: static files and index */
+static int static_handler(sh_request_t *r)
+{
+    int m = r->h.method_id;
+    if (m != SH_HTTP_GET && m != SH_HTTP_HEAD && m != SH_HTTP_POST)
+        return 405;
+    const static_loc_t *c = sh_http_loc_conf(r->loc, &sh_static_module);
+    static_ctx_t *x = ctx_get(r);
+    if (x == NULL)
+        return 500;
+    x->conf = c;
+    x->r = r;
+    x->path = map_path(r, c, r->uri.p, r->uri.len);
+    if (x->path == NULL)
+        return 404;
+    if (r->uri.len > 0 && r->uri.p[r->uri.len - 1] == '/') {
+        free_list(&x->cands);
+        x->cands = sh_calloc(c->nindex + 1, sizeof(char *));
+        size_t pl = strlen(x->path);
+        for (size_t i = 0; i < c->nindex; i++) {
+            size_t nl = strlen(c->index[i]);
+            char *p = sh_malloc(pl + nl + 1);
+            memcpy(p, x->path, pl);
+            memcpy(p + pl, c->index[i], nl + 1);
+            x->cands[i] = p;
+        }
+        return job_start(x, JOB_INDEX);
+    }
+    if (m == SH_HTTP_POST)
+        return 405; /* nginx: POST to a static file */
+    return job_start(x, JOB_OPEN);
+}
+
+static int static_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    int rc = sh_phase_add(cf, m, SH_PHASE_PRECONTENT, try_files_handler);
+    if (rc == 0) /* last: the content handler of every location without another */
+        rc = sh_phase_add(cf, m, SH_PHASE_CONTENT, static_handler);
+    return rc;
+}
+
+#define LOC   (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define LOCIF (LOC | SH_CTX_IF)
+
+static const sh_conf_cmd_t static_cmds[] = {
+    {"root", LOCIF | SH_CONF_TAKE1, root_set, 0, NULL},
+    {"alias", SH_CTX_LOCATION | SH_CONF_TAKE1, root_set, 1, NULL},
+    {"index", LOC | SH_CONF_1MORE, index_set, 0, NULL},
+    {"default_type", LOC | SH_CONF_TAKE1, default_type_set, 0, NULL},
+    {"types", LOC | SH_CONF_BLOCK | SH_CONF_NOARGS, types_set, 0, NULL},
+    {"try_files", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_2MORE, try_files_set, 0, NULL},
+    {NULL, 0, NULL, 0, NULL}};
+
+static const sh_http_module_t static_ctx = {
+    .magic = SH_HTTP_MODULE_MAGIC,
+    .create_loc = static_create_loc,
+    .merge_loc = static_merge_loc,
+    .destroy_loc = static_destroy_loc,
+    .postconfiguration = static_postconf,
+};
+
+sh_conf_module_t sh_static_module = {
+    .name = "static",
+    .cmds = static_cmds,
+    .ctx = &static_ctx,
+};

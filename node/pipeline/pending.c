@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Directives of nginx configurations that Shoal does not implement yet, in
+ * two kinds (issue 16, "fail closed"):
+ *
+ * - Directives that restrict access or traffic (limits, authentication,
+ *   `internal`, `satisfy`, referer and secure-link checks, upstream
+ *   certificate verification, ...) are REFUSED with file:line: accepting
+ *   and ignoring them would serve what the operator meant to protect.
+ * - Directives that only tune (buffers, temp paths, caches of open files,
+ *   compression, static files not served yet, ...) are accepted with a
+ *   warning that names the directive, its file:line and what is ignored, so
+ *   an nginx configuration loads and `shoal -t` (and the answer of a reload)
+ *   lists exactly what is not honoured.
+ *
+ * This module is last in the module list: when a real module implements a
+ * name, it is found first and the entry here is dead. Each entry leaves as
+ * its issue lands. Runs on the thread that loads the configuration.
+ */
+#include "core/conf.h"
+
+#define LOC   (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define LOCIF (LOC | SH_CTX_IF)
+/* Tuning: warn "NAME is not supported yet, ignored (WHAT)". */
+#define W(name, type, what)                                                                        \
+    {                                                                                              \
+        name, (type), sh_conf_set_unsupported, 0, what                                             \
+    }
+/* Restricting: refuse "NAME is not implemented yet: WHAT". */
+#define R(name, type, what)                                                                        \
+    {                                                                                              \
+        name, (type), sh_conf_set_refused, 0, what                                                 \
+    }
+
+#define LIMCONN "connections would not be limited"
+#define AUTH    "requests would not be authenticated"
+
+static const sh_conf_cmd_t pending_cmds[] = {
+    /* ---- refused: access and traffic restrictions ---- */
+    R("limit_zone", SH_CTX_HTTP | SH_CONF_TAKE3, LIMCONN),
+    R("limit_rate", LOCIF | SH_CONF_TAKE1, "responses would not be rate limited"),
+    R("limit_rate_after", LOCIF | SH_CONF_TAKE1, "responses would not be rate limited"),
+    R("limit_except", SH_CTX_LOCATION | SH_CONF_BLOCK | SH_CONF_1MORE,
+      "methods would not be restricted"),
+    R("satisfy", LOC | SH_CONF_TAKE1, "access would not be checked as configured"),
+    R("auth_basic", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1, AUTH),
+    R("auth_basic_user_file", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1, AUTH),
+    R("auth_request", LOC | SH_CONF_TAKE1, AUTH),
+    R("auth_request_set", LOC | SH_CONF_TAKE2, AUTH),
+    R("auth_jwt", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE12, AUTH),
+    R("auth_jwt_key_file", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE12, AUTH),
+    R("auth_jwt_key_request", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1, AUTH),
+    R("auth_jwt_type", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1, AUTH),
+    R("auth_jwt_require", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_1MORE, AUTH),
+    R("auth_jwt_claim_set", LOC | SH_CONF_2MORE, AUTH),
+    R("auth_jwt_header_set", LOC | SH_CONF_2MORE, AUTH),
+    R("auth_jwt_leeway", LOC | SH_CONF_TAKE1, AUTH),
+    R("auth_http", LOC | SH_CONF_TAKE1, AUTH),
+    R("secure_link", LOC | SH_CONF_TAKE1, "links would not be checked"),
+    R("secure_link_md5", LOC | SH_CONF_TAKE1, "links would not be checked"),
+    R("secure_link_secret", SH_CTX_LOCATION | SH_CONF_TAKE1, "links would not be checked"),
+    R("valid_referers", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_1MORE,
+      "referers would not be checked"),
+    R("ssl_ocsp", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1,
+      "client certificates would not be checked for revocation by OCSP"),
+    R("ssl_ocsp_responder", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1,
+      "client certificates would not be checked for revocation by OCSP"),
+    R("ssl_ocsp_cache", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1,
+      "client certificates would not be checked for revocation by OCSP"),
+    R("proxy_ssl_verify", LOC | SH_CONF_FLAG, "upstream certificates would not be verified"),
+    R("proxy_ssl_verify_depth", LOC | SH_CONF_TAKE1, "upstream certificates would not be verified"),
+    R("proxy_ssl_trusted_certificate", LOC | SH_CONF_TAKE1,
+      "upstream certificates would not be verified"),
+    R("proxy_ssl_crl", LOC | SH_CONF_TAKE1, "upstream certificates would not be verified"),
+    R("proxy_ssl_certificate", LOC | SH_CONF_TAKE1,
+      "the client certificate would not be sent upstream"),
+    R("proxy_ssl_certificate_key", LOC | SH_CONF_TAKE1,
+      "the client certificate would not be sent upstream"),
+    R("max_ranges", LOC | SH_CONF_TAKE1, "Range requests would not be limited"),
+    R("client_body_in_file_only", LOC | SH_CONF_TAKE1, "request bodies would not be kept"),
+
+    /* ---- accepted with a warning: tuning ---- */
+    /* cache */
+    W("proxy_cache_path", SH_CTX_HTTP | SH_CONF_2MORE, "no response cache: every request is proxied"),
+    W("proxy_cache", LOC | SH_CONF_TAKE1, "no response cache: every request is proxied"),
+    W("proxy_cache_valid", LOC | SH_CONF_1MORE, "no response cache"),
+    W("proxy_cache_use_stale", LOC | SH_CONF_1MORE, "no response cache"),
+    W("proxy_cache_key", LOC | SH_CONF_TAKE1, "no response cache"),
+    W("proxy_cache_bypass", LOC | SH_CONF_1MORE, "no response cache"),
+    W("proxy_no_cache", LOC | SH_CONF_1MORE, "no response cache"),
+    W("proxy_cache_lock", LOC | SH_CONF_FLAG, "no response cache"),
+    W("proxy_cache_methods", LOC | SH_CONF_1MORE, "no response cache"),
+    W("proxy_cache_min_uses", LOC | SH_CONF_TAKE1, "no response cache"),
+    W("proxy_cache_revalidate", LOC | SH_CONF_FLAG, "no response cache"),
+    W("proxy_cache_background_update", LOC | SH_CONF_FLAG, "no response cache"),
+    /* gzip */
+    W("gzip", LOCIF | SH_CONF_FLAG, "responses are sent uncompressed"),
+    W("gzip_vary", LOC | SH_CONF_FLAG, "responses are sent uncompressed"),
+    W("gzip_proxied", LOC | SH_CONF_1MORE, "responses are sent uncompressed"),
+    W("gzip_comp_level", LOC | SH_CONF_TAKE1, "responses are sent uncompressed"),
+    W("gzip_types", LOC | SH_CONF_1MORE, "responses are sent uncompressed"),
+    W("gzip_min_length", LOC | SH_CONF_TAKE1, "responses are sent uncompressed"),
+    W("gzip_buffers", LOC | SH_CONF_TAKE2, "responses are sent uncompressed"),
+    W("gzip_http_version", LOC | SH_CONF_TAKE1, "responses are sent uncompressed"),
+    W("gzip_disable", LOC | SH_CONF_1MORE, "responses are sent uncompressed"),
+    W("gzip_static", LOC | SH_CONF_TAKE1, "no precompressed files are served"),
+    /* static files: what is not tuned yet */
+    W("log_not_found", LOC | SH_CONF_FLAG, "no static files are served yet"),
+    W("etag", LOC | SH_CONF_FLAG, "no static files are served yet"),
+    W("if_modified_since", LOC | SH_CONF_TAKE1, "no static files are served yet"),
+    W("open_file_cache", LOC | SH_CONF_TAKE12, "tuning only"),
+    W("open_file_cache_valid", LOC | SH_CONF_TAKE1, "tuning only"),
+    W("open_file_cache_min_uses", LOC | SH_CONF_TAKE1, "tuning only"),
+    W("open_file_cache_errors", LOC | SH_CONF_FLAG, "tuning only"),
+    W("aio", LOC | SH_CONF_TAKE1, "tuning only"),
+    W("directio", LOC | SH_CONF_TAKE1, "tuning only"),
+    W("output_buffers", LOC | SH_CONF_TAKE2, "tuning only"),
+    /* buffers and temp files: responses are streamed, bodies kept in memory */
+    W("proxy_buffers", LOC | SH_CONF_TAKE2, "responses are streamed with backpressure"),
+    W("proxy_buffer_size", LOC | SH_CONF_TAKE1, "responses are streamed with backpressure"),
+    W("proxy_busy_buffers_size", LOC | SH_CONF_TAKE1, "responses are streamed with backpressure"),
+    W("proxy_temp_path", SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_1MORE,
+      "no temp files"),
+    W("proxy_max_temp_file_size", LOC | SH_CONF_TAKE1, "no temp files"),
+    W("proxy_temp_file_write_size", LOC | SH_CONF_TAKE1, "no temp files"),
+    W("client_body_temp_path", LOC | SH_CONF_1MORE, "no temp files"),
+    W("reset_timedout_connection", LOC | SH_CONF_FLAG, "tuning only"),
+    W("lingering_close", LOC | SH_CONF_TAKE1, "tuning only"),
+    W("lingering_time", LOC | SH_CONF_TAKE1, "tuning only"),
+    W("lingering_timeout", LOC | SH_CONF_TAKE1, "tuning only"),
+    W("zone", SH_CTX_UPSTREAM | SH_CONF_TAKE12, "each worker keeps its own upstream state"),
+    W("resolver", LOC | SH_CONF_1MORE, "proxy_pass host names resolve at load time"),
+    W("resolver_timeout", LOC | SH_CONF_TAKE1, "proxy_pass host names resolve at load time"),
+    W("worker_cpu_affinity", SH_CTX_MAIN | SH_CONF_1MORE, "tuning only"),
+    W("worker_priority", SH_CTX_MAIN | SH_CONF_TAKE1, "tuning only"),
+    {NULL, 0, NULL, 0, NULL}};
+
+sh_conf_module_t sh_pending_module = {
+    .name = "pending",
+    .cmds = pending_cmds,
+};

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The proxy (`proxy_pass` and its directives): a content handler that
+ * sends the request to an upstream group (node/upstream.h) and relays the
+ * response through the pipeline's response functions (node.h), with
+ * retries (proxy_next_upstream), keep-alive to upstreams, request body
+ * streaming or buffering, and 101 tunnels. Worker thread only.
+ */
+#ifndef SH_PROXY_H
+#define SH_PROXY_H
+
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/conf.h"
+#include "node/pipeline/node.h"
+
+extern sh_conf_module_t sh_proxy_module;
+
+/* Start proxying r (its location has proxy_pass). */
+void sh_proxy_start(sh_request_t *r);
+/* Request body bytes for the upstream (all taken; what the socket does not
+ * take at once is queued). last: the body ends here. Returns 1 when the
+ * client should stop reading (the upstream pushes back; a later
+ * sh_request_body_resume() follows), else 0. */
+int sh_proxy_body(sh_request_t *r, const char *p, size_t len, int last);
+/* The client went away or the request is being freed: release upstream. */
+void sh_proxy_detach(sh_request_t *r);
+/* Client drained its queue below the low mark: resume upstream reads. */
+void sh_proxy_client_drained(sh_request_t *r);
+/* After 101: client bytes for the upstream; returns 1 when the client
+ * should stop reading (resumed by sh_request_body_resume()). */
+int sh_proxy_tunnel_up(sh_request_t *r, const char *p, size_t len);
+/* Timeout of an upstream connection (the worker's up_timers' expire). */
+void sh_uconn_timeout(sh_timeq_entry_t *e);
+/* Free the worker's cached proxy state objects (at stop). */
+void sh_proxy_cache_clear(sh_worker_t *w);
+/* Close every pooled idle upstream connection of the worker. */
+void sh_proxy_close_pools(sh_worker_t *w);
+
+/* $proxy_host of the request's location. */
+void sh_proxy_host(sh_request_t *r, sh_buf_t *out);
+
+#endif
