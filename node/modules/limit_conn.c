@@ -15,6 +15,7 @@
 #include "node/pipeline/http_conf.h"
 #include "node/modules/limit_zone.h"
 #include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 
 #define LIMITS_MAX 16  /* limit_conn directives at one level */
@@ -308,9 +309,8 @@ static int limit_conn_handler(sh_request_t *r)
             }
         } else if (e->v0 + e->v1 >= l->conn) {
             sh_limit_zone_unlock(s);
-            sh_log(c->log_level, "limiting connections%s by zone \"%s\", client %llu, uri %.*s",
-                   c->dry_run ? ", dry run," : "", l->def->name, (unsigned long long)r->c->id,
-                   (int)r->uri.len, r->uri.p);
+            sh_req_log(c->log_level, r->c, r, NULL, "limiting connections%s by zone \"%s\"",
+                       c->dry_run ? ", dry run," : "", l->def->name);
             return reject(r, c, h, l->def);
         }
         e->v0++;

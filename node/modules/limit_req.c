@@ -17,6 +17,7 @@
 #include "node/pipeline/http_conf.h"
 #include "node/modules/limit_zone.h"
 #include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 
 #define LIMITS_MAX  16     /* limit_req directives at one level */
@@ -525,11 +526,10 @@ static int limit_req_handler(sh_request_t *r)
         return SH_PH_DECLINED;
     if (rc == SH_LIMIT_REQ_BUSY || rc == -1) {
         if (rc == SH_LIMIT_REQ_BUSY)
-            sh_log(c->log_level,
-                   "limiting requests%s, excess: %lld.%03lld by zone \"%s\", client %llu, uri %.*s",
-                   c->dry_run ? ", dry run" : "", (long long)(excess / 1000),
-                   (long long)(excess % 1000), limit->def->name, (unsigned long long)r->c->id,
-                   (int)r->uri.len, r->uri.p);
+            sh_req_log(c->log_level, r->c, r, NULL,
+                       "limiting requests%s, excess: %lld.%03lld by zone \"%s\"",
+                       c->dry_run ? ", dry run" : "", (long long)(excess / 1000),
+                       (long long)(excess % 1000), limit->def->name);
         unlock_looked(c->limits, lk, n);
         int st = c->dry_run ? ST_REJECTED_DRY_RUN : ST_REJECTED;
         set_status(r, st);
@@ -568,10 +568,10 @@ static int limit_req_handler(sh_request_t *r)
         sh_limit_zone_count(limit->def->zone, SH_LIMIT_PASSED);
         return SH_PH_DECLINED;
     }
-    sh_log(c->log_level == SH_LOG_INFO ? SH_LOG_INFO : c->log_level + 1,
-           "delaying request%s, excess: %lld.%03lld, by zone \"%s\", client %llu, uri %.*s",
-           c->dry_run ? ", dry run" : "", (long long)(excess / 1000), (long long)(excess % 1000),
-           limit->def->name, (unsigned long long)r->c->id, (int)r->uri.len, r->uri.p);
+    sh_req_log(c->log_level == SH_LOG_INFO ? SH_LOG_INFO : c->log_level + 1, r->c, r, NULL,
+               "delaying request%s, excess: %lld.%03lld, by zone \"%s\"",
+               c->dry_run ? ", dry run" : "", (long long)(excess / 1000),
+               (long long)(excess % 1000), limit->def->name);
     if (c->dry_run) {
         set_status(r, ST_DELAYED_DRY_RUN);
         sh_limit_zone_count(limit->def->zone, SH_LIMIT_DELAYED_DRY_RUN);

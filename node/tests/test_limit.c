@@ -184,16 +184,36 @@ static void zone_capacity(void **state)
     sh_limit_zone_destroy(z);
 }
 
+/* The identity of the i-th key ("k<i>", i from *next on) that falls in
+ * stripe s (NULL: any), and its stripe. */
+static sh_limit_stripe_t *key_in(sh_limit_zone_t *z, sh_limit_stripe_t *s, unsigned *next,
+                                 sh_limit_id_t *id)
+{
+    for (;; (*next)++) {
+        char k[16];
+        int n = snprintf(k, sizeof(k), "k%u", *next);
+        sh_limit_zone_hash(z, k, (size_t)n, id);
+        sh_limit_stripe_t *got = sh_limit_zone_lock(z, id);
+        sh_limit_zone_unlock(got);
+        if (s == NULL || got == s) {
+            (*next)++;
+            return got;
+        }
+    }
+}
+
 static void zone_lru(void **state)
 {
     (void)state;
     sh_limit_zone_t *z = sh_limit_zone_create(SH_LIMIT_ZONE_MIN);
-    /* the smallest zone has one stripe: LRU order is global */
+    /* three keys of one stripe: LRU order is per stripe */
     sh_limit_id_t a, b, c;
-    sh_limit_zone_hash(z, "a", 1, &a);
-    sh_limit_zone_hash(z, "b", 1, &b);
-    sh_limit_zone_hash(z, "c", 1, &c);
+    unsigned next = 0;
+    sh_limit_stripe_t *s0 = key_in(z, NULL, &next, &a);
+    key_in(z, s0, &next, &b);
+    key_in(z, s0, &next, &c);
     sh_limit_stripe_t *s = sh_limit_zone_lock(z, &a);
+    assert_ptr_equal(s, s0);
     sh_limit_zone_entry_t *ea = sh_limit_zone_insert(s, &a);
     sh_limit_zone_entry_t *eb = sh_limit_zone_insert(s, &b);
     sh_limit_zone_entry_t *ec = sh_limit_zone_insert(s, &c);
@@ -211,19 +231,18 @@ static void zone_lru(void **state)
     sh_limit_zone_unlock(s);
     assert_int_equal(sh_limit_zone_used(z), 3);
     assert_int_equal(sh_limit_zone_evictions(z), 0);
-    /* fill it: insert fails when full */
+    /* fill every stripe: inserts fail past the capacity, never before */
     size_t n = 3;
-    for (unsigned i = 0;; i++) {
+    for (unsigned i = 0; i < 4 * sh_limit_zone_capacity(z); i++) {
         sh_limit_id_t id;
         sh_limit_zone_hash(z, &i, sizeof(i), &id);
         s = sh_limit_zone_lock(z, &id);
-        sh_limit_zone_entry_t *e = sh_limit_zone_insert(s, &id);
+        if (sh_limit_zone_insert(s, &id) != NULL)
+            n++;
         sh_limit_zone_unlock(s);
-        if (e == NULL)
-            break;
-        n++;
     }
     assert_int_equal(n, sh_limit_zone_capacity(z));
+    assert_int_equal(sh_limit_zone_used(z), n);
     sh_limit_zone_destroy(z);
 }
 
