@@ -376,3 +376,58 @@ const sh_conf_enum_t sh_limit_zone_log_levels[] = {{"info", SH_LOG_INFO},
                                             {"error", SH_LOG_ERR},
                                             {NULL, 0}};
 
+
+/* ------------------------------------------------------ metrics -- */
+
+typedef struct {
+    FILE *f;
+    int family; /* Prometheus wants each family's lines together */
+} metrics_t;
+
+static void metric_lines(sh_limit_zone_t *z, void *ud)
+{
+    metrics_t *m = ud;
+    static const char *const names[SH_LIMIT_RESULTS] = {"passed", "delayed", "rejected",
+                                                        "delayed_dry_run", "rejected_dry_run"};
+    int conn = strcmp(z->kind, "limit_conn") == 0;
+    switch (m->family) {
+    case 0:
+        for (int i = 0; i < SH_LIMIT_RESULTS; i++)
+            if (!conn || (i != SH_LIMIT_DELAYED && i != SH_LIMIT_DELAYED_DRY_RUN))
+                fprintf(m->f,
+                        "shoal_limit_decisions_total{kind=\"%s\",zone=\"%s\",result=\"%s\"} %llu\n",
+                        z->kind, z->name, names[i],
+                        (unsigned long long)sh_limit_zone_counter(z, i));
+        break;
+    case 1:
+        fprintf(m->f, "shoal_limit_zone_entries{kind=\"%s\",zone=\"%s\"} %zu\n", z->kind,
+                z->name, sh_limit_zone_used(z));
+        break;
+    case 2:
+        fprintf(m->f, "shoal_limit_zone_capacity{kind=\"%s\",zone=\"%s\"} %zu\n", z->kind,
+                z->name, z->capacity);
+        break;
+    default:
+        fprintf(m->f, "shoal_limit_zone_evictions_total{kind=\"%s\",zone=\"%s\"} %llu\n",
+                z->kind, z->name, (unsigned long long)sh_limit_zone_evictions(z));
+    }
+}
+
+void sh_limit_zone_metrics(FILE *f)
+{
+    static const char *const head[] = {
+        "# HELP shoal_limit_decisions_total limit_req and limit_conn decisions by zone and "
+        "result (one per request, on the zone that decided).\n"
+        "# TYPE shoal_limit_decisions_total counter\n",
+        "# HELP shoal_limit_zone_entries Keys a limit zone holds.\n"
+        "# TYPE shoal_limit_zone_entries gauge\n",
+        "# HELP shoal_limit_zone_capacity Keys a limit zone can hold.\n"
+        "# TYPE shoal_limit_zone_capacity gauge\n",
+        "# HELP shoal_limit_zone_evictions_total States a full limit zone dropped.\n"
+        "# TYPE shoal_limit_zone_evictions_total counter\n"};
+    for (int i = 0; i < 4; i++) {
+        metrics_t m = {f, i};
+        fputs(head[i], f);
+        sh_limit_zone_foreach(metric_lines, &m);
+    }
+}

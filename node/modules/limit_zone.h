@@ -49,6 +49,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef struct sh_limit_zone_s sh_limit_zone_t;
 typedef struct sh_limit_stripe_s sh_limit_stripe_t;
@@ -109,6 +110,11 @@ uint64_t sh_limit_zone_counter(const sh_limit_zone_t *z, int result);
 /* Call fn for each registered zone (under the registry's lock: fn must
  * not acquire or release zones). */
 void sh_limit_zone_foreach(void (*fn)(sh_limit_zone_t *z, void *ud), void *ud);
+
+/* Append the registered zones' counters to f, Prometheus text format:
+ * shoal_limit_decisions_total{kind,zone,result}, shoal_limit_zone_entries,
+ * shoal_limit_zone_capacity, shoal_limit_zone_evictions_total. */
+void sh_limit_zone_metrics(FILE *f);
 
 /* ---- one key */
 
