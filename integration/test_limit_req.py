@@ -44,6 +44,7 @@ HTTP = """
     limit_req_zone $http_x_key zone=srv:1m rate=1r/s;
     limit_req_zone $http_x_key zone=or:1m rate=1r/s;
     limit_req_zone $http_x_key zone=lv:1m rate=1r/s;
+    limit_req_zone $http_x_key zone=rl:1m rate=1r/m;
     limit_conn_zone $http_x_key zone=oc:1m;
     log_format lr '$request_uri $status $limit_req_status';
     access_log {logdir}/access.log lr;
@@ -73,6 +74,7 @@ HTTP = """
             limit_conn oc 1;
             proxy_pass http://127.0.0.1:BPORT/;
         }
+        location /reload/ { limit_req zone=rl burst=2 nodelay; proxy_pass http://127.0.0.1:BPORT/; }
         location /leave/ { limit_req zone=lv burst=5; proxy_pass http://127.0.0.1:BPORT/; }
     }
 """
@@ -344,7 +346,7 @@ def main(t):
     # makes a new zone (the same key starts afresh)
     def reloaded(n):
         return lambda: node.proc.stderr().count("reload: configuration ok") >= n
-    url = node.url("/inherit/")
+    url = node.url("/reload/")  # 1r/m: nothing drains during the test
     got = [t.curl(url, "-H", "X-Key: %s-rl" % run_id).status for _ in range(4)]
     t.check(got == [200, 200, 200, 503], "before the reload: 3 pass, then 503", got)
     node.proc.signal(signal.SIGHUP)
@@ -354,7 +356,7 @@ def main(t):
     with open(node.conf_path) as f:
         conf = f.read()
     with open(node.conf_path, "w") as f:
-        f.write(conf.replace("zone=srv:1m rate=1r/s", "zone=srv:1m rate=2r/s"))
+        f.write(conf.replace("zone=rl:1m rate=1r/m", "zone=rl:1m rate=2r/m"))
     node.proc.signal(signal.SIGHUP)
     sh.wait_for(reloaded(2), 10, "the second reload")
     got = t.curl(url, "-H", "X-Key: %s-rl" % run_id).status

@@ -18,100 +18,15 @@
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 
-#define LIMITS_MAX 16  /* limit_conn directives at one level */
 #define KEY_MAX    255 /* nginx's limit for a key's value */
 
-typedef struct {
-    char *name;
-    sh_cv_t *key;
-    sh_limit_zone_t *zone;
-} zone_def_t;
+/* A limit here: sh_limit_t with a = the number, in an sh_limit_loc_t;
+ * zones are sh_limit_def_t. */
 
-typedef struct {
-    zone_def_t **zones;
-    size_t nzones;
-} lc_main_t;
-
-typedef struct {
-    char *name; /* until resolved */
-    const sh_conf_node_t *node;
-    zone_def_t *def;
-    int64_t conn;
-} limit_t;
-
-typedef struct {
-    limit_t *limits;
-    size_t n;
-    int set;
-    int status;
-    int log_level;
-    int dry_run;
-} lc_loc_t;
-
-static void *lc_create_main(void)
-{
-    return sh_new(lc_main_t);
-}
-
-static void lc_destroy_main(void *conf)
-{
-    lc_main_t *m = conf;
-    for (size_t i = 0; i < m->nzones; i++) {
-        sh_free(m->zones[i]->name);
-        sh_cv_destroy(m->zones[i]->key);
-        sh_limit_zone_release(m->zones[i]->zone);
-        sh_free(m->zones[i]);
-    }
-    sh_free(m->zones);
-    sh_free(m);
-}
-
-static void *lc_create_loc(void)
-{
-    lc_loc_t *c = sh_new(lc_loc_t);
-    c->status = SH_CONF_UNSET;
-    c->log_level = SH_CONF_UNSET;
-    c->dry_run = SH_CONF_UNSET;
-    return c;
-}
-
-static void lc_destroy_loc(void *conf)
-{
-    lc_loc_t *c = conf;
-    if (c->set) {
-        for (size_t i = 0; i < c->n; i++)
-            sh_free(c->limits[i].name);
-        sh_free(c->limits);
-    }
-    sh_free(c);
-}
-
-static int lc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
-{
-    (void)cf;
-    lc_loc_t *p = parent, *c = conf;
-    if (!c->set) {
-        c->limits = p->limits;
-        c->n = p->n;
-    }
-    SH_CONF_MERGE(c->status, p->status, 503);
-    SH_CONF_MERGE(c->log_level, p->log_level, SH_LOG_ERR);
-    SH_CONF_MERGE(c->dry_run, p->dry_run, 0);
-    return 0;
-}
-
-static lc_main_t *main_of(sh_conf_t *cf)
+static sh_limit_main_t *main_of(sh_conf_t *cf)
 {
     const sh_http_block_t *b = cf->user;
     return sh_http_main_conf(b->main, &sh_limit_conn_module);
-}
-
-static zone_def_t *find_zone(lc_main_t *m, const char *name)
-{
-    for (size_t i = 0; i < m->nzones; i++)
-        if (strcmp(m->zones[i]->name, name) == 0)
-            return m->zones[i];
-    return NULL;
 }
 
 /* limit_conn_zone KEY zone=NAME:SIZE */
@@ -120,7 +35,7 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     (void)cmd;
     (void)conf;
     const sh_conf_node_t *n = cf->node;
-    lc_main_t *m = main_of(cf);
+    sh_limit_main_t *m = main_of(cf);
     const char *a = n->args[2];
     char *name = NULL;
     size_t size = 0;
@@ -129,9 +44,9 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     int rc = sh_limit_zone_parse(cf, a, &name, &size);
     if (rc != 0)
         return rc;
-    if (find_zone(m, name) != NULL) {
+    if (sh_limit_main_find(m, name) != NULL) {
         rc = sh_conf_error(cf, "limit_conn_zone \"%s\" is already bound to key \"%s\"", name,
-                           sh_cv_source(find_zone(m, name)->key));
+                           sh_cv_source(sh_limit_main_find(m, name)->key));
         sh_free(name);
         return rc;
     }
@@ -141,12 +56,7 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         sh_free(name);
         return rc;
     }
-    zone_def_t *d = sh_new(zone_def_t);
-    d->name = name;
-    d->key = key;
-    d->zone = sh_limit_zone_acquire("limit_conn", name, size, n->args[1]);
-    m->zones = sh_realloc(m->zones, (m->nzones + 1) * sizeof(*m->zones));
-    m->zones[m->nzones++] = d;
+    sh_limit_main_add(m, name, key, sh_limit_zone_acquire("limit_conn", name, size, n->args[1]));
     return 0;
 }
 
@@ -154,48 +64,14 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 static int limit_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     (void)cmd;
-    lc_loc_t *c = conf;
+    sh_limit_loc_t *c = conf;
     const sh_conf_node_t *n = cf->node;
     int v;
     if (sh_conf_parse_int(n->args[2], &v) != 0 || v <= 0)
         return sh_conf_error(cf, "invalid number of connections \"%s\"", n->args[2]);
     if (v > 65535)
         return sh_conf_error(cf, "connection limit must be less 65536");
-    if (!c->set) {
-        c->limits = NULL;
-        c->n = 0;
-        c->set = 1;
-    }
-    for (size_t i = 0; i < c->n; i++)
-        if (strcmp(c->limits[i].name, n->args[1]) == 0)
-            return sh_conf_error(cf, "\"%s\" directive is duplicate", n->args[0]);
-    if (c->n >= LIMITS_MAX)
-        return sh_conf_error(cf, "too many \"%s\" at one level (at most %d)", n->args[0],
-                             LIMITS_MAX);
-    c->limits = sh_realloc(c->limits, (c->n + 1) * sizeof(*c->limits));
-    c->limits[c->n++] = (limit_t){.name = sh_strdup(n->args[1]), .node = n, .conn = v};
-    return 0;
-}
-
-static int resolve(sh_http_loc_t *loc, void *ud)
-{
-    sh_conf_t *cf = ud;
-    lc_loc_t *c = sh_http_loc_conf(loc, &sh_limit_conn_module);
-    if (c == NULL || !c->set)
-        return 0;
-    const sh_http_block_t *b = cf->user;
-    lc_main_t *m = sh_http_main_conf(b->main, &sh_limit_conn_module);
-    for (size_t i = 0; i < c->n; i++) {
-        limit_t *l = &c->limits[i];
-        if (l->def != NULL)
-            continue;
-        l->def = find_zone(m, l->name);
-        if (l->def == NULL) {
-            cf->node = l->node;
-            return sh_conf_error(cf, "zero size shared memory zone \"%s\"", l->name);
-        }
-    }
-    return 0;
+    return sh_limit_loc_add(cf, c, n->args[1], (uint64_t)v, 0);
 }
 
 /* ------------------------------------------------------ per request -- */
@@ -211,7 +87,7 @@ typedef struct {
     struct {
         sh_limit_zone_t *zone;
         sh_limit_id_t id;
-    } held[LIMITS_MAX];
+    } held[SH_LIMITS_MAX];
 } held_t;
 
 static int status_of(const sh_request_t *r)
@@ -259,7 +135,7 @@ static void held_cleanup(sh_request_t *r, void *data)
     sh_free(data);
 }
 
-static int reject(sh_request_t *r, const lc_loc_t *c, held_t *h, zone_def_t *d)
+static int reject(sh_request_t *r, const sh_limit_loc_t *c, held_t *h, const sh_limit_def_t *d)
 {
     if (h != NULL)
         release_all(h);
@@ -273,12 +149,12 @@ static int limit_conn_handler(sh_request_t *r)
 {
     if (sh_request_ctx(r, &sh_limit_conn_module) != NULL)
         return SH_PH_DECLINED; /* once per request */
-    const lc_loc_t *c = sh_http_loc_conf(r->loc, &sh_limit_conn_module);
+    const sh_limit_loc_t *c = sh_http_loc_conf(r->loc, &sh_limit_conn_module);
     if (c == NULL || c->n == 0)
         return SH_PH_DECLINED;
     held_t *h = NULL;
     for (size_t i = 0; i < c->n; i++) {
-        const limit_t *l = &c->limits[i];
+        const sh_limit_t *l = &c->limits[i];
         size_t mark = r->scratch.len;
         sh_cv_eval(l->def->key, r, &r->scratch);
         const char *key = r->scratch.data + mark;
@@ -307,7 +183,7 @@ static int limit_conn_handler(sh_request_t *r)
                        l->def->name);
                 return reject(r, c, h, l->def);
             }
-        } else if (e->v0 + e->v1 >= l->conn) {
+        } else if (e->v0 + e->v1 >= (int64_t)l->a) {
             sh_limit_zone_unlock(s);
             sh_req_log(c->log_level, r->c, r, NULL, "limiting connections%s by zone \"%s\"",
                        c->dry_run ? ", dry run," : "", l->def->name);
@@ -340,7 +216,7 @@ static int limit_conn_handler(sh_request_t *r)
 /* ------------------------------------------------------ module -- */
 
 #define LOC     (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
-#define LOFF(f) offsetof(lc_loc_t, f)
+#define LOFF(f) offsetof(sh_limit_loc_t, f)
 
 static const sh_conf_cmd_t lc_cmds[] = {
     {"limit_conn_zone", SH_CTX_HTTP | SH_CONF_TAKE2, zone_set, 0, NULL},
@@ -359,7 +235,7 @@ static int lc_preconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static int lc_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
-    int rc = sh_limit_zone_each_loc(m, resolve, cf);
+    int rc = sh_limit_resolve(cf, m, &sh_limit_conn_module);
     if (rc == 0)
         rc = sh_phase_add(cf, m, SH_PHASE_PREACCESS, limit_conn_handler);
     return rc;
@@ -367,11 +243,11 @@ static int lc_postconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static const sh_http_module_t lc_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
-    .create_main = lc_create_main,
-    .destroy_main = lc_destroy_main,
-    .create_loc = lc_create_loc,
-    .merge_loc = lc_merge_loc,
-    .destroy_loc = lc_destroy_loc,
+    .create_main = sh_limit_main_create,
+    .destroy_main = sh_limit_main_destroy,
+    .create_loc = sh_limit_loc_create,
+    .merge_loc = sh_limit_loc_merge,
+    .destroy_loc = sh_limit_loc_destroy,
     .preconfiguration = lc_preconf,
     .postconfiguration = lc_postconf,
 };

@@ -20,7 +20,6 @@
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 
-#define LIMITS_MAX  16     /* limit_req directives at one level */
 #define KEY_MAX     65535  /* nginx's limit for a key's value */
 #define EXPIRE_AGE  60000  /* ms: nginx expires drained states this old */
 #define NODELAY     INT64_MAX
@@ -102,99 +101,13 @@ void sh_limit_req_merge(sh_limit_req_state_t *st, int64_t at, int64_t delta, uin
 
 /* ------------------------------------------------------ configuration -- */
 
-typedef struct {
-    char *name;
-    sh_cv_t *key;
-    uint64_t rate; /* thousandths of a request per second */
-    sh_limit_zone_t *zone;
-} zone_def_t;
+/* A limit here: sh_limit_t with a = burst, b = delay (thousandths;
+ * NODELAY), in an sh_limit_loc_t; zones are sh_limit_def_t. */
 
-typedef struct {
-    zone_def_t **zones;
-    size_t nzones;
-} lr_main_t;
-
-typedef struct {
-    char *name; /* until resolved */
-    const sh_conf_node_t *node;
-    zone_def_t *def;
-    uint64_t burst; /* thousandths */
-    uint64_t delay; /* thousandths; NODELAY */
-} limit_t;
-
-typedef struct {
-    limit_t *limits;
-    size_t n;
-    int set; /* this level has limit_req (owns limits) */
-    int status;
-    int log_level;
-    int dry_run;
-} lr_loc_t;
-
-static void *lr_create_main(void)
-{
-    return sh_new(lr_main_t);
-}
-
-static void lr_destroy_main(void *conf)
-{
-    lr_main_t *m = conf;
-    for (size_t i = 0; i < m->nzones; i++) {
-        sh_free(m->zones[i]->name);
-        sh_cv_destroy(m->zones[i]->key);
-        sh_limit_zone_release(m->zones[i]->zone);
-        sh_free(m->zones[i]);
-    }
-    sh_free(m->zones);
-    sh_free(m);
-}
-
-static void *lr_create_loc(void)
-{
-    lr_loc_t *c = sh_new(lr_loc_t);
-    c->status = SH_CONF_UNSET;
-    c->log_level = SH_CONF_UNSET;
-    c->dry_run = SH_CONF_UNSET;
-    return c;
-}
-
-static void lr_destroy_loc(void *conf)
-{
-    lr_loc_t *c = conf;
-    if (c->set) {
-        for (size_t i = 0; i < c->n; i++)
-            sh_free(c->limits[i].name);
-        sh_free(c->limits);
-    }
-    sh_free(c);
-}
-
-static int lr_merge_loc(sh_conf_t *cf, void *parent, void *conf)
-{
-    (void)cf;
-    lr_loc_t *p = parent, *c = conf;
-    if (!c->set) { /* nginx: a level with any limit_req replaces the outer list */
-        c->limits = p->limits;
-        c->n = p->n;
-    }
-    SH_CONF_MERGE(c->status, p->status, 503);
-    SH_CONF_MERGE(c->log_level, p->log_level, SH_LOG_ERR);
-    SH_CONF_MERGE(c->dry_run, p->dry_run, 0);
-    return 0;
-}
-
-static lr_main_t *main_of(sh_conf_t *cf)
+static sh_limit_main_t *main_of(sh_conf_t *cf)
 {
     const sh_http_block_t *b = cf->user;
     return sh_http_main_conf(b->main, &sh_limit_req_module);
-}
-
-static zone_def_t *find_zone(lr_main_t *m, const char *name)
-{
-    for (size_t i = 0; i < m->nzones; i++)
-        if (strcmp(m->zones[i]->name, name) == 0)
-            return m->zones[i];
-    return NULL;
 }
 
 /* limit_req_zone KEY zone=NAME:SIZE rate=Nr/s|Nr/m */
@@ -203,7 +116,7 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     (void)cmd;
     (void)conf;
     const sh_conf_node_t *n = cf->node;
-    lr_main_t *m = main_of(cf);
+    sh_limit_main_t *m = main_of(cf);
     char *name = NULL;
     size_t size = 0;
     uint64_t rate = 0;
@@ -250,9 +163,9 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         rc = sh_conf_error(cf, "\"%s\" must have \"zone\" parameter", n->args[0]);
     if (rc == 0 && rate == 0)
         rc = sh_conf_error(cf, "invalid rate \"\"");
-    if (rc == 0 && find_zone(m, name) != NULL)
+    if (rc == 0 && sh_limit_main_find(m, name) != NULL)
         rc = sh_conf_error(cf, "limit_req_zone \"%s\" is already bound to key \"%s\"", name,
-                           sh_cv_source(find_zone(m, name)->key));
+                           sh_cv_source(sh_limit_main_find(m, name)->key));
     sh_cv_t *key = NULL;
     if (rc == 0)
         rc = sh_cv_compile(cf, n->args[1], &key);
@@ -260,17 +173,13 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         sh_free(name);
         return rc;
     }
-    zone_def_t *d = sh_new(zone_def_t);
-    d->name = name;
-    d->key = key;
-    d->rate = rate;
     size_t dl = strlen(n->args[1]) + strlen(rate_text) + 2;
     char *def = sh_malloc(dl);
     snprintf(def, dl, "%s %s", n->args[1], rate_text);
-    d->zone = sh_limit_zone_acquire("limit_req", name, size, def);
+    sh_limit_def_t *d =
+        sh_limit_main_add(m, name, key, sh_limit_zone_acquire("limit_req", name, size, def));
+    d->rate = rate;
     sh_free(def);
-    m->zones = sh_realloc(m->zones, (m->nzones + 1) * sizeof(*m->zones));
-    m->zones[m->nzones++] = d;
     return 0;
 }
 
@@ -278,77 +187,31 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 static int limit_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     (void)cmd;
-    lr_loc_t *c = conf;
+    sh_limit_loc_t *c = conf;
     const sh_conf_node_t *n = cf->node;
-    limit_t l = {.node = n};
+    const char *zone = NULL;
     int burst = 0, delay = 0, nodelay = 0;
     for (unsigned i = 1; i < n->nargs; i++) {
         const char *a = n->args[i];
         if (strncmp(a, "zone=", 5) == 0) {
-            sh_free(l.name);
-            l.name = sh_strdup(a + 5);
+            zone = a + 5;
         } else if (strncmp(a, "burst=", 6) == 0) {
-            if (sh_conf_parse_int(a + 6, &burst) != 0 || burst <= 0) {
-                sh_free(l.name);
+            if (sh_conf_parse_int(a + 6, &burst) != 0 || burst <= 0)
                 return sh_conf_error(cf, "invalid burst value \"%s\"", a);
-            }
         } else if (strncmp(a, "delay=", 6) == 0) {
-            if (sh_conf_parse_int(a + 6, &delay) != 0 || delay <= 0) {
-                sh_free(l.name);
+            if (sh_conf_parse_int(a + 6, &delay) != 0 || delay <= 0)
                 return sh_conf_error(cf, "invalid delay value \"%s\"", a);
-            }
             nodelay = 0;
         } else if (strcmp(a, "nodelay") == 0) {
             nodelay = 1;
         } else {
-            sh_free(l.name);
             return sh_conf_error(cf, "invalid parameter \"%s\"", a);
         }
     }
-    if (l.name == NULL)
+    if (zone == NULL)
         return sh_conf_error(cf, "\"%s\" must have \"zone\" parameter", n->args[0]);
-    if (!c->set) {
-        c->limits = NULL;
-        c->n = 0;
-        c->set = 1;
-    }
-    for (size_t i = 0; i < c->n; i++)
-        if (strcmp(c->limits[i].name, l.name) == 0) {
-            sh_free(l.name);
-            return sh_conf_error(cf, "\"%s\" directive is duplicate", n->args[0]);
-        }
-    if (c->n >= LIMITS_MAX) {
-        sh_free(l.name);
-        return sh_conf_error(cf, "too many \"%s\" at one level (at most %d)", n->args[0],
-                             LIMITS_MAX);
-    }
-    l.burst = (uint64_t)burst * 1000;
-    l.delay = nodelay ? NODELAY : (uint64_t)delay * 1000;
-    c->limits = sh_realloc(c->limits, (c->n + 1) * sizeof(*c->limits));
-    c->limits[c->n++] = l;
-    return 0;
-}
-
-/* Resolve each level's zone names (limit_req may come before its zone). */
-static int resolve(sh_http_loc_t *loc, void *ud)
-{
-    sh_conf_t *cf = ud;
-    lr_loc_t *c = sh_http_loc_conf(loc, &sh_limit_req_module);
-    if (c == NULL || !c->set)
-        return 0;
-    const sh_http_block_t *b = cf->user;
-    lr_main_t *m = sh_http_main_conf(b->main, &sh_limit_req_module);
-    for (size_t i = 0; i < c->n; i++) {
-        limit_t *l = &c->limits[i];
-        if (l->def != NULL)
-            continue;
-        l->def = find_zone(m, l->name);
-        if (l->def == NULL) {
-            cf->node = l->node;
-            return sh_conf_error(cf, "zero size shared memory zone \"%s\"", l->name);
-        }
-    }
-    return 0;
+    return sh_limit_loc_add(cf, c, zone, (uint64_t)burst * 1000,
+                            nodelay ? NODELAY : (uint64_t)delay * 1000);
 }
 
 /* ------------------------------------------------------ per request -- */
@@ -437,15 +300,15 @@ static void expire(sh_limit_stripe_t *s, int64_t now, uint64_t rate, int n)
 }
 
 /* One zone: SH_LIMIT_REQ_*, or -1 when no state could be allocated. */
-static int lookup(const limit_t *l, looked_t *lk, int64_t now, int account, int64_t *excess)
+static int lookup(const sh_limit_t *l, looked_t *lk, int64_t now, int account, int64_t *excess)
 {
-    const zone_def_t *d = l->def;
+    const sh_limit_def_t *d = l->def;
     sh_limit_stripe_t *s = sh_limit_zone_lock(d->zone, &lk->id);
     sh_limit_zone_entry_t *e = sh_limit_zone_find(s, &lk->id, 1);
     int rc;
     if (e != NULL) {
         sh_limit_req_state_t st = {e->v0, e->v1};
-        rc = sh_limit_req_lookup(&st, now, d->rate, l->burst, account, excess);
+        rc = sh_limit_req_lookup(&st, now, d->rate, l->a, account, excess);
         e->v0 = st.excess;
         e->v1 = st.last;
     } else {
@@ -475,7 +338,7 @@ static int lookup(const limit_t *l, looked_t *lk, int64_t now, int account, int6
 
 /* Unpin what zones 0..n-1 looked at (nginx's ngx_http_limit_req_unlock):
  * their states were not changed. */
-static void unlock_looked(const limit_t *limits, looked_t *lk, size_t n)
+static void unlock_looked(const sh_limit_t *limits, looked_t *lk, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (lk[i].e != NULL) {
@@ -490,16 +353,16 @@ static int limit_req_handler(sh_request_t *r)
 {
     if (sh_request_ctx(r, &sh_limit_req_module) != NULL)
         return SH_PH_DECLINED; /* once per request; and after its delay */
-    const lr_loc_t *c = sh_http_loc_conf(r->loc, &sh_limit_req_module);
+    const sh_limit_loc_t *c = sh_http_loc_conf(r->loc, &sh_limit_req_module);
     if (c == NULL || c->n == 0)
         return SH_PH_DECLINED;
     int64_t now = (int64_t)sh_worker_now(r->w);
-    looked_t lk[LIMITS_MAX];
+    looked_t lk[SH_LIMITS_MAX];
     memset(lk, 0, sizeof(lk[0]) * c->n);
     int rc = -2; /* every key empty: nginx declines without a status */
     int64_t excess = 0;
     size_t n;
-    const limit_t *limit = NULL;
+    const sh_limit_t *limit = NULL;
     for (n = 0; n < c->n; n++) {
         limit = &c->limits[n];
         size_t mark = r->scratch.len;
@@ -542,12 +405,12 @@ static int limit_req_handler(sh_request_t *r)
     }
     /* nginx's ngx_http_limit_req_account: the zones before the one that
      * accounted itself, from the last back; the longest delay wins */
-    uint64_t max_delay = sh_limit_req_delay(excess, limit->delay, limit->def->rate);
+    uint64_t max_delay = sh_limit_req_delay(excess, limit->b, limit->def->rate);
     while (n-- > 0) {
         looked_t *x = &lk[n];
         if (x->e == NULL)
             continue;
-        const limit_t *l = &c->limits[n];
+        const sh_limit_t *l = &c->limits[n];
         sh_limit_stripe_t *s = sh_limit_zone_lock(l->def->zone, &x->id);
         sh_limit_req_state_t st = {x->e->v0, x->e->v1};
         int64_t e = sh_limit_req_account(&st, now, l->def->rate);
@@ -556,7 +419,7 @@ static int limit_req_handler(sh_request_t *r)
         x->e->pin--;
         sh_limit_zone_unlock(s);
         x->e = NULL;
-        uint64_t d = sh_limit_req_delay(e, l->delay, l->def->rate);
+        uint64_t d = sh_limit_req_delay(e, l->b, l->def->rate);
         if (d > max_delay) {
             max_delay = d;
             excess = e;
@@ -593,7 +456,7 @@ static int limit_req_handler(sh_request_t *r)
 /* ------------------------------------------------------ module -- */
 
 #define LOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
-#define LOFF(f) offsetof(lr_loc_t, f)
+#define LOFF(f) offsetof(sh_limit_loc_t, f)
 
 static const sh_conf_cmd_t lr_cmds[] = {
     {"limit_req_zone", SH_CTX_HTTP | SH_CONF_TAKE34, zone_set, 0, NULL},
@@ -611,7 +474,7 @@ static int lr_preconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static int lr_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
-    int rc = sh_limit_zone_each_loc(m, resolve, cf);
+    int rc = sh_limit_resolve(cf, m, &sh_limit_req_module);
     if (rc == 0)
         rc = sh_phase_add(cf, m, SH_PHASE_PREACCESS, limit_req_handler);
     return rc;
@@ -619,11 +482,11 @@ static int lr_postconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static const sh_http_module_t lr_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
-    .create_main = lr_create_main,
-    .destroy_main = lr_destroy_main,
-    .create_loc = lr_create_loc,
-    .merge_loc = lr_merge_loc,
-    .destroy_loc = lr_destroy_loc,
+    .create_main = sh_limit_main_create,
+    .destroy_main = sh_limit_main_destroy,
+    .create_loc = sh_limit_loc_create,
+    .merge_loc = sh_limit_loc_merge,
+    .destroy_loc = sh_limit_loc_destroy,
     .preconfiguration = lr_preconf,
     .postconfiguration = lr_postconf,
 };

@@ -11,6 +11,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/vars.h"
 
 #define STRIPES_MAX 64
 #define CACHELINE   64
@@ -353,6 +354,128 @@ int sh_limit_zone_each_loc(sh_http_main_t *m, int (*fn)(sh_http_loc_t *loc, void
     for (size_t i = 0; i < m->nservers && rc == 0; i++)
         rc = each_loc(m->servers[i]->loc, fn, ud);
     return rc;
+}
+
+void *sh_limit_main_create(void)
+{
+    return sh_new(sh_limit_main_t);
+}
+
+void sh_limit_main_destroy(void *conf)
+{
+    sh_limit_main_t *m = conf;
+    for (size_t i = 0; i < m->n; i++) {
+        sh_free(m->defs[i]->name);
+        sh_cv_destroy(m->defs[i]->key);
+        sh_limit_zone_release(m->defs[i]->zone);
+        sh_free(m->defs[i]);
+    }
+    sh_free(m->defs);
+    sh_free(m);
+}
+
+sh_limit_def_t *sh_limit_main_find(sh_limit_main_t *m, const char *name)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->defs[i]->name, name) == 0)
+            return m->defs[i];
+    return NULL;
+}
+
+sh_limit_def_t *sh_limit_main_add(sh_limit_main_t *m, char *name, sh_cv_t *key,
+                                  sh_limit_zone_t *zone)
+{
+    sh_limit_def_t *d = sh_new(sh_limit_def_t);
+    d->name = name;
+    d->key = key;
+    d->zone = zone;
+    m->defs = sh_realloc(m->defs, (m->n + 1) * sizeof(*m->defs));
+    m->defs[m->n++] = d;
+    return d;
+}
+
+void *sh_limit_loc_create(void)
+{
+    sh_limit_loc_t *c = sh_new(sh_limit_loc_t);
+    c->status = SH_CONF_UNSET;
+    c->log_level = SH_CONF_UNSET;
+    c->dry_run = SH_CONF_UNSET;
+    return c;
+}
+
+void sh_limit_loc_destroy(void *conf)
+{
+    sh_limit_loc_t *c = conf;
+    if (c->set) {
+        for (size_t i = 0; i < c->n; i++)
+            sh_free(c->limits[i].name);
+        sh_free(c->limits);
+    }
+    sh_free(c);
+}
+
+int sh_limit_loc_merge(sh_conf_t *cf, void *parent, void *conf)
+{
+    (void)cf;
+    sh_limit_loc_t *p = parent, *c = conf;
+    if (!c->set) { /* nginx: a level with any limit replaces the outer list */
+        c->limits = p->limits;
+        c->n = p->n;
+    }
+    SH_CONF_MERGE(c->status, p->status, 503);
+    SH_CONF_MERGE(c->log_level, p->log_level, SH_LOG_ERR);
+    SH_CONF_MERGE(c->dry_run, p->dry_run, 0);
+    return 0;
+}
+
+int sh_limit_loc_add(sh_conf_t *cf, sh_limit_loc_t *c, const char *zone, uint64_t a, uint64_t b)
+{
+    const char *dname = cf->node->args[0];
+    if (!c->set) {
+        c->limits = NULL;
+        c->n = 0;
+        c->set = 1;
+    }
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->limits[i].name, zone) == 0)
+            return sh_conf_error(cf, "\"%s\" directive is duplicate", dname);
+    if (c->n >= SH_LIMITS_MAX)
+        return sh_conf_error(cf, "too many \"%s\" at one level (at most %d)", dname,
+                             SH_LIMITS_MAX);
+    c->limits = sh_realloc(c->limits, (c->n + 1) * sizeof(*c->limits));
+    c->limits[c->n++] = (sh_limit_t){.name = sh_strdup(zone), .node = cf->node, .a = a, .b = b};
+    return 0;
+}
+
+typedef struct {
+    sh_conf_t *cf;
+    sh_limit_main_t *m;
+    const sh_conf_module_t *mod;
+} resolve_t;
+
+static int resolve_loc(sh_http_loc_t *loc, void *ud)
+{
+    resolve_t *x = ud;
+    sh_limit_loc_t *c = sh_http_loc_conf(loc, x->mod);
+    if (c == NULL || !c->set)
+        return 0;
+    for (size_t i = 0; i < c->n; i++) {
+        sh_limit_t *l = &c->limits[i];
+        if (l->def != NULL)
+            continue;
+        l->def = sh_limit_main_find(x->m, l->name);
+        if (l->def == NULL) {
+            x->cf->node = l->node;
+            return sh_conf_error(x->cf, "zero size shared memory zone \"%s\"", l->name);
+        }
+    }
+    return 0;
+}
+
+int sh_limit_resolve(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *mod)
+{
+    resolve_t x = {cf, sh_http_main_conf(m, mod), mod};
+    return sh_limit_zone_each_loc(m, resolve_loc, &x);
 }
 
 /* limit_req_status / limit_conn_status: 400..599, and the log levels */

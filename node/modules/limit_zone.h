@@ -141,6 +141,58 @@ void sh_limit_zone_remove(sh_limit_stripe_t *s, sh_limit_zone_entry_t *e, int ev
 #include "core/conf.h"
 #include "node/pipeline/http_conf.h"
 
+/* What limit_req and limit_conn share: the zones an http block defines
+ * (its main conf) and a level's list of limits (its loc conf, replaced
+ * as a whole by a level that has any, as nginx). */
+typedef struct {
+    char *name;
+    sh_cv_t *key;
+    uint64_t rate; /* limit_req: thousandths of a request per second */
+    sh_limit_zone_t *zone;
+} sh_limit_def_t;
+
+typedef struct {
+    sh_limit_def_t **defs;
+    size_t n;
+} sh_limit_main_t;
+
+#define SH_LIMITS_MAX 16 /* limit_req or limit_conn directives at one level */
+
+typedef struct {
+    char *name; /* the zone named, until resolved at postconfiguration */
+    const sh_conf_node_t *node;
+    sh_limit_def_t *def;
+    uint64_t a, b; /* limit_req: burst, delay (thousandths); limit_conn: the number, - */
+} sh_limit_t;
+
+typedef struct {
+    sh_limit_t *limits;
+    size_t n;
+    int set; /* this level has limits (owns them) */
+    int status;
+    int log_level;
+    int dry_run;
+} sh_limit_loc_t;
+
+/* The main and loc conf callbacks of both modules (sh_http_module_t). */
+void *sh_limit_main_create(void);
+void sh_limit_main_destroy(void *conf);
+void *sh_limit_loc_create(void);
+void sh_limit_loc_destroy(void *conf);
+int sh_limit_loc_merge(sh_conf_t *cf, void *parent, void *conf);
+/* The zone named name in m, or NULL. */
+sh_limit_def_t *sh_limit_main_find(sh_limit_main_t *m, const char *name);
+/* Add a zone to m (takes name and key). */
+sh_limit_def_t *sh_limit_main_add(sh_limit_main_t *m, char *name, sh_cv_t *key,
+                                  sh_limit_zone_t *zone);
+/* Add the limit of the directive at cf->node to c: "is duplicate" for a
+ * zone named twice at one level, at most SH_LIMITS_MAX. 0 or SH_EINVAL. */
+int sh_limit_loc_add(sh_conf_t *cf, sh_limit_loc_t *c, const char *zone, uint64_t a, uint64_t b);
+/* Resolve the zone names of every level of m for module mod: "zero size
+ * shared memory zone" (nginx's words) with the directive's file:line for
+ * one never defined. */
+int sh_limit_resolve(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *mod);
+
 /* limit_req_status, limit_conn_status: an int at cmd->offset, 400..599. */
 int sh_limit_zone_set_status(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
 /* limit_req_log_level, limit_conn_log_level: info | notice | warn | error. */
