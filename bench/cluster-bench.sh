@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cluster-bench.sh -- Shoal's gossip figures beside HashiCorp Serf's, in one run.
 #
-# For each N (default: 5 20), runs /work/shared/bench/serf-baseline.sh N (Serf, Debian's
+# For each N (default: 5 20), runs ../shared/bench/serf-baseline.sh N (Serf, Debian's
 # package) and the same four measurements on N REAL shoal processes on 127.0.0.1
 # (profile lan, like serf's default): time until all see N alive after the joins through
 # one seed, time until all others see a SIGKILLed node dead, time until all others see a
@@ -12,7 +12,7 @@
 # Prints both side by side at the end.
 #
 # Usage: bench/cluster-bench.sh [N...]        (root or CAP_NET_RAW for the byte counts)
-# Env:   SHOAL=build/bin/shoal NODECTL=build/bin/nodectl SERF_BASELINE=/work/shared/bench/serf-baseline.sh
+# Env:   SHOAL=build/bin/shoal NODECTL=build/bin/nodectl SERF_BASELINE=../shared/bench/serf-baseline.sh
 #        QUIET_DELAY_S=30 QUIET_S=30 (passed to serf-baseline.sh too) SKIP_SERF=0
 # Every shoal is stopped by its PID on exit, whatever happens.
 set -u
@@ -20,7 +20,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 SHOAL=${SHOAL:-$REPO/build/bin/shoal}
 NODECTL=${NODECTL:-$(dirname "$SHOAL")/nodectl}
-SERF_BASELINE=${SERF_BASELINE:-/work/shared/bench/serf-baseline.sh}
+SERF_BASELINE=${SERF_BASELINE:-$REPO/../shared/bench/serf-baseline.sh}
 export QUIET_DELAY_S=${QUIET_DELAY_S:-30} QUIET_S=${QUIET_S:-30}
 SKIP_SERF=${SKIP_SERF:-0}
 SIZES=("$@"); ((${#SIZES[@]})) || SIZES=(5 20)

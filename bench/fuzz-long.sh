@@ -11,7 +11,7 @@
 # finding: rerun the target on that file to reproduce it).
 #
 # Usage: bench/fuzz-long.sh [TARGET...]       (default: every target)
-# Env:   BUILD=build-fuzz RUNS=10000000 MAX_LEN=4096 MAX_FILES=300 MERGE=1 NICE=10
+# Env:   BUILD=build-fuzz RUNS=10000000 MAX_LEN=4096 MAX_FILES=299 MERGE=1 NICE=10
 #        (build first: CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo
 #         -DSHOAL_FUZZ=ON -DSHOAL_TESTS=OFF && cmake --build build-fuzz -j2)
 # Exit status: 0 when no target found anything, 1 otherwise, 2 on a usage or build problem.
@@ -21,7 +21,7 @@ REPO=$(dirname "$HERE")
 BUILD=${BUILD:-$REPO/build-fuzz}
 RUNS=${RUNS:-10000000}
 MAX_LEN=${MAX_LEN:-4096}
-MAX_FILES=${MAX_FILES:-300}
+MAX_FILES=${MAX_FILES:-299}
 MERGE=${MERGE:-1}
 NICE=${NICE:-10}
 OUT=$(mktemp -d /tmp/shoal-fuzz-long.XXXXXX)

@@ -108,7 +108,6 @@ struct joinreq_s {
 
 static void ad_free(adconn *a)
 {
-    a->c->nadmin--;
     sh_free(a->resp);
     sh_free(a);
 }
@@ -160,6 +159,7 @@ static void ad_close(adconn *a)
     if (a->closing)
         return;
     a->closing = 1;
+    a->c->nadmin--; /* the slot is free now: an eviction makes room at once */
     ad_unlink(a);
     unsubscribe(a);
     uv_close(&a->h.handle, ad_closed);
@@ -1153,6 +1153,14 @@ static void ad_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (a->sub || a->busy || a->resp)
         return; /* after the request: only EOF matters */
+    /* the head is parsed as a C string: a NUL in it is a bad request (it
+     * would hide the end of the head and wait for the deadline) */
+    if (a->body_off == 0 && memchr(a->req + a->len, 0, (size_t)nread) != NULL) {
+        a->len += (size_t)nread;
+        a->req[a->len] = 0;
+        ad_respond(a, 400);
+        return;
+    }
     a->len += (size_t)nread;
     a->req[a->len] = 0;
     if (a->body_off == 0) {

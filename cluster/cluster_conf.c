@@ -86,8 +86,8 @@ static int addr_check(sh_conf_t *cf, const char *a)
 {
     struct sockaddr_storage ss;
     if (sh_cluster__parse_addr(a, &ss) != 0)
-        return sh_conf_error(cf, "\"%s\" is not a numeric address and port (IPv4:PORT or [IPv6]:PORT)",
-                             a);
+        return sh_conf_error(
+            cf, "\"%s\" is not a numeric address and port (IPv4:PORT or [IPv6]:PORT)", a);
     return 0;
 }
 

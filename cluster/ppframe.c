@@ -130,18 +130,39 @@ static size_t chunk_plain(const sh_ppframe_reader_t *r)
     return min_sz(SH_PPFRAME_CHUNK, r->total - r->pt_len);
 }
 
+/* A buffer of cap bytes holding have, that needs need: its next capacity.
+ * Doubling (never past total) keeps the copies of realloc linear in the
+ * frame; every growth is announced by sh_ppframe_next_grow first. */
+static size_t next_cap(size_t cap, size_t need, size_t total)
+{
+    size_t c = cap * 2 > need ? cap * 2 : need;
+    return c < total ? c : total;
+}
+
+static size_t legacy_grow(const sh_ppframe_reader_t *r)
+{
+    if (r->have < r->cap)
+        return 0;
+    return next_cap(r->cap, r->cap + min_sz(SH_PPFRAME_STEP, r->total - r->cap), r->total) - r->cap;
+}
+
+static size_t pt_grow(const sh_ppframe_reader_t *r)
+{
+    size_t need = r->pt_len + chunk_plain(r);
+    if (r->chunk_have != 0 || need <= r->pt_cap)
+        return 0;
+    return next_cap(r->pt_cap, need, r->total) - r->pt_cap;
+}
+
 size_t sh_ppframe_next_grow(const sh_ppframe_reader_t *r)
 {
     switch (r->state) {
     case S_LEGACY:
-        return r->have == r->cap ? min_sz(SH_PPFRAME_STEP, r->total - r->cap) : 0;
-    case S_BODY: {
-        size_t g = r->chunk == NULL ? min_sz(SH_PPFRAME_CHUNK, r->total) + SH_KEYRING_STREAM_ABYTES
-                                    : 0;
-        if (r->chunk_have == 0 && r->pt_len + chunk_plain(r) > r->pt_cap)
-            g += r->pt_len + chunk_plain(r) - r->pt_cap;
-        return g;
-    }
+        return legacy_grow(r);
+    case S_BODY:
+        return (r->chunk == NULL ? min_sz(SH_PPFRAME_CHUNK, r->total) + SH_KEYRING_STREAM_ABYTES
+                                 : 0) +
+               pt_grow(r);
     default:
         return 0;
     }
@@ -156,7 +177,7 @@ uint8_t *sh_ppframe_buf(sh_ppframe_reader_t *r, size_t *len)
         return r->head + r->have;
     case S_LEGACY:
         if (r->have == r->cap) {
-            r->cap += min_sz(SH_PPFRAME_STEP, r->total - r->cap);
+            r->cap += legacy_grow(r);
             r->buf = sh_realloc(r->buf, r->cap);
         }
         *len = r->cap - r->have;
@@ -166,9 +187,8 @@ uint8_t *sh_ppframe_buf(sh_ppframe_reader_t *r, size_t *len)
             r->chunk_cap = min_sz(SH_PPFRAME_CHUNK, r->total) + SH_KEYRING_STREAM_ABYTES;
             r->chunk = sh_malloc(r->chunk_cap);
         }
-        if (r->chunk_have == 0 && r->pt_len + chunk_plain(r) > r->pt_cap) {
-            /* grows by what this chunk brings, never ahead of the data */
-            r->pt_cap = r->pt_len + chunk_plain(r);
+        if (pt_grow(r) > 0) {
+            r->pt_cap += pt_grow(r);
             r->pt = sh_realloc(r->pt, r->pt_cap);
         }
         *len = r->chunk_len - r->chunk_have;

@@ -15,9 +15,11 @@
  *     54 bytes, and then never has more than one unopened chunk buffered.
  *   legacy (wire versions 1 and 2): [length: u32 BE][sealed envelope], the
  *     envelope opened only once whole. Accepted from older nodes (its first
- *     byte, the length's high byte, is 0 or 1: at most 16 MiB), buffered in
- *     steps of SH_PPFRAME_STEP so the caller can charge each step to a
- *     budget before it is allocated (sh_ppframe_next_grow).
+ *     byte, the length's high byte, is 0 or 1: at most 16 MiB), buffered as
+ *     it arrives: the buffer starts at SH_PPFRAME_STEP and doubles (never
+ *     past the frame), each growth announced by sh_ppframe_next_grow so the
+ *     caller charges it to a budget before it is allocated. A stream's
+ *     plaintext buffer grows the same way as chunks open.
  *
  * The reader is driven the libuv way: sh_ppframe_buf gives where the next
  * bytes go (never more than the frame still needs, so nothing past the
@@ -37,7 +39,7 @@
 #define SH_PPFRAME_MAGIC   0xB3u
 #define SH_PPFRAME_CHUNK   65536u /* plaintext bytes per body chunk */
 #define SH_PPFRAME_HEADLEN (1u + SH_KEYRING_STREAM_HDRLEN + 8u + SH_KEYRING_STREAM_ABYTES)
-#define SH_PPFRAME_STEP    65536u            /* legacy frames are buffered this much at a time */
+#define SH_PPFRAME_STEP    65536u            /* a legacy frame's first buffer */
 #define SH_PPFRAME_MAX     (16u << 20)       /* largest plaintext / legacy frame */
 
 typedef struct sh_ppframe_reader_s sh_ppframe_reader_t;

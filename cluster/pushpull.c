@@ -51,7 +51,9 @@
 #define PP_LEGACY_MS     5000u
 #define PP_EXCHANGE_MS   10000u
 #define PP_BUDGET_TOTAL  (32u << 20)
-#define PP_BUDGET_PEER   (16u << 20)
+/* one largest frame, its chunk buffer and slack: a peer's biggest exchange
+ * always fits, two of them at once from one address do not */
+#define PP_BUDGET_PEER   (SH_PPFRAME_MAX + (1u << 20))
 #define PP_BUDGET_UNAUTH (8u << 20)
 
 const char *const sh_cluster__pp_reasons[SH_PP_R_N] = {

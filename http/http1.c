@@ -627,8 +627,7 @@ static int authority_ok(const unsigned char *a, size_t n)
     return k == n;
 }
 
-int sh_http1_target_authority(const char *target, size_t len, const char **auth,
-                              size_t *auth_len)
+int sh_http1_target_authority(const char *target, size_t len, const char **auth, size_t *auth_len)
 {
     const unsigned char *t = (const unsigned char *)target;
     if (len == 0 || t[0] == '/' || t[0] == '*')

@@ -176,7 +176,6 @@ ssize_t sh_http1_host(const char *host, size_t len);
 /* The authority of an absolute-form target (RFC 9112 3.2.2), which wins
  * over the Host field: 1 with *auth set (host and port), 0 for any other
  * form. The parser has checked its grammar. */
-int sh_http1_target_authority(const char *target, size_t len, const char **auth,
-                              size_t *auth_len);
+int sh_http1_target_authority(const char *target, size_t len, const char **auth, size_t *auth_len);
 
 #endif

@@ -10,8 +10,11 @@ meanwhile. Stdlib only.
   and records (time, latency, status) until stopped.
 - client_hello(): the bytes of a real TLS ClientHello (Python's ssl).
 - h2frame(): an HTTP/2 frame.
+- start_nginx(t, http, port): nginx 1.22 (NGINX) beside shoal for
+  differential checks, with `http` as the inside of its http {} block.
 """
 
+import os
 import select
 import socket
 import ssl
@@ -19,6 +22,9 @@ import struct
 import threading
 import time
 
+import shoal_harness as sh
+
+NGINX = "/usr/sbin/nginx"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
@@ -202,3 +208,22 @@ def latency_summary(samples):
     def pct(p):
         return round(lat[min(len(lat) - 1, int(p * len(lat)))], 1)
     return len(samples), fails, pct(0.5), pct(0.99), round(lat[-1], 1)
+
+
+def start_nginx(t, http, port):
+    """Run nginx (one worker, no daemon) with `http` inside its http {}
+    block under t's temp dir, stopped with the test; waits for port."""
+    d = os.path.join(t.tmp, "nginx")
+    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off; master_process off; worker_processes 1;
+error_log {d}/logs/error.log info; pid {d}/nginx.pid;
+events {{ worker_connections 256; }}
+http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/pt;
+{http}
+}}
+""")
+    p = t._spawn("nginx", [NGINX, "-p", d, "-c", conf], os.path.join(d, "run"))
+    sh.wait_for(lambda: sh.port_accepts(port), 10, "nginx listening")
+    return p

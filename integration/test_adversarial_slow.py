@@ -25,6 +25,7 @@ throughout and must get 200 every time (its latency is logged). Each phase:
 RSS of the node is sampled at each peak and must stay under BASE + 64 MiB.
 """
 
+import os
 import socket
 import struct
 import time
@@ -41,6 +42,10 @@ def main(t):
     be = t.backend("b")
     cert, key = t.make_cert("a", "a.test", ["DNS:a.test", "IP:127.0.0.1"])
     p_tls, p_h2c = sh.free_port(), sh.free_port()
+    # RSS is the measure: ASan's quarantine of freed memory is off (as in
+    # test_large_body), so an ASan build is measured like a Release one.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env = {"ASAN_OPTIONS": (asan + ":" if asan else "") + "quarantine_size_mb=0"}
     node = t.shoal(f"""
         worker_processes 1;
         events {{ worker_connections 2048; }}
@@ -61,7 +66,7 @@ def main(t):
                 location = / {{ return 200 "ok"; }}
                 location = /status {{ stub_status; }}
             }}
-        }}""")
+        }}""", env=env)
     base_kb = node.proc.memory_kb()[0]
     t.log(f"RSS at start: {base_kb} kB")
     peaks = {}
@@ -92,8 +97,12 @@ def main(t):
         t.log(f"{label}: {held} of {expect_n} held at {lo - 0.4:.1f}s; closed after "
               f"{life[0]:.2f}..{life[-1]:.2f}s (connect to close)")
         t.check(held == expect_n, f"{label}: all {expect_n} held until the timeout", held)
-        t.check(len(life) == expect_n and lo - 0.1 <= life[0] and life[-1] <= hi,
-                f"{label}: every one closed {lo}..{hi}s after its connect",
+        # The upper bound has slack for a sanitizer build on a loaded machine
+        # (the server may accept late); a re-armed timer would keep them open
+        # for as long as the swarm trickles, far past it.
+        hi_b = lo + (hi - lo) * t.slow
+        t.check(len(life) == expect_n and lo - 0.1 <= life[0] and life[-1] <= hi_b,
+                f"{label}: every one closed {lo}..{hi_b}s after its connect",
                 (life[:3], life[-3:]))
         s = adv.latency_summary(normal.since(mark))
         t.log(f"{label}: normal client n={s[0]} failed={s[1]} p50={s[2]}ms p99={s[3]}ms "

@@ -15,18 +15,13 @@ One worker, worker_connections 12, keepalive_timeout 60s:
 """
 
 import socket
-import struct
 import threading
 import time
 
 import shoal_harness as sh
+from adversarial import PREFACE, h2frame
 
 WC = 12
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def h2frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
 
 
 def read_response(s):

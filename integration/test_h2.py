@@ -254,7 +254,7 @@ def main(t):
     # Graceful stop: GOAWAY, and the stream in flight finishes.
     c = RawH2(p_h2c)
     c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, hpack_request(path=b"/slow?ms=1500")))
-    time.sleep(0.3)
+    sh.wait_for(lambda: b1.stats()["in_flight"] >= 1, 10, "the slow request in flight at b1")
     rcs = []
     stopper = threading.Thread(target=lambda: rcs.append(node.proc.stop(timeout=20)))
     stopper.start()  # SIGTERM, then wait for the exit (by PID)

@@ -21,38 +21,17 @@ With client_header_timeout 1s, a byte every 0.25 s for up to 4 s:
 
 import os
 import select
-import shutil
 import socket
-import ssl
-import struct
-import subprocess
 import threading
 import time
 
 import shoal_harness as sh
+import adversarial as adv
+from adversarial import PREFACE, client_hello, h2frame
 
 TIMEOUT = 1.0
 STEP = 0.25
 TRICKLE_FOR = 4.0
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def h2frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
-
-
-def client_hello():
-    """The bytes of a real TLS ClientHello."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="a.test")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
 
 
 def trickle(port, prefix, data, step=STEP, until=TRICKLE_FOR):
@@ -113,23 +92,6 @@ def read_response(s):
             break
         rest += got
     return head
-
-
-def start_nginx(t, port, be_port):
-    d = os.path.join(t.tmp, "nginx")
-    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""daemon off; master_process off; worker_processes 1;
-error_log {d}/logs/error.log info; pid {d}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{ access_log off; client_header_timeout {int(TIMEOUT)}s;
-  client_body_temp_path {d}/cb; proxy_temp_path {d}/pt;
-  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://127.0.0.1:{be_port}; }} }} }}
-""")
-    p = t._spawn("nginx", ["/usr/sbin/nginx", "-p", d, "-c", conf], os.path.join(d, "run"))
-    sh.wait_for(lambda: sh.port_accepts(port), 10, "nginx listening")
-    return p
 
 
 def main(t):
@@ -238,9 +200,10 @@ def main(t):
     ok = t.curl(node.url("/"))
     t.check(ok.status == 200, "a normal client is served", ok)
 
-    if os.path.exists("/usr/sbin/nginx"):
+    if os.path.exists(adv.NGINX):
         np = sh.free_port()
-        start_nginx(t, np, be.port)
+        adv.start_nginx(t, f"client_header_timeout {int(TIMEOUT)}s; server {{ listen 127.0.0.1:{np}; "
+                        f"location / {{ proxy_pass http://127.0.0.1:{be.port}; }} }}", np)
         closed, _ = trickle(np, b"", head)
         t.log(f"nginx 1.22: trickled head closed after {closed} s")
         ours = results.get("h1 first head")

@@ -25,6 +25,7 @@ import shutil
 import socket
 import subprocess
 
+import adversarial as adv
 import shoal_harness as sh
 
 # (request-line target, Host header value or None, version)
@@ -85,21 +86,6 @@ def conf_body(be_port):
             location /echo {{ proxy_set_header Host $host; proxy_pass http://127.0.0.1:{be_port}; }} }}"""
 
 
-def start_nginx(t, port, be_port):
-    d = os.path.join(t.tmp, "nginx")
-    os.makedirs(os.path.join(d, "logs"), exist_ok=True)
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""daemon off; master_process off; worker_processes 1;
-error_log {d}/logs/error.log info; pid {d}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{ access_log off; client_body_temp_path {d}/cb; proxy_temp_path {d}/pt;
-{conf_body(be_port).replace("{port}", str(port))} }}
-""")
-    t._spawn("nginx", ["/usr/sbin/nginx", "-p", d, "-c", conf], os.path.join(d, "run"))
-    sh.wait_for(lambda: sh.port_accepts(port), 10, "nginx listening")
-
-
 def main(t):
     be = t.backend("b")
     p_h2c = sh.free_port()
@@ -108,9 +94,9 @@ def main(t):
         .replace("server_name evil.example;",
                  f"server_name evil.example; listen 127.0.0.1:{p_h2c} http2;") + "\n}")
     ngx_port = None
-    if os.path.exists("/usr/sbin/nginx"):
+    if os.path.exists(adv.NGINX):
         ngx_port = sh.free_port()
-        start_nginx(t, ngx_port, be.port)
+        adv.start_nginx(t, conf_body(be.port).replace("{port}", str(ngx_port)), ngx_port)
     else:
         t.log("nginx not installed: shoal's statuses only")
 

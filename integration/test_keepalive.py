@@ -93,7 +93,7 @@ def main(t):
             r0 = t.curl(node.url("/status/%s" % first), timeout=10)
         r = t.curl(node.url("/echo?after-%s" % first.split()[0]), timeout=10)
         t.check(r0.status in (200, 204, 304) and r.status == 200
-                and r.json()["query"] == "after-%s" % first.split()[0] and r.elapsed < 3,
+                and r.json()["query"] == "after-%s" % first.split()[0] and r.elapsed < 3 * t.slow,
                 "after a %s response, the next request gets its own answer in %.3f s" % (first, r.elapsed), (r0, r))
 
     # Client keep-alive: five requests on one curl connection.

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Issue 3: passive health (max_fails / fail_timeout) with real backends.
 
-Two backends, max_fails=1 fail_timeout=4s. One is killed: the request that
+Two backends, max_fails=1 fail_timeout=8s (long enough that a loaded
+machine restarting b2 is still well inside it). One is killed: the request that
 meets it is retried on the other (the client sees a 200), and for
 fail_timeout nobody tries it again (one "connect() failed" in the log, not
 one per request), even after it is restarted on its port; after
@@ -23,8 +24,8 @@ def main(t):
         events {{ }}
         http {{
             upstream g {{
-                server 127.0.0.1:{b1.port} max_fails=1 fail_timeout=4s;
-                server 127.0.0.1:{b2.port} max_fails=1 fail_timeout=4s;
+                server 127.0.0.1:{b1.port} max_fails=1 fail_timeout=8s;
+                server 127.0.0.1:{b2.port} max_fails=1 fail_timeout=8s;
             }}
             upstream g3 {{
                 server 127.0.0.1:{b1.port} max_fails=3 fail_timeout=30s;
@@ -55,15 +56,16 @@ def main(t):
     b2 = t.backend("b2", port=b2.port)
     # still inside fail_timeout: b2 is up again but left out
     early = []
-    while time.monotonic() - t_kill < 2.5:
+    while not early or time.monotonic() - t_kill < 5.0:
         early.append(t.curl(node.url("/")).header("X-Backend"))
     t.check(early and all(n == "b1" for n in early) and b2.stats()["received"] == 0,
             "within fail_timeout the restarted b2 gets nothing (%d requests)" % len(early), early)
 
     def b2_back():
         return t.curl(node.url("/")).header("X-Backend") == "b2"
-    sh.wait_for(b2_back, 15, "b2 to be taken back after fail_timeout")
-    t.log("b2 back after %.1fs (fail_timeout 4s)" % (time.monotonic() - t_kill))
+    sh.wait_for(b2_back, 20, "b2 to be taken back after fail_timeout")
+    t.check(time.monotonic() - t_kill >= 8.0 - 0.1, "b2 not taken back before fail_timeout")
+    t.log("b2 back after %.1fs (fail_timeout 8s)" % (time.monotonic() - t_kill))
     seq = [t.curl(node.url("/")).header("X-Backend") for _ in range(10)]
     t.check(seq.count("b2") == 5, "b2 has its share again", seq)
 
@@ -78,7 +80,7 @@ def main(t):
 
     b1.proc.kill()
     r = t.curl(node.url("/"))
-    t.check(r.status == 502 and r.elapsed < 1.0, "all down: fast 502 (%.3fs)" % r.elapsed, r)
+    t.check(r.status == 502 and r.elapsed < 1.0 * t.slow, "all down: fast 502 (%.3fs)" % r.elapsed, r)
 
 
 if __name__ == "__main__":

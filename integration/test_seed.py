@@ -8,7 +8,7 @@ four backends are started on their fixed ports 127.0.0.1:19001-19004 and
 the node with `-p COPY/ -c nginx.conf`, exactly as the fixture's README
 says. The fixed ports (19001-19004, 18080, 18090, 18443) are taken under
 the harness's port locks, waiting for another run of this test to end; if
-something else holds them, the test is skipped (exit 0) with the reason.
+something else holds them, the test is skipped (exit 77) with the reason.
 
 - the seed's restricting directives (issue 16, fail closed): `limit_req`
   and `limit_conn` are implemented (issue 11), so `shoal -t` must not
@@ -58,7 +58,7 @@ TIME_RE = re.compile(r'^\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}$')
 
 def skip(msg):
     print("# SKIP: " + msg, flush=True)
-    raise SystemExit(0)
+    raise SystemExit(77)  # ctest SKIP_RETURN_CODE: reported skipped, not passed
 
 
 def lock_port(port, timeout):

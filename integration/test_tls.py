@@ -235,7 +235,7 @@ def main(t):
                           server_hostname="a.test")
     sha_before = peer_cert_sha(old)
     old.sendall(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: a.test\r\n\r\n")
-    time.sleep(0.3)
+    sh.wait_for(lambda: b1.stats()["in_flight"] >= 1, 10, "the slow request in flight at b1")
     new_cert = t.make_cert("a-ec-2", "a.test", ["DNS:a.test"], kind="ec", d=os.path.join(t.tmp, "new"))
     shutil.copy(new_cert[0], a_ec[0])
     shutil.copy(new_cert[1], a_ec[1])

@@ -275,6 +275,62 @@ static void test_target_forms(void **state)
     assert_int_equal(c.req.status, 400);
 }
 
+/* Issue 15: nginx's host rules, and the absolute-form authority. */
+static void test_host_rules(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        ssize_t want; /* kept length, or SH_EPARSE */
+    } cases[] = {
+        {"a", 1},
+        {"A.", 1},
+        {"a.", 1},
+        {".a", 2},
+        {"a:80", 1},
+        {"[::1]:80", 5},
+        {"[::1", 4},
+        {"a:b:c", 1},
+        {"a\\b", 3},
+        {"a_b", 3},
+        {"EVIL.EX.:99", 7},
+        {"a b", SH_EPARSE},
+        {"a\tb", SH_EPARSE},
+        {"a/b", SH_EPARSE},
+        {"..", SH_EPARSE},
+        {"a..b", SH_EPARSE},
+        {".", SH_EPARSE},
+        {":80", SH_EPARSE},
+        {"", SH_EPARSE},
+        {"a\x7f", SH_EPARSE},
+        {"a:1..2", SH_EPARSE},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++)
+        assert_int_equal(sh_http1_host(cases[k].in, strlen(cases[k].in)), cases[k].want);
+    assert_int_equal(sh_http1_host("a\0b", 3), SH_EPARSE);
+
+    const char *a;
+    size_t al;
+    assert_int_equal(sh_http1_target_authority("http://e.x:8/p?q", 16, &a, &al), 1);
+    assert_span(a, al, "e.x:8");
+    assert_int_equal(sh_http1_target_authority("http://e.x?q", 12, &a, &al), 1);
+    assert_span(a, al, "e.x");
+    assert_int_equal(sh_http1_target_authority("/p", 2, &a, &al), 0);
+    assert_int_equal(sh_http1_target_authority("e.x:443", 7, &a, &al), 0);
+
+    req_ctx_t c;
+    assert_true(parse_req(&c, "GET ftp://e.x/p HTTP/1.1\r\nHost: a\r\n\r\n") > 0);
+    assert_true(parse_req(&c, "GET http://[::1]:/p HTTP/1.1\r\nHost: a\r\n\r\n") > 0);
+    static const char *bad[] = {"http:foo",      "http:///p",       "http://u@e.x/p",
+                                "http://e_x/p",  "http://e.x:8x/p", "http://e.x#f",
+                                "http://e%41/p", "http://[::1/p",   "http://e.x:1:2/p"};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        char req[128];
+        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: a\r\n\r\n", bad[k]);
+        assert_int_equal(parse_req(&c, req), SH_EPARSE);
+    }
+}
+
 static void test_other_method(void **state)
 {
     (void)state;
@@ -1049,6 +1105,7 @@ int main(void)
         cmocka_unit_test(test_chunked_limits),
         cmocka_unit_test(test_has_token),
         cmocka_unit_test(test_method_id_and_name_is),
+        cmocka_unit_test(test_host_rules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -510,6 +510,20 @@ class NftLoss:
         self.table = "shoal_chaos_%d" % os.getpid()
         self.added = False
         cleanup_on_exit(self.remove)
+        self._reap_stale()
+
+    @staticmethod
+    def _reap_stale():
+        """Delete the tables of earlier runs whose process is gone (a
+        SIGKILLed test cannot clean up after itself)."""
+        r = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=15)
+        for line in r.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == "inet" and parts[2].startswith("shoal_chaos_"):
+                pid = parts[2][len("shoal_chaos_"):]
+                if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
+                    subprocess.run(["nft", "delete", "table", "inet", parts[2]],
+                                   capture_output=True, timeout=15)
 
     def _nft(self, *args, stdin=None):
         r = subprocess.run(["nft"] + list(args), input=stdin, capture_output=True, text=True,

@@ -218,3 +218,193 @@ def send_udp(addr, data):
     host, port = addr.rsplit(":", 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.sendto(data, (host, int(port)))
+
+
+# ------------------------------------------------- adversarial helpers --
+# (issue 15: the gossip and admin ports under unauthenticated load)
+
+def http_get(addr, path, token=None, timeout=5):
+    """(status, body bytes) of GET path on the admin API; (None, b"") if the
+    connection failed."""
+    import http.client
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        c.request("GET", path, headers={"Authorization": "Bearer " + token} if token else {})
+        r = c.getresponse()
+        return r.status, r.read()
+    except OSError:
+        return None, b""
+    finally:
+        c.close()
+
+
+def metrics(addr, token=None):
+    """/metrics as {"name{labels}": value}; {} if it could not be read."""
+    st, body = http_get(addr, "/metrics", token)
+    out = {}
+    if st != 200:
+        return out
+    for line in body.decode().splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return out
+
+
+def rejected(addr, metric, token=None):
+    """{reason: count} of a counter by reason in /metrics, e.g.
+    shoal_gossip_rejected_total{reason="..."}."""
+    return {k.split('"')[1]: v for k, v in metrics(addr, token).items()
+            if k.startswith(metric + "{")}
+
+
+def delta(before, after):
+    """The counters of after that differ from before, as differences."""
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after
+            if after.get(k, 0) != before.get(k, 0)}
+
+
+def hostport(addr):
+    """"host:port" -> (host, port) for socket calls."""
+    h, p = addr.rsplit(":", 1)
+    return h, int(p)
+
+
+def rss_mb(cn):
+    return cn.proc.memory_kb()[0] / 1024.0
+
+
+class RssSampler:
+    """Samples a node's RSS every 20 ms on a thread, from start() to stop():
+    the peak (MiB) covers everything the node did in between."""
+
+    def __init__(self, cn):
+        import threading
+        self.cn = cn
+        self.peak = rss_mb(cn)
+        self._stop = threading.Event()
+        self._th = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, rss_mb(self.cn))
+            except (OSError, TypeError):
+                return
+            self._stop.wait(0.02)
+
+    def start(self):
+        self._th.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._th.join(5)
+        return self.peak
+
+
+def pb_varint(n):
+    out = b""
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def pb_field(num, value):
+    """A protobuf field: int -> varint, bytes/str -> length-delimited."""
+    if isinstance(value, int):
+        return pb_varint(num << 3) + pb_varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return pb_varint((num << 3) | 2) + pb_varint(len(value)) + value
+
+
+def ping_packet(key, sender, seq, target):
+    """A sealed gossip Packet{from, ping{seq, target}} (wire header 3 1 1)."""
+    ping = pb_field(1, seq) + pb_field(2, target)
+    return seal(key, bytes([3, 1, 1]) + pb_field(1, sender) + pb_field(2, ping))
+
+
+def legacy_frame(key, plaintext):
+    """A push-pull frame in the legacy format: [u32 length][envelope]."""
+    env = seal(key, plaintext)
+    return struct.pack(">I", len(env)) + env
+
+
+def read_until_closed(sock, timeout, limit=1 << 24):
+    """Read until EOF/reset or timeout: (bytes, closed?)."""
+    import time
+    deadline = time.monotonic() + timeout
+    data = b""
+    while len(data) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return data, False
+        sock.settimeout(left)
+        try:
+            d = sock.recv(65536)
+        except socket.timeout:
+            return data, False
+        except OSError:
+            return data, True
+        if not d:
+            return data, True
+        data += d
+    return data, False
+
+
+def connect_many(addr, n, payload=b""):
+    """n TCP connections to addr, each sent payload; those that connected."""
+    host, port = addr.rsplit(":", 1)
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.settimeout(5)
+        try:
+            s.connect((host, int(port)))
+            if payload:
+                s.sendall(payload)
+        except OSError:
+            s.close()
+            continue
+        socks.append(s)
+    return socks
+
+
+def all_closed_by_peer(socks, timeout):
+    """Wait until the peer closed every socket (EOF or reset): the seconds it
+    took, or None if some stayed open past timeout."""
+    import select
+    import time
+    t0 = time.monotonic()
+    open_ = list(socks)
+    while open_:
+        left = t0 + timeout - time.monotonic()
+        if left <= 0:
+            return None
+        r, _, _ = select.select(open_, [], [], min(left, 0.2))
+        for s in r:
+            try:
+                s.setblocking(False)
+                d = s.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                d = b""
+            if not d:
+                open_.remove(s)
+    return time.monotonic() - t0
+
+
+def close_all(socks):
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass

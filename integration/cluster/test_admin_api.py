@@ -19,7 +19,7 @@ import os
 import signal
 import socket
 import subprocess
-import time
+import threading
 
 import cluster_util as cu
 
@@ -81,7 +81,16 @@ def main(t, ctl):
     # monitor, running from the start: events must show up on the stream.
     mon = subprocess.Popen([ctl.path, "--addr", n0.admin, "monitor", "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)
+    mon_lines = []
+    mon_reader = threading.Thread(target=lambda: mon_lines.extend(iter(mon.stdout.readline, "")),
+                                  daemon=True)
+    mon_reader.start()
+
+    def streams():
+        st, body = raw(n0.admin, "GET", "/metrics")
+        m = [ln.split() for ln in body.splitlines() if ln.startswith("shoal_admin_event_streams ")]
+        return st == 200 and m and int(m[0][1]) >= 1
+    cu.sh.wait_for(streams, 10, "the monitor's subscription to the event stream")
 
     # ---- join
     r = ctl.run("join", n0.gossip, addr=n2.admin)
@@ -123,7 +132,7 @@ def main(t, ctl):
     # ---- upstreams: traffic through a0 takes the dead server out
     for _ in range(6):
         t.curl(n0node.url("/"))
-    time.sleep(1.2)  # the workers publish their health each second
+    # the workers publish their health each second: polled below
 
     def dead_down():
         u = ctl.json(n0.admin, "upstreams") or []
@@ -204,11 +213,20 @@ def main(t, ctl):
             "a node that left still serves HTTP")
 
     # ---- the event stream saw it all
-    time.sleep(0.5)
+    wanted = ("member-join", "member-failed", "member-leave", "reload")
+
+    def mon_types():
+        return [json.loads(line)["type"] for line in list(mon_lines) if line.strip()]
+    try:
+        cu.sh.wait_for(lambda: all(w in mon_types() for w in wanted), 10,
+                       "the monitor to print every event")
+    except cu.sh.HarnessError:
+        pass  # the checks below say which one is missing
     mon.terminate()
-    out, _ = mon.communicate(timeout=5)
-    types = [json.loads(line)["type"] for line in out.splitlines() if line.strip()]
-    for want in ("member-join", "member-failed", "member-leave", "reload"):
+    mon.wait(5)
+    mon_reader.join(5)
+    types = mon_types()
+    for want in wanted:
         t.check(want in types, "monitor saw %s" % want, types)
 
     # ---- bad input, raw

@@ -6,8 +6,8 @@ Three shoal nodes (profile local) proxy to one backend; client threads
 GETs over the three HTTP ports and retry a refused or reset connection on
 the next node, as a load balancer does. One node gets SIGKILL: the two others
 must see it dead, no request may fail after its retries, and each survivor
-must answer in every second of the window from the kill until the death is
-seen and CHAOS_AFTER_S (default 5) seconds beyond it."""
+must answer in every second (5 s under a sanitizer build) from the kill
+until the death is seen and CHAOS_AFTER_S (default 5) seconds beyond it."""
 
 import time
 
@@ -49,10 +49,11 @@ def main(t, ctl):
             % (s["requests"], s["retried_requests"]), load.failures)
     t.check(s["retried_requests"] > 0,
             "the kill was felt: some requests were retried on another node", s)
+    win = 1.0 * t.slow  # a sanitizer build on a loaded machine: 5 s windows
     for n in survivors:
-        gaps = load.gaps(n.http_port, t0, t1, 1.0)
-        t.check(gaps == 0, "%s served in every second from the kill to %.0fs after the death "
-                "was seen" % (n.name, after), "%d empty seconds" % gaps)
+        gaps = load.gaps(n.http_port, t0, t1, win)
+        t.check(gaps == 0, "%s served in every %.0f s window from the kill to %.0fs after the "
+                "death was seen" % (n.name, win, after), "%d empty windows" % gaps)
     t.check(all(n.proc.alive() for n in survivors), "both survivors are still running")
     t.check(all(ch.view(ctl, n).get(m.name) == "alive" for n in survivors for m in survivors),
             "the survivors still see each other alive")

@@ -23,7 +23,6 @@ felt (packets dropped, probes failed). Skips (exit 77) if nftables cannot
 be used here."""
 
 import sys
-import time
 
 import chaos_util as ch
 import cluster_util as cu

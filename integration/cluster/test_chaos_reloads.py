@@ -8,10 +8,12 @@ are in flight at each reload). CHAOS_RELOADS (default 50) times, the
 configuration is rewritten with `add_header X-Gen N` and reloaded, by SIGHUP
 and by `nodectl reload` in turn; each reload is done when a new connection
 gets X-Gen N. Checks: a connection opened before reload 1 that sends its
-request only after it is answered (by the old configuration), no request failed and no connection was refused (the
-new workers take over the listening sockets), the node counts every reload,
-and between reload 10 and the last the node's RSS grows by at most
-CHAOS_RSS_GROWTH_KB (default 6144) and its open fds by at most the number
+request only after it is answered (by the old configuration); no request
+failed and no connection was refused (the new workers take over the
+listening sockets); the node counts every reload; between reload 10 and the
+last, the node's RSS grows by at most CHAOS_RSS_GROWTH_KB (default 6144; not
+checked in a sanitizer build, whose quarantine holds freed memory) and its
+open fds by at most the number
 of client threads + 4 (connections open at the moment of the sample)."""
 
 import signal
@@ -84,8 +86,14 @@ def main(t, ctl):
             "the node counts %d reloads applied, none refused" % reloads, st)
     if 10 in samples and reloads in samples and reloads > 10:
         (r10, f10), (rn, fn) = samples[10], samples[reloads]
-        t.check(rn - r10 <= rss_bound, "RSS flat: %d kB after reload 10, %d kB after reload %d "
-                "(growth %+d kB, bound %d)" % (r10, rn, reloads, rn - r10, rss_bound))
+        what = ("RSS flat: %d kB after reload 10, %d kB after reload %d (growth %+d kB, bound %d)"
+                % (r10, rn, reloads, rn - r10, rss_bound))
+        if t.slow > 1:
+            # ASan holds freed memory in its quarantine: RSS says nothing
+            # there (LeakSanitizer checks leaks when the node stops).
+            t.log("sanitizer build, not checked: " + what)
+        else:
+            t.check(rn - r10 <= rss_bound, what)
         t.check(fn - f10 <= threads + 4, "open fds flat: %d after reload 10, %d after reload %d"
                 % (f10, fn, reloads))
 

@@ -176,8 +176,12 @@ def main(t, ctl):
     cu.sh.wait_for(lambda: all((ctl.json(x.admin, "keys", "list") or {}).get("keys") ==
                                [cu.key_id(k3).hex()] for x in c.nodes), 20,
                    "K3 only on the two running nodes")
+    refused = (ctl.stats(seed.admin) or {}).get("dropped_unknown_key", 0)
     k2n = c.start("k2", keyfiles["k2"], joins=[seed.gossip])
-    time.sleep(2)  # give it time to try (and fail) to join under K2: nothing to wait for
+    # It tries to join under K2, which the seed no longer has: wait until the
+    # seed has refused its packets.
+    cu.sh.wait_for(lambda: (ctl.stats(seed.admin) or {}).get("dropped_unknown_key", 0) > refused,
+                   15, "the seed to refuse k2's packets under K2")
     t.check(ctl.json(seed.admin, "members") and
             {m["name"]: m["status"] for m in ctl.members(seed.admin)}.get("k2") in ("left", "dead"),
             "k2, holding only K2, cannot rejoin", ctl.members(seed.admin))

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/sendfile.h>
 
 #include "core/alloc.h"
@@ -726,8 +727,7 @@ static void update_io(sh_conn_t *c)
         }
         /* the handshake (0-RTT), the preface and a header block under
          * way: client_header_timeout from their first byte */
-        if ((c->tls != NULL && !sh_tls_handshake_done(c->tls)) ||
-            sh_http2_head_pending(c->h2)) {
+        if ((c->tls != NULL && !sh_tls_handshake_done(c->tls)) || sh_http2_head_pending(c->h2)) {
             const sh_http_core_loc_t *core =
                 sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module);
             head_timer(c, core->client_header_timeout);
@@ -888,6 +888,28 @@ static int host_check(sh_request_t *r)
     return 0;
 }
 
+/* nginx (ignore_invalid_headers on, underscores_in_headers off, both
+ * its defaults): a field whose name holds '_' is dropped, neither seen
+ * nor forwarded. A backend that maps '_' and '-' to one name (CGI, WSGI)
+ * would otherwise see Transfer_Encoding as Transfer-Encoding: a
+ * smuggling path. */
+static void drop_underscored(sh_request_t *r, const sh_http_core_loc_t *core)
+{
+    if (!core->ignore_invalid_headers)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < r->h.nheaders; i++) {
+        const sh_http1_header_t *h = &r->h.headers[i];
+        if (memchr(h->name, '_', h->name_len) != NULL) {
+            sh_log_info("client %llu sent invalid header line: \"%.*s\"",
+                        (unsigned long long)r->c->id, (int)h->name_len, h->name);
+            continue;
+        }
+        r->h.headers[k++] = *h;
+    }
+    r->h.nheaders = k;
+}
+
 /* RFC 9110 9.2.1: the methods that may run from TLS early data at once. */
 static int early_safe(int method_id)
 {
@@ -933,6 +955,7 @@ void sh_request_dispatch(sh_request_t *r)
     SH_WORKER_COUNT(c->w, requests);
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
+    drop_underscored(r, sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module));
     if (host_check(r) != 0) {
         r->bad_host = 1; /* 400 at find-config */
         r->h.host = NULL; /* the default server answers */
@@ -1312,10 +1335,19 @@ static int reusable(const sh_conn_t *c)
 {
     if (c->closing || c->state != SH_CONN_HEAD || c->early_waiting > 0)
         return 0;
-    if (c->h2 != NULL)
-        return sh_http2_idle(c->h2);
-    return c->r == NULL && c->in.len == 0 &&
-           (c->tls == NULL || !c->tls_sniffed || sh_tls_handshake_done(c->tls));
+    if (c->h2 != NULL ? !sh_http2_idle(c->h2)
+                      : !(c->r == NULL && c->in.len == 0 &&
+                          (c->tls == NULL || !c->tls_sniffed || sh_tls_handshake_done(c->tls))))
+        return 0;
+    /* Bytes waiting in the socket are a request (or handshake) under way
+     * that the loop has not read yet: a client that connected just before
+     * a burst of accepts would otherwise lose its connection unread. */
+    uv_os_fd_t fd;
+    char b;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+           (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 /* worker_connections is full: close the oldest reusable connection

@@ -20,6 +20,7 @@
 
 #include <ctype.h>
 #include <string.h>
+#include <strings.h>
 
 #include <nghttp2/nghttp2.h>
 

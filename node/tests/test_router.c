@@ -101,6 +101,11 @@ static void mkreq(treq_t *t, const sh_http_addr_t *addr, const char *fmt, ...)
 
 static void treq_free(treq_t *t)
 {
+    /* what sh_request_free does for a request's modules (the map cache) */
+    while (t->r.ncleanup > 0) {
+        t->r.ncleanup--;
+        t->r.cleanup[t->r.ncleanup].fn(&t->r, t->r.cleanup[t->r.ncleanup].data);
+    }
     sh_buf_dispose(&t->r.scratch);
 }
 
