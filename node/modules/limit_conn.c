@@ -12,13 +12,13 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/pipeline/http_conf.h"
 #include "node/modules/limit_zone.h"
+#include "node/pipeline/http_conf.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 
-#define KEY_MAX    255 /* nginx's limit for a key's value */
+#define KEY_MAX 255 /* nginx's limit for a key's value */
 
 /* A limit here: sh_limit_t with a = the number, in an sh_limit_loc_t;
  * zones are sh_limit_def_t. */

@@ -14,15 +14,15 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/pipeline/http_conf.h"
 #include "node/modules/limit_zone.h"
+#include "node/pipeline/http_conf.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 
-#define KEY_MAX     65535  /* nginx's limit for a key's value */
-#define EXPIRE_AGE  60000  /* ms: nginx expires drained states this old */
-#define NODELAY     INT64_MAX
+#define KEY_MAX    65535 /* nginx's limit for a key's value */
+#define EXPIRE_AGE 60000 /* ms: nginx expires drained states this old */
+#define NODELAY    INT64_MAX
 
 /* ------------------------------------------------------ arithmetic -- */
 
@@ -217,7 +217,7 @@ static int limit_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 /* ------------------------------------------------------ per request -- */
 
 /* $limit_req_status values (nginx's order) */
-static const char *const status_names[] = {"",        "PASSED",          "DELAYED",
+static const char *const status_names[] = {"",         "PASSED",          "DELAYED",
                                            "REJECTED", "DELAYED_DRY_RUN", "REJECTED_DRY_RUN"};
 enum { ST_PASSED = 1, ST_DELAYED, ST_REJECTED, ST_DELAYED_DRY_RUN, ST_REJECTED_DRY_RUN };
 static const int status_result[] = {0,
@@ -455,14 +455,15 @@ static int limit_req_handler(sh_request_t *r)
 
 /* ------------------------------------------------------ module -- */
 
-#define LOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define LOC     (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 #define LOFF(f) offsetof(sh_limit_loc_t, f)
 
 static const sh_conf_cmd_t lr_cmds[] = {
     {"limit_req_zone", SH_CTX_HTTP | SH_CONF_TAKE34, zone_set, 0, NULL},
     {"limit_req", LOC | SH_CONF_TAKE123, limit_set, 0, NULL},
     {"limit_req_status", LOC | SH_CONF_TAKE1, sh_limit_zone_set_status, LOFF(status), NULL},
-    {"limit_req_log_level", LOC | SH_CONF_TAKE1, sh_conf_set_enum, LOFF(log_level), sh_limit_zone_log_levels},
+    {"limit_req_log_level", LOC | SH_CONF_TAKE1, sh_conf_set_enum, LOFF(log_level),
+     sh_limit_zone_log_levels},
     {"limit_req_dry_run", LOC | SH_CONF_FLAG, sh_conf_set_flag, LOFF(dry_run), NULL},
     {NULL, 0, NULL, 0, NULL}};
 

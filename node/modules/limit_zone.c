@@ -20,11 +20,11 @@ struct sh_limit_stripe_s {
     _Alignas(CACHELINE) pthread_mutex_t mu;
     uint32_t *buckets; /* index + 1 of the first entry; 0: empty */
     sh_limit_zone_entry_t *e;
-    uint32_t cap;      /* entries */
-    uint32_t mask;     /* buckets - 1 */
-    uint32_t fresh;    /* entries never used so far: e[fresh..cap) */
-    uint32_t free;     /* free list through chain (index + 1) */
-    uint32_t head;     /* LRU, most recent first (index + 1) */
+    uint32_t cap;   /* entries */
+    uint32_t mask;  /* buckets - 1 */
+    uint32_t fresh; /* entries never used so far: e[fresh..cap) */
+    uint32_t free;  /* free list through chain (index + 1) */
+    uint32_t head;  /* LRU, most recent first (index + 1) */
     uint32_t tail;
     _Atomic uint32_t used;
     _Atomic uint64_t evictions;
@@ -207,8 +207,7 @@ uint64_t sh_limit_zone_counter(const sh_limit_zone_t *z, int result)
 
 /* ------------------------------------------------------ one key -- */
 
-void sh_limit_zone_hash(const sh_limit_zone_t *z, const void *key, size_t len,
-                        sh_limit_id_t *id)
+void sh_limit_zone_hash(const sh_limit_zone_t *z, const void *key, size_t len, sh_limit_id_t *id)
 {
     unsigned char out[crypto_shorthash_siphashx24_BYTES];
     crypto_shorthash_siphashx24(out, key, len, z->key);
@@ -258,8 +257,7 @@ static void lru_push(sh_limit_stripe_t *s, sh_limit_zone_entry_t *e)
     s->head = i;
 }
 
-sh_limit_zone_entry_t *sh_limit_zone_find(sh_limit_stripe_t *s, const sh_limit_id_t *id,
-                                          int touch)
+sh_limit_zone_entry_t *sh_limit_zone_find(sh_limit_stripe_t *s, const sh_limit_id_t *id, int touch)
 {
     uint32_t i = s->buckets[id->h1 & s->mask];
     while (i != 0) {
@@ -440,8 +438,7 @@ int sh_limit_loc_add(sh_conf_t *cf, sh_limit_loc_t *c, const char *zone, uint64_
         if (strcmp(c->limits[i].name, zone) == 0)
             return sh_conf_error(cf, "\"%s\" directive is duplicate", dname);
     if (c->n >= SH_LIMITS_MAX)
-        return sh_conf_error(cf, "too many \"%s\" at one level (at most %d)", dname,
-                             SH_LIMITS_MAX);
+        return sh_conf_error(cf, "too many \"%s\" at one level (at most %d)", dname, SH_LIMITS_MAX);
     c->limits = sh_realloc(c->limits, (c->n + 1) * sizeof(*c->limits));
     c->limits[c->n++] = (sh_limit_t){.name = sh_strdup(zone), .node = cf->node, .a = a, .b = b};
     return 0;
@@ -494,11 +491,10 @@ int sh_limit_zone_set_status(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
 }
 
 const sh_conf_enum_t sh_limit_zone_log_levels[] = {{"info", SH_LOG_INFO},
-                                            {"notice", SH_LOG_NOTICE},
-                                            {"warn", SH_LOG_WARN},
-                                            {"error", SH_LOG_ERR},
-                                            {NULL, 0}};
-
+                                                   {"notice", SH_LOG_NOTICE},
+                                                   {"warn", SH_LOG_WARN},
+                                                   {"error", SH_LOG_ERR},
+                                                   {NULL, 0}};
 
 /* ------------------------------------------------------ metrics -- */
 
@@ -523,16 +519,16 @@ static void metric_lines(sh_limit_zone_t *z, void *ud)
                         (unsigned long long)sh_limit_zone_counter(z, i));
         break;
     case 1:
-        fprintf(m->f, "shoal_limit_zone_entries{kind=\"%s\",zone=\"%s\"} %zu\n", z->kind,
-                z->name, sh_limit_zone_used(z));
+        fprintf(m->f, "shoal_limit_zone_entries{kind=\"%s\",zone=\"%s\"} %zu\n", z->kind, z->name,
+                sh_limit_zone_used(z));
         break;
     case 2:
-        fprintf(m->f, "shoal_limit_zone_capacity{kind=\"%s\",zone=\"%s\"} %zu\n", z->kind,
-                z->name, z->capacity);
+        fprintf(m->f, "shoal_limit_zone_capacity{kind=\"%s\",zone=\"%s\"} %zu\n", z->kind, z->name,
+                z->capacity);
         break;
     default:
-        fprintf(m->f, "shoal_limit_zone_evictions_total{kind=\"%s\",zone=\"%s\"} %llu\n",
-                z->kind, z->name, (unsigned long long)sh_limit_zone_evictions(z));
+        fprintf(m->f, "shoal_limit_zone_evictions_total{kind=\"%s\",zone=\"%s\"} %llu\n", z->kind,
+                z->name, (unsigned long long)sh_limit_zone_evictions(z));
     }
 }
 

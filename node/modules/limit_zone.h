@@ -119,15 +119,13 @@ void sh_limit_zone_metrics(FILE *f);
 /* ---- one key */
 
 /* The identity of key[0..len) in z. */
-void sh_limit_zone_hash(const sh_limit_zone_t *z, const void *key, size_t len,
-                        sh_limit_id_t *id);
+void sh_limit_zone_hash(const sh_limit_zone_t *z, const void *key, size_t len, sh_limit_id_t *id);
 /* Lock the stripe of id and return it; every call below needs it held. */
 sh_limit_stripe_t *sh_limit_zone_lock(sh_limit_zone_t *z, const sh_limit_id_t *id);
 void sh_limit_zone_unlock(sh_limit_stripe_t *s);
 /* The entry of id, or NULL. Found entries move to the LRU head when
  * touch is set. */
-sh_limit_zone_entry_t *sh_limit_zone_find(sh_limit_stripe_t *s, const sh_limit_id_t *id,
-                                          int touch);
+sh_limit_zone_entry_t *sh_limit_zone_find(sh_limit_stripe_t *s, const sh_limit_id_t *id, int touch);
 /* A new entry for id (values zero, pin 0) at the LRU head, or NULL when
  * the stripe is full. id must not be present. */
 sh_limit_zone_entry_t *sh_limit_zone_insert(sh_limit_stripe_t *s, const sh_limit_id_t *id);

@@ -18,7 +18,7 @@
 #include "node/modules/limit_req.h"
 #include "node/modules/limit_zone.h"
 
-#define RATE(n_per_s) ((uint64_t)(n_per_s) * 1000)
+#define RATE(n_per_s) ((uint64_t)(n_per_s)*1000)
 
 /* One request against one zone as the handler runs it (single zone: the
  * lookup accounts); a new key starts with excess 0. Returns 0 passed,
@@ -37,8 +37,7 @@ static int req(key_t_ *k, int64_t now, uint64_t rate, uint64_t burst, uint64_t d
         k->known = 1;
         k->st.excess = 0;
         k->st.last = now;
-    } else if (sh_limit_req_lookup(&k->st, now, rate, burst * 1000, 1, &ex) ==
-               SH_LIMIT_REQ_BUSY) {
+    } else if (sh_limit_req_lookup(&k->st, now, rate, burst * 1000, 1, &ex) == SH_LIMIT_REQ_BUSY) {
         return 1;
     }
     *wait = sh_limit_req_delay(ex, delay, rate);
@@ -283,10 +282,10 @@ static void registry(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(burst_nodelay),   cmocka_unit_test(two_stage_delay),
-        cmocka_unit_test(per_minute),      cmocka_unit_test(clock_and_never),
-        cmocka_unit_test(merge),           cmocka_unit_test(zone_capacity),
-        cmocka_unit_test(zone_lru),        cmocka_unit_test(zone_hash_keyed),
+        cmocka_unit_test(burst_nodelay), cmocka_unit_test(two_stage_delay),
+        cmocka_unit_test(per_minute),    cmocka_unit_test(clock_and_never),
+        cmocka_unit_test(merge),         cmocka_unit_test(zone_capacity),
+        cmocka_unit_test(zone_lru),      cmocka_unit_test(zone_hash_keyed),
         cmocka_unit_test(registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
