@@ -802,6 +802,8 @@ static int try_files_handler(sh_request_t *r)
 /* content: static files and index */
 static int static_handler(sh_request_t *r)
 {
+    if (r->uri.len == 0 || r->uri.p[0] != '/')
+        return 404; /* "OPTIONS *": no file is named so */
     int m = r->h.method_id;
     if (m != SH_HTTP_GET && m != SH_HTTP_HEAD && m != SH_HTTP_POST)
         return 405;
