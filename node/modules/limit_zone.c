@@ -329,8 +329,10 @@ int sh_limit_zone_parse(sh_conf_t *cf, const char *arg, char **name, size_t *siz
     if (sh_conf_parse_size(colon + 1, size) != 0)
         return sh_conf_error(cf, "invalid zone size \"%s\"", arg);
     *name = sh_strndup(v, (size_t)(colon - v));
-    if (*size < SH_LIMIT_ZONE_MIN) {
-        int rc = sh_conf_error(cf, "zone \"%s\" is too small", *name);
+    if (*size < SH_LIMIT_ZONE_MIN || *size > SH_LIMIT_ZONE_MAX) {
+        int rc = *size < SH_LIMIT_ZONE_MIN
+                     ? sh_conf_error(cf, "zone \"%s\" is too small", *name)
+                     : sh_conf_error(cf, "zone \"%s\" is too large (at most 1g)", *name);
         sh_free(*name);
         *name = NULL;
         return rc;

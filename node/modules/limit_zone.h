@@ -68,7 +68,8 @@ typedef struct {
     int64_t v0, v1; /* the kind's state (limit_req.h, limit_conn.h) */
 } sh_limit_zone_entry_t;
 
-#define SH_LIMIT_ZONE_MIN (32 * 1024) /* nginx: 8 pages */
+#define SH_LIMIT_ZONE_MIN (32 * 1024)       /* nginx: 8 pages */
+#define SH_LIMIT_ZONE_MAX ((size_t)1 << 30) /* 20 million keys; memory is taken at load */
 
 /* Decision counters of a zone, by result (/metrics). */
 enum {
@@ -197,7 +198,8 @@ int sh_limit_zone_set_status(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
 extern const sh_conf_enum_t sh_limit_zone_log_levels[];
 
 /* Parse "zone=NAME:SIZE" (arg) as nginx: *name gets a copy of NAME.
- * 0, or SH_EINVAL written into cf ("invalid zone size", "is too small"). */
+ * 0, or SH_EINVAL written into cf ("invalid zone size", "is too small",
+ * "is too large": above SH_LIMIT_ZONE_MAX). */
 int sh_limit_zone_parse(sh_conf_t *cf, const char *arg, char **name, size_t *size);
 /* Call fn on every location level of m (http, servers, locations, nested
  * and named ones) until it returns non-zero; returns that or 0. */
