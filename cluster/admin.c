@@ -952,6 +952,8 @@ static void get_metrics(adconn *a)
     metric(f, "shoal_admin_event_streams", "gauge", "Open admin event streams.", c->nsubs);
     metric(f, "shoal_admin_event_streams_dropped_total", "counter",
            "Event streams closed for not reading.", c->events_dropped);
+    if (c->hooks.metrics)
+        c->hooks.metrics(c->hooks.ud, f);
     fclose(f);
     respond(a, 200, "text/plain; version=0.0.4", buf, NULL);
 }

@@ -18,6 +18,7 @@
 #define SH_CLUSTER_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/conf.h"
 
@@ -39,6 +40,7 @@ typedef struct {
  * - status: fill *out. Called on the cluster thread; must not block long.
  * - upstreams: the upstreams and their passive health as this node sees
  *   them, as a malloc'd JSON array text. Cluster thread.
+ * - metrics: see below.
  * - reload: build a new configuration and apply it; blocks until done.
  *   Returns 0 with what was applied in msg, or a negative SH_E* with the
  *   reason ("file:line: message") in msg. Called on a libuv pool thread.
@@ -48,6 +50,9 @@ typedef struct {
     void (*status)(void *ud, sh_cluster_node_status_t *out);
     char *(*upstreams)(void *ud);
     int (*reload)(void *ud, char *msg, size_t msglen);
+    /* metrics: append the node's own Prometheus lines to f (limit zones,
+     * ...). Cluster thread; must not block long. */
+    void (*metrics)(void *ud, FILE *f);
 } sh_cluster_hooks_t;
 
 /*

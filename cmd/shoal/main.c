@@ -42,6 +42,7 @@
 #include "node/conn/tls.h"
 #include "node/conn/worker.h"
 #include "node/modules/accesslog.h"
+#include "node/modules/limit_zone.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/runtime.h"
 #ifdef SHOAL_WITH_CLUSTER
@@ -426,6 +427,13 @@ static int hook_reload(void *ud, char *msg, size_t len)
     return rc;
 }
 
+/* The limit zones' counters (node/modules/limit_zone.h) on /metrics. */
+static void hook_metrics(void *ud, FILE *f)
+{
+    (void)ud;
+    sh_limit_zone_metrics(f);
+}
+
 static void hook_status(void *ud, sh_cluster_node_status_t *out)
 {
     node_main_t *m = ud;
@@ -756,7 +764,7 @@ int main(int argc, char **argv)
     uv_async_init(&m.loop, &m.gen_done, gen_done_cb);
     uv_async_init(&m.loop, &m.reload_async, reload_async_cb);
 #ifdef SHOAL_WITH_CLUSTER
-    sh_cluster_hooks_t hooks = {&m, hook_status, hook_upstreams, hook_reload};
+    sh_cluster_hooks_t hooks = {&m, hook_status, hook_upstreams, hook_reload, hook_metrics};
     rc = sh_cluster_start(rt->main_confs[sh_cluster_module.index], &hooks, &m.cluster);
     if (rc != 0) {
         fprintf(stderr, "shoal: [emerg] the cluster could not start\n");

@@ -13,6 +13,8 @@
 #include "node/modules/expires.h"
 #include "node/modules/gzip.h"
 #include "node/modules/headers.h"
+#include "node/modules/limit_conn.h"
+#include "node/modules/limit_req.h"
 #include "node/modules/map.h"
 #include "node/modules/realip.h"
 #include "node/modules/rewrite.h"
@@ -37,6 +39,10 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_accesslog_module,
     &sh_upstream_module,
     &sh_proxy_module,
+    /* preaccess: nginx runs limit_req before limit_conn (its phase
+     * handlers run in reverse module order, limit_conn being listed first) */
+    &sh_limit_req_module,
+    &sh_limit_conn_module,
     &sh_access_module,
     &sh_status_module,
     &sh_static_module, /* after every other content handler */

@@ -9,10 +9,11 @@ its warnings in the answer of `nodectl reload` and in the error log.
   exits 1 with CONF:LINE naming "auth_basic"; started anyway, the node
   refuses to start (exit 1) instead of answering anyone with the secret
   (`internal` was refused here until issue 10 implemented it: test_error_pages);
-- `limit_req_zone` + `limit_req`, `limit_req` alone, `limit_conn`,
-  `auth_basic`, `satisfy`: each refused with its own file:line (a line in an
-  included file names that file);
-- a running node, reloaded with `limit_req` added (nodectl reload, then
+- `limit_zone`, `limit_rate`, `max_ranges`, `auth_basic`, `satisfy`: each
+  refused with its own file:line (a line in an included file names that
+  file; limit_req and limit_conn were refused here until issue 11
+  implemented them: test_limit_req, test_limit_conn);
+- a running node, reloaded with `limit_rate` added (nodectl reload, then
   SIGHUP): exit 1 with file:line, the error log has it, the old
   configuration keeps answering;
 - reloaded with `open_file_cache max=10; proxy_buffers 8 16k;` added: exit 0, and the answer
@@ -57,12 +58,12 @@ def main(t, ctl):
     inc_dir = t._subdir("inc")
     inc = os.path.join(inc_dir, "limits.conf")
     with open(inc, "w") as f:
-        f.write("# included\n\nlimit_conn addr 10;\n")
+        f.write("# included\n\nmax_ranges 1;\n")
     cases = [
-        ("limit_req_zone", "location /a { return 200; }\n}\nlimit_req_zone $binary_remote_addr "
-                           "zone=one:10m rate=1r/s;\nserver { listen 127.0.0.1:1;"),
-        ("limit_req", "location /a { limit_req zone=one burst=5; return 200; }"),
-        ("limit_conn", "include %s;" % inc),
+        ("limit_zone", "location /a { return 200; }\n}\nlimit_zone one $binary_remote_addr "
+                       "10m;\nserver { listen 127.0.0.1:1;"),
+        ("limit_rate", "location /a { limit_rate 10k; return 200; }"),
+        ("max_ranges", "location /a { include %s; return 200; }" % inc),
         ("auth_basic", 'location /a { auth_basic "closed"; return 200; }'),
         ("satisfy", "location /a { satisfy any; return 200; }"),
     ]
@@ -70,7 +71,7 @@ def main(t, ctl):
         d = t._subdir("t-" + name)
         conf = t.write_conf(BASE % (snippet, 1, "127.0.0.1:1", key), port=1, d=d)
         r = t.run_shoal(["-p", d + "/", "-c", conf, "-t"])
-        where = inc if name == "limit_conn" else conf
+        where = inc if name == "max_ranges" else conf
         want = "%s:%d: \"%s\" is not implemented yet" % (where, line_of(where, name), name)
         t.check(r.returncode == 1 and want in r.stderr and "test failed" in r.stderr,
                 "-t refuses \"%s\" with file:line (%s)" % (name, os.path.basename(where)), r.stderr)
@@ -100,12 +101,12 @@ def main(t, ctl):
         with open(node.conf_path, "w") as f:
             f.write(text)
 
-    rewrite("location /lim { limit_req zone=one burst=5; return 200 \"unlimited\\n\"; }")
-    lim_line = line_of(node.conf_path, "limit_req")
-    want = "%s:%d: \"limit_req\" is not implemented yet" % (node.conf_path, lim_line)
+    rewrite("location /lim { limit_rate 10k; return 200 \"unlimited\\n\"; }")
+    lim_line = line_of(node.conf_path, "limit_rate")
+    want = "%s:%d: \"limit_rate\" is not implemented yet" % (node.conf_path, lim_line)
     r = ctl.run("reload", addr=admin, timeout=30)
     t.check(r.returncode == 1 and want in r.stderr and "running one stays" in r.stderr,
-            "nodectl reload with limit_req: exit 1, file:line, the running configuration stays", r)
+            "nodectl reload with limit_rate: exit 1, file:line, the running configuration stays", r)
     r2 = t.curl(node.url("/lim"))
     t.check(r2.status == 200 and r2.body == b"base\n",
             "the old configuration still answers (/lim is not the unlimited location)", r2)
@@ -113,7 +114,7 @@ def main(t, ctl):
     node.proc.signal(signal.SIGHUP)
     sh.wait_for(lambda: any(want in l for l in sh.file_lines(errlog)[before:]), 10,
                 "the SIGHUP refusal in the error log")
-    t.check(True, "SIGHUP with limit_req: the refusal with file:line is in the error log")
+    t.check(True, "SIGHUP with limit_rate: the refusal with file:line is in the error log")
 
     rewrite("open_file_cache max=10; proxy_buffers 8 16k;")
     gz, pb = line_of(node.conf_path, "open_file_cache"), line_of(node.conf_path, "proxy_buffers")

@@ -32,22 +32,11 @@
         name, (type), sh_conf_set_refused, 0, what                                                 \
     }
 
-#define LIMREQ  "requests would not be rate limited"
 #define LIMCONN "connections would not be limited"
 #define AUTH    "requests would not be authenticated"
 
 static const sh_conf_cmd_t pending_cmds[] = {
     /* ---- refused: access and traffic restrictions ---- */
-    R("limit_req_zone", SH_CTX_HTTP | SH_CONF_TAKE34, LIMREQ),
-    R("limit_req", LOC | SH_CONF_TAKE123, LIMREQ),
-    R("limit_req_status", LOC | SH_CONF_TAKE1, LIMREQ),
-    R("limit_req_log_level", LOC | SH_CONF_TAKE1, LIMREQ),
-    R("limit_req_dry_run", LOC | SH_CONF_FLAG, LIMREQ),
-    R("limit_conn_zone", SH_CTX_HTTP | SH_CONF_TAKE2, LIMCONN),
-    R("limit_conn", LOC | SH_CONF_TAKE2, LIMCONN),
-    R("limit_conn_status", LOC | SH_CONF_TAKE1, LIMCONN),
-    R("limit_conn_log_level", LOC | SH_CONF_TAKE1, LIMCONN),
-    R("limit_conn_dry_run", LOC | SH_CONF_FLAG, LIMCONN),
     R("limit_zone", SH_CTX_HTTP | SH_CONF_TAKE3, LIMCONN),
     R("limit_rate", LOCIF | SH_CONF_TAKE1, "responses would not be rate limited"),
     R("limit_rate_after", LOCIF | SH_CONF_TAKE1, "responses would not be rate limited"),
