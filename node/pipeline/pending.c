@@ -94,9 +94,9 @@ static const sh_conf_cmd_t pending_cmds[] = {
     W("proxy_cache_revalidate", LOC | SH_CONF_FLAG, "no response cache"),
     W("proxy_cache_background_update", LOC | SH_CONF_FLAG, "no response cache"),
     /* static files: what is not tuned yet */
-    W("log_not_found", LOC | SH_CONF_FLAG, "no static files are served yet"),
-    W("etag", LOC | SH_CONF_FLAG, "no static files are served yet"),
-    W("if_modified_since", LOC | SH_CONF_TAKE1, "no static files are served yet"),
+    W("log_not_found", LOC | SH_CONF_FLAG, "a file not found is always logged"),
+    W("etag", LOC | SH_CONF_FLAG, "static files always carry an ETag"),
+    W("if_modified_since", LOC | SH_CONF_TAKE1, "static files answer If-Modified-Since exactly, as nginx's default"),
     W("open_file_cache", LOC | SH_CONF_TAKE12, "tuning only"),
     W("open_file_cache_valid", LOC | SH_CONF_TAKE1, "tuning only"),
     W("open_file_cache_min_uses", LOC | SH_CONF_TAKE1, "tuning only"),
