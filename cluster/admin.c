@@ -62,12 +62,9 @@
 #define ADMIN_SEND_MS   10000u /* for a response to be taken */
 
 const char *const sh_cluster__admin_reasons[SH_ADMIN_R_N] = {
-    [SH_ADMIN_R_CONN_LIMIT] = "conn_limit",
-    [SH_ADMIN_R_EVICTED] = "evicted",
-    [SH_ADMIN_R_HEADER_TIMEOUT] = "header_timeout",
-    [SH_ADMIN_R_SEND_TIMEOUT] = "send_timeout",
-    [SH_ADMIN_R_TOO_LARGE] = "too_large",
-    [SH_ADMIN_R_BAD_REQUEST] = "bad_request",
+    [SH_ADMIN_R_CONN_LIMIT] = "conn_limit",         [SH_ADMIN_R_EVICTED] = "evicted",
+    [SH_ADMIN_R_HEADER_TIMEOUT] = "header_timeout", [SH_ADMIN_R_SEND_TIMEOUT] = "send_timeout",
+    [SH_ADMIN_R_TOO_LARGE] = "too_large",           [SH_ADMIN_R_BAD_REQUEST] = "bad_request",
     [SH_ADMIN_R_UNAUTHORIZED] = "unauthorized",
 };
 
@@ -538,9 +535,9 @@ static void post_join(adconn *a, json_t *body)
         const char *s = json_string_value(v);
         const char *colon = s ? strrchr(s, ':') : NULL;
         int port = colon ? atoi(colon + 1) : 0;
-        if (s == NULL || (sh_cluster__parse_addr(s, &ss) != 0 &&
-                          (colon == NULL || colon == s || port <= 0 || port > 65535 ||
-                           strlen(s) >= 300))) {
+        if (s == NULL ||
+            (sh_cluster__parse_addr(s, &ss) != 0 &&
+             (colon == NULL || colon == s || port <= 0 || port > 65535 || strlen(s) >= 300))) {
             char m[400];
             snprintf(m, sizeof(m), "invalid address %.300s: host:port is needed",
                      s ? s : "(not a string)");
@@ -946,8 +943,8 @@ static void get_metrics(adconn *a)
     fprintf(f, "# HELP shoal_admin_rejected_total Admin connections and requests refused, "
                "by reason.\n# TYPE shoal_admin_rejected_total counter\n");
     for (int i = 0; i < SH_ADMIN_R_N; i++)
-        fprintf(f, "shoal_admin_rejected_total{reason=\"%s\"} %llu\n",
-                sh_cluster__admin_reasons[i], (unsigned long long)c->admin_rejected[i]);
+        fprintf(f, "shoal_admin_rejected_total{reason=\"%s\"} %llu\n", sh_cluster__admin_reasons[i],
+                (unsigned long long)c->admin_rejected[i]);
     metric(f, "shoal_admin_connections", "gauge", "Admin connections open.", c->nadmin);
     metric(f, "shoal_admin_event_streams", "gauge", "Open admin event streams.", c->nsubs);
     metric(f, "shoal_admin_event_streams_dropped_total", "counter",

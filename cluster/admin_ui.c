@@ -14,10 +14,10 @@
 
 /* Only the node's own files and API; no inline script, no framing, no
  * form posting anywhere, no referrer leaving the page. */
-#define UI_HEADERS                                                                             \
-    "\r\nContent-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "  \
-    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "               \
-    "frame-ancestors 'none'"                                                                   \
+#define UI_HEADERS                                                                                 \
+    "\r\nContent-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; "       \
+    "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "                    \
+    "frame-ancestors 'none'"                                                                       \
     "\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: no-referrer"
 
 #define HEAD_HTML "text/html; charset=utf-8" UI_HEADERS

@@ -10,9 +10,9 @@
 #include <stddef.h>
 
 typedef struct {
-    const char *name;           /* file name in cluster/ui/, e.g. "app.js" */
-    const unsigned char *data;  /* the bytes, followed by a NUL */
-    size_t len;                 /* without the NUL */
+    const char *name;          /* file name in cluster/ui/, e.g. "app.js" */
+    const unsigned char *data; /* the bytes, followed by a NUL */
+    size_t len;                /* without the NUL */
 } sh_admin_ui_asset_t;
 
 extern const sh_admin_ui_asset_t sh_admin_ui__assets[];

@@ -537,7 +537,7 @@ static void t_notify(void *ud, const sh_swim_member_t *m, int old)
         /* what an operator must see, at its level (issue 16) */
         if (m->status == SH_SWIM_ALIVE)
             sh_log_notice("cluster: member %s (%s) %s", m->name, m->addr,
-                          old < 0                   ? "joined"
+                          old < 0                  ? "joined"
                           : old == SH_SWIM_SUSPECT ? "is alive again (refuted the suspicion)"
                                                    : "rejoined");
         else if (m->status == SH_SWIM_SUSPECT)

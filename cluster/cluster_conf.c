@@ -337,8 +337,9 @@ static void check_joins(sh_conf_t *cf, sh_cluster_conf_t *c)
         const char *j = c->join[i];
         if (strncmp(j, "file:", 5) == 0) {
             if (access(j + 5, R_OK) != 0)
-                sh_conf_warn(cf, "cluster: join %s: the file cannot be read now (it is read again "
-                                 "at each retry)",
+                sh_conf_warn(cf,
+                             "cluster: join %s: the file cannot be read now (it is read again "
+                             "at each retry)",
                              j);
         } else if (strncmp(j, "exec:", 5) == 0) {
             /* the command's first word, when it is a path */
@@ -362,8 +363,9 @@ static void check_joins(sh_conf_t *cf, sh_cluster_conf_t *c)
                 sh_conf_warn(cf, "cluster: join %s can never work: a wildcard address is no peer",
                              j);
             else if (strncmp(j, "127.", 4) == 0 && strncmp(c->advertise, "127.", 4) != 0)
-                sh_conf_warn(cf, "cluster: join %s is loopback while this node advertises %s: "
-                                 "only a node on this machine can answer there",
+                sh_conf_warn(cf,
+                             "cluster: join %s is loopback while this node advertises %s: "
+                             "only a node on this machine can answer there",
                              j, c->advertise);
         }
     }

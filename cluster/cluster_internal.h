@@ -95,10 +95,10 @@ extern const char *const sh_cluster__admin_reasons[SH_ADMIN_R_N];
 
 /* Push-pull connections (pushpull.c). */
 typedef struct {
-    void *head, *tail;        /* open connections, oldest first */
-    unsigned n_in, n_out;     /* inbound (theirs), outbound (ours) */
-    size_t buffered;          /* bytes of frames being read, all connections */
-    size_t buffered_unauth;   /* of which legacy frames not yet opened */
+    void *head, *tail;      /* open connections, oldest first */
+    unsigned n_in, n_out;   /* inbound (theirs), outbound (ours) */
+    size_t buffered;        /* bytes of frames being read, all connections */
+    size_t buffered_unauth; /* of which legacy frames not yet opened */
     uint64_t rejected[SH_PP_R_N];
     uint64_t legacy_in, legacy_out, fallbacks;
 } sh_cluster_pp_t;
@@ -128,9 +128,9 @@ struct sh_cluster_s {
     int stopping, joined, joins_pending, left;
     uint64_t join_backoff;
     sh_cluster_pp_t pp;
-    unsigned nadmin;                     /* admin connections open */
-    void *admin_head, *admin_tail;       /* admin connections, oldest first */
-    uv_timer_t admin_timer;              /* the oldest admin deadline */
+    unsigned nadmin;               /* admin connections open */
+    void *admin_head, *admin_tail; /* admin connections, oldest first */
+    uv_timer_t admin_timer;        /* the oldest admin deadline */
     uint64_t admin_rejected[SH_ADMIN_R_N];
     void *admin_join;                    /* the admin join request the next push-pulls report to */
     void *subs[SH_ADMIN_MAX_EVENT_SUBS]; /* event stream connections */

@@ -82,9 +82,9 @@ long sh_keyring_seal(sh_keyring_t *kr, const uint8_t *in, size_t len, uint8_t *o
 
 /*
  * Open a sealed envelope into out (cap bytes; len - SH_KEYRING_OVERHEAD
- * suffice; out may be in + SH_KEYRING_HDRLEN, to open in place). Returns the plaintext length, or SH_EPARSE (short), SH_EVERSION,
- * SH_ENOENT (unknown key), SH_EAUTH (bad tag), SH_ELIMIT (cap); every refusal
- * is counted. Nothing is written to out on refusal beyond scratch.
+ * suffice; out may be in + SH_KEYRING_HDRLEN, to open in place). Returns the plaintext length, or
+ * SH_EPARSE (short), SH_EVERSION, SH_ENOENT (unknown key), SH_EAUTH (bad tag), SH_ELIMIT (cap);
+ * every refusal is counted. Nothing is written to out on refusal beyond scratch.
  */
 long sh_keyring_open(sh_keyring_t *kr, const uint8_t *in, size_t len, uint8_t *out, size_t cap);
 

@@ -39,8 +39,8 @@
 #define SH_PPFRAME_MAGIC   0xB3u
 #define SH_PPFRAME_CHUNK   65536u /* plaintext bytes per body chunk */
 #define SH_PPFRAME_HEADLEN (1u + SH_KEYRING_STREAM_HDRLEN + 8u + SH_KEYRING_STREAM_ABYTES)
-#define SH_PPFRAME_STEP    65536u            /* a legacy frame's first buffer */
-#define SH_PPFRAME_MAX     (16u << 20)       /* largest plaintext / legacy frame */
+#define SH_PPFRAME_STEP    65536u      /* a legacy frame's first buffer */
+#define SH_PPFRAME_MAX     (16u << 20) /* largest plaintext / legacy frame */
 
 typedef struct sh_ppframe_reader_s sh_ppframe_reader_t;
 

@@ -45,24 +45,30 @@
 #include "core/err.h"
 #include "core/log.h"
 
-#define PP_MAX_INBOUND   64u
-#define PP_MAX_OUTBOUND  64u
-#define PP_AUTH_MS       2000u
-#define PP_LEGACY_MS     5000u
-#define PP_EXCHANGE_MS   10000u
-#define PP_BUDGET_TOTAL  (32u << 20)
+#define PP_MAX_INBOUND  64u
+#define PP_MAX_OUTBOUND 64u
+#define PP_AUTH_MS      2000u
+#define PP_LEGACY_MS    5000u
+#define PP_EXCHANGE_MS  10000u
+#define PP_BUDGET_TOTAL (32u << 20)
 /* one largest frame, its chunk buffer and slack: a peer's biggest exchange
  * always fits, two of them at once from one address do not */
 #define PP_BUDGET_PEER   (SH_PPFRAME_MAX + (1u << 20))
 #define PP_BUDGET_UNAUTH (8u << 20)
 
 const char *const sh_cluster__pp_reasons[SH_PP_R_N] = {
-    [SH_PP_R_CONN_LIMIT] = "conn_limit",     [SH_PP_R_EVICTED] = "evicted",
-    [SH_PP_R_AUTH_TIMEOUT] = "auth_timeout", [SH_PP_R_TIMEOUT] = "timeout",
-    [SH_PP_R_BUDGET] = "budget",             [SH_PP_R_TRUNCATED] = "truncated",
-    [SH_PP_R_BAD_MAGIC] = "bad_magic",       [SH_PP_R_BAD_LENGTH] = "bad_length",
-    [SH_PP_R_BAD_HEADER] = "bad_header",     [SH_PP_R_BAD_CHUNK] = "bad_chunk",
-    [SH_PP_R_BAD_ENVELOPE] = "bad_envelope", [SH_PP_R_UNDECODABLE] = "undecodable",
+    [SH_PP_R_CONN_LIMIT] = "conn_limit",
+    [SH_PP_R_EVICTED] = "evicted",
+    [SH_PP_R_AUTH_TIMEOUT] = "auth_timeout",
+    [SH_PP_R_TIMEOUT] = "timeout",
+    [SH_PP_R_BUDGET] = "budget",
+    [SH_PP_R_TRUNCATED] = "truncated",
+    [SH_PP_R_BAD_MAGIC] = "bad_magic",
+    [SH_PP_R_BAD_LENGTH] = "bad_length",
+    [SH_PP_R_BAD_HEADER] = "bad_header",
+    [SH_PP_R_BAD_CHUNK] = "bad_chunk",
+    [SH_PP_R_BAD_ENVELOPE] = "bad_envelope",
+    [SH_PP_R_UNDECODABLE] = "undecodable",
 };
 
 typedef struct ppconn_s ppconn;
@@ -81,12 +87,12 @@ struct ppconn_s {
     int phase;         /* inbound: 0 head, 1 legacy seen, 2 authenticated */
     void *admin_req;   /* the admin join request this push-pull answers, or NULL */
     sh_ppframe_reader_t *rd;
-    size_t charged;    /* bytes of rd's buffers charged to the budgets */
+    size_t charged; /* bytes of rd's buffers charged to the budgets */
     size_t charged_unauth;
     uint64_t started;
     struct sockaddr_storage peer;
     char addr[SH_WIRE_MAX_ADDR + 1]; /* initiator: whom we called */
-    const char *why; /* initiator: why a join push-pull failed, for the log */
+    const char *why;                 /* initiator: why a join push-pull failed, for the log */
     uint8_t *out;
 };
 
@@ -106,8 +112,7 @@ static int same_ip(const struct sockaddr_storage *a, const struct sockaddr_stora
                       &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
     if (a->ss_family == AF_INET6)
         return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                      &((const struct sockaddr_in6 *)b)->sin6_addr,
-                      sizeof(struct in6_addr)) == 0;
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
     return 0;
 }
 
@@ -306,8 +311,8 @@ static void pp_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init((char *)b, b ? (unsigned)len : 0);
 }
 
-static void start_outbound(sh_cluster_t *c, const char *addr, int kind, void *admin_req,
-                           int legacy, int may_fall_back);
+static void start_outbound(sh_cluster_t *c, const char *addr, int kind, void *admin_req, int legacy,
+                           int may_fall_back);
 
 /* An older node closes on our stream frame without a byte: once, legacy. */
 static void pp_fall_back(ppconn *p)
@@ -400,8 +405,8 @@ static void pp_connected(uv_connect_t *req, int status)
         pp_close(p);
 }
 
-static void start_outbound(sh_cluster_t *c, const char *addr, int kind, void *admin_req,
-                           int legacy, int may_fall_back)
+static void start_outbound(sh_cluster_t *c, const char *addr, int kind, void *admin_req, int legacy,
+                           int may_fall_back)
 {
     int join = kind == SH_SWIM_PP_JOIN;
     struct sockaddr_storage ss;
@@ -439,8 +444,8 @@ void sh_cluster__pushpull(void *ud, const char *addr, int kind)
     sh_cluster_t *c = ud;
     /* The format: what the member's last message says it reads. */
     unsigned v = sh_swim_peer_version(c->swim, addr);
-    start_outbound(c, addr, kind, kind == SH_SWIM_PP_JOIN ? c->admin_join : NULL,
-                   v != 0 && v < 3, v == 0);
+    start_outbound(c, addr, kind, kind == SH_SWIM_PP_JOIN ? c->admin_join : NULL, v != 0 && v < 3,
+                   v == 0);
 }
 
 static void reject_closed(uv_handle_t *h)

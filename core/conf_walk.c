@@ -473,5 +473,6 @@ int sh_conf_set_refused(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return sh_conf_error(cf,
                          "\"%s\" is not implemented yet: %s, so the configuration is refused "
                          "rather than served without it",
-                         cf->node->args[0], cmd->post ? (const char *)cmd->post : "it restricts access");
+                         cf->node->args[0],
+                         cmd->post ? (const char *)cmd->post : "it restricts access");
 }

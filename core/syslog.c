@@ -32,9 +32,9 @@ struct sh_syslog_s {
 };
 
 static const char *const facilities[] = {
-    "kern",   "user",   "mail",   "daemon", "auth",   "intern", "lpr",    "news",
-    "uucp",   "clock",  "authpriv", "ftp",  "ntp",    "audit",  "alert",  "cron",
-    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7"};
+    "kern",   "user",   "mail",     "daemon", "auth",   "intern", "lpr",    "news",
+    "uucp",   "clock",  "authpriv", "ftp",    "ntp",    "audit",  "alert",  "cron",
+    "local0", "local1", "local2",   "local3", "local4", "local5", "local6", "local7"};
 static const char *const severities[] = {"emerg", "alert",  "crit", "error",
                                          "warn",  "notice", "info", "debug"};
 
@@ -172,8 +172,8 @@ void sh_syslog_send(sh_syslog_t *s, int severity, const char *msg, size_t len)
     localtime_r(&now, &tm);
     int pri = s->facility * 8 + (severity >= 0 && severity <= 7 ? severity : s->severity);
     int n = snprintf(b, sizeof(b), "<%d>%s %2d %02d:%02d:%02d %s%s%s: ", pri, months[tm.tm_mon],
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     s->nohostname ? "" : s->host, s->nohostname ? "" : " ", s->tag);
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, s->nohostname ? "" : s->host,
+                     s->nohostname ? "" : " ", s->tag);
     if (n < 0 || (size_t)n >= sizeof(b))
         return;
     while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))

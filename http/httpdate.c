@@ -10,7 +10,8 @@
 
 #include "core/err.h"
 
-static const char wdays[7][4] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"}; /* 1970-01-01: Thu */
+static const char wdays[7][4] = {"Thu", "Fri", "Sat", "Sun",
+                                 "Mon", "Tue", "Wed"}; /* 1970-01-01: Thu */
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 

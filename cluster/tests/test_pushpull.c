@@ -90,9 +90,9 @@ static double metric(const char *name)
     return p ? strtod(p + strlen(line), NULL) : -1;
 }
 
-#define BUDGET "shoal_gossip_rejected_total{reason=\"budget\"} "
+#define BUDGET      "shoal_gossip_rejected_total{reason=\"budget\"} "
 #define UNDECODABLE "shoal_gossip_rejected_total{reason=\"undecodable\"} "
-#define BUFFERED "shoal_gossip_pushpull_buffered_bytes "
+#define BUFFERED    "shoal_gossip_pushpull_buffered_bytes "
 
 static int wait_metric(const char *name, double at_least, unsigned ms)
 {

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,14 +32,13 @@
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
 #include <uv.h>
 
 #include "cmd/shoal/modules.h"
 #include "core/alloc.h"
 #include "core/log.h"
-#include "core/syslog.h"
 #include "core/privs.h"
+#include "core/syslog.h"
 #include "node/conn/tls.h"
 #include "node/conn/worker.h"
 #include "node/modules/accesslog.h"
@@ -49,9 +49,9 @@
 #include "cluster/cluster.h"
 #endif
 
-#define DEFAULT_CONF "/etc/shoal/shoal.conf"
+#define DEFAULT_CONF  "/etc/shoal/shoal.conf"
 #define RELOAD_MSGLEN (SH_CONF_ERRLEN + 4096 + 256)
-#define NSIGS 7
+#define NSIGS         7
 
 /* One configuration and the workers serving it. */
 typedef struct gen_s {
@@ -93,25 +93,24 @@ typedef struct node_main_s {
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: shoal [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename]\n"
-            "             [-g directives]\n"
-            "\n"
-            "Options:\n"
-            "  -?,-h,--help   this help\n"
-            "  -v,--version   print the version and exit\n"
-            "  -V             print the version and the libraries built in, and exit\n"
-            "  -t             test the configuration and exit\n"
-            "  -T             test the configuration, dump it (with includes) and exit\n"
-            "  -q             suppress non-error messages while testing the configuration\n"
-            "  -s signal      send a signal to the running node (its pid file):\n"
-            "                 stop, quit, reopen, reload\n"
-            "  -p prefix      prefix for relative paths (default: current directory)\n"
-            "  -e filename    error log when the configuration sets none (default: stderr;\n"
-            "                 \"stderr\" selects it)\n"
-            "  -c filename    configuration file (default: PREFIX/conf/shoal.conf, then\n"
-            "                 " DEFAULT_CONF ", then the built-in default)\n"
-            "  -g directives  main-context directives, e.g. -g \"worker_processes 2;\"\n");
+    fprintf(f, "Usage: shoal [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename]\n"
+               "             [-g directives]\n"
+               "\n"
+               "Options:\n"
+               "  -?,-h,--help   this help\n"
+               "  -v,--version   print the version and exit\n"
+               "  -V             print the version and the libraries built in, and exit\n"
+               "  -t             test the configuration and exit\n"
+               "  -T             test the configuration, dump it (with includes) and exit\n"
+               "  -q             suppress non-error messages while testing the configuration\n"
+               "  -s signal      send a signal to the running node (its pid file):\n"
+               "                 stop, quit, reopen, reload\n"
+               "  -p prefix      prefix for relative paths (default: current directory)\n"
+               "  -e filename    error log when the configuration sets none (default: stderr;\n"
+               "                 \"stderr\" selects it)\n"
+               "  -c filename    configuration file (default: PREFIX/conf/shoal.conf, then\n"
+               "                 " DEFAULT_CONF ", then the built-in default)\n"
+               "  -g directives  main-context directives, e.g. -g \"worker_processes 2;\"\n");
 }
 
 /* Join a and b into out (PATH_MAX); exits with a message if too long. */
@@ -579,9 +578,8 @@ int main(int argc, char **argv)
     signal(SIGUSR2, SIG_IGN);
     signal(SIGWINCH, SIG_IGN);
     sh_tls_global_init(); /* before anything allocates through OpenSSL */
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                             {"version", no_argument, NULL, 'v'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'v'}, {NULL, 0, NULL, 0}};
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "-?") == 0) { /* nginx's spelling of -h */
             usage(stdout);

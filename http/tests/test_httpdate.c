@@ -52,11 +52,18 @@ static void test_parse_forms(void **state)
 static void test_parse_rejects(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "0", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT",
-                         "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 31 Nov 1994 08:49:37 GMT",
-                         "Mon, 29 Feb 1900 00:00:00 GMT", "Sun, 06 Foo 1994 08:49:37 GMT",
-                         "Sun, 06 Nov 1969 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMT ",
-                         "Sun Nov  6 08:49:37 94", "Sunday, 06 Nov 1994 08:49:37 GMT",
+    const char *bad[] = {"",
+                         "0",
+                         "Sun, 06 Nov 1994 08:49:37 UTC",
+                         "Sun, 6 Nov 1994 08:49:37 GMT",
+                         "Sun, 06 Nov 1994 24:00:00 GMT",
+                         "Sun, 31 Nov 1994 08:49:37 GMT",
+                         "Mon, 29 Feb 1900 00:00:00 GMT",
+                         "Sun, 06 Foo 1994 08:49:37 GMT",
+                         "Sun, 06 Nov 1969 08:49:37 GMT",
+                         "Sun, 06 Nov 1994 08:49:37 GMT ",
+                         "Sun Nov  6 08:49:37 94",
+                         "Sunday, 06 Nov 1994 08:49:37 GMT",
                          "Sun, 06 Nov 1994 08-49-37 GMT"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         int64_t t;

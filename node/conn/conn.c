@@ -17,8 +17,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
@@ -579,9 +579,8 @@ void sh_request_respond(sh_request_t *r, int status, const char *ctype, const ch
         return;
     }
     char page[512];
-    const sh_error_pages_t *ep = body == NULL && location == NULL && status >= 300
-                                     ? sh_request_error_pages(r)
-                                     : NULL;
+    const sh_error_pages_t *ep =
+        body == NULL && location == NULL && status >= 300 ? sh_request_error_pages(r) : NULL;
     if (ep != NULL && ep->send(r, status))
         return; /* error_page took it (an internal redirect, @name, a URL) */
     if (body == NULL && status >= 300) {
@@ -963,7 +962,7 @@ void sh_request_dispatch(sh_request_t *r)
     split_target(r);
     drop_underscored(r, sh_http_loc_conf(c->addr->default_srv->loc, &sh_http_core_module));
     if (host_check(r) != 0) {
-        r->bad_host = 1; /* 400 at find-config */
+        r->bad_host = 1;  /* 400 at find-config */
         r->h.host = NULL; /* the default server answers */
         r->h.host_len = 0;
     }
@@ -1348,8 +1347,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
          * state does not want more: what is not consumed waits in c->in,
          * as on plain connections (reading stops; OpenSSL holds no
          * record we would have to come back for). */
-        int rc = sh_tls_input(c->tls, data, len, c->w->tls_plain,
-                              sizeof(c->w->tls_plain), conn_input, c);
+        int rc = sh_tls_input(c->tls, data, len, c->w->tls_plain, sizeof(c->w->tls_plain),
+                              conn_input, c);
         sh_worker_release_rbuf(c->w, buf);
         if (c->closing)
             return;

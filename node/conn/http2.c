@@ -1148,8 +1148,8 @@ static int h2_send_head(sh_request_t *r, const sh_resp_head_t *h)
         if (h->f[i].name_len == 0)
             continue; /* deleted by a filter */
         offs[k] = put_lower(nb, h->f[i].name, h->f[i].name_len);
-        nv[k++] = (nghttp2_nv){NULL, (uint8_t *)h->f[i].value, h->f[i].name_len,
-                               h->f[i].value_len, NGHTTP2_NV_FLAG_NONE};
+        nv[k++] = (nghttp2_nv){NULL, (uint8_t *)h->f[i].value, h->f[i].name_len, h->f[i].value_len,
+                               NGHTTP2_NV_FLAG_NONE};
     }
     for (size_t i = 1; i < k; i++)
         nv[i].name = (uint8_t *)nb->data + offs[i];

@@ -28,8 +28,8 @@
 #define SH_PP_MAX 1024
 
 typedef struct {
-    int family; /* AF_INET, AF_INET6, or AF_UNSPEC: no address given */
-    int version; /* 1 or 2 */
+    int family;                   /* AF_INET, AF_INET6, or AF_UNSPEC: no address given */
+    int version;                  /* 1 or 2 */
     struct sockaddr_in6 src, dst; /* a sockaddr_in in the first bytes for AF_INET */
     uint16_t blen;
     char *buf; /* the header so far, only when it spans reads (sh_pp_release) */

@@ -58,15 +58,15 @@ typedef struct {
     char *path;
     _Atomic uint64_t write_errors; /* failed or short writes (lines lost) */
     _Atomic uint64_t dropped;      /* batches dropped: the writer was too far behind */
-    size_t buffer;     /* buffer=: a worker's batch is written at this size */
-    uint64_t flush_ms; /* flush=: ... or this long after its first line */
-    int gzip;          /* gzip[=level]: each batch is one gzip member (0: plain) */
-    int params_set;    /* an access_log gave buffer=/flush=/gzip */
+    size_t buffer;                 /* buffer=: a worker's batch is written at this size */
+    uint64_t flush_ms;             /* flush=: ... or this long after its first line */
+    int gzip;                      /* gzip[=level]: each batch is one gzip member (0: plain) */
+    int params_set;                /* an access_log gave buffer=/flush=/gzip */
 } log_file_t;
 
 typedef struct {
-    log_file_t *file;        /* NULL for syslog */
-    sh_syslog_t *syslog;     /* access_log syslog:..., owned by the entry */
+    log_file_t *file;    /* NULL for syslog */
+    sh_syslog_t *syslog; /* access_log syslog:..., owned by the entry */
     const log_format_t *fmt;
     sh_cv_t *cond; /* if=: skip when "" or "0" */
 } log_entry_t;
@@ -595,8 +595,10 @@ static int access_log_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             buffer = LOG_FLUSH_BYTES; /* nginx: gzip implies a 64k buffer */
         if (f->params_set && (f->buffer != buffer || f->flush_ms != flush || f->gzip != gzip)) {
             sh_cv_destroy(cond);
-            return sh_conf_error(cf, "access_log \"%s\" already defined with conflicting "
-                                     "parameters", n->args[1]);
+            return sh_conf_error(cf,
+                                 "access_log \"%s\" already defined with conflicting "
+                                 "parameters",
+                                 n->args[1]);
         }
         f->params_set = 1;
         f->buffer = buffer != 0 ? buffer : LOG_FLUSH_BYTES;

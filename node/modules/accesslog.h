@@ -43,11 +43,10 @@ void sh_access_log(sh_request_t *r);
 void sh_access_log_flush(void);
 
 /* SIGUSR1: reopen every access log file of one configuration (main_conf:
- * this module's http main conf, sh_http_main_conf(rt->http, &module)) by path, in place: the descriptor
- * the workers write to is replaced atomically (dup2), so no line is lost
- * and none is split. uid >= 0: chown a file to it (the workers' user).
- * 0, or SH_EIO when a file could not be reopened (logged; that file keeps
- * its old descriptor). Main thread. */
+ * this module's http main conf, sh_http_main_conf(rt->http, &module)) by path, in place: the
+ * descriptor the workers write to is replaced atomically (dup2), so no line is lost and none is
+ * split. uid >= 0: chown a file to it (the workers' user). 0, or SH_EIO when a file could not be
+ * reopened (logged; that file keeps its old descriptor). Main thread. */
 int sh_access_log_reopen(void *main_conf, long uid);
 
 #endif

@@ -84,7 +84,8 @@ static int parse_value(sh_conf_t *cf, const char *v, expires_loc_t *c)
     uint64_t ms;
     /* nginx parses seconds here: "ms" is not a unit of `expires` */
     if (strstr(v, "ms") != NULL || sh_conf_parse_msec(v, &ms) != 0)
-        return sh_conf_error(cf, "invalid value \"%s\" in \"expires\" directive", cf->node->args[cf->node->nargs - 1]);
+        return sh_conf_error(cf, "invalid value \"%s\" in \"expires\" directive",
+                             cf->node->args[cf->node->nargs - 1]);
     c->time = (int64_t)(ms / 1000);
     if (c->type == EXP_DAILY && c->time > 24 * 60 * 60)
         return sh_conf_error(cf, "daily time value must be less than 24 hours");
@@ -242,9 +243,8 @@ static int expires_postconf(sh_conf_t *cf, sh_http_main_t *m)
 }
 
 static const sh_conf_cmd_t expires_cmds[] = {
-    {"expires",
-     SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_IF | SH_CONF_TAKE12, expires_set,
-     0, NULL},
+    {"expires", SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_IF | SH_CONF_TAKE12,
+     expires_set, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 static const sh_http_module_t expires_ctx = {

@@ -137,11 +137,11 @@ static int types_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 static int proxied_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     (void)cmd;
-    static const sh_conf_enum_t v[] = {
-        {"off", PX_OFF},         {"expired", PX_EXPIRED}, {"no-cache", PX_NO_CACHE},
-        {"no-store", PX_NO_STORE}, {"private", PX_PRIVATE}, {"no_last_modified", PX_NO_LM},
-        {"no_etag", PX_NO_ETAG}, {"auth", PX_AUTH},       {"any", PX_ANY},
-        {NULL, 0}};
+    static const sh_conf_enum_t v[] = {{"off", PX_OFF},           {"expired", PX_EXPIRED},
+                                       {"no-cache", PX_NO_CACHE}, {"no-store", PX_NO_STORE},
+                                       {"private", PX_PRIVATE},   {"no_last_modified", PX_NO_LM},
+                                       {"no_etag", PX_NO_ETAG},   {"auth", PX_AUTH},
+                                       {"any", PX_ANY},           {NULL, 0}};
     gzip_loc_t *c = conf;
     const sh_conf_node_t *n = cf->node;
     if (c->proxied != -1)

@@ -192,10 +192,8 @@ static int sent_fields_applies(const sh_http_main_t *m, const sh_http_loc_t *loc
 
 static const sh_filter_t add_header_f = {
     .name = "add_header", .applies = add_header_applies, .header = add_header_filter};
-static const sh_filter_t sent_fields_f = {.name = "sent_http",
-                                          .applies = sent_fields_applies,
-                                          .header = sent_fields_filter,
-                                          .late = 1};
+static const sh_filter_t sent_fields_f = {
+    .name = "sent_http", .applies = sent_fields_applies, .header = sent_fields_filter, .late = 1};
 
 static int headers_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {

@@ -291,8 +291,7 @@ static int realip_handler(sh_request_t *r)
         v = b->data;
         vl = b->len;
     } else {
-        const sh_http1_header_t *h =
-            req_header(r, c->type == H_REAL_IP ? "x-real-ip" : c->header);
+        const sh_http1_header_t *h = req_header(r, c->type == H_REAL_IP ? "x-real-ip" : c->header);
         if (h == NULL)
             return SH_PH_DECLINED;
         v = h->value;

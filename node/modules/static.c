@@ -19,8 +19,8 @@
  */
 #include "node/modules/static.h"
 
-#include <errno.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -56,7 +56,7 @@ typedef struct {
     char *default_type;
     mime_t *types;
     size_t ntypes;
-    int types_set; /* this level owns types */
+    int types_set;       /* this level owns types */
     sh_cv_t **try_files; /* all but the last: paths to probe */
     size_t ntry;
     char *try_last; /* "=404" or a URI or @name */
@@ -128,13 +128,15 @@ static int root_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     static_loc_t *c = conf;
     const char *v = cf->node->args[1];
     if (c->root != NULL)
-        return sh_conf_error(cf, "\"%s\" directive is duplicate%s", cf->node->args[0],
-                             c->alias != (int)cmd->offset ? ", \"root\"/\"alias\" directive is duplicate" : "");
+        return sh_conf_error(
+            cf, "\"%s\" directive is duplicate%s", cf->node->args[0],
+            c->alias != (int)cmd->offset ? ", \"root\"/\"alias\" directive is duplicate" : "");
     if (strchr(v, '$') != NULL)
         return sh_conf_error(cf, "variables in \"%s\" are not supported", cf->node->args[0]);
     if (cmd->offset == 1) {
         sh_http_block_t *b = cf->user;
-        if (b->loc != NULL && (b->loc->match == SH_LOC_REGEX || b->loc->match == SH_LOC_REGEX_CASELESS))
+        if (b->loc != NULL &&
+            (b->loc->match == SH_LOC_REGEX || b->loc->match == SH_LOC_REGEX_CASELESS))
             return sh_conf_error(cf, "\"alias\" in a regex location is not supported");
     }
     size_t n = strlen(v);
@@ -253,14 +255,14 @@ typedef struct {
     uv_work_t work;
     uv_fs_t fs;
     int job;
-    int busy;         /* work or fs request in flight */
-    char *path;       /* file (JOB_OPEN) or directory (JOB_INDEX) */
+    int busy;   /* work or fs request in flight */
+    char *path; /* file (JOB_OPEN) or directory (JOB_INDEX) */
     const static_loc_t *conf;
-    char **cands;     /* JOB_INDEX / JOB_TRY: candidates, NULL-ended */
-    char **curis;     /* JOB_TRY: the URI of each candidate */
-    int found;        /* the candidate that exists, or -1 */
+    char **cands; /* JOB_INDEX / JOB_TRY: candidates, NULL-ended */
+    char **curis; /* JOB_TRY: the URI of each candidate */
+    int found;    /* the candidate that exists, or -1 */
     int fd;
-    int err;          /* errno of open/stat */
+    int err; /* errno of open/stat */
     int is_dir;
     struct stat st;
     int64_t off, end; /* the body still to send: [off, end) */
@@ -471,7 +473,8 @@ static void read_done(uv_fs_t *fs)
         return;
     }
     if (n <= 0) {
-        sh_log_err("read() of \"%s\" failed: %s", x->path, n < 0 ? uv_strerror((int)n) : "end of file");
+        sh_log_err("read() of \"%s\" failed: %s", x->path,
+                   n < 0 ? uv_strerror((int)n) : "end of file");
         sh_request_abort(r);
         return;
     }
@@ -626,13 +629,13 @@ static void send_file(static_ctx_t *x)
                     t += 2;
                     tl -= 2;
                 }
-                not_modified = (tl == 1 && t[0] == '*') ||
-                               (tl == (size_t)el && memcmp(t, etag, tl) == 0);
+                not_modified =
+                    (tl == 1 && t[0] == '*') || (tl == (size_t)el && memcmp(t, etag, tl) == 0);
             }
         } else if (ims != NULL) {
             int64_t since;
-            not_modified = sh_http_date_parse(ims->value, ims->value_len, &since) == 0 &&
-                           since == mtime;
+            not_modified =
+                sh_http_date_parse(ims->value, ims->value_len, &since) == 0 && since == mtime;
         }
         if (not_modified) {
             r->discard_body = 1;
@@ -683,7 +686,8 @@ static void send_file(static_ctx_t *x)
     x->end = to + 1;
     r->discard_body = 1;
     if (sh_response_start(r, status, NULL, 0, hs, n, x->end - x->off,
-                          r->head_only ? SH_RESP_NO_BODY : 0) != 0 || r->freed)
+                          r->head_only ? SH_RESP_NO_BODY : 0) != 0 ||
+        r->freed)
         return;
     if (r->head_only)
         x->end = x->off;
@@ -699,9 +703,8 @@ static void redirect_dir(sh_request_t *r)
     /* nginx (absolute_redirect, port_in_redirect on): the host without its
      * port, then the port of the listening address unless the default */
     const struct sockaddr_storage *ss = &r->c->addr->opt.addr;
-    unsigned port = ss->ss_family == AF_INET6
-                        ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
-                        : ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    unsigned port = ss->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+                                              : ntohs(((const struct sockaddr_in *)ss)->sin_port);
     if (r->h.host != NULL && r->h.host_len > 0) {
         sh_buf_append(b, r->h.host, r->h.host_len);
     } else {
@@ -745,8 +748,8 @@ static void job_done(uv_work_t *w, int status)
         }
         int code = x->err == EACCES ? 403 : x->err == ENAMETOOLONG ? 414 : 404;
         if (code == 404 || code == 403) /* nginx's shape: fail2ban filters match it */
-            sh_req_log(SH_LOG_ERR, r->c, r, NULL, "open() \"%s\" failed (%d: %s)", x->path,
-                       x->err, strerror(x->err));
+            sh_req_log(SH_LOG_ERR, r->c, r, NULL, "open() \"%s\" failed (%d: %s)", x->path, x->err,
+                       strerror(x->err));
         sh_phase_answer(r, code);
         return;
     }

@@ -76,9 +76,9 @@ typedef struct {
 
 enum sh_loc_match {
     SH_LOC_PREFIX = 0,
-    SH_LOC_EXACT,         /* = */
-    SH_LOC_PREFERRED,     /* ^~ */
-    SH_LOC_REGEX,         /* ~ */
+    SH_LOC_EXACT,          /* = */
+    SH_LOC_PREFERRED,      /* ^~ */
+    SH_LOC_REGEX,          /* ~ */
     SH_LOC_REGEX_CASELESS, /* ~* */
     SH_LOC_NAMED           /* @name: reached only by error_page / try_files */
 };
@@ -100,7 +100,7 @@ struct sh_http_loc_s {
     sh_regex_t *regex;        /* ~ and ~* locations: compiled (and JIT-ed) at load */
     sh_http_loc_t **children; /* nested locations, in config order */
     size_t nchildren;
-    void **confs; /* per module index; NULL for modules without loc confs */
+    void **confs;                /* per module index; NULL for modules without loc confs */
     const sh_filter_t **filters; /* header filters that apply here (built after the merge) */
     unsigned nfilters;
     unsigned internal : 1; /* `internal`: reached only by internal redirects */
@@ -128,7 +128,7 @@ struct sh_http_main_s {
     sh_conf_module_t *const *modules;
     unsigned nmodules;
     sh_pipeline_t *pipeline; /* phase handlers and filters of this generation */
-    int want_fields; /* $sent_http_* / $upstream_http_* are used: keep the fields */
+    int want_fields;         /* $sent_http_* / $upstream_http_* are used: keep the fields */
 };
 
 /* Settings of the http core module, at every level. */

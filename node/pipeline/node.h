@@ -21,9 +21,9 @@
 #include "core/buf.h"
 #include "http/http1.h"
 #include "http/status.h"
+#include "node/conn/proxyproto.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/pipeline.h"
-#include "node/conn/proxyproto.h"
 
 #define SH_MAX_REQUEST_HEADERS 128
 #define SH_WBUF_HIGH           (256 * 1024) /* stop reading the other side above this */
@@ -126,13 +126,13 @@ struct sh_conn_s {
     uint8_t proto_known : 1; /* HTTP/1.1 or HTTP/2 decided (ALPN, preface) */
     uint8_t tls_sniffed : 1; /* the first bytes on a TLS address were looked at */
     uint8_t closing_handles;
-    uint16_t early_waiting;   /* requests waiting for the TLS handshake (sh_request_dispatch) */
-    sh_tls_t *tls;            /* on `listen ... ssl` addresses, else NULL */
-    struct sh_h2_s *h2;       /* HTTP/2 session (node/http2.c), else NULL */
+    uint16_t early_waiting;       /* requests waiting for the TLS handshake (sh_request_dispatch) */
+    sh_tls_t *tls;                /* on `listen ... ssl` addresses, else NULL */
+    struct sh_h2_s *h2;           /* HTTP/2 session (node/http2.c), else NULL */
     const sh_http_proto_t *proto; /* HTTP/1.1 (conn.c) or HTTP/2 (http2.c) */
-    struct sockaddr_in6 peer; /* large enough for v4 and v6 */
-    sh_pp_t *pp;              /* `listen ... proxy_protocol`: the PROXY header read */
-    uint8_t pp_done;          /* the PROXY header is read */
+    struct sockaddr_in6 peer;     /* large enough for v4 and v6 */
+    sh_pp_t *pp;                  /* `listen ... proxy_protocol`: the PROXY header read */
+    uint8_t pp_done;              /* the PROXY header is read */
 };
 
 /* Body framing of one direction. */
@@ -146,19 +146,19 @@ typedef struct {
 
 struct sh_request_s {
     sh_conn_t *c;
-    sh_worker_t *w;        /* c->w, still valid when c is gone (deferred free) */
-    sh_request_t *dead;    /* the worker's list of requests freed this iteration */
+    sh_worker_t *w;              /* c->w, still valid when c is gone (deferred free) */
+    sh_request_t *dead;          /* the worker's list of requests freed this iteration */
     void *ctx[SH_REQUEST_SLOTS]; /* per module index (sh_request_ctx) */
     struct {
         sh_cleanup_pt fn;
         void *data;
     } cleanup[SH_REQUEST_CLEANUPS];
     uint8_t ncleanup;
-    uint8_t nredirects;    /* internal redirects so far (at most 10) */
-    uint8_t nbf;           /* body filters attached to this response */
-    uint16_t ph;           /* index of the phase handler the request is at */
-    int end_status;        /* the status to log when it ends early (408) */
-    int err_status;        /* error_page: the status the redirected response gets */
+    uint8_t nredirects; /* internal redirects so far (at most 10) */
+    uint8_t nbf;        /* body filters attached to this response */
+    uint16_t ph;        /* index of the phase handler the request is at */
+    int end_status;     /* the status to log when it ends early (408) */
+    int err_status;     /* error_page: the status the redirected response gets */
     sh_body_filter_pt bf[SH_BODY_FILTERS_MAX];
     const sh_http1_header_t *trailers; /* for the writer, at the body's end */
     void (*on_drain)(sh_request_t *r); /* a content handler waits for the client */
@@ -397,6 +397,5 @@ int sh_response_body(sh_request_t *r, const char *data, size_t len);
 /* The body is complete, with trailer fields (n may be 0). The caller then
  * calls sh_request_finish(). */
 int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n);
-
 
 #endif

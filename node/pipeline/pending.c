@@ -81,7 +81,8 @@ static const sh_conf_cmd_t pending_cmds[] = {
 
     /* ---- accepted with a warning: tuning ---- */
     /* cache */
-    W("proxy_cache_path", SH_CTX_HTTP | SH_CONF_2MORE, "no response cache: every request is proxied"),
+    W("proxy_cache_path", SH_CTX_HTTP | SH_CONF_2MORE,
+      "no response cache: every request is proxied"),
     W("proxy_cache", LOC | SH_CONF_TAKE1, "no response cache: every request is proxied"),
     W("proxy_cache_valid", LOC | SH_CONF_1MORE, "no response cache"),
     W("proxy_cache_use_stale", LOC | SH_CONF_1MORE, "no response cache"),
@@ -96,7 +97,8 @@ static const sh_conf_cmd_t pending_cmds[] = {
     /* static files: what is not tuned yet */
     W("log_not_found", LOC | SH_CONF_FLAG, "a file not found is always logged"),
     W("etag", LOC | SH_CONF_FLAG, "static files always carry an ETag"),
-    W("if_modified_since", LOC | SH_CONF_TAKE1, "static files answer If-Modified-Since exactly, as nginx's default"),
+    W("if_modified_since", LOC | SH_CONF_TAKE1,
+      "static files answer If-Modified-Since exactly, as nginx's default"),
     W("open_file_cache", LOC | SH_CONF_TAKE12, "tuning only"),
     W("open_file_cache_valid", LOC | SH_CONF_TAKE1, "tuning only"),
     W("open_file_cache_min_uses", LOC | SH_CONF_TAKE1, "tuning only"),

@@ -327,8 +327,7 @@ int sh_filter_headers(sh_request_t *r, sh_resp_head_t *h)
     return run_filters(r, h, 0);
 }
 
-int sh_resp_head_set_scratch(sh_request_t *r, sh_resp_head_t *h, size_t i, size_t off,
-                             size_t len)
+int sh_resp_head_set_scratch(sh_request_t *r, sh_resp_head_t *h, size_t i, size_t off, size_t len)
 {
     for (unsigned k = 0; k < h->nscr; k++)
         if (h->scr[k].i == i) {
@@ -347,8 +346,7 @@ int sh_resp_head_set_scratch(sh_request_t *r, sh_resp_head_t *h, size_t i, size_
     return 0;
 }
 
-int sh_resp_head_add(sh_resp_head_t *h, const char *name, size_t nl, const char *value,
-                     size_t vl)
+int sh_resp_head_add(sh_resp_head_t *h, const char *name, size_t nl, const char *value, size_t vl)
 {
     if (h->n >= h->cap)
         return SH_ELIMIT;

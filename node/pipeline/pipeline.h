@@ -137,12 +137,10 @@ typedef struct {
 
 /* Append a field (name and value must outlive the head); SH_ELIMIT when
  * full. Find the first field named name (case-insensitive), or NULL. */
-int sh_resp_head_add(sh_resp_head_t *h, const char *name, size_t nl, const char *value,
-                     size_t vl);
+int sh_resp_head_add(sh_resp_head_t *h, const char *name, size_t nl, const char *value, size_t vl);
 sh_http1_header_t *sh_resp_head_find(sh_resp_head_t *h, const char *name, size_t nl);
 /* Field i's value is r->hscratch[off, off+len). 0 or SH_ELIMIT. */
-int sh_resp_head_set_scratch(sh_request_t *r, sh_resp_head_t *h, size_t i, size_t off,
-                             size_t len);
+int sh_resp_head_set_scratch(sh_request_t *r, sh_resp_head_t *h, size_t i, size_t off, size_t len);
 
 /* A header filter: may change h; returns 0, or a negative SH_E* that
  * aborts the response. */

@@ -11,8 +11,8 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "core/syslog.h"
 #include "core/privs.h"
+#include "core/syslog.h"
 
 struct sh_runtime_private {
     sh_runtime_t rt;
@@ -285,7 +285,8 @@ int sh_runtime_dump(const sh_runtime_t *rt, FILE *out)
         }
         FILE *f = fopen(names[i], "r");
         if (f == NULL) {
-            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", names[i], strerror(errno));
+            fprintf(stderr, "shoal: [emerg] open() \"%s\" failed (%s)\n", names[i],
+                    strerror(errno));
             return SH_EIO;
         }
         char buf[8192];

@@ -17,7 +17,7 @@
 typedef struct {
     int worker_processes; /* 0: auto */
     int worker_connections;
-    char *error_log; /* path relative to the prefix, or NULL (stderr, syslog) */
+    char *error_log;    /* path relative to the prefix, or NULL (stderr, syslog) */
     char *error_syslog; /* `error_log syslog:SPEC`: SPEC (checked at load), else NULL */
     int error_level;
     char *pid; /* pid file, or NULL */

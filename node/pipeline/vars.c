@@ -419,7 +419,8 @@ int sh_cv_compile(sh_conf_t *cf, const char *text, sh_cv_t **out)
         } else if ((pi = prefixed_id(name, nl)) >= 0) {
             size_t pl = prefixed_vars[pi].len;
             add_part(cv, prefixed_vars[pi].id, name + pl, nl - pl);
-            int want = prefixed_vars[pi].id == V_SENT_HTTP || prefixed_vars[pi].id == V_UPSTREAM_HTTP;
+            int want =
+                prefixed_vars[pi].id == V_SENT_HTTP || prefixed_vars[pi].id == V_UPSTREAM_HTTP;
             sh_http_main_t *m = want ? cf_http_main(cf) : NULL;
             if (m != NULL) /* the fields are kept for this generation only */
                 m->want_fields = 1;

@@ -376,8 +376,7 @@ static const sh_conf_cmd_t proxy_cmds[] = {
     {"proxy_send_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(send_timeout), NULL},
     {"proxy_read_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec, POFF(read_timeout), NULL},
     {"proxy_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(buffering), NULL},
-    {"proxy_intercept_errors", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(intercept_errors),
-     NULL},
+    {"proxy_intercept_errors", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(intercept_errors), NULL},
     {"proxy_request_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(request_buffering),
      NULL},
     {"proxy_next_upstream", PLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
@@ -1014,8 +1013,7 @@ void sh_uconn_timeout(sh_timeq_entry_t *e)
         uconn_close(u);
         return;
     }
-    up_fail(p, FAIL_TIMEOUT,
-            "upstream timed out (110: Connection timed out)");
+    up_fail(p, FAIL_TIMEOUT, "upstream timed out (110: Connection timed out)");
 }
 
 /* ---- response */
@@ -1100,7 +1098,8 @@ static int send_response_head(sh_proxy_req_t *p)
     int no_body = r->head_only || status == 204 || status == 304 || status < 200;
     sh_http1_header_t hs[MAX_RESP_HEADERS];
     size_t n = 0;
-    if (r->c->w->rt->http->want_fields) { /* $upstream_http_NAME: the fields as the server sent them */
+    if (r->c->w->rt->http
+            ->want_fields) { /* $upstream_http_NAME: the fields as the server sent them */
         r->up_fields.len = 0;
         for (size_t i = 0; i < rs->nheaders; i++) {
             sh_buf_append(&r->up_fields, rs->headers[i].name, rs->headers[i].name_len);
