@@ -592,7 +592,28 @@ static void heartbeat_cb(uv_timer_t *t)
     sh_cluster__event(c, NULL, NULL); /* a comment line on every stream */
 }
 
-static const sh_swim_transport_t transport = {t_send, sh_cluster__pushpull, t_notify};
+/* Region and zone steer gossip (swim.h distance): 0 same zone, 1 same
+ * region, 2 another region. Members without a region are near. */
+static int t_distance(void *ud, const uint8_t *meta, size_t len)
+{
+    sh_cluster_t *c = ud;
+    const char *ours = c->conf->region ? c->conf->region : "";
+    const char *our_zone = c->conf->zone ? c->conf->zone : "";
+    if (len == 0 || ours[0] == '\0')
+        return 0;
+    Sh__Gossip__NodeMeta *m = sh__gossip__node_meta__unpack(&sh_wire_allocator, len, meta);
+    if (m == NULL)
+        return 0;
+    int d = 0;
+    if (m->region != NULL && m->region[0] != '\0' && strcmp(m->region, ours) != 0)
+        d = 2;
+    else if (m->zone != NULL && our_zone[0] != '\0' && strcmp(m->zone, our_zone) != 0)
+        d = 1;
+    sh__gossip__node_meta__free_unpacked(m, &sh_wire_allocator);
+    return d;
+}
+
+static const sh_swim_transport_t transport = {t_send, sh_cluster__pushpull, t_notify, t_distance};
 
 static int bind_all(sh_cluster_t *c)
 {
