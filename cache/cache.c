@@ -42,8 +42,8 @@
 #include "core/err.h"
 #include "core/log.h"
 
-#define KTRUNC        400   /* key bytes indexed in "k" (LMDB keys stop at 511) */
-#define GRACE_MS      2000  /* an unpinned dropped body lives that long */
+#define KTRUNC        400  /* key bytes indexed in "k" (LMDB keys stop at 511) */
+#define GRACE_MS      2000 /* an unpinned dropped body lives that long */
 #define PIN_BUCKETS   256
 #define PURGE_LOG     256   /* purges remembered to drop older fills */
 #define POOL_MAX      256   /* reset read txns kept */
@@ -252,7 +252,8 @@ static void apply_settings(sh_cache_t *c, const sh_cache_conf_t *conf)
     c->manager_threshold = conf->manager_threshold ? conf->manager_threshold : 200;
     c->zone_size = conf->zone_size;
     if (c->ix)
-        sh_cache__index_set_capacity(c->ix, conf->zone_size / 128 > 16 ? conf->zone_size / 128 : 16);
+        sh_cache__index_set_capacity(c->ix,
+                                     conf->zone_size / 128 > 16 ? conf->zone_size / 128 : 16);
 }
 
 static void *writer_main(void *arg);
@@ -347,7 +348,8 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
         }
         if (same_path || same_zone) {
             pthread_mutex_unlock(&reg_mu);
-            sh_log_err("cache \"%s\": %s is already open as zone \"%s\"", conf->zone, real, c->zone);
+            sh_log_err("cache \"%s\": %s is already open as zone \"%s\"", conf->zone, real,
+                       c->zone);
             return SH_EEXIST;
         }
     }
@@ -363,7 +365,7 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
     if (c->chunk_size > SH_CACHE__CHUNK_MAX)
         c->chunk_size = SH_CACHE__CHUNK_MAX;
     c->queue_max = conf->queue_max ? conf->queue_max : (size_t)64 << 20;
-    c->map_size = conf->map_size ? conf->map_size
+    c->map_size = conf->map_size   ? conf->map_size
                   : conf->max_size ? conf->max_size * 2 + ((uint64_t)64 << 20)
                                    : (uint64_t)1 << 30;
     c->clock = conf->clock;
@@ -701,6 +703,69 @@ long sh_cache_hit_read(sh_cache_hit_t *h, uint64_t off, void *buf, size_t cap)
     return (long)got;
 }
 
+long sh_cache_hit_send(sh_cache_hit_t *h, uint64_t off, size_t max, sh_cache_sink_fn sink,
+                       void *arg)
+{
+    uint64_t blen = h->meta.body_len;
+    if (off >= blen || max == 0)
+        return 0;
+    if (max > LONG_MAX)
+        max = LONG_MAX;
+    if (max > blen - off)
+        max = (size_t)(blen - off);
+    size_t got = 0;
+    if (off < h->body_have) {
+        size_t n = h->body_have - (size_t)off;
+        if (n > max)
+            n = max;
+        long r = sink(arg, h->body + off, n);
+        if (r < 0)
+            return r;
+        got += (size_t)r;
+        off += (size_t)r;
+        if ((size_t)r < n)
+            return (long)got;
+    }
+    if (got == max)
+        return (long)got;
+    if (!h->body_id || !h->c)
+        return got ? (long)got : SH_ENOENT;
+    sh_cache_t *c = h->c;
+    MDB_txn *t = rtxn_get(c);
+    if (!t)
+        return SH_EIO;
+    long rc = 0;
+    while (got < max) {
+        uint32_t idx = (uint32_t)(off / h->chunk_size);
+        size_t within = (size_t)(off % h->chunk_size);
+        uint8_t ck[12];
+        chunk_key(ck, h->body_id, idx);
+        MDB_val k = {sizeof(ck), ck}, v;
+        int mrc = mdb_get(t, c->dbb, &k, &v);
+        if (mrc || v.mv_size <= within) {
+            if (mrc && mrc != MDB_NOTFOUND)
+                rc = SH_EIO;
+            else if (!got)
+                rc = SH_ENOENT;
+            break;
+        }
+        size_t n = v.mv_size - within;
+        if (n > max - got)
+            n = max - got;
+        long r = sink(arg, (const uint8_t *)v.mv_data + within, n);
+        if (r < 0) {
+            rc = r;
+            break;
+        }
+        got += (size_t)r;
+        off += (size_t)r;
+        if ((size_t)r < n)
+            break;
+    }
+    rtxn_put(c, t);
+    return rc < 0 ? rc : (long)got;
+}
+
 /* ---- the queue to the writer -------------------------------------------- */
 
 static int enqueue(sh_cache_t *c, op *o, int force)
@@ -731,8 +796,8 @@ static void op_free(op *o)
 
 /* ---- fills ---------------------------------------------------------------- */
 
-int sh_cache_fill_begin(sh_cache_t *c, const char *key, size_t key_len,
-                        const sh_cache_meta_t *meta, sh_cache_fill_t **fill)
+int sh_cache_fill_begin(sh_cache_t *c, const char *key, size_t key_len, const sh_cache_meta_t *meta,
+                        sh_cache_fill_t **fill)
 {
     *fill = NULL;
     if (!key || !meta)
@@ -918,8 +983,8 @@ void sh_cache_fill_abort(sh_cache_fill_t *f)
 
 /* ---- purge, sync ---------------------------------------------------------- */
 
-int sh_cache_purge_async(sh_cache_t *c, enum sh_cache_purge_kind kind, const char *str,
-                         size_t len, int soft, sh_cache_done_cb cb, void *arg)
+int sh_cache_purge_async(sh_cache_t *c, enum sh_cache_purge_kind kind, const char *str, size_t len,
+                         int soft, sh_cache_done_cb cb, void *arg)
 {
     if (!str || len == 0 || len > SH_CACHE_KEY_MAX ||
         (kind != SH_CACHE_PURGE_KEY && kind != SH_CACHE_PURGE_PREFIX && kind != SH_CACHE_PURGE_TAG))
@@ -1183,7 +1248,8 @@ static int del_entry(sh_cache_t *c, MDB_txn *t, const uint8_t *hash, txlog *l, i
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int key_matches(const purge_rec *p, const ProtobufCBinaryData *key, const Sh__Cache__Meta *pb)
+static int key_matches(const purge_rec *p, const ProtobufCBinaryData *key,
+                       const Sh__Cache__Meta *pb)
 {
     switch (p->kind) {
     case SH_CACHE_PURGE_KEY:

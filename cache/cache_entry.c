@@ -222,10 +222,9 @@ int sh_cache__hit_make(const void *rec, size_t len, int with_body, sh_cache_hit_
     m->status = (int)pb->status;
     h->fields = sh_calloc(pb->n_fields + 1, sizeof(*h->fields));
     for (size_t i = 0; i < pb->n_fields; i++) {
-        h->fields[i] = (sh_cache_field_t){(const char *)pb->fields[i]->name.data,
-                                          pb->fields[i]->name.len,
-                                          (const char *)pb->fields[i]->value.data,
-                                          pb->fields[i]->value.len};
+        h->fields[i] =
+            (sh_cache_field_t){(const char *)pb->fields[i]->name.data, pb->fields[i]->name.len,
+                               (const char *)pb->fields[i]->value.data, pb->fields[i]->value.len};
     }
     m->fields = h->fields;
     m->nfields = pb->n_fields;

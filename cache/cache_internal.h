@@ -25,7 +25,7 @@
 #define SH_CACHE__HDR       32
 #define SH_CACHE__MAGIC     0x31434853u /* "SHC1" read little endian */
 #define SH_CACHE__HASH      16
-#define SH_CACHE__META_MAX  (1u << 20)  /* largest metadata message */
+#define SH_CACHE__META_MAX  (1u << 20) /* largest metadata message */
 #define SH_CACHE__CHUNK_MAX (1u << 24)
 
 typedef struct {

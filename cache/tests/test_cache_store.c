@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <fcntl.h>
@@ -224,8 +225,8 @@ static void test_fill_lookup_abort(void **state)
      * chunk, and a pending fill is invisible until commit. */
     uint64_t chunks0, entries0, chunks1, entries1;
     sh_cache__records(c, &chunks0, &entries0);
-    sh_cache_meta_t mm = {.status = 200, .stale_while_revalidate = -1, .stale_if_error = -1,
-                          .last_modified = -1};
+    sh_cache_meta_t mm = {
+        .status = 200, .stale_while_revalidate = -1, .stale_if_error = -1, .last_modified = -1};
     sh_cache_fill_t *f;
     assert_int_equal(sh_cache_fill_begin(c, "ab", 2, &mm, &f), 0);
     for (int i = 0; i < 30; i++)
@@ -442,8 +443,8 @@ static void test_purge_drops_older_fill(void **state)
     fixture *fx = *state;
     sh_cache_conf_t cf = conf_of(fx);
     sh_cache_t *c = open_ok(&cf);
-    sh_cache_meta_t m = {.status = 200, .stale_while_revalidate = -1, .stale_if_error = -1,
-                         .last_modified = -1};
+    sh_cache_meta_t m = {
+        .status = 200, .stale_while_revalidate = -1, .stale_if_error = -1, .last_modified = -1};
     sh_cache_fill_t *f1, *f2;
     assert_int_equal(sh_cache_fill_begin(c, "p/1", 3, &m, &f1), 0);
     assert_int_equal(sh_cache_fill_begin(c, "q/1", 3, &m, &f2), 0);
