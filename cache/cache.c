@@ -154,6 +154,7 @@ struct sh_cache_s {
     pin *pins[PIN_BUCKETS];
     int64_t last_sync, last_full_log;
     uint64_t emergency; /* bytes to free after a full map/disk */
+    uint64_t disk_cap;  /* size kept under while the disk is below min_free */
 
     _Atomic uint64_t st_lookups, st_found, st_not_found, st_fills, st_dropped, st_fill_bytes,
         st_evicted, st_expired, st_purged, st_map_full, st_io_errors, st_batches;
@@ -1641,7 +1642,7 @@ static void redo_purges(sh_cache_t *c, op *batch, txlog *l)
     }
 }
 
-static int over_limits(sh_cache_t *c, int *low_disk, uint64_t freed)
+static int over_limits(sh_cache_t *c, uint64_t freed)
 {
     uint64_t size, st, nodes, cap;
     sh_cache__index_totals(c->ix, &size, &st, &nodes, &cap);
@@ -1652,7 +1653,7 @@ static int over_limits(sh_cache_t *c, int *low_disk, uint64_t freed)
         return 1;
     if (c->emergency && freed < c->emergency)
         return 1;
-    return *low_disk;
+    return c->disk_cap && size > c->disk_cap;
 }
 
 /* The cache manager: inactive entries, then LRU while over max_size, the
@@ -1663,12 +1664,25 @@ static void manager(sh_cache_t *c, txlog *l)
     int loading = atomic_load(&c->loading);
     if (loading && !c->emergency)
         return;
-    int low_disk = 0;
+    /* min_free: LMDB's file never shrinks, so removing entries frees pages
+     * for reuse, not disk space. Below min_free the store stops growing: the
+     * size is held 5% under what it was, until the disk has room again. */
     uint64_t min_free = atomic_load_explicit(&c->min_free, memory_order_relaxed);
     if (min_free) {
         struct statvfs sv;
-        if (statvfs(c->path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < min_free)
-            low_disk = 1;
+        if (statvfs(c->path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < min_free) {
+            if (!c->disk_cap) {
+                uint64_t size, st, nodes, cap;
+                sh_cache__index_totals(c->ix, &size, &st, &nodes, &cap);
+                c->disk_cap = size - size / 20 + 1;
+                sh_log_warn("cache \"%s\": free disk space under min_free, size held at %llu bytes",
+                            c->zone, (unsigned long long)c->disk_cap);
+            }
+        } else {
+            c->disk_cap = 0;
+        }
+    } else {
+        c->disk_cap = 0;
     }
     int64_t now = now_ms(c), t0 = mono_ms();
     int64_t inactive = (int64_t)atomic_load_explicit(&c->inactive, memory_order_relaxed);
@@ -1691,7 +1705,7 @@ static void manager(sh_cache_t *c, txlog *l)
             if (!sh_cache__index_oldest(c->ix, h, &lu, &stored))
                 break;
             int expired = lu <= now - inactive;
-            if (!expired && !over_limits(c, &low_disk, freed))
+            if (!expired && !over_limits(c, freed))
                 break;
             /* The index changes only after commit: stop at a repeat. */
             if (have_last && memcmp(last, h, sizeof(h)) == 0) {
@@ -1783,7 +1797,8 @@ static void *writer_main(void *arg)
             uint64_t max = atomic_load(&c->max_size);
             uint64_t size, st, nodes, cap;
             sh_cache__index_totals(c->ix, &size, &st, &nodes, &cap);
-            int busy = (max && size > max) || nodes > cap || c->emergency || c->ngraves;
+            int busy = (max && size > max) || nodes > cap || c->emergency || c->ngraves ||
+                       (c->disk_cap && size > c->disk_cap);
             int64_t wait = busy ? (int64_t)c->manager_sleep : IDLE_TICK_MS;
             int64_t dl = mono_ms() + wait;
             struct timespec ts = {dl / 1000, (dl % 1000) * 1000000};

@@ -353,6 +353,40 @@ static void test_inactive(void **state)
     sh_cache_release(c);
 }
 
+static void test_min_free(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    sh_cache_t *c = open_ok(&cf);
+    char k[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof(k), "mf/%d", i);
+        fill(c, k, 10000);
+    }
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_stats_t st0, st;
+    sh_cache_stats(c, &st0);
+    assert_int_equal(st0.evictions, 0);
+    /* A reload asks for more free space than any disk has: the store stops
+     * growing (held 5% under its size), it does not empty itself. */
+    cf.min_free = (uint64_t)1 << 62;
+    sh_cache_t *c2;
+    assert_int_equal(sh_cache_open(&cf, &c2), 0);
+    assert_ptr_equal(c, c2);
+    for (int i = 40; i < 80; i++) {
+        snprintf(k, sizeof(k), "mf/%d", i);
+        fill(c, k, 10000);
+    }
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_stats(c, &st);
+    assert_true(st.size < st0.size);
+    assert_true(st.size > st0.size / 2);
+    assert_true(st.evictions >= 40);
+    assert_true(check_hit(c, "mf/79", 10000));
+    sh_cache_release(c2);
+    sh_cache_release(c);
+}
+
 static void test_purge(void **state)
 {
     fixture *fx = *state;
@@ -650,6 +684,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_keeps_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_max_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inactive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_soft_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_drops_older_fill, setup, teardown),
