@@ -59,7 +59,9 @@ struct sh_cache_hit_s {
     size_t *tag_len;
     uint8_t *body; /* copied body bytes from offset 0 */
     size_t body_have;
-    sh_cache_t *c; /* NULL for a decoded-only record */
+    int body_in_arena;
+    struct blk *arena; /* every allocation of the hit, h included */
+    sh_cache_t *c;     /* NULL for a decoded-only record */
     uint64_t body_id;
     uint32_t chunk_size;
 };
