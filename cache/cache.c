@@ -51,7 +51,7 @@
 #define IDLE_TICK_MS  1000
 #define BATCH_MAX     ((size_t)8 << 20) /* bytes applied per write txn */
 
-enum { OP_CHUNK, OP_COMMIT, OP_ABORT, OP_PURGE, OP_SYNC, OP_SWEEP };
+enum { OP_CHUNK, OP_COMMIT, OP_ABORT, OP_PURGE, OP_SYNC, OP_SWEEP, OP_DROPBAD };
 
 typedef struct op {
     struct op *next;
@@ -259,6 +259,7 @@ static void apply_settings(sh_cache_t *c, const sh_cache_conf_t *conf)
 
 static void *writer_main(void *arg);
 static void *loader_main(void *arg);
+static void drop_bad(sh_cache_t *c, const uint8_t *hash);
 
 static int lmdb_fail(const sh_cache_t *c, const char *what, int rc)
 {
@@ -625,7 +626,9 @@ int sh_cache_lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned fla
     rc = sh_cache__hit_make(v.mv_data, v.mv_size, 1, &hh, &why);
     if (rc < 0) {
         rtxn_put(c, t);
-        sh_log_warn("cache \"%s\": unreadable entry (%s), treated as a miss", c->zone, why);
+        sh_log_warn("cache \"%s\": unreadable entry (%s), treated as a miss and removed", c->zone,
+                    why);
+        drop_bad(c, h);
         CNT(c, st_not_found, 1);
         return SH_ENOENT;
     }
@@ -785,6 +788,17 @@ static int enqueue(sh_cache_t *c, op *o, int force)
     pthread_cond_signal(&c->q_cv);
     pthread_mutex_unlock(&c->q_mu);
     return 0;
+}
+
+/* Have the writer remove an entry whose record does not decode (a record
+ * from a newer format or a damaged file), so it is reported once. */
+static void drop_bad(sh_cache_t *c, const uint8_t *hash)
+{
+    op *o = sh_new(op);
+    o->kind = OP_DROPBAD;
+    memcpy(o->hash, hash, SH_CACHE__HASH);
+    o->bytes = sizeof(op);
+    enqueue(c, o, 1);
 }
 
 static void op_free(op *o)
@@ -1565,6 +1579,22 @@ static void apply_batch(sh_cache_t *c, op *batch, txlog *l)
             for (size_t i = 0; !rc && i < o->nids; i++)
                 rc = del_chunks(c, t, o->ids[i], 0);
             break;
+        case OP_DROPBAD: {
+            MDB_val k = {SH_CACHE__HASH, o->hash}, v;
+            sh_cache_hit_t *h;
+            const char *why;
+            rc = mdb_get(t, c->dbe, &k, &v);
+            if (rc == 0 && sh_cache__hit_make(v.mv_data, v.mv_size, 0, &h, &why) == 0) {
+                sh_cache_hit_free(h); /* replaced meanwhile by a good one */
+            } else if (rc == 0) {
+                rc = mdb_del(t, c->dbe, &k, NULL);
+                if (rc == 0)
+                    tx_ix(l, o->hash, UINT64_MAX);
+            }
+            if (rc == MDB_NOTFOUND)
+                rc = 0;
+            break;
+        }
         default:
             break;
         }
@@ -1938,6 +1968,9 @@ static void *loader_main(void *arg)
                 if (hd.body_id)
                     ids_add(&live, hd.body_id);
                 loaded++;
+            } else if (k.mv_size == SH_CACHE__HASH) {
+                sh_log_warn("cache \"%s\": unreadable entry (%s) removed", c->zone, why);
+                drop_bad(c, k.mv_data);
             }
             if (k.mv_size == SH_CACHE__HASH) {
                 memcpy(last, k.mv_data, SH_CACHE__HASH);
