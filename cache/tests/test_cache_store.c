@@ -449,6 +449,65 @@ static void test_purge(void **state)
     sh_cache_release(c);
 }
 
+static long sink(void *arg, const void *p, size_t n)
+{
+    uint8_t **w = arg;
+    memcpy(*w, p, n);
+    *w += n;
+    return (long)n;
+}
+
+static long sink_short(void *arg, const void *p, size_t n)
+{
+    (void)arg;
+    (void)p;
+    return n > 1000 ? 1000 : (long)n; /* a socket buffer that fills */
+}
+
+/* A hit pins its chunked body: purged meanwhile, it stays readable (here
+ * through the zero-copy sh_cache_hit_send) until the hit is freed, then the
+ * body goes. */
+static void test_pin_and_send(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    sh_cache_t *c = open_ok(&cf);
+    assert_int_equal(fill(c, "pin", 300000), 0);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_hit_t *h;
+    assert_int_equal(sh_cache_lookup(c, "pin", 3, SH_CACHE_LOOKUP_NOBODY, &h, NULL), 0);
+    uint64_t n, chunks, entries;
+    assert_int_equal(sh_cache_purge(c, SH_CACHE_PURGE_KEY, "pin", 3, 0, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    static uint8_t want[300000], got[300000];
+    body_of("pin", want, sizeof(want));
+    uint8_t *w = got;
+    assert_int_equal(sh_cache_hit_send(h, 0, sizeof(got), sink, &w), (long)sizeof(got));
+    assert_memory_equal(got, want, sizeof(got));
+    w = got;
+    assert_int_equal(sh_cache_hit_send(h, 70000, 5000, sink, &w), 5000);
+    assert_memory_equal(got, want + 70000, 5000);
+    /* 536 bytes to the end of chunk 0, then 1000 of chunk 1. */
+    assert_int_equal(sh_cache_hit_send(h, 65000, 100000, sink_short, NULL), 1536);
+    assert_int_equal(sh_cache_hit_send(h, 300000, 10, sink, &w), 0);
+    sh_cache__records(c, &chunks, &entries);
+    assert_int_equal(entries, 0);
+    assert_int_equal(chunks, 5);
+    sh_cache_hit_free(h);
+    /* Unpinned, the body is deleted after its short grace (bounded wait). */
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(sh_cache_sync(c, 60000), 0);
+        sh_cache__records(c, &chunks, &entries);
+        if (chunks == 0)
+            break;
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(chunks, 0);
+    sh_cache_release(c);
+}
+
 static void test_soft_purge(void **state)
 {
     fixture *fx = *state;
@@ -689,6 +748,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_soft_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pin_and_send, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_drops_older_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_during_fills, setup, teardown),
