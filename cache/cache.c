@@ -51,7 +51,7 @@
 #define IDLE_TICK_MS  1000
 #define BATCH_MAX     ((size_t)8 << 20) /* bytes applied per write txn */
 
-enum { OP_CHUNK, OP_COMMIT, OP_ABORT, OP_PURGE, OP_SYNC, OP_SWEEP, OP_DROPBAD };
+enum { OP_CHUNK, OP_COMMIT, OP_ABORT, OP_PURGE, OP_SYNC, OP_SWEEP, OP_DROPBAD, OP_UPDATE };
 
 typedef struct op {
     struct op *next;
@@ -996,6 +996,32 @@ void sh_cache_fill_abort(sh_cache_fill_t *f)
     fill_free(f);
 }
 
+int sh_cache_update_meta(sh_cache_t *c, const char *key, size_t key_len,
+                         const sh_cache_meta_t *meta, sh_cache_done_cb cb, void *arg)
+{
+    if (!key || !meta)
+        return SH_EINVAL;
+    uint8_t *pb;
+    size_t n;
+    int rc = sh_cache__meta_pack(key, key_len, meta, &pb, &n);
+    if (rc < 0)
+        return rc;
+    op *o = sh_new(op);
+    o->kind = OP_UPDATE;
+    key_hash(key, key_len, o->hash);
+    o->data = pb;
+    o->len = n;
+    o->epoch = atomic_load(&c->purge_epoch);
+    o->bytes = sizeof(op) + n;
+    o->cb = cb;
+    o->arg = arg;
+    if (enqueue(c, o, 0) < 0) {
+        op_free(o);
+        return SH_ELIMIT;
+    }
+    return 0;
+}
+
 /* ---- purge, sync ---------------------------------------------------------- */
 
 int sh_cache_purge_async(sh_cache_t *c, enum sh_cache_purge_kind kind, const char *str, size_t len,
@@ -1355,6 +1381,70 @@ out:
     return rc;
 }
 
+/* A revalidation: the entry's record gets new metadata, its body stays
+ * (inline bytes copied along, chunks untouched). */
+static int apply_update(sh_cache_t *c, MDB_txn *t, op *o, txlog *l)
+{
+    Sh__Cache__Meta *nb = sh_cache__meta_unpack(o->data, o->len), *ob = NULL;
+    uint8_t *nr = NULL;
+    int rc = 0;
+    o->status = SH_ENOENT;
+    if (!nb)
+        return 0;
+    if (purged_since(c, o, nb)) {
+        o->status = SH_ESTATE;
+        goto out;
+    }
+    MDB_val k = {SH_CACHE__HASH, o->hash}, v;
+    rc = mdb_get(t, c->dbe, &k, &v);
+    if (rc) {
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+        goto out;
+    }
+    sh_cache__hdr_t hd;
+    const char *why;
+    if (sh_cache__hdr_parse(v.mv_data, v.mv_size, &hd, &why) < 0)
+        goto out;
+    const uint8_t *rec = v.mv_data;
+    ob = sh_cache__meta_unpack(rec + SH_CACHE__HDR, hd.meta_len);
+    if (!ob || ob->key.len != nb->key.len || memcmp(ob->key.data, nb->key.data, nb->key.len) != 0)
+        goto out;
+    /* Build the whole new record before the first write moves the map. */
+    size_t body = hd.body_id ? 0 : (size_t)hd.body_len;
+    size_t nl = SH_CACHE__HDR + o->len + body;
+    nr = sh_malloc(nl);
+    hd.meta_len = (uint32_t)o->len;
+    sh_cache__hdr_put(nr, &hd);
+    memcpy(nr + SH_CACHE__HDR, o->data, o->len);
+    if (body)
+        memcpy(nr + SH_CACHE__HDR + o->len, rec + v.mv_size - body, body);
+    MDB_val hv = {SH_CACHE__HASH, o->hash};
+    for (size_t i = 0; (rc == 0 || rc == MDB_NOTFOUND) && i < ob->n_tags; i++) {
+        MDB_val tk = {ob->tags[i].len, ob->tags[i].data};
+        rc = mdb_del(t, c->dbt, &tk, &hv);
+    }
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    MDB_val nv = {nl, nr};
+    if (!rc)
+        rc = mdb_put(t, c->dbe, &k, &nv, 0);
+    for (size_t i = 0; rc == 0 && i < nb->n_tags; i++) {
+        MDB_val tk = {nb->tags[i].len, nb->tags[i].data};
+        rc = mdb_put(t, c->dbt, &tk, &hv, 0);
+    }
+    if (rc == MDB_KEYEXIST)
+        rc = 0;
+    if (!rc) {
+        tx_ix(l, o->hash, entry_size(nl, &hd));
+        o->status = 0;
+    }
+out:
+    sh_free(nr);
+    sh_cache__meta_free(ob);
+    sh_cache__meta_free(nb);
+    return rc;
+}
+
 typedef struct {
     uint8_t (*h)[SH_CACHE__HASH];
     size_t n, cap;
@@ -1579,6 +1669,9 @@ static void apply_batch(sh_cache_t *c, op *batch, txlog *l)
             for (size_t i = 0; !rc && i < o->nids; i++)
                 rc = del_chunks(c, t, o->ids[i], 0);
             break;
+        case OP_UPDATE:
+            rc = apply_update(c, t, o, l);
+            break;
         case OP_DROPBAD: {
             MDB_val k = {SH_CACHE__HASH, o->hash}, v;
             sh_cache_hit_t *h;
@@ -1628,6 +1721,8 @@ static void apply_batch(sh_cache_t *c, op *batch, txlog *l)
             }
             if (o->kind == OP_PURGE)
                 o->status = SH_EIO;
+            if (o->kind == OP_UPDATE)
+                o->status = SH_ELIMIT;
         }
         txlog_apply(c, l);
         return;

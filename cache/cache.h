@@ -235,6 +235,16 @@ int sh_cache_fill_commit(sh_cache_fill_t *f, sh_cache_done_cb cb, void *arg);
  * nothing becomes visible, chunks already written are deleted. Frees f. */
 void sh_cache_fill_abort(sh_cache_fill_t *f);
 
+/* Replace the metadata of key's stored entry, keeping its body without
+ * copying it: a revalidation (304 from the upstream: new valid_until,
+ * refreshed header fields, tags). meta is copied (body_len ignored). cb
+ * (may be NULL) fires on the writer thread with 0, SH_ENOENT (no such entry
+ * any more), SH_ESTATE (a matching purge came after this call) or
+ * SH_ELIMIT (store full). Returns 0 if queued, SH_EINVAL, or SH_ELIMIT
+ * (metadata too large, queue full). Any thread; never blocks. */
+int sh_cache_update_meta(sh_cache_t *c, const char *key, size_t key_len,
+                         const sh_cache_meta_t *meta, sh_cache_done_cb cb, void *arg);
+
 /* ---- purge ----------------------------------------------------------------- */
 
 enum sh_cache_purge_kind {

@@ -533,6 +533,59 @@ static void test_soft_purge(void **state)
     sh_cache_release(c);
 }
 
+static void done_cb(void *arg, int status, uint64_t count)
+{
+    (void)count;
+    atomic_store((_Atomic int *)arg, status == 0 ? 1 : status);
+}
+
+/* A revalidation rewrites the metadata, keeps the body (inline and
+ * chunked), and moves the entry's tags. */
+static void test_update_meta(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    sh_cache_t *c = open_ok(&cf);
+    const char *t1[] = {"old"};
+    fill_tags(c, "u/small", 500, t1, 1);
+    fill_tags(c, "u/big", 200000, t1, 1);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    const char *t2[] = {"new"};
+    size_t t2l[] = {3};
+    sh_cache_field_t fl[1] = {{"x-new", 5, "1", 1}};
+    sh_cache_meta_t m = {.status = 200,
+                         .fields = fl,
+                         .nfields = 1,
+                         .valid_until = 424242,
+                         .stale_while_revalidate = -1,
+                         .stale_if_error = -1,
+                         .last_modified = -1,
+                         .tags = t2,
+                         .tag_len = t2l,
+                         .ntags = 1};
+    _Atomic int st1 = 0, st2 = 0, st3 = 0;
+    assert_int_equal(sh_cache_update_meta(c, "u/small", 7, &m, done_cb, (void *)&st1), 0);
+    assert_int_equal(sh_cache_update_meta(c, "u/big", 5, &m, done_cb, (void *)&st2), 0);
+    assert_int_equal(sh_cache_update_meta(c, "u/none", 6, &m, done_cb, (void *)&st3), 0);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    assert_int_equal(atomic_load(&st1), 1);
+    assert_int_equal(atomic_load(&st2), 1);
+    assert_int_equal(atomic_load(&st3), SH_ENOENT);
+    assert_true(check_hit(c, "u/small", 500));
+    assert_true(check_hit(c, "u/big", 200000));
+    sh_cache_hit_t *h;
+    assert_int_equal(sh_cache_lookup(c, "u/big", 5, 0, &h, NULL), 0);
+    assert_int_equal(sh_cache_hit_meta(h)->valid_until, 424242);
+    assert_int_equal(sh_cache_hit_meta(h)->nfields, 1);
+    sh_cache_hit_free(h);
+    uint64_t n;
+    assert_int_equal(sh_cache_purge(c, SH_CACHE_PURGE_TAG, "old", 3, 0, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(sh_cache_purge(c, SH_CACHE_PURGE_TAG, "new", 3, 0, &n), 0);
+    assert_int_equal(n, 2);
+    sh_cache_release(c);
+}
+
 static void test_purge_drops_older_fill(void **state)
 {
     fixture *fx = *state;
@@ -749,6 +802,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_soft_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pin_and_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_drops_older_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_during_fills, setup, teardown),
