@@ -431,14 +431,6 @@ static int var_up_bytes(sh_request_t *r, const void *data, sh_buf_t *out)
     return 1;
 }
 
-static int var_unset(sh_request_t *r, const void *data, sh_buf_t *out)
-{
-    (void)r;
-    (void)data;
-    (void)out;
-    return 0; /* $upstream_cache_status: no cache yet */
-}
-
 static int var_proxy_host(sh_request_t *r, const void *data, sh_buf_t *out)
 {
     (void)data;
@@ -463,7 +455,6 @@ static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
         {"upstream_response_time", var_tries, ROFF(up_response_time)},
         {"upstream_bytes_received", var_up_bytes, NULL},
         {"upstream_bytes_sent", var_up_bytes, (const void *)1},
-        {"upstream_cache_status", var_unset, NULL},
         {"proxy_host", var_proxy_host, NULL},
     };
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
@@ -493,6 +484,12 @@ sh_conf_module_t sh_proxy_module = {
     .cmds = proxy_cmds,
     .ctx = &proxy_http_ctx,
 };
+
+int sh_proxy_enabled(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
+    return c != NULL && c->pass != NULL;
+}
 
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
 {
