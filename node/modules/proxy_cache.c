@@ -1289,6 +1289,25 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
     return SH_PH_PAUSE;
 }
 
+/* proxy_cache_max_range_offset (ngx_http_upstream_cache_check_range): a
+ * range starting at or past the offset, or a suffix range, is not for the
+ * cache. */
+static int range_cacheable(sh_request_t *r, int64_t max)
+{
+    const sh_http1_header_t *h = req_header(r, "range");
+    if (h == NULL || h->value_len < 6 || strncasecmp(h->value, "bytes=", 6) != 0)
+        return 1;
+    const char *p = h->value + 6, *e = h->value + h->value_len;
+    while (p < e && *p == ' ')
+        p++;
+    if (p < e && *p == '-')
+        return 0;
+    int64_t off = 0;
+    while (p < e && *p >= '0' && *p <= '9' && off < INT64_MAX / 10 - 10)
+        off = off * 10 + (*p++ - '0');
+    return off < max;
+}
+
 static int lookup_handler(sh_request_t *r)
 {
     if (r->loc == NULL)
@@ -1304,6 +1323,8 @@ static int lookup_handler(sh_request_t *r)
     }
     if (r->h.method_id < 0 || r->h.method_id >= 32 || !(c->methods & (1u << r->h.method_id)))
         return SH_PH_DECLINED;
+    if (c->max_range_offset >= 0 && !range_cacheable(r, c->max_range_offset))
+        return SH_PH_DECLINED; /* passed to the upstream, not cached (nginx) */
     x = sh_new(pc_ctx_t);
     x->r = r;
     x->conf = c;
