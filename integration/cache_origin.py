@@ -10,6 +10,7 @@ Query parameters (any target; repeatable ones apply in order):
   xae=V      X-Accel-Expires: V        cookie=1  Set-Cookie: a=b
   vary=V     Vary: V                   tag=V   Surrogate-Key: V
   etag=V     ETag: "V" (If-None-Match with it answers 304)
+  ar=1       Accept-Ranges: bytes (nginx serves ranges of a cached copy then)
   lm=1       Last-Modified: a fixed date (If-Modified-Since equal answers 304)
   status=N   that status               size=N  body of N bytes (default: a line)
   ms=N       wait N ms before answering
@@ -109,6 +110,8 @@ class H(http.server.BaseHTTPRequestHandler):
                 fields.append(("Surrogate-Key", v))
             elif k == "etag":
                 fields.append(("ETag", '"%s"' % v))
+            elif k == "ar":
+                fields.append(("Accept-Ranges", "bytes"))
             elif k == "lm":
                 fields.append(("Last-Modified", LM))
         etag = qd.get("etag")

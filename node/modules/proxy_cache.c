@@ -224,6 +224,7 @@ typedef struct zone_s {
 
 typedef struct {
     zone_t *zones;
+    sh_cv_t *default_key; /* $scheme$proxy_host$request_uri */
 } pc_main_t;
 
 typedef struct {
@@ -279,6 +280,7 @@ static void pc_destroy_main(void *conf)
         sh_free(z);
         z = n;
     }
+    sh_cv_destroy(m->default_key);
     sh_free(m);
 }
 
@@ -329,14 +331,9 @@ static int pc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     pc_loc_t *p = parent, *c = conf;
     if (c->zone_name == NULL && p->zone_name != NULL)
         c->zone_name = sh_strdup(p->zone_name);
-    if (c->key == NULL) {
-        if (p->key == NULL) {
-            if (sh_cv_compile(cf, "$scheme$proxy_host$request_uri", &p->key) != 0)
-                return SH_EINVAL;
-            p->key_own = 1;
-        }
-        c->key = p->key;
-    }
+    (void)cf;
+    if (c->key == NULL)
+        c->key = p->key; /* NULL everywhere: the default, set at postconfiguration */
     if (!c->valid_set) {
         c->valid = p->valid;
         c->nvalid = p->nvalid;
@@ -786,6 +783,14 @@ static int date_eq(const sh_http1_header_t *h, int64_t ms)
            t == ms / 1000;
 }
 
+static int accepts_ranges(const sh_cache_meta_t *m)
+{
+    for (size_t i = 0; i < m->nfields; i++)
+        if (m->fields[i].name_len == 13 && strncasecmp(m->fields[i].name, "accept-ranges", 13) == 0)
+            return !(m->fields[i].value_len == 4 && strncasecmp(m->fields[i].value, "none", 4) == 0);
+    return 0;
+}
+
 /* Answer r from x->hit (status already set in x->status). */
 static void serve(sh_request_t *r, pc_ctx_t *x)
 {
@@ -818,7 +823,9 @@ static void serve(sh_request_t *r, pc_ctx_t *x)
         }
         const sh_http1_header_t *rg = req_header(r, "range");
         const sh_http1_header_t *ir = req_header(r, "if-range");
-        int use = rg != NULL && r->h.method_id == SH_HTTP_GET;
+        /* nginx serves ranges of a cached response when the upstream sent
+         * Accept-Ranges (ngx_http_upstream_copy_allow_ranges) */
+        int use = rg != NULL && r->h.method_id == SH_HTTP_GET && accepts_ranges(m);
         if (use && ir != NULL)
             use = (m->etag != NULL && ir->value_len == m->etag_len &&
                    memcmp(ir->value, m->etag, m->etag_len) == 0) ||
@@ -1174,7 +1181,9 @@ static int go_upstream(sh_request_t *r, pc_ctx_t *x, int status, int store)
     x->status = status;
     x->store = store;
     const pc_loc_t *c = x->conf;
-    x->hooks.strip_cond = 1;
+    /* nginx sends the client's conditionals and Range only when the
+     * response is not for the cache (its cache headers otherwise) */
+    x->hooks.strip_cond = store;
     x->hooks.answer = up_answer;
     x->hooks.respond = up_respond;
     if (r->head_only && c->convert_head && store) {
@@ -1200,6 +1209,25 @@ static int go_upstream(sh_request_t *r, pc_ctx_t *x, int status, int store)
 static int fresh(const sh_cache_meta_t *m, int64_t now)
 {
     return now < m->valid_until;
+}
+
+/* proxy_cache_max_range_offset (ngx_http_upstream_cache_check_range): a
+ * range starting at or past the offset, or a suffix range, is not for the
+ * cache. */
+static int range_cacheable(sh_request_t *r, int64_t max)
+{
+    const sh_http1_header_t *h = req_header(r, "range");
+    if (h == NULL || h->value_len < 6 || strncasecmp(h->value, "bytes=", 6) != 0)
+        return 1;
+    const char *p = h->value + 6, *e = h->value + h->value_len;
+    while (p < e && *p == ' ')
+        p++;
+    if (p < e && *p == '-')
+        return 0;
+    int64_t off = 0;
+    while (p < e && *p >= '0' && *p <= '9' && off < INT64_MAX / 10 - 10)
+        off = off * 10 + (*p++ - '0');
+    return off < max;
 }
 
 static int lookup(sh_request_t *r, pc_ctx_t *x)
@@ -1229,7 +1257,7 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
         sh_buf_t vk = {0};
         sh_buf_append(&vk, x->key, x->base_len);
         variant_key(r, &vk, names, nn);
-        rc = sh_cache_lookup(cache, vk.data, vk.len, lf, &hit, NULL);
+        rc = sh_cache_lookup(cache, vk.data, vk.len, lf, &hit, &uses);
         sh_buf_dispose(&vk);
     }
     if (rc == 0) {
@@ -1270,6 +1298,8 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
     /* a miss */
     if ((int)uses < c->min_uses && !x->waiting)
         return go_upstream(r, x, ST_MISS, 0);
+    if (c->max_range_offset >= 0 && !range_cacheable(r, c->max_range_offset))
+        return go_upstream(r, x, ST_MISS, 0); /* the range goes upstream, uncached (nginx) */
     if (!c->lock)
         return go_upstream(r, x, ST_MISS, 1);
     x->lock_tok = lock_take(x->key, x->base_len, (int64_t)c->lock_age);
@@ -1289,25 +1319,6 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
     return SH_PH_PAUSE;
 }
 
-/* proxy_cache_max_range_offset (ngx_http_upstream_cache_check_range): a
- * range starting at or past the offset, or a suffix range, is not for the
- * cache. */
-static int range_cacheable(sh_request_t *r, int64_t max)
-{
-    const sh_http1_header_t *h = req_header(r, "range");
-    if (h == NULL || h->value_len < 6 || strncasecmp(h->value, "bytes=", 6) != 0)
-        return 1;
-    const char *p = h->value + 6, *e = h->value + h->value_len;
-    while (p < e && *p == ' ')
-        p++;
-    if (p < e && *p == '-')
-        return 0;
-    int64_t off = 0;
-    while (p < e && *p >= '0' && *p <= '9' && off < INT64_MAX / 10 - 10)
-        off = off * 10 + (*p++ - '0');
-    return off < max;
-}
-
 static int lookup_handler(sh_request_t *r)
 {
     if (r->loc == NULL)
@@ -1323,8 +1334,6 @@ static int lookup_handler(sh_request_t *r)
     }
     if (r->h.method_id < 0 || r->h.method_id >= 32 || !(c->methods & (1u << r->h.method_id)))
         return SH_PH_DECLINED;
-    if (c->max_range_offset >= 0 && !range_cacheable(r, c->max_range_offset))
-        return SH_PH_DECLINED; /* passed to the upstream, not cached (nginx) */
     x = sh_new(pc_ctx_t);
     x->r = r;
     x->conf = c;
@@ -1360,8 +1369,11 @@ static int var_status(sh_request_t *r, const void *data, sh_buf_t *out)
 
 static int pc_preconf(sh_conf_t *cf, sh_http_main_t *m)
 {
-    (void)m;
-    return sh_vars_define(cf, "upstream_cache_status", var_status, NULL);
+    pc_main_t *pm = sh_http_main_conf(m, &sh_proxy_cache_module);
+    int rc = sh_vars_define(cf, "upstream_cache_status", var_status, NULL);
+    if (rc == 0)
+        rc = sh_cv_compile(cf, "$scheme$proxy_host$request_uri", &pm->default_key);
+    return rc;
 }
 
 /* Resolve `proxy_cache NAME` in every location (after the merge). */
@@ -1375,6 +1387,8 @@ static int pc_init_main(sh_conf_t *cf, sh_http_main_t *hm, void *conf)
 
 static int resolve_loc(sh_conf_t *cf, pc_main_t *pm, pc_loc_t *c)
 {
+    if (c->key == NULL)
+        c->key = pm->default_key;
     if (c->zone_name == NULL || c->zone_name[0] == 0)
         return 0;
     for (const zone_t *z = pm->zones; z != NULL; z = z->next)
