@@ -29,6 +29,9 @@
  * the key KEY SH_CACHE_VARIANT_SEP VALUES (the module builds it), so a purge
  * of KEY also removes its variants and a prefix purge reaches them as well.
  *
+ * A hit of a chunked body pins it, so a slow client can finish reading a
+ * body whose entry was replaced, purged or evicted meanwhile.
+ *
  * Durability: LMDB transactions, MDB_NOSYNC plus a periodic env sync by the
  * writer: a kill -9 loses at most the batches not yet committed and never
  * leaves a half entry visible (the entry record, which points to the body
@@ -36,8 +39,7 @@
  * that never committed are orphans swept by the loader at the next open.
  * A full map or a full disk drops the fills of that batch with one log line.
  *
- * Status: in this first commit every function is a placeholder answering
- * SH_EUNSUPP (lookups miss); the store replaces them within the hour.
+ * Status: everything below is implemented.
  */
 #ifndef SH_CACHE_H
 #define SH_CACHE_H
@@ -159,7 +161,10 @@ const char *sh_cache_path(const sh_cache_t *c);
 /* ---- lookup ---------------------------------------------------------------- */
 
 enum {
-    SH_CACHE_LOOKUP_NOBODY = 1 << 0, /* metadata only (HEAD, 304, revalidation) */
+    SH_CACHE_LOOKUP_NOBODY = 1 << 0, /* do not read the first chunk of a chunked
+                                        body (HEAD, 304, revalidation); an
+                                        inline body (<= chunk_size) comes with
+                                        the record anyway */
     SH_CACHE_LOOKUP_NOCOUNT = 1 << 1 /* do not count a use nor touch the LRU */
 };
 
@@ -180,10 +185,11 @@ const sh_cache_meta_t *sh_cache_hit_meta(const sh_cache_hit_t *h);
  * SH_CACHE_LOOKUP_NOBODY. Valid until sh_cache_hit_free(). */
 const void *sh_cache_hit_body(const sh_cache_hit_t *h, size_t *len);
 /* Copy up to cap body bytes from offset off into buf (a short read txn per
- * call, spanning chunks as needed). Returns the bytes copied (0 at or past
- * the end), or SH_ENOENT when the entry was replaced, purged or evicted since
- * the lookup and its grace period (60 s) passed (end the response), or
- * SH_EIO. Any thread, one at a time per hit. */
+ * call, spanning chunks as needed). A hit pins its body: replacing, purging
+ * or evicting the entry leaves the body readable until sh_cache_hit_free().
+ * Returns the bytes copied (0 at or past the end), or
+ * SH_ENOENT when the body is gone (end the response), or SH_EIO. Any thread,
+ * one at a time per hit. */
 long sh_cache_hit_read(sh_cache_hit_t *h, uint64_t off, void *buf, size_t cap);
 void sh_cache_hit_free(sh_cache_hit_t *h);
 
