@@ -249,7 +249,6 @@ typedef struct {
     int nocache_set;
     int min_uses;
     int use_stale; /* US_* bits; -1 unset */
-    int background_update;
     int lock;
     uint64_t lock_timeout, lock_age;
     int revalidate;
@@ -289,7 +288,6 @@ static void *pc_create_loc(void)
     pc_loc_t *c = sh_new(pc_loc_t);
     c->min_uses = SH_CONF_UNSET;
     c->use_stale = SH_CONF_UNSET;
-    c->background_update = SH_CONF_UNSET;
     c->lock = SH_CONF_UNSET;
     c->lock_timeout = SH_CONF_UNSET_MSEC;
     c->lock_age = SH_CONF_UNSET_MSEC;
@@ -350,7 +348,6 @@ static int pc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     }
     SH_CONF_MERGE(c->min_uses, p->min_uses, 1);
     SH_CONF_MERGE(c->use_stale, p->use_stale, US_OFF);
-    SH_CONF_MERGE(c->background_update, p->background_update, 0);
     SH_CONF_MERGE(c->lock, p->lock, 0);
     SH_CONF_MERGE_MSEC(c->lock_timeout, p->lock_timeout, 5000);
     SH_CONF_MERGE_MSEC(c->lock_age, p->lock_age, 5000);
@@ -617,8 +614,6 @@ static const sh_conf_cmd_t pc_cmds[] = {
     {"proxy_no_cache", LOC | SH_CONF_1MORE, cond_set, 1, NULL},
     {"proxy_cache_min_uses", LOC | SH_CONF_TAKE1, sh_conf_set_num, LOFF(min_uses), NULL},
     {"proxy_cache_use_stale", LOC | SH_CONF_1MORE, bits_set, LOFF(use_stale), use_stale_names},
-    {"proxy_cache_background_update", LOC | SH_CONF_FLAG, sh_conf_set_flag,
-     LOFF(background_update), NULL},
     {"proxy_cache_lock", LOC | SH_CONF_FLAG, sh_conf_set_flag, LOFF(lock), NULL},
     {"proxy_cache_lock_timeout", LOC | SH_CONF_TAKE1, sh_conf_set_msec, LOFF(lock_timeout), NULL},
     {"proxy_cache_lock_age", LOC | SH_CONF_TAKE1, sh_conf_set_msec, LOFF(lock_age), NULL},

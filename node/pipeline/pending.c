@@ -80,6 +80,10 @@ static const sh_conf_cmd_t pending_cmds[] = {
     R("client_body_in_file_only", LOC | SH_CONF_TAKE1, "request bodies would not be kept"),
 
     /* ---- accepted with a warning: tuning ---- */
+    /* cache: the refresh of a stale entry is done by the request that finds
+     * it (use_stale updating serves the others meanwhile) */
+    W("proxy_cache_background_update", LOC | SH_CONF_FLAG,
+      "a stale entry is refreshed by the request that finds it, not in the background"),
     /* static files: what is not tuned yet */
     W("log_not_found", LOC | SH_CONF_FLAG, "a file not found is always logged"),
     W("etag", LOC | SH_CONF_FLAG, "static files always carry an ETag"),
