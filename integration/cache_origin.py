@@ -17,7 +17,8 @@ Query parameters (any target; repeatable ones apply in order):
 Body: "n=COUNT target=TARGET method=M lang=ACCEPT-LANGUAGE\\n", padded to size.
 
   /__count?t=TARGET   how many requests TARGET got (JSON {"n":..,"304":..})
-  /__set?t=TARGET&status=N   later answers of TARGET get status N (0: clear)
+  /__set?t=TARGET&status=N[&ms=M]   later answers of TARGET get status N (0:
+                      clear) and wait M ms
   /__reqs?t=TARGET    the request heads TARGET got (JSON list of header dicts)
 
 CLI: cache_origin.py --port P. Prints "ready" once listening.
@@ -37,6 +38,7 @@ lock = threading.Lock()
 counts = {}
 c304 = {}
 overrides = {}
+delays = {}
 heads = {}
 
 
@@ -80,6 +82,8 @@ class H(http.server.BaseHTTPRequestHandler):
         if u.path == "/__set":
             with lock:
                 overrides[qd["t"]] = int(qd.get("status", "0"))
+                if "ms" in qd:
+                    delays[qd["t"]] = int(qd["ms"])
             return self.reply(200, b"ok\n")
         if u.path == "/__reqs":
             with lock:
@@ -90,8 +94,9 @@ class H(http.server.BaseHTTPRequestHandler):
             cnt = counts[self.path]
             heads.setdefault(self.path, []).append(dict((k.lower(), v) for k, v in self.headers.items()))
             status = overrides.get(self.path) or int(qd.get("status", "200"))
-        if "ms" in qd:
-            time.sleep(int(qd["ms"]) / 1000.0)
+            delay = delays.get(self.path, int(qd.get("ms", "0")))
+        if delay:
+            time.sleep(delay / 1000.0)
         fields = []
         for k, v in q:
             if k == "cc":

@@ -69,6 +69,17 @@ CONF = """
             proxy_pass http://127.0.0.1:{o};
         }}
         location /rng/ {{ proxy_cache_max_range_offset 100; proxy_pass http://127.0.0.1:{o}; }}
+        location /lockto/ {{
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 300ms;
+            proxy_pass http://127.0.0.1:{o};
+        }}
+        location /stalet/ {{
+            proxy_cache_valid 200 2s;
+            proxy_cache_use_stale timeout;
+            proxy_read_timeout 500ms;
+            proxy_pass http://127.0.0.1:{o};
+        }}
         location /off/ {{ proxy_cache off; proxy_pass http://127.0.0.1:{o}; }}
         location /key/ {{ proxy_cache_key $uri; proxy_pass http://127.0.0.1:{o}; }}
         {shoal_only}
@@ -287,6 +298,32 @@ def main(t):
         t.check(rc == 0 and "100 succeeded" in out, "%s: h2load 100 requests succeed" % proto, out[-800:])
         c = origin_count(oport, target)["n"]
         t.check(c == 1, "%s: proxy_cache_lock: 100 concurrent misses, %d origin request(s)" % (proto, c))
+
+    # proxy_cache_lock_timeout: a waiter goes upstream after it, and its
+    # response is not stored (nginx)
+    target = "/lockto/l?ms=1500&w=h1"
+    box = []
+    th = threading.Thread(target=lambda: box.append(t.curl(node.url(target))))
+    th.start()
+    sh.wait_for(lambda: origin_count(oport, target)["n"] >= 1, 10, "the first request to reach the origin")
+    r = t.curl(node.url(target))
+    th.join(30)
+    after = t.curl(node.url(target))
+    t.check(r.header("X-Cache-Status") == "MISS" and count_of(r.body) == 2 and
+            box and count_of(box[0].body) == 1 and after.header("X-Cache-Status") == "HIT" and
+            count_of(after.body) == 1,
+            "lock_timeout: the waiter went upstream after 300 ms; the holder's response is the one stored",
+            (r.headers, count_of(r.body), count_of(after.body)))
+
+    # use_stale timeout: the origin got slower than proxy_read_timeout
+    target = "/stalet/t?w=h1"
+    t.curl(node.url(target))
+    time.sleep(3.1)
+    urllib.request.urlopen("http://127.0.0.1:%d/__set?t=%s&ms=2000" % (
+        oport, urllib.request.quote(target, safe=""))).read()
+    r = t.curl(node.url(target))
+    t.check(r.status == 200 and r.header("X-Cache-Status") == "STALE" and count_of(r.body) == 1,
+            "use_stale timeout serves the cached copy", (r.status, r.headers))
 
     # use_stale updating: while one request refreshes, others get the old copy
     target = "/upd/u?ms=1500&w=h1"

@@ -109,6 +109,7 @@ typedef struct lock_s {
     struct lock_s *next;
     uint64_t token;
     int64_t until;
+    int committing; /* the holder's fill is queued: the entry is about to be visible */
     size_t len;
     char key[];
 } lock_t;
@@ -180,6 +181,43 @@ static uint64_t lock_take(const char *k, size_t n, int64_t age)
     l->until = now + age;
     pthread_mutex_unlock(&g.mu);
     return tok;
+}
+
+/* The holder of tok (or a new holder, when tok is 0 and nobody holds k)
+ * has queued its fill: lookups of k wait for the commit instead of going
+ * upstream, so a client's next request after a MISS is a HIT as nginx's
+ * (whose file is in place before the response ends). The token, 0 when
+ * another request holds k. */
+static uint64_t lock_committing(const char *k, size_t n, uint64_t tok)
+{
+    if (tok == 0 && (tok = lock_take(k, n, 2000)) == 0)
+        return 0;
+    uint32_t b = lhash(k, n);
+    pthread_mutex_lock(&g.mu);
+    for (lock_t *l = g.locks[b]; l != NULL; l = l->next)
+        if (l->len == n && memcmp(l->key, k, n) == 0 && l->token == tok) {
+            l->committing = 1;
+            if (l->until < wall_ms() + 2000)
+                l->until = wall_ms() + 2000;
+        }
+    pthread_mutex_unlock(&g.mu);
+    return tok;
+}
+
+/* Whether k's fill is being committed now. */
+static int is_committing(const char *k, size_t n)
+{
+    uint32_t b = lhash(k, n);
+    int64_t now = wall_ms();
+    int yes = 0;
+    pthread_mutex_lock(&g.mu);
+    for (lock_t *l = g.locks[b]; l != NULL; l = l->next)
+        if (l->len == n && memcmp(l->key, k, n) == 0) {
+            yes = l->committing && l->until > now;
+            break;
+        }
+    pthread_mutex_unlock(&g.mu);
+    return yes;
 }
 
 static void lock_release(const char *k, size_t n, uint64_t tok)
@@ -1005,7 +1043,7 @@ static int store_body(sh_request_t *r, unsigned next, const char *data, size_t l
             sh_cache_fill_append(x->fill, data, len);
         if (last) {
             unlock_t *u = sh_malloc(sizeof(*u) + x->base_len);
-            u->tok = x->lock_tok;
+            u->tok = lock_committing(x->key, x->base_len, x->lock_tok);
             u->len = x->base_len;
             memcpy(u->key, x->key, x->base_len);
             x->lock_tok = 0; /* released by the commit's callback */
@@ -1225,6 +1263,21 @@ static int range_cacheable(sh_request_t *r, int64_t max)
     return off < max;
 }
 
+/* Pause r and look again in LOCK_POLL_MS (the lock or a commit). 0. */
+static int start_wait(sh_request_t *r, pc_ctx_t *x, int64_t now)
+{
+    if (!x->waiting) {
+        x->waiting = 1;
+        x->wait_until = now + (int64_t)x->conf->lock_timeout;
+        COUNT(x->zone->st, lock_waits, 1);
+        x->timer = sh_new(uv_timer_t);
+        uv_timer_init(&r->w->loop, x->timer);
+        x->timer->data = r;
+    }
+    uv_timer_start(x->timer, wait_timer_cb, LOCK_POLL_MS, 0);
+    return 0;
+}
+
 static int lookup(sh_request_t *r, pc_ctx_t *x)
 {
     const pc_loc_t *c = x->conf;
@@ -1290,7 +1343,12 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
         }
         return go_upstream(r, x, ST_EXPIRED, 1);
     }
-    /* a miss */
+    /* a miss: while the key's fill is being committed, wait for it */
+    if (is_committing(x->key, x->base_len) &&
+        (!x->waiting || now < x->wait_until)) {
+        if (start_wait(r, x, now) == 0)
+            return SH_PH_PAUSE;
+    }
     if ((int)uses < c->min_uses && !x->waiting)
         return go_upstream(r, x, ST_MISS, 0);
     if (c->max_range_offset >= 0 && !range_cacheable(r, c->max_range_offset))
@@ -1300,17 +1358,9 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
     x->lock_tok = lock_take(x->key, x->base_len, (int64_t)c->lock_age);
     if (x->lock_tok != 0)
         return go_upstream(r, x, ST_MISS, 1);
-    if (!x->waiting) {
-        x->waiting = 1;
-        x->wait_until = now + (int64_t)c->lock_timeout;
-        COUNT(x->zone->st, lock_waits, 1);
-        x->timer = sh_new(uv_timer_t);
-        uv_timer_init(&r->w->loop, x->timer);
-        x->timer->data = r;
-    }
-    if (now >= x->wait_until)
+    if (x->waiting && now >= x->wait_until)
         return go_upstream(r, x, ST_MISS, 0); /* nginx: not cached after the timeout */
-    uv_timer_start(x->timer, wait_timer_cb, LOCK_POLL_MS, 0);
+    start_wait(r, x, now);
     return SH_PH_PAUSE;
 }
 
