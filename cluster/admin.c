@@ -1055,10 +1055,9 @@ static void route(adconn *a, const char *method, char *path)
         return;
     }
     int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    static const char *const gets[] = {"/v1/members",   "/v1/info",      "/v1/keyring",
-                                       "/v1/upstreams", "/v1/stats",     "/v1/events",
-                                       "/metrics",      "/nginx_status", "/v1/cache/stats",
-                                       NULL};
+    static const char *const gets[] = {
+        "/v1/members", "/v1/info", "/v1/keyring",   "/v1/upstreams",   "/v1/stats",
+        "/v1/events",  "/metrics", "/nginx_status", "/v1/cache/stats", NULL};
     static const char *const posts[] = {"/v1/join",   "/v1/leave",       "/v1/force-leave",
                                         "/v1/reload", "/v1/cache/purge", NULL};
     int is_get = 0, is_post = strncmp(path, "/v1/keyring/", 12) == 0;

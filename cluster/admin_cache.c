@@ -92,8 +92,8 @@ int sh_admin_cache_purge(const json_t *j, json_t **out, const char **err)
             return 500;
         }
         total += n;
-        json_array_append_new(arr, json_pack("{s:s,s:I}", "zone", z.names[i], "purged",
-                                             (json_int_t)n));
+        json_array_append_new(arr,
+                              json_pack("{s:s,s:I}", "zone", z.names[i], "purged", (json_int_t)n));
     }
     if (zj != NULL && !found) {
         json_decref(arr);

@@ -156,7 +156,8 @@ void sh_cachectl_eval(const sh_http1_header_t *hs, size_t n, int64_t now, unsign
                 out->vary = h->value;
                 out->vary_len = h->value_len;
             }
-            if (sh_http1_has_token(h->value, h->value_len, "*") || vary_total > SH_CACHECTL_VARY_MAX) {
+            if (sh_http1_has_token(h->value, h->value_len, "*") ||
+                vary_total > SH_CACHECTL_VARY_MAX) {
                 out->cacheable = 0;
                 out->reason = "Vary";
             }

@@ -103,7 +103,9 @@ static const cmd_help_t helps[] = {
      "member-suspect, member-alive, keyring, reload) until interrupted. --json prints\n"
      "each event's JSON on its own line."},
     {"stats", "stats [--json]", "Gossip counters: packets, refusals by reason, health."},
-    {"cache", "cache purge (--key KEY | --prefix PREFIX | --tag TAG) [--soft] [--json] | cache stats [--json]",
+    {"cache",
+     "cache purge (--key KEY | --prefix PREFIX | --tag TAG) [--soft] [--json] | cache stats "
+     "[--json]",
      "purge: remove from this node's proxy caches the entry of a key (the evaluated\n"
      "proxy_cache_key, e.g. http127.0.0.1:9001/api/v1/models), every key starting with a\n"
      "prefix, or every entry stored with a tag (proxy_cache_tag_header, Surrogate-Key by\n"
@@ -393,8 +395,14 @@ static int cache_cmd(const ctx_t *x, const char *const *pos, int npos, const cha
     }
     if ((key != NULL) + (prefix != NULL) + (tag != NULL) != 1)
         return usage_error("\"cache purge\" needs one of --key, --prefix or --tag%s", "");
-    json_t *b = json_pack("{s:s,s:b}", key ? "key" : prefix ? "prefix" : "tag",
-                          key ? key : prefix ? prefix : tag, "soft", soft);
+    json_t *b = json_pack("{s:s,s:b}",
+                          key      ? "key"
+                          : prefix ? "prefix"
+                                   : "tag",
+                          key      ? key
+                          : prefix ? prefix
+                                   : tag,
+                          "soft", soft);
     char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
     json_decref(b);
     if (body == NULL)
@@ -415,16 +423,12 @@ int main(int argc, char **argv)
     int npos = 0;
     /* Options may come before or after the command (getopt_long permutes);
      * "--" ends them. */
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"addr", required_argument, NULL, 'a'},
-                                             {"token", required_argument, NULL, 't'},
-                                             {"status", required_argument, NULL, 's'},
-                                             {"tag", required_argument, NULL, 'g'},
-                                             {"key", required_argument, NULL, 'k'},
-                                             {"prefix", required_argument, NULL, 'p'},
-                                             {"soft", no_argument, NULL, 'S'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},         {"json", no_argument, NULL, 'j'},
+        {"addr", required_argument, NULL, 'a'},   {"token", required_argument, NULL, 't'},
+        {"status", required_argument, NULL, 's'}, {"tag", required_argument, NULL, 'g'},
+        {"key", required_argument, NULL, 'k'},    {"prefix", required_argument, NULL, 'p'},
+        {"soft", no_argument, NULL, 'S'},         {NULL, 0, NULL, 0}};
     opterr = 0; /* our own messages, exit status 2 */
     int opt;
     while ((opt = getopt_long(argc, argv, ":ha:", longopts, NULL)) != -1) {

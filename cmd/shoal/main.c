@@ -770,8 +770,8 @@ int main(int argc, char **argv)
     uv_async_init(&m.loop, &m.gen_done, gen_done_cb);
     uv_async_init(&m.loop, &m.reload_async, reload_async_cb);
 #ifdef SHOAL_WITH_CLUSTER
-    sh_cluster_hooks_t hooks = {&m,           hook_status,  hook_upstreams,
-                                hook_reload,  hook_metrics, hook_cache_stats};
+    sh_cluster_hooks_t hooks = {&m,          hook_status,  hook_upstreams,
+                                hook_reload, hook_metrics, hook_cache_stats};
     rc = sh_cluster_start(rt->main_confs[sh_cluster_module.index], &hooks, &m.cluster);
     if (rc != 0) {
         fprintf(stderr, "shoal: [emerg] the cluster could not start\n");

@@ -23,8 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *le = eol ? eol : end;
         const char *colon = memchr(p, ':', (size_t)(le - p));
         if (colon != NULL)
-            hs[n++] = (sh_http1_header_t){p, (size_t)(colon - p), colon + 1,
-                                          (size_t)(le - colon - 1)};
+            hs[n++] =
+                (sh_http1_header_t){p, (size_t)(colon - p), colon + 1, (size_t)(le - colon - 1)};
         p = eol ? eol + 1 : end;
     }
     for (unsigned ign = 0; ign < 64; ign += 21) {

@@ -17,7 +17,10 @@
 
 #define NOW 1700000000
 
-#define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define H(n, v)                                                                                    \
+    {                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                         \
+    }
 
 static sh_cachectl_t eval(const sh_http1_header_t *hs, size_t n, unsigned ign)
 {
@@ -44,8 +47,8 @@ static void test_cache_control(void **state)
     assert_int_equal(eval(a, 1, 0).valid_until, NOW + 60);
     sh_http1_header_t b[] = {H("Cache-Control", "max-age=60, s-maxage=10")};
     assert_int_equal(eval(b, 1, 0).valid_until, NOW + 10);
-    const char *no[] = {"no-cache", "no-store", "private", "max-age=0", "Private, max-age=5",
-                        "max-age=1x"};
+    const char *no[] = {"no-cache",  "no-store",           "private",
+                        "max-age=0", "Private, max-age=5", "max-age=1x"};
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
         sh_http1_header_t h = {"cache-control", 13, no[i], strlen(no[i])};
         assert_int_equal(eval(&h, 1, 0).cacheable, 0);
@@ -55,7 +58,8 @@ static void test_cache_control(void **state)
     sh_cachectl_t x = eval(c, 1, 0);
     assert_int_equal(x.updating, 30);
     assert_int_equal(x.error, 30);
-    sh_http1_header_t d[] = {H("Cache-Control", "max-age=5, stale-while-revalidate=30, stale-if-error=99")};
+    sh_http1_header_t d[] = {
+        H("Cache-Control", "max-age=5, stale-while-revalidate=30, stale-if-error=99")};
     x = eval(d, 1, 0);
     assert_int_equal(x.updating, 30);
     assert_int_equal(x.error, 99);

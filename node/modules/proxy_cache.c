@@ -43,9 +43,9 @@
 #include "http/httpdate.h"
 #include "node/modules/limit_zone.h"
 #include "node/pipeline/http_conf.h"
-#include "node/pipeline/reqlog.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/pipeline.h"
+#include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/proxy.h"
 
@@ -71,24 +71,30 @@ static const char *const st_names[] = {"",      "MISS",     "BYPASS",      "EXPI
 #define US_HTTP_429       0x0400
 #define US_OFF            0x8000
 
-static const sh_conf_enum_t use_stale_names[] = {
-    {"error", US_ERROR},       {"timeout", US_TIMEOUT},   {"invalid_header", US_INVALID_HEADER},
-    {"updating", US_UPDATING}, {"http_500", US_HTTP_500}, {"http_502", US_HTTP_502},
-    {"http_503", US_HTTP_503}, {"http_504", US_HTTP_504}, {"http_403", US_HTTP_403},
-    {"http_404", US_HTTP_404}, {"http_429", US_HTTP_429}, {"off", US_OFF},
-    {NULL, 0}};
+static const sh_conf_enum_t use_stale_names[] = {{"error", US_ERROR},
+                                                 {"timeout", US_TIMEOUT},
+                                                 {"invalid_header", US_INVALID_HEADER},
+                                                 {"updating", US_UPDATING},
+                                                 {"http_500", US_HTTP_500},
+                                                 {"http_502", US_HTTP_502},
+                                                 {"http_503", US_HTTP_503},
+                                                 {"http_504", US_HTTP_504},
+                                                 {"http_403", US_HTTP_403},
+                                                 {"http_404", US_HTTP_404},
+                                                 {"http_429", US_HTTP_429},
+                                                 {"off", US_OFF},
+                                                 {NULL, 0}};
 
-static const sh_conf_enum_t ignore_names[] = {
-    {"X-Accel-Expires", SH_CACHECTL_IGN_XA_EXPIRES},
-    {"Expires", SH_CACHECTL_IGN_EXPIRES},
-    {"Cache-Control", SH_CACHECTL_IGN_CACHE_CONTROL},
-    {"Set-Cookie", SH_CACHECTL_IGN_SET_COOKIE},
-    {"Vary", SH_CACHECTL_IGN_VARY},
-    {"X-Accel-Redirect", SH_CACHECTL_IGN_OTHER},
-    {"X-Accel-Limit-Rate", SH_CACHECTL_IGN_OTHER},
-    {"X-Accel-Buffering", SH_CACHECTL_IGN_OTHER},
-    {"X-Accel-Charset", SH_CACHECTL_IGN_OTHER},
-    {NULL, 0}};
+static const sh_conf_enum_t ignore_names[] = {{"X-Accel-Expires", SH_CACHECTL_IGN_XA_EXPIRES},
+                                              {"Expires", SH_CACHECTL_IGN_EXPIRES},
+                                              {"Cache-Control", SH_CACHECTL_IGN_CACHE_CONTROL},
+                                              {"Set-Cookie", SH_CACHECTL_IGN_SET_COOKIE},
+                                              {"Vary", SH_CACHECTL_IGN_VARY},
+                                              {"X-Accel-Redirect", SH_CACHECTL_IGN_OTHER},
+                                              {"X-Accel-Limit-Rate", SH_CACHECTL_IGN_OTHER},
+                                              {"X-Accel-Buffering", SH_CACHECTL_IGN_OTHER},
+                                              {"X-Accel-Charset", SH_CACHECTL_IGN_OTHER},
+                                              {NULL, 0}};
 
 /* entry flags (sh_cache_meta_t.flags) */
 #define EF_VARY_MAIN 0x1 /* the key's Vary record: no body, names the fields */
@@ -291,7 +297,7 @@ typedef struct {
     uint64_t lock_timeout, lock_age;
     int revalidate;
     int convert_head;
-    int ignore; /* SH_CACHECTL_IGN_*; -1 unset */
+    int ignore;               /* SH_CACHECTL_IGN_*; -1 unset */
     int64_t max_range_offset; /* -1: no limit; -2 unset */
     char *tag_header;         /* NULL unset */
     int tag_pass;
@@ -498,8 +504,10 @@ static int path_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             return sh_conf_error(cf, "proxy_cache_path \"%s\" could not be opened (%s)", path,
                                  sh_strerror(rc));
         }
-        sh_conf_warn(cf, "proxy_cache_path \"%s\": the store is not available in this build, "
-                         "responses are not cached", path);
+        sh_conf_warn(cf,
+                     "proxy_cache_path \"%s\": the store is not available in this build, "
+                     "responses are not cached",
+                     path);
     }
     z->next = m->zones;
     m->zones = z;
@@ -668,14 +676,14 @@ typedef struct {
     sh_request_t *r;
     const pc_loc_t *conf;
     const zone_t *zone;
-    int status;          /* ST_* */
-    char *key;           /* the evaluated key (the variant's when the entry varies) */
+    int status; /* ST_* */
+    char *key;  /* the evaluated key (the variant's when the entry varies) */
     size_t key_len;
     size_t base_len;     /* the key without the variant part */
     sh_cache_hit_t *hit; /* the entry found (fresh or not) */
     sh_cache_fill_t *fill;
-    uint64_t lock_tok;   /* the lock we hold, 0: none */
-    uv_timer_t *timer;   /* lock wait */
+    uint64_t lock_tok; /* the lock we hold, 0: none */
+    uv_timer_t *timer; /* lock wait */
     int64_t wait_until;
     uint8_t store : 1;   /* the upstream's response may be stored */
     uint8_t from_up : 1; /* the upstream's head arrived */
@@ -689,7 +697,7 @@ typedef struct {
     int64_t valid_ms; /* absolute */
     char *vary;       /* copy of the Vary value */
     size_t vary_len;
-    sh_buf_t tags;    /* tag words, NUL separated */
+    sh_buf_t tags; /* tag words, NUL separated */
     char *etag;
     size_t etag_len;
     int64_t last_modified;
@@ -820,7 +828,8 @@ static int accepts_ranges(const sh_cache_meta_t *m)
 {
     for (size_t i = 0; i < m->nfields; i++)
         if (m->fields[i].name_len == 13 && strncasecmp(m->fields[i].name, "accept-ranges", 13) == 0)
-            return !(m->fields[i].value_len == 4 && strncasecmp(m->fields[i].value, "none", 4) == 0);
+            return !(m->fields[i].value_len == 4 &&
+                     strncasecmp(m->fields[i].value, "none", 4) == 0);
     return 0;
 }
 
@@ -834,8 +843,8 @@ static void serve(sh_request_t *r, pc_ctx_t *x)
     sh_http1_header_t hs[SH_RESP_FIELDS_MAX];
     size_t n = 0;
     for (size_t i = 0; i < m->nfields && n < SH_RESP_FIELDS_MAX - 80; i++)
-        hs[n++] = (sh_http1_header_t){m->fields[i].name, m->fields[i].name_len,
-                                      m->fields[i].value, m->fields[i].value_len};
+        hs[n++] = (sh_http1_header_t){m->fields[i].name, m->fields[i].name_len, m->fields[i].value,
+                                      m->fields[i].value_len};
     int64_t size = (int64_t)m->body_len;
     int status = m->status;
     unsigned flags = 0;
@@ -887,8 +896,8 @@ static void serve(sh_request_t *r, pc_ctx_t *x)
         flags |= SH_RESP_NO_BODY;
         x->end = x->off;
     }
-    if (sh_response_start(r, status, NULL, 0, hs, n, (int64_t)(status == 206 ? x->end - x->off : (uint64_t)size),
-                          flags) != 0)
+    if (sh_response_start(r, status, NULL, 0, hs, n,
+                          (int64_t)(status == 206 ? x->end - x->off : (uint64_t)size), flags) != 0)
         return;
     serve_body(r);
 }
@@ -926,8 +935,7 @@ static int up_answer(sh_request_t *r, int status, const sh_http1_header_t *hs, s
     if (bit != 0 && x->hit != NULL) {
         const sh_cache_meta_t *m = sh_cache_hit_meta(x->hit);
         int in_window = m->stale_if_error >= 0 && now < m->valid_until + m->stale_if_error;
-        if ((c->use_stale & bit) || (in_window && status < 0) ||
-            (in_window && status >= 500)) {
+        if ((c->use_stale & bit) || (in_window && status < 0) || (in_window && status >= 500)) {
             x->status = ST_STALE;
             return 1;
         }
@@ -1290,7 +1298,8 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
     unsigned lf = r->head_only ? SH_CACHE_LOOKUP_NOBODY : 0;
     uint32_t uses = 0;
     sh_cache_hit_t *hit = NULL;
-    int rc = sh_cache_lookup(cache, x->key, x->base_len, lf | (x->waiting ? SH_CACHE_LOOKUP_NOCOUNT : 0), &hit, &uses);
+    int rc = sh_cache_lookup(cache, x->key, x->base_len,
+                             lf | (x->waiting ? SH_CACHE_LOOKUP_NOCOUNT : 0), &hit, &uses);
     if (rc == 0 && (sh_cache_hit_meta(hit)->flags & EF_VARY_MAIN)) {
         const sh_cache_meta_t *vm = sh_cache_hit_meta(hit);
         char names[16][64];
@@ -1344,8 +1353,7 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
         return go_upstream(r, x, ST_EXPIRED, 1);
     }
     /* a miss: while the key's fill is being committed, wait for it */
-    if (is_committing(x->key, x->base_len) &&
-        (!x->waiting || now < x->wait_until)) {
+    if (is_committing(x->key, x->base_len) && (!x->waiting || now < x->wait_until)) {
         if (start_wait(r, x, now) == 0)
             return SH_PH_PAUSE;
     }
@@ -1520,10 +1528,11 @@ static void emit_zone(sh_cache_t *cache, void *arg)
     static const struct {
         const char *status;
         size_t off;
-    } st[] = {{"hit", offsetof(zstat_t, hits)},         {"miss", offsetof(zstat_t, misses)},
-              {"expired", offsetof(zstat_t, expired)},  {"stale", offsetof(zstat_t, stale)},
-              {"updating", offsetof(zstat_t, updating)}, {"revalidated", offsetof(zstat_t, revalidated)},
-              {"bypass", offsetof(zstat_t, bypass)}};
+    } st[] = {
+        {"hit", offsetof(zstat_t, hits)},          {"miss", offsetof(zstat_t, misses)},
+        {"expired", offsetof(zstat_t, expired)},   {"stale", offsetof(zstat_t, stale)},
+        {"updating", offsetof(zstat_t, updating)}, {"revalidated", offsetof(zstat_t, revalidated)},
+        {"bypass", offsetof(zstat_t, bypass)}};
     for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
         fprintf(e->f, "shoal_cache_requests_total{zone=\"%s\",status=\"%s\"} %llu\n", name,
                 st[i].status,

@@ -622,9 +622,9 @@ static int set_by_conf(const proxy_loc_t *c, const sh_http1_header_t *h)
  * proxy does when caching. */
 static int is_conditional(const sh_http1_header_t *h)
 {
-    static const char *const names[] = {"if-modified-since", "if-unmodified-since",
-                                        "if-none-match",     "if-match",
-                                        "range",             "if-range"};
+    static const char *const names[] = {
+        "if-modified-since", "if-unmodified-since", "if-none-match", "if-match", "range",
+        "if-range"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (name_eq(h, names[i], strlen(names[i])))
             return 1;
