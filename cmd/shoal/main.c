@@ -43,6 +43,7 @@
 #include "node/conn/worker.h"
 #include "node/modules/accesslog.h"
 #include "node/modules/limit_zone.h"
+#include "node/modules/proxy_cache.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/runtime.h"
 #ifdef SHOAL_WITH_CLUSTER
@@ -431,6 +432,13 @@ static void hook_metrics(void *ud, FILE *f)
 {
     (void)ud;
     sh_limit_zone_metrics(f);
+    sh_proxy_cache_metrics(f);
+}
+
+static char *hook_cache_stats(void *ud)
+{
+    (void)ud;
+    return sh_proxy_cache_stats_json();
 }
 
 static void hook_status(void *ud, sh_cluster_node_status_t *out)
@@ -762,7 +770,8 @@ int main(int argc, char **argv)
     uv_async_init(&m.loop, &m.gen_done, gen_done_cb);
     uv_async_init(&m.loop, &m.reload_async, reload_async_cb);
 #ifdef SHOAL_WITH_CLUSTER
-    sh_cluster_hooks_t hooks = {&m, hook_status, hook_upstreams, hook_reload, hook_metrics};
+    sh_cluster_hooks_t hooks = {&m,          hook_status,  hook_upstreams,
+                                hook_reload, hook_metrics, hook_cache_stats};
     rc = sh_cluster_start(rt->main_confs[sh_cluster_module.index], &hooks, &m.cluster);
     if (rc != 0) {
         fprintf(stderr, "shoal: [emerg] the cluster could not start\n");

@@ -16,6 +16,7 @@
 #include "node/modules/limit_conn.h"
 #include "node/modules/limit_req.h"
 #include "node/modules/map.h"
+#include "node/modules/proxy_cache.h"
 #include "node/modules/realip.h"
 #include "node/modules/rewrite.h"
 #include "node/modules/static.h"
@@ -39,6 +40,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_accesslog_module,
     &sh_upstream_module,
     &sh_proxy_module,
+    &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,

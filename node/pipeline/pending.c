@@ -79,20 +79,10 @@ static const sh_conf_cmd_t pending_cmds[] = {
     R("client_body_in_file_only", LOC | SH_CONF_TAKE1, "request bodies would not be kept"),
 
     /* ---- accepted with a warning: tuning ---- */
-    /* cache */
-    W("proxy_cache_path", SH_CTX_HTTP | SH_CONF_2MORE,
-      "no response cache: every request is proxied"),
-    W("proxy_cache", LOC | SH_CONF_TAKE1, "no response cache: every request is proxied"),
-    W("proxy_cache_valid", LOC | SH_CONF_1MORE, "no response cache"),
-    W("proxy_cache_use_stale", LOC | SH_CONF_1MORE, "no response cache"),
-    W("proxy_cache_key", LOC | SH_CONF_TAKE1, "no response cache"),
-    W("proxy_cache_bypass", LOC | SH_CONF_1MORE, "no response cache"),
-    W("proxy_no_cache", LOC | SH_CONF_1MORE, "no response cache"),
-    W("proxy_cache_lock", LOC | SH_CONF_FLAG, "no response cache"),
-    W("proxy_cache_methods", LOC | SH_CONF_1MORE, "no response cache"),
-    W("proxy_cache_min_uses", LOC | SH_CONF_TAKE1, "no response cache"),
-    W("proxy_cache_revalidate", LOC | SH_CONF_FLAG, "no response cache"),
-    W("proxy_cache_background_update", LOC | SH_CONF_FLAG, "no response cache"),
+    /* cache: the refresh of a stale entry is done by the request that finds
+     * it (use_stale updating serves the others meanwhile) */
+    W("proxy_cache_background_update", LOC | SH_CONF_FLAG,
+      "a stale entry is refreshed by the request that finds it, not in the background"),
     /* static files: what is not tuned yet */
     W("open_file_cache", LOC | SH_CONF_TAKE12, "tuning only"),
     W("open_file_cache_valid", LOC | SH_CONF_TAKE1, "tuning only"),
