@@ -26,38 +26,49 @@ import cluster_util as cu
 sh = cu.sh
 
 
-def gnode_conf(name, gossip, admin, keyfile, root, rate, burst, joins=(), zone_extra="global"):
+HOT_RATE = 200    # r/s of the one hot key (zone "hot", path /h/x)
+MANY_RATE = 20    # r/s of each key of zone "many" (path /m/x)
+MANY_KEYS = 10
+BURST_HOT = 20    # 100 ms of the rate: nginx's bucket admits the rate from
+BURST_MANY = 4    # random arrivals only with some burst (see sim_limit.c)
+
+
+def gnode_conf(name, gossip, admin, keyfile, root, joins=()):
     join = ("join %s;" % " ".join(joins)) if joins else ""
     return """
         worker_processes 1;
         events { }
         http {
-            limit_req_zone $http_x_key zone=g:1m rate=%dr/s %s;
+            limit_req_zone $http_x_key zone=hot:1m rate=%dr/s global;
+            limit_req_zone $http_x_key zone=many:1m rate=%dr/s sync;
+            limit_req_status 429;
             server {
                 listen 127.0.0.1:{port};
-                location / { limit_req zone=g burst=%d nodelay; limit_req_status 429; root %s; }
+                root %s;
+                location /h/ { limit_req zone=hot burst=%d nodelay; }
+                location /m/ { limit_req zone=many burst=%d nodelay; }
             }
         }
         cluster {
             name glim; node_name %s; bind %s; admin_listen %s;
             encrypt_key_file %s; profile local; %s
         }
-        """ % (rate, zone_extra, burst, root, name, gossip, admin, keyfile, join)
+        """ % (HOT_RATE, MANY_RATE, root, BURST_HOT, BURST_MANY, name, gossip, admin, keyfile,
+               join)
 
 
 class GNode:
-    def __init__(self, t, ctl, name, keyfile, root, rate, burst, joins=()):
+    def __init__(self, t, ctl, name, keyfile, root, joins=()):
         self.t, self.ctl, self.name = t, ctl, name
         self.http_port, self.gossip_port, self.admin_port = t.port(), t.port(), t.port()
         self.gossip = "127.0.0.1:%d" % self.gossip_port
         self.admin = "127.0.0.1:%d" % self.admin_port
-        self.keyfile, self.root, self.rate, self.burst = keyfile, root, rate, burst
+        self.keyfile, self.root = keyfile, root
         self.joins = list(joins)
         self.node = None
 
     def start(self):
-        conf = gnode_conf(self.name, self.gossip, self.admin, self.keyfile, self.root, self.rate,
-                          self.burst, self.joins)
+        conf = gnode_conf(self.name, self.gossip, self.admin, self.keyfile, self.root, self.joins)
         self.node = self.t.shoal(conf, port=self.http_port)
 
         def admin_up():
@@ -77,21 +88,28 @@ class GNode:
 
 def make_root(t):
     d = os.path.join(t.tmp, "www")
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "x"), "w") as f:
-        f.write("x\n")
+    for sub in ("h", "m"):
+        os.makedirs(os.path.join(d, sub), exist_ok=True)
+        with open(os.path.join(d, sub, "x"), "w") as f:
+            f.write("x\n")
     return d
 
 
-def start_cluster(t, ctl, n, rate, burst, prefix="g"):
+def start_cluster(t, ctl, n, prefix="g"):
     key = cu.write_keys(t, [cu.new_key()])
     root = make_root(t)
     nodes = []
     for i in range(n):
         joins = [nodes[0].gossip] if nodes else []
-        nodes.append(GNode(t, ctl, "%s%d" % (prefix, i), key, root, rate, burst, joins).start())
+        nodes.append(GNode(t, ctl, "%s%d" % (prefix, i), key, root, joins).start())
     wait_members(t, ctl, nodes, n)
     return nodes, key, root
+
+
+def add_node(t, ctl, nodes, key, root, name):
+    n = GNode(t, ctl, name, key, root, [nodes[0].gossip]).start()
+    nodes.append(n)
+    return n
 
 
 def wait_members(t, ctl, nodes, n, timeout=20):
@@ -108,10 +126,11 @@ class Load:
     """threads clients; rate: requests/s offered in all; weights: {port:
     weight}; keys: a function of a random.Random giving the X-Key."""
 
-    def __init__(self, weights, rate, keys, threads=8):
+    def __init__(self, weights, rate, keys, path="/h/x", threads=8):
         self.weights = dict(weights)
         self.rate = rate
         self.keys = keys
+        self.path = path
         self.threads = threads
         self.down = {}          # port -> monotonic time until which it is skipped
         self.counts = {}        # second -> {status: n}
@@ -184,7 +203,7 @@ class Load:
                     if c is None:
                         c = http.client.HTTPConnection("127.0.0.1", port, timeout=3)
                         conns[port] = c
-                    c.request("GET", "/x", headers={"X-Key": key})
+                    c.request("GET", self.path, headers={"X-Key": key})
                     r = c.getresponse()
                     r.read()
                     self._count(r.status)
@@ -255,6 +274,51 @@ def hot_key(rnd):
     return "hot"
 
 
-def many_keys(n):
+def many_keys(n=MANY_KEYS):
     names = ["k%03d" % i for i in range(n)]
     return lambda rnd: rnd.choice(names)
+
+
+def weights_of(nodes, uneven):
+    """Even, or 80% to the first node and the rest spread."""
+    if not uneven or len(nodes) == 1:
+        return {n.http_port: 1.0 for n in nodes}
+    w = {n.http_port: 0.2 / (len(nodes) - 1) for n in nodes[1:]}
+    w[nodes[0].http_port] = 0.8
+    return w
+
+
+CASES = (("hot", False), ("hot", True), ("many", False), ("many", True))
+
+
+def allowed_of(kind):
+    return HOT_RATE if kind == "hot" else MANY_RATE * MANY_KEYS
+
+
+def measure(t, nodes, kind, uneven, warm=2, secs=4, over=2.0):
+    """Offer `over` times the allowed rate for warm+secs seconds; the
+    admitted per second over the whole seconds [warm, warm+secs) of the
+    load's clock, their mean and its error."""
+    allowed = allowed_of(kind)
+    load = Load(weights_of(nodes, uneven), allowed * over,
+                hot_key if kind == "hot" else many_keys(),
+                path="/h/x" if kind == "hot" else "/m/x").start()
+    try:
+        time.sleep(warm + secs + 0.1)
+    finally:
+        load.stop()
+    mean, xs = load.admitted(warm, warm + secs)
+    off = load.offered(warm, warm + secs)
+    err = (mean - allowed) / float(allowed)
+    return {"nodes": len(nodes), "kind": kind, "traffic": "80% one node" if uneven else "even",
+            "allowed": allowed, "offered": off, "admitted": mean, "err": err, "seconds": xs}
+
+
+def row(r):
+    return "%-5d %-5s %-13s %7d %8.0f %9.1f %+7.1f%%  %s" % (
+        r["nodes"], r["kind"], r["traffic"], r["allowed"], r["offered"], r["admitted"],
+        r["err"] * 100, r["seconds"])
+
+
+HEADER = "%-5s %-5s %-13s %7s %8s %9s %8s  %s" % ("nodes", "keys", "traffic", "allowed",
+                                                  "offered", "admitted", "error", "per second")

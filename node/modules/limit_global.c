@@ -135,6 +135,7 @@ typedef struct {
     int self;
     uint64_t excl_until; /* passed over as an owner until then */
     uint64_t wait_since; /* a report to it is unanswered since (0: none) */
+    uint64_t changed;    /* when its status last changed (engine clock) */
 } member_t;
 
 typedef struct {
@@ -279,7 +280,6 @@ static member_t *member_get(sh_lg_t *g, const char *name)
 
 void sh_lg_member(sh_lg_t *g, const char *name, int status, uint64_t now)
 {
-    (void)now;
     member_t *m = member_get(g, name);
     if (m == NULL) {
         if (g->nm == g->capm) {
@@ -297,6 +297,7 @@ void sh_lg_member(sh_lg_t *g, const char *name, int status, uint64_t now)
         status = 0; /* we are alive to ourselves, whatever a peer said */
     if (m->status != status) {
         m->status = status;
+        m->changed = now;
         m->wait_since = 0;
         g->owners_stale = 1;
     }
@@ -448,6 +449,8 @@ static void share_compute(sh_lg_t *g, uint64_t now)
         const member_t *m = &g->m[i];
         if (m->status == 3 || m->status < 0)
             continue; /* left: not ours to share with */
+        if (m->status == 2 && (m->changed == 0 || now - m->changed >= SH_LG_DEAD_HOLD_MS))
+            continue; /* failed long ago: the cluster is what is left */
         known++;
         heard += m->status == 0 && (m->self || m->excl_until <= now);
     }
@@ -900,7 +903,7 @@ static void svc_member(void *ud, sh_service_t *svc, const sh_service_member_t *m
     (void)svc;
     (void)old;
     if (engine != NULL)
-        sh_lg_member(engine, m->name, m->status, 0);
+        sh_lg_member(engine, m->name, m->status, engine->now);
 }
 
 static char *svc_admin(void *ud, sh_service_t *svc, const char *query)

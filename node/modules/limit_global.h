@@ -30,7 +30,10 @@
  * failed members count as not heard, left ones not at all) admits its
  * share, rate * heard / known; with half or more it takes the whole rate
  * (a majority cannot tell a partition from failed nodes, and failed nodes
- * must not keep their share). An owner that does not answer a report
+ * must not keep their share). A failed member counts as known but unheard
+ * for SH_LG_DEAD_HOLD_MS after SWIM declared it dead, then not at all: a
+ * minority cut off for longer takes the whole rate (it cannot tell the
+ * others from dead ones forever). An owner that does not answer a report
  * within 300 ms is passed over for 2 s (its shards move). Shown in
  * /metrics (shoal_limit_global_degraded, _share), in the log (each
  * change) and by `nodectl limits`.
@@ -62,6 +65,7 @@
 #define SH_LG_MAX_ITEMS     512u /* keys per message at most */
 #define SH_LG_NOREPLY_MS    300u /* an owner silent this long is passed over */
 #define SH_LG_EXCLUDE_MS    2000u
+#define SH_LG_DEAD_HOLD_MS  30000u /* a failed member counts as unheard this long */
 #define SH_LG_HDR           16u
 #define SH_LG_MAX_ITEM_SIZE 18u
 
