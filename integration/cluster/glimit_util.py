@@ -134,6 +134,7 @@ class Load:
         self.threads = threads
         self.down = {}          # port -> monotonic time until which it is skipped
         self.counts = {}        # second -> {status: n}
+        self.by_port = {}       # second -> {port: 200s}
         self.mu = threading.Lock()
         self.stop_ev = threading.Event()
         self.ths = []
@@ -173,11 +174,21 @@ class Load:
                 return p
         return w[-1][0]
 
-    def _count(self, status):
+    def _count(self, status, port=None):
         sec = int(time.monotonic() - self.t0)
         with self.mu:
             c = self.counts.setdefault(sec, {})
             c[status] = c.get(status, 0) + 1
+            if status == 200 and port is not None:
+                p = self.by_port.setdefault(sec, {})
+                p[port] = p.get(port, 0) + 1
+
+    def admitted_by(self, ports, t0, t1):
+        """Mean 200s per second from the given ports over [t0, t1)."""
+        with self.mu:
+            xs = [sum(self.by_port.get(s, {}).get(p, 0) for p in ports)
+                  for s in range(int(t0), int(t1))]
+        return (sum(xs) / float(len(xs)) if xs else 0.0), xs
 
     def _run(self, i):
         rnd = random.Random(i * 7919 + 1)
@@ -206,7 +217,7 @@ class Load:
                     c.request("GET", self.path, headers={"X-Key": key})
                     r = c.getresponse()
                     r.read()
-                    self._count(r.status)
+                    self._count(r.status, port)
                     break
                 except (OSError, http.client.HTTPException):
                     try:
