@@ -417,6 +417,8 @@ static size_t per_msg(const sh_lg_t *g)
 
 static void send_reports(sh_lg_t *g, zone_t *x, uint64_t now)
 {
+    if (g->nout == 0)
+        return;
     qsort(g->out, g->nout, sizeof(out_t), out_cmp);
     size_t k = per_msg(g);
     for (size_t i = 0; i < g->nout;) {

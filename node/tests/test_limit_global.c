@@ -106,7 +106,7 @@ static sh_limit_zone_t *z[NE];
 static void engines(unsigned n)
 {
     sh_lg_io_t io = {NULL, io_send, NULL, 1300};
-    char name[8];
+    char name[16];
     for (unsigned i = 0; i < n; i++) {
         snprintf(name, sizeof(name), "n%u", i);
         g[i] = sh_lg_create(name, &io);
@@ -138,7 +138,7 @@ static void deliver(uint64_t now)
     memcpy(batch, q, n * sizeof(msg_t));
     nq = 0;
     for (unsigned i = 0; i < n; i++) {
-        char from[8];
+        char from[16];
         snprintf(from, sizeof(from), "n%u", batch[i].from);
         cur = batch[i].to;
         sh_lg_recv(g[batch[i].to], from, batch[i].data, batch[i].len, now);
