@@ -45,6 +45,7 @@
 #include "node/modules/limit_zone.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/runtime.h"
+#include "node/proxy/health.h"
 #ifdef SHOAL_WITH_CLUSTER
 #include "cluster/cluster.h"
 #endif
@@ -431,6 +432,7 @@ static void hook_metrics(void *ud, FILE *f)
 {
     (void)ud;
     sh_limit_zone_metrics(f);
+    sh_health_metrics(f);
 }
 
 static void hook_status(void *ud, sh_cluster_node_status_t *out)
@@ -783,6 +785,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "shoal: [emerg] could not start the workers\n");
         return 1;
     }
+    if (sh_health_start() != 0) {
+        fprintf(stderr, "shoal: [emerg] could not start the health checks\n");
+        return 1;
+    }
     sh_log_notice("shoal %s started: %d worker%s, configuration %s", SHOAL_VERSION, nworkers,
                   nworkers == 1 ? "" : "s", shown);
     sd_notify(0, "READY=1"); /* listeners, workers and the cluster thread are up */
@@ -797,6 +803,7 @@ int main(int argc, char **argv)
 #ifdef SHOAL_WITH_CLUSTER
     sh_cluster_stop(m.cluster, 2000);
 #endif
+    sh_health_stop();
     for (int i = 0; i < NSIGS; i++)
         uv_close((uv_handle_t *)&m.sigs[i], NULL);
     uv_close((uv_handle_t *)&m.gen_done, NULL);

@@ -22,6 +22,7 @@
 #include "node/modules/status.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/runtime.h"
+#include "node/proxy/health.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/upstream.h"
 
@@ -39,6 +40,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_accesslog_module,
     &sh_upstream_module,
     &sh_proxy_module,
+    &sh_health_module, /* after upstream and proxy: its load reads both */
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,
