@@ -951,6 +951,7 @@ static void get_metrics(adconn *a)
            "Event streams closed for not reading.", c->events_dropped);
     if (c->hooks.metrics)
         c->hooks.metrics(c->hooks.ud, f);
+    sh_cluster__services_metrics(c, f);
     fclose(f);
     respond(a, 200, "text/plain; version=0.0.4", buf, NULL);
 }
@@ -1037,6 +1038,14 @@ static void route(adconn *a, const char *method, char *path)
                                        "/metrics",      "/nginx_status", NULL};
     static const char *const posts[] = {"/v1/join", "/v1/leave", "/v1/force-leave", "/v1/reload",
                                         NULL};
+    char *svc_json = NULL; /* a service's own path (service.h) */
+    if (get && sh_cluster__services_admin(c, path, query, &svc_json)) {
+        if (svc_json != NULL)
+            respond(a, 200, "application/json", svc_json, NULL);
+        else
+            respond(a, 500, NULL, NULL, "the service gave no answer");
+        return;
+    }
     int is_get = 0, is_post = strncmp(path, "/v1/keyring/", 12) == 0;
     for (int i = 0; gets[i]; i++)
         is_get |= strcmp(path, gets[i]) == 0;

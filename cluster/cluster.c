@@ -524,6 +524,7 @@ static void thread_main(void *arg)
         _exit(1);
     /* the first join round here, not in sh_cluster_start: libuv's pool
      * threads it may start inherit this thread's (dropped) credentials */
+    sh_cluster__services_run(c);
     join_round(c);
     reschedule(c);
     uv_run(&c->loop, UV_RUN_DEFAULT);
@@ -533,6 +534,7 @@ static void thread_main(void *arg)
 static void t_notify(void *ud, const sh_swim_member_t *m, int old)
 {
     sh_cluster_t *c = ud;
+    sh_cluster__services_member(c, m, old);
     if (strcmp(m->name, c->conf->node_name) != 0) {
         /* what an operator must see, at its level (issue 16) */
         if (m->status == SH_SWIM_ALIVE)
@@ -667,7 +669,9 @@ int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t *
     sh_keysync_attach(c->ks, c->swim);
     if ((rc = bind_all(c)) != 0)
         goto fail_bind;
+    sh_cluster__services_start(c);
     if (uv_thread_create(&c->thread, thread_main, c) != 0) {
+        sh_cluster__services_stop(c);
         rc = SH_EIO;
         goto fail_bind;
     }
@@ -700,6 +704,7 @@ void sh_cluster_stop(sh_cluster_t *c, uint64_t timeout_ms)
     c->stop_timeout = timeout_ms;
     uv_async_send(&c->stop_async);
     uv_thread_join(&c->thread);
+    sh_cluster__services_stop(c);
     /* The thread is gone: close what is left from this thread. */
     uv_walk(&c->loop, close_all, c);
     uv_run(&c->loop, UV_RUN_DEFAULT);
