@@ -47,6 +47,9 @@
 #include "node/pipeline/runtime.h"
 #include "node/proxy/health.h"
 #ifdef SHOAL_WITH_CLUSTER
+#include "node/proxy/health_gossip.h"
+#endif
+#ifdef SHOAL_WITH_CLUSTER
 #include "cluster/cluster.h"
 #endif
 
@@ -764,6 +767,8 @@ int main(int argc, char **argv)
     uv_async_init(&m.loop, &m.gen_done, gen_done_cb);
     uv_async_init(&m.loop, &m.reload_async, reload_async_cb);
 #ifdef SHOAL_WITH_CLUSTER
+    if (sh_health_gossip_register() != 0)
+        sh_log_warn("health: the health channel could not be registered; health stays local");
     sh_cluster_hooks_t hooks = {&m, hook_status, hook_upstreams, hook_reload, hook_metrics};
     rc = sh_cluster_start(rt->main_confs[sh_cluster_module.index], &hooks, &m.cluster);
     if (rc != 0) {

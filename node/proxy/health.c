@@ -22,6 +22,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/privs.h"
 #include "node/pipeline/http_conf.h"
 #include "node/proxy/health_match.h"
 #include "node/proxy/proxy.h"
@@ -33,7 +34,9 @@ typedef struct hc_check_s {
     _Atomic int refs;
     uint64_t interval, jitter;
     int fails, passes;
-    int port; /* 0: the server's */
+    int port;    /* 0: the server's */
+    int probers; /* nodes probing each server in a cluster */
+    int quorum;  /* failing observers that take it out; 0: a majority */
     char *uri;
     char *host; /* Host: the group name, as $proxy_host */
     sh_hc_match_t *match;
@@ -83,7 +86,7 @@ static struct {
     pthread_mutex_t mu;
     sh_hc_peer_t *peers;
     char self[64];
-    int probers, quorum; /* probers 0: every node probes */
+    uint64_t last_seq;
     char (*members)[64];
     size_t nmembers;
     uint64_t version;
@@ -184,7 +187,7 @@ static int is_member(const char *name)
  * with member indexes; returns how many. */
 static size_t choose_probers(const sh_hc_peer_t *e, size_t *out, size_t max)
 {
-    size_t k = G.probers > 0 ? (size_t)G.probers : G.nmembers;
+    size_t k = e->check != NULL ? (size_t)e->check->probers : SH_HC_PROBERS;
     if (k > G.nmembers)
         k = G.nmembers;
     if (k > max)
@@ -256,7 +259,7 @@ static int decide(sh_hc_peer_t *e, uint64_t now, change_t *ch)
     }
     e->prober = e->check != NULL && self_in;
     e->nprobers = (uint8_t)np;
-    int q = G.quorum > 0 ? G.quorum : (int)np / 2 + 1;
+    int q = e->check != NULL && e->check->quorum > 0 ? e->check->quorum : (int)np / 2 + 1;
     if (q > (int)np && np > 0)
         q = (int)np;
     e->quorum = (uint8_t)q;
@@ -623,6 +626,11 @@ static void stop_cb(uv_async_t *a)
 static void thread_main(void *arg)
 {
     (void)arg;
+    /* `user`: the probes never run as root (core/privs.h); fail closed */
+    if (sh_privs_drop_thread() != 0) {
+        sh_log_err("health: the probe thread could not switch user; no active checks");
+        return;
+    }
     uv_run(&G.loop, UV_RUN_DEFAULT);
 }
 
@@ -744,6 +752,54 @@ void sh_hc_json(const sh_hc_peer_t *cp, sh_buf_t *b)
     pthread_mutex_unlock(&G.mu);
 }
 
+char *sh_health_json_all(void)
+{
+    sh_buf_t b = {0};
+    sh_buf_appends(&b, "[");
+    /* the entries outlive this call: only the probe thread frees, and
+     * only entries no configuration holds; list them under the lock */
+    pthread_mutex_lock(&G.mu);
+    size_t n = 0;
+    for (sh_hc_peer_t *e = G.peers; e != NULL; e = e->next)
+        n += e->refs > 0;
+    sh_hc_peer_t **list = sh_calloc(n ? n : 1, sizeof(*list));
+    n = 0;
+    for (sh_hc_peer_t *e = G.peers; e != NULL; e = e->next)
+        if (e->refs > 0) {
+            e->refs++; /* held while listed */
+            list[n++] = e;
+        }
+    pthread_mutex_unlock(&G.mu);
+    for (size_t i = 0; i < n; i++) {
+        sh_buf_appends(&b, i ? ",{\"upstream\":" : "{\"upstream\":");
+        json_text(&b, list[i]->ups);
+        sh_buf_appends(&b, ",\"server\":");
+        json_text(&b, list[i]->server);
+        sh_buf_appends(&b, ",\"health\":");
+        sh_hc_json(list[i], &b);
+        sh_buf_appends(&b, "}");
+    }
+    pthread_mutex_lock(&G.mu);
+    for (size_t i = 0; i < n; i++)
+        list[i]->refs--;
+    pthread_mutex_unlock(&G.mu);
+    sh_free(list);
+    sh_buf_appends(&b, "]");
+    char *out = strndup(b.data, b.len);
+    sh_buf_dispose(&b);
+    if (out == NULL)
+        abort();
+    return out;
+}
+
+uint64_t sh_health_version(void)
+{
+    pthread_mutex_lock(&G.mu);
+    uint64_t v = G.version;
+    pthread_mutex_unlock(&G.mu);
+    return v;
+}
+
 static void metric_esc(FILE *f, const char *s)
 {
     for (; *s; s++) {
@@ -812,12 +868,10 @@ void sh_health_set_notify(void (*fn)(void *, const char *, const char *, const c
     pthread_mutex_unlock(&G.mu);
 }
 
-void sh_health_set_cluster(const char *self, int probers, int quorum)
+void sh_health_set_self(const char *self)
 {
     pthread_mutex_lock(&G.mu);
     snprintf(G.self, sizeof(G.self), "%s", self ? self : "");
-    G.probers = probers;
-    G.quorum = quorum;
     pthread_mutex_unlock(&G.mu);
 }
 
@@ -858,7 +912,9 @@ void sh_health_forget(const char *node)
 
 /*
  * The wire form of one node's observations (little-endian):
- *   u8 magic 'H', u8 format 1, u16 count, u64 seq,
+ *   u8 name length, the origin's name (gossip relays: the sender is not
+ *   the origin), u8 magic 'H', u8 format 1, u16 count, u64 seq (wall
+ *   clock ms or the last + 1: a restarted node's words are newer),
  *   count x { u64 server key hash, u8 active (SH_HC_*), u8 flags (1 passive, 2 prober) }
  * Only servers with something to say are listed (probed, or passive down).
  */
@@ -888,7 +944,11 @@ uint8_t *sh_health_encode_local(size_t *len, uint64_t *version)
         n += e->refs > 0;
     if (n > 4096)
         n = 4096;
-    uint8_t *out = sh_malloc(HDR_LEN + n * REC_LEN);
+    size_t nl = strlen(G.self);
+    uint8_t *buf = sh_malloc(1 + nl + HDR_LEN + n * REC_LEN);
+    buf[0] = (uint8_t)nl;
+    memcpy(buf + 1, G.self, nl);
+    uint8_t *out = buf + 1 + nl;
     size_t k = 0;
     for (sh_hc_peer_t *e = G.peers; e != NULL && k < n; e = e->next) {
         if (e->refs == 0)
@@ -906,16 +966,31 @@ uint8_t *sh_health_encode_local(size_t *len, uint64_t *version)
     out[1] = 1;
     out[2] = (uint8_t)(k & 0xff);
     out[3] = (uint8_t)(k >> 8);
-    put_u64(out + 4, G.version);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t seq = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    if (seq <= G.last_seq)
+        seq = G.last_seq + 1;
+    G.last_seq = seq;
+    put_u64(out + 4, seq);
     if (version != NULL)
         *version = G.version;
     pthread_mutex_unlock(&G.mu);
-    *len = HDR_LEN + k * REC_LEN;
-    return out;
+    *len = 1 + nl + HDR_LEN + k * REC_LEN;
+    return buf;
 }
 
-int sh_health_merge_remote(const char *from, const uint8_t *data, size_t len)
+int sh_health_merge_remote(const uint8_t *data, size_t len)
 {
+    char from[64];
+    if (len < 1 || data[0] == 0 || data[0] >= sizeof(from) || len < 1u + data[0])
+        return SH_EPARSE;
+    memcpy(from, data + 1, data[0]);
+    from[data[0]] = '\0';
+    if (strlen(from) != data[0])
+        return SH_EPARSE;
+    len -= 1u + data[0];
+    data += 1u + data[0];
     if (len < HDR_LEN || data[0] != 'H' || data[1] != 1)
         return SH_EPARSE;
     size_t k = (size_t)data[2] | (size_t)data[3] << 8;
@@ -945,11 +1020,10 @@ int sh_health_merge_remote(const char *from, const uint8_t *data, size_t len)
         snprintf(o->node, sizeof(o->node), "%s", from);
         o->seq = 0;
         changed = 1;
-    } else if (seq < o->seq) {
+    } else if (seq <= o->seq) {
         pthread_mutex_unlock(&G.mu);
         return 0; /* older than what we have */
     }
-    changed |= seq != o->seq;
     o->seq = seq;
     /* every entry: what the message says, or nothing (the node has no word) */
     for (sh_hc_peer_t *e = G.peers; e != NULL; e = e->next) {
@@ -982,7 +1056,8 @@ int sh_health_merge_remote(const char *from, const uint8_t *data, size_t len)
     decide_all(&cs);
     pthread_mutex_unlock(&G.mu);
     tell(cs.ch, cs.n);
-    return changed;
+    (void)changed;
+    return 1; /* a newer word of its origin: spread it */
 }
 
 /* ------------------------------------------------------ configuration -- */
@@ -1089,6 +1164,7 @@ static int hc_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     c->interval = 5000;
     c->fails = 1;
     c->passes = 1;
+    c->probers = SH_HC_PROBERS;
     c->file = n->file;
     c->line = n->line;
     char *match_name = NULL;
@@ -1119,6 +1195,13 @@ static int hc_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             match_name = sh_strdup(a + 6);
         } else if (strncmp(a, "port=", 5) == 0) {
             if (sh_conf_parse_int(a + 5, &c->port) != 0 || c->port < 1 || c->port > 65535)
+                rc = -1;
+        } else if (strncmp(a, "probers=", 8) == 0) {
+            if (sh_conf_parse_int(a + 8, &c->probers) != 0 || c->probers < 1 ||
+                c->probers > SH_HC_MAX_OBS)
+                rc = -1;
+        } else if (strncmp(a, "quorum=", 7) == 0) {
+            if (sh_conf_parse_int(a + 7, &c->quorum) != 0 || c->quorum < 1)
                 rc = -1;
         } else if (strcmp(a, "mandatory") == 0) {
             c->mandatory = 1;

@@ -54,6 +54,11 @@ int sh_hc_out(const sh_hc_peer_t *p);
  * (nginx's max_fails rule, upstream.c). Any thread; no lock. */
 void sh_hc_passive_down(sh_hc_peer_t *p, uint64_t fail_timeout_ms);
 
+/* The `health_check` parameters beyond NGINX Plus's: probers=N (nodes
+ * probing each server, default SH_HC_PROBERS) and quorum=N (failing
+ * observers that take a server out cluster-wide; default a majority of
+ * the probers). */
+
 /* Start (and stop) the probe thread. Main thread of the node; start after
  * the first configuration is loaded, stop before exit. */
 int sh_health_start(void);
@@ -62,6 +67,10 @@ void sh_health_stop(void);
 /* The server's health as a JSON object (the "health" member of a server
  * in /v1/upstreams): local and cluster state, probers, observations. */
 void sh_hc_json(const sh_hc_peer_t *p, sh_buf_t *b);
+
+/* Every server's health as a JSON array (GET /v1/health): malloc'd text,
+ * freed with free(). */
+char *sh_health_json_all(void);
 
 /* Prometheus lines of every checked server (/metrics). Any thread. */
 void sh_health_metrics(FILE *f);
@@ -81,20 +90,24 @@ typedef struct {
     uint64_t seen;   /* local monotonic ms of the last word */
 } sh_hc_obs_t;
 
-/* The settings of the cluster side (cluster block: health_probers,
- * health_quorum). probers 0: every node probes (no cluster). */
-void sh_health_set_cluster(const char *self, int probers, int quorum);
+#define SH_HC_PROBERS 3 /* default probers= of health_check */
+
+/* This node's name in the cluster (set when the cluster side starts). */
+void sh_health_set_self(const char *self);
 
 /* The live members (names; self included), for the rendezvous choice of
  * probers. Called by the cluster side when membership changes. */
 void sh_health_set_members(const char *const *names, size_t n);
 
-/* Encode this node's observations of every server (sh_malloc'd, *len);
- * version is bumped by each change. NULL when there is nothing. */
+/* Encode this node's observations of every server, with its name
+ * (sh_malloc'd, *len); *version is bumped by each change to publish. */
 uint8_t *sh_health_encode_local(size_t *len, uint64_t *version);
-/* Merge a node's observations (as encoded); returns 1 if anything
- * changed. SH_EPARSE on a malformed message. */
-int sh_health_merge_remote(const char *from, const uint8_t *data, size_t len);
+/* Merge a node's observations (as encoded; the origin is in the
+ * message); 1 if it was new, 0 if known or older, SH_EPARSE when
+ * malformed. */
+int sh_health_merge_remote(const uint8_t *data, size_t len);
+/* The version of this node's observations (bumped by each change). */
+uint64_t sh_health_version(void);
 /* Forget what a node said (it left or died). */
 void sh_health_forget(const char *node);
 
