@@ -47,6 +47,7 @@
 #include "node/pipeline/runtime.h"
 #include "node/proxy/health.h"
 #ifdef SHOAL_WITH_CLUSTER
+#include "node/conn/tls_tickets_sync.h"
 #include "node/proxy/health_gossip.h"
 #endif
 #ifdef SHOAL_WITH_CLUSTER
@@ -769,6 +770,8 @@ int main(int argc, char **argv)
 #ifdef SHOAL_WITH_CLUSTER
     if (sh_health_gossip_register() != 0)
         sh_log_warn("health: the health channel could not be registered; health stays local");
+    if (sh_tls_tickets_sync_register() != 0)
+        sh_log_warn("tls: the ticket-key channel could not be registered; ticket keys stay local");
     sh_cluster_hooks_t hooks = {&m, hook_status, hook_upstreams, hook_reload, hook_metrics};
     rc = sh_cluster_start(rt->main_confs[sh_cluster_module.index], &hooks, &m.cluster);
     if (rc != 0) {

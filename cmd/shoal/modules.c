@@ -7,6 +7,7 @@
 
 #include "node/conn/http2.h"
 #include "node/conn/tls.h"
+#include "node/conn/tls_tickets.h"
 #include "node/modules/access.h"
 #include "node/modules/accesslog.h"
 #include "node/modules/errpage.h"
@@ -50,6 +51,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_static_module, /* after every other content handler */
     &sh_errpage_module,
     &sh_ssl_module,
+    &sh_tls_tickets_module,
     &sh_headers_module,
     &sh_expires_module,
     &sh_gzip_module,
