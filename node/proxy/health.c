@@ -257,7 +257,16 @@ static int decide(sh_hc_peer_t *e, uint64_t now, change_t *ch)
             if (strcmp(G.members[idx[i]], G.self) == 0)
                 self_in = 1;
     }
-    e->prober = e->check != NULL && self_in;
+    int prober = e->check != NULL && self_in;
+    if (e->prober && !prober) {
+        /* no longer ours to probe: what we saw ages here, not on the wire */
+        e->local = SH_HC_UNKNOWN;
+        e->fail_row = e->pass_row = 0;
+        G.version++;
+    } else if (!e->prober && prober) {
+        e->due = 0; /* probe at once */
+    }
+    e->prober = (uint8_t)prober;
     e->nprobers = (uint8_t)np;
     int q = e->check != NULL && e->check->quorum > 0 ? e->check->quorum : (int)np / 2 + 1;
     if (q > (int)np && np > 0)
@@ -1006,7 +1015,9 @@ int sh_health_merge_remote(const uint8_t *data, size_t len)
     changes_t cs = {.n = 0};
     int changed = 0;
     pthread_mutex_lock(&G.mu);
-    if (strcmp(from, G.self) == 0) {
+    if (strcmp(from, G.self) == 0 || !is_member(from)) {
+        /* ourselves, or not a live member (yet): nothing kept, so the
+         * table of origins stays bounded by the membership */
         pthread_mutex_unlock(&G.mu);
         return 0;
     }
