@@ -103,7 +103,7 @@ static const cmd_help_t helps[] = {
      "result, +passive when its passive health has it out)."},
     {"monitor", "monitor [--json]",
      "Follow the node's event stream (member-join, member-leave, member-failed,\n"
-     "member-suspect, member-alive, keyring, reload) until interrupted. --json prints\n"
+     "member-suspect, member-alive, keyring, reload, health) until interrupted. --json prints\n"
      "each event's JSON on its own line."},
     {"stats", "stats [--json]", "Gossip counters: packets, refusals by reason, health."},
     {"version", "version", "Print nodectl's version."},

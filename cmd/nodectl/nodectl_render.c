@@ -275,8 +275,8 @@ static void table(FILE *out, const char *const *hd, int ncols, char **cells, siz
  * server that is checked or that someone reported failing. */
 static void render_health(FILE *out, const json_t *ups, int color)
 {
-    static const char *const hh[] = {"UPSTREAM", "SERVER", "CLUSTER", "HERE", "PROBED BY",
-                                     "OBSERVED"};
+    static const char *const hh[] = {"UPSTREAM", "SERVER",    "CLUSTER",
+                                     "HERE",     "PROBED BY", "OBSERVED"};
     enum { NH = 6 };
     size_t nrows = 0, cap = 16, i, k, q;
     char **cells = malloc(cap * NH * sizeof(char *));
@@ -303,8 +303,12 @@ static void render_health(FILE *out, const json_t *ups, int color)
             char pb[256] = "", ob[512] = "";
             size_t pl = 0, ol = 0;
             json_array_foreach(json_object_get(h, "probed_by"), q, o)
-            pl += (size_t)snprintf(pb + pl, pl < sizeof(pb) ? sizeof(pb) - pl : 0, "%s%s",
-                                   q ? "," : "", json_string_value(o) ? json_string_value(o) : "?");
+            {
+                const char *pn = json_string_value(o);
+                if (pl < sizeof(pb))
+                    pl += (size_t)snprintf(pb + pl, sizeof(pb) - pl, "%s%s", q ? "," : "",
+                                           pn ? pn : "?");
+            }
             json_array_foreach(obs, q, o)
             {
                 const char *act = str_or(o, "active", "unknown");
@@ -313,8 +317,8 @@ static void render_health(FILE *out, const json_t *ups, int color)
                     ol += (size_t)snprintf(
                         ob + ol, sizeof(ob) - ol, "%s%s:%s%s%s", q ? " " : "",
                         str_or(o, "node", "?"), strcmp(act, "unknown") == 0 ? "-" : act,
-                        pas ? "+passive" : "", json_is_true(json_object_get(o, "stale")) ? "(stale)"
-                                                                                         : "");
+                        pas ? "+passive" : "",
+                        json_is_true(json_object_get(o, "stale")) ? "(stale)" : "");
             }
             rw[0] = strdup(name);
             rw[1] = strdup(str_or(sv, "addr", "?"));

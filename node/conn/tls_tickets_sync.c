@@ -168,8 +168,8 @@ static char *t_admin(void *ud, sh_service_t *svc, const char *query)
         for (int b = 0; b < 4; b++)
             sprintf(id + 2 * b, "%02x", ks[i].name[b]);
         /* the key name's first bytes only: never the secrets */
-        o += (size_t)sprintf(out + o, "%s{\"id\":\"%s\",\"age_ms\":%llu,\"origin\":\"", i ? "," : "",
-                             id, (unsigned long long)(now - ks[i].created));
+        o += (size_t)sprintf(out + o, "%s{\"id\":\"%s\",\"age_ms\":%llu,\"origin\":\"",
+                             i ? "," : "", id, (unsigned long long)(now - ks[i].created));
         for (const char *p = ks[i].origin; *p; p++)
             if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
                 out[o++] = *p;

@@ -164,8 +164,7 @@ int sh_hc_out(const sh_hc_peer_t *p)
 void sh_hc_passive_down(sh_hc_peer_t *p, uint64_t fail_timeout_ms)
 {
     if (p != NULL)
-        atomic_store_explicit(&p->passive_until, mono_ms() + fail_timeout_ms,
-                              memory_order_relaxed);
+        atomic_store_explicit(&p->passive_until, mono_ms() + fail_timeout_ms, memory_order_relaxed);
 }
 
 static const char *state_text(int s)
@@ -310,7 +309,9 @@ static int decide(sh_hc_peer_t *e, uint64_t now, change_t *ch)
     atomic_store_explicit(&e->out, out, memory_order_relaxed);
     ch->ups = e->ups;
     ch->server = e->server;
-    ch->state = out ? (cluster == SH_HC_DOWN ? "down" : e->passed ? "down (this node)" : "checking")
+    ch->state = out ? (cluster == SH_HC_DOWN ? "down"
+                       : e->passed           ? "down (this node)"
+                                             : "checking")
                     : "up";
     ch->why = e->why;
     return out != was;
@@ -436,8 +437,8 @@ static void probe_result(probe_t *p, int ok, const char *why)
     if (before != e->local) {
         G.version++;
         if (e->local == SH_HC_DOWN)
-            sh_log_warn("health: check of %s in upstream \"%s\" failed (%s), failing here", e->server,
-                        e->ups, why);
+            sh_log_warn("health: check of %s in upstream \"%s\" failed (%s), failing here",
+                        e->server, e->ups, why);
     }
     change_t c;
     if (decide(e, mono_ms(), &c))
@@ -727,8 +728,7 @@ void sh_hc_json(const sh_hc_peer_t *cp, sh_buf_t *b)
         sh_buf_appends(b, "{\"node\":");
         json_text(b, G.self[0] ? G.self : "self");
         sh_buf_appendf(b, ",\"self\":true,\"prober\":%s,\"active\":\"%s\",\"passive\":%s}",
-                       e->prober ? "true" : "false",
-                       e->prober ? state_text(e->local) : "unknown",
+                       e->prober ? "true" : "false", e->prober ? state_text(e->local) : "unknown",
                        atomic_load(&e->passive_until) > now ? "true" : "false");
         first = 0;
     }
@@ -1264,8 +1264,9 @@ static int hc_postconf(sh_conf_t *cf, sh_http_main_t *hm)
         const sh_upstream_t *cu = sh_proxy_loc_upstream(lc->loc);
         if (cu == NULL || um == NULL) {
             sh_free(of);
-            return sh_conf_error(cf, "%s:%u: \"health_check\" needs \"proxy_pass\" to an upstream "
-                                     "in its location",
+            return sh_conf_error(cf,
+                                 "%s:%u: \"health_check\" needs \"proxy_pass\" to an upstream "
+                                 "in its location",
                                  lc->chk->file, lc->chk->line);
         }
         if (of[cu->index] != NULL) {

@@ -227,8 +227,7 @@ static const sh_http1_header_t *find_header(const sh_http1_response_t *r, const 
     return NULL;
 }
 
-static int cond_holds(const cond_t *c, const sh_http1_response_t *r, const char *body,
-                      size_t blen)
+static int cond_holds(const cond_t *c, const sh_http1_response_t *r, const char *body, size_t blen)
 {
     int ok = 0;
     switch (c->kind) {
@@ -254,8 +253,7 @@ static int cond_holds(const cond_t *c, const sh_http1_response_t *r, const char 
     return c->neg ? !ok : ok;
 }
 
-int sh_hc_match_test(const sh_hc_match_t *m, const char *resp, size_t len, char *why,
-                     size_t whylen)
+int sh_hc_match_test(const sh_hc_match_t *m, const char *resp, size_t len, char *why, size_t whylen)
 {
     sh_http1_header_t hdrs[100];
     sh_http1_response_t r = {.headers = hdrs, .max_headers = sizeof(hdrs) / sizeof(hdrs[0])};

@@ -61,7 +61,8 @@ static int passes(const sh_hc_match_t *m, const char *resp)
     return sh_hc_match_test(m, resp, strlen(resp), why, sizeof(why));
 }
 
-#define R200 "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Ready: yes\r\nContent-Length: 5\r\n\r\nhello"
+#define R200                                                                                       \
+    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Ready: yes\r\nContent-Length: 5\r\n\r\nhello"
 #define R302 "HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n"
 #define R503 "HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"
 
@@ -372,7 +373,7 @@ static void test_ticket_keys(void **state)
     assert_int_equal(sh_tls_tickets_merge(b, n), 1);
     sh_tls_shared_key_t ks[SH_TLS_TICKET_KEYS + 1];
     size_t got = sh_tls_tickets_list(ks, 4, now);
-    assert_int_equal(got, 3); /* the 200 s old one aged out (3 x 60 s) */
+    assert_int_equal(got, 3);           /* the 200 s old one aged out (3 x 60 s) */
     assert_int_equal(ks[0].name[0], 1); /* newest first */
     assert_int_equal(ks[2].name[0], 3);
     assert_string_equal(ks[0].origin, "nx");
@@ -420,10 +421,8 @@ static void test_ticket_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_match),
-        cmocka_unit_test(test_quorum),
-        cmocka_unit_test(test_quorum_setting),
-        cmocka_unit_test(test_rendezvous),
+        cmocka_unit_test(test_match),          cmocka_unit_test(test_quorum),
+        cmocka_unit_test(test_quorum_setting), cmocka_unit_test(test_rendezvous),
         cmocka_unit_test(test_ticket_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
