@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         sh_health_merge_remote(buf, size);
         size_t len;
         uint64_t v;
-        sh_free(sh_health_encode_local(&len, &v));
+        sh_free(sh_health_encode_local(0, 1, &len, &v));
     } else if (which == 1) {
         if (sh_tls_tickets_merge(buf, size) >= 0) {
             size_t len;

@@ -79,6 +79,7 @@ struct sh_hc_peer_s {
 /* The last sequence number merged from each origin. */
 typedef struct {
     char node[64];
+    uint8_t part; /* of its messages (a node's word is split by server) */
     uint64_t seq;
 } origin_t;
 
@@ -226,14 +227,15 @@ static sh_hc_obs_t *obs_find(sh_hc_peer_t *e, const char *node)
     return NULL;
 }
 
-/* How long a word stays valid without being repeated: the observers
- * republish every interval, so several intervals and a floor for the
- * gossip delay. */
+/* How long a word stays valid without being repeated. A member that
+ * dies or leaves is forgotten at once (membership); this only covers a
+ * live member that stopped speaking, so it is long against the refresh
+ * (broadcast every second, sent directly every 10 s). */
 static uint64_t obs_ttl(const sh_hc_peer_t *e)
 {
     uint64_t iv = e->check ? e->check->interval : 5000;
-    uint64_t t = 4 * iv;
-    return t < 15000 ? 15000 : t;
+    uint64_t t = 10 * iv;
+    return t < 60000 ? 60000 : t;
 }
 
 typedef struct {
@@ -670,6 +672,10 @@ void sh_health_stop(void)
     uv_thread_join(&G.thread);
     uv_run(&G.loop, UV_RUN_DEFAULT);
     uv_loop_close(&G.loop);
+    pthread_mutex_lock(&G.mu);
+    for (sh_hc_peer_t *e = G.peers; e != NULL; e = e->next)
+        e->in_flight = 0; /* closed without a result */
+    pthread_mutex_unlock(&G.mu);
     G.running = 0;
 }
 
@@ -909,11 +915,11 @@ void sh_health_forget(const char *node)
                 e->obs[i] = e->obs[--e->nobs];
                 break;
             }
-    for (size_t i = 0; i < G.norigins; i++)
-        if (strcmp(G.origins[i].node, node) == 0) {
+    for (size_t i = 0; i < G.norigins;)
+        if (strcmp(G.origins[i].node, node) == 0)
             G.origins[i] = G.origins[--G.norigins];
-            break;
-        }
+        else
+            i++;
     decide_all(&cs);
     pthread_mutex_unlock(&G.mu);
     tell(cs.ch, cs.n);
@@ -922,13 +928,17 @@ void sh_health_forget(const char *node)
 /*
  * The wire form of one node's observations (little-endian):
  *   u8 name length, the origin's name (gossip relays: the sender is not
- *   the origin), u8 magic 'H', u8 format 1, u16 count, u64 seq (wall
+ *   the origin), u8 magic 'H', u8 format 2, u16 count, u64 seq (wall
  *   clock ms or the last + 1: a restarted node's words are newer),
+ *   u8 part, u8 parts,
  *   count x { u64 server key hash, u8 active (SH_HC_*), u8 flags (1 passive, 2 prober) }
- * Only servers with something to say are listed (probed, or passive down).
+ * Only servers with something to say are listed (probed, or passive
+ * down). A node's word is split in `parts` messages by server (key hash
+ * mod parts) when it exceeds a datagram; each message is the whole word
+ * of its origin on the servers of its part.
  */
 #define REC_LEN 10u
-#define HDR_LEN 12u
+#define HDR_LEN 14u
 
 static void put_u64(uint8_t *p, uint64_t v)
 {
@@ -944,15 +954,17 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-uint8_t *sh_health_encode_local(size_t *len, uint64_t *version)
+uint8_t *sh_health_encode_local(unsigned part, unsigned parts, size_t *len, uint64_t *version)
 {
     uint64_t now = mono_ms();
+    if (parts == 0 || parts > 255 || part >= parts)
+        parts = 1, part = 0;
     pthread_mutex_lock(&G.mu);
     size_t n = 0;
     for (sh_hc_peer_t *e = G.peers; e != NULL; e = e->next)
         n += e->refs > 0;
-    if (n > 4096)
-        n = 4096;
+    if (n > 65535)
+        n = 65535;
     size_t nl = strlen(G.self);
     uint8_t *buf = sh_malloc(1 + nl + HDR_LEN + n * REC_LEN);
     buf[0] = (uint8_t)nl;
@@ -960,7 +972,7 @@ uint8_t *sh_health_encode_local(size_t *len, uint64_t *version)
     uint8_t *out = buf + 1 + nl;
     size_t k = 0;
     for (sh_hc_peer_t *e = G.peers; e != NULL && k < n; e = e->next) {
-        if (e->refs == 0)
+        if (e->refs == 0 || e->kh % parts != part)
             continue;
         int passive = atomic_load_explicit(&e->passive_until, memory_order_relaxed) > now;
         if (!(e->prober && e->local != SH_HC_UNKNOWN) && !passive)
@@ -972,7 +984,7 @@ uint8_t *sh_health_encode_local(size_t *len, uint64_t *version)
         k++;
     }
     out[0] = 'H';
-    out[1] = 1;
+    out[1] = 2;
     out[2] = (uint8_t)(k & 0xff);
     out[3] = (uint8_t)(k >> 8);
     struct timespec ts;
@@ -982,6 +994,8 @@ uint8_t *sh_health_encode_local(size_t *len, uint64_t *version)
         seq = G.last_seq + 1;
     G.last_seq = seq;
     put_u64(out + 4, seq);
+    out[12] = (uint8_t)part;
+    out[13] = (uint8_t)parts;
     if (version != NULL)
         *version = G.version;
     pthread_mutex_unlock(&G.mu);
@@ -1000,7 +1014,10 @@ int sh_health_merge_remote(const uint8_t *data, size_t len)
         return SH_EPARSE;
     len -= 1u + data[0];
     data += 1u + data[0];
-    if (len < HDR_LEN || data[0] != 'H' || data[1] != 1)
+    if (len < HDR_LEN || data[0] != 'H' || data[1] != 2)
+        return SH_EPARSE;
+    unsigned part = data[12], parts = data[13];
+    if (parts == 0 || part >= parts)
         return SH_EPARSE;
     size_t k = (size_t)data[2] | (size_t)data[3] << 8;
     if (len != HDR_LEN + k * REC_LEN)
@@ -1023,12 +1040,13 @@ int sh_health_merge_remote(const uint8_t *data, size_t len)
     }
     origin_t *o = NULL;
     for (size_t i = 0; i < G.norigins; i++)
-        if (strcmp(G.origins[i].node, from) == 0)
+        if (strcmp(G.origins[i].node, from) == 0 && G.origins[i].part == part)
             o = &G.origins[i];
     if (o == NULL) {
         G.origins = sh_realloc(G.origins, (G.norigins + 1) * sizeof(*G.origins));
         o = &G.origins[G.norigins++];
         snprintf(o->node, sizeof(o->node), "%s", from);
+        o->part = (uint8_t)part;
         o->seq = 0;
         changed = 1;
     } else if (seq <= o->seq) {
@@ -1038,6 +1056,8 @@ int sh_health_merge_remote(const uint8_t *data, size_t len)
     o->seq = seq;
     /* every entry: what the message says, or nothing (the node has no word) */
     for (sh_hc_peer_t *e = G.peers; e != NULL; e = e->next) {
+        if (e->kh % parts != part)
+            continue; /* another message's servers */
         const uint8_t *rec = NULL;
         for (size_t i = 0; i < k; i++)
             if (get_u64(data + HDR_LEN + i * REC_LEN) == e->kh)

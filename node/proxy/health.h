@@ -99,9 +99,10 @@ void sh_health_set_self(const char *self);
  * probers. Called by the cluster side when membership changes. */
 void sh_health_set_members(const char *const *names, size_t n);
 
-/* Encode this node's observations of every server, with its name
- * (sh_malloc'd, *len); *version is bumped by each change to publish. */
-uint8_t *sh_health_encode_local(size_t *len, uint64_t *version);
+/* Encode this node's observations of the servers of `part` of `parts`
+ * (key hash mod parts; 0 of 1: all), with its name (sh_malloc'd, *len);
+ * *version is bumped by each change to publish. */
+uint8_t *sh_health_encode_local(unsigned part, unsigned parts, size_t *len, uint64_t *version);
 /* Merge a node's observations (as encoded; the origin is in the
  * message); 1 if it was new, 0 if known or older, SH_EPARSE when
  * malformed. */

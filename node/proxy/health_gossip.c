@@ -10,8 +10,10 @@
  *   node's observations changed they are sent at once to every live
  *   member in one sealed datagram each (a change is rare; the latency of
  *   piggybacked gossip would add rounds) and broadcast as well; they are
- *   broadcast again every second (refresh: an observation not repeated
- *   for several check intervals ages out), and are in every push-pull.
+ *   broadcast again every second and sent directly again every 10 s
+ *   (refresh: a word not repeated for a minute, or ten check intervals,
+ *   ages out), and are in every push-pull. A word larger than a datagram
+ *   is split by server into parts (health.h).
  * - A member that dies or leaves is forgotten at once.
  * - Health changes go to the admin event stream as "health" events,
  *   handed from the probe thread by sh_service_post.
@@ -28,13 +30,16 @@
 #include "core/log.h"
 #include "node/proxy/health.h"
 
-#define REFRESH_MS 1000u
+#define REFRESH_MS 1000u  /* broadcast again */
+#define DIRECT_MS  10000u /* and sent to every member directly */
 
 static struct {
     sh_service_t *svc;
     uint64_t sent_version;
     uint64_t last_bcast;
+    uint64_t last_direct;
     uint64_t members_hash;
+    uint64_t last_warn;
     char self[64];
 } H;
 
@@ -80,24 +85,61 @@ static void send_to(void *arg, const sh_service_member_t *m)
     sh_service_send(H.svc, m->name, msg[0], len);
 }
 
-static void publish(sh_service_t *svc, uint64_t now, int direct)
+/* This node's word in as many messages as it takes to fit a datagram
+ * (servers split by key hash); *n of them, each sh_malloc'd. */
+static uint8_t **encode_all(size_t max, size_t *n, size_t **lens, uint64_t *version)
 {
     size_t len;
-    uint64_t version;
-    uint8_t *data = sh_health_encode_local(&len, &version);
-    if (len <= sh_service_max_payload(svc)) {
-        if (direct) {
-            const uint8_t *msg[2] = {data, (const uint8_t *)(uintptr_t)len};
-            sh_service_members(svc, send_to, msg);
-        }
-        sh_service_broadcast(svc, "health", data, len);
-    } else {
-        sh_log_warn("health: this node's observations (%zu bytes) exceed a datagram; not sent",
-                    len);
+    uint8_t *one = sh_health_encode_local(0, 1, &len, version);
+    unsigned parts = 1;
+    if (len > max && max > 96) {
+        parts = (unsigned)(len / (max - 96) + 1);
+        if (parts > 255)
+            parts = 255;
     }
+    uint8_t **out = sh_calloc(parts, sizeof(*out));
+    *lens = sh_calloc(parts, sizeof(**lens));
+    if (parts == 1) {
+        out[0] = one;
+        (*lens)[0] = len;
+    } else {
+        sh_free(one);
+        for (unsigned p = 0; p < parts; p++)
+            out[p] = sh_health_encode_local(p, parts, &(*lens)[p], version);
+    }
+    *n = parts;
+    return out;
+}
+
+static void publish(sh_service_t *svc, uint64_t now, int direct)
+{
+    size_t n, *lens;
+    uint64_t version;
+    size_t max = sh_service_max_payload(svc);
+    uint8_t **msgs = encode_all(max, &n, &lens, &version);
+    for (size_t i = 0; i < n; i++) {
+        if (lens[i] <= max) {
+            if (direct) {
+                const uint8_t *msg[2] = {msgs[i], (const uint8_t *)(uintptr_t)lens[i]};
+                sh_service_members(svc, send_to, msg);
+            }
+            char key[32];
+            snprintf(key, sizeof(key), "health:%u", (unsigned)(i & 0xff));
+            sh_service_broadcast(svc, key, msgs[i], lens[i]);
+        } else if (now - H.last_warn > 60000) {
+            H.last_warn = now;
+            sh_log_warn("health: a part of this node's observations (%zu bytes) exceeds a "
+                        "datagram; not sent",
+                        lens[i]);
+        }
+        sh_free(msgs[i]);
+    }
+    sh_free(msgs);
+    sh_free(lens);
     H.sent_version = version;
     H.last_bcast = now;
-    sh_free(data);
+    if (direct)
+        H.last_direct = now;
 }
 
 static void g_start(void *ud, sh_service_t *svc, uint64_t now)
@@ -114,7 +156,7 @@ static void g_tick(void *ud, sh_service_t *svc, uint64_t now)
 {
     (void)ud;
     refresh_members(svc, 0);
-    if (sh_health_version() != H.sent_version)
+    if (sh_health_version() != H.sent_version || now - H.last_direct >= DIRECT_MS)
         publish(svc, now, 1);
     else if (now - H.last_bcast >= REFRESH_MS)
         publish(svc, now, 0);
@@ -135,12 +177,30 @@ static int g_recv(void *ud, sh_service_t *svc, const char *from, const uint8_t *
     return rc;
 }
 
+/* Push-pull: the messages of this node's word, each as [len:u16][message]. */
 static int g_local_state(void *ud, int join, uint8_t **out, size_t *len)
 {
     (void)ud;
     (void)join;
+    size_t n, *lens;
     uint64_t version;
-    *out = sh_health_encode_local(len, &version);
+    uint8_t **msgs = encode_all(60000, &n, &lens, &version);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += 2 + lens[i];
+    uint8_t *b = sh_malloc(total ? total : 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        b[o] = (uint8_t)(lens[i] >> 8);
+        b[o + 1] = (uint8_t)lens[i];
+        memcpy(b + o + 2, msgs[i], lens[i]);
+        o += 2 + lens[i];
+        sh_free(msgs[i]);
+    }
+    sh_free(msgs);
+    sh_free(lens);
+    *out = b;
+    *len = o;
     return 0;
 }
 
@@ -148,8 +208,15 @@ static void g_merge_state(void *ud, const uint8_t *data, size_t len, int join)
 {
     (void)ud;
     (void)join;
-    if (len > 0 && sh_health_merge_remote(data, len) < 0)
-        sh_log_warn("health: malformed health state in a push-pull dropped");
+    size_t o = 0;
+    while (o + 2 <= len) {
+        size_t l = (size_t)data[o] << 8 | data[o + 1];
+        if (l > len - o - 2 || sh_health_merge_remote(data + o + 2, l) < 0) {
+            sh_log_warn("health: malformed health state in a push-pull dropped");
+            return;
+        }
+        o += 2 + l;
+    }
 }
 
 static void g_member(void *ud, sh_service_t *svc, const sh_service_member_t *m, int old)

@@ -156,19 +156,30 @@ static const sh_ups_server_t *server0(sh_runtime_t *rt)
 static uint64_t seqs = 1000;
 
 /* A message of node `from` about server s: active (SH_HC_*), passive. */
+static size_t msg_part(uint8_t *out, const char *from, const char *ups, const char *srv, int active,
+                       int passive, uint64_t seq, unsigned part, unsigned parts);
+
 static size_t msg(uint8_t *out, const char *from, const char *ups, const char *srv, int active,
                   int passive, uint64_t seq)
+{
+    return msg_part(out, from, ups, srv, active, passive, seq, 0, 1);
+}
+
+static size_t msg_part(uint8_t *out, const char *from, const char *ups, const char *srv, int active,
+                       int passive, uint64_t seq, unsigned part, unsigned parts)
 {
     size_t nl = strlen(from), o = 0;
     out[o++] = (uint8_t)nl;
     memcpy(out + o, from, nl);
     o += nl;
     out[o++] = 'H';
-    out[o++] = 1;
+    out[o++] = 2;
     out[o++] = 1;
     out[o++] = 0;
     for (int i = 0; i < 8; i++)
         out[o++] = (uint8_t)(seq >> (8 * i));
+    out[o++] = (uint8_t)part;
+    out[o++] = (uint8_t)parts;
     char key[256];
     int kl = snprintf(key, sizeof(key), "%s/%s", ups, srv);
     uint64_t kh = sh_hc_hash(key, (size_t)kl);
@@ -235,6 +246,24 @@ static void test_quorum(void **state)
     assert_non_null(strstr(jb.data, "\"probers\":3"));
     sh_buf_dispose(&jb);
 
+    /* a word split in parts: a part covers only its servers (key hash mod
+     * parts), and n2's word on other parts stays */
+    {
+        char key[64];
+        int kl = snprintf(key, sizeof(key), "u/%s", srv);
+        unsigned mine = (unsigned)(sh_hc_hash(key, (size_t)kl) % 3);
+        uint8_t pb[256];
+        size_t pn = msg_part(pb, "n2", "u", srv, SH_HC_UP, 0, ++seqs, (mine + 1) % 3, 3);
+        assert_int_equal(sh_health_merge_remote(pb, pn), 1);
+        assert_true(sh_hc_out(s->hc)); /* n2's DOWN on our server's part stands */
+        pn = msg_part(pb, "n2", "u", srv, SH_HC_UP, 0, ++seqs, mine, 3);
+        assert_int_equal(sh_health_merge_remote(pb, pn), 1);
+        assert_false(sh_hc_out(s->hc)); /* n2 now says UP: 1 of 3 down */
+        pn = msg_part(pb, "n2", "u", srv, SH_HC_DOWN, 0, ++seqs, mine, 3);
+        assert_int_equal(sh_health_merge_remote(pb, pn), 1);
+        assert_true(sh_hc_out(s->hc));
+    }
+
     /* malformed */
     assert_int_equal(sh_health_merge_remote(b, 0), SH_EPARSE);
     assert_int_equal(sh_health_merge_remote(b, n - 1), SH_EPARSE);
@@ -244,6 +273,9 @@ static void test_quorum(void **state)
     assert_int_equal(sh_health_merge_remote(bad, n), SH_EPARSE);
     memcpy(bad, b, n);
     bad[n - 2] = 7; /* state */
+    assert_int_equal(sh_health_merge_remote(bad, n), SH_EPARSE);
+    memcpy(bad, b, n);
+    bad[1 + 2 + 12] = 1; /* part 1 of 1 */
     assert_int_equal(sh_health_merge_remote(bad, n), SH_EPARSE);
     memcpy(bad, b, n);
     bad[0] = 200; /* name longer than the message */
