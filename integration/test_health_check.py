@@ -16,6 +16,7 @@ NGINX Plus has them), with real backends.
 """
 
 import re
+import signal
 import time
 
 import shoal_harness as sh
@@ -135,6 +136,24 @@ def main(t):
             and connect_failures(dead) == 0,
             "mandatory: a server that never passed gets no request",
             [(r.status, r.header("X-Backend")) for r in res])
+
+    # a reload keeps each server's health: b2 killed and out, then SIGHUP;
+    # the new generation never tries it either, and the checks go on
+    b2.proc.kill()
+    sh.wait_for(lambda: node.proc.stderr().count("check of 127.0.0.1:%d in upstream \"g\" failed"
+                                                 % b2.port) >= 2, 10 * t.slow, "b2 out again")
+    before = connect_failures(b2.port)
+    node.proc.signal(signal.SIGHUP)
+    sh.wait_for(lambda: "reload: configuration ok" in node.proc.stderr(), 10 * t.slow,
+                "the reload")
+    res = [t.curl(node.url("/")) for _ in range(10)]
+    t.check(all(r.status == 200 and r.header("X-Backend") == "b1" for r in res)
+            and connect_failures(b2.port) == before,
+            "after a reload b2 is still out: no request meets it",
+            [(r.status, r.header("X-Backend")) for r in res])
+    c1 = hc_count(b1)
+    sh.wait_for(lambda: hc_count(b1) >= c1 + 2, 10 * t.slow, "checks to go on after the reload")
+    t.check(True, "checks go on after the reload")
 
     # configuration errors
     for conf, want in [

@@ -101,6 +101,11 @@ def main(t, ctl):
             and all(set(k) == {"id", "age_ms", "origin", "encrypts"} for k in ka["keys"]),
             "/v1/tls/tickets: the same encrypting key on both, ids only (no secrets)", ka)
 
+    code, body = cu.http_get(B.admin, "/metrics")
+    body = body.decode()
+    t.check("shoal_tls_ticket_keys " in body and "shoal_tls_ticket_key_rotation_seconds 2.000" in body,
+            "/metrics: shoal_tls_ticket_keys and the rotation period", body[-1500:])
+
     results = {}
     for ver in ("-tls1_2", "-tls1_3"):
         sh.wait_for(same_key, 10 * t.slow, "the same key")

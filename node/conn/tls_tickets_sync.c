@@ -180,6 +180,29 @@ static char *t_admin(void *ud, sh_service_t *svc, const char *query)
     return out;
 }
 
+static void t_metrics(void *ud, sh_service_t *svc, FILE *f)
+{
+    (void)ud;
+    (void)svc;
+    sh_tls_shared_key_t ks[SH_TLS_TICKET_KEYS];
+    uint64_t now = wall_ms();
+    size_t n = sh_tls_tickets_list(ks, SH_TLS_TICKET_KEYS, now);
+    fprintf(f,
+            "# HELP shoal_tls_ticket_keys Shared session-ticket keys this node holds (one "
+            "encrypts).\n"
+            "# TYPE shoal_tls_ticket_keys gauge\n"
+            "shoal_tls_ticket_keys %zu\n"
+            "# HELP shoal_tls_ticket_key_age_seconds Age of the key that encrypts new tickets.\n"
+            "# TYPE shoal_tls_ticket_key_age_seconds gauge\n"
+            "shoal_tls_ticket_key_age_seconds %.3f\n"
+            "# HELP shoal_tls_ticket_key_rotation_seconds The rotation period.\n"
+            "# TYPE shoal_tls_ticket_key_rotation_seconds gauge\n"
+            "shoal_tls_ticket_key_rotation_seconds %.3f\n",
+            n, n ? (double)(now - ks[0].created) / 1000.0 : 0.0,
+            (double)sh_tls_tickets_period() / 1000.0);
+    memset(ks, 0, sizeof(ks));
+}
+
 static const sh_service_ops_t ops = {
     .name = "tls_tickets",
     .channel = SH_TLS_TICKETS_CHANNEL,
@@ -192,6 +215,7 @@ static const sh_service_ops_t ops = {
     .merge_state = t_merge_state,
     .member = t_member,
     .admin_json = t_admin,
+    .metrics = t_metrics,
 };
 
 int sh_tls_tickets_sync_register(void)
