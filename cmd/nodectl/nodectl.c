@@ -98,10 +98,15 @@ static const cmd_help_t helps[] = {
      "exit 1, and the running configuration stays."},
     {"upstreams", "upstreams [--json]",
      "The upstream groups and each server's passive health on this node, summed over\n"
-     "its workers (state up, down, or partly down when only some workers took it out)."},
+     "its workers (state up, down, or partly down when only some workers took it out,\n"
+     "down (health check) when active checks or the cluster took it out); then, for\n"
+     "servers under health_check, the cluster view: CLUSTER (a quorum of observers\n"
+     "sees it failing: down), HERE (this node's probes, or not probing), PROBED BY\n"
+     "(the nodes chosen to probe it) and OBSERVED (each node's last word: active\n"
+     "result, +passive when its passive health has it out)."},
     {"monitor", "monitor [--json]",
      "Follow the node's event stream (member-join, member-leave, member-failed,\n"
-     "member-suspect, member-alive, keyring, reload) until interrupted. --json prints\n"
+     "member-suspect, member-alive, keyring, reload, health) until interrupted. --json prints\n"
      "each event's JSON on its own line."},
     {"limits", "limits [--json]",
      "The global limit_req zones (limit_req_zone ... global): configured rate, the rate\n"

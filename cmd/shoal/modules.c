@@ -7,6 +7,7 @@
 
 #include "node/conn/http2.h"
 #include "node/conn/tls.h"
+#include "node/conn/tls_tickets.h"
 #include "node/modules/access.h"
 #include "node/modules/accesslog.h"
 #include "node/modules/errpage.h"
@@ -23,6 +24,7 @@
 #include "node/modules/status.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/runtime.h"
+#include "node/proxy/health.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/upstream.h"
 
@@ -41,6 +43,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_upstream_module,
     &sh_proxy_module,
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
+    &sh_health_module, /* after upstream and proxy: its load reads both */
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,
@@ -50,6 +53,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_static_module, /* after every other content handler */
     &sh_errpage_module,
     &sh_ssl_module,
+    &sh_tls_tickets_module,
     &sh_headers_module,
     &sh_expires_module,
     &sh_gzip_module,

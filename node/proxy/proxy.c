@@ -491,6 +491,12 @@ int sh_proxy_enabled(const sh_http_loc_t *loc)
     return c != NULL && c->pass != NULL;
 }
 
+const sh_upstream_t *sh_proxy_loc_upstream(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = loc ? sh_http_loc_conf(loc, &sh_proxy_module) : NULL;
+    return c != NULL && c->pass != NULL ? c->ups : NULL;
+}
+
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
 {
     const proxy_loc_t *c = r->loc ? sh_http_loc_conf(r->loc, &sh_proxy_module) : NULL;
