@@ -10,6 +10,7 @@
 #include "node/modules/access.h"
 #include "node/modules/accesslog.h"
 #include "node/modules/auth_basic.h"
+#include "node/modules/auth_jwt.h"
 #include "node/modules/errpage.h"
 #include "node/modules/expires.h"
 #include "node/modules/gzip.h"
@@ -46,6 +47,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_limit_conn_module,
     &sh_access_module, /* access checks in nginx's order: allow/deny first */
     &sh_auth_basic_module,
+    &sh_auth_jwt_module,
     &sh_status_module,
     &sh_static_module, /* after every other content handler */
     &sh_errpage_module,
