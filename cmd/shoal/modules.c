@@ -11,6 +11,7 @@
 #include "node/modules/accesslog.h"
 #include "node/modules/auth_basic.h"
 #include "node/modules/auth_jwt.h"
+#include "node/modules/auth_request.h"
 #include "node/modules/errpage.h"
 #include "node/modules/expires.h"
 #include "node/modules/gzip.h"
@@ -48,6 +49,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_access_module, /* access checks in nginx's order: allow/deny first */
     &sh_auth_basic_module,
     &sh_auth_jwt_module,
+    &sh_auth_request_module,
     &sh_status_module,
     &sh_static_module, /* after every other content handler */
     &sh_errpage_module,
