@@ -13,7 +13,9 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -264,8 +266,11 @@ static int pem_add(sh_jwks_t *set, const char *text, size_t len, char *err, size
     return 0;
 }
 
+static _Atomic uint64_t set_ids;
+
 int sh_jwks_add(sh_jwks_t *set, const char *text, size_t len, char *err, size_t errlen)
 {
+    set->id = atomic_fetch_add(&set_ids, 1) + 1; /* new keys: new cache entries */
     if (memmem(text, len, "-----BEGIN", 10) != NULL)
         return pem_add(set, text, len, err, errlen);
     json_error_t je;
@@ -349,15 +354,36 @@ static int key_fits(const sh_jwk_t *k, const alg_t *a)
     }
 }
 
+/* The digests, fetched once (a fetch by name per verification costs more
+ * than the digest itself). */
+static EVP_MD *md_sha[3];
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_fetch(void)
+{
+    md_sha[0] = EVP_MD_fetch(NULL, "SHA256", NULL);
+    md_sha[1] = EVP_MD_fetch(NULL, "SHA384", NULL);
+    md_sha[2] = EVP_MD_fetch(NULL, "SHA512", NULL);
+}
+
+static const EVP_MD *md_of(const alg_t *a)
+{
+    if (a->md == NULL)
+        return NULL;
+    pthread_once(&md_once, md_fetch);
+    return md_sha[strcmp(a->md, "SHA256") == 0 ? 0 : strcmp(a->md, "SHA384") == 0 ? 1 : 2];
+}
+
 static int verify_with(const sh_jwk_t *k, const alg_t *a, const unsigned char *data, size_t dl,
                        const unsigned char *sig, size_t sl)
 {
     if (a->fam == FAM_HS) {
         unsigned char mac[EVP_MAX_MD_SIZE];
         size_t ml = 0;
-        if (EVP_Q_mac(NULL, "HMAC", NULL, a->md, NULL, k->secret, k->slen, data, dl, mac,
-                      sizeof(mac), &ml) == NULL)
+        unsigned int hl = 0;
+        if (HMAC(md_of(a), k->secret, (int)k->slen, data, dl, mac, &hl) == NULL)
             return 0;
+        ml = hl;
         return ml == sl && CRYPTO_memcmp(mac, sig, sl) == 0;
     }
     unsigned char *der = NULL;
@@ -386,7 +412,7 @@ static int verify_with(const sh_jwk_t *k, const alg_t *a, const unsigned char *d
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pc = NULL;
     int ok = 0;
-    if (m != NULL && EVP_DigestVerifyInit_ex(m, &pc, a->md, NULL, NULL, k->pkey, NULL) == 1) {
+    if (m != NULL && EVP_DigestVerifyInit(m, &pc, md_of(a), NULL, k->pkey) == 1) {
         int set = 1;
         if (a->fam == FAM_PS)
             set = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) == 1 &&
@@ -440,6 +466,35 @@ static json_t *json_part(const char *s, size_t n)
         return NULL;
     }
     return j;
+}
+
+/* ------------------------------------------------------ verified cache -- */
+
+#define VCACHE 1024
+
+static _Thread_local struct {
+    unsigned char d[32];
+    int used;
+} vcache[VCACHE];
+
+static void vcache_key(const char *token, size_t len, const sh_jwks_t *const *sets, size_t nsets,
+                       unsigned char d[32])
+{
+    crypto_hash_sha256_state s;
+    crypto_hash_sha256_init(&s);
+    for (size_t i = 0; i < nsets; i++) {
+        unsigned char id[8];
+        for (int k = 0; k < 8; k++)
+            id[k] = (unsigned char)(sets[i]->id >> (8 * k));
+        crypto_hash_sha256_update(&s, id, 8);
+    }
+    crypto_hash_sha256_update(&s, (const unsigned char *)token, len);
+    crypto_hash_sha256_final(&s, d);
+}
+
+static unsigned vcache_slot(const unsigned char d[32])
+{
+    return ((unsigned)d[0] | (unsigned)d[1] << 8) % VCACHE;
 }
 
 int sh_jwt_verify(const char *token, size_t len, const sh_jwks_t *const *sets, size_t nsets,
@@ -502,6 +557,11 @@ int sh_jwt_verify(const char *token, size_t len, const sh_jwks_t *const *sets, s
         return -1;
     }
     int tried = 0, ok = 0;
+    unsigned char vk[32];
+    vcache_key(token, len, sets, nsets, vk);
+    unsigned slot = vcache_slot(vk);
+    if (vcache[slot].used && sodium_memcmp(vcache[slot].d, vk, 32) == 0)
+        ok = 1; /* this very token verified with these very keys */
     for (size_t s = 0; s < nsets && !ok; s++)
         for (size_t i = 0; i < sets[s]->n && !ok; i++) {
             const sh_jwk_t *k = &sets[s]->keys[i];
@@ -513,6 +573,12 @@ int sh_jwt_verify(const char *token, size_t len, const sh_jwks_t *const *sets, s
             ok = verify_with(k, a, (const unsigned char *)token, (size_t)(d2 - token), sig, sl);
         }
     sh_free(sig);
+    if (ok && !vcache[slot].used) {
+        memcpy(vcache[slot].d, vk, 32);
+        vcache[slot].used = 1;
+    } else if (ok && sodium_memcmp(vcache[slot].d, vk, 32) != 0) {
+        memcpy(vcache[slot].d, vk, 32); /* direct mapped: the newest wins */
+    }
     if (!ok) {
         *reason = tried         ? "signature verification failed"
                   : kid != NULL ? "no key with the token's kid for its algorithm"
