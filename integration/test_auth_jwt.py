@@ -13,8 +13,11 @@ tokens made here with Python's standard library (HMAC) and the openssl CLI
   reason in the error log; no token: 401 without error=;
 - auth_jwt_leeway, token=$cookie_NAME, auth_jwt_require (error=403),
   auth_jwt off, satisfy any with allow;
-- `shoal -t` refuses auth_jwt_type encrypted and auth_jwt_key_request
-  with file:line.
+- auth_jwt_key_request: the JWK set fetched by a subrequest from an HTTP
+  server (python -m http.server), for every request without
+  auth_jwt_key_cache (a key removed from the served set is refused at
+  once), once with it; a failing fetch is 500;
+- `shoal -t` refuses auth_jwt_type encrypted with file:line.
 """
 import base64
 import hashlib
@@ -184,6 +187,24 @@ http {
             proxy_pass http://127.0.0.1:{bport}/;
             location /leeway/open/ { auth_jwt off; proxy_pass http://127.0.0.1:{bport}/; }
         }
+        location = /keys { internal; proxy_pass http://127.0.0.1:{kport}/jwks.json; }
+        location = /nokeys { internal; proxy_pass http://127.0.0.1:{kport}/missing.json; }
+        location /fetched/ {
+            auth_jwt "f";
+            auth_jwt_key_request /keys;
+            proxy_pass http://127.0.0.1:{bport}/;
+        }
+        location /fetched-cached/ {
+            auth_jwt "fc";
+            auth_jwt_key_request /keys;
+            auth_jwt_key_cache 1h;
+            proxy_pass http://127.0.0.1:{bport}/;
+        }
+        location /fetch-fails/ {
+            auth_jwt "ff";
+            auth_jwt_key_request /nokeys;
+            proxy_pass http://127.0.0.1:{bport}/;
+        }
         location /any/ {
             satisfy any;
             allow 127.0.0.1;
@@ -204,9 +225,16 @@ def main(t):
     with open(os.path.join(d, "jwks.json"), "w") as f:
         json.dump(k.jwks(), f)
     be = t.backend("b1")
-    port = t.port()
+    port, kport = t.port(), t.port()
+    kd = os.path.join(t.tmp, "served")
+    os.makedirs(kd)
+    with open(os.path.join(kd, "jwks.json"), "w") as f:
+        json.dump(k.jwks(), f)
+    ks = t._spawn("keys", [sys.executable, "-m", "http.server", str(kport), "--bind", "127.0.0.1",
+                           "--directory", kd], kd)
+    sh.wait_for(lambda: sh.port_accepts(kport), 15, "the key server")
     node = t.shoal(CONF.replace("{port}", str(port)).replace("{dir}", d).replace(
-        "{bport}", str(be.port)), port=port)
+        "{bport}", str(be.port)).replace("{kport}", str(kport)), port=port)
     now = int(time.time())
     good = {"sub": "alice", "exp": now + 600, "iat": now - 10, "nbf": now - 10,
             "org": {"team": "edge"}, "roles": ["r1", "r2"]}
@@ -326,9 +354,42 @@ def main(t):
     t.check(get("/any/").status == 200, "satisfy any: the address is allowed, no token: 200")
     t.check(node.proc.alive(), "shoal is still up after every malformed token")
 
+    # ---- keys fetched by a subrequest
+    def fetches():
+        return ks.stderr().count("GET /jwks.json")
+    tok = k.token("ES256", good, kid="ec256")
+    n0 = fetches()
+    for i in range(3):
+        r = get("/fetched/", tok)
+        t.check(r.status == 200, "auth_jwt_key_request, request %d: %s" % (i, r.status))
+    sh.wait_for(lambda: fetches() - n0 >= 3, 10, "the key server's log")
+    t.check(fetches() - n0 == 3, "without auth_jwt_key_cache: fetched for every request (%d)" % (
+        fetches() - n0))
+    n0 = fetches()
+    for i in range(3):
+        r = get("/fetched-cached/", tok)
+        t.check(r.status == 200, "auth_jwt_key_cache 1h, request %d: %s" % (i, r.status))
+    sh.wait_for(lambda: fetches() - n0 >= 1, 10, "the key server's log")
+    t.check(fetches() - n0 == 1, "with auth_jwt_key_cache: fetched once (%d)" % (fetches() - n0))
+    r = get("/fetched/", k.token("ES256", good, kid="nope"))
+    t.check(r.status == 401, "fetched keys, wrong kid: 401 (%s)" % r.status)
+    rotated = k.jwks()
+    rotated["keys"] = [x for x in rotated["keys"] if x.get("kid") != "ec256"]
+    with open(os.path.join(kd, "jwks.json"), "w") as f:
+        json.dump(rotated, f)
+    r = get("/fetched/", tok)
+    t.check(r.status == 401, "a key removed from the served set is refused at once: %s" % r.status)
+    r = get("/fetched-cached/", tok)
+    t.check(r.status == 200, "... and still accepted where the keys are cached: %s" % r.status)
+    r = get("/fetch-fails/", tok)
+    t.check(r.status == 500, "the key request fails (404): 500 (%s)" % r.status)
+    t.check(sh.wait_for(lambda: "the key request \"/nokeys\" answered 404" in node.proc.stderr(),
+                        10, "log") is not False, "the failed key request is in the error log")
+    r = get("/fetched/")
+    t.check(r.status == 401 and fetches() >= 0, "no token: 401 without fetching")
+
     # ---- configuration refusals
-    for bad_conf, what in (("auth_jwt_type encrypted;", "auth_jwt_type encrypted"),
-                           ("auth_jwt_key_request /jwks;", "auth_jwt_key_request")):
+    for bad_conf, what in (("auth_jwt_type encrypted;", "auth_jwt_type encrypted"),):
         path = t.write_conf("http { server { listen 127.0.0.1:{port}; location / {\n"
                             "auth_jwt x; %s } } }\n" % bad_conf, port=t.port(),
                             name="bad-%d.conf" % len(what))

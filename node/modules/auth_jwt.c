@@ -7,6 +7,12 @@
  *   auth_jwt_key_file FILE;                    JWK set, one JWK or PEM public
  *                                              keys; repeatable, read at load
  *   auth_jwt_leeway TIME;                      clock skew for exp, nbf, iat
+ *   auth_jwt_key_request URI;                  a JWK set fetched by a subrequest
+ *                                              (usually a location that proxies
+ *                                              to the identity provider's JWKS)
+ *   auth_jwt_key_cache TIME;                   how long fetched keys are kept
+ *                                              (0, the default: fetched for every
+ *                                              request, as NGINX Plus)
  *   auth_jwt_require $value ... [error=401|403]; each must be non-empty
  *                                              and not "0"
  *   auth_jwt_type signed;                      (encrypted and nested: refused)
@@ -18,10 +24,13 @@
  * invalid one 401 with `..., error="invalid_token"` and its reason in the
  * error log. The verification (jwt.c) runs on the worker: a signature
  * check costs tens of microseconds, less than a thread-pool round trip.
- * `auth_jwt_key_request` (keys fetched by a subrequest) is not implemented
- * and stays refused.
+ * Fetched keys are shared by the workers (refcounted, replaced whole when
+ * they are fetched again); a failed fetch is 500 with the reason in the
+ * error log, as auth_request's errors.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +45,30 @@
 #include "node/modules/jwt.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/reqlog.h"
+#include "node/pipeline/subrequest.h"
 #include "node/pipeline/vars.h"
 
 #define KEYFILE_MAX (1024 * 1024)
+
+/* Keys fetched by auth_jwt_key_request. */
+typedef struct {
+    _Atomic int refs;
+    sh_jwks_t set;
+    uint64_t at; /* worker ms when fetched */
+} keyref_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    keyref_t *cur;
+} keycache_t;
+
+static void keyref_unref(keyref_t *k)
+{
+    if (k == NULL || atomic_fetch_sub(&k->refs, 1) != 1)
+        return;
+    sh_jwks_clear(&k->set);
+    sh_free(k);
+}
 
 typedef struct {
     sh_cv_t *realm; /* NULL: off */
@@ -53,6 +83,10 @@ typedef struct {
     int require_own;
     uint64_t leeway;
     int type;
+    char *key_uri;  /* auth_jwt_key_request */
+    keycache_t *kc; /* owned by the level that set key_uri (kc_own) */
+    int kc_own;
+    uint64_t key_cache; /* auth_jwt_key_cache */
 } jwt_loc_t;
 
 /* auth_jwt_claim_set / auth_jwt_header_set: a path into the token. */
@@ -93,6 +127,7 @@ static void *jwt_create(void)
 {
     jwt_loc_t *c = sh_new(jwt_loc_t);
     c->leeway = SH_CONF_UNSET_MSEC;
+    c->key_cache = SH_CONF_UNSET_MSEC;
     c->type = SH_CONF_UNSET;
     return c;
 }
@@ -115,7 +150,12 @@ static int jwt_merge(sh_conf_t *cf, void *parent, void *conf)
         c->require_error = p->require_error;
     }
     SH_CONF_MERGE_MSEC(c->leeway, p->leeway, 0);
+    SH_CONF_MERGE_MSEC(c->key_cache, p->key_cache, 0);
     SH_CONF_MERGE(c->type, p->type, 0);
+    if (c->key_uri == NULL && p->key_uri != NULL) {
+        c->key_uri = p->key_uri;
+        c->kc = p->kc; /* the parent's cache, shared */
+    }
     return 0;
 }
 
@@ -132,6 +172,12 @@ static void jwt_destroy(void *conf)
             sh_free(c->keys[i]);
         }
         sh_free(c->keys);
+    }
+    if (c->kc_own) {
+        keyref_unref(c->kc->cur);
+        pthread_mutex_destroy(&c->kc->mu);
+        sh_free(c->kc);
+        sh_free(c->key_uri);
     }
     if (c->require_own) {
         for (size_t i = 0; i < c->nrequire; i++)
@@ -260,6 +306,22 @@ static int set_type(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return sh_conf_error(cf, "invalid value \"%s\" in \"auth_jwt_type\" directive", v);
 }
 
+static int set_key_request(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    jwt_loc_t *c = conf;
+    const char *v = cf->node->args[1];
+    if (c->kc_own)
+        return sh_conf_error(cf, "\"auth_jwt_key_request\" directive is duplicate");
+    if (v[0] != '/')
+        return sh_conf_error(cf, "invalid URI \"%s\" in \"auth_jwt_key_request\" directive", v);
+    c->key_uri = sh_strdup(v);
+    c->kc = sh_new(keycache_t);
+    pthread_mutex_init(&c->kc->mu, NULL);
+    c->kc_own = 1;
+    return 0;
+}
+
 static int get_path(sh_request_t *r, const void *data, sh_buf_t *out);
 
 static int set_path_var(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
@@ -287,6 +349,9 @@ static int set_path_var(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 static const sh_conf_cmd_t jwt_cmds[] = {
     {"auth_jwt", JCTX | SH_CONF_TAKE12, set_jwt, 0, NULL},
     {"auth_jwt_key_file", JCTX | SH_CONF_TAKE1, set_key_file, 0, NULL},
+    {"auth_jwt_key_request", JCTX | SH_CONF_TAKE1, set_key_request, 0, NULL},
+    {"auth_jwt_key_cache", SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_TAKE1,
+     sh_conf_set_msec, offsetof(jwt_loc_t, key_cache), NULL},
     {"auth_jwt_leeway", SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_TAKE1,
      sh_conf_set_msec, offsetof(jwt_loc_t, leeway), NULL},
     {"auth_jwt_require", JCTX | SH_CONF_1MORE, set_require, 0, NULL},
@@ -297,15 +362,26 @@ static const sh_conf_cmd_t jwt_cmds[] = {
 
 /* ------------------------------------------------------ per request -- */
 
+enum { K_NONE = 0, K_RUNNING, K_DONE };
+
 typedef struct {
+    sh_request_t *r;
     sh_jwt_t tok; /* the verified token, for the variables */
     sh_buf_t www; /* the WWW-Authenticate value of a 401 */
+    /* auth_jwt_key_request */
+    int kstate;
+    sh_request_t *sub;
+    keyref_t *keys; /* fetched, NULL when the fetch failed */
+    int kstatus;
 } jwt_ctx_t;
 
 static void ctx_cleanup(sh_request_t *r, void *data)
 {
     (void)r;
     jwt_ctx_t *x = data;
+    if (x->kstate == K_RUNNING && x->sub != NULL)
+        sh_subrequest_cancel(x->sub);
+    keyref_unref(x->keys);
     sh_jwt_clear(&x->tok);
     sh_buf_dispose(&x->www);
     sh_free(x);
@@ -370,6 +446,74 @@ static int refuse(sh_request_t *r, jwt_ctx_t *x, const jwt_loc_t *c, const char 
     return sh_access_decide(r, st);
 }
 
+static void keys_done(sh_request_t *sub, void *ud)
+{
+    jwt_ctx_t *x = ud;
+    sh_request_t *r = x->r;
+    const jwt_loc_t *c = sh_http_loc_conf(r->loc, &sh_auth_jwt_module);
+    x->kstatus = sh_subrequest_status(sub);
+    x->sub = NULL;
+    x->kstate = K_DONE;
+    if (x->kstatus == 200) {
+        const sh_buf_t *b = sh_subrequest_body(sub);
+        keyref_t *k = sh_new(keyref_t);
+        char err[256];
+        if (sh_jwks_add(&k->set, b->data != NULL ? b->data : "", b->len, err, sizeof(err)) != 0) {
+            sh_req_log(SH_LOG_ERR, r->c, r, NULL, "JWT: invalid keys from \"%s\": %s", c->key_uri,
+                       err);
+            sh_jwks_clear(&k->set);
+            sh_free(k);
+        } else {
+            atomic_init(&k->refs, 1);
+            k->at = sh_worker_now(r->w);
+            x->keys = k;
+            if (c->key_cache > 0) { /* shared with the other requests and workers */
+                atomic_fetch_add(&k->refs, 1);
+                pthread_mutex_lock(&c->kc->mu);
+                keyref_t *old = c->kc->cur;
+                c->kc->cur = k;
+                pthread_mutex_unlock(&c->kc->mu);
+                keyref_unref(old);
+            }
+        }
+    } else {
+        sh_req_log(SH_LOG_ERR, r->c, r, NULL, "JWT: the key request \"%s\" answered %d", c->key_uri,
+                   x->kstatus);
+    }
+    sh_phase_resume(r);
+}
+
+/* The fetched keys for r: SH_PH_DECLINED when x->keys is set (or the
+ * fetch failed: x->keys NULL, K_DONE), SH_PH_PAUSE while fetching. */
+static int fetch_keys(sh_request_t *r, jwt_ctx_t *x, const jwt_loc_t *c)
+{
+    if (x->kstate == K_DONE)
+        return SH_PH_DECLINED;
+    if (x->kstate == K_RUNNING)
+        return SH_PH_PAUSE;
+    if (c->key_cache > 0) {
+        pthread_mutex_lock(&c->kc->mu);
+        keyref_t *k = c->kc->cur;
+        if (k != NULL && sh_worker_now(r->w) - k->at < c->key_cache) {
+            atomic_fetch_add(&k->refs, 1);
+            x->keys = k;
+        }
+        pthread_mutex_unlock(&c->kc->mu);
+        if (x->keys != NULL) {
+            x->kstate = K_DONE;
+            return SH_PH_DECLINED;
+        }
+    }
+    x->kstate = K_RUNNING;
+    if (sh_subrequest(r, c->key_uri, strlen(c->key_uri), KEYFILE_MAX, keys_done, x, &x->sub) != 0) {
+        x->kstate = K_DONE;
+        return SH_PH_DECLINED;
+    }
+    if (r->freed)
+        return SH_PH_DONE;
+    return x->kstate == K_DONE ? SH_PH_DECLINED : SH_PH_PAUSE;
+}
+
 static int jwt_handler(sh_request_t *r)
 {
     const jwt_loc_t *c = sh_http_loc_conf(r->loc, &sh_auth_jwt_module);
@@ -382,6 +526,7 @@ static int jwt_handler(sh_request_t *r)
             sh_free(x);
             return 500;
         }
+        x->r = r;
         sh_request_ctx(r, &sh_auth_jwt_module) = x;
     }
     x->www.len = 0;
@@ -414,10 +559,35 @@ static int jwt_handler(sh_request_t *r)
         sh_req_log(SH_LOG_INFO, r->c, r, NULL, "JWT: no token");
         return refuse(r, x, c, NULL, 401);
     }
+    const sh_jwks_t *setv[16];
+    const sh_jwks_t *const *sets = (const sh_jwks_t *const *)c->keys;
+    size_t nsets = c->nkeys;
+    if (c->key_uri != NULL) {
+        int k = fetch_keys(r, x, c);
+        if (k != SH_PH_DECLINED) {
+            sh_buf_dispose(&tb);
+            return k;
+        }
+        x->kstate = K_NONE; /* an internal redirect fetches again */
+        if (x->keys == NULL) {
+            sh_buf_dispose(&tb);
+            return 500;
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < c->nkeys && n < 15; i++)
+            setv[n++] = c->keys[i];
+        setv[n++] = &x->keys->set;
+        sets = setv;
+        nsets = n;
+    }
     const char *reason = NULL;
-    int rc = sh_jwt_verify(tok, tl, (const sh_jwks_t *const *)c->keys, c->nkeys,
-                           (int64_t)time(NULL), (int64_t)(c->leeway / 1000), &x->tok, &reason);
+    int rc = sh_jwt_verify(tok, tl, sets, nsets, (int64_t)time(NULL), (int64_t)(c->leeway / 1000),
+                           &x->tok, &reason);
     sh_buf_dispose(&tb);
+    if (x->keys != NULL && c->key_uri != NULL) {
+        keyref_unref(x->keys); /* the token's JSON holds no key */
+        x->keys = NULL;
+    }
     if (rc != 0) {
         sh_req_log(SH_LOG_ERR, r->c, r, NULL, "JWT validation failed: %s", reason);
         return refuse(r, x, c, "invalid_token", 401);

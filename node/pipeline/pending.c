@@ -42,7 +42,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     R("limit_rate_after", LOCIF | SH_CONF_TAKE1, "responses would not be rate limited"),
     R("limit_except", SH_CTX_LOCATION | SH_CONF_BLOCK | SH_CONF_1MORE,
       "methods would not be restricted"),
-    R("auth_jwt_key_request", LOC | SH_CTX_LIMIT_EXCEPT | SH_CONF_TAKE1, AUTH),
     R("auth_http", LOC | SH_CONF_TAKE1, AUTH),
     R("secure_link", LOC | SH_CONF_TAKE1, "links would not be checked"),
     R("secure_link_md5", LOC | SH_CONF_TAKE1, "links would not be checked"),
