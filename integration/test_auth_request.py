@@ -14,10 +14,13 @@ same http {} served by both, against a real Python auth service
   location; satisfy any with allow; an `internal` auth location is reached
   by the subrequest but is 404 to clients;
 - a client that leaves while its auth subrequest waits (slow) leaves shoal
-  serving, and 20 concurrent requests, half refused, all get their answer.
+  serving, and 20 concurrent requests, half refused, all get their answer;
+- the same over HTTP/2 (h2c prior knowledge), beside nginx, and 200
+  multiplexed streams (h2load) all answered.
 """
 import os
 import socket
+import subprocess
 import sys
 import threading
 
@@ -59,12 +62,21 @@ SERVERS = """
             proxy_pass http://127.0.0.1:{bport}/;
         }
     }
+    server {
+        listen 127.0.0.1:{h2port} http2;
+        location = /auth { internal; proxy_pass http://127.0.0.1:{aport}/check; }
+        location / {
+            auth_request /auth;
+            auth_request_set $user $upstream_http_x_user;
+            add_header X-Auth-User "u=$user";
+            proxy_pass http://127.0.0.1:{bport};
+        }
+    }
 """
 
 
 def main(t):
     nginx_ref.skip_unless_available()
-    import subprocess
     v = subprocess.run([nginx_ref.NGINX, "-V"], capture_output=True, text=True).stderr
     if "http_auth_request_module" not in v:
         print("SKIP - this nginx has no auth_request module", flush=True)
@@ -75,13 +87,14 @@ def main(t):
     sh.wait_for(lambda: "ready" in ap.stdout() and sh.port_accepts(aport), 15, "auth service")
     be = t.backend("b1")
     dead = t.port()
-    port, nport = t.port(), t.port()
+    port, nport, h2, nh2 = t.port(), t.port(), t.port(), t.port()
 
-    def conf(p):
+    def conf(p, h):
         return (SERVERS.replace("{port}", str(p)).replace("{aport}", str(aport))
-                .replace("{bport}", str(be.port)).replace("{dead}", str(dead)))
-    node = t.shoal("http {\n%s\n}\n" % conf(port), port=port)
-    nginx_ref.start(t, conf(nport), port=nport)
+                .replace("{bport}", str(be.port)).replace("{dead}", str(dead))
+                .replace("{h2port}", str(h)))
+    node = t.shoal("http {\n%s\n}\n" % conf(port, h2), port=port)
+    nginx_ref.start(t, conf(nport, nh2), port=nport)
 
     def echo_field(res, name):
         if res.status != 200 or not res.body.startswith(b"{"):
@@ -159,6 +172,27 @@ def main(t):
         th.join()
     t.check(all(out[i] == (200 if i % 2 == 0 else 403) for i in range(20)),
             "20 concurrent requests, half refused: %r" % [out[i] for i in range(20)])
+
+    # ---- HTTP/2
+    for tok, want in (("good", 200), ("nope", 401), ("forbidden", 403), ("boom", 500)):
+        a = t.curl("http://127.0.0.1:%d/echo" % h2, "--http2-prior-knowledge", "-H",
+                   "Authorization: Bearer " + tok)
+        b = t.curl("http://127.0.0.1:%d/echo" % nh2, "--http2-prior-knowledge", "-H",
+                   "Authorization: Bearer " + tok)
+        t.check(a.status == b.status == want and
+                a.header("WWW-Authenticate") == b.header("WWW-Authenticate") and
+                a.header("X-Auth-User") == b.header("X-Auth-User"),
+                "HTTP/2, %s: %s %r %r (nginx: %s %r %r)" % (
+                    tok, a.status, a.header("WWW-Authenticate"), a.header("X-Auth-User"),
+                    b.status, b.header("WWW-Authenticate"), b.header("X-Auth-User")))
+    import shutil
+    if shutil.which("h2load"):
+        r = subprocess.run(["h2load", "-n", "200", "-c", "4", "-m", "10", "-H",
+                            "Authorization: Bearer good", "http://127.0.0.1:%d/" % h2],
+                           capture_output=True, text=True, timeout=120 * t.slow)
+        t.check("status codes: 200 2xx" in r.stdout,
+                "h2load: 200 multiplexed streams, each with its auth subrequest, all 200: %s" %
+                [l for l in r.stdout.splitlines() if "status codes" in l])
     t.check(node.proc.alive(), "shoal is up")
 
 
