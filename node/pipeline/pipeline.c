@@ -159,8 +159,10 @@ static void run(sh_request_t *r)
     r->paused = 0;
     while (r->ph < end) {
         const entry_t *e = &p->run[r->ph];
-        if (e->phase == SH_PHASE_ACCESS && r->parent != NULL) {
-            r->ph = p->start[SH_PHASE_ACCESS + 1]; /* nginx: subrequests skip access */
+        if (r->parent != NULL && (e->phase == SH_PHASE_PREACCESS || e->phase == SH_PHASE_ACCESS)) {
+            /* nginx: a subrequest is not checked again (access) nor
+             * counted again (limit_req, limit_conn count its main request) */
+            r->ph = p->start[e->phase + 1];
             continue;
         }
         int rc = e->fn(r);

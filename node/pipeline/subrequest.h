@@ -6,7 +6,8 @@
  * header fields but no body (Content-Length and Transfer-Encoding are
  * dropped, as nginx's auth_request advice does by hand), through the
  * location's content handler (proxy_pass, return, a static file, ...);
- * its access phase is skipped and it is not logged, as nginx's.
+ * its preaccess and access phases are skipped (limits count its parent, the
+ * parent was checked) and it is not logged, as nginx's.
  *
  * Its response goes to a capture protocol (sh_http_proto_t): the status
  * and the head's fields are kept, the body up to a bound. When the
