@@ -10,6 +10,9 @@
 #include "node/conn/tls_tickets.h"
 #include "node/modules/access.h"
 #include "node/modules/accesslog.h"
+#include "node/modules/auth_basic.h"
+#include "node/modules/auth_jwt.h"
+#include "node/modules/auth_request.h"
 #include "node/modules/errpage.h"
 #include "node/modules/expires.h"
 #include "node/modules/gzip.h"
@@ -48,7 +51,10 @@ sh_conf_module_t *const sh_modules[] = {
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,
     &sh_limit_conn_module,
-    &sh_access_module,
+    &sh_access_module, /* access checks in nginx's order: allow/deny first */
+    &sh_auth_basic_module,
+    &sh_auth_jwt_module,
+    &sh_auth_request_module,
     &sh_status_module,
     &sh_static_module, /* after every other content handler */
     &sh_errpage_module,

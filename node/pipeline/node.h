@@ -216,6 +216,11 @@ struct sh_request_s {
      * connection's peer: $remote_addr, allow/deny, logs and limits read
      * it through sh_request_peer(). */
     const struct sockaddr_in6 *client;
+    /* A subrequest (node/pipeline/subrequest.h): its parent, the capture
+     * protocol its response goes to instead of the client, its state. */
+    sh_request_t *parent;
+    const sh_http_proto_t *proto; /* NULL: the connection's */
+    void *sub;
     uint8_t discard_body : 1; /* local response: read and drop the body */
     uint8_t resp_started : 1; /* a response byte went to the client */
     uint8_t resp_done : 1;
@@ -261,6 +266,10 @@ struct sh_request_s {
 };
 
 #define SH_REQUEST_ZERO offsetof(struct sh_request_s, scratch)
+
+/* The protocol r's response goes through: a subrequest's capture, or the
+ * client connection's. */
+#define SH_PROTO(r) ((r)->proto != NULL ? (r)->proto : (r)->c->proto)
 
 /* The client's address for r: realip's when it set one, else the peer. */
 static inline const struct sockaddr_in6 *sh_request_peer(const sh_request_t *r)
