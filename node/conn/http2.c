@@ -63,11 +63,13 @@ typedef struct h2_stream_s {
     size_t out_off;
     sh_buf_t trailers; /* as hbuf: response trailers */
     size_t ntrailers;
+    int64_t body_left;     /* request body bytes the content-length still announces, or -1 */
     uint8_t too_large : 1; /* the header list went over the limit: 431 */
     uint8_t body_eof : 1;  /* END_STREAM from the client */
     uint8_t out_eof : 1;   /* the response body is complete */
     uint8_t deferred : 1;  /* the data source said DEFERRED: resume on data */
-    uint8_t rst_after : 1; /* RST_STREAM(NO_ERROR) once our END_STREAM is out */
+    uint8_t end_sent : 1;  /* our END_STREAM is out (the response is whole) */
+    uint8_t rst_sent : 1;  /* RST_STREAM(NO_ERROR) after it (early_reset) */
     uint8_t responded : 1; /* a response was submitted */
 } h2_stream_t;
 
@@ -637,6 +639,7 @@ static int request_ready(h2_stream_t *st, int end_stream)
                 (r->h.host_len != ps.authority_len ||
                  strncasecmp(r->h.host, ps.authority, ps.authority_len) != 0))
                 r->bad_host = 1;
+            st->body_left = end_stream ? 0 : ps.content_length;
             if (!end_stream) {
                 /* no length: the upstream gets the body chunked */
                 r->h.content_length = ps.content_length;
@@ -731,6 +734,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     h2_stream_t *st = sh_new(h2_stream_t);
     st->h2 = h2;
     st->id = frame->hd.stream_id;
+    st->body_left = -1;
     sh_list_insert_head(&h2->streams, &st->link);
     h2->nstreams++;
     nghttp2_session_set_stream_user_data(s, st->id, st);
@@ -798,6 +802,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         nghttp2_session_consume_connection(s, len);
         return 0;
     }
+    if (st->body_left > 0)
+        st->body_left -= (int64_t)len < st->body_left ? (int64_t)len : st->body_left;
     sh_request_t *r = st->r;
     if (r == NULL || r->discard_body || r->body.done) {
         consume(st, len);
@@ -834,6 +840,34 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     return 0;
 }
 
+/* RFC 9113 8.1: a response complete while the client is still sending
+ * its body (an early response: 413, 403, `return`, an error page, an
+ * upstream that answered first) is followed by RST_STREAM(NO_ERROR), which
+ * tells the client to stop sending without discarding the response. Only
+ * once the response's END_STREAM is out (nghttp2 sends RST_STREAM before
+ * queued DATA, so earlier it would cut the response) and once the request
+ * is finished (so the stream's close does not end a request still being
+ * answered): whichever of the two comes last calls this.
+ *
+ * When the rest of the body (by its content-length) fits in the window
+ * the client holds, it may all be in flight already: it is read and
+ * dropped instead (consumed as it comes; the client ends the stream),
+ * since clients that treat a reset during their upload as an error (curl
+ * 7.88: error 92) then keep the response. */
+static void early_reset(h2_stream_t *st)
+{
+    sh_h2_t *h2 = st->h2;
+    if (!st->end_sent || st->r != NULL || st->body_eof || st->rst_sent || h2->closed)
+        return;
+    st->rst_sent = 1;
+    SH_WORKER_COUNT(h2->c->w, h2_early_responses);
+    if (st->body_left >= 0 &&
+        st->body_left <= nghttp2_session_get_stream_local_window_size(h2->s, st->id))
+        return;
+    nghttp2_submit_rst_stream(h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    schedule(h2);
+}
+
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     (void)ud;
@@ -841,10 +875,10 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
         (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA))
         return 0;
     h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    /* RFC 9113 8.1: the response is complete while the client is still
-     * sending; tell it to stop */
-    if (st != NULL && st->rst_after && !st->body_eof)
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    if (st != NULL) {
+        st->end_sent = 1;
+        early_reset(st);
+    }
     return 0;
 }
 
@@ -1242,9 +1276,8 @@ void sh_http2_request_finish(sh_request_t *r)
         sh_request_free(r);
         return;
     }
-    if (!st->body_eof)
-        st->rst_after = 1;
     detach_request(st);
+    early_reset(st);
 }
 
 void sh_http2_request_abort(sh_request_t *r)
