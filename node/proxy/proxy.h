@@ -38,6 +38,9 @@ void sh_proxy_cache_clear(sh_worker_t *w);
 /* Close every pooled idle upstream connection of the worker. */
 void sh_proxy_close_pools(sh_worker_t *w);
 
+/* Whether loc's proxy_pass is https (its upstream connections use TLS). */
+int sh_proxy_loc_https(const sh_http_loc_t *loc);
+
 /* $proxy_host of the request's location. */
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out);
 
