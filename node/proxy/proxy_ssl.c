@@ -641,6 +641,13 @@ int sh_upssl_handshake(sh_upssl_t *t, const char *in, size_t len, sh_buf_t *out,
     t->done = 1;
     if (check_peer(t) != 0) {
         t->failed = 1;
+        /* a session of a server that failed verification is not offered
+         * again (its ticket may already be kept: TLS 1.2 gives it in the
+         * handshake) */
+        if (t->slot->ssl_sess != NULL && t->slot->ssl_sess == SSL_get0_session(t->ssl)) {
+            SSL_SESSION_free(t->slot->ssl_sess);
+            t->slot->ssl_sess = NULL;
+        }
         return -1;
     }
     return 1;
