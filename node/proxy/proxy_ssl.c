@@ -404,6 +404,7 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
     }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
     SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+    /* idle pooled connections keep no record buffers */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     return ctx;
 fail:
