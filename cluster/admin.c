@@ -877,6 +877,9 @@ static void get_metrics(adconn *a)
     metric(f, "shoal_proxy_protocol_bad_total", "counter",
            "Client connections closed for a malformed PROXY protocol header.",
            st.proxy_protocol_bad);
+    metric(f, "shoal_http2_early_responses_total", "counter",
+           "HTTP/2 responses complete before the request body, followed by RST_STREAM(NO_ERROR).",
+           st.h2_early_responses);
     metric(f, "shoal_reloads_total", "counter", "Configuration reloads applied.", st.reloads);
     metric(f, "shoal_reload_failures_total", "counter", "Configuration reloads refused.",
            st.reload_failures);

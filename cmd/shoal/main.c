@@ -238,6 +238,7 @@ static void gen_done_cb(uv_async_t *a)
         m->retired.accepted += t.accepted;
         m->retired.handled += t.handled;
         m->retired.requests += t.requests;
+        m->retired.h2_early_responses += t.h2_early_responses;
         uv_mutex_unlock(&m->gens_mu);
         sh_workers_free(g->ws, g->n);
         if (g->rt != m->rt0)
@@ -470,6 +471,7 @@ static void hook_status(void *ud, sh_cluster_node_status_t *out)
     out->writing = t.writing;
     out->waiting = t.waiting;
     out->proxy_protocol_bad = t.proxy_protocol_bad;
+    out->h2_early_responses = t.h2_early_responses;
     out->workers = workers;
     out->generations = gens;
 }

@@ -29,6 +29,7 @@
 #include "node/pipeline/runtime.h"
 #include "node/proxy/health.h"
 #include "node/proxy/proxy.h"
+#include "node/proxy/proxy_ssl.h"
 #include "node/proxy/upstream.h"
 
 extern sh_conf_module_t sh_pending_module;
@@ -47,6 +48,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_proxy_module,
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
     &sh_health_module, /* after upstream and proxy: its load reads both */
+    &sh_proxy_ssl_module,
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,

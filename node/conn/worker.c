@@ -342,6 +342,7 @@ void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t)
         t->writing += ld(&c->writing);
         t->waiting += ld(&c->waiting);
         t->proxy_protocol_bad += ld(&c->proxy_protocol_bad);
+        t->h2_early_responses += ld(&c->h2_early_responses);
     }
 }
 

@@ -284,6 +284,9 @@ typedef struct {
     _Atomic uint64_t accepted, handled, requests, active;
     _Atomic uint64_t reading, writing, waiting;
     _Atomic uint64_t proxy_protocol_bad; /* closed for a malformed PROXY header */
+    /* HTTP/2 responses complete before the request body, followed by
+     * RST_STREAM(NO_ERROR) (RFC 9113 8.1; http2.c early_reset) */
+    _Atomic uint64_t h2_early_responses;
 } sh_worker_counters_t;
 #define SH_WORKER_COUNT(w, f)  atomic_fetch_add_explicit(&(w)->ctr.f, 1, memory_order_relaxed)
 #define SH_WORKER_SET(w, f, v) atomic_store_explicit(&(w)->ctr.f, (v), memory_order_relaxed)

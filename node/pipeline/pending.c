@@ -54,15 +54,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
       "client certificates would not be checked for revocation by OCSP"),
     R("ssl_ocsp_cache", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1,
       "client certificates would not be checked for revocation by OCSP"),
-    R("proxy_ssl_verify", LOC | SH_CONF_FLAG, "upstream certificates would not be verified"),
-    R("proxy_ssl_verify_depth", LOC | SH_CONF_TAKE1, "upstream certificates would not be verified"),
-    R("proxy_ssl_trusted_certificate", LOC | SH_CONF_TAKE1,
-      "upstream certificates would not be verified"),
-    R("proxy_ssl_crl", LOC | SH_CONF_TAKE1, "upstream certificates would not be verified"),
-    R("proxy_ssl_certificate", LOC | SH_CONF_TAKE1,
-      "the client certificate would not be sent upstream"),
-    R("proxy_ssl_certificate_key", LOC | SH_CONF_TAKE1,
-      "the client certificate would not be sent upstream"),
     R("client_body_in_file_only", LOC | SH_CONF_TAKE1, "request bodies would not be kept"),
 
     /* ---- accepted with a warning: tuning ---- */

@@ -45,6 +45,8 @@ int sh_proxy_enabled(const sh_http_loc_t *loc);
  * (health_check, health.c). */
 struct sh_upstream_s;
 const struct sh_upstream_s *sh_proxy_loc_upstream(const sh_http_loc_t *loc);
+/* Whether loc's proxy_pass is https (its upstream connections use TLS). */
+int sh_proxy_loc_https(const sh_http_loc_t *loc);
 
 /* $proxy_host of the request's location. */
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out);

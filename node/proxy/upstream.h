@@ -87,6 +87,10 @@ typedef struct {
     int conns;            /* this worker's active connections to the server */
     uint64_t accessed;    /* time of the last failure */
     uint64_t checked;     /* time the failure window was last opened */
+    /* proxy_ssl_session_reuse: the last TLS session of the server, under
+     * the context (a location's) that made it (node/proxy/proxy_ssl.c) */
+    void *ssl_sess;
+    const void *ssl_sess_owner;
 } sh_peer_rt_t;
 
 typedef struct sh_bal_data_s sh_bal_data_t; /* a balancer's own per-worker data */
