@@ -415,6 +415,11 @@ static void get_members(adconn *a, char *query)
 
 static json_t *info_json(sh_cluster_t *c)
 {
+    if (c->swim == NULL) /* admin only: no cluster block */
+        return json_pack("{s:s,s:s,s:b,s:I,s:s}", "name", c->conf->node_name, "admin_listen",
+                         c->conf->admin_listen, "cluster", 0, "uptime_ms",
+                         (json_int_t)(sh_cluster__wall_ms() - c->started_unix_ms), "version",
+                         SHOAL_VERSION);
     members_ctx x;
     members_init(c, &x);
     const sh_swim_member_t *self = sh_swim_member(c->swim, c->conf->node_name);
@@ -848,36 +853,9 @@ static void metric(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
 
-static void get_metrics(adconn *a)
+/* The cluster's part of /metrics: members, gossip, keyring. */
+static void gossip_metrics(sh_cluster_t *c, FILE *f)
 {
-    sh_cluster_t *c = a->c;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (f == NULL) {
-        respond(a, 500, NULL, NULL, "out of memory");
-        return;
-    }
-    sh_cluster_node_status_t st;
-    node_status(c, &st);
-    metric(f, "shoal_connections_accepted_total", "counter", "Client connections accepted.",
-           st.accepted);
-    metric(f, "shoal_connections_handled_total", "counter", "Client connections handled.",
-           st.handled);
-    metric(f, "shoal_http_requests_total", "counter", "Client requests.", st.requests);
-    fprintf(f, "# HELP shoal_connections Client connections by state.\n"
-               "# TYPE shoal_connections gauge\n");
-    fprintf(f, "shoal_connections{state=\"active\"} %llu\n", (unsigned long long)st.active);
-    fprintf(f, "shoal_connections{state=\"reading\"} %llu\n", (unsigned long long)st.reading);
-    fprintf(f, "shoal_connections{state=\"writing\"} %llu\n", (unsigned long long)st.writing);
-    fprintf(f, "shoal_connections{state=\"waiting\"} %llu\n", (unsigned long long)st.waiting);
-    metric(f, "shoal_proxy_protocol_bad_total", "counter",
-           "Client connections closed for a malformed PROXY protocol header.",
-           st.proxy_protocol_bad);
-    metric(f, "shoal_reloads_total", "counter", "Configuration reloads applied.", st.reloads);
-    metric(f, "shoal_reload_failures_total", "counter", "Configuration reloads refused.",
-           st.reload_failures);
-    metric(f, "shoal_workers", "gauge", "Worker threads running (all generations).", st.workers);
     counts_t k = {0, 0, 0, 0};
     sh_swim_foreach(c->swim, count_cb, &k);
     fprintf(f, "# HELP shoal_cluster_members Members by status, as this node sees them.\n"
@@ -893,7 +871,16 @@ static void get_metrics(adconn *a)
            s->packets_sent);
     metric(f, "shoal_gossip_packets_received_total", "counter", "Gossip packets received.",
            s->packets_recv);
+    metric(f, "shoal_gossip_sent_bytes_total", "counter", "Gossip bytes sent (UDP).", s->bytes_sent);
+    metric(f, "shoal_gossip_received_bytes_total", "counter", "Gossip bytes received (UDP).",
+           s->bytes_recv);
     metric(f, "shoal_gossip_probes_total", "counter", "Probes sent.", s->probes);
+    metric(f, "shoal_gossip_suspicions_total", "counter", "Members this node suspected.",
+           s->suspects_raised);
+    metric(f, "shoal_gossip_refutes_total", "counter", "Suspicions of this node it refuted.",
+           s->refutes);
+    metric(f, "shoal_gossip_deaths_total", "counter", "Members this node declared failed.",
+           s->deaths_declared);
     metric(f, "shoal_gossip_probe_failures_total", "counter", "Probes without an ack.",
            s->probe_failures);
     metric(f, "shoal_gossip_undecodable_total", "counter", "Opened packets refused at decode.",
@@ -935,6 +922,48 @@ static void get_metrics(adconn *a)
            ys->malformed);
     metric(f, "shoal_keyring_persist_failures_total", "counter", "Keyring file writes that failed.",
            ys->persist_failed);
+}
+
+static void get_metrics(adconn *a)
+{
+    sh_cluster_t *c = a->c;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL) {
+        respond(a, 500, NULL, NULL, "out of memory");
+        return;
+    }
+    sh_cluster_node_status_t st;
+    node_status(c, &st);
+    fprintf(f, "# HELP shoal_build_info The build: version, 1.\n# TYPE shoal_build_info gauge\n"
+               "shoal_build_info{version=\"%s\"} 1\n",
+            SHOAL_VERSION);
+    fprintf(f, "# HELP shoal_start_time_seconds When the node started, seconds since the epoch.\n"
+               "# TYPE shoal_start_time_seconds gauge\nshoal_start_time_seconds %llu.%03llu\n",
+            (unsigned long long)(c->started_unix_ms / 1000),
+            (unsigned long long)(c->started_unix_ms % 1000));
+    metric(f, "shoal_connections_accepted_total", "counter", "Client connections accepted.",
+           st.accepted);
+    metric(f, "shoal_connections_handled_total", "counter", "Client connections handled.",
+           st.handled);
+    /* the states partition the open connections: their sum is nginx's
+     * "active" (nothing counted twice) */
+    fprintf(f, "# HELP shoal_connections Client connections open, by state (reading a request, "
+               "writing a response, waiting idle); they sum to the open connections.\n"
+               "# TYPE shoal_connections gauge\n");
+    fprintf(f, "shoal_connections{state=\"reading\"} %llu\n", (unsigned long long)st.reading);
+    fprintf(f, "shoal_connections{state=\"writing\"} %llu\n", (unsigned long long)st.writing);
+    fprintf(f, "shoal_connections{state=\"waiting\"} %llu\n", (unsigned long long)st.waiting);
+    metric(f, "shoal_proxy_protocol_bad_total", "counter",
+           "Client connections closed for a malformed PROXY protocol header.",
+           st.proxy_protocol_bad);
+    metric(f, "shoal_reloads_total", "counter", "Configuration reloads applied.", st.reloads);
+    metric(f, "shoal_reload_failures_total", "counter", "Configuration reloads refused.",
+           st.reload_failures);
+    metric(f, "shoal_workers", "gauge", "Worker threads running (all generations).", st.workers);
+    if (c->swim != NULL)
+        gossip_metrics(c, f);
     metric(f, "shoal_admin_requests_total", "counter", "Admin API requests.", c->admin_requests);
     metric(f, "shoal_admin_unauthorized_total", "counter", "Admin requests without a valid token.",
            c->admin_unauthorized);
@@ -997,10 +1026,18 @@ static const char *bearer(adconn *a, size_t *len)
     return NULL;
 }
 
-static int authorized(adconn *a)
+/*
+ * Whether the request may go on. The admin token opens everything. The
+ * read-only monitoring paths (scrape: /metrics, /nginx_status) also take
+ * the scrape-only token when one is set, and are open without any token
+ * on a loopback or unix-socket listener that has no scrape token.
+ */
+static int authorized(adconn *a, int scrape)
 {
     sh_cluster_conf_t *cc = a->c->conf;
-    if (!cc->has_token)
+    if (scrape && !cc->has_metrics_token && cc->admin_local)
+        return 1;
+    if (!cc->has_token && !(scrape && cc->has_metrics_token))
         return 1;
     size_t len = 0;
     const char *tok = bearer(a, &len);
@@ -1008,7 +1045,21 @@ static int authorized(adconn *a)
         return 0;
     uint8_t h[32];
     crypto_generichash(h, sizeof(h), (const uint8_t *)tok, len, NULL, 0);
-    return sodium_memcmp(h, cc->token_hash, sizeof(h)) == 0;
+    int ok = cc->has_token && sodium_memcmp(h, cc->token_hash, sizeof(h)) == 0;
+    if (!ok && scrape && cc->has_metrics_token)
+        ok = sodium_memcmp(h, cc->metrics_token_hash, sizeof(h)) == 0;
+    return ok;
+}
+
+/* The paths that need the cluster (a cluster {} block). */
+static int cluster_path(const char *path)
+{
+    static const char *const paths[] = {"/v1/members", "/v1/keyring",     "/v1/stats", "/v1/join",
+                                        "/v1/leave",   "/v1/force-leave", NULL};
+    for (int i = 0; paths[i]; i++)
+        if (strcmp(path, paths[i]) == 0)
+            return 1;
+    return strncmp(path, "/v1/keyring/", 12) == 0;
 }
 
 static void route(adconn *a, const char *method, char *path)
@@ -1025,7 +1076,8 @@ static void route(adconn *a, const char *method, char *path)
         respond(a, 200, ui.head, sh_admin_ui_body(&ui), NULL);
         return;
     }
-    if (!authorized(a)) {
+    int scrape = strcmp(path, "/metrics") == 0 || strcmp(path, "/nginx_status") == 0;
+    if (!authorized(a, scrape)) {
         c->admin_unauthorized++;
         c->admin_rejected[SH_ADMIN_R_UNAUTHORIZED]++;
         respond(a, 401, NULL, NULL, "a valid bearer token is required (--token or SHOAL_TOKEN)");
@@ -1048,6 +1100,12 @@ static void route(adconn *a, const char *method, char *path)
     }
     if ((is_get && !get) || (is_post && !post)) {
         respond(a, 405, NULL, NULL, is_get ? "use GET here" : "use POST here");
+        return;
+    }
+    if (c->swim == NULL && cluster_path(path)) {
+        respond(a, 404, NULL, NULL,
+                "this node runs no cluster (no cluster {} block): only /v1/info, "
+                "/v1/upstreams, /v1/reload, /v1/events, /metrics and /nginx_status here");
         return;
     }
     if (get) {
@@ -1282,6 +1340,15 @@ int sh_cluster__admin_bind(sh_cluster_t *c)
         }
         if ((rc = uv_tcp_bind(&c->admin.tcp, (const struct sockaddr *)&ss, 0)) == 0)
             rc = uv_listen((uv_stream_t *)&c->admin.tcp, 64, admin_accept);
+    }
+    if (rc != 0 && c->conf->admin_node == NULL) {
+        /* the implicit default (every node has one, issue 17): a node
+         * beside another on the same machine still starts, without it */
+        sh_log_warn("admin: cannot listen on the default admin address %s (%s): running without "
+                    "the admin API; set \"admin_listen\" to another address, or \"admin_listen "
+                    "off\"",
+                    l, uv_strerror(rc));
+        return 0;
     }
     if (rc != 0) {
         sh_log_err("cluster: cannot listen on admin address %s: %s", l, uv_strerror(rc));

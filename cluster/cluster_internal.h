@@ -34,11 +34,16 @@ typedef struct {
     char *advertise_auto;   /* the interface it was chosen from, or NULL (given) */
     char *admin_listen;     /* default 127.0.0.1:9901; "unix:PATH" or "/PATH"; "off" disables */
     char *admin_token_file; /* bearer token; required off loopback */
+    char *admin_metrics_token_file; /* scrape-only token: /metrics and /nginx_status */
+    char *admin_ssl_certificate, *admin_ssl_certificate_key; /* admin API over TLS */
     char *encrypt_key_file;
     char *key_path;         /* encrypt_key_file resolved against the conf dir */
     char *ring_path;        /* the persisted keyring: key_path + ".keyring" */
     uint8_t token_hash[32]; /* BLAKE2b-256 of the token (constant-time compare) */
     int has_token;
+    uint8_t metrics_token_hash[32]; /* of the scrape-only token */
+    int has_metrics_token;
+    int admin_local; /* admin_listen is loopback or a unix socket */
     const void *block_node; /* sh_conf_node_t of `cluster` (errors found at init) */
     const void *admin_node; /* of `admin_listen`, if given */
     char *region, *zone;

@@ -8,8 +8,8 @@
 //                 changes are applied as they come
 //   /v1/info, /metrics, /v1/upstreams, /v1/stats   every POLL_MS
 // Per-node figures are this node's: the API gives no other node's counters.
-// The error rate and latency tiles read series that /metrics does not export
-// yet (see METRICS below) and say so; they fill in when those land.
+// The error rate and latency tiles read shoal_http_requests_total{code} and
+// the shoal_http_request_duration_seconds histogram (see METRICS below).
 // Every value from the API reaches the page through textContent, never HTML.
 'use strict';
 
@@ -21,7 +21,7 @@
   // The series the tiles read; names by Prometheus conventions.
   const METRICS = {
     requests: ['shoal_http_requests_total'],
-    codeLabels: ['code', 'status', 'status_code', 'class'],
+    codeLabels: ['code'],
     latency: ['shoal_http_request_duration_seconds'],
   };
 
@@ -389,7 +389,9 @@
       const s = series.find((x) => x.name === name && (!lab || x.labels[lab] === val));
       return s ? s.value : null;
     };
-    setText('n-conns', num(get('shoal_connections', 'state', 'active')));
+    // the states partition the open connections: their sum is the total
+    const conns = ['reading', 'writing', 'waiting'].map((st) => get('shoal_connections', 'state', st));
+    setText('n-conns', conns.every((v) => v === null) ? '-' : num(conns.reduce((a, v) => a + (v || 0), 0)));
     setText('n-conns-sub', 'reading ' + num(get('shoal_connections', 'state', 'reading')) +
       ' \u00b7 writing ' + num(get('shoal_connections', 'state', 'writing')) +
       ' \u00b7 idle ' + num(get('shoal_connections', 'state', 'waiting')));

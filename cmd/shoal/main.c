@@ -44,6 +44,7 @@
 #include "node/modules/accesslog.h"
 #include "node/modules/limit_zone.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/runtime.h"
 #ifdef SHOAL_WITH_CLUSTER
 #include "cluster/cluster.h"
@@ -429,7 +430,12 @@ static int hook_reload(void *ud, char *msg, size_t len)
 /* The limit zones' counters (node/modules/limit_zone.h) on /metrics. */
 static void hook_metrics(void *ud, FILE *f)
 {
-    (void)ud;
+    node_main_t *m = ud;
+    sh_metrics_write(f); /* requests, latency, upstream tries, TLS, HTTP/2 */
+    uv_mutex_lock(&m->gens_mu);
+    if (m->gens != NULL)
+        sh_workers_upstreams_metrics(m->gens->ws, m->gens->n, f);
+    uv_mutex_unlock(&m->gens_mu);
     sh_limit_zone_metrics(f);
 }
 

@@ -21,6 +21,7 @@
 #include "node/modules/static.h"
 #include "node/modules/status.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/runtime.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/upstream.h"
@@ -37,6 +38,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_realip_module, /* before every preaccess and access handler */
     &sh_rewrite_module,
     &sh_accesslog_module,
+    &sh_metrics_module, /* counts every request at its end (log phase) */
     &sh_upstream_module,
     &sh_proxy_module,
     /* preaccess: nginx runs limit_req before limit_conn (its phase

@@ -27,6 +27,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
@@ -498,6 +499,7 @@ static void calm_down(sh_h2_t *h2, const char *why)
     if (h2->calm == NULL) {
         h2->calm = why;
         h2->c->w->h2_floods++;
+        sh_metrics_h2_flood();
     }
 }
 
@@ -733,6 +735,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     st->id = frame->hd.stream_id;
     sh_list_insert_head(&h2->streams, &st->link);
     h2->nstreams++;
+    sh_metrics_h2_stream();
     nghttp2_session_set_stream_user_data(s, st->id, st);
     return 0;
 }
@@ -857,7 +860,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
     if (st->r != NULL && !st->r->resp_done)
+    {
         h2->c->w->h2_client_resets++; /* the client gave up on it */
+        sh_metrics_h2_reset();
+    }
     detach_request(st);
     stream_free(st);
     if (h2->nstreams == 0)
@@ -1030,8 +1036,10 @@ int sh_http2_input(sh_h2_t *h2, const char *data, size_t len)
     } else if (n < 0) {
         sh_log_info("client %llu: HTTP/2 error: %s", (unsigned long long)c->id,
                     nghttp2_strerror((int)n));
-        if (n == NGHTTP2_ERR_FLOODED)
+        if (n == NGHTTP2_ERR_FLOODED) {
             c->w->h2_floods++;
+            sh_metrics_h2_flood();
+        }
         if (n == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
             sh_conn_close(c);
             return -1;

@@ -40,7 +40,8 @@ typedef struct {
     int max_conns; /* 0: no limit */
     unsigned backup : 1;
     unsigned down : 1;
-    unsigned line; /* of the `server` directive (config errors only) */
+    unsigned line;       /* of the `server` directive (config errors only) */
+    unsigned metrics_id; /* its name's label id (node/pipeline/metrics.h) */
 } sh_ups_server_t;
 
 typedef struct sh_upstream_s {
@@ -58,6 +59,7 @@ typedef struct sh_upstream_s {
     const sh_balancer_ops_t *balancer;
     sh_cv_t *hash_key;       /* `hash KEY`: the compiled key */
     unsigned random_two : 1; /* `random two [least_conn]` */
+    unsigned metrics_id;     /* its name's label id (node/pipeline/metrics.h) */
 } sh_upstream_t;
 
 typedef struct {
