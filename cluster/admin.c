@@ -38,8 +38,16 @@
  * more than SUB_MAX_QUEUED bytes wait for it (a client not reading), and
  * counted. A connection with an operation in flight on the thread pool
  * (reload) or in push-pulls (join) is freed only once it has completed.
+ *
+ * TLS (admin_ssl_certificate and _key, issue 17): each connection runs an
+ * OpenSSL server over two memory BIOs: bytes read go into one, and what
+ * OpenSSL writes (handshake flights, the encrypted response, event stream
+ * records) is taken from the other and written with uv_write. The request
+ * deadlines above count the handshake in.
  */
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +100,7 @@ struct adconn_s {
     char *resp;
     int closing, closed, busy, sub;
     joinreq *join;
+    SSL *ssl;       /* admin TLS, else NULL */
     int rc;         /* reload result */
     char msg[8192]; /* reload message (with the load's warnings) */
 };
@@ -105,6 +114,7 @@ struct joinreq_s {
 
 static void ad_free(adconn *a)
 {
+    SSL_free(a->ssl);
     sh_free(a->resp);
     sh_free(a);
 }
@@ -205,6 +215,68 @@ static void ad_written(uv_write_t *w, int status)
     ad_close(w->data);
 }
 
+/* ---------------------------------------------------------------- TLS -- */
+
+typedef struct {
+    uv_write_t w;
+    char data[];
+} evwrite;
+
+static void ev_written(uv_write_t *w, int status)
+{
+    sh_free(container_of(w, evwrite, w));
+}
+
+/* Write n bytes (copied) on a's stream; 0, or -1 (a is being closed). */
+static int raw_send(adconn *a, const char *s, size_t n)
+{
+    evwrite *e = sh_malloc(sizeof(*e) + n);
+    memcpy(e->data, s, n);
+    uv_buf_t b = uv_buf_init(e->data, (unsigned)n);
+    if (uv_write(&e->w, &a->h.stream, &b, 1, ev_written) != 0) {
+        sh_free(e);
+        ad_close(a);
+        return -1;
+    }
+    return 0;
+}
+
+/* What OpenSSL wrote for the peer, malloc'd (sh_free), its length in *n. */
+static char *tls_take(adconn *a, size_t *n)
+{
+    BIO *wb = SSL_get_wbio(a->ssl);
+    size_t p = (size_t)BIO_ctrl_pending(wb);
+    char *b = sh_malloc(p ? p : 1);
+    int got = p ? BIO_read(wb, b, (int)p) : 0;
+    *n = got > 0 ? (size_t)got : 0;
+    return b;
+}
+
+/* Send what OpenSSL has for the peer (handshake flights). */
+static int tls_flush(adconn *a)
+{
+    size_t n;
+    char *b = tls_take(a, &n);
+    int rc = n ? raw_send(a, b, n) : 0;
+    sh_free(b);
+    return rc;
+}
+
+/* Replace the plaintext response a->resp (*n bytes) by its TLS records
+ * and a close_notify. 0, or -1 (no handshake done: nothing to say). */
+static int tls_seal(adconn *a, int *n)
+{
+    if (!SSL_is_init_finished(a->ssl) || SSL_write(a->ssl, a->resp, *n) != *n)
+        return -1;
+    SSL_shutdown(a->ssl);
+    size_t len;
+    char *b = tls_take(a, &len);
+    sh_free(a->resp);
+    a->resp = b;
+    *n = (int)len;
+    return 0;
+}
+
 static const char *reason_of(int code)
 {
     switch (code) {
@@ -259,6 +331,10 @@ static void respond(adconn *a, int code, const char *ctype, char *body, const ch
                      code == 401 ? "WWW-Authenticate: Bearer realm=\"shoal\"\r\n" : "", body,
                      nl ? "\n" : "");
     free(body);
+    if (a->ssl != NULL && tls_seal(a, &n) != 0) {
+        ad_close(a);
+        return;
+    }
     uv_buf_t b = uv_buf_init(a->resp, (unsigned)n);
     a->write.data = a;
     a->deadline = uv_now(&a->c->loop) + ADMIN_SEND_MS;
@@ -735,16 +811,6 @@ static void post_reload(adconn *a)
 
 /* ------------------------------------------------------------- events -- */
 
-typedef struct {
-    uv_write_t w;
-    char data[];
-} evwrite;
-
-static void ev_written(uv_write_t *w, int status)
-{
-    sh_free(container_of(w, evwrite, w));
-}
-
 static void ev_send(adconn *a, const char *s, size_t n)
 {
     if (uv_stream_get_write_queue_size(&a->h.stream) > SUB_MAX_QUEUED) {
@@ -752,13 +818,15 @@ static void ev_send(adconn *a, const char *s, size_t n)
         ad_close(a); /* a reader this slow would see a hole: it is told by EOF */
         return;
     }
-    evwrite *e = sh_malloc(sizeof(*e) + n);
-    memcpy(e->data, s, n);
-    uv_buf_t b = uv_buf_init(e->data, (unsigned)n);
-    if (uv_write(&e->w, &a->h.stream, &b, 1, ev_written) != 0) {
-        sh_free(e);
-        ad_close(a);
+    if (a->ssl == NULL) {
+        raw_send(a, s, n);
+        return;
     }
+    if (SSL_write(a->ssl, s, (int)n) != (int)n) {
+        ad_close(a);
+        return;
+    }
+    tls_flush(a);
 }
 
 void sh_cluster__event(sh_cluster_t *c, const char *type, json_t *data)
@@ -1192,9 +1260,15 @@ static void ad_respond(adconn *a, int code)
     route(a, method, path);
 }
 
+static char tls_raw[16384]; /* the cluster thread's: read callbacks run one at a time */
+
 static void ad_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     adconn *a = h->data;
+    if (a->ssl != NULL) {
+        *buf = uv_buf_init(tls_raw, sizeof(tls_raw));
+        return;
+    }
     if (a->body_off > 0 && a->len >= a->body_off + a->body_len) {
         /* request complete (an event stream): read into the scratch tail */
         a->len = a->body_off + a->body_len;
@@ -1202,15 +1276,69 @@ static void ad_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(a->req + a->len, (unsigned)(sizeof(a->req) - 1 - a->len));
 }
 
+static void ad_input(adconn *a, ssize_t nread);
+
+/* TLS: feed the bytes read to OpenSSL, answer its handshake, and hand the
+ * plaintext it gives on to ad_input. */
+static void tls_read(adconn *a, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread <= 0)
+        return;
+    BIO_write(SSL_get_rbio(a->ssl), buf->base, (int)nread);
+    if (!SSL_is_init_finished(a->ssl)) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(a->ssl);
+        if (tls_flush(a) != 0)
+            return;
+        if (r != 1) {
+            int e = SSL_get_error(a->ssl, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                a->c->admin_rejected[SH_ADMIN_R_BAD_REQUEST]++;
+                ad_close(a); /* not TLS, or a handshake that failed */
+            }
+            return;
+        }
+    }
+    while (!a->closing && !(a->sub || a->busy || a->resp)) {
+        size_t room = sizeof(a->req) - 1 - a->len;
+        if (room == 0) {
+            ad_input(a, 0);
+            return;
+        }
+        ERR_clear_error();
+        int n = SSL_read(a->ssl, a->req + a->len, (int)room);
+        if (n <= 0) {
+            int e = SSL_get_error(a->ssl, n);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                ad_close(a);
+            return;
+        }
+        ad_input(a, n);
+    }
+}
+
 static void ad_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     adconn *a = s->data;
-    if (nread < 0 || (nread == 0 && a->len >= sizeof(a->req) - 1)) {
+    if (nread < 0 || (nread == 0 && a->ssl == NULL && a->len >= sizeof(a->req) - 1)) {
         ad_close(a);
         return;
     }
     if (a->sub || a->busy || a->resp)
         return; /* after the request: only EOF matters */
+    if (a->ssl != NULL)
+        tls_read(a, nread, buf);
+    else
+        ad_input(a, nread);
+}
+
+/* nread more bytes of the request are at a->req + a->len (0 when full). */
+static void ad_input(adconn *a, ssize_t nread)
+{
+    if (nread == 0 && a->len >= sizeof(a->req) - 1) {
+        ad_respond(a, 413);
+        return;
+    }
     /* the head is parsed as a C string: a NUL in it is a bad request (it
      * would hide the end of the head and wait for the deadline) */
     if (a->body_off == 0 && memchr(a->req + a->len, 0, (size_t)nread) != NULL) {
@@ -1283,6 +1411,13 @@ static void admin_accept(uv_stream_t *server, int status)
         ad_close(a);
         return;
     }
+    if (c->admin_tls != NULL) {
+        a->ssl = SSL_new(c->admin_tls);
+        if (a->ssl == NULL)
+            abort();
+        SSL_set_bio(a->ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+        SSL_set_accept_state(a->ssl);
+    }
     /* linked before respond, so that its send deadline applies */
     a->prev = c->admin_tail;
     if (a->prev)
@@ -1309,6 +1444,35 @@ static const char *unix_path(const char *listen)
     return listen[0] == '/' ? listen : NULL;
 }
 
+/* The TLS context of admin_ssl_certificate/_key: 0, or SH_EIO logged. */
+static int tls_setup(sh_cluster_t *c)
+{
+    const sh_cluster_conf_t *cc = c->conf;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        abort();
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(ctx, cc->admin_ssl_certificate) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, cc->admin_ssl_certificate_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        char why[256];
+        ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+        sh_log_err("admin: cannot use admin_ssl_certificate \"%s\" with key \"%s\": %s",
+                   cc->admin_ssl_certificate, cc->admin_ssl_certificate_key, why);
+        SSL_CTX_free(ctx);
+        return SH_EIO;
+    }
+    c->admin_tls = ctx;
+    return 0;
+}
+
+void sh_cluster__admin_dispose(sh_cluster_t *c)
+{
+    SSL_CTX_free(c->admin_tls);
+    c->admin_tls = NULL;
+}
+
 int sh_cluster__admin_bind(sh_cluster_t *c)
 {
     const char *l = c->conf->admin_listen, *up = unix_path(l);
@@ -1318,6 +1482,10 @@ int sh_cluster__admin_bind(sh_cluster_t *c)
     if (strcmp(l, "off") == 0) {
         uv_tcp_init(&c->loop, &c->admin.tcp);
         return 0;
+    }
+    if (c->conf->admin_ssl_certificate != NULL && tls_setup(c) != 0) {
+        uv_tcp_init(&c->loop, &c->admin.tcp);
+        return SH_EIO;
     }
     if (up != NULL) {
         c->admin_unix = 1;

@@ -663,6 +663,7 @@ static int start_admin_only(sh_cluster_t *c)
         uv_walk(&c->loop, close_all, c);
         uv_run(&c->loop, UV_RUN_DEFAULT);
         uv_loop_close(&c->loop);
+        sh_cluster__admin_dispose(c);
         return rc;
     }
     sh_log_notice("admin API on %s%s (no cluster block: admin only)", c->conf->admin_listen,
@@ -731,6 +732,7 @@ fail_bind:
     uv_walk(&c->loop, close_all, c);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     uv_loop_close(&c->loop);
+    sh_cluster__admin_dispose(c);
     sh_swim_destroy(c->swim);
 fail_loop:
     sh_keysync_destroy(c->ks);
@@ -753,6 +755,7 @@ void sh_cluster_stop(sh_cluster_t *c, uint64_t timeout_ms)
     uv_run(&c->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&c->loop) != 0)
         sh_log_warn("cluster: loop closed with handles left");
+    sh_cluster__admin_dispose(c);
     sh_swim_destroy(c->swim);
     sh_keysync_destroy(c->ks);
     sh_keyring_destroy(c->kr);

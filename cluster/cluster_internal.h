@@ -136,6 +136,7 @@ struct sh_cluster_s {
     unsigned nadmin;               /* admin connections open */
     void *admin_head, *admin_tail; /* admin connections, oldest first */
     uv_timer_t admin_timer;        /* the oldest admin deadline */
+    void *admin_tls;               /* SSL_CTX of admin_ssl_certificate, or NULL */
     uint64_t admin_rejected[SH_ADMIN_R_N];
     void *admin_join;                    /* the admin join request the next push-pulls report to */
     void *subs[SH_ADMIN_MAX_EVENT_SUBS]; /* event stream connections */
@@ -187,6 +188,8 @@ void sh_cluster__pp_close_handle(uv_handle_t *h);
 int sh_cluster__admin_bind(sh_cluster_t *c);
 /* Close an admin connection handle (close_all). */
 void sh_cluster__admin_close(uv_handle_t *h);
+/* Free what admin_bind made beside the handles (the TLS context). */
+void sh_cluster__admin_dispose(sh_cluster_t *c);
 /* Send an event to every event stream: type, and data (reference stolen). */
 void sh_cluster__event(sh_cluster_t *c, const char *type, json_t *data);
 /* A push-pull of an admin join finished (req: c->admin_join at its start). */

@@ -46,8 +46,11 @@ static const char usage_text[] =
     "  (`keyring` is another name for `keys`)\n"
     "\n"
     "Options:\n"
-    "  --addr ADDR    the node's admin API: HOST:PORT or unix:PATH\n"
+    "  --addr ADDR    the node's admin API: HOST:PORT, https://HOST:PORT (an admin\n"
+    "                 listener with TLS) or unix:PATH\n"
     "                 (default: $SHOAL_ADDR, else " NODECTL_DEFAULT_ADDR ")\n"
+    "  --cacert FILE  CA certificates that verify an https:// admin address\n"
+    "                 (default: $SHOAL_CACERT, else the system's)\n"
     "  --token TOKEN  bearer token for the admin API (default: $SHOAL_TOKEN)\n"
     "  --json         print the admin API's JSON unchanged (for scripts)\n"
     "  -h, --help     help (after a command: that command's)\n"
@@ -340,6 +343,7 @@ int main(int argc, char **argv)
     ctx_t x = {getenv("SHOAL_ADDR"), getenv("SHOAL_TOKEN"), 0};
     if (x.addr == NULL || *x.addr == 0)
         x.addr = NODECTL_DEFAULT_ADDR;
+    nodectl_tls_cafile = getenv("SHOAL_CACERT");
     const char *status = NULL, *tag = NULL;
     int help = 0;
     const char *pos[MAX_POS];
@@ -352,6 +356,7 @@ int main(int argc, char **argv)
                                              {"token", required_argument, NULL, 't'},
                                              {"status", required_argument, NULL, 's'},
                                              {"tag", required_argument, NULL, 'g'},
+                                             {"cacert", required_argument, NULL, 'c'},
                                              {NULL, 0, NULL, 0}};
     opterr = 0; /* our own messages, exit status 2 */
     int opt;
@@ -374,6 +379,9 @@ int main(int argc, char **argv)
             break;
         case 'g':
             tag = optarg;
+            break;
+        case 'c':
+            nodectl_tls_cafile = optarg;
             break;
         case ':':
             return usage_error("%s needs a value", argv[optind - 1]);

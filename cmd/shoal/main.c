@@ -307,7 +307,7 @@ static int do_reload(node_main_t *m, char *msg, size_t len)
     int k = snprintf(msg, len,
                      "reload: configuration ok, applied to new connections (%d worker%s); "
                      "connections already open finish on the previous configuration; not "
-                     "reloaded: the cluster block, error_log, pid, user",
+                     "reloaded: the cluster block and the admin listener, error_log, pid, user",
                      n, n == 1 ? "" : "s");
     sh_log_notice("%s", msg);
     if (warnings[0] != '\0' && k > 0 && (size_t)k < len)
