@@ -328,7 +328,7 @@ static void label_tree(sh_http_loc_t *loc, unsigned srv_id)
 
 static int proto_of(const sh_request_t *r)
 {
-    return r->h2s != NULL ? P_HTTP2 : r->h.version == 10 ? P_HTTP10 : P_HTTP11;
+    return r->h.version == 20 ? P_HTTP2 : r->h.version == 10 ? P_HTTP10 : P_HTTP11;
 }
 
 /* The log phase: count the request that ended. */
