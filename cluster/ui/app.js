@@ -162,14 +162,21 @@
     state.spark = [];
     showApp();
     renderInfo();
-    await loadMembers(gen);
+    if (hasCluster()) await loadMembers(gen);
     stream(gen);
     poll(gen);
     resync(gen);
     tick(gen);
   }
 
+  // A node without a cluster {} block serves the admin API alone: /v1/info
+  // says "cluster": false and the members and gossip paths answer 404.
+  function hasCluster() {
+    return !state.info || state.info.cluster !== false;
+  }
+
   async function loadMembers(gen) {
+    if (!hasCluster()) return;
     try {
       const list = await (await api('/v1/members')).json();
       if (gen !== state.gen) return;
@@ -284,8 +291,8 @@
       api('/v1/info').then((r) => r.json()).then((j) => { state.info = j; renderInfo(); }),
       api('/metrics').then((r) => r.text()).then(renderMetrics),
       api('/v1/upstreams').then((r) => r.json()).then(renderUpstreams),
-      api('/v1/stats').then((r) => r.json()).then(renderStats),
     ];
+    if (hasCluster()) jobs.push(api('/v1/stats').then((r) => r.json()).then(renderStats));
     const res = await Promise.allSettled(jobs);
     if (gen !== state.gen) return;
     for (const x of res) {
@@ -303,6 +310,11 @@
     setText('cluster-name', (i.cluster ? 'cluster ' + i.cluster + ' \u00b7 ' : '') + 'shoal ' + i.version);
     setText('n-name', i.name || '-');
     setText('n-sub', [i.region, i.zone].filter(Boolean).join(' / ') + ' up ' + age(i.uptime_ms));
+    if (i.cluster === false) {
+      setText('n-members', '-');
+      setText('n-members-sub', 'no cluster {} block: this node alone');
+      return;
+    }
     if (state.members.size === 0) setText('n-members', i.members_alive + ' / ' + i.members);
     setText('n-members-sub', 'health score ' + i.health_score + (i.left ? ' \u00b7 left' : ''));
   }
@@ -347,7 +359,7 @@
     tbody.replaceChildren(frag);
     const n = rows.filter((m) => m.status === 'alive').length;
     setText('members-note', n + ' alive of ' + rows.length);
-    setText('n-members', n + ' / ' + rows.length); // live, from the event stream
+    if (hasCluster()) setText('n-members', n + ' / ' + rows.length); // live, from the event stream
   }
 
   // Prometheus text format 0.0.4 -> [{name, labels, value}]
