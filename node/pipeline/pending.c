@@ -76,7 +76,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
       "the client certificate would not be sent upstream"),
     R("proxy_ssl_certificate_key", LOC | SH_CONF_TAKE1,
       "the client certificate would not be sent upstream"),
-    R("max_ranges", LOC | SH_CONF_TAKE1, "Range requests would not be limited"),
     R("client_body_in_file_only", LOC | SH_CONF_TAKE1, "request bodies would not be kept"),
 
     /* ---- accepted with a warning: tuning ---- */
@@ -95,10 +94,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     W("proxy_cache_revalidate", LOC | SH_CONF_FLAG, "no response cache"),
     W("proxy_cache_background_update", LOC | SH_CONF_FLAG, "no response cache"),
     /* static files: what is not tuned yet */
-    W("log_not_found", LOC | SH_CONF_FLAG, "a file not found is always logged"),
-    W("etag", LOC | SH_CONF_FLAG, "static files always carry an ETag"),
-    W("if_modified_since", LOC | SH_CONF_TAKE1,
-      "static files answer If-Modified-Since exactly, as nginx's default"),
     W("open_file_cache", LOC | SH_CONF_TAKE12, "tuning only"),
     W("open_file_cache_valid", LOC | SH_CONF_TAKE1, "tuning only"),
     W("open_file_cache_min_uses", LOC | SH_CONF_TAKE1, "tuning only"),
