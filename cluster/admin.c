@@ -939,7 +939,8 @@ static void gossip_metrics(sh_cluster_t *c, FILE *f)
            s->packets_sent);
     metric(f, "shoal_gossip_packets_received_total", "counter", "Gossip packets received.",
            s->packets_recv);
-    metric(f, "shoal_gossip_sent_bytes_total", "counter", "Gossip bytes sent (UDP).", s->bytes_sent);
+    metric(f, "shoal_gossip_sent_bytes_total", "counter", "Gossip bytes sent (UDP).",
+           s->bytes_sent);
     metric(f, "shoal_gossip_received_bytes_total", "counter", "Gossip bytes received (UDP).",
            s->bytes_recv);
     metric(f, "shoal_gossip_probes_total", "counter", "Probes sent.", s->probes);
@@ -1004,11 +1005,13 @@ static void get_metrics(adconn *a)
     }
     sh_cluster_node_status_t st;
     node_status(c, &st);
-    fprintf(f, "# HELP shoal_build_info The build: version, 1.\n# TYPE shoal_build_info gauge\n"
-               "shoal_build_info{version=\"%s\"} 1\n",
+    fprintf(f,
+            "# HELP shoal_build_info The build: version, 1.\n# TYPE shoal_build_info gauge\n"
+            "shoal_build_info{version=\"%s\"} 1\n",
             SHOAL_VERSION);
-    fprintf(f, "# HELP shoal_start_time_seconds When the node started, seconds since the epoch.\n"
-               "# TYPE shoal_start_time_seconds gauge\nshoal_start_time_seconds %llu.%03llu\n",
+    fprintf(f,
+            "# HELP shoal_start_time_seconds When the node started, seconds since the epoch.\n"
+            "# TYPE shoal_start_time_seconds gauge\nshoal_start_time_seconds %llu.%03llu\n",
             (unsigned long long)(c->started_unix_ms / 1000),
             (unsigned long long)(c->started_unix_ms % 1000));
     metric(f, "shoal_connections_accepted_total", "counter", "Client connections accepted.",

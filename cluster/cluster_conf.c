@@ -223,8 +223,7 @@ static int admin_is_local(const char *l)
  * printable text of 16 to 256 bytes is taken). Only its BLAKE2b-256 digest
  * is kept, so requests are compared in constant time on equal lengths.
  */
-static int read_token(sh_conf_t *cf, const char *what, const char *file, uint8_t hash[32],
-                      int *has)
+static int read_token(sh_conf_t *cf, const char *what, const char *file, uint8_t hash[32], int *has)
 {
     char path[4096], line[512];
     resolve(cf, file, path, sizeof(path));
@@ -262,9 +261,8 @@ static int init_admin(sh_conf_t *cf, sh_cluster_conf_t *c)
         c->admin_listen = sh_strdup("127.0.0.1:9901");
     if (c->admin_node != NULL)
         cf->node = c->admin_node; /* file:line of the cause */
-    if (c->admin_token_file != NULL &&
-        (rc = read_token(cf, "admin_token_file", c->admin_token_file, c->token_hash,
-                         &c->has_token)) < 0)
+    if (c->admin_token_file != NULL && (rc = read_token(cf, "admin_token_file", c->admin_token_file,
+                                                        c->token_hash, &c->has_token)) < 0)
         return rc;
     if (c->admin_metrics_token_file != NULL &&
         (rc = read_token(cf, "admin_metrics_token_file", c->admin_metrics_token_file,

@@ -43,7 +43,7 @@ typedef struct {
     int has_token;
     uint8_t metrics_token_hash[32]; /* of the scrape-only token */
     int has_metrics_token;
-    int admin_local; /* admin_listen is loopback or a unix socket */
+    int admin_local;        /* admin_listen is loopback or a unix socket */
     const void *block_node; /* sh_conf_node_t of `cluster` (errors found at init) */
     const void *admin_node; /* of `admin_listen`, if given */
     char *region, *zone;

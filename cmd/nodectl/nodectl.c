@@ -350,14 +350,11 @@ int main(int argc, char **argv)
     int npos = 0;
     /* Options may come before or after the command (getopt_long permutes);
      * "--" ends them. */
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"addr", required_argument, NULL, 'a'},
-                                             {"token", required_argument, NULL, 't'},
-                                             {"status", required_argument, NULL, 's'},
-                                             {"tag", required_argument, NULL, 'g'},
-                                             {"cacert", required_argument, NULL, 'c'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},         {"json", no_argument, NULL, 'j'},
+        {"addr", required_argument, NULL, 'a'},   {"token", required_argument, NULL, 't'},
+        {"status", required_argument, NULL, 's'}, {"tag", required_argument, NULL, 'g'},
+        {"cacert", required_argument, NULL, 'c'}, {NULL, 0, NULL, 0}};
     opterr = 0; /* our own messages, exit status 2 */
     int opt;
     while ((opt = getopt_long(argc, argv, ":ha:", longopts, NULL)) != -1) {

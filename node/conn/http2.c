@@ -875,8 +875,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     if (st == NULL)
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
-    if (st->r != NULL && !st->r->resp_done)
-    {
+    if (st->r != NULL && !st->r->resp_done) {
         h2->c->w->h2_client_resets++; /* the client gave up on it */
         sh_metrics_h2_reset();
     }

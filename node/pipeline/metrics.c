@@ -75,8 +75,8 @@ static const char *label(unsigned id)
 /* --------------------------------------------------------------- blocks -- */
 
 /* Buckets in microseconds: fit for an API gateway (1 ms to a minute). */
-static const uint64_t bucket_us[] = {1000,   2500,   5000,    10000,   25000,
-                                     50000,  100000, 250000,  500000,  1000000,
+static const uint64_t bucket_us[] = {1000,    2500,    5000,     10000,    25000,
+                                     50000,   100000,  250000,   500000,   1000000,
                                      2500000, 5000000, 10000000, 30000000, 60000000};
 static const char *const bucket_le[] = {"0.001", "0.0025", "0.005", "0.01", "0.025",
                                         "0.05",  "0.1",    "0.25",  "0.5",  "1",
@@ -219,8 +219,8 @@ void sh_metrics_upstream_try(unsigned gid, unsigned sid, int status, int fail, u
     block_t *b = me;
     if (b == NULL)
         return;
-    _Atomic uint64_t *v =
-        row(b, &b->ups, KEY_BIT | (uint64_t)(gid & 0xffffffu) << 32 | (uint64_t)(sid & 0xffffffu) << 8);
+    _Atomic uint64_t *v = row(
+        b, &b->ups, KEY_BIT | (uint64_t)(gid & 0xffffffu) << 32 | (uint64_t)(sid & 0xffffffu) << 8);
     if (v == NULL)
         return;
     uint64_t us = ms * 1000;
@@ -596,8 +596,7 @@ void sh_metrics_write(FILE *f)
                 fprintf(f, ",reason=\"%s\"} %llu\n", r ? "timeout" : "error",
                         (unsigned long long)ups.vals[(size_t)i * U_NV + U_ERRORS + r]);
             }
-    family(f, "shoal_upstream_responses_total", "counter",
-           "Upstream responses by status class.");
+    family(f, "shoal_upstream_responses_total", "counter", "Upstream responses by status class.");
     for (unsigned i = 0; i < ups.cap; i++)
         if (ups.keys[i])
             for (int cl = 0; cl < 5; cl++) {

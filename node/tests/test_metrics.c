@@ -75,8 +75,9 @@ static void counts_and_histogram(void **state)
         value(m, "shoal_upstream_requests_total{upstream=\"g1\",server=\"10.0.0.1:80\"}"), 14);
     assert_int_equal(
         value(m, "shoal_upstream_retries_total{upstream=\"g1\",server=\"10.0.0.1:80\"}"), 9 + 3);
-    assert_int_equal(value(m, "shoal_upstream_failures_total{upstream=\"g1\",server=\"10.0.0.1:80\","
-                              "reason=\"timeout\"}"),
+    assert_int_equal(value(m,
+                           "shoal_upstream_failures_total{upstream=\"g1\",server=\"10.0.0.1:80\","
+                           "reason=\"timeout\"}"),
                      4);
     assert_int_equal(value(m, "shoal_upstream_responses_total{upstream=\"g1\",server=\"10.0.0.1:"
                               "80\",class=\"2xx\"}"),
@@ -184,16 +185,18 @@ static void escaping(void **state)
     job_t j = {sh_metrics_label("a\"b\\c"), sh_metrics_label("x"), 1, 200, 0, 0};
     run(&j);
     char *m = scrape();
-    assert_int_equal(value(m, "shoal_upstream_requests_total{upstream=\"a\\\"b\\\\c\",server=\"x\"}"),
-                     1);
+    assert_int_equal(
+        value(m, "shoal_upstream_requests_total{upstream=\"a\\\"b\\\\c\",server=\"x\"}"), 1);
     free(m);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(counts_and_histogram), cmocka_unit_test(block_reused),
-        cmocka_unit_test(race),                 cmocka_unit_test(escaping),
+        cmocka_unit_test(counts_and_histogram),
+        cmocka_unit_test(block_reused),
+        cmocka_unit_test(race),
+        cmocka_unit_test(escaping),
         cmocka_unit_test(table_full), /* last: the block it fills stays full */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
