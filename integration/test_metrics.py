@@ -143,6 +143,13 @@ def main(t):
         r = t.curl("https://127.0.0.1:%d/h2" % tport, "--http2", "--cacert", cert,
                    "--resolve", "localhost:%d:127.0.0.1" % tport)
         t.check(r.status == 200, "GET / over HTTP/2 with TLS", r)
+    # a TLS session, then a connection resuming it (HTTP/1.1 over TLS)
+    sess = os.path.join(d, "sess.pem")
+    get = b"GET /s HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n"
+    t.s_client(tport, "-sess_out", sess, "-ign_eof", stdin=get)
+    _, out = t.s_client(tport, "-sess_in", sess, "-ign_eof", stdin=get)
+    resumed = 1 if re.search(r"^Reused, TLSv1\.3", out, re.M) else 0
+    t.check(resumed == 1, "the second TLS connection resumed the session", out[-300:])
     r = t.curl(base + "txt/big.txt", "-H", "Accept-Encoding: gzip")
     t.check(r.status == 200 and r.header("Content-Encoding") == "gzip", "gzip answered", r)
 
@@ -160,14 +167,14 @@ def main(t):
     m = scrape(t, aport)
     t.require(m.status == 200, "/metrics open on loopback without a token", m)
     s, fams = parse(m.text())
-    want = 5 + 2 + 2 + 2 + 1
+    want = 5 + 2 + 2 + 2 + 2 + 1
     # the scrape itself is on the admin listener: not an HTTP request here
     t.check(total(s, "shoal_http_requests_total") == want,
             "shoal_http_requests_total sums to the %d requests made (%s)"
             % (want, total(s, "shoal_http_requests_total")))
     t.check(total(s, "shoal_http_requests_total", server="api.test", protocol="HTTP/1.1",
-                  code="200", **{"class": "2xx"}) == 5 + 1 + 1,
-            "7 requests by server, HTTP/1.1, code 200, class 2xx")
+                  code="200", **{"class": "2xx"}) == 5 + 1 + 2 + 1,
+            "9 requests by server, HTTP/1.1, code 200, class 2xx")
     t.check(total(s, "shoal_http_requests_total", protocol="HTTP/1.0") == 2,
             "2 requests by protocol=HTTP/1.0")
     t.check(total(s, "shoal_http_requests_total", protocol="HTTP/2") == 2,
@@ -194,8 +201,11 @@ def main(t):
             "upstream tries and responses by class")
     t.check(total(s, "shoal_upstream_server_up", upstream="b") == 1,
             "upstream server health as a gauge")
-    t.check(total(s, "shoal_tls_handshakes_total", protocol="TLSv1.3") >= 2,
-            "TLS handshakes by protocol")
+    t.check(total(s, "shoal_tls_handshakes_total", protocol="TLSv1.3") == 4 and
+            total(s, "shoal_tls_resumptions_total", protocol="TLSv1.3") == resumed,
+            "TLS handshakes and resumptions by protocol (%d, %d)"
+            % (total(s, "shoal_tls_handshakes_total", protocol="TLSv1.3"),
+               total(s, "shoal_tls_resumptions_total", protocol="TLSv1.3")))
     t.check(total(s, "shoal_http2_streams_total") >= 2, "HTTP/2 streams counted")
     gi, go = total(s, "shoal_http_gzip_input_bytes_total"), total(s, "shoal_http_gzip_output_bytes_total")
     t.check(total(s, "shoal_http_gzip_responses_total") == 1 and gi == 15600 and 0 < go < gi,
