@@ -58,20 +58,39 @@ curl -sf -o /dev/null "http://127.0.0.1:$ap/metrics" || { echo "metrics_cost.sh:
 run() { taskset -c "$last" wrk -t1 -c32 -d"${secs}s" "http://127.0.0.1:$1/" | awk '/Non-2xx/ {bad=1} /Requests\/sec/ {r=$2} END {print bad ? "non-2xx" : r}'; }
 # one scrape a second while a run lasts (on the load's CPU, like any client)
 scraper() { while :; do taskset -c "$last" curl -sf -o /dev/null "http://127.0.0.1:$ap/metrics" || true; sleep 1; done; }
-n_all=(); s_all=(); m_all=(); scrapes=0
-for _ in $(seq "$rounds"); do
-  n_all+=("$(run $np)")
-  s_all+=("$(run $sp)")
+n_all=(); s_all=(); m_all=(); r_all=()
+scraped() {
   scraper & spid=$!
-  m_all+=("$(run $sp)")
+  run "$sp"
   kill "$spid" 2>/dev/null || true
   wait "$spid" 2>/dev/null || true
+}
+for i in $(seq "$rounds"); do
+  n_all+=("$(run $np)")
+  # the two Shoal runs back to back, their order alternating, so that a
+  # change of the machine's load weighs on both alike
+  if (( i % 2 )); then s=$(run $sp); m=$(scraped); else m=$(scraped); s=$(run $sp); fi
+  s_all+=("$s"); m_all+=("$m")
+  r_all+=("$(awk -v s="$s" -v m="$m" 'BEGIN { printf "%.3f", m / s }')")
 done
 lines=$(curl -sf "http://127.0.0.1:$ap/metrics" | wc -l)
+# the node's CPU time for 200 scrapes, beside 200 of the smallest admin request
+spid=${pids[1]}
+cpu() { awk '{print $14 + $15}' "/proc/$spid/stat"; }
+tick=$(getconf CLK_TCK)
+c0=$(cpu); for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$ap/metrics"; done
+c1=$(cpu); for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$ap/v1/info"; done
+c2=$(cpu)
+# what one scrape takes, end to end (the admin thread sums every worker)
+st=$(for _ in $(seq 20); do curl -sf -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$ap/metrics"; done | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)] * 1000}')
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-nm=$(median "${n_all[@]}"); sm=$(median "${s_all[@]}"); mm=$(median "${m_all[@]}")
+nm=$(median "${n_all[@]}"); sm=$(median "${s_all[@]}"); mm=$(median "${m_all[@]}"); rm_=$(median "${r_all[@]}")
 echo "proxy keep-alive to one backend, 1 worker on CPU 0, wrk -t1 -c32 on CPU $last, ${secs}s x $rounds"
 echo "nginx proxy:                  ${n_all[*]} req/s (median $nm)"
 echo "shoal proxy, no scrape:       ${s_all[*]} req/s (median $sm)"
-echo "shoal proxy, scrape every 1s: ${m_all[*]} req/s (median $mm; /metrics is $lines lines)"
-awk -v s="$sm" -v m="$mm" -v n="$nm" 'BEGIN { printf "scraped/unscraped: %.3f   shoal/nginx: %.2f\n", m / s, s / n }'
+echo "shoal proxy, scrape every 1s: ${m_all[*]} req/s (median $mm)"
+echo "scraped/unscraped per round:  ${r_all[*]} (median $rm_)"
+echo "one scrape: ${st} ms median of 20 (/metrics is $lines lines); node CPU per scrape:" \
+  "$(awk -v a="$c0" -v b="$c1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) * 1000 / t / 200 }') ms," \
+  "per /v1/info: $(awk -v a="$c1" -v b="$c2" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) * 1000 / t / 200 }') ms"
+awk -v s="$sm" -v n="$nm" 'BEGIN { printf "shoal/nginx: %.2f\n", s / n }'

@@ -391,19 +391,22 @@ typedef struct {
     uint64_t *vals;
 } sum_t;
 
-static void sum_init(sum_t *s, unsigned cap, unsigned nv)
+/* The scrape's tables are kept from one scrape to the next (under reg_mu):
+ * fresh zeroed memory each time cost page faults, the scrape's main cost.
+ * Only the keys are cleared; a row is zeroed when its key is claimed. */
+static void sum_reset(sum_t *s, unsigned cap, unsigned nv)
 {
-    s->cap = cap;
+    if (cap > s->cap) {
+        sh_free(s->keys);
+        sh_free(s->vals);
+        s->keys = sh_calloc(cap, sizeof(*s->keys));
+        s->vals = sh_calloc((size_t)cap * nv, sizeof(*s->vals));
+        s->cap = cap;
+    } else {
+        memset(s->keys, 0, (size_t)s->cap * sizeof(*s->keys));
+    }
     s->nv = nv;
     s->n = 0;
-    s->keys = sh_calloc(cap, sizeof(*s->keys));
-    s->vals = sh_calloc((size_t)cap * nv, sizeof(*s->vals));
-}
-
-static void sum_dispose(sum_t *s)
-{
-    sh_free(s->keys);
-    sh_free(s->vals);
 }
 
 /* Add every row of t into s (s's capacity: every block's rows fit). */
@@ -423,6 +426,7 @@ static void sum_add(sum_t *s, tab_t *t)
                     return; /* cannot happen: sized for every row */
                 s->keys[q] = k;
                 s->n++;
+                memset(&s->vals[(size_t)q * s->nv], 0, s->nv * sizeof(*s->vals));
             }
             for (unsigned v = 0; v < t->nv; v++)
                 s->vals[(size_t)q * s->nv + v] += rd(&t->vals[(size_t)i * t->nv + v]);
@@ -499,16 +503,16 @@ static void scalar(FILE *f, const char *name, const char *type, const char *help
 
 void sh_metrics_write(FILE *f)
 {
-    sum_t req, lat, ups;
+    static sum_t req, lat, ups; /* reg_mu */
     uint64_t tls[TLS_VN][2] = {{0}}, tls_failed = 0, h2s = 0, h2r = 0, h2f = 0;
     uint64_t gzi = 0, gzo = 0, gzn = 0, dropped = 0;
     unsigned nb = 0;
     pthread_mutex_lock(&reg_mu);
     for (block_t *b = blocks; b; b = b->next)
         nb++;
-    sum_init(&req, REQ_CAP * 2 * (nb ? nb : 1), 1);
-    sum_init(&lat, LAT_CAP * 2 * (nb ? nb : 1), L_NV);
-    sum_init(&ups, UPS_CAP * 2 * (nb ? nb : 1), U_NV);
+    sum_reset(&req, REQ_CAP * 2 * (nb ? nb : 1), 1);
+    sum_reset(&lat, LAT_CAP * 2 * (nb ? nb : 1), L_NV);
+    sum_reset(&ups, UPS_CAP * 2 * (nb ? nb : 1), U_NV);
     for (block_t *b = blocks; b; b = b->next) {
         sum_add(&req, &b->req);
         sum_add(&lat, &b->lat);
@@ -525,7 +529,6 @@ void sh_metrics_write(FILE *f)
         gzn += rd(&b->gz_n);
         dropped += rd(&b->dropped);
     }
-    pthread_mutex_unlock(&reg_mu);
 
     pthread_mutex_lock(&lab_mu);
     family(f, "shoal_http_requests_total", "counter",
@@ -614,9 +617,7 @@ void sh_metrics_write(FILE *f)
             histogram(f, "shoal_upstream_response_duration_seconds", ups_labels, ups.keys[i],
                       &ups.vals[(size_t)i * U_NV], ups.vals[(size_t)i * U_NV + U_SUM]);
     pthread_mutex_unlock(&lab_mu);
-    sum_dispose(&req);
-    sum_dispose(&lat);
-    sum_dispose(&ups);
+    pthread_mutex_unlock(&reg_mu);
 
     family(f, "shoal_tls_handshakes_total", "counter",
            "TLS handshakes completed, by protocol version (resumptions included).");
