@@ -26,6 +26,7 @@
 #include "node/modules/static.h"
 #include "node/modules/status.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/runtime.h"
 #include "node/proxy/health.h"
 #include "node/proxy/proxy.h"
@@ -44,6 +45,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_realip_module, /* before every preaccess and access handler */
     &sh_rewrite_module,
     &sh_accesslog_module,
+    &sh_metrics_module, /* counts every request at its end (log phase) */
     &sh_upstream_module,
     &sh_proxy_module,
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
