@@ -600,7 +600,9 @@ int sh_cache_lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned fla
     key_hash(key, key_len, h);
     int count = !(flags & SH_CACHE_LOOKUP_NOCOUNT);
     int loading = atomic_load_explicit(&c->loading, memory_order_acquire);
-    int st = sh_cache__index_lookup(c->ix, h, now_ms(c), count, !loading, &u);
+    /* While the loader runs the index is partial: a miss there is asked of
+     * LMDB, but uses are counted from the start (min_uses). */
+    int st = sh_cache__index_lookup(c->ix, h, now_ms(c), count, 1, &u);
     if (uses)
         *uses = u ? u : 1;
     if (!loading && st != SH_CACHE__STORED) {

@@ -297,6 +297,50 @@ static void test_restart_keeps_entries(void **state)
     sh_cache_release(c);
 }
 
+/* Lookups while the loader runs: hits come from LMDB, uses are counted
+ * (min_uses), and keys looked up before the loader reached them are hits
+ * after it, too. */
+static void test_lookup_while_loading(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    sh_cache_t *c = open_ok(&cf);
+    char k[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof(k), "wl/%d", i);
+        fill(c, k, 100);
+    }
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_release(c);
+    cf.loader_files = 1;
+    cf.loader_sleep = 20; /* about a second of loading */
+    assert_int_equal(sh_cache_open(&cf, &c), 0);
+    sh_cache_stats_t st;
+    sh_cache_stats(c, &st);
+    int was_loading = st.loading;
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof(k), "wl/%d", i);
+        sh_cache_hit_t *h;
+        assert_int_equal(sh_cache_lookup(c, k, strlen(k), 0, &h, NULL), 0);
+        sh_cache_hit_free(h);
+    }
+    sh_cache_hit_t *h;
+    uint32_t uses = 0;
+    assert_int_equal(sh_cache_lookup(c, "wl/new", 6, 0, &h, &uses), SH_ENOENT);
+    assert_int_equal(sh_cache_lookup(c, "wl/new", 6, 0, &h, &uses), SH_ENOENT);
+    assert_int_equal(uses, 2);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof(k), "wl/%d", i);
+        assert_true(check_hit(c, k, 100));
+    }
+    sh_cache_stats(c, &st);
+    assert_int_equal(st.entries, 40);
+    if (!was_loading)
+        print_message("note: the loader had finished before the first lookup\n");
+    sh_cache_release(c);
+}
+
 static void test_eviction_max_size(void **state)
 {
     fixture *fx = *state;
@@ -796,6 +840,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fill_lookup_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_while_loading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_max_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inactive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
