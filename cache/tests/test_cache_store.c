@@ -375,6 +375,33 @@ static void test_eviction_max_size(void **state)
     sh_cache_release(c);
 }
 
+/* The keys_zone holds zone_size / 128 keys: past that, the least recently
+ * used go, stored or only counted (min_uses). */
+static void test_keys_zone_capacity(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    cf.zone_size = 128 * 50;
+    sh_cache_t *c = open_ok(&cf);
+    char k[64];
+    for (int i = 0; i < 120; i++) {
+        snprintf(k, sizeof(k), "kz/%d", i);
+        fill(c, k, 100);
+    }
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_stats_t st;
+    sh_cache_stats(c, &st);
+    assert_int_equal(st.index_capacity, 50);
+    assert_true(st.index_entries <= 50);
+    assert_true(st.entries <= 50);
+    assert_true(st.evictions >= 70);
+    assert_true(check_hit(c, "kz/119", 100));
+    uint64_t chunks, entries;
+    sh_cache__records(c, &chunks, &entries);
+    assert_int_equal(entries, st.entries);
+    sh_cache_release(c);
+}
+
 static void test_inactive(void **state)
 {
     fixture *fx = *state;
@@ -842,6 +869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_keeps_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lookup_while_loading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_max_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_zone_capacity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inactive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
