@@ -384,6 +384,13 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
     int rc = open_env(c);
     if (rc < 0)
         goto fail_env;
+    if (!conf->chunk_size) {
+        /* A chunk fills 16 overflow pages exactly: LMDB puts a 16-byte page
+         * header before a large value, so 64 KB would take 17 pages. */
+        MDB_stat ms;
+        if (mdb_env_stat(c->env, &ms) == 0 && ms.ms_psize >= 4096)
+            c->chunk_size = (size_t)ms.ms_psize * 16 - 16;
+    }
     c->ix = sh_cache__index_create(conf->zone_size / 128 > 16 ? conf->zone_size / 128 : 16);
     c->last_sync = mono_ms();
     atomic_store(&c->loading, 1);

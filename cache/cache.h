@@ -91,7 +91,8 @@ typedef struct {
     uint64_t loader_sleep, loader_threshold;
     /* Library tuning (not directives). */
     size_t chunk_size; /* body chunk record size; bodies up to it are stored
-                          inline in the entry record; default 64 KB */
+                          inline in the entry record; default 16 LMDB
+                          pages less their 16-byte header (65520) */
     size_t queue_max;  /* bytes queued to the writer before fills are dropped;
                           default 64 MB */
     /* The clock (ms since the Unix epoch); NULL = CLOCK_REALTIME. Tests drive
