@@ -399,6 +399,22 @@ static void test_keys_zone_capacity(void **state)
     uint64_t chunks, entries;
     sh_cache__records(c, &chunks, &entries);
     assert_int_equal(entries, st.entries);
+    /* A scan of unknown keys fills the zone with use counts; the next new
+     * key is still counted (min_uses), the oldest count making room. */
+    sh_cache_hit_t *h;
+    uint32_t uses;
+    for (int i = 0; i < 200; i++) {
+        snprintf(k, sizeof(k), "scan/%d", i);
+        sh_cache_lookup(c, k, strlen(k), 0, &h, &uses);
+    }
+    sh_cache_stats(c, &st);
+    assert_true(st.index_entries <= 50 + 50 / 8 + 1);
+    assert_int_equal(sh_cache_sync(c, 60000), 0); /* the manager trims */
+    sh_cache_stats(c, &st);
+    assert_true(st.index_entries <= 50);
+    assert_int_equal(sh_cache_lookup(c, "kz/x", 4, 0, &h, &uses), SH_ENOENT);
+    assert_int_equal(sh_cache_lookup(c, "kz/x", 4, 0, &h, &uses), SH_ENOENT);
+    assert_int_equal(uses, 2);
     sh_cache_release(c);
 }
 
