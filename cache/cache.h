@@ -34,9 +34,10 @@
  *
  * Durability: LMDB transactions, MDB_NOSYNC plus a periodic env sync by the
  * writer: a kill -9 loses at most the batches not yet committed and never
- * leaves a half entry visible (the entry record, which points to the body
- * chunks, is written in the same txn as the last chunk); chunks of fills
- * that never committed are orphans swept by the loader at the next open.
+ * leaves a half entry visible (the entry record, the only way to the body
+ * chunks, is written once every chunk is, and checks they are); chunks of
+ * fills that never committed are orphans swept by the loader at the next
+ * open.
  * A full map or a full disk drops the fills of that batch with one log line.
  *
  * Status: everything below is implemented.
