@@ -112,7 +112,7 @@ typedef struct {
 
 struct sh_cache_s {
     sh_cache_t *reg_next;
-    int refs; /* under reg_mu */
+    _Atomic int refs; /* changed under reg_mu, but sh_cache_ref (a holder's) */
     char *path, *zone;
     uint64_t zone_size;
     _Atomic uint64_t max_size, inactive, min_free;
@@ -342,7 +342,7 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
     for (sh_cache_t *c = reg_head; c; c = c->reg_next) {
         int same_path = strcmp(c->path, real) == 0, same_zone = strcmp(c->zone, conf->zone) == 0;
         if (same_path && same_zone) {
-            c->refs++;
+            atomic_fetch_add(&c->refs, 1);
             apply_settings(c, conf);
             pthread_mutex_unlock(&reg_mu);
             *out = c;
@@ -356,7 +356,7 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
         }
     }
     sh_cache_t *c = sh_new(sh_cache_t);
-    c->refs = 1;
+    atomic_store(&c->refs, 1);
     c->path = sh_strdup(real);
     c->zone = sh_strdup(conf->zone);
     apply_settings(c, conf);
@@ -433,9 +433,9 @@ fail_env:
 
 sh_cache_t *sh_cache_ref(sh_cache_t *c)
 {
-    pthread_mutex_lock(&reg_mu);
-    c->refs++;
-    pthread_mutex_unlock(&reg_mu);
+    /* The caller holds a reference (or runs in sh_cache_each, which keeps
+     * releases out): the count cannot reach zero meanwhile. */
+    atomic_fetch_add(&c->refs, 1);
     return c;
 }
 
@@ -444,7 +444,7 @@ void sh_cache_release(sh_cache_t *c)
     if (!c)
         return;
     pthread_mutex_lock(&reg_mu);
-    if (--c->refs > 0) {
+    if (atomic_fetch_sub(&c->refs, 1) > 1) {
         pthread_mutex_unlock(&reg_mu);
         return;
     }
@@ -492,7 +492,7 @@ sh_cache_t *sh_cache_find(const char *zone)
     while (c && strcmp(c->zone, zone) != 0)
         c = c->reg_next;
     if (c)
-        c->refs++;
+        atomic_fetch_add(&c->refs, 1);
     pthread_mutex_unlock(&reg_mu);
     return c;
 }

@@ -156,8 +156,9 @@ void sh_cache_release(sh_cache_t *c);
 /* The cache opened in this process under keys_zone name (a new reference),
  * or NULL. For the admin API and the module's `proxy_cache NAME`. */
 sh_cache_t *sh_cache_find(const char *zone);
-/* Call fn on every open cache (e.g. purge or stats over all zones). fn must
- * not open or release caches. */
+/* Call fn on every open cache (e.g. purge or stats over all zones), under
+ * the registry lock: fn may take a reference (sh_cache_ref), read stats,
+ * purge; it must not open, find or release caches. */
 void sh_cache_each(void (*fn)(sh_cache_t *c, void *arg), void *arg);
 const char *sh_cache_zone(const sh_cache_t *c);
 const char *sh_cache_path(const sh_cache_t *c);

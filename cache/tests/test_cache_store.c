@@ -259,6 +259,18 @@ static void test_fill_lookup_abort(void **state)
     sh_cache_release(c);
 }
 
+typedef struct {
+    sh_cache_t *c[16];
+    size_t n;
+} taken;
+
+static void take_ref(sh_cache_t *c, void *arg)
+{
+    taken *t = arg;
+    if (t->n < 16)
+        t->c[t->n++] = sh_cache_ref(c);
+}
+
 static void test_restart_keeps_entries(void **state)
 {
     fixture *fx = *state;
@@ -294,6 +306,12 @@ static void test_restart_keeps_entries(void **state)
     sh_cache_t *byname = sh_cache_find(cf.zone);
     assert_ptr_equal(byname, c);
     sh_cache_release(byname);
+    /* sh_cache_each may take references (no self-deadlock). */
+    taken t = {0};
+    sh_cache_each(take_ref, &t);
+    assert_true(t.n >= 1);
+    for (size_t i = 0; i < t.n; i++)
+        sh_cache_release(t.c[i]);
     sh_cache_release(c);
 }
 
