@@ -54,6 +54,9 @@ typedef struct {
     /* metrics: append the node's own Prometheus lines to f (limit zones,
      * ...). Cluster thread; must not block long. */
     void (*metrics)(void *ud, FILE *f);
+    /* cache_stats: the proxy caches' counters as a malloc'd JSON array
+     * text (GET /v1/cache/stats). Cluster thread; must not block long. */
+    char *(*cache_stats)(void *ud);
 } sh_cluster_hooks_t;
 
 /*

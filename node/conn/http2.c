@@ -211,8 +211,24 @@ static const sh_conf_cmd_t h2_cmds[] = {
      sh_conf_set_unsupported, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
+/* $http2: "h2" over TLS, "h2c" in clear text, else empty (nginx). */
+static int http2_var_get(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    (void)data;
+    if (r->c->h2 != NULL)
+        sh_buf_appends(out, r->c->tls != NULL ? "h2" : "h2c");
+    return 1;
+}
+
+static int h2_preconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    (void)m;
+    return sh_vars_define(cf, "http2", http2_var_get, NULL);
+}
+
 static const sh_http_module_t h2_http_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
+    .preconfiguration = h2_preconf,
     .create_loc = h2_create_loc,
     .merge_loc = h2_merge_loc,
     .destroy_loc = h2_destroy_loc,

@@ -157,6 +157,7 @@ typedef struct sh_proxy_req_s {
     uint8_t no_pool : 1;   /* a pooled connection just failed: use a new one */
     uint8_t try_open : 1;  /* try_begin() without try_end() */
     uint8_t tunnel : 1;    /* after 101: raw bytes both ways */
+    uint8_t head_conv : 1; /* a HEAD sent as GET: the body is not the client's */
     int stale_retries;
     uint64_t try_start, connect_ms, header_ms;
 
@@ -437,14 +438,6 @@ static int var_up_bytes(sh_request_t *r, const void *data, sh_buf_t *out)
     return 1;
 }
 
-static int var_unset(sh_request_t *r, const void *data, sh_buf_t *out)
-{
-    (void)r;
-    (void)data;
-    (void)out;
-    return 0; /* $upstream_cache_status: no cache yet */
-}
-
 static int var_proxy_host(sh_request_t *r, const void *data, sh_buf_t *out)
 {
     (void)data;
@@ -469,7 +462,6 @@ static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
         {"upstream_response_time", var_tries, ROFF(up_response_time)},
         {"upstream_bytes_received", var_up_bytes, NULL},
         {"upstream_bytes_sent", var_up_bytes, (const void *)1},
-        {"upstream_cache_status", var_unset, NULL},
         {"proxy_host", var_proxy_host, NULL},
     };
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
@@ -504,6 +496,18 @@ int sh_proxy_loc_https(const sh_http_loc_t *loc)
 {
     const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
     return c != NULL && c->pass != NULL && c->ssl;
+}
+
+int sh_proxy_enabled(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
+    return c != NULL && c->pass != NULL;
+}
+
+const sh_upstream_t *sh_proxy_loc_upstream(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = loc ? sh_http_loc_conf(loc, &sh_proxy_module) : NULL;
+    return c != NULL && c->pass != NULL ? c->ups : NULL;
 }
 
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
@@ -632,13 +636,31 @@ static int set_by_conf(const proxy_loc_t *c, const sh_http1_header_t *h)
     return 0;
 }
 
+/* The client's conditional and range fields, which a module that
+ * answers them itself (the cache) keeps from the upstream, as nginx's
+ * proxy does when caching. */
+static int is_conditional(const sh_http1_header_t *h)
+{
+    static const char *const names[] = {
+        "if-modified-since", "if-unmodified-since", "if-none-match", "if-match", "range",
+        "if-range"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (name_eq(h, names[i], strlen(names[i])))
+            return 1;
+    return 0;
+}
+
 static void build_request_head(sh_proxy_req_t *p)
 {
     sh_request_t *r = p->r;
     const proxy_loc_t *c = p->conf;
     sh_buf_t *b = &p->head;
+    const sh_up_hooks_t *hk = r->up_hooks;
     b->len = 0;
-    sh_buf_append(b, r->h.method, r->h.method_len);
+    if (hk != NULL && hk->method != NULL)
+        sh_buf_append(b, hk->method, hk->method_len);
+    else
+        sh_buf_append(b, r->h.method, r->h.method_len);
     sh_buf_append(b, " ", 1);
     if (c->uri != NULL) {
         /* nginx: the part of the URI matching the location is replaced by
@@ -696,6 +718,7 @@ static void build_request_head(sh_proxy_req_t *p)
         int k = hdr_kind(h);
         if (is_hop_by_hop_kind(k) || k == HK_HOST || k == HK_CONTENT_LENGTH || k == HK_EXPECT ||
             (c->nheaders > 0 && set_by_conf(c, h)) ||
+            (hk != NULL && hk->strip_cond && is_conditional(h)) ||
             (conn_named && named_in_connection(r->h.headers, r->h.nheaders, h)))
             continue;
         sh_buf_append(b, h->name, h->name_len);
@@ -714,6 +737,12 @@ static void build_request_head(sh_proxy_req_t *p)
     } else if (r->h.content_length >= 0) {
         sh_buf_appends(b, "Content-Length: ");
         sh_buf_append_u64(b, (uint64_t)r->h.content_length);
+        sh_buf_append(b, "\r\n", 2);
+    }
+    for (size_t i = 0; hk != NULL && i < hk->nextra; i++) {
+        sh_buf_append(b, hk->extra[i].name, hk->extra[i].name_len);
+        sh_buf_append(b, ": ", 2);
+        sh_buf_append(b, hk->extra[i].value, hk->extra[i].value_len);
         sh_buf_append(b, "\r\n", 2);
     }
     if (!conn_set && (c->http_version == 10 || p->ups->conf->keepalive == 0))
@@ -945,6 +974,30 @@ static const char *up_doing(const sh_proxy_req_t *p)
                                       : "while reading response header from upstream";
 }
 
+/* r->up_hooks->answer (the cache: use_stale, revalidation): status is the
+ * upstream's, or SH_UP_* when no server is left. When the hook takes r,
+ * the upstream is let go (as intercept() does) and the hook's respond()
+ * answers r. Returns 1 then. */
+static int hook_answer(sh_proxy_req_t *p, int status)
+{
+    sh_request_t *r = p->r;
+    const sh_up_hooks_t *hk = r->up_hooks;
+    if (hk == NULL || hk->answer == NULL ||
+        !hk->answer(r, status, status > 0 ? p->resp.headers : NULL,
+                    status > 0 ? p->resp.nheaders : 0))
+        return 0;
+    if (p->u != NULL) {
+        try_end(p, status);
+        sh_upstream_done(p->ups, p->peer, 0, now_ms(p));
+        sh_uconn_t *u = p->u;
+        p->u = NULL;
+        uconn_close(u);
+    }
+    sh_proxy_detach(r);
+    hk->respond(r);
+    return 1;
+}
+
 static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
 {
     sh_request_t *r = p->r;
@@ -978,6 +1031,10 @@ static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
         connect_next(p);
         return;
     }
+    if (!r->resp_started && hook_answer(p, kind == FAIL_TIMEOUT   ? SH_UP_TIMEOUT
+                                           : kind == FAIL_INVALID ? SH_UP_INVALID
+                                                                  : SH_UP_ERROR))
+        return;
     if (!r->resp_started)
         sh_request_respond(r, kind == FAIL_TIMEOUT ? 504 : 502, NULL, NULL, 0, NULL);
     else
@@ -1131,7 +1188,11 @@ static int send_response_head(sh_proxy_req_t *p)
     sh_request_t *r = p->r;
     sh_http1_response_t *rs = &p->resp;
     int status = rs->status;
-    int no_body = r->head_only || status == 204 || status == 304 || status < 200;
+    /* a HEAD sent upstream as GET (r->up_hooks->method): the body is read
+     * and passed to the body filters (the cache), not to the client */
+    int conv = r->head_only && r->up_hooks != NULL && r->up_hooks->method != NULL;
+    p->head_conv = conv;
+    int no_body = (r->head_only && !conv) || status == 204 || status == 304 || status < 200;
     sh_http1_header_t hs[MAX_RESP_HEADERS];
     size_t n = 0;
     if (r->c->w->rt->http
@@ -1188,6 +1249,8 @@ static int send_response_head(sh_proxy_req_t *p)
         p->rbody.until_close = 1;
         p->up_keep = 0;
     }
+    if (conv && !no_body)
+        flags |= SH_RESP_NO_BODY; /* the client gets the head only */
     if (sh_response_start(r, status, rs->reason_phrase, rs->reason_len, hs, n, length, flags) != 0)
         return -1;
     /* sent with the first body bytes, or by flush_head() */
@@ -1207,7 +1270,7 @@ static int flush_head(sh_proxy_req_t *p)
 /* Send one piece of response body. */
 static int send_body(sh_proxy_req_t *p, const char *data, size_t len)
 {
-    if (len == 0)
+    if (len == 0 || (p->head_conv && p->r->nbf == 0))
         return 0;
     if (sh_response_body(p->r, data, len) != 0)
         return -1;
@@ -1327,6 +1390,8 @@ static ssize_t response_data_inner(sh_proxy_req_t *p, const char *data, size_t l
                 return -1;
             if (intercept(p))
                 return -1; /* the upstream is let go; r answers with the error page */
+            if (hook_answer(p, p->resp.status))
+                return -1; /* likewise: a module (the cache) answers r */
             p->up_keep = p->resp.keep_alive && p->conf->http_version == 11;
             if (send_response_head(p) != 0)
                 return -1; /* the client connection is closed, p is gone */

@@ -41,6 +41,9 @@ typedef struct {
     unsigned backup : 1;
     unsigned down : 1;
     unsigned line; /* of the `server` directive (config errors only) */
+    /* the server's health entry (health.h), set at load: active checks
+     * and the cluster's verdict take it out while sh_hc_out() says so */
+    struct sh_hc_peer_s *hc;
 } sh_ups_server_t;
 
 typedef struct sh_upstream_s {
