@@ -12,6 +12,7 @@ PKGS=(
   python3 curl nghttp2-client openssl iproute2 procps nftables nginx-light wrk
   libsystemd-dev dpkg-dev logrotate     # sd_notify; the .deb (cpack, dpkg-shlibdeps); its logrotate file
   chromium python3-websocket            # the dashboard test drives headless Chromium (DevTools)
+  prometheus                            # promtool: the metrics test runs `promtool check metrics`
 )
 [ "${SHOAL_DEPS_EXTRA:-}" ] && PKGS+=(${SHOAL_DEPS_EXTRA})
 

@@ -49,8 +49,11 @@ static const char usage_text[] =
     "  (`keyring` is another name for `keys`)\n"
     "\n"
     "Options:\n"
-    "  --addr ADDR    the node's admin API: HOST:PORT or unix:PATH\n"
+    "  --addr ADDR    the node's admin API: HOST:PORT, https://HOST:PORT (an admin\n"
+    "                 listener with TLS) or unix:PATH\n"
     "                 (default: $SHOAL_ADDR, else " NODECTL_DEFAULT_ADDR ")\n"
+    "  --cacert FILE  CA certificates that verify an https:// admin address\n"
+    "                 (default: $SHOAL_CACERT, else the system's)\n"
     "  --token TOKEN  bearer token for the admin API (default: $SHOAL_TOKEN)\n"
     "  --json         print the admin API's JSON unchanged (for scripts)\n"
     "  -h, --help     help (after a command: that command's)\n"
@@ -432,6 +435,7 @@ int main(int argc, char **argv)
     ctx_t x = {getenv("SHOAL_ADDR"), getenv("SHOAL_TOKEN"), 0};
     if (x.addr == NULL || *x.addr == 0)
         x.addr = NODECTL_DEFAULT_ADDR;
+    nodectl_tls_cafile = getenv("SHOAL_CACERT");
     const char *status = NULL, *tag = NULL, *pkey = NULL, *pprefix = NULL;
     int help = 0, soft = 0;
     const char *pos[MAX_POS];
@@ -443,7 +447,8 @@ int main(int argc, char **argv)
         {"addr", required_argument, NULL, 'a'},   {"token", required_argument, NULL, 't'},
         {"status", required_argument, NULL, 's'}, {"tag", required_argument, NULL, 'g'},
         {"key", required_argument, NULL, 'k'},    {"prefix", required_argument, NULL, 'p'},
-        {"soft", no_argument, NULL, 'S'},         {NULL, 0, NULL, 0}};
+        {"soft", no_argument, NULL, 'S'},         {"cacert", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0}};
     opterr = 0; /* our own messages, exit status 2 */
     int opt;
     while ((opt = getopt_long(argc, argv, ":ha:", longopts, NULL)) != -1) {
@@ -474,6 +479,9 @@ int main(int argc, char **argv)
             break;
         case 'S':
             soft = 1;
+            break;
+        case 'c':
+            nodectl_tls_cafile = optarg;
             break;
         case ':':
             return usage_error("%s needs a value", argv[optind - 1]);

@@ -45,6 +45,7 @@
 #include "node/modules/limit_zone.h"
 #include "node/modules/proxy_cache.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/runtime.h"
 #include "node/proxy/health.h"
 #ifdef SHOAL_WITH_CLUSTER
@@ -313,7 +314,7 @@ static int do_reload(node_main_t *m, char *msg, size_t len)
     int k = snprintf(msg, len,
                      "reload: configuration ok, applied to new connections (%d worker%s); "
                      "connections already open finish on the previous configuration; not "
-                     "reloaded: the cluster block, error_log, pid, user",
+                     "reloaded: the cluster block and the admin listener, error_log, pid, user",
                      n, n == 1 ? "" : "s");
     sh_log_notice("%s", msg);
     if (warnings[0] != '\0' && k > 0 && (size_t)k < len)
@@ -436,7 +437,12 @@ static int hook_reload(void *ud, char *msg, size_t len)
 /* The limit zones' counters (node/modules/limit_zone.h) on /metrics. */
 static void hook_metrics(void *ud, FILE *f)
 {
-    (void)ud;
+    node_main_t *m = ud;
+    sh_metrics_write(f); /* requests, latency, upstream tries, TLS, HTTP/2 */
+    uv_mutex_lock(&m->gens_mu);
+    if (m->gens != NULL)
+        sh_workers_upstreams_metrics(m->gens->ws, m->gens->n, f);
+    uv_mutex_unlock(&m->gens_mu);
     sh_limit_zone_metrics(f);
     sh_proxy_cache_metrics(f);
     sh_health_metrics(f);

@@ -26,6 +26,7 @@
 #include "node/modules/static.h"
 #include "node/modules/status.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/runtime.h"
 #include "node/proxy/health.h"
 #include "node/proxy/proxy.h"
@@ -44,11 +45,12 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_realip_module, /* before every preaccess and access handler */
     &sh_rewrite_module,
     &sh_accesslog_module,
+    &sh_metrics_module, /* counts every request at its end (log phase) */
     &sh_upstream_module,
     &sh_proxy_module,
-    &sh_proxy_ssl_module,
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
     &sh_health_module, /* after upstream and proxy: its load reads both */
+    &sh_proxy_ssl_module,
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,

@@ -27,6 +27,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
@@ -554,6 +555,7 @@ static void calm_down(sh_h2_t *h2, const char *why)
     if (h2->calm == NULL) {
         h2->calm = why;
         h2->c->w->h2_floods++;
+        sh_metrics_h2_flood();
     }
 }
 
@@ -877,6 +879,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     st->body_left = -1;
     sh_list_insert_head(&h2->streams, &st->link);
     h2->nstreams++;
+    sh_metrics_h2_stream();
     nghttp2_session_set_stream_user_data(s, st->id, st);
     return 0;
 }
@@ -1041,8 +1044,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     nghttp2_session_set_stream_user_data(s, id, NULL);
     if (!st->we_rst && (st->client_rst || (st->body_eof && st->end_sent)))
         closed_add(h2, id, st->client_rst ? CLOSED_CLIENT_RST : CLOSED_BOTH_END);
-    if (st->r != NULL && !st->r->resp_done)
+    if (st->r != NULL && !st->r->resp_done) {
         h2->c->w->h2_client_resets++; /* the client gave up on it */
+        sh_metrics_h2_reset();
+    }
     detach_request(st);
     stream_free(st);
     if (h2->nstreams == 0)
@@ -1284,8 +1289,10 @@ int sh_http2_input(sh_h2_t *h2, const char *data, size_t len)
     } else if (n < 0) {
         sh_log_info("client %llu: HTTP/2 error: %s", (unsigned long long)c->id,
                     nghttp2_strerror((int)n));
-        if (n == NGHTTP2_ERR_FLOODED)
+        if (n == NGHTTP2_ERR_FLOODED) {
             c->w->h2_floods++;
+            sh_metrics_h2_flood();
+        }
         /* RFC 9113 3.4: an invalid preface is a connection error
          * PROTOCOL_ERROR: GOAWAY (which may be omitted) and close */
         nghttp2_session_terminate_session(

@@ -51,6 +51,7 @@
 #include "core/log.h"
 #include "node/conn/http2.h"
 #include "node/conn/tls_tickets.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/vars.h"
 
@@ -1978,11 +1979,13 @@ int sh_tls_input(sh_tls_t *t, const char *data, size_t len, char *buf, size_t ca
             }
             log_ssl_failure(t, "SSL_do_handshake()", e);
             t->failed = 1;
+            sh_metrics_tls_failure();
             flush_out(t); /* the alert, if any */
             t->in_len = 0;
             return SH_EIO;
         }
         t->done = 1;
+        sh_metrics_tls_handshake(SSL_version(t->ssl), SSL_session_reused(t->ssl));
     }
     if (flush_out(t) != 0) /* the handshake's last flight */
         return SH_EIO;

@@ -25,6 +25,8 @@
 #ifndef SH_WORKER_H
 #define SH_WORKER_H
 
+#include <stdio.h>
+
 #include "node/pipeline/node.h"
 
 /* Create n workers for rt, with their listening sockets bound. On failure
@@ -61,5 +63,8 @@ void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t);
 /* The upstream groups of rt with each server's passive health summed over
  * the workers, as a malloc'd JSON array text. Any thread. */
 char *sh_workers_upstreams_json(sh_worker_t **ws, int n);
+/* The same as Prometheus gauges (shoal_upstream_server_up, _fails,
+ * _connections by upstream and server), appended to f. Any thread. */
+void sh_workers_upstreams_metrics(sh_worker_t **ws, int n, FILE *f);
 
 #endif

@@ -33,6 +33,7 @@
 #include "core/log.h"
 #include "node/conn/timeq.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
@@ -474,6 +475,14 @@ static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static int proxy_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
+    /* the label ids of /metrics, interned once here (metrics.h) */
+    sh_upstream_main_t *um = sh_http_main_conf(m, &sh_upstream_module);
+    for (size_t i = 0; um != NULL && i < um->n; i++) {
+        sh_upstream_t *u = um->ups[i];
+        u->metrics_id = sh_metrics_label(u->name);
+        for (size_t k = 0; k < u->nservers; k++)
+            u->servers[k].metrics_id = sh_metrics_label(u->servers[k].name);
+    }
     return sh_phase_add(cf, m, SH_PHASE_CONTENT, proxy_handler);
 }
 
@@ -492,12 +501,6 @@ sh_conf_module_t sh_proxy_module = {
     .ctx = &proxy_http_ctx,
 };
 
-int sh_proxy_loc_https(const sh_http_loc_t *loc)
-{
-    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
-    return c != NULL && c->pass != NULL && c->ssl;
-}
-
 int sh_proxy_enabled(const sh_http_loc_t *loc)
 {
     const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
@@ -508,6 +511,12 @@ const sh_upstream_t *sh_proxy_loc_upstream(const sh_http_loc_t *loc)
 {
     const proxy_loc_t *c = loc ? sh_http_loc_conf(loc, &sh_proxy_module) : NULL;
     return c != NULL && c->pass != NULL ? c->ups : NULL;
+}
+
+int sh_proxy_loc_https(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
+    return c != NULL && c->pass != NULL && c->ssl;
 }
 
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
@@ -878,13 +887,16 @@ static void try_begin(sh_proxy_req_t *p)
     p->try_open = 1;
 }
 
-static void try_end(sh_proxy_req_t *p, int status)
+/* fail: 0, or the try got no response: 1 an error, 2 a timeout (metrics) */
+static void try_end_fail(sh_proxy_req_t *p, int status, int fail)
 {
     if (!p->try_open)
         return;
     p->try_open = 0;
     sh_request_t *r = p->r;
     uint64_t now = now_ms(p);
+    sh_metrics_upstream_try(p->ups->conf->metrics_id, p->ups->conf->servers[p->peer].metrics_id,
+                            status, fail, now - p->try_start, p->tries > 0);
     if (status > 0)
         sh_buf_append_u64(&r->up_status, (uint64_t)status);
     else
@@ -898,6 +910,11 @@ static void try_end(sh_proxy_req_t *p, int status)
     else
         sh_buf_append(&r->up_header_time, "-", 1);
     append_secs(&r->up_response_time, now - p->try_start);
+}
+
+static void try_end(sh_proxy_req_t *p, int status)
+{
+    try_end_fail(p, status, 0);
 }
 
 /* ---- failure and retry (proxy_next_upstream) */
@@ -1015,7 +1032,7 @@ static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
         p->u = NULL;
         uconn_close(u);
     }
-    try_end(p, kind == FAIL_TIMEOUT ? 504 : 502);
+    try_end_fail(p, kind == FAIL_TIMEOUT ? 504 : 502, kind == FAIL_TIMEOUT ? 2 : 1);
     sh_upstream_done(p->ups, p->peer, !stale, now_ms(p));
     int bit = kind == FAIL_TIMEOUT   ? NU_TIMEOUT
               : kind == FAIL_INVALID ? NU_INVALID_HEADER

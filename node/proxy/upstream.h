@@ -44,6 +44,7 @@ typedef struct {
     /* the server's health entry (health.h), set at load: active checks
      * and the cluster's verdict take it out while sh_hc_out() says so */
     struct sh_hc_peer_s *hc;
+    unsigned metrics_id; /* its name's label id (node/pipeline/metrics.h) */
 } sh_ups_server_t;
 
 typedef struct sh_upstream_s {
@@ -61,6 +62,7 @@ typedef struct sh_upstream_s {
     const sh_balancer_ops_t *balancer;
     sh_cv_t *hash_key;       /* `hash KEY`: the compiled key */
     unsigned random_two : 1; /* `random two [least_conn]` */
+    unsigned metrics_id;     /* its name's label id (node/pipeline/metrics.h) */
 } sh_upstream_t;
 
 typedef struct {
