@@ -29,6 +29,7 @@
 #include "node/pipeline/metrics.h"
 #include "node/pipeline/runtime.h"
 #include "node/proxy/health.h"
+#include "node/proxy/grpc.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/proxy_ssl.h"
 #include "node/proxy/upstream.h"
@@ -48,6 +49,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_metrics_module, /* counts every request at its end (log phase) */
     &sh_upstream_module,
     &sh_proxy_module,
+    &sh_grpc_module, /* grpc_pass: its content handler after proxy_pass */
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
     &sh_health_module, /* after upstream and proxy: its load reads both */
     &sh_proxy_ssl_module,

@@ -26,6 +26,7 @@
 #include "node/conn/timeq.h"
 #include "node/proxy/health.h"
 #include "node/pipeline/metrics.h"
+#include "node/proxy/grpc.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/upstream.h"
 
@@ -545,6 +546,7 @@ static void finish_stop(sh_worker_t *w)
         sh_conn_close(c);
     }
     sh_proxy_close_pools(w);
+    sh_grpc_close_all(w);
     sh_request_cache_clear(w);
     sh_proxy_cache_clear(w);
     sh_timers_close(&w->timers);

@@ -191,6 +191,9 @@ struct sh_request_s {
     sh_body_filter_pt bf[SH_BODY_FILTERS_MAX];
     const sh_http1_header_t *trailers; /* for the writer, at the body's end */
     void (*on_drain)(sh_request_t *r); /* a content handler waits for the client */
+    /* A content handler other than the proxy that takes the request body
+     * (grpc_pass): sh_proxy_body() hands the bytes to it, same contract. */
+    int (*body_sink)(sh_request_t *r, const char *data, size_t len, int last);
     size_t ntrailers;
     char *head; /* copy of the request head; the parser's pointers point here */
     size_t head_len;

@@ -1763,6 +1763,8 @@ void sh_proxy_start(sh_request_t *r)
 
 int sh_proxy_body(sh_request_t *r, const char *data, size_t len, int last)
 {
+    if (r->body_sink != NULL)
+        return r->body_sink(r, data, len, last);
     sh_proxy_req_t *p = r->proxy;
     if (p == NULL || p->u == NULL)
         return 0;

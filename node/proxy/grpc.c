@@ -1,0 +1,1148 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * gRPC to upstreams (issue 14): `grpc_pass` and its directives.
+ *
+ * Life of a call (worker thread):
+ *   content handler -> pick a server (the upstream group's balancer) ->
+ *   a backend HTTP/2 connection of this worker to that address with room
+ *   for one more stream, or a new one -> submit the request as a stream
+ *   (its DATA pulled from what the client sent, flow controlled both
+ *   ways) -> response HEADERS to the client at once -> DATA as it comes
+ *   (acknowledged to the backend only while the client takes it) ->
+ *   trailers end the client's stream.
+ *
+ * Local failures are gRPC answers (HTTP 200, trailers-only, as nginx and
+ * Envoy): no server, a refused or dead connection or a reset stream are
+ * grpc-status 14 (UNAVAILABLE); the call's deadline (grpc-timeout) or
+ * grpc_read_timeout / grpc_connect_timeout / grpc_send_timeout are 4
+ * (DEADLINE_EXCEEDED). After the response head went out, the same status
+ * goes in the trailers. A connection failure before the backend got any
+ * request byte of a call is retried on the next server (grpc_next_upstream
+ * error timeout). A client's RST_STREAM frees the request, whose cleanup
+ * resets the backend stream (CANCEL).
+ *
+ * The request body reaches this module through r->body_sink (the client
+ * protocols call sh_proxy_body(), which hands it over).
+ */
+#include <ctype.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "node/pipeline/http_conf.h"
+#include "node/pipeline/node.h"
+#include "node/pipeline/reqlog.h"
+#include "node/pipeline/vars.h"
+#include "node/proxy/grpc.h"
+#include "node/proxy/upstream.h"
+
+#define MAX_FIELDS 128
+#define NU_ERROR   0x1
+#define NU_TIMEOUT 0x2
+#define NU_OFF     0x4
+
+typedef struct {
+    char *name; /* lower case */
+    size_t name_len;
+    sh_cv_t *value;
+} grpc_header_t;
+
+typedef struct {
+    char *pass; /* as written, NULL when unset (this level only) */
+    char *host;
+    const sh_upstream_t *ups;
+    const char *file;
+    unsigned line;
+    uint64_t connect_timeout, send_timeout, read_timeout;
+    int next_upstream;
+    grpc_header_t *headers;
+    size_t nheaders;
+    int headers_set;
+    char **hide;
+    size_t nhide;
+    int hide_set;
+} grpc_loc_t;
+
+/* ------------------------------------------------------ runtime types -- */
+
+typedef struct gconn_s gconn_t;
+
+typedef struct greq_s {
+    sh_request_t *r;
+    const grpc_loc_t *conf;
+    sh_ups_rt_t *rt;
+    gconn_t *g;
+    sh_link_t link; /* g->streams */
+    int32_t sid;    /* 0: not submitted yet */
+    int peer;       /* -1: none picked */
+    uint64_t tried;
+    uint64_t deadline; /* ms on the worker clock; 0: none */
+    uv_timer_t timer;
+    sh_buf_t body; /* request body bytes not yet taken by the session */
+    size_t body_off;
+    uint64_t body_sent;
+    sh_buf_t rh, th; /* response head / trailer fields: len,name,len,value */
+    size_t nrh, nth;
+    int status;
+    size_t unconsumed; /* response DATA bytes not acknowledged yet */
+    uint8_t body_eof : 1;
+    uint8_t deferred : 1;     /* its data provider is deferred */
+    uint8_t client_paused : 1; /* the client was told to stop sending */
+    uint8_t want_resume : 1;  /* resume the client after the session wrote */
+    uint8_t got_head : 1;
+    uint8_t done : 1; /* the client's response ended (or r is gone) */
+} greq_t;
+
+struct gconn_s {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    uv_timer_t timer; /* connect, then send timeout */
+    sh_link_t link;   /* the worker's pool */
+    sh_link_t streams;
+    nghttp2_session *s;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char name[96];
+    sh_buf_t wbuf, inflight;
+    uint64_t send_timeout;
+    int nstreams;
+    int handles; /* open libuv handles */
+    uint8_t ready : 1;
+    uint8_t dead : 1;
+    uint8_t writing : 1;
+    uint8_t in_recv : 1;
+    uint8_t goaway : 1;
+};
+
+static _Thread_local sh_link_t gpool;
+static _Thread_local int gpool_ready;
+
+extern sh_conf_module_t sh_grpc_module;
+
+/* ------------------------------------------------------ conf -- */
+
+static void *grpc_create_loc(void)
+{
+    grpc_loc_t *c = sh_new(grpc_loc_t);
+    c->connect_timeout = SH_CONF_UNSET_MSEC;
+    c->send_timeout = SH_CONF_UNSET_MSEC;
+    c->read_timeout = SH_CONF_UNSET_MSEC;
+    c->next_upstream = SH_CONF_UNSET;
+    return c;
+}
+
+static void grpc_destroy_loc(void *conf)
+{
+    grpc_loc_t *c = conf;
+    sh_free(c->pass);
+    sh_free(c->host);
+    if (c->headers_set) {
+        for (size_t i = 0; i < c->nheaders; i++) {
+            sh_free(c->headers[i].name);
+            sh_cv_destroy(c->headers[i].value);
+        }
+        sh_free(c->headers);
+    }
+    if (c->hide_set) {
+        for (size_t i = 0; i < c->nhide; i++)
+            sh_free(c->hide[i]);
+        sh_free(c->hide);
+    }
+    sh_free(c);
+}
+
+static int grpc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
+{
+    grpc_loc_t *p = parent, *c = conf;
+    if (!c->headers_set) {
+        c->headers = p->headers;
+        c->nheaders = p->nheaders;
+    }
+    if (!c->hide_set) {
+        c->hide = p->hide;
+        c->nhide = p->nhide;
+    }
+    SH_CONF_MERGE_MSEC(c->connect_timeout, p->connect_timeout, 60000);
+    SH_CONF_MERGE_MSEC(c->send_timeout, p->send_timeout, 60000);
+    SH_CONF_MERGE_MSEC(c->read_timeout, p->read_timeout, 60000);
+    SH_CONF_MERGE(c->next_upstream, p->next_upstream, NU_ERROR | NU_TIMEOUT);
+    if (c->pass != NULL && c->ups == NULL) {
+        sh_http_block_t *b = cf->user;
+        sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
+        sh_conf_node_t at = {.file = c->file, .line = c->line};
+        const sh_conf_node_t *saved = cf->node;
+        cf->node = &at;
+        c->ups = sh_upstream_get(cf, um, c->host, 80);
+        cf->node = saved;
+        if (c->ups == NULL)
+            return SH_EINVAL;
+    }
+    return 0;
+}
+
+static int grpc_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    grpc_loc_t *c = conf;
+    const char *url = cf->node->args[1];
+    if (c->pass != NULL)
+        return sh_conf_error(cf, "\"grpc_pass\" directive is duplicate");
+    if (strncmp(url, "grpcs://", 8) == 0)
+        return sh_conf_error(cf, "grpcs:// in \"grpc_pass\" is not implemented yet (TLS to gRPC "
+                                 "backends)");
+    const char *hp = url;
+    if (strncmp(url, "grpc://", 7) == 0)
+        hp = url + 7;
+    else if (strstr(url, "://") != NULL)
+        return sh_conf_error(cf, "invalid URL prefix in \"%s\"", url);
+    if (strchr(url, '$') != NULL)
+        return sh_conf_error(cf, "variables in \"grpc_pass\" are not supported yet");
+    size_t hl = strlen(hp);
+    if (hl == 0 || strchr(hp, '/') != NULL)
+        return sh_conf_error(cf, "invalid host in \"%s\"", url);
+    c->pass = sh_strdup(url);
+    c->host = sh_strndup(hp, hl);
+    c->file = cf->node->file;
+    c->line = cf->node->line;
+    return 0;
+}
+
+static int set_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    grpc_loc_t *c = conf;
+    if (!c->headers_set) {
+        c->headers = NULL;
+        c->nheaders = 0;
+        c->headers_set = 1;
+    }
+    if (c->nheaders >= 64)
+        return sh_conf_error(cf, "too many \"grpc_set_header\" directives");
+    grpc_header_t h = {.name = sh_strdup(cf->node->args[1])};
+    h.name_len = strlen(h.name);
+    for (char *q = h.name; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    int rc = sh_cv_compile(cf, cf->node->args[2], &h.value);
+    if (rc != 0) {
+        sh_free(h.name);
+        return rc;
+    }
+    c->headers = sh_realloc(c->headers, (c->nheaders + 1) * sizeof(*c->headers));
+    c->headers[c->nheaders++] = h;
+    return 0;
+}
+
+static int hide_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    grpc_loc_t *c = conf;
+    if (!c->hide_set) {
+        c->hide = NULL;
+        c->nhide = 0;
+        c->hide_set = 1;
+    }
+    char *name = sh_strdup(cf->node->args[1]);
+    for (char *q = name; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    c->hide = sh_realloc(c->hide, (c->nhide + 1) * sizeof(char *));
+    c->hide[c->nhide++] = name;
+    return 0;
+}
+
+static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    grpc_loc_t *c = conf;
+    int v = 0;
+    for (size_t i = 1; i < cf->node->nargs; i++) {
+        const char *a = cf->node->args[i];
+        if (strcmp(a, "error") == 0)
+            v |= NU_ERROR;
+        else if (strcmp(a, "timeout") == 0)
+            v |= NU_TIMEOUT;
+        else if (strcmp(a, "off") == 0)
+            v |= NU_OFF;
+        else
+            return sh_conf_error(cf, "\"grpc_next_upstream %s\" is not implemented yet (only "
+                                     "error, timeout, off)",
+                                 a);
+    }
+    if ((v & NU_OFF) && v != NU_OFF)
+        return sh_conf_error(cf, "invalid value \"off\" in \"grpc_next_upstream\"");
+    c->next_upstream = v == NU_OFF ? 0 : v;
+    return 0;
+}
+
+#define GLOC    (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define GOFF(f) offsetof(grpc_loc_t, f)
+
+static const sh_conf_cmd_t grpc_cmds[] = {
+    {"grpc_pass", SH_CTX_LOCATION | SH_CTX_IF | SH_CONF_TAKE1, grpc_pass_set, 0, NULL},
+    {"grpc_set_header", GLOC | SH_CONF_TAKE2, set_header_set, 0, NULL},
+    {"grpc_hide_header", GLOC | SH_CONF_TAKE1, hide_header_set, 0, NULL},
+    {"grpc_connect_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(connect_timeout), NULL},
+    {"grpc_send_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(send_timeout), NULL},
+    {"grpc_read_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(read_timeout), NULL},
+    {"grpc_next_upstream", GLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
+    /* not implemented: refused with file:line (fail closed) */
+    {"grpc_intercept_errors", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
+     "backend errors would not be intercepted"},
+    {"grpc_ssl_verify", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_trusted_certificate", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_certificate", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_certificate_key", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_name", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_server_name", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_protocols", GLOC | SH_CONF_1MORE, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_ciphers", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_verify_depth", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_session_reuse", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {"grpc_ssl_conf_command", GLOC | SH_CONF_TAKE2, sh_conf_set_refused, 0,
+     "grpcs:// backends are not supported"},
+    {NULL, 0, NULL, 0, NULL}};
+
+/* ------------------------------------------------------ helpers -- */
+
+int sh_grpc_parse_timeout(const char *v, size_t len, uint64_t *ms)
+{
+    if (len < 2 || len > 9)
+        return -1;
+    uint64_t n = 0;
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        n = n * 10 + (uint64_t)(v[i] - '0');
+    }
+    switch (v[len - 1]) {
+    case 'H': *ms = n * 3600000; break;
+    case 'M': *ms = n * 60000; break;
+    case 'S': *ms = n * 1000; break;
+    case 'm': *ms = n; break;
+    case 'u': *ms = (n + 999) / 1000; break;
+    case 'n': *ms = (n + 999999) / 1000000; break;
+    default: return -1;
+    }
+    return 0;
+}
+
+static int name_is(const char *n, size_t nl, const char *lower)
+{
+    size_t l = strlen(lower);
+    if (nl != l)
+        return 0;
+    for (size_t i = 0; i < l; i++)
+        if (tolower((unsigned char)n[i]) != lower[i])
+            return 0;
+    return 1;
+}
+
+static void put_field(sh_buf_t *b, const uint8_t *n, size_t nl, const uint8_t *v, size_t vl)
+{
+    uint32_t l = (uint32_t)nl;
+    sh_buf_append(b, &l, 4);
+    sh_buf_append(b, n, nl);
+    l = (uint32_t)vl;
+    sh_buf_append(b, &l, 4);
+    sh_buf_append(b, v, vl);
+}
+
+/* Fields stored by put_field as an array (pointing into b). */
+static size_t get_fields(const sh_buf_t *b, size_t n, sh_http1_header_t *out, size_t max)
+{
+    size_t o = 0, k = 0;
+    for (size_t i = 0; i < n && k < max; i++) {
+        uint32_t l;
+        memcpy(&l, b->data + o, 4);
+        out[k].name = b->data + o + 4;
+        out[k].name_len = l;
+        o += 4 + l;
+        memcpy(&l, b->data + o, 4);
+        out[k].value = b->data + o + 4;
+        out[k].value_len = l;
+        o += 4 + l;
+        k++;
+    }
+    return k;
+}
+
+/* ------------------------------------------------------ backend connections -- */
+
+static void g_flush(gconn_t *g);
+static void g_fail(gconn_t *g, int timeout, const char *why);
+static void greq_attach(greq_t *gr);
+static void greq_error(greq_t *gr, int code, const char *msg);
+static void greq_submit(greq_t *gr);
+static void greq_release(greq_t *gr);
+
+static void g_handle_closed(uv_handle_t *h)
+{
+    gconn_t *g = h->data;
+    if (--g->handles > 0)
+        return;
+    if (g->s != NULL)
+        nghttp2_session_del(g->s);
+    sh_buf_dispose(&g->wbuf);
+    sh_buf_dispose(&g->inflight);
+    sh_free(g);
+}
+
+static void g_close(gconn_t *g)
+{
+    if (g->dead)
+        return;
+    g->dead = 1;
+    sh_list_remove(&g->link);
+    uv_close((uv_handle_t *)&g->timer, g_handle_closed);
+    uv_close((uv_handle_t *)&g->tcp, g_handle_closed);
+}
+
+static void g_timer_cb(uv_timer_t *t)
+{
+    gconn_t *g = t->data;
+    g_fail(g, 1, g->ready ? "upstream timed out (send)" : "upstream timed out (connect)");
+}
+
+static void g_written(uv_write_t *req, int status)
+{
+    gconn_t *g = req->data;
+    g->writing = 0;
+    g->inflight.len = 0;
+    if (g->dead)
+        return;
+    uv_timer_stop(&g->timer);
+    if (status < 0) {
+        g_fail(g, 0, "upstream write failed");
+        return;
+    }
+    g_flush(g);
+}
+
+/* Let the clients whose body was held back send again. */
+static void g_resume_clients(gconn_t *g)
+{
+    for (sh_link_t *l = g->streams.next; l != &g->streams;) {
+        greq_t *gr = container_of(l, greq_t, link);
+        l = l->next;
+        if (gr->want_resume && gr->r != NULL) {
+            gr->want_resume = 0;
+            gr->client_paused = 0;
+            sh_request_body_resume(gr->r);
+        }
+    }
+}
+
+static void g_flush(gconn_t *g)
+{
+    if (g->dead || !g->ready || g->in_recv)
+        return;
+    while (!g->writing) {
+        while (g->wbuf.len < 256 * 1024) {
+            const uint8_t *data;
+            ssize_t n = nghttp2_session_mem_send(g->s, &data);
+            if (n < 0) {
+                g_fail(g, 0, nghttp2_strerror((int)n));
+                return;
+            }
+            if (n == 0)
+                break;
+            sh_buf_append(&g->wbuf, data, (size_t)n);
+        }
+        if (g->wbuf.len == 0)
+            break;
+        sh_buf_t t = g->inflight;
+        g->inflight = g->wbuf;
+        g->wbuf = t;
+        g->wbuf.len = 0;
+        uv_buf_t b = uv_buf_init(g->inflight.data, (unsigned)g->inflight.len);
+        g->writing = 1;
+        g->wreq.data = g;
+        int rc = uv_write(&g->wreq, (uv_stream_t *)&g->tcp, &b, 1, g_written);
+        if (rc != 0) {
+            g->writing = 0;
+            g_fail(g, 0, uv_strerror(rc));
+            return;
+        }
+        uv_timer_start(&g->timer, g_timer_cb, g->send_timeout, 0);
+    }
+    g_resume_clients(g);
+    if (g->goaway && g->nstreams == 0)
+        g_close(g);
+}
+
+/* Every stream of g fails; those that sent the backend nothing may go to
+ * the next server. */
+static void g_fail(gconn_t *g, int timeout, const char *why)
+{
+    if (g->dead)
+        return;
+    g_close(g);
+    while (!sh_list_empty(&g->streams)) {
+        greq_t *gr = container_of(g->streams.next, greq_t, link);
+        sh_list_remove(&gr->link);
+        gr->g = NULL;
+        gr->sid = 0;
+        g->nstreams--;
+        if (gr->r == NULL) {
+            greq_release(gr);
+            continue;
+        }
+        sh_req_log(SH_LOG_ERR, NULL, gr->r, g->name, "%s while talking to gRPC upstream", why);
+        sh_upstream_done(gr->rt, gr->peer, 1, sh_worker_now(gr->r->w));
+        int kind = timeout ? NU_TIMEOUT : NU_ERROR;
+        if (!gr->got_head && gr->body_sent == 0 && (gr->conf->next_upstream & kind)) {
+            gr->tried |= 1ull << (gr->peer % 64);
+            gr->peer = -1;
+            greq_attach(gr);
+            continue;
+        }
+        gr->peer = -1;
+        greq_error(gr, timeout ? 4 : 14, timeout ? "upstream timed out" : "upstream unavailable");
+    }
+}
+
+static void g_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
+{
+    (void)h;
+    (void)sz;
+    static _Thread_local char rbuf[64 * 1024];
+    *b = uv_buf_init(rbuf, sizeof(rbuf));
+}
+
+static void g_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    gconn_t *g = s->data;
+    if (g->dead)
+        return;
+    if (n < 0) {
+        g_fail(g, 0, n == UV_EOF ? "upstream closed the connection" : uv_strerror((int)n));
+        return;
+    }
+    if (n == 0)
+        return;
+    g->in_recv = 1;
+    ssize_t rc = nghttp2_session_mem_recv(g->s, (const uint8_t *)b->base, (size_t)n);
+    g->in_recv = 0;
+    if (rc < 0) {
+        g_fail(g, 0, nghttp2_strerror((int)rc));
+        return;
+    }
+    g_flush(g);
+}
+
+static void g_connected(uv_connect_t *req, int status)
+{
+    gconn_t *g = req->data;
+    if (g->dead)
+        return;
+    uv_timer_stop(&g->timer);
+    if (status < 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "connect() failed (%s)", uv_strerror(status));
+        g_fail(g, 0, why);
+        return;
+    }
+    uv_tcp_nodelay(&g->tcp, 1);
+    g->ready = 1;
+    uv_read_start((uv_stream_t *)&g->tcp, g_alloc, g_read);
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+                                   {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
+    nghttp2_submit_settings(g->s, NGHTTP2_FLAG_NONE, iv, 2);
+    nghttp2_session_set_local_window_size(g->s, NGHTTP2_FLAG_NONE, 0, 16 << 20);
+    /* the streams that waited for the connection */
+    for (sh_link_t *l = g->streams.next; l != &g->streams; l = l->next) {
+        greq_t *gr = container_of(l, greq_t, link);
+        greq_submit(gr);
+    }
+    g_flush(g);
+}
+
+/* ---- nghttp2 callbacks (client side) */
+
+static greq_t *stream_req(nghttp2_session *s, int32_t id)
+{
+    return nghttp2_session_get_stream_user_data(s, id);
+}
+
+static void greq_timer_arm(greq_t *gr);
+
+static int cb_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    (void)ud;
+    greq_t *gr = stream_req(s, f->hd.stream_id);
+    if (gr != NULL && f->hd.type == NGHTTP2_HEADERS && gr->got_head) {
+        gr->th.len = 0;
+        gr->nth = 0;
+    }
+    return 0;
+}
+
+static int cb_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, size_t nl,
+                     const uint8_t *v, size_t vl, uint8_t flags, void *ud)
+{
+    (void)flags;
+    (void)ud;
+    if (f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    greq_t *gr = stream_req(s, f->hd.stream_id);
+    if (gr == NULL || gr->r == NULL)
+        return 0;
+    if (!gr->got_head) {
+        if (nl == 7 && memcmp(n, ":status", 7) == 0) {
+            int st = 0;
+            for (size_t i = 0; i < vl && i < 3; i++)
+                st = st * 10 + (v[i] - '0');
+            gr->status = st;
+            return 0;
+        }
+        if (nl > 0 && n[0] == ':')
+            return 0;
+        for (size_t i = 0; i < gr->conf->nhide; i++)
+            if (name_is((const char *)n, nl, gr->conf->hide[i]))
+                return 0;
+        if (gr->nrh < MAX_FIELDS) {
+            put_field(&gr->rh, n, nl, v, vl);
+            gr->nrh++;
+        }
+    } else if (gr->nth < MAX_FIELDS && !(nl > 0 && n[0] == ':')) {
+        put_field(&gr->th, n, nl, v, vl);
+        gr->nth++;
+    }
+    return 0;
+}
+
+/* The client's response is over: r may be freed on return. */
+static void greq_finish(greq_t *gr, const sh_http1_header_t *tr, size_t n)
+{
+    sh_request_t *r = gr->r;
+    gr->done = 1;
+    uv_timer_stop(&gr->timer);
+    if (sh_response_end(r, tr, n) == 0)
+        sh_request_finish(r);
+}
+
+static int cb_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    gconn_t *g = ud;
+    if (f->hd.type == NGHTTP2_GOAWAY) {
+        g->goaway = 1;
+        sh_list_remove(&g->link); /* no new streams here */
+        sh_list_init(&g->link);
+        return 0;
+    }
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+        return 0;
+    greq_t *gr = stream_req(s, f->hd.stream_id);
+    if (gr == NULL || gr->r == NULL || gr->done)
+        return 0;
+    greq_timer_arm(gr);
+    int end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (f->hd.type == NGHTTP2_DATA) {
+        if (end)
+            greq_finish(gr, NULL, 0);
+        return 0;
+    }
+    sh_http1_header_t hs[MAX_FIELDS];
+    if (!gr->got_head) {
+        if (gr->status >= 100 && gr->status < 200)
+            return 0; /* interim */
+        gr->got_head = 1;
+        size_t n = get_fields(&gr->rh, gr->nrh, hs, MAX_FIELDS);
+        sh_request_t *r = gr->r;
+        if (end) { /* trailers-only */
+            gr->done = 1;
+            uv_timer_stop(&gr->timer);
+            if (sh_response_start(r, gr->status, NULL, 0, hs, n, 0, SH_RESP_NO_BODY) == 0 &&
+                sh_response_end(r, NULL, 0) == 0)
+                sh_request_finish(r);
+            return 0;
+        }
+        if (sh_response_start(r, gr->status, NULL, 0, hs, n, -1, 0) == 0)
+            sh_response_flush(r);
+        return 0;
+    }
+    /* trailers */
+    size_t n = get_fields(&gr->th, gr->nth, hs, MAX_FIELDS);
+    greq_finish(gr, hs, n);
+    return 0;
+}
+
+static void greq_drained(sh_request_t *r)
+{
+    greq_t *gr = sh_request_ctx(r, &sh_grpc_module);
+    if (gr == NULL || gr->g == NULL || gr->sid <= 0 || gr->unconsumed == 0)
+        return;
+    nghttp2_session_consume(gr->g->s, gr->sid, gr->unconsumed);
+    gr->unconsumed = 0;
+    g_flush(gr->g);
+}
+
+static int cb_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    (void)flags;
+    (void)ud;
+    greq_t *gr = stream_req(s, id);
+    if (gr == NULL || gr->r == NULL || gr->done || !gr->got_head) {
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
+    sh_request_t *r = gr->r;
+    r->up_bytes_received += len;
+    if (sh_response_body(r, (const char *)data, len) != 0)
+        return 0; /* r is gone: its cleanup reset the stream */
+    if (sh_request_out_queued(r) < SH_WBUF_HIGH)
+        nghttp2_session_consume(s, id, len);
+    else
+        gr->unconsumed += len; /* acknowledged when the client drains */
+    return 0;
+}
+
+static int cb_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
+{
+    gconn_t *g = ud;
+    greq_t *gr = stream_req(s, id);
+    if (gr == NULL)
+        return 0;
+    nghttp2_session_set_stream_user_data(s, id, NULL);
+    sh_list_remove(&gr->link);
+    gr->g = NULL;
+    gr->sid = 0;
+    g->nstreams--;
+    if (gr->r == NULL) {
+        greq_release(gr);
+        return 0;
+    }
+    if (gr->peer >= 0)
+        sh_upstream_done(gr->rt, gr->peer, err != 0 && err != NGHTTP2_CANCEL,
+                         sh_worker_now(gr->r->w));
+    if (gr->done) {
+        gr->peer = -1;
+        return 0;
+    }
+    if (err == NGHTTP2_REFUSED_STREAM && !gr->got_head && gr->body_sent == 0 &&
+        (gr->conf->next_upstream & NU_ERROR)) {
+        gr->tried |= 1ull << (gr->peer % 64);
+        gr->peer = -1;
+        greq_attach(gr);
+        return 0;
+    }
+    gr->peer = -1;
+    if (err == 0 && gr->got_head) { /* END_STREAM without trailers */
+        greq_finish(gr, NULL, 0);
+        return 0;
+    }
+    char msg[96];
+    snprintf(msg, sizeof(msg), "upstream reset the stream (%s)", nghttp2_http2_strerror(err));
+    sh_req_log(SH_LOG_ERR, NULL, gr->r, g->name, "%s", msg);
+    greq_error(gr, 14, msg);
+    return 0;
+}
+
+/* The request body for the backend, from what the client sent. */
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    (void)s;
+    (void)id;
+    (void)ud;
+    greq_t *gr = src->ptr;
+    if (gr->r == NULL || gr->done)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    size_t avail = gr->body.len - gr->body_off;
+    if (avail == 0 && !gr->body_eof) {
+        gr->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = avail < length ? avail : length;
+    memcpy(buf, gr->body.data + gr->body_off, n);
+    gr->body_off += n;
+    gr->body_sent += n;
+    if (gr->r != NULL)
+        gr->r->up_bytes_sent += n;
+    if (gr->body_off == gr->body.len) {
+        gr->body.len = gr->body_off = 0;
+        if (gr->body.cap > SH_WBUF_HIGH)
+            sh_buf_dispose(&gr->body);
+    }
+    if (gr->body_eof && gr->body.len == gr->body_off)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (gr->client_paused && gr->body.len - gr->body_off < SH_WBUF_LOW)
+        gr->want_resume = 1;
+    return (ssize_t)n;
+}
+
+static gconn_t *g_new(sh_worker_t *w, const sh_ups_server_t *srv, const grpc_loc_t *conf)
+{
+    static _Thread_local nghttp2_session_callbacks *cbs;
+    static _Thread_local nghttp2_option *opt;
+    if (cbs == NULL) {
+        nghttp2_session_callbacks_new(&cbs);
+        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_begin_headers);
+        nghttp2_session_callbacks_set_on_header_callback(cbs, cb_header);
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cb_frame_recv);
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb_data_chunk);
+        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb_stream_close);
+        nghttp2_option_new(&opt);
+        nghttp2_option_set_no_auto_window_update(opt, 1);
+    }
+    gconn_t *g = sh_new(gconn_t);
+    memcpy(&g->addr, &srv->addr, srv->addrlen);
+    g->addrlen = srv->addrlen;
+    snprintf(g->name, sizeof(g->name), "grpc://%s", srv->name);
+    g->send_timeout = conf->send_timeout;
+    sh_list_init(&g->streams);
+    if (nghttp2_session_client_new2(&g->s, cbs, g, opt) != 0) {
+        sh_free(g);
+        return NULL;
+    }
+    uv_tcp_init(&w->loop, &g->tcp);
+    uv_timer_init(&w->loop, &g->timer);
+    g->tcp.data = g->timer.data = g->creq.data = g;
+    g->handles = 2;
+    sh_list_insert_head(&gpool, &g->link);
+    int rc = uv_tcp_connect(&g->creq, &g->tcp, (const struct sockaddr *)&srv->addr, g_connected);
+    if (rc != 0) {
+        g->ready = 0;
+        return g; /* failed by the caller after it attached */
+    }
+    uv_timer_start(&g->timer, g_timer_cb, conf->connect_timeout, 0);
+    return g;
+}
+
+/* ------------------------------------------------------ calls -- */
+
+static void greq_timer_cb(uv_timer_t *t)
+{
+    greq_t *gr = t->data;
+    if (gr->r == NULL || gr->done)
+        return;
+    int deadline = gr->deadline != 0 && sh_worker_now(gr->r->w) + 5 >= gr->deadline;
+    sh_req_log(SH_LOG_ERR, NULL, gr->r, gr->g ? gr->g->name : NULL, "%s",
+               deadline ? "gRPC deadline exceeded (grpc-timeout)" : "upstream timed out");
+    greq_error(gr, 4, deadline ? "deadline exceeded" : "upstream timed out");
+}
+
+/* Arm the call's timer: the read timeout, or the deadline when sooner. */
+static void greq_timer_arm(greq_t *gr)
+{
+    uint64_t ms = gr->conf->read_timeout;
+    if (gr->deadline != 0) {
+        uint64_t now = sh_worker_now(gr->r->w);
+        uint64_t left = gr->deadline > now ? gr->deadline - now : 0;
+        if (left < ms)
+            ms = left;
+    }
+    uv_timer_start(&gr->timer, greq_timer_cb, ms, 0);
+}
+
+/* Submit gr as a stream of its (ready) connection. */
+static void greq_submit(greq_t *gr)
+{
+    sh_request_t *r = gr->r;
+    gconn_t *g = gr->g;
+    nghttp2_nv nv[SH_MAX_REQUEST_HEADERS + 80];
+    size_t k = 0;
+    sh_buf_t *sb = &r->scratch;
+    sb->len = 0;
+    /* values evaluated into scratch first: offsets, fixed up below */
+    size_t voff[64], vlen[64];
+    for (size_t i = 0; i < gr->conf->nheaders && i < 64; i++) {
+        voff[i] = sb->len;
+        sh_cv_eval(gr->conf->headers[i].value, r, sb);
+        vlen[i] = sb->len - voff[i];
+    }
+#define NV(n, nl, v, vl)                                                                           \
+    nv[k++] = (nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), (nl), (vl), NGHTTP2_NV_FLAG_NONE}
+    NV(":method", 7, r->h.method, r->h.method_len);
+    NV(":scheme", 7, "http", 4);
+    if (r->h.host != NULL)
+        NV(":authority", 10, r->h.host, r->h.host_len);
+    else
+        NV(":authority", 10, gr->conf->host, strlen(gr->conf->host));
+    NV(":path", 5, r->h.target, r->h.target_len);
+    char lname[SH_MAX_REQUEST_HEADERS][64];
+    for (size_t i = 0; i < r->h.nheaders && k < SH_MAX_REQUEST_HEADERS; i++) {
+        const sh_http1_header_t *h = &r->headers[i];
+        if (h->name_len == 0 || h->name_len >= 64 || name_is(h->name, h->name_len, "host") ||
+            name_is(h->name, h->name_len, "connection") ||
+            name_is(h->name, h->name_len, "keep-alive") ||
+            name_is(h->name, h->name_len, "proxy-connection") ||
+            name_is(h->name, h->name_len, "transfer-encoding") ||
+            name_is(h->name, h->name_len, "upgrade") ||
+            name_is(h->name, h->name_len, "content-length"))
+            continue;
+        if (name_is(h->name, h->name_len, "te") &&
+            !(h->value_len == 8 && strncasecmp(h->value, "trailers", 8) == 0))
+            continue;
+        int set = 0;
+        for (size_t j = 0; j < gr->conf->nheaders; j++)
+            if (name_is(h->name, h->name_len, gr->conf->headers[j].name))
+                set = 1;
+        if (set)
+            continue;
+        for (size_t j = 0; j < h->name_len; j++)
+            lname[i][j] = (char)tolower((unsigned char)h->name[j]);
+        NV(lname[i], h->name_len, h->value, h->value_len);
+    }
+    for (size_t i = 0; i < gr->conf->nheaders && i < 64; i++) {
+        if (vlen[i] == 0)
+            continue; /* nginx: an empty value removes the field */
+        NV(gr->conf->headers[i].name, gr->conf->headers[i].name_len, sb->data + voff[i], vlen[i]);
+    }
+#undef NV
+    nghttp2_data_provider prd = {.source.ptr = gr, .read_callback = body_read};
+    int32_t id = nghttp2_submit_request(g->s, NULL, nv, k, &prd, gr);
+    sb->len = 0;
+    if (id < 0) {
+        sh_list_remove(&gr->link);
+        gr->g = NULL;
+        g->nstreams--;
+        sh_upstream_done(gr->rt, gr->peer, 0, sh_worker_now(r->w));
+        gr->peer = -1;
+        greq_error(gr, 14, nghttp2_strerror(id));
+        return;
+    }
+    gr->sid = id;
+}
+
+/* Pick a server and a connection for gr, and submit it when it can be. */
+static void greq_attach(greq_t *gr)
+{
+    sh_request_t *r = gr->r;
+    sh_worker_t *w = r->w;
+    int peer = sh_upstream_pick(gr->rt, gr->tried, sh_worker_now(w), r);
+    if (peer < 0) {
+        sh_req_log(SH_LOG_ERR, NULL, r, gr->conf->pass, "no live upstreams");
+        greq_error(gr, 14, "no live upstreams");
+        return;
+    }
+    gr->peer = peer;
+    const sh_ups_server_t *srv = &gr->rt->conf->servers[peer];
+    gconn_t *g = NULL;
+    for (sh_link_t *l = gpool.next; l != &gpool; l = l->next) {
+        gconn_t *c = container_of(l, gconn_t, link);
+        if (c->dead || c->goaway || c->addrlen != srv->addrlen ||
+            memcmp(&c->addr, &srv->addr, srv->addrlen) != 0)
+            continue;
+        uint32_t max = c->ready ? nghttp2_session_get_remote_settings(
+                                      c->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                                : 100;
+        if ((uint32_t)c->nstreams < (max > 1000 ? 1000 : max)) {
+            g = c;
+            break;
+        }
+    }
+    int fresh = 0;
+    if (g == NULL) {
+        g = g_new(w, srv, gr->conf);
+        if (g == NULL) {
+            sh_upstream_done(gr->rt, peer, 0, sh_worker_now(w));
+            gr->peer = -1;
+            greq_error(gr, 14, "out of memory");
+            return;
+        }
+        fresh = 1;
+    }
+    gr->g = g;
+    sh_list_insert_head(&g->streams, &gr->link);
+    g->nstreams++;
+    greq_timer_arm(gr);
+    if (fresh && !uv_is_active((uv_handle_t *)&g->timer)) {
+        g_fail(g, 0, "connect() failed");
+        return;
+    }
+    if (g->ready) {
+        greq_submit(gr);
+        if (gr->g != NULL)
+            g_flush(g);
+    }
+}
+
+/* Answer gr's client with a gRPC status (trailers-only before the head,
+ * trailers after it); the backend stream, if any, is reset. */
+static void greq_error(greq_t *gr, int code, const char *msg)
+{
+    sh_request_t *r = gr->r;
+    if (r == NULL || gr->done)
+        return;
+    gr->done = 1;
+    uv_timer_stop(&gr->timer);
+    if (gr->g != NULL && gr->sid > 0) {
+        /* reset; gr stays the stream's until it is closed */
+        nghttp2_submit_rst_stream(gr->g->s, NGHTTP2_FLAG_NONE, gr->sid, NGHTTP2_CANCEL);
+        g_flush(gr->g);
+    } else if (gr->g != NULL) { /* still connecting */
+        sh_list_remove(&gr->link);
+        gr->g->nstreams--;
+        gr->g = NULL;
+    }
+    if (gr->peer >= 0) {
+        sh_upstream_done(gr->rt, gr->peer, code == 4, sh_worker_now(r->w));
+        gr->peer = -1;
+    }
+    char cs[8];
+    snprintf(cs, sizeof(cs), "%d", code);
+    sh_http1_header_t hs[3] = {
+        {"content-type", 12, "application/grpc", 16},
+        {"grpc-status", 11, cs, strlen(cs)},
+        {"grpc-message", 12, msg, strlen(msg)},
+    };
+    if (!r->resp_started) {
+        if (sh_response_start(r, 200, NULL, 0, hs, 3, 0, SH_RESP_NO_BODY) == 0 &&
+            sh_response_end(r, NULL, 0) == 0)
+            sh_request_finish(r);
+        return;
+    }
+    if (sh_response_end(r, hs + 1, 2) == 0)
+        sh_request_finish(r);
+}
+
+static void greq_timer_closed(uv_handle_t *h)
+{
+    greq_t *gr = h->data;
+    sh_buf_dispose(&gr->body);
+    sh_buf_dispose(&gr->rh);
+    sh_buf_dispose(&gr->th);
+    sh_free(gr);
+}
+
+static void greq_release(greq_t *gr)
+{
+    uv_close((uv_handle_t *)&gr->timer, greq_timer_closed);
+}
+
+/* The request is freed (done, or the client reset it): the backend
+ * stream is reset if open; gr lives until the session lets it go. */
+static void greq_cleanup(sh_request_t *r, void *data)
+{
+    greq_t *gr = data;
+    gr->r = NULL;
+    r->body_sink = NULL;
+    r->on_drain = NULL;
+    sh_request_ctx(r, &sh_grpc_module) = NULL;
+    uv_timer_stop(&gr->timer);
+    if (gr->peer >= 0) {
+        sh_upstream_done(gr->rt, gr->peer, 0, sh_worker_now(r->w));
+        gr->peer = -1;
+    }
+    gconn_t *g = gr->g;
+    if (g != NULL && gr->sid > 0) {
+        nghttp2_submit_rst_stream(g->s, NGHTTP2_FLAG_NONE, gr->sid, NGHTTP2_CANCEL);
+        g_flush(g); /* gr may be released in there */
+        return;
+    }
+    if (g != NULL) {
+        sh_list_remove(&gr->link);
+        g->nstreams--;
+        gr->g = NULL;
+    }
+    greq_release(gr);
+}
+
+/* Request body bytes from the client (sh_proxy_body hands them over). */
+static int greq_body(sh_request_t *r, const char *data, size_t len, int last)
+{
+    greq_t *gr = sh_request_ctx(r, &sh_grpc_module);
+    if (gr == NULL || gr->done)
+        return 0;
+    if (gr->body_off > 0 && gr->body_off == gr->body.len)
+        gr->body.len = gr->body_off = 0;
+    sh_buf_append(&gr->body, data, len);
+    if (last)
+        gr->body_eof = 1;
+    if (gr->g != NULL && gr->sid > 0 && gr->deferred) {
+        gr->deferred = 0;
+        nghttp2_session_resume_data(gr->g->s, gr->sid);
+        g_flush(gr->g);
+    }
+    if (gr->body.len - gr->body_off > SH_WBUF_HIGH) {
+        gr->client_paused = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int grpc_handler(sh_request_t *r)
+{
+    const grpc_loc_t *c = sh_http_loc_conf(r->loc, &sh_grpc_module);
+    if (c == NULL || c->pass == NULL)
+        return SH_PH_DECLINED;
+    if (!gpool_ready) { /* the calling worker's pool, on its first call */
+        sh_list_init(&gpool);
+        gpool_ready = 1;
+    }
+    greq_t *gr = sh_new(greq_t);
+    gr->r = r;
+    gr->conf = c;
+    gr->peer = -1;
+    gr->rt = &r->w->ups[c->ups->index];
+    sh_list_init(&gr->link);
+    uv_timer_init(&r->w->loop, &gr->timer);
+    gr->timer.data = gr;
+    if (sh_request_cleanup_add(r, greq_cleanup, gr) != 0) {
+        uv_close((uv_handle_t *)&gr->timer, greq_timer_closed);
+        return 500;
+    }
+    sh_request_ctx(r, &sh_grpc_module) = gr;
+    r->body_sink = greq_body;
+    r->on_drain = greq_drained;
+    for (size_t i = 0; i < r->h.nheaders; i++) {
+        const sh_http1_header_t *h = &r->headers[i];
+        uint64_t ms;
+        if (name_is(h->name, h->name_len, "grpc-timeout") &&
+            sh_grpc_parse_timeout(h->value, h->value_len, &ms) == 0)
+            gr->deadline = sh_worker_now(r->w) + ms;
+    }
+    if (!r->body.done)
+        sh_request_body_resume(r);
+    else
+        gr->body_eof = 1;
+    if (r->freed)
+        return SH_PH_DONE;
+    greq_attach(gr);
+    return SH_PH_DONE;
+}
+
+static int grpc_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    return sh_phase_add(cf, m, SH_PHASE_CONTENT, grpc_handler);
+}
+
+void sh_grpc_close_all(sh_worker_t *w)
+{
+    (void)w;
+    if (!gpool_ready)
+        return;
+    while (!sh_list_empty(&gpool)) {
+        gconn_t *g = container_of(gpool.next, gconn_t, link);
+        g_fail(g, 0, "worker stopping");
+    }
+}
+
+static const sh_http_module_t grpc_http_ctx = {
+    .magic = SH_HTTP_MODULE_MAGIC,
+    .create_loc = grpc_create_loc,
+    .merge_loc = grpc_merge_loc,
+    .destroy_loc = grpc_destroy_loc,
+    .postconfiguration = grpc_postconf,
+};
+
+sh_conf_module_t sh_grpc_module = {
+    .name = "grpc",
+    .cmds = grpc_cmds,
+    .ctx = &grpc_http_ctx,
+};
