@@ -96,6 +96,10 @@ struct sh_h2_s {
     size_t header_limit;
     uint64_t win; /* second of the counters below */
     uint32_t n_settings, n_ping, n_empty_data, n_control;
+    /* DATA frames sent and WINDOW_UPDATE frames received: a client
+     * acknowledging what it got (a stream's and the connection's window
+     * per DATA frame, as gRPC clients do) is no flood */
+    uint64_t data_sent, wu_recv;
     uint32_t opened_this_read;
     const char *calm; /* why the client is told to calm down, or NULL */
     /* A connection error found by our own checks in a callback (RFC 9113
@@ -858,6 +862,12 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
         break;
     case NGHTTP2_CONTINUATION:
         break; /* nghttp2 limits CONTINUATION frames per header block */
+    case NGHTTP2_WINDOW_UPDATE:
+        if (h2->wu_recv < 2 * h2->data_sent + 64) {
+            h2->wu_recv++;
+            break;
+        }
+        /* fall through */
     default:
         if (++h2->n_control > MAX_CONTROL_PER_SEC)
             calm_down(h2, "control frame flood");
@@ -1016,7 +1026,8 @@ static void early_reset(h2_stream_t *st)
 
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
-    (void)ud;
+    if (frame->hd.type == NGHTTP2_DATA)
+        ((sh_h2_t *)ud)->data_sent++;
     if (frame->hd.type == NGHTTP2_RST_STREAM) {
         h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
         if (st != NULL)

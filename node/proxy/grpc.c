@@ -387,6 +387,7 @@ static void greq_attach(greq_t *gr);
 static void greq_error(greq_t *gr, int code, const char *msg);
 static void greq_submit(greq_t *gr);
 static void greq_release(greq_t *gr);
+static int may_retry(const greq_t *gr);
 
 static void g_handle_closed(uv_handle_t *h)
 {
@@ -503,7 +504,8 @@ static void g_fail(gconn_t *g, int timeout, const char *why)
         sh_req_log(SH_LOG_ERR, NULL, gr->r, g->name, "%s while talking to gRPC upstream", why);
         sh_upstream_done(gr->rt, gr->peer, 1, sh_worker_now(gr->r->w));
         int kind = timeout ? NU_TIMEOUT : NU_ERROR;
-        if (!gr->got_head && gr->body_sent == 0 && (gr->conf->next_upstream & kind)) {
+        if (!gr->got_head && gr->body_sent == 0 && (gr->conf->next_upstream & kind) &&
+            may_retry(gr)) {
             gr->tried |= 1ull << (gr->peer % 64);
             gr->peer = -1;
             greq_attach(gr);
@@ -571,6 +573,14 @@ static void g_connected(uv_connect_t *req, int status)
 }
 
 /* ---- nghttp2 callbacks (client side) */
+
+/* Whether gr may go to another server of its group (not every one was
+ * tried yet). */
+static int may_retry(const greq_t *gr)
+{
+    uint64_t tried = gr->tried | 1ull << (gr->peer % 64);
+    return (size_t)__builtin_popcountll(tried) < gr->rt->conf->nservers;
+}
 
 static greq_t *stream_req(nghttp2_session *s, int32_t id)
 {
@@ -734,7 +744,7 @@ static int cb_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *u
         return 0;
     }
     if (err == NGHTTP2_REFUSED_STREAM && !gr->got_head && gr->body_sent == 0 &&
-        (gr->conf->next_upstream & NU_ERROR)) {
+        (gr->conf->next_upstream & NU_ERROR) && may_retry(gr)) {
         gr->tried |= 1ull << (gr->peer % 64);
         gr->peer = -1;
         greq_attach(gr);
@@ -925,6 +935,11 @@ static void greq_attach(greq_t *gr)
     sh_request_t *r = gr->r;
     sh_worker_t *w = r->w;
     int peer = sh_upstream_pick(gr->rt, gr->tried, sh_worker_now(w), r);
+    if (peer >= 0 && gr->tried != 0 && (gr->tried & (1ull << (peer % 64))) &&
+        gr->rt->conf->nservers <= 64) {
+        sh_upstream_done(gr->rt, peer, 0, sh_worker_now(w)); /* all were tried */
+        peer = -1;
+    }
     if (peer < 0) {
         sh_req_log(SH_LOG_ERR, NULL, r, gr->conf->pass, "no live upstreams");
         greq_error(gr, 14, "no live upstreams");
