@@ -10,6 +10,7 @@ PKGS=(
   liblmdb-dev libsodium-dev libpcre2-dev zlib1g-dev libjansson-dev libcmocka-dev
   libcrypt-dev                          # crypt(3): htpasswd files of auth_basic
   python3 curl nghttp2-client openssl iproute2 procps nftables nginx-light wrk
+  python3-grpcio                        # integ_grpc: a real gRPC server and client through grpc_pass
   libsystemd-dev dpkg-dev logrotate     # sd_notify; the .deb (cpack, dpkg-shlibdeps); its logrotate file
   chromium python3-websocket            # the dashboard test drives headless Chromium (DevTools)
   prometheus                            # promtool: the metrics test runs `promtool check metrics`
