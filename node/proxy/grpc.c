@@ -120,6 +120,9 @@ struct gconn_s {
 
 static _Thread_local sh_link_t gpool;
 static _Thread_local int gpool_ready;
+/* the worker's nghttp2 client callbacks and options, made on first use */
+static _Thread_local nghttp2_session_callbacks *cbs;
+static _Thread_local nghttp2_option *opt;
 
 extern sh_conf_module_t sh_grpc_module;
 
@@ -797,8 +800,6 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 
 static gconn_t *g_new(sh_worker_t *w, const sh_ups_server_t *srv, const grpc_loc_t *conf)
 {
-    static _Thread_local nghttp2_session_callbacks *cbs;
-    static _Thread_local nghttp2_option *opt;
     if (cbs == NULL) {
         nghttp2_session_callbacks_new(&cbs);
         nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_begin_headers);
@@ -1145,6 +1146,12 @@ void sh_grpc_close_all(sh_worker_t *w)
     while (!sh_list_empty(&gpool)) {
         gconn_t *g = container_of(gpool.next, gconn_t, link);
         g_fail(g, 0, "worker stopping");
+    }
+    if (cbs != NULL) {
+        nghttp2_session_callbacks_del(cbs);
+        nghttp2_option_del(opt);
+        cbs = NULL;
+        opt = NULL;
     }
 }
 
