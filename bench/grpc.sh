@@ -7,7 +7,9 @@
 # response (200, application/grpc, a 7-byte message, trailer grpc-status 0):
 # a Python gRPC server would be the bottleneck. h2load drives unary calls
 # (POST of a prepared 5+5-byte gRPC frame with -d, te: trailers) over h2c at
-# each proxy, one worker each; the proxy under test is pinned to core 0, the
+# each proxy, one worker each (nginx keeps up to 512 idle backend connections:
+# its grpc_pass carries one call per connection; Shoal multiplexes calls on
+# one connection per worker and server); the proxy under test is pinned to core 0, the
 # backend and h2load to core 1 (when there are two cores). The machine may be
 # shared and loaded: read the ratio, not the absolute figures.
 #
@@ -61,7 +63,7 @@ EOF
 proxy_http() {
   cat <<EOF
   access_log off;
-  upstream be { server 127.0.0.1:$BE; keepalive 32; }
+  upstream be { server 127.0.0.1:$BE; keepalive 512; }
   server { listen 127.0.0.1:$1 http2; location / { grpc_pass grpc://be; } }
 EOF
 }
