@@ -715,8 +715,12 @@ static int cb_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     }
     sh_request_t *r = gr->r;
     r->up_bytes_received += len;
-    if (sh_response_body(r, (const char *)data, len) != 0)
-        return 0; /* r is gone: its cleanup reset the stream */
+    if (sh_response_body(r, (const char *)data, len) != 0) {
+        /* r is gone (its cleanup reset the stream): the connection's
+         * window gets the bytes back */
+        nghttp2_session_consume(s, id, len);
+        return 0;
+    }
     if (sh_request_out_queued(r) < SH_WBUF_HIGH)
         nghttp2_session_consume(s, id, len);
     else
@@ -1057,6 +1061,9 @@ static void greq_cleanup(sh_request_t *r, void *data)
     }
     gconn_t *g = gr->g;
     if (g != NULL && gr->sid > 0) {
+        if (gr->unconsumed > 0) /* the connection's window gets them back */
+            nghttp2_session_consume(g->s, gr->sid, gr->unconsumed);
+        gr->unconsumed = 0;
         nghttp2_submit_rst_stream(g->s, NGHTTP2_FLAG_NONE, gr->sid, NGHTTP2_CANCEL);
         g_flush(g); /* gr may be released in there */
         return;
