@@ -10,6 +10,7 @@ Methods of service t.S, bytes in and out:
   Slow     sleeps up to 30 s (or until cancelled), prints "cancelled Slow"
   Forever  server streaming, one message every 20 ms until cancelled
   Fail     answers NOT_FOUND "no such thing"
+  Big      request b"N": N messages of 64 KiB
 Prints "ready" when serving and "cancelled NAME" when a call is cancelled."""
 
 import argparse
@@ -69,6 +70,11 @@ def main():
             i += 1
             time.sleep(0.02)
 
+    def big(req, ctx):
+        chunk = b"z" * 65536
+        for i in range(int(req)):
+            yield chunk
+
     def fail(req, ctx):
         ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
 
@@ -80,6 +86,7 @@ def main():
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Forever": grpc.unary_stream_rpc_method_handler(forever),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
+        "Big": grpc.unary_stream_rpc_method_handler(big),
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((h,))

@@ -101,6 +101,19 @@ def main(t):
     got = list(m("stream_stream", "Bidi")(iter(msgs), timeout=120 * t.slow))
     t.check(got == msgs, "bidirectional streaming: 10,000 messages echoed in order (got %d)" % len(got))
 
+    # flow control toward a slow client: 3000 x 64 KiB (192 MiB) from the
+    # backend while the client reads one message and waits; the node must
+    # not buffer it (HTTP/2 windows both ways)
+    base = node.proc.memory_kb()[0]
+    it = m("unary_stream", "Big")(b"3000", timeout=120 * t.slow)
+    next(it)
+    import time
+    time.sleep(2)
+    grown = node.proc.memory_kb()[0] - base
+    t.check(grown < 48 * 1024, "a slow client: the node holds back the backend (RSS grew %d KiB, < 48 MiB)" % grown)
+    n = 1 + sum(1 for _ in it)
+    t.check(n == 3000, "then all 3000 messages of 64 KiB arrive (%d)" % n)
+
     # a backend status passes through
     try:
         m("unary_unary", "Fail")(b"", timeout=20 * t.slow)
