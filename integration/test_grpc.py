@@ -176,6 +176,16 @@ def main(t):
     resp = m("unary_unary", "Unary")(b"after", timeout=20 * t.slow)
     t.check(resp == b"echo:after" and node.proc.alive(), "the node stays healthy and answers the next call")
 
+    # an HTTP/1.1 client on a grpc_pass location: carried to the backend
+    # as HTTP/2 too (the backend answers; the node does not fall over)
+    body = os.path.join(t.tmp, "frame.bin")
+    with open(body, "wb") as f:
+        f.write(b"\x00\x00\x00\x00\x02hi")
+    r1 = t.curl(node.url("/t.S/Unary"), "--http1.1", "-H", "content-type: application/grpc",
+                "-H", "te: trailers", "--data-binary", "@" + body)
+    t.check(b"echo:hi" in r1.body and node.proc.alive(),
+            "an HTTP/1.1 client gets the backend's answer (%s %r)" % (r1.status, r1.body[:40]))
+
     # many concurrent calls multiplexed
     futs = [m("unary_unary", "Unary").future(b"c%d" % i, timeout=60 * t.slow) for i in range(200)]
     res = [f.result() for f in futs]
