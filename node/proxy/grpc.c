@@ -89,9 +89,9 @@ typedef struct greq_s {
     int status;
     size_t unconsumed; /* response DATA bytes not acknowledged yet */
     uint8_t body_eof : 1;
-    uint8_t deferred : 1;     /* its data provider is deferred */
+    uint8_t deferred : 1;      /* its data provider is deferred */
     uint8_t client_paused : 1; /* the client was told to stop sending */
-    uint8_t want_resume : 1;  /* resume the client after the session wrote */
+    uint8_t want_resume : 1;   /* resume the client after the session wrote */
     uint8_t got_head : 1;
     uint8_t done : 1; /* the client's response ended (or r is gone) */
 } greq_t;
@@ -270,8 +270,9 @@ static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
         else if (strcmp(a, "off") == 0)
             v |= NU_OFF;
         else
-            return sh_conf_error(cf, "\"grpc_next_upstream %s\" is not implemented yet (only "
-                                     "error, timeout, off)",
+            return sh_conf_error(cf,
+                                 "\"grpc_next_upstream %s\" is not implemented yet (only "
+                                 "error, timeout, off)",
                                  a);
     }
     if ((v & NU_OFF) && v != NU_OFF)
@@ -331,13 +332,26 @@ int sh_grpc_parse_timeout(const char *v, size_t len, uint64_t *ms)
         n = n * 10 + (uint64_t)(v[i] - '0');
     }
     switch (v[len - 1]) {
-    case 'H': *ms = n * 3600000; break;
-    case 'M': *ms = n * 60000; break;
-    case 'S': *ms = n * 1000; break;
-    case 'm': *ms = n; break;
-    case 'u': *ms = (n + 999) / 1000; break;
-    case 'n': *ms = (n + 999999) / 1000000; break;
-    default: return -1;
+    case 'H':
+        *ms = n * 3600000;
+        break;
+    case 'M':
+        *ms = n * 60000;
+        break;
+    case 'S':
+        *ms = n * 1000;
+        break;
+    case 'm':
+        *ms = n;
+        break;
+    case 'u':
+        *ms = (n + 999) / 1000;
+        break;
+    case 'n':
+        *ms = (n + 999999) / 1000000;
+        break;
+    default:
+        return -1;
     }
     return 0;
 }
@@ -958,9 +972,10 @@ static void greq_attach(greq_t *gr)
         if (c->dead || c->goaway || c->addrlen != srv->addrlen ||
             memcmp(&c->addr, &srv->addr, srv->addrlen) != 0)
             continue;
-        uint32_t max = c->ready ? nghttp2_session_get_remote_settings(
-                                      c->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
-                                : 100;
+        uint32_t max =
+            c->ready
+                ? nghttp2_session_get_remote_settings(c->s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS)
+                : 100;
         if ((uint32_t)c->nstreams < (max > 1000 ? 1000 : max)) {
             g = c;
             break;
