@@ -813,6 +813,9 @@ static void serve_body(sh_request_t *r)
         if (sh_response_body(r, p, want) != 0)
             return;
     }
+    /* every byte is queued: let the store forget the pinned body now */
+    sh_cache_hit_free(x->hit);
+    x->hit = NULL;
     if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
         sh_request_finish(r);
 }
