@@ -42,8 +42,8 @@
 #include "core/err.h"
 #include "core/log.h"
 
-#define KTRUNC        400   /* key bytes indexed in "k" (LMDB keys stop at 511) */
-#define GRACE_MS      2000  /* an unpinned dropped body lives that long */
+#define KTRUNC        400  /* key bytes indexed in "k" (LMDB keys stop at 511) */
+#define GRACE_MS      2000 /* an unpinned dropped body lives that long */
 #define PIN_BUCKETS   256
 #define PURGE_LOG     256   /* purges remembered to drop older fills */
 #define POOL_MAX      256   /* reset read txns kept */
@@ -51,7 +51,7 @@
 #define IDLE_TICK_MS  1000
 #define BATCH_MAX     ((size_t)8 << 20) /* bytes applied per write txn */
 
-enum { OP_CHUNK, OP_COMMIT, OP_ABORT, OP_PURGE, OP_SYNC, OP_SWEEP };
+enum { OP_CHUNK, OP_COMMIT, OP_ABORT, OP_PURGE, OP_SYNC, OP_SWEEP, OP_DROPBAD, OP_UPDATE };
 
 typedef struct op {
     struct op *next;
@@ -154,6 +154,7 @@ struct sh_cache_s {
     pin *pins[PIN_BUCKETS];
     int64_t last_sync, last_full_log;
     uint64_t emergency; /* bytes to free after a full map/disk */
+    uint64_t disk_cap;  /* size kept under while the disk is below min_free */
 
     _Atomic uint64_t st_lookups, st_found, st_not_found, st_fills, st_dropped, st_fill_bytes,
         st_evicted, st_expired, st_purged, st_map_full, st_io_errors, st_batches;
@@ -252,11 +253,13 @@ static void apply_settings(sh_cache_t *c, const sh_cache_conf_t *conf)
     c->manager_threshold = conf->manager_threshold ? conf->manager_threshold : 200;
     c->zone_size = conf->zone_size;
     if (c->ix)
-        sh_cache__index_set_capacity(c->ix, conf->zone_size / 128 > 16 ? conf->zone_size / 128 : 16);
+        sh_cache__index_set_capacity(c->ix,
+                                     conf->zone_size / 128 > 16 ? conf->zone_size / 128 : 16);
 }
 
 static void *writer_main(void *arg);
 static void *loader_main(void *arg);
+static void drop_bad(sh_cache_t *c, const uint8_t *hash);
 
 static int lmdb_fail(const sh_cache_t *c, const char *what, int rc)
 {
@@ -347,7 +350,8 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
         }
         if (same_path || same_zone) {
             pthread_mutex_unlock(&reg_mu);
-            sh_log_err("cache \"%s\": %s is already open as zone \"%s\"", conf->zone, real, c->zone);
+            sh_log_err("cache \"%s\": %s is already open as zone \"%s\"", conf->zone, real,
+                       c->zone);
             return SH_EEXIST;
         }
     }
@@ -363,7 +367,7 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
     if (c->chunk_size > SH_CACHE__CHUNK_MAX)
         c->chunk_size = SH_CACHE__CHUNK_MAX;
     c->queue_max = conf->queue_max ? conf->queue_max : (size_t)64 << 20;
-    c->map_size = conf->map_size ? conf->map_size
+    c->map_size = conf->map_size   ? conf->map_size
                   : conf->max_size ? conf->max_size * 2 + ((uint64_t)64 << 20)
                                    : (uint64_t)1 << 30;
     c->clock = conf->clock;
@@ -380,6 +384,13 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
     int rc = open_env(c);
     if (rc < 0)
         goto fail_env;
+    if (!conf->chunk_size) {
+        /* A chunk fills 16 overflow pages exactly: LMDB puts a 16-byte page
+         * header before a large value, so 64 KB would take 17 pages. */
+        MDB_stat ms;
+        if (mdb_env_stat(c->env, &ms) == 0 && ms.ms_psize >= 4096)
+            c->chunk_size = (size_t)ms.ms_psize * 16 - 16;
+    }
     c->ix = sh_cache__index_create(conf->zone_size / 128 > 16 ? conf->zone_size / 128 : 16);
     c->last_sync = mono_ms();
     atomic_store(&c->loading, 1);
@@ -596,7 +607,9 @@ int sh_cache_lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned fla
     key_hash(key, key_len, h);
     int count = !(flags & SH_CACHE_LOOKUP_NOCOUNT);
     int loading = atomic_load_explicit(&c->loading, memory_order_acquire);
-    int st = sh_cache__index_lookup(c->ix, h, now_ms(c), count, !loading, &u);
+    /* While the loader runs the index is partial: a miss there is asked of
+     * LMDB, but uses are counted from the start (min_uses). */
+    int st = sh_cache__index_lookup(c->ix, h, now_ms(c), count, 1, &u);
     if (uses)
         *uses = u ? u : 1;
     if (!loading && st != SH_CACHE__STORED) {
@@ -622,7 +635,9 @@ int sh_cache_lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned fla
     rc = sh_cache__hit_make(v.mv_data, v.mv_size, 1, &hh, &why);
     if (rc < 0) {
         rtxn_put(c, t);
-        sh_log_warn("cache \"%s\": unreadable entry (%s), treated as a miss", c->zone, why);
+        sh_log_warn("cache \"%s\": unreadable entry (%s), treated as a miss and removed", c->zone,
+                    why);
+        drop_bad(c, h);
         CNT(c, st_not_found, 1);
         return SH_ENOENT;
     }
@@ -701,6 +716,69 @@ long sh_cache_hit_read(sh_cache_hit_t *h, uint64_t off, void *buf, size_t cap)
     return (long)got;
 }
 
+long sh_cache_hit_send(sh_cache_hit_t *h, uint64_t off, size_t max, sh_cache_sink_fn sink,
+                       void *arg)
+{
+    uint64_t blen = h->meta.body_len;
+    if (off >= blen || max == 0)
+        return 0;
+    if (max > LONG_MAX)
+        max = LONG_MAX;
+    if (max > blen - off)
+        max = (size_t)(blen - off);
+    size_t got = 0;
+    if (off < h->body_have) {
+        size_t n = h->body_have - (size_t)off;
+        if (n > max)
+            n = max;
+        long r = sink(arg, h->body + off, n);
+        if (r < 0)
+            return r;
+        got += (size_t)r;
+        off += (size_t)r;
+        if ((size_t)r < n)
+            return (long)got;
+    }
+    if (got == max)
+        return (long)got;
+    if (!h->body_id || !h->c)
+        return got ? (long)got : SH_ENOENT;
+    sh_cache_t *c = h->c;
+    MDB_txn *t = rtxn_get(c);
+    if (!t)
+        return SH_EIO;
+    long rc = 0;
+    while (got < max) {
+        uint32_t idx = (uint32_t)(off / h->chunk_size);
+        size_t within = (size_t)(off % h->chunk_size);
+        uint8_t ck[12];
+        chunk_key(ck, h->body_id, idx);
+        MDB_val k = {sizeof(ck), ck}, v;
+        int mrc = mdb_get(t, c->dbb, &k, &v);
+        if (mrc || v.mv_size <= within) {
+            if (mrc && mrc != MDB_NOTFOUND)
+                rc = SH_EIO;
+            else if (!got)
+                rc = SH_ENOENT;
+            break;
+        }
+        size_t n = v.mv_size - within;
+        if (n > max - got)
+            n = max - got;
+        long r = sink(arg, (const uint8_t *)v.mv_data + within, n);
+        if (r < 0) {
+            rc = r;
+            break;
+        }
+        got += (size_t)r;
+        off += (size_t)r;
+        if ((size_t)r < n)
+            break;
+    }
+    rtxn_put(c, t);
+    return rc < 0 ? rc : (long)got;
+}
+
 /* ---- the queue to the writer -------------------------------------------- */
 
 static int enqueue(sh_cache_t *c, op *o, int force)
@@ -721,6 +799,17 @@ static int enqueue(sh_cache_t *c, op *o, int force)
     return 0;
 }
 
+/* Have the writer remove an entry whose record does not decode (a record
+ * from a newer format or a damaged file), so it is reported once. */
+static void drop_bad(sh_cache_t *c, const uint8_t *hash)
+{
+    op *o = sh_new(op);
+    o->kind = OP_DROPBAD;
+    memcpy(o->hash, hash, SH_CACHE__HASH);
+    o->bytes = sizeof(op);
+    enqueue(c, o, 1);
+}
+
 static void op_free(op *o)
 {
     sh_free(o->data);
@@ -731,8 +820,8 @@ static void op_free(op *o)
 
 /* ---- fills ---------------------------------------------------------------- */
 
-int sh_cache_fill_begin(sh_cache_t *c, const char *key, size_t key_len,
-                        const sh_cache_meta_t *meta, sh_cache_fill_t **fill)
+int sh_cache_fill_begin(sh_cache_t *c, const char *key, size_t key_len, const sh_cache_meta_t *meta,
+                        sh_cache_fill_t **fill)
 {
     *fill = NULL;
     if (!key || !meta)
@@ -916,10 +1005,36 @@ void sh_cache_fill_abort(sh_cache_fill_t *f)
     fill_free(f);
 }
 
+int sh_cache_update_meta(sh_cache_t *c, const char *key, size_t key_len,
+                         const sh_cache_meta_t *meta, sh_cache_done_cb cb, void *arg)
+{
+    if (!key || !meta)
+        return SH_EINVAL;
+    uint8_t *pb;
+    size_t n;
+    int rc = sh_cache__meta_pack(key, key_len, meta, &pb, &n);
+    if (rc < 0)
+        return rc;
+    op *o = sh_new(op);
+    o->kind = OP_UPDATE;
+    key_hash(key, key_len, o->hash);
+    o->data = pb;
+    o->len = n;
+    o->epoch = atomic_load(&c->purge_epoch);
+    o->bytes = sizeof(op) + n;
+    o->cb = cb;
+    o->arg = arg;
+    if (enqueue(c, o, 0) < 0) {
+        op_free(o);
+        return SH_ELIMIT;
+    }
+    return 0;
+}
+
 /* ---- purge, sync ---------------------------------------------------------- */
 
-int sh_cache_purge_async(sh_cache_t *c, enum sh_cache_purge_kind kind, const char *str,
-                         size_t len, int soft, sh_cache_done_cb cb, void *arg)
+int sh_cache_purge_async(sh_cache_t *c, enum sh_cache_purge_kind kind, const char *str, size_t len,
+                         int soft, sh_cache_done_cb cb, void *arg)
 {
     if (!str || len == 0 || len > SH_CACHE_KEY_MAX ||
         (kind != SH_CACHE_PURGE_KEY && kind != SH_CACHE_PURGE_PREFIX && kind != SH_CACHE_PURGE_TAG))
@@ -1183,7 +1298,8 @@ static int del_entry(sh_cache_t *c, MDB_txn *t, const uint8_t *hash, txlog *l, i
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-static int key_matches(const purge_rec *p, const ProtobufCBinaryData *key, const Sh__Cache__Meta *pb)
+static int key_matches(const purge_rec *p, const ProtobufCBinaryData *key,
+                       const Sh__Cache__Meta *pb)
 {
     switch (p->kind) {
     case SH_CACHE_PURGE_KEY:
@@ -1271,6 +1387,70 @@ drop:
         rc = del_chunks(c, t, o->body_id, o->idx);
 out:
     sh_cache__meta_free(pb);
+    return rc;
+}
+
+/* A revalidation: the entry's record gets new metadata, its body stays
+ * (inline bytes copied along, chunks untouched). */
+static int apply_update(sh_cache_t *c, MDB_txn *t, op *o, txlog *l)
+{
+    Sh__Cache__Meta *nb = sh_cache__meta_unpack(o->data, o->len), *ob = NULL;
+    uint8_t *nr = NULL;
+    int rc = 0;
+    o->status = SH_ENOENT;
+    if (!nb)
+        return 0;
+    if (purged_since(c, o, nb)) {
+        o->status = SH_ESTATE;
+        goto out;
+    }
+    MDB_val k = {SH_CACHE__HASH, o->hash}, v;
+    rc = mdb_get(t, c->dbe, &k, &v);
+    if (rc) {
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+        goto out;
+    }
+    sh_cache__hdr_t hd;
+    const char *why;
+    if (sh_cache__hdr_parse(v.mv_data, v.mv_size, &hd, &why) < 0)
+        goto out;
+    const uint8_t *rec = v.mv_data;
+    ob = sh_cache__meta_unpack(rec + SH_CACHE__HDR, hd.meta_len);
+    if (!ob || ob->key.len != nb->key.len || memcmp(ob->key.data, nb->key.data, nb->key.len) != 0)
+        goto out;
+    /* Build the whole new record before the first write moves the map. */
+    size_t body = hd.body_id ? 0 : (size_t)hd.body_len;
+    size_t nl = SH_CACHE__HDR + o->len + body;
+    nr = sh_malloc(nl);
+    hd.meta_len = (uint32_t)o->len;
+    sh_cache__hdr_put(nr, &hd);
+    memcpy(nr + SH_CACHE__HDR, o->data, o->len);
+    if (body)
+        memcpy(nr + SH_CACHE__HDR + o->len, rec + v.mv_size - body, body);
+    MDB_val hv = {SH_CACHE__HASH, o->hash};
+    for (size_t i = 0; (rc == 0 || rc == MDB_NOTFOUND) && i < ob->n_tags; i++) {
+        MDB_val tk = {ob->tags[i].len, ob->tags[i].data};
+        rc = mdb_del(t, c->dbt, &tk, &hv);
+    }
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    MDB_val nv = {nl, nr};
+    if (!rc)
+        rc = mdb_put(t, c->dbe, &k, &nv, 0);
+    for (size_t i = 0; rc == 0 && i < nb->n_tags; i++) {
+        MDB_val tk = {nb->tags[i].len, nb->tags[i].data};
+        rc = mdb_put(t, c->dbt, &tk, &hv, 0);
+    }
+    if (rc == MDB_KEYEXIST)
+        rc = 0;
+    if (!rc) {
+        tx_ix(l, o->hash, entry_size(nl, &hd));
+        o->status = 0;
+    }
+out:
+    sh_free(nr);
+    sh_cache__meta_free(ob);
+    sh_cache__meta_free(nb);
     return rc;
 }
 
@@ -1498,6 +1678,25 @@ static void apply_batch(sh_cache_t *c, op *batch, txlog *l)
             for (size_t i = 0; !rc && i < o->nids; i++)
                 rc = del_chunks(c, t, o->ids[i], 0);
             break;
+        case OP_UPDATE:
+            rc = apply_update(c, t, o, l);
+            break;
+        case OP_DROPBAD: {
+            MDB_val k = {SH_CACHE__HASH, o->hash}, v;
+            sh_cache_hit_t *h;
+            const char *why;
+            rc = mdb_get(t, c->dbe, &k, &v);
+            if (rc == 0 && sh_cache__hit_make(v.mv_data, v.mv_size, 0, &h, &why) == 0) {
+                sh_cache_hit_free(h); /* replaced meanwhile by a good one */
+            } else if (rc == 0) {
+                rc = mdb_del(t, c->dbe, &k, NULL);
+                if (rc == 0)
+                    tx_ix(l, o->hash, UINT64_MAX);
+            }
+            if (rc == MDB_NOTFOUND)
+                rc = 0;
+            break;
+        }
         default:
             break;
         }
@@ -1531,6 +1730,8 @@ static void apply_batch(sh_cache_t *c, op *batch, txlog *l)
             }
             if (o->kind == OP_PURGE)
                 o->status = SH_EIO;
+            if (o->kind == OP_UPDATE)
+                o->status = SH_ELIMIT;
         }
         txlog_apply(c, l);
         return;
@@ -1575,7 +1776,7 @@ static void redo_purges(sh_cache_t *c, op *batch, txlog *l)
     }
 }
 
-static int over_limits(sh_cache_t *c, int *low_disk, uint64_t freed)
+static int over_limits(sh_cache_t *c, uint64_t freed)
 {
     uint64_t size, st, nodes, cap;
     sh_cache__index_totals(c->ix, &size, &st, &nodes, &cap);
@@ -1586,7 +1787,7 @@ static int over_limits(sh_cache_t *c, int *low_disk, uint64_t freed)
         return 1;
     if (c->emergency && freed < c->emergency)
         return 1;
-    return *low_disk;
+    return c->disk_cap && size > c->disk_cap;
 }
 
 /* The cache manager: inactive entries, then LRU while over max_size, the
@@ -1597,12 +1798,25 @@ static void manager(sh_cache_t *c, txlog *l)
     int loading = atomic_load(&c->loading);
     if (loading && !c->emergency)
         return;
-    int low_disk = 0;
+    /* min_free: LMDB's file never shrinks, so removing entries frees pages
+     * for reuse, not disk space. Below min_free the store stops growing: the
+     * size is held 5% under what it was, until the disk has room again. */
     uint64_t min_free = atomic_load_explicit(&c->min_free, memory_order_relaxed);
     if (min_free) {
         struct statvfs sv;
-        if (statvfs(c->path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < min_free)
-            low_disk = 1;
+        if (statvfs(c->path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < min_free) {
+            if (!c->disk_cap) {
+                uint64_t size, st, nodes, cap;
+                sh_cache__index_totals(c->ix, &size, &st, &nodes, &cap);
+                c->disk_cap = size - size / 20 + 1;
+                sh_log_warn("cache \"%s\": free disk space under min_free, size held at %llu bytes",
+                            c->zone, (unsigned long long)c->disk_cap);
+            }
+        } else {
+            c->disk_cap = 0;
+        }
+    } else {
+        c->disk_cap = 0;
     }
     int64_t now = now_ms(c), t0 = mono_ms();
     int64_t inactive = (int64_t)atomic_load_explicit(&c->inactive, memory_order_relaxed);
@@ -1625,7 +1839,7 @@ static void manager(sh_cache_t *c, txlog *l)
             if (!sh_cache__index_oldest(c->ix, h, &lu, &stored))
                 break;
             int expired = lu <= now - inactive;
-            if (!expired && !over_limits(c, &low_disk, freed))
+            if (!expired && !over_limits(c, freed))
                 break;
             /* The index changes only after commit: stop at a repeat. */
             if (have_last && memcmp(last, h, sizeof(h)) == 0) {
@@ -1717,7 +1931,8 @@ static void *writer_main(void *arg)
             uint64_t max = atomic_load(&c->max_size);
             uint64_t size, st, nodes, cap;
             sh_cache__index_totals(c->ix, &size, &st, &nodes, &cap);
-            int busy = (max && size > max) || nodes > cap || c->emergency || c->ngraves;
+            int busy = (max && size > max) || nodes > cap || c->emergency || c->ngraves ||
+                       (c->disk_cap && size > c->disk_cap);
             int64_t wait = busy ? (int64_t)c->manager_sleep : IDLE_TICK_MS;
             int64_t dl = mono_ms() + wait;
             struct timespec ts = {dl / 1000, (dl % 1000) * 1000000};
@@ -1857,6 +2072,9 @@ static void *loader_main(void *arg)
                 if (hd.body_id)
                     ids_add(&live, hd.body_id);
                 loaded++;
+            } else if (k.mv_size == SH_CACHE__HASH) {
+                sh_log_warn("cache \"%s\": unreadable entry (%s) removed", c->zone, why);
+                drop_bad(c, k.mv_data);
             }
             if (k.mv_size == SH_CACHE__HASH) {
                 memcpy(last, k.mv_data, SH_CACHE__HASH);

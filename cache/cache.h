@@ -56,24 +56,26 @@ typedef struct sh_cache_hit_s sh_cache_hit_t;
 /* Longest key string accepted (longer: lookups miss, fills are dropped). */
 #define SH_CACHE_KEY_MAX 4096
 /* Longest tag kept (longer tags are ignored); at most SH_CACHE_TAGS_MAX tags. */
-#define SH_CACHE_TAG_MAX 256
+#define SH_CACHE_TAG_MAX  256
 #define SH_CACHE_TAGS_MAX 64
 
 /* The arguments of one proxy_cache_path. Sizes in bytes, times in ms; 0
  * means "the default" unless said otherwise. Strings are copied by
  * sh_cache_open(). */
 typedef struct {
-    const char *path;    /* the directory; created if missing; holds data.mdb */
-    const char *zone;    /* keys_zone name */
-    size_t zone_size;    /* keys_zone size: index capacity is zone_size / 128
-                            entries (nginx: ~8000 keys per megabyte); required */
-    uint64_t max_size;   /* max_size: stored bytes kept under it, LRU first;
-                            0 = no limit but the map */
-    uint64_t inactive;   /* inactive (ms): entries unused that long are removed;
-                            default 10 minutes */
-    uint64_t min_free;   /* min_free: free disk space kept (statvfs); 0 = none */
-    uint64_t map_size;   /* LMDB map size; 0 = derived: 2 * max_size + 64 MB,
-                            or 1 GB without max_size (a Shoal extension) */
+    const char *path;  /* the directory; created if missing; holds data.mdb */
+    const char *zone;  /* keys_zone name */
+    size_t zone_size;  /* keys_zone size: index capacity is zone_size / 128
+                          entries (nginx: ~8000 keys per megabyte); required */
+    uint64_t max_size; /* max_size: stored bytes kept under it, LRU first;
+                          0 = no limit but the map */
+    uint64_t inactive; /* inactive (ms): entries unused that long are removed;
+                          default 10 minutes */
+    uint64_t min_free; /* min_free: free disk space kept (statvfs); 0 = none */
+    uint64_t map_size; /* LMDB map size; 0 = derived: 2 * max_size + 64 MB,
+                          or 1 GB without max_size (a Shoal extension);
+                          fixed at the path's first open in the process: a
+                          reload does not resize the map */
     /* Accepted for nginx compatibility; LMDB has no file tree or temp files,
      * so levels and use_temp_path change nothing. */
     const char *levels;
@@ -88,10 +90,11 @@ typedef struct {
     unsigned loader_files;
     uint64_t loader_sleep, loader_threshold;
     /* Library tuning (not directives). */
-    size_t chunk_size;   /* body chunk record size; bodies up to it are stored
-                            inline in the entry record; default 64 KB */
-    size_t queue_max;    /* bytes queued to the writer before fills are dropped;
-                            default 64 MB */
+    size_t chunk_size; /* body chunk record size; bodies up to it are stored
+                          inline in the entry record; default 16 LMDB
+                          pages less their 16-byte header (65520) */
+    size_t queue_max;  /* bytes queued to the writer before fills are dropped;
+                          default 64 MB */
     /* The clock (ms since the Unix epoch); NULL = CLOCK_REALTIME. Tests drive
      * virtual time through it. Called from any thread. */
     int64_t (*clock)(void *arg);
@@ -110,27 +113,27 @@ typedef struct {
  * pointer (copied at the call); in a hit the hit owns them. Times are ms
  * since the Unix epoch; "window" fields are durations in ms (-1 = none). */
 typedef struct {
-    int status;                      /* the response status */
-    const sh_cache_field_t *fields;  /* header fields to replay, in order */
+    int status;                     /* the response status */
+    const sh_cache_field_t *fields; /* header fields to replay, in order */
     size_t nfields;
-    int64_t stored_at;               /* when the response was received */
-    int64_t valid_until;             /* fresh until; a soft purge sets it to 0 */
-    int64_t stale_while_revalidate;  /* window after valid_until, -1 none */
-    int64_t stale_if_error;          /* window after valid_until, -1 none */
-    const char *etag;                /* ETag as received (with quotes); NULL none */
+    int64_t stored_at;              /* when the response was received */
+    int64_t valid_until;            /* fresh until; a soft purge sets it to 0 */
+    int64_t stale_while_revalidate; /* window after valid_until, -1 none */
+    int64_t stale_if_error;         /* window after valid_until, -1 none */
+    const char *etag;               /* ETag as received (with quotes); NULL none */
     size_t etag_len;
-    int64_t last_modified;           /* Last-Modified (ms); -1 none */
-    const char *const *vary;         /* Vary field names (lower case) of the
-                                        main entry; the module stores the
-                                        variant under KEY SEP VALUES */
+    int64_t last_modified;   /* Last-Modified (ms); -1 none */
+    const char *const *vary; /* Vary field names (lower case) of the
+                                main entry; the module stores the
+                                variant under KEY SEP VALUES */
     const size_t *vary_len;
     size_t nvary;
-    const char *const *tags;         /* purge tags (e.g. Surrogate-Key words) */
+    const char *const *tags; /* purge tags (e.g. Surrogate-Key words) */
     const size_t *tag_len;
     size_t ntags;
-    uint64_t body_len;               /* set by the store on a hit; ignored by
-                                        fill_begin (the bytes appended count) */
-    uint32_t flags;                  /* the module's own bits, stored as is */
+    uint64_t body_len; /* set by the store on a hit; ignored by
+                          fill_begin (the bytes appended count) */
+    uint32_t flags;    /* the module's own bits, stored as is */
 } sh_cache_meta_t;
 
 /* ---- open / release ----------------------------------------------------- */
@@ -191,6 +194,16 @@ const void *sh_cache_hit_body(const sh_cache_hit_t *h, size_t *len);
  * SH_ENOENT when the body is gone (end the response), or SH_EIO. Any thread,
  * one at a time per hit. */
 long sh_cache_hit_read(sh_cache_hit_t *h, uint64_t off, void *buf, size_t cap);
+/* Zero-copy body reads: hand the body bytes [off, off + max) to sink
+ * straight from the LMDB map, one short read txn per call held only while
+ * sink runs, so sink must not block (a non-blocking write(2), SSL_write, a
+ * copy into an output buffer). sink returns how many of the n bytes it took
+ * (0..n; fewer ends the call) or a negative error, returned as is. Returns
+ * the bytes taken in all (0 at the end), or SH_ENOENT / SH_EIO as
+ * sh_cache_hit_read. Any thread, one at a time per hit. */
+typedef long (*sh_cache_sink_fn)(void *arg, const void *p, size_t n);
+long sh_cache_hit_send(sh_cache_hit_t *h, uint64_t off, size_t max, sh_cache_sink_fn sink,
+                       void *arg);
 void sh_cache_hit_free(sh_cache_hit_t *h);
 
 /* ---- fill ------------------------------------------------------------------ */
@@ -205,8 +218,8 @@ typedef void (*sh_cache_done_cb)(void *arg, int status, uint64_t count);
  * entry of the key atomically. Returns 0 and *fill, or SH_ELIMIT (key or
  * metadata too large, queue full: the response is simply not cached), or
  * SH_EINVAL. Any thread; the fill is then used by one thread at a time. */
-int sh_cache_fill_begin(sh_cache_t *c, const char *key, size_t key_len,
-                        const sh_cache_meta_t *meta, sh_cache_fill_t **fill);
+int sh_cache_fill_begin(sh_cache_t *c, const char *key, size_t key_len, const sh_cache_meta_t *meta,
+                        sh_cache_fill_t **fill);
 /* Append body bytes (copied). Full chunks are handed to the writer as they
  * fill, so a large body streams into the store as it streams to the client.
  * Returns 0, or SH_ELIMIT when the fill was dropped (queue over its bound, a
@@ -224,6 +237,16 @@ int sh_cache_fill_commit(sh_cache_fill_t *f, sh_cache_done_cb cb, void *arg);
 /* Abandon the fill (the upstream failed, the response turned uncacheable):
  * nothing becomes visible, chunks already written are deleted. Frees f. */
 void sh_cache_fill_abort(sh_cache_fill_t *f);
+
+/* Replace the metadata of key's stored entry, keeping its body without
+ * copying it: a revalidation (304 from the upstream: new valid_until,
+ * refreshed header fields, tags). meta is copied (body_len ignored). cb
+ * (may be NULL) fires on the writer thread with 0, SH_ENOENT (no such entry
+ * any more), SH_ESTATE (a matching purge came after this call) or
+ * SH_ELIMIT (store full). Returns 0 if queued, SH_EINVAL, or SH_ELIMIT
+ * (metadata too large, queue full). Any thread; never blocks. */
+int sh_cache_update_meta(sh_cache_t *c, const char *key, size_t key_len,
+                         const sh_cache_meta_t *meta, sh_cache_done_cb cb, void *arg);
 
 /* ---- purge ----------------------------------------------------------------- */
 
@@ -243,28 +266,28 @@ enum sh_cache_purge_kind {
 int sh_cache_purge(sh_cache_t *c, enum sh_cache_purge_kind kind, const char *str, size_t len,
                    int soft, uint64_t *count);
 /* The same without blocking: cb(arg, status, count) on the writer thread. */
-int sh_cache_purge_async(sh_cache_t *c, enum sh_cache_purge_kind kind, const char *str,
-                         size_t len, int soft, sh_cache_done_cb cb, void *arg);
+int sh_cache_purge_async(sh_cache_t *c, enum sh_cache_purge_kind kind, const char *str, size_t len,
+                         int soft, sh_cache_done_cb cb, void *arg);
 
 /* ---- stats ----------------------------------------------------------------- */
 
 /* Counters since open (relaxed atomics; any thread). The module counts
  * HIT/MISS/STALE as the client sees them; these are the store's view. */
 typedef struct {
-    uint64_t lookups, found, not_found;   /* sh_cache_lookup outcomes */
-    uint64_t fills, fills_dropped;        /* committed / dropped fills */
-    uint64_t fill_bytes;                  /* body bytes committed */
-    uint64_t evictions, expired;          /* removed for max_size/min_free/
-                                             keys_zone / for inactive */
-    uint64_t purged;                      /* removed or marked by purges */
-    uint64_t map_full, io_errors;         /* batches lost to a full map/disk */
-    uint64_t entries;                     /* entries stored now */
-    uint64_t size;                        /* stored bytes now (records +
-                                             bodies; what max_size bounds) */
-    uint64_t max_size, map_size;          /* the limits in force */
+    uint64_t lookups, found, not_found;     /* sh_cache_lookup outcomes */
+    uint64_t fills, fills_dropped;          /* committed / dropped fills */
+    uint64_t fill_bytes;                    /* body bytes committed */
+    uint64_t evictions, expired;            /* removed for max_size/min_free/
+                                               keys_zone / for inactive */
+    uint64_t purged;                        /* removed or marked by purges */
+    uint64_t map_full, io_errors;           /* batches lost to a full map/disk */
+    uint64_t entries;                       /* entries stored now */
+    uint64_t size;                          /* stored bytes now (records +
+                                               bodies; what max_size bounds) */
+    uint64_t max_size, map_size;            /* the limits in force */
     uint64_t index_entries, index_capacity; /* keys_zone nodes / capacity */
-    uint64_t batches;                     /* write txns committed */
-    int loading;                          /* 1 while the loader runs */
+    uint64_t batches;                       /* write txns committed */
+    int loading;                            /* 1 while the loader runs */
 } sh_cache_stats_t;
 
 void sh_cache_stats(sh_cache_t *c, sh_cache_stats_t *out);

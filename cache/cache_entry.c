@@ -172,20 +172,64 @@ void sh_cache__meta_free(Sh__Cache__Meta *pb)
         sh__cache__meta__free_unpacked(pb, &pb_allocator);
 }
 
+/* A hit's memory: the metadata message protobuf-c unpacks (a struct per
+ * header field, a copy per string) and the arrays of sh_cache_meta_t come
+ * from one arena of a block or two, so a lookup costs one or two mallocs,
+ * not a few dozen, and a hit is freed in one pass. */
+typedef struct blk {
+    struct blk *next;
+    size_t cap, used;
+} blk;
+
+#define BLK_HDR ((sizeof(blk) + 15) & ~(size_t)15)
+
+static blk *blk_new(size_t cap, blk *next)
+{
+    blk *b = sh_malloc(BLK_HDR + cap);
+    b->next = next;
+    b->cap = cap;
+    b->used = 0;
+    return b;
+}
+
+static void *ar_alloc(void *data, size_t n)
+{
+    blk **head = data;
+    n = (n + 15) & ~(size_t)15;
+    blk *b = *head;
+    if (b->cap - b->used < n) {
+        b = blk_new(n > 4096 ? n : 4096, *head);
+        *head = b;
+    }
+    void *p = (char *)b + BLK_HDR + b->used;
+    b->used += n;
+    return p;
+}
+
+static void ar_free(void *data, void *p)
+{
+    (void)data;
+    (void)p; /* freed with the arena */
+}
+
+static void ar_destroy(blk *b)
+{
+    while (b) {
+        blk *n = b->next;
+        sh_free(b);
+        b = n;
+    }
+}
+
 void sh_cache_hit_free(sh_cache_hit_t *h)
 {
     if (!h)
         return;
     if (h->c && h->body_id)
         sh_cache__unpin(h->c, h->body_id);
-    sh_cache__meta_free(h->pb);
-    sh_free(h->fields);
-    sh_free(h->vary);
-    sh_free(h->vary_len);
-    sh_free(h->tags);
-    sh_free(h->tag_len);
-    sh_free(h->body);
-    sh_free(h);
+    if (!h->body_in_arena)
+        sh_free(h->body);
+    ar_destroy(h->arena); /* h lives in the first block */
 }
 
 int sh_cache__hit_make(const void *rec, size_t len, int with_body, sh_cache_hit_t **out,
@@ -196,36 +240,42 @@ int sh_cache__hit_make(const void *rec, size_t len, int with_body, sh_cache_hit_
     if (rc < 0)
         return rc;
     const uint8_t *p = rec;
-    Sh__Cache__Meta *pb = sh_cache__meta_unpack(p + SH_CACHE__HDR, hd.meta_len);
+    size_t inl = with_body && hd.body_id == 0 ? (size_t)hd.body_len : 0;
+    /* Typical metadata unpacks into about twice its wire size. */
+    blk *first = blk_new(sizeof(sh_cache_hit_t) + 2 * (size_t)hd.meta_len + 1024 + inl, NULL);
+    blk *arena = first;
+    sh_cache_hit_t *h = ar_alloc(&arena, sizeof(*h));
+    memset(h, 0, sizeof(*h));
+    ProtobufCAllocator al = {ar_alloc, ar_free, &arena};
+    Sh__Cache__Meta *pb = sh__cache__meta__unpack(&al, hd.meta_len, p + SH_CACHE__HDR);
     if (!pb) {
         *why = "metadata does not decode";
+        ar_destroy(arena);
         return SH_EPARSE;
     }
     if (pb->key.len == 0 || pb->key.len > SH_CACHE_KEY_MAX || pb->status < 100 ||
         pb->status > 999 || pb->n_tags > SH_CACHE_TAGS_MAX) {
         *why = "metadata out of range";
-        sh_cache__meta_free(pb);
+        ar_destroy(arena);
         return SH_EPARSE;
     }
     for (size_t i = 0; i < pb->n_tags; i++) {
         if (pb->tags[i].len == 0 || pb->tags[i].len > SH_CACHE_TAG_MAX) {
             *why = "tag length out of range";
-            sh_cache__meta_free(pb);
+            ar_destroy(arena);
             return SH_EPARSE;
         }
     }
-    sh_cache_hit_t *h = sh_new(sh_cache_hit_t);
     h->pb = pb;
     h->body_id = hd.body_id;
     h->chunk_size = hd.chunk_size;
     sh_cache_meta_t *m = &h->meta;
     m->status = (int)pb->status;
-    h->fields = sh_calloc(pb->n_fields + 1, sizeof(*h->fields));
+    h->fields = ar_alloc(&arena, (pb->n_fields + 1) * sizeof(*h->fields));
     for (size_t i = 0; i < pb->n_fields; i++) {
-        h->fields[i] = (sh_cache_field_t){(const char *)pb->fields[i]->name.data,
-                                          pb->fields[i]->name.len,
-                                          (const char *)pb->fields[i]->value.data,
-                                          pb->fields[i]->value.len};
+        h->fields[i] =
+            (sh_cache_field_t){(const char *)pb->fields[i]->name.data, pb->fields[i]->name.len,
+                               (const char *)pb->fields[i]->value.data, pb->fields[i]->value.len};
     }
     m->fields = h->fields;
     m->nfields = pb->n_fields;
@@ -236,8 +286,8 @@ int sh_cache__hit_make(const void *rec, size_t len, int with_body, sh_cache_hit_
     m->etag = pb->etag.len ? (const char *)pb->etag.data : NULL;
     m->etag_len = pb->etag.len;
     m->last_modified = pb->last_modified;
-    h->vary = sh_calloc(pb->n_vary + 1, sizeof(*h->vary));
-    h->vary_len = sh_calloc(pb->n_vary + 1, sizeof(*h->vary_len));
+    h->vary = ar_alloc(&arena, (pb->n_vary + 1) * sizeof(*h->vary));
+    h->vary_len = ar_alloc(&arena, (pb->n_vary + 1) * sizeof(*h->vary_len));
     for (size_t i = 0; i < pb->n_vary; i++) {
         h->vary[i] = (const char *)pb->vary[i].data;
         h->vary_len[i] = pb->vary[i].len;
@@ -245,8 +295,8 @@ int sh_cache__hit_make(const void *rec, size_t len, int with_body, sh_cache_hit_
     m->vary = h->vary;
     m->vary_len = h->vary_len;
     m->nvary = pb->n_vary;
-    h->tags = sh_calloc(pb->n_tags + 1, sizeof(*h->tags));
-    h->tag_len = sh_calloc(pb->n_tags + 1, sizeof(*h->tag_len));
+    h->tags = ar_alloc(&arena, (pb->n_tags + 1) * sizeof(*h->tags));
+    h->tag_len = ar_alloc(&arena, (pb->n_tags + 1) * sizeof(*h->tag_len));
     for (size_t i = 0; i < pb->n_tags; i++) {
         h->tags[i] = (const char *)pb->tags[i].data;
         h->tag_len[i] = pb->tags[i].len;
@@ -256,10 +306,13 @@ int sh_cache__hit_make(const void *rec, size_t len, int with_body, sh_cache_hit_
     m->ntags = pb->n_tags;
     m->body_len = hd.body_len;
     m->flags = pb->flags;
-    if (with_body && hd.body_id == 0 && hd.body_len > 0) {
-        h->body = sh_memdup(p + SH_CACHE__HDR + hd.meta_len, (size_t)hd.body_len);
-        h->body_have = (size_t)hd.body_len;
+    if (inl) {
+        h->body = ar_alloc(&arena, inl);
+        memcpy(h->body, p + SH_CACHE__HDR + hd.meta_len, inl);
+        h->body_have = inl;
+        h->body_in_arena = 1;
     }
+    h->arena = arena;
     *out = h;
     return 0;
 }

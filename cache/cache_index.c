@@ -193,7 +193,7 @@ void sh_cache__index_store(sh_cache__index_t *ix, const uint8_t *hash, uint64_t 
     shard *s = shard_of(ix, hash);
     pthread_mutex_lock(&s->mu);
     node *n = find(s, hash);
-    if (n && if_absent) {
+    if (n && if_absent && n->stored) {
         pthread_mutex_unlock(&s->mu);
         return;
     }

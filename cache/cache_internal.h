@@ -25,7 +25,7 @@
 #define SH_CACHE__HDR       32
 #define SH_CACHE__MAGIC     0x31434853u /* "SHC1" read little endian */
 #define SH_CACHE__HASH      16
-#define SH_CACHE__META_MAX  (1u << 20)  /* largest metadata message */
+#define SH_CACHE__META_MAX  (1u << 20) /* largest metadata message */
 #define SH_CACHE__CHUNK_MAX (1u << 24)
 
 typedef struct {
@@ -59,7 +59,9 @@ struct sh_cache_hit_s {
     size_t *tag_len;
     uint8_t *body; /* copied body bytes from offset 0 */
     size_t body_have;
-    sh_cache_t *c; /* NULL for a decoded-only record */
+    int body_in_arena;
+    struct blk *arena; /* every allocation of the hit, h included */
+    sh_cache_t *c;     /* NULL for a decoded-only record */
     uint64_t body_id;
     uint32_t chunk_size;
 };
@@ -83,7 +85,8 @@ void sh_cache__index_destroy(sh_cache__index_t *ix);
 int sh_cache__index_lookup(sh_cache__index_t *ix, const uint8_t *hash, int64_t now, int count,
                            int create, uint32_t *uses);
 /* The writer: hash is stored with size bytes (node made if absent). With
- * if_absent (the loader), an existing node is left alone. */
+ * if_absent (the loader), a node already stored is left alone (the writer's
+ * is newer); one a lookup made for min_uses becomes stored, uses kept. */
 void sh_cache__index_store(sh_cache__index_t *ix, const uint8_t *hash, uint64_t size, int64_t now,
                            int if_absent);
 /* The writer: forget hash. */

@@ -20,9 +20,8 @@
 static void check_same(const sh_cache_meta_t *a, const sh_cache_meta_t *b)
 {
     if (a->status != b->status || a->nfields != b->nfields || a->ntags != b->ntags ||
-        a->nvary != b->nvary || a->valid_until != b->valid_until ||
-        a->stored_at != b->stored_at || a->etag_len != b->etag_len || a->flags != b->flags ||
-        a->body_len != b->body_len)
+        a->nvary != b->nvary || a->valid_until != b->valid_until || a->stored_at != b->stored_at ||
+        a->etag_len != b->etag_len || a->flags != b->flags || a->body_len != b->body_len)
         abort();
     for (size_t i = 0; i < a->nfields; i++)
         if (a->fields[i].name_len != b->fields[i].name_len ||

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <fcntl.h>
@@ -74,7 +75,8 @@ static sh_cache_conf_t conf_of(const fixture *f)
 {
     sh_cache_conf_t cf = {0};
     cf.path = f->dir;
-    cf.zone = "z";
+    /* A zone per test: one that fails without releasing spoils no other. */
+    cf.zone = strrchr(f->dir, '/') + 1;
     cf.zone_size = 1 << 20;
     cf.loader_sleep = 1;
     cf.clock = test_clock;
@@ -224,8 +226,8 @@ static void test_fill_lookup_abort(void **state)
      * chunk, and a pending fill is invisible until commit. */
     uint64_t chunks0, entries0, chunks1, entries1;
     sh_cache__records(c, &chunks0, &entries0);
-    sh_cache_meta_t mm = {.status = 200, .stale_while_revalidate = -1, .stale_if_error = -1,
-                          .last_modified = -1};
+    sh_cache_meta_t mm = {
+        .status = 200, .stale_while_revalidate = -1, .stale_if_error = -1, .last_modified = -1};
     sh_cache_fill_t *f;
     assert_int_equal(sh_cache_fill_begin(c, "ab", 2, &mm, &f), 0);
     for (int i = 0; i < 30; i++)
@@ -278,7 +280,7 @@ static void test_restart_keeps_entries(void **state)
     other.zone = "other";
     assert_int_equal(sh_cache_open(&other, &c2), SH_EEXIST);
     sh_cache_release(c);
-    assert_null(sh_cache_find("z"));
+    assert_null(sh_cache_find(cf.zone));
 
     c = open_ok(&cf);
     sh_cache_stats_t st;
@@ -289,9 +291,53 @@ static void test_restart_keeps_entries(void **state)
         snprintf(k, sizeof(k), "http://h/r/%d", i);
         assert_true(check_hit(c, k, (size_t)(i % 5 == 0 ? 150000 : 100 + i)));
     }
-    sh_cache_t *byname = sh_cache_find("z");
+    sh_cache_t *byname = sh_cache_find(cf.zone);
     assert_ptr_equal(byname, c);
     sh_cache_release(byname);
+    sh_cache_release(c);
+}
+
+/* Lookups while the loader runs: hits come from LMDB, uses are counted
+ * (min_uses), and keys looked up before the loader reached them are hits
+ * after it, too. */
+static void test_lookup_while_loading(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    sh_cache_t *c = open_ok(&cf);
+    char k[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof(k), "wl/%d", i);
+        fill(c, k, 100);
+    }
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_release(c);
+    cf.loader_files = 1;
+    cf.loader_sleep = 20; /* about a second of loading */
+    assert_int_equal(sh_cache_open(&cf, &c), 0);
+    sh_cache_stats_t st;
+    sh_cache_stats(c, &st);
+    int was_loading = st.loading;
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof(k), "wl/%d", i);
+        sh_cache_hit_t *h;
+        assert_int_equal(sh_cache_lookup(c, k, strlen(k), 0, &h, NULL), 0);
+        sh_cache_hit_free(h);
+    }
+    sh_cache_hit_t *h;
+    uint32_t uses = 0;
+    assert_int_equal(sh_cache_lookup(c, "wl/new", 6, 0, &h, &uses), SH_ENOENT);
+    assert_int_equal(sh_cache_lookup(c, "wl/new", 6, 0, &h, &uses), SH_ENOENT);
+    assert_int_equal(uses, 2);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof(k), "wl/%d", i);
+        assert_true(check_hit(c, k, 100));
+    }
+    sh_cache_stats(c, &st);
+    assert_int_equal(st.entries, 40);
+    if (!was_loading)
+        print_message("note: the loader had finished before the first lookup\n");
     sh_cache_release(c);
 }
 
@@ -329,6 +375,33 @@ static void test_eviction_max_size(void **state)
     sh_cache_release(c);
 }
 
+/* The keys_zone holds zone_size / 128 keys: past that, the least recently
+ * used go, stored or only counted (min_uses). */
+static void test_keys_zone_capacity(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    cf.zone_size = 128 * 50;
+    sh_cache_t *c = open_ok(&cf);
+    char k[64];
+    for (int i = 0; i < 120; i++) {
+        snprintf(k, sizeof(k), "kz/%d", i);
+        fill(c, k, 100);
+    }
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_stats_t st;
+    sh_cache_stats(c, &st);
+    assert_int_equal(st.index_capacity, 50);
+    assert_true(st.index_entries <= 50);
+    assert_true(st.entries <= 50);
+    assert_true(st.evictions >= 70);
+    assert_true(check_hit(c, "kz/119", 100));
+    uint64_t chunks, entries;
+    sh_cache__records(c, &chunks, &entries);
+    assert_int_equal(entries, st.entries);
+    sh_cache_release(c);
+}
+
 static void test_inactive(void **state)
 {
     fixture *fx = *state;
@@ -349,6 +422,41 @@ static void test_inactive(void **state)
     sh_cache_stats_t st;
     sh_cache_stats(c, &st);
     assert_int_equal(st.expired, 1);
+    sh_cache_release(c);
+}
+
+static void test_min_free(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    sh_cache_t *c = open_ok(&cf);
+    char k[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(k, sizeof(k), "mf/%d", i);
+        fill(c, k, 10000);
+    }
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_stats_t st0, st;
+    sh_cache_stats(c, &st0);
+    assert_int_equal(st0.evictions, 0);
+    /* A reload asks for more free space than any disk has: the store stops
+     * growing (held 5% under its size), it does not empty itself. */
+    cf.min_free = (uint64_t)1 << 62;
+    sh_cache_t *c2;
+    assert_int_equal(sh_cache_open(&cf, &c2), 0);
+    assert_ptr_equal(c, c2);
+    assert_int_equal(sh_cache_sync(c, 60000), 0); /* a manager pass notices */
+    for (int i = 40; i < 80; i++) {
+        snprintf(k, sizeof(k), "mf/%d", i);
+        fill(c, k, 10000);
+    }
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_stats(c, &st);
+    assert_true(st.size < st0.size);
+    assert_true(st.size > st0.size / 2);
+    assert_true(st.evictions >= 40);
+    assert_true(check_hit(c, "mf/79", 10000));
+    sh_cache_release(c2);
     sh_cache_release(c);
 }
 
@@ -412,6 +520,66 @@ static void test_purge(void **state)
     sh_cache_release(c);
 }
 
+static long sink(void *arg, const void *p, size_t n)
+{
+    uint8_t **w = arg;
+    memcpy(*w, p, n);
+    *w += n;
+    return (long)n;
+}
+
+static long sink_short(void *arg, const void *p, size_t n)
+{
+    (void)arg;
+    (void)p;
+    return n > 1000 ? 1000 : (long)n; /* a socket buffer that fills */
+}
+
+/* A hit pins its chunked body: purged meanwhile, it stays readable (here
+ * through the zero-copy sh_cache_hit_send) until the hit is freed, then the
+ * body goes. */
+static void test_pin_and_send(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    sh_cache_t *c = open_ok(&cf);
+    assert_int_equal(fill(c, "pin", 300000), 0);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_hit_t *h;
+    assert_int_equal(sh_cache_lookup(c, "pin", 3, SH_CACHE_LOOKUP_NOBODY, &h, NULL), 0);
+    uint64_t n, chunks, entries;
+    assert_int_equal(sh_cache_purge(c, SH_CACHE_PURGE_KEY, "pin", 3, 0, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    static uint8_t want[300000], got[300000];
+    body_of("pin", want, sizeof(want));
+    uint8_t *w = got;
+    assert_int_equal(sh_cache_hit_send(h, 0, sizeof(got), sink, &w), (long)sizeof(got));
+    assert_memory_equal(got, want, sizeof(got));
+    w = got;
+    assert_int_equal(sh_cache_hit_send(h, 70000, 5000, sink, &w), 5000);
+    assert_memory_equal(got, want + 70000, 5000);
+    /* The bytes to the end of chunk 0, then 1000 of chunk 1. */
+    assert_int_equal(sh_cache_hit_send(h, 65000, 100000, sink_short, NULL),
+                     (long)(h->chunk_size - 65000 + 1000));
+    assert_int_equal(sh_cache_hit_send(h, 300000, 10, sink, &w), 0);
+    sh_cache__records(c, &chunks, &entries);
+    assert_int_equal(entries, 0);
+    assert_int_equal(chunks, 5);
+    sh_cache_hit_free(h);
+    /* Unpinned, the body is deleted after its short grace (bounded wait). */
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(sh_cache_sync(c, 60000), 0);
+        sh_cache__records(c, &chunks, &entries);
+        if (chunks == 0)
+            break;
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(chunks, 0);
+    sh_cache_release(c);
+}
+
 static void test_soft_purge(void **state)
 {
     fixture *fx = *state;
@@ -437,13 +605,66 @@ static void test_soft_purge(void **state)
     sh_cache_release(c);
 }
 
+static void done_cb(void *arg, int status, uint64_t count)
+{
+    (void)count;
+    atomic_store((_Atomic int *)arg, status == 0 ? 1 : status);
+}
+
+/* A revalidation rewrites the metadata, keeps the body (inline and
+ * chunked), and moves the entry's tags. */
+static void test_update_meta(void **state)
+{
+    fixture *fx = *state;
+    sh_cache_conf_t cf = conf_of(fx);
+    sh_cache_t *c = open_ok(&cf);
+    const char *t1[] = {"old"};
+    fill_tags(c, "u/small", 500, t1, 1);
+    fill_tags(c, "u/big", 200000, t1, 1);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    const char *t2[] = {"new"};
+    size_t t2l[] = {3};
+    sh_cache_field_t fl[1] = {{"x-new", 5, "1", 1}};
+    sh_cache_meta_t m = {.status = 200,
+                         .fields = fl,
+                         .nfields = 1,
+                         .valid_until = 424242,
+                         .stale_while_revalidate = -1,
+                         .stale_if_error = -1,
+                         .last_modified = -1,
+                         .tags = t2,
+                         .tag_len = t2l,
+                         .ntags = 1};
+    _Atomic int st1 = 0, st2 = 0, st3 = 0;
+    assert_int_equal(sh_cache_update_meta(c, "u/small", 7, &m, done_cb, (void *)&st1), 0);
+    assert_int_equal(sh_cache_update_meta(c, "u/big", 5, &m, done_cb, (void *)&st2), 0);
+    assert_int_equal(sh_cache_update_meta(c, "u/none", 6, &m, done_cb, (void *)&st3), 0);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    assert_int_equal(atomic_load(&st1), 1);
+    assert_int_equal(atomic_load(&st2), 1);
+    assert_int_equal(atomic_load(&st3), SH_ENOENT);
+    assert_true(check_hit(c, "u/small", 500));
+    assert_true(check_hit(c, "u/big", 200000));
+    sh_cache_hit_t *h;
+    assert_int_equal(sh_cache_lookup(c, "u/big", 5, 0, &h, NULL), 0);
+    assert_int_equal(sh_cache_hit_meta(h)->valid_until, 424242);
+    assert_int_equal(sh_cache_hit_meta(h)->nfields, 1);
+    sh_cache_hit_free(h);
+    uint64_t n;
+    assert_int_equal(sh_cache_purge(c, SH_CACHE_PURGE_TAG, "old", 3, 0, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(sh_cache_purge(c, SH_CACHE_PURGE_TAG, "new", 3, 0, &n), 0);
+    assert_int_equal(n, 2);
+    sh_cache_release(c);
+}
+
 static void test_purge_drops_older_fill(void **state)
 {
     fixture *fx = *state;
     sh_cache_conf_t cf = conf_of(fx);
     sh_cache_t *c = open_ok(&cf);
-    sh_cache_meta_t m = {.status = 200, .stale_while_revalidate = -1, .stale_if_error = -1,
-                         .last_modified = -1};
+    sh_cache_meta_t m = {
+        .status = 200, .stale_while_revalidate = -1, .stale_if_error = -1, .last_modified = -1};
     sh_cache_fill_t *f1, *f2;
     assert_int_equal(sh_cache_fill_begin(c, "p/1", 3, &m, &f1), 0);
     assert_int_equal(sh_cache_fill_begin(c, "q/1", 3, &m, &f2), 0);
@@ -561,8 +782,8 @@ static void test_kill9_during_fills(void **state)
             fail_msg("committed entry %s lost", k);
         }
         hits++;
-        if (len > 65536)
-            expect_chunks += (len + 65535) / 65536;
+        if (len > 65520)
+            expect_chunks += (len + 65519) / 65520;
     }
     assert_int_equal(hits, st.entries);
     /* The sweep removed what the uncommitted fills had streamed. */
@@ -647,10 +868,15 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fill_lookup_abort, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_while_loading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_max_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_zone_capacity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inactive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_min_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_soft_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pin_and_send, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_drops_older_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_during_fills, setup, teardown),
