@@ -1222,6 +1222,10 @@ static void wait_timer_cb(uv_timer_t *t)
 /* Go to the upstream (the content phase: proxy_pass). */
 static int go_upstream(sh_request_t *r, pc_ctx_t *x, int status, int store)
 {
+    /* HTTP/2 ends a HEAD's stream with its head: the body of a HEAD sent
+     * as GET could not be read into the cache, so it is not asked for */
+    if (r->head_only && r->h2s != NULL)
+        store = 0;
     x->status = status;
     x->store = store;
     const pc_loc_t *c = x->conf;
