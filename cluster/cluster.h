@@ -32,6 +32,7 @@ typedef struct {
     uint64_t active, reading, writing, waiting;
     uint64_t reloads, reload_failures;
     uint64_t proxy_protocol_bad; /* connections closed for a malformed PROXY header */
+    uint64_t h2_early_responses; /* HTTP/2 responses sent whole before the request body */
     unsigned workers, generations;
 } sh_cluster_node_status_t;
 

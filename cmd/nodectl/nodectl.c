@@ -39,6 +39,7 @@ static const char usage_text[] =
     "  keygen                   print a new random key (gossip key or admin token)\n"
     "  reload                   reload the node's configuration\n"
     "  upstreams                upstream servers and their passive health on this node\n"
+    "  limits                   global rate limits: rate, this node's share, degraded or not\n"
     "  monitor                  follow the node's events (joins, leaves, failures, ...)\n"
     "  stats                    gossip counters\n"
     "  cache purge --key K | --prefix P | --tag T [--soft]   purge this node's caches\n"
@@ -48,8 +49,11 @@ static const char usage_text[] =
     "  (`keyring` is another name for `keys`)\n"
     "\n"
     "Options:\n"
-    "  --addr ADDR    the node's admin API: HOST:PORT or unix:PATH\n"
+    "  --addr ADDR    the node's admin API: HOST:PORT, https://HOST:PORT (an admin\n"
+    "                 listener with TLS) or unix:PATH\n"
     "                 (default: $SHOAL_ADDR, else " NODECTL_DEFAULT_ADDR ")\n"
+    "  --cacert FILE  CA certificates that verify an https:// admin address\n"
+    "                 (default: $SHOAL_CACERT, else the system's)\n"
     "  --token TOKEN  bearer token for the admin API (default: $SHOAL_TOKEN)\n"
     "  --json         print the admin API's JSON unchanged (for scripts)\n"
     "  -h, --help     help (after a command: that command's)\n"
@@ -97,11 +101,21 @@ static const cmd_help_t helps[] = {
      "exit 1, and the running configuration stays."},
     {"upstreams", "upstreams [--json]",
      "The upstream groups and each server's passive health on this node, summed over\n"
-     "its workers (state up, down, or partly down when only some workers took it out)."},
+     "its workers (state up, down, or partly down when only some workers took it out,\n"
+     "down (health check) when active checks or the cluster took it out); then, for\n"
+     "servers under health_check, the cluster view: CLUSTER (a quorum of observers\n"
+     "sees it failing: down), HERE (this node's probes, or not probing), PROBED BY\n"
+     "(the nodes chosen to probe it) and OBSERVED (each node's last word: active\n"
+     "result, +passive when its passive health has it out)."},
     {"monitor", "monitor [--json]",
      "Follow the node's event stream (member-join, member-leave, member-failed,\n"
-     "member-suspect, member-alive, keyring, reload) until interrupted. --json prints\n"
+     "member-suspect, member-alive, keyring, reload, health) until interrupted. --json prints\n"
      "each event's JSON on its own line."},
+    {"limits", "limits [--json]",
+     "The global limit_req zones (limit_req_zone ... global): configured rate, the rate\n"
+     "this node's side admits now (its share while degraded), the admitted rates of\n"
+     "this node and of the cluster (estimate), degraded or not and why, hot keys and\n"
+     "their shard owners, and the limit channel's counters."},
     {"stats", "stats [--json]", "Gossip counters: packets, refusals by reason, health."},
     {"cache",
      "cache purge (--key KEY | --prefix PREFIX | --tag TAG) [--soft] [--json] | cache stats "
@@ -190,6 +204,10 @@ static int render_info(FILE *out, const json_t *j, int color)
 static int render_upstreams(FILE *out, const json_t *j, int color)
 {
     return nodectl_render_upstreams(out, j, color);
+}
+static int render_limits(FILE *out, const json_t *j, int color)
+{
+    return nodectl_render_limits(out, j, color);
 }
 
 typedef struct {
@@ -417,6 +435,7 @@ int main(int argc, char **argv)
     ctx_t x = {getenv("SHOAL_ADDR"), getenv("SHOAL_TOKEN"), 0};
     if (x.addr == NULL || *x.addr == 0)
         x.addr = NODECTL_DEFAULT_ADDR;
+    nodectl_tls_cafile = getenv("SHOAL_CACERT");
     const char *status = NULL, *tag = NULL, *pkey = NULL, *pprefix = NULL;
     int help = 0, soft = 0;
     const char *pos[MAX_POS];
@@ -428,7 +447,8 @@ int main(int argc, char **argv)
         {"addr", required_argument, NULL, 'a'},   {"token", required_argument, NULL, 't'},
         {"status", required_argument, NULL, 's'}, {"tag", required_argument, NULL, 'g'},
         {"key", required_argument, NULL, 'k'},    {"prefix", required_argument, NULL, 'p'},
-        {"soft", no_argument, NULL, 'S'},         {NULL, 0, NULL, 0}};
+        {"soft", no_argument, NULL, 'S'},         {"cacert", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0}};
     opterr = 0; /* our own messages, exit status 2 */
     int opt;
     while ((opt = getopt_long(argc, argv, ":ha:", longopts, NULL)) != -1) {
@@ -459,6 +479,9 @@ int main(int argc, char **argv)
             break;
         case 'S':
             soft = 1;
+            break;
+        case 'c':
+            nodectl_tls_cafile = optarg;
             break;
         case ':':
             return usage_error("%s needs a value", argv[optind - 1]);
@@ -525,6 +548,11 @@ int main(int argc, char **argv)
                      status ? "&" : "?", q);
         }
         return call(&x, "GET", path, NULL, TIMEOUT_MS, render_members, NULL);
+    }
+    if (strcmp(cmd, "limits") == 0) {
+        if (npos != 1)
+            return usage_error("\"%s\" takes no argument", cmd);
+        return call(&x, "GET", "/v1/limits", NULL, TIMEOUT_MS, render_limits, NULL);
     }
     if (strcmp(cmd, "info") == 0 || strcmp(cmd, "stats") == 0 || strcmp(cmd, "upstreams") == 0 ||
         strcmp(cmd, "leave") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "monitor") == 0) {

@@ -216,6 +216,11 @@ struct sh_request_s {
      * connection's peer: $remote_addr, allow/deny, logs and limits read
      * it through sh_request_peer(). */
     const struct sockaddr_in6 *client;
+    /* A subrequest (node/pipeline/subrequest.h): its parent, the capture
+     * protocol its response goes to instead of the client, its state. */
+    sh_request_t *parent;
+    const sh_http_proto_t *proto; /* NULL: the connection's */
+    void *sub;
     uint8_t discard_body : 1; /* local response: read and drop the body */
     uint8_t resp_started : 1; /* a response byte went to the client */
     uint8_t resp_done : 1;
@@ -262,6 +267,10 @@ struct sh_request_s {
 
 #define SH_REQUEST_ZERO offsetof(struct sh_request_s, scratch)
 
+/* The protocol r's response goes through: a subrequest's capture, or the
+ * client connection's. */
+#define SH_PROTO(r) ((r)->proto != NULL ? (r)->proto : (r)->c->proto)
+
 /* The client's address for r: realip's when it set one, else the peer. */
 static inline const struct sockaddr_in6 *sh_request_peer(const sh_request_t *r)
 {
@@ -275,6 +284,9 @@ typedef struct {
     _Atomic uint64_t accepted, handled, requests, active;
     _Atomic uint64_t reading, writing, waiting;
     _Atomic uint64_t proxy_protocol_bad; /* closed for a malformed PROXY header */
+    /* HTTP/2 responses complete before the request body, followed by
+     * RST_STREAM(NO_ERROR) (RFC 9113 8.1; http2.c early_reset) */
+    _Atomic uint64_t h2_early_responses;
 } sh_worker_counters_t;
 #define SH_WORKER_COUNT(w, f)  atomic_fetch_add_explicit(&(w)->ctr.f, 1, memory_order_relaxed)
 #define SH_WORKER_SET(w, f, v) atomic_store_explicit(&(w)->ctr.f, (v), memory_order_relaxed)
