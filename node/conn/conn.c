@@ -137,7 +137,8 @@ void sh_request_free(sh_request_t *r)
 {
     if (r->freed)
         return;
-    sh_proxy_detach(r);
+    if (r->sink != NULL)
+        r->sink->detach(r);
     sh_phase_log(r);
     while (r->ncleanup > 0) {
         r->ncleanup--;
@@ -548,9 +549,9 @@ int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n
 
 void sh_request_drained(sh_request_t *r)
 {
-    if (r->proxy != NULL)
-        sh_proxy_client_drained(r);
-    else if (r->on_drain != NULL)
+    if (r->sink != NULL && r->sink->drained(r))
+        return;
+    if (r->on_drain != NULL)
         r->on_drain(r);
 }
 
@@ -1052,14 +1053,14 @@ static ssize_t body_feed(sh_request_t *r, const char *data, size_t len)
                 r->buffering = 0;
                 r->rb_complete = last;
                 r->body_wanted = 0; /* until the proxy asks for the rest */
-                sh_proxy_start(r);
+                r->sink->start(r);
                 if (c->closing)
                     return -1;
                 if (c->r != r) /* answered and finished already */
                     return (ssize_t)off;
             }
         } else if (!r->discard_body) {
-            if (sh_proxy_body(r, span, span_len, last))
+            if (r->sink != NULL && r->sink->body(r, span, span_len, last))
                 r->body_wanted = 0;
         }
         if (c->closing)
@@ -1164,7 +1165,7 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
             sh_request_t *r = c->r;
             if (r == NULL || !r->body_wanted)
                 return (ssize_t)off;
-            if (off < len && sh_proxy_tunnel_up(r, data + off, len - off))
+            if (off < len && r->sink != NULL && r->sink->tunnel(r, data + off, len - off))
                 r->body_wanted = 0;
             return c->closing ? -1 : (ssize_t)len;
         }

@@ -208,6 +208,7 @@ struct sh_request_s {
     uint64_t body_bytes_sent;
     uint64_t body_received;
     void *proxy;                   /* sh_proxy_req_t when proxying */
+    const struct sh_body_sink_s *sink; /* who takes the request body, or NULL */
     const sh_up_hooks_t *up_hooks; /* a module's wishes for the proxy, or NULL */
     void *h2s;                     /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
     uint64_t up_bytes_received;
@@ -403,7 +404,29 @@ void sh_request_respond(sh_request_t *r, int status, const char *ctype, const ch
 void sh_request_finish(sh_request_t *r);
 /* The response cannot be completed (upstream died mid-body): close. */
 void sh_request_abort(sh_request_t *r);
-/* The proxy is ready for (more) request body bytes, or paused them. */
+/*
+ * The request body's consumer (issue 10: the protocols never name the
+ * proxy). A content handler that forwards the body (proxy_pass, grpc_pass)
+ * sets r->sink before asking for the body; the protocols call it:
+ * - start: a body being buffered (r->buffering, set by the handler) is
+ *   complete, or larger than client_body_buffer_size: go on with what is
+ *   in r->rb;
+ * - body: a piece (last: the end); nonzero asks for no more until
+ *   sh_request_body_resume;
+ * - drained: the client took the queued response: 1 if the sink resumes
+ *   its side, 0 to let the request's on_drain go on;
+ * - tunnel: client bytes after a 101 (nonzero: pause reading);
+ * - detach: the request ends (before the log phase): let go.
+ */
+typedef struct sh_body_sink_s {
+    void (*start)(sh_request_t *r);
+    int (*body)(sh_request_t *r, const char *data, size_t len, int last);
+    int (*drained)(sh_request_t *r);
+    int (*tunnel)(sh_request_t *r, const char *data, size_t len);
+    void (*detach)(sh_request_t *r);
+} sh_body_sink_t;
+
+/* The body's consumer is ready for (more) request body bytes, or paused them. */
 void sh_request_body_resume(sh_request_t *r);
 /* The response was 101: the connection becomes a two-way tunnel. */
 void sh_request_start_tunnel(sh_request_t *r);

@@ -398,11 +398,29 @@ static const sh_conf_cmd_t proxy_cmds[] = {
     {NULL, 0, NULL, 0, NULL}};
 
 /* The content handler of locations with proxy_pass. */
+static int sink_drained(sh_request_t *r)
+{
+    if (r->proxy == NULL)
+        return 0;
+    sh_proxy_client_drained(r);
+    return 1;
+}
+
+/* The request body goes to the upstream (node.h's sh_body_sink_t). */
+static const sh_body_sink_t proxy_sink = {
+    .start = sh_proxy_start,
+    .body = sh_proxy_body,
+    .drained = sink_drained,
+    .tunnel = sh_proxy_tunnel_up,
+    .detach = sh_proxy_detach,
+};
+
 static int proxy_handler(sh_request_t *r)
 {
     const proxy_loc_t *c = sh_http_loc_conf(r->loc, &sh_proxy_module);
     if (c == NULL || c->pass == NULL)
         return SH_PH_DECLINED;
+    r->sink = &proxy_sink;
     if (!r->body.done && c->request_buffering) {
         /* proxy_request_buffering on (nginx's default): read a body of
          * up to client_body_buffer_size whole before choosing a server,
