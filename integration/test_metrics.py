@@ -293,6 +293,20 @@ def main(t):
     t.check(r.returncode == 2 and "not trusted" in r.stderr,
             "nodectl refuses an untrusted admin certificate (exit 2)", r)
 
+    # ---- -t: the admin directives' mistakes, with file:line
+    bad = [("admin_listen 0.0.0.0:%d;\n" % t.port(), "bad1.conf:1:", "admin_token_file\" is required"),
+           ("admin_ssl_certificate %s;\n" % cert, "bad2.conf:2:", "go together"),
+           ("admin_metrics_token_file %s/none;\n" % d, "bad3.conf:2:",
+            "cannot read admin_metrics_token_file"),
+           ("admin_listen unix:%s/a.sock;\nadmin_ssl_certificate %s;\n"
+            "admin_ssl_certificate_key %s;\n" % (d, cert, key), "bad4.conf:", "needs a TCP")]
+    for i, (text, where, what) in enumerate(bad, 1):
+        body = "http { server { listen 127.0.0.1:%d; } }\n" % t.port()
+        conf = t.write_conf((text + body) if i == 1 else (body + text), name="bad%d.conf" % i)
+        r = t.run_shoal(["-t", "-p", d + "/", "-c", conf])
+        t.check(r.returncode != 0 and where in r.stderr and what in r.stderr,
+                "-t refuses %s with file:line" % text.split()[0], r.stderr)
+
     # ---- 5. admin_listen off; explicit busy address; implicit default busy
     n4 = t.shoal("""
         admin_listen off;
