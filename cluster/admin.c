@@ -16,6 +16,8 @@
  *   GET  /v1/upstreams                    passive health as this node sees it
  *   GET  /v1/stats                        gossip counters
  *   GET  /v1/events                       Server-Sent Events (member-*, keyring, reload)
+ *   POST /v1/cache/purge {"key"|"prefix"|"tag":S,"soft":B}  purge this node's caches
+ *   GET  /v1/cache/stats                  the caches' counters (the node's hook)
  *   GET  /metrics                         Prometheus text format 0.0.4
  *   GET  /nginx_status                    nginx's stub_status format
  *   GET  /ui/                             the dashboard (admin_ui.h), no token
@@ -56,6 +58,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/admin_cache.h"
 #include "cluster/admin_ui.h"
 #include "cluster/cluster_internal.h"
 #include "core/alloc.h"
@@ -1029,6 +1032,9 @@ static void get_metrics(adconn *a)
     metric(f, "shoal_proxy_protocol_bad_total", "counter",
            "Client connections closed for a malformed PROXY protocol header.",
            st.proxy_protocol_bad);
+    metric(f, "shoal_http2_early_responses_total", "counter",
+           "HTTP/2 responses complete before the request body, followed by RST_STREAM(NO_ERROR).",
+           st.h2_early_responses);
     metric(f, "shoal_reloads_total", "counter", "Configuration reloads applied.", st.reloads);
     metric(f, "shoal_reload_failures_total", "counter", "Configuration reloads refused.",
            st.reload_failures);
@@ -1051,6 +1057,7 @@ static void get_metrics(adconn *a)
            "Event streams closed for not reading.", c->events_dropped);
     if (c->hooks.metrics)
         c->hooks.metrics(c->hooks.ud, f);
+    sh_cluster__services_metrics(c, f);
     fclose(f);
     respond(a, 200, "text/plain; version=0.0.4", buf, NULL);
 }
@@ -1133,6 +1140,26 @@ static int cluster_path(const char *path)
     return strncmp(path, "/v1/keyring/", 12) == 0;
 }
 
+/* GET /v1/cache/stats: the node's caches (its hook), [] without one. */
+static void get_cache_stats(adconn *a)
+{
+    sh_cluster_t *c = a->c;
+    char *s = c->hooks.cache_stats ? c->hooks.cache_stats(c->hooks.ud) : NULL;
+    respond(a, 200, "application/json", s ? s : strdup("[]"), NULL);
+}
+
+/* POST /v1/cache/purge (admin_cache.c). */
+static void post_cache_purge(adconn *a, json_t *j)
+{
+    json_t *out = NULL;
+    const char *err = NULL;
+    int code = sh_admin_cache_purge(j, &out, &err);
+    if (code == 200)
+        respond_json(a, 200, out);
+    else
+        respond(a, code, NULL, NULL, err);
+}
+
 static void route(adconn *a, const char *method, char *path)
 {
     sh_cluster_t *c = a->c;
@@ -1155,11 +1182,19 @@ static void route(adconn *a, const char *method, char *path)
         return;
     }
     int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    static const char *const gets[] = {"/v1/members",   "/v1/info",      "/v1/keyring",
-                                       "/v1/upstreams", "/v1/stats",     "/v1/events",
-                                       "/metrics",      "/nginx_status", NULL};
-    static const char *const posts[] = {"/v1/join", "/v1/leave", "/v1/force-leave", "/v1/reload",
-                                        NULL};
+    static const char *const gets[] = {
+        "/v1/members", "/v1/info", "/v1/keyring",   "/v1/upstreams",   "/v1/stats",
+        "/v1/events",  "/metrics", "/nginx_status", "/v1/cache/stats", NULL};
+    static const char *const posts[] = {"/v1/join",   "/v1/leave",       "/v1/force-leave",
+                                        "/v1/reload", "/v1/cache/purge", NULL};
+    char *svc_json = NULL; /* a service's own path (service.h) */
+    if (get && sh_cluster__services_admin(c, path, query, &svc_json)) {
+        if (svc_json != NULL)
+            respond(a, 200, "application/json", svc_json, NULL);
+        else
+            respond(a, 500, NULL, NULL, "the service gave no answer");
+        return;
+    }
     int is_get = 0, is_post = strncmp(path, "/v1/keyring/", 12) == 0;
     for (int i = 0; gets[i]; i++)
         is_get |= strcmp(path, gets[i]) == 0;
@@ -1195,6 +1230,8 @@ static void route(adconn *a, const char *method, char *path)
             get_events(a);
         } else if (strcmp(path, "/metrics") == 0) {
             get_metrics(a);
+        } else if (strcmp(path, "/v1/cache/stats") == 0) {
+            get_cache_stats(a);
         } else {
             get_nginx_status(a);
         }
@@ -1221,7 +1258,9 @@ static void route(adconn *a, const char *method, char *path)
     json_t *j = body_object(a, body, blen);
     if (j == NULL)
         return;
-    if (strcmp(path, "/v1/join") == 0) {
+    if (strcmp(path, "/v1/cache/purge") == 0) {
+        post_cache_purge(a, j);
+    } else if (strcmp(path, "/v1/join") == 0) {
         post_join(a, j);
     } else if (strcmp(path, "/v1/force-leave") == 0) {
         const char *name = json_string_value(json_object_get(j, "name"));

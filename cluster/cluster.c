@@ -529,7 +529,8 @@ static void thread_main(void *arg)
         _exit(1);
     /* the first join round here, not in sh_cluster_start: libuv's pool
      * threads it may start inherit this thread's (dropped) credentials */
-    if (c->swim != NULL) {
+    if (c->swim != NULL) { /* admin only (no cluster block): no gossip, no services */
+        sh_cluster__services_run(c);
         join_round(c);
         reschedule(c);
     }
@@ -540,6 +541,7 @@ static void thread_main(void *arg)
 static void t_notify(void *ud, const sh_swim_member_t *m, int old)
 {
     sh_cluster_t *c = ud;
+    sh_cluster__services_member(c, m, old);
     if (strcmp(m->name, c->conf->node_name) != 0) {
         /* what an operator must see, at its level (issue 16) */
         if (m->status == SH_SWIM_ALIVE)
@@ -599,7 +601,28 @@ static void heartbeat_cb(uv_timer_t *t)
     sh_cluster__event(c, NULL, NULL); /* a comment line on every stream */
 }
 
-static const sh_swim_transport_t transport = {t_send, sh_cluster__pushpull, t_notify};
+/* Region and zone steer gossip (swim.h distance): 0 same zone, 1 same
+ * region, 2 another region. Members without a region are near. */
+static int t_distance(void *ud, const uint8_t *meta, size_t len)
+{
+    sh_cluster_t *c = ud;
+    const char *ours = c->conf->region ? c->conf->region : "";
+    const char *our_zone = c->conf->zone ? c->conf->zone : "";
+    if (len == 0 || ours[0] == '\0')
+        return 0;
+    Sh__Gossip__NodeMeta *m = sh__gossip__node_meta__unpack(&sh_wire_allocator, len, meta);
+    if (m == NULL)
+        return 0;
+    int d = 0;
+    if (m->region != NULL && m->region[0] != '\0' && strcmp(m->region, ours) != 0)
+        d = 2;
+    else if (m->zone != NULL && our_zone[0] != '\0' && strcmp(m->zone, our_zone) != 0)
+        d = 1;
+    sh__gossip__node_meta__free_unpacked(m, &sh_wire_allocator);
+    return d;
+}
+
+static const sh_swim_transport_t transport = {t_send, sh_cluster__pushpull, t_notify, t_distance};
 
 static int bind_all(sh_cluster_t *c)
 {
@@ -716,7 +739,9 @@ int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t *
     sh_keysync_attach(c->ks, c->swim);
     if ((rc = bind_all(c)) != 0)
         goto fail_bind;
+    sh_cluster__services_start(c);
     if (uv_thread_create(&c->thread, thread_main, c) != 0) {
+        sh_cluster__services_stop(c);
         rc = SH_EIO;
         goto fail_bind;
     }
@@ -750,6 +775,7 @@ void sh_cluster_stop(sh_cluster_t *c, uint64_t timeout_ms)
     c->stop_timeout = timeout_ms;
     uv_async_send(&c->stop_async);
     uv_thread_join(&c->thread);
+    sh_cluster__services_stop(c);
     /* The thread is gone: close what is left from this thread. */
     uv_walk(&c->loop, close_all, c);
     uv_run(&c->loop, UV_RUN_DEFAULT);

@@ -125,6 +125,8 @@ struct sh_cluster_s {
     uv_timer_t join_timer;
     uv_timer_t stop_timer;
     uv_timer_t heartbeat; /* keeps event streams (and proxies) awake */
+    uv_timer_t svc_timer; /* the services' ticks (service.c) */
+    uv_async_t svc_async; /* posts and late registrations (service.c) */
     uv_async_t stop_async;
     sh_keyring_t *kr;
     sh_keysync_t *ks;
@@ -182,6 +184,20 @@ void sh_cluster__pushpull(void *ud, const char *addr, int kind);
 void sh_cluster__pp_accept(uv_stream_t *server, int status);
 /* Close a push-pull connection handle (close_all). */
 void sh_cluster__pp_close_handle(uv_handle_t *h);
+
+/* ---- service.c (service.h): the services attached to this cluster */
+/* Init the timer and async and become the running cluster (before the thread). */
+void sh_cluster__services_start(sh_cluster_t *c);
+/* Attach the registered services (cluster thread, first thing). */
+void sh_cluster__services_run(sh_cluster_t *c);
+/* Detach every service (main thread, after the thread ended). */
+void sh_cluster__services_stop(sh_cluster_t *c);
+/* A membership change, for the services' member callbacks. */
+void sh_cluster__services_member(sh_cluster_t *c, const sh_swim_member_t *m, int old);
+/* A service's admin GET path: 1 and *json (malloc'd, may be NULL) or 0. */
+int sh_cluster__services_admin(sh_cluster_t *c, const char *path, const char *query, char **json);
+/* The services' /metrics lines. */
+void sh_cluster__services_metrics(sh_cluster_t *c, FILE *f);
 
 /* ---- admin.c */
 #define SH_ADMIN_MAGIC 0x61646d6eu

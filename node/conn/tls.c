@@ -50,6 +50,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/conn/http2.h"
+#include "node/conn/tls_tickets.h"
 #include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/vars.h"
@@ -1660,6 +1661,10 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
             }
         }
         SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    } else if (c->tickets) {
+        /* no key file: the shared, rotated keys of the cluster */
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, sh_tls_tickets_cb);
+        sh_tls_tickets_note_timeout(c->session_timeout);
     }
 
     /* OCSP stapling from a file (the response as `openssl ocsp -respout`

@@ -24,6 +24,7 @@
 #include "core/privs.h"
 #include "node/conn/http2.h"
 #include "node/conn/timeq.h"
+#include "node/proxy/health.h"
 #include "node/pipeline/metrics.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/upstream.h"
@@ -342,6 +343,7 @@ void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t)
         t->writing += ld(&c->writing);
         t->waiting += ld(&c->waiting);
         t->proxy_protocol_bad += ld(&c->proxy_protocol_bad);
+        t->h2_early_responses += ld(&c->h2_early_responses);
     }
 }
 
@@ -390,10 +392,11 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
                 conns += atomic_load_explicit(&x->conns, memory_order_relaxed);
             }
             const char *state = sv->down              ? "down (configured)"
+                                : sh_hc_out(sv->hc)   ? "down (health check)"
                                 : down == 0           ? "up"
                                 : down == (unsigned)n ? "down"
                                                       : "partly down";
-            up_servers += !sv->down && down == 0;
+            up_servers += !sv->down && down == 0 && !sh_hc_out(sv->hc);
             sh_buf_appends(&b, k ? ",{\"addr\":" : "{\"addr\":");
             json_str(&b, sv->name);
             sh_buf_appendf(&b,
@@ -403,6 +406,11 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
                            state, down, n, (unsigned long long)fails, (unsigned long long)conns,
                            sv->weight, sv->max_fails, (unsigned long long)sv->fail_timeout,
                            sv->max_conns, sv->backup ? "true" : "false");
+            /* active checks and the cluster's view (health.h) */
+            b.len--; /* reopen the object */
+            sh_buf_appends(&b, ",\"health\":");
+            sh_hc_json(sv->hc, &b);
+            sh_buf_appends(&b, "}");
         }
         sh_buf_appendf(&b, "],\"servers_up\":%u}", up_servers);
     }

@@ -51,6 +51,7 @@ void sh_workers_free(sh_worker_t **ws, int n);
 typedef struct sh_worker_totals_s {
     uint64_t accepted, handled, requests, active, reading, writing, waiting;
     uint64_t proxy_protocol_bad;
+    uint64_t h2_early_responses;
 } sh_worker_totals_t;
 /* Count w's connections as nginx does now and publish the counts (the
  * worker's own thread; a stub_status request does it before it reads the

@@ -87,6 +87,11 @@ typedef struct var_entry_s {
 struct sh_var_reg_s {
     var_entry_t **v;
     size_t n;
+    struct {
+        char *prefix; /* a module's family: $jwt_claim_NAME */
+        sh_var_get_pt get;
+    } * pfx;
+    size_t npfx;
 };
 
 typedef struct {
@@ -261,12 +266,35 @@ int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re)
     return 0;
 }
 
+int sh_vars_define_prefix(sh_conf_t *cf, const char *prefix, sh_var_get_pt get)
+{
+    sh_http_main_t *m = cf_http_main(cf);
+    if (m == NULL)
+        return sh_conf_error(cf, "variables can only be defined in the http block");
+    if (m->vars == NULL)
+        m->vars = sh_new(sh_var_reg_t);
+    sh_var_reg_t *reg = m->vars;
+    reg->pfx = sh_realloc(reg->pfx, (reg->npfx + 1) * sizeof(*reg->pfx));
+    reg->pfx[reg->npfx].prefix = sh_strdup(prefix);
+    reg->pfx[reg->npfx].get = get;
+    reg->npfx++;
+    return 0;
+}
+
 int sh_vars_check(sh_conf_t *cf, sh_http_main_t *m)
 {
     if (m->vars == NULL)
         return 0;
     for (size_t i = 0; i < m->vars->n; i++) {
         var_entry_t *e = m->vars->v[i];
+        for (size_t k = 0; !e->defined && k < m->vars->npfx; k++) {
+            size_t pl = strlen(m->vars->pfx[k].prefix);
+            if (strlen(e->name) > pl && memcmp(e->name, m->vars->pfx[k].prefix, pl) == 0) {
+                e->defined = 1;
+                e->get = m->vars->pfx[k].get;
+                e->data = e->name + pl; /* the NAME, as long as the registry */
+            }
+        }
         if (!e->defined) {
             sh_conf_node_t fake = {.file = e->use_file, .line = e->use_line};
             const sh_conf_node_t *saved = cf->node;
@@ -288,6 +316,9 @@ void sh_vars_reg_destroy(sh_var_reg_t *reg)
         sh_free(reg->v[i]->use_file);
         sh_free(reg->v[i]);
     }
+    for (size_t i = 0; i < reg->npfx; i++)
+        sh_free(reg->pfx[i].prefix);
+    sh_free(reg->pfx);
     sh_free(reg->v);
     sh_free(reg);
 }
