@@ -115,6 +115,8 @@ def main(t):
             log_format gz '$status $request_uri $gzip_ratio';
             access_log logs/access.log gz;
             upstream b { server 127.0.0.1:%(b)d; }
+            limit_req_zone $binary_remote_addr zone=z:1m rate=1000r/s;
+            proxy_cache_path %(d)s/cache levels=1:2 keys_zone=c1:1m max_size=10m;
             server {
                 listen 127.0.0.1:{port};
                 listen 127.0.0.1:%(tp)d ssl http2;
@@ -122,8 +124,10 @@ def main(t):
                 ssl_certificate %(cert)s;
                 ssl_certificate_key %(key)s;
                 root %(root)s;
-                location / { return 200 "ok\\n"; }
+                location / { limit_req zone=z burst=100; return 200 "ok\\n"; }
                 location /api/ { metrics_location_label on; proxy_pass http://b/; }
+                location /hc/ { health_check interval=500ms uri=/health; proxy_pass http://b/; }
+                location /c/ { proxy_cache c1; proxy_pass http://b/; }
                 location /txt/ {
                     alias %(root)s/;
                     gzip on; gzip_types text/plain; gzip_min_length 1;
