@@ -205,6 +205,18 @@ struct sh_request_s {
     uint8_t try_done : 1;    /* try_files chose $uri: it does not run again */
     uint8_t error_page : 1;  /* an error_page redirect happened (recursive_error_pages) */
     uint8_t bad_host : 1;    /* HTTP/2 host differing from :authority: 400 (conn.c) */
+    uint8_t srv_checked : 1; /* the first server-config step ran (pipeline.c) */
+    uint8_t loc_checked : 1; /* the first find-config step ran */
+    /* the URI is not the request line's any more (rewrite, internal
+     * redirect): a proxy sends r->uri, escaped, not the client's path */
+    uint8_t uri_changed : 1;
+    /* `rewrite ... break` changed the URI inside the location: proxy_pass
+     * with a URI sends the whole changed URI (nginx's !valid_location) */
+    uint8_t uri_break : 1;
+    /* $1..$9 and named captures of the last regex that matched in the
+     * rewrite module (rewrite, if), else NULL: the location's (vars.c) */
+    const struct sh_captures_s *caps;
+    const struct sh_captures_s *named_caps; /* its last regex with named groups */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and

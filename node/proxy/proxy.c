@@ -57,6 +57,7 @@ typedef struct {
     char *host; /* $proxy_host: group name or host:port */
     const char *file;
     unsigned line;
+    int pass_inherited; /* an `if` location's: its parent's proxy_pass (nginx) */
     /* inherited */
     proxy_header_t *headers;
     size_t nheaders;
@@ -205,9 +206,11 @@ static void proxy_destroy_loc(void *conf)
         names_free(c->hide, c->nhide);
     if (c->passh_set)
         names_free(c->passh, c->npassh);
-    sh_free(c->pass);
-    sh_free(c->uri);
-    sh_free(c->host);
+    if (!c->pass_inherited) {
+        sh_free(c->pass);
+        sh_free(c->uri);
+        sh_free(c->host);
+    }
     if (c->headers_set)
         headers_free(c->headers, c->nheaders);
     sh_free(c);
@@ -237,6 +240,18 @@ static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     if (!c->passh_set) {
         c->passh = p->passh;
         c->npassh = p->npassh;
+    }
+    const sh_http_block_t *blk = cf->user;
+    if (c->pass == NULL && p->pass != NULL && blk->loc != NULL && blk->loc->match == SH_LOC_IF) {
+        /* an `if` block's implicit location proxies as its location */
+        c->pass = p->pass;
+        c->ups = p->ups;
+        c->uri = p->uri;
+        c->uri_len = p->uri_len;
+        c->host = p->host;
+        c->file = p->file;
+        c->line = p->line;
+        c->pass_inherited = 1;
     }
     if (c->pass != NULL && c->ups == NULL) {
         /* resolve now that every upstream block is known */
@@ -619,6 +634,22 @@ static int set_by_conf(const proxy_loc_t *c, const sh_http1_header_t *h)
     return 0;
 }
 
+/* nginx's ngx_escape_uri(NGX_ESCAPE_URI): a changed URI as a request
+ * target. */
+static void append_uri_escaped(sh_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '#' || ch == '%' || ch == '?') {
+            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            sh_buf_append(b, e, 3);
+        } else {
+            sh_buf_append(b, s + i, 1);
+        }
+    }
+}
+
 static void build_request_head(sh_proxy_req_t *p)
 {
     sh_request_t *r = p->r;
@@ -627,30 +658,30 @@ static void build_request_head(sh_proxy_req_t *p)
     b->len = 0;
     sh_buf_append(b, r->h.method, r->h.method_len);
     sh_buf_append(b, " ", 1);
-    if (c->uri != NULL) {
+    /* the client's path as it came, or the changed URI (rewrite, internal
+     * redirect) escaped as nginx does */
+    const char *path = r->uri_changed ? r->uri.p : r->path.p;
+    size_t pl = r->uri_changed ? r->uri.len : r->path.len;
+    const sh_http_loc_t *loc = sh_http_loc_real(r->loc);
+    if (c->uri != NULL && !r->uri_break) {
         /* nginx: the part of the URI matching the location is replaced by
          * the URI in proxy_pass */
-        const char *tail = r->path.p;
-        size_t tl = r->path.len;
-        if ((r->loc->match == SH_LOC_PREFIX || r->loc->match == SH_LOC_PREFERRED) &&
-            tl >= r->loc->name_len && memcmp(tail, r->loc->name, r->loc->name_len) == 0) {
-            tail += r->loc->name_len;
-            tl -= r->loc->name_len;
-        } else if (r->loc->match == SH_LOC_EXACT) {
-            tl = 0;
+        if ((loc->match == SH_LOC_PREFIX || loc->match == SH_LOC_PREFERRED) &&
+            pl >= loc->name_len && memcmp(path, loc->name, loc->name_len) == 0) {
+            path += loc->name_len;
+            pl -= loc->name_len;
+        } else if (loc->match == SH_LOC_EXACT) {
+            pl = 0;
         }
         sh_buf_append(b, c->uri, c->uri_len);
-        sh_buf_append(b, tail, tl);
-        if (r->args.p != NULL) {
-            sh_buf_append(b, "?", 1);
-            sh_buf_append(b, r->args.p, r->args.len);
-        }
-    } else {
-        sh_buf_append(b, r->path.p, r->path.len);
-        if (r->args.p != NULL) {
-            sh_buf_append(b, "?", 1);
-            sh_buf_append(b, r->args.p, r->args.len);
-        }
+    }
+    if (r->uri_changed)
+        append_uri_escaped(b, path, pl);
+    else
+        sh_buf_append(b, path, pl);
+    if (r->args.p != NULL) {
+        sh_buf_append(b, "?", 1);
+        sh_buf_append(b, r->args.p, r->args.len);
     }
     sh_buf_appends(b, c->http_version == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
 
