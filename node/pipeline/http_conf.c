@@ -20,6 +20,7 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "node/pipeline/corevars.h"
 #include "node/pipeline/pipeline.h"
 #include "node/pipeline/regex.h"
 #include "node/pipeline/vars.h"
@@ -671,6 +672,7 @@ static const sh_conf_cmd_t core_cmds[] = {
 
 static const sh_http_module_t core_http_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
+    .preconfiguration = sh_core_vars_define,
     .create_loc = core_create_loc,
     .merge_loc = core_merge_loc,
     .destroy_loc = core_destroy_loc,

@@ -142,6 +142,7 @@ typedef struct sh_proxy_req_s {
     sh_http1_response_t resp;
     sh_body_t rbody;         /* response body framing */
     uint64_t req_body_sent;  /* request body bytes handed to the upstream */
+    uint64_t resp_body_len;  /* response body bytes of this try: $upstream_response_length */
     uint8_t req_chunked : 1; /* we chunk-encode the request body */
     uint8_t req_body_done : 1;
     uint8_t up_paused : 1; /* upstream reads stopped: client is slow */
@@ -475,6 +476,7 @@ static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
         {"upstream_connect_time", var_tries, ROFF(up_connect_time)},
         {"upstream_header_time", var_tries, ROFF(up_header_time)},
         {"upstream_response_time", var_tries, ROFF(up_response_time)},
+        {"upstream_response_length", var_tries, ROFF(up_response_length)},
         {"upstream_bytes_received", var_up_bytes, NULL},
         {"upstream_bytes_sent", var_up_bytes, (const void *)1},
         {"upstream_cache_status", var_unset, NULL},
@@ -840,7 +842,9 @@ static void try_begin(sh_proxy_req_t *p)
         sh_buf_append(&r->up_connect_time, ", ", 2);
         sh_buf_append(&r->up_header_time, ", ", 2);
         sh_buf_append(&r->up_response_time, ", ", 2);
+        sh_buf_append(&r->up_response_length, ", ", 2);
     }
+    p->resp_body_len = 0;
     sh_buf_appends(&r->up_addr, p->ups->conf->servers[p->peer].name);
     p->try_start = now_ms(p);
     p->connect_ms = p->header_ms = UINT64_MAX;
@@ -867,6 +871,7 @@ static void try_end(sh_proxy_req_t *p, int status)
     else
         sh_buf_append(&r->up_header_time, "-", 1);
     append_secs(&r->up_response_time, now - p->try_start);
+    sh_buf_append_u64(&r->up_response_length, p->resp_body_len);
 }
 
 /* ---- failure and retry (proxy_next_upstream) */
@@ -1204,6 +1209,7 @@ static int send_body(sh_proxy_req_t *p, const char *data, size_t len)
 {
     if (len == 0)
         return 0;
+    p->resp_body_len += len;
     if (sh_response_body(p->r, data, len) != 0)
         return -1;
     client_backpressure(p);
