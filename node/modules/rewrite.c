@@ -238,7 +238,7 @@ static void keep_location_names(sh_request_t *r, rw_ctx_t *x)
 
 /* nginx's absolute_redirect: a Location starting with '/' gets the
  * scheme, the Host (without its port) and the port when not the default. */
-static void absolute_location(sh_request_t *r, const char *loc, size_t len, sh_buf_t *out)
+void sh_absolute_location(sh_request_t *r, const char *loc, size_t len, sh_buf_t *out)
 {
     if (len == 0 || loc[0] != '/') {
         sh_buf_append(out, loc, len);
@@ -299,7 +299,7 @@ static int do_return(sh_request_t *r, rw_ctx_t *x, const code_t *c)
     if (is_redirect_status(c->status)) {
         sh_buf_t *s = &r->scratch;
         s->len = 0;
-        absolute_location(r, x->tmp.data, x->tmp.len, s);
+        sh_absolute_location(r, x->tmp.data, x->tmp.len, s);
         sh_buf_append(s, "", 1);
         sh_request_respond(r, c->status, NULL, NULL, 0, s->data);
     } else {
@@ -331,7 +331,7 @@ static int do_rewrite(sh_request_t *r, rw_ctx_t *x, const code_t *c, const rw_lo
                        t->data ? t->data : "");
         sh_buf_t *s = &r->scratch;
         s->len = 0;
-        absolute_location(r, t->data ? t->data : "", t->len, s);
+        sh_absolute_location(r, t->data ? t->data : "", t->len, s);
         sh_buf_append(s, "", 1);
         r->discard_body = 1;
         sh_request_respond(r, c->status, NULL, NULL, 0, s->data);

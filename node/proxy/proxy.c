@@ -517,6 +517,15 @@ void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
         sh_buf_appends(out, c->host);
 }
 
+const char *sh_proxy_pass_of(const sh_http_loc_t *loc, size_t *uri_len)
+{
+    const proxy_loc_t *c = loc ? sh_http_loc_conf(loc, &sh_proxy_module) : NULL;
+    if (c == NULL || c->pass == NULL)
+        return NULL;
+    *uri_len = c->uri != NULL ? c->uri_len : 0;
+    return c->pass;
+}
+
 /* ------------------------------------------------------ runtime -- */
 
 static void uconn_close(sh_uconn_t *u);
