@@ -11,6 +11,7 @@
 #include "node/modules/accesslog.h"
 #include "node/modules/errpage.h"
 #include "node/modules/expires.h"
+#include "node/modules/geo.h"
 #include "node/modules/gzip.h"
 #include "node/modules/headers.h"
 #include "node/modules/limit_conn.h"
@@ -18,6 +19,7 @@
 #include "node/modules/map.h"
 #include "node/modules/realip.h"
 #include "node/modules/rewrite.h"
+#include "node/modules/split_clients.h"
 #include "node/modules/static.h"
 #include "node/modules/status.h"
 #include "node/pipeline/http_conf.h"
@@ -35,6 +37,8 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_core_module,
     &sh_http_core_module,
     &sh_map_module,
+    &sh_geo_module,
+    &sh_split_clients_module,
     &sh_realip_module, /* before every preaccess and access handler */
     &sh_rewrite_module,
     &sh_accesslog_module,
