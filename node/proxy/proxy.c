@@ -80,6 +80,13 @@ typedef struct {
     char **passh;
     size_t npassh;
     int passh_set;
+    /* proxy_method, proxy_set_body (complex values; *_own: set at this
+     * level), proxy_pass_request_body, proxy_pass_request_headers */
+    sh_cv_t *method;
+    sh_cv_t *set_body;
+    int method_own, set_body_own;
+    int pass_body;
+    int pass_headers;
 } proxy_loc_t;
 
 /* proxy_next_upstream kinds */
@@ -181,6 +188,8 @@ static void *proxy_create_loc(void)
     c->next_upstream = SH_CONF_UNSET;
     c->next_upstream_tries = SH_CONF_UNSET;
     c->next_upstream_timeout = SH_CONF_UNSET_MSEC;
+    c->pass_body = SH_CONF_UNSET;
+    c->pass_headers = SH_CONF_UNSET;
     return c;
 }
 
@@ -214,6 +223,10 @@ static void proxy_destroy_loc(void *conf)
     }
     if (c->headers_set)
         headers_free(c->headers, c->nheaders);
+    if (c->method_own)
+        sh_cv_destroy(c->method);
+    if (c->set_body_own)
+        sh_cv_destroy(c->set_body);
     sh_free(c);
 }
 
@@ -242,6 +255,10 @@ static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
         c->passh = p->passh;
         c->npassh = p->npassh;
     }
+    SH_CONF_MERGE_PTR(c->method, p->method, NULL);
+    SH_CONF_MERGE_PTR(c->set_body, p->set_body, NULL);
+    SH_CONF_MERGE(c->pass_body, p->pass_body, 1);
+    SH_CONF_MERGE(c->pass_headers, p->pass_headers, 1);
     const sh_http_block_t *blk = cf->user;
     if (c->pass == NULL && p->pass != NULL && blk->loc != NULL && blk->loc->match == SH_LOC_IF) {
         /* an `if` block's implicit location proxies as its location */
@@ -380,6 +397,28 @@ static int header_list_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
+/* proxy_method METHOD, proxy_set_body VALUE (variables allowed). */
+static int cv_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    proxy_loc_t *c = conf;
+    sh_cv_t **v = cmd->offset == 0 ? &c->method : &c->set_body;
+    int *own = cmd->offset == 0 ? &c->method_own : &c->set_body_own;
+    if (*own)
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
+    *own = 1;
+    return sh_cv_compile(cf, cf->node->args[1], v);
+}
+
+/* proxy_store: off is what happens here; storing responses in files is
+ * not done (accepted with a warning). */
+static int store_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)conf;
+    if (strcmp(cf->node->args[1], "off") == 0)
+        return 0;
+    return sh_conf_set_unsupported(cf, cmd, conf);
+}
+
 #define PLOC    (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 #define POFF(f) offsetof(proxy_loc_t, f)
 
@@ -402,6 +441,12 @@ static const sh_conf_cmd_t proxy_cmds[] = {
      POFF(next_upstream_timeout), NULL},
     {"proxy_hide_header", PLOC | SH_CONF_TAKE1, header_list_set, 0, NULL},
     {"proxy_pass_header", PLOC | SH_CONF_TAKE1, header_list_set, 1, NULL},
+    {"proxy_method", PLOC | SH_CONF_TAKE1, cv_set, 0, NULL},
+    {"proxy_set_body", PLOC | SH_CONF_TAKE1, cv_set, 1, NULL},
+    {"proxy_pass_request_body", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(pass_body), NULL},
+    {"proxy_pass_request_headers", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(pass_headers),
+     NULL},
+    {"proxy_store", PLOC | SH_CONF_TAKE1, store_set, 0, "responses are not stored in files"},
     {NULL, 0, NULL, 0, NULL}};
 
 /* The content handler of locations with proxy_pass. */
@@ -410,6 +455,11 @@ static int proxy_handler(sh_request_t *r)
     const proxy_loc_t *c = sh_http_loc_conf(r->loc, &sh_proxy_module);
     if (c == NULL || c->pass == NULL)
         return SH_PH_DECLINED;
+    if (!c->pass_body || c->set_body != NULL) {
+        r->discard_body = 1; /* the client's body is read and dropped */
+        sh_proxy_start(r);
+        return SH_PH_DONE;
+    }
     if (!r->body.done && c->request_buffering) {
         /* proxy_request_buffering on (nginx's default): read a body of
          * up to client_body_buffer_size whole before choosing a server,
@@ -667,7 +717,10 @@ static void build_request_head(sh_proxy_req_t *p)
     const proxy_loc_t *c = p->conf;
     sh_buf_t *b = &p->head;
     b->len = 0;
-    sh_buf_append(b, r->h.method, r->h.method_len);
+    if (c->method != NULL)
+        sh_cv_eval(c->method, r, b);
+    else
+        sh_buf_append(b, r->h.method, r->h.method_len);
     sh_buf_append(b, " ", 1);
     /* the client's path as it came, or the changed URI (rewrite, internal
      * redirect) escaped as nginx does */
@@ -720,7 +773,7 @@ static void build_request_head(sh_proxy_req_t *p)
         sh_buf_append(b, "\r\n", 2);
     }
     int conn_named = connection_names_fields(r->h.headers, r->h.nheaders);
-    for (size_t i = 0; i < r->h.nheaders; i++) {
+    for (size_t i = 0; c->pass_headers && i < r->h.nheaders; i++) {
         const sh_http1_header_t *h = &r->h.headers[i];
         int k = hdr_kind(h);
         if (is_hop_by_hop_kind(k) || k == HK_HOST || k == HK_CONTENT_LENGTH || k == HK_EXPECT ||
@@ -732,7 +785,18 @@ static void build_request_head(sh_proxy_req_t *p)
         sh_buf_append(b, h->value, h->value_len);
         sh_buf_append(b, "\r\n", 2);
     }
-    if (r->rb_complete) {
+    size_t set_body_at = 0;
+    if (c->set_body != NULL) {
+        /* proxy_set_body: its value is the body, after the head */
+        r->scratch.len = 0;
+        sh_cv_eval(c->set_body, r, &r->scratch);
+        sh_buf_appends(b, "Content-Length: ");
+        sh_buf_append_u64(b, r->scratch.len);
+        sh_buf_append(b, "\r\n", 2);
+        set_body_at = 1;
+    } else if (!c->pass_body) {
+        /* proxy_pass_request_body off: no body */
+    } else if (r->rb_complete) {
         /* the whole body was read first: its length is known */
         sh_buf_appends(b, "Content-Length: ");
         sh_buf_append_u64(b, r->rb.len);
@@ -748,6 +812,8 @@ static void build_request_head(sh_proxy_req_t *p)
     if (!conn_set && (c->http_version == 10 || p->ups->conf->keepalive == 0))
         sh_buf_appends(b, "Connection: close\r\n");
     sh_buf_append(b, "\r\n", 2);
+    if (set_body_at && r->scratch.len > 0)
+        sh_buf_append(b, r->scratch.data, r->scratch.len);
 }
 
 static uint64_t now_ms(sh_proxy_req_t *p)
@@ -1494,6 +1560,10 @@ static void start_exchange(sh_proxy_req_t *p)
         uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
     }
     up_timer(u, p->conf->read_timeout);
+    if (!p->conf->pass_body || p->conf->set_body != NULL) {
+        p->req_body_done = 1; /* no client body goes upstream */
+        return;
+    }
     if (r->rb.len > 0) {
         /* the part of the body read before the server was chosen */
         p->req_body_sent = 0;
@@ -1591,7 +1661,8 @@ void sh_proxy_start(sh_request_t *r)
     p->conf = c;
     p->ups = &r->c->w->ups[c->ups->index];
     r->proxy = p;
-    if (r->h.chunked && c->http_version == 10 && !r->rb_complete) {
+    if (r->h.chunked && c->http_version == 10 && !r->rb_complete && c->pass_body &&
+        c->set_body == NULL) {
         sh_request_respond(r, 411, NULL, NULL, 0, NULL);
         return;
     }
