@@ -26,6 +26,7 @@
 #include "node/pipeline/runtime.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/proxy_redirect.h"
+#include "node/proxy/resolver.h"
 #include "node/proxy/upstream.h"
 
 extern sh_conf_module_t sh_pending_module;
@@ -45,6 +46,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_upstream_module,
     &sh_proxy_module,
     &sh_proxy_redirect_module,
+    &sh_resolver_module,
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,

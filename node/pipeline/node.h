@@ -299,6 +299,7 @@ struct sh_worker_s {
     uv_check_t dead_check;
     void *proxy_cache[SH_CACHE_MAX];
     int nproxy_cache;
+    void *resolver; /* the resolver's per-worker state (node/proxy/resolver.c), or NULL */
     /* HTTP/2 (http2.c): connections due for a write pass at the end of
      * this loop iteration, scratch buffers, and counters */
     uv_check_t h2_check;

@@ -22,10 +22,12 @@
  * client sends in chunk extensions or malformed framing reaches the
  * backend verbatim.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -37,6 +39,7 @@
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/proxy.h"
+#include "node/proxy/resolver.h"
 #include "node/proxy/upstream.h"
 
 #define MAX_RESP_HEADERS 128
@@ -58,6 +61,7 @@ typedef struct {
     const char *file;
     unsigned line;
     int pass_inherited; /* an `if` location's: its parent's proxy_pass (nginx) */
+    sh_cv_t *pass_cv;   /* proxy_pass with variables: the URL, evaluated per request */
     /* inherited */
     proxy_header_t *headers;
     size_t nheaders;
@@ -161,6 +165,11 @@ typedef struct sh_proxy_req_s {
     uint8_t tunnel : 1;    /* after 101: raw bytes both ways */
     int stale_retries;
     uint64_t try_start, connect_ms, header_ms;
+    /* proxy_pass with variables: "host[:port]\0uri" of this request's URL
+     * (uri empty: none), and the resolver query under way */
+    char *dyn;
+    size_t dyn_uri_len;
+    sh_resolve_job_t *rjob;
 
     /* ---- kept across reuse from the worker's free list (P_ZERO) */
     sh_buf_t head; /* request head for the upstream, kept for retries */
@@ -217,6 +226,7 @@ static void proxy_destroy_loc(void *conf)
     if (c->passh_set)
         names_free(c->passh, c->npassh);
     if (!c->pass_inherited) {
+        sh_cv_destroy(c->pass_cv);
         sh_free(c->pass);
         sh_free(c->uri);
         sh_free(c->host);
@@ -263,6 +273,7 @@ static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     if (c->pass == NULL && p->pass != NULL && blk->loc != NULL && blk->loc->match == SH_LOC_IF) {
         /* an `if` block's implicit location proxies as its location */
         c->pass = p->pass;
+        c->pass_cv = p->pass_cv;
         c->ups = p->ups;
         c->uri = p->uri;
         c->uri_len = p->uri_len;
@@ -271,7 +282,7 @@ static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
         c->line = p->line;
         c->pass_inherited = 1;
     }
-    if (c->pass != NULL && c->ups == NULL) {
+    if (c->pass != NULL && c->ups == NULL && c->pass_cv == NULL) {
         /* resolve now that every upstream block is known */
         sh_http_block_t *b = cf->user;
         sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
@@ -296,8 +307,14 @@ static int proxy_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         return sh_conf_error(cf, "https upstreams are not supported yet in \"%s\"", url);
     if (strncmp(url, "http://", 7) != 0)
         return sh_conf_error(cf, "invalid URL prefix in \"%s\"", url);
-    if (strchr(url, '$') != NULL)
-        return sh_conf_error(cf, "variables in \"proxy_pass\" are not supported yet");
+    if (strchr(url, '$') != NULL) {
+        /* the URL is made per request: an upstream group by name, an
+         * address, or a name through `resolver` (nginx) */
+        c->pass = sh_strdup(url);
+        c->file = cf->node->file;
+        c->line = cf->node->line;
+        return sh_cv_compile(cf, url, &c->pass_cv);
+    }
     const char *hp = url + 7;
     const char *slash = strchr(hp, '/');
     size_t hl = slash ? (size_t)(slash - hp) : strlen(hp);
@@ -562,6 +579,11 @@ sh_conf_module_t sh_proxy_module = {
 
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
 {
+    const sh_proxy_req_t *p = r->proxy;
+    if (p != NULL && p->dyn != NULL) {
+        sh_buf_appends(out, p->dyn);
+        return;
+    }
     const proxy_loc_t *c = r->loc ? sh_http_loc_conf(r->loc, &sh_proxy_module) : NULL;
     if (c != NULL && c->host != NULL)
         sh_buf_appends(out, c->host);
@@ -570,7 +592,7 @@ void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
 const char *sh_proxy_pass_of(const sh_http_loc_t *loc, size_t *uri_len)
 {
     const proxy_loc_t *c = loc ? sh_http_loc_conf(loc, &sh_proxy_module) : NULL;
-    if (c == NULL || c->pass == NULL)
+    if (c == NULL || c->pass == NULL || c->pass_cv != NULL)
         return NULL;
     *uri_len = c->uri != NULL ? c->uri_len : 0;
     return c->pass;
@@ -727,7 +749,11 @@ static void build_request_head(sh_proxy_req_t *p)
     const char *path = r->uri_changed ? r->uri.p : r->path.p;
     size_t pl = r->uri_changed ? r->uri.len : r->path.len;
     const sh_http_loc_t *loc = sh_http_loc_real(r->loc);
-    if (c->uri != NULL && !r->uri_break) {
+    if (p->dyn != NULL && p->dyn_uri_len > 0) {
+        /* proxy_pass with variables and a URI: that URI as it is (nginx) */
+        sh_buf_append(b, p->dyn + strlen(p->dyn) + 1, p->dyn_uri_len);
+        pl = 0;
+    } else if (c->uri != NULL && !r->uri_break) {
         /* nginx: the part of the URI matching the location is replaced by
          * the URI in proxy_pass */
         if ((loc->match == SH_LOC_PREFIX || loc->match == SH_LOC_PREFERRED) &&
@@ -743,7 +769,7 @@ static void build_request_head(sh_proxy_req_t *p)
         append_uri_escaped(b, path, pl);
     else
         sh_buf_append(b, path, pl);
-    if (r->args.p != NULL) {
+    if (r->args.p != NULL && !(p->dyn != NULL && p->dyn_uri_len > 0)) {
         sh_buf_append(b, "?", 1);
         sh_buf_append(b, r->args.p, r->args.len);
     }
@@ -769,7 +795,7 @@ static void build_request_head(sh_proxy_req_t *p)
     }
     if (!host_set) {
         sh_buf_appends(b, "Host: ");
-        sh_buf_appends(b, c->host);
+        sh_buf_appends(b, p->dyn != NULL ? p->dyn : c->host);
         sh_buf_append(b, "\r\n", 2);
     }
     int conn_named = connection_names_fields(r->h.headers, r->h.nheaders);
@@ -1645,6 +1671,132 @@ static void connect_next(sh_proxy_req_t *p)
     up_timer(u, p->conf->connect_timeout);
 }
 
+/* ---- proxy_pass with variables */
+
+static void dyn_go(sh_proxy_req_t *p, const struct sockaddr_storage *addr, socklen_t len, int port)
+{
+    sh_request_t *r = p->r;
+    struct sockaddr_storage a = *addr;
+    if (a.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
+    p->ups = sh_resolver_ups(r->c->w, &a, len);
+    if (p->ups == NULL) {
+        sh_request_respond(r, 502, NULL, NULL, 0, NULL);
+        return;
+    }
+    build_request_head(p);
+    connect_next(p);
+}
+
+static void dyn_resolved(void *data, int status, const struct sockaddr_storage *addr,
+                         socklen_t len)
+{
+    sh_proxy_req_t *p = data;
+    p->rjob = NULL;
+    const char *host = p->dyn;
+    const char *colon = strrchr(host, ':');
+    int port = colon != NULL && colon[1] != ']' ? atoi(colon + 1) : 80;
+    if (status != 0) {
+        sh_req_log(SH_LOG_ERR, NULL, p->r, NULL, "%.*s could not be resolved (%s)",
+                   (int)(colon != NULL ? (size_t)(colon - host) : strlen(host)), host,
+                   status == SH_ETIMEDOUT ? "110: Operation timed out" : "3: Host not found");
+        sh_request_respond(p->r, 502, NULL, NULL, 0, NULL);
+        return;
+    }
+    dyn_go(p, addr, len, port);
+}
+
+/* The URL of this request: an upstream group by name, an address, or a
+ * name the location's resolver finds (the request waits for it). */
+static void dyn_start(sh_proxy_req_t *p)
+{
+    sh_request_t *r = p->r;
+    const proxy_loc_t *c = p->conf;
+    r->scratch.len = 0;
+    sh_cv_eval(c->pass_cv, r, &r->scratch);
+    const char *u = r->scratch.data ? r->scratch.data : "";
+    size_t ul = r->scratch.len;
+    if (ul < 7 || strncmp(u, "http://", 7) != 0) {
+        sh_req_log(SH_LOG_ERR, NULL, r, NULL, "invalid URL prefix in \"%.*s\"", (int)ul, u);
+        sh_request_respond(r, 500, NULL, NULL, 0, NULL);
+        return;
+    }
+    const char *hp = u + 7, *end = u + ul;
+    const char *slash = memchr(hp, '/', (size_t)(end - hp));
+    size_t hl = (size_t)((slash ? slash : end) - hp);
+    size_t uril = slash ? (size_t)(end - slash) : 0;
+    if (hl == 0 || hl > 255) {
+        sh_req_log(SH_LOG_ERR, NULL, r, NULL, "no host in \"%.*s\"", (int)ul, u);
+        sh_request_respond(r, 500, NULL, NULL, 0, NULL);
+        return;
+    }
+    sh_free(p->dyn);
+    p->dyn = sh_malloc(hl + 1 + uril + 1);
+    memcpy(p->dyn, hp, hl);
+    p->dyn[hl] = '\0';
+    if (uril > 0)
+        memcpy(p->dyn + hl + 1, slash, uril);
+    p->dyn[hl + 1 + uril] = '\0';
+    p->dyn_uri_len = uril;
+    /* an upstream group named so (nginx looks there first) */
+    const sh_upstream_main_t *um = sh_http_main_conf(r->c->w->rt->http, &sh_upstream_module);
+    for (size_t i = 0; i < um->n; i++)
+        if (!um->ups[i]->implicit && strcmp(um->ups[i]->name, p->dyn) == 0) {
+            p->ups = &r->c->w->ups[i];
+            build_request_head(p);
+            connect_next(p);
+            return;
+        }
+    char name[256];
+    int port = 80;
+    const char *h = p->dyn;
+    const char *colon = strrchr(h, ':');
+    size_t nl = hl;
+    if (h[0] == '[') {
+        const char *rb = strchr(h, ']');
+        nl = rb ? (size_t)(rb - h - 1) : hl;
+        memcpy(name, h + 1, nl);
+        if (rb && rb[1] == ':')
+            port = atoi(rb + 2);
+    } else {
+        if (colon != NULL) {
+            nl = (size_t)(colon - h);
+            port = atoi(colon + 1);
+        }
+        memcpy(name, h, nl);
+    }
+    name[nl] = '\0';
+    if (port <= 0 || port > 65535) {
+        sh_request_respond(r, 502, NULL, NULL, 0, NULL);
+        return;
+    }
+    struct sockaddr_storage a;
+    socklen_t al = 0;
+    memset(&a, 0, sizeof(a));
+    if (inet_pton(AF_INET, name, &((struct sockaddr_in *)&a)->sin_addr) == 1) {
+        a.ss_family = AF_INET;
+        dyn_go(p, &a, sizeof(struct sockaddr_in), port);
+        return;
+    }
+    if (inet_pton(AF_INET6, name, &((struct sockaddr_in6 *)&a)->sin6_addr) == 1) {
+        a.ss_family = AF_INET6;
+        dyn_go(p, &a, sizeof(struct sockaddr_in6), port);
+        return;
+    }
+    int rc = sh_resolve(r, name, &a, &al, dyn_resolved, p, &p->rjob);
+    if (rc == 1) {
+        dyn_go(p, &a, al, port);
+    } else if (rc == SH_EUNSUPP) {
+        sh_req_log(SH_LOG_ERR, NULL, r, NULL, "no resolver defined to resolve %s", name);
+        sh_request_respond(r, 502, NULL, NULL, 0, NULL);
+    } else if (rc < 0) {
+        dyn_resolved(p, rc, NULL, 0);
+    }
+    /* 0: dyn_resolved comes later */
+}
+
 void sh_proxy_start(sh_request_t *r)
 {
     const proxy_loc_t *c = sh_http_loc_conf(r->loc, &sh_proxy_module);
@@ -1659,8 +1811,12 @@ void sh_proxy_start(sh_request_t *r)
     }
     p->r = r;
     p->conf = c;
-    p->ups = &r->c->w->ups[c->ups->index];
     r->proxy = p;
+    if (c->pass_cv != NULL) {
+        dyn_start(p);
+        return;
+    }
+    p->ups = &r->c->w->ups[c->ups->index];
     if (r->h.chunked && c->http_version == 10 && !r->rb_complete && c->pass_body &&
         c->set_body == NULL) {
         sh_request_respond(r, 411, NULL, NULL, 0, NULL);
@@ -1717,6 +1873,10 @@ void sh_proxy_detach(sh_request_t *r)
     if (p == NULL)
         return;
     r->proxy = NULL;
+    sh_resolve_cancel(p->rjob);
+    p->rjob = NULL;
+    sh_free(p->dyn);
+    p->dyn = NULL;
     if (p->try_open)
         try_end(p, 0); /* the client went away first (nginx logs 499) */
     if (p->u != NULL) {
@@ -1734,6 +1894,7 @@ void sh_proxy_detach(sh_request_t *r)
 
 static void proxy_dispose(sh_proxy_req_t *p)
 {
+    sh_free(p->dyn);
     sh_buf_dispose(&p->head);
     sh_buf_dispose(&p->tail);
     sh_free(p);
@@ -1741,6 +1902,7 @@ static void proxy_dispose(sh_proxy_req_t *p)
 
 void sh_proxy_cache_clear(sh_worker_t *w)
 {
+    sh_resolver_worker_close(w); /* the worker stops: no request waits for it */
     while (w->nproxy_cache > 0)
         proxy_dispose(w->proxy_cache[--w->nproxy_cache]);
 }
