@@ -63,18 +63,18 @@ typedef struct {
     sh_cv_t *uri;  /* the replacement up to its first '?' */
     sh_cv_t *args; /* after it, or NULL */
     int flag;
-    int redirect;    /* a 301/302 with the value as Location */
-    int add_args;    /* the request's arguments are kept (no trailing '?') */
-    int status;      /* OP_REWRITE redirect, OP_RETURN */
-    sh_cv_t *text;   /* OP_RETURN: text or URL, NULL: none */
-    unsigned var;    /* OP_SET: the variable's index */
-    sh_cv_t *value;  /* OP_SET; OP_IF: left side */
-    int set_args;    /* OP_SET on $args */
-    int cond;        /* OP_IF */
-    int negate;      /* !-f ..., !~ ... */
-    char ftest;      /* 'f' 'd' 'e' 'x' */
-    sh_cv_t *rhs;    /* = and != */
-    sh_regex_t *cre; /* ~ ~* !~ !~* */
+    int redirect;             /* a 301/302 with the value as Location */
+    int add_args;             /* the request's arguments are kept (no trailing '?') */
+    int status;               /* OP_REWRITE redirect, OP_RETURN */
+    sh_cv_t *text;            /* OP_RETURN: text or URL, NULL: none */
+    unsigned var;             /* OP_SET: the variable's index */
+    sh_cv_t *value;           /* OP_SET; OP_IF: left side */
+    int set_args;             /* OP_SET on $args */
+    int cond;                 /* OP_IF */
+    int negate;               /* !-f ..., !~ ... */
+    char ftest;               /* 'f' 'd' 'e' 'x' */
+    sh_cv_t *rhs;             /* = and != */
+    sh_regex_t *cre;          /* ~ ~* !~ !~* */
     const sh_http_loc_t *loc; /* the if block's location; NULL at server level */
     size_t next;              /* OP_IF: the code after the block */
 } code_t;
@@ -108,8 +108,8 @@ typedef struct stat_job_s stat_job_t;
 typedef struct {
     const script_t *run; /* the script paused at a file test, or NULL */
     size_t ip;
-    int changed;    /* the URI changed without a flag: find the location again */
-    int ftest;      /* -1: no answer yet; else 0/1 */
+    int changed; /* the URI changed without a flag: find the location again */
+    int ftest;   /* -1: no answer yet; else 0/1 */
     stat_job_t *job;
     sh_buf_t tmp;
     sh_buf_t capbuf; /* the subject of the captures */
@@ -310,8 +310,7 @@ static int do_return(sh_request_t *r, rw_ctx_t *x, const code_t *c)
 }
 
 /* A rewrite that matched: 1 to go on with the script, else a result. */
-static int do_rewrite(sh_request_t *r, rw_ctx_t *x, const code_t *c, const rw_loc_t *lc,
-                      int server)
+static int do_rewrite(sh_request_t *r, rw_ctx_t *x, const code_t *c, const rw_loc_t *lc, int server)
 {
     sh_buf_t *t = &x->tmp;
     t->len = 0;
@@ -879,8 +878,9 @@ static int if_condition(sh_conf_t *cf, code_t *c)
 /* Directives an `if` at the server level may hold (nginx's SIF level). */
 static int server_if_allows(const char *name)
 {
-    static const char *const ok[] = {"rewrite", "return", "set", "break", "if",
-                                     "rewrite_log", "uninitialized_variable_warn", NULL};
+    static const char *const ok[] = {
+        "rewrite", "return", "set", "break", "if", "rewrite_log", "uninitialized_variable_warn",
+        NULL};
     for (int i = 0; ok[i] != NULL; i++)
         if (strcmp(ok[i], name) == 0)
             return 1;
@@ -925,8 +925,8 @@ static int if_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
-#define RW_SRV   (SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_IF)
-#define RW_ALL   (SH_CTX_HTTP | RW_SRV)
+#define RW_SRV    (SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_IF)
+#define RW_ALL    (SH_CTX_HTTP | RW_SRV)
 #define RW_OFF(f) offsetof(rw_loc_t, f)
 
 static const sh_conf_cmd_t rewrite_cmds[] = {

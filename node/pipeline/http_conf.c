@@ -434,9 +434,8 @@ static int location_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     for (size_t i = 0; i < parent->nchildren; i++) {
         sh_http_loc_t *o = parent->children[i];
         if (o->match != SH_LOC_REGEX && o->match != SH_LOC_REGEX_CASELESS &&
-            o->match != SH_LOC_IF &&
-            (o->match == SH_LOC_EXACT) == (match == SH_LOC_EXACT) && match != SH_LOC_REGEX &&
-            match != SH_LOC_REGEX_CASELESS && strcmp(o->name, name) == 0)
+            o->match != SH_LOC_IF && (o->match == SH_LOC_EXACT) == (match == SH_LOC_EXACT) &&
+            match != SH_LOC_REGEX && match != SH_LOC_REGEX_CASELESS && strcmp(o->name, name) == 0)
             return sh_conf_error(cf, "duplicate location \"%s\"", name);
     }
     sh_regex_t *re = NULL;

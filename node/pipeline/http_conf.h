@@ -81,8 +81,8 @@ enum sh_loc_match {
     SH_LOC_REGEX,          /* ~ */
     SH_LOC_REGEX_CASELESS, /* ~* */
     SH_LOC_NAMED,          /* @name: reached only by error_page / try_files */
-    SH_LOC_IF /* an `if` block's implicit location (rewrite module): entered when its
-                 condition holds, never by the router; named as its parent */
+    SH_LOC_IF              /* an `if` block's implicit location (rewrite module): entered when its
+                              condition holds, never by the router; named as its parent */
 };
 
 typedef struct sh_regex_s sh_regex_t;

@@ -274,9 +274,9 @@ void sh_phase_log(sh_request_t *r)
 static void set_keepalive(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
-    r->keepalive = r->keepalive && r->core->keepalive_timeout > 0 &&
-                   (r->core->keepalive_requests <= 0 ||
-                    c->nrequests < (uint32_t)r->core->keepalive_requests);
+    r->keepalive =
+        r->keepalive && r->core->keepalive_timeout > 0 &&
+        (r->core->keepalive_requests <= 0 || c->nrequests < (uint32_t)r->core->keepalive_requests);
 }
 
 /* The engine's own first step of the server-rewrite phase: the request

@@ -87,8 +87,8 @@ void sh_phase_start(sh_request_t *r);
 /* A paused handler's event came: run the phases again from that handler. */
 void sh_phase_resume(sh_request_t *r);
 /* Internal redirect: r continues at server-rewrite with uri (copied), as
- * error_page and try_files do (nginx's ngx_http_internal_redirect). Returns 0, or SH_ELIMIT after nginx's 10
- * redirects (the caller answers 500). */
+ * error_page and try_files do (nginx's ngx_http_internal_redirect). Returns 0, or SH_ELIMIT after
+ * nginx's 10 redirects (the caller answers 500). */
 int sh_phase_redirect(sh_request_t *r, const char *uri, size_t len);
 /* Continue r in the named location loc (error_page @name, try_files
  * @name): from its rewrite phase, as nginx. */

@@ -461,8 +461,7 @@ static const sh_conf_cmd_t proxy_cmds[] = {
     {"proxy_method", PLOC | SH_CONF_TAKE1, cv_set, 0, NULL},
     {"proxy_set_body", PLOC | SH_CONF_TAKE1, cv_set, 1, NULL},
     {"proxy_pass_request_body", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(pass_body), NULL},
-    {"proxy_pass_request_headers", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(pass_headers),
-     NULL},
+    {"proxy_pass_request_headers", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(pass_headers), NULL},
     {"proxy_store", PLOC | SH_CONF_TAKE1, store_set, 0, "responses are not stored in files"},
     {NULL, 0, NULL, 0, NULL}};
 
@@ -1690,8 +1689,7 @@ static void dyn_go(sh_proxy_req_t *p, const struct sockaddr_storage *addr, sockl
     connect_next(p);
 }
 
-static void dyn_resolved(void *data, int status, const struct sockaddr_storage *addr,
-                         socklen_t len)
+static void dyn_resolved(void *data, int status, const struct sockaddr_storage *addr, socklen_t len)
 {
     sh_proxy_req_t *p = data;
     p->rjob = NULL;

@@ -23,7 +23,7 @@
 #define DYN_MAX   256 /* addresses per worker */
 
 typedef struct {
-    char *servers; /* "ip:port,ip:port" for ares_set_servers_ports_csv */
+    char *servers;  /* "ip:port,ip:port" for ares_set_servers_ports_csv */
     uint64_t valid; /* ms; UINT64_MAX: the answer's TTL */
     int ipv6;
     uint64_t timeout; /* resolver_timeout, ms */
@@ -274,8 +274,8 @@ static void gai_cb(void *arg, int status, int timeouts, struct ares_addrinfo *re
         ares_freeaddrinfo(res);
     if (rc == 0 && !c->closing) {
         uint64_t now = sh_worker_now(c->w);
-        uint64_t valid = c->conf->valid != UINT64_MAX ? c->conf->valid
-                                                      : (uint64_t)(ttl > 0 ? ttl : 0) * 1000;
+        uint64_t valid =
+            c->conf->valid != UINT64_MAX ? c->conf->valid : (uint64_t)(ttl > 0 ? ttl : 0) * 1000;
         if (valid > 0)
             cache_put(wstate(c->w), c->conf, j->name, &a, len, now + valid);
     }
@@ -500,11 +500,10 @@ static int resolver_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 
 #define RLOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 
-static const sh_conf_cmd_t res_cmds[] = {
-    {"resolver", RLOC | SH_CONF_1MORE, resolver_set, 0, NULL},
-    {"resolver_timeout", RLOC | SH_CONF_TAKE1, sh_conf_set_msec, offsetof(res_loc_t, timeout),
-     NULL},
-    {NULL, 0, NULL, 0, NULL}};
+static const sh_conf_cmd_t res_cmds[] = {{"resolver", RLOC | SH_CONF_1MORE, resolver_set, 0, NULL},
+                                         {"resolver_timeout", RLOC | SH_CONF_TAKE1,
+                                          sh_conf_set_msec, offsetof(res_loc_t, timeout), NULL},
+                                         {NULL, 0, NULL, 0, NULL}};
 
 static const sh_http_module_t res_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,

@@ -34,10 +34,9 @@
 extern sh_conf_module_t sh_proxy_module;
 extern sh_conf_module_t sh_upstream_module;
 
-static sh_conf_module_t *const mods[] = {&sh_core_module,     &sh_http_core_module,
-                                         &sh_map_module,      &sh_rewrite_module,
-                                         &sh_accesslog_module,
-                                         &sh_upstream_module, &sh_proxy_module};
+static sh_conf_module_t *const mods[] = {
+    &sh_core_module,      &sh_http_core_module, &sh_map_module,  &sh_rewrite_module,
+    &sh_accesslog_module, &sh_upstream_module,  &sh_proxy_module};
 
 static char prefix[256];
 
