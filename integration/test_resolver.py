@@ -11,9 +11,15 @@ name never answered):
   resolver is a 502 ("no resolver defined");
 - answers are cached for valid= (one query for many requests);
 - a name whose server never answers is a 502 after resolver_timeout, and
-  while it waits the worker serves other requests at once (never blocks)."""
+  while it waits the worker serves other requests at once (never blocks);
+- `server NAME resolve` in an upstream (shoal only: nginx 1.22 has no
+  `resolve`): unknown at load, resolved by the first request, and resolved
+  again while running: when the DNS answer changes (127.0.0.1 -> 127.0.0.2,
+  the same port) requests reach the other backend once valid= is over."""
+import os
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -160,6 +166,29 @@ def run(t, b1, b2, dns):
             "a request is served while a name waits for its server (%.2fs)" % fast, r)
     t.check(res.get("r") is not None and res["r"].status == 502 and 1.0 < took < 10 * t.slow,
             "the unanswered name: 502 after resolver_timeout (%.1fs)" % took, res.get("r"))
+
+    # upstream `server NAME resolve`, re-resolved while running
+    d = t._subdir("backend-b3")
+    b3p = t._spawn("b3", [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                       "backend.py"),
+                          "--port", str(b1.port), "--name", "b3", "--host", "127.0.0.2"], d)
+    sh.wait_for(lambda: "ready" in b3p.stdout().split(), 15, "backend b3 on 127.0.0.2")
+    dns.names["moving.test"] = ("127.0.0.1", 1)
+    node2 = t.shoal("""
+        events { }
+        http {
+            resolver 127.0.0.1:%d valid=1s ipv6=off;
+            upstream moving { zone moving 64k; server moving.test:%d resolve; }
+            server { listen 127.0.0.1:{port}; location / { proxy_pass http://moving; } }
+        }""" % (dns.port, b1.port))
+
+    def who():
+        r = t.curl(node2.url("/echo"))
+        return r.json()["backend"] if r.status == 200 else r.status
+    t.check(who() == "b1", "resolve: the first request resolves moving.test -> 127.0.0.1 (b1)")
+    dns.names["moving.test"] = ("127.0.0.2", 1)
+    sh.wait_for(lambda: who() == "b3", 15 * t.slow, "requests reaching b3 after the DNS change")
+    t.check(who() == "b3", "resolve: re-resolved while running -> 127.0.0.2 (b3)")
 
 
 if __name__ == "__main__":

@@ -170,6 +170,7 @@ typedef struct sh_proxy_req_s {
     char *dyn;
     size_t dyn_uri_len;
     sh_resolve_job_t *rjob;
+    int wait_peer; /* the `resolve` server the query is for */
 
     /* ---- kept across reuse from the worker's free list (P_ZERO) */
     sh_buf_t head; /* request head for the upstream, kept for retries */
@@ -1623,10 +1624,75 @@ static void connected_cb(uv_connect_t *req, int status)
     start_exchange(p);
 }
 
+static void ups_resolved(void *data, int status, const struct sockaddr_storage *addr,
+                         socklen_t len);
+static void set_raddr(sh_proxy_req_t *p, int peer, int status, const struct sockaddr_storage *addr,
+                      socklen_t len);
+
+/* A `resolve` server's address (upstream.h): 1 when it is usable now, 0
+ * when the request waits for the resolver (ups_resolved goes on), -1 when
+ * it has none. The resolver is asked at most once a second per worker; its
+ * cache keeps answers for their TTL (or valid=). */
+static int resolve_peer(sh_proxy_req_t *p, int peer)
+{
+    sh_ups_raddr_t *ra = &p->ups->raddr[peer];
+    uint64_t now = now_ms(p);
+    if (ra->checked != 0 && now - ra->checked < 1000)
+        return ra->len > 0 ? 1 : -1;
+    const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
+    char host[sizeof(srv->name)];
+    snprintf(host, sizeof(host), "%s", srv->name);
+    char *colon = strrchr(host, ':');
+    if (colon != NULL && strchr(host, ']') == NULL)
+        *colon = '\0';
+    struct sockaddr_storage a;
+    socklen_t al = 0;
+    p->wait_peer = peer;
+    int rc = sh_resolve(p->r, host, &a, &al, ups_resolved, p, &p->rjob);
+    if (rc == 0)
+        return 0;
+    set_raddr(p, peer, rc == 1 ? 0 : rc, rc == 1 ? &a : NULL, al);
+    return ra->len > 0 ? 1 : -1;
+}
+
+static void set_raddr(sh_proxy_req_t *p, int peer, int status, const struct sockaddr_storage *addr,
+                      socklen_t len)
+{
+    sh_ups_raddr_t *ra = &p->ups->raddr[peer];
+    ra->checked = now_ms(p);
+    if (status != 0 || addr == NULL)
+        return; /* the last address stays, if any (nginx keeps serving it) */
+    ra->addr = *addr;
+    ra->len = len;
+    uint16_t port = htons(p->ups->conf->servers[peer].port);
+    if (ra->addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ra->addr)->sin_port = port;
+    else
+        ((struct sockaddr_in6 *)&ra->addr)->sin6_port = port;
+}
+
+static void ups_resolved(void *data, int status, const struct sockaddr_storage *addr, socklen_t len)
+{
+    sh_proxy_req_t *p = data;
+    p->rjob = NULL;
+    set_raddr(p, p->wait_peer, status, addr, len);
+    connect_next(p);
+}
+
 static void connect_next(sh_proxy_req_t *p)
 {
     sh_worker_t *w = p->r->c->w;
     int peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w), p->r);
+    while (peer >= 0 && p->ups->conf->servers[peer].resolve) {
+        int rc = resolve_peer(p, peer);
+        if (rc == 0)
+            return; /* ups_resolved goes on */
+        if (rc > 0)
+            break;
+        /* no address: as if tried, without counting a failure */
+        p->tried |= 1ull << (peer % 64);
+        peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w), p->r);
+    }
     if (peer < 0) {
         char url[512];
         snprintf(url, sizeof(url), "http://%s", p->ups->conf->name);
@@ -1660,7 +1726,9 @@ static void connect_next(sh_proxy_req_t *p)
     u->creq.data = u;
     p->u = u;
     const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
-    int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&srv->addr, connected_cb);
+    const struct sockaddr *sa = srv->resolve ? (const struct sockaddr *)&p->ups->raddr[peer].addr
+                                             : (const struct sockaddr *)&srv->addr;
+    int rc = uv_tcp_connect(&u->creq, &u->tcp, sa, connected_cb);
     if (rc != 0) {
         char what[128];
         snprintf(what, sizeof(what), "connect() failed (%s)", uv_strerror(rc));
