@@ -21,6 +21,7 @@
 #include "node/modules/rewrite.h"
 #include "node/modules/split_clients.h"
 #include "node/modules/static.h"
+#include "node/modules/sub_filter.h"
 #include "node/modules/status.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/runtime.h"
@@ -58,6 +59,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_ssl_module,
     &sh_headers_module,
     &sh_expires_module,
+    &sh_sub_filter_module, /* before gzip: its body filter sees the body first */
     &sh_gzip_module,
     &sh_http2_module,
 #ifdef SHOAL_WITH_CLUSTER
