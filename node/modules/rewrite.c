@@ -582,14 +582,12 @@ static int rewrite_handler_at(sh_request_t *r, int server)
 
 static int server_rewrite_handler(sh_request_t *r)
 {
-    int rc = rewrite_handler_at(r, 1);
-    return rc == SH_PH_DECLINED ? SH_PH_NEXT : rc;
+    return rewrite_handler_at(r, 1);
 }
 
 static int rewrite_handler(sh_request_t *r)
 {
-    int rc = rewrite_handler_at(r, 0);
-    return rc == SH_PH_DECLINED ? SH_PH_NEXT : rc;
+    return rewrite_handler_at(r, 0);
 }
 
 /* ------------------------------------------------------ configuration -- */
