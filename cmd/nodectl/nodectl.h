@@ -53,6 +53,10 @@ int nodectl_stream(const char *addr, const char *path, const char *token, int ti
                    int (*on_event)(void *ud, const char *event, const char *data), void *ud,
                    int *status, char *err, size_t errlen);
 
+/* The CA file that verifies an https:// admin address (--cacert or
+ * $SHOAL_CACERT); NULL: the system's CAs. */
+extern const char *nodectl_tls_cafile;
+
 /* Free what nodectl_request filled in. */
 void nodectl_resp_dispose(nodectl_resp_t *r);
 
@@ -72,6 +76,9 @@ int nodectl_render_keyring(FILE *out, const json_t *keyring);
 
 /* GET /v1/upstreams: one line per server. */
 int nodectl_render_upstreams(FILE *out, const json_t *ups, int color);
+
+/* GET /v1/limits: the global limit zones (nodectl_limits.c). */
+int nodectl_render_limits(FILE *out, const json_t *limits, int color);
 
 /* GET /v1/info: "name  value" lines in a fixed order. */
 int nodectl_render_info(FILE *out, const json_t *info);
