@@ -147,12 +147,14 @@ struct sh_conn_s {
     sh_buf_t in;         /* bytes read but not consumed yet */
     sh_request_t *r;     /* the current request, or NULL */
     uint64_t id;         /* $connection */
+    uint64_t start_ms;   /* accepted at (worker clock): $connection_time */
     uint32_t nrequests;  /* $connection_requests */
     uint8_t state;       /* enum sh_conn_state */
     uint8_t reading : 1; /* uv_read_start is on */
     uint8_t closing : 1;
     uint8_t in_process : 1;  /* inside process(): do not re-enter */
     uint8_t proto_known : 1; /* HTTP/1.1 or HTTP/2 decided (ALPN, preface) */
+    uint8_t draining : 1;    /* processing bytes left after a request: pipelined */
     uint8_t tls_sniffed : 1; /* the first bytes on a TLS address were looked at */
     uint8_t closing_handles;
     uint16_t early_waiting;       /* requests waiting for the TLS handshake (sh_request_dispatch) */
@@ -241,6 +243,21 @@ struct sh_request_s {
     uint8_t try_done : 1;    /* try_files chose $uri: it does not run again */
     uint8_t error_page : 1;  /* an error_page redirect happened (recursive_error_pages) */
     uint8_t bad_host : 1;    /* HTTP/2 host differing from :authority: 400 (conn.c) */
+    uint8_t srv_checked : 1; /* the first server-config step ran (pipeline.c) */
+    uint8_t pipelined : 1;   /* its head came behind another request's bytes: $pipe */
+    uint8_t has_id : 1;      /* request_id is made */
+    uint8_t request_id[16];  /* $request_id, made on first use */
+    uint8_t loc_checked : 1; /* the first find-config step ran */
+    /* the URI is not the request line's any more (rewrite, internal
+     * redirect): a proxy sends r->uri, escaped, not the client's path */
+    uint8_t uri_changed : 1;
+    /* `rewrite ... break` changed the URI inside the location: proxy_pass
+     * with a URI sends the whole changed URI (nginx's !valid_location) */
+    uint8_t uri_break : 1;
+    /* $1..$9 and named captures of the last regex that matched in the
+     * rewrite module (rewrite, if), else NULL: the location's (vars.c) */
+    const struct sh_captures_s *caps;
+    const struct sh_captures_s *named_caps; /* its last regex with named groups */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and
@@ -258,6 +275,7 @@ struct sh_request_s {
     sh_buf_t up_connect_time; /* seconds with ms: 0.001 */
     sh_buf_t up_header_time;
     sh_buf_t up_response_time;
+    sh_buf_t up_response_length; /* response body bytes of each try */
     /* "Name: value\r\n" lines of the upstream's response head and of the
      * head sent to the client, for $upstream_http_NAME / $sent_http_NAME;
      * kept only when the configuration uses those (sh_vars_want_fields). */
@@ -324,6 +342,7 @@ struct sh_worker_s {
     uv_check_t dead_check;
     void *proxy_cache[SH_CACHE_MAX];
     int nproxy_cache;
+    void *resolver; /* the resolver's per-worker state (node/proxy/resolver.c), or NULL */
     /* HTTP/2 (http2.c): connections due for a write pass at the end of
      * this loop iteration, scratch buffers, and counters */
     uv_check_t h2_check;
