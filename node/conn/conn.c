@@ -167,6 +167,8 @@ void sh_request_cache_clear(sh_worker_t *w)
     }
     while (w->nreq_cache > 0)
         request_dispose(w->req_cache[--w->nreq_cache]);
+    while (w->nh2_out_cache > 0)
+        sh_buf_dispose(&w->h2_out_cache[--w->nh2_out_cache]);
 }
 
 void sh_conn_close(sh_conn_t *c)

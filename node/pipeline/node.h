@@ -338,6 +338,10 @@ struct sh_worker_s {
     int64_t date_sec;
     sh_request_t *req_cache[SH_CACHE_MAX]; /* free lists: no malloc per request */
     int nreq_cache;
+    /* HTTP/2 streams' response buffers, kept warm (http2.c): a 100 KB body
+     * neither grows a buffer by reallocs nor faults in fresh pages */
+    sh_buf_t h2_out_cache[16];
+    int nh2_out_cache;
     sh_request_t *dead; /* requests freed this iteration (deferred free) */
     uv_check_t dead_check;
     void *proxy_cache[SH_CACHE_MAX];
