@@ -67,6 +67,11 @@ struct sh_hc_peer_s {
     uint8_t pub_pass; /* passive state last published */
     uint8_t nprobers;
     uint8_t quorum;
+    /* the probers, cached until the membership or the check changes */
+    uint64_t pgen;
+    const hc_check_t *pchk;
+    uint8_t pself;
+    size_t pidx[SH_HC_MAX_OBS];
     char why[96];
     sh_hc_obs_t obs[SH_HC_MAX_OBS];
     int nobs;
@@ -90,6 +95,7 @@ static struct {
     uint64_t last_seq;
     char (*members)[64];
     size_t nmembers;
+    uint64_t mgen; /* bumped by each change of members (never 0) */
     uint64_t version;
     origin_t *origins;
     size_t norigins;
@@ -246,18 +252,25 @@ typedef struct {
  * with what to tell in *ch. */
 static int decide(sh_hc_peer_t *e, uint64_t now, change_t *ch)
 {
-    size_t idx[SH_HC_MAX_OBS];
     size_t np = 0;
     int self_in = 0;
     if (G.nmembers == 0) {
         self_in = 1; /* alone: this node is the one observer */
         np = 1;
     } else {
-        np = choose_probers(e, idx, SH_HC_MAX_OBS);
-        for (size_t i = 0; i < np; i++)
-            if (strcmp(G.members[idx[i]], G.self) == 0)
-                self_in = 1;
+        if (e->pgen != G.mgen || e->pchk != e->check) {
+            e->nprobers = (uint8_t)choose_probers(e, e->pidx, SH_HC_MAX_OBS);
+            e->pself = 0;
+            for (size_t i = 0; i < e->nprobers; i++)
+                if (strcmp(G.members[e->pidx[i]], G.self) == 0)
+                    e->pself = 1;
+            e->pgen = G.mgen;
+            e->pchk = e->check;
+        }
+        np = e->nprobers;
+        self_in = e->pself;
     }
+    const size_t *idx = e->pidx;
     int prober = e->check != NULL && self_in;
     if (e->prober && !prober) {
         /* no longer ours to probe: what we saw ages here, not on the wire */
@@ -284,8 +297,8 @@ static int decide(sh_hc_peer_t *e, uint64_t now, change_t *ch)
     uint64_t ttl = obs_ttl(e);
     for (int i = 0; i < e->nobs; i++) {
         const sh_hc_obs_t *o = &e->obs[i];
-        if (strcmp(o->node, G.self) == 0 || now - o->seen > ttl ||
-            (G.nmembers > 0 && !is_member(o->node)))
+        /* (words of non-members are dropped when the members change) */
+        if (strcmp(o->node, G.self) == 0 || now - o->seen > ttl || G.nmembers == 0)
             continue;
         int its_prober = 0;
         for (size_t j = 0; j < np && G.nmembers > 0; j++)
@@ -899,7 +912,15 @@ void sh_health_set_members(const char *const *names, size_t n)
     G.nmembers = n;
     for (size_t i = 0; i < n; i++)
         snprintf(G.members[i], sizeof(G.members[i]), "%s", names[i]);
+    G.mgen++;
     G.version++;
+    /* the words of nodes that are no longer members go */
+    for (sh_hc_peer_t *e = G.peers; e != NULL; e = e->next)
+        for (int i = 0; i < e->nobs;)
+            if (!is_member(e->obs[i].node))
+                e->obs[i] = e->obs[--e->nobs];
+            else
+                i++;
     decide_all(&cs);
     pthread_mutex_unlock(&G.mu);
     tell(cs.ch, cs.n);
