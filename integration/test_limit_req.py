@@ -19,8 +19,9 @@ threshold (compared exactly, and with a model of nginx's arithmetic); 90
 requests 25 ms apart where many land exactly on a threshold and a
 millisecond decides: there only each key's admitted count is compared
 (within one), the per-request differences are logged. Then a delayed request whose client leaves is
-logged at once (499, DELAYED) and its timer goes with it; `sync` is refused
-with file:line; a reload keeps a zone whose definition did not change."""
+logged at once (499, DELAYED) and its timer goes with it; `sync` (global,
+issue 13) is accepted while `limit_conn_zone ... global` is refused with
+file:line; a reload keeps a zone whose definition did not change."""
 import http.client
 import os
 import random
@@ -362,13 +363,19 @@ def main(t):
     got = t.curl(url, "-H", "X-Key: %s-rl" % run_id).status
     t.check(got == 200, "a changed rate is a new zone: the key starts afresh", got)
 
-    # 12. `sync` is refused with file:line (fail closed), and so is a
-    # limit_req naming no zone
-    bad = t.write_conf("events { }\nhttp {\n limit_req_zone $binary_remote_addr zone=g:1m rate=1r/s sync;\n"
+    # 12. `sync` is NGINX Plus's word for a global zone (issue 13:
+    # integration/cluster/test_global_limits.py); a global limit_conn_zone
+    # is refused with file:line (fail closed), and so is a limit_req
+    # naming no zone
+    ok = t.write_conf("events { }\nhttp {\n limit_req_zone $binary_remote_addr zone=g:1m rate=1r/s sync;\n"
+                      " server { listen 127.0.0.1:{port}; } }\n", port=t.port(), name="ok.conf")
+    r = sh.subprocess.run([t.shoal_bin, "-t", "-c", ok], capture_output=True, text=True, timeout=30)
+    t.check(r.returncode == 0, "limit_req_zone ... sync is accepted (a global zone)", r.stderr)
+    bad = t.write_conf("events { }\nhttp {\n limit_conn_zone $binary_remote_addr zone=g:1m global;\n"
                        " server { listen 127.0.0.1:{port}; } }\n", port=t.port(), name="bad.conf")
     r = sh.subprocess.run([t.shoal_bin, "-t", "-c", bad], capture_output=True, text=True, timeout=30)
-    t.check(r.returncode != 0 and "bad.conf:3:" in r.stderr and "not implemented yet" in r.stderr,
-            "limit_req_zone ... sync is refused with file:line", r.stderr)
+    t.check(r.returncode != 0 and "bad.conf:3:" in r.stderr and "not supported" in r.stderr,
+            "limit_conn_zone ... global is refused with file:line", r.stderr)
     bad = t.write_conf("events { }\nhttp {\n server { listen 127.0.0.1:{port};\n"
                        "  location / { limit_req zone=nope; } } }\n", port=t.port(), name="bad2.conf")
     r = sh.subprocess.run([t.shoal_bin, "-t", "-c", bad], capture_output=True, text=True, timeout=30)

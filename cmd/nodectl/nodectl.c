@@ -39,6 +39,7 @@ static const char usage_text[] =
     "  keygen                   print a new random key (gossip key or admin token)\n"
     "  reload                   reload the node's configuration\n"
     "  upstreams                upstream servers and their passive health on this node\n"
+    "  limits                   global rate limits: rate, this node's share, degraded or not\n"
     "  monitor                  follow the node's events (joins, leaves, failures, ...)\n"
     "  stats                    gossip counters\n"
     "  version                  print nodectl's version\n"
@@ -105,6 +106,11 @@ static const cmd_help_t helps[] = {
      "Follow the node's event stream (member-join, member-leave, member-failed,\n"
      "member-suspect, member-alive, keyring, reload, health) until interrupted. --json prints\n"
      "each event's JSON on its own line."},
+    {"limits", "limits [--json]",
+     "The global limit_req zones (limit_req_zone ... global): configured rate, the rate\n"
+     "this node's side admits now (its share while degraded), the admitted rates of\n"
+     "this node and of the cluster (estimate), degraded or not and why, hot keys and\n"
+     "their shard owners, and the limit channel's counters."},
     {"stats", "stats [--json]", "Gossip counters: packets, refusals by reason, health."},
     {"version", "version", "Print nodectl's version."},
     {"help", "help [COMMAND]", "Print the usage, or one command's."},
@@ -183,6 +189,10 @@ static int render_info(FILE *out, const json_t *j, int color)
 static int render_upstreams(FILE *out, const json_t *j, int color)
 {
     return nodectl_render_upstreams(out, j, color);
+}
+static int render_limits(FILE *out, const json_t *j, int color)
+{
+    return nodectl_render_limits(out, j, color);
 }
 
 typedef struct {
@@ -441,6 +451,11 @@ int main(int argc, char **argv)
                      status ? "&" : "?", q);
         }
         return call(&x, "GET", path, NULL, TIMEOUT_MS, render_members, NULL);
+    }
+    if (strcmp(cmd, "limits") == 0) {
+        if (npos != 1)
+            return usage_error("\"%s\" takes no argument", cmd);
+        return call(&x, "GET", "/v1/limits", NULL, TIMEOUT_MS, render_limits, NULL);
     }
     if (strcmp(cmd, "info") == 0 || strcmp(cmd, "stats") == 0 || strcmp(cmd, "upstreams") == 0 ||
         strcmp(cmd, "leave") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "monitor") == 0) {

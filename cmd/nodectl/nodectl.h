@@ -73,6 +73,9 @@ int nodectl_render_keyring(FILE *out, const json_t *keyring);
 /* GET /v1/upstreams: one line per server. */
 int nodectl_render_upstreams(FILE *out, const json_t *ups, int color);
 
+/* GET /v1/limits: the global limit zones (nodectl_limits.c). */
+int nodectl_render_limits(FILE *out, const json_t *limits, int color);
+
 /* GET /v1/info: "name  value" lines in a fixed order. */
 int nodectl_render_info(FILE *out, const json_t *info);
 

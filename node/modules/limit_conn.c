@@ -39,6 +39,20 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     const char *a = n->args[2];
     char *name = NULL;
     size_t size = 0;
+    if (n->nargs == 4 && (strcmp(n->args[3], "global") == 0 || strcmp(n->args[3], "sync") == 0))
+        /* issue 13, refused on purpose (fail closed): a connection count
+         * is a level that falls as well as rises, and limit_conn bounds
+         * bursts of concurrency. Peers' counts arrive 100-200 ms late, so
+         * every node could admit the whole remaining allowance at once (N
+         * times the limit), and a failed node's connections would stay
+         * counted until it is declared dead. Use a global limit_req. */
+        return sh_conf_error(cf,
+                             "\"%s\" in \"limit_conn_zone\" is not supported: connection counts "
+                             "learned 100-200 ms late let every node admit the whole allowance "
+                             "at once; use a global limit_req_zone",
+                             n->args[3]);
+    if (n->nargs == 4)
+        return sh_conf_error(cf, "invalid parameter \"%s\"", n->args[3]);
     if (strncmp(a, "zone=", 5) != 0)
         return sh_conf_error(cf, "invalid parameter \"%s\"", a);
     int rc = sh_limit_zone_parse(cf, a, &name, &size);
@@ -219,7 +233,7 @@ static int limit_conn_handler(sh_request_t *r)
 #define LOFF(f) offsetof(sh_limit_loc_t, f)
 
 static const sh_conf_cmd_t lc_cmds[] = {
-    {"limit_conn_zone", SH_CTX_HTTP | SH_CONF_TAKE2, zone_set, 0, NULL},
+    {"limit_conn_zone", SH_CTX_HTTP | SH_CONF_TAKE23, zone_set, 0, NULL},
     {"limit_conn", LOC | SH_CONF_TAKE2, limit_set, 0, NULL},
     {"limit_conn_status", LOC | SH_CONF_TAKE1, sh_limit_zone_set_status, LOFF(status), NULL},
     {"limit_conn_log_level", LOC | SH_CONF_TAKE1, sh_conf_set_enum, LOFF(log_level),

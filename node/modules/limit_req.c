@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "node/modules/limit_global.h"
 #include "node/modules/limit_zone.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/node.h"
@@ -121,7 +122,7 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     size_t size = 0;
     uint64_t rate = 0;
     const char *rate_text = NULL;
-    int rc = 0;
+    int rc = 0, global = 0;
     for (unsigned i = 2; i < n->nargs && rc == 0; i++) {
         const char *a = n->args[i];
         if (strncmp(a, "zone=", 5) == 0) {
@@ -153,8 +154,8 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             rate = rate * 1000 / scale;
             rate_text = a;
         } else if (strcmp(a, "sync") == 0 || strcmp(a, "global") == 0) {
-            /* fail closed: a cluster-wide limit must not quietly be node-local */
-            rc = sh_conf_error(cf, "\"%s\" in \"limit_req_zone\" is not implemented yet", a);
+            /* NGINX Plus's word and ours: the rate holds for the cluster */
+            global = 1;
         } else {
             rc = sh_conf_error(cf, "invalid parameter \"%s\"", a);
         }
@@ -173,13 +174,18 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         sh_free(name);
         return rc;
     }
-    size_t dl = strlen(n->args[1]) + strlen(rate_text) + 2;
+    size_t dl = strlen(n->args[1]) + strlen(rate_text) + 10;
     char *def = sh_malloc(dl);
-    snprintf(def, dl, "%s %s", n->args[1], rate_text);
+    /* " global" in the definition: turning it on or off makes a new zone */
+    snprintf(def, dl, "%s %s%s", n->args[1], rate_text, global ? " global" : "");
     sh_limit_def_t *d =
         sh_limit_main_add(m, name, key, sh_limit_zone_acquire("limit_req", name, size, def));
     d->rate = rate;
     sh_free(def);
+    if (global) {
+        sh_limit_zone_set_global(d->zone, rate);
+        sh_limit_global_register();
+    }
     return 0;
 }
 
@@ -300,15 +306,22 @@ static void expire(sh_limit_stripe_t *s, int64_t now, uint64_t rate, int n)
 }
 
 /* One zone: SH_LIMIT_REQ_*, or -1 when no state could be allocated. */
+/* The rate a zone admits now: a global zone's share while degraded. */
+static uint64_t rate_of(const sh_limit_def_t *d)
+{
+    return sh_limit_zone_is_global(d->zone) ? sh_limit_zone_rate_now(d->zone) : d->rate;
+}
+
 static int lookup(const sh_limit_t *l, looked_t *lk, int64_t now, int account, int64_t *excess)
 {
     const sh_limit_def_t *d = l->def;
+    uint64_t rate = rate_of(d);
     sh_limit_stripe_t *s = sh_limit_zone_lock(d->zone, &lk->id);
     sh_limit_zone_entry_t *e = sh_limit_zone_find(s, &lk->id, 1);
     int rc;
     if (e != NULL) {
         sh_limit_req_state_t st = {e->v0, e->v1};
-        rc = sh_limit_req_lookup(&st, now, d->rate, l->a, account, excess);
+        rc = sh_limit_req_lookup(&st, now, rate, l->a, account, excess);
         e->v0 = st.excess;
         e->v1 = st.last;
     } else {
@@ -328,6 +341,8 @@ static int lookup(const sh_limit_t *l, looked_t *lk, int64_t now, int account, i
         e->v1 = account ? now : SH_LIMIT_REQ_NEVER;
         rc = account ? SH_LIMIT_REQ_OK : SH_LIMIT_REQ_AGAIN;
     }
+    if (rc == SH_LIMIT_REQ_OK)
+        sh_limit_zone_mark(s, e, 1); /* global zones: for the peers */
     if (rc == SH_LIMIT_REQ_AGAIN) {
         e->pin++;
         lk->e = e;
@@ -405,7 +420,7 @@ static int limit_req_handler(sh_request_t *r)
     }
     /* nginx's ngx_http_limit_req_account: the zones before the one that
      * accounted itself, from the last back; the longest delay wins */
-    uint64_t max_delay = sh_limit_req_delay(excess, limit->b, limit->def->rate);
+    uint64_t max_delay = sh_limit_req_delay(excess, limit->b, rate_of(limit->def));
     while (n-- > 0) {
         looked_t *x = &lk[n];
         if (x->e == NULL)
@@ -413,13 +428,15 @@ static int limit_req_handler(sh_request_t *r)
         const sh_limit_t *l = &c->limits[n];
         sh_limit_stripe_t *s = sh_limit_zone_lock(l->def->zone, &x->id);
         sh_limit_req_state_t st = {x->e->v0, x->e->v1};
-        int64_t e = sh_limit_req_account(&st, now, l->def->rate);
+        uint64_t rate = rate_of(l->def);
+        int64_t e = sh_limit_req_account(&st, now, rate);
         x->e->v0 = st.excess;
         x->e->v1 = st.last;
         x->e->pin--;
+        sh_limit_zone_mark(s, x->e, 1);
         sh_limit_zone_unlock(s);
         x->e = NULL;
-        uint64_t d = sh_limit_req_delay(e, l->b, l->def->rate);
+        uint64_t d = sh_limit_req_delay(e, l->b, rate);
         if (d > max_delay) {
             max_delay = d;
             excess = e;

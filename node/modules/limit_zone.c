@@ -28,6 +28,13 @@ struct sh_limit_stripe_s {
     uint32_t tail;
     _Atomic uint32_t used;
     _Atomic uint64_t evictions;
+    /* global zones: keys with accepted requests since the last drain */
+    struct dirty_rec {
+        uint32_t ix; /* entry index + 1 */
+        uint32_t n;  /* requests */
+    } *dirty;
+    uint32_t ndirty;
+    _Atomic uint64_t dirty_overflows;
 };
 
 struct sh_limit_zone_s {
@@ -38,6 +45,11 @@ struct sh_limit_zone_s {
     size_t size, capacity;
     unsigned char key[crypto_shorthash_siphashx24_KEYBYTES];
     _Atomic uint64_t results[SH_LIMIT_RESULTS];
+    /* global zones */
+    _Atomic int global; /* set once, after the rest (read by the registry walk) */
+    unsigned char gkey[crypto_generichash_KEYBYTES]; /* the shared hash key */
+    uint64_t gid, rate;
+    _Atomic uint32_t share; /* millionths */
     /* registry */
     struct sh_limit_zone_s *next;
     unsigned refs;
@@ -98,8 +110,10 @@ void sh_limit_zone_destroy(sh_limit_zone_t *z)
 {
     if (z == NULL)
         return;
-    for (unsigned i = 0; i < z->nstripes; i++)
+    for (unsigned i = 0; i < z->nstripes; i++) {
         pthread_mutex_destroy(&z->stripes[i].mu);
+        sh_free(z->stripes[i].dirty);
+    }
     free(z->stripes);
     sh_free(z->mem);
     sh_free(z->kind);
@@ -164,6 +178,27 @@ void sh_limit_zone_foreach(void (*fn)(sh_limit_zone_t *z, void *ud), void *ud)
     pthread_mutex_unlock(&reg_mu);
 }
 
+size_t sh_limit_zone_globals(sh_limit_zone_t **out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&reg_mu);
+    for (sh_limit_zone_t *z = reg_head; z != NULL && n < max; z = z->next)
+        if (z->global) {
+            z->refs++;
+            out[n++] = z;
+        }
+    pthread_mutex_unlock(&reg_mu);
+    return n;
+}
+
+unsigned sh_limit_zone_refs(sh_limit_zone_t *z)
+{
+    pthread_mutex_lock(&reg_mu);
+    unsigned r = z->refs;
+    pthread_mutex_unlock(&reg_mu);
+    return r;
+}
+
 const char *sh_limit_zone_name(const sh_limit_zone_t *z)
 {
     return z->name != NULL ? z->name : "";
@@ -209,6 +244,14 @@ uint64_t sh_limit_zone_counter(const sh_limit_zone_t *z, int result)
 
 void sh_limit_zone_hash(const sh_limit_zone_t *z, const void *key, size_t len, sh_limit_id_t *id)
 {
+    if (z->global) {
+        unsigned char g[16];
+        crypto_generichash(g, sizeof(g), key, len, z->gkey, sizeof(z->gkey));
+        uint64_t h0;
+        memcpy(&h0, g, 8);
+        sh_limit_zone_id_of(z, h0, id);
+        return;
+    }
     unsigned char out[crypto_shorthash_siphashx24_BYTES];
     crypto_shorthash_siphashx24(out, key, len, z->key);
     memcpy(&id->h0, out, 8);
@@ -217,7 +260,8 @@ void sh_limit_zone_hash(const sh_limit_zone_t *z, const void *key, size_t len, s
 
 sh_limit_stripe_t *sh_limit_zone_lock(sh_limit_zone_t *z, const sh_limit_id_t *id)
 {
-    sh_limit_stripe_t *s = &z->stripes[z->nstripes == 1 ? 0 : id->h0 >> z->shift];
+    /* h1: secret on every zone (h0 of a global zone is public) */
+    sh_limit_stripe_t *s = &z->stripes[z->nstripes == 1 ? 0 : id->h1 >> z->shift];
     pthread_mutex_lock(&s->mu);
     return s;
 }
@@ -316,6 +360,134 @@ void sh_limit_zone_remove(sh_limit_stripe_t *s, sh_limit_zone_entry_t *e, int ev
                           memory_order_relaxed);
     if (evicted)
         atomic_fetch_add_explicit(&s->evictions, 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------ global zones -- */
+
+void sh_limit_zone_set_global(sh_limit_zone_t *z, uint64_t rate)
+{
+    if (z->global)
+        return;
+    /* the shared key and the zone id: from what every node configures */
+    char buf[1024];
+    int n = snprintf(buf, sizeof(buf), "shoal global limit\n%s\n%s\n%s", sh_limit_zone_kind(z),
+                     sh_limit_zone_name(z), z->def ? z->def : "");
+    unsigned char h[crypto_generichash_KEYBYTES + 8];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)buf,
+                       (size_t)(n < (int)sizeof(buf) ? n : (int)sizeof(buf) - 1), NULL, 0);
+    memcpy(z->gkey, h, sizeof(z->gkey));
+    memcpy(&z->gid, h + sizeof(z->gkey), 8);
+    z->rate = rate;
+    atomic_store(&z->share, 1000000u);
+    for (unsigned i = 0; i < z->nstripes; i++) {
+        uint32_t cap = z->stripes[i].cap < SH_LIMIT_DIRTY_MAX ? z->stripes[i].cap
+                                                              : SH_LIMIT_DIRTY_MAX;
+        z->stripes[i].dirty = sh_calloc(cap ? cap : 1, sizeof(struct dirty_rec));
+    }
+    z->global = 1;
+}
+
+int sh_limit_zone_is_global(const sh_limit_zone_t *z)
+{
+    return z->global;
+}
+
+uint64_t sh_limit_zone_global_id(const sh_limit_zone_t *z)
+{
+    return z->gid;
+}
+
+uint64_t sh_limit_zone_rate(const sh_limit_zone_t *z)
+{
+    return z->rate;
+}
+
+uint64_t sh_limit_zone_rate_now(const sh_limit_zone_t *z)
+{
+    uint64_t r = z->rate * atomic_load_explicit(&z->share, memory_order_relaxed) / 1000000u;
+    return r ? r : 1;
+}
+
+void sh_limit_zone_set_share(sh_limit_zone_t *z, uint32_t ppm)
+{
+    atomic_store_explicit(&z->share, ppm > 1000000u ? 1000000u : ppm, memory_order_relaxed);
+}
+
+uint32_t sh_limit_zone_share(const sh_limit_zone_t *z)
+{
+    return atomic_load_explicit(&((sh_limit_zone_t *)z)->share, memory_order_relaxed);
+}
+
+void sh_limit_zone_id_of(const sh_limit_zone_t *z, uint64_t h0, sh_limit_id_t *id)
+{
+    unsigned char out[crypto_shorthash_siphash24_BYTES];
+    crypto_shorthash_siphash24(out, (const unsigned char *)&h0, sizeof(h0), z->key);
+    id->h0 = h0;
+    memcpy(&id->h1, out, 8);
+}
+
+static uint32_t dirty_cap(const sh_limit_stripe_t *s)
+{
+    return s->cap < SH_LIMIT_DIRTY_MAX ? s->cap : SH_LIMIT_DIRTY_MAX;
+}
+
+void sh_limit_zone_mark(sh_limit_stripe_t *s, sh_limit_zone_entry_t *e, uint32_t n)
+{
+    if (s->dirty == NULL)
+        return;
+    if (e->dirty != 0 && e->dirty <= s->ndirty && s->dirty[e->dirty - 1].ix == ix(s, e)) {
+        s->dirty[e->dirty - 1].n += n;
+        return;
+    }
+    if (s->ndirty >= dirty_cap(s)) {
+        atomic_fetch_add_explicit(&s->dirty_overflows, 1, memory_order_relaxed);
+        return;
+    }
+    s->dirty[s->ndirty].ix = ix(s, e);
+    s->dirty[s->ndirty].n = n;
+    e->dirty = (uint16_t)++s->ndirty;
+}
+
+uint32_t sh_limit_zone_pending(sh_limit_stripe_t *s, const sh_limit_zone_entry_t *e)
+{
+    if (s->dirty == NULL || e->dirty == 0 || e->dirty > s->ndirty ||
+        s->dirty[e->dirty - 1].ix != ix(s, e))
+        return 0;
+    return s->dirty[e->dirty - 1].n;
+}
+
+unsigned sh_limit_zone_nstripes(const sh_limit_zone_t *z)
+{
+    return z->nstripes;
+}
+
+sh_limit_stripe_t *sh_limit_zone_stripe(sh_limit_zone_t *z, unsigned i)
+{
+    sh_limit_stripe_t *s = &z->stripes[i];
+    pthread_mutex_lock(&s->mu);
+    return s;
+}
+
+void sh_limit_zone_drain(sh_limit_stripe_t *s, void (*fn)(void *ud, uint64_t h0, uint32_t n),
+                         void *ud)
+{
+    for (uint32_t i = 0; i < s->ndirty; i++) {
+        const struct dirty_rec *d = &s->dirty[i];
+        sh_limit_zone_entry_t *e = &s->e[d->ix - 1];
+        if (e->dirty == i + 1) {
+            e->dirty = 0;
+            fn(ud, e->h0, d->n);
+        } /* else the entry was removed (and maybe reused) since: dropped */
+    }
+    s->ndirty = 0;
+}
+
+uint64_t sh_limit_zone_dirty_overflows(const sh_limit_zone_t *z)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < z->nstripes; i++)
+        n += atomic_load_explicit(&z->stripes[i].dirty_overflows, memory_order_relaxed);
+    return n;
 }
 
 /* ------------------------------------------------------ configuration -- */

@@ -64,9 +64,12 @@ typedef struct {
     uint32_t chain;  /* next entry in the bucket (index + 1; 0: none) */
     uint32_t prev;   /* LRU neighbours (index + 1; 0: none); head: most recent */
     uint32_t next;
-    uint32_t pin;   /* requests between lookup and account (nginx's count) */
+    uint16_t pin;   /* requests between lookup and account (nginx's count; one per worker at most) */
+    uint16_t dirty; /* global zones: its record in the stripe's dirty log + 1 (0: none) */
     int64_t v0, v1; /* the kind's state (limit_req.h, limit_conn.h) */
 } sh_limit_zone_entry_t;
+
+_Static_assert(sizeof(sh_limit_zone_entry_t) == 48, "a zone entry is 48 bytes");
 
 #define SH_LIMIT_ZONE_MIN (32 * 1024)       /* nginx: 8 pages */
 #define SH_LIMIT_ZONE_MAX ((size_t)1 << 30) /* 20 million keys; memory is taken at load */
@@ -116,6 +119,50 @@ void sh_limit_zone_foreach(void (*fn)(sh_limit_zone_t *z, void *ud), void *ud);
  * shoal_limit_decisions_total{kind,zone,result}, shoal_limit_zone_entries,
  * shoal_limit_zone_capacity, shoal_limit_zone_evictions_total. */
 void sh_limit_zone_metrics(FILE *f);
+
+/* ---- global zones (issue 13; limit_global.h runs the cluster side)
+ *
+ * A global zone's key identity must be the same on every node: h0 is the
+ * first 64 bits of BLAKE2b(key) under a hash key derived from the zone's
+ * name and definition (the same on every node with the same
+ * configuration), and is what travels on the wire; h1 is SipHash-2-4(h0)
+ * under this node's random key, and picks the stripe and the bucket, so a
+ * client who knows the public h0 still cannot aim keys at one bucket.
+ * Accepted requests are marked in a per-stripe dirty log (one record per
+ * key, counting them) that the cluster thread drains every tick. */
+
+#define SH_LIMIT_DIRTY_MAX 4096u /* dirty keys per stripe between two drains */
+
+/* Make z global (once, before any key): rate in thousandths/s. */
+void sh_limit_zone_set_global(sh_limit_zone_t *z, uint64_t rate);
+int sh_limit_zone_is_global(const sh_limit_zone_t *z);
+/* The cluster-wide id of the zone (from its name and definition). */
+uint64_t sh_limit_zone_global_id(const sh_limit_zone_t *z);
+uint64_t sh_limit_zone_rate(const sh_limit_zone_t *z);
+/* The rate admitted now: rate * share (share in millionths, 1e6 = all). */
+uint64_t sh_limit_zone_rate_now(const sh_limit_zone_t *z);
+void sh_limit_zone_set_share(sh_limit_zone_t *z, uint32_t ppm);
+uint32_t sh_limit_zone_share(const sh_limit_zone_t *z);
+/* The local identity of a wire id h0 (global zones). */
+void sh_limit_zone_id_of(const sh_limit_zone_t *z, uint64_t h0, sh_limit_id_t *id);
+/* Count n accepted requests of e (stripe s locked). Silently not counted
+ * (and counted in overflow) when the dirty log is full. */
+void sh_limit_zone_mark(sh_limit_stripe_t *s, sh_limit_zone_entry_t *e, uint32_t n);
+/* Requests of e counted since the last drain (stripe s locked). */
+uint32_t sh_limit_zone_pending(sh_limit_stripe_t *s, const sh_limit_zone_entry_t *e);
+/* Stripes of z, and the stripe number i (for drains). */
+unsigned sh_limit_zone_nstripes(const sh_limit_zone_t *z);
+sh_limit_stripe_t *sh_limit_zone_stripe(sh_limit_zone_t *z, unsigned i);
+/* Drain stripe s (locked): fn(ud, h0, count) for each dirty key; the
+ * log is empty after. */
+void sh_limit_zone_drain(sh_limit_stripe_t *s, void (*fn)(void *ud, uint64_t h0, uint32_t n),
+                         void *ud);
+uint64_t sh_limit_zone_dirty_overflows(const sh_limit_zone_t *z);
+/* The registered global zones, one more reference each (release them):
+ * how many were written to out (max at most). */
+size_t sh_limit_zone_globals(sh_limit_zone_t **out, size_t max);
+/* References held on a registered zone now. */
+unsigned sh_limit_zone_refs(sh_limit_zone_t *z);
 
 /* ---- one key */
 

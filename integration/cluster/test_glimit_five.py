@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Issue 13: global rate limits on 5 real nodes, at steady state and
+across a death and a join.
+
+- Steady state: one hot key (200 r/s) and ten keys (20 r/s each), traffic
+  even or 80% on one node, twice the allowed rate offered: the admitted
+  rate (mean of 4 whole seconds after 2 of warm-up) within 5%.
+- A node dies: under hot-key load, the owner of the hot key's shard (the
+  node that holds its bucket) is killed with SIGKILL; its clients go to the
+  others (as a load balancer does). The admitted rate over the 3 seconds
+  that start 1 s after the kill is within 5% of the rate.
+- A node joins: a new node joins the running cluster and, once it is a
+  member, takes its share of the clients; the admitted rate over the 3
+  seconds that start 1 s later is within 5%.
+Prints the table."""
+
+import math
+import time
+
+import cluster_util as cu
+import glimit_util as gu
+
+sh = cu.sh
+
+
+def transient(t, ctl, nodes, event, what):
+    """Hot-key load on nodes; at 3 s of the load's clock event(load) runs;
+    returns the row for [event + 1 s, event + 4 s)."""
+    allowed = gu.HOT_RATE
+    load = gu.Load(gu.weights_of(nodes, False), allowed * 2, gu.hot_key, path="/h/x").start()
+    try:
+        time.sleep(3.0)
+        at = load.now()
+        event(load)
+        done = load.now()
+        t0 = int(math.ceil(at + 1.0))  # the first whole second of the load >= event + 1 s
+        time.sleep(max(0.0, t0 + 3.1 - load.now()))
+    finally:
+        load.stop()
+    mean, xs = load.admitted(t0, t0 + 3)
+    before, xb = load.admitted(1, int(at))
+    r = {"nodes": len(nodes), "kind": "hot", "traffic": what, "allowed": allowed,
+         "offered": load.offered(t0, t0 + 3), "admitted": mean,
+         "err": (mean - allowed) / float(allowed), "seconds": xs}
+    t.log("%s at %.2f s of the load (done at %.2f s); per second before %s, all %s" % (
+        what, at, done, xb, [load.counts.get(s, {}).get(200, 0) for s in range(0, t0 + 3)]))
+    return r
+
+
+def main(t, ctl):
+    nodes, key, root = gu.start_cluster(t, ctl, 5)
+    rows = []
+    for kind, uneven in gu.CASES:
+        r = gu.measure(t, nodes, kind, uneven)
+        rows.append(r)
+        t.log(gu.row(r))
+        t.check(abs(r["err"]) <= 0.05, "5 nodes, %s keys, %s: admitted %.1f/s for %d/s (within 5%%)"
+                % (kind, r["traffic"], r["admitted"], r["allowed"]), gu.row(r))
+
+    # the owner of the hot key's shard
+    lim = ctl.json(nodes[1].admin, "limits") or {}
+    hot = [z for z in lim.get("zones", []) if z["zone"] == "hot"]
+    owner = hot[0]["hot_keys"][0]["owner"] if hot and hot[0]["hot_keys"] else nodes[-1].name
+    victim = [n for n in nodes if n.name == owner][0]
+    t.log("the hot key's owner is %s: it dies" % owner)
+
+    def kill(load):
+        victim.proc.kill()
+        load.set_weights({n.http_port: 1.0 for n in nodes if n is not victim})
+    r = transient(t, ctl, nodes, kill, "owner killed")
+    rows.append(r)
+    t.log(gu.row(r))
+    t.check(abs(r["err"]) <= 0.05, "after the hot key's owner died: admitted %.1f/s for %d/s "
+            "(within 5%%, from 1 s after)" % (r["admitted"], r["allowed"]), gu.row(r))
+    nodes.remove(victim)
+
+    joiner = {}
+
+    def join(load):
+        n = gu.add_node(t, ctl, nodes, key, root, "g5")
+        gu.wait_members(t, ctl, nodes, 5)
+        joiner["n"] = n
+        load.set_weights({x.http_port: 1.0 for x in nodes})
+    r = transient(t, ctl, nodes, join, "node joined")
+    r["nodes"] = 5
+    rows.append(r)
+    t.log(gu.row(r))
+    t.check(abs(r["err"]) <= 0.05, "after a node joined: admitted %.1f/s for %d/s (within 5%%, "
+            "from 1 s after it took traffic)" % (r["admitted"], r["allowed"]), gu.row(r))
+    print("\n# global rate limit, 5 nodes (loopback, %s)" % t.shoal_bin)
+    print(gu.HEADER)
+    for x in rows:
+        print(gu.row(x))
+
+
+cu.run(main)
