@@ -445,7 +445,10 @@ static void probe_result(probe_t *p, int ok, const char *why)
     } else {
         e->pass_row = 0;
         e->fail_row++;
-        if (e->local != SH_HC_DOWN && (e->fail_row >= p->chk->fails || e->local == SH_HC_UNKNOWN))
+        /* a new server counts as healthy until `fails` failures, unless
+         * mandatory: then its first check decides (NGINX Plus) */
+        if (e->local != SH_HC_DOWN &&
+            (e->fail_row >= p->chk->fails || (e->local == SH_HC_UNKNOWN && p->chk->mandatory)))
             e->local = SH_HC_DOWN;
         snprintf(e->why, sizeof(e->why), "%s", why);
     }
