@@ -52,8 +52,9 @@ struct sh_hc_peer_s {
     char server[80];
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    uint64_t kh; /* sh_hc_hash("ups/server"): the server's name on the wire */
-    int refs;    /* configuration generations using it */
+    uint64_t kh;  /* sh_hc_hash("ups/server"): the server's name on the wire */
+    uint8_t down; /* `down` in the newest configuration: not probed */
+    int refs;     /* configuration generations using it */
     hc_check_t *check;
     /* probe thread, under the lock */
     uint64_t due;
@@ -387,6 +388,7 @@ static sh_hc_peer_t *peer_acquire(const char *ups, const sh_ups_server_t *s)
             e->refs++;
             e->addr = s->addr;
             e->addrlen = s->addrlen;
+            e->down = s->down;
             return e;
         }
     sh_hc_peer_t *e = sh_new(sh_hc_peer_t);
@@ -397,6 +399,7 @@ static sh_hc_peer_t *peer_acquire(const char *ups, const sh_ups_server_t *s)
     e->kh = sh_hc_hash(key, (size_t)kl < sizeof(key) ? (size_t)kl : sizeof(key) - 1);
     e->addr = s->addr;
     e->addrlen = s->addrlen;
+    e->down = s->down;
     e->refs = 1;
     e->next = G.peers;
     G.peers = e;
@@ -621,7 +624,7 @@ static void tick_cb(uv_timer_t *t)
         change_t c;
         if (decide(e, now, &c))
             note(&cs, &c);
-        if (e->check != NULL && e->prober && !e->in_flight && now >= e->due)
+        if (e->check != NULL && e->prober && !e->down && !e->in_flight && now >= e->due)
             probe_start(e, now);
     }
     pthread_mutex_unlock(&G.mu);
