@@ -85,9 +85,13 @@ struct sh_hc_peer_s {
 /* The last sequence number merged from each origin. */
 typedef struct {
     char node[64];
-    uint8_t part; /* of its messages (a node's word is split by server) */
+    uint8_t part;  /* of its messages (a node's word is split by server);
+                    * ORIGIN_ANY: the newest message of any part */
+    uint8_t parts; /* ORIGIN_ANY: how many parts that one had */
     uint64_t seq;
 } origin_t;
+
+#define ORIGIN_ANY 255u
 
 static struct {
     pthread_mutex_t mu;
@@ -1030,6 +1034,20 @@ uint8_t *sh_health_encode_local(unsigned part, unsigned parts, size_t *len, uint
     return buf;
 }
 
+/* The sequence record of (node, part), made on first use (lock held). */
+static origin_t *origin_get(const char *node, unsigned part)
+{
+    for (size_t i = 0; i < G.norigins; i++)
+        if (G.origins[i].part == part && strcmp(G.origins[i].node, node) == 0)
+            return &G.origins[i];
+    G.origins = sh_realloc(G.origins, (G.norigins + 1) * sizeof(*G.origins));
+    origin_t *o = &G.origins[G.norigins++];
+    memset(o, 0, sizeof(*o));
+    snprintf(o->node, sizeof(o->node), "%s", node);
+    o->part = (uint8_t)part;
+    return o;
+}
+
 int sh_health_merge_remote(const uint8_t *data, size_t len)
 {
     char from[64];
@@ -1065,20 +1083,16 @@ int sh_health_merge_remote(const uint8_t *data, size_t len)
         pthread_mutex_unlock(&G.mu);
         return 0;
     }
-    origin_t *o = NULL;
-    for (size_t i = 0; i < G.norigins; i++)
-        if (strcmp(G.origins[i].node, from) == 0 && G.origins[i].part == part)
-            o = &G.origins[i];
-    if (o == NULL) {
-        G.origins = sh_realloc(G.origins, (G.norigins + 1) * sizeof(*G.origins));
-        o = &G.origins[G.norigins++];
-        snprintf(o->node, sizeof(o->node), "%s", from);
-        o->part = (uint8_t)part;
-        o->seq = 0;
-        changed = 1;
-    } else if (seq <= o->seq) {
+    origin_t *any = origin_get(from, ORIGIN_ANY), *o = origin_get(from, part);
+    if (seq <= o->seq || (parts != any->parts && seq < any->seq)) {
+        /* older than what we have of this part, or a part of an older
+         * split (a relayed straggler) */
         pthread_mutex_unlock(&G.mu);
-        return 0; /* older than what we have */
+        return 0;
+    }
+    if (seq > any->seq) {
+        any->seq = seq;
+        any->parts = (uint8_t)parts;
     }
     o->seq = seq;
     /* every entry: what the message says, or nothing (the node has no word) */
