@@ -1034,18 +1034,19 @@ uint8_t *sh_health_encode_local(unsigned part, unsigned parts, size_t *len, uint
     return buf;
 }
 
-/* The sequence record of (node, part), made on first use (lock held). */
-static origin_t *origin_get(const char *node, unsigned part)
+/* The index of the sequence record of (node, part), made on first use
+ * (lock held; the table may move: keep indexes, not pointers). */
+static size_t origin_get(const char *node, unsigned part)
 {
     for (size_t i = 0; i < G.norigins; i++)
         if (G.origins[i].part == part && strcmp(G.origins[i].node, node) == 0)
-            return &G.origins[i];
+            return i;
     G.origins = sh_realloc(G.origins, (G.norigins + 1) * sizeof(*G.origins));
-    origin_t *o = &G.origins[G.norigins++];
+    origin_t *o = &G.origins[G.norigins];
     memset(o, 0, sizeof(*o));
     snprintf(o->node, sizeof(o->node), "%s", node);
     o->part = (uint8_t)part;
-    return o;
+    return G.norigins++;
 }
 
 int sh_health_merge_remote(const uint8_t *data, size_t len)
@@ -1083,7 +1084,8 @@ int sh_health_merge_remote(const uint8_t *data, size_t len)
         pthread_mutex_unlock(&G.mu);
         return 0;
     }
-    origin_t *any = origin_get(from, ORIGIN_ANY), *o = origin_get(from, part);
+    size_t ai = origin_get(from, ORIGIN_ANY), oi = origin_get(from, part);
+    origin_t *any = &G.origins[ai], *o = &G.origins[oi];
     if (seq <= o->seq || (parts != any->parts && seq < any->seq)) {
         /* older than what we have of this part, or a part of an older
          * split (a relayed straggler) */
