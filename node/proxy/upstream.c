@@ -43,6 +43,7 @@
  * key buffer grows to the largest key once and is reused).
  */
 #include "node/proxy/upstream.h"
+#include "node/proxy/proxy_ssl.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -440,6 +441,9 @@ void sh_upstream_rt_dispose(sh_ups_rt_t *rt)
     if (rt->ops != NULL && rt->ops->dispose != NULL)
         rt->ops->dispose(rt);
     rt->bal = NULL;
+    for (size_t i = 0; rt->peers != NULL && i < rt->conf->nservers; i++)
+        if (rt->peers[i].ssl_sess != NULL)
+            sh_upssl_session_free(rt->peers[i].ssl_sess);
     sh_free(rt->peers);
     rt->peers = NULL;
 }
