@@ -37,9 +37,13 @@ def main(t, ctl):
     t.check(set(zones) == {"hot", "many"} and all(z["global"] and not z["degraded"] and
                                                    z["members"] == 3 for z in zones.values()),
             "nodectl limits --json: both zones global, not degraded, 3 members heard", lim)
+    hot = [k for z in zones.values() for k in z["hot_keys"]]
+    t.check(any(k["key"].startswith("k0") for k in zones.get("many", {}).get("hot_keys", [])),
+            "nodectl limits --json names the hot keys of zone many (k0..)", hot)
     out = ctl.run("limits", addr=nodes[0].admin)
     t.check(out.returncode == 0 and "hot" in out.stdout and "global (hears 3 of 3" in out.stdout,
             "nodectl limits prints the table", out.stdout + out.stderr)
+    t.log("nodectl limits:\n" + out.stdout)
     m = cu.metrics(nodes[0].admin)
     t.check(m.get('shoal_limit_global_degraded{zone="hot"}') == 0 and
             m.get('shoal_limit_channel_messages_total{dir="sent"}', 0) > 0 and

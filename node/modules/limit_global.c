@@ -740,11 +740,13 @@ char *sh_lg_json(sh_lg_t *g, uint64_t now)
             h[best] = t;
             if (h[i].n == 0)
                 break;
-            char id[20];
+            char id[20], text[SH_LIMIT_SAMPLE_TEXT];
             snprintf(id, sizeof(id), "%016llx", (unsigned long long)h[i].id);
+            if (!sh_limit_zone_key_text(x->z, h[i].id, text, sizeof(text)))
+                text[0] = '\0';
             uint32_t o = x->owner[shard_of(h[i].id)];
-            json_array_append_new(hot, json_pack("{s:s,s:I,s:s}", "id", id, "admitted_per_s",
-                                                 (json_int_t)h[i].n, "owner",
+            json_array_append_new(hot, json_pack("{s:s,s:s,s:I,s:s}", "id", id, "key", text,
+                                                 "admitted_per_s", (json_int_t)h[i].n, "owner",
                                                  o == UINT32_MAX ? "" : g->m[o].name));
         }
         const char *reason = g->alone                ? "not joined: alone"
