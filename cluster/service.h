@@ -82,11 +82,11 @@ typedef struct {
 
 /* Counters of one service (its channel's traffic from this node). */
 typedef struct {
-    uint64_t sent_msgs, sent_bytes;         /* direct datagrams, sealed bytes */
-    uint64_t bcast_msgs, bcast_bytes;       /* broadcasts queued */
-    uint64_t recv_msgs, recv_bytes;         /* received (direct + gossip) */
-    uint64_t send_failed;                   /* unknown member, too big, socket full */
-    uint64_t posts, posts_dropped, ticks;   /* hand-off queue; ticks run */
+    uint64_t sent_msgs, sent_bytes;       /* direct datagrams, sealed bytes */
+    uint64_t bcast_msgs, bcast_bytes;     /* broadcasts queued */
+    uint64_t recv_msgs, recv_bytes;       /* received (direct + gossip) */
+    uint64_t send_failed;                 /* unknown member, too big, socket full */
+    uint64_t posts, posts_dropped, ticks; /* hand-off queue; ticks run */
 } sh_service_stats_t;
 
 /*

@@ -249,8 +249,8 @@ void sh_lg_zone_add(sh_lg_t *g, sh_limit_zone_t *z)
     x->z = z;
     x->gid = sh_limit_zone_global_id(z);
     x->share = 1000000u;
-    x->counted_prev = sh_limit_zone_counter(z, SH_LIMIT_PASSED) +
-                      sh_limit_zone_counter(z, SH_LIMIT_DELAYED);
+    x->counted_prev =
+        sh_limit_zone_counter(z, SH_LIMIT_PASSED) + sh_limit_zone_counter(z, SH_LIMIT_DELAYED);
     g->owners_stale = 1;
 }
 
@@ -410,8 +410,8 @@ static int send_msg(sh_lg_t *g, const char *to, const sh_lg_msg_t *m)
 /* Keys per message that surely fit the payload. */
 static size_t per_msg(const sh_lg_t *g)
 {
-    size_t k = g->io.max_payload > SH_LG_HDR ? (g->io.max_payload - SH_LG_HDR) / SH_LG_MAX_ITEM_SIZE
-                                             : 0;
+    size_t k =
+        g->io.max_payload > SH_LG_HDR ? (g->io.max_payload - SH_LG_HDR) / SH_LG_MAX_ITEM_SIZE : 0;
     return k > SH_LG_MAX_ITEMS ? SH_LG_MAX_ITEMS : k;
 }
 
@@ -601,8 +601,8 @@ static void on_report(sh_lg_t *g, const char *from, zone_t *x, const sh_lg_msg_t
         sh_limit_zone_entry_t *e = entry_of(g, x->z, &id, &s);
         int64_t ex = 0;
         if (e != NULL) {
-            uint64_t add = m->items[i].v > (uint64_t)INT32_MAX ? (uint64_t)INT32_MAX
-                                                                : m->items[i].v;
+            uint64_t add =
+                m->items[i].v > (uint64_t)INT32_MAX ? (uint64_t)INT32_MAX : m->items[i].v;
             sh_limit_req_state_t st = {e->v0, e->v1};
             sh_limit_req_merge(&st, (int64_t)now, (int64_t)add * 1000, rate);
             e->v0 = st.excess;
@@ -634,8 +634,8 @@ static void on_reply(sh_lg_t *g, const char *from, zone_t *x, const sh_lg_msg_t 
             /* the owner's bucket plus what we admitted since we reported,
              * or ours if it is fuller (an owner that just took the shard) */
             int64_t mine = drained(e->v0, e->v1, (int64_t)now, rate);
-            uint64_t v = m->items[i].v > (uint64_t)INT64_MAX / 4 ? (uint64_t)INT64_MAX / 4
-                                                                  : m->items[i].v;
+            uint64_t v =
+                m->items[i].v > (uint64_t)INT64_MAX / 4 ? (uint64_t)INT64_MAX / 4 : m->items[i].v;
             int64_t theirs = (int64_t)v + (int64_t)sh_limit_zone_pending(s, e) * 1000;
             e->v0 = theirs > mine ? theirs : mine;
             e->v1 = (int64_t)now;
@@ -682,7 +682,7 @@ static int lg_recv(sh_lg_t *g, const char *from, const uint8_t *data, size_t len
     zone_t *x = zone_by_gid(g, m->zone);
     if (x == NULL) {
         g->st.unknown_zone++; /* a zone we do not have (configurations differ) */
-        return 0; /* a report is not answered: the reporter passes us over */
+        return 0;             /* a report is not answered: the reporter passes us over */
     }
     g->st.items_recv += m->n;
     switch (m->type) {
@@ -749,28 +749,27 @@ char *sh_lg_json(sh_lg_t *g, uint64_t now)
                                                  "admitted_per_s", (json_int_t)h[i].n, "owner",
                                                  o == UINT32_MAX ? "" : g->m[o].name));
         }
-        const char *reason = g->alone                ? "not joined: alone"
-                             : x->share < 1000000u   ? "hears fewer than half of its members"
-                                                     : "";
-        json_t *o = json_pack(
-            "{s:s,s:b,s:f,s:f,s:f,s:b,s:s,s:i,s:i,s:I,s:I,s:f,s:I,s:i,s:o,s:I}", "zone",
-            sh_limit_zone_name(x->z), "global", 1, "rate", rate, "share", x->share / 1e6,
-            "rate_now", rate * x->share / 1e6, "degraded", x->degraded, "reason", reason, "heard",
-            (int)x->heard, "members", (int)x->known, "admitted_per_s", (json_int_t)x->local_rate,
-            "cluster_estimate_per_s", (json_int_t)est, "node_share",
-            est ? (double)x->local_rate / (double)est : 0.0, "keys",
-            (json_int_t)sh_limit_zone_used(x->z), "shards_owned", (int)owned, "hot_keys", hot,
-            "dirty_overflows", (json_int_t)sh_limit_zone_dirty_overflows(x->z));
+        const char *reason = g->alone              ? "not joined: alone"
+                             : x->share < 1000000u ? "hears fewer than half of its members"
+                                                   : "";
+        json_t *o =
+            json_pack("{s:s,s:b,s:f,s:f,s:f,s:b,s:s,s:i,s:i,s:I,s:I,s:f,s:I,s:i,s:o,s:I}", "zone",
+                      sh_limit_zone_name(x->z), "global", 1, "rate", rate, "share", x->share / 1e6,
+                      "rate_now", rate * x->share / 1e6, "degraded", x->degraded, "reason", reason,
+                      "heard", (int)x->heard, "members", (int)x->known, "admitted_per_s",
+                      (json_int_t)x->local_rate, "cluster_estimate_per_s", (json_int_t)est,
+                      "node_share", est ? (double)x->local_rate / (double)est : 0.0, "keys",
+                      (json_int_t)sh_limit_zone_used(x->z), "shards_owned", (int)owned, "hot_keys",
+                      hot, "dirty_overflows", (json_int_t)sh_limit_zone_dirty_overflows(x->z));
         json_array_append_new(zones, o);
     }
     const sh_lg_stats_t *s = &g->st;
-    json_t *ch = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_sent",
-                           (json_int_t)s->msgs_sent, "bytes_sent", (json_int_t)s->bytes_sent,
-                           "messages_received", (json_int_t)s->msgs_recv, "bytes_received",
-                           (json_int_t)s->bytes_recv, "reports_sent", (json_int_t)s->reports_sent,
-                           "replies_sent", (json_int_t)s->replies_sent, "malformed",
-                           (json_int_t)s->malformed, "unknown_zone", (json_int_t)s->unknown_zone,
-                           "owner_timeouts", (json_int_t)s->exclusions);
+    json_t *ch = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_sent", (json_int_t)s->msgs_sent,
+        "bytes_sent", (json_int_t)s->bytes_sent, "messages_received", (json_int_t)s->msgs_recv,
+        "bytes_received", (json_int_t)s->bytes_recv, "reports_sent", (json_int_t)s->reports_sent,
+        "replies_sent", (json_int_t)s->replies_sent, "malformed", (json_int_t)s->malformed,
+        "unknown_zone", (json_int_t)s->unknown_zone, "owner_timeouts", (json_int_t)s->exclusions);
     json_t *root = json_pack("{s:s,s:s,s:i,s:i,s:o,s:o}", "node", g->self, "design",
                              "shard owners (rendezvous)", "tick_ms", (int)SH_LG_TICK_MS, "shards",
                              (int)SH_LG_SHARDS, "channel", ch, "zones", zones);
@@ -890,8 +889,8 @@ static void svc_tick(void *ud, sh_service_t *svc, uint64_t now)
     sh_lg_tick(engine, now);
 }
 
-static int svc_recv(void *ud, sh_service_t *svc, const char *from, const uint8_t *data,
-                    size_t len, int direct, uint64_t now)
+static int svc_recv(void *ud, sh_service_t *svc, const char *from, const uint8_t *data, size_t len,
+                    int direct, uint64_t now)
 {
     (void)ud;
     (void)svc;

@@ -32,14 +32,14 @@ struct sh_limit_stripe_s {
     struct dirty_rec {
         uint32_t ix; /* entry index + 1 */
         uint32_t n;  /* requests */
-    } *dirty;
+    } * dirty;
     uint32_t ndirty;
     _Atomic uint64_t dirty_overflows;
     /* global zones: the text of a few keys seen lately, for `nodectl limits` */
     struct key_sample {
         uint64_t h0;
         char text[SH_LIMIT_SAMPLE_TEXT];
-    } *samples;
+    } * samples;
 };
 
 struct sh_limit_zone_s {
@@ -386,8 +386,8 @@ void sh_limit_zone_set_global(sh_limit_zone_t *z, uint64_t rate)
     z->rate = rate;
     atomic_store(&z->share, 1000000u);
     for (unsigned i = 0; i < z->nstripes; i++) {
-        uint32_t cap = z->stripes[i].cap < SH_LIMIT_DIRTY_MAX ? z->stripes[i].cap
-                                                              : SH_LIMIT_DIRTY_MAX;
+        uint32_t cap =
+            z->stripes[i].cap < SH_LIMIT_DIRTY_MAX ? z->stripes[i].cap : SH_LIMIT_DIRTY_MAX;
         z->stripes[i].dirty = sh_calloc(cap ? cap : 1, sizeof(struct dirty_rec));
         z->stripes[i].samples = sh_calloc(SH_LIMIT_SAMPLES, sizeof(struct key_sample));
     }

@@ -64,7 +64,7 @@ typedef struct {
     uint32_t chain;  /* next entry in the bucket (index + 1; 0: none) */
     uint32_t prev;   /* LRU neighbours (index + 1; 0: none); head: most recent */
     uint32_t next;
-    uint16_t pin;   /* requests between lookup and account (nginx's count; one per worker at most) */
+    uint16_t pin; /* requests between lookup and account (nginx's count; one per worker at most) */
     uint16_t dirty; /* global zones: its record in the stripe's dirty log + 1 (0: none) */
     int64_t v0, v1; /* the kind's state (limit_req.h, limit_conn.h) */
 } sh_limit_zone_entry_t;
