@@ -14,6 +14,7 @@ second, cluster-wide.
 """
 
 import http.client
+import math
 import os
 import random
 import socket
@@ -323,6 +324,30 @@ def measure(t, nodes, kind, uneven, warm=2, secs=4, over=2.0):
     err = (mean - allowed) / float(allowed)
     return {"nodes": len(nodes), "kind": kind, "traffic": "80% one node" if uneven else "even",
             "allowed": allowed, "offered": off, "admitted": mean, "err": err, "seconds": xs}
+
+
+def transient(t, nodes, event, what):
+    """Hot-key load on nodes; at 3 s of the load's clock event(load) runs;
+    returns the row for [event + 1 s, event + 4 s)."""
+    allowed = HOT_RATE
+    load = Load(weights_of(nodes, False), allowed * 2, hot_key, path="/h/x").start()
+    try:
+        time.sleep(3.0)
+        at = load.now()
+        event(load)
+        done = load.now()
+        t0 = int(math.ceil(at + 1.0))  # the first whole second of the load >= event + 1 s
+        time.sleep(max(0.0, t0 + 3.1 - load.now()))
+    finally:
+        load.stop()
+    mean, xs = load.admitted(t0, t0 + 3)
+    before, xb = load.admitted(1, int(at))
+    r = {"nodes": len(nodes), "kind": "hot", "traffic": what, "allowed": allowed,
+         "offered": load.offered(t0, t0 + 3), "admitted": mean,
+         "err": (mean - allowed) / float(allowed), "seconds": xs}
+    t.log("%s at %.2f s of the load (done at %.2f s); per second before %s, all %s" % (
+        what, at, done, xb, [load.counts.get(s, {}).get(200, 0) for s in range(0, t0 + 3)]))
+    return r
 
 
 def row(r):
