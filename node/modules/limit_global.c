@@ -21,8 +21,9 @@
 
 #define VERSION    1u
 #define HOT_KEYS   8u
-#define RATE_EVERY 1000u /* ms between rate reports and hot-key windows */
-#define RATE_TTL   3500u /* a member's rate report counts this long */
+#define RATE_EVERY 1000u /* ms between hot-key windows (and rate reports, up to 16 members) */
+#define RATE_PER   16u   /* members per second of rate-report period: the gossip they cost
+                          * each node stays flat as the cluster grows */
 
 /* ------------------------------------------------------------ codec -- */
 
@@ -176,7 +177,7 @@ struct sh_lg_s {
     size_t nz;
     int owners_stale, alone;
     uint32_t seq, rate_seq;
-    uint64_t next_window;
+    uint64_t next_window, next_rate, rate_period;
     out_t *out;
     size_t nout, capout;
     uint64_t now;           /* of the last tick or message */
@@ -486,7 +487,7 @@ static void window(sh_lg_t *g, uint64_t now)
         x->counted_prev = c;
         memcpy(x->hot_shown, x->hot, sizeof(x->hot));
         memset(x->hot, 0, sizeof(x->hot));
-        if (g->io.broadcast != NULL) {
+        if (g->io.broadcast != NULL && now >= g->next_rate) {
             sh_lg_msg_t *m = &g->msg;
             m->type = SH_LG_RATE;
             m->zone = x->gid;
@@ -503,7 +504,13 @@ static void window(sh_lg_t *g, uint64_t now)
             }
         }
     }
-    (void)now;
+    if (now >= g->next_rate) {
+        unsigned live = 0;
+        for (size_t i = 0; i < g->nm; i++)
+            live += g->m[i].status == 0 || g->m[i].status == 1;
+        g->rate_period = RATE_EVERY * (live > RATE_PER ? (live + RATE_PER - 1) / RATE_PER : 1);
+        g->next_rate = now + g->rate_period;
+    }
 }
 
 void sh_lg_tick(sh_lg_t *g, uint64_t now)
@@ -657,7 +664,7 @@ static int on_rate(sh_lg_t *g, zone_t *x, const sh_lg_msg_t *m, uint64_t now)
             x->nrr = g->nm;
         }
         rrate_t *r = &x->rr[i];
-        if (m->seq <= r->seq && r->at != 0 && now - r->at < 10 * RATE_EVERY)
+        if (m->seq <= r->seq && r->at != 0 && now - r->at < 10 * g->rate_period + 10000)
             return 0; /* known (a restarted node starts its seq again) */
         r->seq = m->seq;
         r->rate = m->items[0].v;
@@ -712,7 +719,7 @@ static uint64_t cluster_rate(const sh_lg_t *g, const zone_t *x, uint64_t now)
     uint64_t sum = x->local_rate;
     for (size_t i = 0; i < x->nrr && i < g->nm; i++)
         if (!g->m[i].self && (g->m[i].status == 0 || g->m[i].status == 1) && x->rr[i].at != 0 &&
-            now - x->rr[i].at <= RATE_TTL)
+            now - x->rr[i].at <= g->rate_period * 7 / 2)
             sum += x->rr[i].rate;
     return sum;
 }
