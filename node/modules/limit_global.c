@@ -134,7 +134,8 @@ typedef struct {
     uint64_t nh; /* hash of the name (rendezvous, rate reports) */
     int status;
     int self;
-    uint64_t excl_until; /* passed over as an owner until then */
+    int excluded;        /* passed over as an owner until it answers a probe */
+    uint64_t probe_at;   /* when to probe it next (excluded) */
     uint64_t wait_since; /* a report to it is unanswered since (0: none) */
     uint64_t changed;    /* when its status last changed (engine clock) */
 } member_t;
@@ -311,7 +312,8 @@ void sh_lg_set_alone(sh_lg_t *g, int alone)
 
 static int eligible(const member_t *m, uint64_t now)
 {
-    return m->status == 0 && m->excl_until <= now;
+    (void)now;
+    return m->status == 0 && !m->excluded;
 }
 
 static void owners_compute(sh_lg_t *g, uint64_t now)
@@ -455,7 +457,7 @@ static void share_compute(sh_lg_t *g, uint64_t now)
         if (m->status == 2 && (m->changed == 0 || now - m->changed >= SH_LG_DEAD_HOLD_MS))
             continue; /* failed long ago: the cluster is what is left */
         known++;
-        heard += m->status == 0 && (m->self || m->excl_until <= now);
+        heard += m->status == 0 && (m->self || !m->excluded);
     }
     uint32_t share = 2 * heard >= known ? 1000000u : (uint32_t)(1000000ull * heard / known);
     for (size_t zi = 0; zi < g->nz; zi++) {
@@ -516,20 +518,29 @@ static void window(sh_lg_t *g, uint64_t now)
 void sh_lg_tick(sh_lg_t *g, uint64_t now)
 {
     g->now = now;
-    /* owners that stopped answering are passed over for a while */
+    /* owners that stop answering are passed over until they answer a
+     * probe (an empty report, every SH_LG_EXCLUDE_MS while SWIM still
+     * lists them as alive or suspect) */
     for (size_t i = 0; i < g->nm; i++) {
         member_t *m = &g->m[i];
-        if (m->wait_since != 0 && now - m->wait_since >= SH_LG_NOREPLY_MS && m->excl_until <= now) {
-            m->excl_until = now + SH_LG_EXCLUDE_MS;
+        if (!m->excluded && m->wait_since != 0 && now - m->wait_since >= SH_LG_NOREPLY_MS) {
+            m->excluded = 1;
+            m->probe_at = now + SH_LG_EXCLUDE_MS;
             m->wait_since = 0;
             g->st.exclusions++;
             g->owners_stale = 1;
             sh_log_warn("limits: member %s did not answer a report in %u ms: its shards move "
-                        "for %u ms",
-                        m->name, SH_LG_NOREPLY_MS, SH_LG_EXCLUDE_MS);
-        } else if (m->excl_until != 0 && m->excl_until <= now) {
-            m->excl_until = 0;
-            g->owners_stale = 1;
+                        "until it answers again",
+                        m->name, SH_LG_NOREPLY_MS);
+        } else if (m->excluded && now >= m->probe_at && g->nz > 0 &&
+                   (m->status == 0 || m->status == 1)) {
+            m->probe_at = now + SH_LG_EXCLUDE_MS;
+            sh_lg_msg_t *p = &g->msg;
+            p->type = SH_LG_REPORT;
+            p->zone = g->zones[0].gid;
+            p->seq = ++g->seq;
+            p->n = 0;
+            (void)send_msg(g, m->name, p);
         }
     }
     if (g->owners_stale)
@@ -629,8 +640,14 @@ static void on_reply(sh_lg_t *g, const char *from, zone_t *x, const sh_lg_msg_t 
 {
     g->st.replies_recv++;
     member_t *mb = member_get(g, from);
-    if (mb != NULL)
+    if (mb != NULL) {
         mb->wait_since = 0;
+        if (mb->excluded) {
+            mb->excluded = 0;
+            g->owners_stale = 1;
+            sh_log_notice("limits: member %s answers again: its shards come back", mb->name);
+        }
+    }
     uint64_t rate = sh_limit_zone_rate_now(x->z);
     for (size_t i = 0; i < m->n; i++) {
         sh_limit_id_t id;

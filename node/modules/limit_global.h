@@ -34,7 +34,8 @@
  * for SH_LG_DEAD_HOLD_MS after SWIM declared it dead, then not at all: a
  * minority cut off for longer takes the whole rate (it cannot tell the
  * others from dead ones forever). An owner that does not answer a report
- * within 300 ms is passed over for 2 s (its shards move). Shown in
+ * within 300 ms is passed over (its shards move) until it answers a probe
+ * (an empty report, every 2 s while SWIM lists it). Shown in
  * /metrics (shoal_limit_global_degraded, _share), in the log (each
  * change) and by `nodectl limits`.
  *

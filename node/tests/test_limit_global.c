@@ -277,6 +277,16 @@ static void exchange(void **state)
     sh_lg_tick(g[0], 300 + SH_LG_NOREPLY_MS);
     assert_string_equal(sh_lg_owner(g[0], z[0], id.h0), "n0");
     assert_int_equal(sh_lg_stats(g[0])->exclusions, 1);
+    /* until it answers a probe (an empty report) */
+    nq = 0;
+    sh_lg_tick(g[0], 300 + SH_LG_NOREPLY_MS + SH_LG_EXCLUDE_MS);
+    assert_int_equal(nq, 1);
+    assert_int_equal(q[0].to, 1);
+    deliver(3000); /* n1 answers with an empty reply */
+    deliver(3001);
+    cur = 0;
+    sh_lg_tick(g[0], 3100);
+    assert_string_equal(sh_lg_owner(g[0], z[0], id.h0), "n1");
     engines_free(2);
 }
 
