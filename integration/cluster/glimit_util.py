@@ -329,8 +329,9 @@ def measure(t, nodes, kind, uneven, warm=2, secs=4, over=2.0):
 
 
 def transient(t, nodes, event, what):
-    """Hot-key load on nodes; at 3 s of the load's clock event(load) runs;
-    returns the row for [event + 1 s, event + 4 s)."""
+    """Hot-key load on nodes; at 3 s of the load's clock event(load) runs
+    (it returns when the clients use the new set of nodes); returns the row
+    for the 3 whole seconds from 1 s after it returned."""
     allowed = HOT_RATE
     load = Load(weights_of(nodes, False), allowed * 2, hot_key, path="/h/x").start()
     try:
@@ -338,7 +339,7 @@ def transient(t, nodes, event, what):
         at = load.now()
         event(load)
         done = load.now()
-        t0 = int(math.ceil(at + 1.0))  # the first whole second of the load >= event + 1 s
+        t0 = int(math.ceil(done + 1.0))  # the first whole second >= 1 s after the event
         time.sleep(max(0.0, t0 + 3.1 - load.now()))
     finally:
         load.stop()
