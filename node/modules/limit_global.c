@@ -21,9 +21,8 @@
 
 #define VERSION    1u
 #define HOT_KEYS   8u
-#define RATE_EVERY 1000u /* ms between hot-key windows (and rate reports, up to 16 members) */
-#define RATE_PER   16u   /* members per second of rate-report period: the gossip they cost
-                          * each node stays flat as the cluster grows */
+#define RATE_EVERY 1000u /* ms between hot-key windows and rate reports */
+#define RATE_PER   16u   /* members a node sends its rates to each second */
 
 /* ------------------------------------------------------------ codec -- */
 
@@ -178,7 +177,8 @@ struct sh_lg_s {
     size_t nz;
     int owners_stale, alone;
     uint32_t seq, rate_seq;
-    uint64_t next_window, next_rate, rate_period;
+    uint64_t next_window, rate_period;
+    size_t rate_next; /* the member the next rate report goes to, round robin */
     out_t *out;
     size_t nout, capout;
     uint64_t now;           /* of the last tick or message */
@@ -481,6 +481,11 @@ static void share_compute(sh_lg_t *g, uint64_t now)
 
 static void window(sh_lg_t *g, uint64_t now)
 {
+    sh_lg_msg_t *m = &g->msg;
+    m->type = SH_LG_RATE;
+    m->zone = 0;
+    m->seq = ++g->rate_seq;
+    m->n = 0;
     for (size_t zi = 0; zi < g->nz; zi++) {
         zone_t *x = &g->zones[zi];
         uint64_t c = sh_limit_zone_counter(x->z, SH_LIMIT_PASSED) +
@@ -489,30 +494,30 @@ static void window(sh_lg_t *g, uint64_t now)
         x->counted_prev = c;
         memcpy(x->hot_shown, x->hot, sizeof(x->hot));
         memset(x->hot, 0, sizeof(x->hot));
-        if (g->io.broadcast != NULL && now >= g->next_rate) {
-            sh_lg_msg_t *m = &g->msg;
-            m->type = SH_LG_RATE;
-            m->zone = x->gid;
-            m->seq = ++g->rate_seq;
-            m->n = 1;
-            m->items[0].id = g->m[0].nh;
-            m->items[0].v = x->local_rate;
-            size_t len = sh_lg_encode(m, g->buf, g->io.max_payload);
-            char key[40];
-            snprintf(key, sizeof(key), "rate:%016llx", (unsigned long long)x->gid);
-            if (len > 0 && g->io.broadcast(g->io.ud, key, g->buf, len) == 0) {
-                g->st.msgs_sent++;
-                g->st.bytes_sent += len;
-            }
+        if (m->n < per_msg(g)) {
+            m->items[m->n].id = x->gid;
+            m->items[m->n].v = x->local_rate;
+            m->n++;
         }
     }
-    if (now >= g->next_rate) {
-        unsigned live = 0;
-        for (size_t i = 0; i < g->nm; i++)
-            live += g->m[i].status == 0 || g->m[i].status == 1;
-        g->rate_period = RATE_EVERY * (live > RATE_PER ? (live + RATE_PER - 1) / RATE_PER : 1);
-        g->next_rate = now + g->rate_period;
+    /* our rates, sent directly to the next RATE_PER live members in turn:
+     * each member hears from each other every N/RATE_PER seconds, and the
+     * cost per node stays flat; gossip would crowd membership updates */
+    unsigned live = 0;
+    for (size_t i = 0; i < g->nm; i++)
+        live += g->m[i].status == 0 || g->m[i].status == 1;
+    g->rate_period = RATE_EVERY * (live > RATE_PER ? (live + RATE_PER - 1) / RATE_PER : 1);
+    if (m->n == 0 || g->nm < 2)
+        return;
+    for (unsigned sent = 0, tries = 0; sent < RATE_PER && tries < g->nm; tries++) {
+        g->rate_next = (g->rate_next + 1) % g->nm;
+        member_t *to = &g->m[g->rate_next];
+        if (to->self || (to->status != 0 && to->status != 1))
+            continue;
+        (void)send_msg(g, to->name, m);
+        sent++;
     }
+    (void)now;
 }
 
 void sh_lg_tick(sh_lg_t *g, uint64_t now)
@@ -668,27 +673,25 @@ static void on_reply(sh_lg_t *g, const char *from, zone_t *x, const sh_lg_msg_t 
     }
 }
 
-static int on_rate(sh_lg_t *g, zone_t *x, const sh_lg_msg_t *m, uint64_t now)
+static void on_rate(sh_lg_t *g, const char *from, const sh_lg_msg_t *m, uint64_t now)
 {
-    if (m->n != 1)
-        return 0;
-    for (size_t i = 0; i < g->nm; i++) {
-        if (g->m[i].nh != m->items[0].id || g->m[i].self)
+    member_t *mb = member_get(g, from);
+    if (mb == NULL || mb->self)
+        return;
+    size_t i = (size_t)(mb - g->m);
+    for (size_t k = 0; k < m->n; k++) {
+        zone_t *x = zone_by_gid(g, m->items[k].id);
+        if (x == NULL)
             continue;
         if (x->nrr < g->nm) {
             x->rr = sh_realloc(x->rr, g->nm * sizeof(rrate_t));
             memset(x->rr + x->nrr, 0, (g->nm - x->nrr) * sizeof(rrate_t));
             x->nrr = g->nm;
         }
-        rrate_t *r = &x->rr[i];
-        if (m->seq <= r->seq && r->at != 0 && now - r->at < 10 * g->rate_period + 10000)
-            return 0; /* known (a restarted node starts its seq again) */
-        r->seq = m->seq;
-        r->rate = m->items[0].v;
-        r->at = now;
-        return 1;
+        x->rr[i].seq = m->seq;
+        x->rr[i].rate = m->items[k].v;
+        x->rr[i].at = now;
     }
-    return 0;
 }
 
 /* 1 when a gossiped message was new (to be passed on). */
@@ -701,6 +704,10 @@ static int lg_recv(sh_lg_t *g, const char *from, const uint8_t *data, size_t len
     sh_lg_msg_t *m = &g->msg;
     if (sh_lg_decode(data, len, m, &why) != 0) {
         g->st.malformed++;
+        return 0;
+    }
+    if (m->type == SH_LG_RATE) {
+        on_rate(g, from, m, now);
         return 0;
     }
     zone_t *x = zone_by_gid(g, m->zone);
@@ -717,7 +724,7 @@ static int lg_recv(sh_lg_t *g, const char *from, const uint8_t *data, size_t len
         on_reply(g, from, x, m, now);
         return 0;
     default:
-        return on_rate(g, x, m, now);
+        return 0;
     }
 }
 
@@ -856,11 +863,6 @@ static int io_send(void *ud, const char *to, const uint8_t *data, size_t len)
     return sh_service_send(ud, to, data, len);
 }
 
-static int io_broadcast(void *ud, const char *key, const uint8_t *data, size_t len)
-{
-    return sh_service_broadcast(ud, key, data, len);
-}
-
 static void member_cb(void *arg, const sh_service_member_t *m)
 {
     sh_lg_member(arg, m->name, m->status, 0);
@@ -872,7 +874,7 @@ static void svc_start(void *ud, sh_service_t *svc, uint64_t now)
     (void)now;
     if (engine != NULL)
         return;
-    sh_lg_io_t io = {svc, io_send, io_broadcast, sh_service_max_payload(svc)};
+    sh_lg_io_t io = {svc, io_send, NULL, sh_service_max_payload(svc)};
     engine = sh_lg_create(sh_service_self(svc), &io);
     sh_service_members(svc, member_cb, engine);
 }

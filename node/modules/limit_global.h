@@ -43,8 +43,10 @@
  *   type:u8 version:u8 zone:u64 seq:u32 n:u16 then n items: id:u64 v:varint
  *   REPORT (1): v = requests admitted since the last report
  *   REPLY  (2): v = the owner's excess (thousandths of a request), seq echoed
- *   RATE   (3): gossiped each second, one item (id 0), v = requests/s this
- *               node admitted in the zone (for the cluster estimate)
+ *   RATE   (3): zone 0; an item per zone: id = the zone's id, v = requests/s
+ *               this node admitted in it (the cluster estimate of nodectl
+ *               limits); sent each second directly to the next 16 live
+ *               members in turn (not gossiped: flat cost per node)
  * Anything short, of another version, with n above SH_LG_MAX_ITEMS, a
  * varint over 10 bytes or trailing bytes is dropped and counted.
  *
