@@ -473,7 +473,11 @@ size_t sh_service_live(const sh_service_t *s)
 
 int sh_service_joined(const sh_service_t *s)
 {
-    return s->c != NULL && (s->c->joined || s->c->conf->njoin == 0);
+    /* c->joined is cleared by a join round and set only by a join
+     * push-pull; SWIM may heal a split without one: another live member
+     * is as good */
+    return s->c != NULL &&
+           (s->c->joined || s->c->conf->njoin == 0 || sh_swim_num_members(s->c->swim, 1) > 1);
 }
 
 void sh_service_wake(sh_service_t *s)

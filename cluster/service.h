@@ -128,7 +128,8 @@ size_t sh_service_members(sh_service_t *svc, void (*cb)(void *arg, const sh_serv
                           void *arg);
 /* Members alive or suspect (self included). */
 size_t sh_service_live(const sh_service_t *svc);
-/* 1 when this node has joined a cluster (or has no join list). */
+/* 1 when this node has joined a cluster, knows another live member, or
+ * has no join list. */
 int sh_service_joined(const sh_service_t *svc);
 /* Ask for a tick as soon as possible (e.g. after a post). */
 void sh_service_wake(sh_service_t *svc);
