@@ -16,6 +16,8 @@
  *   GET  /v1/upstreams                    passive health as this node sees it
  *   GET  /v1/stats                        gossip counters
  *   GET  /v1/events                       Server-Sent Events (member-*, keyring, reload)
+ *   POST /v1/cache/purge {"key"|"prefix"|"tag":S,"soft":B}  purge this node's caches
+ *   GET  /v1/cache/stats                  the caches' counters (the node's hook)
  *   GET  /metrics                         Prometheus text format 0.0.4
  *   GET  /nginx_status                    nginx's stub_status format
  *   GET  /ui/                             the dashboard (admin_ui.h), no token
@@ -38,8 +40,16 @@
  * more than SUB_MAX_QUEUED bytes wait for it (a client not reading), and
  * counted. A connection with an operation in flight on the thread pool
  * (reload) or in push-pulls (join) is freed only once it has completed.
+ *
+ * TLS (admin_ssl_certificate and _key, issue 17): each connection runs an
+ * OpenSSL server over two memory BIOs: bytes read go into one, and what
+ * OpenSSL writes (handshake flights, the encrypted response, event stream
+ * records) is taken from the other and written with uv_write. The request
+ * deadlines above count the handshake in.
  */
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +58,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster/admin_cache.h"
 #include "cluster/admin_ui.h"
 #include "cluster/cluster_internal.h"
 #include "core/alloc.h"
@@ -92,6 +103,7 @@ struct adconn_s {
     char *resp;
     int closing, closed, busy, sub;
     joinreq *join;
+    SSL *ssl;       /* admin TLS, else NULL */
     int rc;         /* reload result */
     char msg[8192]; /* reload message (with the load's warnings) */
 };
@@ -105,6 +117,7 @@ struct joinreq_s {
 
 static void ad_free(adconn *a)
 {
+    SSL_free(a->ssl);
     sh_free(a->resp);
     sh_free(a);
 }
@@ -205,6 +218,68 @@ static void ad_written(uv_write_t *w, int status)
     ad_close(w->data);
 }
 
+/* ---------------------------------------------------------------- TLS -- */
+
+typedef struct {
+    uv_write_t w;
+    char data[];
+} evwrite;
+
+static void ev_written(uv_write_t *w, int status)
+{
+    sh_free(container_of(w, evwrite, w));
+}
+
+/* Write n bytes (copied) on a's stream; 0, or -1 (a is being closed). */
+static int raw_send(adconn *a, const char *s, size_t n)
+{
+    evwrite *e = sh_malloc(sizeof(*e) + n);
+    memcpy(e->data, s, n);
+    uv_buf_t b = uv_buf_init(e->data, (unsigned)n);
+    if (uv_write(&e->w, &a->h.stream, &b, 1, ev_written) != 0) {
+        sh_free(e);
+        ad_close(a);
+        return -1;
+    }
+    return 0;
+}
+
+/* What OpenSSL wrote for the peer, malloc'd (sh_free), its length in *n. */
+static char *tls_take(adconn *a, size_t *n)
+{
+    BIO *wb = SSL_get_wbio(a->ssl);
+    size_t p = (size_t)BIO_ctrl_pending(wb);
+    char *b = sh_malloc(p ? p : 1);
+    int got = p ? BIO_read(wb, b, (int)p) : 0;
+    *n = got > 0 ? (size_t)got : 0;
+    return b;
+}
+
+/* Send what OpenSSL has for the peer (handshake flights). */
+static int tls_flush(adconn *a)
+{
+    size_t n;
+    char *b = tls_take(a, &n);
+    int rc = n ? raw_send(a, b, n) : 0;
+    sh_free(b);
+    return rc;
+}
+
+/* Replace the plaintext response a->resp (*n bytes) by its TLS records
+ * and a close_notify. 0, or -1 (no handshake done: nothing to say). */
+static int tls_seal(adconn *a, int *n)
+{
+    if (!SSL_is_init_finished(a->ssl) || SSL_write(a->ssl, a->resp, *n) != *n)
+        return -1;
+    SSL_shutdown(a->ssl);
+    size_t len;
+    char *b = tls_take(a, &len);
+    sh_free(a->resp);
+    a->resp = b;
+    *n = (int)len;
+    return 0;
+}
+
 static const char *reason_of(int code)
 {
     switch (code) {
@@ -259,6 +334,10 @@ static void respond(adconn *a, int code, const char *ctype, char *body, const ch
                      code == 401 ? "WWW-Authenticate: Bearer realm=\"shoal\"\r\n" : "", body,
                      nl ? "\n" : "");
     free(body);
+    if (a->ssl != NULL && tls_seal(a, &n) != 0) {
+        ad_close(a);
+        return;
+    }
     uv_buf_t b = uv_buf_init(a->resp, (unsigned)n);
     a->write.data = a;
     a->deadline = uv_now(&a->c->loop) + ADMIN_SEND_MS;
@@ -415,6 +494,11 @@ static void get_members(adconn *a, char *query)
 
 static json_t *info_json(sh_cluster_t *c)
 {
+    if (c->swim == NULL) /* admin only: no cluster block */
+        return json_pack("{s:s,s:s,s:b,s:I,s:s}", "name", c->conf->node_name, "admin_listen",
+                         c->conf->admin_listen, "cluster", 0, "uptime_ms",
+                         (json_int_t)(sh_cluster__wall_ms() - c->started_unix_ms), "version",
+                         SHOAL_VERSION);
     members_ctx x;
     members_init(c, &x);
     const sh_swim_member_t *self = sh_swim_member(c->swim, c->conf->node_name);
@@ -730,16 +814,6 @@ static void post_reload(adconn *a)
 
 /* ------------------------------------------------------------- events -- */
 
-typedef struct {
-    uv_write_t w;
-    char data[];
-} evwrite;
-
-static void ev_written(uv_write_t *w, int status)
-{
-    sh_free(container_of(w, evwrite, w));
-}
-
 static void ev_send(adconn *a, const char *s, size_t n)
 {
     if (uv_stream_get_write_queue_size(&a->h.stream) > SUB_MAX_QUEUED) {
@@ -747,13 +821,15 @@ static void ev_send(adconn *a, const char *s, size_t n)
         ad_close(a); /* a reader this slow would see a hole: it is told by EOF */
         return;
     }
-    evwrite *e = sh_malloc(sizeof(*e) + n);
-    memcpy(e->data, s, n);
-    uv_buf_t b = uv_buf_init(e->data, (unsigned)n);
-    if (uv_write(&e->w, &a->h.stream, &b, 1, ev_written) != 0) {
-        sh_free(e);
-        ad_close(a);
+    if (a->ssl == NULL) {
+        raw_send(a, s, n);
+        return;
     }
+    if (SSL_write(a->ssl, s, (int)n) != (int)n) {
+        ad_close(a);
+        return;
+    }
+    tls_flush(a);
 }
 
 void sh_cluster__event(sh_cluster_t *c, const char *type, json_t *data)
@@ -848,36 +924,9 @@ static void metric(FILE *f, const char *name, const char *type, const char *help
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
 
-static void get_metrics(adconn *a)
+/* The cluster's part of /metrics: members, gossip, keyring. */
+static void gossip_metrics(sh_cluster_t *c, FILE *f)
 {
-    sh_cluster_t *c = a->c;
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (f == NULL) {
-        respond(a, 500, NULL, NULL, "out of memory");
-        return;
-    }
-    sh_cluster_node_status_t st;
-    node_status(c, &st);
-    metric(f, "shoal_connections_accepted_total", "counter", "Client connections accepted.",
-           st.accepted);
-    metric(f, "shoal_connections_handled_total", "counter", "Client connections handled.",
-           st.handled);
-    metric(f, "shoal_http_requests_total", "counter", "Client requests.", st.requests);
-    fprintf(f, "# HELP shoal_connections Client connections by state.\n"
-               "# TYPE shoal_connections gauge\n");
-    fprintf(f, "shoal_connections{state=\"active\"} %llu\n", (unsigned long long)st.active);
-    fprintf(f, "shoal_connections{state=\"reading\"} %llu\n", (unsigned long long)st.reading);
-    fprintf(f, "shoal_connections{state=\"writing\"} %llu\n", (unsigned long long)st.writing);
-    fprintf(f, "shoal_connections{state=\"waiting\"} %llu\n", (unsigned long long)st.waiting);
-    metric(f, "shoal_proxy_protocol_bad_total", "counter",
-           "Client connections closed for a malformed PROXY protocol header.",
-           st.proxy_protocol_bad);
-    metric(f, "shoal_reloads_total", "counter", "Configuration reloads applied.", st.reloads);
-    metric(f, "shoal_reload_failures_total", "counter", "Configuration reloads refused.",
-           st.reload_failures);
-    metric(f, "shoal_workers", "gauge", "Worker threads running (all generations).", st.workers);
     counts_t k = {0, 0, 0, 0};
     sh_swim_foreach(c->swim, count_cb, &k);
     fprintf(f, "# HELP shoal_cluster_members Members by status, as this node sees them.\n"
@@ -893,7 +942,17 @@ static void get_metrics(adconn *a)
            s->packets_sent);
     metric(f, "shoal_gossip_packets_received_total", "counter", "Gossip packets received.",
            s->packets_recv);
+    metric(f, "shoal_gossip_sent_bytes_total", "counter", "Gossip bytes sent (UDP).",
+           s->bytes_sent);
+    metric(f, "shoal_gossip_received_bytes_total", "counter", "Gossip bytes received (UDP).",
+           s->bytes_recv);
     metric(f, "shoal_gossip_probes_total", "counter", "Probes sent.", s->probes);
+    metric(f, "shoal_gossip_suspicions_total", "counter", "Members this node suspected.",
+           s->suspects_raised);
+    metric(f, "shoal_gossip_refutes_total", "counter", "Suspicions of this node it refuted.",
+           s->refutes);
+    metric(f, "shoal_gossip_deaths_total", "counter", "Members this node declared failed.",
+           s->deaths_declared);
     metric(f, "shoal_gossip_probe_failures_total", "counter", "Probes without an ack.",
            s->probe_failures);
     metric(f, "shoal_gossip_undecodable_total", "counter", "Opened packets refused at decode.",
@@ -935,6 +994,53 @@ static void get_metrics(adconn *a)
            ys->malformed);
     metric(f, "shoal_keyring_persist_failures_total", "counter", "Keyring file writes that failed.",
            ys->persist_failed);
+}
+
+static void get_metrics(adconn *a)
+{
+    sh_cluster_t *c = a->c;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL) {
+        respond(a, 500, NULL, NULL, "out of memory");
+        return;
+    }
+    sh_cluster_node_status_t st;
+    node_status(c, &st);
+    fprintf(f,
+            "# HELP shoal_build_info The build: version, 1.\n# TYPE shoal_build_info gauge\n"
+            "shoal_build_info{version=\"%s\"} 1\n",
+            SHOAL_VERSION);
+    fprintf(f,
+            "# HELP shoal_start_time_seconds When the node started, seconds since the epoch.\n"
+            "# TYPE shoal_start_time_seconds gauge\nshoal_start_time_seconds %llu.%03llu\n",
+            (unsigned long long)(c->started_unix_ms / 1000),
+            (unsigned long long)(c->started_unix_ms % 1000));
+    metric(f, "shoal_connections_accepted_total", "counter", "Client connections accepted.",
+           st.accepted);
+    metric(f, "shoal_connections_handled_total", "counter", "Client connections handled.",
+           st.handled);
+    /* the states partition the open connections: their sum is nginx's
+     * "active" (nothing counted twice) */
+    fprintf(f, "# HELP shoal_connections Client connections open, by state (reading a request, "
+               "writing a response, waiting idle); they sum to the open connections.\n"
+               "# TYPE shoal_connections gauge\n");
+    fprintf(f, "shoal_connections{state=\"reading\"} %llu\n", (unsigned long long)st.reading);
+    fprintf(f, "shoal_connections{state=\"writing\"} %llu\n", (unsigned long long)st.writing);
+    fprintf(f, "shoal_connections{state=\"waiting\"} %llu\n", (unsigned long long)st.waiting);
+    metric(f, "shoal_proxy_protocol_bad_total", "counter",
+           "Client connections closed for a malformed PROXY protocol header.",
+           st.proxy_protocol_bad);
+    metric(f, "shoal_http2_early_responses_total", "counter",
+           "HTTP/2 responses complete before the request body, followed by RST_STREAM(NO_ERROR).",
+           st.h2_early_responses);
+    metric(f, "shoal_reloads_total", "counter", "Configuration reloads applied.", st.reloads);
+    metric(f, "shoal_reload_failures_total", "counter", "Configuration reloads refused.",
+           st.reload_failures);
+    metric(f, "shoal_workers", "gauge", "Worker threads running (all generations).", st.workers);
+    if (c->swim != NULL)
+        gossip_metrics(c, f);
     metric(f, "shoal_admin_requests_total", "counter", "Admin API requests.", c->admin_requests);
     metric(f, "shoal_admin_unauthorized_total", "counter", "Admin requests without a valid token.",
            c->admin_unauthorized);
@@ -998,10 +1104,18 @@ static const char *bearer(adconn *a, size_t *len)
     return NULL;
 }
 
-static int authorized(adconn *a)
+/*
+ * Whether the request may go on. The admin token opens everything. The
+ * read-only monitoring paths (scrape: /metrics, /nginx_status) also take
+ * the scrape-only token when one is set, and are open without any token
+ * on a loopback or unix-socket listener that has no scrape token.
+ */
+static int authorized(adconn *a, int scrape)
 {
     sh_cluster_conf_t *cc = a->c->conf;
-    if (!cc->has_token)
+    if (scrape && !cc->has_metrics_token && cc->admin_local)
+        return 1;
+    if (!cc->has_token && !(scrape && cc->has_metrics_token))
         return 1;
     size_t len = 0;
     const char *tok = bearer(a, &len);
@@ -1009,7 +1123,41 @@ static int authorized(adconn *a)
         return 0;
     uint8_t h[32];
     crypto_generichash(h, sizeof(h), (const uint8_t *)tok, len, NULL, 0);
-    return sodium_memcmp(h, cc->token_hash, sizeof(h)) == 0;
+    int ok = cc->has_token && sodium_memcmp(h, cc->token_hash, sizeof(h)) == 0;
+    if (!ok && scrape && cc->has_metrics_token)
+        ok = sodium_memcmp(h, cc->metrics_token_hash, sizeof(h)) == 0;
+    return ok;
+}
+
+/* The paths that need the cluster (a cluster {} block). */
+static int cluster_path(const char *path)
+{
+    static const char *const paths[] = {"/v1/members", "/v1/keyring",     "/v1/stats", "/v1/join",
+                                        "/v1/leave",   "/v1/force-leave", NULL};
+    for (int i = 0; paths[i]; i++)
+        if (strcmp(path, paths[i]) == 0)
+            return 1;
+    return strncmp(path, "/v1/keyring/", 12) == 0;
+}
+
+/* GET /v1/cache/stats: the node's caches (its hook), [] without one. */
+static void get_cache_stats(adconn *a)
+{
+    sh_cluster_t *c = a->c;
+    char *s = c->hooks.cache_stats ? c->hooks.cache_stats(c->hooks.ud) : NULL;
+    respond(a, 200, "application/json", s ? s : strdup("[]"), NULL);
+}
+
+/* POST /v1/cache/purge (admin_cache.c). */
+static void post_cache_purge(adconn *a, json_t *j)
+{
+    json_t *out = NULL;
+    const char *err = NULL;
+    int code = sh_admin_cache_purge(j, &out, &err);
+    if (code == 200)
+        respond_json(a, 200, out);
+    else
+        respond(a, code, NULL, NULL, err);
 }
 
 static void route(adconn *a, const char *method, char *path)
@@ -1026,18 +1174,19 @@ static void route(adconn *a, const char *method, char *path)
         respond(a, 200, ui.head, sh_admin_ui_body(&ui), NULL);
         return;
     }
-    if (!authorized(a)) {
+    int scrape = strcmp(path, "/metrics") == 0 || strcmp(path, "/nginx_status") == 0;
+    if (!authorized(a, scrape)) {
         c->admin_unauthorized++;
         c->admin_rejected[SH_ADMIN_R_UNAUTHORIZED]++;
         respond(a, 401, NULL, NULL, "a valid bearer token is required (--token or SHOAL_TOKEN)");
         return;
     }
     int get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
-    static const char *const gets[] = {"/v1/members",   "/v1/info",      "/v1/keyring",
-                                       "/v1/upstreams", "/v1/stats",     "/v1/events",
-                                       "/metrics",      "/nginx_status", NULL};
-    static const char *const posts[] = {"/v1/join", "/v1/leave", "/v1/force-leave", "/v1/reload",
-                                        NULL};
+    static const char *const gets[] = {
+        "/v1/members", "/v1/info", "/v1/keyring",   "/v1/upstreams",   "/v1/stats",
+        "/v1/events",  "/metrics", "/nginx_status", "/v1/cache/stats", NULL};
+    static const char *const posts[] = {"/v1/join",   "/v1/leave",       "/v1/force-leave",
+                                        "/v1/reload", "/v1/cache/purge", NULL};
     char *svc_json = NULL; /* a service's own path (service.h) */
     if (get && sh_cluster__services_admin(c, path, query, &svc_json)) {
         if (svc_json != NULL)
@@ -1059,6 +1208,12 @@ static void route(adconn *a, const char *method, char *path)
         respond(a, 405, NULL, NULL, is_get ? "use GET here" : "use POST here");
         return;
     }
+    if (c->swim == NULL && cluster_path(path)) {
+        respond(a, 404, NULL, NULL,
+                "this node runs no cluster (no cluster {} block): only /v1/info, "
+                "/v1/upstreams, /v1/reload, /v1/events, /metrics and /nginx_status here");
+        return;
+    }
     if (get) {
         if (strcmp(path, "/v1/members") == 0) {
             get_members(a, query);
@@ -1075,6 +1230,8 @@ static void route(adconn *a, const char *method, char *path)
             get_events(a);
         } else if (strcmp(path, "/metrics") == 0) {
             get_metrics(a);
+        } else if (strcmp(path, "/v1/cache/stats") == 0) {
+            get_cache_stats(a);
         } else {
             get_nginx_status(a);
         }
@@ -1101,7 +1258,9 @@ static void route(adconn *a, const char *method, char *path)
     json_t *j = body_object(a, body, blen);
     if (j == NULL)
         return;
-    if (strcmp(path, "/v1/join") == 0) {
+    if (strcmp(path, "/v1/cache/purge") == 0) {
+        post_cache_purge(a, j);
+    } else if (strcmp(path, "/v1/join") == 0) {
         post_join(a, j);
     } else if (strcmp(path, "/v1/force-leave") == 0) {
         const char *name = json_string_value(json_object_get(j, "name"));
@@ -1143,9 +1302,15 @@ static void ad_respond(adconn *a, int code)
     route(a, method, path);
 }
 
+static char tls_raw[16384]; /* the cluster thread's: read callbacks run one at a time */
+
 static void ad_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     adconn *a = h->data;
+    if (a->ssl != NULL) {
+        *buf = uv_buf_init(tls_raw, sizeof(tls_raw));
+        return;
+    }
     if (a->body_off > 0 && a->len >= a->body_off + a->body_len) {
         /* request complete (an event stream): read into the scratch tail */
         a->len = a->body_off + a->body_len;
@@ -1153,15 +1318,69 @@ static void ad_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(a->req + a->len, (unsigned)(sizeof(a->req) - 1 - a->len));
 }
 
+static void ad_input(adconn *a, ssize_t nread);
+
+/* TLS: feed the bytes read to OpenSSL, answer its handshake, and hand the
+ * plaintext it gives on to ad_input. */
+static void tls_read(adconn *a, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread <= 0)
+        return;
+    BIO_write(SSL_get_rbio(a->ssl), buf->base, (int)nread);
+    if (!SSL_is_init_finished(a->ssl)) {
+        ERR_clear_error();
+        int r = SSL_do_handshake(a->ssl);
+        if (tls_flush(a) != 0)
+            return;
+        if (r != 1) {
+            int e = SSL_get_error(a->ssl, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                a->c->admin_rejected[SH_ADMIN_R_BAD_REQUEST]++;
+                ad_close(a); /* not TLS, or a handshake that failed */
+            }
+            return;
+        }
+    }
+    while (!a->closing && !(a->sub || a->busy || a->resp)) {
+        size_t room = sizeof(a->req) - 1 - a->len;
+        if (room == 0) {
+            ad_input(a, 0);
+            return;
+        }
+        ERR_clear_error();
+        int n = SSL_read(a->ssl, a->req + a->len, (int)room);
+        if (n <= 0) {
+            int e = SSL_get_error(a->ssl, n);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                ad_close(a);
+            return;
+        }
+        ad_input(a, n);
+    }
+}
+
 static void ad_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     adconn *a = s->data;
-    if (nread < 0 || (nread == 0 && a->len >= sizeof(a->req) - 1)) {
+    if (nread < 0 || (nread == 0 && a->ssl == NULL && a->len >= sizeof(a->req) - 1)) {
         ad_close(a);
         return;
     }
     if (a->sub || a->busy || a->resp)
         return; /* after the request: only EOF matters */
+    if (a->ssl != NULL)
+        tls_read(a, nread, buf);
+    else
+        ad_input(a, nread);
+}
+
+/* nread more bytes of the request are at a->req + a->len (0 when full). */
+static void ad_input(adconn *a, ssize_t nread)
+{
+    if (nread == 0 && a->len >= sizeof(a->req) - 1) {
+        ad_respond(a, 413);
+        return;
+    }
     /* the head is parsed as a C string: a NUL in it is a bad request (it
      * would hide the end of the head and wait for the deadline) */
     if (a->body_off == 0 && memchr(a->req + a->len, 0, (size_t)nread) != NULL) {
@@ -1234,6 +1453,13 @@ static void admin_accept(uv_stream_t *server, int status)
         ad_close(a);
         return;
     }
+    if (c->admin_tls != NULL) {
+        a->ssl = SSL_new(c->admin_tls);
+        if (a->ssl == NULL)
+            abort();
+        SSL_set_bio(a->ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+        SSL_set_accept_state(a->ssl);
+    }
     /* linked before respond, so that its send deadline applies */
     a->prev = c->admin_tail;
     if (a->prev)
@@ -1260,6 +1486,35 @@ static const char *unix_path(const char *listen)
     return listen[0] == '/' ? listen : NULL;
 }
 
+/* The TLS context of admin_ssl_certificate/_key: 0, or SH_EIO logged. */
+static int tls_setup(sh_cluster_t *c)
+{
+    const sh_cluster_conf_t *cc = c->conf;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        abort();
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(ctx, cc->admin_ssl_certificate) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, cc->admin_ssl_certificate_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        char why[256];
+        ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+        sh_log_err("admin: cannot use admin_ssl_certificate \"%s\" with key \"%s\": %s",
+                   cc->admin_ssl_certificate, cc->admin_ssl_certificate_key, why);
+        SSL_CTX_free(ctx);
+        return SH_EIO;
+    }
+    c->admin_tls = ctx;
+    return 0;
+}
+
+void sh_cluster__admin_dispose(sh_cluster_t *c)
+{
+    SSL_CTX_free(c->admin_tls);
+    c->admin_tls = NULL;
+}
+
 int sh_cluster__admin_bind(sh_cluster_t *c)
 {
     const char *l = c->conf->admin_listen, *up = unix_path(l);
@@ -1269,6 +1524,10 @@ int sh_cluster__admin_bind(sh_cluster_t *c)
     if (strcmp(l, "off") == 0) {
         uv_tcp_init(&c->loop, &c->admin.tcp);
         return 0;
+    }
+    if (c->conf->admin_ssl_certificate != NULL && tls_setup(c) != 0) {
+        uv_tcp_init(&c->loop, &c->admin.tcp);
+        return SH_EIO;
     }
     if (up != NULL) {
         c->admin_unix = 1;
@@ -1291,6 +1550,15 @@ int sh_cluster__admin_bind(sh_cluster_t *c)
         }
         if ((rc = uv_tcp_bind(&c->admin.tcp, (const struct sockaddr *)&ss, 0)) == 0)
             rc = uv_listen((uv_stream_t *)&c->admin.tcp, 64, admin_accept);
+    }
+    if (rc != 0 && c->conf->admin_node == NULL) {
+        /* the implicit default (every node has one, issue 17): a node
+         * beside another on the same machine still starts, without it */
+        sh_log_warn("admin: cannot listen on the default admin address %s (%s): running without "
+                    "the admin API; set \"admin_listen\" to another address, or \"admin_listen "
+                    "off\"",
+                    l, uv_strerror(rc));
+        return 0;
     }
     if (rc != 0) {
         sh_log_err("cluster: cannot listen on admin address %s: %s", l, uv_strerror(rc));

@@ -91,7 +91,7 @@ static void on_tick(uv_timer_t *t);
 
 static void reschedule(sh_cluster_t *c)
 {
-    if (c->stopping > 1)
+    if (c->stopping > 1 || c->swim == NULL)
         return;
     uint64_t now = uv_now(&c->loop), d = sh_swim_next_deadline(c->swim);
     uv_timer_start(&c->tick, on_tick, d > now ? d - now : 0, 0);
@@ -505,6 +505,11 @@ static void stop_async_cb(uv_async_t *a)
     sh_cluster_t *c = container_of(a, sh_cluster_t, stop_async);
     if (c->stopping)
         return;
+    if (c->swim == NULL) { /* admin only: nobody to tell */
+        c->stopping = 2;
+        uv_stop(&c->loop);
+        return;
+    }
     c->stopping = 1;
     uint64_t now = uv_now(&c->loop);
     sh_swim_leave(c->swim, now);
@@ -524,9 +529,11 @@ static void thread_main(void *arg)
         _exit(1);
     /* the first join round here, not in sh_cluster_start: libuv's pool
      * threads it may start inherit this thread's (dropped) credentials */
-    sh_cluster__services_run(c);
-    join_round(c);
-    reschedule(c);
+    if (c->swim != NULL) { /* admin only (no cluster block): no gossip, no services */
+        sh_cluster__services_run(c);
+        join_round(c);
+        reschedule(c);
+    }
     uv_run(&c->loop, UV_RUN_DEFAULT);
 }
 
@@ -594,7 +601,28 @@ static void heartbeat_cb(uv_timer_t *t)
     sh_cluster__event(c, NULL, NULL); /* a comment line on every stream */
 }
 
-static const sh_swim_transport_t transport = {t_send, sh_cluster__pushpull, t_notify};
+/* Region and zone steer gossip (swim.h distance): 0 same zone, 1 same
+ * region, 2 another region. Members without a region are near. */
+static int t_distance(void *ud, const uint8_t *meta, size_t len)
+{
+    sh_cluster_t *c = ud;
+    const char *ours = c->conf->region ? c->conf->region : "";
+    const char *our_zone = c->conf->zone ? c->conf->zone : "";
+    if (len == 0 || ours[0] == '\0')
+        return 0;
+    Sh__Gossip__NodeMeta *m = sh__gossip__node_meta__unpack(&sh_wire_allocator, len, meta);
+    if (m == NULL)
+        return 0;
+    int d = 0;
+    if (m->region != NULL && m->region[0] != '\0' && strcmp(m->region, ours) != 0)
+        d = 2;
+    else if (m->zone != NULL && our_zone[0] != '\0' && strcmp(m->zone, our_zone) != 0)
+        d = 1;
+    sh__gossip__node_meta__free_unpacked(m, &sh_wire_allocator);
+    return d;
+}
+
+static const sh_swim_transport_t transport = {t_send, sh_cluster__pushpull, t_notify, t_distance};
 
 static int bind_all(sh_cluster_t *c)
 {
@@ -633,11 +661,44 @@ static void close_all(uv_handle_t *h, void *arg)
     }
 }
 
+/*
+ * Without a cluster block the thread serves only the admin API (issue 17:
+ * /metrics, /v1/upstreams, /nginx_status and reload on every node): no
+ * keyring, no SWIM, no gossip sockets; c->swim stays NULL and admin.c
+ * answers the cluster paths with 404.
+ */
+static int start_admin_only(sh_cluster_t *c)
+{
+    if (uv_loop_init(&c->loop) != 0)
+        return SH_EIO;
+    uv_timer_init(&c->loop, &c->heartbeat);
+    uv_timer_start(&c->heartbeat, heartbeat_cb, 15000, 15000);
+    uv_timer_init(&c->loop, &c->tick);
+    uv_timer_init(&c->loop, &c->join_timer);
+    uv_timer_init(&c->loop, &c->stop_timer);
+    uv_async_init(&c->loop, &c->stop_async, stop_async_cb);
+    int rc = sh_cluster__admin_bind(c);
+    if (rc == 0 && !c->admin_on)
+        rc = 1; /* the implicit default could not bind: nothing to run */
+    if (rc == 0 && uv_thread_create(&c->thread, thread_main, c) != 0)
+        rc = SH_EIO;
+    if (rc != 0) {
+        uv_walk(&c->loop, close_all, c);
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->loop);
+        sh_cluster__admin_dispose(c);
+        return rc;
+    }
+    sh_log_notice("admin API on %s%s (no cluster block: admin only)", c->conf->admin_listen,
+                  c->conf->admin_ssl_certificate ? " (TLS)" : "");
+    return 0;
+}
+
 int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t **out)
 {
     *out = NULL;
     sh_cluster_conf_t *cc = conf;
-    if (cc == NULL || !cc->present)
+    if (cc == NULL || (!cc->present && strcmp(cc->admin_listen, "off") == 0))
         return 0;
     sh_cluster_t *c = sh_new(sh_cluster_t);
     c->conf = cc;
@@ -645,6 +706,15 @@ int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t *
         c->hooks = *hooks;
     c->started_unix_ms = sh_cluster__wall_ms();
     int rc = SH_EIO;
+    if (!cc->present) {
+        rc = start_admin_only(c);
+        if (rc != 0) {
+            sh_free(c);
+            return rc > 0 ? 0 : rc;
+        }
+        *out = c;
+        return 0;
+    }
     c->kr = sh_keyring_create();
     if (c->kr == NULL)
         goto fail_kr;
@@ -680,13 +750,14 @@ int sh_cluster_start(void *conf, const sh_cluster_hooks_t *hooks, sh_cluster_t *
                       "(set \"advertise\" to choose another)",
                       cc->bind, cc->advertise, cc->advertise_auto);
     sh_log_notice("cluster: node \"%s\" gossiping on %s (advertise %s), admin on %s", cc->node_name,
-                  cc->bind, cc->advertise, cc->admin_listen);
+                  cc->bind, cc->advertise, c->admin_on ? cc->admin_listen : "off");
     *out = c;
     return 0;
 fail_bind:
     uv_walk(&c->loop, close_all, c);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     uv_loop_close(&c->loop);
+    sh_cluster__admin_dispose(c);
     sh_swim_destroy(c->swim);
 fail_loop:
     sh_keysync_destroy(c->ks);
@@ -710,6 +781,7 @@ void sh_cluster_stop(sh_cluster_t *c, uint64_t timeout_ms)
     uv_run(&c->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&c->loop) != 0)
         sh_log_warn("cluster: loop closed with handles left");
+    sh_cluster__admin_dispose(c);
     sh_swim_destroy(c->swim);
     sh_keysync_destroy(c->ks);
     sh_keyring_destroy(c->kr);

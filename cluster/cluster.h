@@ -32,6 +32,7 @@ typedef struct {
     uint64_t active, reading, writing, waiting;
     uint64_t reloads, reload_failures;
     uint64_t proxy_protocol_bad; /* connections closed for a malformed PROXY header */
+    uint64_t h2_early_responses; /* HTTP/2 responses sent whole before the request body */
     unsigned workers, generations;
 } sh_cluster_node_status_t;
 
@@ -53,6 +54,9 @@ typedef struct {
     /* metrics: append the node's own Prometheus lines to f (limit zones,
      * ...). Cluster thread; must not block long. */
     void (*metrics)(void *ud, FILE *f);
+    /* cache_stats: the proxy caches' counters as a malloc'd JSON array
+     * text (GET /v1/cache/stats). Cluster thread; must not block long. */
+    char *(*cache_stats)(void *ud);
 } sh_cluster_hooks_t;
 
 /*

@@ -49,10 +49,21 @@ static void destroy_main(void *conf)
     sh_cluster_conf_t *c = conf;
     if (c == NULL)
         return;
-    char **strs[] = {&c->name,      &c->node_name,    &c->bind,
-                     &c->advertise, &c->admin_listen, &c->encrypt_key_file,
-                     &c->region,    &c->zone,         &c->admin_token_file,
-                     &c->key_path,  &c->ring_path,    &c->advertise_auto};
+    char **strs[] = {&c->name,
+                     &c->node_name,
+                     &c->bind,
+                     &c->advertise,
+                     &c->admin_listen,
+                     &c->encrypt_key_file,
+                     &c->region,
+                     &c->zone,
+                     &c->admin_token_file,
+                     &c->admin_metrics_token_file,
+                     &c->admin_ssl_certificate,
+                     &c->admin_ssl_certificate_key,
+                     &c->key_path,
+                     &c->ring_path,
+                     &c->advertise_auto};
     for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
         sh_free(*strs[i]);
     for (unsigned i = 0; i < c->njoin; i++)
@@ -66,6 +77,7 @@ static void destroy_main(void *conf)
     sh_free((void *)c->swim.meta);
     sodium_memzero(c->keys, sizeof(c->keys));
     sodium_memzero(c->token_hash, sizeof(c->token_hash));
+    sodium_memzero(c->metrics_token_hash, sizeof(c->metrics_token_hash));
     sh_free(c);
 }
 
@@ -149,14 +161,19 @@ static const sh_conf_enum_t profiles[] = {
 
 #define OFF(f) offsetof(sh_cluster_conf_t, f)
 #define IN     (SH_CTX_CLUSTER | SH_CONF_TAKE1)
+/* the admin listener's directives: in cluster {} or at the main level */
+#define ADM (SH_CTX_MAIN | SH_CTX_CLUSTER | SH_CONF_TAKE1)
 static const sh_conf_cmd_t cmds[] = {
     {"cluster", SH_CTX_MAIN | SH_CONF_BLOCK | SH_CONF_NOARGS, set_block, 0, NULL},
     {"name", IN, sh_conf_set_str, OFF(name), NULL},
     {"node_name", IN, sh_conf_set_str, OFF(node_name), NULL},
     {"bind", IN, set_addr, OFF(bind), NULL},
     {"advertise", IN, set_addr, OFF(advertise), NULL},
-    {"admin_listen", IN, set_admin_listen, OFF(admin_listen), NULL},
-    {"admin_token_file", IN, sh_conf_set_str, OFF(admin_token_file), NULL},
+    {"admin_listen", ADM, set_admin_listen, OFF(admin_listen), NULL},
+    {"admin_token_file", ADM, sh_conf_set_str, OFF(admin_token_file), NULL},
+    {"admin_metrics_token_file", ADM, sh_conf_set_str, OFF(admin_metrics_token_file), NULL},
+    {"admin_ssl_certificate", ADM, sh_conf_set_str, OFF(admin_ssl_certificate), NULL},
+    {"admin_ssl_certificate_key", ADM, sh_conf_set_str, OFF(admin_ssl_certificate_key), NULL},
     {"encrypt_key_file", IN, sh_conf_set_str, OFF(encrypt_key_file), NULL},
     {"region", IN, sh_conf_set_str, OFF(region), NULL},
     {"zone", IN, sh_conf_set_str, OFF(zone), NULL},
@@ -188,34 +205,9 @@ static void resolve(sh_conf_t *cf, const char *file, char *path, size_t n)
         snprintf(path, n, "%s%s", cf->conf_dir ? cf->conf_dir : "", file);
 }
 
-/*
- * The admin token (issue 6): one line, what `nodectl keygen` prints (any
- * printable text of 16 to 256 bytes is taken). Only its BLAKE2b-256 digest
- * is kept, so requests are compared in constant time on equal lengths.
- */
-static int read_token(sh_conf_t *cf, sh_cluster_conf_t *c)
+static int unix_listen(const char *l)
 {
-    char path[4096], line[512];
-    resolve(cf, c->admin_token_file, path, sizeof(path));
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return sh_conf_error(cf, "cannot read admin_token_file \"%s\"", path);
-    char *got = fgets(line, sizeof(line), f);
-    fclose(f);
-    size_t len = got ? strlen(line) : 0;
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
-        line[--len] = 0;
-    if (len < 16 || len > 256) {
-        sodium_memzero(line, sizeof(line));
-        return sh_conf_error(cf,
-                             "admin_token_file \"%s\": the token must be one line of 16 to "
-                             "256 characters (nodectl keygen makes one)",
-                             path);
-    }
-    crypto_generichash(c->token_hash, sizeof(c->token_hash), (const uint8_t *)line, len, NULL, 0);
-    sodium_memzero(line, sizeof(line));
-    c->has_token = 1;
-    return 0;
+    return strncmp(l, "unix:", 5) == 0 || l[0] == '/';
 }
 
 /* Loopback or a unix socket: the only places an admin API may go tokenless. */
@@ -224,6 +216,83 @@ static int admin_is_local(const char *l)
     return strcmp(l, "off") == 0 || strncmp(l, "unix:", 5) == 0 || l[0] == '/' ||
            strncmp(l, "127.", 4) == 0 || strncmp(l, "[::1]:", 6) == 0 ||
            strncmp(l, "localhost:", 10) == 0;
+}
+
+/*
+ * The admin token (issue 6): one line, what `nodectl keygen` prints (any
+ * printable text of 16 to 256 bytes is taken). Only its BLAKE2b-256 digest
+ * is kept, so requests are compared in constant time on equal lengths.
+ */
+static int read_token(sh_conf_t *cf, const char *what, const char *file, uint8_t hash[32], int *has)
+{
+    char path[4096], line[512];
+    resolve(cf, file, path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return sh_conf_error(cf, "cannot read %s \"%s\"", what, path);
+    char *got = fgets(line, sizeof(line), f);
+    fclose(f);
+    size_t len = got ? strlen(line) : 0;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' '))
+        line[--len] = 0;
+    if (len < 16 || len > 256) {
+        sodium_memzero(line, sizeof(line));
+        return sh_conf_error(cf,
+                             "%s \"%s\": the token must be one line of 16 to "
+                             "256 characters (nodectl keygen makes one)",
+                             what, path);
+    }
+    crypto_generichash(hash, 32, (const uint8_t *)line, len, NULL, 0);
+    sodium_memzero(line, sizeof(line));
+    *has = 1;
+    return 0;
+}
+
+/*
+ * The admin listener's settings (issue 17: every node has one, with or
+ * without a cluster block): admin_listen (default 127.0.0.1:9901, "off"),
+ * the state-changing token (required off loopback), the scrape-only
+ * token, and TLS (certificate and key both or neither).
+ */
+static int init_admin(sh_conf_t *cf, sh_cluster_conf_t *c)
+{
+    int rc;
+    if (c->admin_listen == NULL)
+        c->admin_listen = sh_strdup("127.0.0.1:9901");
+    if (c->admin_node != NULL)
+        cf->node = c->admin_node; /* file:line of the cause */
+    if (c->admin_token_file != NULL && (rc = read_token(cf, "admin_token_file", c->admin_token_file,
+                                                        c->token_hash, &c->has_token)) < 0)
+        return rc;
+    if (c->admin_metrics_token_file != NULL &&
+        (rc = read_token(cf, "admin_metrics_token_file", c->admin_metrics_token_file,
+                         c->metrics_token_hash, &c->has_metrics_token)) < 0)
+        return rc;
+    c->admin_local = admin_is_local(c->admin_listen);
+    if (!c->has_token && !c->admin_local)
+        return sh_conf_error(cf,
+                             "admin_listen %s is not loopback or a unix socket: "
+                             "\"admin_token_file\" is required",
+                             c->admin_listen);
+    if ((c->admin_ssl_certificate == NULL) != (c->admin_ssl_certificate_key == NULL))
+        return sh_conf_error(cf, "\"admin_ssl_certificate\" and \"admin_ssl_certificate_key\" "
+                                 "go together");
+    if (c->admin_ssl_certificate != NULL) {
+        if (strcmp(c->admin_listen, "off") == 0 || unix_listen(c->admin_listen))
+            return sh_conf_error(cf, "admin TLS needs a TCP admin_listen");
+        char **files[] = {&c->admin_ssl_certificate, &c->admin_ssl_certificate_key};
+        for (int i = 0; i < 2; i++) {
+            char path[4096];
+            resolve(cf, *files[i], path, sizeof(path));
+            if (access(path, R_OK) != 0)
+                return sh_conf_error(cf, "cannot read %s \"%s\"",
+                                     i ? "admin_ssl_certificate_key" : "admin_ssl_certificate",
+                                     path);
+            sh_free(*files[i]);
+            *files[i] = sh_strdup(path);
+        }
+    }
+    return 0;
 }
 
 static int read_keys(sh_conf_t *cf, sh_cluster_conf_t *c)
@@ -374,14 +443,21 @@ static void check_joins(sh_conf_t *cf, sh_cluster_conf_t *c)
 static int init_main(sh_conf_t *cf, void *conf)
 {
     sh_cluster_conf_t *c = conf;
-    if (!c->present)
+    int rc = init_admin(cf, c);
+    if (rc < 0)
+        return rc;
+    if (!c->present) { /* admin only: a name for /v1/info and the events */
+        char host[256] = "shoal";
+        gethostname(host, sizeof(host) - 1);
+        c->node_name = sh_strdup(host);
         return 0;
+    }
     if (c->encrypt_key_file == NULL) {
         cf->node = c->block_node; /* file:line of the block */
         return sh_conf_error(cf, "the cluster block needs \"encrypt_key_file\" (gossip is "
                                  "always encrypted)");
     }
-    int rc = read_keys(cf, c);
+    rc = read_keys(cf, c);
     if (rc < 0)
         return rc;
     if (c->node_name == NULL) {
@@ -420,17 +496,6 @@ static int init_main(sh_conf_t *cf, void *conf)
         }
     }
     check_joins(cf, c);
-    if (c->admin_listen == NULL)
-        c->admin_listen = sh_strdup("127.0.0.1:9901");
-    if (c->admin_token_file != NULL && (rc = read_token(cf, c)) < 0)
-        return rc;
-    if (!c->has_token && !admin_is_local(c->admin_listen)) {
-        cf->node = c->admin_node ? c->admin_node : c->block_node; /* file:line of the cause */
-        return sh_conf_error(cf,
-                             "admin_listen %s is not loopback or a unix socket: "
-                             "\"admin_token_file\" is required",
-                             c->admin_listen);
-    }
     SH_CONF_MERGE(c->profile, SH_CONF_UNSET, SH_CLUSTER_LAN);
     sh_swim_conf_t *s = &c->swim;
     memset(s, 0, sizeof(*s));

@@ -34,11 +34,16 @@ typedef struct {
     char *advertise_auto;   /* the interface it was chosen from, or NULL (given) */
     char *admin_listen;     /* default 127.0.0.1:9901; "unix:PATH" or "/PATH"; "off" disables */
     char *admin_token_file; /* bearer token; required off loopback */
+    char *admin_metrics_token_file; /* scrape-only token: /metrics and /nginx_status */
+    char *admin_ssl_certificate, *admin_ssl_certificate_key; /* admin API over TLS */
     char *encrypt_key_file;
     char *key_path;         /* encrypt_key_file resolved against the conf dir */
     char *ring_path;        /* the persisted keyring: key_path + ".keyring" */
     uint8_t token_hash[32]; /* BLAKE2b-256 of the token (constant-time compare) */
     int has_token;
+    uint8_t metrics_token_hash[32]; /* of the scrape-only token */
+    int has_metrics_token;
+    int admin_local;        /* admin_listen is loopback or a unix socket */
     const void *block_node; /* sh_conf_node_t of `cluster` (errors found at init) */
     const void *admin_node; /* of `admin_listen`, if given */
     char *region, *zone;
@@ -133,6 +138,7 @@ struct sh_cluster_s {
     unsigned nadmin;               /* admin connections open */
     void *admin_head, *admin_tail; /* admin connections, oldest first */
     uv_timer_t admin_timer;        /* the oldest admin deadline */
+    void *admin_tls;               /* SSL_CTX of admin_ssl_certificate, or NULL */
     uint64_t admin_rejected[SH_ADMIN_R_N];
     void *admin_join;                    /* the admin join request the next push-pulls report to */
     void *subs[SH_ADMIN_MAX_EVENT_SUBS]; /* event stream connections */
@@ -198,6 +204,8 @@ void sh_cluster__services_metrics(sh_cluster_t *c, FILE *f);
 int sh_cluster__admin_bind(sh_cluster_t *c);
 /* Close an admin connection handle (close_all). */
 void sh_cluster__admin_close(uv_handle_t *h);
+/* Free what admin_bind made beside the handles (the TLS context). */
+void sh_cluster__admin_dispose(sh_cluster_t *c);
 /* Send an event to every event stream: type, and data (reference stolen). */
 void sh_cluster__event(sh_cluster_t *c, const char *type, json_t *data);
 /* A push-pull of an admin join finished (req: c->admin_join at its start). */

@@ -492,3 +492,16 @@ const sh_service_stats_t *sh_service_stats(const sh_service_t *s)
 {
     return &s->st;
 }
+
+/* ------------------------------------------- events (health helper) -- */
+
+int sh_service_event(sh_service_t *s, const char *type, const char *json_text)
+{
+    if (s == NULL || s->c == NULL)
+        return SH_ESTATE;
+    json_t *data = json_loads(json_text, 0, NULL);
+    if (data == NULL)
+        return SH_EPARSE;
+    sh_cluster__event(s->c, type, data); /* takes the reference */
+    return 0;
+}

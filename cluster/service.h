@@ -134,5 +134,9 @@ int sh_service_joined(const sh_service_t *svc);
 /* Ask for a tick as soon as possible (e.g. after a post). */
 void sh_service_wake(sh_service_t *svc);
 const sh_service_stats_t *sh_service_stats(const sh_service_t *svc);
+/* Send an event to the admin API's event stream (GET /v1/events): type
+ * (e.g. "health") and data as JSON object text. 0, SH_ESTATE (not
+ * attached) or SH_EPARSE (not JSON). Cluster thread. */
+int sh_service_event(sh_service_t *svc, const char *type, const char *json_text);
 
 #endif

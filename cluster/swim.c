@@ -41,6 +41,7 @@ typedef struct {
     sh_swim_member_t pub; /* name/addr/meta owned here */
     suspicion *susp;
     unsigned wire_ver; /* plaintext version of its last message, 0: none yet */
+    int dist;          /* transport's distance() of its meta: 0 near .. 2 another region */
 } member;
 
 typedef struct {
@@ -55,6 +56,7 @@ struct sh_swim_s {
     sh_swim_transport_t t;
     void *ud;
     member *self;
+    int any_far; /* some member was ever in another zone or region (transport distance) */
     member **mem;
     size_t n, cap, probe_idx, n_live, n_susp, n_dead;
     sh_strmap_t by_name;
@@ -223,13 +225,15 @@ static void set_status(sh_swim_t *s, member *m, int status)
         s->t.notify(s->ud, &m->pub, old);
 }
 
-static void set_meta(member *m, const uint8_t *meta, size_t len)
+static void set_meta(sh_swim_t *s, member *m, const uint8_t *meta, size_t len)
 {
     if (m->pub.meta_len == len && (len == 0 || memcmp(m->pub.meta, meta, len) == 0))
         return;
     sh_free((void *)m->pub.meta);
     m->pub.meta = len ? sh_memdup(meta, len) : NULL;
     m->pub.meta_len = len;
+    m->dist = m != s->self && s->t.distance != NULL ? s->t.distance(s->ud, meta, len) : 0;
+    s->any_far |= m->dist > 0;
 }
 
 static void set_addr(member *m, const char *addr)
@@ -247,7 +251,7 @@ static member *add_member(sh_swim_t *s, const char *name, const char *addr, uint
     member *m = sh_new(member);
     m->pub.name = sh_strdup(name);
     set_addr(m, addr);
-    set_meta(m, meta, meta_len);
+    set_meta(s, m, meta, meta_len);
     m->pub.incarnation = inc;
     m->pub.status = -1;
     if (s->n == s->cap) {
@@ -423,7 +427,7 @@ static void alive_node(sh_swim_t *s, const char *name, uint64_t inc, const char 
         return;
     m->pub.incarnation = inc;
     set_addr(m, addr);
-    set_meta(m, meta, meta_len);
+    set_meta(s, m, meta, meta_len);
     set_status(s, m, SH_SWIM_ALIVE);
     queue_alive(s, m);
 }
@@ -610,6 +614,21 @@ static void reshuffle(sh_swim_t *s)
         s->mem[i - 1] = s->mem[j];
         s->mem[j] = tmp;
     }
+    /* near members first, each class still in random order (a stable
+     * partition; nothing moves when every member is near) */
+    size_t far = 0;
+    for (size_t i = 0; i < s->n; i++)
+        far += s->mem[i]->dist > 0;
+    if (far == 0 || far == s->n)
+        return;
+    member **tmp = sh_malloc(s->n * sizeof(*tmp));
+    size_t w2 = 0;
+    for (int d = 0; d <= 2; d++)
+        for (size_t i = 0; i < s->n; i++)
+            if (s->mem[i]->dist == d || (d == 2 && s->mem[i]->dist > 2))
+                tmp[w2++] = s->mem[i];
+    memcpy(s->mem, tmp, s->n * sizeof(*tmp));
+    sh_free(tmp);
 }
 
 static void start_probe(sh_swim_t *s)
@@ -700,17 +719,33 @@ static void gossip(sh_swim_t *s)
         return;
     member *picked[16];
     unsigned k = s->conf.gossip_nodes > 16 ? 16 : s->conf.gossip_nodes, got = 0;
-    for (unsigned tries = 0; got < k && tries < 4 * k + 8; tries++) {
-        member *c = s->mem[rnd_below(s, s->n)];
-        if (c == s->self)
-            continue;
-        if (!is_live(c) && s->now - c->pub.changed_ms > s->conf.gossip_to_dead_ms)
-            continue;
-        int dup = 0;
-        for (unsigned i = 0; i < got; i++)
-            dup |= picked[i] == c;
-        if (!dup)
-            picked[got++] = c;
+    /* regions (transport distance): when there are near and far members,
+     * at most one target a round is far; near ones learn first */
+    size_t near = 0, farn = 0;
+    if (s->any_far) /* else every member is near: nothing to count */
+        for (size_t i = 0; i < s->n; i++)
+            if (s->mem[i] != s->self && is_live(s->mem[i]))
+                *(s->mem[i]->dist > 0 ? &farn : &near) += 1;
+    unsigned far_quota = near > 0 && farn > 0 ? 1 : k, far_got = 0;
+    for (int pass = 0; pass < 2 && got < k; pass++) {
+        for (unsigned tries = 0; got < k && tries < 4 * k + 8; tries++) {
+            member *c = s->mem[rnd_below(s, s->n)];
+            if (c == s->self)
+                continue;
+            if (!is_live(c) && s->now - c->pub.changed_ms > s->conf.gossip_to_dead_ms)
+                continue;
+            if (pass == 0 && c->dist > 0 && far_got >= far_quota)
+                continue;
+            int dup = 0;
+            for (unsigned i = 0; i < got; i++)
+                dup |= picked[i] == c;
+            if (!dup) {
+                picked[got++] = c;
+                far_got += c->dist > 0;
+            }
+        }
+        if (far_quota == k || near >= k - far_quota)
+            break; /* the second pass only fills up when near ones are too few */
     }
     for (unsigned i = 0; i < got && sh_bcast_len(s->bq) > 0; i++) {
         Sh__Gossip__Packet p = SH__GOSSIP__PACKET__INIT;
@@ -1239,7 +1274,7 @@ int sh_swim_leave_sent(const sh_swim_t *s)
 
 void sh_swim_set_meta(sh_swim_t *s, const uint8_t *meta, size_t len)
 {
-    set_meta(s->self, meta, len);
+    set_meta(s, s->self, meta, len);
     s->self->pub.incarnation++;
     queue_alive(s, s->self);
 }

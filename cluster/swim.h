@@ -104,6 +104,14 @@ typedef struct {
     void (*pushpull)(void *ud, const char *addr, int join);
     /* A member appeared (old_status -1) or changed status. May be NULL. */
     void (*notify)(void *ud, const sh_swim_member_t *m, int old_status);
+    /*
+     * How far a member is, from its metadata (issue 13, multi-region):
+     * 0 same zone, 1 same region, 2 another region. Gossip then goes to
+     * near members first (a region's own members learn first) with one
+     * target per round in another region, so news still crosses; the
+     * probe order puts near members first. May be NULL: all near.
+     */
+    int (*distance)(void *ud, const uint8_t *meta, size_t meta_len);
 } sh_swim_transport_t;
 
 typedef struct {

@@ -1,15 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A minimal cleartext HTTP/2 client for tests that must write frames by
-hand (RST_STREAM at a chosen moment, malformed requests): frames as given,
-header blocks from HPACK's static table and literals, no Huffman."""
+"""A minimal HTTP/2 client for tests that must write frames by hand
+(RST_STREAM at a chosen moment, malformed requests, protocol errors):
+frames as given, header blocks from HPACK's static table and literals, no
+Huffman. Cleartext (h2c, prior knowledge) or TLS (ALPN h2)."""
 import socket
+import ssl
 import struct
 import time
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0, 1, 3, 4, 6, 7
-END_STREAM, END_HEADERS = 0x1, 0x4
-CANCEL = 0x8
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY = 0, 1, 2, 3, 4, 6, 7
+WINDOW_UPDATE, CONTINUATION = 8, 9
+END_STREAM, ACK, END_HEADERS, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x20
+# error codes (RFC 9113 7)
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR = 0x0, 0x1, 0x2, 0x3
+STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL = 0x5, 0x6, 0x7, 0x8
 
 
 def frame(ftype, flags, sid, payload=b""):
@@ -37,14 +42,37 @@ def request_block(method=b"GET", path=b"/", authority=b"x", extra=()):
     return bytes(out)
 
 
+def error_code(payload):
+    """The error code of a RST_STREAM payload, or of a GOAWAY's."""
+    if len(payload) == 4:
+        return struct.unpack(">I", payload)[0]
+    return struct.unpack(">I", payload[4:8])[0]
+
+
 class Conn:
-    def __init__(self, port, timeout=10):
+    """preface: bytes sent first (the preface and an empty SETTINGS unless
+    given); tls: ALPN h2 over TLS, certificates not verified."""
+
+    def __init__(self, port, timeout=10, tls=False, preface=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["h2"])
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+            assert self.sock.selected_alpn_protocol() == "h2", self.sock.selected_alpn_protocol()
         self.buf = b""
-        self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0))
+        self.eof = False
+        self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0) if preface is None else preface)
 
     def send(self, data):
-        self.sock.sendall(data)
+        """False when the server already closed."""
+        try:
+            self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
 
     def frames_until(self, pred, timeout=10):
         """Frames (type, flags, stream, payload) read until pred(frames) or
@@ -61,14 +89,26 @@ class Conn:
                 self.buf = self.buf[9 + n:]
             if pred(out) or time.monotonic() >= deadline:
                 return out
+            if self.eof:
+                return out
             self.sock.settimeout(max(0.05, deadline - time.monotonic()))
             try:
                 d = self.sock.recv(65536)
             except socket.timeout:
                 return out
+            except (ConnectionResetError, ssl.SSLError, OSError):
+                d = b""
             if not d:
-                return out
+                self.eof = True
+                continue
             self.buf += d
+
+    def ack_settings(self, timeout=10):
+        """Read up to the server's SETTINGS and acknowledge it; the frames read."""
+        fs = self.frames_until(lambda fs: any(f[0] == SETTINGS and not f[1] & ACK for f in fs),
+                               timeout)
+        self.send(frame(SETTINGS, ACK, 0))
+        return fs
 
     def close(self):
         self.sock.close()

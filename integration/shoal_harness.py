@@ -350,6 +350,7 @@ class Backend:
         self.port = port
         self.host = host
         self.addr = "%s:%d" % (host, port)
+        self.admin = None  # the admin listener's port, when the harness chose it
 
     @property
     def pid(self):
@@ -357,6 +358,9 @@ class Backend:
 
     def url(self, path="/"):
         return "http://%s%s" % (self.addr, path)
+
+    def admin_url(self, path="/metrics"):
+        return "http://127.0.0.1:%d%s" % (self.admin, path)
 
     def stats(self):
         """The backend's counters, asked directly (not through shoal)."""
@@ -814,12 +818,20 @@ class Test:
         port = port or self.port()
         d = self._subdir("shoal")
         os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+        # Every node has an admin listener (default 127.0.0.1:9901): tests
+        # run in parallel, so each node gets a free port of its own unless
+        # the test chose (appended, so the test's line numbers stay).
+        admin = None
+        if "admin_listen" not in conf:
+            admin = free_port()
+            conf = textwrap.dedent(conf).rstrip() + "\nadmin_listen 127.0.0.1:%d;\n" % admin
         conf_path = self.write_conf(conf, port=port, d=d)
         argv = [self.shoal_bin, "-p", d + "/", "-c", conf_path] + list(extra_args)
         e = dict(os.environ)
         e.update(env or {})
         p = self._spawn("shoal", argv, d, env=e)
         node = Node(p, port, conf_path, d + "/")
+        node.admin = admin
         if wait:
             def ready():
                 if not p.alive():

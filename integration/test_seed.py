@@ -174,8 +174,8 @@ def main(t):
     if r.returncode != 0:
         return
 
-    for i, port in enumerate(BACKEND_PORTS):
-        t.backend("seed-b%d" % (i + 1), port=port)
+    seed_backends = [t.backend("seed-b%d" % (i + 1), port=port)
+                     for i, port in enumerate(BACKEND_PORTS)]
     d = t._subdir("shoal-seed")
     node = t._spawn("shoal", [t.shoal_bin, "-p", prefix, "-c", "nginx.conf"], d)
 
@@ -250,7 +250,7 @@ def main(t):
             "access.log's $request keeps the request line as sent", reqs)
     t.check(not any("nginx_status" in r for r in reqs), "/nginx_status (access_log off) is not logged", reqs)
     # -- the TLS listener (after the log checks: those count lines) --
-    tls_checks(t, node)
+    tls_checks(t, node, seed_backends)
     t.check(node.alive(), "node still up")
 
 
@@ -258,7 +258,7 @@ SECURITY = ("Strict-Transport-Security", "X-Frame-Options", "X-Content-Type-Opti
             "X-XSS-Protection", "Referrer-Policy")
 
 
-def tls_checks(t, node):
+def tls_checks(t, node, seed_backends=()):
     """Issue 4: the seed's 443 server for real: TLS 1.2/1.3, h2 by ALPN, the
     five security headers (`always`) on 2xx, 404 and 502, $scheme https."""
     base = "https://%s:18443" % NAME
@@ -286,6 +286,22 @@ def tls_checks(t, node):
         t.check(got == ok, "seed 18443: s_client %s %s" % (v, "accepted" if ok else "refused"), out[-400:])
     rc, out = t.s_client(18443, "-servername", NAME, "-alpn", "h2,http/1.1", stdin=b"")
     t.check("ALPN protocol: h2" in out, "seed 18443: ALPN h2", out[-400:])
+    # issue 12: the seed's cached location (proxy_cache api_cache, add_header
+    # X-Cache-Status $upstream_cache_status): MISS, then HIT on h2 and h1
+    got = []
+    for proto in ("--http2", "--http2", "--http1.1"):
+        r = t.curl(base + "/api/v1/models/echo", proto, *res, timeout=20)
+        got.append((r.status, r.header("X-Cache-Status")))
+    t.check(got == [(200, "MISS"), (200, "HIT"), (200, "HIT")],
+            "GET /api/v1/models/echo: MISS then HIT (h2, then h1)", got)
+    # the demo backend answers /api/v1/models 404, cached for a minute
+    # (proxy_cache_valid 404 1m; add_header skips a 404, the backend counts)
+    def asked():
+        return sum(b.stats().get("paths", {}).get("/api/v1/models", 0) for b in seed_backends)
+    before = asked()
+    codes = [t.curl(base + "/api/v1/models", "--http2", *res, timeout=20).status for _ in range(3)]
+    t.check(codes == [404] * 3 and asked() == before + 1,
+            "GET /api/v1/models three times: one backend request (404 cached)", (codes, asked() - before))
     # every backend down: the node's own 502 carries them too
     for p in list(t.procs):
         if p.name.startswith("seed-b"):
@@ -294,6 +310,9 @@ def tls_checks(t, node):
     t.check(r.status == 502 and sec_ok(r), "a 502 (all backends down) carries the 5 security headers", r)
     r = t.curl(base + "/health", "--http1.1", *res, timeout=30)
     t.check(r.status == 502 and sec_ok(r), "the same 502 over HTTP/1.1 too", r)
+    r = t.curl(base + "/api/v1/models/echo", "--http2", *res, timeout=30)
+    t.check(r.status == 200 and r.header("X-Cache-Status") == "HIT",
+            "every backend down: /api/v1/models still answers from the cache", r)
 
 if __name__ == "__main__":
     sh.run(main)

@@ -8,9 +8,11 @@ PKGS=(
   cmake make gcc pkg-config clang libclang-rt-14-dev
   libuv1-dev libssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   liblmdb-dev libsodium-dev libpcre2-dev zlib1g-dev libjansson-dev libcmocka-dev
+  libcrypt-dev                          # crypt(3): htpasswd files of auth_basic
   python3 curl nghttp2-client openssl iproute2 procps nftables nginx-light wrk
   libsystemd-dev dpkg-dev logrotate     # sd_notify; the .deb (cpack, dpkg-shlibdeps); its logrotate file
   chromium python3-websocket            # the dashboard test drives headless Chromium (DevTools)
+  prometheus                            # promtool: the metrics test runs `promtool check metrics`
 )
 [ "${SHOAL_DEPS_EXTRA:-}" ] && PKGS+=(${SHOAL_DEPS_EXTRA})
 

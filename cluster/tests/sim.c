@@ -37,6 +37,7 @@ typedef struct {
     uint64_t next_run;
     pkt *inbox, **inbox_tail; /* for slow nodes */
     char name[32], addr[32];
+    uint8_t region; /* sim_set_region: its one-byte meta; 0 = none */
 } node;
 
 struct sim {
@@ -49,6 +50,8 @@ struct sim {
     double loss;
     unsigned dmin, dmax;
     unsigned char *group;
+    unsigned region_delay; /* extra ms between nodes of different regions */
+    int regions_on;        /* distance() tells regions apart */
     sim_observe_fn obs;
     void *obs_arg;
     sim_net_stats_t net;
@@ -92,6 +95,8 @@ static void t_send(void *ud, const char *addr, const uint8_t *buf, size_t len)
         return;
     }
     unsigned d = s->dmin + (s->dmax > s->dmin ? (unsigned)(rnd(s) % (s->dmax - s->dmin + 1)) : 0);
+    if (s->nodes[nd->idx].region != s->nodes[to].region)
+        d += s->region_delay;
     unsigned steps = (d + SIM_STEP_MS - 1) / SIM_STEP_MS;
     if (steps == 0)
         steps = 1;
@@ -123,7 +128,28 @@ static void t_notify(void *ud, const sh_swim_member_t *m, int old)
         nd->sim->obs(nd->sim->obs_arg, nd->idx, m, old);
 }
 
-static const sh_swim_transport_t transport = {t_send, t_pushpull, t_notify};
+/* A node's meta is its region byte: another region is far (2). */
+static int t_distance(void *ud, const uint8_t *meta, size_t len)
+{
+    node *nd = ud;
+    if (!nd->sim->regions_on || len != 1 || nd->region == 0)
+        return 0;
+    return meta[0] != nd->region ? 2 : 0;
+}
+
+static const sh_swim_transport_t transport = {t_send, t_pushpull, t_notify, t_distance};
+
+void sim_set_region(sim_t *s, unsigned i, uint8_t region)
+{
+    s->nodes[i].region = region;
+    sh_swim_set_meta(s->nodes[i].swim, &region, 1);
+}
+
+void sim_regions(sim_t *s, int aware, unsigned delay_ms)
+{
+    s->regions_on = aware;
+    s->region_delay = delay_ms;
+}
 
 sim_t *sim_create(unsigned n, const sh_swim_conf_t *conf, uint64_t seed)
 {

@@ -55,4 +55,11 @@ unsigned sim_index(const char *name);
 
 const sim_net_stats_t *sim_net(const sim_t *sim);
 
+/* Regions (issue 13): node i's meta becomes its region byte (before
+ * sim_converge); aware: the transport's distance() tells regions apart
+ * (else every member is near, as without regions); delay_ms is added to
+ * every packet between regions. */
+void sim_set_region(sim_t *sim, unsigned i, uint8_t region);
+void sim_regions(sim_t *sim, int aware, unsigned delay_ms);
+
 #endif

@@ -8,8 +8,8 @@
 //                 changes are applied as they come
 //   /v1/info, /metrics, /v1/upstreams, /v1/stats   every POLL_MS
 // Per-node figures are this node's: the API gives no other node's counters.
-// The error rate and latency tiles read series that /metrics does not export
-// yet (see METRICS below) and say so; they fill in when those land.
+// The error rate and latency tiles read shoal_http_requests_total{code} and
+// the shoal_http_request_duration_seconds histogram (see METRICS below).
 // Every value from the API reaches the page through textContent, never HTML.
 'use strict';
 
@@ -21,7 +21,7 @@
   // The series the tiles read; names by Prometheus conventions.
   const METRICS = {
     requests: ['shoal_http_requests_total'],
-    codeLabels: ['code', 'status', 'status_code', 'class'],
+    codeLabels: ['code'],
     latency: ['shoal_http_request_duration_seconds'],
   };
 
@@ -162,14 +162,21 @@
     state.spark = [];
     showApp();
     renderInfo();
-    await loadMembers(gen);
+    if (hasCluster()) await loadMembers(gen);
     stream(gen);
     poll(gen);
     resync(gen);
     tick(gen);
   }
 
+  // A node without a cluster {} block serves the admin API alone: /v1/info
+  // says "cluster": false and the members and gossip paths answer 404.
+  function hasCluster() {
+    return !state.info || state.info.cluster !== false;
+  }
+
   async function loadMembers(gen) {
+    if (!hasCluster()) return;
     try {
       const list = await (await api('/v1/members')).json();
       if (gen !== state.gen) return;
@@ -284,8 +291,8 @@
       api('/v1/info').then((r) => r.json()).then((j) => { state.info = j; renderInfo(); }),
       api('/metrics').then((r) => r.text()).then(renderMetrics),
       api('/v1/upstreams').then((r) => r.json()).then(renderUpstreams),
-      api('/v1/stats').then((r) => r.json()).then(renderStats),
     ];
+    if (hasCluster()) jobs.push(api('/v1/stats').then((r) => r.json()).then(renderStats));
     const res = await Promise.allSettled(jobs);
     if (gen !== state.gen) return;
     for (const x of res) {
@@ -303,6 +310,11 @@
     setText('cluster-name', (i.cluster ? 'cluster ' + i.cluster + ' \u00b7 ' : '') + 'shoal ' + i.version);
     setText('n-name', i.name || '-');
     setText('n-sub', [i.region, i.zone].filter(Boolean).join(' / ') + ' up ' + age(i.uptime_ms));
+    if (i.cluster === false) {
+      setText('n-members', '-');
+      setText('n-members-sub', 'no cluster {} block: this node alone');
+      return;
+    }
     if (state.members.size === 0) setText('n-members', i.members_alive + ' / ' + i.members);
     setText('n-members-sub', 'health score ' + i.health_score + (i.left ? ' \u00b7 left' : ''));
   }
@@ -347,7 +359,7 @@
     tbody.replaceChildren(frag);
     const n = rows.filter((m) => m.status === 'alive').length;
     setText('members-note', n + ' alive of ' + rows.length);
-    setText('n-members', n + ' / ' + rows.length); // live, from the event stream
+    if (hasCluster()) setText('n-members', n + ' / ' + rows.length); // live, from the event stream
   }
 
   // Prometheus text format 0.0.4 -> [{name, labels, value}]
@@ -389,7 +401,9 @@
       const s = series.find((x) => x.name === name && (!lab || x.labels[lab] === val));
       return s ? s.value : null;
     };
-    setText('n-conns', num(get('shoal_connections', 'state', 'active')));
+    // the states partition the open connections: their sum is the total
+    const conns = ['reading', 'writing', 'waiting'].map((st) => get('shoal_connections', 'state', st));
+    setText('n-conns', conns.every((v) => v === null) ? '-' : num(conns.reduce((a, v) => a + (v || 0), 0)));
     setText('n-conns-sub', 'reading ' + num(get('shoal_connections', 'state', 'reading')) +
       ' \u00b7 writing ' + num(get('shoal_connections', 'state', 'writing')) +
       ' \u00b7 idle ' + num(get('shoal_connections', 'state', 'waiting')));

@@ -42,13 +42,18 @@ static const char usage_text[] =
     "  limits                   global rate limits: rate, this node's share, degraded or not\n"
     "  monitor                  follow the node's events (joins, leaves, failures, ...)\n"
     "  stats                    gossip counters\n"
+    "  cache purge --key K | --prefix P | --tag T [--soft]   purge this node's caches\n"
+    "  cache stats              the caches' counters (hits, misses, fills, size, ...)\n"
     "  version                  print nodectl's version\n"
     "  help [COMMAND]           this help, or one command's\n"
     "  (`keyring` is another name for `keys`)\n"
     "\n"
     "Options:\n"
-    "  --addr ADDR    the node's admin API: HOST:PORT or unix:PATH\n"
+    "  --addr ADDR    the node's admin API: HOST:PORT, https://HOST:PORT (an admin\n"
+    "                 listener with TLS) or unix:PATH\n"
     "                 (default: $SHOAL_ADDR, else " NODECTL_DEFAULT_ADDR ")\n"
+    "  --cacert FILE  CA certificates that verify an https:// admin address\n"
+    "                 (default: $SHOAL_CACERT, else the system's)\n"
     "  --token TOKEN  bearer token for the admin API (default: $SHOAL_TOKEN)\n"
     "  --json         print the admin API's JSON unchanged (for scripts)\n"
     "  -h, --help     help (after a command: that command's)\n"
@@ -96,10 +101,15 @@ static const cmd_help_t helps[] = {
      "exit 1, and the running configuration stays."},
     {"upstreams", "upstreams [--json]",
      "The upstream groups and each server's passive health on this node, summed over\n"
-     "its workers (state up, down, or partly down when only some workers took it out)."},
+     "its workers (state up, down, or partly down when only some workers took it out,\n"
+     "down (health check) when active checks or the cluster took it out); then, for\n"
+     "servers under health_check, the cluster view: CLUSTER (a quorum of observers\n"
+     "sees it failing: down), HERE (this node's probes, or not probing), PROBED BY\n"
+     "(the nodes chosen to probe it) and OBSERVED (each node's last word: active\n"
+     "result, +passive when its passive health has it out)."},
     {"monitor", "monitor [--json]",
      "Follow the node's event stream (member-join, member-leave, member-failed,\n"
-     "member-suspect, member-alive, keyring, reload) until interrupted. --json prints\n"
+     "member-suspect, member-alive, keyring, reload, health) until interrupted. --json prints\n"
      "each event's JSON on its own line."},
     {"limits", "limits [--json]",
      "The global limit_req zones (limit_req_zone ... global): configured rate, the rate\n"
@@ -107,6 +117,16 @@ static const cmd_help_t helps[] = {
      "this node and of the cluster (estimate), degraded or not and why, hot keys and\n"
      "their shard owners, and the limit channel's counters."},
     {"stats", "stats [--json]", "Gossip counters: packets, refusals by reason, health."},
+    {"cache",
+     "cache purge (--key KEY | --prefix PREFIX | --tag TAG) [--soft] [--json] | cache stats "
+     "[--json]",
+     "purge: remove from this node's proxy caches the entry of a key (the evaluated\n"
+     "proxy_cache_key, e.g. http127.0.0.1:9001/api/v1/models), every key starting with a\n"
+     "prefix, or every entry stored with a tag (proxy_cache_tag_header, Surrogate-Key by\n"
+     "default). --soft marks them stale instead (`proxy_cache_use_stale updating` serves\n"
+     "the old entry while one request refreshes it).\n"
+     "stats: per zone, requests by cache status, bytes served from the cache, fills,\n"
+     "evictions, entries and stored bytes."},
     {"version", "version", "Print nodectl's version."},
     {"help", "help [COMMAND]", "Print the usage, or one command's."},
     {NULL, NULL, NULL}};
@@ -194,6 +214,18 @@ typedef struct {
     const char *addr, *token;
     int json_out;
 } ctx_t;
+
+static int render_purge(FILE *out, const json_t *j, int color)
+{
+    (void)color;
+    const json_t *n = json_object_get(j, "purged");
+    if (!json_is_integer(n))
+        return -1;
+    fprintf(out, "purged %lld entr%s%s\n", (long long)json_integer_value(n),
+            json_integer_value(n) == 1 ? "y" : "ies",
+            json_is_true(json_object_get(j, "soft")) ? " (marked stale)" : "");
+    return 0;
+}
 
 /* One request; --json prints the body as it came, otherwise render (or,
  * with render NULL, print `ok_text` with %s the JSON's "result" if any). */
@@ -345,24 +377,78 @@ static int keygen(void)
     return fflush(stdout) == 0 ? NODECTL_OK : NODECTL_ENODE;
 }
 
+/* GET /v1/cache/stats: one block of "name  value" lines per zone. */
+static int render_cache_stats(FILE *out, const json_t *j, int color)
+{
+    (void)color;
+    if (!json_is_array(j))
+        return -1;
+    size_t i;
+    json_t *z;
+    if (json_array_size(j) == 0)
+        fputs("no proxy_cache_path on this node\n", out);
+    json_array_foreach(j, i, z)
+    {
+        if (i > 0)
+            fputc('\n', out);
+        if (nodectl_render_stats(out, z) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* nodectl cache purge|stats */
+static int cache_cmd(const ctx_t *x, const char *const *pos, int npos, const char *key,
+                     const char *prefix, const char *tag, int soft)
+{
+    const char *sub = npos > 1 ? pos[1] : NULL;
+    if (npos != 2 || sub == NULL || (strcmp(sub, "purge") != 0 && strcmp(sub, "stats") != 0))
+        return usage_error("\"cache\" takes purge or stats%s", "");
+    if (*x->addr == 0)
+        return usage_error("empty --addr%s", "");
+    if (strcmp(sub, "stats") == 0) {
+        if (key || prefix || tag || soft)
+            return usage_error("\"cache stats\" takes no option but --json%s", "");
+        return call(x, "GET", "/v1/cache/stats", NULL, TIMEOUT_MS, render_cache_stats, NULL);
+    }
+    if ((key != NULL) + (prefix != NULL) + (tag != NULL) != 1)
+        return usage_error("\"cache purge\" needs one of --key, --prefix or --tag%s", "");
+    json_t *b = json_pack("{s:s,s:b}",
+                          key      ? "key"
+                          : prefix ? "prefix"
+                                   : "tag",
+                          key      ? key
+                          : prefix ? prefix
+                                   : tag,
+                          "soft", soft);
+    char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    if (body == NULL)
+        return usage_error("invalid purge argument%s", "");
+    int rc = call(x, "POST", "/v1/cache/purge", body, JOIN_TIMEOUT_MS, render_purge, NULL);
+    free(body);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     ctx_t x = {getenv("SHOAL_ADDR"), getenv("SHOAL_TOKEN"), 0};
     if (x.addr == NULL || *x.addr == 0)
         x.addr = NODECTL_DEFAULT_ADDR;
-    const char *status = NULL, *tag = NULL;
-    int help = 0;
+    nodectl_tls_cafile = getenv("SHOAL_CACERT");
+    const char *status = NULL, *tag = NULL, *pkey = NULL, *pprefix = NULL;
+    int help = 0, soft = 0;
     const char *pos[MAX_POS];
     int npos = 0;
     /* Options may come before or after the command (getopt_long permutes);
      * "--" ends them. */
-    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                             {"json", no_argument, NULL, 'j'},
-                                             {"addr", required_argument, NULL, 'a'},
-                                             {"token", required_argument, NULL, 't'},
-                                             {"status", required_argument, NULL, 's'},
-                                             {"tag", required_argument, NULL, 'g'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},         {"json", no_argument, NULL, 'j'},
+        {"addr", required_argument, NULL, 'a'},   {"token", required_argument, NULL, 't'},
+        {"status", required_argument, NULL, 's'}, {"tag", required_argument, NULL, 'g'},
+        {"key", required_argument, NULL, 'k'},    {"prefix", required_argument, NULL, 'p'},
+        {"soft", no_argument, NULL, 'S'},         {"cacert", required_argument, NULL, 'c'},
+        {NULL, 0, NULL, 0}};
     opterr = 0; /* our own messages, exit status 2 */
     int opt;
     while ((opt = getopt_long(argc, argv, ":ha:", longopts, NULL)) != -1) {
@@ -384,6 +470,18 @@ int main(int argc, char **argv)
             break;
         case 'g':
             tag = optarg;
+            break;
+        case 'k':
+            pkey = optarg;
+            break;
+        case 'p':
+            pprefix = optarg;
+            break;
+        case 'S':
+            soft = 1;
+            break;
+        case 'c':
+            nodectl_tls_cafile = optarg;
             break;
         case ':':
             return usage_error("%s needs a value", argv[optind - 1]);
@@ -410,8 +508,12 @@ int main(int argc, char **argv)
         return usage_error("unknown command \"%s\"", cmd);
     if (help)
         return print_help(cmd);
+    if (strcmp(cmd, "cache") == 0)
+        return cache_cmd(&x, pos, npos, pkey, pprefix, tag, soft);
     if ((status || tag) && strcmp(cmd, "members") != 0)
         return usage_error("--status and --tag go with \"members\"%s", "");
+    if (pkey || pprefix || soft)
+        return usage_error("--key, --prefix and --soft go with \"cache purge\"%s", "");
     if (strcmp(cmd, "version") == 0) {
         if (npos != 1)
             return usage_error("\"version\" takes no argument%s", "");

@@ -53,6 +53,10 @@ int nodectl_stream(const char *addr, const char *path, const char *token, int ti
                    int (*on_event)(void *ud, const char *event, const char *data), void *ud,
                    int *status, char *err, size_t errlen);
 
+/* The CA file that verifies an https:// admin address (--cacert or
+ * $SHOAL_CACERT); NULL: the system's CAs. */
+extern const char *nodectl_tls_cafile;
+
 /* Free what nodectl_request filled in. */
 void nodectl_resp_dispose(nodectl_resp_t *r);
 

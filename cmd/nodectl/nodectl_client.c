@@ -5,6 +5,12 @@
  * present, is checked against what arrived). Every step honours one
  * deadline: connect is non-blocking plus poll, reads and writes poll first.
  * The response is bounded by NODECTL_MAX_RESPONSE.
+ *
+ * TLS (an admin listener with admin_ssl_certificate): an address written
+ * https://HOST:PORT is spoken to over TLS 1.2+, the certificate verified
+ * against nodectl_tls_cafile (--cacert / $SHOAL_CACERT) or the system's
+ * CAs, and its name (or IP address) checked against HOST. nodectl holds one
+ * connection at a time, so the TLS state is one static object.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +26,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "nodectl.h"
+
+const char *nodectl_tls_cafile;
+static SSL_CTX *tls_ctx;
+static SSL *tls; /* the open connection's, or NULL (plain) */
 
 static int64_t now_ms(void)
 {
@@ -116,10 +130,115 @@ static int connect_one(const struct addrinfo *a, int64_t deadline, int *err_out)
     return fd;
 }
 
+/* recv() on the connection, through TLS when it has it: bytes, 0 at the
+ * end, or -1 with errno (EAGAIN: wait for the socket). */
+static ssize_t io_recv(int fd, char *buf, size_t len)
+{
+    if (tls == NULL)
+        return recv(fd, buf, len, 0);
+    ERR_clear_error();
+    errno = 0;
+    int n = SSL_read(tls, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(tls, n)) {
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_error() == 0 && errno == 0)
+            return 0; /* EOF without close_notify: the answer's end all the same */
+        /* fall through */
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t io_send(int fd, const char *buf, size_t len)
+{
+    if (tls == NULL)
+        return send(fd, buf, len, MSG_NOSIGNAL);
+    ERR_clear_error();
+    int n = SSL_write(tls, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(tls, n);
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EPROTO;
+    return -1;
+}
+
+static void io_close(int fd)
+{
+    if (tls != NULL) {
+        SSL_free(tls);
+        tls = NULL;
+    }
+    close(fd);
+}
+
+/* The TLS handshake on fd with host (verified): 0, or -1 with err filled. */
+static int tls_open(int fd, const char *host, int64_t deadline, char *err, size_t errlen)
+{
+    if (tls_ctx == NULL) {
+        tls_ctx = SSL_CTX_new(TLS_client_method());
+        if (tls_ctx == NULL)
+            abort();
+        SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+        if (nodectl_tls_cafile != NULL && *nodectl_tls_cafile) {
+            if (SSL_CTX_load_verify_locations(tls_ctx, nodectl_tls_cafile, NULL) != 1) {
+                fail(err, errlen, "cannot load the CA certificates of %s", nodectl_tls_cafile);
+                return -1;
+            }
+        } else {
+            SSL_CTX_set_default_verify_paths(tls_ctx);
+        }
+    }
+    tls = SSL_new(tls_ctx);
+    if (tls == NULL)
+        abort();
+    SSL_set_fd(tls, fd);
+    X509_VERIFY_PARAM *vp = SSL_get0_param(tls);
+    if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1) { /* a name, not an address */
+        SSL_set_tlsext_host_name(tls, host);
+        SSL_set1_host(tls, host);
+    }
+    for (;;) {
+        ERR_clear_error();
+        int r = SSL_connect(tls);
+        if (r == 1)
+            return 0;
+        int e = SSL_get_error(tls, r);
+        if ((e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) &&
+            wait_fd(fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline) > 0)
+            continue;
+        long vr = SSL_get_verify_result(tls);
+        unsigned long le = ERR_peek_error();
+        char why[256];
+        if (vr != X509_V_OK)
+            snprintf(why, sizeof(why), "certificate not trusted: %s (--cacert FILE?)",
+                     X509_verify_cert_error_string(vr));
+        else if (le != 0)
+            ERR_error_string_n(le, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "%s",
+                     e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? "timed out"
+                                                                           : "connection closed");
+        fail(err, errlen, "TLS handshake with %s failed: %s", host, why);
+        SSL_free(tls);
+        tls = NULL;
+        return -1;
+    }
+}
+
 static int send_all(int fd, const char *buf, size_t len, int64_t deadline)
 {
     while (len > 0) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        ssize_t n = io_send(fd, buf, len);
         if (n > 0) {
             buf += n;
             len -= (size_t)n;
@@ -198,12 +317,14 @@ static int connect_unix(const char *path, int64_t deadline, int *err_out)
 static int open_and_send(const char *addr, const char *method, const char *path, const char *body,
                          const char *token, int64_t deadline, char *err, size_t errlen)
 {
-    int fd = -1, cerr = 0;
-    const char *up = unix_path(addr);
+    int fd = -1, cerr = 0, use_tls = strncmp(addr, "https://", 8) == 0;
+    char host[256], port[8];
+    if (use_tls)
+        addr += 8;
+    const char *up = use_tls ? NULL : unix_path(addr);
     if (up != NULL) {
         fd = connect_unix(up, deadline, &cerr);
     } else {
-        char host[256], port[8];
         if (split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
             fail(err, errlen, "invalid address \"%s\": expected HOST:PORT or unix:PATH", addr);
             return -1;
@@ -223,6 +344,10 @@ static int open_and_send(const char *addr, const char *method, const char *path,
     }
     if (fd < 0) {
         fail(err, errlen, "cannot reach node at %s: %s", addr, strerror(cerr));
+        return -1;
+    }
+    if (use_tls && tls_open(fd, host, deadline, err, errlen) != 0) {
+        close(fd);
         return -1;
     }
     size_t blen = body ? strlen(body) : 0;
@@ -248,7 +373,7 @@ static int open_and_send(const char *addr, const char *method, const char *path,
     int sent = send_all(fd, req, (size_t)qn, deadline);
     free(req);
     if (sent != 0) {
-        close(fd);
+        io_close(fd);
         fail(err, errlen, "node at %s: cannot send the request: %s", addr,
              errno ? strerror(errno) : "timed out");
         return -1;
@@ -276,7 +401,7 @@ int nodectl_stream(const char *addr, const char *path, const char *token, int ti
             fail(err, errlen, "node at %s: an event larger than %zu bytes", addr, cap);
             break;
         }
-        ssize_t n = recv(fd, buf + len, cap - len, 0);
+        ssize_t n = io_recv(fd, buf + len, cap - len);
         if (n == 0) {
             fail(err, errlen,
                  head_done ? "node at %s: the event stream ended"
@@ -314,7 +439,7 @@ int nodectl_stream(const char *addr, const char *path, const char *token, int ti
                 /* an error document: read it whole, the caller reports it */
                 memmove(buf, buf + off, len - off + 1);
                 len -= off;
-                while (len < cap && (n = recv(fd, buf + len, cap - len, 0)) != 0) {
+                while (len < cap && (n = io_recv(fd, buf + len, cap - len)) != 0) {
                     if (n > 0)
                         len += (size_t)n;
                     else if (errno != EINTR &&
@@ -340,7 +465,7 @@ int nodectl_stream(const char *addr, const char *path, const char *token, int ti
             } else if (strncmp(line, "data: ", 6) == 0) {
                 if (on_event(ud, event, line + 6) != 0) {
                     free(buf);
-                    close(fd);
+                    io_close(fd);
                     return NODECTL_OK;
                 }
                 snprintf(event, sizeof(event), "message");
@@ -352,7 +477,7 @@ int nodectl_stream(const char *addr, const char *path, const char *token, int ti
         len = left;
     }
     free(buf);
-    close(fd);
+    io_close(fd);
     return rc;
 }
 
@@ -373,7 +498,7 @@ int nodectl_request(const char *addr, const char *method, const char *path, cons
         if (len + 1 >= cap) {
             if (cap >= NODECTL_MAX_RESPONSE) {
                 free(buf);
-                close(fd);
+                io_close(fd);
                 return fail(err, errlen, "node at %s: response larger than %u bytes", addr,
                             NODECTL_MAX_RESPONSE);
             }
@@ -383,7 +508,7 @@ int nodectl_request(const char *addr, const char *method, const char *path, cons
                 abort();
             buf = nb;
         }
-        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        ssize_t n = io_recv(fd, buf + len, cap - 1 - len);
         if (n > 0) {
             len += (size_t)n;
             continue;
@@ -395,18 +520,18 @@ int nodectl_request(const char *addr, const char *method, const char *path, cons
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
             int e = errno;
             free(buf);
-            close(fd);
+            io_close(fd);
             return fail(err, errlen, "node at %s: connection failed: %s", addr, strerror(e));
         }
         int w = wait_fd(fd, POLLIN, deadline);
         if (w <= 0) {
             free(buf);
-            close(fd);
+            io_close(fd);
             return fail(err, errlen, "node at %s: no complete answer within %d ms", addr,
                         timeout_ms);
         }
     }
-    close(fd);
+    io_close(fd);
     buf[len] = 0;
     size_t off;
     long clen;

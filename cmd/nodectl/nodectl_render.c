@@ -271,6 +271,76 @@ static void table(FILE *out, const char *const *hd, int ncols, char **cells, siz
         }
 }
 
+/* The health checks' and the cluster's view (issue 13): one row per
+ * server that is checked or that someone reported failing. */
+static void render_health(FILE *out, const json_t *ups, int color)
+{
+    static const char *const hh[] = {"UPSTREAM", "SERVER",    "CLUSTER",
+                                     "HERE",     "PROBED BY", "OBSERVED"};
+    enum { NH = 6 };
+    size_t nrows = 0, cap = 16, i, k, q;
+    char **cells = malloc(cap * NH * sizeof(char *));
+    json_t *u, *sv, *o;
+    if (cells == NULL)
+        abort();
+    json_array_foreach(ups, i, u)
+    {
+        const char *name = str_or(u, "name", "?");
+        json_array_foreach(json_object_get(u, "servers"), k, sv)
+        {
+            json_t *h = json_object_get(sv, "health");
+            json_t *obs = json_object_get(h, "observers");
+            if (!json_is_object(h) ||
+                (!json_is_true(json_object_get(h, "checked")) && json_array_size(obs) == 0))
+                continue;
+            if (nrows == cap) {
+                cap *= 2;
+                cells = realloc(cells, cap * NH * sizeof(char *));
+                if (cells == NULL)
+                    abort();
+            }
+            char **rw = cells + nrows * NH;
+            char pb[256] = "", ob[512] = "";
+            size_t pl = 0, ol = 0;
+            json_array_foreach(json_object_get(h, "probed_by"), q, o)
+            {
+                const char *pn = json_string_value(o);
+                if (pl < sizeof(pb))
+                    pl += (size_t)snprintf(pb + pl, sizeof(pb) - pl, "%s%s", q ? "," : "",
+                                           pn ? pn : "?");
+            }
+            json_array_foreach(obs, q, o)
+            {
+                const char *act = str_or(o, "active", "unknown");
+                int pas = json_is_true(json_object_get(o, "passive"));
+                if (ol < sizeof(ob))
+                    ol += (size_t)snprintf(
+                        ob + ol, sizeof(ob) - ol, "%s%s:%s%s%s", q ? " " : "",
+                        str_or(o, "node", "?"), strcmp(act, "unknown") == 0 ? "-" : act,
+                        pas ? "+passive" : "",
+                        json_is_true(json_object_get(o, "stale")) ? "(stale)" : "");
+            }
+            rw[0] = strdup(name);
+            rw[1] = strdup(str_or(sv, "addr", "?"));
+            rw[2] = strdup(str_or(h, "cluster", "?"));
+            rw[3] = strdup(str_or(h, "local", "?"));
+            rw[4] = strdup(pl ? pb : "-");
+            rw[5] = strdup(ol ? ob : "-");
+            for (int c = 0; c < NH; c++)
+                if (rw[c] == NULL)
+                    abort();
+            nrows++;
+        }
+    }
+    if (nrows > 0) {
+        fputs("\n", out);
+        table(out, hh, NH, cells, nrows, 2, color);
+    }
+    for (size_t x = 0; x < nrows * NH; x++)
+        free(cells[x]);
+    free(cells);
+}
+
 int nodectl_render_upstreams(FILE *out, const json_t *ups, int color)
 {
     static const char *const uheads[] = {"UPSTREAM", "SERVER", "STATE",     "FAILS",
@@ -329,6 +399,7 @@ int nodectl_render_upstreams(FILE *out, const json_t *ups, int color)
     for (size_t q = 0; q < nrows * NC; q++)
         free(cells[q]);
     free(cells);
+    render_health(out, ups, color);
     return 0;
 }
 

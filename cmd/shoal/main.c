@@ -43,8 +43,15 @@
 #include "node/conn/worker.h"
 #include "node/modules/accesslog.h"
 #include "node/modules/limit_zone.h"
+#include "node/modules/proxy_cache.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/runtime.h"
+#include "node/proxy/health.h"
+#ifdef SHOAL_WITH_CLUSTER
+#include "node/conn/tls_tickets_sync.h"
+#include "node/proxy/health_gossip.h"
+#endif
 #ifdef SHOAL_WITH_CLUSTER
 #include "cluster/cluster.h"
 #endif
@@ -232,6 +239,7 @@ static void gen_done_cb(uv_async_t *a)
         m->retired.accepted += t.accepted;
         m->retired.handled += t.handled;
         m->retired.requests += t.requests;
+        m->retired.h2_early_responses += t.h2_early_responses;
         uv_mutex_unlock(&m->gens_mu);
         sh_workers_free(g->ws, g->n);
         if (g->rt != m->rt0)
@@ -306,7 +314,7 @@ static int do_reload(node_main_t *m, char *msg, size_t len)
     int k = snprintf(msg, len,
                      "reload: configuration ok, applied to new connections (%d worker%s); "
                      "connections already open finish on the previous configuration; not "
-                     "reloaded: the cluster block, error_log, pid, user",
+                     "reloaded: the cluster block and the admin listener, error_log, pid, user",
                      n, n == 1 ? "" : "s");
     sh_log_notice("%s", msg);
     if (warnings[0] != '\0' && k > 0 && (size_t)k < len)
@@ -429,8 +437,21 @@ static int hook_reload(void *ud, char *msg, size_t len)
 /* The limit zones' counters (node/modules/limit_zone.h) on /metrics. */
 static void hook_metrics(void *ud, FILE *f)
 {
-    (void)ud;
+    node_main_t *m = ud;
+    sh_metrics_write(f); /* requests, latency, upstream tries, TLS, HTTP/2 */
+    uv_mutex_lock(&m->gens_mu);
+    if (m->gens != NULL)
+        sh_workers_upstreams_metrics(m->gens->ws, m->gens->n, f);
+    uv_mutex_unlock(&m->gens_mu);
     sh_limit_zone_metrics(f);
+    sh_proxy_cache_metrics(f);
+    sh_health_metrics(f);
+}
+
+static char *hook_cache_stats(void *ud)
+{
+    (void)ud;
+    return sh_proxy_cache_stats_json();
 }
 
 static void hook_status(void *ud, sh_cluster_node_status_t *out)
@@ -456,6 +477,7 @@ static void hook_status(void *ud, sh_cluster_node_status_t *out)
     out->writing = t.writing;
     out->waiting = t.waiting;
     out->proxy_protocol_bad = t.proxy_protocol_bad;
+    out->h2_early_responses = t.h2_early_responses;
     out->workers = workers;
     out->generations = gens;
 }
@@ -762,7 +784,12 @@ int main(int argc, char **argv)
     uv_async_init(&m.loop, &m.gen_done, gen_done_cb);
     uv_async_init(&m.loop, &m.reload_async, reload_async_cb);
 #ifdef SHOAL_WITH_CLUSTER
-    sh_cluster_hooks_t hooks = {&m, hook_status, hook_upstreams, hook_reload, hook_metrics};
+    if (sh_health_gossip_register() != 0)
+        sh_log_warn("health: the health channel could not be registered; health stays local");
+    if (sh_tls_tickets_sync_register() != 0)
+        sh_log_warn("tls: the ticket-key channel could not be registered; ticket keys stay local");
+    sh_cluster_hooks_t hooks = {&m,          hook_status,  hook_upstreams,
+                                hook_reload, hook_metrics, hook_cache_stats};
     rc = sh_cluster_start(rt->main_confs[sh_cluster_module.index], &hooks, &m.cluster);
     if (rc != 0) {
         fprintf(stderr, "shoal: [emerg] the cluster could not start\n");
@@ -783,6 +810,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "shoal: [emerg] could not start the workers\n");
         return 1;
     }
+    if (sh_health_start() != 0) {
+        fprintf(stderr, "shoal: [emerg] could not start the health checks\n");
+        return 1;
+    }
     sh_log_notice("shoal %s started: %d worker%s, configuration %s", SHOAL_VERSION, nworkers,
                   nworkers == 1 ? "" : "s", shown);
     sd_notify(0, "READY=1"); /* listeners, workers and the cluster thread are up */
@@ -797,6 +828,7 @@ int main(int argc, char **argv)
 #ifdef SHOAL_WITH_CLUSTER
     sh_cluster_stop(m.cluster, 2000);
 #endif
+    sh_health_stop();
     for (int i = 0; i < NSIGS; i++)
         uv_close((uv_handle_t *)&m.sigs[i], NULL);
     uv_close((uv_handle_t *)&m.gen_done, NULL);

@@ -7,8 +7,12 @@
 
 #include "node/conn/http2.h"
 #include "node/conn/tls.h"
+#include "node/conn/tls_tickets.h"
 #include "node/modules/access.h"
 #include "node/modules/accesslog.h"
+#include "node/modules/auth_basic.h"
+#include "node/modules/auth_jwt.h"
+#include "node/modules/auth_request.h"
 #include "node/modules/errpage.h"
 #include "node/modules/expires.h"
 #include "node/modules/gzip.h"
@@ -16,13 +20,17 @@
 #include "node/modules/limit_conn.h"
 #include "node/modules/limit_req.h"
 #include "node/modules/map.h"
+#include "node/modules/proxy_cache.h"
 #include "node/modules/realip.h"
 #include "node/modules/rewrite.h"
 #include "node/modules/static.h"
 #include "node/modules/status.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/runtime.h"
+#include "node/proxy/health.h"
 #include "node/proxy/proxy.h"
+#include "node/proxy/proxy_ssl.h"
 #include "node/proxy/upstream.h"
 
 extern sh_conf_module_t sh_pending_module;
@@ -37,17 +45,25 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_realip_module, /* before every preaccess and access handler */
     &sh_rewrite_module,
     &sh_accesslog_module,
+    &sh_metrics_module, /* counts every request at its end (log phase) */
     &sh_upstream_module,
     &sh_proxy_module,
+    &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
+    &sh_health_module, /* after upstream and proxy: its load reads both */
+    &sh_proxy_ssl_module,
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,
     &sh_limit_conn_module,
-    &sh_access_module,
+    &sh_access_module, /* access checks in nginx's order: allow/deny first */
+    &sh_auth_basic_module,
+    &sh_auth_jwt_module,
+    &sh_auth_request_module,
     &sh_status_module,
     &sh_static_module, /* after every other content handler */
     &sh_errpage_module,
     &sh_ssl_module,
+    &sh_tls_tickets_module,
     &sh_headers_module,
     &sh_expires_module,
     &sh_gzip_module,

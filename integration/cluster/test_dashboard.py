@@ -285,8 +285,17 @@ def run_browser(t, br, nodes, token, b1, dead):
                        " return parseInt(s) >= 6 ? s : null; })()", 15,
                        "the request counter to count the requests")
     t.check(True, "this node's request counter shows the traffic (%s)" % total)
-    na = br.js("document.getElementById('n-lat').textContent")
-    t.check("not exported yet" in na, "latency says it is not exported yet", na)
+    # the latency and error tiles read shoal_http_request_duration_seconds and
+    # shoal_http_requests_total{code} (issue 17): values, never "not exported"
+    for _ in range(3):
+        t.curl(d0.node.url("/"))
+    lat = br.wait_js("(() => { const s = document.getElementById('n-lat').textContent;"
+                     " return / \\/ /.test(s) && !/not exported/.test(s) ? s : null; })()", 20,
+                     "the latency tile to show p50 / p99")
+    t.check(True, "latency p50 / p99 from the histogram (%s)" % lat)
+    err = br.wait_js("(() => { const s = document.getElementById('n-err').textContent;"
+                     " return /%$/.test(s) ? s : null; })()", 20, "the error rate tile")
+    t.check(True, "error rate from the requests by code (%s)" % err)
 
     # one node dies: its row turns failed, through the event stream
     applied = br.js("window.shoalUI.eventsApplied")

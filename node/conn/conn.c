@@ -487,7 +487,7 @@ int sh_response_start(sh_request_t *r, int status, const char *reason, size_t re
                         .cap = SH_RESP_FIELDS_MAX,
                         .length = length,
                         .flags = flags};
-    const sh_http_proto_t *pr = r->c->proto;
+    const sh_http_proto_t *pr = SH_PROTO(r);
     if (r->err_status > 0) /* error_page: the page goes with the error's status */
         h.status = status = r->err_status;
     r->status = status;
@@ -520,7 +520,7 @@ int sh_response_start(sh_request_t *r, int status, const char *reason, size_t re
 
 int sh_response_flush(sh_request_t *r)
 {
-    return r->c->proto->flush(r);
+    return SH_PROTO(r)->flush(r);
 }
 
 int sh_response_body(sh_request_t *r, const char *data, size_t len)
@@ -530,7 +530,7 @@ int sh_response_body(sh_request_t *r, const char *data, size_t len)
     r->body_bytes_sent += len;
     if (r->nbf > 0)
         return sh_body_next(r, 0, data, len, 0);
-    return r->c->proto->send_body(r, data, len);
+    return SH_PROTO(r)->send_body(r, data, len);
 }
 
 int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n)
@@ -543,7 +543,7 @@ int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n
         r->ntrailers = 0;
         return rc;
     }
-    return r->c->proto->end(r, trailers, n);
+    return SH_PROTO(r)->end(r, trailers, n);
 }
 
 void sh_request_drained(sh_request_t *r)
@@ -556,19 +556,19 @@ void sh_request_drained(sh_request_t *r)
 
 int sh_response_sendfile(sh_request_t *r, int fd, int64_t *off, size_t len)
 {
-    if (r->nbf > 0 || r->c->proto->sendfile == NULL)
+    if (r->nbf > 0 || SH_PROTO(r)->sendfile == NULL)
         return SH_EUNSUPP;
-    return r->c->proto->sendfile(r, fd, off, len);
+    return SH_PROTO(r)->sendfile(r, fd, off, len);
 }
 
 void sh_request_send_timer(sh_request_t *r)
 {
-    r->c->proto->send_timer(r);
+    SH_PROTO(r)->send_timer(r);
 }
 
 size_t sh_request_out_queued(const sh_request_t *r)
 {
-    return r->c->proto->queued(r);
+    return SH_PROTO(r)->queued(r);
 }
 
 void sh_request_respond(sh_request_t *r, int status, const char *ctype, const char *body,
@@ -626,12 +626,12 @@ static void respond_bare(sh_conn_t *c, sh_request_t *r, int status)
 
 void sh_request_abort(sh_request_t *r)
 {
-    r->c->proto->abort(r);
+    SH_PROTO(r)->abort(r);
 }
 
 void sh_request_finish(sh_request_t *r)
 {
-    r->c->proto->finish(r);
+    SH_PROTO(r)->finish(r);
 }
 
 /* The request's head is read: the connection reads its body next, or
@@ -812,7 +812,7 @@ void sh_request_end_tunnel(sh_request_t *r)
 
 void sh_request_body_resume(sh_request_t *r)
 {
-    r->c->proto->body_resume(r);
+    SH_PROTO(r)->body_resume(r);
 }
 
 static void h1_body_resume(sh_request_t *r)

@@ -27,6 +27,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
@@ -43,6 +44,8 @@
 #define MAX_EMPTY_DATA_PER_SEC 128
 #define MAX_CONTROL_PER_SEC    4096
 #define RESET_BURST            1000 /* nghttp2's rapid-reset token bucket */
+#define CLOSED_RING            64   /* recently closed streams remembered (RFC 9113 5.1) */
+#define ID_GAPS                16   /* ranges of stream ids the client skipped (5.1.1) */
 #define RESET_RATE             33
 
 typedef struct {
@@ -63,13 +66,25 @@ typedef struct h2_stream_s {
     size_t out_off;
     sh_buf_t trailers; /* as hbuf: response trailers */
     size_t ntrailers;
-    uint8_t too_large : 1; /* the header list went over the limit: 431 */
-    uint8_t body_eof : 1;  /* END_STREAM from the client */
-    uint8_t out_eof : 1;   /* the response body is complete */
-    uint8_t deferred : 1;  /* the data source said DEFERRED: resume on data */
-    uint8_t rst_after : 1; /* RST_STREAM(NO_ERROR) once our END_STREAM is out */
-    uint8_t responded : 1; /* a response was submitted */
+    int64_t body_left;      /* request body bytes the content-length still announces, or -1 */
+    uint8_t too_large : 1;  /* the header list went over the limit: 431 */
+    uint8_t body_eof : 1;   /* END_STREAM from the client */
+    uint8_t out_eof : 1;    /* the response body is complete */
+    uint8_t deferred : 1;   /* the data source said DEFERRED: resume on data */
+    uint8_t end_sent : 1;   /* our END_STREAM is out (the response is whole) */
+    uint8_t rst_sent : 1;   /* RST_STREAM(NO_ERROR) after it (early_reset) */
+    uint8_t client_rst : 1; /* the client reset the stream */
+    uint8_t we_rst : 1;     /* we (or nghttp2) reset it */
+    uint8_t responded : 1;  /* a response was submitted */
 } h2_stream_t;
+
+enum { CHECK_NONE = 0, CHECK_DATA, CHECK_PRIORITY };
+
+enum {
+    CLOSED_NONE = 0,
+    CLOSED_CLIENT_RST, /* the client sent RST_STREAM */
+    CLOSED_BOTH_END    /* END_STREAM both ways */
+};
 
 struct sh_h2_s {
     sh_conn_t *c;
@@ -83,6 +98,32 @@ struct sh_h2_s {
     uint32_t n_settings, n_ping, n_empty_data, n_control;
     uint32_t opened_this_read;
     const char *calm; /* why the client is told to calm down, or NULL */
+    /* A connection error found by our own checks in a callback (RFC 9113
+     * rules nghttp2 leaves to the application, see check_frame): the
+     * error code for GOAWAY and why, for the log. */
+    uint32_t conn_err;
+    const char *conn_why;
+    /* Streams the client closed lately and how (RFC 9113 5.1: a frame on
+     * a stream the client reset is a stream error, one after both ends
+     * sent END_STREAM a connection error, both STREAM_CLOSED; nghttp2
+     * keeps no closed streams and ignores them) */
+    struct {
+        int32_t id;
+        uint8_t how; /* CLOSED_* */
+    } recent[CLOSED_RING];
+    unsigned recent_next;
+    /* Odd stream ids below the highest the client opened that it never
+     * used (RFC 9113 5.1.1: they are idle for ever, so a HEADERS there is
+     * a lower identifier than a previous one) */
+    struct {
+        int32_t lo, hi;
+    } gaps[ID_GAPS];
+    unsigned gaps_next;
+    int32_t last_id; /* highest stream id the client opened */
+    uint8_t check;   /* CHECK_*: due after the bytes track_frames followed */
+    uint8_t pri[5];  /* the PRIORITY payload under way (track_frames) */
+    uint8_t pri_n;
+    int32_t fr_sid; /* stream of the frame whose payload is coming */
     uint8_t goaway : 1;
     uint8_t closed : 1; /* the connection is closing: no more session calls */
     uint8_t in_recv : 1;
@@ -171,8 +212,24 @@ static const sh_conf_cmd_t h2_cmds[] = {
      sh_conf_set_unsupported, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
+/* $http2: "h2" over TLS, "h2c" in clear text, else empty (nginx). */
+static int http2_var_get(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    (void)data;
+    if (r->c->h2 != NULL)
+        sh_buf_appends(out, r->c->tls != NULL ? "h2" : "h2c");
+    return 1;
+}
+
+static int h2_preconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    (void)m;
+    return sh_vars_define(cf, "http2", http2_var_get, NULL);
+}
+
 static const sh_http_module_t h2_http_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
+    .preconfiguration = h2_preconf,
     .create_loc = h2_create_loc,
     .merge_loc = h2_merge_loc,
     .destroy_loc = h2_destroy_loc,
@@ -498,6 +555,7 @@ static void calm_down(sh_h2_t *h2, const char *why)
     if (h2->calm == NULL) {
         h2->calm = why;
         h2->c->w->h2_floods++;
+        sh_metrics_h2_flood();
     }
 }
 
@@ -637,6 +695,7 @@ static int request_ready(h2_stream_t *st, int end_stream)
                 (r->h.host_len != ps.authority_len ||
                  strncasecmp(r->h.host, ps.authority, ps.authority_len) != 0))
                 r->bad_host = 1;
+            st->body_left = end_stream ? 0 : ps.content_length;
             if (!end_stream) {
                 /* no length: the upstream gets the body chunked */
                 r->h.content_length = ps.content_length;
@@ -688,6 +747,90 @@ static void count_second(sh_h2_t *h2)
     }
 }
 
+/* A connection error (RFC 9113 5.4.1) found by check_frame: GOAWAY with
+ * code once nghttp2 returns (sh_http2_input). */
+static int conn_error(sh_h2_t *h2, uint32_t code, const char *why)
+{
+    h2->conn_err = code;
+    h2->conn_why = why;
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+static void closed_add(sh_h2_t *h2, int32_t id, uint8_t how)
+{
+    h2->recent[h2->recent_next].id = id;
+    h2->recent[h2->recent_next].how = how;
+    h2->recent_next = (h2->recent_next + 1) % CLOSED_RING;
+}
+
+static int in_gap(const sh_h2_t *h2, int32_t id)
+{
+    for (unsigned i = 0; i < ID_GAPS; i++)
+        if (h2->gaps[i].lo != 0 && id >= h2->gaps[i].lo && id <= h2->gaps[i].hi)
+            return 1;
+    return 0;
+}
+
+/* The rules of RFC 9113 on stream states that nghttp2 leaves to us (it
+ * forgets closed streams and skips PRIORITY frames once RFC 7540
+ * priorities are off), checked on each frame header from the client:
+ *
+ *   6.3    PRIORITY on stream 0: connection error PROTOCOL_ERROR
+ *   5.1.1  HEADERS opening a stream below one already opened (an id the
+ *          client skipped): connection error PROTOCOL_ERROR; any frame
+ *          but PRIORITY there is one on an idle stream (5.1), the same
+ *   5.1    a frame on a stream the client reset, other than PRIORITY:
+ *          stream error STREAM_CLOSED (once; later ones are ignored);
+ *          DATA or HEADERS after END_STREAM both ways: connection error
+ *          STREAM_CLOSED (WINDOW_UPDATE and RST_STREAM may still come
+ *          after our END_STREAM: ignored). Frames on streams we reset
+ *          are ignored, as the RFC asks (they may have been in flight).
+ *
+ * Streams the client closed are remembered CLOSED_RING deep, skipped ids
+ * ID_GAPS ranges deep; older ones are ignored as nghttp2 does. */
+static int check_frame(sh_h2_t *h2, nghttp2_session *s, const nghttp2_frame_hd *hd)
+{
+    int32_t id = hd->stream_id;
+    if (hd->type == NGHTTP2_PRIORITY && id == 0)
+        return conn_error(h2, NGHTTP2_PROTOCOL_ERROR, "PRIORITY frame on stream 0");
+    if (id == 0 || (id & 1) == 0 || hd->type == NGHTTP2_PRIORITY)
+        return 0; /* even ids: nghttp2's (PROTOCOL_ERROR) */
+    if (id > h2->last_id) {
+        if (hd->type == NGHTTP2_HEADERS) {
+            if (id > h2->last_id + 2) {
+                h2->gaps[h2->gaps_next].lo = h2->last_id + 2;
+                h2->gaps[h2->gaps_next].hi = id - 2;
+                h2->gaps_next = (h2->gaps_next + 1) % ID_GAPS;
+            }
+            h2->last_id = id;
+        }
+        return 0; /* other frames on idle streams: nghttp2's */
+    }
+    if (nghttp2_session_find_stream(s, id) != NULL)
+        return 0;
+    if (in_gap(h2, id))
+        return conn_error(h2, NGHTTP2_PROTOCOL_ERROR,
+                          hd->type == NGHTTP2_HEADERS
+                              ? "stream identifier lower than a previous one"
+                              : "frame on an idle stream");
+    for (unsigned i = 0; i < CLOSED_RING; i++) {
+        if (h2->recent[i].id != id)
+            continue;
+        if (h2->recent[i].how == CLOSED_CLIENT_RST) {
+            h2->recent[i].how = CLOSED_NONE;
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_STREAM_CLOSED);
+            return 0;
+        }
+        if (h2->recent[i].how == CLOSED_BOTH_END &&
+            (hd->type == NGHTTP2_DATA || hd->type == NGHTTP2_HEADERS))
+            return conn_error(h2, NGHTTP2_STREAM_CLOSED,
+                              hd->type == NGHTTP2_DATA ? "DATA on a closed stream"
+                                                       : "HEADERS on a closed stream");
+        return 0;
+    }
+    return 0;
+}
+
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
 {
     (void)s;
@@ -720,7 +863,9 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
             calm_down(h2, "control frame flood");
         break;
     }
-    return h2->calm != NULL ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    if (h2->calm != NULL)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return check_frame(h2, s, hd);
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
@@ -731,8 +876,10 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     h2_stream_t *st = sh_new(h2_stream_t);
     st->h2 = h2;
     st->id = frame->hd.stream_id;
+    st->body_left = -1;
     sh_list_insert_head(&h2->streams, &st->link);
     h2->nstreams++;
+    sh_metrics_h2_stream();
     nghttp2_session_set_stream_user_data(s, st->id, st);
     return 0;
 }
@@ -782,6 +929,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         if (end)
             body_end(st);
         break;
+    case NGHTTP2_RST_STREAM:
+        st->client_rst = 1;
+        break;
     default:
         break;
     }
@@ -798,6 +948,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         nghttp2_session_consume_connection(s, len);
         return 0;
     }
+    if (st->body_left > 0)
+        st->body_left -= (int64_t)len < st->body_left ? (int64_t)len : st->body_left;
     sh_request_t *r = st->r;
     if (r == NULL || r->discard_body || r->body.done) {
         consume(st, len);
@@ -834,17 +986,51 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     return 0;
 }
 
+/* RFC 9113 8.1: a response complete while the client is still sending
+ * its body (an early response: 413, 403, `return`, an error page, an
+ * upstream that answered first) is followed by RST_STREAM(NO_ERROR), which
+ * tells the client to stop sending without discarding the response. Only
+ * once the response's END_STREAM is out (nghttp2 sends RST_STREAM before
+ * queued DATA, so earlier it would cut the response) and once the request
+ * is finished (so the stream's close does not end a request still being
+ * answered): whichever of the two comes last calls this.
+ *
+ * When the rest of the body (by its content-length) fits in the window
+ * the client holds, it may all be in flight already: it is read and
+ * dropped instead (consumed as it comes; the client ends the stream),
+ * since clients that treat a reset during their upload as an error (curl
+ * 7.88: error 92) then keep the response. */
+static void early_reset(h2_stream_t *st)
+{
+    sh_h2_t *h2 = st->h2;
+    if (!st->end_sent || st->r != NULL || st->body_eof || st->rst_sent || h2->closed)
+        return;
+    st->rst_sent = 1;
+    SH_WORKER_COUNT(h2->c->w, h2_early_responses);
+    if (st->body_left >= 0 &&
+        st->body_left <= nghttp2_session_get_stream_local_window_size(h2->s, st->id))
+        return;
+    nghttp2_submit_rst_stream(h2->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    schedule(h2);
+}
+
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     (void)ud;
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+        if (st != NULL)
+            st->we_rst = 1;
+        return 0;
+    }
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
         (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA))
         return 0;
     h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    /* RFC 9113 8.1: the response is complete while the client is still
-     * sending; tell it to stop */
-    if (st != NULL && st->rst_after && !st->body_eof)
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    if (st != NULL) {
+        st->end_sent = 1;
+        early_reset(st);
+    }
     return 0;
 }
 
@@ -856,8 +1042,12 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     if (st == NULL)
         return 0;
     nghttp2_session_set_stream_user_data(s, id, NULL);
-    if (st->r != NULL && !st->r->resp_done)
+    if (!st->we_rst && (st->client_rst || (st->body_eof && st->end_sent)))
+        closed_add(h2, id, st->client_rst ? CLOSED_CLIENT_RST : CLOSED_BOTH_END);
+    if (st->r != NULL && !st->r->resp_done) {
         h2->c->w->h2_client_resets++; /* the client gave up on it */
+        sh_metrics_h2_reset();
+    }
     detach_request(st);
     stream_free(st);
     if (h2->nstreams == 0)
@@ -967,8 +1157,12 @@ int sh_http2_start(sh_conn_t *c)
     return 0;
 }
 
-/* Follow the frame boundaries over len more bytes from the client. */
-static void track_frames(sh_h2_t *h2, const unsigned char *p, size_t len)
+/* Follow the frame boundaries over len more bytes from the client; stop
+ * where a check of check_frame is due (h2->check): right after the header
+ * of a DATA frame (nghttp2 does not tell us of DATA on streams it forgot)
+ * and after the payload of a PRIORITY frame (nghttp2 skips them unread
+ * once RFC 7540 priorities are off). Returns the bytes followed. */
+static size_t track_frames(sh_h2_t *h2, const unsigned char *p, size_t len)
 {
     size_t i = 0;
     if (h2->preface_seen < SH_H2_PREFACE_LEN) {
@@ -980,8 +1174,14 @@ static void track_frames(sh_h2_t *h2, const unsigned char *p, size_t len)
     while (i < len) {
         if (h2->fr_left > 0) {
             size_t k = len - i < h2->fr_left ? len - i : h2->fr_left;
+            for (size_t j = 0; j < k && h2->pri_n < 5; j++)
+                h2->pri[h2->pri_n++] = p[i + j];
             h2->fr_left -= (uint32_t)k;
             i += k;
+            if (h2->fr_type == NGHTTP2_PRIORITY && h2->fr_left == 0 && h2->pri_n == 5) {
+                h2->check = CHECK_PRIORITY;
+                return i;
+            }
             continue;
         }
         h2->fr_hdr[h2->fr_nhdr++] = p[i++];
@@ -991,11 +1191,52 @@ static void track_frames(sh_h2_t *h2, const unsigned char *p, size_t len)
         const uint8_t *hd = h2->fr_hdr;
         h2->fr_left = (uint32_t)hd[0] << 16 | (uint32_t)hd[1] << 8 | hd[2];
         h2->fr_type = hd[3];
+        h2->fr_sid = (int32_t)(((uint32_t)hd[5] << 24 | (uint32_t)hd[6] << 16 |
+                                (uint32_t)hd[7] << 8 | hd[8]) &
+                               0x7fffffff);
+        /* a PRIORITY of another size is nghttp2's (FRAME_SIZE_ERROR) */
+        h2->pri_n = hd[3] == NGHTTP2_PRIORITY && h2->fr_left == 5 ? 0 : 5;
         if (hd[3] == NGHTTP2_HEADERS || hd[3] == NGHTTP2_PUSH_PROMISE)
             h2->in_block = !(hd[4] & NGHTTP2_FLAG_END_HEADERS);
         else if (hd[3] == NGHTTP2_CONTINUATION && (hd[4] & NGHTTP2_FLAG_END_HEADERS))
             h2->in_block = 0;
+        if (hd[3] == NGHTTP2_DATA) {
+            h2->check = CHECK_DATA;
+            return i;
+        }
     }
+    return i;
+}
+
+/* The check track_frames asked for, with nghttp2 having read every frame
+ * before (a DATA frame's header but its last byte, so the stream is as
+ * the frame finds it). 0, or NGHTTP2_ERR_CALLBACK_FAILURE with
+ * h2->conn_err set. */
+static int run_check(sh_h2_t *h2)
+{
+    int what = h2->check;
+    h2->check = CHECK_NONE;
+    if (what == CHECK_DATA) {
+        nghttp2_frame_hd hd = {.length = h2->fr_left,
+                               .stream_id = h2->fr_sid,
+                               .type = NGHTTP2_DATA,
+                               .flags = h2->fr_hdr[4]};
+        return check_frame(h2, h2->s, &hd);
+    }
+    /* RFC 9113 5.3.1: a stream cannot depend on itself: a stream error
+     * PROTOCOL_ERROR, or a connection error for an idle stream (nghttp2
+     * sends no RST_STREAM there, and a client must not receive one) */
+    uint32_t dep = ((uint32_t)h2->pri[0] << 24 | (uint32_t)h2->pri[1] << 16 |
+                    (uint32_t)h2->pri[2] << 8 | h2->pri[3]) &
+                   0x7fffffff;
+    if (h2->fr_sid == 0 || dep != (uint32_t)h2->fr_sid)
+        return 0;
+    if (h2->fr_sid > nghttp2_session_get_last_proc_stream_id(h2->s))
+        return conn_error(h2, NGHTTP2_PROTOCOL_ERROR, "an idle stream depends on itself");
+    sh_log_info("client %llu: HTTP/2 stream %d depends on itself", (unsigned long long)h2->c->id,
+                (int)h2->fr_sid);
+    nghttp2_submit_rst_stream(h2->s, NGHTTP2_FLAG_NONE, h2->fr_sid, NGHTTP2_PROTOCOL_ERROR);
+    return 0;
 }
 
 int sh_http2_head_pending(const sh_h2_t *h2)
@@ -1017,9 +1258,24 @@ int sh_http2_input(sh_h2_t *h2, const char *data, size_t len)
     if (h2->closed || c->closing)
         return -1;
     h2->opened_this_read = 0;
-    track_frames(h2, (const unsigned char *)data, len);
+    ssize_t n = 0;
+    const uint8_t *p = (const uint8_t *)data;
     h2->in_recv = 1;
-    ssize_t n = nghttp2_session_mem_recv(h2->s, (const uint8_t *)data, len);
+    while (len > 0 && n >= 0 && h2->conn_err == 0) {
+        size_t k = track_frames(h2, p, len);
+        /* a DATA frame's last header byte goes after its check */
+        size_t feed = h2->check == CHECK_DATA ? k - 1 : k;
+        n = feed > 0 ? nghttp2_session_mem_recv(h2->s, p, feed) : 0;
+        if (n < 0 || h2->closed || c->closing)
+            break;
+        if (h2->check != CHECK_NONE && run_check(h2) != 0)
+            break;
+        if (feed < k)
+            n = nghttp2_session_mem_recv(h2->s, p + feed, 1);
+        p += k;
+        len -= k;
+    }
+    h2->check = CHECK_NONE;
     h2->in_recv = 0;
     if (h2->closed || c->closing)
         return -1;
@@ -1027,15 +1283,18 @@ int sh_http2_input(sh_h2_t *h2, const char *data, size_t len)
         sh_log_warn("client %llu: %s, closing the HTTP/2 connection", (unsigned long long)c->id,
                     h2->calm);
         nghttp2_session_terminate_session(h2->s, NGHTTP2_ENHANCE_YOUR_CALM);
+    } else if (h2->conn_err != 0) {
+        sh_log_info("client %llu: HTTP/2 error: %s", (unsigned long long)c->id, h2->conn_why);
+        nghttp2_session_terminate_session(h2->s, h2->conn_err);
     } else if (n < 0) {
         sh_log_info("client %llu: HTTP/2 error: %s", (unsigned long long)c->id,
                     nghttp2_strerror((int)n));
-        if (n == NGHTTP2_ERR_FLOODED)
+        if (n == NGHTTP2_ERR_FLOODED) {
             c->w->h2_floods++;
-        if (n == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
-            sh_conn_close(c);
-            return -1;
+            sh_metrics_h2_flood();
         }
+        /* RFC 9113 3.4: an invalid preface is a connection error
+         * PROTOCOL_ERROR: GOAWAY (which may be omitted) and close */
         nghttp2_session_terminate_session(
             h2->s, n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
     }
@@ -1242,9 +1501,8 @@ void sh_http2_request_finish(sh_request_t *r)
         sh_request_free(r);
         return;
     }
-    if (!st->body_eof)
-        st->rst_after = 1;
     detach_request(st);
+    early_reset(st);
 }
 
 void sh_http2_request_abort(sh_request_t *r)

@@ -50,7 +50,10 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/conn/http2.h"
+#include "node/conn/tls_tickets.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
+#include "node/pipeline/vars.h"
 
 #define TLS_RECORD_MAX 16384
 #define COALESCE_MAX   16384       /* small writes are joined into one record */
@@ -1658,6 +1661,10 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
             }
         }
         SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+    } else if (c->tickets) {
+        /* no key file: the shared, rotated keys of the cluster */
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, sh_tls_tickets_cb);
+        sh_tls_tickets_note_timeout(c->session_timeout);
     }
 
     /* OCSP stapling from a file (the response as `openssl ocsp -respout`
@@ -1769,8 +1776,54 @@ static int ssl_init_main(sh_conf_t *cf, sh_http_main_t *m, void *conf)
     return 0;
 }
 
+/* $ssl_*: the module that owns TLS defines its variables (issue 10). */
+static const struct {
+    const char *name;
+    int id;
+} ssl_vars[] = {
+    {"ssl_protocol", SH_TLS_VAR_PROTOCOL},
+    {"ssl_cipher", SH_TLS_VAR_CIPHER},
+    {"ssl_server_name", SH_TLS_VAR_SERVER_NAME},
+    {"ssl_session_reused", SH_TLS_VAR_SESSION_REUSED},
+    {"ssl_alpn_protocol", SH_TLS_VAR_ALPN},
+    {"ssl_early_data", SH_TLS_VAR_EARLY_DATA},
+    {"ssl_session_id", SH_TLS_VAR_SESSION_ID},
+    {"ssl_curve", SH_TLS_VAR_CURVE},
+    {"ssl_client_verify", SH_TLS_VAR_CLIENT_VERIFY},
+    {"ssl_client_s_dn", SH_TLS_VAR_CLIENT_S_DN},
+    {"ssl_client_i_dn", SH_TLS_VAR_CLIENT_I_DN},
+    {"ssl_client_serial", SH_TLS_VAR_CLIENT_SERIAL},
+    {"ssl_client_fingerprint", SH_TLS_VAR_CLIENT_FINGERPRINT},
+    {"ssl_client_raw_cert", SH_TLS_VAR_CLIENT_RAW_CERT},
+    {"ssl_client_cert", SH_TLS_VAR_CLIENT_CERT},
+    {"ssl_client_escaped_cert", SH_TLS_VAR_CLIENT_ESCAPED_CERT},
+    {"ssl_client_v_start", SH_TLS_VAR_CLIENT_V_START},
+    {"ssl_client_v_end", SH_TLS_VAR_CLIENT_V_END},
+    {"ssl_client_v_remain", SH_TLS_VAR_CLIENT_V_REMAIN},
+};
+
+static int ssl_var_get(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    int id = *(const int *)data;
+    if (r->c->tls == NULL)
+        return 0; /* nginx: not found on a cleartext connection */
+    return sh_tls_var(r->c->tls, id, out);
+}
+
+static int ssl_preconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    (void)m;
+    for (size_t i = 0; i < sizeof(ssl_vars) / sizeof(ssl_vars[0]); i++) {
+        int rc = sh_vars_define(cf, ssl_vars[i].name, ssl_var_get, &ssl_vars[i].id);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static const sh_http_module_t ssl_http_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
+    .preconfiguration = ssl_preconf,
     .init_main = ssl_init_main,
     .create_loc = ssl_create_loc,
     .merge_loc = ssl_merge_loc,
@@ -1926,11 +1979,13 @@ int sh_tls_input(sh_tls_t *t, const char *data, size_t len, char *buf, size_t ca
             }
             log_ssl_failure(t, "SSL_do_handshake()", e);
             t->failed = 1;
+            sh_metrics_tls_failure();
             flush_out(t); /* the alert, if any */
             t->in_len = 0;
             return SH_EIO;
         }
         t->done = 1;
+        sh_metrics_tls_handshake(SSL_version(t->ssl), SSL_session_reused(t->ssl));
     }
     if (flush_out(t) != 0) /* the handshake's last flight */
         return SH_EIO;

@@ -24,6 +24,8 @@
 #include "core/privs.h"
 #include "node/conn/http2.h"
 #include "node/conn/timeq.h"
+#include "node/proxy/health.h"
+#include "node/pipeline/metrics.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/upstream.h"
 
@@ -341,6 +343,7 @@ void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t)
         t->writing += ld(&c->writing);
         t->waiting += ld(&c->waiting);
         t->proxy_protocol_bad += ld(&c->proxy_protocol_bad);
+        t->h2_early_responses += ld(&c->h2_early_responses);
     }
 }
 
@@ -389,10 +392,11 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
                 conns += atomic_load_explicit(&x->conns, memory_order_relaxed);
             }
             const char *state = sv->down              ? "down (configured)"
+                                : sh_hc_out(sv->hc)   ? "down (health check)"
                                 : down == 0           ? "up"
                                 : down == (unsigned)n ? "down"
                                                       : "partly down";
-            up_servers += !sv->down && down == 0;
+            up_servers += !sv->down && down == 0 && !sh_hc_out(sv->hc);
             sh_buf_appends(&b, k ? ",{\"addr\":" : "{\"addr\":");
             json_str(&b, sv->name);
             sh_buf_appendf(&b,
@@ -402,6 +406,11 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
                            state, down, n, (unsigned long long)fails, (unsigned long long)conns,
                            sv->weight, sv->max_fails, (unsigned long long)sv->fail_timeout,
                            sv->max_conns, sv->backup ? "true" : "false");
+            /* active checks and the cluster's view (health.h) */
+            b.len--; /* reopen the object */
+            sh_buf_appends(&b, ",\"health\":");
+            sh_hc_json(sv->hc, &b);
+            sh_buf_appends(&b, "}");
         }
         sh_buf_appendf(&b, "],\"servers_up\":%u}", up_servers);
     }
@@ -414,6 +423,55 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
     return out;
 }
 
+/* A label value with \\ and " escaped (names as written in the config). */
+static void put_esc(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            fputc('\\', f);
+        fputc(*s, f);
+    }
+}
+
+void sh_workers_upstreams_metrics(sh_worker_t **ws, int n, FILE *f)
+{
+    const sh_runtime_t *rt = n > 0 ? ws[0]->rt : NULL;
+    const sh_upstream_main_t *um =
+        rt && rt->http ? sh_http_main_conf(rt->http, &sh_upstream_module) : NULL;
+    static const char *const fam[3][2] = {
+        {"shoal_upstream_server_up",
+         "1 when the server is up in every worker (passive health), 0 when down in any"},
+        {"shoal_upstream_server_fails", "Failures counted in the current fail_timeout window"},
+        {"shoal_upstream_server_connections", "Connections open to the server (all workers)"}};
+    for (int m = 0; m < 3; m++) {
+        fprintf(f, "# HELP %s %s.\n# TYPE %s gauge\n", fam[m][0], fam[m][1], fam[m][0]);
+        size_t h = 0;
+        for (size_t i = 0; um != NULL && i < um->n; i++) {
+            const sh_upstream_t *u = um->ups[i];
+            for (size_t k = 0; k < u->nservers; k++, h++) {
+                uint64_t fails = 0, conns = 0;
+                unsigned down = 0;
+                for (int q = 0; q < n; q++) {
+                    if (h >= ws[q]->nhealth)
+                        continue;
+                    sh_worker_health_t *x = &ws[q]->health[h];
+                    fails += atomic_load_explicit(&x->fails, memory_order_relaxed);
+                    down += atomic_load_explicit(&x->down, memory_order_relaxed) != 0;
+                    conns += atomic_load_explicit(&x->conns, memory_order_relaxed);
+                }
+                uint64_t v = m == 0   ? (uint64_t)(!u->servers[k].down && down == 0)
+                             : m == 1 ? fails
+                                      : conns;
+                fprintf(f, "%s{upstream=\"", fam[m][0]);
+                put_esc(f, u->name);
+                fputs("\",server=\"", f);
+                put_esc(f, u->servers[k].name);
+                fprintf(f, "\"} %llu\n", (unsigned long long)v);
+            }
+        }
+    }
+}
+
 static void wake_cb(uv_async_t *a);
 
 static void *worker_main(void *arg)
@@ -422,7 +480,9 @@ static void *worker_main(void *arg)
     /* `user`: a worker never serves as root (core/privs.h); fail closed */
     if (sh_privs_drop_thread() != 0)
         _exit(1);
+    sh_metrics_worker_attach(); /* this thread's counters (metrics.h) */
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    sh_metrics_worker_detach();
     int rc = uv_loop_close(&w->loop);
     if (rc != 0)
         sh_log_warn("worker %d: loop closed with handles open (%s)", w->id, uv_strerror(rc));

@@ -25,6 +25,8 @@
 #ifndef SH_WORKER_H
 #define SH_WORKER_H
 
+#include <stdio.h>
+
 #include "node/pipeline/node.h"
 
 /* Create n workers for rt, with their listening sockets bound. On failure
@@ -49,6 +51,7 @@ void sh_workers_free(sh_worker_t **ws, int n);
 typedef struct sh_worker_totals_s {
     uint64_t accepted, handled, requests, active, reading, writing, waiting;
     uint64_t proxy_protocol_bad;
+    uint64_t h2_early_responses;
 } sh_worker_totals_t;
 /* Count w's connections as nginx does now and publish the counts (the
  * worker's own thread; a stub_status request does it before it reads the
@@ -60,5 +63,8 @@ void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t);
 /* The upstream groups of rt with each server's passive health summed over
  * the workers, as a malloc'd JSON array text. Any thread. */
 char *sh_workers_upstreams_json(sh_worker_t **ws, int n);
+/* The same as Prometheus gauges (shoal_upstream_server_up, _fails,
+ * _connections by upstream and server), appended to f. Any thread. */
+void sh_workers_upstreams_metrics(sh_worker_t **ws, int n, FILE *f);
 
 #endif

@@ -5,8 +5,15 @@
  * replaces the outer rules; no rule matching allows. A denied request gets
  * 403 after `return` (nginx's rewrite phase runs before its access phase).
  * Rules are compiled at load; the check is a few masked compares.
+ *
+ * `satisfy all|any` lives here too (sh_access_decide): the verdicts of the
+ * access checks are combined as nginx's access phase does; under `any`, a
+ * refusal is kept in the request's slot (no allocation) and answered by
+ * the first precontent handler when no check allowed.
  */
 #include <arpa/inet.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,14 +35,19 @@ typedef struct {
 typedef struct {
     rule_t *rules;
     size_t n;
-    int set; /* this level has rules (owns them) */
+    int set;     /* this level has rules (owns them) */
+    int satisfy; /* SATISFY_* */
 } access_loc_t;
+
+enum { SATISFY_ALL = 0, SATISFY_ANY = 1 };
 
 extern sh_conf_module_t sh_access_module;
 
 static void *access_create(void)
 {
-    return sh_new(access_loc_t);
+    access_loc_t *c = sh_new(access_loc_t);
+    c->satisfy = SH_CONF_UNSET;
+    return c;
 }
 
 static int access_merge(sh_conf_t *cf, void *parent, void *conf)
@@ -45,6 +57,7 @@ static int access_merge(sh_conf_t *cf, void *parent, void *conf)
         c->rules = p->rules;
         c->n = p->n;
     }
+    SH_CONF_MERGE(c->satisfy, p->satisfy, SATISFY_ALL);
     return 0;
 }
 
@@ -103,11 +116,12 @@ static int rule_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
+/* 1 denied, 0 allowed by a rule, -1 no rule matched (or none). */
 static int access_denied(const sh_request_t *r)
 {
     const access_loc_t *c = sh_http_loc_conf(r->loc, &sh_access_module);
     if (c == NULL || c->n == 0)
-        return 0;
+        return -1;
     const struct sockaddr_in6 *peer = sh_request_peer(r);
     int fam = peer->sin6_family;
     const uint8_t *a = fam == AF_INET
@@ -126,27 +140,72 @@ static int access_denied(const sh_request_t *r)
         if (k == len)
             return rl->deny;
     }
-    return 0;
+    return -1;
 }
+
+static const sh_conf_enum_t satisfy_values[] = {
+    {"all", SATISFY_ALL}, {"any", SATISFY_ANY}, {NULL, 0}};
 
 #define ACTX (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_LIMIT_EXCEPT)
 
-static const sh_conf_cmd_t access_cmds[] = {{"allow", ACTX | SH_CONF_TAKE1, rule_set, 0, NULL},
-                                            {"deny", ACTX | SH_CONF_TAKE1, rule_set, 1, NULL},
-                                            {NULL, 0, NULL, 0, NULL}};
+static const sh_conf_cmd_t access_cmds[] = {
+    {"allow", ACTX | SH_CONF_TAKE1, rule_set, 0, NULL},
+    {"deny", ACTX | SH_CONF_TAKE1, rule_set, 1, NULL},
+    {"satisfy", SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_TAKE1, sh_conf_set_enum,
+     offsetof(access_loc_t, satisfy), satisfy_values},
+    {NULL, 0, NULL, 0, NULL}};
+
+/* The request's slot holds a satisfy-any refusal as a number: the status
+ * (401 or 403), or ALLOWED once a check allowed. */
+#define ALLOWED 1
+
+int sh_access_decide(sh_request_t *r, int status)
+{
+    const access_loc_t *c = sh_http_loc_conf(r->loc, &sh_access_module);
+    if (c == NULL || c->satisfy != SATISFY_ANY)
+        return status == 0 ? SH_PH_DECLINED : status;
+    uintptr_t v = (uintptr_t)sh_request_ctx(r, &sh_access_module);
+    if (status == 0) {
+        /* any: one check that allows is enough; the others do not run */
+        sh_request_ctx(r, &sh_access_module) = (void *)(uintptr_t)ALLOWED;
+        return SH_PH_NEXT;
+    }
+    if (status != 401 && status != 403)
+        return status;
+    if (v != 401) /* nginx: 401 wins, the client may still authenticate */
+        sh_request_ctx(r, &sh_access_module) = (void *)(uintptr_t)status;
+    return SH_PH_DECLINED;
+}
 
 /* The access phase handler: 403 for a denied client. */
 static int access_handler(sh_request_t *r)
 {
-    if (!access_denied(r))
+    int d = access_denied(r);
+    if (d < 0)
         return SH_PH_DECLINED;
+    if (d == 0)
+        return sh_access_decide(r, 0);
     sh_req_log(SH_LOG_ERR, r->c, r, NULL, "access forbidden by rule");
-    return 403;
+    return sh_access_decide(r, 403);
+}
+
+/* First in precontent (nginx's post-access phase): under `satisfy any`,
+ * the refusal kept when no check allowed. */
+static int post_access(sh_request_t *r)
+{
+    uintptr_t v = (uintptr_t)sh_request_ctx(r, &sh_access_module);
+    if (v == 0)
+        return SH_PH_DECLINED;
+    sh_request_ctx(r, &sh_access_module) = NULL; /* an internal redirect checks again */
+    return v == ALLOWED ? SH_PH_DECLINED : (int)v;
 }
 
 static int access_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
-    return sh_phase_add(cf, m, SH_PHASE_ACCESS, access_handler);
+    int rc = sh_phase_add(cf, m, SH_PHASE_ACCESS, access_handler);
+    if (rc == 0)
+        rc = sh_phase_add(cf, m, SH_PHASE_PRECONTENT, post_access);
+    return rc;
 }
 
 static const sh_http_module_t access_ctx = {

@@ -12,8 +12,10 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "http/httpdate.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/regex.h"
+#include "node/pipeline/vars.h"
 
 #define OUT_MAX     (64 * 1024) /* one output buffer, at most */
 #define ZCACHE_MAX  8           /* idle deflate states kept per worker thread */
@@ -352,6 +354,8 @@ typedef struct {
 static void ctx_cleanup(sh_request_t *r, void *data)
 {
     gzip_ctx_t *x = data;
+    if (x->out > 0) /* a response was compressed: the ratio on /metrics */
+        sh_metrics_gzip(x->in, x->out);
     if (x->ze != NULL)
         zent_put(x->ze);
     sh_request_ctx(r, &sh_gzip_module) = NULL;
@@ -755,8 +759,29 @@ static const sh_conf_cmd_t gzip_cmds[] = {
     {"gzip_disable", LOC | SH_CONF_1MORE, disable_set, 0, NULL},
     {NULL, 0, NULL, 0, NULL}};
 
+/* $gzip_ratio (nginx's): bytes in over bytes out with two decimals, once
+ * the response was compressed; not found otherwise. */
+static int var_ratio(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    (void)data;
+    const gzip_ctx_t *x = sh_request_ctx(r, &sh_gzip_module);
+    if (x == NULL || !x->done || x->out == 0)
+        return 0;
+    uint64_t hundredths = (x->in * 100 + x->out / 2) / x->out;
+    sh_buf_appendf(out, "%llu.%02llu", (unsigned long long)(hundredths / 100),
+                   (unsigned long long)(hundredths % 100));
+    return 1;
+}
+
+static int gzip_preconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    (void)m;
+    return sh_vars_define(cf, "gzip_ratio", var_ratio, NULL);
+}
+
 static const sh_http_module_t gzip_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
+    .preconfiguration = gzip_preconf,
     .create_loc = gzip_create_loc,
     .merge_loc = gzip_merge_loc,
     .destroy_loc = gzip_destroy_loc,

@@ -2,7 +2,10 @@
 /*
  * Static files (see static.h): nginx's static, index and try_files
  * handlers with root / alias, types / default_type, Last-Modified and
- * ETag, conditional requests, single ranges and HEAD.
+ * ETag (`etag`), conditional requests (`if_modified_since`; If-Match and
+ * If-Unmodified-Since: 412), ranges (one: 206; several: multipart/byteranges
+ * in nginx's layout; `max_ranges`), `log_not_found` and HEAD, the rules
+ * being http/cond.h's (shared with the response cache).
  *
  * Disk work never runs on the worker's loop: open + fstat (and the index
  * and try_files probes) run as one job in libuv's thread pool, and file
@@ -23,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +36,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "http/cond.h"
 #include "http/httpdate.h"
 #include "node/modules/gzip.h"
 #include "node/pipeline/node.h"
@@ -60,6 +65,10 @@ typedef struct {
     sh_cv_t **try_files; /* all but the last: paths to probe */
     size_t ntry;
     char *try_last; /* "=404" or a URI or @name */
+    int etag;       /* etag on|off */
+    int ims;        /* if_modified_since off|exact|before */
+    int max_ranges; /* -1: no limit */
+    int log_not_found;
 } static_loc_t;
 
 extern sh_conf_module_t sh_static_module;
@@ -68,7 +77,10 @@ extern sh_conf_module_t sh_static_module;
 
 static void *static_create_loc(void)
 {
-    return sh_new(static_loc_t);
+    static_loc_t *c = sh_new(static_loc_t);
+    c->etag = c->ims = c->log_not_found = SH_CONF_UNSET;
+    c->max_ranges = -2; /* unset: -1 means no limit */
+    return c;
 }
 
 static void static_destroy_loc(void *conf)
@@ -116,6 +128,11 @@ static int static_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     }
     if (c->default_type == NULL)
         c->default_type = sh_strdup(p->default_type ? p->default_type : "text/plain");
+    SH_CONF_MERGE(c->etag, p->etag, 1);
+    SH_CONF_MERGE(c->ims, p->ims, SH_IMS_EXACT);
+    SH_CONF_MERGE(c->log_not_found, p->log_not_found, 1);
+    if (c->max_ranges == -2)
+        c->max_ranges = p->max_ranges;
     if (!c->types_set) { /* borrowed: the owner frees them */
         c->types = p->types;
         c->ntypes = p->ntypes;
@@ -268,6 +285,10 @@ typedef struct {
     int64_t off, end; /* the body still to send: [off, end) */
     char *buf;
     int gz; /* JOB_OPEN: try path.gz first (gzip_static); 2: it is open */
+    const char *type;
+    sh_http_range_t *ranges; /* multipart: nranges parts, part is the next */
+    size_t nranges, part;
+    char boundary[24];
 } static_ctx_t;
 
 static void free_list(char ***l)
@@ -287,6 +308,7 @@ static void ctx_free(static_ctx_t *x)
     free_list(&x->cands);
     free_list(&x->curis);
     sh_free(x->buf);
+    sh_free(x->ranges);
     sh_free(x);
 }
 
@@ -452,6 +474,7 @@ static int job_start(static_ctx_t *x, int job)
 /* ---- the response */
 
 static void pump(static_ctx_t *x);
+static void part_head(static_ctx_t *x, size_t i, sh_buf_t *b);
 
 static void drained(sh_request_t *r)
 {
@@ -489,7 +512,23 @@ static void read_done(uv_fs_t *fs)
 static void pump(static_ctx_t *x)
 {
     sh_request_t *r = x->r;
-    while (x->off < x->end) {
+    for (;;) {
+        if (x->off >= x->end) {
+            if (x->part >= x->nranges)
+                break;
+            /* multipart: the next part's head, then its bytes; the
+             * closing boundary after the last */
+            sh_buf_t b = {0};
+            part_head(x, x->part, &b);
+            x->off = x->ranges[x->part].start;
+            x->end = x->ranges[x->part].end;
+            x->part++;
+            int rc = sh_response_body(r, b.data, b.len);
+            sh_buf_dispose(&b);
+            if (rc != 0 || r->freed)
+                return;
+            continue;
+        }
         if (sh_request_out_queued(r) > SH_WBUF_HIGH) {
             r->on_drain = drained;
             sh_request_send_timer(r);
@@ -521,6 +560,20 @@ static void pump(static_ctx_t *x)
         }
         return;
     }
+    if (x->nranges > 0) {
+        sh_buf_t b = {0};
+        sh_buf_appends(&b, "\r\n--");
+        sh_buf_appends(&b, x->boundary);
+        sh_buf_appends(&b, "--\r\n");
+        x->nranges = 0;
+        int rc = sh_response_body(r, b.data, b.len);
+        sh_buf_dispose(&b);
+        if (rc == 0 && !r->freed)
+            rc = sh_response_end(r, NULL, 0);
+        if (rc == 0 && !r->freed)
+            sh_request_finish(r);
+        return;
+    }
     if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
         sh_request_finish(r);
 }
@@ -533,56 +586,50 @@ static const sh_http1_header_t *req_header(const sh_request_t *r, const char *na
     return NULL;
 }
 
-/* "bytes=A-B", "bytes=A-", "bytes=-N" against size: 1 and [*from, *to]
- * for one satisfiable range, 0 to ignore the field (syntax nginx ignores,
- * several ranges: the whole file), -1 for unsatisfiable (416). */
-static int parse_range(const char *v, size_t len, int64_t size, int64_t *from, int64_t *to)
+#define FIELD(f, name)                                                                             \
+    do {                                                                                           \
+        const sh_http1_header_t *h_ = req_header(r, name);                                         \
+        if (h_ != NULL) {                                                                          \
+            cd.f = h_->value;                                                                      \
+            cd.f##_len = h_->value_len;                                                            \
+        }                                                                                          \
+    } while (0)
+
+/* The part head of multipart range i (nginx's layout), into b. */
+static void part_head(static_ctx_t *x, size_t i, sh_buf_t *b)
 {
-    if (len < 6 || strncasecmp(v, "bytes=", 6) != 0)
-        return 0;
-    const char *p = v + 6, *e = v + len;
-    if (memchr(p, ',', (size_t)(e - p)) != NULL)
-        return 0; /* multipart ranges are not sent: the whole file is */
-    int64_t a = -1, b = -1;
-    while (p < e && *p == ' ')
-        p++;
-    if (p < e && *p >= '0' && *p <= '9') {
-        a = 0;
-        while (p < e && *p >= '0' && *p <= '9') {
-            if (a > (INT64_MAX - 9) / 10)
-                return 0;
-            a = a * 10 + (*p++ - '0');
-        }
-    }
-    if (p >= e || *p++ != '-')
-        return 0;
-    if (p < e && *p >= '0' && *p <= '9') {
-        b = 0;
-        while (p < e && *p >= '0' && *p <= '9') {
-            if (b > (INT64_MAX - 9) / 10)
-                return 0;
-            b = b * 10 + (*p++ - '0');
-        }
-    }
-    while (p < e && *p == ' ')
-        p++;
-    if (p != e || (a < 0 && b < 0))
-        return 0;
-    if (a < 0) { /* suffix: the last b bytes */
-        if (b == 0)
-            return -1;
-        *from = b >= size ? 0 : size - b;
-        *to = size - 1;
-        return size > 0 ? 1 : -1;
-    }
-    if (b >= 0 && b < a)
-        return 0;
-    if (a >= size)
-        return -1;
-    *from = a;
-    *to = b < 0 || b >= size ? size - 1 : b;
-    return 1;
+    char n[80];
+    sh_buf_appends(b, "\r\n--");
+    sh_buf_appends(b, x->boundary);
+    sh_buf_appends(b, "\r\nContent-Type: ");
+    sh_buf_appends(b, x->type);
+    int l = snprintf(n, sizeof(n), "\r\nContent-Range: bytes %lld-%lld/%lld\r\n\r\n",
+                     (long long)x->ranges[i].start, (long long)x->ranges[i].end - 1,
+                     (long long)x->st.st_size);
+    sh_buf_append(b, n, (size_t)l);
 }
+
+static void send_416(sh_request_t *r, int64_t size)
+{
+    char crange[48];
+    int cl = snprintf(crange, sizeof(crange), "bytes */%lld", (long long)size);
+    r->discard_body = 1;
+    static const char page[] =
+        "<html>\r\n<head><title>416 Requested Range Not Satisfiable</title></head>\r\n"
+        "<body>\r\n<center><h1>416 Requested Range Not Satisfiable</h1></center>\r\n"
+        "<hr><center>shoal</center>\r\n</body>\r\n</html>\r\n";
+    sh_http1_header_t h2[2] = {{"Content-Type", 12, "text/html", 9},
+                               {"Content-Range", 13, crange, (size_t)cl}};
+    if (sh_response_start(r, 416, NULL, 0, h2, 2, (int64_t)sizeof(page) - 1,
+                          r->head_only ? SH_RESP_NO_BODY : 0) != 0)
+        return;
+    if (!r->head_only && sh_response_body(r, page, sizeof(page) - 1) != 0)
+        return;
+    if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
+        sh_request_finish(r);
+}
+
+static _Atomic uint64_t boundary_seq;
 
 static void send_file(static_ctx_t *x)
 {
@@ -590,107 +637,107 @@ static void send_file(static_ctx_t *x)
     const static_loc_t *c = x->conf;
     int64_t size = (int64_t)x->st.st_size;
     int64_t mtime = (int64_t)x->st.st_mtime;
-    char lm[SH_HTTP_DATE_LEN + 1], etag[48], crange[80];
+    char lm[SH_HTTP_DATE_LEN + 1], etag[48], crange[80], ctype[96];
     sh_http_date_format(lm, mtime);
     /* nginx's ETag: "hex(mtime)-hex(size)" */
     int el = snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)mtime,
                       (unsigned long long)size);
-    const char *type = mime_of(c, x->path);
+    const char *etv = c->etag ? etag : NULL;
+    size_t etl = c->etag ? (size_t)el : 0;
+    x->type = mime_of(c, x->path);
     sh_http1_header_t hs[7];
     size_t n = 0;
-    hs[n++] = (sh_http1_header_t){"Content-Type", 12, type, strlen(type)};
+    hs[n++] = (sh_http1_header_t){"Content-Type", 12, x->type, strlen(x->type)};
     if (x->gz == 2) { /* gzip_static served FILE.gz */
         hs[n++] = (sh_http1_header_t){"Content-Encoding", 16, "gzip", 4};
         sh_gzip_static_served(r);
     }
+    size_t nval = n; /* the validators follow */
     hs[n++] = (sh_http1_header_t){"Last-Modified", 13, lm, SH_HTTP_DATE_LEN};
-    hs[n++] = (sh_http1_header_t){"ETag", 4, etag, (size_t)el};
+    if (etv != NULL)
+        hs[n++] = (sh_http1_header_t){"ETag", 4, etag, (size_t)el};
     int status = r->err_status ? r->err_status : 200;
-    int64_t from = 0, to = size - 1;
+    x->nranges = 0;
+    x->part = 0;
+    int64_t from = 0, to = size; /* [from, to) */
+    int64_t length = size;
     if (status == 200) {
-        /* RFC 9110 13.1.2: If-None-Match first; If-Modified-Since only
-         * without it (nginx: an exact date match, its default) */
-        const sh_http1_header_t *inm = req_header(r, "if-none-match");
-        const sh_http1_header_t *ims = req_header(r, "if-modified-since");
-        int not_modified = 0;
-        if (inm != NULL) {
-            const char *v = inm->value, *e = inm->value + inm->value_len;
-            while (v < e && !not_modified) {
-                while (v < e && (*v == ' ' || *v == ','))
-                    v++;
-                const char *t = v;
-                while (v < e && *v != ',')
-                    v++;
-                const char *te = v;
-                while (te > t && te[-1] == ' ')
-                    te--;
-                size_t tl = (size_t)(te - t);
-                if (tl >= 2 && t[0] == 'W' && t[1] == '/') { /* weak comparison */
-                    t += 2;
-                    tl -= 2;
-                }
-                not_modified =
-                    (tl == 1 && t[0] == '*') || (tl == (size_t)el && memcmp(t, etag, tl) == 0);
-            }
-        } else if (ims != NULL) {
-            int64_t since;
-            not_modified =
-                sh_http_date_parse(ims->value, ims->value_len, &since) == 0 && since == mtime;
+        sh_http_cond_t cd = {0};
+        FIELD(if_none_match, "if-none-match");
+        FIELD(if_match, "if-match");
+        FIELD(if_modified_since, "if-modified-since");
+        FIELD(if_unmodified_since, "if-unmodified-since");
+        int cs = sh_http_cond_eval(&cd, etv, etl, mtime, c->ims);
+        if (cs == 412) {
+            sh_phase_answer(r, 412);
+            return;
         }
-        if (not_modified) {
+        if (cs == 304) {
             r->discard_body = 1;
-            if (sh_response_start(r, 304, NULL, 0, hs + n - 2, 2, -1, SH_RESP_NO_BODY) == 0 &&
+            if (sh_response_start(r, 304, NULL, 0, hs + nval, n - nval, -1, SH_RESP_NO_BODY) == 0 &&
                 sh_response_end(r, NULL, 0) == 0 && !r->freed)
                 sh_request_finish(r);
             return;
         }
         const sh_http1_header_t *rg = req_header(r, "range");
         const sh_http1_header_t *ir = req_header(r, "if-range");
-        int use = rg != NULL;
-        if (use && ir != NULL) { /* the range only if the file is that one */
-            int64_t t;
-            use = (ir->value_len == (size_t)el && memcmp(ir->value, etag, (size_t)el) == 0) ||
-                  (sh_http_date_parse(ir->value, ir->value_len, &t) == 0 && t == mtime);
+        int use = rg != NULL && c->max_ranges != 0;
+        if (use && ir != NULL) /* the range only if the file is that one */
+            use = sh_http_if_range(ir->value, ir->value_len, etv, etl, mtime);
+        int pr = SH_RANGE_IGNORE;
+        if (use) {
+            if (x->ranges == NULL)
+                x->ranges = sh_calloc(SH_RANGES_MAX, sizeof(sh_http_range_t));
+            pr = sh_http_range_parse(rg->value, rg->value_len, size,
+                                     c->max_ranges < 0 ? -1 : c->max_ranges, x->ranges);
         }
-        int pr = use ? parse_range(rg->value, rg->value_len, size, &from, &to) : 0;
-        if (pr < 0) {
-            int cl = snprintf(crange, sizeof(crange), "bytes */%lld", (long long)size);
-            sh_http1_header_t h416 = {"Content-Range", 13, crange, (size_t)cl};
-            r->discard_body = 1;
-            static const char page[] =
-                "<html>\r\n<head><title>416 Requested Range Not Satisfiable</title></head>\r\n"
-                "<body>\r\n<center><h1>416 Requested Range Not Satisfiable</h1></center>\r\n"
-                "<hr><center>shoal</center>\r\n</body>\r\n</html>\r\n";
-            sh_http1_header_t h2[2] = {{"Content-Type", 12, "text/html", 9}, h416};
-            if (sh_response_start(r, 416, NULL, 0, h2, 2, (int64_t)sizeof(page) - 1,
-                                  r->head_only ? SH_RESP_NO_BODY : 0) != 0)
-                return;
-            if (!r->head_only && sh_response_body(r, page, sizeof(page) - 1) != 0)
-                return;
-            if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
-                sh_request_finish(r);
+        if (pr == SH_RANGE_UNSATISFIABLE) {
+            send_416(r, size);
             return;
         }
-        if (pr > 0) {
+        if (pr == 1) {
             status = 206;
+            from = x->ranges[0].start;
+            to = x->ranges[0].end;
+            length = to - from;
             int cl = snprintf(crange, sizeof(crange), "bytes %lld-%lld/%lld", (long long)from,
-                              (long long)to, (long long)size);
+                              (long long)to - 1, (long long)size);
             hs[n++] = (sh_http1_header_t){"Content-Range", 13, crange, (size_t)cl};
+        } else if (pr > 1) { /* multipart/byteranges, nginx's layout */
+            status = 206;
+            x->nranges = (size_t)pr;
+            snprintf(x->boundary, sizeof(x->boundary), "%020llu",
+                     (unsigned long long)atomic_fetch_add(&boundary_seq, 1) + 1);
+            int tl =
+                snprintf(ctype, sizeof(ctype), "multipart/byteranges; boundary=%s", x->boundary);
+            hs[0] = (sh_http1_header_t){"Content-Type", 12, ctype, (size_t)tl};
+            sh_buf_t b = {0};
+            length = 0;
+            for (size_t i = 0; i < x->nranges; i++) {
+                b.len = 0;
+                part_head(x, i, &b);
+                length += (int64_t)b.len + x->ranges[i].end - x->ranges[i].start;
+            }
+            sh_buf_dispose(&b);
+            length += 4 + (int64_t)strlen(x->boundary) + 4; /* "\r\n--B--\r\n" */
+            from = to = 0;                                  /* the pump sends the parts */
         } else {
             hs[n++] = (sh_http1_header_t){"Accept-Ranges", 13, "bytes", 5};
         }
     } else {
-        n = x->gz == 2 ? 2 : 1; /* an error page: no validators, no ranges (nginx) */
+        n = nval; /* an error page: no validators, no ranges (nginx) */
     }
     x->off = from;
-    x->end = to + 1;
+    x->end = to;
     r->discard_body = 1;
-    if (sh_response_start(r, status, NULL, 0, hs, n, x->end - x->off,
-                          r->head_only ? SH_RESP_NO_BODY : 0) != 0 ||
+    if (sh_response_start(r, status, NULL, 0, hs, n, length, r->head_only ? SH_RESP_NO_BODY : 0) !=
+            0 ||
         r->freed)
         return;
-    if (r->head_only)
+    if (r->head_only) {
         x->end = x->off;
+        x->nranges = 0;
+    }
     pump(x);
 }
 
@@ -747,7 +794,8 @@ static void job_done(uv_work_t *w, int status)
             return;
         }
         int code = x->err == EACCES ? 403 : x->err == ENAMETOOLONG ? 414 : 404;
-        if (code == 404 || code == 403) /* nginx's shape: fail2ban filters match it */
+        if ((code == 404 && x->conf->log_not_found) ||
+            code == 403) /* nginx's shape: fail2ban filters match it */
             sh_req_log(SH_LOG_ERR, r->c, r, NULL, "open() \"%s\" failed (%d: %s)", x->path, x->err,
                        strerror(x->err));
         sh_phase_answer(r, code);
@@ -873,6 +921,22 @@ static int static_postconf(sh_conf_t *cf, sh_http_main_t *m)
 #define LOC   (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 #define LOCIF (LOC | SH_CTX_IF)
 
+static const sh_conf_enum_t ims_modes[] = {
+    {"off", SH_IMS_OFF}, {"exact", SH_IMS_EXACT}, {"before", SH_IMS_BEFORE}, {NULL, 0}};
+
+static int max_ranges_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    static_loc_t *c = conf;
+    if (c->max_ranges != -2)
+        return sh_conf_error(cf, "\"max_ranges\" directive is duplicate");
+    int n;
+    if (sh_conf_parse_int(cf->node->args[1], &n) != 0 || n < 0)
+        return sh_conf_error(cf, "invalid value \"%s\" in \"max_ranges\"", cf->node->args[1]);
+    c->max_ranges = n;
+    return 0;
+}
+
 static const sh_conf_cmd_t static_cmds[] = {
     {"root", LOCIF | SH_CONF_TAKE1, root_set, 0, NULL},
     {"alias", SH_CTX_LOCATION | SH_CONF_TAKE1, root_set, 1, NULL},
@@ -880,6 +944,12 @@ static const sh_conf_cmd_t static_cmds[] = {
     {"default_type", LOC | SH_CONF_TAKE1, default_type_set, 0, NULL},
     {"types", LOC | SH_CONF_BLOCK | SH_CONF_NOARGS, types_set, 0, NULL},
     {"try_files", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CONF_2MORE, try_files_set, 0, NULL},
+    {"etag", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(static_loc_t, etag), NULL},
+    {"if_modified_since", LOC | SH_CONF_TAKE1, sh_conf_set_enum, offsetof(static_loc_t, ims),
+     ims_modes},
+    {"max_ranges", LOC | SH_CONF_TAKE1, max_ranges_set, 0, NULL},
+    {"log_not_found", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(static_loc_t, log_not_found),
+     NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 static const sh_http_module_t static_ctx = {

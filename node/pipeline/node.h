@@ -39,6 +39,35 @@ typedef struct sh_uconn_s sh_uconn_t;
 typedef struct sh_ups_rt_s sh_ups_rt_t;
 typedef struct sh_tls_s sh_tls_t;
 
+/* What a module (the cache) asks of the proxy for one request, set on
+ * r->up_hooks before the content phase; the proxy knows nothing else of
+ * it (node/proxy/proxy.c).
+ * - method: sent instead of the client's (proxy_cache_convert_head sends
+ *   GET for HEAD: the body is then read, passed to the body filters and
+ *   not to the client); NULL: the client's.
+ * - strip_cond: the client's If-Modified-Since, If-Unmodified-Since,
+ *   If-None-Match, If-Match, Range and If-Range are not sent (nginx's
+ *   proxy headers when caching: the cache answers them itself).
+ * - extra: fields added to the upstream request (revalidation).
+ * - answer: called when an upstream's response head arrived, before it
+ *   goes to the client (status and fields as received), or when no server
+ *   is left after a failure (status SH_UP_ERROR / SH_UP_TIMEOUT /
+ *   SH_UP_INVALID, fields NULL). Returns 1 to take r over: the proxy
+ *   then lets the upstream go, detaches from r and calls respond(r), which
+ *   answers it; 0 to go on. */
+#define SH_UP_ERROR   (-1)
+#define SH_UP_TIMEOUT (-2)
+#define SH_UP_INVALID (-3)
+typedef struct sh_up_hooks_s {
+    const char *method;
+    size_t method_len;
+    unsigned strip_cond;
+    const sh_http1_header_t *extra;
+    size_t nextra;
+    int (*answer)(sh_request_t *r, int status, const sh_http1_header_t *hs, size_t n);
+    void (*respond)(sh_request_t *r); /* after answer() took r */
+} sh_up_hooks_t;
+
 /* Doubly linked intrusive list. */
 typedef struct sh_link_s {
     struct sh_link_s *prev, *next;
@@ -178,14 +207,20 @@ struct sh_request_s {
     uint64_t bytes_sent;
     uint64_t body_bytes_sent;
     uint64_t body_received;
-    void *proxy; /* sh_proxy_req_t when proxying */
-    void *h2s;   /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
+    void *proxy;                   /* sh_proxy_req_t when proxying */
+    const sh_up_hooks_t *up_hooks; /* a module's wishes for the proxy, or NULL */
+    void *h2s;                     /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
     uint64_t up_bytes_received;
     uint64_t up_bytes_sent;
     /* The client's address when a module (realip) set another than the
      * connection's peer: $remote_addr, allow/deny, logs and limits read
      * it through sh_request_peer(). */
     const struct sockaddr_in6 *client;
+    /* A subrequest (node/pipeline/subrequest.h): its parent, the capture
+     * protocol its response goes to instead of the client, its state. */
+    sh_request_t *parent;
+    const sh_http_proto_t *proto; /* NULL: the connection's */
+    void *sub;
     uint8_t discard_body : 1; /* local response: read and drop the body */
     uint8_t resp_started : 1; /* a response byte went to the client */
     uint8_t resp_done : 1;
@@ -232,6 +267,10 @@ struct sh_request_s {
 
 #define SH_REQUEST_ZERO offsetof(struct sh_request_s, scratch)
 
+/* The protocol r's response goes through: a subrequest's capture, or the
+ * client connection's. */
+#define SH_PROTO(r) ((r)->proto != NULL ? (r)->proto : (r)->c->proto)
+
 /* The client's address for r: realip's when it set one, else the peer. */
 static inline const struct sockaddr_in6 *sh_request_peer(const sh_request_t *r)
 {
@@ -245,6 +284,9 @@ typedef struct {
     _Atomic uint64_t accepted, handled, requests, active;
     _Atomic uint64_t reading, writing, waiting;
     _Atomic uint64_t proxy_protocol_bad; /* closed for a malformed PROXY header */
+    /* HTTP/2 responses complete before the request body, followed by
+     * RST_STREAM(NO_ERROR) (RFC 9113 8.1; http2.c early_reset) */
+    _Atomic uint64_t h2_early_responses;
 } sh_worker_counters_t;
 #define SH_WORKER_COUNT(w, f)  atomic_fetch_add_explicit(&(w)->ctr.f, 1, memory_order_relaxed)
 #define SH_WORKER_SET(w, f, v) atomic_store_explicit(&(w)->ctr.f, (v), memory_order_relaxed)

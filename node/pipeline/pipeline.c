@@ -159,6 +159,12 @@ static void run(sh_request_t *r)
     r->paused = 0;
     while (r->ph < end) {
         const entry_t *e = &p->run[r->ph];
+        if (r->parent != NULL && (e->phase == SH_PHASE_PREACCESS || e->phase == SH_PHASE_ACCESS)) {
+            /* nginx: a subrequest is not checked again (access) nor
+             * counted again (limit_req, limit_conn count its main request) */
+            r->ph = p->start[e->phase + 1];
+            continue;
+        }
         int rc = e->fn(r);
         if (r->freed)
             return;
@@ -374,7 +380,7 @@ int sh_body_next(sh_request_t *r, unsigned next, const char *data, size_t len, i
 {
     if (next < r->nbf)
         return r->bf[next](r, next + 1, data, len, last);
-    const sh_http_proto_t *pr = r->c->proto;
+    const sh_http_proto_t *pr = SH_PROTO(r);
     if (len > 0 && pr->send_body(r, data, len) != 0)
         return -1;
     if (last)

@@ -22,7 +22,6 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
-#include "node/conn/tls.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/regex.h"
 #include "node/proxy/proxy.h"
@@ -69,26 +68,6 @@ enum var_id {
     V_HOSTNAME,
     V_PID,
     V_NGINX_VERSION,
-    V_SSL_PROTOCOL,
-    V_SSL_CIPHER,
-    V_SSL_SERVER_NAME,
-    V_SSL_SESSION_REUSED,
-    V_SSL_ALPN,
-    V_SSL_EARLY_DATA,
-    V_SSL_SESSION_ID,
-    V_SSL_CURVE,
-    V_HTTP2,
-    V_SSL_CLIENT_VERIFY,
-    V_SSL_CLIENT_S_DN,
-    V_SSL_CLIENT_I_DN,
-    V_SSL_CLIENT_SERIAL,
-    V_SSL_CLIENT_FINGERPRINT,
-    V_SSL_CLIENT_RAW_CERT,
-    V_SSL_CLIENT_CERT,
-    V_SSL_CLIENT_ESCAPED_CERT,
-    V_SSL_CLIENT_V_START,
-    V_SSL_CLIENT_V_END,
-    V_SSL_CLIENT_V_REMAIN,
     V_HTTPS,
     V_CAPTURE, /* $0..$9: group in part.group */
     V_NAMED,   /* map result or named capture: part.entry */
@@ -108,6 +87,11 @@ typedef struct var_entry_s {
 struct sh_var_reg_s {
     var_entry_t **v;
     size_t n;
+    struct {
+        char *prefix; /* a module's family: $jwt_claim_NAME */
+        sh_var_get_pt get;
+    } * pfx;
+    size_t npfx;
 };
 
 typedef struct {
@@ -163,26 +147,6 @@ static const struct {
     {"hostname", V_HOSTNAME},
     {"pid", V_PID},
     {"nginx_version", V_NGINX_VERSION},
-    {"ssl_protocol", V_SSL_PROTOCOL},
-    {"ssl_cipher", V_SSL_CIPHER},
-    {"ssl_server_name", V_SSL_SERVER_NAME},
-    {"ssl_session_reused", V_SSL_SESSION_REUSED},
-    {"ssl_alpn_protocol", V_SSL_ALPN},
-    {"ssl_early_data", V_SSL_EARLY_DATA},
-    {"ssl_session_id", V_SSL_SESSION_ID},
-    {"ssl_curve", V_SSL_CURVE},
-    {"http2", V_HTTP2},
-    {"ssl_client_verify", V_SSL_CLIENT_VERIFY},
-    {"ssl_client_s_dn", V_SSL_CLIENT_S_DN},
-    {"ssl_client_i_dn", V_SSL_CLIENT_I_DN},
-    {"ssl_client_serial", V_SSL_CLIENT_SERIAL},
-    {"ssl_client_fingerprint", V_SSL_CLIENT_FINGERPRINT},
-    {"ssl_client_raw_cert", V_SSL_CLIENT_RAW_CERT},
-    {"ssl_client_cert", V_SSL_CLIENT_CERT},
-    {"ssl_client_escaped_cert", V_SSL_CLIENT_ESCAPED_CERT},
-    {"ssl_client_v_start", V_SSL_CLIENT_V_START},
-    {"ssl_client_v_end", V_SSL_CLIENT_V_END},
-    {"ssl_client_v_remain", V_SSL_CLIENT_V_REMAIN},
     {"https", V_HTTPS},
 };
 
@@ -302,12 +266,35 @@ int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re)
     return 0;
 }
 
+int sh_vars_define_prefix(sh_conf_t *cf, const char *prefix, sh_var_get_pt get)
+{
+    sh_http_main_t *m = cf_http_main(cf);
+    if (m == NULL)
+        return sh_conf_error(cf, "variables can only be defined in the http block");
+    if (m->vars == NULL)
+        m->vars = sh_new(sh_var_reg_t);
+    sh_var_reg_t *reg = m->vars;
+    reg->pfx = sh_realloc(reg->pfx, (reg->npfx + 1) * sizeof(*reg->pfx));
+    reg->pfx[reg->npfx].prefix = sh_strdup(prefix);
+    reg->pfx[reg->npfx].get = get;
+    reg->npfx++;
+    return 0;
+}
+
 int sh_vars_check(sh_conf_t *cf, sh_http_main_t *m)
 {
     if (m->vars == NULL)
         return 0;
     for (size_t i = 0; i < m->vars->n; i++) {
         var_entry_t *e = m->vars->v[i];
+        for (size_t k = 0; !e->defined && k < m->vars->npfx; k++) {
+            size_t pl = strlen(m->vars->pfx[k].prefix);
+            if (strlen(e->name) > pl && memcmp(e->name, m->vars->pfx[k].prefix, pl) == 0) {
+                e->defined = 1;
+                e->get = m->vars->pfx[k].get;
+                e->data = e->name + pl; /* the NAME, as long as the registry */
+            }
+        }
         if (!e->defined) {
             sh_conf_node_t fake = {.file = e->use_file, .line = e->use_line};
             const sh_conf_node_t *saved = cf->node;
@@ -329,6 +316,9 @@ void sh_vars_reg_destroy(sh_var_reg_t *reg)
         sh_free(reg->v[i]->use_file);
         sh_free(reg->v[i]);
     }
+    for (size_t i = 0; i < reg->npfx; i++)
+        sh_free(reg->pfx[i].prefix);
+    sh_free(reg->pfx);
     sh_free(reg->v);
     sh_free(reg);
 }
@@ -740,51 +730,6 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         if (r->c->tls != NULL)
             sh_buf_appends(out, "on");
         return 1;
-    case V_SSL_PROTOCOL:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_PROTOCOL, out);
-    case V_SSL_CIPHER:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CIPHER, out);
-    case V_SSL_SERVER_NAME:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_SERVER_NAME, out);
-    case V_SSL_SESSION_REUSED:
-        if (r->c->tls == NULL)
-            return 0;
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_SESSION_REUSED, out);
-    case V_SSL_ALPN:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_ALPN, out);
-    case V_SSL_EARLY_DATA:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_EARLY_DATA, out);
-    case V_SSL_SESSION_ID:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_SESSION_ID, out);
-    case V_SSL_CURVE:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CURVE, out);
-    case V_HTTP2:
-        /* nginx: "h2" over TLS, "h2c" in clear text, else empty */
-        if (r->c->h2 != NULL)
-            sh_buf_appends(out, r->c->tls != NULL ? "h2" : "h2c");
-        return 1;
-    case V_SSL_CLIENT_VERIFY:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_VERIFY, out);
-    case V_SSL_CLIENT_S_DN:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_S_DN, out);
-    case V_SSL_CLIENT_I_DN:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_I_DN, out);
-    case V_SSL_CLIENT_SERIAL:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_SERIAL, out);
-    case V_SSL_CLIENT_FINGERPRINT:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_FINGERPRINT, out);
-    case V_SSL_CLIENT_RAW_CERT:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_RAW_CERT, out);
-    case V_SSL_CLIENT_CERT:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_CERT, out);
-    case V_SSL_CLIENT_ESCAPED_CERT:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_ESCAPED_CERT, out);
-    case V_SSL_CLIENT_V_START:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_V_START, out);
-    case V_SSL_CLIENT_V_END:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_V_END, out);
-    case V_SSL_CLIENT_V_REMAIN:
-        return sh_tls_var(r->c->tls, SH_TLS_VAR_CLIENT_V_REMAIN, out);
     case V_REQUEST:
         if (r->h.method_len == 0)
             return 1;

@@ -63,6 +63,11 @@ typedef int (*sh_var_get_pt)(sh_request_t *r, const void *data, sh_buf_t *out);
  * its sh_http_block_t). Errors (written into cf): a built-in name, or a
  * name already defined. */
 int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const void *data);
+/* Define the family $PREFIXNAME (auth_jwt's $jwt_claim_NAME): a variable
+ * of the configuration that starts with prefix and is not defined
+ * otherwise gets get, with data the NAME after the prefix (a string that
+ * lives as long as the configuration). */
+int sh_vars_define_prefix(sh_conf_t *cf, const char *prefix, sh_var_get_pt get);
 /* Define the named groups of re as variables (idempotent per name). */
 int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re);
 /* After the http block: every named variable used is defined; else the

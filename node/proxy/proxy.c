@@ -33,10 +33,12 @@
 #include "core/log.h"
 #include "node/conn/timeq.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/proxy.h"
+#include "node/proxy/proxy_ssl.h"
 #include "node/proxy/upstream.h"
 
 #define MAX_RESP_HEADERS 128
@@ -55,6 +57,7 @@ typedef struct {
     char *uri; /* URI part of proxy_pass, NULL when none */
     size_t uri_len;
     char *host; /* $proxy_host: group name or host:port */
+    int ssl;    /* https: TLS to the servers (node/proxy/proxy_ssl.c) */
     const char *file;
     unsigned line;
     /* inherited */
@@ -121,6 +124,11 @@ struct sh_uconn_s {
     struct sh_proxy_req_s *p; /* NULL while idle */
     sh_link_t link;           /* pool idle list */
     sh_buf_t in;              /* unconsumed response bytes */
+    /* https: the TLS layer, the pool key of its settings (0: cleartext),
+     * and buffers for the bytes it makes */
+    sh_upssl_t *tls;
+    uint64_t key;
+    sh_buf_t tls_out, plain;
     uint32_t nrequests;
     uint8_t connected : 1;
     uint8_t closing : 1;
@@ -150,6 +158,7 @@ typedef struct sh_proxy_req_s {
     uint8_t no_pool : 1;   /* a pooled connection just failed: use a new one */
     uint8_t try_open : 1;  /* try_begin() without try_end() */
     uint8_t tunnel : 1;    /* after 101: raw bytes both ways */
+    uint8_t head_conv : 1; /* a HEAD sent as GET: the body is not the client's */
     int stale_retries;
     uint64_t try_start, connect_ms, header_ms;
 
@@ -245,7 +254,7 @@ static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
         sh_conf_node_t at = {.file = c->file, .line = c->line};
         const sh_conf_node_t *saved = cf->node;
         cf->node = &at;
-        c->ups = sh_upstream_get(cf, um, c->host, 80);
+        c->ups = sh_upstream_get(cf, um, c->host, c->ssl ? 443 : 80);
         cf->node = saved;
         if (c->ups == NULL)
             return SH_EINVAL;
@@ -259,13 +268,13 @@ static int proxy_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     const char *url = cf->node->args[1];
     if (c->pass != NULL)
         return sh_conf_error(cf, "\"proxy_pass\" directive is duplicate");
-    if (strncmp(url, "https://", 8) == 0)
-        return sh_conf_error(cf, "https upstreams are not supported yet in \"%s\"", url);
-    if (strncmp(url, "http://", 7) != 0)
+    int https = strncmp(url, "https://", 8) == 0;
+    if (!https && strncmp(url, "http://", 7) != 0)
         return sh_conf_error(cf, "invalid URL prefix in \"%s\"", url);
     if (strchr(url, '$') != NULL)
         return sh_conf_error(cf, "variables in \"proxy_pass\" are not supported yet");
-    const char *hp = url + 7;
+    const char *hp = url + (https ? 8 : 7);
+    c->ssl = https;
     const char *slash = strchr(hp, '/');
     size_t hl = slash ? (size_t)(slash - hp) : strlen(hp);
     if (hl == 0)
@@ -430,14 +439,6 @@ static int var_up_bytes(sh_request_t *r, const void *data, sh_buf_t *out)
     return 1;
 }
 
-static int var_unset(sh_request_t *r, const void *data, sh_buf_t *out)
-{
-    (void)r;
-    (void)data;
-    (void)out;
-    return 0; /* $upstream_cache_status: no cache yet */
-}
-
 static int var_proxy_host(sh_request_t *r, const void *data, sh_buf_t *out)
 {
     (void)data;
@@ -462,7 +463,6 @@ static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
         {"upstream_response_time", var_tries, ROFF(up_response_time)},
         {"upstream_bytes_received", var_up_bytes, NULL},
         {"upstream_bytes_sent", var_up_bytes, (const void *)1},
-        {"upstream_cache_status", var_unset, NULL},
         {"proxy_host", var_proxy_host, NULL},
     };
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
@@ -475,6 +475,14 @@ static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static int proxy_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
+    /* the label ids of /metrics, interned once here (metrics.h) */
+    sh_upstream_main_t *um = sh_http_main_conf(m, &sh_upstream_module);
+    for (size_t i = 0; um != NULL && i < um->n; i++) {
+        sh_upstream_t *u = um->ups[i];
+        u->metrics_id = sh_metrics_label(u->name);
+        for (size_t k = 0; k < u->nservers; k++)
+            u->servers[k].metrics_id = sh_metrics_label(u->servers[k].name);
+    }
     return sh_phase_add(cf, m, SH_PHASE_CONTENT, proxy_handler);
 }
 
@@ -492,6 +500,24 @@ sh_conf_module_t sh_proxy_module = {
     .cmds = proxy_cmds,
     .ctx = &proxy_http_ctx,
 };
+
+int sh_proxy_enabled(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
+    return c != NULL && c->pass != NULL;
+}
+
+const sh_upstream_t *sh_proxy_loc_upstream(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = loc ? sh_http_loc_conf(loc, &sh_proxy_module) : NULL;
+    return c != NULL && c->pass != NULL ? c->ups : NULL;
+}
+
+int sh_proxy_loc_https(const sh_http_loc_t *loc)
+{
+    const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
+    return c != NULL && c->pass != NULL && c->ssl;
+}
 
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
 {
@@ -619,13 +645,31 @@ static int set_by_conf(const proxy_loc_t *c, const sh_http1_header_t *h)
     return 0;
 }
 
+/* The client's conditional and range fields, which a module that
+ * answers them itself (the cache) keeps from the upstream, as nginx's
+ * proxy does when caching. */
+static int is_conditional(const sh_http1_header_t *h)
+{
+    static const char *const names[] = {
+        "if-modified-since", "if-unmodified-since", "if-none-match", "if-match", "range",
+        "if-range"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (name_eq(h, names[i], strlen(names[i])))
+            return 1;
+    return 0;
+}
+
 static void build_request_head(sh_proxy_req_t *p)
 {
     sh_request_t *r = p->r;
     const proxy_loc_t *c = p->conf;
     sh_buf_t *b = &p->head;
+    const sh_up_hooks_t *hk = r->up_hooks;
     b->len = 0;
-    sh_buf_append(b, r->h.method, r->h.method_len);
+    if (hk != NULL && hk->method != NULL)
+        sh_buf_append(b, hk->method, hk->method_len);
+    else
+        sh_buf_append(b, r->h.method, r->h.method_len);
     sh_buf_append(b, " ", 1);
     if (c->uri != NULL) {
         /* nginx: the part of the URI matching the location is replaced by
@@ -683,6 +727,7 @@ static void build_request_head(sh_proxy_req_t *p)
         int k = hdr_kind(h);
         if (is_hop_by_hop_kind(k) || k == HK_HOST || k == HK_CONTENT_LENGTH || k == HK_EXPECT ||
             (c->nheaders > 0 && set_by_conf(c, h)) ||
+            (hk != NULL && hk->strip_cond && is_conditional(h)) ||
             (conn_named && named_in_connection(r->h.headers, r->h.nheaders, h)))
             continue;
         sh_buf_append(b, h->name, h->name_len);
@@ -703,6 +748,12 @@ static void build_request_head(sh_proxy_req_t *p)
         sh_buf_append_u64(b, (uint64_t)r->h.content_length);
         sh_buf_append(b, "\r\n", 2);
     }
+    for (size_t i = 0; hk != NULL && i < hk->nextra; i++) {
+        sh_buf_append(b, hk->extra[i].name, hk->extra[i].name_len);
+        sh_buf_append(b, ": ", 2);
+        sh_buf_append(b, hk->extra[i].value, hk->extra[i].value_len);
+        sh_buf_append(b, "\r\n", 2);
+    }
     if (!conn_set && (c->http_version == 10 || p->ups->conf->keepalive == 0))
         sh_buf_appends(b, "Connection: close\r\n");
     sh_buf_append(b, "\r\n", 2);
@@ -718,11 +769,31 @@ static void up_timer(sh_uconn_t *u, uint64_t ms)
     sh_timers_add(&u->w->up_timers, &u->tq, ms);
 }
 
+/* Bytes for the upstream: as they are, or encrypted on a TLS connection
+ * (the ciphertext is written at once where the socket takes it, the rest
+ * queued, as any send). 0 or SH_EIO. */
+static int up_send(sh_uconn_t *u, const uv_buf_t *bufs, unsigned n, sh_sent_cb cb)
+{
+    if (u->tls == NULL)
+        return sh_stream_send((uv_stream_t *)&u->tcp, bufs, n, cb);
+    u->tls_out.len = 0;
+    if (sh_upssl_write(u->tls, bufs, n, &u->tls_out) != 0)
+        return SH_EIO;
+    uv_buf_t b = uv_buf_init(u->tls_out.data, (unsigned)u->tls_out.len);
+    int rc = u->tls_out.len > 0 ? sh_stream_send((uv_stream_t *)&u->tcp, &b, 1, cb) : 0;
+    if (u->tls_out.cap > 64 * 1024)
+        sh_buf_dispose(&u->tls_out);
+    return rc;
+}
+
 static void uconn_closed(uv_handle_t *h)
 {
     sh_uconn_t *u = h->data;
     if (--u->closing_handles == 0) {
         sh_buf_dispose(&u->in);
+        sh_upssl_destroy(u->tls);
+        sh_buf_dispose(&u->tls_out);
+        sh_buf_dispose(&u->plain);
         sh_free(u);
     }
 }
@@ -771,11 +842,11 @@ static void pool_put(sh_uconn_t *u)
     up_timer(u, uc->keepalive_timeout);
 }
 
-static sh_uconn_t *pool_get(sh_ups_rt_t *rt, int peer)
+static sh_uconn_t *pool_get(sh_ups_rt_t *rt, int peer, uint64_t key)
 {
     for (sh_link_t *l = rt->idle.next; l != &rt->idle; l = l->next) {
         sh_uconn_t *u = container_of(l, sh_uconn_t, link);
-        if (u->peer != peer)
+        if (u->peer != peer || u->key != key)
             continue;
         sh_list_remove(&u->link);
         rt->nidle--;
@@ -816,13 +887,16 @@ static void try_begin(sh_proxy_req_t *p)
     p->try_open = 1;
 }
 
-static void try_end(sh_proxy_req_t *p, int status)
+/* fail: 0, or the try got no response: 1 an error, 2 a timeout (metrics) */
+static void try_end_fail(sh_proxy_req_t *p, int status, int fail)
 {
     if (!p->try_open)
         return;
     p->try_open = 0;
     sh_request_t *r = p->r;
     uint64_t now = now_ms(p);
+    sh_metrics_upstream_try(p->ups->conf->metrics_id, p->ups->conf->servers[p->peer].metrics_id,
+                            status, fail, now - p->try_start, p->tries > 0);
     if (status > 0)
         sh_buf_append_u64(&r->up_status, (uint64_t)status);
     else
@@ -836,6 +910,11 @@ static void try_end(sh_proxy_req_t *p, int status)
     else
         sh_buf_append(&r->up_header_time, "-", 1);
     append_secs(&r->up_response_time, now - p->try_start);
+}
+
+static void try_end(sh_proxy_req_t *p, int status)
+{
+    try_end_fail(p, status, 0);
 }
 
 /* ---- failure and retry (proxy_next_upstream) */
@@ -896,17 +975,44 @@ static const char *up_url(const sh_proxy_req_t *p, int peer, char *out, size_t l
     const char *h = p->head.data, *sp = h ? memchr(h, ' ', p->head.len) : NULL;
     const char *end = sp ? memchr(sp + 1, ' ', p->head.len - (size_t)(sp + 1 - h)) : NULL;
     int n = end ? (int)(end - sp - 1) : 0;
-    snprintf(out, len, "http://%s%.*s", p->ups->conf->servers[peer].name, n, n ? sp + 1 : "");
+    snprintf(out, len, "%s://%s%.*s", p->conf->ssl ? "https" : "http",
+             p->ups->conf->servers[peer].name, n, n ? sp + 1 : "");
     return out;
 }
 
 /* What the proxy was doing, in nginx's words. */
 static const char *up_doing(const sh_proxy_req_t *p)
 {
-    return p->state == P_CONNECTING ? "while connecting to upstream"
-           : p->state == P_SENDING  ? "while sending request to upstream"
-           : p->state == P_BODY     ? "while reading upstream"
-                                    : "while reading response header from upstream";
+    return p->state == P_CONNECTING && p->u != NULL && p->u->tls != NULL
+               ? "while SSL handshaking to upstream"
+           : p->state == P_CONNECTING ? "while connecting to upstream"
+           : p->state == P_SENDING    ? "while sending request to upstream"
+           : p->state == P_BODY       ? "while reading upstream"
+                                      : "while reading response header from upstream";
+}
+
+/* r->up_hooks->answer (the cache: use_stale, revalidation): status is the
+ * upstream's, or SH_UP_* when no server is left. When the hook takes r,
+ * the upstream is let go (as intercept() does) and the hook's respond()
+ * answers r. Returns 1 then. */
+static int hook_answer(sh_proxy_req_t *p, int status)
+{
+    sh_request_t *r = p->r;
+    const sh_up_hooks_t *hk = r->up_hooks;
+    if (hk == NULL || hk->answer == NULL ||
+        !hk->answer(r, status, status > 0 ? p->resp.headers : NULL,
+                    status > 0 ? p->resp.nheaders : 0))
+        return 0;
+    if (p->u != NULL) {
+        try_end(p, status);
+        sh_upstream_done(p->ups, p->peer, 0, now_ms(p));
+        sh_uconn_t *u = p->u;
+        p->u = NULL;
+        uconn_close(u);
+    }
+    sh_proxy_detach(r);
+    hk->respond(r);
+    return 1;
 }
 
 static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
@@ -926,7 +1032,7 @@ static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
         p->u = NULL;
         uconn_close(u);
     }
-    try_end(p, kind == FAIL_TIMEOUT ? 504 : 502);
+    try_end_fail(p, kind == FAIL_TIMEOUT ? 504 : 502, kind == FAIL_TIMEOUT ? 2 : 1);
     sh_upstream_done(p->ups, p->peer, !stale, now_ms(p));
     int bit = kind == FAIL_TIMEOUT   ? NU_TIMEOUT
               : kind == FAIL_INVALID ? NU_INVALID_HEADER
@@ -942,6 +1048,10 @@ static void up_fail(sh_proxy_req_t *p, int kind, const char *what)
         connect_next(p);
         return;
     }
+    if (!r->resp_started && hook_answer(p, kind == FAIL_TIMEOUT   ? SH_UP_TIMEOUT
+                                           : kind == FAIL_INVALID ? SH_UP_INVALID
+                                                                  : SH_UP_ERROR))
+        return;
     if (!r->resp_started)
         sh_request_respond(r, kind == FAIL_TIMEOUT ? 504 : 502, NULL, NULL, 0, NULL);
     else
@@ -1095,7 +1205,11 @@ static int send_response_head(sh_proxy_req_t *p)
     sh_request_t *r = p->r;
     sh_http1_response_t *rs = &p->resp;
     int status = rs->status;
-    int no_body = r->head_only || status == 204 || status == 304 || status < 200;
+    /* a HEAD sent upstream as GET (r->up_hooks->method): the body is read
+     * and passed to the body filters (the cache), not to the client */
+    int conv = r->head_only && r->up_hooks != NULL && r->up_hooks->method != NULL;
+    p->head_conv = conv;
+    int no_body = (r->head_only && !conv) || status == 204 || status == 304 || status < 200;
     sh_http1_header_t hs[MAX_RESP_HEADERS];
     size_t n = 0;
     if (r->c->w->rt->http
@@ -1152,6 +1266,8 @@ static int send_response_head(sh_proxy_req_t *p)
         p->rbody.until_close = 1;
         p->up_keep = 0;
     }
+    if (conv && !no_body)
+        flags |= SH_RESP_NO_BODY; /* the client gets the head only */
     if (sh_response_start(r, status, rs->reason_phrase, rs->reason_len, hs, n, length, flags) != 0)
         return -1;
     /* sent with the first body bytes, or by flush_head() */
@@ -1171,7 +1287,7 @@ static int flush_head(sh_proxy_req_t *p)
 /* Send one piece of response body. */
 static int send_body(sh_proxy_req_t *p, const char *data, size_t len)
 {
-    if (len == 0)
+    if (len == 0 || (p->head_conv && p->r->nbf == 0))
         return 0;
     if (sh_response_body(p->r, data, len) != 0)
         return -1;
@@ -1291,6 +1407,8 @@ static ssize_t response_data_inner(sh_proxy_req_t *p, const char *data, size_t l
                 return -1;
             if (intercept(p))
                 return -1; /* the upstream is let go; r answers with the error page */
+            if (hook_answer(p, p->resp.status))
+                return -1; /* likewise: a module (the cache) answers r */
             p->up_keep = p->resp.keep_alive && p->conf->http_version == 11;
             if (send_response_head(p) != 0)
                 return -1; /* the client connection is closed, p is gone */
@@ -1352,10 +1470,18 @@ aborted:
     return -1;
 }
 
+static void up_tls_input(sh_uconn_t *u, const char *data, size_t len);
+static void up_data(sh_uconn_t *u, const char *data, size_t nread, const uv_buf_t *buf);
+
 static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     sh_uconn_t *u = s->data;
     sh_proxy_req_t *p = u->p;
+    if (u->tls != NULL && nread > 0) {
+        up_tls_input(u, buf->base, (size_t)nread);
+        sh_worker_release_rbuf(u->w, buf);
+        return;
+    }
     if (nread == 0 || p == NULL) {
         sh_worker_release_rbuf(u->w, buf);
         /* data or EOF on an idle pooled connection: the server closed it
@@ -1394,6 +1520,15 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                                 : uv_strerror((int)nread));
         return;
     }
+    up_data(u, buf->base, (size_t)nread, buf);
+}
+
+/* Response bytes (plaintext) for u's request. rbuf: the worker's read
+ * buffer that holds data, released here as soon as it is not needed, or
+ * NULL. */
+static void up_data(sh_uconn_t *u, const char *data, size_t nread, const uv_buf_t *buf)
+{
+    sh_proxy_req_t *p = u->p;
     p->got_bytes = 1;
     p->r->up_bytes_received += (uint64_t)nread;
     up_timer(u, p->conf->read_timeout);
@@ -1401,12 +1536,12 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
      * from the connection's own buffer, detached while it is processed so
      * the connection can go back to the pool empty. */
     sh_buf_t pending = u->in;
-    const char *data = buf->base;
-    size_t len = (size_t)nread;
+    size_t len = nread;
     if (pending.len > 0) {
         u->in = (sh_buf_t){0};
-        sh_buf_append(&pending, buf->base, len);
-        sh_worker_release_rbuf(u->w, buf);
+        sh_buf_append(&pending, data, len);
+        if (buf != NULL)
+            sh_worker_release_rbuf(u->w, buf);
         buf = NULL;
         data = pending.data;
         len = pending.len;
@@ -1418,6 +1553,65 @@ static void up_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         sh_buf_dispose(&pending);
     if (buf != NULL)
         sh_worker_release_rbuf(u->w, buf);
+}
+
+static void start_exchange(sh_proxy_req_t *p);
+
+static void tls_sent_cb(uv_stream_t *s, int status)
+{
+    (void)s;
+    (void)status; /* handshake bytes: a write error shows up as a read error */
+}
+
+/* Ciphertext from a TLS upstream: the handshake while it runs, then
+ * response bytes (decrypted) or, on an idle pooled connection, what the
+ * server sends between requests (TLS 1.3 tickets are kept; anything else
+ * ends the connection). */
+static void up_tls_input(sh_uconn_t *u, const char *data, size_t len)
+{
+    sh_proxy_req_t *p = u->p;
+    const char *why;
+    u->tls_out.len = 0;
+    if (p != NULL && p->state == P_CONNECTING) {
+        int rc = sh_upssl_handshake(u->tls, data, len, &u->tls_out, &why);
+        uv_buf_t b = uv_buf_init(u->tls_out.data, (unsigned)u->tls_out.len);
+        if (rc >= 0 && b.len > 0 && sh_stream_send((uv_stream_t *)&u->tcp, &b, 1, tls_sent_cb) != 0)
+            rc = -1, why = "send() to upstream failed";
+        if (rc < 0) {
+            up_fail(p, FAIL_ERROR, why);
+            return;
+        }
+        if (rc == 1) {
+            p->connect_ms = now_ms(p);
+            start_exchange(p);
+        }
+        return;
+    }
+    u->plain.len = 0;
+    int rc = sh_upssl_read(u->tls, data, len, &u->plain, &u->tls_out, &why);
+    if (u->tls_out.len > 0 && !u->closing) {
+        uv_buf_t b = uv_buf_init(u->tls_out.data, (unsigned)u->tls_out.len);
+        (void)sh_stream_send((uv_stream_t *)&u->tcp, &b, 1, tls_sent_cb);
+    }
+    if (p == NULL) {
+        if ((rc != 0 || u->plain.len > 0) && !u->closing)
+            uconn_close(u);
+        return;
+    }
+    if (u->plain.len > 0) {
+        up_data(u, u->plain.data, u->plain.len, NULL);
+        if (u->p != p || u->closing)
+            return; /* the response completed or failed */
+    }
+    if (rc == SH_ECLOSED) {
+        /* close_notify: the end of the stream, as a TCP EOF */
+        uv_buf_t none = uv_buf_init(NULL, 0);
+        up_read_cb((uv_stream_t *)&u->tcp, UV_EOF, &none);
+    } else if (rc != 0) {
+        up_fail(p, FAIL_ERROR, why);
+    }
+    if (u->plain.cap > 256 * 1024)
+        sh_buf_dispose(&u->plain);
 }
 
 /* ---- request */
@@ -1439,7 +1633,7 @@ static void start_exchange(sh_proxy_req_t *p)
     p->state = P_SENDING;
     u->nrequests++;
     uv_buf_t b = uv_buf_init(p->head.data, (unsigned)p->head.len);
-    if (sh_stream_send((uv_stream_t *)&u->tcp, &b, 1, up_written_cb) != 0) {
+    if (up_send(u, &b, 1, up_written_cb) != 0) {
         up_fail(p, FAIL_ERROR, "send() to upstream failed");
         return;
     }
@@ -1477,8 +1671,20 @@ static void connected_cb(uv_connect_t *req, int status)
         return;
     }
     u->connected = 1;
-    p->connect_ms = now_ms(p);
     uv_tcp_nodelay(&u->tcp, 1);
+    if (p->conf->ssl) {
+        /* TLS: the handshake, within proxy_connect_timeout (nginx) */
+        u->tls = sh_upssl_create(p->r, p->ups, p->peer);
+        if (u->tls == NULL) {
+            up_fail(p, FAIL_ERROR, "SSL_new() failed");
+            return;
+        }
+        u->reading = 1;
+        uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
+        up_tls_input(u, "", 0);
+        return;
+    }
+    p->connect_ms = now_ms(p);
     start_exchange(p);
 }
 
@@ -1497,7 +1703,8 @@ static void connect_next(sh_proxy_req_t *p)
     p->got_bytes = 0;
     p->state = P_CONNECTING;
     try_begin(p);
-    sh_uconn_t *u = p->no_pool ? NULL : pool_get(p->ups, peer);
+    uint64_t key = p->conf->ssl ? sh_upssl_key(p->r) : 0;
+    sh_uconn_t *u = p->no_pool ? NULL : pool_get(p->ups, peer, key);
     if (u != NULL) {
         p->reused = 1;
         p->u = u;
@@ -1511,6 +1718,7 @@ static void connect_next(sh_proxy_req_t *p)
     u->w = w;
     u->ups = p->ups;
     u->peer = peer;
+    u->key = key;
     u->p = p;
     sh_list_init(&u->link);
     uv_tcp_init(&w->loop, &u->tcp);
@@ -1575,7 +1783,7 @@ int sh_proxy_body(sh_request_t *r, const char *data, size_t len, int last)
         p->req_body_done = 1;
     }
     p->req_body_sent += len;
-    if (n > 0 && sh_stream_send(s, bufs, n, up_written_cb) != 0)
+    if (n > 0 && up_send(p->u, bufs, n, up_written_cb) != 0)
         return 0; /* the read side reports the failure */
     return s->write_queue_size > SH_WBUF_HIGH;
 }
@@ -1589,7 +1797,7 @@ int sh_proxy_tunnel_up(sh_request_t *r, const char *data, size_t len)
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     p->req_body_sent += len;
     up_timer(p->u, p->conf->read_timeout);
-    if (sh_stream_send(s, &b, 1, up_written_cb) != 0)
+    if (up_send(p->u, &b, 1, up_written_cb) != 0)
         return 0; /* the read side reports the failure */
     return s->write_queue_size > SH_WBUF_HIGH;
 }

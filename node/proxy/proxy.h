@@ -38,6 +38,16 @@ void sh_proxy_cache_clear(sh_worker_t *w);
 /* Close every pooled idle upstream connection of the worker. */
 void sh_proxy_close_pools(sh_worker_t *w);
 
+/* Whether loc proxies (has proxy_pass): the cache applies only there. */
+int sh_proxy_enabled(const sh_http_loc_t *loc);
+/* The upstream group a location's proxy_pass names (its own, not
+ * inherited), NULL when none or when the name has variables. Load time
+ * (health_check, health.c). */
+struct sh_upstream_s;
+const struct sh_upstream_s *sh_proxy_loc_upstream(const sh_http_loc_t *loc);
+/* Whether loc's proxy_pass is https (its upstream connections use TLS). */
+int sh_proxy_loc_https(const sh_http_loc_t *loc);
+
 /* $proxy_host of the request's location. */
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out);
 

@@ -43,6 +43,7 @@
  * key buffer grows to the largest key once and is reused).
  */
 #include "node/proxy/upstream.h"
+#include "node/proxy/proxy_ssl.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -56,6 +57,7 @@
 #include "core/log.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/vars.h"
+#include "node/proxy/health.h"
 
 static const sh_balancer_ops_t rr_ops, least_conn_ops, ip_hash_ops, hash_ops, chash_ops, random_ops;
 
@@ -439,6 +441,9 @@ void sh_upstream_rt_dispose(sh_ups_rt_t *rt)
     if (rt->ops != NULL && rt->ops->dispose != NULL)
         rt->ops->dispose(rt);
     rt->bal = NULL;
+    for (size_t i = 0; rt->peers != NULL && i < rt->conf->nservers; i++)
+        if (rt->peers[i].ssl_sess != NULL)
+            sh_upssl_session_free(rt->peers[i].ssl_sess);
     sh_free(rt->peers);
     rt->peers = NULL;
 }
@@ -478,7 +483,7 @@ static int peer_full(const sh_ups_rt_t *rt, size_t i)
 static int usable(const sh_ups_rt_t *rt, size_t i, uint64_t tried, uint64_t now)
 {
     return !is_tried(tried, i) && !rt->conf->servers[i].down && !peer_failed_now(rt, i, now) &&
-           !peer_full(rt, i);
+           !peer_full(rt, i) && !sh_hc_out(rt->conf->servers[i].hc);
 }
 
 /* Count the pick; a pick more than fail_timeout after the window opened
@@ -509,6 +514,8 @@ static void peer_done(sh_ups_rt_t *rt, int i, int failed, uint64_t now)
         p->checked = now;
         if (s->max_fails > 0) {
             p->effective_weight -= s->weight / s->max_fails;
+            if (p->fails >= s->max_fails)
+                sh_hc_passive_down(s->hc, s->fail_timeout); /* told to the cluster */
             if (p->fails == s->max_fails)
                 sh_log_warn("upstream server temporarily disabled: %s in upstream \"%s\"", s->name,
                             rt->conf->name);
@@ -548,8 +555,9 @@ static int rr_pick(sh_ups_rt_t *rt, uint64_t tried, uint64_t now, sh_request_t *
 {
     (void)r;
     if (rt->single) {
-        /* max_fails does not apply to a lone server; down and max_conns do */
-        if (rt->conf->servers[0].down || peer_full(rt, 0))
+        /* max_fails does not apply to a lone server; down, max_conns and
+         * health checks do (NGINX Plus answers 502 then too) */
+        if (rt->conf->servers[0].down || peer_full(rt, 0) || sh_hc_out(rt->conf->servers[0].hc))
             return -1;
         return take(rt, 0, now);
     }

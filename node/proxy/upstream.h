@@ -41,6 +41,10 @@ typedef struct {
     unsigned backup : 1;
     unsigned down : 1;
     unsigned line; /* of the `server` directive (config errors only) */
+    /* the server's health entry (health.h), set at load: active checks
+     * and the cluster's verdict take it out while sh_hc_out() says so */
+    struct sh_hc_peer_s *hc;
+    unsigned metrics_id; /* its name's label id (node/pipeline/metrics.h) */
 } sh_ups_server_t;
 
 typedef struct sh_upstream_s {
@@ -58,6 +62,7 @@ typedef struct sh_upstream_s {
     const sh_balancer_ops_t *balancer;
     sh_cv_t *hash_key;       /* `hash KEY`: the compiled key */
     unsigned random_two : 1; /* `random two [least_conn]` */
+    unsigned metrics_id;     /* its name's label id (node/pipeline/metrics.h) */
 } sh_upstream_t;
 
 typedef struct {
@@ -84,6 +89,10 @@ typedef struct {
     int conns;            /* this worker's active connections to the server */
     uint64_t accessed;    /* time of the last failure */
     uint64_t checked;     /* time the failure window was last opened */
+    /* proxy_ssl_session_reuse: the last TLS session of the server, under
+     * the context (a location's) that made it (node/proxy/proxy_ssl.c) */
+    void *ssl_sess;
+    const void *ssl_sess_owner;
 } sh_peer_rt_t;
 
 typedef struct sh_bal_data_s sh_bal_data_t; /* a balancer's own per-worker data */

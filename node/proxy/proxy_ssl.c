@@ -1,0 +1,715 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TLS to upstream servers (see proxy_ssl.h).
+ *
+ * Configuration: the proxy_ssl_* settings merge down the levels as
+ * nginx's; after the merge (postconfiguration) every location whose
+ * proxy_pass is https gets its own client SSL_CTX, so a certificate or key
+ * that does not load, a CA file that does not parse or a bad
+ * proxy_ssl_conf_command is a load error with file:line.
+ *
+ * Connections: an SSL object over two memory BIOs per upstream connection.
+ * Verification is nginx's: the chain is checked during the handshake but
+ * does not stop it (the verify callback accepts), then the result and the
+ * name are checked; so the error log says exactly why ("upstream SSL
+ * certificate verify error: (20:unable to get local issuer certificate)",
+ * "upstream SSL certificate does not match \"name\"").
+ *
+ * Sessions: the client session cache is ours, not OpenSSL's (no internal
+ * store): the new-session callback, which runs when the server's session
+ * (TLS 1.2) or ticket (TLS 1.3, after the handshake) arrives, keeps it in
+ * the server's slot of the worker's upstream state; the next connection to
+ * that server offers it. One slot per server, as nginx; a slot filled under
+ * another location's context is replaced, not offered.
+ */
+#include "node/proxy/proxy_ssl.h"
+
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "node/pipeline/vars.h"
+#include "node/proxy/proxy.h"
+
+#define PROTO_TLSv1   0x01
+#define PROTO_TLSv1_1 0x02
+#define PROTO_TLSv1_2 0x04
+#define PROTO_TLSv1_3 0x08
+#define READ_CHUNK    16384
+#define NAME_MAX_LEN  255
+
+typedef struct {
+    char *name;
+    char *value;
+} conf_cmd_t;
+
+typedef struct {
+    int server_name; /* proxy_ssl_server_name: send SNI */
+    sh_cv_t *name;   /* proxy_ssl_name; NULL: $proxy_host */
+    int verify;
+    int verify_depth;
+    char *trusted; /* proxy_ssl_trusted_certificate */
+    char *crl;
+    char *cert, *key;
+    int protocols; /* PROTO_* bits */
+    char *ciphers;
+    int session_reuse;
+    conf_cmd_t *cmds; /* proxy_ssl_conf_command, in order */
+    size_t ncmds;
+    int cmds_set;
+    unsigned name_set : 1;
+    /* this location's context (locations whose proxy_pass is https) */
+    SSL_CTX *ctx;
+} pssl_conf_t;
+
+struct sh_upssl_s {
+    SSL *ssl;
+    BIO *rbio, *wbio;
+    const pssl_conf_t *conf;
+    sh_peer_rt_t *slot; /* where sessions of this server are kept */
+    char name[NAME_MAX_LEN + 1];
+    char why[512];
+    uint8_t done : 1;
+    uint8_t failed : 1;
+};
+
+/* SSL ex_data index of the sh_upssl_t: written once under pthread_once,
+ * then read-only */
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int conn_index = -1;
+
+static void init_once(void)
+{
+    conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------ conf -- */
+
+static void *pssl_create_loc(void)
+{
+    pssl_conf_t *c = sh_new(pssl_conf_t);
+    c->server_name = SH_CONF_UNSET;
+    c->verify = SH_CONF_UNSET;
+    c->verify_depth = SH_CONF_UNSET;
+    c->protocols = SH_CONF_UNSET;
+    c->session_reuse = SH_CONF_UNSET;
+    return c;
+}
+
+static void pssl_destroy_loc(void *conf)
+{
+    pssl_conf_t *c = conf;
+    if (c == NULL)
+        return;
+    if (c->name_set)
+        sh_cv_destroy(c->name);
+    sh_free(c->trusted);
+    sh_free(c->crl);
+    sh_free(c->cert);
+    sh_free(c->key);
+    sh_free(c->ciphers);
+    if (c->cmds_set) {
+        for (size_t i = 0; i < c->ncmds; i++) {
+            sh_free(c->cmds[i].name);
+            sh_free(c->cmds[i].value);
+        }
+        sh_free(c->cmds);
+    }
+    SSL_CTX_free(c->ctx);
+    sh_free(c);
+}
+
+static int pssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
+{
+    pssl_conf_t *p = parent, *c = conf;
+    (void)cf;
+    SH_CONF_MERGE(c->server_name, p->server_name, 0);
+    SH_CONF_MERGE(c->verify, p->verify, 0);
+    SH_CONF_MERGE(c->verify_depth, p->verify_depth, 1);
+    SH_CONF_MERGE(c->protocols, p->protocols, PROTO_TLSv1_2 | PROTO_TLSv1_3);
+    SH_CONF_MERGE(c->session_reuse, p->session_reuse, 1);
+    if (c->name == NULL && p->name != NULL)
+        c->name = p->name; /* not name_set: the parent frees it */
+#define INHERIT(f)                                                                                 \
+    do {                                                                                           \
+        if (c->f == NULL && p->f != NULL)                                                          \
+            c->f = sh_strdup(p->f);                                                                \
+    } while (0)
+    INHERIT(trusted);
+    INHERIT(crl);
+    INHERIT(cert);
+    INHERIT(key);
+    INHERIT(ciphers);
+#undef INHERIT
+    if (!c->cmds_set && p->ncmds > 0) {
+        c->cmds = sh_calloc(p->ncmds, sizeof(*c->cmds));
+        for (size_t i = 0; i < p->ncmds; i++) {
+            c->cmds[i].name = sh_strdup(p->cmds[i].name);
+            c->cmds[i].value = sh_strdup(p->cmds[i].value);
+        }
+        c->ncmds = p->ncmds;
+        c->cmds_set = 1;
+    }
+    return 0;
+}
+
+static char *full_path(sh_conf_t *cf, const char *path)
+{
+    if (path[0] == '/' || cf->conf_dir == NULL || cf->conf_dir[0] == '\0')
+        return sh_strdup(path);
+    size_t a = strlen(cf->conf_dir), b = strlen(path);
+    char *s = sh_malloc(a + b + 1);
+    memcpy(s, cf->conf_dir, a);
+    memcpy(s + a, path, b + 1);
+    return s;
+}
+
+static int path_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    char **f = (char **)((char *)conf + cmd->offset);
+    if (*f != NULL)
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
+    *f = full_path(cf, cf->node->args[1]);
+    return 0;
+}
+
+static int name_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    pssl_conf_t *c = conf;
+    (void)cmd;
+    if (c->name_set)
+        return sh_conf_error(cf, "\"proxy_ssl_name\" directive is duplicate");
+    int rc = sh_cv_compile(cf, cf->node->args[1], &c->name);
+    if (rc == 0)
+        c->name_set = 1;
+    return rc;
+}
+
+static int protocols_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    pssl_conf_t *c = conf;
+    const sh_conf_node_t *n = cf->node;
+    (void)cmd;
+    if (c->protocols != SH_CONF_UNSET)
+        return sh_conf_error(cf, "\"proxy_ssl_protocols\" directive is duplicate");
+    int bits = 0;
+    for (unsigned i = 1; i < n->nargs; i++) {
+        const char *a = n->args[i];
+        if (strcmp(a, "TLSv1") == 0)
+            bits |= PROTO_TLSv1;
+        else if (strcmp(a, "TLSv1.1") == 0)
+            bits |= PROTO_TLSv1_1;
+        else if (strcmp(a, "TLSv1.2") == 0)
+            bits |= PROTO_TLSv1_2;
+        else if (strcmp(a, "TLSv1.3") == 0)
+            bits |= PROTO_TLSv1_3;
+        else if (strcmp(a, "SSLv2") == 0 || strcmp(a, "SSLv3") == 0)
+            sh_conf_warn(cf, "\"%s\" is not supported by OpenSSL 3, ignored", a);
+        else
+            return sh_conf_error(cf, "invalid value \"%s\" in \"proxy_ssl_protocols\" directive",
+                                 a);
+    }
+    c->protocols = bits;
+    return 0;
+}
+
+static int conf_command_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    pssl_conf_t *c = conf;
+    (void)cmd;
+    if (c->ncmds >= 64)
+        return sh_conf_error(cf, "too many \"proxy_ssl_conf_command\" directives");
+    c->cmds = sh_realloc(c->cmds, (c->ncmds + 1) * sizeof(*c->cmds));
+    c->cmds[c->ncmds].name = sh_strdup(cf->node->args[1]);
+    c->cmds[c->ncmds].value = sh_strdup(cf->node->args[2]);
+    c->ncmds++;
+    c->cmds_set = 1;
+    return 0;
+}
+
+static int depth_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    pssl_conf_t *c = conf;
+    int rc = sh_conf_set_num(cf, cmd, conf);
+    if (rc == 0 && c->verify_depth > 100)
+        return sh_conf_error(cf, "\"proxy_ssl_verify_depth\" must be at most 100");
+    return rc;
+}
+
+#define LOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+
+static const sh_conf_cmd_t pssl_cmds[] = {
+    {"proxy_ssl_server_name", LOC | SH_CONF_FLAG, sh_conf_set_flag,
+     offsetof(pssl_conf_t, server_name), NULL},
+    {"proxy_ssl_name", LOC | SH_CONF_TAKE1, name_set, 0, NULL},
+    {"proxy_ssl_verify", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, verify), NULL},
+    {"proxy_ssl_verify_depth", LOC | SH_CONF_TAKE1, depth_set, offsetof(pssl_conf_t, verify_depth),
+     NULL},
+    {"proxy_ssl_trusted_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, trusted),
+     NULL},
+    {"proxy_ssl_crl", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, crl), NULL},
+    {"proxy_ssl_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, cert), NULL},
+    {"proxy_ssl_certificate_key", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, key), NULL},
+    {"proxy_ssl_protocols", LOC | SH_CONF_1MORE, protocols_set, 0, NULL},
+    {"proxy_ssl_ciphers", LOC | SH_CONF_TAKE1, sh_conf_set_str, offsetof(pssl_conf_t, ciphers),
+     NULL},
+    {"proxy_ssl_session_reuse", LOC | SH_CONF_FLAG, sh_conf_set_flag,
+     offsetof(pssl_conf_t, session_reuse), NULL},
+    {"proxy_ssl_conf_command", LOC | SH_CONF_TAKE2, conf_command_set, 0, NULL},
+    {NULL, 0, NULL, 0, NULL}};
+
+/* ------------------------------------------------ contexts -- */
+
+static void ssl_errors(char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    unsigned long e;
+    const char *data;
+    int flags;
+    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
+        char one[256];
+        ERR_error_string_n(e, one, sizeof(one));
+        int n = snprintf(out + o, cap - o, "%s%s%s%s", o ? " " : "(SSL: ", one,
+                         (flags & ERR_TXT_STRING) && data && *data ? ":" : "",
+                         (flags & ERR_TXT_STRING) && data ? data : "");
+        if (n < 0 || (size_t)n >= cap - o) {
+            o = cap - 1;
+            break;
+        }
+        o += (size_t)n;
+    }
+    if (o > 0 && o + 2 < cap) {
+        out[o++] = ')';
+        out[o] = '\0';
+    }
+}
+
+/* The chain is checked in the handshake but never stops it: the result is
+ * read after it (sh_upssl_handshake), as nginx does, to log why. */
+static int verify_accept(int ok, X509_STORE_CTX *x)
+{
+    (void)ok;
+    (void)x;
+    return 1;
+}
+
+/* A session (TLS 1.2) or ticket (TLS 1.3) from the server: kept in the
+ * server's slot. Returns 1: the slot owns it. */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    sh_upssl_t *t = SSL_get_ex_data(ssl, conn_index);
+    if (t == NULL || t->slot == NULL || !t->conf->session_reuse)
+        return 0;
+    if (t->slot->ssl_sess != NULL)
+        SSL_SESSION_free(t->slot->ssl_sess);
+    t->slot->ssl_sess = sess;
+    t->slot->ssl_sess_owner = t->conf;
+    return 1;
+}
+
+static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
+{
+    char ossl[512];
+    pthread_once(&once, init_once);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, errlen, "SSL_CTX_new() failed %s", ossl);
+        return NULL;
+    }
+    long opts = SSL_OP_NO_SSLv3 | SSL_OP_NO_COMPRESSION;
+    if (!(c->protocols & PROTO_TLSv1))
+        opts |= SSL_OP_NO_TLSv1;
+    if (!(c->protocols & PROTO_TLSv1_1))
+        opts |= SSL_OP_NO_TLSv1_1;
+    if (!(c->protocols & PROTO_TLSv1_2))
+        opts |= SSL_OP_NO_TLSv1_2;
+    if (!(c->protocols & PROTO_TLSv1_3))
+        opts |= SSL_OP_NO_TLSv1_3;
+    SSL_CTX_set_options(ctx, (uint64_t)opts);
+    SSL_CTX_set_min_proto_version(ctx, 0);
+    if (c->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, c->ciphers) != 1) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, errlen, "SSL_CTX_set_cipher_list(\"%s\") failed %s", c->ciphers, ossl);
+        goto fail;
+    }
+    if (c->cert != NULL || c->key != NULL) {
+        if (c->cert == NULL || c->key == NULL) {
+            snprintf(err, errlen, "no \"proxy_ssl_certificate%s\" for \"proxy_ssl_certificate%s\"",
+                     c->cert == NULL ? "" : "_key", c->cert == NULL ? "_key" : "");
+            goto fail;
+        }
+        if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
+            ssl_errors(ossl, sizeof(ossl));
+            snprintf(err, errlen, "cannot load certificate \"%s\" %s", c->cert, ossl);
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            ssl_errors(ossl, sizeof(ossl));
+            snprintf(err, errlen, "cannot load certificate key \"%s\" %s", c->key, ossl);
+            goto fail;
+        }
+    }
+    if (c->verify) {
+        if (c->trusted == NULL) {
+            snprintf(err, errlen,
+                     "no \"proxy_ssl_trusted_certificate\" for \"proxy_ssl_verify\" on");
+            goto fail;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept);
+        /* nginx's depth counts the intermediates above the leaf */
+        SSL_CTX_set_verify_depth(ctx, c->verify_depth);
+    }
+    if (c->trusted != NULL && SSL_CTX_load_verify_locations(ctx, c->trusted, NULL) != 1) {
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(err, errlen, "cannot load \"%s\" (proxy_ssl_trusted_certificate) %s", c->trusted,
+                 ossl);
+        goto fail;
+    }
+    if (c->crl != NULL) {
+        X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+        X509_LOOKUP *lk = X509_STORE_add_lookup(st, X509_LOOKUP_file());
+        if (lk == NULL || X509_load_crl_file(lk, c->crl, X509_FILETYPE_PEM) <= 0) {
+            ssl_errors(ossl, sizeof(ossl));
+            snprintf(err, errlen, "cannot load CRL \"%s\" %s", c->crl, ossl);
+            goto fail;
+        }
+        X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    }
+    if (c->ncmds > 0) {
+        SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
+        SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_CLIENT |
+                                       SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
+        SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
+        for (size_t i = 0; i < c->ncmds; i++) {
+            if (SSL_CONF_cmd(cc, c->cmds[i].name, c->cmds[i].value) <= 0) {
+                ssl_errors(ossl, sizeof(ossl));
+                snprintf(err, errlen, "SSL_CONF_cmd(\"%s\", \"%s\") failed %s", c->cmds[i].name,
+                         c->cmds[i].value, ossl);
+                SSL_CONF_CTX_free(cc);
+                goto fail;
+            }
+        }
+        SSL_CONF_CTX_finish(cc);
+        SSL_CONF_CTX_free(cc);
+    }
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+    /* idle pooled connections keep no record buffers */
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* Every location whose proxy_pass is https: its context. */
+static int build_tree(sh_conf_t *cf, sh_http_loc_t *loc)
+{
+    if (sh_proxy_loc_https(loc)) {
+        pssl_conf_t *c = sh_http_loc_conf(loc, &sh_proxy_ssl_module);
+        char err[1024];
+        c->ctx = build_ctx(c, err, sizeof(err));
+        if (c->ctx == NULL) {
+            sh_conf_node_t at = {.file = loc->file, .line = loc->line};
+            cf->node = &at;
+            int rc = sh_conf_error(cf, "%s", err);
+            cf->node = NULL;
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < loc->nchildren; i++) {
+        int rc = build_tree(cf, loc->children[i]);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int pssl_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    for (size_t i = 0; i < m->nservers; i++) {
+        int rc = build_tree(cf, m->servers[i]->loc);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static const sh_http_module_t pssl_http_ctx = {
+    .magic = SH_HTTP_MODULE_MAGIC,
+    .create_loc = pssl_create_loc,
+    .merge_loc = pssl_merge_loc,
+    .destroy_loc = pssl_destroy_loc,
+    .postconfiguration = pssl_postconf,
+};
+
+sh_conf_module_t sh_proxy_ssl_module = {
+    .name = "proxy_ssl",
+    .cmds = pssl_cmds,
+    .ctx = &pssl_http_ctx,
+};
+
+/* ------------------------------------------------ connections -- */
+
+/* The name r's connection verifies and sends (proxy_ssl_name, else
+ * $proxy_host), without a port, into out (NUL-terminated, truncated). */
+static void eval_name(const pssl_conf_t *c, sh_request_t *r, char *out, size_t cap)
+{
+    sh_buf_t b = {0};
+    if (c->name != NULL)
+        sh_cv_eval(c->name, r, &b);
+    else
+        sh_proxy_host(r, &b);
+    const char *s = b.data ? b.data : "";
+    size_t n = b.len;
+    if (n > 0 && s[0] == '[') { /* [v6]:port */
+        const char *e = memchr(s, ']', n);
+        s++;
+        n = e ? (size_t)(e - s) : n - 1;
+    } else {
+        const char *colon = memchr(s, ':', n);
+        if (colon != NULL)
+            n = (size_t)(colon - s);
+    }
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    sh_buf_dispose(&b);
+}
+
+uint64_t sh_upssl_key(sh_request_t *r)
+{
+    const pssl_conf_t *c = sh_http_loc_conf(r->loc, &sh_proxy_ssl_module);
+    char name[NAME_MAX_LEN + 1];
+    eval_name(c, r, name, sizeof(name));
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the context and the name */
+    uintptr_t p = (uintptr_t)c->ctx;
+    for (size_t i = 0; i < sizeof(p); i++) {
+        h ^= (p >> (8 * i)) & 0xff;
+        h *= 1099511628211ull;
+    }
+    for (const char *s = name; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h | 1; /* never 0, the key of cleartext connections */
+}
+
+static int is_ip(const char *s)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+sh_upssl_t *sh_upssl_create(sh_request_t *r, sh_ups_rt_t *rt, int peer)
+{
+    const pssl_conf_t *c = sh_http_loc_conf(r->loc, &sh_proxy_ssl_module);
+    if (c == NULL || c->ctx == NULL) {
+        sh_log_err("no upstream TLS context for this location");
+        return NULL;
+    }
+    SSL *ssl = SSL_new(c->ctx);
+    if (ssl == NULL) {
+        char ossl[512];
+        ssl_errors(ossl, sizeof(ossl));
+        sh_log_err("SSL_new() failed %s", ossl);
+        return NULL;
+    }
+    sh_upssl_t *t = sh_new(sh_upssl_t);
+    t->ssl = ssl;
+    t->conf = c;
+    t->slot = &rt->peers[peer];
+    t->rbio = BIO_new(BIO_s_mem());
+    t->wbio = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(t->rbio, -1); /* empty: "retry", not end of file */
+    SSL_set_bio(ssl, t->rbio, t->wbio);
+    SSL_set_ex_data(ssl, conn_index, t);
+    SSL_set_connect_state(ssl);
+    eval_name(c, r, t->name, sizeof(t->name));
+    if (c->server_name && t->name[0] != '\0' && !is_ip(t->name))
+        SSL_set_tlsext_host_name(ssl, t->name);
+    if (c->session_reuse && t->slot->ssl_sess != NULL && t->slot->ssl_sess_owner == c)
+        SSL_set_session(ssl, t->slot->ssl_sess);
+    return t;
+}
+
+void sh_upssl_destroy(sh_upssl_t *t)
+{
+    if (t == NULL)
+        return;
+    /* a connection closed without close_notify would mark its session not
+     * resumable: only one that failed in TLS loses it */
+    if (t->done && !t->failed)
+        SSL_set_shutdown(t->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    SSL_free(t->ssl); /* frees the BIOs */
+    sh_free(t);
+}
+
+void sh_upssl_session_free(void *sess)
+{
+    SSL_SESSION_free(sess);
+}
+
+int sh_upssl_reused(const sh_upssl_t *t)
+{
+    return SSL_session_reused(t->ssl);
+}
+
+/* Ciphertext OpenSSL wrote, appended to out. */
+static void drain(sh_upssl_t *t, sh_buf_t *out)
+{
+    size_t n = BIO_ctrl_pending(t->wbio);
+    if (n == 0)
+        return;
+    char *d = sh_buf_reserve(out, n);
+    int got = BIO_read(t->wbio, d, (int)n);
+    if (got > 0)
+        out->len += (size_t)got;
+}
+
+static int feed(sh_upssl_t *t, const char *in, size_t len)
+{
+    while (len > 0) {
+        int k = len > INT32_MAX ? INT32_MAX : (int)len;
+        int n = BIO_write(t->rbio, in, k);
+        if (n <= 0)
+            return SH_EIO;
+        in += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* After the handshake: the chain's result and the name (nginx's checks and
+ * messages). 0 or -1 with t->why. */
+static int check_peer(sh_upssl_t *t)
+{
+    if (!t->conf->verify)
+        return 0;
+    long v = SSL_get_verify_result(t->ssl);
+    if (v != X509_V_OK) {
+        snprintf(t->why, sizeof(t->why), "upstream SSL certificate verify error: (%ld:%s)", v,
+                 X509_verify_cert_error_string(v));
+        return -1;
+    }
+    X509 *cert = SSL_get0_peer_certificate(t->ssl);
+    if (cert == NULL) {
+        snprintf(t->why, sizeof(t->why), "upstream sent no required SSL certificate");
+        return -1;
+    }
+    int ok = is_ip(t->name) ? X509_check_ip_asc(cert, t->name, 0)
+                            : X509_check_host(cert, t->name, strlen(t->name), 0, NULL);
+    if (ok != 1) {
+        snprintf(t->why, sizeof(t->why), "upstream SSL certificate does not match \"%s\"", t->name);
+        return -1;
+    }
+    return 0;
+}
+
+int sh_upssl_handshake(sh_upssl_t *t, const char *in, size_t len, sh_buf_t *out, const char **why)
+{
+    *why = t->why;
+    if (feed(t, in, len) != 0) {
+        snprintf(t->why, sizeof(t->why), "BIO_write() failed");
+        t->failed = 1;
+        return -1;
+    }
+    ERR_clear_error();
+    int rc = SSL_do_handshake(t->ssl);
+    drain(t, out);
+    if (rc != 1) {
+        int e = SSL_get_error(t->ssl, rc);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return 0;
+        char ossl[400];
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(t->why, sizeof(t->why), "SSL_do_handshake() failed %s",
+                 ossl[0] ? ossl : "(peer closed connection in SSL handshake)");
+        t->failed = 1;
+        return -1;
+    }
+    t->done = 1;
+    if (check_peer(t) != 0) {
+        t->failed = 1;
+        /* a session of a server that failed verification is not offered
+         * again (its ticket may already be kept: TLS 1.2 gives it in the
+         * handshake) */
+        if (t->slot->ssl_sess != NULL && t->slot->ssl_sess == SSL_get0_session(t->ssl)) {
+            SSL_SESSION_free(t->slot->ssl_sess);
+            t->slot->ssl_sess = NULL;
+        }
+        return -1;
+    }
+    return 1;
+}
+
+int sh_upssl_read(sh_upssl_t *t, const char *in, size_t len, sh_buf_t *plain, sh_buf_t *out,
+                  const char **why)
+{
+    *why = t->why;
+    if (feed(t, in, len) != 0) {
+        snprintf(t->why, sizeof(t->why), "BIO_write() failed");
+        return SH_EIO;
+    }
+    ERR_clear_error();
+    int rc = 0;
+    for (;;) {
+        char *d = sh_buf_reserve(plain, READ_CHUNK);
+        int n = SSL_read(t->ssl, d, READ_CHUNK);
+        if (n > 0) {
+            plain->len += (size_t)n;
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, n);
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            break;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            rc = SH_ECLOSED;
+            break;
+        }
+        char ossl[400];
+        ssl_errors(ossl, sizeof(ossl));
+        snprintf(t->why, sizeof(t->why), "SSL_read() failed %s", ossl);
+        t->failed = 1;
+        rc = SH_EIO;
+        break;
+    }
+    drain(t, out);
+    return rc;
+}
+
+int sh_upssl_write(sh_upssl_t *t, const uv_buf_t *bufs, unsigned n, sh_buf_t *out)
+{
+    ERR_clear_error();
+    for (unsigned i = 0; i < n; i++) {
+        const char *d = bufs[i].base;
+        size_t len = bufs[i].len;
+        while (len > 0) {
+            int k = len > 16384 ? 16384 : (int)len;
+            int w = SSL_write(t->ssl, d, k);
+            if (w <= 0) {
+                char ossl[400];
+                ssl_errors(ossl, sizeof(ossl));
+                snprintf(t->why, sizeof(t->why), "SSL_write() failed %s", ossl);
+                t->failed = 1;
+                drain(t, out);
+                return SH_EIO;
+            }
+            d += w;
+            len -= (size_t)w;
+        }
+    }
+    drain(t, out);
+    return 0;
+}
