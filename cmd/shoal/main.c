@@ -54,6 +54,7 @@
 #endif
 #ifdef SHOAL_WITH_CLUSTER
 #include "cluster/cluster.h"
+#include "cluster/purge.h"
 #endif
 
 #define DEFAULT_CONF  "/etc/shoal/shoal.conf"
@@ -795,6 +796,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "shoal: [emerg] the cluster could not start\n");
         return 1;
     }
+    if (m.cluster != NULL && sh_purge_register() != 0)
+        sh_log_warn("cache: the purge channel could not be registered; purges stay local");
 #endif
     int signums[NSIGS] = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH};
     for (int i = 0; i < NSIGS; i++) {
