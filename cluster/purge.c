@@ -771,20 +771,29 @@ int sh_purge_log_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 
 typedef struct {
     sh_cache_t *list[ZONES_MAX];
+    char names[ZONES_MAX][64];
     size_t n;
 } caches_t;
 
+/* sh_cache_each holds the store's registry lock: names only there */
 static void grab(sh_cache_t *c, void *arg)
 {
     caches_t *x = arg;
     if (x->n < ZONES_MAX)
-        x->list[x->n++] = sh_cache_ref(c);
+        snprintf(x->names[x->n++], sizeof(x->names[0]), "%s", sh_cache_zone(c));
 }
 
 static void caches_get(caches_t *x)
 {
     x->n = 0;
     sh_cache_each(grab, x);
+    size_t k = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        sh_cache_t *c = sh_cache_find(x->names[i]);
+        if (c != NULL)
+            x->list[k++] = c;
+    }
+    x->n = k;
 }
 
 static void caches_put(caches_t *x)
