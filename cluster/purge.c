@@ -359,6 +359,11 @@ static int take(sh_pe_t *e, const sh_purge_rec_t *x, int64_t now)
     return 1;
 }
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 void sh_pe_set_live(sh_pe_t *e, const char *const *names, size_t n)
 {
     for (size_t i = 0; i < e->nlive; i++)
@@ -368,14 +373,13 @@ void sh_pe_set_live(sh_pe_t *e, const char *const *names, size_t n)
     for (size_t i = 0; i < n; i++)
         if (strcmp(names[i], e->self) != 0)
             e->live[e->nlive++] = sh_strdup(names[i]);
+    qsort(e->live, e->nlive, sizeof(char *), cmp_name); /* is_live: a binary search */
 }
 
 static int is_live(sh_pe_t *e, const char *name)
 {
-    for (size_t i = 0; i < e->nlive; i++)
-        if (strcmp(e->live[i], name) == 0)
-            return 1;
-    return 0;
+    return e->nlive > 0 &&
+           bsearch(&name, e->live, e->nlive, sizeof(char *), cmp_name) != NULL;
 }
 
 uint64_t sh_pe_issue(sh_pe_t *e, int kind, int soft, const char *zone, const char *str,

@@ -145,7 +145,7 @@ def main(t, ctl):
     ev.close()
     m = cu.metrics(nodes[4].admin)
     t.check(m.get("shoal_cache_purges_applied_total", 0) >= N_LAT + 3 and
-            m.get("shoal_cache_purges_received_total", 0) >= N_LAT and
+            m.get("shoal_cache_purges_received_total", 0) >= N_LAT * 4 // 5 and
             m.get('shoal_cache_purges_applied_by_origin_total{origin="p2"}', 0) >= 1 and
             "shoal_cache_purges_lag_seconds_count" in m,
             "/metrics: shoal_cache_purges_* (applied, received, by origin, lag)",
