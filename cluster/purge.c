@@ -732,17 +732,23 @@ static struct {
 } P;
 
 static atomic_int holding;
-
-int sh_purge_holding(void)
-{
-    return atomic_load_explicit(&holding, memory_order_relaxed);
-}
+static _Atomic int64_t hold_limit; /* a bound even if the service never starts */
 
 static int64_t wall_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int sh_purge_holding(void)
+{
+    if (!atomic_load_explicit(&holding, memory_order_relaxed))
+        return 0;
+    if (wall_ms() < atomic_load_explicit(&hold_limit, memory_order_relaxed))
+        return 1;
+    atomic_store(&holding, 0);
+    return 0;
 }
 
 int sh_purge_log_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
@@ -1308,8 +1314,10 @@ int sh_purge_register(void)
 {
     any_t a = {0};
     sh_cache_each(any_cb, &a);
-    if (a.any && P.e == NULL)
+    if (a.any && P.e == NULL) {
+        atomic_store(&hold_limit, wall_ms() + 2 * HOLD_MS);
         atomic_store(&holding, 1); /* until the service says otherwise */
+    }
     sh_service_t *svc = sh_service_register(&ops, NULL);
     if (svc == NULL) {
         atomic_store(&holding, 0);
