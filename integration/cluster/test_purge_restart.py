@@ -57,8 +57,8 @@ def main(t, ctl):
         return not st.get("holding") and o and o[0]["last_seq"] >= seq
     sh.wait_for(caught_up, 30 * t.slow, "p2 to catch up with the purge it missed")
     st = p2.purges()
-    t.check(st["flushes"] == 0 and st["caught_up"] >= 1,
-            "p2 applied the missed purge from a push-pull log (no flush)", st)
+    t.check(st["flushes"] == 0 and st["caught_up"] + st["received"] >= 1,
+            "p2 applied the missed purge (a push-pull log or the origin's retry; no flush)", st)
     x = p2.get("/x")
     t.check(x[1] >= 2 and x[1] != 1, "/x on p2 is never the old copy again", x)
     t.check(p2.get("/y") == ("HIT", 1), "/y (not purged) is still served from p2's kept cache")
