@@ -104,9 +104,9 @@ struct adconn_s {
     int closing, closed, busy, sub;
     joinreq *join;
     sh_admin_wait_t *wait; /* a deferred answer (admin_cache.h) */
-    SSL *ssl;       /* admin TLS, else NULL */
-    int rc;         /* reload result */
-    char msg[8192]; /* reload message (with the load's warnings) */
+    SSL *ssl;              /* admin TLS, else NULL */
+    int rc;                /* reload result */
+    char msg[8192];        /* reload message (with the load's warnings) */
 };
 
 struct sh_admin_wait_s {

@@ -88,9 +88,9 @@ int sh_admin_cache_purge(const json_t *j, json_t **out, const char **err, sh_adm
         return 400;
     }
     if (!flag[0]) {
-        int code = sh_purge_cluster((int)kind, str, len, soft, zj ? json_string_value(zj) : NULL,
-                                    flag[1], tj ? (uint64_t)json_integer_value(tj) : 0, w, out,
-                                    err);
+        int code =
+            sh_purge_cluster((int)kind, str, len, soft, zj ? json_string_value(zj) : NULL, flag[1],
+                             tj ? (uint64_t)json_integer_value(tj) : 0, w, out, err);
         if (code >= 0)
             return code;
         /* no purge channel here (no cluster): this node only */

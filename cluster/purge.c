@@ -378,12 +378,11 @@ void sh_pe_set_live(sh_pe_t *e, const char *const *names, size_t n)
 
 static int is_live(sh_pe_t *e, const char *name)
 {
-    return e->nlive > 0 &&
-           bsearch(&name, e->live, e->nlive, sizeof(char *), cmp_name) != NULL;
+    return e->nlive > 0 && bsearch(&name, e->live, e->nlive, sizeof(char *), cmp_name) != NULL;
 }
 
-uint64_t sh_pe_issue(sh_pe_t *e, int kind, int soft, const char *zone, const char *str,
-                     size_t len, int64_t now_ms, void *waiter, int64_t deadline_ms)
+uint64_t sh_pe_issue(sh_pe_t *e, int kind, int soft, const char *zone, const char *str, size_t len,
+                     int64_t now_ms, void *waiter, int64_t deadline_ms)
 {
     if (len > SH_PURGE_STR_MAX)
         return 0;
@@ -394,8 +393,13 @@ uint64_t sh_pe_issue(sh_pe_t *e, int kind, int soft, const char *zone, const cha
     if (o != NULL && seq <= o->head)
         seq = o->head + 1;
     e->next_seq = seq + 1;
-    sh_purge_rec_t x = {.seq = seq, .prev = o ? o->head : 0, .time_ms = now_ms, .kind = kind,
-                        .soft = soft, .str = (char *)str, .len = len};
+    sh_purge_rec_t x = {.seq = seq,
+                        .prev = o ? o->head : 0,
+                        .time_ms = now_ms,
+                        .kind = kind,
+                        .soft = soft,
+                        .str = (char *)str,
+                        .len = len};
     snprintf(x.origin, sizeof(x.origin), "%s", e->self);
     snprintf(x.zone, sizeof(x.zone), "%s", zone ? zone : "");
     e->st.issued++;
@@ -711,11 +715,11 @@ void sh_pe_origins(const sh_pe_t *e,
 
 /* ----------------------------------------------------------- service -- */
 
-#define HOLD_MS      5000
-#define STATE_FILE   "shoal-purge.state"
-#define WAIT_MS_DEF  5000
-#define WAIT_MS_MAX  60000
-#define ZONES_MAX    64
+#define HOLD_MS     5000
+#define STATE_FILE  "shoal-purge.state"
+#define WAIT_MS_DEF 5000
+#define WAIT_MS_MAX 60000
+#define ZONES_MAX   64
 
 static struct {
     sh_service_t *svc;
@@ -766,8 +770,9 @@ int sh_purge_log_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         else if (a[n] != 0 && sh_conf_parse_msec(a, &ms) == 0 && ms > 0)
             ;
         else
-            return sh_conf_error(cf, "invalid value \"%s\" in \"cache_purge_log\": a record "
-                                     "count (e.g. 10000) and/or a time (e.g. 1h)",
+            return sh_conf_error(cf,
+                                 "invalid value \"%s\" in \"cache_purge_log\": a record "
+                                 "count (e.g. 10000) and/or a time (e.g. 1h)",
                                  a);
     }
     if (count > 10000000)
@@ -861,11 +866,11 @@ static int io_apply(void *ud, const sh_purge_rec_t *r, uint64_t *count)
         P.local_failed = rc != 0;
     }
     if (rc == 0)
-        event("purge", json_pack("{s:s,s:I,s:s,s:s%,s:b,s:s,s:I,s:I}", "origin", r->origin, "seq",
-                                 (json_int_t)r->seq, "kind", kind_name(r->kind), "value", r->str,
-                                 r->len, "soft", r->soft, "zone", r->zone, "purged",
-                                 (json_int_t)total, "lag_ms",
-                                 (json_int_t)(wall_ms() - r->time_ms)));
+        event("purge",
+              json_pack("{s:s,s:I,s:s,s:s%,s:b,s:s,s:I,s:I}", "origin", r->origin, "seq",
+                        (json_int_t)r->seq, "kind", kind_name(r->kind), "value", r->str, r->len,
+                        "soft", r->soft, "zone", r->zone, "purged", (json_int_t)total, "lag_ms",
+                        (json_int_t)(wall_ms() - r->time_ms)));
     json_decref(zones);
     return rc;
 }
@@ -886,8 +891,8 @@ static void io_flush(void *ud)
         sh_log_warn("cache: this node missed purges no member's log still holds (away longer "
                     "than cache_purge_log keeps); dropped all %llu cached entries",
                     (unsigned long long)total);
-    event("purge", json_pack("{s:s,s:b,s:I}", "kind", "flush", "catch_up", 1, "purged",
-                             (json_int_t)total));
+    event("purge",
+          json_pack("{s:s,s:b,s:I}", "kind", "flush", "catch_up", 1, "purged", (json_int_t)total));
 }
 
 static int io_send(void *ud, const char *to, const uint8_t *d, size_t n)
@@ -914,7 +919,9 @@ static void tally_cb(void *arg, const char *name, int acked, int64_t ack_ms)
 {
     (void)ack_ms;
     tally_t *t = arg;
-    json_array_append_new(acked ? t->applied : live_name(name) ? t->not_applied : t->gone,
+    json_array_append_new(acked             ? t->applied
+                          : live_name(name) ? t->not_applied
+                                            : t->gone,
                           json_string(name));
 }
 
@@ -933,8 +940,8 @@ static json_t *answer(uint64_t seq, int64_t started, int soft, int *complete)
     return json_pack("{s:I,s:b,s:O,s:s,s:I,s:o,s:o,s:o,s:b,s:I}", "purged",
                      (json_int_t)P.local_count, "soft", soft, "zones",
                      P.zones ? P.zones : json_array(), "origin", P.self, "seq", (json_int_t)seq,
-                     "applied", t.applied, "not_applied", t.not_applied, "gone", t.gone,
-                     "complete", *complete, "elapsed_ms", (json_int_t)(wall_ms() - started));
+                     "applied", t.applied, "not_applied", t.not_applied, "gone", t.gone, "complete",
+                     *complete, "elapsed_ms", (json_int_t)(wall_ms() - started));
 }
 
 static void io_done(void *ud, void *waiter, uint64_t seq, int timed_out)
@@ -944,10 +951,10 @@ static void io_done(void *ud, void *waiter, uint64_t seq, int timed_out)
     int complete;
     json_t *o = answer(seq, w->started, w->soft, &complete);
     if (!timed_out)
-        event("purge", json_pack("{s:s,s:I,s:b,s:O,s:I}", "origin", P.self, "seq",
-                                 (json_int_t)seq, "complete", 1, "applied",
-                                 json_object_get(o, "applied"), "elapsed_ms",
-                                 json_integer_value(json_object_get(o, "elapsed_ms"))));
+        event("purge",
+              json_pack("{s:s,s:I,s:b,s:O,s:I}", "origin", P.self, "seq", (json_int_t)seq,
+                        "complete", 1, "applied", json_object_get(o, "applied"), "elapsed_ms",
+                        json_integer_value(json_object_get(o, "elapsed_ms"))));
     sh_admin_wait_reply(w->w, timed_out ? 504 : 200, o, NULL);
     sh_free(w);
 }
@@ -978,8 +985,7 @@ int sh_purge_cluster(int kind, const char *str, size_t len, int soft, const char
         w->soft = soft;
     }
     P.local_failed = 0;
-    uint64_t seq = sh_pe_issue(P.e, kind, soft, zone, str, len, now, w,
-                               now + (int64_t)timeout_ms);
+    uint64_t seq = sh_pe_issue(P.e, kind, soft, zone, str, len, now, w, now + (int64_t)timeout_ms);
     if (seq == 0) {
         sh_free(w);
         *err = "the purge could not be issued";
@@ -1193,12 +1199,11 @@ static void s_member(void *ud, sh_service_t *svc, const sh_service_member_t *m, 
     refresh_live(svc);
 }
 
-static void origin_json(void *arg, const char *name, uint64_t last, uint64_t head,
-                        uint64_t applied)
+static void origin_json(void *arg, const char *name, uint64_t last, uint64_t head, uint64_t applied)
 {
     json_array_append_new(arg, json_pack("{s:s,s:I,s:I,s:I}", "origin", name, "last_seq",
-                                         (json_int_t)last, "head_seq", (json_int_t)head,
-                                         "applied", (json_int_t)applied));
+                                         (json_int_t)last, "head_seq", (json_int_t)head, "applied",
+                                         (json_int_t)applied));
 }
 
 static char *s_admin(void *ud, sh_service_t *svc, const char *query)
@@ -1220,8 +1225,8 @@ static char *s_admin(void *ud, sh_service_t *svc, const char *query)
         (json_int_t)s->lag_ms_max, "log_entries", (json_int_t)sh_pe_log_len(P.e), "log_max",
         (json_int_t)(P.log_max ? P.log_max : 10000), "holding", sh_purge_holding(), "origins",
         origins, "channel", "messages_sent", (json_int_t)c->sent_msgs, "bytes_sent",
-        (json_int_t)c->sent_bytes, "messages_received", (json_int_t)c->recv_msgs,
-        "send_failed", (json_int_t)c->send_failed);
+        (json_int_t)c->sent_bytes, "messages_received", (json_int_t)c->recv_msgs, "send_failed",
+        (json_int_t)c->send_failed);
     char *txt = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     return txt;

@@ -87,8 +87,8 @@ void sh_pe_set_live(sh_pe_t *e, const char *const *names, size_t n);
  * it to every live member, and calls io->done(waiter) when every one has
  * acknowledged (or at deadline_ms, timed out; 0: never times out).
  * Returns its sequence, or 0 (str too long). */
-uint64_t sh_pe_issue(sh_pe_t *e, int kind, int soft, const char *zone, const char *str,
-                     size_t len, int64_t now_ms, void *waiter, int64_t deadline_ms);
+uint64_t sh_pe_issue(sh_pe_t *e, int kind, int soft, const char *zone, const char *str, size_t len,
+                     int64_t now_ms, void *waiter, int64_t deadline_ms);
 /* A message from member from. Returns 1 when it carried a new purge (a
  * broadcast is then re-gossiped), 0, or -1 (malformed). */
 int sh_pe_recv(sh_pe_t *e, const char *from, const uint8_t *data, size_t len, int64_t now_ms);
@@ -106,9 +106,8 @@ void sh_pe_load(sh_pe_t *e, const char *text);
 int sh_pe_dirty(const sh_pe_t *e);
 /* The members of an issued purge that acknowledged / did not (names valid
  * until the next engine call); 0, or -1 when seq is not pending. */
-int sh_pe_targets(sh_pe_t *e, uint64_t seq, void (*cb)(void *arg, const char *name, int acked,
-                                                       int64_t ack_ms),
-                  void *arg);
+int sh_pe_targets(sh_pe_t *e, uint64_t seq,
+                  void (*cb)(void *arg, const char *name, int acked, int64_t ack_ms), void *arg);
 /* Forget an issued purge's waiter (its requester left). */
 void sh_pe_forget_waiter(sh_pe_t *e, void *waiter);
 const sh_pe_stats_t *sh_pe_stats(const sh_pe_t *e);

@@ -144,8 +144,8 @@ static void wire(unsigned from, unsigned to, const uint8_t *d, size_t len, int g
     S.bytes += len + 65;
     if (urand() < S.loss)
         return;
-    ev_t ev = {dep + LINK_US + (uint64_t)(urand() * JITTER_US), from, to, gossip, len,
-               sh_malloc(len)};
+    ev_t ev = {
+        dep + LINK_US + (uint64_t)(urand() * JITTER_US), from, to, gossip, len, sh_malloc(len)};
     memcpy(ev.data, d, len);
     push(ev);
 }
@@ -273,8 +273,8 @@ static void run_until(uint64_t limit_us, int need_done)
             uint64_t keep = S.now;
             S.now = nd->busy;
             S.cur = ev.to;
-            int rc = sh_pe_recv(nd->e, S.nodes[ev.from].name, ev.data, ev.len,
-                                (int64_t)(S.now / 1000));
+            int rc =
+                sh_pe_recv(nd->e, S.nodes[ev.from].name, ev.data, ev.len, (int64_t)(S.now / 1000));
             if (rc == 1 && ev.gossip) /* the service re-gossips a new broadcast */
                 io_broadcast(NULL, "", ev.data, ev.len);
             S.now = keep;
@@ -325,9 +325,9 @@ static result_t scenario(unsigned n, double loss, int direct, uint64_t seed)
         uint64_t t0 = S.now;
         int waiter;
         S.cur_seq = (uint64_t)(S.now / 1000) * 1000;
-        S.cur_seq = sh_pe_issue(S.nodes[o].e, SH_CACHE_PURGE_KEY, 0, "", "k", 1,
-                                (int64_t)(S.now / 1000), direct ? &waiter : NULL,
-                                (int64_t)(S.now / 1000) + 30000);
+        S.cur_seq =
+            sh_pe_issue(S.nodes[o].e, SH_CACHE_PURGE_KEY, 0, "", "k", 1, (int64_t)(S.now / 1000),
+                        direct ? &waiter : NULL, (int64_t)(S.now / 1000) + 30000);
         /* the origin's own apply happened inside issue, before cur_seq was known */
         if (S.nodes[o].applied_at == 0) {
             S.nodes[o].applied_at = S.now;
@@ -373,8 +373,7 @@ int main(int argc, char **argv)
     unsigned n = argc > 2 ? (unsigned)atoi(argv[2]) : SH_SIM_N;
     if (n < 2)
         n = SH_SIM_N;
-    printf("purge channel, %u nodes, 1 ms links, %d purges each (ms from the call):\n", n,
-           PURGES);
+    printf("purge channel, %u nodes, 1 ms links, %d purges each (ms from the call):\n", n, PURGES);
     printf("%-22s %9s %9s %11s %11s %10s\n", "scenario", "all p50", "all max", "acked p50",
            "acked max", "msgs/purge");
     result_t d = scenario(n, 0.0, 1, 0x9e3779b97f4a7c15ull);

@@ -252,7 +252,7 @@ static int render_purge(FILE *out, const json_t *j, int color)
                 (long long)json_integer_value(json_object_get(j, "seq")));
     else
         fprintf(out, " here; applied by %zu of %zu members in %lld ms%s\n", json_array_size(ap),
-                json_array_size(ap) + json_array_size(na), 
+                json_array_size(ap) + json_array_size(na),
                 (long long)json_integer_value(json_object_get(j, "elapsed_ms")),
                 json_is_true(json_object_get(j, "complete")) ? "" : " (INCOMPLETE)");
     names_line(out, "applied", ap);
@@ -455,9 +455,9 @@ static void render_purges(FILE *out, const json_t *j)
             "  duplicates      %lld\n  retries         %lld\n  flushes         %lld\n"
             "  lag avg / max   %.1f / %lld ms\n  log             %lld of %lld records\n"
             "  holding lookups %s\n",
-            N("issued"), N("received"), N("applied"), N("caught_up"), N("duplicates"),
-            N("retries"), N("flushes"), json_number_value(json_object_get(j, "lag_ms_avg")),
-            N("lag_ms_max"), N("log_entries"), N("log_max"),
+            N("issued"), N("received"), N("applied"), N("caught_up"), N("duplicates"), N("retries"),
+            N("flushes"), json_number_value(json_object_get(j, "lag_ms_avg")), N("lag_ms_max"),
+            N("log_entries"), N("log_max"),
             json_is_true(json_object_get(j, "holding")) ? "yes" : "no");
 #undef N
     size_t i;
@@ -487,8 +487,8 @@ static int cache_cmd(const ctx_t *x, const char *const *pos, int npos, const cha
         if (rc == NODECTL_OK && !x->json_out) {
             nodectl_resp_t r;
             char err[512];
-            if (nodectl_request(x->addr, "GET", "/v1/cache/purges", NULL, x->token, TIMEOUT_MS,
-                                &r, err, sizeof(err)) == 0) {
+            if (nodectl_request(x->addr, "GET", "/v1/cache/purges", NULL, x->token, TIMEOUT_MS, &r,
+                                err, sizeof(err)) == 0) {
                 json_t *j = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
                 if (j != NULL)
                     render_purges(stdout, j);
@@ -533,14 +533,19 @@ int main(int argc, char **argv)
     int npos = 0;
     /* Options may come before or after the command (getopt_long permutes);
      * "--" ends them. */
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},         {"json", no_argument, NULL, 'j'},
-        {"addr", required_argument, NULL, 'a'},   {"token", required_argument, NULL, 't'},
-        {"status", required_argument, NULL, 's'}, {"tag", required_argument, NULL, 'g'},
-        {"key", required_argument, NULL, 'k'},    {"prefix", required_argument, NULL, 'p'},
-        {"soft", no_argument, NULL, 'S'},         {"cacert", required_argument, NULL, 'c'},
-        {"async", no_argument, NULL, 'A'},        {"local", no_argument, NULL, 'L'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"addr", required_argument, NULL, 'a'},
+                                             {"token", required_argument, NULL, 't'},
+                                             {"status", required_argument, NULL, 's'},
+                                             {"tag", required_argument, NULL, 'g'},
+                                             {"key", required_argument, NULL, 'k'},
+                                             {"prefix", required_argument, NULL, 'p'},
+                                             {"soft", no_argument, NULL, 'S'},
+                                             {"cacert", required_argument, NULL, 'c'},
+                                             {"async", no_argument, NULL, 'A'},
+                                             {"local", no_argument, NULL, 'L'},
+                                             {NULL, 0, NULL, 0}};
     opterr = 0; /* our own messages, exit status 2 */
     int opt;
     while ((opt = getopt_long(argc, argv, ":ha:", longopts, NULL)) != -1) {
