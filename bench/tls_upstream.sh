@@ -9,7 +9,10 @@
 # the CA, proxy_ssl_name, one worker, and wrk drives plain HTTP/1.1 at them:
 #   pooled   upstream keepalive 32 (TLS connections reused: no handshake)
 #   resumed  no keepalive: a TLS handshake per request, sessions resumed
-#            (proxy_ssl_session_reuse on, the default)
+#            (proxy_ssl_session_reuse on, the default), TLS 1.3
+#   resumed12  the same over TLS 1.2 (an abbreviated handshake: no key
+#            exchange, several times cheaper than TLS 1.3's PSK with ECDHE)
+# proxy_ssl_protocols is set for both: nginx 1.22's default has no TLS 1.3.
 # With two cores or more the proxy under test is pinned to core 0 and the
 # backend and wrk to core 1. The machine may be shared and loaded: read the
 # ratio, not the absolute figures.
@@ -78,9 +81,10 @@ proxy_http() { # port -> the same http{} body for both proxies
   upstream fresh { server 127.0.0.1:$BE; }
   server { listen 127.0.0.1:$1;
     proxy_ssl_verify on; proxy_ssl_trusted_certificate $OUT/ca.crt; proxy_ssl_name backend.test;
-    proxy_ssl_server_name on;
+    proxy_ssl_server_name on; proxy_ssl_protocols TLSv1.2 TLSv1.3;
     location /pooled { proxy_pass https://pooled; proxy_http_version 1.1; proxy_set_header Connection ""; }
     location /resumed { proxy_pass https://fresh; }
+    location /resumed12 { proxy_pass https://fresh; proxy_ssl_protocols TLSv1.2; }
   }
 EOF
 }
@@ -131,7 +135,7 @@ for who in shoal nginx; do
   PROXY_PID=${PIDS[-1]}
   wait_port "$port"
   curl -sf "http://127.0.0.1:$port/pooled" >/dev/null || { echo "$who: /pooled failed" >&2; exit 1; }
-  for load in pooled resumed; do
+  for load in pooled resumed resumed12; do
     R[$who.$load]=$(run "$who" "$port" "/$load")
   done
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null
@@ -140,7 +144,7 @@ done
 echo
 echo "proxied req/s to a TLS backend (wrk -t1 -c$CONNS -d${DURATION}s, one proxy worker${PIN_PROXY:+ on core 0})"
 printf "%-10s %12s %12s %8s   %-22s %s\n" load shoal nginx ratio "CPU us/req shoal|nginx" "backend handshakes (resumed): shoal | nginx"
-for load in pooled resumed; do
+for load in pooled resumed resumed12; do
   s=${R[shoal.$load]}; n=${R[nginx.$load]}
   read -r hs rs < "$OUT/hs.shoal.$load"; read -r hn rn < "$OUT/hs.nginx.$load"
   printf "%-10s %12s %12s %8s   %-22s %s (%s) | %s (%s)\n" "$load" "$s" "$n" \

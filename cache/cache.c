@@ -112,7 +112,7 @@ typedef struct {
 
 struct sh_cache_s {
     sh_cache_t *reg_next;
-    int refs; /* under reg_mu */
+    _Atomic int refs; /* changed under reg_mu, but sh_cache_ref (a holder's) */
     char *path, *zone;
     uint64_t zone_size;
     _Atomic uint64_t max_size, inactive, min_free;
@@ -342,7 +342,7 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
     for (sh_cache_t *c = reg_head; c; c = c->reg_next) {
         int same_path = strcmp(c->path, real) == 0, same_zone = strcmp(c->zone, conf->zone) == 0;
         if (same_path && same_zone) {
-            c->refs++;
+            atomic_fetch_add(&c->refs, 1);
             apply_settings(c, conf);
             pthread_mutex_unlock(&reg_mu);
             *out = c;
@@ -356,7 +356,7 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
         }
     }
     sh_cache_t *c = sh_new(sh_cache_t);
-    c->refs = 1;
+    atomic_store(&c->refs, 1);
     c->path = sh_strdup(real);
     c->zone = sh_strdup(conf->zone);
     apply_settings(c, conf);
@@ -384,6 +384,13 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
     int rc = open_env(c);
     if (rc < 0)
         goto fail_env;
+    if (!conf->chunk_size) {
+        /* A chunk fills 16 overflow pages exactly: LMDB puts a 16-byte page
+         * header before a large value, so 64 KB would take 17 pages. */
+        MDB_stat ms;
+        if (mdb_env_stat(c->env, &ms) == 0 && ms.ms_psize >= 4096)
+            c->chunk_size = (size_t)ms.ms_psize * 16 - 16;
+    }
     c->ix = sh_cache__index_create(conf->zone_size / 128 > 16 ? conf->zone_size / 128 : 16);
     c->last_sync = mono_ms();
     atomic_store(&c->loading, 1);
@@ -426,9 +433,9 @@ fail_env:
 
 sh_cache_t *sh_cache_ref(sh_cache_t *c)
 {
-    pthread_mutex_lock(&reg_mu);
-    c->refs++;
-    pthread_mutex_unlock(&reg_mu);
+    /* The caller holds a reference (or runs in sh_cache_each, which keeps
+     * releases out): the count cannot reach zero meanwhile. */
+    atomic_fetch_add(&c->refs, 1);
     return c;
 }
 
@@ -437,7 +444,7 @@ void sh_cache_release(sh_cache_t *c)
     if (!c)
         return;
     pthread_mutex_lock(&reg_mu);
-    if (--c->refs > 0) {
+    if (atomic_fetch_sub(&c->refs, 1) > 1) {
         pthread_mutex_unlock(&reg_mu);
         return;
     }
@@ -485,7 +492,7 @@ sh_cache_t *sh_cache_find(const char *zone)
     while (c && strcmp(c->zone, zone) != 0)
         c = c->reg_next;
     if (c)
-        c->refs++;
+        atomic_fetch_add(&c->refs, 1);
     pthread_mutex_unlock(&reg_mu);
     return c;
 }
@@ -600,7 +607,9 @@ int sh_cache_lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned fla
     key_hash(key, key_len, h);
     int count = !(flags & SH_CACHE_LOOKUP_NOCOUNT);
     int loading = atomic_load_explicit(&c->loading, memory_order_acquire);
-    int st = sh_cache__index_lookup(c->ix, h, now_ms(c), count, !loading, &u);
+    /* While the loader runs the index is partial: a miss there is asked of
+     * LMDB, but uses are counted from the start (min_uses). */
+    int st = sh_cache__index_lookup(c->ix, h, now_ms(c), count, 1, &u);
     if (uses)
         *uses = u ? u : 1;
     if (!loading && st != SH_CACHE__STORED) {
@@ -1784,8 +1793,9 @@ static int over_limits(sh_cache_t *c, uint64_t freed)
 
 /* The cache manager: inactive entries, then LRU while over max_size, the
  * keys_zone capacity, min_free or after a full map; then the graves. At most
- * manager_files removals per txn, txns repeated for manager_threshold ms. */
-static void manager(sh_cache_t *c, txlog *l)
+ * manager_files removals per txn, txns repeated for manager_threshold ms
+ * (unbounded: until done, for sh_cache_sync). */
+static void manager(sh_cache_t *c, txlog *l, int unbounded)
 {
     int loading = atomic_load(&c->loading);
     if (loading && !c->emergency)
@@ -1814,7 +1824,7 @@ static void manager(sh_cache_t *c, txlog *l)
     int64_t inactive = (int64_t)atomic_load_explicit(&c->inactive, memory_order_relaxed);
     uint64_t freed = 0;
     int more = 1;
-    while (more && mono_ms() - t0 <= (int64_t)c->manager_threshold) {
+    while (more && (unbounded || mono_ms() - t0 <= (int64_t)c->manager_threshold)) {
         MDB_txn *t;
         if (mdb_txn_begin(c->env, NULL, 0, &t))
             return;
@@ -1945,6 +1955,9 @@ static void *writer_main(void *arg)
         c->q_bytes -= taken;
         int stopping = c->stop;
         pthread_mutex_unlock(&c->q_mu);
+        int syncing = 0;
+        for (op *o = batch; o; o = o->next)
+            syncing |= o->kind == OP_SYNC;
         if (batch) {
             apply_batch(c, batch, &l);
             redo_purges(c, batch, &l);
@@ -1952,8 +1965,9 @@ static void *writer_main(void *arg)
                 if (o->cb && o->kind != OP_SYNC)
                     o->cb(o->arg, o->status, o->count);
         }
-        manager(c, &l);
-        /* A sync returns once the manager has run too (tests see limits). */
+        /* A sync returns once the manager has caught up too, however long
+         * that takes on a loaded machine (tests see the limits hold). */
+        manager(c, &l, syncing);
         for (op *o = batch, *nx; o; o = nx) {
             nx = o->next;
             if (o->cb && o->kind == OP_SYNC)

@@ -34,9 +34,10 @@
  *
  * Durability: LMDB transactions, MDB_NOSYNC plus a periodic env sync by the
  * writer: a kill -9 loses at most the batches not yet committed and never
- * leaves a half entry visible (the entry record, which points to the body
- * chunks, is written in the same txn as the last chunk); chunks of fills
- * that never committed are orphans swept by the loader at the next open.
+ * leaves a half entry visible (the entry record, the only way to the body
+ * chunks, is written once every chunk is, and checks they are); chunks of
+ * fills that never committed are orphans swept by the loader at the next
+ * open.
  * A full map or a full disk drops the fills of that batch with one log line.
  *
  * Status: everything below is implemented.
@@ -73,7 +74,9 @@ typedef struct {
                           default 10 minutes */
     uint64_t min_free; /* min_free: free disk space kept (statvfs); 0 = none */
     uint64_t map_size; /* LMDB map size; 0 = derived: 2 * max_size + 64 MB,
-                          or 1 GB without max_size (a Shoal extension) */
+                          or 1 GB without max_size (a Shoal extension);
+                          fixed at the path's first open in the process: a
+                          reload does not resize the map */
     /* Accepted for nginx compatibility; LMDB has no file tree or temp files,
      * so levels and use_temp_path change nothing. */
     const char *levels;
@@ -89,7 +92,8 @@ typedef struct {
     uint64_t loader_sleep, loader_threshold;
     /* Library tuning (not directives). */
     size_t chunk_size; /* body chunk record size; bodies up to it are stored
-                          inline in the entry record; default 64 KB */
+                          inline in the entry record; default 16 LMDB
+                          pages less their 16-byte header (65520) */
     size_t queue_max;  /* bytes queued to the writer before fills are dropped;
                           default 64 MB */
     /* The clock (ms since the Unix epoch); NULL = CLOCK_REALTIME. Tests drive
@@ -152,8 +156,9 @@ void sh_cache_release(sh_cache_t *c);
 /* The cache opened in this process under keys_zone name (a new reference),
  * or NULL. For the admin API and the module's `proxy_cache NAME`. */
 sh_cache_t *sh_cache_find(const char *zone);
-/* Call fn on every open cache (e.g. purge or stats over all zones). fn must
- * not open or release caches. */
+/* Call fn on every open cache (e.g. purge or stats over all zones), under
+ * the registry lock: fn may take a reference (sh_cache_ref), read stats,
+ * purge; it must not open, find or release caches. */
 void sh_cache_each(void (*fn)(sh_cache_t *c, void *arg), void *arg);
 const char *sh_cache_zone(const sh_cache_t *c);
 const char *sh_cache_path(const sh_cache_t *c);

@@ -177,11 +177,20 @@ int sh_cache__index_lookup(sh_cache__index_t *ix, const uint8_t *hash, int64_t n
             lru_front(ix, s, n);
         }
         *uses = n->uses;
-    } else if (create && count &&
-               atomic_load_explicit(&ix->nodes, memory_order_relaxed) <
-                   atomic_load_explicit(&ix->capacity, memory_order_relaxed)) {
-        n = insert(ix, s, hash, now);
-        n->uses = 1;
+    } else if (create && count) {
+        /* Use counts may pass the capacity by an eighth: the writer's
+         * manager brings the zone back under it, oldest first, as nginx
+         * forces the oldest out. Past that, a count at this shard's LRU end
+         * makes room (a stored node is the writer's to remove). */
+        uint64_t cap = atomic_load_explicit(&ix->capacity, memory_order_relaxed);
+        uint64_t lim = cap + cap / 8 + 1;
+        if (atomic_load_explicit(&ix->nodes, memory_order_relaxed) >= lim &&
+            s->lru.prev != &s->lru && !s->lru.prev->stored)
+            drop(ix, s, s->lru.prev);
+        if (atomic_load_explicit(&ix->nodes, memory_order_relaxed) < lim) {
+            n = insert(ix, s, hash, now);
+            n->uses = 1;
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return st;
@@ -193,7 +202,7 @@ void sh_cache__index_store(sh_cache__index_t *ix, const uint8_t *hash, uint64_t 
     shard *s = shard_of(ix, hash);
     pthread_mutex_lock(&s->mu);
     node *n = find(s, hash);
-    if (n && if_absent) {
+    if (n && if_absent && n->stored) {
         pthread_mutex_unlock(&s->mu);
         return;
     }

@@ -85,7 +85,8 @@ void sh_cache__index_destroy(sh_cache__index_t *ix);
 int sh_cache__index_lookup(sh_cache__index_t *ix, const uint8_t *hash, int64_t now, int count,
                            int create, uint32_t *uses);
 /* The writer: hash is stored with size bytes (node made if absent). With
- * if_absent (the loader), an existing node is left alone. */
+ * if_absent (the loader), a node already stored is left alone (the writer's
+ * is newer); one a lookup made for min_uses becomes stored, uses kept. */
 void sh_cache__index_store(sh_cache__index_t *ix, const uint8_t *hash, uint64_t size, int64_t now,
                            int if_absent);
 /* The writer: forget hash. */

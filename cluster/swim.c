@@ -56,6 +56,7 @@ struct sh_swim_s {
     sh_swim_transport_t t;
     void *ud;
     member *self;
+    int any_far; /* some member was ever in another zone or region (transport distance) */
     member **mem;
     size_t n, cap, probe_idx, n_live, n_susp, n_dead;
     sh_strmap_t by_name;
@@ -232,6 +233,7 @@ static void set_meta(sh_swim_t *s, member *m, const uint8_t *meta, size_t len)
     m->pub.meta = len ? sh_memdup(meta, len) : NULL;
     m->pub.meta_len = len;
     m->dist = m != s->self && s->t.distance != NULL ? s->t.distance(s->ud, meta, len) : 0;
+    s->any_far |= m->dist > 0;
 }
 
 static void set_addr(member *m, const char *addr)
@@ -720,7 +722,7 @@ static void gossip(sh_swim_t *s)
     /* regions (transport distance): when there are near and far members,
      * at most one target a round is far; near ones learn first */
     size_t near = 0, farn = 0;
-    if (s->t.distance != NULL)
+    if (s->any_far) /* else every member is near: nothing to count */
         for (size_t i = 0; i < s->n; i++)
             if (s->mem[i] != s->self && is_live(s->mem[i]))
                 *(s->mem[i]->dist > 0 ? &farn : &near) += 1;

@@ -337,9 +337,12 @@ def main(t):
             ("location / { proxy_pass https://127.0.0.1:1; proxy_ssl_conf_command NoSuchCommand x; }",
              'SSL_CONF_cmd("NoSuchCommand"'),
             ("location / { proxy_pass https://127.0.0.1:1; proxy_ssl_protocols TLSv9; }",
-             'invalid value "TLSv9"')):
+             'invalid value "TLSv9"'),
+            ("location / { proxy_pass https://127.0.0.1:1; }\n location /h { proxy_pass https://hb; "
+             "health_check; }\n", '"health_check" with "proxy_pass https://" is not supported yet')):
         with open(bad, "w") as f:
-            f.write("events { }\nhttp {\n server {\n listen 127.0.0.1:1;\n %s\n }\n}\n" % conf)
+            f.write("events { }\nhttp {\n upstream hb { server 127.0.0.1:1; }\n server {\n"
+                    " listen 127.0.0.1:1;\n %s\n }\n}\n" % conf)
         r = t.run_shoal(["-t", "-c", bad])
         t.check(r.returncode != 0 and want in r.stderr and "bad.conf:" in r.stderr,
                 "shoal -t refuses with file:line: %s" % want, r.stderr[-500:])

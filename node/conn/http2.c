@@ -582,7 +582,7 @@ static void buffer_body(h2_stream_t *st, const char *data, size_t len, int last)
         r->buffering = 0;
         r->rb_complete = last;
         r->body_wanted = 0; /* until the proxy asks for the rest */
-        sh_proxy_start(r);
+        r->sink->start(r);
     }
 }
 
@@ -605,7 +605,7 @@ static void feed_body(h2_stream_t *st)
         sh_buf_t b = st->body;
         st->body = (sh_buf_t){0};
         int last = st->body_eof;
-        if (sh_proxy_body(r, b.data, b.len, last))
+        if (r->sink != NULL && r->sink->body(r, b.data, b.len, last))
             r->body_wanted = 0;
         consume(st, b.len);
         sh_buf_dispose(&b);
@@ -613,7 +613,8 @@ static void feed_body(h2_stream_t *st)
             r->body.done = 1;
     } else if (st->body_eof) {
         r->body.done = 1;
-        sh_proxy_body(r, "", 0, 1);
+        if (r->sink != NULL)
+            r->sink->body(r, "", 0, 1);
     }
     schedule(st->h2);
 }
@@ -975,7 +976,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         return 0;
     }
     if (r->body_wanted && st->body.len == 0) {
-        if (sh_proxy_body(r, (const char *)data, len, 0))
+        if (r->sink != NULL && r->sink->body(r, (const char *)data, len, 0))
             r->body_wanted = 0;
         consume(st, len);
         return 0;

@@ -1289,6 +1289,15 @@ static int hc_postconf(sh_conf_t *cf, sh_http_main_t *hm)
                                  "in its location",
                                  lc->chk->file, lc->chk->line);
         }
+        if (sh_proxy_loc_https(lc->loc)) {
+            /* the probes are cleartext HTTP: to a TLS server they would all
+             * fail and take every server out */
+            sh_free(of);
+            return sh_conf_error(cf,
+                                 "%s:%u: \"health_check\" with \"proxy_pass https://\" is not "
+                                 "supported yet (the probes are cleartext HTTP)",
+                                 lc->chk->file, lc->chk->line);
+        }
         if (of[cu->index] != NULL) {
             sh_free(of);
             return sh_conf_error(cf,
