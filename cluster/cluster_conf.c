@@ -31,6 +31,12 @@
 #include "core/alloc.h"
 #include "core/err.h"
 
+int sh_cluster_conf_gossips(const void *conf)
+{
+    const sh_cluster_conf_t *c = conf;
+    return c != NULL && c->present;
+}
+
 static void *create_main(void)
 {
     sh_cluster_conf_t *c = sh_new(sh_cluster_conf_t);

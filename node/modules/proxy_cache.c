@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "cache/cache.h"
+#include "cluster/purge.h"
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -652,6 +653,7 @@ static int tag_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 
 static const sh_conf_cmd_t pc_cmds[] = {
     {"proxy_cache_path", SH_CTX_HTTP | SH_CONF_2MORE, path_set, 0, NULL},
+    {"cache_purge_log", SH_CTX_HTTP | SH_CONF_TAKE12, sh_purge_log_set, 0, NULL},
     {"proxy_cache", LOC | SH_CONF_TAKE1, cache_set, 0, NULL},
     {"proxy_cache_key", LOC | SH_CONF_TAKE1, key_set, 0, NULL},
     {"proxy_cache_valid", LOC | SH_CONF_1MORE, valid_set, 0, NULL},
@@ -1410,8 +1412,8 @@ static int lookup_handler(sh_request_t *r)
     x->key[kb.len] = 0;
     x->key_len = x->base_len = kb.len;
     sh_buf_dispose(&kb);
-    if (c->nbypass > 0 && cond_true(r, c->bypass, c->nbypass))
-        return go_upstream(r, x, ST_BYPASS, 1);
+    if ((c->nbypass > 0 && cond_true(r, c->bypass, c->nbypass)) || sh_purge_holding())
+        return go_upstream(r, x, ST_BYPASS, 1); /* holding: purges not caught up yet */
     return lookup(r, x);
 }
 
