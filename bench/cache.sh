@@ -55,6 +55,7 @@ site() { # $1 port $2 tls port $3 cache dir
         location / {
             proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";
             proxy_cache bench; proxy_cache_valid 200 1h;
+            add_header X-Cache-Status \$upstream_cache_status;
         }
     }
 CONF
@@ -79,12 +80,14 @@ taskset -c 0 "$nginx" -p "$d/ng/" -c "$d/nginx.conf" & npid=$!; pids+=($npid)
 for p in $op $sp $np; do
   for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$p/1k" && break; sleep 0.05; done
 done
-# warm and check: the second answer of each is a cache hit with the origin's bytes
-for p in $sp $np; do
+# warm and check: the second answer of each is a cache hit with the origin's
+# bytes ($scheme is in the key: http and https are two entries)
+for u in "http://127.0.0.1:$sp" "http://127.0.0.1:$np" "https://127.0.0.1:$sps" "https://127.0.0.1:$nps"; do
   for f in 1k 100k; do
-    curl -sf -o /dev/null "http://127.0.0.1:$p/$f"
-    curl -sf -o "$d/o" "http://127.0.0.1:$p/$f"
-    cmp -s "$d/o" "$d/html/$f" || { echo "cache.sh: port $p /$f: bad body" >&2; exit 1; }
+    curl -skf -o /dev/null "$u/$f"
+    curl -skf -D "$d/h" -o "$d/o" "$u/$f"
+    cmp -s "$d/o" "$d/html/$f" || { echo "cache.sh: $u/$f: bad body" >&2; exit 1; }
+    grep -qi '^x-cache-status: HIT' "$d/h" || { echo "cache.sh: $u/$f: not a HIT" >&2; exit 1; }
   done
 done
 wrk_rps() { taskset -c "$last" wrk -t1 -c16 -d"${secs}s" "$@" | tee "$d/wrk.out" | awk '/Non-2xx|Socket errors/ {bad=1} /Requests\/sec/ {r=$2} END {print bad ? "errors" : r}'; }

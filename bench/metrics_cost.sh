@@ -8,6 +8,8 @@
 # interleaved ROUNDS times, medians and their ratios printed. The machine
 # may be loaded by other work: read the ratios, not the absolute figures.
 #   bench/metrics_cost.sh [SECONDS per run, default 5] [ROUNDS, default 3]
+# SCRAPE_PATH=/v1/info scrapes another admin path instead (the same client
+# load without the metrics work: tells the client's cost from the scrape's).
 # Needs: nginx, wrk, taskset, curl; the node built in build/ (built if missing).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -57,7 +59,8 @@ done
 curl -sf -o /dev/null "http://127.0.0.1:$ap/metrics" || { echo "metrics_cost.sh: no /metrics" >&2; exit 1; }
 run() { taskset -c "$last" wrk -t1 -c32 -d"${secs}s" "http://127.0.0.1:$1/" | awk '/Non-2xx/ {bad=1} /Requests\/sec/ {r=$2} END {print bad ? "non-2xx" : r}'; }
 # one scrape a second while a run lasts (on the load's CPU, like any client)
-scraper() { while :; do taskset -c "$last" curl -sf -o /dev/null "http://127.0.0.1:$ap/metrics" || true; sleep 1; done; }
+scrape_path=${SCRAPE_PATH:-/metrics}
+scraper() { while :; do taskset -c "$last" curl -sf -o /dev/null "http://127.0.0.1:$ap$scrape_path" || true; sleep 1; done; }
 n_all=(); s_all=(); m_all=(); r_all=()
 scraped() {
   scraper & spid=$!
@@ -88,7 +91,7 @@ nm=$(median "${n_all[@]}"); sm=$(median "${s_all[@]}"); mm=$(median "${m_all[@]}
 echo "proxy keep-alive to one backend, 1 worker on CPU 0, wrk -t1 -c32 on CPU $last, ${secs}s x $rounds"
 echo "nginx proxy:                  ${n_all[*]} req/s (median $nm)"
 echo "shoal proxy, no scrape:       ${s_all[*]} req/s (median $sm)"
-echo "shoal proxy, scrape every 1s: ${m_all[*]} req/s (median $mm)"
+echo "shoal proxy, $scrape_path every 1s: ${m_all[*]} req/s (median $mm)"
 echo "scraped/unscraped per round:  ${r_all[*]} (median $rm_)"
 echo "one scrape: ${st} ms median of 20 (/metrics is $lines lines); node CPU per scrape:" \
   "$(awk -v a="$c0" -v b="$c1" -v t="$tick" 'BEGIN { printf "%.2f", (b - a) * 1000 / t / 200 }') ms," \

@@ -1036,7 +1036,8 @@ int sh_cache_update_meta(sh_cache_t *c, const char *key, size_t key_len,
 int sh_cache_purge_async(sh_cache_t *c, enum sh_cache_purge_kind kind, const char *str, size_t len,
                          int soft, sh_cache_done_cb cb, void *arg)
 {
-    if (!str || len == 0 || len > SH_CACHE_KEY_MAX ||
+    /* an empty prefix is every entry (the purge channel's catch-up flush) */
+    if (!str || (len == 0 && kind != SH_CACHE_PURGE_PREFIX) || len > SH_CACHE_KEY_MAX ||
         (kind != SH_CACHE_PURGE_KEY && kind != SH_CACHE_PURGE_PREFIX && kind != SH_CACHE_PURGE_TAG))
         return SH_EINVAL;
     if (kind == SH_CACHE_PURGE_TAG && len > SH_CACHE_TAG_MAX)
@@ -1478,7 +1479,7 @@ static int collect_prefix(sh_cache_t *c, MDB_txn *t, const char *p, size_t len, 
         return rc;
     size_t pl = len > KTRUNC ? KTRUNC : len;
     MDB_val k = {pl, (void *)(uintptr_t)p}, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    rc = mdb_cursor_get(cur, &k, &v, pl ? MDB_SET_RANGE : MDB_FIRST);
     while (rc == 0 && k.mv_size >= pl && memcmp(k.mv_data, p, pl) == 0) {
         int ok = 1;
         if (len > KTRUNC) {

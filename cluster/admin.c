@@ -103,9 +103,14 @@ struct adconn_s {
     char *resp;
     int closing, closed, busy, sub;
     joinreq *join;
-    SSL *ssl;       /* admin TLS, else NULL */
-    int rc;         /* reload result */
-    char msg[8192]; /* reload message (with the load's warnings) */
+    sh_admin_wait_t *wait; /* a deferred answer (admin_cache.h) */
+    SSL *ssl;              /* admin TLS, else NULL */
+    int rc;                /* reload result */
+    char msg[8192];        /* reload message (with the load's warnings) */
+};
+
+struct sh_admin_wait_s {
+    adconn *a; /* NULL once the connection is gone */
 };
 
 struct joinreq_s {
@@ -129,6 +134,11 @@ static void ad_closed(uv_handle_t *h)
     if (a->join != NULL) { /* the join goes on; nobody to tell */
         a->join->a = NULL;
         a->join = NULL;
+        a->busy = 0;
+    }
+    if (a->wait != NULL) { /* the purge goes on; nobody to tell */
+        a->wait->a = NULL;
+        a->wait = NULL;
         a->busy = 0;
     }
     if (!a->busy)
@@ -303,6 +313,8 @@ static const char *reason_of(int code)
         return "Bad Gateway";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     default:
         return "Internal Server Error";
     }
@@ -1148,16 +1160,35 @@ static void get_cache_stats(adconn *a)
     respond(a, 200, "application/json", s ? s : strdup("[]"), NULL);
 }
 
-/* POST /v1/cache/purge (admin_cache.c). */
+void sh_admin_wait_reply(sh_admin_wait_t *w, int code, json_t *out, const char *err)
+{
+    adconn *a = w->a;
+    sh_free(w);
+    if (a == NULL) {
+        json_decref(out);
+        return;
+    }
+    a->wait = NULL;
+    a->busy = 0;
+    if (out != NULL)
+        respond_json(a, code, out);
+    else
+        respond(a, code, NULL, NULL, err);
+}
+
+/* POST /v1/cache/purge (admin_cache.c; cluster-wide: answered later). */
 static void post_cache_purge(adconn *a, json_t *j)
 {
     json_t *out = NULL;
     const char *err = NULL;
-    int code = sh_admin_cache_purge(j, &out, &err);
-    if (code == 200)
-        respond_json(a, 200, out);
-    else
-        respond(a, code, NULL, NULL, err);
+    sh_admin_wait_t *w = sh_new(sh_admin_wait_t);
+    w->a = a;
+    a->wait = w;
+    a->busy = 1;
+    int code = sh_admin_cache_purge(j, &out, &err, w);
+    if (code == 0)
+        return; /* maybe answered already */
+    sh_admin_wait_reply(w, code, out, err);
 }
 
 static void route(adconn *a, const char *method, char *path)

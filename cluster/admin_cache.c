@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#include "cluster/purge.h"
+
 #include "cache/cache.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -27,7 +29,7 @@ static void collect(sh_cache_t *c, void *arg)
         snprintf(z->names[z->n++], sizeof(z->names[0]), "%s", sh_cache_zone(c));
 }
 
-int sh_admin_cache_purge(const json_t *j, json_t **out, const char **err)
+int sh_admin_cache_purge(const json_t *j, json_t **out, const char **err, sh_admin_wait_t *w)
 {
     static const struct {
         const char *field;
@@ -69,6 +71,29 @@ int sh_admin_cache_purge(const json_t *j, json_t **out, const char **err)
     if (zj != NULL && !json_is_string(zj)) {
         *err = "\"zone\" is a string";
         return 400;
+    }
+    static const char *const bools[] = {"local", "async"};
+    int flag[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        const json_t *v = json_object_get(j, bools[i]);
+        if (v != NULL && !json_is_boolean(v)) {
+            *err = "\"local\" and \"async\" are booleans";
+            return 400;
+        }
+        flag[i] = v != NULL && json_is_true(v);
+    }
+    const json_t *tj = json_object_get(j, "timeout_ms");
+    if (tj != NULL && (!json_is_integer(tj) || json_integer_value(tj) <= 0)) {
+        *err = "\"timeout_ms\" is a positive integer";
+        return 400;
+    }
+    if (!flag[0]) {
+        int code =
+            sh_purge_cluster((int)kind, str, len, soft, zj ? json_string_value(zj) : NULL, flag[1],
+                             tj ? (uint64_t)json_integer_value(tj) : 0, w, out, err);
+        if (code >= 0)
+            return code;
+        /* no purge channel here (no cluster): this node only */
     }
     zones_t z = {.n = 0};
     sh_cache_each(collect, &z);

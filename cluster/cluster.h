@@ -66,6 +66,8 @@ typedef struct {
  * a negative SH_E* with the reason logged.
  */
 int sh_cluster_start(void *cluster_main_conf, const sh_cluster_hooks_t *hooks, sh_cluster_t **out);
+/* 1 when the conf has a cluster block (gossip runs), else 0. */
+int sh_cluster_conf_gossips(const void *cluster_main_conf);
 
 /*
  * Broadcast leave, wait up to timeout_ms for it to go out, stop the

@@ -31,6 +31,12 @@
 #include "core/alloc.h"
 #include "core/err.h"
 
+int sh_cluster_conf_gossips(const void *conf)
+{
+    const sh_cluster_conf_t *c = conf;
+    return c != NULL && c->present;
+}
+
 static void *create_main(void)
 {
     sh_cluster_conf_t *c = sh_new(sh_cluster_conf_t);
@@ -122,6 +128,20 @@ static int set_admin_listen(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return sh_conf_set_str(cf, cmd, conf);
 }
 
+/* admin_*_file and admin_ssl_*: the string, and where it was (errors found
+ * at init point there) */
+static int set_admin_str(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    sh_cluster_conf_t *c = conf;
+    size_t off = cmd->offset;
+    const void **at = off == offsetof(sh_cluster_conf_t, admin_token_file) ? &c->token_node
+                      : off == offsetof(sh_cluster_conf_t, admin_metrics_token_file)
+                          ? &c->mtoken_node
+                          : &c->cert_node;
+    *at = cf->node;
+    return sh_conf_set_str(cf, cmd, conf);
+}
+
 static int set_join(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     sh_cluster_conf_t *c = conf;
@@ -170,10 +190,10 @@ static const sh_conf_cmd_t cmds[] = {
     {"bind", IN, set_addr, OFF(bind), NULL},
     {"advertise", IN, set_addr, OFF(advertise), NULL},
     {"admin_listen", ADM, set_admin_listen, OFF(admin_listen), NULL},
-    {"admin_token_file", ADM, sh_conf_set_str, OFF(admin_token_file), NULL},
-    {"admin_metrics_token_file", ADM, sh_conf_set_str, OFF(admin_metrics_token_file), NULL},
-    {"admin_ssl_certificate", ADM, sh_conf_set_str, OFF(admin_ssl_certificate), NULL},
-    {"admin_ssl_certificate_key", ADM, sh_conf_set_str, OFF(admin_ssl_certificate_key), NULL},
+    {"admin_token_file", ADM, set_admin_str, OFF(admin_token_file), NULL},
+    {"admin_metrics_token_file", ADM, set_admin_str, OFF(admin_metrics_token_file), NULL},
+    {"admin_ssl_certificate", ADM, set_admin_str, OFF(admin_ssl_certificate), NULL},
+    {"admin_ssl_certificate_key", ADM, set_admin_str, OFF(admin_ssl_certificate_key), NULL},
     {"encrypt_key_file", IN, sh_conf_set_str, OFF(encrypt_key_file), NULL},
     {"region", IN, sh_conf_set_str, OFF(region), NULL},
     {"zone", IN, sh_conf_set_str, OFF(zone), NULL},
@@ -261,19 +281,27 @@ static int init_admin(sh_conf_t *cf, sh_cluster_conf_t *c)
         c->admin_listen = sh_strdup("127.0.0.1:9901");
     if (c->admin_node != NULL)
         cf->node = c->admin_node; /* file:line of the cause */
+    const void *at = cf->node;
+    if (c->token_node != NULL)
+        cf->node = c->token_node;
     if (c->admin_token_file != NULL && (rc = read_token(cf, "admin_token_file", c->admin_token_file,
                                                         c->token_hash, &c->has_token)) < 0)
         return rc;
+    if (c->mtoken_node != NULL)
+        cf->node = c->mtoken_node;
     if (c->admin_metrics_token_file != NULL &&
         (rc = read_token(cf, "admin_metrics_token_file", c->admin_metrics_token_file,
                          c->metrics_token_hash, &c->has_metrics_token)) < 0)
         return rc;
     c->admin_local = admin_is_local(c->admin_listen);
+    cf->node = at;
     if (!c->has_token && !c->admin_local)
         return sh_conf_error(cf,
                              "admin_listen %s is not loopback or a unix socket: "
                              "\"admin_token_file\" is required",
                              c->admin_listen);
+    if (c->cert_node != NULL)
+        cf->node = c->cert_node;
     if ((c->admin_ssl_certificate == NULL) != (c->admin_ssl_certificate_key == NULL))
         return sh_conf_error(cf, "\"admin_ssl_certificate\" and \"admin_ssl_certificate_key\" "
                                  "go together");

@@ -46,6 +46,7 @@ typedef struct {
     int admin_local;        /* admin_listen is loopback or a unix socket */
     const void *block_node; /* sh_conf_node_t of `cluster` (errors found at init) */
     const void *admin_node; /* of `admin_listen`, if given */
+    const void *token_node, *mtoken_node, *cert_node; /* of those directives (errors) */
     char *region, *zone;
     char *join[SH_CLUSTER_MAX_JOIN];
     unsigned njoin;

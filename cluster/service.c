@@ -68,9 +68,9 @@ static int ch_merge(void *ud, const char *from, const uint8_t *data, size_t len)
     if (data[0] != TAG_BCAST && data[0] != TAG_DIRECT)
         return 0; /* a tag of a newer version */
     int direct = data[0] == TAG_DIRECT;
-    int rc = s->ops->recv ? s->ops->recv(s->ud, s, from, data + 1, len - 1, direct,
-                                         uv_now(&s->c->loop))
-                          : 0;
+    int rc = s->ops->recv
+                 ? s->ops->recv(s->ud, s, from, data + 1, len - 1, direct, uv_now(&s->c->loop))
+                 : 0;
     return direct ? 0 : rc > 0;
 }
 
@@ -267,7 +267,7 @@ typedef struct {
 static void member_view(const sh_swim_member_t *m, const char *self,
                         void (*cb)(void *arg, const sh_service_member_t *m), void *arg)
 {
-    sh_service_member_t v = {m->name, m->addr, "", "", m->status, strcmp(m->name, self) == 0,
+    sh_service_member_t v = {m->name,      m->addr, "", "", m->status, strcmp(m->name, self) == 0,
                              m->changed_ms};
     Sh__Gossip__NodeMeta *meta =
         m->meta_len ? sh__gossip__node_meta__unpack(&sh_wire_allocator, m->meta_len, m->meta)
@@ -358,9 +358,9 @@ void sh_cluster__services_metrics(sh_cluster_t *c, FILE *f)
         fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", m[k].name, m[k].help, m[k].name);
         for (unsigned i = 0; i < n; i++)
             if (reg_[i]->c == c)
-                fprintf(f, "%s{service=\"%s\"} %llu\n", m[k].name, reg_[i]->ops->name,
-                        (unsigned long long)*(const uint64_t *)((const char *)&reg_[i]->st +
-                                                                m[k].off));
+                fprintf(
+                    f, "%s{service=\"%s\"} %llu\n", m[k].name, reg_[i]->ops->name,
+                    (unsigned long long)*(const uint64_t *)((const char *)&reg_[i]->st + m[k].off));
     }
     for (unsigned i = 0; i < n; i++)
         if (reg_[i]->c == c && reg_[i]->ops->metrics)
@@ -473,7 +473,11 @@ size_t sh_service_live(const sh_service_t *s)
 
 int sh_service_joined(const sh_service_t *s)
 {
-    return s->c != NULL && (s->c->joined || s->c->conf->njoin == 0);
+    /* c->joined is cleared by a join round and set only by a join
+     * push-pull; SWIM may heal a split without one: another live member
+     * is as good */
+    return s->c != NULL &&
+           (s->c->joined || s->c->conf->njoin == 0 || sh_swim_num_members(s->c->swim, 1) > 1);
 }
 
 void sh_service_wake(sh_service_t *s)

@@ -82,11 +82,11 @@ typedef struct {
 
 /* Counters of one service (its channel's traffic from this node). */
 typedef struct {
-    uint64_t sent_msgs, sent_bytes;         /* direct datagrams, sealed bytes */
-    uint64_t bcast_msgs, bcast_bytes;       /* broadcasts queued */
-    uint64_t recv_msgs, recv_bytes;         /* received (direct + gossip) */
-    uint64_t send_failed;                   /* unknown member, too big, socket full */
-    uint64_t posts, posts_dropped, ticks;   /* hand-off queue; ticks run */
+    uint64_t sent_msgs, sent_bytes;       /* direct datagrams, sealed bytes */
+    uint64_t bcast_msgs, bcast_bytes;     /* broadcasts queued */
+    uint64_t recv_msgs, recv_bytes;       /* received (direct + gossip) */
+    uint64_t send_failed;                 /* unknown member, too big, socket full */
+    uint64_t posts, posts_dropped, ticks; /* hand-off queue; ticks run */
 } sh_service_stats_t;
 
 /*
@@ -128,7 +128,8 @@ size_t sh_service_members(sh_service_t *svc, void (*cb)(void *arg, const sh_serv
                           void *arg);
 /* Members alive or suspect (self included). */
 size_t sh_service_live(const sh_service_t *svc);
-/* 1 when this node has joined a cluster (or has no join list). */
+/* 1 when this node has joined a cluster, knows another live member, or
+ * has no join list. */
 int sh_service_joined(const sh_service_t *svc);
 /* Ask for a tick as soon as possible (e.g. after a post). */
 void sh_service_wake(sh_service_t *svc);

@@ -22,6 +22,8 @@ sh_require(SODIUM    libsodium         libsodium-dev)
 sh_require(PCRE2     libpcre2-8        libpcre2-dev)
 sh_require(ZLIB      zlib              zlib1g-dev)
 sh_require(JANSSON   jansson           libjansson-dev)
+# the resolver (proxy_pass with variables): asks the configured servers only
+sh_require(CARES     libcares          libc-ares-dev)
 # crypt(3) for htpasswd files (auth_basic: bcrypt, SHA-crypt, MD5-crypt)
 sh_require(CRYPT     libcrypt          libcrypt-dev)
 # sd_notify for the packaged unit (Type=notify); a no-op where NOTIFY_SOCKET is unset

@@ -115,6 +115,8 @@ def main(t):
             log_format gz '$status $request_uri $gzip_ratio';
             access_log logs/access.log gz;
             upstream b { server 127.0.0.1:%(b)d; }
+            limit_req_zone $binary_remote_addr zone=z:1m rate=1000r/s;
+            proxy_cache_path %(d)s/cache levels=1:2 keys_zone=c1:1m max_size=10m;
             server {
                 listen 127.0.0.1:{port};
                 listen 127.0.0.1:%(tp)d ssl http2;
@@ -122,8 +124,10 @@ def main(t):
                 ssl_certificate %(cert)s;
                 ssl_certificate_key %(key)s;
                 root %(root)s;
-                location / { return 200 "ok\\n"; }
+                location / { limit_req zone=z burst=100; return 200 "ok\\n"; }
                 location /api/ { metrics_location_label on; proxy_pass http://b/; }
+                location /hc/ { health_check interval=500ms uri=/health; proxy_pass http://b/; }
+                location /c/ { proxy_cache c1; proxy_pass http://b/; }
                 location /txt/ {
                     alias %(root)s/;
                     gzip on; gzip_types text/plain; gzip_min_length 1;
@@ -292,6 +296,20 @@ def main(t):
     r = nodectl(t, "--addr", "https://127.0.0.1:%d" % a3, "--token", adm_tok, "info")
     t.check(r.returncode == 2 and "not trusted" in r.stderr,
             "nodectl refuses an untrusted admin certificate (exit 2)", r)
+
+    # ---- -t: the admin directives' mistakes, with file:line
+    bad = [("admin_listen 0.0.0.0:%d;\n" % t.port(), "bad1.conf:1:", "admin_token_file\" is required"),
+           ("admin_ssl_certificate %s;\n" % cert, "bad2.conf:2:", "go together"),
+           ("admin_metrics_token_file %s/none;\n" % d, "bad3.conf:2:",
+            "cannot read admin_metrics_token_file"),
+           ("admin_listen unix:%s/a.sock;\nadmin_ssl_certificate %s;\n"
+            "admin_ssl_certificate_key %s;\n" % (d, cert, key), "bad4.conf:", "needs a TCP")]
+    for i, (text, where, what) in enumerate(bad, 1):
+        body = "http { server { listen 127.0.0.1:%d; } }\n" % t.port()
+        conf = t.write_conf((text + body) if i == 1 else (body + text), name="bad%d.conf" % i)
+        r = t.run_shoal(["-t", "-p", d + "/", "-c", conf])
+        t.check(r.returncode != 0 and where in r.stderr and what in r.stderr,
+                "-t refuses %s with file:line" % text.split()[0], r.stderr)
 
     # ---- 5. admin_listen off; explicit busy address; implicit default busy
     n4 = t.shoal("""

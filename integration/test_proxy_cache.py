@@ -237,7 +237,7 @@ def main(t):
     h2 = t.port()
     http = CONF.format(cdir=cdir, h2="listen 127.0.0.1:%d http2;" % h2, o=oport,
                        shoal_only=SHOAL_ONLY.format(o=oport))
-    conf = "events { }\nhttp {\n" + http + "\n}\n"
+    conf = "error_log logs/error.log notice;\nevents { }\nhttp {\n" + http + "\n}\n"
     node = t.shoal(conf)
     results = {}
     results["h1"] = scenarios(Target(t, "h1", "http://127.0.0.1:%d" % node.port), time.sleep)
@@ -368,6 +368,16 @@ def main(t):
                 (r.status, r.headers))
         r = t.curl(base.rstrip("/") + "/nostale/down?w=" + proto, *args)
         t.check(r.status == 502, "%s: without use_stale: 502" % proto, r.status)
+
+    # a reload (SIGHUP) shares the open store: still a HIT, and no error
+    import signal
+    errlog = os.path.join(node.prefix, "logs", "error.log")
+    node.proc.signal(signal.SIGHUP)
+    sh.wait_for(lambda: os.path.exists(errlog) and "reload: configuration ok" in open(errlog).read(),
+                15, "the reload")
+    r = t.curl(node.url("/a?w=h1"))
+    t.check(r.status == 200 and r.header("X-Cache-Status") == "HIT" and count_of(r.body) == 1,
+            "after a reload: HIT from the same store", (r.status, r.headers))
 
     # a restart keeps HIT (the origin is down: only the cache can answer)
     t.stop(node)

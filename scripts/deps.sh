@@ -8,6 +8,7 @@ PKGS=(
   cmake make gcc pkg-config clang libclang-rt-14-dev
   libuv1-dev libssl-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
   liblmdb-dev libsodium-dev libpcre2-dev zlib1g-dev libjansson-dev libcmocka-dev
+  libc-ares-dev                         # the resolver: asynchronous DNS against the configured servers
   libcrypt-dev                          # crypt(3): htpasswd files of auth_basic
   python3 curl nghttp2-client openssl iproute2 procps nftables nginx-light wrk
   python3-grpcio                        # integ_grpc: a real gRPC server and client through grpc_pass

@@ -42,8 +42,9 @@ static const char usage_text[] =
     "  limits                   global rate limits: rate, this node's share, degraded or not\n"
     "  monitor                  follow the node's events (joins, leaves, failures, ...)\n"
     "  stats                    gossip counters\n"
-    "  cache purge --key K | --prefix P | --tag T [--soft]   purge this node's caches\n"
-    "  cache stats              the caches' counters (hits, misses, fills, size, ...)\n"
+    "  cache purge --key K | --prefix P | --tag T [--soft] [--async] [--local]\n"
+    "                           purge every node's caches (who applied it)\n"
+    "  cache stats              the caches' counters and the purge channel's\n"
     "  version                  print nodectl's version\n"
     "  help [COMMAND]           this help, or one command's\n"
     "  (`keyring` is another name for `keys`)\n"
@@ -118,15 +119,19 @@ static const cmd_help_t helps[] = {
      "their shard owners, and the limit channel's counters."},
     {"stats", "stats [--json]", "Gossip counters: packets, refusals by reason, health."},
     {"cache",
-     "cache purge (--key KEY | --prefix PREFIX | --tag TAG) [--soft] [--json] | cache stats "
-     "[--json]",
-     "purge: remove from this node's proxy caches the entry of a key (the evaluated\n"
-     "proxy_cache_key, e.g. http127.0.0.1:9001/api/v1/models), every key starting with a\n"
-     "prefix, or every entry stored with a tag (proxy_cache_tag_header, Surrogate-Key by\n"
-     "default). --soft marks them stale instead (`proxy_cache_use_stale updating` serves\n"
-     "the old entry while one request refreshes it).\n"
+     "cache purge (--key KEY | --prefix PREFIX | --tag TAG) [--soft] [--async] [--local] "
+     "[--json] | cache stats [--json]",
+     "purge: remove from the proxy caches of every node of the cluster the entry of a key\n"
+     "(the evaluated proxy_cache_key, e.g. http127.0.0.1:9001/api/v1/models), every key\n"
+     "starting with a prefix, or every entry stored with a tag (proxy_cache_tag_header,\n"
+     "Surrogate-Key by default). --soft marks them stale instead (`proxy_cache_use_stale\n"
+     "updating` serves the old entry while one request refreshes it). It returns when\n"
+     "every live member has applied it and says who did (exit status 1 when some did not\n"
+     "within 5 s); --async returns at once; --local purges this node only.\n"
      "stats: per zone, requests by cache status, bytes served from the cache, fills,\n"
-     "evictions, entries and stored bytes."},
+     "evictions, entries and stored bytes; then the purge channel's counters (issued,\n"
+     "received, applied, lag, log). --json prints GET /v1/cache/stats (the zones);\n"
+     "the channel's figures are GET /v1/cache/purges."},
     {"version", "version", "Print nodectl's version."},
     {"help", "help [COMMAND]", "Print the usage, or one command's."},
     {NULL, NULL, NULL}};
@@ -215,15 +220,44 @@ typedef struct {
     int json_out;
 } ctx_t;
 
+static void names_line(FILE *out, const char *label, const json_t *arr)
+{
+    if (json_array_size(arr) == 0)
+        return;
+    fprintf(out, "  %s (%zu):", label, json_array_size(arr));
+    size_t i;
+    const json_t *v;
+    json_array_foreach(arr, i, v) fprintf(out, " %s", json_string_value(v));
+    fputc('\n', out);
+}
+
 static int render_purge(FILE *out, const json_t *j, int color)
 {
     (void)color;
     const json_t *n = json_object_get(j, "purged");
     if (!json_is_integer(n))
         return -1;
-    fprintf(out, "purged %lld entr%s%s\n", (long long)json_integer_value(n),
+    fprintf(out, "purged %lld entr%s%s", (long long)json_integer_value(n),
             json_integer_value(n) == 1 ? "y" : "ies",
             json_is_true(json_object_get(j, "soft")) ? " (marked stale)" : "");
+    const json_t *ap = json_object_get(j, "applied");
+    if (!json_is_array(ap)) {
+        fputc('\n', out);
+        return 0;
+    }
+    const json_t *na = json_object_get(j, "not_applied"), *gone = json_object_get(j, "gone");
+    if (json_is_true(json_object_get(j, "async")))
+        fprintf(out, " here; purge %s/%lld sent to the cluster (--async: not waited for)\n",
+                json_string_value(json_object_get(j, "origin")),
+                (long long)json_integer_value(json_object_get(j, "seq")));
+    else
+        fprintf(out, " here; applied by %zu of %zu members in %lld ms%s\n", json_array_size(ap),
+                json_array_size(ap) + json_array_size(na),
+                (long long)json_integer_value(json_object_get(j, "elapsed_ms")),
+                json_is_true(json_object_get(j, "complete")) ? "" : " (INCOMPLETE)");
+    names_line(out, "applied", ap);
+    names_line(out, "not applied", na);
+    names_line(out, "left or failed meanwhile", gone);
     return 0;
 }
 
@@ -240,6 +274,20 @@ static int call(const ctx_t *x, const char *method, const char *path, const char
         return NODECTL_EUSAGE;
     }
     int rc = NODECTL_OK;
+    if (r.status == 504 && render == render_purge && r.body != NULL) {
+        /* not every member applied the purge in time: say who did */
+        json_t *j = json_loads(r.body, 0, NULL);
+        if (j != NULL && json_is_array(json_object_get(j, "applied"))) {
+            if (x->json_out)
+                printf("%s\n", r.body);
+            else
+                render_purge(stdout, j, 0);
+            json_decref(j);
+            rc = NODECTL_ENODE;
+            goto out;
+        }
+        json_decref(j);
+    }
     if (r.status < 200 || r.status > 299) {
         rc = node_error(x->addr, r.status, r.body);
         goto out;
@@ -397,9 +445,35 @@ static int render_cache_stats(FILE *out, const json_t *j, int color)
     return 0;
 }
 
+/* GET /v1/cache/purges: the purge channel's counters. */
+static void render_purges(FILE *out, const json_t *j)
+{
+#define N(k) (long long)json_integer_value(json_object_get(j, k))
+    fprintf(out,
+            "\npurge channel\n  issued here     %lld\n  received        %lld\n"
+            "  applied         %lld\n  caught up       %lld (from push-pull logs)\n"
+            "  duplicates      %lld\n  retries         %lld\n  flushes         %lld\n"
+            "  lag avg / max   %.1f / %lld ms\n  log             %lld of %lld records\n"
+            "  holding lookups %s\n",
+            N("issued"), N("received"), N("applied"), N("caught_up"), N("duplicates"), N("retries"),
+            N("flushes"), json_number_value(json_object_get(j, "lag_ms_avg")), N("lag_ms_max"),
+            N("log_entries"), N("log_max"),
+            json_is_true(json_object_get(j, "holding")) ? "yes" : "no");
+#undef N
+    size_t i;
+    const json_t *o;
+    json_array_foreach(json_object_get(j, "origins"), i, o)
+    {
+        fprintf(out, "  origin %-16s applied %lld, last seq %lld\n",
+                json_string_value(json_object_get(o, "origin")),
+                (long long)json_integer_value(json_object_get(o, "applied")),
+                (long long)json_integer_value(json_object_get(o, "last_seq")));
+    }
+}
+
 /* nodectl cache purge|stats */
 static int cache_cmd(const ctx_t *x, const char *const *pos, int npos, const char *key,
-                     const char *prefix, const char *tag, int soft)
+                     const char *prefix, const char *tag, int soft, int async, int local)
 {
     const char *sub = npos > 1 ? pos[1] : NULL;
     if (npos != 2 || sub == NULL || (strcmp(sub, "purge") != 0 && strcmp(sub, "stats") != 0))
@@ -407,9 +481,22 @@ static int cache_cmd(const ctx_t *x, const char *const *pos, int npos, const cha
     if (*x->addr == 0)
         return usage_error("empty --addr%s", "");
     if (strcmp(sub, "stats") == 0) {
-        if (key || prefix || tag || soft)
+        if (key || prefix || tag || soft || async || local)
             return usage_error("\"cache stats\" takes no option but --json%s", "");
-        return call(x, "GET", "/v1/cache/stats", NULL, TIMEOUT_MS, render_cache_stats, NULL);
+        int rc = call(x, "GET", "/v1/cache/stats", NULL, TIMEOUT_MS, render_cache_stats, NULL);
+        if (rc == NODECTL_OK && !x->json_out) {
+            nodectl_resp_t r;
+            char err[512];
+            if (nodectl_request(x->addr, "GET", "/v1/cache/purges", NULL, x->token, TIMEOUT_MS, &r,
+                                err, sizeof(err)) == 0) {
+                json_t *j = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+                if (j != NULL)
+                    render_purges(stdout, j);
+                json_decref(j);
+                nodectl_resp_dispose(&r);
+            }
+        }
+        return rc;
     }
     if ((key != NULL) + (prefix != NULL) + (tag != NULL) != 1)
         return usage_error("\"cache purge\" needs one of --key, --prefix or --tag%s", "");
@@ -421,6 +508,10 @@ static int cache_cmd(const ctx_t *x, const char *const *pos, int npos, const cha
                           : prefix ? prefix
                                    : tag,
                           "soft", soft);
+    if (b != NULL && async)
+        json_object_set_new(b, "async", json_true());
+    if (b != NULL && local)
+        json_object_set_new(b, "local", json_true());
     char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
     json_decref(b);
     if (body == NULL)
@@ -437,18 +528,24 @@ int main(int argc, char **argv)
         x.addr = NODECTL_DEFAULT_ADDR;
     nodectl_tls_cafile = getenv("SHOAL_CACERT");
     const char *status = NULL, *tag = NULL, *pkey = NULL, *pprefix = NULL;
-    int help = 0, soft = 0;
+    int help = 0, soft = 0, async = 0, local = 0;
     const char *pos[MAX_POS];
     int npos = 0;
     /* Options may come before or after the command (getopt_long permutes);
      * "--" ends them. */
-    static const struct option longopts[] = {
-        {"help", no_argument, NULL, 'h'},         {"json", no_argument, NULL, 'j'},
-        {"addr", required_argument, NULL, 'a'},   {"token", required_argument, NULL, 't'},
-        {"status", required_argument, NULL, 's'}, {"tag", required_argument, NULL, 'g'},
-        {"key", required_argument, NULL, 'k'},    {"prefix", required_argument, NULL, 'p'},
-        {"soft", no_argument, NULL, 'S'},         {"cacert", required_argument, NULL, 'c'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"addr", required_argument, NULL, 'a'},
+                                             {"token", required_argument, NULL, 't'},
+                                             {"status", required_argument, NULL, 's'},
+                                             {"tag", required_argument, NULL, 'g'},
+                                             {"key", required_argument, NULL, 'k'},
+                                             {"prefix", required_argument, NULL, 'p'},
+                                             {"soft", no_argument, NULL, 'S'},
+                                             {"cacert", required_argument, NULL, 'c'},
+                                             {"async", no_argument, NULL, 'A'},
+                                             {"local", no_argument, NULL, 'L'},
+                                             {NULL, 0, NULL, 0}};
     opterr = 0; /* our own messages, exit status 2 */
     int opt;
     while ((opt = getopt_long(argc, argv, ":ha:", longopts, NULL)) != -1) {
@@ -480,6 +577,12 @@ int main(int argc, char **argv)
         case 'S':
             soft = 1;
             break;
+        case 'A':
+            async = 1;
+            break;
+        case 'L':
+            local = 1;
+            break;
         case 'c':
             nodectl_tls_cafile = optarg;
             break;
@@ -509,11 +612,12 @@ int main(int argc, char **argv)
     if (help)
         return print_help(cmd);
     if (strcmp(cmd, "cache") == 0)
-        return cache_cmd(&x, pos, npos, pkey, pprefix, tag, soft);
+        return cache_cmd(&x, pos, npos, pkey, pprefix, tag, soft, async, local);
     if ((status || tag) && strcmp(cmd, "members") != 0)
         return usage_error("--status and --tag go with \"members\"%s", "");
-    if (pkey || pprefix || soft)
-        return usage_error("--key, --prefix and --soft go with \"cache purge\"%s", "");
+    if (pkey || pprefix || soft || async || local)
+        return usage_error("--key, --prefix, --soft, --async and --local go with \"cache purge\"%s",
+                           "");
     if (strcmp(cmd, "version") == 0) {
         if (npos != 1)
             return usage_error("\"version\" takes no argument%s", "");

@@ -50,8 +50,9 @@ int nodectl_render_limits(FILE *out, const json_t *j, int color)
         const json_t *h;
         json_array_foreach(hot, k, h)
         {
-            fprintf(out, "  hot key %s  %.0f/s here  owner %s\n", str(h, "id"),
-                    num(h, "admitted_per_s"), str(h, "owner"));
+            const char *key = str(h, "key");
+            fprintf(out, "  hot key %s%s%s%s  %.0f/s here  owner %s\n", key[0] ? "\"" : "", key,
+                    key[0] ? "\" " : "", str(h, "id"), num(h, "admitted_per_s"), str(h, "owner"));
         }
     }
     const json_t *ch = json_object_get(j, "channel");

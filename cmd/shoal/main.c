@@ -54,6 +54,7 @@
 #endif
 #ifdef SHOAL_WITH_CLUSTER
 #include "cluster/cluster.h"
+#include "cluster/purge.h"
 #endif
 
 #define DEFAULT_CONF  "/etc/shoal/shoal.conf"
@@ -788,6 +789,9 @@ int main(int argc, char **argv)
         sh_log_warn("health: the health channel could not be registered; health stays local");
     if (sh_tls_tickets_sync_register() != 0)
         sh_log_warn("tls: the ticket-key channel could not be registered; ticket keys stay local");
+    if (sh_cluster_conf_gossips(rt->main_confs[sh_cluster_module.index]) &&
+        sh_purge_register() != 0)
+        sh_log_warn("cache: the purge channel could not be registered; purges stay local");
     sh_cluster_hooks_t hooks = {&m,          hook_status,  hook_upstreams,
                                 hook_reload, hook_metrics, hook_cache_stats};
     rc = sh_cluster_start(rt->main_confs[sh_cluster_module.index], &hooks, &m.cluster);

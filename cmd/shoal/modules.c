@@ -15,6 +15,7 @@
 #include "node/modules/auth_request.h"
 #include "node/modules/errpage.h"
 #include "node/modules/expires.h"
+#include "node/modules/geo.h"
 #include "node/modules/gzip.h"
 #include "node/modules/headers.h"
 #include "node/modules/limit_conn.h"
@@ -23,7 +24,9 @@
 #include "node/modules/proxy_cache.h"
 #include "node/modules/realip.h"
 #include "node/modules/rewrite.h"
+#include "node/modules/split_clients.h"
 #include "node/modules/static.h"
+#include "node/modules/sub_filter.h"
 #include "node/modules/status.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/metrics.h"
@@ -31,6 +34,8 @@
 #include "node/proxy/health.h"
 #include "node/proxy/grpc.h"
 #include "node/proxy/proxy.h"
+#include "node/proxy/proxy_redirect.h"
+#include "node/proxy/resolver.h"
 #include "node/proxy/proxy_ssl.h"
 #include "node/proxy/upstream.h"
 
@@ -43,6 +48,8 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_core_module,
     &sh_http_core_module,
     &sh_map_module,
+    &sh_geo_module,
+    &sh_split_clients_module,
     &sh_realip_module, /* before every preaccess and access handler */
     &sh_rewrite_module,
     &sh_accesslog_module,
@@ -50,6 +57,8 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_upstream_module,
     &sh_proxy_module,
     &sh_grpc_module, /* grpc_pass: its content handler after proxy_pass */
+    &sh_proxy_redirect_module,
+    &sh_resolver_module,
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
     &sh_health_module, /* after upstream and proxy: its load reads both */
     &sh_proxy_ssl_module,
@@ -68,6 +77,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_tls_tickets_module,
     &sh_headers_module,
     &sh_expires_module,
+    &sh_sub_filter_module, /* before gzip: its body filter sees the body first */
     &sh_gzip_module,
     &sh_http2_module,
 #ifdef SHOAL_WITH_CLUSTER

@@ -14,6 +14,7 @@ second, cluster-wide.
 """
 
 import http.client
+import math
 import os
 import random
 import socket
@@ -112,7 +113,9 @@ def add_node(t, ctl, nodes, key, root, name):
     return n
 
 
-def wait_members(t, ctl, nodes, n, timeout=20):
+def wait_members(t, ctl, nodes, n, timeout=40):
+    # 40 s: a join that gossip misses is healed by the next push-pull (15 s
+    # in the local profile); seen with five nodes started 0.3 s apart
     def all_see():
         for x in nodes:
             m = ctl.members(x.admin) or []
@@ -231,9 +234,15 @@ class Load:
                         self._count("error")
 
     def admitted(self, t0, t1):
-        """Mean 200s per second over whole seconds [t0, t1)."""
+        """Mean 200s per second over the whole seconds of [t0, t1) in which
+        the clients kept pace (offered 90% of their rate at least: a loaded
+        machine can stall the Python clients, and such a second says
+        nothing about the limit); all of them if fewer than two did."""
         with self.mu:
-            xs = [self.counts.get(s, {}).get(200, 0) for s in range(int(t0), int(t1))]
+            secs = list(range(int(t0), int(t1)))
+            kept = [s for s in secs
+                    if sum(self.counts.get(s, {}).values()) >= 0.9 * self.rate]
+            xs = [self.counts.get(s, {}).get(200, 0) for s in (kept if len(kept) >= 2 else secs)]
         return (sum(xs) / float(len(xs)) if xs else 0.0), xs
 
     def offered(self, t0, t1):
@@ -323,6 +332,31 @@ def measure(t, nodes, kind, uneven, warm=2, secs=4, over=2.0):
     err = (mean - allowed) / float(allowed)
     return {"nodes": len(nodes), "kind": kind, "traffic": "80% one node" if uneven else "even",
             "allowed": allowed, "offered": off, "admitted": mean, "err": err, "seconds": xs}
+
+
+def transient(t, nodes, event, what):
+    """Hot-key load on nodes; at 3 s of the load's clock event(load) runs
+    (it returns when the clients use the new set of nodes); returns the row
+    for the 3 whole seconds from 1 s after it returned."""
+    allowed = HOT_RATE
+    load = Load(weights_of(nodes, False), allowed * 2, hot_key, path="/h/x").start()
+    try:
+        time.sleep(3.0)
+        at = load.now()
+        event(load)
+        done = load.now()
+        t0 = int(math.ceil(done + 1.0))  # the first whole second >= 1 s after the event
+        time.sleep(max(0.0, t0 + 3.1 - load.now()))
+    finally:
+        load.stop()
+    mean, xs = load.admitted(t0, t0 + 3)
+    before, xb = load.admitted(1, int(at))
+    r = {"nodes": len(nodes), "kind": "hot", "traffic": what, "allowed": allowed,
+         "offered": load.offered(t0, t0 + 3), "admitted": mean,
+         "err": (mean - allowed) / float(allowed), "seconds": xs}
+    t.log("%s at %.2f s of the load (done at %.2f s); per second before %s, all %s" % (
+        what, at, done, xb, [load.counts.get(s, {}).get(200, 0) for s in range(0, t0 + 3)]))
+    return r
 
 
 def row(r):

@@ -14,37 +14,10 @@ across a death and a join.
   seconds that start 1 s later is within 5%.
 Prints the table."""
 
-import math
-import time
-
 import cluster_util as cu
 import glimit_util as gu
 
 sh = cu.sh
-
-
-def transient(t, ctl, nodes, event, what):
-    """Hot-key load on nodes; at 3 s of the load's clock event(load) runs;
-    returns the row for [event + 1 s, event + 4 s)."""
-    allowed = gu.HOT_RATE
-    load = gu.Load(gu.weights_of(nodes, False), allowed * 2, gu.hot_key, path="/h/x").start()
-    try:
-        time.sleep(3.0)
-        at = load.now()
-        event(load)
-        done = load.now()
-        t0 = int(math.ceil(at + 1.0))  # the first whole second of the load >= event + 1 s
-        time.sleep(max(0.0, t0 + 3.1 - load.now()))
-    finally:
-        load.stop()
-    mean, xs = load.admitted(t0, t0 + 3)
-    before, xb = load.admitted(1, int(at))
-    r = {"nodes": len(nodes), "kind": "hot", "traffic": what, "allowed": allowed,
-         "offered": load.offered(t0, t0 + 3), "admitted": mean,
-         "err": (mean - allowed) / float(allowed), "seconds": xs}
-    t.log("%s at %.2f s of the load (done at %.2f s); per second before %s, all %s" % (
-        what, at, done, xb, [load.counts.get(s, {}).get(200, 0) for s in range(0, t0 + 3)]))
-    return r
 
 
 def main(t, ctl):
@@ -67,7 +40,7 @@ def main(t, ctl):
     def kill(load):
         victim.proc.kill()
         load.set_weights({n.http_port: 1.0 for n in nodes if n is not victim})
-    r = transient(t, ctl, nodes, kill, "owner killed")
+    r = gu.transient(t, nodes, kill, "owner killed")
     rows.append(r)
     t.log(gu.row(r))
     t.check(abs(r["err"]) <= 0.05, "after the hot key's owner died: admitted %.1f/s for %d/s "
@@ -81,7 +54,7 @@ def main(t, ctl):
         gu.wait_members(t, ctl, nodes, 5)
         joiner["n"] = n
         load.set_weights({x.http_port: 1.0 for x in nodes})
-    r = transient(t, ctl, nodes, join, "node joined")
+    r = gu.transient(t, nodes, join, "node joined")
     r["nodes"] = 5
     rows.append(r)
     t.log(gu.row(r))

@@ -12,6 +12,11 @@ nodes, then nine; `health_check interval=500ms probers=2` on one group.
   including the node that does not probe it and never sent it a request
   (no "connect() failed" for it in that node's log); it is back on every
   node after it returns.
+- Passive failures are shared: on a group without health_check, two nodes
+  that met a dead server (max_fails) take it out for the third, which sent
+  it nothing.
+- 300 dead servers: each node's word is split in datagram-sized parts, and
+  all 300 are down cluster-wide on every node.
 - nodectl upstreams shows each server's cluster state, who probes it and
   what each observer said (--json and text); the admin event stream has
   "health" events; /metrics has the health lines.
@@ -34,6 +39,8 @@ MANY = []  # ports where nothing listens: a group of 300 dead servers
 def conf(name, gossip, admin, keyfile, joins, backends):
     servers = "".join("server 127.0.0.1:%d;" % b.port for b in backends)
     many = "".join("server 127.0.0.1:%d;" % p for p in MANY)
+    passive = "server 127.0.0.1:%d max_fails=1 fail_timeout=60s; server 127.0.0.1:%d;" % (
+        MANY[0], backends[0].port)
     join = ("join %s;" % " ".join(joins)) if joins else ""
     return """
         worker_processes 1;
@@ -41,8 +48,10 @@ def conf(name, gossip, admin, keyfile, joins, backends):
         http {
             upstream g { %s }
             upstream many { %s }
+            upstream p { %s }
             server {
                 listen 127.0.0.1:{port};
+                location /p/ { proxy_pass http://p/; }
                 location /many/ {
                     proxy_pass http://many/;
                     health_check interval=1s uri=/ probers=2;
@@ -57,7 +66,7 @@ def conf(name, gossip, admin, keyfile, joins, backends):
             name itest; node_name %s; bind %s; admin_listen %s;
             encrypt_key_file %s; profile local; %s
         }
-        """ % (servers, many, int(IV * 1000), name, gossip, admin, keyfile, join)
+        """ % (servers, many, passive, int(IV * 1000), name, gossip, admin, keyfile, join)
 
 
 def health(cn):
@@ -236,6 +245,32 @@ def main(t, ctl):
         raise
     t.check(all("exceeds a datagram" not in n.proc.stderr() for n in c.nodes),
             "300 servers: every node's word fits (split in parts), all 300 down everywhere")
+
+    # passive failures are shared too: group p has no health_check; n0 and
+    # n1 meet its dead server (nginx's max_fails), n2 sends it nothing and
+    # takes it out on their word (2 of its 3 observers)
+    dead = "127.0.0.1:%d" % MANY[0]
+    senders, quiet = c.nodes[:2], c.nodes[2]
+
+    def disabled(n):
+        return ("temporarily disabled: %s" % dead) in n.proc.stderr()
+    for n in senders:
+        sh.wait_for(lambda n=n: t.curl(n.node.url("/p/")).status == 200 and disabled(n),
+                    10 * t.slow, "%s to meet the dead server of p" % n.name)
+
+    def quiet_out():
+        for u in ctl.json(quiet.admin, "upstreams") or []:
+            if u["name"] == "p":
+                for sv in u["servers"]:
+                    if sv["addr"] == dead:
+                        return sv["health"]["out"] and sv["health"]["cluster"] == "down"
+        return False
+    sh.wait_for(quiet_out, 10 * t.slow, "n2 to take p's dead server out on the others' word")
+    res = [t.curl(quiet.node.url("/p/")) for _ in range(6)]
+    fails = len(re.findall(r"connect\(\) failed.*%s" % re.escape(dead), quiet.proc.stderr()))
+    t.check(all(r.status == 200 for r in res) and fails == 0,
+            "passive failures gossiped: %s never tries the server n0 and n1 saw failing (%d)"
+            % (quiet.name, fails), [(r.status, r.header("X-Backend")) for r in res])
 
     # nodectl upstreams: the cluster view, --json and text
     js = ctl.json(bystander.admin, "upstreams")

@@ -5,14 +5,15 @@ reload (which keeps the running configuration); a directive that only tunes
 is accepted with a warning that says what is ignored, and a reload reports
 its warnings in the answer of `nodectl reload` and in the error log.
 
-- `location /int { auth_basic "closed"; return 200 "secret"; }`: `shoal -t`
-  exits 1 with CONF:LINE naming "auth_basic"; started anyway, the node
+- `location /int { limit_except GET { deny all; } return 200 "secret"; }`: `shoal -t`
+  exits 1 with CONF:LINE naming "limit_except"; started anyway, the node
   refuses to start (exit 1) instead of answering anyone with the secret
   (`internal` was refused here until issue 10 implemented it: test_error_pages);
-- `limit_zone`, `limit_rate`, `max_ranges`, `auth_basic`, `satisfy`: each
+- `limit_zone`, `limit_rate`, `secure_link`, `valid_referers`, `limit_except`: each
   refused with its own file:line (a line in an included file names that
   file; limit_req and limit_conn were refused here until issue 11
-  implemented them: test_limit_req, test_limit_conn);
+  implemented them: test_limit_req, test_limit_conn; max_ranges, auth_basic
+  and satisfy until issues 10 and 18: test_static, test_auth_basic);
 - a running node, reloaded with `limit_rate` added (nodectl reload, then
   SIGHUP): exit 1 with file:line, the error log has it, the old
   configuration keeps answering;
@@ -58,20 +59,20 @@ def main(t, ctl):
     inc_dir = t._subdir("inc")
     inc = os.path.join(inc_dir, "limits.conf")
     with open(inc, "w") as f:
-        f.write("# included\n\nmax_ranges 1;\n")
+        f.write("# included\n\nsecure_link $arg_md5,$arg_expires;\n")
     cases = [
         ("limit_zone", "location /a { return 200; }\n}\nlimit_zone one $binary_remote_addr "
                        "10m;\nserver { listen 127.0.0.1:1;"),
         ("limit_rate", "location /a { limit_rate 10k; return 200; }"),
-        ("max_ranges", "location /a { include %s; return 200; }" % inc),
-        ("auth_basic", 'location /a { auth_basic "closed"; return 200; }'),
-        ("satisfy", "location /a { satisfy any; return 200; }"),
+        ("secure_link", "location /a { include %s; return 200; }" % inc),
+        ("valid_referers", "location /a { valid_referers none blocked; return 200; }"),
+        ("limit_except", "location /a { limit_except GET { deny all; } return 200; }"),
     ]
     for name, snippet in cases:
         d = t._subdir("t-" + name)
         conf = t.write_conf(BASE % (snippet, 1, "127.0.0.1:1", key), port=1, d=d)
         r = t.run_shoal(["-p", d + "/", "-c", conf, "-t"])
-        where = inc if name == "max_ranges" else conf
+        where = inc if name == "secure_link" else conf
         want = "%s:%d: \"%s\" is not implemented yet" % (where, line_of(where, name), name)
         t.check(r.returncode == 1 and want in r.stderr and "test failed" in r.stderr,
                 "-t refuses \"%s\" with file:line (%s)" % (name, os.path.basename(where)), r.stderr)
@@ -80,12 +81,12 @@ def main(t, ctl):
     d = t._subdir("start-auth")
     os.makedirs(os.path.join(d, "logs"))
     port = t.port()
-    conf = t.write_conf(BASE % ('location /int { auth_basic "closed"; return 200 "secret"; }', t.port(),
+    conf = t.write_conf(BASE % ('location /int { limit_except GET { deny all; } return 200 "secret"; }', t.port(),
                                 "127.0.0.1:%d" % t.port(), key), port=port, d=d)
     r = t.run_shoal(["-p", d + "/", "-c", conf], timeout=15)  # would run forever if it started
-    t.check(r.returncode == 1 and "\"auth_basic\" is not implemented yet" in r.stderr
+    t.check(r.returncode == 1 and "\"limit_except\" is not implemented yet" in r.stderr
             and not sh.port_accepts(port),
-            "shoal with `auth_basic` exits 1 with file:line and never listens (rc=%s)" % r.returncode,
+            "shoal with `limit_except` exits 1 with file:line and never listens (rc=%s)" % r.returncode,
             r.stderr)
 
     # ---- reloads of a running node

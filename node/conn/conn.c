@@ -75,6 +75,7 @@ static void request_dispose(sh_request_t *r)
     sh_buf_dispose(&r->up_connect_time);
     sh_buf_dispose(&r->up_header_time);
     sh_buf_dispose(&r->up_response_time);
+    sh_buf_dispose(&r->up_response_length);
     sh_buf_dispose(&r->up_fields);
     sh_buf_dispose(&r->sent_fields);
     sh_free(r);
@@ -91,6 +92,7 @@ sh_request_t *sh_request_new(sh_conn_t *c)
         r->scratch.len = r->uri_buf.len = r->rb.len = r->up_addr.len = r->up_status.len = 0;
         r->out_head.len = r->hscratch.len = 0;
         r->up_connect_time.len = r->up_header_time.len = r->up_response_time.len = 0;
+        r->up_response_length.len = 0;
         r->up_fields.len = r->sent_fields.len = 0;
     } else {
         r = sh_new(sh_request_t);
@@ -137,7 +139,8 @@ void sh_request_free(sh_request_t *r)
 {
     if (r->freed)
         return;
-    sh_proxy_detach(r);
+    if (r->sink != NULL)
+        r->sink->detach(r);
     sh_phase_log(r);
     while (r->ncleanup > 0) {
         r->ncleanup--;
@@ -164,6 +167,8 @@ void sh_request_cache_clear(sh_worker_t *w)
     }
     while (w->nreq_cache > 0)
         request_dispose(w->req_cache[--w->nreq_cache]);
+    while (w->nh2_out_cache > 0)
+        sh_buf_dispose(&w->h2_out_cache[--w->nh2_out_cache]);
 }
 
 void sh_conn_close(sh_conn_t *c)
@@ -548,9 +553,9 @@ int sh_response_end(sh_request_t *r, const sh_http1_header_t *trailers, size_t n
 
 void sh_request_drained(sh_request_t *r)
 {
-    if (r->proxy != NULL)
-        sh_proxy_client_drained(r);
-    else if (r->on_drain != NULL)
+    if (r->sink != NULL && r->sink->drained(r))
+        return;
+    if (r->on_drain != NULL)
         r->on_drain(r);
 }
 
@@ -672,7 +677,9 @@ static void drain_in(sh_conn_t *c)
     sh_buf_t pending = c->in;
     c->in = (sh_buf_t){0};
     c->in_process = 1;
+    c->draining = 1;
     ssize_t used = process(c, pending.data, pending.len);
+    c->draining = 0;
     c->in_process = 0;
     if (used >= 0 && (size_t)used < pending.len && !c->closing)
         sh_buf_append(&c->in, pending.data + used, pending.len - (size_t)used);
@@ -1052,14 +1059,14 @@ static ssize_t body_feed(sh_request_t *r, const char *data, size_t len)
                 r->buffering = 0;
                 r->rb_complete = last;
                 r->body_wanted = 0; /* until the proxy asks for the rest */
-                sh_proxy_start(r);
+                r->sink->start(r);
                 if (c->closing)
                     return -1;
                 if (c->r != r) /* answered and finished already */
                     return (ssize_t)off;
             }
         } else if (!r->discard_body) {
-            if (sh_proxy_body(r, span, span_len, last))
+            if (r->sink != NULL && r->sink->body(r, span, span_len, last))
                 r->body_wanted = 0;
         }
         if (c->closing)
@@ -1116,6 +1123,7 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
             sh_request_t *r = c->r;
             if (r == NULL) {
                 r = sh_request_new(c);
+                r->pipelined = off > 0 || c->draining;
                 c->r = r;
             }
             const sh_http_core_loc_t *core =
@@ -1164,7 +1172,7 @@ static ssize_t process(sh_conn_t *c, const char *data, size_t len)
             sh_request_t *r = c->r;
             if (r == NULL || !r->body_wanted)
                 return (ssize_t)off;
-            if (off < len && sh_proxy_tunnel_up(r, data + off, len - off))
+            if (off < len && r->sink != NULL && r->sink->tunnel(r, data + off, len - off))
                 r->body_wanted = 0;
             return c->closing ? -1 : (ssize_t)len;
         }
@@ -1429,6 +1437,7 @@ void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *a
     sh_list_insert_head(&w->conns, &c->link);
     w->nconns++;
     c->id = ++w->conn_seq;
+    c->start_ms = sh_worker_now(w);
     int plen = sizeof(c->peer);
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen);
     uv_tcp_nodelay(&c->tcp, 1);

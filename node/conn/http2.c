@@ -531,13 +531,35 @@ static h2_stream_t *stream_of(const sh_request_t *r)
     return r->h2s;
 }
 
+#define OUT_KEEP_MAX (1024 * 1024) /* larger buffers are not kept */
+
+/* A stream's response buffer goes back to its worker's cache. */
+static void out_give(sh_worker_t *w, sh_buf_t *b)
+{
+    if (b->data != NULL && b->cap <= OUT_KEEP_MAX && !w->stopping &&
+        w->nh2_out_cache < (int)(sizeof(w->h2_out_cache) / sizeof(w->h2_out_cache[0]))) {
+        b->len = 0;
+        w->h2_out_cache[w->nh2_out_cache++] = *b;
+        *b = (sh_buf_t){0};
+        return;
+    }
+    sh_buf_dispose(b);
+}
+
+/* Before the first body byte: a warm buffer from the cache. */
+static void out_take(sh_worker_t *w, sh_buf_t *b)
+{
+    if (b->data == NULL && w->nh2_out_cache > 0)
+        *b = w->h2_out_cache[--w->nh2_out_cache];
+}
+
 static void stream_free(h2_stream_t *st)
 {
     sh_list_remove(&st->link);
     st->h2->nstreams--;
     sh_buf_dispose(&st->hbuf);
     sh_buf_dispose(&st->body);
-    sh_buf_dispose(&st->out);
+    out_give(st->h2->c->w, &st->out);
     sh_buf_dispose(&st->trailers);
     sh_free(st);
 }
@@ -586,7 +608,7 @@ static void buffer_body(h2_stream_t *st, const char *data, size_t len, int last)
         r->buffering = 0;
         r->rb_complete = last;
         r->body_wanted = 0; /* until the proxy asks for the rest */
-        sh_proxy_start(r);
+        r->sink->start(r);
     }
 }
 
@@ -609,7 +631,7 @@ static void feed_body(h2_stream_t *st)
         sh_buf_t b = st->body;
         st->body = (sh_buf_t){0};
         int last = st->body_eof;
-        if (sh_proxy_body(r, b.data, b.len, last))
+        if (r->sink != NULL && r->sink->body(r, b.data, b.len, last))
             r->body_wanted = 0;
         consume(st, b.len);
         sh_buf_dispose(&b);
@@ -617,7 +639,8 @@ static void feed_body(h2_stream_t *st)
             r->body.done = 1;
     } else if (st->body_eof) {
         r->body.done = 1;
-        sh_proxy_body(r, "", 0, 1);
+        if (r->sink != NULL)
+            r->sink->body(r, "", 0, 1);
     }
     schedule(st->h2);
 }
@@ -985,7 +1008,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         return 0;
     }
     if (r->body_wanted && st->body.len == 0) {
-        if (sh_proxy_body(r, (const char *)data, len, 0))
+        if (r->sink != NULL && r->sink->body(r, (const char *)data, len, 0))
             r->body_wanted = 0;
         consume(st, len);
         return 0;
@@ -1083,7 +1106,7 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         st->out_off += n;
         if (st->out_off == st->out.len) {
             st->out.len = st->out_off = 0;
-            if (st->out.cap > SH_WBUF_HIGH)
+            if (st->out.cap > OUT_KEEP_MAX)
                 sh_buf_dispose(&st->out);
         }
     }
@@ -1469,6 +1492,7 @@ int sh_http2_response_body(sh_request_t *r, const char *data, size_t len)
     h2_stream_t *st = stream_of(r);
     if (st == NULL || st->h2->closed)
         return -1;
+    out_take(st->h2->c->w, &st->out);
     sh_buf_append(&st->out, data, len);
     r->bytes_sent += len;
     if (st->deferred) {

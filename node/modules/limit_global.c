@@ -21,8 +21,8 @@
 
 #define VERSION    1u
 #define HOT_KEYS   8u
-#define RATE_EVERY 1000u /* ms between rate reports and hot-key windows */
-#define RATE_TTL   3500u /* a member's rate report counts this long */
+#define RATE_EVERY 1000u /* ms between hot-key windows and rate reports */
+#define RATE_PER   16u   /* members a node sends its rates to each second */
 
 /* ------------------------------------------------------------ codec -- */
 
@@ -133,7 +133,8 @@ typedef struct {
     uint64_t nh; /* hash of the name (rendezvous, rate reports) */
     int status;
     int self;
-    uint64_t excl_until; /* passed over as an owner until then */
+    int excluded;        /* passed over as an owner until it answers a probe */
+    uint64_t probe_at;   /* when to probe it next (excluded) */
     uint64_t wait_since; /* a report to it is unanswered since (0: none) */
     uint64_t changed;    /* when its status last changed (engine clock) */
 } member_t;
@@ -176,7 +177,8 @@ struct sh_lg_s {
     size_t nz;
     int owners_stale, alone;
     uint32_t seq, rate_seq;
-    uint64_t next_window;
+    uint64_t next_window, rate_period;
+    size_t rate_next; /* the member the next rate report goes to, round robin */
     out_t *out;
     size_t nout, capout;
     uint64_t now;           /* of the last tick or message */
@@ -249,8 +251,8 @@ void sh_lg_zone_add(sh_lg_t *g, sh_limit_zone_t *z)
     x->z = z;
     x->gid = sh_limit_zone_global_id(z);
     x->share = 1000000u;
-    x->counted_prev = sh_limit_zone_counter(z, SH_LIMIT_PASSED) +
-                      sh_limit_zone_counter(z, SH_LIMIT_DELAYED);
+    x->counted_prev =
+        sh_limit_zone_counter(z, SH_LIMIT_PASSED) + sh_limit_zone_counter(z, SH_LIMIT_DELAYED);
     g->owners_stale = 1;
 }
 
@@ -310,7 +312,8 @@ void sh_lg_set_alone(sh_lg_t *g, int alone)
 
 static int eligible(const member_t *m, uint64_t now)
 {
-    return m->status == 0 && m->excl_until <= now;
+    (void)now;
+    return m->status == 0 && !m->excluded;
 }
 
 static void owners_compute(sh_lg_t *g, uint64_t now)
@@ -410,8 +413,8 @@ static int send_msg(sh_lg_t *g, const char *to, const sh_lg_msg_t *m)
 /* Keys per message that surely fit the payload. */
 static size_t per_msg(const sh_lg_t *g)
 {
-    size_t k = g->io.max_payload > SH_LG_HDR ? (g->io.max_payload - SH_LG_HDR) / SH_LG_MAX_ITEM_SIZE
-                                             : 0;
+    size_t k =
+        g->io.max_payload > SH_LG_HDR ? (g->io.max_payload - SH_LG_HDR) / SH_LG_MAX_ITEM_SIZE : 0;
     return k > SH_LG_MAX_ITEMS ? SH_LG_MAX_ITEMS : k;
 }
 
@@ -454,7 +457,7 @@ static void share_compute(sh_lg_t *g, uint64_t now)
         if (m->status == 2 && (m->changed == 0 || now - m->changed >= SH_LG_DEAD_HOLD_MS))
             continue; /* failed long ago: the cluster is what is left */
         known++;
-        heard += m->status == 0 && (m->self || m->excl_until <= now);
+        heard += m->status == 0 && (m->self || !m->excluded);
     }
     uint32_t share = 2 * heard >= known ? 1000000u : (uint32_t)(1000000ull * heard / known);
     for (size_t zi = 0; zi < g->nz; zi++) {
@@ -478,6 +481,11 @@ static void share_compute(sh_lg_t *g, uint64_t now)
 
 static void window(sh_lg_t *g, uint64_t now)
 {
+    sh_lg_msg_t *m = &g->msg;
+    m->type = SH_LG_RATE;
+    m->zone = 0;
+    m->seq = ++g->rate_seq;
+    m->n = 0;
     for (size_t zi = 0; zi < g->nz; zi++) {
         zone_t *x = &g->zones[zi];
         uint64_t c = sh_limit_zone_counter(x->z, SH_LIMIT_PASSED) +
@@ -486,22 +494,28 @@ static void window(sh_lg_t *g, uint64_t now)
         x->counted_prev = c;
         memcpy(x->hot_shown, x->hot, sizeof(x->hot));
         memset(x->hot, 0, sizeof(x->hot));
-        if (g->io.broadcast != NULL) {
-            sh_lg_msg_t *m = &g->msg;
-            m->type = SH_LG_RATE;
-            m->zone = x->gid;
-            m->seq = ++g->rate_seq;
-            m->n = 1;
-            m->items[0].id = g->m[0].nh;
-            m->items[0].v = x->local_rate;
-            size_t len = sh_lg_encode(m, g->buf, g->io.max_payload);
-            char key[40];
-            snprintf(key, sizeof(key), "rate:%016llx", (unsigned long long)x->gid);
-            if (len > 0 && g->io.broadcast(g->io.ud, key, g->buf, len) == 0) {
-                g->st.msgs_sent++;
-                g->st.bytes_sent += len;
-            }
+        if (m->n < per_msg(g)) {
+            m->items[m->n].id = x->gid;
+            m->items[m->n].v = x->local_rate;
+            m->n++;
         }
+    }
+    /* our rates, sent directly to the next RATE_PER live members in turn:
+     * each member hears from each other every N/RATE_PER seconds, and the
+     * cost per node stays flat; gossip would crowd membership updates */
+    unsigned live = 0;
+    for (size_t i = 0; i < g->nm; i++)
+        live += g->m[i].status == 0 || g->m[i].status == 1;
+    g->rate_period = RATE_EVERY * (live > RATE_PER ? (live + RATE_PER - 1) / RATE_PER : 1);
+    if (m->n == 0 || g->nm < 2)
+        return;
+    for (unsigned sent = 0, tries = 0; sent < RATE_PER && tries < g->nm; tries++) {
+        g->rate_next = (g->rate_next + 1) % g->nm;
+        member_t *to = &g->m[g->rate_next];
+        if (to->self || (to->status != 0 && to->status != 1))
+            continue;
+        (void)send_msg(g, to->name, m);
+        sent++;
     }
     (void)now;
 }
@@ -509,20 +523,29 @@ static void window(sh_lg_t *g, uint64_t now)
 void sh_lg_tick(sh_lg_t *g, uint64_t now)
 {
     g->now = now;
-    /* owners that stopped answering are passed over for a while */
+    /* owners that stop answering are passed over until they answer a
+     * probe (an empty report, every SH_LG_EXCLUDE_MS while SWIM still
+     * lists them as alive or suspect) */
     for (size_t i = 0; i < g->nm; i++) {
         member_t *m = &g->m[i];
-        if (m->wait_since != 0 && now - m->wait_since >= SH_LG_NOREPLY_MS && m->excl_until <= now) {
-            m->excl_until = now + SH_LG_EXCLUDE_MS;
+        if (!m->excluded && m->wait_since != 0 && now - m->wait_since >= SH_LG_NOREPLY_MS) {
+            m->excluded = 1;
+            m->probe_at = now + SH_LG_EXCLUDE_MS;
             m->wait_since = 0;
             g->st.exclusions++;
             g->owners_stale = 1;
             sh_log_warn("limits: member %s did not answer a report in %u ms: its shards move "
-                        "for %u ms",
-                        m->name, SH_LG_NOREPLY_MS, SH_LG_EXCLUDE_MS);
-        } else if (m->excl_until != 0 && m->excl_until <= now) {
-            m->excl_until = 0;
-            g->owners_stale = 1;
+                        "until it answers again",
+                        m->name, SH_LG_NOREPLY_MS);
+        } else if (m->excluded && now >= m->probe_at && g->nz > 0 &&
+                   (m->status == 0 || m->status == 1)) {
+            m->probe_at = now + SH_LG_EXCLUDE_MS;
+            sh_lg_msg_t *p = &g->msg;
+            p->type = SH_LG_REPORT;
+            p->zone = g->zones[0].gid;
+            p->seq = ++g->seq;
+            p->n = 0;
+            (void)send_msg(g, m->name, p);
         }
     }
     if (g->owners_stale)
@@ -601,8 +624,8 @@ static void on_report(sh_lg_t *g, const char *from, zone_t *x, const sh_lg_msg_t
         sh_limit_zone_entry_t *e = entry_of(g, x->z, &id, &s);
         int64_t ex = 0;
         if (e != NULL) {
-            uint64_t add = m->items[i].v > (uint64_t)INT32_MAX ? (uint64_t)INT32_MAX
-                                                                : m->items[i].v;
+            uint64_t add =
+                m->items[i].v > (uint64_t)INT32_MAX ? (uint64_t)INT32_MAX : m->items[i].v;
             sh_limit_req_state_t st = {e->v0, e->v1};
             sh_limit_req_merge(&st, (int64_t)now, (int64_t)add * 1000, rate);
             e->v0 = st.excess;
@@ -622,8 +645,14 @@ static void on_reply(sh_lg_t *g, const char *from, zone_t *x, const sh_lg_msg_t 
 {
     g->st.replies_recv++;
     member_t *mb = member_get(g, from);
-    if (mb != NULL)
+    if (mb != NULL) {
         mb->wait_since = 0;
+        if (mb->excluded) {
+            mb->excluded = 0;
+            g->owners_stale = 1;
+            sh_log_notice("limits: member %s answers again: its shards come back", mb->name);
+        }
+    }
     uint64_t rate = sh_limit_zone_rate_now(x->z);
     for (size_t i = 0; i < m->n; i++) {
         sh_limit_id_t id;
@@ -634,8 +663,8 @@ static void on_reply(sh_lg_t *g, const char *from, zone_t *x, const sh_lg_msg_t 
             /* the owner's bucket plus what we admitted since we reported,
              * or ours if it is fuller (an owner that just took the shard) */
             int64_t mine = drained(e->v0, e->v1, (int64_t)now, rate);
-            uint64_t v = m->items[i].v > (uint64_t)INT64_MAX / 4 ? (uint64_t)INT64_MAX / 4
-                                                                  : m->items[i].v;
+            uint64_t v =
+                m->items[i].v > (uint64_t)INT64_MAX / 4 ? (uint64_t)INT64_MAX / 4 : m->items[i].v;
             int64_t theirs = (int64_t)v + (int64_t)sh_limit_zone_pending(s, e) * 1000;
             e->v0 = theirs > mine ? theirs : mine;
             e->v1 = (int64_t)now;
@@ -644,27 +673,25 @@ static void on_reply(sh_lg_t *g, const char *from, zone_t *x, const sh_lg_msg_t 
     }
 }
 
-static int on_rate(sh_lg_t *g, zone_t *x, const sh_lg_msg_t *m, uint64_t now)
+static void on_rate(sh_lg_t *g, const char *from, const sh_lg_msg_t *m, uint64_t now)
 {
-    if (m->n != 1)
-        return 0;
-    for (size_t i = 0; i < g->nm; i++) {
-        if (g->m[i].nh != m->items[0].id || g->m[i].self)
+    member_t *mb = member_get(g, from);
+    if (mb == NULL || mb->self)
+        return;
+    size_t i = (size_t)(mb - g->m);
+    for (size_t k = 0; k < m->n; k++) {
+        zone_t *x = zone_by_gid(g, m->items[k].id);
+        if (x == NULL)
             continue;
         if (x->nrr < g->nm) {
             x->rr = sh_realloc(x->rr, g->nm * sizeof(rrate_t));
             memset(x->rr + x->nrr, 0, (g->nm - x->nrr) * sizeof(rrate_t));
             x->nrr = g->nm;
         }
-        rrate_t *r = &x->rr[i];
-        if (m->seq <= r->seq && r->at != 0 && now - r->at < 10 * RATE_EVERY)
-            return 0; /* known (a restarted node starts its seq again) */
-        r->seq = m->seq;
-        r->rate = m->items[0].v;
-        r->at = now;
-        return 1;
+        x->rr[i].seq = m->seq;
+        x->rr[i].rate = m->items[k].v;
+        x->rr[i].at = now;
     }
-    return 0;
 }
 
 /* 1 when a gossiped message was new (to be passed on). */
@@ -679,10 +706,14 @@ static int lg_recv(sh_lg_t *g, const char *from, const uint8_t *data, size_t len
         g->st.malformed++;
         return 0;
     }
+    if (m->type == SH_LG_RATE) {
+        on_rate(g, from, m, now);
+        return 0;
+    }
     zone_t *x = zone_by_gid(g, m->zone);
     if (x == NULL) {
         g->st.unknown_zone++; /* a zone we do not have (configurations differ) */
-        return 0; /* a report is not answered: the reporter passes us over */
+        return 0;             /* a report is not answered: the reporter passes us over */
     }
     g->st.items_recv += m->n;
     switch (m->type) {
@@ -693,7 +724,7 @@ static int lg_recv(sh_lg_t *g, const char *from, const uint8_t *data, size_t len
         on_reply(g, from, x, m, now);
         return 0;
     default:
-        return on_rate(g, x, m, now);
+        return 0;
     }
 }
 
@@ -712,7 +743,7 @@ static uint64_t cluster_rate(const sh_lg_t *g, const zone_t *x, uint64_t now)
     uint64_t sum = x->local_rate;
     for (size_t i = 0; i < x->nrr && i < g->nm; i++)
         if (!g->m[i].self && (g->m[i].status == 0 || g->m[i].status == 1) && x->rr[i].at != 0 &&
-            now - x->rr[i].at <= RATE_TTL)
+            now - x->rr[i].at <= g->rate_period * 7 / 2)
             sum += x->rr[i].rate;
     return sum;
 }
@@ -740,35 +771,36 @@ char *sh_lg_json(sh_lg_t *g, uint64_t now)
             h[best] = t;
             if (h[i].n == 0)
                 break;
-            char id[20];
+            char id[20], text[SH_LIMIT_SAMPLE_TEXT];
             snprintf(id, sizeof(id), "%016llx", (unsigned long long)h[i].id);
+            if (!sh_limit_zone_key_text(x->z, h[i].id, text, sizeof(text)))
+                text[0] = '\0';
             uint32_t o = x->owner[shard_of(h[i].id)];
-            json_array_append_new(hot, json_pack("{s:s,s:I,s:s}", "id", id, "admitted_per_s",
-                                                 (json_int_t)h[i].n, "owner",
+            json_array_append_new(hot, json_pack("{s:s,s:s,s:I,s:s}", "id", id, "key", text,
+                                                 "admitted_per_s", (json_int_t)h[i].n, "owner",
                                                  o == UINT32_MAX ? "" : g->m[o].name));
         }
-        const char *reason = g->alone                ? "not joined: alone"
-                             : x->share < 1000000u   ? "hears fewer than half of its members"
-                                                     : "";
-        json_t *o = json_pack(
-            "{s:s,s:b,s:f,s:f,s:f,s:b,s:s,s:i,s:i,s:I,s:I,s:f,s:I,s:i,s:o,s:I}", "zone",
-            sh_limit_zone_name(x->z), "global", 1, "rate", rate, "share", x->share / 1e6,
-            "rate_now", rate * x->share / 1e6, "degraded", x->degraded, "reason", reason, "heard",
-            (int)x->heard, "members", (int)x->known, "admitted_per_s", (json_int_t)x->local_rate,
-            "cluster_estimate_per_s", (json_int_t)est, "node_share",
-            est ? (double)x->local_rate / (double)est : 0.0, "keys",
-            (json_int_t)sh_limit_zone_used(x->z), "shards_owned", (int)owned, "hot_keys", hot,
-            "dirty_overflows", (json_int_t)sh_limit_zone_dirty_overflows(x->z));
+        const char *reason = g->alone              ? "not joined: alone"
+                             : x->share < 1000000u ? "hears fewer than half of its members"
+                                                   : "";
+        json_t *o =
+            json_pack("{s:s,s:b,s:f,s:f,s:f,s:b,s:s,s:i,s:i,s:I,s:I,s:f,s:I,s:i,s:o,s:I}", "zone",
+                      sh_limit_zone_name(x->z), "global", 1, "rate", rate, "share", x->share / 1e6,
+                      "rate_now", rate * x->share / 1e6, "degraded", x->degraded, "reason", reason,
+                      "heard", (int)x->heard, "members", (int)x->known, "admitted_per_s",
+                      (json_int_t)x->local_rate, "cluster_estimate_per_s", (json_int_t)est,
+                      "node_share", est ? (double)x->local_rate / (double)est : 0.0, "keys",
+                      (json_int_t)sh_limit_zone_used(x->z), "shards_owned", (int)owned, "hot_keys",
+                      hot, "dirty_overflows", (json_int_t)sh_limit_zone_dirty_overflows(x->z));
         json_array_append_new(zones, o);
     }
     const sh_lg_stats_t *s = &g->st;
-    json_t *ch = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_sent",
-                           (json_int_t)s->msgs_sent, "bytes_sent", (json_int_t)s->bytes_sent,
-                           "messages_received", (json_int_t)s->msgs_recv, "bytes_received",
-                           (json_int_t)s->bytes_recv, "reports_sent", (json_int_t)s->reports_sent,
-                           "replies_sent", (json_int_t)s->replies_sent, "malformed",
-                           (json_int_t)s->malformed, "unknown_zone", (json_int_t)s->unknown_zone,
-                           "owner_timeouts", (json_int_t)s->exclusions);
+    json_t *ch = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "messages_sent", (json_int_t)s->msgs_sent,
+        "bytes_sent", (json_int_t)s->bytes_sent, "messages_received", (json_int_t)s->msgs_recv,
+        "bytes_received", (json_int_t)s->bytes_recv, "reports_sent", (json_int_t)s->reports_sent,
+        "replies_sent", (json_int_t)s->replies_sent, "malformed", (json_int_t)s->malformed,
+        "unknown_zone", (json_int_t)s->unknown_zone, "owner_timeouts", (json_int_t)s->exclusions);
     json_t *root = json_pack("{s:s,s:s,s:i,s:i,s:o,s:o}", "node", g->self, "design",
                              "shard owners (rendezvous)", "tick_ms", (int)SH_LG_TICK_MS, "shards",
                              (int)SH_LG_SHARDS, "channel", ch, "zones", zones);
@@ -831,11 +863,6 @@ static int io_send(void *ud, const char *to, const uint8_t *data, size_t len)
     return sh_service_send(ud, to, data, len);
 }
 
-static int io_broadcast(void *ud, const char *key, const uint8_t *data, size_t len)
-{
-    return sh_service_broadcast(ud, key, data, len);
-}
-
 static void member_cb(void *arg, const sh_service_member_t *m)
 {
     sh_lg_member(arg, m->name, m->status, 0);
@@ -847,7 +874,7 @@ static void svc_start(void *ud, sh_service_t *svc, uint64_t now)
     (void)now;
     if (engine != NULL)
         return;
-    sh_lg_io_t io = {svc, io_send, io_broadcast, sh_service_max_payload(svc)};
+    sh_lg_io_t io = {svc, io_send, NULL, sh_service_max_payload(svc)};
     engine = sh_lg_create(sh_service_self(svc), &io);
     sh_service_members(svc, member_cb, engine);
 }
@@ -888,8 +915,8 @@ static void svc_tick(void *ud, sh_service_t *svc, uint64_t now)
     sh_lg_tick(engine, now);
 }
 
-static int svc_recv(void *ud, sh_service_t *svc, const char *from, const uint8_t *data,
-                    size_t len, int direct, uint64_t now)
+static int svc_recv(void *ud, sh_service_t *svc, const char *from, const uint8_t *data, size_t len,
+                    int direct, uint64_t now)
 {
     (void)ud;
     (void)svc;

@@ -34,7 +34,8 @@
  * for SH_LG_DEAD_HOLD_MS after SWIM declared it dead, then not at all: a
  * minority cut off for longer takes the whole rate (it cannot tell the
  * others from dead ones forever). An owner that does not answer a report
- * within 300 ms is passed over for 2 s (its shards move). Shown in
+ * within 300 ms is passed over (its shards move) until it answers a probe
+ * (an empty report, every 2 s while SWIM lists it). Shown in
  * /metrics (shoal_limit_global_degraded, _share), in the log (each
  * change) and by `nodectl limits`.
  *
@@ -42,8 +43,10 @@
  *   type:u8 version:u8 zone:u64 seq:u32 n:u16 then n items: id:u64 v:varint
  *   REPORT (1): v = requests admitted since the last report
  *   REPLY  (2): v = the owner's excess (thousandths of a request), seq echoed
- *   RATE   (3): gossiped each second, one item (id 0), v = requests/s this
- *               node admitted in the zone (for the cluster estimate)
+ *   RATE   (3): zone 0; an item per zone: id = the zone's id, v = requests/s
+ *               this node admitted in it (the cluster estimate of nodectl
+ *               limits); sent each second directly to the next 16 live
+ *               members in turn (not gossiped: flat cost per node)
  * Anything short, of another version, with n above SH_LG_MAX_ITEMS, a
  * varint over 10 bytes or trailing bytes is dropped and counted.
  *

@@ -312,7 +312,8 @@ static uint64_t rate_of(const sh_limit_def_t *d)
     return sh_limit_zone_is_global(d->zone) ? sh_limit_zone_rate_now(d->zone) : d->rate;
 }
 
-static int lookup(const sh_limit_t *l, looked_t *lk, int64_t now, int account, int64_t *excess)
+static int lookup(const sh_limit_t *l, looked_t *lk, int64_t now, int account, int64_t *excess,
+                  const char *key, size_t klen)
 {
     const sh_limit_def_t *d = l->def;
     uint64_t rate = rate_of(d);
@@ -341,8 +342,13 @@ static int lookup(const sh_limit_t *l, looked_t *lk, int64_t now, int account, i
         e->v1 = account ? now : SH_LIMIT_REQ_NEVER;
         rc = account ? SH_LIMIT_REQ_OK : SH_LIMIT_REQ_AGAIN;
     }
-    if (rc == SH_LIMIT_REQ_OK)
-        sh_limit_zone_mark(s, e, 1); /* global zones: for the peers */
+    if (rc == SH_LIMIT_REQ_OK || rc == SH_LIMIT_REQ_AGAIN) {
+        /* global zones: a key's text once per tick, for nodectl limits */
+        if (sh_limit_zone_is_global(d->zone) && sh_limit_zone_pending(s, e) == 0)
+            sh_limit_zone_sample(s, e->h0, key, klen);
+        if (rc == SH_LIMIT_REQ_OK)
+            sh_limit_zone_mark(s, e, 1); /* for the peers */
+    }
     if (rc == SH_LIMIT_REQ_AGAIN) {
         e->pin++;
         lk->e = e;
@@ -395,8 +401,8 @@ static int limit_req_handler(sh_request_t *r)
             continue;
         }
         sh_limit_zone_hash(limit->def->zone, key, klen, &lk[n].id);
+        rc = lookup(limit, &lk[n], now, n == c->n - 1, &excess, key, klen);
         r->scratch.len = mark;
-        rc = lookup(limit, &lk[n], now, n == c->n - 1, &excess);
         if (rc != SH_LIMIT_REQ_AGAIN)
             break;
     }
@@ -492,6 +498,8 @@ static int lr_preconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static int lr_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
+    /* the cluster side of global zones, and GET /v1/limits even with none */
+    sh_limit_global_register();
     int rc = sh_limit_resolve(cf, m, &sh_limit_req_module);
     if (rc == 0)
         rc = sh_phase_add(cf, m, SH_PHASE_PREACCESS, limit_req_handler);

@@ -32,9 +32,14 @@ struct sh_limit_stripe_s {
     struct dirty_rec {
         uint32_t ix; /* entry index + 1 */
         uint32_t n;  /* requests */
-    } *dirty;
+    } * dirty;
     uint32_t ndirty;
     _Atomic uint64_t dirty_overflows;
+    /* global zones: the text of a few keys seen lately, for `nodectl limits` */
+    struct key_sample {
+        uint64_t h0;
+        char text[SH_LIMIT_SAMPLE_TEXT];
+    } * samples;
 };
 
 struct sh_limit_zone_s {
@@ -113,6 +118,7 @@ void sh_limit_zone_destroy(sh_limit_zone_t *z)
     for (unsigned i = 0; i < z->nstripes; i++) {
         pthread_mutex_destroy(&z->stripes[i].mu);
         sh_free(z->stripes[i].dirty);
+        sh_free(z->stripes[i].samples);
     }
     free(z->stripes);
     sh_free(z->mem);
@@ -380,9 +386,10 @@ void sh_limit_zone_set_global(sh_limit_zone_t *z, uint64_t rate)
     z->rate = rate;
     atomic_store(&z->share, 1000000u);
     for (unsigned i = 0; i < z->nstripes; i++) {
-        uint32_t cap = z->stripes[i].cap < SH_LIMIT_DIRTY_MAX ? z->stripes[i].cap
-                                                              : SH_LIMIT_DIRTY_MAX;
+        uint32_t cap =
+            z->stripes[i].cap < SH_LIMIT_DIRTY_MAX ? z->stripes[i].cap : SH_LIMIT_DIRTY_MAX;
         z->stripes[i].dirty = sh_calloc(cap ? cap : 1, sizeof(struct dirty_rec));
+        z->stripes[i].samples = sh_calloc(SH_LIMIT_SAMPLES, sizeof(struct key_sample));
     }
     z->global = 1;
 }
@@ -480,6 +487,51 @@ void sh_limit_zone_drain(sh_limit_stripe_t *s, void (*fn)(void *ud, uint64_t h0,
         } /* else the entry was removed (and maybe reused) since: dropped */
     }
     s->ndirty = 0;
+}
+
+void sh_limit_zone_sample(sh_limit_stripe_t *s, uint64_t h0, const char *key, size_t len)
+{
+    if (s->samples == NULL)
+        return;
+    struct key_sample *k = &s->samples[h0 % SH_LIMIT_SAMPLES];
+    if (k->h0 == h0 && k->text[0] != '\0')
+        return;
+    size_t n = len < SH_LIMIT_SAMPLE_TEXT - 1 ? len : SH_LIMIT_SAMPLE_TEXT - 1;
+    int printable = 1;
+    for (size_t i = 0; i < n; i++)
+        printable &= key[i] >= 0x20 && key[i] < 0x7f && key[i] != '"' && key[i] != '\\';
+    k->h0 = h0;
+    if (printable) {
+        memcpy(k->text, key, n);
+        k->text[n] = '\0';
+    } else { /* $binary_remote_addr and the like: hex */
+        static const char hx[] = "0123456789abcdef";
+        size_t j = 0;
+        k->text[j++] = '0';
+        k->text[j++] = 'x';
+        for (size_t i = 0; i < len && j + 2 < SH_LIMIT_SAMPLE_TEXT; i++) {
+            k->text[j++] = hx[(unsigned char)key[i] >> 4];
+            k->text[j++] = hx[(unsigned char)key[i] & 15];
+        }
+        k->text[j] = '\0';
+    }
+}
+
+int sh_limit_zone_key_text(sh_limit_zone_t *z, uint64_t h0, char *out, size_t outlen)
+{
+    sh_limit_id_t id;
+    sh_limit_zone_id_of(z, h0, &id);
+    sh_limit_stripe_t *s = sh_limit_zone_lock(z, &id);
+    int found = 0;
+    if (s->samples != NULL) {
+        const struct key_sample *k = &s->samples[h0 % SH_LIMIT_SAMPLES];
+        if (k->h0 == h0 && k->text[0] != '\0') {
+            snprintf(out, outlen, "%s", k->text);
+            found = 1;
+        }
+    }
+    sh_limit_zone_unlock(s);
+    return found;
 }
 
 uint64_t sh_limit_zone_dirty_overflows(const sh_limit_zone_t *z)

@@ -64,7 +64,7 @@ typedef struct {
     uint32_t chain;  /* next entry in the bucket (index + 1; 0: none) */
     uint32_t prev;   /* LRU neighbours (index + 1; 0: none); head: most recent */
     uint32_t next;
-    uint16_t pin;   /* requests between lookup and account (nginx's count; one per worker at most) */
+    uint16_t pin; /* requests between lookup and account (nginx's count; one per worker at most) */
     uint16_t dirty; /* global zones: its record in the stripe's dirty log + 1 (0: none) */
     int64_t v0, v1; /* the kind's state (limit_req.h, limit_conn.h) */
 } sh_limit_zone_entry_t;
@@ -158,6 +158,14 @@ sh_limit_stripe_t *sh_limit_zone_stripe(sh_limit_zone_t *z, unsigned i);
 void sh_limit_zone_drain(sh_limit_stripe_t *s, void (*fn)(void *ud, uint64_t h0, uint32_t n),
                          void *ud);
 uint64_t sh_limit_zone_dirty_overflows(const sh_limit_zone_t *z);
+/* Keep the text of key h0 (the first SH_LIMIT_SAMPLE_TEXT - 1 bytes,
+ * unprintable ones as '?') in one of the stripe's SH_LIMIT_SAMPLES slots
+ * (stripe s locked), so `nodectl limits` can name a hot key; and find it
+ * again (0 when it is not kept). */
+#define SH_LIMIT_SAMPLES     8u
+#define SH_LIMIT_SAMPLE_TEXT 48u
+void sh_limit_zone_sample(sh_limit_stripe_t *s, uint64_t h0, const char *key, size_t len);
+int sh_limit_zone_key_text(sh_limit_zone_t *z, uint64_t h0, char *out, size_t outlen);
 /* The registered global zones, one more reference each (release them):
  * how many were written to out (max at most). */
 size_t sh_limit_zone_globals(sh_limit_zone_t **out, size_t max);

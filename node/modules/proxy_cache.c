@@ -36,6 +36,7 @@
 #include <time.h>
 
 #include "cache/cache.h"
+#include "cluster/purge.h"
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -652,6 +653,7 @@ static int tag_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 
 static const sh_conf_cmd_t pc_cmds[] = {
     {"proxy_cache_path", SH_CTX_HTTP | SH_CONF_2MORE, path_set, 0, NULL},
+    {"cache_purge_log", SH_CTX_HTTP | SH_CONF_TAKE12, sh_purge_log_set, 0, NULL},
     {"proxy_cache", LOC | SH_CONF_TAKE1, cache_set, 0, NULL},
     {"proxy_cache_key", LOC | SH_CONF_TAKE1, key_set, 0, NULL},
     {"proxy_cache_valid", LOC | SH_CONF_1MORE, valid_set, 0, NULL},
@@ -813,6 +815,9 @@ static void serve_body(sh_request_t *r)
         if (sh_response_body(r, p, want) != 0)
             return;
     }
+    /* every byte is queued: let the store forget the pinned body now */
+    sh_cache_hit_free(x->hit);
+    x->hit = NULL;
     if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
         sh_request_finish(r);
 }
@@ -1219,6 +1224,10 @@ static void wait_timer_cb(uv_timer_t *t)
 /* Go to the upstream (the content phase: proxy_pass). */
 static int go_upstream(sh_request_t *r, pc_ctx_t *x, int status, int store)
 {
+    /* HTTP/2 ends a HEAD's stream with its head: the body of a HEAD sent
+     * as GET could not be read into the cache, so it is not asked for */
+    if (r->head_only && r->h2s != NULL)
+        store = 0;
     x->status = status;
     x->store = store;
     const pc_loc_t *c = x->conf;
@@ -1403,8 +1412,8 @@ static int lookup_handler(sh_request_t *r)
     x->key[kb.len] = 0;
     x->key_len = x->base_len = kb.len;
     sh_buf_dispose(&kb);
-    if (c->nbypass > 0 && cond_true(r, c->bypass, c->nbypass))
-        return go_upstream(r, x, ST_BYPASS, 1);
+    if ((c->nbypass > 0 && cond_true(r, c->bypass, c->nbypass)) || sh_purge_holding())
+        return go_upstream(r, x, ST_BYPASS, 1); /* holding: purges not caught up yet */
     return lookup(r, x);
 }
 
@@ -1495,10 +1504,19 @@ sh_conf_module_t sh_proxy_cache_module = {
 
 /* ------------------------------------------------------ observability -- */
 
+#define ZSNAP_MAX 64
 typedef struct {
     FILE *f;
     int json;
     int first;
+    /* for /metrics: every zone first, then family by family (Prometheus'
+     * text format wants each family's lines together) */
+    struct {
+        char name[64];
+        zstat_t *st;
+        sh_cache_stats_t s;
+    } z[ZSNAP_MAX];
+    size_t n;
 } emit_t;
 
 static void emit_zone(sh_cache_t *cache, void *arg)
@@ -1525,55 +1543,75 @@ static void emit_zone(sh_cache_t *cache, void *arg)
         e->first = 0;
         return;
     }
-    static const struct {
-        const char *status;
-        size_t off;
-    } st[] = {
-        {"hit", offsetof(zstat_t, hits)},          {"miss", offsetof(zstat_t, misses)},
-        {"expired", offsetof(zstat_t, expired)},   {"stale", offsetof(zstat_t, stale)},
-        {"updating", offsetof(zstat_t, updating)}, {"revalidated", offsetof(zstat_t, revalidated)},
-        {"bypass", offsetof(zstat_t, bypass)}};
-    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
-        fprintf(e->f, "shoal_cache_requests_total{zone=\"%s\",status=\"%s\"} %llu\n", name,
-                st[i].status,
-                (unsigned long long)atomic_load_explicit(
-                    (_Atomic uint64_t *)((char *)z + st[i].off), memory_order_relaxed));
-    fprintf(e->f, "shoal_cache_served_bytes_total{zone=\"%s\"} %llu\n", name, L(bytes_served));
-    fprintf(e->f, "shoal_cache_fills_total{zone=\"%s\"} %llu\n", name, (unsigned long long)s.fills);
-    fprintf(e->f, "shoal_cache_fills_dropped_total{zone=\"%s\"} %llu\n", name,
-            (unsigned long long)s.fills_dropped);
-    fprintf(e->f, "shoal_cache_evictions_total{zone=\"%s\"} %llu\n", name,
-            (unsigned long long)(s.evictions + s.expired));
-    fprintf(e->f, "shoal_cache_purged_total{zone=\"%s\"} %llu\n", name,
-            (unsigned long long)s.purged);
-    fprintf(e->f, "shoal_cache_entries{zone=\"%s\"} %llu\n", name, (unsigned long long)s.entries);
-    fprintf(e->f, "shoal_cache_size_bytes{zone=\"%s\"} %llu\n", name, (unsigned long long)s.size);
-    fprintf(e->f, "shoal_cache_max_size_bytes{zone=\"%s\"} %llu\n", name,
-            (unsigned long long)s.max_size);
+    if (e->n < ZSNAP_MAX) {
+        snprintf(e->z[e->n].name, sizeof(e->z[0].name), "%s", name);
+        e->z[e->n].st = z;
+        e->z[e->n].s = s;
+        e->n++;
+    }
 #undef L
 }
 
 void sh_proxy_cache_metrics(FILE *f)
 {
-    fputs("# HELP shoal_cache_requests_total Requests of proxy_cache locations by "
-          "$upstream_cache_status.\n# TYPE shoal_cache_requests_total counter\n"
-          "# HELP shoal_cache_served_bytes_total Body bytes answered from the cache.\n"
-          "# TYPE shoal_cache_served_bytes_total counter\n"
-          "# HELP shoal_cache_fills_total Responses stored.\n"
-          "# TYPE shoal_cache_fills_total counter\n"
-          "# HELP shoal_cache_fills_dropped_total Fills dropped (queue, map or disk full).\n"
-          "# TYPE shoal_cache_fills_dropped_total counter\n"
-          "# HELP shoal_cache_evictions_total Entries removed for max_size, min_free or "
-          "inactive.\n# TYPE shoal_cache_evictions_total counter\n"
-          "# HELP shoal_cache_purged_total Entries removed or marked stale by purges.\n"
-          "# TYPE shoal_cache_purged_total counter\n"
-          "# HELP shoal_cache_entries Entries stored.\n# TYPE shoal_cache_entries gauge\n"
-          "# HELP shoal_cache_size_bytes Bytes stored.\n# TYPE shoal_cache_size_bytes gauge\n"
-          "# HELP shoal_cache_max_size_bytes The max_size in force.\n"
-          "# TYPE shoal_cache_max_size_bytes gauge\n",
-          f);
-    emit_t e = {f, 0, 1};
-    sh_cache_each(emit_zone, &e);
+    emit_t *e = sh_new(emit_t);
+    e->f = f;
+    sh_cache_each(emit_zone, e);
+    static const struct {
+        const char *name, *type, *help, *status;
+        size_t off; /* in zstat_t, or (with store 1) in sh_cache_stats_t */
+        int store;
+    } fam[] = {
+        {"shoal_cache_requests_total", "counter",
+         "Requests of proxy_cache locations by $upstream_cache_status.", "hit",
+         offsetof(zstat_t, hits), 0},
+        {NULL, NULL, NULL, "miss", offsetof(zstat_t, misses), 0},
+        {NULL, NULL, NULL, "expired", offsetof(zstat_t, expired), 0},
+        {NULL, NULL, NULL, "stale", offsetof(zstat_t, stale), 0},
+        {NULL, NULL, NULL, "updating", offsetof(zstat_t, updating), 0},
+        {NULL, NULL, NULL, "revalidated", offsetof(zstat_t, revalidated), 0},
+        {NULL, NULL, NULL, "bypass", offsetof(zstat_t, bypass), 0},
+        {"shoal_cache_served_bytes_total", "counter", "Body bytes answered from the cache.", NULL,
+         offsetof(zstat_t, bytes_served), 0},
+        {"shoal_cache_fills_total", "counter", "Responses stored.", NULL,
+         offsetof(sh_cache_stats_t, fills), 1},
+        {"shoal_cache_fills_dropped_total", "counter",
+         "Fills dropped (writer queue, map or disk full).", NULL,
+         offsetof(sh_cache_stats_t, fills_dropped), 1},
+        {"shoal_cache_evictions_total", "counter",
+         "Entries removed for max_size, min_free, the keys_zone or inactive.", NULL,
+         offsetof(sh_cache_stats_t, evictions), 2},
+        {"shoal_cache_purged_total", "counter", "Entries removed or marked stale by purges.", NULL,
+         offsetof(sh_cache_stats_t, purged), 1},
+        {"shoal_cache_entries", "gauge", "Entries stored.", NULL,
+         offsetof(sh_cache_stats_t, entries), 1},
+        {"shoal_cache_size_bytes", "gauge", "Bytes stored.", NULL, offsetof(sh_cache_stats_t, size),
+         1},
+        {"shoal_cache_max_size_bytes", "gauge", "The max_size in force.", NULL,
+         offsetof(sh_cache_stats_t, max_size), 1},
+    };
+    const char *cur = NULL;
+    for (size_t i = 0; i < sizeof(fam) / sizeof(fam[0]) && e->n > 0; i++) {
+        if (fam[i].name != NULL) {
+            cur = fam[i].name;
+            fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", cur, fam[i].help, cur, fam[i].type);
+        }
+        for (size_t k = 0; k < e->n; k++) {
+            uint64_t v;
+            if (fam[i].store == 0)
+                v = atomic_load_explicit((_Atomic uint64_t *)((char *)e->z[k].st + fam[i].off),
+                                         memory_order_relaxed);
+            else
+                v = *(const uint64_t *)((const char *)&e->z[k].s + fam[i].off) +
+                    (fam[i].store == 2 ? e->z[k].s.expired : 0);
+            if (fam[i].status != NULL)
+                fprintf(f, "%s{zone=\"%s\",status=\"%s\"} %llu\n", cur, e->z[k].name, fam[i].status,
+                        (unsigned long long)v);
+            else
+                fprintf(f, "%s{zone=\"%s\"} %llu\n", cur, e->z[k].name, (unsigned long long)v);
+        }
+    }
+    sh_free(e);
 }
 
 char *sh_proxy_cache_stats_json(void)
@@ -1583,10 +1621,14 @@ char *sh_proxy_cache_stats_json(void)
     FILE *f = open_memstream(&out, &len);
     if (f == NULL)
         return NULL;
-    emit_t e = {f, 1, 1};
+    emit_t *e = sh_new(emit_t);
+    e->f = f;
+    e->json = 1;
+    e->first = 1;
     fputc('[', f);
-    sh_cache_each(emit_zone, &e);
+    sh_cache_each(emit_zone, e);
     fputc(']', f);
+    sh_free(e);
     fclose(f);
     return out;
 }

@@ -352,8 +352,9 @@ static char *map_path(const sh_request_t *r, const static_loc_t *c, const char *
 {
     const char *rest = uri;
     size_t rl = len;
-    if (c->alias && r->loc->match != SH_LOC_REGEX && r->loc->match != SH_LOC_REGEX_CASELESS) {
-        size_t pl = r->loc->name_len;
+    const sh_http_loc_t *loc = sh_http_loc_real(r->loc); /* an `if` block's: its location's */
+    if (c->alias && loc->match != SH_LOC_REGEX && loc->match != SH_LOC_REGEX_CASELESS) {
+        size_t pl = loc->name_len;
         if (pl > rl)
             pl = rl;
         rest += pl;
@@ -841,6 +842,14 @@ static void job_done(uv_work_t *w, int status)
         sh_phase_answer(r, code);
         return;
     }
+    if (last[0] == '@') { /* a named location: continue there (nginx) */
+        const sh_http_loc_t *named = sh_http_find_named(r->srv, last, strlen(last));
+        if (named == NULL)
+            sh_phase_answer(r, 500);
+        else
+            sh_phase_named(r, named);
+        return;
+    }
     if (sh_phase_redirect(r, last, strlen(last)) != 0)
         sh_phase_answer(r, 500);
 }
@@ -910,6 +919,34 @@ static int static_handler(sh_request_t *r)
     return job_start(x, JOB_OPEN);
 }
 
+/* $request_filename (root or alias + $uri) and $document_root, the
+ * module's variables. */
+static int var_request_filename(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    if (r->loc == NULL || r->uri.p == NULL)
+        return 0;
+    const static_loc_t *c = sh_http_loc_conf(r->loc, &sh_static_module);
+    if (data != NULL) {
+        sh_buf_appends(out, c->root);
+        return 1;
+    }
+    char *p = map_path(r, c, r->uri.p, r->uri.len);
+    if (p == NULL)
+        return 0;
+    sh_buf_appends(out, p);
+    sh_free(p);
+    return 1;
+}
+
+static int static_preconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    (void)m;
+    int rc = sh_vars_define(cf, "request_filename", var_request_filename, NULL);
+    if (rc == 0)
+        rc = sh_vars_define(cf, "document_root", var_request_filename, (const void *)1);
+    return rc;
+}
+
 static int static_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
     int rc = sh_phase_add(cf, m, SH_PHASE_PRECONTENT, try_files_handler);
@@ -957,6 +994,7 @@ static const sh_http_module_t static_ctx = {
     .create_loc = static_create_loc,
     .merge_loc = static_merge_loc,
     .destroy_loc = static_destroy_loc,
+    .preconfiguration = static_preconf,
     .postconfiguration = static_postconf,
 };
 

@@ -20,6 +20,7 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "node/pipeline/corevars.h"
 #include "node/pipeline/pipeline.h"
 #include "node/pipeline/regex.h"
 #include "node/pipeline/vars.h"
@@ -433,8 +434,8 @@ static int location_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     for (size_t i = 0; i < parent->nchildren; i++) {
         sh_http_loc_t *o = parent->children[i];
         if (o->match != SH_LOC_REGEX && o->match != SH_LOC_REGEX_CASELESS &&
-            (o->match == SH_LOC_EXACT) == (match == SH_LOC_EXACT) && match != SH_LOC_REGEX &&
-            match != SH_LOC_REGEX_CASELESS && strcmp(o->name, name) == 0)
+            o->match != SH_LOC_IF && (o->match == SH_LOC_EXACT) == (match == SH_LOC_EXACT) &&
+            match != SH_LOC_REGEX && match != SH_LOC_REGEX_CASELESS && strcmp(o->name, name) == 0)
             return sh_conf_error(cf, "duplicate location \"%s\"", name);
     }
     sh_regex_t *re = NULL;
@@ -464,6 +465,28 @@ static int location_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     int rc = sh_conf_walk(cf, n->child, SH_CTX_LOCATION, loc->confs);
     cf->user = b;
     return rc;
+}
+
+sh_http_loc_t *sh_http_loc_create_if(sh_conf_t *cf)
+{
+    sh_http_block_t *b = cf->user;
+    sh_http_loc_t *parent = b->loc;
+    sh_http_loc_t *loc = loc_create(cf, b->srv, parent);
+    sh_free(loc->name);
+    loc->name = sh_strndup(parent->name, parent->name_len);
+    loc->name_len = parent->name_len;
+    loc->match = SH_LOC_IF;
+    parent->children =
+        sh_realloc(parent->children, (parent->nchildren + 1) * sizeof(*parent->children));
+    parent->children[parent->nchildren++] = loc;
+    return loc;
+}
+
+const sh_http_loc_t *sh_http_loc_real(const sh_http_loc_t *loc)
+{
+    while (loc->match == SH_LOC_IF && loc->parent != NULL)
+        loc = loc->parent;
+    return loc;
 }
 
 static int listen_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
@@ -555,7 +578,6 @@ static int server_name_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 static void *core_create_loc(void)
 {
     sh_http_core_loc_t *c = sh_new(sh_http_core_loc_t);
-    c->ret_code = SH_CONF_UNSET;
     c->keepalive_timeout = SH_CONF_UNSET_MSEC;
     c->keepalive_requests = SH_CONF_UNSET;
     c->client_header_timeout = SH_CONF_UNSET_MSEC;
@@ -574,24 +596,6 @@ static void *core_create_loc(void)
 static int core_merge_loc(sh_conf_t *cf, void *parent, void *conf)
 {
     sh_http_core_loc_t *p = parent, *c = conf;
-    /* `return` is not inherited into nested locations in nginx (it is a
-     * rewrite-phase action of its own level) but it is from server level
-     * to the locations? No: nginx runs the server-level rewrite phase
-     * first, so a server-level return answers every request. We model
-     * that by inheriting it. */
-    /* A location's own `return` belongs to its rewrite phase and is not
-     * inherited by nested locations (nginx); one inherited from the server
-     * level passes on down. */
-    const sh_http_block_t *blk = cf->user;
-    int parent_is_loc =
-        blk->loc != NULL && blk->loc->parent != NULL && blk->loc->parent != blk->loc->srv->loc;
-    if (c->ret_code == SH_CONF_UNSET && parent_is_loc && !p->ret_inherited) {
-        c->ret_code = SH_CONF_UNSET;
-    } else if (c->ret_code == SH_CONF_UNSET) {
-        c->ret_code = p->ret_code;
-        c->ret_text = p->ret_text;
-        c->ret_inherited = 1;
-    }
     SH_CONF_MERGE_MSEC(c->keepalive_timeout, p->keepalive_timeout, 75000);
     SH_CONF_MERGE(c->keepalive_requests, p->keepalive_requests, 1000);
     SH_CONF_MERGE_MSEC(c->client_header_timeout, p->client_header_timeout, 60000);
@@ -609,38 +613,7 @@ static int core_merge_loc(sh_conf_t *cf, void *parent, void *conf)
 
 static void core_destroy_loc(void *conf)
 {
-    sh_http_core_loc_t *c = conf;
-    if (!c->ret_inherited)
-        sh_cv_destroy(c->ret_text);
-    sh_free(c);
-}
-
-static int return_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
-{
-    sh_http_core_loc_t *c = conf;
-    const sh_conf_node_t *n = cf->node;
-    if (c->ret_code != SH_CONF_UNSET)
-        return sh_conf_error(cf, "\"return\" directive is duplicate");
-    int code;
-    const char *text = NULL;
-    if (sh_conf_parse_int(n->args[1], &code) == 0) {
-        if (code > 999)
-            return sh_conf_error(cf, "invalid return code \"%s\"", n->args[1]);
-        if (n->nargs == 3)
-            text = n->args[2];
-    } else {
-        /* `return URL;` is a 302 to that URL (nginx) */
-        if (n->nargs != 2 ||
-            (strncmp(n->args[1], "http://", 7) != 0 && strncmp(n->args[1], "https://", 8) != 0 &&
-             strncmp(n->args[1], "$scheme", 7) != 0))
-            return sh_conf_error(cf, "invalid return code \"%s\"", n->args[1]);
-        code = 302;
-        text = n->args[1];
-    }
-    c->ret_code = code;
-    if (text != NULL)
-        return sh_cv_compile(cf, text, &c->ret_text);
-    return 0;
+    sh_free(conf);
 }
 
 static int large_buffers_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
@@ -667,7 +640,6 @@ static const sh_conf_cmd_t core_cmds[] = {
      0, NULL},
     {"listen", SH_CTX_SERVER | SH_CONF_1MORE, listen_set, 0, NULL},
     {"server_name", SH_CTX_SERVER | SH_CONF_1MORE, server_name_set, 0, NULL},
-    {"return", SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_IF | SH_CONF_TAKE12, return_set, 0, NULL},
     {"keepalive_timeout", LOC_CTX | SH_CONF_TAKE12, sh_conf_set_msec, OFF(keepalive_timeout), NULL},
     {"keepalive_requests", LOC_CTX | SH_CONF_TAKE1, sh_conf_set_num, OFF(keepalive_requests), NULL},
     {"client_header_timeout", SH_CTX_HTTP | SH_CTX_SERVER | SH_CONF_TAKE1, sh_conf_set_msec,
@@ -699,6 +671,7 @@ static const sh_conf_cmd_t core_cmds[] = {
 
 static const sh_http_module_t core_http_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
+    .preconfiguration = sh_core_vars_define,
     .create_loc = core_create_loc,
     .merge_loc = core_merge_loc,
     .destroy_loc = core_destroy_loc,

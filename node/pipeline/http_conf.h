@@ -80,7 +80,9 @@ enum sh_loc_match {
     SH_LOC_PREFERRED,      /* ^~ */
     SH_LOC_REGEX,          /* ~ */
     SH_LOC_REGEX_CASELESS, /* ~* */
-    SH_LOC_NAMED           /* @name: reached only by error_page / try_files */
+    SH_LOC_NAMED,          /* @name: reached only by error_page / try_files */
+    SH_LOC_IF              /* an `if` block's implicit location (rewrite module): entered when its
+                              condition holds, never by the router; named as its parent */
 };
 
 typedef struct sh_regex_s sh_regex_t;
@@ -133,8 +135,6 @@ struct sh_http_main_s {
 
 /* Settings of the http core module, at every level. */
 typedef struct {
-    int ret_code;      /* `return`: -1 when unset */
-    sh_cv_t *ret_text; /* text or URL, or NULL */
     uint64_t keepalive_timeout;
     int keepalive_requests;
     uint64_t client_header_timeout;
@@ -147,7 +147,6 @@ typedef struct {
     int large_header_buffers;        /* large_client_header_buffers: number */
     int server_tokens;
     int ignore_invalid_headers;
-    unsigned ret_inherited : 1; /* ret_text belongs to the parent */
 } sh_http_core_loc_t;
 
 extern sh_conf_module_t sh_http_core_module;
@@ -189,6 +188,14 @@ sh_http_srv_t *sh_http_find_server(const sh_http_addr_t *addr, const char *host,
 sh_http_loc_t *sh_http_find_location(const sh_http_srv_t *srv, const char *path, size_t len);
 /* The same on an already normalized URI. */
 sh_http_loc_t *sh_http_find_location_uri(const sh_http_srv_t *srv, const char *uri, size_t len);
+/* The implicit location of an `if` block at the level being walked
+ * (cf->user), for the rewrite module: created with every module's conf,
+ * added to the level's children (merged from it, never routed to). */
+sh_http_loc_t *sh_http_loc_create_if(sh_conf_t *cf);
+/* The location whose name and match an `if` location stands for (itself
+ * for others): its first ancestor that is not an `if`. */
+const sh_http_loc_t *sh_http_loc_real(const sh_http_loc_t *loc);
+
 /* The server's named location `@name` (name with its '@'), or NULL. */
 sh_http_loc_t *sh_http_find_named(const sh_http_srv_t *srv, const char *name, size_t len);
 

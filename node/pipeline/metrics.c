@@ -340,6 +340,10 @@ static int metrics_log(sh_request_t *r)
     const sh_http_loc_t *loc = r->loc ? r->loc : r->srv ? r->srv->loc : NULL;
     const metrics_loc_t *c = loc ? sh_http_loc_conf(loc, &sh_metrics_module) : NULL;
     uint64_t srv = c ? c->srv_id : 0, lid = c ? c->loc_id : 0;
+    if (srv == 0 && r->srv != NULL) { /* a location outside the server's tree */
+        const metrics_loc_t *sc = sh_http_loc_conf(r->srv->loc, &sh_metrics_module);
+        srv = sc ? sc->srv_id : 0;
+    }
     uint64_t code = r->status >= 100 && r->status <= 999 ? (uint64_t)r->status : 0;
     uint64_t base = KEY_BIT | srv << 36 | lid << 16 | (uint64_t)proto_of(r) << 10;
     _Atomic uint64_t *v = row(b, &b->req, base | code);

@@ -147,12 +147,14 @@ struct sh_conn_s {
     sh_buf_t in;         /* bytes read but not consumed yet */
     sh_request_t *r;     /* the current request, or NULL */
     uint64_t id;         /* $connection */
+    uint64_t start_ms;   /* accepted at (worker clock): $connection_time */
     uint32_t nrequests;  /* $connection_requests */
     uint8_t state;       /* enum sh_conn_state */
     uint8_t reading : 1; /* uv_read_start is on */
     uint8_t closing : 1;
     uint8_t in_process : 1;  /* inside process(): do not re-enter */
     uint8_t proto_known : 1; /* HTTP/1.1 or HTTP/2 decided (ALPN, preface) */
+    uint8_t draining : 1;    /* processing bytes left after a request: pipelined */
     uint8_t tls_sniffed : 1; /* the first bytes on a TLS address were looked at */
     uint8_t closing_handles;
     uint16_t early_waiting;       /* requests waiting for the TLS handshake (sh_request_dispatch) */
@@ -191,9 +193,6 @@ struct sh_request_s {
     sh_body_filter_pt bf[SH_BODY_FILTERS_MAX];
     const sh_http1_header_t *trailers; /* for the writer, at the body's end */
     void (*on_drain)(sh_request_t *r); /* a content handler waits for the client */
-    /* A content handler other than the proxy that takes the request body
-     * (grpc_pass): sh_proxy_body() hands the bytes to it, same contract. */
-    int (*body_sink)(sh_request_t *r, const char *data, size_t len, int last);
     size_t ntrailers;
     char *head; /* copy of the request head; the parser's pointers point here */
     size_t head_len;
@@ -211,6 +210,7 @@ struct sh_request_s {
     uint64_t body_bytes_sent;
     uint64_t body_received;
     void *proxy;                   /* sh_proxy_req_t when proxying */
+    const struct sh_body_sink_s *sink; /* who takes the request body, or NULL */
     const sh_up_hooks_t *up_hooks; /* a module's wishes for the proxy, or NULL */
     void *h2s;                     /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
     uint64_t up_bytes_received;
@@ -243,6 +243,21 @@ struct sh_request_s {
     uint8_t try_done : 1;    /* try_files chose $uri: it does not run again */
     uint8_t error_page : 1;  /* an error_page redirect happened (recursive_error_pages) */
     uint8_t bad_host : 1;    /* HTTP/2 host differing from :authority: 400 (conn.c) */
+    uint8_t srv_checked : 1; /* the first server-config step ran (pipeline.c) */
+    uint8_t pipelined : 1;   /* its head came behind another request's bytes: $pipe */
+    uint8_t has_id : 1;      /* request_id is made */
+    uint8_t request_id[16];  /* $request_id, made on first use */
+    uint8_t loc_checked : 1; /* the first find-config step ran */
+    /* the URI is not the request line's any more (rewrite, internal
+     * redirect): a proxy sends r->uri, escaped, not the client's path */
+    uint8_t uri_changed : 1;
+    /* `rewrite ... break` changed the URI inside the location: proxy_pass
+     * with a URI sends the whole changed URI (nginx's !valid_location) */
+    uint8_t uri_break : 1;
+    /* $1..$9 and named captures of the last regex that matched in the
+     * rewrite module (rewrite, if), else NULL: the location's (vars.c) */
+    const struct sh_captures_s *caps;
+    const struct sh_captures_s *named_caps; /* its last regex with named groups */
 
     /* ---- From here on, kept when the object is reused for the next
      * request (per-worker free list): buffers are emptied, not freed, and
@@ -260,6 +275,7 @@ struct sh_request_s {
     sh_buf_t up_connect_time; /* seconds with ms: 0.001 */
     sh_buf_t up_header_time;
     sh_buf_t up_response_time;
+    sh_buf_t up_response_length; /* response body bytes of each try */
     /* "Name: value\r\n" lines of the upstream's response head and of the
      * head sent to the client, for $upstream_http_NAME / $sent_http_NAME;
      * kept only when the configuration uses those (sh_vars_want_fields). */
@@ -322,10 +338,15 @@ struct sh_worker_s {
     int64_t date_sec;
     sh_request_t *req_cache[SH_CACHE_MAX]; /* free lists: no malloc per request */
     int nreq_cache;
+    /* HTTP/2 streams' response buffers, kept warm (http2.c): a 100 KB body
+     * neither grows a buffer by reallocs nor faults in fresh pages */
+    sh_buf_t h2_out_cache[16];
+    int nh2_out_cache;
     sh_request_t *dead; /* requests freed this iteration (deferred free) */
     uv_check_t dead_check;
     void *proxy_cache[SH_CACHE_MAX];
     int nproxy_cache;
+    void *resolver; /* the resolver's per-worker state (node/proxy/resolver.c), or NULL */
     /* HTTP/2 (http2.c): connections due for a write pass at the end of
      * this loop iteration, scratch buffers, and counters */
     uv_check_t h2_check;
@@ -406,7 +427,29 @@ void sh_request_respond(sh_request_t *r, int status, const char *ctype, const ch
 void sh_request_finish(sh_request_t *r);
 /* The response cannot be completed (upstream died mid-body): close. */
 void sh_request_abort(sh_request_t *r);
-/* The proxy is ready for (more) request body bytes, or paused them. */
+/*
+ * The request body's consumer (issue 10: the protocols never name the
+ * proxy). A content handler that forwards the body (proxy_pass, grpc_pass)
+ * sets r->sink before asking for the body; the protocols call it:
+ * - start: a body being buffered (r->buffering, set by the handler) is
+ *   complete, or larger than client_body_buffer_size: go on with what is
+ *   in r->rb;
+ * - body: a piece (last: the end); nonzero asks for no more until
+ *   sh_request_body_resume;
+ * - drained: the client took the queued response: 1 if the sink resumes
+ *   its side, 0 to let the request's on_drain go on;
+ * - tunnel: client bytes after a 101 (nonzero: pause reading);
+ * - detach: the request ends (before the log phase): let go.
+ */
+typedef struct sh_body_sink_s {
+    void (*start)(sh_request_t *r);
+    int (*body)(sh_request_t *r, const char *data, size_t len, int last);
+    int (*drained)(sh_request_t *r);
+    int (*tunnel)(sh_request_t *r, const char *data, size_t len);
+    void (*detach)(sh_request_t *r);
+} sh_body_sink_t;
+
+/* The body's consumer is ready for (more) request body bytes, or paused them. */
 void sh_request_body_resume(sh_request_t *r);
 /* The response was 101: the connection becomes a two-way tunnel. */
 void sh_request_start_tunnel(sh_request_t *r);

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "node/conn/tls.h"
 #include "node/pipeline/node.h"
+#include "node/pipeline/regex.h"
 #include "node/pipeline/reqlog.h"
 
 #define PHASE_HANDLERS_MAX 16 /* per phase */
@@ -43,6 +44,7 @@ struct sh_pipeline_s {
 };
 
 static int find_config(sh_request_t *r);
+static int server_config(sh_request_t *r);
 
 sh_pipeline_t *sh_pipeline_create(void)
 {
@@ -60,7 +62,7 @@ void sh_pipeline_destroy(sh_pipeline_t *p)
 int sh_phase_add(sh_conf_t *cf, sh_http_main_t *m, sh_phase_t phase, sh_phase_handler_pt h)
 {
     sh_pipeline_t *p = m->pipeline;
-    if (phase == SH_PHASE_FIND_CONFIG || phase >= SH_PHASE_COUNT)
+    if (phase == SH_PHASE_FIND_CONFIG || (unsigned)phase >= SH_PHASE_COUNT)
         return sh_conf_error(cf, "no handler may be added to phase %d", (int)phase);
     if (p->nreg[phase] >= PHASE_HANDLERS_MAX)
         return sh_conf_error(cf, "too many handlers in phase %d", (int)phase);
@@ -114,7 +116,7 @@ int sh_pipeline_build(sh_conf_t *cf, sh_http_main_t *m)
 {
     (void)cf;
     sh_pipeline_t *p = m->pipeline;
-    unsigned total = 1; /* find-config */
+    unsigned total = 2; /* server-config, find-config */
     for (int ph = 0; ph < SH_PHASE_COUNT; ph++)
         total += p->nreg[ph];
     p->run = sh_calloc(total, sizeof(*p->run));
@@ -123,6 +125,8 @@ int sh_pipeline_build(sh_conf_t *cf, sh_http_main_t *m)
         p->start[ph] = p->nrun;
         if (ph == SH_PHASE_FIND_CONFIG)
             p->run[p->nrun++] = (entry_t){find_config, (uint8_t)ph};
+        if (ph == SH_PHASE_SERVER_REWRITE)
+            p->run[p->nrun++] = (entry_t){server_config, (uint8_t)ph};
         for (unsigned i = 0; i < p->nreg[ph]; i++)
             p->run[p->nrun++] = (entry_t){p->reg[ph][i], (uint8_t)ph};
     }
@@ -182,6 +186,16 @@ static void run(sh_request_t *r)
         case SH_PH_PAUSE:
             r->paused = 1;
             return;
+        case SH_PH_RELOCATE:
+            if (++r->nredirects > REDIRECTS_MAX) {
+                sh_req_log(SH_LOG_ERR, r->c, r, NULL,
+                           "rewrite or internal redirection cycle while processing \"%.*s\"",
+                           (int)r->uri.len, r->uri.p);
+                sh_phase_answer(r, 500);
+                return;
+            }
+            r->ph = p->start[SH_PHASE_FIND_CONFIG];
+            continue;
         default:
             sh_phase_answer(r, rc >= 100 && rc <= 999 ? rc : 500);
             return;
@@ -221,7 +235,8 @@ int sh_phase_redirect(sh_request_t *r, const char *uri, size_t len)
     if (q != NULL)
         r->args = (sh_str_t){r->uri_buf.data + ul + 1, len - ul - 1};
     r->internal = 1;
-    r->ph = pipeline_of(r)->start[SH_PHASE_FIND_CONFIG];
+    r->uri_changed = 1;
+    r->ph = pipeline_of(r)->start[SH_PHASE_SERVER_REWRITE];
     run(r);
     return 0;
 }
@@ -259,44 +274,72 @@ void sh_phase_log(sh_request_t *r)
         p->run[i].fn(r);
 }
 
+/* r's keep-alive under its current location's settings: decided from the
+ * request at the first step, only turned off after (nginx's
+ * ngx_http_update_location_config). */
+static void set_keepalive(sh_request_t *r)
+{
+    sh_conn_t *c = r->c;
+    r->keepalive =
+        r->keepalive && r->core->keepalive_timeout > 0 &&
+        (r->core->keepalive_requests <= 0 || c->nrequests < (uint32_t)r->core->keepalive_requests);
+}
+
+/* The engine's own first step of the server-rewrite phase: the request
+ * is in its server's configuration (nginx's r->loc_conf before the
+ * location is found), where the server level's rewrite directives run;
+ * entered again by internal redirects. A request nginx refuses before any
+ * phase (a bad URI or Host) is refused here. */
+static int server_config(sh_request_t *r)
+{
+    r->loc = r->srv->loc;
+    r->core = sh_http_loc_conf(r->loc, &sh_http_core_module);
+    if (r->srv_checked) {
+        set_keepalive(r);
+        return SH_PH_DECLINED;
+    }
+    r->srv_checked = 1;
+    r->keepalive = r->h.keep_alive && !r->c->w->stopping;
+    set_keepalive(r);
+    if (r->bad_uri || r->bad_host) {
+        sh_req_log(SH_LOG_INFO, r->c, r, NULL, "client sent invalid %s",
+                   r->bad_host ? "host header" : "request URI");
+        r->keepalive = 0;
+        return 400;
+    }
+    if (r->c->tls != NULL) { /* before any directive of the server answers */
+        int e = sh_tls_client_check(r->c->tls, r->srv);
+        if (e != 0) {
+            sh_request_client_cert_error(r, e);
+            return SH_PH_DONE;
+        }
+    }
+    return SH_PH_DECLINED;
+}
+
 /* The engine's own find-config step (nginx's find-config phase): the
  * location of r->uri and what depends on it; entered again by internal
- * redirects. */
+ * redirects and by URI changes of the rewrite phase. */
 static int find_config(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
     r->loc = sh_http_find_location_uri(r->srv, r->uri.p, r->uri.len);
     r->core = sh_http_loc_conf(r->loc, &sh_http_core_module);
-    if (r->nredirects == 0)
-        r->keepalive = r->h.keep_alive && r->core->keepalive_timeout > 0 &&
-                       (r->core->keepalive_requests <= 0 ||
-                        c->nrequests < (uint32_t)r->core->keepalive_requests) &&
-                       !c->w->stopping;
-    else if (r->core->keepalive_timeout == 0)
-        r->keepalive = 0;
+    r->uri_break = 0;
+    if (r->loc->regex != NULL && sh_regex_ngroups(r->loc->regex) > 0)
+        r->caps = r->named_caps = NULL; /* the location's captures again (nginx) */
+    set_keepalive(r);
     if (r->loc->internal && !r->internal)
         return 404; /* `internal`: reached only by internal redirects */
-    if (r->nredirects > 0)
+    if (r->loc_checked)
         return SH_PH_NEXT;
-    if (r->bad_uri || r->bad_host) {
-        sh_req_log(SH_LOG_INFO, c, r, NULL, "client sent invalid %s",
-                   r->bad_host ? "host header" : "request URI");
-        r->keepalive = 0;
-        return 400;
-    }
+    r->loc_checked = 1;
     if (r->h.content_length > 0 && r->core->client_max_body_size > 0 &&
         (uint64_t)r->h.content_length > r->core->client_max_body_size) {
         sh_req_log(SH_LOG_ERR, c, r, NULL, "client intended to send too large body: %lld bytes",
                    (long long)r->h.content_length);
         r->keepalive = 0;
         return 413;
-    }
-    if (c->tls != NULL) {
-        int e = sh_tls_client_check(c->tls, r->srv);
-        if (e != 0) {
-            sh_request_client_cert_error(r, e);
-            return SH_PH_DONE;
-        }
     }
     return SH_PH_NEXT;
 }

@@ -3,8 +3,9 @@
  * The request pipeline: what happens to a request between "its head is
  * read" and "it is freed", whatever protocol carried it.
  *
- *   phases (nginx's order)  post-read -> find-config -> rewrite -> preaccess
- *                           -> access -> precontent -> content
+ *   phases (nginx's order)  post-read -> server-rewrite -> find-config ->
+ *                           rewrite -> preaccess -> access -> precontent
+ *                           -> content
  *   response                head as data (sh_resp_head_t) -> header filters
  *                           -> body filters -> protocol writer (sh_http_proto_t)
  *   end                     log phase, cleanup hooks, deferred free
@@ -49,7 +50,8 @@ typedef struct sh_request_s sh_request_t;
 
 typedef enum {
     SH_PHASE_POST_READ = 0,
-    SH_PHASE_FIND_CONFIG, /* the engine's own: server and location lookup */
+    SH_PHASE_SERVER_REWRITE, /* the server level's rewrite directives (r->loc: the server's) */
+    SH_PHASE_FIND_CONFIG,    /* the engine's own: server and location lookup */
     SH_PHASE_REWRITE,
     SH_PHASE_PREACCESS,
     SH_PHASE_ACCESS,
@@ -63,6 +65,10 @@ typedef enum {
 #define SH_PH_NEXT     1
 #define SH_PH_DONE     2
 #define SH_PH_PAUSE    3
+/* The URI changed (rewrite without a flag or with `last`): find the
+ * location again from find-config; counts as one of nginx's 10 URI
+ * changes (500 past them). Rewrite phase only. */
+#define SH_PH_RELOCATE 4
 
 /* A phase handler: one of the results above, or a status to answer. */
 typedef int (*sh_phase_handler_pt)(sh_request_t *r);
@@ -80,9 +86,9 @@ void sh_phase_answer(sh_request_t *r, int status);
 void sh_phase_start(sh_request_t *r);
 /* A paused handler's event came: run the phases again from that handler. */
 void sh_phase_resume(sh_request_t *r);
-/* Internal redirect: r continues at find-config with uri (copied), as
- * error_page and try_files do. Returns 0, or SH_ELIMIT after nginx's 10
- * redirects (the caller answers 500). */
+/* Internal redirect: r continues at server-rewrite with uri (copied), as
+ * error_page and try_files do (nginx's ngx_http_internal_redirect). Returns 0, or SH_ELIMIT after
+ * nginx's 10 redirects (the caller answers 500). */
 int sh_phase_redirect(sh_request_t *r, const char *uri, size_t len);
 /* Continue r in the named location loc (error_page @name, try_files
  * @name): from its rewrite phase, as nginx. */

@@ -151,6 +151,11 @@ static const sh_conf_cmd_t core_cmds[] = {
     {"user", SH_CTX_MAIN | SH_CONF_TAKE12, user_set, 0, NULL},
     {"worker_rlimit_nofile", SH_CTX_MAIN | SH_CONF_TAKE1, sh_conf_set_ignore, 0, NULL},
     {"pcre_jit", SH_CTX_MAIN | SH_CONF_FLAG, sh_conf_set_ignore, 0, NULL},
+    /* Debian's nginx.conf includes modules-enabled/ (load_module lines): accept them with a
+     * warning; a directive of such a module is still an unknown directive */
+    {"load_module", SH_CTX_MAIN | SH_CONF_TAKE1, sh_conf_set_unsupported, 0,
+     "no dynamic modules: Shoal's modules are built in, and a directive of this one stays "
+     "unknown"},
     {"events", SH_CTX_MAIN | SH_CONF_BLOCK | SH_CONF_NOARGS, events_block, 0, NULL},
     {"worker_connections", SH_CTX_EVENTS | SH_CONF_TAKE1, sh_conf_set_num, COFF(worker_connections),
      NULL},

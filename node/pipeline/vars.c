@@ -600,9 +600,9 @@ static void time_strings(void)
     tcache.sec = now;
 }
 
-/* The request's own captures: its location's regex on the normalized URI,
- * else the regex server name that chose its server, on the Host. */
-static const sh_captures_t *own_captures(eval_t *ev)
+/* The captures of the request's location regex on the normalized URI,
+ * else of the regex server name that chose its server, on the Host. */
+static const sh_captures_t *loc_captures(eval_t *ev)
 {
     if (ev->own_state != 0)
         return ev->own_state == 1 ? &ev->own : NULL;
@@ -646,6 +646,15 @@ static const sh_captures_t *own_captures(eval_t *ev)
     ev->own = (sh_captures_t){.re = re, .subject = subj, .ovec = ev->ovec};
     ev->own_state = 1;
     return &ev->own;
+}
+
+/* $1..$9: the rewrite module's last regex (rewrite, if) when one ran,
+ * else the location's (or server name's). */
+static const sh_captures_t *own_captures(eval_t *ev)
+{
+    if (ev->r->caps != NULL)
+        return ev->r->caps;
+    return loc_captures(ev);
 }
 
 static int append_group(const sh_captures_t *c, int g, sh_buf_t *out)
@@ -882,10 +891,18 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
                 if (g >= 0)
                     return append_group(ev->caps, g, out);
             }
-            const sh_captures_t *c = own_captures(ev);
-            if (c == NULL)
-                return 0;
-            return append_group(c, sh_regex_group(c->re, e->name, pt->len), out);
+            /* named captures are variables set at each match (nginx):
+             * the last rewrite-module regex that had the name, else the
+             * location's */
+            const sh_captures_t *c = r->named_caps;
+            int g = c != NULL ? sh_regex_group(c->re, e->name, pt->len) : -1;
+            if (g < 0) {
+                c = loc_captures(ev);
+                if (c == NULL)
+                    return 0;
+                g = sh_regex_group(c->re, e->name, pt->len);
+            }
+            return append_group(c, g, out);
         }
         if (e->get == NULL)
             return 0;

@@ -38,7 +38,7 @@ void sh_cv_eval(const sh_cv_t *cv, sh_request_t *r, sh_buf_t *out);
 
 /* Captures of a regex match that a value is evaluated under (a map's
  * `~regex value` line): $1..$9 and named groups come from it first. */
-typedef struct {
+typedef struct sh_captures_s {
     const sh_regex_t *re;
     const char *subject;
     const size_t *ovec; /* SH_REGEX_OVEC offsets, see regex.h */

@@ -21,8 +21,9 @@
  * error timeout). A client's RST_STREAM frees the request, whose cleanup
  * resets the backend stream (CANCEL).
  *
- * The request body reaches this module through r->body_sink (the client
- * protocols call sh_proxy_body(), which hands it over).
+ * The request body reaches this module through r->sink (node.h's
+ * sh_body_sink_t), which also tells it when the client drained the
+ * response and when the request ends (detach).
  */
 #include <ctype.h>
 #include <nghttp2/nghttp2.h>
@@ -707,14 +708,15 @@ static int cb_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     return 0;
 }
 
-static void greq_drained(sh_request_t *r)
+static int greq_drained(sh_request_t *r)
 {
     greq_t *gr = sh_request_ctx(r, &sh_grpc_module);
     if (gr == NULL || gr->g == NULL || gr->sid <= 0 || gr->unconsumed == 0)
-        return;
+        return 1;
     nghttp2_session_consume(gr->g->s, gr->sid, gr->unconsumed);
     gr->unconsumed = 0;
     g_flush(gr->g);
+    return 1;
 }
 
 static int cb_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
@@ -1062,12 +1064,13 @@ static void greq_release(greq_t *gr)
 
 /* The request is freed (done, or the client reset it): the backend
  * stream is reset if open; gr lives until the session lets it go. */
-static void greq_cleanup(sh_request_t *r, void *data)
+static void greq_detach(sh_request_t *r)
 {
-    greq_t *gr = data;
+    greq_t *gr = sh_request_ctx(r, &sh_grpc_module);
+    r->sink = NULL;
+    if (gr == NULL)
+        return;
     gr->r = NULL;
-    r->body_sink = NULL;
-    r->on_drain = NULL;
     sh_request_ctx(r, &sh_grpc_module) = NULL;
     uv_timer_stop(&gr->timer);
     if (gr->peer >= 0) {
@@ -1114,6 +1117,28 @@ static int greq_body(sh_request_t *r, const char *data, size_t len, int last)
     return 0;
 }
 
+static void sink_start(sh_request_t *r)
+{
+    (void)r; /* grpc_pass streams the body: nothing is buffered first */
+}
+
+static int sink_tunnel(sh_request_t *r, const char *data, size_t len)
+{
+    (void)r;
+    (void)data;
+    (void)len;
+    return 0; /* no 101 on gRPC */
+}
+
+/* The request body goes to the backend stream (node.h's sh_body_sink_t). */
+static const sh_body_sink_t grpc_sink = {
+    .start = sink_start,
+    .body = greq_body,
+    .drained = greq_drained,
+    .tunnel = sink_tunnel,
+    .detach = greq_detach,
+};
+
 static int grpc_handler(sh_request_t *r)
 {
     const grpc_loc_t *c = sh_http_loc_conf(r->loc, &sh_grpc_module);
@@ -1131,13 +1156,8 @@ static int grpc_handler(sh_request_t *r)
     sh_list_init(&gr->link);
     uv_timer_init(&r->w->loop, &gr->timer);
     gr->timer.data = gr;
-    if (sh_request_cleanup_add(r, greq_cleanup, gr) != 0) {
-        uv_close((uv_handle_t *)&gr->timer, greq_timer_closed);
-        return 500;
-    }
     sh_request_ctx(r, &sh_grpc_module) = gr;
-    r->body_sink = greq_body;
-    r->on_drain = greq_drained;
+    r->sink = &grpc_sink;
     for (size_t i = 0; i < r->h.nheaders; i++) {
         const sh_http1_header_t *h = &r->headers[i];
         uint64_t ms;

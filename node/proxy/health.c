@@ -52,8 +52,9 @@ struct sh_hc_peer_s {
     char server[80];
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    uint64_t kh; /* sh_hc_hash("ups/server"): the server's name on the wire */
-    int refs;    /* configuration generations using it */
+    uint64_t kh;  /* sh_hc_hash("ups/server"): the server's name on the wire */
+    uint8_t down; /* `down` in the newest configuration: not probed */
+    int refs;     /* configuration generations using it */
     hc_check_t *check;
     /* probe thread, under the lock */
     uint64_t due;
@@ -67,6 +68,11 @@ struct sh_hc_peer_s {
     uint8_t pub_pass; /* passive state last published */
     uint8_t nprobers;
     uint8_t quorum;
+    /* the probers, cached until the membership or the check changes */
+    uint64_t pgen;
+    const hc_check_t *pchk;
+    uint8_t pself;
+    size_t pidx[SH_HC_MAX_OBS];
     char why[96];
     sh_hc_obs_t obs[SH_HC_MAX_OBS];
     int nobs;
@@ -79,9 +85,13 @@ struct sh_hc_peer_s {
 /* The last sequence number merged from each origin. */
 typedef struct {
     char node[64];
-    uint8_t part; /* of its messages (a node's word is split by server) */
+    uint8_t part;  /* of its messages (a node's word is split by server);
+                    * ORIGIN_ANY: the newest message of any part */
+    uint8_t parts; /* ORIGIN_ANY: how many parts that one had */
     uint64_t seq;
 } origin_t;
+
+#define ORIGIN_ANY 255u
 
 static struct {
     pthread_mutex_t mu;
@@ -90,6 +100,7 @@ static struct {
     uint64_t last_seq;
     char (*members)[64];
     size_t nmembers;
+    uint64_t mgen; /* bumped by each change of members (never 0) */
     uint64_t version;
     origin_t *origins;
     size_t norigins;
@@ -246,18 +257,25 @@ typedef struct {
  * with what to tell in *ch. */
 static int decide(sh_hc_peer_t *e, uint64_t now, change_t *ch)
 {
-    size_t idx[SH_HC_MAX_OBS];
     size_t np = 0;
     int self_in = 0;
     if (G.nmembers == 0) {
         self_in = 1; /* alone: this node is the one observer */
         np = 1;
     } else {
-        np = choose_probers(e, idx, SH_HC_MAX_OBS);
-        for (size_t i = 0; i < np; i++)
-            if (strcmp(G.members[idx[i]], G.self) == 0)
-                self_in = 1;
+        if (e->pgen != G.mgen || e->pchk != e->check) {
+            e->nprobers = (uint8_t)choose_probers(e, e->pidx, SH_HC_MAX_OBS);
+            e->pself = 0;
+            for (size_t i = 0; i < e->nprobers; i++)
+                if (strcmp(G.members[e->pidx[i]], G.self) == 0)
+                    e->pself = 1;
+            e->pgen = G.mgen;
+            e->pchk = e->check;
+        }
+        np = e->nprobers;
+        self_in = e->pself;
     }
+    const size_t *idx = e->pidx;
     int prober = e->check != NULL && self_in;
     if (e->prober && !prober) {
         /* no longer ours to probe: what we saw ages here, not on the wire */
@@ -284,8 +302,8 @@ static int decide(sh_hc_peer_t *e, uint64_t now, change_t *ch)
     uint64_t ttl = obs_ttl(e);
     for (int i = 0; i < e->nobs; i++) {
         const sh_hc_obs_t *o = &e->obs[i];
-        if (strcmp(o->node, G.self) == 0 || now - o->seen > ttl ||
-            (G.nmembers > 0 && !is_member(o->node)))
+        /* (words of non-members are dropped when the members change) */
+        if (strcmp(o->node, G.self) == 0 || now - o->seen > ttl || G.nmembers == 0)
             continue;
         int its_prober = 0;
         for (size_t j = 0; j < np && G.nmembers > 0; j++)
@@ -374,6 +392,7 @@ static sh_hc_peer_t *peer_acquire(const char *ups, const sh_ups_server_t *s)
             e->refs++;
             e->addr = s->addr;
             e->addrlen = s->addrlen;
+            e->down = s->down;
             return e;
         }
     sh_hc_peer_t *e = sh_new(sh_hc_peer_t);
@@ -384,6 +403,7 @@ static sh_hc_peer_t *peer_acquire(const char *ups, const sh_ups_server_t *s)
     e->kh = sh_hc_hash(key, (size_t)kl < sizeof(key) ? (size_t)kl : sizeof(key) - 1);
     e->addr = s->addr;
     e->addrlen = s->addrlen;
+    e->down = s->down;
     e->refs = 1;
     e->next = G.peers;
     G.peers = e;
@@ -432,7 +452,10 @@ static void probe_result(probe_t *p, int ok, const char *why)
     } else {
         e->pass_row = 0;
         e->fail_row++;
-        if (e->local != SH_HC_DOWN && (e->fail_row >= p->chk->fails || e->local == SH_HC_UNKNOWN))
+        /* a new server counts as healthy until `fails` failures, unless
+         * mandatory: then its first check decides (NGINX Plus) */
+        if (e->local != SH_HC_DOWN &&
+            (e->fail_row >= p->chk->fails || (e->local == SH_HC_UNKNOWN && p->chk->mandatory)))
             e->local = SH_HC_DOWN;
         snprintf(e->why, sizeof(e->why), "%s", why);
     }
@@ -605,7 +628,7 @@ static void tick_cb(uv_timer_t *t)
         change_t c;
         if (decide(e, now, &c))
             note(&cs, &c);
-        if (e->check != NULL && e->prober && !e->in_flight && now >= e->due)
+        if (e->check != NULL && e->prober && !e->down && !e->in_flight && now >= e->due)
             probe_start(e, now);
     }
     pthread_mutex_unlock(&G.mu);
@@ -899,7 +922,15 @@ void sh_health_set_members(const char *const *names, size_t n)
     G.nmembers = n;
     for (size_t i = 0; i < n; i++)
         snprintf(G.members[i], sizeof(G.members[i]), "%s", names[i]);
+    G.mgen++;
     G.version++;
+    /* the words of nodes that are no longer members go */
+    for (sh_hc_peer_t *e = G.peers; e != NULL; e = e->next)
+        for (int i = 0; i < e->nobs;)
+            if (!is_member(e->obs[i].node))
+                e->obs[i] = e->obs[--e->nobs];
+            else
+                i++;
     decide_all(&cs);
     pthread_mutex_unlock(&G.mu);
     tell(cs.ch, cs.n);
@@ -1003,6 +1034,21 @@ uint8_t *sh_health_encode_local(unsigned part, unsigned parts, size_t *len, uint
     return buf;
 }
 
+/* The index of the sequence record of (node, part), made on first use
+ * (lock held; the table may move: keep indexes, not pointers). */
+static size_t origin_get(const char *node, unsigned part)
+{
+    for (size_t i = 0; i < G.norigins; i++)
+        if (G.origins[i].part == part && strcmp(G.origins[i].node, node) == 0)
+            return i;
+    G.origins = sh_realloc(G.origins, (G.norigins + 1) * sizeof(*G.origins));
+    origin_t *o = &G.origins[G.norigins];
+    memset(o, 0, sizeof(*o));
+    snprintf(o->node, sizeof(o->node), "%s", node);
+    o->part = (uint8_t)part;
+    return G.norigins++;
+}
+
 int sh_health_merge_remote(const uint8_t *data, size_t len)
 {
     char from[64];
@@ -1038,20 +1084,17 @@ int sh_health_merge_remote(const uint8_t *data, size_t len)
         pthread_mutex_unlock(&G.mu);
         return 0;
     }
-    origin_t *o = NULL;
-    for (size_t i = 0; i < G.norigins; i++)
-        if (strcmp(G.origins[i].node, from) == 0 && G.origins[i].part == part)
-            o = &G.origins[i];
-    if (o == NULL) {
-        G.origins = sh_realloc(G.origins, (G.norigins + 1) * sizeof(*G.origins));
-        o = &G.origins[G.norigins++];
-        snprintf(o->node, sizeof(o->node), "%s", from);
-        o->part = (uint8_t)part;
-        o->seq = 0;
-        changed = 1;
-    } else if (seq <= o->seq) {
+    size_t ai = origin_get(from, ORIGIN_ANY), oi = origin_get(from, part);
+    origin_t *any = &G.origins[ai], *o = &G.origins[oi];
+    if (seq <= o->seq || (parts != any->parts && seq < any->seq)) {
+        /* older than what we have of this part, or a part of an older
+         * split (a relayed straggler) */
         pthread_mutex_unlock(&G.mu);
-        return 0; /* older than what we have */
+        return 0;
+    }
+    if (seq > any->seq) {
+        any->seq = seq;
+        any->parts = (uint8_t)parts;
     }
     o->seq = seq;
     /* every entry: what the message says, or nothing (the node has no word) */

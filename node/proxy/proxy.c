@@ -22,10 +22,12 @@
  * client sends in chunk extensions or malformed framing reaches the
  * backend verbatim.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -38,6 +40,7 @@
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/proxy.h"
+#include "node/proxy/resolver.h"
 #include "node/proxy/proxy_ssl.h"
 #include "node/proxy/upstream.h"
 
@@ -60,6 +63,8 @@ typedef struct {
     int ssl;    /* https: TLS to the servers (node/proxy/proxy_ssl.c) */
     const char *file;
     unsigned line;
+    int pass_inherited; /* an `if` location's: its parent's proxy_pass (nginx) */
+    sh_cv_t *pass_cv;   /* proxy_pass with variables: the URL, evaluated per request */
     /* inherited */
     proxy_header_t *headers;
     size_t nheaders;
@@ -82,6 +87,13 @@ typedef struct {
     char **passh;
     size_t npassh;
     int passh_set;
+    /* proxy_method, proxy_set_body (complex values; *_own: set at this
+     * level), proxy_pass_request_body, proxy_pass_request_headers */
+    sh_cv_t *method;
+    sh_cv_t *set_body;
+    int method_own, set_body_own;
+    int pass_body;
+    int pass_headers;
 } proxy_loc_t;
 
 /* proxy_next_upstream kinds */
@@ -149,6 +161,7 @@ typedef struct sh_proxy_req_s {
     sh_http1_response_t resp;
     sh_body_t rbody;         /* response body framing */
     uint64_t req_body_sent;  /* request body bytes handed to the upstream */
+    uint64_t resp_body_len;  /* response body bytes of this try: $upstream_response_length */
     uint8_t req_chunked : 1; /* we chunk-encode the request body */
     uint8_t req_body_done : 1;
     uint8_t up_paused : 1; /* upstream reads stopped: client is slow */
@@ -161,6 +174,12 @@ typedef struct sh_proxy_req_s {
     uint8_t head_conv : 1; /* a HEAD sent as GET: the body is not the client's */
     int stale_retries;
     uint64_t try_start, connect_ms, header_ms;
+    /* proxy_pass with variables: "host[:port]\0uri" of this request's URL
+     * (uri empty: none), and the resolver query under way */
+    char *dyn;
+    size_t dyn_uri_len;
+    sh_resolve_job_t *rjob;
+    int wait_peer; /* the `resolve` server the query is for */
 
     /* ---- kept across reuse from the worker's free list (P_ZERO) */
     sh_buf_t head; /* request head for the upstream, kept for retries */
@@ -188,6 +207,8 @@ static void *proxy_create_loc(void)
     c->next_upstream = SH_CONF_UNSET;
     c->next_upstream_tries = SH_CONF_UNSET;
     c->next_upstream_timeout = SH_CONF_UNSET_MSEC;
+    c->pass_body = SH_CONF_UNSET;
+    c->pass_headers = SH_CONF_UNSET;
     return c;
 }
 
@@ -214,11 +235,18 @@ static void proxy_destroy_loc(void *conf)
         names_free(c->hide, c->nhide);
     if (c->passh_set)
         names_free(c->passh, c->npassh);
-    sh_free(c->pass);
-    sh_free(c->uri);
-    sh_free(c->host);
+    if (!c->pass_inherited) {
+        sh_cv_destroy(c->pass_cv);
+        sh_free(c->pass);
+        sh_free(c->uri);
+        sh_free(c->host);
+    }
     if (c->headers_set)
         headers_free(c->headers, c->nheaders);
+    if (c->method_own)
+        sh_cv_destroy(c->method);
+    if (c->set_body_own)
+        sh_cv_destroy(c->set_body);
     sh_free(c);
 }
 
@@ -247,7 +275,24 @@ static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
         c->passh = p->passh;
         c->npassh = p->npassh;
     }
-    if (c->pass != NULL && c->ups == NULL) {
+    SH_CONF_MERGE_PTR(c->method, p->method, NULL);
+    SH_CONF_MERGE_PTR(c->set_body, p->set_body, NULL);
+    SH_CONF_MERGE(c->pass_body, p->pass_body, 1);
+    SH_CONF_MERGE(c->pass_headers, p->pass_headers, 1);
+    const sh_http_block_t *blk = cf->user;
+    if (c->pass == NULL && p->pass != NULL && blk->loc != NULL && blk->loc->match == SH_LOC_IF) {
+        /* an `if` block's implicit location proxies as its location */
+        c->pass = p->pass;
+        c->pass_cv = p->pass_cv;
+        c->ups = p->ups;
+        c->uri = p->uri;
+        c->uri_len = p->uri_len;
+        c->host = p->host;
+        c->file = p->file;
+        c->line = p->line;
+        c->pass_inherited = 1;
+    }
+    if (c->pass != NULL && c->ups == NULL && c->pass_cv == NULL) {
         /* resolve now that every upstream block is known */
         sh_http_block_t *b = cf->user;
         sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
@@ -271,8 +316,16 @@ static int proxy_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     int https = strncmp(url, "https://", 8) == 0;
     if (!https && strncmp(url, "http://", 7) != 0)
         return sh_conf_error(cf, "invalid URL prefix in \"%s\"", url);
-    if (strchr(url, '$') != NULL)
-        return sh_conf_error(cf, "variables in \"proxy_pass\" are not supported yet");
+    if (strchr(url, '$') != NULL) {
+        /* the URL is made per request: an upstream group by name, an
+         * address, or a name through `resolver` (nginx) */
+        if (https)
+            return sh_conf_error(cf, "variables in an https \"proxy_pass\" are not supported yet");
+        c->pass = sh_strdup(url);
+        c->file = cf->node->file;
+        c->line = cf->node->line;
+        return sh_cv_compile(cf, url, &c->pass_cv);
+    }
     const char *hp = url + (https ? 8 : 7);
     c->ssl = https;
     const char *slash = strchr(hp, '/');
@@ -373,6 +426,28 @@ static int header_list_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
+/* proxy_method METHOD, proxy_set_body VALUE (variables allowed). */
+static int cv_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    proxy_loc_t *c = conf;
+    sh_cv_t **v = cmd->offset == 0 ? &c->method : &c->set_body;
+    int *own = cmd->offset == 0 ? &c->method_own : &c->set_body_own;
+    if (*own)
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
+    *own = 1;
+    return sh_cv_compile(cf, cf->node->args[1], v);
+}
+
+/* proxy_store: off is what happens here; storing responses in files is
+ * not done (accepted with a warning). */
+static int store_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)conf;
+    if (strcmp(cf->node->args[1], "off") == 0)
+        return 0;
+    return sh_conf_set_unsupported(cf, cmd, conf);
+}
+
 #define PLOC    (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 #define POFF(f) offsetof(proxy_loc_t, f)
 
@@ -395,14 +470,42 @@ static const sh_conf_cmd_t proxy_cmds[] = {
      POFF(next_upstream_timeout), NULL},
     {"proxy_hide_header", PLOC | SH_CONF_TAKE1, header_list_set, 0, NULL},
     {"proxy_pass_header", PLOC | SH_CONF_TAKE1, header_list_set, 1, NULL},
+    {"proxy_method", PLOC | SH_CONF_TAKE1, cv_set, 0, NULL},
+    {"proxy_set_body", PLOC | SH_CONF_TAKE1, cv_set, 1, NULL},
+    {"proxy_pass_request_body", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(pass_body), NULL},
+    {"proxy_pass_request_headers", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(pass_headers), NULL},
+    {"proxy_store", PLOC | SH_CONF_TAKE1, store_set, 0, "responses are not stored in files"},
     {NULL, 0, NULL, 0, NULL}};
 
 /* The content handler of locations with proxy_pass. */
+static int sink_drained(sh_request_t *r)
+{
+    if (r->proxy == NULL)
+        return 0;
+    sh_proxy_client_drained(r);
+    return 1;
+}
+
+/* The request body goes to the upstream (node.h's sh_body_sink_t). */
+static const sh_body_sink_t proxy_sink = {
+    .start = sh_proxy_start,
+    .body = sh_proxy_body,
+    .drained = sink_drained,
+    .tunnel = sh_proxy_tunnel_up,
+    .detach = sh_proxy_detach,
+};
+
 static int proxy_handler(sh_request_t *r)
 {
     const proxy_loc_t *c = sh_http_loc_conf(r->loc, &sh_proxy_module);
     if (c == NULL || c->pass == NULL)
         return SH_PH_DECLINED;
+    r->sink = &proxy_sink;
+    if (!c->pass_body || c->set_body != NULL) {
+        r->discard_body = 1; /* the client's body is read and dropped */
+        sh_proxy_start(r);
+        return SH_PH_DONE;
+    }
     if (!r->body.done && c->request_buffering) {
         /* proxy_request_buffering on (nginx's default): read a body of
          * up to client_body_buffer_size whole before choosing a server,
@@ -461,6 +564,7 @@ static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
         {"upstream_connect_time", var_tries, ROFF(up_connect_time)},
         {"upstream_header_time", var_tries, ROFF(up_header_time)},
         {"upstream_response_time", var_tries, ROFF(up_response_time)},
+        {"upstream_response_length", var_tries, ROFF(up_response_length)},
         {"upstream_bytes_received", var_up_bytes, NULL},
         {"upstream_bytes_sent", var_up_bytes, (const void *)1},
         {"proxy_host", var_proxy_host, NULL},
@@ -521,9 +625,23 @@ int sh_proxy_loc_https(const sh_http_loc_t *loc)
 
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
 {
+    const sh_proxy_req_t *p = r->proxy;
+    if (p != NULL && p->dyn != NULL) {
+        sh_buf_appends(out, p->dyn);
+        return;
+    }
     const proxy_loc_t *c = r->loc ? sh_http_loc_conf(r->loc, &sh_proxy_module) : NULL;
     if (c != NULL && c->host != NULL)
         sh_buf_appends(out, c->host);
+}
+
+const char *sh_proxy_pass_of(const sh_http_loc_t *loc, size_t *uri_len)
+{
+    const proxy_loc_t *c = loc ? sh_http_loc_conf(loc, &sh_proxy_module) : NULL;
+    if (c == NULL || c->pass == NULL || c->pass_cv != NULL)
+        return NULL;
+    *uri_len = c->uri != NULL ? c->uri_len : 0;
+    return c->pass;
 }
 
 /* ------------------------------------------------------ runtime -- */
@@ -645,6 +763,22 @@ static int set_by_conf(const proxy_loc_t *c, const sh_http1_header_t *h)
     return 0;
 }
 
+/* nginx's ngx_escape_uri(NGX_ESCAPE_URI): a changed URI as a request
+ * target. */
+static void append_uri_escaped(sh_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch >= 0x7f || ch == '#' || ch == '%' || ch == '?') {
+            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            sh_buf_append(b, e, 3);
+        } else {
+            sh_buf_append(b, s + i, 1);
+        }
+    }
+}
+
 /* The client's conditional and range fields, which a module that
  * answers them itself (the cache) keeps from the upstream, as nginx's
  * proxy does when caching. */
@@ -668,33 +802,39 @@ static void build_request_head(sh_proxy_req_t *p)
     b->len = 0;
     if (hk != NULL && hk->method != NULL)
         sh_buf_append(b, hk->method, hk->method_len);
+    else if (c->method != NULL)
+        sh_cv_eval(c->method, r, b);
     else
         sh_buf_append(b, r->h.method, r->h.method_len);
     sh_buf_append(b, " ", 1);
-    if (c->uri != NULL) {
+    /* the client's path as it came, or the changed URI (rewrite, internal
+     * redirect) escaped as nginx does */
+    const char *path = r->uri_changed ? r->uri.p : r->path.p;
+    size_t pl = r->uri_changed ? r->uri.len : r->path.len;
+    const sh_http_loc_t *loc = sh_http_loc_real(r->loc);
+    if (p->dyn != NULL && p->dyn_uri_len > 0) {
+        /* proxy_pass with variables and a URI: that URI as it is (nginx) */
+        sh_buf_append(b, p->dyn + strlen(p->dyn) + 1, p->dyn_uri_len);
+        pl = 0;
+    } else if (c->uri != NULL && !r->uri_break) {
         /* nginx: the part of the URI matching the location is replaced by
          * the URI in proxy_pass */
-        const char *tail = r->path.p;
-        size_t tl = r->path.len;
-        if ((r->loc->match == SH_LOC_PREFIX || r->loc->match == SH_LOC_PREFERRED) &&
-            tl >= r->loc->name_len && memcmp(tail, r->loc->name, r->loc->name_len) == 0) {
-            tail += r->loc->name_len;
-            tl -= r->loc->name_len;
-        } else if (r->loc->match == SH_LOC_EXACT) {
-            tl = 0;
+        if ((loc->match == SH_LOC_PREFIX || loc->match == SH_LOC_PREFERRED) &&
+            pl >= loc->name_len && memcmp(path, loc->name, loc->name_len) == 0) {
+            path += loc->name_len;
+            pl -= loc->name_len;
+        } else if (loc->match == SH_LOC_EXACT) {
+            pl = 0;
         }
         sh_buf_append(b, c->uri, c->uri_len);
-        sh_buf_append(b, tail, tl);
-        if (r->args.p != NULL) {
-            sh_buf_append(b, "?", 1);
-            sh_buf_append(b, r->args.p, r->args.len);
-        }
-    } else {
-        sh_buf_append(b, r->path.p, r->path.len);
-        if (r->args.p != NULL) {
-            sh_buf_append(b, "?", 1);
-            sh_buf_append(b, r->args.p, r->args.len);
-        }
+    }
+    if (r->uri_changed)
+        append_uri_escaped(b, path, pl);
+    else
+        sh_buf_append(b, path, pl);
+    if (r->args.p != NULL && !(p->dyn != NULL && p->dyn_uri_len > 0)) {
+        sh_buf_append(b, "?", 1);
+        sh_buf_append(b, r->args.p, r->args.len);
     }
     sh_buf_appends(b, c->http_version == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
 
@@ -718,11 +858,11 @@ static void build_request_head(sh_proxy_req_t *p)
     }
     if (!host_set) {
         sh_buf_appends(b, "Host: ");
-        sh_buf_appends(b, c->host);
+        sh_buf_appends(b, p->dyn != NULL ? p->dyn : c->host);
         sh_buf_append(b, "\r\n", 2);
     }
     int conn_named = connection_names_fields(r->h.headers, r->h.nheaders);
-    for (size_t i = 0; i < r->h.nheaders; i++) {
+    for (size_t i = 0; c->pass_headers && i < r->h.nheaders; i++) {
         const sh_http1_header_t *h = &r->h.headers[i];
         int k = hdr_kind(h);
         if (is_hop_by_hop_kind(k) || k == HK_HOST || k == HK_CONTENT_LENGTH || k == HK_EXPECT ||
@@ -735,7 +875,18 @@ static void build_request_head(sh_proxy_req_t *p)
         sh_buf_append(b, h->value, h->value_len);
         sh_buf_append(b, "\r\n", 2);
     }
-    if (r->rb_complete) {
+    size_t set_body_at = 0;
+    if (c->set_body != NULL) {
+        /* proxy_set_body: its value is the body, after the head */
+        r->scratch.len = 0;
+        sh_cv_eval(c->set_body, r, &r->scratch);
+        sh_buf_appends(b, "Content-Length: ");
+        sh_buf_append_u64(b, r->scratch.len);
+        sh_buf_append(b, "\r\n", 2);
+        set_body_at = 1;
+    } else if (!c->pass_body) {
+        /* proxy_pass_request_body off: no body */
+    } else if (r->rb_complete) {
         /* the whole body was read first: its length is known */
         sh_buf_appends(b, "Content-Length: ");
         sh_buf_append_u64(b, r->rb.len);
@@ -757,6 +908,8 @@ static void build_request_head(sh_proxy_req_t *p)
     if (!conn_set && (c->http_version == 10 || p->ups->conf->keepalive == 0))
         sh_buf_appends(b, "Connection: close\r\n");
     sh_buf_append(b, "\r\n", 2);
+    if (set_body_at && r->scratch.len > 0)
+        sh_buf_append(b, r->scratch.data, r->scratch.len);
 }
 
 static uint64_t now_ms(sh_proxy_req_t *p)
@@ -880,7 +1033,9 @@ static void try_begin(sh_proxy_req_t *p)
         sh_buf_append(&r->up_connect_time, ", ", 2);
         sh_buf_append(&r->up_header_time, ", ", 2);
         sh_buf_append(&r->up_response_time, ", ", 2);
+        sh_buf_append(&r->up_response_length, ", ", 2);
     }
+    p->resp_body_len = 0;
     sh_buf_appends(&r->up_addr, p->ups->conf->servers[p->peer].name);
     p->try_start = now_ms(p);
     p->connect_ms = p->header_ms = UINT64_MAX;
@@ -910,6 +1065,7 @@ static void try_end_fail(sh_proxy_req_t *p, int status, int fail)
     else
         sh_buf_append(&r->up_header_time, "-", 1);
     append_secs(&r->up_response_time, now - p->try_start);
+    sh_buf_append_u64(&r->up_response_length, p->resp_body_len);
 }
 
 static void try_end(sh_proxy_req_t *p, int status)
@@ -1289,6 +1445,7 @@ static int send_body(sh_proxy_req_t *p, const char *data, size_t len)
 {
     if (len == 0 || (p->head_conv && p->r->nbf == 0))
         return 0;
+    p->resp_body_len += len;
     if (sh_response_body(p->r, data, len) != 0)
         return -1;
     client_backpressure(p);
@@ -1642,6 +1799,10 @@ static void start_exchange(sh_proxy_req_t *p)
         uv_read_start((uv_stream_t *)&u->tcp, sh_worker_alloc_cb, up_read_cb);
     }
     up_timer(u, p->conf->read_timeout);
+    if (!p->conf->pass_body || p->conf->set_body != NULL) {
+        p->req_body_done = 1; /* no client body goes upstream */
+        return;
+    }
     if (r->rb.len > 0) {
         /* the part of the body read before the server was chosen */
         p->req_body_sent = 0;
@@ -1688,10 +1849,75 @@ static void connected_cb(uv_connect_t *req, int status)
     start_exchange(p);
 }
 
+static void ups_resolved(void *data, int status, const struct sockaddr_storage *addr,
+                         socklen_t len);
+static void set_raddr(sh_proxy_req_t *p, int peer, int status, const struct sockaddr_storage *addr,
+                      socklen_t len);
+
+/* A `resolve` server's address (upstream.h): 1 when it is usable now, 0
+ * when the request waits for the resolver (ups_resolved goes on), -1 when
+ * it has none. The resolver is asked at most once a second per worker; its
+ * cache keeps answers for their TTL (or valid=). */
+static int resolve_peer(sh_proxy_req_t *p, int peer)
+{
+    sh_ups_raddr_t *ra = &p->ups->raddr[peer];
+    uint64_t now = now_ms(p);
+    if (ra->checked != 0 && now - ra->checked < 1000)
+        return ra->len > 0 ? 1 : -1;
+    const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
+    char host[sizeof(srv->name)];
+    snprintf(host, sizeof(host), "%s", srv->name);
+    char *colon = strrchr(host, ':');
+    if (colon != NULL && strchr(host, ']') == NULL)
+        *colon = '\0';
+    struct sockaddr_storage a;
+    socklen_t al = 0;
+    p->wait_peer = peer;
+    int rc = sh_resolve(p->r, host, &a, &al, ups_resolved, p, &p->rjob);
+    if (rc == 0)
+        return 0;
+    set_raddr(p, peer, rc == 1 ? 0 : rc, rc == 1 ? &a : NULL, al);
+    return ra->len > 0 ? 1 : -1;
+}
+
+static void set_raddr(sh_proxy_req_t *p, int peer, int status, const struct sockaddr_storage *addr,
+                      socklen_t len)
+{
+    sh_ups_raddr_t *ra = &p->ups->raddr[peer];
+    ra->checked = now_ms(p);
+    if (status != 0 || addr == NULL)
+        return; /* the last address stays, if any (nginx keeps serving it) */
+    ra->addr = *addr;
+    ra->len = len;
+    uint16_t port = htons(p->ups->conf->servers[peer].port);
+    if (ra->addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ra->addr)->sin_port = port;
+    else
+        ((struct sockaddr_in6 *)&ra->addr)->sin6_port = port;
+}
+
+static void ups_resolved(void *data, int status, const struct sockaddr_storage *addr, socklen_t len)
+{
+    sh_proxy_req_t *p = data;
+    p->rjob = NULL;
+    set_raddr(p, p->wait_peer, status, addr, len);
+    connect_next(p);
+}
+
 static void connect_next(sh_proxy_req_t *p)
 {
     sh_worker_t *w = p->r->c->w;
     int peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w), p->r);
+    while (peer >= 0 && p->ups->conf->servers[peer].resolve) {
+        int rc = resolve_peer(p, peer);
+        if (rc == 0)
+            return; /* ups_resolved goes on */
+        if (rc > 0)
+            break;
+        /* no address: as if tried, without counting a failure */
+        p->tried |= 1ull << (peer % 64);
+        peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w), p->r);
+    }
     if (peer < 0) {
         char url[512];
         snprintf(url, sizeof(url), "http://%s", p->ups->conf->name);
@@ -1727,7 +1953,9 @@ static void connect_next(sh_proxy_req_t *p)
     u->creq.data = u;
     p->u = u;
     const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
-    int rc = uv_tcp_connect(&u->creq, &u->tcp, (const struct sockaddr *)&srv->addr, connected_cb);
+    const struct sockaddr *sa = srv->resolve ? (const struct sockaddr *)&p->ups->raddr[peer].addr
+                                             : (const struct sockaddr *)&srv->addr;
+    int rc = uv_tcp_connect(&u->creq, &u->tcp, sa, connected_cb);
     if (rc != 0) {
         char what[128];
         snprintf(what, sizeof(what), "connect() failed (%s)", uv_strerror(rc));
@@ -1735,6 +1963,131 @@ static void connect_next(sh_proxy_req_t *p)
         return;
     }
     up_timer(u, p->conf->connect_timeout);
+}
+
+/* ---- proxy_pass with variables */
+
+static void dyn_go(sh_proxy_req_t *p, const struct sockaddr_storage *addr, socklen_t len, int port)
+{
+    sh_request_t *r = p->r;
+    struct sockaddr_storage a = *addr;
+    if (a.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
+    p->ups = sh_resolver_ups(r->c->w, &a, len);
+    if (p->ups == NULL) {
+        sh_request_respond(r, 502, NULL, NULL, 0, NULL);
+        return;
+    }
+    build_request_head(p);
+    connect_next(p);
+}
+
+static void dyn_resolved(void *data, int status, const struct sockaddr_storage *addr, socklen_t len)
+{
+    sh_proxy_req_t *p = data;
+    p->rjob = NULL;
+    const char *host = p->dyn;
+    const char *colon = strrchr(host, ':');
+    int port = colon != NULL && colon[1] != ']' ? atoi(colon + 1) : 80;
+    if (status != 0) {
+        sh_req_log(SH_LOG_ERR, NULL, p->r, NULL, "%.*s could not be resolved (%s)",
+                   (int)(colon != NULL ? (size_t)(colon - host) : strlen(host)), host,
+                   status == SH_ETIMEDOUT ? "110: Operation timed out" : "3: Host not found");
+        sh_request_respond(p->r, 502, NULL, NULL, 0, NULL);
+        return;
+    }
+    dyn_go(p, addr, len, port);
+}
+
+/* The URL of this request: an upstream group by name, an address, or a
+ * name the location's resolver finds (the request waits for it). */
+static void dyn_start(sh_proxy_req_t *p)
+{
+    sh_request_t *r = p->r;
+    const proxy_loc_t *c = p->conf;
+    r->scratch.len = 0;
+    sh_cv_eval(c->pass_cv, r, &r->scratch);
+    const char *u = r->scratch.data ? r->scratch.data : "";
+    size_t ul = r->scratch.len;
+    if (ul < 7 || strncmp(u, "http://", 7) != 0) {
+        sh_req_log(SH_LOG_ERR, NULL, r, NULL, "invalid URL prefix in \"%.*s\"", (int)ul, u);
+        sh_request_respond(r, 500, NULL, NULL, 0, NULL);
+        return;
+    }
+    const char *hp = u + 7, *end = u + ul;
+    const char *slash = memchr(hp, '/', (size_t)(end - hp));
+    size_t hl = (size_t)((slash ? slash : end) - hp);
+    size_t uril = slash ? (size_t)(end - slash) : 0;
+    if (hl == 0 || hl > 255) {
+        sh_req_log(SH_LOG_ERR, NULL, r, NULL, "no host in \"%.*s\"", (int)ul, u);
+        sh_request_respond(r, 500, NULL, NULL, 0, NULL);
+        return;
+    }
+    sh_free(p->dyn);
+    p->dyn = sh_malloc(hl + 1 + uril + 1);
+    memcpy(p->dyn, hp, hl);
+    p->dyn[hl] = '\0';
+    if (uril > 0)
+        memcpy(p->dyn + hl + 1, slash, uril);
+    p->dyn[hl + 1 + uril] = '\0';
+    p->dyn_uri_len = uril;
+    /* an upstream group named so (nginx looks there first) */
+    const sh_upstream_main_t *um = sh_http_main_conf(r->c->w->rt->http, &sh_upstream_module);
+    for (size_t i = 0; i < um->n; i++)
+        if (!um->ups[i]->implicit && strcmp(um->ups[i]->name, p->dyn) == 0) {
+            p->ups = &r->c->w->ups[i];
+            build_request_head(p);
+            connect_next(p);
+            return;
+        }
+    char name[256];
+    int port = 80;
+    const char *h = p->dyn;
+    const char *colon = strrchr(h, ':');
+    size_t nl = hl;
+    if (h[0] == '[') {
+        const char *rb = strchr(h, ']');
+        nl = rb ? (size_t)(rb - h - 1) : hl;
+        memcpy(name, h + 1, nl);
+        if (rb && rb[1] == ':')
+            port = atoi(rb + 2);
+    } else {
+        if (colon != NULL) {
+            nl = (size_t)(colon - h);
+            port = atoi(colon + 1);
+        }
+        memcpy(name, h, nl);
+    }
+    name[nl] = '\0';
+    if (port <= 0 || port > 65535) {
+        sh_request_respond(r, 502, NULL, NULL, 0, NULL);
+        return;
+    }
+    struct sockaddr_storage a;
+    socklen_t al = 0;
+    memset(&a, 0, sizeof(a));
+    if (inet_pton(AF_INET, name, &((struct sockaddr_in *)&a)->sin_addr) == 1) {
+        a.ss_family = AF_INET;
+        dyn_go(p, &a, sizeof(struct sockaddr_in), port);
+        return;
+    }
+    if (inet_pton(AF_INET6, name, &((struct sockaddr_in6 *)&a)->sin6_addr) == 1) {
+        a.ss_family = AF_INET6;
+        dyn_go(p, &a, sizeof(struct sockaddr_in6), port);
+        return;
+    }
+    int rc = sh_resolve(r, name, &a, &al, dyn_resolved, p, &p->rjob);
+    if (rc == 1) {
+        dyn_go(p, &a, al, port);
+    } else if (rc == SH_EUNSUPP) {
+        sh_req_log(SH_LOG_ERR, NULL, r, NULL, "no resolver defined to resolve %s", name);
+        sh_request_respond(r, 502, NULL, NULL, 0, NULL);
+    } else if (rc < 0) {
+        dyn_resolved(p, rc, NULL, 0);
+    }
+    /* 0: dyn_resolved comes later */
 }
 
 void sh_proxy_start(sh_request_t *r)
@@ -1751,9 +2104,14 @@ void sh_proxy_start(sh_request_t *r)
     }
     p->r = r;
     p->conf = c;
-    p->ups = &r->c->w->ups[c->ups->index];
     r->proxy = p;
-    if (r->h.chunked && c->http_version == 10 && !r->rb_complete) {
+    if (c->pass_cv != NULL) {
+        dyn_start(p);
+        return;
+    }
+    p->ups = &r->c->w->ups[c->ups->index];
+    if (r->h.chunked && c->http_version == 10 && !r->rb_complete && c->pass_body &&
+        c->set_body == NULL) {
         sh_request_respond(r, 411, NULL, NULL, 0, NULL);
         return;
     }
@@ -1763,8 +2121,6 @@ void sh_proxy_start(sh_request_t *r)
 
 int sh_proxy_body(sh_request_t *r, const char *data, size_t len, int last)
 {
-    if (r->body_sink != NULL)
-        return r->body_sink(r, data, len, last);
     sh_proxy_req_t *p = r->proxy;
     if (p == NULL || p->u == NULL)
         return 0;
@@ -1810,6 +2166,10 @@ void sh_proxy_detach(sh_request_t *r)
     if (p == NULL)
         return;
     r->proxy = NULL;
+    sh_resolve_cancel(p->rjob);
+    p->rjob = NULL;
+    sh_free(p->dyn);
+    p->dyn = NULL;
     if (p->try_open)
         try_end(p, 0); /* the client went away first (nginx logs 499) */
     if (p->u != NULL) {
@@ -1827,6 +2187,7 @@ void sh_proxy_detach(sh_request_t *r)
 
 static void proxy_dispose(sh_proxy_req_t *p)
 {
+    sh_free(p->dyn);
     sh_buf_dispose(&p->head);
     sh_buf_dispose(&p->tail);
     sh_free(p);
@@ -1834,6 +2195,7 @@ static void proxy_dispose(sh_proxy_req_t *p)
 
 void sh_proxy_cache_clear(sh_worker_t *w)
 {
+    sh_resolver_worker_close(w); /* the worker stops: no request waits for it */
     while (w->nproxy_cache > 0)
         proxy_dispose(w->proxy_cache[--w->nproxy_cache]);
 }

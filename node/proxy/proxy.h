@@ -51,4 +51,9 @@ int sh_proxy_loc_https(const sh_http_loc_t *loc);
 /* $proxy_host of the request's location. */
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out);
 
+/* loc's proxy_pass URL as written ("http://host:port/uri"), and in
+ * *uri_len the length of its URI part (0: none); NULL without proxy_pass.
+ * For proxy_redirect default. */
+const char *sh_proxy_pass_of(const sh_http_loc_t *loc, size_t *uri_len);
+
 #endif

@@ -164,8 +164,26 @@ static int server_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     snprintf(s.name, sizeof(s.name), "%s", n->args[1]);
     if (strncmp(n->args[1], "unix:", 5) == 0)
         return sh_conf_error(cf, "unix sockets are not supported yet in upstream \"%s\"", u->name);
-    if (sh_parse_addr(n->args[1], 80, &s.addr, &s.addrlen) != 0)
-        return sh_conf_error(cf, "host not found in upstream \"%s\"", n->args[1]);
+    for (unsigned i = 2; i < n->nargs; i++)
+        if (strcmp(n->args[i], "resolve") == 0)
+            s.resolve = 1;
+    if (sh_parse_addr(n->args[1], 80, &s.addr, &s.addrlen) != 0) {
+        if (!s.resolve)
+            return sh_conf_error(cf, "host not found in upstream \"%s\"", n->args[1]);
+        /* resolved while running; not known yet */
+        memset(&s.addr, 0, sizeof(s.addr));
+        s.addrlen = 0;
+    }
+    {
+        const char *colon = strrchr(n->args[1], ':');
+        const char *rb = strrchr(n->args[1], ']');
+        int port = 80;
+        if (colon != NULL && (rb == NULL || colon > rb) && sh_conf_parse_int(colon + 1, &port) != 0)
+            port = 0;
+        if (port < 1 || port > 65535)
+            return sh_conf_error(cf, "invalid port in upstream \"%s\"", n->args[1]);
+        s.port = (uint16_t)port;
+    }
     for (unsigned i = 2; i < n->nargs; i++) {
         const char *a = n->args[i];
         if (strncmp(a, "weight=", 7) == 0) {
@@ -186,6 +204,8 @@ static int server_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             s.backup = 1;
         } else if (strcmp(a, "down") == 0) {
             s.down = 1;
+        } else if (strcmp(a, "resolve") == 0) {
+            /* above */
         } else {
             return sh_conf_error(cf, "invalid parameter \"%s\"", a);
         }
@@ -434,6 +454,16 @@ void sh_upstream_rt_init(sh_ups_rt_t *rt, const sh_upstream_t *conf)
         rt->ops->init(rt);
     sh_list_init(&rt->idle);
     rt->nidle = 0;
+    rt->raddr = NULL;
+    for (size_t i = 0; i < conf->nservers; i++)
+        if (conf->servers[i].resolve) {
+            rt->raddr = sh_calloc(conf->nservers, sizeof(*rt->raddr));
+            break;
+        }
+    for (size_t i = 0; rt->raddr != NULL && i < conf->nservers; i++) {
+        rt->raddr[i].addr = conf->servers[i].addr;
+        rt->raddr[i].len = conf->servers[i].addrlen;
+    }
 }
 
 void sh_upstream_rt_dispose(sh_ups_rt_t *rt)
@@ -446,6 +476,8 @@ void sh_upstream_rt_dispose(sh_ups_rt_t *rt)
             sh_upssl_session_free(rt->peers[i].ssl_sess);
     sh_free(rt->peers);
     rt->peers = NULL;
+    sh_free(rt->raddr);
+    rt->raddr = NULL;
 }
 
 int sh_upstream_pick(sh_ups_rt_t *rt, uint64_t tried, uint64_t now, sh_request_t *r)

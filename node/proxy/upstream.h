@@ -40,6 +40,11 @@ typedef struct {
     int max_conns; /* 0: no limit */
     unsigned backup : 1;
     unsigned down : 1;
+    /* `resolve`: the name is resolved again while running, by the resolver
+     * of the requests' location (the address here is the load-time one,
+     * if any: addrlen 0 otherwise) */
+    unsigned resolve : 1;
+    uint16_t port;
     unsigned line; /* of the `server` directive (config errors only) */
     /* the server's health entry (health.h), set at load: active checks
      * and the cluster's verdict take it out while sh_hc_out() says so */
@@ -97,6 +102,14 @@ typedef struct {
 
 typedef struct sh_bal_data_s sh_bal_data_t; /* a balancer's own per-worker data */
 
+/* A `resolve` server's address in one worker, and when the resolver was
+ * last asked (ms). */
+typedef struct {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    uint64_t checked;
+} sh_ups_raddr_t;
+
 struct sh_ups_rt_s {
     const sh_upstream_t *conf;
     const sh_balancer_ops_t *ops;
@@ -108,6 +121,7 @@ struct sh_ups_rt_s {
     uint64_t rng;   /* xorshift state for `random` */
     sh_link_t idle; /* idle keep-alive sh_uconn_t, most recent first */
     int nidle;
+    sh_ups_raddr_t *raddr; /* per server when the group has `resolve` servers, else NULL */
 };
 
 /*

@@ -376,8 +376,8 @@ static int table(const unsigned *sizes, size_t nsizes, int check)
      * comparable): hot = one key at 100 r/s per node; many = 200 keys at
      * 0.4 r/s per node each (sparse: a node sees a key less than once a
      * second, so its view is mostly older than a tick) */
-    printf("%-6s %-8s %-14s %12s %10s %10s %10s %10s\n", "nodes", "design", "traffic",
-           "B/node/s", "dgram/n/s", "err", "worst 1s", "err-kill");
+    printf("%-6s %-8s %-14s %12s %10s %10s %10s %10s\n", "nodes", "design", "traffic", "B/node/s",
+           "dgram/n/s", "err", "worst 1s", "err-kill");
     int bad = 0;
     for (size_t si = 0; si < nsizes; si++) {
         unsigned n = sizes[si];

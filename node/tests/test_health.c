@@ -262,6 +262,15 @@ static void test_quorum(void **state)
         pn = msg_part(pb, "n2", "u", srv, SH_HC_DOWN, 0, ++seqs, mine, 3);
         assert_int_equal(sh_health_merge_remote(pb, pn), 1);
         assert_true(sh_hc_out(s->hc));
+        /* a straggler of an older split (2 parts, an older seq) is ignored */
+        unsigned m2 = (unsigned)(sh_hc_hash(key, (size_t)kl) % 2);
+        pn = msg_part(pb, "n2", "u", srv, SH_HC_UP, 0, seqs - 2, m2, 2);
+        assert_int_equal(sh_health_merge_remote(pb, pn), 0);
+        assert_true(sh_hc_out(s->hc));
+        /* a newer word in one part replaces them all */
+        pn = msg_part(pb, "n2", "u", srv, SH_HC_DOWN, 0, ++seqs, 0, 1);
+        assert_int_equal(sh_health_merge_remote(pb, pn), 1);
+        assert_true(sh_hc_out(s->hc));
     }
 
     /* malformed */

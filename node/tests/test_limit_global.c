@@ -225,6 +225,9 @@ static void exchange(void **state)
     sh_lg_tick(g[0], 100);
     cur = 1;
     sh_lg_tick(g[1], 100);
+    assert_int_equal(nq, 2); /* each sends its rates to the other */
+    deliver(100);
+    assert_int_equal(nq, 0);
     /* a key whose shard n1 owns */
     char key[16];
     sh_limit_id_t id;
@@ -277,6 +280,18 @@ static void exchange(void **state)
     sh_lg_tick(g[0], 300 + SH_LG_NOREPLY_MS);
     assert_string_equal(sh_lg_owner(g[0], z[0], id.h0), "n0");
     assert_int_equal(sh_lg_stats(g[0])->exclusions, 1);
+    /* until it answers a probe (an empty report) */
+    nq = 0;
+    sh_lg_tick(g[0], 300 + SH_LG_NOREPLY_MS + SH_LG_EXCLUDE_MS);
+    unsigned probes = 0;
+    for (unsigned i = 0; i < nq; i++) /* and its rates (each second) */
+        probes += q[i].to == 1 && q[i].data[0] == SH_LG_REPORT && q[i].data[15] == 0;
+    assert_int_equal(probes, 1);
+    deliver(3000); /* n1 answers with an empty reply */
+    deliver(3001);
+    cur = 0;
+    sh_lg_tick(g[0], 3100);
+    assert_string_equal(sh_lg_owner(g[0], z[0], id.h0), "n1");
     engines_free(2);
 }
 

@@ -25,6 +25,7 @@
 #include "core/err.h"
 #include "node/modules/accesslog.h"
 #include "node/modules/map.h"
+#include "node/modules/rewrite.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/runtime.h"
@@ -33,9 +34,9 @@
 extern sh_conf_module_t sh_proxy_module;
 extern sh_conf_module_t sh_upstream_module;
 
-static sh_conf_module_t *const mods[] = {&sh_core_module,     &sh_http_core_module,
-                                         &sh_map_module,      &sh_accesslog_module,
-                                         &sh_upstream_module, &sh_proxy_module};
+static sh_conf_module_t *const mods[] = {
+    &sh_core_module,      &sh_http_core_module, &sh_map_module,  &sh_rewrite_module,
+    &sh_accesslog_module, &sh_upstream_module,  &sh_proxy_module};
 
 static char prefix[256];
 
@@ -112,11 +113,11 @@ static void treq_free(treq_t *t)
 /* The text of the `return 200 TEXT` of the request's location. */
 static const char *answer(treq_t *t)
 {
-    const sh_http_core_loc_t *core = t->r.core;
-    if (core->ret_text == NULL)
+    const sh_cv_t *text = sh_rewrite_return_text(t->r.loc);
+    if (text == NULL)
         return "(none)";
     t->r.scratch.len = 0;
-    sh_cv_eval(core->ret_text, &t->r, &t->r.scratch);
+    sh_cv_eval(text, &t->r, &t->r.scratch);
     sh_buf_append(&t->r.scratch, "", 1);
     return t->r.scratch.data;
 }
