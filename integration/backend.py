@@ -229,9 +229,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not no_body:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        # head and body in one write, as real servers send a small answer:
+        # a backend killed between two writes would hand the proxy a head
+        # without its body, which nobody can retry (nginx neither)
+        self._headers_buffer.append(b"\r\n")
         if not no_body and self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def send_json(self, obj, code=200):
         self.send_simple(code, json.dumps(obj, indent=1) + "\n", "application/json")
