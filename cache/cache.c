@@ -152,6 +152,9 @@ struct sh_cache_s {
 
     pthread_mutex_t pin_mu;
     pin *pins[PIN_BUCKETS];
+    /* lookups between their read txn and pinning the body they found: a
+     * dropped body may be deleted before its grace only while this is 0 */
+    _Atomic int lookups_busy;
     int64_t last_sync, last_full_log;
     uint64_t emergency; /* bytes to free after a full map/disk */
     uint64_t disk_cap;  /* size kept under while the disk is below min_free */
@@ -591,8 +594,20 @@ static void rtxn_put(sh_cache_t *c, MDB_txn *t)
         mdb_txn_abort(t);
 }
 
+static int lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned flags,
+                  sh_cache_hit_t **hit, uint32_t *uses);
+
 int sh_cache_lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned flags,
                     sh_cache_hit_t **hit, uint32_t *uses)
+{
+    atomic_fetch_add(&c->lookups_busy, 1);
+    int rc = lookup(c, key, key_len, flags, hit, uses);
+    atomic_fetch_sub(&c->lookups_busy, 1);
+    return rc;
+}
+
+static int lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned flags,
+                  sh_cache_hit_t **hit, uint32_t *uses)
 {
     *hit = NULL;
     uint32_t u = 1;
@@ -1896,7 +1911,10 @@ static void manager(sh_cache_t *c, txlog *l, int unbounded)
     uint64_t grave_max = max / 4 > ((uint64_t)16 << 20) ? max / 4 : (uint64_t)16 << 20;
     int64_t mnow = mono_ms();
     size_t keep = 0, due = 0;
-    int hurry = c->grave_bytes > grave_max;
+    /* at once past grave_max, but only while no lookup is between its read
+     * txn and its pin: one that began before a body's entry went away may
+     * still pin it (a lookup that begins later cannot see that entry) */
+    int hurry = c->grave_bytes > grave_max && atomic_load(&c->lookups_busy) == 0;
     for (size_t i = 0; i < c->ngraves; i++)
         due += (hurry || c->graves[i].at + GRACE_MS <= mnow) && !pinned(c, c->graves[i].body_id);
     if (due) {

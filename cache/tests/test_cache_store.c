@@ -853,14 +853,18 @@ static void *worker(void *p)
             long got = 0, n;
             while ((n = sh_cache_hit_read(h, (uint64_t)got, b + got, want - (size_t)got)) > 0)
                 got += n;
-            if ((size_t)got != sh_cache_hit_meta(h)->body_len)
+            if ((size_t)got != sh_cache_hit_meta(h)->body_len) {
+                fprintf(stderr, "short read of %s: %ld of %llu (%ld)\n", k, got,
+                        (unsigned long long)sh_cache_hit_meta(h)->body_len, n);
                 atomic_fetch_add(a->errors, 1);
+            }
             free(b);
             sh_cache_hit_free(h);
         } else if (rc == SH_ENOENT) {
             int j = (i * 7 + a->id) % 300;
             fill(a->c, k, j % 4 == 0 ? 100000 : 300);
         } else {
+            fprintf(stderr, "lookup of %s: %d\n", k, rc);
             atomic_fetch_add(a->errors, 1);
         }
         if (i % 500 == 0) {
