@@ -193,7 +193,8 @@ static int map_get(sh_request_t *r, const void *data, sh_buf_t *out)
     size_t n = out->len - start;
     char stack[MAP_SOURCE_STACK];
     char *src = n <= sizeof(stack) ? stack : sh_malloc(n);
-    memcpy(src, out->data + start, n);
+    if (n > 0) /* an empty source may leave out without a buffer */
+        memcpy(src, out->data + start, n);
     out->len = start;
     size_t ovec[SH_REGEX_OVEC];
     const sh_regex_t *re = NULL;
