@@ -26,17 +26,17 @@
 #include "node/modules/rewrite.h"
 #include "node/modules/split_clients.h"
 #include "node/modules/static.h"
-#include "node/modules/sub_filter.h"
 #include "node/modules/status.h"
+#include "node/modules/sub_filter.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/metrics.h"
 #include "node/pipeline/runtime.h"
-#include "node/proxy/health.h"
 #include "node/proxy/grpc.h"
+#include "node/proxy/health.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/proxy_redirect.h"
-#include "node/proxy/resolver.h"
 #include "node/proxy/proxy_ssl.h"
+#include "node/proxy/resolver.h"
 #include "node/proxy/upstream.h"
 
 extern sh_conf_module_t sh_pending_module;
@@ -60,7 +60,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_proxy_redirect_module,
     &sh_resolver_module,
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
-    &sh_health_module, /* after upstream and proxy: its load reads both */
+    &sh_health_module,      /* after upstream and proxy: its load reads both */
     &sh_proxy_ssl_module,
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */

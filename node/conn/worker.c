@@ -24,9 +24,9 @@
 #include "core/privs.h"
 #include "node/conn/http2.h"
 #include "node/conn/timeq.h"
-#include "node/proxy/health.h"
 #include "node/pipeline/metrics.h"
 #include "node/proxy/grpc.h"
+#include "node/proxy/health.h"
 #include "node/proxy/proxy.h"
 #include "node/proxy/upstream.h"
 

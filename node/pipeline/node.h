@@ -209,10 +209,10 @@ struct sh_request_s {
     uint64_t bytes_sent;
     uint64_t body_bytes_sent;
     uint64_t body_received;
-    void *proxy;                   /* sh_proxy_req_t when proxying */
+    void *proxy;                       /* sh_proxy_req_t when proxying */
     const struct sh_body_sink_s *sink; /* who takes the request body, or NULL */
-    const sh_up_hooks_t *up_hooks; /* a module's wishes for the proxy, or NULL */
-    void *h2s;                     /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
+    const sh_up_hooks_t *up_hooks;     /* a module's wishes for the proxy, or NULL */
+    void *h2s;                         /* the HTTP/2 stream (http2.c), NULL on HTTP/1.1 */
     uint64_t up_bytes_received;
     uint64_t up_bytes_sent;
     /* The client's address when a module (realip) set another than the

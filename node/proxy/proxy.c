@@ -40,8 +40,8 @@
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/proxy.h"
-#include "node/proxy/resolver.h"
 #include "node/proxy/proxy_ssl.h"
+#include "node/proxy/resolver.h"
 #include "node/proxy/upstream.h"
 
 #define MAX_RESP_HEADERS 128
