@@ -62,6 +62,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
     &sh_health_module,      /* after upstream and proxy: its load reads both */
     &sh_proxy_ssl_module,
+    &sh_grpc_ssl_module, /* grpc_ssl_*: grpc_pass grpcs:// */
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,

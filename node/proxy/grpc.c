@@ -38,6 +38,7 @@
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/grpc.h"
+#include "node/proxy/proxy_ssl.h"
 #include "node/proxy/upstream.h"
 
 #define MAX_FIELDS 128
@@ -57,6 +58,7 @@ typedef struct {
     const sh_upstream_t *ups;
     const char *file;
     unsigned line;
+    int ssl; /* grpcs:// (node/proxy/proxy_ssl.c, grpc_ssl_*) */
     uint64_t connect_timeout, send_timeout, read_timeout;
     int next_upstream;
     grpc_header_t *headers;
@@ -109,7 +111,11 @@ struct gconn_s {
     socklen_t addrlen;
     char name[96];
     sh_buf_t wbuf, inflight;
-    uint64_t send_timeout;
+    sh_upssl_t *tls; /* grpcs:// (NULL: h2c) */
+    uint64_t tlskey; /* its settings' pool key (0: h2c) */
+    sh_buf_t pbuf;   /* grpcs: plaintext out of the session, to encrypt */
+    sh_buf_t plain;  /* grpcs: plaintext read, for the session */
+    uint64_t send_timeout, connect_timeout;
     int nstreams;
     int handles; /* open libuv handles */
     uint8_t ready : 1;
@@ -180,7 +186,7 @@ static int grpc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
         sh_conf_node_t at = {.file = c->file, .line = c->line};
         const sh_conf_node_t *saved = cf->node;
         cf->node = &at;
-        c->ups = sh_upstream_get(cf, um, c->host, 80);
+        c->ups = sh_upstream_get(cf, um, c->host, c->ssl ? 443 : 80);
         cf->node = saved;
         if (c->ups == NULL)
             return SH_EINVAL;
@@ -195,11 +201,11 @@ static int grpc_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     const char *url = cf->node->args[1];
     if (c->pass != NULL)
         return sh_conf_error(cf, "\"grpc_pass\" directive is duplicate");
-    if (strncmp(url, "grpcs://", 8) == 0)
-        return sh_conf_error(cf, "grpcs:// in \"grpc_pass\" is not implemented yet (TLS to gRPC "
-                                 "backends)");
     const char *hp = url;
-    if (strncmp(url, "grpc://", 7) == 0)
+    if (strncmp(url, "grpcs://", 8) == 0) {
+        hp = url + 8;
+        c->ssl = 1;
+    } else if (strncmp(url, "grpc://", 7) == 0)
         hp = url + 7;
     else if (strstr(url, "://") != NULL)
         return sh_conf_error(cf, "invalid URL prefix in \"%s\"", url);
@@ -296,28 +302,6 @@ static const sh_conf_cmd_t grpc_cmds[] = {
     /* not implemented: refused with file:line (fail closed) */
     {"grpc_intercept_errors", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
      "backend errors would not be intercepted"},
-    {"grpc_ssl_verify", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_trusted_certificate", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_certificate", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_certificate_key", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_name", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_server_name", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_protocols", GLOC | SH_CONF_1MORE, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_ciphers", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_verify_depth", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_session_reuse", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_conf_command", GLOC | SH_CONF_TAKE2, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
     {NULL, 0, NULL, 0, NULL}};
 
 /* ------------------------------------------------------ helpers -- */
@@ -414,6 +398,9 @@ static void g_handle_closed(uv_handle_t *h)
         return;
     if (g->s != NULL)
         nghttp2_session_del(g->s);
+    sh_upssl_destroy(g->tls);
+    sh_buf_dispose(&g->pbuf);
+    sh_buf_dispose(&g->plain);
     sh_buf_dispose(&g->wbuf);
     sh_buf_dispose(&g->inflight);
     sh_free(g);
@@ -425,6 +412,15 @@ static void g_close(gconn_t *g)
         return;
     g->dead = 1;
     sh_list_remove(&g->link);
+    if (g->tls != NULL && g->ready) {
+        /* our close_notify, when the socket takes it now (never waits) */
+        sh_buf_t cn = {0};
+        if (sh_upssl_shutdown(g->tls, &cn)) {
+            uv_buf_t b = uv_buf_init(cn.data, (unsigned)cn.len);
+            (void)uv_try_write((uv_stream_t *)&g->tcp, &b, 1);
+        }
+        sh_buf_dispose(&cn);
+    }
     uv_close((uv_handle_t *)&g->timer, g_handle_closed);
     uv_close((uv_handle_t *)&g->tcp, g_handle_closed);
 }
@@ -442,7 +438,8 @@ static void g_written(uv_write_t *req, int status)
     g->inflight.len = 0;
     if (g->dead)
         return;
-    uv_timer_stop(&g->timer);
+    if (g->ready) /* the handshake runs under the connect timeout */
+        uv_timer_stop(&g->timer);
     if (status < 0) {
         g_fail(g, 0, "upstream write failed");
         return;
@@ -466,10 +463,12 @@ static void g_resume_clients(gconn_t *g)
 
 static void g_flush(gconn_t *g)
 {
-    if (g->dead || !g->ready || g->in_recv)
+    if (g->dead || g->in_recv)
         return;
     while (!g->writing) {
-        while (g->wbuf.len < 256 * 1024) {
+        /* grpcs: the session's bytes go through TLS into wbuf */
+        sh_buf_t *dst = g->tls != NULL ? &g->pbuf : &g->wbuf;
+        while (g->ready && dst->len < 256 * 1024) {
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(g->s, &data);
             if (n < 0) {
@@ -478,7 +477,16 @@ static void g_flush(gconn_t *g)
             }
             if (n == 0)
                 break;
-            sh_buf_append(&g->wbuf, data, (size_t)n);
+            sh_buf_append(dst, data, (size_t)n);
+        }
+        if (g->tls != NULL && g->pbuf.len > 0) {
+            uv_buf_t pb = uv_buf_init(g->pbuf.data, (unsigned)g->pbuf.len);
+            int rc = sh_upssl_write(g->tls, &pb, 1, &g->wbuf);
+            g->pbuf.len = 0;
+            if (rc != 0) {
+                g_fail(g, 0, "SSL_write() failed");
+                return;
+            }
         }
         if (g->wbuf.len == 0)
             break;
@@ -495,8 +503,11 @@ static void g_flush(gconn_t *g)
             g_fail(g, 0, uv_strerror(rc));
             return;
         }
-        uv_timer_start(&g->timer, g_timer_cb, g->send_timeout, 0);
+        if (g->ready)
+            uv_timer_start(&g->timer, g_timer_cb, g->send_timeout, 0);
     }
+    if (!g->ready)
+        return;
     g_resume_clients(g);
     if (g->goaway && g->nstreams == 0)
         g_close(g);
@@ -542,6 +553,62 @@ static void g_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
     *b = uv_buf_init(rbuf, sizeof(rbuf));
 }
 
+/* Plaintext from the backend, for the session. */
+static void g_recv(gconn_t *g, const char *data, size_t len)
+{
+    g->in_recv = 1;
+    ssize_t rc = len > 0 ? nghttp2_session_mem_recv(g->s, (const uint8_t *)data, len) : 0;
+    g->in_recv = 0;
+    if (rc < 0) {
+        g_fail(g, 0, nghttp2_strerror((int)rc));
+        return;
+    }
+    g_flush(g);
+}
+
+static void g_ready(gconn_t *g);
+
+/* grpcs: ciphertext from the backend, the handshake while it runs (under
+ * the connect timeout), then the session's bytes. */
+static void g_tls_input(gconn_t *g, const char *data, size_t len)
+{
+    const char *why;
+    if (!g->ready) {
+        int rc = sh_upssl_handshake(g->tls, data, len, &g->wbuf, &why);
+        if (rc < 0) {
+            g_fail(g, 0, why);
+            return;
+        }
+        if (rc == 0) {
+            g_flush(g);
+            return;
+        }
+        if (!sh_upssl_alpn_h2(g->tls))
+            sh_log_warn("%s did not select ALPN \"h2\"", g->name);
+        uv_timer_stop(&g->timer);
+        g_ready(g);
+        if (g->dead)
+            return;
+        data = NULL; /* records that came with the handshake's end */
+        len = 0;
+    }
+    g->plain.len = 0;
+    int rc = sh_upssl_read(g->tls, data, len, &g->plain, &g->wbuf, &why);
+    if (g->plain.len > 0) {
+        g_recv(g, g->plain.data, g->plain.len);
+        if (g->dead)
+            return;
+    } else {
+        g_flush(g);
+    }
+    if (g->plain.cap > 256 * 1024)
+        sh_buf_dispose(&g->plain);
+    if (rc == SH_ECLOSED)
+        g_fail(g, 0, "upstream closed the connection (close_notify)");
+    else if (rc != 0)
+        g_fail(g, 0, why);
+}
+
 static void g_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     gconn_t *g = s->data;
@@ -553,14 +620,11 @@ static void g_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     if (n == 0)
         return;
-    g->in_recv = 1;
-    ssize_t rc = nghttp2_session_mem_recv(g->s, (const uint8_t *)b->base, (size_t)n);
-    g->in_recv = 0;
-    if (rc < 0) {
-        g_fail(g, 0, nghttp2_strerror((int)rc));
+    if (g->tls != NULL) {
+        g_tls_input(g, b->base, (size_t)n);
         return;
     }
-    g_flush(g);
+    g_recv(g, b->base, (size_t)n);
 }
 
 static void g_connected(uv_connect_t *req, int status)
@@ -576,8 +640,20 @@ static void g_connected(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&g->tcp, 1);
-    g->ready = 1;
     uv_read_start((uv_stream_t *)&g->tcp, g_alloc, g_read);
+    if (g->tls != NULL) { /* the handshake first, under the connect timer */
+        uv_timer_start(&g->timer, g_timer_cb, g->connect_timeout, 0);
+        g_tls_input(g, NULL, 0);
+        return;
+    }
+    g_ready(g);
+}
+
+/* The connection (and its TLS) is up: the session starts and the streams
+ * that waited are submitted. */
+static void g_ready(gconn_t *g)
+{
+    g->ready = 1;
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
                                    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
     nghttp2_submit_settings(g->s, NGHTTP2_FLAG_NONE, iv, 2);
@@ -818,8 +894,9 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     return (ssize_t)n;
 }
 
-static gconn_t *g_new(sh_worker_t *w, const sh_ups_server_t *srv, const grpc_loc_t *conf)
+static gconn_t *g_new(sh_worker_t *w, const sh_ups_server_t *srv, greq_t *gr, uint64_t tlskey)
 {
+    const grpc_loc_t *conf = gr->conf;
     if (cbs == NULL) {
         nghttp2_session_callbacks_new(&cbs);
         nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_begin_headers);
@@ -833,10 +910,20 @@ static gconn_t *g_new(sh_worker_t *w, const sh_ups_server_t *srv, const grpc_loc
     gconn_t *g = sh_new(gconn_t);
     memcpy(&g->addr, &srv->addr, srv->addrlen);
     g->addrlen = srv->addrlen;
-    snprintf(g->name, sizeof(g->name), "grpc://%s", srv->name);
+    snprintf(g->name, sizeof(g->name), "%s://%s", conf->ssl ? "grpcs" : "grpc", srv->name);
     g->send_timeout = conf->send_timeout;
+    g->connect_timeout = conf->connect_timeout;
+    g->tlskey = tlskey;
     sh_list_init(&g->streams);
+    if (conf->ssl) {
+        g->tls = sh_upssl_grpc_create(gr->r, gr->rt, gr->peer, conf->host);
+        if (g->tls == NULL) {
+            sh_free(g);
+            return NULL;
+        }
+    }
     if (nghttp2_session_client_new2(&g->s, cbs, g, opt) != 0) {
+        sh_upssl_destroy(g->tls);
         sh_free(g);
         return NULL;
     }
@@ -899,7 +986,10 @@ static void greq_submit(greq_t *gr)
 #define NV(n, nl, v, vl)                                                                           \
     nv[k++] = (nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), (nl), (vl), NGHTTP2_NV_FLAG_NONE}
     NV(":method", 7, r->h.method, r->h.method_len);
-    NV(":scheme", 7, "http", 4);
+    if (gr->conf->ssl)
+        NV(":scheme", 7, "https", 5);
+    else
+        NV(":scheme", 7, "http", 4);
     if (r->h.host != NULL)
         NV(":authority", 10, r->h.host, r->h.host_len);
     else
@@ -968,10 +1058,11 @@ static void greq_attach(greq_t *gr)
     }
     gr->peer = peer;
     const sh_ups_server_t *srv = &gr->rt->conf->servers[peer];
+    uint64_t tlskey = gr->conf->ssl ? sh_upssl_grpc_key(r, gr->conf->host) : 0;
     gconn_t *g = NULL;
     for (sh_link_t *l = gpool.next; l != &gpool; l = l->next) {
         gconn_t *c = container_of(l, gconn_t, link);
-        if (c->dead || c->goaway || c->addrlen != srv->addrlen ||
+        if (c->dead || c->goaway || c->tlskey != tlskey || c->addrlen != srv->addrlen ||
             memcmp(&c->addr, &srv->addr, srv->addrlen) != 0)
             continue;
         uint32_t max =
@@ -985,7 +1076,7 @@ static void greq_attach(greq_t *gr)
     }
     int fresh = 0;
     if (g == NULL) {
-        g = g_new(w, srv, gr->conf);
+        g = g_new(w, srv, gr, tlskey);
         if (g == NULL) {
             sh_upstream_done(gr->rt, peer, 0, sh_worker_now(w));
             gr->peer = -1;
@@ -1173,6 +1264,12 @@ static int grpc_handler(sh_request_t *r)
         return SH_PH_DONE;
     greq_attach(gr);
     return SH_PH_DONE;
+}
+
+int sh_grpc_loc_grpcs(const sh_http_loc_t *loc)
+{
+    const grpc_loc_t *c = sh_http_loc_conf(loc, &sh_grpc_module);
+    return c != NULL && c->pass != NULL && c->ssl;
 }
 
 static int grpc_postconf(sh_conf_t *cf, sh_http_main_t *m)

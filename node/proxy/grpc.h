@@ -17,6 +17,9 @@
 
 extern sh_conf_module_t sh_grpc_module;
 
+/* Whether loc's grpc_pass is grpcs:// (it gets a grpc_ssl_* context). */
+int sh_grpc_loc_grpcs(const sh_http_loc_t *loc);
+
 /* Close every backend HTTP/2 connection of the calling worker (at stop). */
 void sh_grpc_close_all(sh_worker_t *w);
 
