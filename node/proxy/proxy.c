@@ -964,6 +964,16 @@ static void uconn_close(sh_uconn_t *u)
     u->closing = 1;
     u->closing_handles = 1;
     sh_timers_remove(&u->tq);
+    if (u->tls != NULL) {
+        /* our close_notify (nginx's SSL_shutdown), when the socket takes it
+         * now: never waits for the server's nor for a full socket buffer */
+        sh_buf_t cn = {0};
+        if (sh_upssl_shutdown(u->tls, &cn)) {
+            uv_buf_t b = uv_buf_init(cn.data, (unsigned)cn.len);
+            (void)uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
+        }
+        sh_buf_dispose(&cn);
+    }
     uv_close((uv_handle_t *)&u->tcp, uconn_closed);
 }
 
