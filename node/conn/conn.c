@@ -576,6 +576,12 @@ size_t sh_request_out_queued(const sh_request_t *r)
     return SH_PROTO(r)->queued(r);
 }
 
+size_t sh_request_trailers(const sh_request_t *r, sh_http1_header_t *out, size_t max)
+{
+    /* HTTP/2 only: HTTP/1.1 chunked trailers are not kept */
+    return r->h2s != NULL ? sh_http2_request_trailers(r, out, max) : 0;
+}
+
 void sh_request_respond(sh_request_t *r, int status, const char *ctype, const char *body,
                         size_t body_len, const char *location)
 {

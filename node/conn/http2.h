@@ -98,6 +98,9 @@ void sh_http2_body_resume(sh_request_t *r);
  * early data and waited for it (sh_request_dispatch). */
 void sh_http2_resume_early(sh_h2_t *h2);
 size_t sh_http2_out_queued(const sh_request_t *r);
+/* The request's trailers (HEADERS after its DATA), into out (pointing into
+ * the stream, valid while r is); their number. */
+size_t sh_http2_request_trailers(const sh_request_t *r, sh_http1_header_t *out, size_t max);
 
 /* ---- pure: the request head from an HTTP/2 header list (fuzzed) */
 

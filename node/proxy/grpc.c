@@ -865,8 +865,6 @@ static int cb_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *u
 static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
-    (void)s;
-    (void)id;
     (void)ud;
     greq_t *gr = src->ptr;
     if (gr->r == NULL || gr->done)
@@ -887,8 +885,28 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         if (gr->body.cap > SH_WBUF_HIGH)
             sh_buf_dispose(&gr->body);
     }
-    if (gr->body_eof && gr->body.len == gr->body_off)
+    if (gr->body_eof && gr->body.len == gr->body_off) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        /* the client's trailers end the backend stream too */
+        sh_http1_header_t tr[MAX_FIELDS];
+        size_t nt = sh_request_trailers(gr->r, tr, MAX_FIELDS);
+        if (nt > 0) {
+            nghttp2_nv nv[MAX_FIELDS];
+            char lname[MAX_FIELDS][64];
+            size_t k = 0;
+            for (size_t i = 0; i < nt; i++) {
+                if (tr[i].name_len == 0 || tr[i].name_len >= 64 || tr[i].name[0] == ':')
+                    continue;
+                for (size_t j = 0; j < tr[i].name_len; j++)
+                    lname[k][j] = (char)tolower((unsigned char)tr[i].name[j]);
+                nv[k] = (nghttp2_nv){(uint8_t *)lname[k], (uint8_t *)tr[i].value, tr[i].name_len,
+                                     tr[i].value_len, NGHTTP2_NV_FLAG_NONE};
+                k++;
+            }
+            if (k > 0 && nghttp2_submit_trailer(s, id, nv, k) == 0)
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        }
+    }
     if (gr->client_paused && gr->body.len - gr->body_off < SH_WBUF_LOW)
         gr->want_resume = 1;
     return (ssize_t)n;
