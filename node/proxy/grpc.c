@@ -35,16 +35,16 @@
 #include "core/log.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/node.h"
+#include "node/pipeline/pipeline.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/grpc.h"
+#include "node/proxy/proxy.h"
 #include "node/proxy/proxy_ssl.h"
 #include "node/proxy/upstream.h"
 
 #define MAX_FIELDS 128
-#define NU_ERROR   0x1
-#define NU_TIMEOUT 0x2
-#define NU_OFF     0x4
+#define REPLAY_MAX (64 * 1024) /* request body kept to send again to another server */
 
 typedef struct {
     char *name; /* lower case */
@@ -60,7 +60,10 @@ typedef struct {
     unsigned line;
     int ssl; /* grpcs:// (node/proxy/proxy_ssl.c, grpc_ssl_*) */
     uint64_t connect_timeout, send_timeout, read_timeout;
-    int next_upstream;
+    int next_upstream; /* SH_NU_* (proxy.h) */
+    int next_upstream_tries;
+    uint64_t next_upstream_timeout;
+    int intercept_errors; /* grpc_intercept_errors */
     grpc_header_t *headers;
     size_t nheaders;
     int headers_set;
@@ -87,7 +90,10 @@ typedef struct greq_s {
     sh_buf_t body; /* request body bytes not yet taken by the session */
     size_t body_off;
     uint64_t body_sent;
-    sh_buf_t rh, th; /* response head / trailer fields: len,name,len,value */
+    int tries;          /* servers tried so far */
+    uint8_t replay : 1; /* body holds every byte from the first (REPLAY_MAX) */
+    uint8_t sent : 1;   /* the request went to a server (a stream was submitted) */
+    sh_buf_t rh, th;    /* response head / trailer fields: len,name,len,value */
     size_t nrh, nth;
     int status;
     size_t unconsumed; /* response DATA bytes not acknowledged yet */
@@ -142,6 +148,9 @@ static void *grpc_create_loc(void)
     c->send_timeout = SH_CONF_UNSET_MSEC;
     c->read_timeout = SH_CONF_UNSET_MSEC;
     c->next_upstream = SH_CONF_UNSET;
+    c->next_upstream_tries = SH_CONF_UNSET;
+    c->next_upstream_timeout = SH_CONF_UNSET_MSEC;
+    c->intercept_errors = SH_CONF_UNSET;
     return c;
 }
 
@@ -179,7 +188,10 @@ static int grpc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     SH_CONF_MERGE_MSEC(c->connect_timeout, p->connect_timeout, 60000);
     SH_CONF_MERGE_MSEC(c->send_timeout, p->send_timeout, 60000);
     SH_CONF_MERGE_MSEC(c->read_timeout, p->read_timeout, 60000);
-    SH_CONF_MERGE(c->next_upstream, p->next_upstream, NU_ERROR | NU_TIMEOUT);
+    SH_CONF_MERGE(c->next_upstream, p->next_upstream, SH_NU_ERROR | SH_NU_TIMEOUT);
+    SH_CONF_MERGE(c->next_upstream_tries, p->next_upstream_tries, 0);
+    SH_CONF_MERGE_MSEC(c->next_upstream_timeout, p->next_upstream_timeout, 0);
+    SH_CONF_MERGE(c->intercept_errors, p->intercept_errors, 0);
     if (c->pass != NULL && c->ups == NULL) {
         sh_http_block_t *b = cf->user;
         sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
@@ -267,25 +279,9 @@ static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
 {
     (void)cmd;
     grpc_loc_t *c = conf;
-    int v = 0;
-    for (size_t i = 1; i < cf->node->nargs; i++) {
-        const char *a = cf->node->args[i];
-        if (strcmp(a, "error") == 0)
-            v |= NU_ERROR;
-        else if (strcmp(a, "timeout") == 0)
-            v |= NU_TIMEOUT;
-        else if (strcmp(a, "off") == 0)
-            v |= NU_OFF;
-        else
-            return sh_conf_error(cf,
-                                 "\"grpc_next_upstream %s\" is not implemented yet (only "
-                                 "error, timeout, off)",
-                                 a);
-    }
-    if ((v & NU_OFF) && v != NU_OFF)
-        return sh_conf_error(cf, "invalid value \"off\" in \"grpc_next_upstream\"");
-    c->next_upstream = v == NU_OFF ? 0 : v;
-    return 0;
+    if (c->next_upstream != SH_CONF_UNSET)
+        return sh_conf_error(cf, "\"grpc_next_upstream\" directive is duplicate");
+    return sh_next_upstream_parse(cf, &c->next_upstream);
 }
 
 #define GLOC    (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
@@ -299,9 +295,11 @@ static const sh_conf_cmd_t grpc_cmds[] = {
     {"grpc_send_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(send_timeout), NULL},
     {"grpc_read_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(read_timeout), NULL},
     {"grpc_next_upstream", GLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
-    /* not implemented: refused with file:line (fail closed) */
-    {"grpc_intercept_errors", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
-     "backend errors would not be intercepted"},
+    {"grpc_next_upstream_tries", GLOC | SH_CONF_TAKE1, sh_conf_set_num, GOFF(next_upstream_tries),
+     NULL},
+    {"grpc_next_upstream_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec,
+     GOFF(next_upstream_timeout), NULL},
+    {"grpc_intercept_errors", GLOC | SH_CONF_FLAG, sh_conf_set_flag, GOFF(intercept_errors), NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 /* ------------------------------------------------------ helpers -- */
@@ -389,7 +387,8 @@ static void greq_attach(greq_t *gr);
 static void greq_error(greq_t *gr, int code, const char *msg);
 static void greq_submit(greq_t *gr);
 static void greq_release(greq_t *gr);
-static int may_retry(const greq_t *gr);
+static int may_retry(greq_t *gr, int bit, int unprocessed);
+static void greq_retry(greq_t *gr);
 
 static void g_handle_closed(uv_handle_t *h)
 {
@@ -532,12 +531,8 @@ static void g_fail(gconn_t *g, int timeout, const char *why)
         }
         sh_req_log(SH_LOG_ERR, NULL, gr->r, g->name, "%s while talking to gRPC upstream", why);
         sh_upstream_done(gr->rt, gr->peer, 1, sh_worker_now(gr->r->w));
-        int kind = timeout ? NU_TIMEOUT : NU_ERROR;
-        if (!gr->got_head && gr->body_sent == 0 && (gr->conf->next_upstream & kind) &&
-            may_retry(gr)) {
-            gr->tried |= 1ull << (gr->peer % 64);
-            gr->peer = -1;
-            greq_attach(gr);
+        if (may_retry(gr, timeout ? SH_NU_TIMEOUT : SH_NU_ERROR, 0)) {
+            greq_retry(gr);
             continue;
         }
         gr->peer = -1;
@@ -668,12 +663,73 @@ static void g_ready(gconn_t *g)
 
 /* ---- nghttp2 callbacks (client side) */
 
-/* Whether gr may go to another server of its group (not every one was
- * tried yet). */
-static int may_retry(const greq_t *gr)
+/*
+ * Whether gr may go to another server of its group after a failure of
+ * kind bit (SH_NU_*), nginx's rules as proxy_next_upstream: the kind is in
+ * grpc_next_upstream, nothing reached the client, the request can be sent
+ * again (nothing of its body was sent, or all of it is kept), a request
+ * that reached the server (gRPC calls are POSTs) only with non_idempotent
+ * unless the server did not process it (unprocessed: REFUSED_STREAM, RFC
+ * 9113 8.7), grpc_next_upstream_tries and _timeout allow it, and not
+ * every server was tried.
+ */
+static int may_retry(greq_t *gr, int bit, int unprocessed)
 {
+    const grpc_loc_t *c = gr->conf;
+    sh_request_t *r = gr->r;
+    if (r == NULL || gr->done || gr->peer < 0 || r->resp_started || !(c->next_upstream & bit))
+        return 0;
+    if (gr->body_sent > 0 && !gr->replay)
+        return 0;
+    if (gr->sent && !unprocessed && !(c->next_upstream & SH_NU_NON_IDEMPOTENT))
+        return 0;
+    if (c->next_upstream_tries > 0 && gr->tries + 1 >= c->next_upstream_tries)
+        return 0;
+    if (c->next_upstream_timeout > 0 &&
+        sh_worker_now(r->w) - r->start_ms >= c->next_upstream_timeout)
+        return 0;
     uint64_t tried = gr->tried | 1ull << (gr->peer % 64);
     return (size_t)__builtin_popcountll(tried) < gr->rt->conf->nservers;
+}
+
+/* gr leaves its connection: its stream (if any) is reset and no longer
+ * its own, or it stops waiting for the connection. */
+static void greq_leave(greq_t *gr)
+{
+    gconn_t *g = gr->g;
+    if (g == NULL)
+        return;
+    if (gr->sid > 0) {
+        nghttp2_session_set_stream_user_data(g->s, gr->sid, NULL);
+        if (gr->unconsumed > 0)
+            nghttp2_session_consume(g->s, gr->sid, gr->unconsumed);
+        nghttp2_submit_rst_stream(g->s, NGHTTP2_FLAG_NONE, gr->sid, NGHTTP2_CANCEL);
+    }
+    gr->unconsumed = 0;
+    sh_list_remove(&gr->link);
+    sh_list_init(&gr->link);
+    g->nstreams--;
+    gr->g = NULL;
+    gr->sid = 0;
+    g_flush(g);
+}
+
+/* gr (off any stream and connection, its server let go) goes to the next
+ * server: the response so far is forgotten, the body sent again. */
+static void greq_retry(greq_t *gr)
+{
+    gr->tried |= 1ull << (gr->peer % 64);
+    gr->peer = -1;
+    gr->tries++;
+    gr->sent = 0;
+    gr->got_head = 0;
+    gr->status = 0;
+    gr->rh.len = gr->th.len = 0;
+    gr->nrh = gr->nth = 0;
+    gr->body_off = 0;
+    gr->body_sent = 0;
+    gr->deferred = 0;
+    greq_attach(gr);
 }
 
 static greq_t *stream_req(nghttp2_session *s, int32_t id)
@@ -682,6 +738,7 @@ static greq_t *stream_req(nghttp2_session *s, int32_t id)
 }
 
 static void greq_timer_arm(greq_t *gr);
+static void greq_detach(sh_request_t *r);
 
 static int cb_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
@@ -763,9 +820,33 @@ static int cb_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     if (!gr->got_head) {
         if (gr->status >= 100 && gr->status < 200)
             return 0; /* interim */
+        /* grpc_next_upstream http_500 ...: the next server */
+        int bit = sh_next_upstream_status(gr->status);
+        if (bit != 0 && may_retry(gr, bit, 0)) {
+            sh_req_log(SH_LOG_WARN, NULL, gr->r, g->name,
+                       "upstream answered %d, trying the next server", gr->status);
+            greq_leave(gr);
+            /* nginx counts 5xx and 429 as failures of the server, not 403/404 */
+            sh_upstream_done(gr->rt, gr->peer, bit != SH_NU_HTTP_403 && bit != SH_NU_HTTP_404,
+                             sh_worker_now(gr->r->w));
+            greq_retry(gr);
+            return 0;
+        }
         gr->got_head = 1;
-        size_t n = get_fields(&gr->rh, gr->nrh, hs, MAX_FIELDS);
         sh_request_t *r = gr->r;
+        /* grpc_intercept_errors on: a status of 300 or more that has an
+         * error_page is answered with the page (nginx); the backend
+         * stream is reset */
+        const sh_error_pages_t *ep;
+        if (gr->conf->intercept_errors && gr->status >= 300 &&
+            (ep = sh_request_error_pages(r)) != NULL && ep->has(r, gr->status)) {
+            int status = gr->status;
+            gr->done = 1;
+            greq_detach(r);
+            sh_phase_answer(r, status);
+            return 0;
+        }
+        size_t n = get_fields(&gr->rh, gr->nrh, hs, MAX_FIELDS);
         if (end) { /* trailers-only */
             gr->done = 1;
             uv_timer_stop(&gr->timer);
@@ -842,11 +923,8 @@ static int cb_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *u
         gr->peer = -1;
         return 0;
     }
-    if (err == NGHTTP2_REFUSED_STREAM && !gr->got_head && gr->body_sent == 0 &&
-        (gr->conf->next_upstream & NU_ERROR) && may_retry(gr)) {
-        gr->tried |= 1ull << (gr->peer % 64);
-        gr->peer = -1;
-        greq_attach(gr);
+    if (!gr->got_head && may_retry(gr, SH_NU_ERROR, err == NGHTTP2_REFUSED_STREAM)) {
+        greq_retry(gr);
         return 0;
     }
     gr->peer = -1;
@@ -867,7 +945,7 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 {
     (void)ud;
     greq_t *gr = src->ptr;
-    if (gr->r == NULL || gr->done)
+    if (gr->r == NULL || gr->done || id != gr->sid) /* id: a stream gr left */
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     size_t avail = gr->body.len - gr->body_off;
     if (avail == 0 && !gr->body_eof) {
@@ -880,7 +958,7 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     gr->body_sent += n;
     if (gr->r != NULL)
         gr->r->up_bytes_sent += n;
-    if (gr->body_off == gr->body.len) {
+    if (gr->body_off == gr->body.len && !gr->replay) {
         gr->body.len = gr->body_off = 0;
         if (gr->body.cap > SH_WBUF_HIGH)
             sh_buf_dispose(&gr->body);
@@ -967,6 +1045,14 @@ static void greq_timer_cb(uv_timer_t *t)
     if (gr->r == NULL || gr->done)
         return;
     int deadline = gr->deadline != 0 && sh_worker_now(gr->r->w) + 5 >= gr->deadline;
+    if (!deadline && !gr->got_head && may_retry(gr, SH_NU_TIMEOUT, 0)) {
+        sh_req_log(SH_LOG_ERR, NULL, gr->r, gr->g ? gr->g->name : NULL,
+                   "upstream timed out, trying the next server");
+        greq_leave(gr);
+        sh_upstream_done(gr->rt, gr->peer, 1, sh_worker_now(gr->r->w));
+        greq_retry(gr);
+        return;
+    }
     sh_req_log(SH_LOG_ERR, NULL, gr->r, gr->g ? gr->g->name : NULL, "%s",
                deadline ? "gRPC deadline exceeded (grpc-timeout)" : "upstream timed out");
     greq_error(gr, 4, deadline ? "deadline exceeded" : "upstream timed out");
@@ -1056,6 +1142,7 @@ static void greq_submit(greq_t *gr)
         return;
     }
     gr->sid = id;
+    gr->sent = 1;
 }
 
 /* Pick a server and a connection for gr, and submit it when it can be. */
@@ -1209,7 +1296,9 @@ static int greq_body(sh_request_t *r, const char *data, size_t len, int last)
     greq_t *gr = sh_request_ctx(r, &sh_grpc_module);
     if (gr == NULL || gr->done)
         return 0;
-    if (gr->body_off > 0 && gr->body_off == gr->body.len)
+    if (gr->replay && gr->body.len + len > REPLAY_MAX)
+        gr->replay = 0; /* too large to keep: it cannot be sent again */
+    if (gr->body_off > 0 && gr->body_off == gr->body.len && !gr->replay)
         gr->body.len = gr->body_off = 0;
     sh_buf_append(&gr->body, data, len);
     if (last)
@@ -1261,6 +1350,7 @@ static int grpc_handler(sh_request_t *r)
     gr->r = r;
     gr->conf = c;
     gr->peer = -1;
+    gr->replay = 1;
     gr->rt = &r->w->ups[c->ups->index];
     sh_list_init(&gr->link);
     uv_timer_init(&r->w->loop, &gr->timer);
