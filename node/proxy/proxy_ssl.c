@@ -263,30 +263,22 @@ static int depth_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 #define LOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 
 /* the same directives as proxy_ssl_* and grpc_ssl_* (nginx's names) */
+// clang-format off
 #define SSL_CMDS(P)                                                                                \
-    {P "_ssl_server_name", LOC | SH_CONF_FLAG, sh_conf_set_flag,                                   \
-     offsetof(pssl_conf_t, server_name), NULL},                                                    \
-        {P "_ssl_name", LOC | SH_CONF_TAKE1, name_set, 0, NULL},                                   \
-        {P "_ssl_verify", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, verify),     \
-         NULL},                                                                                    \
-        {P "_ssl_verify_depth", LOC | SH_CONF_TAKE1, depth_set,                                    \
-         offsetof(pssl_conf_t, verify_depth), NULL},                                               \
-        {P "_ssl_trusted_certificate", LOC | SH_CONF_TAKE1, path_set,                              \
-         offsetof(pssl_conf_t, trusted), NULL},                                                    \
-        {P "_ssl_crl", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, crl), NULL},           \
-        {P "_ssl_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, cert), NULL},  \
-        {P "_ssl_certificate_key", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, key),      \
-         NULL},                                                                                    \
-        {P "_ssl_password_file", LOC | SH_CONF_TAKE1, path_set,                                    \
-         offsetof(pssl_conf_t, password_file), NULL},                                              \
-        {P "_ssl_protocols", LOC | SH_CONF_1MORE, protocols_set, 0, NULL},                         \
-        {P "_ssl_ciphers", LOC | SH_CONF_TAKE1, sh_conf_set_str, offsetof(pssl_conf_t, ciphers),   \
-         NULL},                                                                                    \
-        {P "_ssl_session_reuse", LOC | SH_CONF_FLAG, sh_conf_set_flag,                             \
-         offsetof(pssl_conf_t, session_reuse), NULL},                                              \
-    {                                                                                              \
-        P "_ssl_conf_command", LOC | SH_CONF_TAKE2, conf_command_set, 0, NULL                      \
-    }
+    {P "_ssl_server_name", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, server_name), NULL}, \
+    {P "_ssl_name", LOC | SH_CONF_TAKE1, name_set, 0, NULL},                                       \
+    {P "_ssl_verify", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, verify), NULL},  \
+    {P "_ssl_verify_depth", LOC | SH_CONF_TAKE1, depth_set, offsetof(pssl_conf_t, verify_depth), NULL}, \
+    {P "_ssl_trusted_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, trusted), NULL}, \
+    {P "_ssl_crl", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, crl), NULL},               \
+    {P "_ssl_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, cert), NULL},      \
+    {P "_ssl_certificate_key", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, key), NULL},   \
+    {P "_ssl_password_file", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, password_file), NULL}, \
+    {P "_ssl_protocols", LOC | SH_CONF_1MORE, protocols_set, 0, NULL},                             \
+    {P "_ssl_ciphers", LOC | SH_CONF_TAKE1, sh_conf_set_str, offsetof(pssl_conf_t, ciphers), NULL}, \
+    {P "_ssl_session_reuse", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, session_reuse), NULL}, \
+    {P "_ssl_conf_command", LOC | SH_CONF_TAKE2, conf_command_set, 0, NULL}
+// clang-format on
 
 static const sh_conf_cmd_t pssl_cmds[] = {SSL_CMDS("proxy"), {NULL, 0, NULL, 0, NULL}};
 static const sh_conf_cmd_t gssl_cmds[] = {SSL_CMDS("grpc"), {NULL, 0, NULL, 0, NULL}};
