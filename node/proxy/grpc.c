@@ -16,10 +16,17 @@
  * grpc-status 14 (UNAVAILABLE); the call's deadline (grpc-timeout) or
  * grpc_read_timeout / grpc_connect_timeout / grpc_send_timeout are 4
  * (DEADLINE_EXCEEDED). After the response head went out, the same status
- * goes in the trailers. A connection failure before the backend got any
- * request byte of a call is retried on the next server (grpc_next_upstream
- * error timeout). A client's RST_STREAM frees the request, whose cleanup
- * resets the backend stream (CANCEL).
+ * goes in the trailers. grpc_next_upstream sends a call to the next server
+ * by proxy_next_upstream's rules (a call that reached a server only with
+ * non_idempotent, unless the server refused the stream); a call keeps the
+ * first REPLAY_MAX bytes of its body so that it can be sent again. With
+ * grpc_intercept_errors, a status with an error_page is answered with the
+ * page. A client's RST_STREAM frees the request, whose cleanup resets the
+ * backend stream (CANCEL); its trailers, if any, end the backend stream.
+ *
+ * grpcs:// (grpc_ssl_*, node/proxy/proxy_ssl.c): the TLS handshake (ALPN
+ * h2) runs under grpc_connect_timeout, then the session's bytes go through
+ * the TLS layer; closing sends close_notify.
  *
  * The request body reaches this module through r->sink (node.h's
  * sh_body_sink_t), which also tells it when the client drained the

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * gRPC proxying (`grpc_pass grpc://HOST:PORT|UPSTREAM` and its grpc_*
+ * gRPC proxying (`grpc_pass grpc[s]://HOST:PORT|UPSTREAM` and its grpc_*
  * directives): a content handler that carries each request as a stream of
  * an HTTP/2 connection to a server of the upstream group (nghttp2 client
  * sessions, one or more per worker and server, multiplexed), streams the
