@@ -215,8 +215,7 @@ typedef struct {
      * sent (moving *off), SH_EAGAIN (wait for the drain), SH_EUNSUPP (send
      * it as body bytes instead) or SH_ECLOSED / SH_EIO (r ended). */
     int (*sendfile)(sh_request_t *r, int fd, int64_t *off, size_t len);
-    /* r's head is read (or waits for the TLS handshake: r->early_wait):
-     * the protocol sets up reading its body. */
+    /* r's head is read: the protocol sets up reading its body. */
     void (*head_done)(sh_request_t *r);
 } sh_http_proto_t;
 
