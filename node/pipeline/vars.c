@@ -41,6 +41,7 @@ enum part_kind {
     V_UPSTREAM_HTTP,
     V_CAPTURE, /* $0..$9: group in part.group */
     V_NAMED,   /* registered variable or named capture: part.entry */
+    V_GETTER,  /* a module's built-in variable: part.get(r, part.data) */
 };
 
 /* A registry entry: a named variable of the configuration. */
@@ -50,7 +51,8 @@ typedef struct var_entry_s {
     const void *data;
     unsigned defined : 1;
     unsigned capture : 1;
-    char *use_file; /* first use, for "unknown variable" */
+    unsigned builtin : 1; /* defined by a module's preconfiguration */
+    char *use_file;       /* first use, for "unknown variable" */
     unsigned use_line;
 } var_entry_t;
 
@@ -62,6 +64,7 @@ struct sh_var_reg_s {
         sh_var_get_pt get;
     } * pfx;
     size_t npfx;
+    unsigned walking : 1; /* the preconfigurations are done */
 };
 
 typedef struct {
@@ -70,6 +73,8 @@ typedef struct {
     size_t len;
     int group;          /* V_CAPTURE */
     var_entry_t *entry; /* V_NAMED */
+    sh_var_get_pt get;  /* V_GETTER */
+    const void *data;
 } part_t;
 
 struct sh_cv_s {
@@ -159,9 +164,17 @@ int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const voi
     if (e == NULL)
         e = reg_add(m, name, nl);
     e->defined = 1;
+    e->builtin = !m->vars->walking;
     e->get = get;
     e->data = data;
     return 0;
+}
+
+void sh_vars_preconf_done(sh_http_main_t *m)
+{
+    if (m->vars == NULL)
+        m->vars = sh_new(sh_var_reg_t);
+    m->vars->walking = 1;
 }
 
 int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re)
@@ -340,6 +353,17 @@ int sh_cv_compile(sh_conf_t *cf, const char *text, sh_cv_t **out)
             }
             /* possibly defined later in the http block: checked at its end */
             var_entry_t *e = reg_find(m->vars, name, nl);
+            if (e != NULL && e->builtin && e->get != NULL) {
+                /* a module's own variable reads the request and names no
+                 * value of the configuration (no cycle to guard): its
+                 * getter is called directly */
+                part_t *pt = add_part(cv, V_GETTER, name, nl);
+                pt->get = e->get;
+                pt->data = e->data;
+                p = end + (p[1] == '{' ? 1 : 0);
+                lit = p;
+                continue;
+            }
             if (e == NULL) {
                 e = reg_add(m, name, nl);
                 e->use_file = sh_strdup(cf->node != NULL ? cf->node->file : "");
@@ -537,6 +561,8 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         if (ev->caps != NULL)
             return append_group(ev->caps, pt->group, out);
         return append_group(own_captures(ev), pt->group, out);
+    case V_GETTER:
+        return pt->get(r, pt->data, out);
     case V_NAMED: {
         const var_entry_t *e = pt->entry;
         if (e->capture && e->get == NULL) {
@@ -587,8 +613,13 @@ void sh_cv_eval_captures(const sh_cv_t *cv, sh_request_t *r, const sh_captures_t
     ev.caps = caps;
     ev.own_state = 0;
     ev.subject = NULL;
-    for (size_t i = 0; i < cv->nparts; i++)
-        eval_part(&ev, &cv->parts[i], out);
+    for (size_t i = 0; i < cv->nparts; i++) {
+        const part_t *pt = &cv->parts[i];
+        if (pt->id == V_GETTER) /* the common case, without the switch */
+            pt->get(r, pt->data, out);
+        else
+            eval_part(&ev, pt, out);
+    }
     eval_done(&ev);
 }
 
@@ -689,7 +720,8 @@ void sh_cv_eval_log(const sh_cv_t *cv, sh_request_t *r, int escape, sh_buf_t *ou
             continue;
         }
         size_t from = out->len;
-        if (!eval_part(&ev, pt, out)) {
+        int found = pt->id == V_GETTER ? pt->get(r, pt->data, out) : eval_part(&ev, pt, out);
+        if (!found) {
             out->len = from;
             if (escape != SH_ESCAPE_JSON)
                 sh_buf_append(out, "-", 1);

@@ -72,6 +72,12 @@ typedef int (*sh_var_get_pt)(sh_request_t *r, const void *data, sh_buf_t *out);
  * its sh_http_block_t). Errors (written into cf): a built-in name, or a
  * name already defined. */
 int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const void *data);
+/* The http block's preconfigurations are done (http_conf.c): the variables
+ * defined so far are the modules' built-in ones, whose getters read the
+ * request and evaluate no configuration value; a value calls them
+ * directly. Those the configuration defines (map, geo, set, ...) go
+ * through the registry entry with the cycle check. */
+void sh_vars_preconf_done(sh_http_main_t *m);
 /* Define the family $PREFIXNAME (auth_jwt's $jwt_claim_NAME): a variable
  * of the configuration that starts with prefix and is not defined
  * otherwise gets get, with data the NAME after the prefix (a string that
