@@ -855,7 +855,7 @@ static void split_target(sh_request_t *r)
     /* absolute-form: drop scheme and authority (RFC 9112 3.2.2) */
     const char *a;
     size_t al;
-    if (r->h2s == NULL && sh_http1_target_authority(t, n, &a, &al)) {
+    if (r->c->proto->absolute_form && sh_http1_target_authority(t, n, &a, &al)) {
         n -= (size_t)(a + al - t);
         t = a + al;
     }
@@ -891,7 +891,8 @@ static int host_check(sh_request_t *r)
     }
     const char *a;
     size_t al;
-    if (r->h2s == NULL && sh_http1_target_authority(r->h.target, r->h.target_len, &a, &al)) {
+    if (r->c->proto->absolute_form &&
+        sh_http1_target_authority(r->h.target, r->h.target_len, &a, &al)) {
         ssize_t n = sh_http1_host(a, al);
         if (n < 0)
             return -1;
@@ -1439,4 +1440,5 @@ static const sh_http_proto_t http1_proto = {
     .send_timer = h1_send_timer,
     .sendfile = h1_sendfile,
     .head_done = h1_head_done,
+    .absolute_form = 1,
 };

@@ -1582,6 +1582,7 @@ const sh_http_proto_t sh_http2_proto = {
     .queued = sh_http2_out_queued,
     .send_timer = h2_send_timer,
     .head_done = h2_head_done,
+    .head_ends_response = 1,
 };
 
 size_t sh_http2_nstreams(const sh_h2_t *h2)
