@@ -8,23 +8,18 @@
 # request (process, inclusive) for each binary given. Instruction counts do
 # not depend on the machine's load; compare binaries, e.g. one built from
 # main before a change:
-#   bench/vars_callgrind.sh [N, default 1000] [BINARY...] (default: build/bin/shoal)
+#   bench/vars_callgrind.sh [N, default 1000] [BINARY...] (default: build/bin/shoal, or SHOAL_BIN)
 # Needs: valgrind, callgrind_annotate, curl. Binaries with symbols (Release is fine).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 n=${1:-1000}
 shift || true
+bench_init vars_callgrind valgrind callgrind_annotate curl
 bins=("$@")
-[ ${#bins[@]} -gt 0 ] || bins=("$root/build/bin/shoal")
-for t in valgrind callgrind_annotate curl; do
-  command -v "$t" >/dev/null || { echo "vars_callgrind.sh: $t is missing" >&2; exit 2; }
-done
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-d=$(mktemp -d /tmp/vars-callgrind.XXXXXX)
-vp=
-cleanup() { [ -n "$vp" ] && kill "$vp" 2>/dev/null; rm -rf "$d"; }
-trap cleanup EXIT
+[ ${#bins[@]} -gt 0 ] || bins=("$bin")
+port=$(free_port)
 mkdir -p "$d/logs"
 cat >"$d/cg.conf" <<EOF
 worker_processes 1;
@@ -52,6 +47,7 @@ for b in "${bins[@]}"; do
   valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" "$b" -p "$d/" -c "$d/cg.conf" \
     >"$d/vg.log" 2>&1 &
   vp=$!
+  pids+=("$vp")
   for _ in $(seq 300); do
     curl -s -o /dev/null "http://127.0.0.1:$port/" && break
     sleep 0.1
@@ -59,7 +55,6 @@ for b in "${bins[@]}"; do
   curl -s -H 'Host: cg.test' -H 'User-Agent: cg' "${urls[@]}" >/dev/null
   kill -QUIT "$(cat "$d/logs/shoal.pid")" 2>/dev/null || kill "$vp"
   wait "$vp" || true
-  vp=
   reqs=$(wc -l <"$d/logs/access.log")
   ann=$(callgrind_annotate --inclusive=yes "$d/cg.out" 2>/dev/null)
   ir() { echo "$ann" | grep -E "$1" | head -1 | awk '{gsub(",","",$1); print $1}'; }
