@@ -9,13 +9,15 @@
  * request goes to a port picked by weight among the ports not marked down,
  * on an idle keep-alive connection of that port (a new one if none is idle).
  *
- *   gload --rate R --path P --port PORT:W [--port PORT:W ...]
+ *   gload --rate R --path P --port [ADDR:]PORT:W [--port ...]
  *         [--key K | --keys N] [--conns M] [--seed S] [--host ADDR]
  *
  * stdin: "w PORT:W PORT:W ..." sets the weights; "q" or EOF stops.
  * stdout: "t0 SECONDS" (CLOCK_MONOTONIC, as Python's time.monotonic()),
  * then for every whole second s of that clock once it has ended:
- *   "s S sent N late MS c200 N c429 N other N err N p PORT:N200 ..."
+ *   "s S sent N late MS c200 N c429 N other N err N p [ADDR:]PORT:N200 ..."
+ * (ADDR, else --host, default 127.0.0.1: the nodes of a region in network
+ * namespaces of their own listen on the same port at different addresses)
  * sent and late (the most a request of that second left after its due time,
  * in ms) by send time; answers by the time they completed, as before. */
 #ifndef _GNU_SOURCE
@@ -61,6 +63,8 @@ struct conn {
 
 struct port {
   int num;
+  struct in_addr addr;
+  char label[64]; /* as given: PORT or ADDR:PORT */
   double weight;
   double down_until;
 };
@@ -141,7 +145,7 @@ static int conn_open(struct conn *c, int port) {
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
   sa.sin_port = htons((uint16_t)ports[port].num);
-  sa.sin_addr = host;
+  sa.sin_addr = ports[port].addr;
   if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
     close(fd);
     return -1;
@@ -365,7 +369,7 @@ static void emit(long s) {
   printf("s %ld sent %ld late %.1f c200 %ld c429 %ld other %ld err %ld p", s, x->sent,
          x->late * 1000.0, x->c200, x->c429, x->other, x->err);
   for (int i = 0; i < nports; i++)
-    printf(" %d:%ld", ports[i].num, x->by_port[i]);
+    printf(" %s:%ld", ports[i].label, x->by_port[i]);
   printf("\n");
   fflush(stdout);
 }
@@ -417,20 +421,42 @@ int main(int argc, char **argv) {
       if (inet_pton(AF_INET, v, &host) != 1)
         usage();
     } else if (!strcmp(a, "--port") && nports < MAX_PORTS) {
-      ports[nports].num = atoi(v);
-      const char *colon = strchr(v, ':');
-      ports[nports].weight = colon ? atof(colon + 1) : 1.0;
-      nports++;
+      struct port *p = &ports[nports++];
+      char buf[64];
+      snprintf(buf, sizeof buf, "%s", v);
+      char *w = strrchr(buf, ':');
+      p->weight = 1.0;
+      if (w && strchr(buf, ':') != w) { /* ADDR:PORT:W */
+        p->weight = atof(w + 1);
+        *w = 0;
+      } else if (w && strchr(buf, '.') == NULL) { /* PORT:W */
+        p->weight = atof(w + 1);
+        *w = 0;
+      }
+      char *c = strchr(buf, ':');
+      p->addr.s_addr = 0;
+      if (c) { /* ADDR:PORT */
+        *c = 0;
+        if (inet_pton(AF_INET, buf, &p->addr) != 1)
+          usage();
+        *c = ':';
+        p->num = atoi(c + 1);
+      } else
+        p->num = atoi(buf);
+      snprintf(p->label, sizeof p->label, "%s", buf);
     } else
       usage();
   }
-  if (rate <= 0 || nports == 0 || nconns_max < 1 || strlen(path) > 200)
+  if (rate <= 0 || nports == 0 || nconns_max < 1 || nconns_max > 4096 || strlen(path) > 200)
     usage();
+  for (int i = 0; i < nports; i++)
+    if (ports[i].addr.s_addr == 0)
+      ports[i].addr = host;
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGTERM, on_term);
   signal(SIGINT, on_term);
-  conns = calloc((size_t)(nports * nconns_max), sizeof *conns);
+  conns = calloc((size_t)nports * (size_t)nconns_max, sizeof *conns);
   secs = calloc(MAX_SECS, sizeof *secs);
   if (!conns || !secs)
     return 1;
