@@ -353,6 +353,15 @@ static result_t run(unsigned n, int fanout, unsigned keys, double r, double over
             s->wheel[i] = p->next;
             sh_free(p);
         }
+    if (getenv("SIM_DEBUG")) {
+        uint64_t ev = 0, ov = 0;
+        for (unsigned i = 0; i < n; i++) {
+            ev += sh_limit_zone_evictions(s->nodes[i].z);
+            ov += sh_limit_zone_dirty_overflows(s->nodes[i].z);
+        }
+        fprintf(stderr, "# n=%u keys=%u evictions=%llu dirty_overflows=%llu\n", n, keys,
+                (unsigned long long)ev, (unsigned long long)ov);
+    }
     for (unsigned i = 0; i < n; i++) {
         sh_lg_destroy(s->nodes[i].g);
         sh_limit_zone_destroy(s->nodes[i].z);
@@ -391,6 +400,8 @@ static int table(const unsigned *sizes, size_t nsizes, int check)
                 if (fan && n > 200 && k > 0)
                     continue; /* fan-out at 1,000 nodes: the hot case says enough */
                 unsigned secs = n >= 1000 ? 6 : 8;
+                if (getenv("SIM_SECONDS"))
+                    secs = (unsigned)atoi(getenv("SIM_SECONDS"));
                 result_t a = run(n, fan, sc[k].keys, sc[k].rate, 2.0, sc[k].uneven, 0, secs);
                 result_t b = run(n, fan, sc[k].keys, sc[k].rate, 2.0, sc[k].uneven, 1, 6);
                 printf("%-6u %-8s %-14s %12.0f %10.1f %+9.1f%% %9.1f%% %+9.1f%%\n", n,
