@@ -426,10 +426,8 @@ int main(int argc, char **argv) {
       snprintf(buf, sizeof buf, "%s", v);
       char *w = strrchr(buf, ':');
       p->weight = 1.0;
-      if (w && strchr(buf, ':') != w) { /* ADDR:PORT:W */
-        p->weight = atof(w + 1);
-        *w = 0;
-      } else if (w && strchr(buf, '.') == NULL) { /* PORT:W */
+      if (w && (strchr(buf, ':') != w ||            /* ADDR:PORT:W */
+                memchr(buf, '.', (size_t)(w - buf)) == NULL)) { /* PORT:W */
         p->weight = atof(w + 1);
         *w = 0;
       }
