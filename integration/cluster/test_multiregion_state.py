@@ -2,7 +2,7 @@
 """Issue 13, multi-region shared state: the global rate limit and the
 cluster-wide purge across two regions DELAY ms apart (default 80).
 
-The network of test_multiregion.py (WanNet: two bridges, each region's
+The network of test_multiregion.py (netns_util.WanNet: two bridges, each region's
 nodes in network namespaces of their own, wan_relay.py holding every frame
 DELAY ms between the bridges, nftables dropping LOSS percent, default 0
 here). PER_REGION nodes in "east" and in "west" (default 2 + 2), `profile
@@ -39,22 +39,20 @@ table (the line starting WAN_STATE holds the figures)."""
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
 import time
 
-os.environ.setdefault("SHOAL_MR_LOSS", "0")
-
-import cluster_util as cu  # noqa: E402
-import glimit_util as gu  # noqa: E402
-import test_multiregion as mr  # noqa: E402
-from test_cluster_partition import netns_permitted  # noqa: E402
+import cluster_util as cu
+import glimit_util as gu
+import netns_util as nu
 
 sh = cu.sh
 HERE = os.path.dirname(os.path.abspath(__file__))
 ORIGIN_PY = os.path.join(os.path.dirname(HERE), "cache_origin.py")
+DELAY_MS = float(os.environ.get("SHOAL_MR_DELAY_MS", "80"))
+LOSS = int(os.environ.get("SHOAL_MR_LOSS", "0"))
 PER_REGION = int(os.environ.get("SHOAL_WAN_PER_REGION", "2"))
 SECONDS = int(os.environ.get("SHOAL_WAN_SECONDS", "5"))
 PURGES = int(os.environ.get("SHOAL_WAN_PURGES", "6"))
@@ -199,17 +197,7 @@ def pct(xs, q):
 
 
 def main(t, ctl):
-    why = netns_permitted()
-    if why is not None:
-        print("SKIP - network namespaces are not permitted here (ip netns add: %s)" % why,
-              flush=True)
-        sys.exit(77)
-    if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
-        print("SKIP - /dev/net/tun is not usable here", flush=True)
-        sys.exit(77)
-    net = mr.WanNet()
-    extra = []   # loads and watchers: stopped by PID below
-    sh._install_handlers()
+    extra = []   # loads and watchers: stopped by PID on every exit path
 
     def cleanup():
         for x in extra:
@@ -217,23 +205,8 @@ def main(t, ctl):
                 x.stop() if isinstance(x, gu.Load) else x.close()
             except Exception:
                 pass
-        sh.stop_all()
-        net.teardown()
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        prev = signal.getsignal(s)
-
-        def on_signal(signum, frame, prev=prev):
-            cleanup()
-            if callable(prev):
-                prev(signum, frame)
-            sys.exit(128 + signum)
-        signal.signal(s, on_signal)
-    try:
-        run(t, ctl, net, extra)
-    finally:
-        cleanup()
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        t.check(net.pfx + "n" not in left, "every namespace created is deleted", left)
+    nu.run_in_netns(t, nu.WanNet(DELAY_MS, LOSS), lambda net: run(t, ctl, net, extra),
+                    need_tun=True, cleanup=cleanup)
 
 
 def run(t, ctl, net, extra):
@@ -264,7 +237,7 @@ def run(t, ctl, net, extra):
     alive = {n.name: "alive" for n in c.nodes}
     secs = c.wait_all_see(c.nodes, alive, 120, "%d alive everywhere" % len(c.nodes))
     t.check(True, "%d + %d nodes, %d ms apart, %d%% loss: one cluster in %.1f s"
-            % (PER_REGION, PER_REGION, mr.DELAY_MS, mr.LOSS, secs))
+            % (PER_REGION, PER_REGION, DELAY_MS, LOSS, secs))
 
     def zones_heard():
         for n in c.nodes:
@@ -305,7 +278,7 @@ def run(t, ctl, net, extra):
     total = sum(x[2] for x in per_region)
     err = (total - RATE) / float(RATE)
     what = ("global limit across %d ms: %.1f/s admitted for %d/s (%+.1f%%, within %.0f%%)"
-            % (mr.DELAY_MS, total, RATE, err * 100, BOUND * 100))
+            % (DELAY_MS, total, RATE, err * 100, BOUND * 100))
     if total_all > RATE * (1 + BOUND):
         t.check(False, what + " (over, with the clients at any pace)", per_region)
     elif not kept_all:
@@ -358,7 +331,7 @@ def run(t, ctl, net, extra):
 
     print("\n# shared state across two regions (%d + %d nodes, %d ms between, %d%% loss; "
           "loaded machine: compare, do not quote absolutes)" % (PER_REGION, PER_REGION,
-                                                               mr.DELAY_MS, mr.LOSS))
+                                                               DELAY_MS, LOSS))
     print("%-34s %10s %10s" % ("global limit", "r/s", "error"))
     print("%-34s %10d %10s" % ("configured", RATE, ""))
     for name, mall, m, xs, k in per_region:
@@ -376,7 +349,7 @@ def run(t, ctl, net, extra):
                                           pct(west_ms, 99), max(west_ms)))
     print("WAN_STATE delay_ms=%d loss_pct=%d per_region=%d limit_rate=%d admitted=%.1f err_pct=%.1f "
           "worst_second_pct=%.1f purges=%d call_p50=%.0f call_p99=%.0f west_p50=%.0f west_p99=%.0f east_p50=%s"
-          % (mr.DELAY_MS, mr.LOSS, PER_REGION, RATE, total, err * 100, worst * 100, PURGES, pct(call_ms, 50),
+          % (DELAY_MS, LOSS, PER_REGION, RATE, total, err * 100, worst * 100, PURGES, pct(call_ms, 50),
              pct(call_ms, 99), pct(west_ms, 50), pct(west_ms, 99),
              ("%.0f" % pct(east_ms, 50)) if east_ms else "-"), flush=True)
     print(json.dumps({"per_node_ms": per_node}), flush=True)
