@@ -169,8 +169,8 @@ static int rotate_locked(uint64_t now)
     prune_locked(now);
     uint64_t p = period_locked();
     uint64_t grace = p / 10 > 2000 ? p / 10 : 2000;
-    if (K.n > 0 && (K.maker ? K.keys[0].created + p - lead_locked()
-                            : K.keys[0].created + p + grace) > now)
+    if (K.n > 0 &&
+        (K.maker ? K.keys[0].created + p - lead_locked() : K.keys[0].created + p + grace) > now)
         return 0;
     return make_locked(now);
 }
