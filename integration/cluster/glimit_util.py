@@ -6,10 +6,14 @@ second, cluster-wide.
 - `GNode`: a shoal node with a `cluster {}` block and `limit_req_zone
   $http_x_key zone=g:1m rate=R global`, serving a small static file at /x
   (limit_req is preaccess: it runs before the content handler).
-- `Load`: client threads, each sending paced requests (open loop, one
-  keep-alive connection per node) with a weight per node; a request to a
+- `Load`: paced open-loop clients (the C generator gload.c: Python threads
+  fell behind on a loaded machine) with a weight per node; a request to a
   node that is down goes to the next live one, as a load balancer does.
-  Every answer is counted by (second since start, status).
+  Answers counted by (second since start, status); requests sent and how
+  late they left, per second, say whether the clients kept pace.
+- `judge()`: a row's verdict: admitted over the seconds at pace against
+  min(offered, limit) within 5%; an overshoot fails at any pace; too few
+  seconds at pace is inconclusive (the test exits 77), never passed.
 - `table()`: the rows printed at the end of each scenario.
 """
 
