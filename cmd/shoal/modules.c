@@ -6,6 +6,7 @@
 #include "cmd/shoal/modules.h"
 
 #include "node/conn/http2.h"
+#include "node/pipeline/pipeline.h"
 #include "node/conn/tls.h"
 #include "node/conn/tls_tickets.h"
 #include "node/modules/access.h"
@@ -13,6 +14,7 @@
 #include "node/modules/auth_basic.h"
 #include "node/modules/auth_jwt.h"
 #include "node/modules/auth_request.h"
+#include "node/modules/mirror.h"
 #include "node/modules/errpage.h"
 #include "node/modules/expires.h"
 #include "node/modules/geo.h"
@@ -59,6 +61,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_grpc_module, /* grpc_pass: its content handler after proxy_pass */
     &sh_proxy_redirect_module,
     &sh_resolver_module,
+    &sh_mirror_module,      /* precontent, before the cache lookup (nginx: mirror first) */
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
     &sh_health_module,      /* after upstream and proxy: its load reads both */
     &sh_proxy_ssl_module,
@@ -88,3 +91,6 @@ sh_conf_module_t *const sh_modules[] = {
 };
 
 const unsigned sh_nmodules = sizeof(sh_modules) / sizeof(sh_modules[0]);
+/* a request has one context slot per module (sh_request_ctx) */
+_Static_assert(sizeof(sh_modules) / sizeof(sh_modules[0]) <= SH_REQUEST_SLOTS,
+               "more modules than request context slots (SH_REQUEST_SLOTS)");

@@ -226,7 +226,7 @@ static int conclude(sh_request_t *r, ar_ctx_t *x)
 static int ar_handler(sh_request_t *r)
 {
     const ar_loc_t *c = sh_http_loc_conf(r->loc, &sh_auth_request_module);
-    if (c == NULL || c->uri == NULL || c->uri[0] == '\0' || r->parent != NULL)
+    if (c == NULL || c->uri == NULL || c->uri[0] == '\0' || r->sub != NULL)
         return SH_PH_DECLINED;
     ar_ctx_t *x = sh_request_ctx(r, &sh_auth_request_module);
     if (x == NULL) {

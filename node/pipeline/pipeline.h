@@ -222,7 +222,7 @@ typedef struct {
 
 /* ------------------------------------------------------ per request -- */
 
-#define SH_REQUEST_SLOTS    32 /* module context slots (module index) */
+#define SH_REQUEST_SLOTS    48 /* module context slots (module index; cmd/shoal/modules.c) */
 #define SH_REQUEST_CLEANUPS 4
 
 typedef void (*sh_cleanup_pt)(sh_request_t *r, void *data);
