@@ -121,7 +121,7 @@ static int set_var(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     if (idx == m->n) {
         /* one variable for every auth_request_set of that name (nginx's
          * are changeable); its getter reads the request's value */
-        int rc = sh_vars_define(cf, name, get_var, (const void *)(uintptr_t)idx);
+        int rc = sh_vars_define_changeable(cf, name, get_var, (const void *)(uintptr_t)idx);
         if (rc != 0)
             return rc;
         m->names = sh_realloc(m->names, (m->n + 1) * sizeof(*m->names));
