@@ -348,6 +348,13 @@ static int same_key(const sh_resolved_t *a, const sh_resolved_t *b)
     return 1;
 }
 
+static int addr_cmp(const sh_resolved_t *r, size_t i, size_t k)
+{
+    if (r->len[i] != r->len[k])
+        return r->len[i] < r->len[k] ? -1 : 1;
+    return memcmp(&r->a[i], &r->a[k], r->len[i]);
+}
+
 sh_ups_rt_t *sh_resolver_ups(sh_worker_t *w, const sh_resolved_t *res, int port)
 {
     wstate_t *ws = wstate(w);
@@ -358,6 +365,16 @@ sh_ups_rt_t *sh_resolver_ups(sh_worker_t *w, const sh_resolved_t *res, int port)
         else
             ((struct sockaddr_in6 *)&key.a[i])->sin6_port = htons((uint16_t)port);
     }
+    /* one upstream per set, whatever order the answer came in */
+    for (size_t i = 1; i < key.n; i++)
+        for (size_t k = i; k > 0 && addr_cmp(&key, k - 1, k) > 0; k--) {
+            struct sockaddr_storage a = key.a[k];
+            socklen_t l = key.len[k];
+            key.a[k] = key.a[k - 1];
+            key.len[k] = key.len[k - 1];
+            key.a[k - 1] = a;
+            key.len[k - 1] = l;
+        }
     for (size_t i = 0; i < ws->ndyn; i++)
         if (same_key(&ws->dyn[i]->key, &key))
             return &ws->dyn[i]->rt;
