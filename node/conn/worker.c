@@ -322,7 +322,9 @@ static void stats_cb(uv_timer_t *t)
                        now - p->checked <= sv->fail_timeout;
             atomic_store_explicit(&w->health[h].fails, (uint32_t)p->fails, memory_order_relaxed);
             atomic_store_explicit(&w->health[h].down, (uint32_t)down, memory_order_relaxed);
-            atomic_store_explicit(&w->health[h].conns, (uint32_t)p->conns, memory_order_relaxed);
+            /* a zone's count is the process's: published by one worker */
+            uint32_t conns = rt->conf->zone == NULL || w->id == 0 ? (uint32_t)p->conns : 0;
+            atomic_store_explicit(&w->health[h].conns, conns, memory_order_relaxed);
         }
     }
 }

@@ -68,6 +68,11 @@ typedef struct sh_upstream_s {
     sh_cv_t *hash_key;       /* `hash KEY`: the compiled key */
     unsigned random_two : 1; /* `random two [least_conn]` */
     unsigned metrics_id;     /* its name's label id (node/pipeline/metrics.h) */
+    /* `zone NAME [SIZE]`: the servers' balancer and health state
+     * (sh_peer_rt_t: fails, failure window, effective and current weights,
+     * active connections) is one array for every worker of the process,
+     * under a mutex taken by pick and done; NULL: per worker */
+    struct sh_ups_zone_s *zone;
 } sh_upstream_t;
 
 typedef struct {
@@ -113,7 +118,8 @@ typedef struct {
 struct sh_ups_rt_s {
     const sh_upstream_t *conf;
     const sh_balancer_ops_t *ops;
-    sh_peer_rt_t *peers;
+    sh_peer_rt_t *peers; /* the zone's (shared) or own */
+    sh_peer_rt_t *own;   /* this worker's: its TLS session slots (and state without a zone) */
     sh_bal_data_t *bal; /* made by ops->init, freed by ops->dispose */
     int total_weight;   /* of the primary servers */
     int nprimary;
