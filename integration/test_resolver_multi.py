@@ -15,7 +15,9 @@ several A records):
   nginx;
 - keep-alive to such peers (proxy_http_version 1.1, Connection ""): ten
   requests share one upstream connection (shoal only: nginx keeps none
-  for a proxy_pass with variables), over TLS too."""
+  for a proxy_pass with variables), over TLS too;
+- upstream `server NAME resolve` uses every address of the answer in turn
+  (shoal only: nginx 1.22 has no `resolve`)."""
 import os
 import socket
 import struct
@@ -164,6 +166,19 @@ def run(t, b1, dns):
             "keep-alive over TLS to a resolved peer: the 5th request is the origin "
             "connection's 5th: %r" % last)
     t.check(node.proc.alive(), "shoal is up")
+
+    # upstream `server NAME resolve` (shoal only: nginx 1.22 has no
+    # `resolve`): every address of the answer is used, in turn
+    node2 = t.shoal("""
+        events { }
+        http {
+            resolver 127.0.0.1:%d valid=30s ipv6=off;
+            upstream both { server multi.test:%d resolve; }
+            server { listen 127.0.0.1:{port}; location / { proxy_pass http://both; } }
+        }""" % (dns.port, b1.port))
+    got = [t.curl(node2.url("/echo")).json().get("backend") for _ in range(6)]
+    t.check(sorted(got) == ["b1"] * 3 + ["b2"] * 3,
+            "server NAME resolve: both addresses of the answer used in turn: %s" % got)
 
 
 if __name__ == "__main__":

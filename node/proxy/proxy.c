@@ -1851,8 +1851,7 @@ static void connected_cb(uv_connect_t *req, int status)
 }
 
 static void ups_resolved(void *data, int status, const sh_resolved_t *res);
-static void set_raddr(sh_proxy_req_t *p, int peer, int status, const struct sockaddr_storage *addr,
-                      socklen_t len);
+static void set_raddr(sh_proxy_req_t *p, int peer, int status, const sh_resolved_t *res);
 
 /* A `resolve` server's address (upstream.h): 1 when it is usable now, 0
  * when the request waits for the resolver (ups_resolved goes on), -1 when
@@ -1875,32 +1874,36 @@ static int resolve_peer(sh_proxy_req_t *p, int peer)
     int rc = sh_resolve(p->r, host, &res, ups_resolved, p, &p->rjob);
     if (rc == 0)
         return 0;
-    set_raddr(p, peer, rc == 1 ? 0 : rc, rc == 1 ? &res.a[0] : NULL, rc == 1 ? res.len[0] : 0);
+    set_raddr(p, peer, rc == 1 ? 0 : rc, rc == 1 ? &res : NULL);
     return ra->len > 0 ? 1 : -1;
 }
 
-static void set_raddr(sh_proxy_req_t *p, int peer, int status, const struct sockaddr_storage *addr,
-                      socklen_t len)
+static void set_raddr(sh_proxy_req_t *p, int peer, int status, const sh_resolved_t *res)
 {
     sh_ups_raddr_t *ra = &p->ups->raddr[peer];
     ra->checked = now_ms(p);
-    if (status != 0 || addr == NULL)
-        return; /* the last address stays, if any (nginx keeps serving it) */
-    ra->addr = *addr;
-    ra->len = len;
+    if (status != 0 || res == NULL || res->n == 0)
+        return; /* the last addresses stay, if any (nginx keeps serving them) */
     uint16_t port = htons(p->ups->conf->servers[peer].port);
-    if (ra->addr.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ra->addr)->sin_port = port;
-    else
-        ((struct sockaddr_in6 *)&ra->addr)->sin6_port = port;
+    ra->n = 0;
+    for (size_t i = 0; i < res->n && ra->n < SH_UPS_RADDR_MAX; i++) {
+        struct sockaddr_storage *a = &ra->all[ra->n];
+        *a = res->a[i];
+        if (a->ss_family == AF_INET)
+            ((struct sockaddr_in *)a)->sin_port = port;
+        else
+            ((struct sockaddr_in6 *)a)->sin6_port = port;
+        ra->lens[ra->n++] = res->len[i];
+    }
+    ra->addr = ra->all[0];
+    ra->len = ra->lens[0];
 }
 
 static void ups_resolved(void *data, int status, const sh_resolved_t *res)
 {
     sh_proxy_req_t *p = data;
     p->rjob = NULL;
-    set_raddr(p, p->wait_peer, status, res != NULL ? &res->a[0] : NULL,
-              res != NULL ? res->len[0] : 0);
+    set_raddr(p, p->wait_peer, status, res);
     connect_next(p);
 }
 
@@ -1953,8 +1956,11 @@ static void connect_next(sh_proxy_req_t *p)
     u->creq.data = u;
     p->u = u;
     const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
-    const struct sockaddr *sa = srv->resolve ? (const struct sockaddr *)&p->ups->raddr[peer].addr
-                                             : (const struct sockaddr *)&srv->addr;
+    const struct sockaddr *sa = (const struct sockaddr *)&srv->addr;
+    if (srv->resolve) { /* the name's addresses in turn */
+        sh_ups_raddr_t *ra = &p->ups->raddr[peer];
+        sa = (const struct sockaddr *)(ra->n > 0 ? &ra->all[ra->next++ % ra->n] : &ra->addr);
+    }
     int rc = uv_tcp_connect(&u->creq, &u->tcp, sa, connected_cb);
     if (rc != 0) {
         char what[128];

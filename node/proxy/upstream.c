@@ -516,6 +516,9 @@ void sh_upstream_rt_init(sh_ups_rt_t *rt, const sh_upstream_t *conf)
     for (size_t i = 0; rt->raddr != NULL && i < conf->nservers; i++) {
         rt->raddr[i].addr = conf->servers[i].addr;
         rt->raddr[i].len = conf->servers[i].addrlen;
+        rt->raddr[i].all[0] = conf->servers[i].addr;
+        rt->raddr[i].lens[0] = conf->servers[i].addrlen;
+        rt->raddr[i].n = conf->servers[i].addrlen > 0;
     }
 }
 

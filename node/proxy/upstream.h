@@ -107,12 +107,17 @@ typedef struct {
 
 typedef struct sh_bal_data_s sh_bal_data_t; /* a balancer's own per-worker data */
 
-/* A `resolve` server's address in one worker, and when the resolver was
- * last asked (ms). */
+/* A `resolve` server's addresses in one worker (every A/AAAA of the last
+ * answer, port set; connections take them in turn), and when the
+ * resolver was last asked (ms). len 0: none known. */
+#define SH_UPS_RADDR_MAX 8
 typedef struct {
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr; /* the first */
     socklen_t len;
     uint64_t checked;
+    struct sockaddr_storage all[SH_UPS_RADDR_MAX];
+    socklen_t lens[SH_UPS_RADDR_MAX];
+    unsigned n, next;
 } sh_ups_raddr_t;
 
 struct sh_ups_rt_s {
