@@ -98,6 +98,7 @@ class Recorder:
 
     def __init__(self, port):
         self.got = []
+        self.slow = 0  # slow answers under way
         self.lock = threading.Lock()
         rec = self
 
@@ -130,7 +131,11 @@ class Recorder:
                     rec.got.append({"method": self.command, "target": self.path,
                                     "fields": fields, "body": data, "framing": framing})
                 if self.headers.get("X-Slow"):
+                    with rec.lock:
+                        rec.slow += 1
                     time.sleep(3)
+                    with rec.lock:
+                        rec.slow -= 1
                 out = b"mirror answer, dropped\n"
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(out)))
@@ -259,6 +264,14 @@ def main(t):
     t.check(a.status == 200 and g[0]["target"] == "/echo?h2=1" and g[0]["body"] == b"over h2" and
             g[0]["method"] == "POST", "HTTP/2: mirrored with its body: %r" % digest(g[0]))
 
+    a = t.curl("http://127.0.0.1:%d/echo?h2=2" % h2, "--http2-prior-knowledge",
+               "--data-binary", "@" + big)
+    g = srec.take(1, t, "the HTTP/2 200 KB request's mirror")
+    t.check(a.status == 200 and a.json()["body_len"] == 200 * 1024 and
+            len(g[0]["body"]) == 200 * 1024,
+            "HTTP/2, 200 KB: the backend and the mirror got it all: %s %d" % (
+                a.status, len(g[0]["body"])))
+
     # many at once
     out = [None] * 100
 
@@ -275,7 +288,8 @@ def main(t):
             sorted(e["target"] for e in g) == sorted("/echo?n=%d" % i for i in range(100)) and
             all(e["body"] == ("n" + e["target"].split("=")[1]).encode() for e in g),
             "100 concurrent mirrored POSTs: all answered, all mirrored with their bodies")
-    # let the slow mirror's of nginx finish; shoal still serves
+    # the slow mirrors end (their answers dropped); shoal still serves
+    sh.wait_for(lambda: srec.slow == 0 and nrec.slow == 0, 20 * t.slow, "the slow mirrors' end")
     t.check(t.curl(node.url("/ret")).status == 200 and node.proc.alive(), "shoal is up")
 
 
