@@ -83,11 +83,10 @@ static int set_mirror(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 
 #define MLOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 
-static const sh_conf_cmd_t mirror_cmds[] = {
-    {"mirror", MLOC | SH_CONF_TAKE1, set_mirror, 0, NULL},
-    {"mirror_request_body", MLOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(mirror_loc_t, body),
-     NULL},
-    {NULL, 0, NULL, 0, NULL}};
+static const sh_conf_cmd_t mirror_cmds[] = {{"mirror", MLOC | SH_CONF_TAKE1, set_mirror, 0, NULL},
+                                            {"mirror_request_body", MLOC | SH_CONF_FLAG,
+                                             sh_conf_set_flag, offsetof(mirror_loc_t, body), NULL},
+                                            {NULL, 0, NULL, 0, NULL}};
 
 /* ------------------------------------------------------ per request -- */
 

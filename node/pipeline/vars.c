@@ -87,7 +87,7 @@ typedef struct var_entry_s {
     sh_var_get_pt set_get;
     const void *set_data;
     sh_var_get_pt set_peek; /* set_get without the uninitialized warning */
-    char *use_file; /* first use, for "unknown variable" */
+    char *use_file;         /* first use, for "unknown variable" */
     unsigned use_line;
 } var_entry_t;
 
@@ -257,8 +257,7 @@ int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const voi
     return 0;
 }
 
-int sh_vars_define_changeable(sh_conf_t *cf, const char *name, sh_var_get_pt get,
-                              const void *data)
+int sh_vars_define_changeable(sh_conf_t *cf, const char *name, sh_var_get_pt get, const void *data)
 {
     int rc = sh_vars_define(cf, name, get, data);
     if (rc == 0) {

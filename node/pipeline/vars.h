@@ -65,8 +65,7 @@ typedef int (*sh_var_get_pt)(sh_request_t *r, const void *data, sh_buf_t *out);
 int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const void *data);
 /* The same for a variable `set` may change (nginx's CHANGEABLE: map,
  * geo, split_clients, auth_request_set, auth_jwt_claim_set). */
-int sh_vars_define_changeable(sh_conf_t *cf, const char *name, sh_var_get_pt get,
-                              const void *data);
+int sh_vars_define_changeable(sh_conf_t *cf, const char *name, sh_var_get_pt get, const void *data);
 /* The rewrite module's `set $name`: defines the variable, or, when a
  * module defined it changeable (before or after), overrides it: once set
  * in a request, its value is peek's (which returns 0 while unset), the

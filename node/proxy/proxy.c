@@ -1132,8 +1132,8 @@ static const char *up_url(const sh_proxy_req_t *p, int peer, char *out, size_t l
     const char *h = p->head.data, *sp = h ? memchr(h, ' ', p->head.len) : NULL;
     const char *end = sp ? memchr(sp + 1, ' ', p->head.len - (size_t)(sp + 1 - h)) : NULL;
     int n = end ? (int)(end - sp - 1) : 0;
-    snprintf(out, len, "%s://%s%.*s", p->ssl ? "https" : "http",
-             p->ups->conf->servers[peer].name, n, n ? sp + 1 : "");
+    snprintf(out, len, "%s://%s%.*s", p->ssl ? "https" : "http", p->ups->conf->servers[peer].name,
+             n, n ? sp + 1 : "");
     return out;
 }
 

@@ -254,8 +254,7 @@ static void gai_cb(void *arg, int status, int timeouts, struct ares_addrinfo *re
         /* every address (nginx: each one a peer of the implicit upstream) */
         for (const struct ares_addrinfo_node *n = res->nodes; n != NULL && out->n < SH_RESOLVE_MAX;
              n = n->ai_next) {
-            if (n->ai_addrlen > sizeof(out->a[0]) ||
-                (n->ai_family == AF_INET6 && !c->conf->ipv6))
+            if (n->ai_addrlen > sizeof(out->a[0]) || (n->ai_family == AF_INET6 && !c->conf->ipv6))
                 continue;
             memset(&out->a[out->n], 0, sizeof(out->a[0]));
             memcpy(&out->a[out->n], n->ai_addr, n->ai_addrlen);

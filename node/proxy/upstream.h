@@ -125,8 +125,8 @@ struct sh_ups_rt_s {
     const sh_balancer_ops_t *ops;
     sh_peer_rt_t *peers; /* the zone's (shared) or own */
     sh_peer_rt_t *own;   /* this worker's: its TLS session slots (and state without a zone) */
-    sh_bal_data_t *bal; /* made by ops->init, freed by ops->dispose */
-    int total_weight;   /* of the primary servers */
+    sh_bal_data_t *bal;  /* made by ops->init, freed by ops->dispose */
+    int total_weight;    /* of the primary servers */
     int nprimary;
     uint8_t single; /* one server and no backup: never taken out */
     uint64_t rng;   /* xorshift state for `random` */
