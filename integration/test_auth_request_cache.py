@@ -11,7 +11,7 @@ requests it gets:
 - a 401 is cached too (proxy_cache_valid 401), a 403 likewise;
 - auth_request_set still sees the cached answer's fields
   ($upstream_http_x_user) and $upstream_cache_status says HIT;
-- after proxy_cache_valid (2s) the service is asked again.
+- after proxy_cache_valid (1s, another auth location) it is asked again.
 This is the documented way (no Shoal directive of its own): README."""
 import os
 import subprocess
@@ -36,7 +36,20 @@ HTTP = """
             proxy_set_header Content-Length "";
             proxy_cache auth;
             proxy_cache_key "$http_authorization";
-            proxy_cache_valid 200 204 401 403 2s;
+            proxy_cache_valid 200 204 401 403 60s;
+        }
+        location = /auth-short {
+            internal;
+            proxy_pass http://127.0.0.1:{aport}/check;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_cache auth;
+            proxy_cache_key "short $http_authorization";
+            proxy_cache_valid 200 1s;
+        }
+        location /short/ {
+            auth_request /auth-short;
+            proxy_pass http://127.0.0.1:{bport}/;
         }
         location / {
             auth_request /auth;
@@ -96,11 +109,12 @@ def main(t):
     t.check(s == g == [401] * 5 and ns == ng == 1, "a 401 is cached: %d (%d)" % (ns, ng))
     (s, ns, _), (g, ng, _) = run("forbidden", 5)
     t.check(s == g == [403] * 5 and ns == ng == 1, "a 403 is cached: %d (%d)" % (ns, ng))
+    t.curl(node.url("/short/echo"), "-H", "Authorization: Bearer good")
     before = count(aport)
-    sh.wait_for(lambda: (t.curl(node.url("/echo"), "-H", "Authorization: Bearer good").status
-                         == 200 and count(aport) > before), 10 * t.slow,
+    sh.wait_for(lambda: (t.curl(node.url("/short/echo"), "-H", "Authorization: Bearer good")
+                         .status == 200 and count(aport) > before), 15 * t.slow,
                 "the auth service asked again once proxy_cache_valid ended")
-    t.check(True, "after proxy_cache_valid (2s) the service is asked again")
+    t.check(True, "after proxy_cache_valid (1s) the service is asked again")
     t.check(node.proc.alive(), "shoal is up")
 
 
