@@ -96,6 +96,10 @@ typedef struct {
     int state;
 } mirror_ctx_t;
 
+/* Inside sink_start's body resume on this worker thread (r and its
+ * context may be freed inside it, so not kept there). */
+static _Thread_local int in_start;
+
 static void ctx_cleanup(sh_request_t *r, void *data)
 {
     (void)r;
@@ -110,7 +114,15 @@ static void sink_start(sh_request_t *r)
     mirror_ctx_t *x = sh_request_ctx(r, &sh_mirror_module);
     if (!r->rb_complete) {
         r->buffering = 1;
+        if (in_start) {
+            /* called again from the resume below (HTTP/2 hands the
+             * buffered bytes over at once): go on reading, no deeper */
+            r->body_wanted = 1;
+            return;
+        }
+        in_start = 1;
         sh_request_body_resume(r);
+        in_start = 0;
         return;
     }
     r->sink = NULL;
