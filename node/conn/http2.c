@@ -1554,22 +1554,6 @@ void sh_http2_request_abort(sh_request_t *r)
     detach_request(st);
 }
 
-void sh_http2_resume_early(sh_h2_t *h2)
-{
-    for (sh_link_t *l = h2->streams.next, *next; l != &h2->streams && !h2->closed; l = next) {
-        next = l->next;
-        h2_stream_t *st = container_of(l, h2_stream_t, link);
-        sh_request_t *r = st->r;
-        if (r == NULL || !r->early_wait)
-            continue;
-        r->early_wait = 0;
-        sh_request_dispatch(r);
-        if (st->r != NULL && st->body_eof)
-            body_end(st);
-    }
-    schedule(h2);
-}
-
 void sh_http2_body_resume(sh_request_t *r)
 {
     h2_stream_t *st = stream_of(r);
@@ -1598,6 +1582,7 @@ const sh_http_proto_t sh_http2_proto = {
     .queued = sh_http2_out_queued,
     .send_timer = h2_send_timer,
     .head_done = h2_head_done,
+    .head_ends_response = 1,
 };
 
 size_t sh_http2_nstreams(const sh_h2_t *h2)

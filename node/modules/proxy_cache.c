@@ -1237,7 +1237,7 @@ static int go_upstream(sh_request_t *r, pc_ctx_t *x, int status, int store)
 {
     /* HTTP/2 ends a HEAD's stream with its head: the body of a HEAD sent
      * as GET could not be read into the cache, so it is not asked for */
-    if (r->head_only && r->h2s != NULL)
+    if (r->head_only && SH_PROTO(r)->head_ends_response)
         store = 0;
     x->status = status;
     x->store = store;

@@ -157,7 +157,6 @@ struct sh_conn_s {
     uint8_t draining : 1;    /* processing bytes left after a request: pipelined */
     uint8_t tls_sniffed : 1; /* the first bytes on a TLS address were looked at */
     uint8_t closing_handles;
-    uint16_t early_waiting;       /* requests waiting for the TLS handshake (sh_request_dispatch) */
     sh_tls_t *tls;                /* on `listen ... ssl` addresses, else NULL */
     struct sh_h2_s *h2;           /* HTTP/2 session (node/http2.c), else NULL */
     const sh_http_proto_t *proto; /* HTTP/1.1 (conn.c) or HTTP/2 (http2.c) */
@@ -236,7 +235,6 @@ struct sh_request_s {
     uint8_t sent_continue : 1;
     uint8_t buffering : 1;   /* reading the body into rb before proxying */
     uint8_t rb_complete : 1; /* rb holds the whole body */
-    uint8_t early_wait : 1;  /* came in TLS early data: dispatched after the handshake */
     uint8_t bad_uri : 1;     /* the path could not be normalized: 400 at find-config */
     uint8_t internal : 1;    /* reached through an internal redirect */
     uint8_t paused : 1;      /* a phase handler paused it (sh_phase_resume) */

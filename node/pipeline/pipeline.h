@@ -215,9 +215,15 @@ typedef struct {
      * sent (moving *off), SH_EAGAIN (wait for the drain), SH_EUNSUPP (send
      * it as body bytes instead) or SH_ECLOSED / SH_EIO (r ended). */
     int (*sendfile)(sh_request_t *r, int fd, int64_t *off, size_t len);
-    /* r's head is read (or waits for the TLS handshake: r->early_wait):
-     * the protocol sets up reading its body. */
+    /* r's head is read: the protocol sets up reading its body. */
     void (*head_done)(sh_request_t *r);
+    /* What the protocol is, as data for the request code (which never
+     * asks which protocol it speaks): a target may be in absolute-form,
+     * whose authority is the host (HTTP/1.1, RFC 9112 3.2.2; HTTP/2 has
+     * :authority); the response to HEAD ends with its head, so no body
+     * read after it reaches anyone (HTTP/2: END_STREAM on HEADERS). */
+    uint8_t absolute_form;
+    uint8_t head_ends_response;
 } sh_http_proto_t;
 
 /* ------------------------------------------------------ per request -- */

@@ -34,6 +34,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/conn/timeq.h"
+#include "node/pipeline/corevars.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
@@ -548,6 +549,21 @@ static int var_proxy_host(sh_request_t *r, const void *data, sh_buf_t *out)
     return 1;
 }
 
+/* $proxy_add_x_forwarded_for: the client's X-Forwarded-For, ", ", then
+ * $remote_addr (or $remote_addr alone). */
+static int var_add_xff(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    (void)data;
+    const sh_http1_header_t *h = sh_vars_request_field(r, "x-forwarded-for", 15);
+    if (h != NULL) {
+        if (h->value_len > 0)
+            sh_buf_append(out, h->value, h->value_len);
+        sh_buf_append(out, ", ", 2);
+    }
+    sh_core_var_remote_addr(r, out);
+    return 1;
+}
+
 #define ROFF(f) ((const void *)(uintptr_t)offsetof(sh_request_t, f))
 
 static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
@@ -567,6 +583,7 @@ static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
         {"upstream_bytes_received", var_up_bytes, NULL},
         {"upstream_bytes_sent", var_up_bytes, (const void *)1},
         {"proxy_host", var_proxy_host, NULL},
+        {"proxy_add_x_forwarded_for", var_add_xff, NULL},
     };
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
         int rc = sh_vars_define(cf, vars[i].name, vars[i].get, vars[i].data);
