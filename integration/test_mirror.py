@@ -16,11 +16,14 @@ this process that keeps what it received):
   it is slow (3 s): the client has its answer well before the mirror ends,
   and the mirror still gets its request after the client left;
 - HTTP/2 (shoal only) mirrors too, and 100 concurrent mirrored POSTs all
-  arrive.
+  arrive;
+- a stop (QUIT) waits for a mirror under way, a second signal ends it;
+  both exit 0 (and clean under ASan).
 """
 import hashlib
 import http.server
 import os
+import signal
 import socketserver
 import sys
 import threading
@@ -291,6 +294,29 @@ def main(t):
     # the slow mirrors end (their answers dropped); shoal still serves
     sh.wait_for(lambda: srec.slow == 0 and nrec.slow == 0, 20 * t.slow, "the slow mirrors' end")
     t.check(t.curl(node.url("/ret")).status == 200 and node.proc.alive(), "shoal is up")
+
+    # stopping while a slow mirror is under way: a stop drains (waits for
+    # it), a second signal stops at once (ends it); both exit 0
+    for what in ("draining", "immediate"):
+        p3 = t.port()
+        n3 = t.shoal("http {\n%s\n}\n" % conf(p3, mport), port=p3)
+        a = t.curl("http://127.0.0.1:%d/slow/echo?stop=1" % p3)
+        srec.take(1, t, "the slow mirror before the %s stop" % what)
+        n3.proc.injected = True  # the test stops it
+        t0 = time.monotonic()
+        n3.proc.signal(signal.SIGQUIT)
+        rc = n3.proc.wait_exit(0.5) if what == "immediate" else None
+        if rc is None and what == "immediate":
+            n3.proc.signal(signal.SIGQUIT)
+        rc = n3.proc.wait_exit(20 * t.slow) if rc is None else rc
+        took = time.monotonic() - t0
+        t.check(a.status == 200 and rc == 0,
+                "%s stop with a mirror under way: exit %s after %.1f s" % (what, rc, took))
+        if what == "draining":
+            t.check(took > 1.5, "the stop waited for the mirror (%.1f s)" % took)
+        else:
+            t.check(took < 2.5, "the second signal ended it at once (%.1f s)" % took)
+        sh.wait_for(lambda: srec.slow == 0, 20 * t.slow, "the slow mirror's end")
 
 
 if __name__ == "__main__":

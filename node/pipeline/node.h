@@ -325,6 +325,8 @@ struct sh_worker_s {
     size_t nlisteners;
     sh_link_t conns;
     uint64_t nconns;
+    sh_link_t bg; /* background subrequests (mirror) under way: a stop waits for them */
+    uint64_t nbg;
     uint64_t conn_seq;
     sh_ups_rt_t *ups; /* per upstream runtime state, by upstream index */
     size_t nups;

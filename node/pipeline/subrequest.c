@@ -6,6 +6,7 @@
  * static files) works unchanged.
  */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -25,6 +26,8 @@ typedef struct {
     int finishing; /* done() ran or the parent cancelled */
     int background;
     struct sockaddr_in6 client; /* background: realip's address, copied */
+    sh_link_t link;             /* background: in the worker's list */
+    sh_request_t *r;
 } sub_t;
 
 static sub_t *sub_of(const sh_request_t *r)
@@ -137,8 +140,11 @@ static void sub_cleanup(sh_request_t *r, void *data)
 {
     sub_t *s = data;
     r->sub = NULL;
-    if (s->background)
+    if (s->background) {
+        sh_list_remove(&s->link);
+        r->w->nbg--;
         sh_conn_unhold(r->c);
+    }
     sh_buf_dispose(&s->fields);
     sh_buf_dispose(&s->body);
     sh_free(s->uri);
@@ -204,6 +210,9 @@ static int make(sh_request_t *parent, const char *uri, size_t len, size_t body_m
         /* it outlives its parent: its own copy of the head and client
          * address, and the connection's memory held until it ends */
         s->background = 1;
+        s->r = r;
+        sh_list_insert_head(&c->w->bg, &s->link);
+        c->w->nbg++;
         sh_conn_hold(c);
         r->parent = NULL;
         if (parent->client != NULL) {
@@ -260,6 +269,16 @@ int sh_subrequest_background(sh_request_t *parent, const char *uri, size_t len,
                              const sh_buf_t *body)
 {
     return make(parent, uri, len, 0, bg_done, NULL, body, 1, NULL);
+}
+
+void sh_subrequest_cancel_background(sh_worker_t *w)
+{
+    while (!sh_list_empty(&w->bg)) {
+        sub_t *s = (sub_t *)((char *)w->bg.next - offsetof(sub_t, link));
+        if (s->finishing)
+            break;                  /* ending already (never here: not inside its done()) */
+        sh_subrequest_cancel(s->r); /* its cleanup takes it off the list */
+    }
 }
 
 int sh_subrequest_status(const sh_request_t *sub)

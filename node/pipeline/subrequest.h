@@ -25,6 +25,7 @@
 #include "core/buf.h"
 
 typedef struct sh_request_s sh_request_t;
+typedef struct sh_worker_s sh_worker_t;
 
 typedef void (*sh_subreq_done_pt)(sh_request_t *sub, void *ud);
 
@@ -43,6 +44,8 @@ int sh_subrequest(sh_request_t *parent, const char *uri, size_t len, size_t body
  * its request body, copied, sent with a Content-Length. 0 or SH_EINVAL. */
 int sh_subrequest_background(sh_request_t *parent, const char *uri, size_t len,
                              const sh_buf_t *body);
+/* End every background subrequest of w (the worker stops). */
+void sh_subrequest_cancel_background(sh_worker_t *w);
 /* The response's status; 0 when there was none (the subrequest failed
  * before a head, or was closed: 444). */
 int sh_subrequest_status(const sh_request_t *sub);
