@@ -21,6 +21,7 @@
 #include "node/modules/limit_conn.h"
 #include "node/modules/limit_req.h"
 #include "node/modules/map.h"
+#include "node/modules/mirror.h"
 #include "node/modules/proxy_cache.h"
 #include "node/modules/realip.h"
 #include "node/modules/rewrite.h"
@@ -60,6 +61,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_grpc_module, /* grpc_pass: its content handler after proxy_pass */
     &sh_proxy_redirect_module,
     &sh_resolver_module,
+    &sh_mirror_module,      /* precontent, before the cache lookup (nginx: mirror first) */
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
     &sh_health_module,      /* after upstream and proxy: its load reads both */
     &sh_proxy_ssl_module,

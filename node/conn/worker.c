@@ -25,6 +25,7 @@
 #include "node/conn/http2.h"
 #include "node/conn/timeq.h"
 #include "node/pipeline/metrics.h"
+#include "node/pipeline/subrequest.h"
 #include "node/proxy/grpc.h"
 #include "node/proxy/health.h"
 #include "node/proxy/proxy.h"
@@ -220,6 +221,7 @@ static int create_common(const sh_runtime_t *rt, int n, sh_worker_t **old, int n
         w->id = k;
         w->rt = rt;
         sh_list_init(&w->conns);
+        sh_list_init(&w->bg);
         w->listen_fds = sh_calloc(naddrs ? naddrs : 1, sizeof(int));
         w->nlisteners = naddrs;
         for (size_t i = 0; i < naddrs; i++) {
@@ -322,7 +324,9 @@ static void stats_cb(uv_timer_t *t)
                        now - p->checked <= sv->fail_timeout;
             atomic_store_explicit(&w->health[h].fails, (uint32_t)p->fails, memory_order_relaxed);
             atomic_store_explicit(&w->health[h].down, (uint32_t)down, memory_order_relaxed);
-            atomic_store_explicit(&w->health[h].conns, (uint32_t)p->conns, memory_order_relaxed);
+            /* a zone's count is the process's: published by one worker */
+            uint32_t conns = rt->conf->zone == NULL || w->id == 0 ? (uint32_t)p->conns : 0;
+            atomic_store_explicit(&w->health[h].conns, conns, memory_order_relaxed);
         }
     }
 }
@@ -545,6 +549,7 @@ static void finish_stop(sh_worker_t *w)
         l = l->next;
         sh_conn_close(c);
     }
+    sh_subrequest_cancel_background(w);
     sh_proxy_close_pools(w);
     sh_grpc_close_all(w);
     sh_request_cache_clear(w);
@@ -557,7 +562,7 @@ static void finish_stop(sh_worker_t *w)
 static void stop_timer_cb(uv_timer_t *t)
 {
     sh_worker_t *w = container_of(t, sh_worker_t, stop_timer);
-    if (w->nconns == 0 || sh_worker_now(w) >= w->stop_deadline) {
+    if ((w->nconns == 0 && w->nbg == 0) || sh_worker_now(w) >= w->stop_deadline) {
         if (w->nconns > 0)
             sh_log_notice("worker %d: drain timeout, closing %llu connections", w->id,
                           (unsigned long long)w->nconns);

@@ -341,7 +341,7 @@ static int set_path_var(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         pv->names[i] = sh_strdup(n->args[i + 2]);
     m->paths = sh_realloc(m->paths, (m->n + 1) * sizeof(*m->paths));
     m->paths[m->n++] = pv;
-    return sh_vars_define(cf, v + 1, get_path, pv);
+    return sh_vars_define_changeable(cf, v + 1, get_path, pv);
 }
 
 #define JCTX (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION | SH_CTX_LIMIT_EXCEPT)

@@ -121,7 +121,7 @@ static int set_var(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     if (idx == m->n) {
         /* one variable for every auth_request_set of that name (nginx's
          * are changeable); its getter reads the request's value */
-        int rc = sh_vars_define(cf, name, get_var, (const void *)(uintptr_t)idx);
+        int rc = sh_vars_define_changeable(cf, name, get_var, (const void *)(uintptr_t)idx);
         if (rc != 0)
             return rc;
         m->names = sh_realloc(m->names, (m->n + 1) * sizeof(*m->names));
@@ -226,7 +226,7 @@ static int conclude(sh_request_t *r, ar_ctx_t *x)
 static int ar_handler(sh_request_t *r)
 {
     const ar_loc_t *c = sh_http_loc_conf(r->loc, &sh_auth_request_module);
-    if (c == NULL || c->uri == NULL || c->uri[0] == '\0' || r->parent != NULL)
+    if (c == NULL || c->uri == NULL || c->uri[0] == '\0' || r->sub != NULL)
         return SH_PH_DECLINED;
     ar_ctx_t *x = sh_request_ctx(r, &sh_auth_request_module);
     if (x == NULL) {

@@ -313,7 +313,7 @@ static int geo_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         rc = geo_lines(cf, g, n->child);
     cf->node = n;
     if (rc == 0)
-        rc = sh_vars_define(cf, g->name, geo_get, g);
+        rc = sh_vars_define_changeable(cf, g->name, geo_get, g);
     if (rc != 0) {
         geo_destroy(g);
         return rc;

@@ -404,7 +404,7 @@ static int map_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     }
     cf->node = n;
     if (rc == 0)
-        rc = sh_vars_define(cf, m->name, map_get, m);
+        rc = sh_vars_define_changeable(cf, m->name, map_get, m);
     if (rc != 0) {
         map_destroy(m);
         return rc;

@@ -850,6 +850,17 @@ static void serve(sh_request_t *r, pc_ctx_t *x)
     for (size_t i = 0; i < m->nfields && n < SH_RESP_FIELDS_MAX - 80; i++)
         hs[n++] = (sh_http1_header_t){m->fields[i].name, m->fields[i].name_len, m->fields[i].value,
                                       m->fields[i].value_len};
+    if (r->c->w->rt->http != NULL && r->c->w->rt->http->want_fields) {
+        /* $upstream_http_NAME of a hit: the cached fields (nginx; what
+         * auth_request_set reads when the auth location caches) */
+        r->up_fields.len = 0;
+        for (size_t i = 0; i < m->nfields; i++) {
+            sh_buf_append(&r->up_fields, m->fields[i].name, m->fields[i].name_len);
+            sh_buf_append(&r->up_fields, ": ", 2);
+            sh_buf_append(&r->up_fields, m->fields[i].value, m->fields[i].value_len);
+            sh_buf_append(&r->up_fields, "\r\n", 2);
+        }
+    }
     int64_t size = (int64_t)m->body_len;
     int status = m->status;
     unsigned flags = 0;
@@ -1118,8 +1129,8 @@ static int store_header(sh_request_t *r, sh_resp_head_t *h)
                 h->f[i].name_len = 0; /* the tags are the cache's, not the client's */
     if (!store_eligible(x))
         return 0;
-    if ((h->flags & SH_RESP_NO_BODY) && !r->head_only)
-        return 0;
+    if ((h->flags & SH_RESP_NO_BODY) && !r->head_only && h->status != 204)
+        return 0; /* (a 204 is stored as nginx does: an empty body) */
     if (c->nnocache > 0 && cond_true(r, c->nocache, c->nnocache))
         return 0;
     int64_t now = now_ms();

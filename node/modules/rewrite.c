@@ -172,6 +172,19 @@ static rw_ctx_t *ctx_get(sh_request_t *r)
     return x;
 }
 
+/* The value once `set` ran in this request, else 0 (a map's or geo's
+ * value then, when one defines the name: nginx's set overrides it). */
+static int var_set_peek(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    const set_var_t *v = data;
+    rw_ctx_t *x = sh_request_ctx(r, &sh_rewrite_module);
+    if (x != NULL && v->index < x->nvals && x->isset[v->index]) {
+        sh_buf_append(out, x->vals[v->index].data, x->vals[v->index].len);
+        return 1;
+    }
+    return 0;
+}
+
 static int var_set_get(sh_request_t *r, const void *data, sh_buf_t *out)
 {
     const set_var_t *v = data;
@@ -786,7 +799,7 @@ static int set_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             v = sh_new(set_var_t);
             v->name = sh_strdup(name);
             v->index = (unsigned)m->nvars;
-            int rc = sh_vars_define(cf, name, var_set_get, v);
+            int rc = sh_vars_define_set(cf, name, var_set_get, var_set_peek, v);
             if (rc != 0) {
                 sh_free(v->name);
                 sh_free(v);

@@ -167,7 +167,7 @@ static int split_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     }
     cf->node = n;
     if (rc == 0)
-        rc = sh_vars_define(cf, s->name, split_get, s);
+        rc = sh_vars_define_changeable(cf, s->name, split_get, s);
     if (rc != 0) {
         split_destroy(s);
         return rc;

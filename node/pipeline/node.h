@@ -163,6 +163,8 @@ struct sh_conn_s {
     struct sockaddr_in6 peer;     /* large enough for v4 and v6 */
     sh_pp_t *pp;                  /* `listen ... proxy_protocol`: the PROXY header read */
     uint8_t pp_done;              /* the PROXY header is read */
+    uint8_t handle_closed;        /* the socket is closed: freed when holds is 0 */
+    uint32_t holds; /* background subrequests (mirror) still reading it (sh_conn_hold) */
 };
 
 /* Body framing of one direction. */
@@ -323,6 +325,8 @@ struct sh_worker_s {
     size_t nlisteners;
     sh_link_t conns;
     uint64_t nconns;
+    sh_link_t bg; /* background subrequests (mirror) under way: a stop waits for them */
+    uint64_t nbg;
     uint64_t conn_seq;
     sh_ups_rt_t *ups; /* per upstream runtime state, by upstream index */
     size_t nups;
@@ -406,6 +410,11 @@ void sh_request_free(sh_request_t *r);
 void sh_request_dispatch(sh_request_t *r);
 /* Stop the connection now (no response); closes handles, frees later. */
 void sh_conn_close(sh_conn_t *c);
+/* Keep c's memory (not its socket) after it closes, for a background
+ * subrequest (mirror) that outlives the client; unhold frees it when the
+ * socket is closed and no hold is left. */
+void sh_conn_hold(sh_conn_t *c);
+void sh_conn_unhold(sh_conn_t *c);
 /* Timeout of a client connection (the worker's timers' expire). */
 void sh_conn_timeout(sh_timeq_entry_t *e);
 /* Free the worker's cached request objects (at stop). */

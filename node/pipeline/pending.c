@@ -82,7 +82,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     W("lingering_close", LOC | SH_CONF_TAKE1, "tuning only"),
     W("lingering_time", LOC | SH_CONF_TAKE1, "tuning only"),
     W("lingering_timeout", LOC | SH_CONF_TAKE1, "tuning only"),
-    W("zone", SH_CTX_UPSTREAM | SH_CONF_TAKE12, "each worker keeps its own upstream state"),
     W("worker_cpu_affinity", SH_CTX_MAIN | SH_CONF_1MORE, "tuning only"),
     W("worker_priority", SH_CTX_MAIN | SH_CONF_TAKE1, "tuning only"),
     {NULL, 0, NULL, 0, NULL}};

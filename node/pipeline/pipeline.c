@@ -163,7 +163,7 @@ static void run(sh_request_t *r)
     r->paused = 0;
     while (r->ph < end) {
         const entry_t *e = &p->run[r->ph];
-        if (r->parent != NULL && (e->phase == SH_PHASE_PREACCESS || e->phase == SH_PHASE_ACCESS)) {
+        if (r->sub != NULL && (e->phase == SH_PHASE_PREACCESS || e->phase == SH_PHASE_ACCESS)) {
             /* nginx: a subrequest is not checked again (access) nor
              * counted again (limit_req, limit_conn count its main request) */
             r->ph = p->start[e->phase + 1];

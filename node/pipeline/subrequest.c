@@ -6,6 +6,7 @@
  * static files) works unchanged.
  */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -23,6 +24,10 @@ typedef struct {
     sh_buf_t body;
     char *uri;     /* the subrequest's path points here */
     int finishing; /* done() ran or the parent cancelled */
+    int background;
+    struct sockaddr_in6 client; /* background: realip's address, copied */
+    sh_link_t link;             /* background: in the worker's list */
+    sh_request_t *r;
 } sub_t;
 
 static sub_t *sub_of(const sh_request_t *r)
@@ -135,6 +140,11 @@ static void sub_cleanup(sh_request_t *r, void *data)
 {
     sub_t *s = data;
     r->sub = NULL;
+    if (s->background) {
+        sh_list_remove(&s->link);
+        r->w->nbg--;
+        sh_conn_unhold(r->c);
+    }
     sh_buf_dispose(&s->fields);
     sh_buf_dispose(&s->body);
     sh_free(s->uri);
@@ -147,8 +157,19 @@ static int is_body_field(const sh_http1_header_t *h)
            (h->name_len == 17 && strncasecmp(h->name, "transfer-encoding", 17) == 0);
 }
 
-int sh_subrequest(sh_request_t *parent, const char *uri, size_t len, size_t body_max,
-                  sh_subreq_done_pt done, void *ud, sh_request_t **out)
+/* A pointer of the parent's head moved into the copy at d, when it points
+ * into the parent's head (the others are static strings). */
+static const char *moved(const char *p, const sh_request_t *parent, ptrdiff_t d)
+{
+    if (p != NULL && parent->head != NULL && p >= parent->head &&
+        p < parent->head + parent->head_len)
+        return p + d;
+    return p;
+}
+
+static int make(sh_request_t *parent, const char *uri, size_t len, size_t body_max,
+                sh_subreq_done_pt done, void *ud, const sh_buf_t *body, int background,
+                sh_request_t **out)
 {
     if (len == 0 || uri[0] != '/')
         return SH_EINVAL;
@@ -185,10 +206,43 @@ int sh_subrequest(sh_request_t *parent, const char *uri, size_t len, size_t body
     r->h.upgrade = 0;
     r->srv = parent->srv;
     r->client = parent->client;
+    if (background) {
+        /* it outlives its parent: its own copy of the head and client
+         * address, and the connection's memory held until it ends */
+        s->background = 1;
+        s->r = r;
+        sh_list_insert_head(&c->w->bg, &s->link);
+        c->w->nbg++;
+        sh_conn_hold(c);
+        r->parent = NULL;
+        if (parent->client != NULL) {
+            s->client = *parent->client;
+            r->client = &s->client;
+        }
+        if (parent->head != NULL) {
+            r->head = sh_memdup(parent->head, parent->head_len);
+            r->head_len = parent->head_len;
+            ptrdiff_t d = r->head - parent->head;
+            r->h.method = moved(r->h.method, parent, d);
+            r->h.target = moved(r->h.target, parent, d);
+            r->h.host = moved(r->h.host, parent, d);
+            for (size_t i = 0; i < n; i++) {
+                r->headers[i].name = moved(r->headers[i].name, parent, d);
+                r->headers[i].value = moved(r->headers[i].value, parent, d);
+            }
+        }
+    }
     r->start_ms = sh_worker_now(c->w);
     r->head_only = parent->head_only;
     r->body.left = -1;
     r->body.done = 1;
+    if (body != NULL) {
+        /* read whole already: sent with a Content-Length (mirror_request_body) */
+        sh_buf_append(&r->rb, body->data, body->len);
+        r->rb_complete = 1;
+        r->h.content_length = (int64_t)body->len;
+        r->body_received = body->len;
+    }
     const char *q = memchr(s->uri, '?', len);
     r->path = (sh_str_t){s->uri, q != NULL ? (size_t)(q - s->uri) : len};
     if (out != NULL)
@@ -197,6 +251,34 @@ int sh_subrequest(sh_request_t *parent, const char *uri, size_t len, size_t body
     if (sh_phase_redirect(r, s->uri, len) != 0 && !r->freed)
         sh_phase_answer(r, 500);
     return 0;
+}
+
+int sh_subrequest(sh_request_t *parent, const char *uri, size_t len, size_t body_max,
+                  sh_subreq_done_pt done, void *ud, sh_request_t **out)
+{
+    return make(parent, uri, len, body_max, done, ud, NULL, 0, out);
+}
+
+static void bg_done(sh_request_t *sub, void *ud)
+{
+    (void)sub;
+    (void)ud;
+}
+
+int sh_subrequest_background(sh_request_t *parent, const char *uri, size_t len,
+                             const sh_buf_t *body)
+{
+    return make(parent, uri, len, 0, bg_done, NULL, body, 1, NULL);
+}
+
+void sh_subrequest_cancel_background(sh_worker_t *w)
+{
+    while (!sh_list_empty(&w->bg)) {
+        sub_t *s = (sub_t *)((char *)w->bg.next - offsetof(sub_t, link));
+        if (s->finishing)
+            break;                  /* ending already (never here: not inside its done()) */
+        sh_subrequest_cancel(s->r); /* its cleanup takes it off the list */
+    }
 }
 
 int sh_subrequest_status(const sh_request_t *sub)

@@ -25,6 +25,7 @@
 #include "core/buf.h"
 
 typedef struct sh_request_s sh_request_t;
+typedef struct sh_worker_s sh_worker_t;
 
 typedef void (*sh_subreq_done_pt)(sh_request_t *sub, void *ud);
 
@@ -35,6 +36,16 @@ typedef void (*sh_subreq_done_pt)(sh_request_t *sub, void *ud);
  * until done returns (or until sh_subrequest_cancel). */
 int sh_subrequest(sh_request_t *parent, const char *uri, size_t len, size_t body_max,
                   sh_subreq_done_pt done, void *ud, sh_request_t **out);
+/* A background subrequest (nginx's mirror): its response is dropped, and
+ * it outlives its parent, which neither waits for it nor cancels it. It
+ * has its own copy of the parent's head and client address; r->parent is
+ * NULL (r->sub says it is a subrequest); the connection's memory is held
+ * until it ends (its socket may close meanwhile). body (NULL: none) is
+ * its request body, copied, sent with a Content-Length. 0 or SH_EINVAL. */
+int sh_subrequest_background(sh_request_t *parent, const char *uri, size_t len,
+                             const sh_buf_t *body);
+/* End every background subrequest of w (the worker stops). */
+void sh_subrequest_cancel_background(sh_worker_t *w);
 /* The response's status; 0 when there was none (the subrequest failed
  * before a head, or was closed: 444). */
 int sh_subrequest_status(const sh_request_t *sub);

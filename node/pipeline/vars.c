@@ -51,8 +51,15 @@ typedef struct var_entry_s {
     const void *data;
     unsigned defined : 1;
     unsigned capture : 1;
-    unsigned builtin : 1; /* defined by a module's preconfiguration */
-    char *use_file;       /* first use, for "unknown variable" */
+    unsigned builtin : 1;    /* defined by a module's preconfiguration */
+    unsigned changeable : 1; /* `set` may override it (map, geo, ...: nginx's CHANGEABLE) */
+    unsigned set_only : 1;   /* defined by `set` alone so far */
+    /* `set` on a changeable variable: its value once set in the request,
+     * else the module's (set_get returns 0 while unset) */
+    sh_var_get_pt set_get;
+    const void *set_data;
+    sh_var_get_pt set_peek; /* set_get without the uninitialized warning */
+    char *use_file;         /* first use, for "unknown variable" */
     unsigned use_line;
 } var_entry_t;
 
@@ -159,15 +166,53 @@ int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const voi
     if (prefixed_id(name, nl) >= 0 || isdigit((unsigned char)name[0]))
         return sh_conf_error(cf, "the duplicate \"%s\" variable", name);
     var_entry_t *e = reg_find(m->vars, name, nl);
-    if (e != NULL && e->defined)
+    if (e != NULL && e->defined && !e->set_only)
         return sh_conf_error(cf, "the duplicate \"%s\" variable", name);
     if (e == NULL)
         e = reg_add(m, name, nl);
+    if (e->set_only) {
+        /* `set` came first: it overrides the module's value from now on */
+        e->set_only = 0;
+        e->set_get = e->set_peek;
+        e->set_data = e->data;
+    }
     e->defined = 1;
     e->builtin = !m->vars->walking;
     e->get = get;
     e->data = data;
     return 0;
+}
+
+int sh_vars_define_changeable(sh_conf_t *cf, const char *name, sh_var_get_pt get, const void *data)
+{
+    int rc = sh_vars_define(cf, name, get, data);
+    if (rc == 0) {
+        var_entry_t *e = reg_find(cf_http_main(cf)->vars, name, strlen(name));
+        e->changeable = 1;
+    }
+    return rc;
+}
+
+int sh_vars_define_set(sh_conf_t *cf, const char *name, sh_var_get_pt get, sh_var_get_pt peek,
+                       const void *data)
+{
+    sh_http_main_t *m = cf_http_main(cf);
+    var_entry_t *e = m != NULL ? reg_find(m->vars, name, strlen(name)) : NULL;
+    if (e != NULL && e->defined && !e->capture && e->set_get == NULL) {
+        if (!e->changeable)
+            return sh_conf_error(cf, "the duplicate \"%s\" variable", name);
+        e->set_get = peek;
+        e->set_data = data;
+        return 0;
+    }
+    int rc = sh_vars_define(cf, name, get, data);
+    if (rc == 0) {
+        e = reg_find(m->vars, name, strlen(name));
+        e->set_only = 1;
+        e->changeable = 1;
+        e->set_peek = peek;
+    }
+    return rc;
 }
 
 void sh_vars_preconf_done(sh_http_main_t *m)
@@ -591,7 +636,9 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
             return 0;
         }
         named_depth++;
-        int found = e->get(r, e->data, out);
+        int found = e->set_get != NULL && e->set_get(r, e->set_data, out);
+        if (!found)
+            found = e->get(r, e->data, out);
         named_depth--;
         return found;
     }

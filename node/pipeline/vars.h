@@ -72,6 +72,16 @@ typedef int (*sh_var_get_pt)(sh_request_t *r, const void *data, sh_buf_t *out);
  * its sh_http_block_t). Errors (written into cf): a built-in name, or a
  * name already defined. */
 int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const void *data);
+/* The same for a variable `set` may change (nginx's CHANGEABLE: map,
+ * geo, split_clients, auth_request_set, auth_jwt_claim_set). */
+int sh_vars_define_changeable(sh_conf_t *cf, const char *name, sh_var_get_pt get, const void *data);
+/* The rewrite module's `set $name`: defines the variable, or, when a
+ * module defined it changeable (before or after), overrides it: once set
+ * in a request, its value is peek's (which returns 0 while unset), the
+ * module's before. get is used when nothing else defines it (it may warn
+ * of an uninitialized variable). Errors: a built-in or unchangeable one. */
+int sh_vars_define_set(sh_conf_t *cf, const char *name, sh_var_get_pt get, sh_var_get_pt peek,
+                       const void *data);
 /* The http block's preconfigurations are done (http_conf.c): the variables
  * defined so far are the modules' built-in ones, whose getters read the
  * request and evaluate no configuration value; a value calls them

@@ -156,6 +156,7 @@ typedef struct sh_proxy_req_s {
     sh_ups_rt_t *ups;
     sh_uconn_t *u;
     int peer;
+    int ssl; /* TLS to the upstream: the URL's scheme (with variables, per request) */
     uint64_t tried;
     int tries;
     int state;
@@ -320,8 +321,6 @@ static int proxy_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     if (strchr(url, '$') != NULL) {
         /* the URL is made per request: an upstream group by name, an
          * address, or a name through `resolver` (nginx) */
-        if (https)
-            return sh_conf_error(cf, "variables in an https \"proxy_pass\" are not supported yet");
         c->pass = sh_strdup(url);
         c->file = cf->node->file;
         c->line = cf->node->line;
@@ -655,7 +654,9 @@ const sh_upstream_t *sh_proxy_loc_upstream(const sh_http_loc_t *loc)
 int sh_proxy_loc_https(const sh_http_loc_t *loc)
 {
     const proxy_loc_t *c = sh_http_loc_conf(loc, &sh_proxy_module);
-    return c != NULL && c->pass != NULL && c->ssl;
+    /* with variables the scheme is the request's: a TLS context is made
+     * for it (nginx too) */
+    return c != NULL && c->pass != NULL && (c->ssl || c->pass_cv != NULL);
 }
 
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out)
@@ -1176,8 +1177,8 @@ static const char *up_url(const sh_proxy_req_t *p, int peer, char *out, size_t l
     const char *h = p->head.data, *sp = h ? memchr(h, ' ', p->head.len) : NULL;
     const char *end = sp ? memchr(sp + 1, ' ', p->head.len - (size_t)(sp + 1 - h)) : NULL;
     int n = end ? (int)(end - sp - 1) : 0;
-    snprintf(out, len, "%s://%s%.*s", p->conf->ssl ? "https" : "http",
-             p->ups->conf->servers[peer].name, n, n ? sp + 1 : "");
+    snprintf(out, len, "%s://%s%.*s", p->ssl ? "https" : "http", p->ups->conf->servers[peer].name,
+             n, n ? sp + 1 : "");
     return out;
 }
 
@@ -1871,7 +1872,7 @@ static void connected_cb(uv_connect_t *req, int status)
     }
     u->connected = 1;
     uv_tcp_nodelay(&u->tcp, 1);
-    if (p->conf->ssl) {
+    if (p->ssl) {
         /* TLS: the handshake, within proxy_connect_timeout (nginx) */
         u->tls = sh_upssl_create(p->r, p->ups, p->peer);
         if (u->tls == NULL) {
@@ -1887,10 +1888,8 @@ static void connected_cb(uv_connect_t *req, int status)
     start_exchange(p);
 }
 
-static void ups_resolved(void *data, int status, const struct sockaddr_storage *addr,
-                         socklen_t len);
-static void set_raddr(sh_proxy_req_t *p, int peer, int status, const struct sockaddr_storage *addr,
-                      socklen_t len);
+static void ups_resolved(void *data, int status, const sh_resolved_t *res);
+static void set_raddr(sh_proxy_req_t *p, int peer, int status, const sh_resolved_t *res);
 
 /* A `resolve` server's address (upstream.h): 1 when it is usable now, 0
  * when the request waits for the resolver (ups_resolved goes on), -1 when
@@ -1908,37 +1907,41 @@ static int resolve_peer(sh_proxy_req_t *p, int peer)
     char *colon = strrchr(host, ':');
     if (colon != NULL && strchr(host, ']') == NULL)
         *colon = '\0';
-    struct sockaddr_storage a;
-    socklen_t al = 0;
+    sh_resolved_t res;
     p->wait_peer = peer;
-    int rc = sh_resolve(p->r, host, &a, &al, ups_resolved, p, &p->rjob);
+    int rc = sh_resolve(p->r, host, &res, ups_resolved, p, &p->rjob);
     if (rc == 0)
         return 0;
-    set_raddr(p, peer, rc == 1 ? 0 : rc, rc == 1 ? &a : NULL, al);
+    set_raddr(p, peer, rc == 1 ? 0 : rc, rc == 1 ? &res : NULL);
     return ra->len > 0 ? 1 : -1;
 }
 
-static void set_raddr(sh_proxy_req_t *p, int peer, int status, const struct sockaddr_storage *addr,
-                      socklen_t len)
+static void set_raddr(sh_proxy_req_t *p, int peer, int status, const sh_resolved_t *res)
 {
     sh_ups_raddr_t *ra = &p->ups->raddr[peer];
     ra->checked = now_ms(p);
-    if (status != 0 || addr == NULL)
-        return; /* the last address stays, if any (nginx keeps serving it) */
-    ra->addr = *addr;
-    ra->len = len;
+    if (status != 0 || res == NULL || res->n == 0)
+        return; /* the last addresses stay, if any (nginx keeps serving them) */
     uint16_t port = htons(p->ups->conf->servers[peer].port);
-    if (ra->addr.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ra->addr)->sin_port = port;
-    else
-        ((struct sockaddr_in6 *)&ra->addr)->sin6_port = port;
+    ra->n = 0;
+    for (size_t i = 0; i < res->n && ra->n < SH_UPS_RADDR_MAX; i++) {
+        struct sockaddr_storage *a = &ra->all[ra->n];
+        *a = res->a[i];
+        if (a->ss_family == AF_INET)
+            ((struct sockaddr_in *)a)->sin_port = port;
+        else
+            ((struct sockaddr_in6 *)a)->sin6_port = port;
+        ra->lens[ra->n++] = res->len[i];
+    }
+    ra->addr = ra->all[0];
+    ra->len = ra->lens[0];
 }
 
-static void ups_resolved(void *data, int status, const struct sockaddr_storage *addr, socklen_t len)
+static void ups_resolved(void *data, int status, const sh_resolved_t *res)
 {
     sh_proxy_req_t *p = data;
     p->rjob = NULL;
-    set_raddr(p, p->wait_peer, status, addr, len);
+    set_raddr(p, p->wait_peer, status, res);
     connect_next(p);
 }
 
@@ -1967,7 +1970,7 @@ static void connect_next(sh_proxy_req_t *p)
     p->got_bytes = 0;
     p->state = P_CONNECTING;
     try_begin(p);
-    uint64_t key = p->conf->ssl ? sh_upssl_key(p->r) : 0;
+    uint64_t key = p->ssl ? sh_upssl_key(p->r) : 0;
     sh_uconn_t *u = p->no_pool ? NULL : pool_get(p->ups, peer, key);
     if (u != NULL) {
         p->reused = 1;
@@ -1991,8 +1994,11 @@ static void connect_next(sh_proxy_req_t *p)
     u->creq.data = u;
     p->u = u;
     const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
-    const struct sockaddr *sa = srv->resolve ? (const struct sockaddr *)&p->ups->raddr[peer].addr
-                                             : (const struct sockaddr *)&srv->addr;
+    const struct sockaddr *sa = (const struct sockaddr *)&srv->addr;
+    if (srv->resolve) { /* the name's addresses in turn */
+        sh_ups_raddr_t *ra = &p->ups->raddr[peer];
+        sa = (const struct sockaddr *)(ra->n > 0 ? &ra->all[ra->next++ % ra->n] : &ra->addr);
+    }
     int rc = uv_tcp_connect(&u->creq, &u->tcp, sa, connected_cb);
     if (rc != 0) {
         char what[128];
@@ -2005,15 +2011,10 @@ static void connect_next(sh_proxy_req_t *p)
 
 /* ---- proxy_pass with variables */
 
-static void dyn_go(sh_proxy_req_t *p, const struct sockaddr_storage *addr, socklen_t len, int port)
+static void dyn_go(sh_proxy_req_t *p, const sh_resolved_t *res, int port)
 {
     sh_request_t *r = p->r;
-    struct sockaddr_storage a = *addr;
-    if (a.ss_family == AF_INET)
-        ((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)port);
-    else
-        ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
-    p->ups = sh_resolver_ups(r->c->w, &a, len);
+    p->ups = sh_resolver_ups(r->c->w, res, port);
     if (p->ups == NULL) {
         sh_request_respond(r, 502, NULL, NULL, 0, NULL);
         return;
@@ -2022,13 +2023,13 @@ static void dyn_go(sh_proxy_req_t *p, const struct sockaddr_storage *addr, sockl
     connect_next(p);
 }
 
-static void dyn_resolved(void *data, int status, const struct sockaddr_storage *addr, socklen_t len)
+static void dyn_resolved(void *data, int status, const sh_resolved_t *res)
 {
     sh_proxy_req_t *p = data;
     p->rjob = NULL;
     const char *host = p->dyn;
     const char *colon = strrchr(host, ':');
-    int port = colon != NULL && colon[1] != ']' ? atoi(colon + 1) : 80;
+    int port = colon != NULL && colon[1] != ']' ? atoi(colon + 1) : p->ssl ? 443 : 80;
     if (status != 0) {
         sh_req_log(SH_LOG_ERR, NULL, p->r, NULL, "%.*s could not be resolved (%s)",
                    (int)(colon != NULL ? (size_t)(colon - host) : strlen(host)), host,
@@ -2036,7 +2037,7 @@ static void dyn_resolved(void *data, int status, const struct sockaddr_storage *
         sh_request_respond(p->r, 502, NULL, NULL, 0, NULL);
         return;
     }
-    dyn_go(p, addr, len, port);
+    dyn_go(p, res, port);
 }
 
 /* The URL of this request: an upstream group by name, an address, or a
@@ -2049,12 +2050,16 @@ static void dyn_start(sh_proxy_req_t *p)
     sh_cv_eval(c->pass_cv, r, &r->scratch);
     const char *u = r->scratch.data ? r->scratch.data : "";
     size_t ul = r->scratch.len;
-    if (ul < 7 || strncmp(u, "http://", 7) != 0) {
+    size_t skip = ul >= 7 && strncasecmp(u, "http://", 7) == 0    ? 7
+                  : ul >= 8 && strncasecmp(u, "https://", 8) == 0 ? 8
+                                                                  : 0;
+    if (skip == 0) {
         sh_req_log(SH_LOG_ERR, NULL, r, NULL, "invalid URL prefix in \"%.*s\"", (int)ul, u);
         sh_request_respond(r, 500, NULL, NULL, 0, NULL);
         return;
     }
-    const char *hp = u + 7, *end = u + ul;
+    p->ssl = skip == 8; /* the location has a TLS context for this (proxy_ssl.c) */
+    const char *hp = u + skip, *end = u + ul;
     const char *slash = memchr(hp, '/', (size_t)(end - hp));
     size_t hl = (size_t)((slash ? slash : end) - hp);
     size_t uril = slash ? (size_t)(end - slash) : 0;
@@ -2081,7 +2086,7 @@ static void dyn_start(sh_proxy_req_t *p)
             return;
         }
     char name[256];
-    int port = 80;
+    int port = p->ssl ? 443 : 80;
     const char *h = p->dyn;
     const char *colon = strrchr(h, ':');
     size_t nl = hl;
@@ -2103,27 +2108,30 @@ static void dyn_start(sh_proxy_req_t *p)
         sh_request_respond(r, 502, NULL, NULL, 0, NULL);
         return;
     }
-    struct sockaddr_storage a;
-    socklen_t al = 0;
-    memset(&a, 0, sizeof(a));
-    if (inet_pton(AF_INET, name, &((struct sockaddr_in *)&a)->sin_addr) == 1) {
-        a.ss_family = AF_INET;
-        dyn_go(p, &a, sizeof(struct sockaddr_in), port);
+    sh_resolved_t res;
+    memset(&res.a[0], 0, sizeof(res.a[0]));
+    res.n = 1;
+    struct sockaddr_storage *a = &res.a[0];
+    if (inet_pton(AF_INET, name, &((struct sockaddr_in *)a)->sin_addr) == 1) {
+        a->ss_family = AF_INET;
+        res.len[0] = sizeof(struct sockaddr_in);
+        dyn_go(p, &res, port);
         return;
     }
-    if (inet_pton(AF_INET6, name, &((struct sockaddr_in6 *)&a)->sin6_addr) == 1) {
-        a.ss_family = AF_INET6;
-        dyn_go(p, &a, sizeof(struct sockaddr_in6), port);
+    if (inet_pton(AF_INET6, name, &((struct sockaddr_in6 *)a)->sin6_addr) == 1) {
+        a->ss_family = AF_INET6;
+        res.len[0] = sizeof(struct sockaddr_in6);
+        dyn_go(p, &res, port);
         return;
     }
-    int rc = sh_resolve(r, name, &a, &al, dyn_resolved, p, &p->rjob);
+    int rc = sh_resolve(r, name, &res, dyn_resolved, p, &p->rjob);
     if (rc == 1) {
-        dyn_go(p, &a, al, port);
+        dyn_go(p, &res, port);
     } else if (rc == SH_EUNSUPP) {
         sh_req_log(SH_LOG_ERR, NULL, r, NULL, "no resolver defined to resolve %s", name);
         sh_request_respond(r, 502, NULL, NULL, 0, NULL);
     } else if (rc < 0) {
-        dyn_resolved(p, rc, NULL, 0);
+        dyn_resolved(p, rc, NULL);
     }
     /* 0: dyn_resolved comes later */
 }
@@ -2142,6 +2150,7 @@ void sh_proxy_start(sh_request_t *r)
     }
     p->r = r;
     p->conf = c;
+    p->ssl = c->ssl;
     r->proxy = p;
     if (c->pass_cv != NULL) {
         dyn_start(p);
@@ -2242,6 +2251,11 @@ void sh_proxy_close_pools(sh_worker_t *w)
 {
     for (size_t i = 0; i < w->nups; i++) {
         sh_ups_rt_t *rt = &w->ups[i];
+        while (!sh_list_empty(&rt->idle))
+            uconn_close(container_of(rt->idle.next, sh_uconn_t, link));
+    }
+    for (size_t i = 0; i < sh_resolver_nups(w); i++) { /* proxy_pass with variables */
+        sh_ups_rt_t *rt = sh_resolver_ups_at(w, i);
         while (!sh_list_empty(&rt->idle))
             uconn_close(container_of(rt->idle.next, sh_uconn_t, link));
     }

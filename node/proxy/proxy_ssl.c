@@ -666,7 +666,7 @@ static sh_upssl_t *upssl_new(const pssl_conf_t *c, sh_request_t *r, sh_ups_rt_t 
     sh_upssl_t *t = sh_new(sh_upssl_t);
     t->ssl = ssl;
     t->conf = c;
-    t->slot = &rt->peers[peer];
+    t->slot = &rt->own[peer]; /* this worker's, zone or not */
     t->rbio = BIO_new(BIO_s_mem());
     t->wbio = BIO_new(BIO_s_mem());
     BIO_set_mem_eof_return(t->rbio, -1); /* empty: "retry", not end of file */

@@ -53,16 +53,14 @@ struct chan_s {
 typedef struct {
     char *name;
     const res_loc_t *conf;
-    struct sockaddr_storage addr;
-    socklen_t len;
+    sh_resolved_t res;
     uint64_t expires;
 } cache_t;
 
 typedef struct {
-    struct sockaddr_storage addr;
-    socklen_t len;
+    sh_resolved_t key; /* the addresses, port included */
     sh_upstream_t conf;
-    sh_ups_server_t server;
+    sh_ups_server_t server[SH_RESOLVE_MAX];
     sh_ups_rt_t rt;
 } dyn_t;
 
@@ -81,8 +79,7 @@ struct sh_resolve_job_s {
     void *data; /* NULL: cancelled */
     int sync;   /* inside ares_getaddrinfo: the answer is kept, not called back */
     int done, status;
-    struct sockaddr_storage addr;
-    socklen_t len;
+    sh_resolved_t res;
 };
 
 /* ------------------------------------------------------ loop glue -- */
@@ -220,7 +217,7 @@ static cache_t *cache_find(wstate_t *ws, const res_loc_t *conf, const char *name
 }
 
 static void cache_put(wstate_t *ws, const res_loc_t *conf, const char *name,
-                      const struct sockaddr_storage *a, socklen_t len, uint64_t expires)
+                      const sh_resolved_t *res, uint64_t expires)
 {
     cache_t *e = NULL;
     for (size_t i = 0; i < ws->ncache && e == NULL; i++)
@@ -240,8 +237,7 @@ static void cache_put(wstate_t *ws, const res_loc_t *conf, const char *name,
         e->name = sh_strdup(name);
         e->conf = conf;
     }
-    e->addr = *a;
-    e->len = len;
+    e->res = *res;
     e->expires = expires;
 }
 
@@ -250,20 +246,22 @@ static void gai_cb(void *arg, int status, int timeouts, struct ares_addrinfo *re
     (void)timeouts;
     sh_resolve_job_t *j = arg;
     chan_t *c = j->c;
-    struct sockaddr_storage a;
-    socklen_t len = 0;
+    sh_resolved_t *out = &j->res;
     int rc = SH_ENOENT;
-    int ttl = 0;
+    int ttl = -1;
+    out->n = 0;
     if (status == ARES_SUCCESS && res != NULL) {
-        for (const struct ares_addrinfo_node *n = res->nodes; n != NULL; n = n->ai_next) {
-            if (n->ai_addrlen > sizeof(a) || (n->ai_family == AF_INET6 && !c->conf->ipv6))
+        /* every address (nginx: each one a peer of the implicit upstream) */
+        for (const struct ares_addrinfo_node *n = res->nodes; n != NULL && out->n < SH_RESOLVE_MAX;
+             n = n->ai_next) {
+            if (n->ai_addrlen > sizeof(out->a[0]) || (n->ai_family == AF_INET6 && !c->conf->ipv6))
                 continue;
-            memset(&a, 0, sizeof(a));
-            memcpy(&a, n->ai_addr, n->ai_addrlen);
-            len = n->ai_addrlen;
-            ttl = n->ai_ttl;
+            memset(&out->a[out->n], 0, sizeof(out->a[0]));
+            memcpy(&out->a[out->n], n->ai_addr, n->ai_addrlen);
+            out->len[out->n++] = n->ai_addrlen;
+            if (ttl < 0 || n->ai_ttl < ttl) /* the answer lives as long as its shortest TTL */
+                ttl = n->ai_ttl;
             rc = 0;
-            break;
         }
     } else if (status == ARES_ETIMEOUT) {
         rc = SH_ETIMEDOUT;
@@ -277,25 +275,21 @@ static void gai_cb(void *arg, int status, int timeouts, struct ares_addrinfo *re
         uint64_t valid =
             c->conf->valid != UINT64_MAX ? c->conf->valid : (uint64_t)(ttl > 0 ? ttl : 0) * 1000;
         if (valid > 0)
-            cache_put(wstate(c->w), c->conf, j->name, &a, len, now + valid);
+            cache_put(wstate(c->w), c->conf, j->name, out, now + valid);
     }
     if (j->sync) {
         j->done = 1;
         j->status = rc;
-        if (rc == 0) {
-            j->addr = a;
-            j->len = len;
-        }
         return;
     }
     if (j->data != NULL && !c->closing)
-        j->cb(j->data, rc, rc == 0 ? &a : NULL, len);
+        j->cb(j->data, rc, rc == 0 ? out : NULL);
     sh_free(j->name);
     sh_free(j);
 }
 
-int sh_resolve(sh_request_t *r, const char *name, struct sockaddr_storage *addr, socklen_t *len,
-               sh_resolve_cb cb, void *data, sh_resolve_job_t **job)
+int sh_resolve(sh_request_t *r, const char *name, sh_resolved_t *out, sh_resolve_cb cb, void *data,
+               sh_resolve_job_t **job)
 {
     const res_loc_t *conf = conf_of(r);
     *job = NULL;
@@ -304,8 +298,7 @@ int sh_resolve(sh_request_t *r, const char *name, struct sockaddr_storage *addr,
     sh_worker_t *w = r->c->w;
     cache_t *e = cache_find(wstate(w), conf, name, sh_worker_now(w));
     if (e != NULL) {
-        *addr = e->addr;
-        *len = e->len;
+        *out = e->res;
         return 1;
     }
     chan_t *c = chan_get(w, conf);
@@ -325,10 +318,8 @@ int sh_resolve(sh_request_t *r, const char *name, struct sockaddr_storage *addr,
     j->sync = 0;
     if (j->done) {
         int rc = j->status;
-        if (rc == 0) {
-            *addr = j->addr;
-            *len = j->len;
-        }
+        if (rc == 0)
+            *out = j->res;
         sh_free(j->name);
         sh_free(j);
         return rc == 0 ? 1 : rc;
@@ -346,32 +337,84 @@ void sh_resolve_cancel(sh_resolve_job_t *job)
 
 /* ------------------------------------------------------ upstreams -- */
 
-sh_ups_rt_t *sh_resolver_ups(sh_worker_t *w, const struct sockaddr_storage *addr, socklen_t len)
+static int same_key(const sh_resolved_t *a, const sh_resolved_t *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->len[i] != b->len[i] || memcmp(&a->a[i], &b->a[i], a->len[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static int addr_cmp(const sh_resolved_t *r, size_t i, size_t k)
+{
+    if (r->len[i] != r->len[k])
+        return r->len[i] < r->len[k] ? -1 : 1;
+    return memcmp(&r->a[i], &r->a[k], r->len[i]);
+}
+
+sh_ups_rt_t *sh_resolver_ups(sh_worker_t *w, const sh_resolved_t *res, int port)
 {
     wstate_t *ws = wstate(w);
+    sh_resolved_t key = *res;
+    for (size_t i = 0; i < key.n; i++) {
+        if (key.a[i].ss_family == AF_INET)
+            ((struct sockaddr_in *)&key.a[i])->sin_port = htons((uint16_t)port);
+        else
+            ((struct sockaddr_in6 *)&key.a[i])->sin6_port = htons((uint16_t)port);
+    }
+    /* one upstream per set, whatever order the answer came in */
+    for (size_t i = 1; i < key.n; i++)
+        for (size_t k = i; k > 0 && addr_cmp(&key, k - 1, k) > 0; k--) {
+            struct sockaddr_storage a = key.a[k];
+            socklen_t l = key.len[k];
+            key.a[k] = key.a[k - 1];
+            key.len[k] = key.len[k - 1];
+            key.a[k - 1] = a;
+            key.len[k - 1] = l;
+        }
     for (size_t i = 0; i < ws->ndyn; i++)
-        if (ws->dyn[i]->len == len && memcmp(&ws->dyn[i]->addr, addr, len) == 0)
+        if (same_key(&ws->dyn[i]->key, &key))
             return &ws->dyn[i]->rt;
-    if (ws->ndyn == DYN_MAX)
+    if (ws->ndyn == DYN_MAX || key.n == 0)
         return NULL;
     dyn_t *d = sh_new(dyn_t);
-    d->addr = *addr;
-    d->len = len;
-    d->server = (sh_ups_server_t){.weight = 1, .max_fails = 1, .fail_timeout = 10000};
-    d->server.addr = *addr;
-    d->server.addrlen = len;
-    sh_addr_text((const struct sockaddr *)addr, d->server.name, sizeof(d->server.name));
-    d->conf.name = d->server.name;
+    d->key = key;
+    for (size_t i = 0; i < key.n; i++) {
+        sh_ups_server_t *s = &d->server[i];
+        *s = (sh_ups_server_t){.weight = 1, .max_fails = 1, .fail_timeout = 10000};
+        s->addr = key.a[i];
+        s->addrlen = key.len[i];
+        s->port = (uint16_t)port;
+        sh_addr_text((const struct sockaddr *)&key.a[i], s->name, sizeof(s->name));
+    }
+    d->conf.name = d->server[0].name;
     d->conf.index = SIZE_MAX;
-    d->conf.servers = &d->server;
-    d->conf.nservers = 1;
-    d->conf.keepalive = 0; /* nginx: no keep-alive without an upstream block */
+    d->conf.servers = d->server;
+    d->conf.nservers = key.n;
+    /* nginx keeps no connection to the implicit upstream of a proxy_pass
+     * with variables; a small pool per address set here (used only with
+     * proxy_http_version 1.1 and an empty Connection, as any keepalive) */
+    d->conf.keepalive = 8;
     d->conf.keepalive_timeout = 60000;
     d->conf.keepalive_requests = 1000;
     d->conf.implicit = 1;
     sh_upstream_rt_init(&d->rt, &d->conf);
     ws->dyn[ws->ndyn++] = d;
     return &d->rt;
+}
+
+size_t sh_resolver_nups(sh_worker_t *w)
+{
+    const wstate_t *ws = w->resolver;
+    return ws != NULL ? ws->ndyn : 0;
+}
+
+sh_ups_rt_t *sh_resolver_ups_at(sh_worker_t *w, size_t i)
+{
+    wstate_t *ws = w->resolver;
+    return &ws->dyn[i]->rt;
 }
 
 /* ------------------------------------------------------ closing -- */

@@ -8,8 +8,9 @@
  * per worker for their TTL (or valid=).
  *
  * It also keeps, per worker, the runtime state of the upstreams such
- * requests reach by address (one server each, no keep-alive: nginx's
- * implicit upstream of a proxy_pass with variables).
+ * requests reach by address (one server per address of the answer, as
+ * nginx's implicit upstream of a proxy_pass with variables, plus a small
+ * keep-alive pool nginx does not have there).
  *
  * Worker thread only, except the directives (loading thread).
  */
@@ -25,22 +26,41 @@
 extern sh_conf_module_t sh_resolver_module;
 
 typedef struct sh_resolve_job_s sh_resolve_job_t;
-/* status 0 and the first address (port 0), or SH_ENOENT (no such name,
- * no address) / SH_ETIMEDOUT / SH_EIO. */
-typedef void (*sh_resolve_cb)(void *data, int status, const struct sockaddr_storage *addr,
-                              socklen_t len);
 
-/* Resolve name with r's location's resolver. Returns 1 with *addr filled
- * (from the cache, or an answer at once), 0 when a job started (cb(data,
- * ...) comes later from the loop; sh_resolve_cancel(job) before data goes
- * away), SH_EUNSUPP when the location has no resolver, or the failure. */
-int sh_resolve(sh_request_t *r, const char *name, struct sockaddr_storage *addr, socklen_t *len,
-               sh_resolve_cb cb, void *data, sh_resolve_job_t **job);
+/* Every address of an answer (A, and AAAA with ipv6=on), in its order,
+ * port 0; at most SH_RESOLVE_MAX. */
+#define SH_RESOLVE_MAX 8
+typedef struct {
+    struct sockaddr_storage a[SH_RESOLVE_MAX];
+    socklen_t len[SH_RESOLVE_MAX];
+    size_t n;
+} sh_resolved_t;
+
+/* status 0 and the addresses (n >= 1), or SH_ENOENT (no such name, no
+ * address) / SH_ETIMEDOUT / SH_EIO (res NULL). */
+typedef void (*sh_resolve_cb)(void *data, int status, const sh_resolved_t *res);
+
+/* Resolve name with r's location's resolver. Returns 1 with *out filled
+ * (from the cache, kept for valid= or the answer's TTL, or an answer at
+ * once), 0 when a job started (cb(data, ...) comes later from the loop;
+ * sh_resolve_cancel(job) before data goes away), SH_EUNSUPP when the
+ * location has no resolver, or the failure. */
+int sh_resolve(sh_request_t *r, const char *name, sh_resolved_t *out, sh_resolve_cb cb, void *data,
+               sh_resolve_job_t **job);
 void sh_resolve_cancel(sh_resolve_job_t *job);
 
-/* The worker's runtime upstream for one address (port included), made on
- * first use; NULL when the worker keeps too many. */
-sh_ups_rt_t *sh_resolver_ups(sh_worker_t *w, const struct sockaddr_storage *addr, socklen_t len);
+/* The worker's runtime upstream for a set of addresses (a proxy_pass with
+ * variables: one peer per address, round-robin, max_fails=1
+ * fail_timeout=10s, as nginx's implicit upstream; port given), made on
+ * first use; its idle keep-alive connections are kept (keepalive 8 per
+ * worker, 60 s), keyed by peer and TLS name like an upstream block's.
+ * NULL when the worker keeps too many. */
+sh_ups_rt_t *sh_resolver_ups(sh_worker_t *w, const sh_resolved_t *res, int port);
+
+/* The worker's upstreams of address sets, by index (i < n): their idle
+ * connections close with the others' at stop. */
+size_t sh_resolver_nups(sh_worker_t *w);
+sh_ups_rt_t *sh_resolver_ups_at(sh_worker_t *w, size_t i);
 
 /* Close the worker's resolver channels and free its state (worker stop). */
 void sh_resolver_worker_close(sh_worker_t *w);

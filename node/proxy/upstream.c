@@ -47,6 +47,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,11 +74,29 @@ static void *ups_create_main(void)
     return sh_new(sh_upstream_main_t);
 }
 
+/* An upstream's state shared by the workers (`zone`). */
+struct sh_ups_zone_s {
+    char *name;
+    pthread_mutex_t lock;
+    sh_peer_rt_t *peers; /* made by the first worker's sh_upstream_rt_init */
+};
+
+static void zone_free(struct sh_ups_zone_s *z)
+{
+    if (z == NULL)
+        return;
+    pthread_mutex_destroy(&z->lock);
+    sh_free(z->peers);
+    sh_free(z->name);
+    sh_free(z);
+}
+
 static void ups_destroy_main(void *conf)
 {
     sh_upstream_main_t *m = conf;
     for (size_t i = 0; i < m->n; i++) {
         sh_cv_destroy(m->ups[i]->hash_key);
+        zone_free(m->ups[i]->zone);
         sh_free(m->ups[i]->name);
         sh_free(m->ups[i]->servers);
         sh_free(m->ups[i]);
@@ -226,6 +245,28 @@ static int keepalive_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
+static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+{
+    (void)cmd;
+    sh_upstream_t *u = conf;
+    if (u->zone != NULL)
+        return sh_conf_error(cf, "\"zone\" directive is duplicate");
+    if (cf->node->args[1][0] == '\0')
+        return sh_conf_error(cf, "invalid zone name \"\"");
+    if (cf->node->nargs == 3) {
+        /* the size is accepted: the state is allocated to fit, not in a
+         * fixed shared-memory zone (one process, threads) */
+        size_t size;
+        if (sh_conf_parse_size(cf->node->args[2], &size) != 0 || size == 0)
+            return sh_conf_error(cf, "invalid zone size \"%s\"", cf->node->args[2]);
+    }
+    struct sh_ups_zone_s *z = sh_new(struct sh_ups_zone_s);
+    z->name = sh_strdup(cf->node->args[1]);
+    pthread_mutex_init(&z->lock, NULL);
+    u->zone = z;
+    return 0;
+}
+
 static int ka_timeout_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     sh_upstream_t *u = conf;
@@ -327,6 +368,7 @@ static const sh_conf_cmd_t ups_cmds[] = {
     {"upstream", SH_CTX_HTTP | SH_CONF_BLOCK | SH_CONF_TAKE1, upstream_block, 0, NULL},
     {"server", SH_CTX_UPSTREAM | SH_CONF_1MORE, server_set, 0, NULL},
     {"keepalive", SH_CTX_UPSTREAM | SH_CONF_TAKE1, keepalive_set, 0, NULL},
+    {"zone", SH_CTX_UPSTREAM | SH_CONF_TAKE12, zone_set, 0, NULL},
     {"keepalive_timeout", SH_CTX_UPSTREAM | SH_CONF_TAKE1, ka_timeout_set, 0, NULL},
     {"keepalive_requests", SH_CTX_UPSTREAM | SH_CONF_TAKE1, ka_requests_set, 0, NULL},
     {"least_conn", SH_CTX_UPSTREAM | SH_CONF_NOARGS, least_conn_set, 0, NULL},
@@ -432,11 +474,22 @@ void sh_upstream_rt_init(sh_ups_rt_t *rt, const sh_upstream_t *conf)
 {
     rt->conf = conf;
     rt->ops = conf->balancer != NULL ? conf->balancer : &rr_ops;
-    rt->peers = sh_calloc(conf->nservers ? conf->nservers : 1, sizeof(*rt->peers));
+    size_t np = conf->nservers ? conf->nservers : 1;
+    rt->own = sh_calloc(np, sizeof(*rt->own));
+    rt->peers = rt->own;
+    for (size_t i = 0; i < conf->nservers; i++)
+        rt->own[i].effective_weight = conf->servers[i].weight;
+    if (conf->zone != NULL) {
+        /* the first worker makes the shared state, the others use it */
+        pthread_mutex_lock(&conf->zone->lock);
+        if (conf->zone->peers == NULL)
+            conf->zone->peers = sh_memdup(rt->own, np * sizeof(*rt->own));
+        rt->peers = conf->zone->peers;
+        pthread_mutex_unlock(&conf->zone->lock);
+    }
     rt->total_weight = 0;
     rt->nprimary = 0;
     for (size_t i = 0; i < conf->nservers; i++) {
-        rt->peers[i].effective_weight = conf->servers[i].weight;
         if (!conf->servers[i].backup) {
             rt->total_weight += conf->servers[i].weight;
             rt->nprimary++;
@@ -463,6 +516,9 @@ void sh_upstream_rt_init(sh_ups_rt_t *rt, const sh_upstream_t *conf)
     for (size_t i = 0; rt->raddr != NULL && i < conf->nservers; i++) {
         rt->raddr[i].addr = conf->servers[i].addr;
         rt->raddr[i].len = conf->servers[i].addrlen;
+        rt->raddr[i].all[0] = conf->servers[i].addr;
+        rt->raddr[i].lens[0] = conf->servers[i].addrlen;
+        rt->raddr[i].n = conf->servers[i].addrlen > 0;
     }
 }
 
@@ -471,10 +527,11 @@ void sh_upstream_rt_dispose(sh_ups_rt_t *rt)
     if (rt->ops != NULL && rt->ops->dispose != NULL)
         rt->ops->dispose(rt);
     rt->bal = NULL;
-    for (size_t i = 0; rt->peers != NULL && i < rt->conf->nservers; i++)
-        if (rt->peers[i].ssl_sess != NULL)
-            sh_upssl_session_free(rt->peers[i].ssl_sess);
-    sh_free(rt->peers);
+    for (size_t i = 0; rt->own != NULL && i < rt->conf->nservers; i++)
+        if (rt->own[i].ssl_sess != NULL)
+            sh_upssl_session_free(rt->own[i].ssl_sess);
+    sh_free(rt->own); /* a zone's peers go with the configuration */
+    rt->own = NULL;
     rt->peers = NULL;
     sh_free(rt->raddr);
     rt->raddr = NULL;
@@ -482,12 +539,27 @@ void sh_upstream_rt_dispose(sh_ups_rt_t *rt)
 
 int sh_upstream_pick(sh_ups_rt_t *rt, uint64_t tried, uint64_t now, sh_request_t *r)
 {
-    return rt->ops->pick(rt, tried, now, r);
+    struct sh_ups_zone_s *z = rt->conf->zone;
+    if (z == NULL)
+        return rt->ops->pick(rt, tried, now, r);
+    /* a zone: the balancer runs on the shared state, one worker at a time
+     * (a pick is a short loop over the servers; no I/O, no allocation) */
+    pthread_mutex_lock(&z->lock);
+    int i = rt->ops->pick(rt, tried, now, r);
+    pthread_mutex_unlock(&z->lock);
+    return i;
 }
 
 void sh_upstream_done(sh_ups_rt_t *rt, int i, int failed, uint64_t now)
 {
+    struct sh_ups_zone_s *z = rt->conf->zone;
+    if (z == NULL) {
+        rt->ops->done(rt, i, failed, now);
+        return;
+    }
+    pthread_mutex_lock(&z->lock);
     rt->ops->done(rt, i, failed, now);
+    pthread_mutex_unlock(&z->lock);
 }
 
 /* ---- shared per-server rules */

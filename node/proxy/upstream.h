@@ -68,6 +68,11 @@ typedef struct sh_upstream_s {
     sh_cv_t *hash_key;       /* `hash KEY`: the compiled key */
     unsigned random_two : 1; /* `random two [least_conn]` */
     unsigned metrics_id;     /* its name's label id (node/pipeline/metrics.h) */
+    /* `zone NAME [SIZE]`: the servers' balancer and health state
+     * (sh_peer_rt_t: fails, failure window, effective and current weights,
+     * active connections) is one array for every worker of the process,
+     * under a mutex taken by pick and done; NULL: per worker */
+    struct sh_ups_zone_s *zone;
 } sh_upstream_t;
 
 typedef struct {
@@ -102,20 +107,26 @@ typedef struct {
 
 typedef struct sh_bal_data_s sh_bal_data_t; /* a balancer's own per-worker data */
 
-/* A `resolve` server's address in one worker, and when the resolver was
- * last asked (ms). */
+/* A `resolve` server's addresses in one worker (every A/AAAA of the last
+ * answer, port set; connections take them in turn), and when the
+ * resolver was last asked (ms). len 0: none known. */
+#define SH_UPS_RADDR_MAX 8
 typedef struct {
-    struct sockaddr_storage addr;
+    struct sockaddr_storage addr; /* the first */
     socklen_t len;
     uint64_t checked;
+    struct sockaddr_storage all[SH_UPS_RADDR_MAX];
+    socklen_t lens[SH_UPS_RADDR_MAX];
+    unsigned n, next;
 } sh_ups_raddr_t;
 
 struct sh_ups_rt_s {
     const sh_upstream_t *conf;
     const sh_balancer_ops_t *ops;
-    sh_peer_rt_t *peers;
-    sh_bal_data_t *bal; /* made by ops->init, freed by ops->dispose */
-    int total_weight;   /* of the primary servers */
+    sh_peer_rt_t *peers; /* the zone's (shared) or own */
+    sh_peer_rt_t *own;   /* this worker's: its TLS session slots (and state without a zone) */
+    sh_bal_data_t *bal;  /* made by ops->init, freed by ops->dispose */
+    int total_weight;    /* of the primary servers */
     int nprimary;
     uint8_t single; /* one server and no backup: never taken out */
     uint64_t rng;   /* xorshift state for `random` */
