@@ -838,6 +838,27 @@ static int accepts_ranges(const sh_cache_meta_t *m)
     return 0;
 }
 
+/* A range past the cached body: nginx's 416 page with Content-Range
+ * "bytes *\/LEN" (ngx_http_range_not_satisfiable). */
+static void send_416(sh_request_t *r, int64_t size)
+{
+    static const char page[] =
+        "<html>\r\n<head><title>416 Requested Range Not Satisfiable</title></head>\r\n"
+        "<body>\r\n<center><h1>416 Requested Range Not Satisfiable</h1></center>\r\n"
+        "<hr><center>shoal</center>\r\n</body>\r\n</html>\r\n";
+    char crange[48];
+    int cl = snprintf(crange, sizeof(crange), "bytes */%lld", (long long)size);
+    sh_http1_header_t hs[2] = {{"Content-Type", 12, "text/html", 9},
+                               {"Content-Range", 13, crange, (size_t)cl}};
+    if (sh_response_start(r, 416, NULL, 0, hs, 2, (int64_t)sizeof(page) - 1,
+                          r->head_only ? SH_RESP_NO_BODY : 0) != 0)
+        return;
+    if (!r->head_only && sh_response_body(r, page, sizeof(page) - 1) != 0)
+        return;
+    if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
+        sh_request_finish(r);
+}
+
 /* Answer r from x->hit (status already set in x->status). */
 static void serve(sh_request_t *r, pc_ctx_t *x)
 {
@@ -882,10 +903,7 @@ static void serve(sh_request_t *r, pc_ctx_t *x)
         if (pr != 0 && c->max_range_offset >= 0 && from > c->max_range_offset)
             pr = 0; /* nginx: past proxy_cache_max_range_offset, the whole body */
         if (pr < 0) {
-            int cl = snprintf(crange, sizeof(crange), "bytes */%lld", (long long)size);
-            hs[n++] = (sh_http1_header_t){"Content-Range", 13, crange, (size_t)cl};
-            x->status = x->status; /* the status variable keeps HIT */
-            sh_request_respond(r, 416, NULL, NULL, 0, NULL);
+            send_416(r, size); /* $upstream_cache_status stays HIT */
             return;
         }
         if (pr > 0) {
@@ -1224,10 +1242,6 @@ static void wait_timer_cb(uv_timer_t *t)
 /* Go to the upstream (the content phase: proxy_pass). */
 static int go_upstream(sh_request_t *r, pc_ctx_t *x, int status, int store)
 {
-    /* HTTP/2 ends a HEAD's stream with its head: the body of a HEAD sent
-     * as GET could not be read into the cache, so it is not asked for */
-    if (r->head_only && r->h2s != NULL)
-        store = 0;
     x->status = status;
     x->store = store;
     const pc_loc_t *c = x->conf;

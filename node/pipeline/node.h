@@ -350,6 +350,7 @@ struct sh_worker_s {
     /* HTTP/2 (http2.c): connections due for a write pass at the end of
      * this loop iteration, scratch buffers, and counters */
     uv_check_t h2_check;
+    uv_idle_t h2_idle; /* active with h2_check: the loop does not block in poll first */
     sh_link_t h2_dirty;
     sh_buf_t h2_out;
     sh_buf_t h2_hdr;
