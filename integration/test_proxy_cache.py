@@ -83,6 +83,12 @@ CONF = """
             proxy_read_timeout 500ms;
             proxy_pass http://127.0.0.1:{o};
         }}
+        location /bgu/ {{
+            proxy_cache_valid 200 2s;
+            proxy_cache_use_stale updating;
+            proxy_cache_background_update on;
+            proxy_pass http://127.0.0.1:{o};
+        }}
         location /off/ {{ proxy_cache off; proxy_pass http://127.0.0.1:{o}; }}
         location /key/ {{ proxy_cache_key $uri; proxy_pass http://127.0.0.1:{o}; }}
         {shoal_only}
@@ -462,6 +468,44 @@ def main(t):
             (r.status, r.headers))
     t.check(box and box[0].header("X-Cache-Status") == "EXPIRED" and count_of(box[0].body) == 2,
             "the refreshing request was EXPIRED", box and box[0].headers)
+
+    # proxy_cache_background_update: an expired entry is answered STALE at
+    # once while a subrequest refreshes it (the origin takes 4 s), then HIT
+    # with the new copy; over HTTP/1.1, HTTP/2 (the stream closes while the
+    # refresh runs) and beside nginx
+    bg = [("h1", node.url(""), ())]
+    bg.append(("h2", "http://127.0.0.1:%d/" % h2, ("--http2-prior-knowledge",)))
+    if nport is not None:
+        bg.append(("nginx", "http://127.0.0.1:%d/" % nport, ()))
+    for who, base, args in bg:
+        target = "/bgu/b?w=" + who
+        url = base.rstrip("/") + target
+        first = t.curl(url, *args)
+        time.sleep(3.1)
+        urllib.request.urlopen("http://127.0.0.1:%d/__set?t=%s&ms=4000" % (
+            oport, urllib.request.quote(target, safe=""))).read()
+        t0 = time.monotonic()
+        r = t.curl(url, *args)
+        el = time.monotonic() - t0
+        t.check(first.header("X-Cache-Status") == "MISS" and r.status == 200 and
+                r.header("X-Cache-Status") == "STALE" and count_of(r.body) == 1 and el < 3.0,
+                "%s: background update: STALE at once (%.2f s) while the origin takes 4 s"
+                % (who, el), (r.status, r.headers, count_of(r.body)))
+        got = []
+
+        def refreshed():
+            x = t.curl(url, *args)
+            got.append((x.header("X-Cache-Status"), count_of(x.body)))
+            return got[-1] == ("HIT", 2)
+
+        ok = True
+        try:
+            sh.wait_for(refreshed, 20 * t.slow, "the background refresh", interval=0.2)
+        except Exception:
+            ok = False
+        t.check(ok and origin_count(oport, target)["n"] == 2,
+                "%s: background update: then HIT with the refreshed copy, one origin request"
+                % who, got[-6:])
 
     # use_stale http_500, then error with every backend down
     for proto, base, args in (("h1", node.url(""), ()), ("h2", "http://127.0.0.1:%d/" % h2,

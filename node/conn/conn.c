@@ -49,18 +49,38 @@ static int h1_flush(sh_request_t *r);
 
 /* ------------------------------------------------------ closing -- */
 
+static void conn_free(sh_conn_t *c)
+{
+    sh_buf_dispose(&c->in);
+    sh_http2_destroy(c->h2);
+    sh_tls_destroy(c->tls);
+    if (c->pp != NULL)
+        sh_pp_release(c->pp);
+    sh_free(c->pp);
+    sh_free(c);
+}
+
 static void conn_closed(uv_handle_t *h)
 {
     sh_conn_t *c = h->data;
     if (--c->closing_handles == 0) {
-        sh_buf_dispose(&c->in);
-        sh_http2_destroy(c->h2);
-        sh_tls_destroy(c->tls);
-        if (c->pp != NULL)
-            sh_pp_release(c->pp);
-        sh_free(c->pp);
-        sh_free(c);
+        if (c->holds > 0) {
+            c->closed_free = 1; /* sh_conn_release() frees it */
+            return;
+        }
+        conn_free(c);
     }
+}
+
+void sh_conn_hold(sh_conn_t *c)
+{
+    c->holds++;
+}
+
+void sh_conn_release(sh_conn_t *c)
+{
+    if (--c->holds == 0 && c->closed_free)
+        conn_free(c);
 }
 
 static void request_dispose(sh_request_t *r)

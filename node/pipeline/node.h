@@ -157,6 +157,8 @@ struct sh_conn_s {
     uint8_t draining : 1;    /* processing bytes left after a request: pipelined */
     uint8_t tls_sniffed : 1; /* the first bytes on a TLS address were looked at */
     uint8_t closing_handles;
+    uint8_t closed_free : 1;      /* closed, freed when the last hold goes */
+    uint16_t holds;               /* sh_conn_hold(): detached subrequests still using c */
     uint16_t early_waiting;       /* requests waiting for the TLS handshake (sh_request_dispatch) */
     sh_tls_t *tls;                /* on `listen ... ssl` addresses, else NULL */
     struct sh_h2_s *h2;           /* HTTP/2 session (node/http2.c), else NULL */
@@ -396,6 +398,11 @@ void sh_worker_release_rbuf(sh_worker_t *w, const uv_buf_t *buf);
 
 /* ---- conn.c */
 void sh_conn_accept(sh_worker_t *w, uv_stream_t *server, const sh_http_addr_t *addr);
+/* Keep c's memory (not its socket) after it closes, for a subrequest
+ * that outlives its parent (sh_subrequest_detach); release frees it when
+ * it closed meanwhile. */
+void sh_conn_hold(sh_conn_t *c);
+void sh_conn_release(sh_conn_t *c);
 /* For http2.c: bytes to the client (encrypted on TLS); 0 or SH_EIO. */
 int sh_conn_send(sh_conn_t *c, const uv_buf_t *bufs, unsigned n);
 /* Close once everything queued is written (TLS close_notify first). */

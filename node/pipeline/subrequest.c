@@ -23,6 +23,11 @@ typedef struct {
     sh_buf_t body;
     char *uri;     /* the subrequest's path points here */
     int finishing; /* done() ran or the parent cancelled */
+    /* detached (sh_subrequest_detach): its own copy of the parent's head
+     * and client address, and a hold on the connection */
+    char *head;
+    struct sockaddr_in6 client;
+    int detached;
 } sub_t;
 
 static sub_t *sub_of(const sh_request_t *r)
@@ -85,7 +90,8 @@ static void complete(sh_request_t *r)
         return;
     s->finishing = 1;
     r->resp_done = 1;
-    s->done(r, s->ud);
+    if (!s->detached)
+        s->done(r, s->ud);
     sh_request_free(r); /* its cleanup frees s */
 }
 
@@ -135,6 +141,9 @@ static void sub_cleanup(sh_request_t *r, void *data)
 {
     sub_t *s = data;
     r->sub = NULL;
+    if (s->detached)
+        sh_conn_release(r->c);
+    sh_free(s->head);
     sh_buf_dispose(&s->fields);
     sh_buf_dispose(&s->body);
     sh_free(s->uri);
@@ -234,6 +243,39 @@ int sh_subrequest_field(const sh_request_t *sub, const char *name, size_t nl, sh
         p = eol + 2;
     }
     return 0;
+}
+
+/* p moved from the parent's head [base, base+len) to the copy at to. */
+static const char *rebase(const char *p, const char *base, size_t len, const char *to)
+{
+    return p != NULL && p >= base && p < base + len ? to + (p - base) : p;
+}
+
+void sh_subrequest_detach(sh_request_t *r)
+{
+    sub_t *s = sub_of(r);
+    sh_request_t *p = r->parent;
+    if (s == NULL || s->finishing || s->detached || p == NULL)
+        return;
+    const char *base = p->head;
+    size_t len = p->head_len;
+    s->head = sh_malloc(len > 0 ? len : 1);
+    if (len > 0)
+        memcpy(s->head, base, len);
+    r->h.method = rebase(r->h.method, base, len, s->head);
+    r->h.target = rebase(r->h.target, base, len, s->head);
+    r->h.host = rebase(r->h.host, base, len, s->head);
+    for (size_t i = 0; i < r->h.nheaders; i++) {
+        r->headers[i].name = rebase(r->headers[i].name, base, len, s->head);
+        r->headers[i].value = rebase(r->headers[i].value, base, len, s->head);
+    }
+    if (r->client != NULL) {
+        s->client = *r->client;
+        r->client = &s->client;
+    }
+    r->parent = NULL;
+    s->detached = 1;
+    sh_conn_hold(r->c);
 }
 
 void sh_subrequest_cancel(sh_request_t *sub)

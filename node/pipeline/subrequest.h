@@ -47,5 +47,11 @@ const sh_buf_t *sh_subrequest_body(const sh_request_t *sub);
 int sh_subrequest_field(const sh_request_t *sub, const char *name, size_t nl, sh_buf_t *out);
 /* End a subrequest that has not completed (its parent is ending). */
 void sh_subrequest_cancel(sh_request_t *sub);
+/* Or let it go on alone (a background update, nginx's background
+ * subrequest): its head is copied from the parent's, the parent is
+ * forgotten (r->parent NULL), done() is not called, and the connection's
+ * memory is held until the subrequest ends. Call it while the parent is
+ * still readable (its cleanup hook). */
+void sh_subrequest_detach(sh_request_t *sub);
 
 #endif
