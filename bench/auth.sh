@@ -23,20 +23,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 secs=${1:-5}
 rounds=${2:-3}
-bin=${SHOAL_BIN:-$root/build/bin/shoal}
-nginx=${NGINX_BIN:-/usr/sbin/nginx}
-[ -x "$bin" ] || cmake --build "$root/build" --target shoal >/dev/null
-for t in wrk taskset openssl python3 "$nginx"; do
-  command -v "$t" >/dev/null || { echo "auth.sh: $t is missing" >&2; exit 2; }
-done
-last=$(( $(nproc) - 1 ))
-d=$(mktemp -d /tmp/auth-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
-trap cleanup EXIT
+. "$here/lib.sh"
+bench_init auth wrk taskset openssl python3 nginx
 mkdir -p "$d/logs" "$d/origin/logs" "$d/front/logs" "$d/tmp"
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-po=$(freeport) ps=$(freeport) pn=$(freeport) pa=$(freeport)
+po=$(free_port) ps=$(free_port) pn=$(free_port) pa=$(free_port)
 
 # an ES256 key, its JWKS, and a token valid for an hour
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ec.pem" 2>/dev/null
@@ -152,7 +142,6 @@ for _ in $(seq "$rounds"); do
     fi
   done
 done
-median() { printf '%s\n' $@ | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A med
 for n in "${names[@]}"; do med[$n]=$(median ${all[$n]}); done
 echo "proxied location (origin: nginx return 200), 1 worker on CPU 0, wrk -t1 -c32 on CPU $last, ${secs}s x $rounds, medians"

@@ -17,26 +17,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 secs=${1:-5}
 rounds=${2:-3}
-bin=${SHOAL_BIN:-$root/build/bin/shoal}
-nginx=${NGINX_BIN:-/usr/sbin/nginx}
-[ -x "$bin" ] || cmake --build "$root/build" --target shoal >/dev/null
-for t in wrk h2load openssl taskset "$nginx"; do
-  command -v "$t" >/dev/null || { echo "cache.sh: $t is missing" >&2; exit 2; }
-done
-last=$(( $(nproc) - 1 ))
-d=$(mktemp -d /tmp/cache-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
-trap cleanup EXIT
+. "$here/lib.sh"
+bench_init cache wrk h2load openssl taskset nginx
 mkdir -p "$d/html" "$d/logs" "$d/ng/logs" "$d/or/logs" "$d/sc" "$d/ngc"
 python3 -c 'import base64, os, sys
 for n, p in ((1024, sys.argv[1]), (102400, sys.argv[2])):
     open(p, "wb").write(base64.b64encode(os.urandom(n))[:n])' "$d/html/1k" "$d/html/100k"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench \
   -keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 op=$(free_port); sp=$(free_port); sps=$(free_port); np=$(free_port); nps=$(free_port)
-temps() { echo "client_body_temp_path $1/b; proxy_temp_path $1/p; fastcgi_temp_path $1/f; uwsgi_temp_path $1/u; scgi_temp_path $1/s;"; }
 cat > "$d/or/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1; pid $d/or/nginx.pid; error_log $d/or/logs/error.log warn;
 events { worker_connections 4096; }
@@ -93,7 +82,6 @@ done
 wrk_rps() { taskset -c "$last" wrk -t1 -c16 -d"${secs}s" "$@" | tee "$d/wrk.out" | awk '/Non-2xx|Socket errors/ {bad=1} /Requests\/sec/ {r=$2} END {print bad ? "errors" : r}'; }
 wrk_total() { awk '/requests in/ {print $1}' "$d/wrk.out"; }
 h2_rps() { taskset -c "$last" h2load -c4 -m16 -D "$secs" "$1" 2>/dev/null | awk '/^finished in/ {r=$4} /^requests:/ && ($8 == "0" || $12 != "0") {bad=1} /^status codes:/ && ($5 != "0" || $9 != "0") {bad=1} END {print bad ? "errors" : r}'; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 cat > "$d/miss.lua" <<'LUA'
 local n = 0

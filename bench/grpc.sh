@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # grpc.sh -- unary gRPC calls/s through Shoal's grpc_pass beside nginx's
-# grpc_pass with the same configuration, in one run (issue 14).
+# grpc_pass with the same configuration, in one run (issue 14): to an h2c
+# backend (grpc://) and to a TLS one (grpcs://, TLS 1.3, a test certificate).
 #
 # The backend is an nginx h2c server answering every call with a gRPC-shaped
 # response (200, application/grpc, a 7-byte message, trailer grpc-status 0):
@@ -50,28 +51,33 @@ wait_port() {
 # one gRPC message: flag 0, length 5, "hello"
 printf '\x00\x00\x00\x00\x05hello' > "$OUT/req.bin"
 
-BE=$(free_port); SH=$(free_port); NG=$(free_port)
+BE=$(free_port); SH=$(free_port); NG=$(free_port); BES=$(free_port); SHS=$(free_port); NGS=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$OUT/be.key" \
+  -out "$OUT/be.crt" -days 2 -subj /CN=backend.test 2>/dev/null || { echo "openssl req failed" >&2; exit 1; }
 mkdir -p "$OUT/be" "$OUT/ng" "$OUT/sh"
 cat > "$OUT/be/nginx.conf" <<EOF
 daemon off; master_process off; worker_processes 1; pid $OUT/be/pid; error_log $OUT/be/error.log;
 events { worker_connections 4096; }
 http { access_log off; client_body_temp_path $OUT/be; keepalive_requests 10000000;
   http2_max_concurrent_streams 1000;
-  server { listen 127.0.0.1:$BE http2;
+  server { listen 127.0.0.1:$BE http2; listen 127.0.0.1:$BES ssl http2;
+    ssl_certificate $OUT/be.crt; ssl_certificate_key $OUT/be.key; ssl_protocols TLSv1.3;
     location / { default_type application/grpc; add_trailer grpc-status 0; return 200 "hi-back"; } } }
 EOF
 proxy_http() {
   cat <<EOF
   access_log off;
   upstream be { server 127.0.0.1:$BE; keepalive 512; }
+  upstream bes { server 127.0.0.1:$BES; keepalive 512; }
   server { listen 127.0.0.1:$1 http2; location / { grpc_pass grpc://be; } }
+  server { listen 127.0.0.1:$2 http2; location / { grpc_pass grpcs://bes; grpc_ssl_protocols TLSv1.3; } }
 EOF
 }
 cat > "$OUT/ng/nginx.conf" <<EOF
 daemon off; master_process off; worker_processes 1; pid $OUT/ng/pid; error_log $OUT/ng/error.log;
 events { worker_connections 4096; }
 http { client_body_temp_path $OUT/ng; keepalive_requests 10000000;
-$(proxy_http "$NG")
+$(proxy_http "$NG" "$NGS")
 }
 EOF
 cat > "$OUT/sh/shoal.conf" <<EOF
@@ -79,7 +85,7 @@ worker_processes 1;
 events { worker_connections 4096; }
 error_log $OUT/sh/error.log;
 http { keepalive_requests 10000000;
-$(proxy_http "$SH")
+$(proxy_http "$SH" "$SHS")
 }
 EOF
 $PIN_REST "$NGINX" -p "$OUT/be/" -c "$OUT/be/nginx.conf" & PIDS+=($!)
@@ -88,21 +94,27 @@ wait_port "$BE"
 declare -A R S
 for who in shoal nginx; do
   if [[ $who == shoal ]]; then
-    $PIN_PROXY "$SHOAL" -p "$OUT/sh/" -c "$OUT/sh/shoal.conf" & PIDS+=($!); port=$SH
+    $PIN_PROXY "$SHOAL" -p "$OUT/sh/" -c "$OUT/sh/shoal.conf" & PIDS+=($!); ports="$SH $SHS"
   else
-    $PIN_PROXY "$NGINX" -p "$OUT/ng/" -c "$OUT/ng/nginx.conf" & PIDS+=($!); port=$NG
+    $PIN_PROXY "$NGINX" -p "$OUT/ng/" -c "$OUT/ng/nginx.conf" & PIDS+=($!); ports="$NG $NGS"
   fi
-  wait_port "$port"
-  out=$($PIN_REST h2load -n "$N" -c "$C" -m "$M" -d "$OUT/req.bin" -H 'content-type: application/grpc' \
-        -H 'te: trailers' "http://127.0.0.1:$port/t.S/Unary" 2>&1)
-  R[$who]=$(awk '/^finished in/ {print $4}' <<< "$out")
-  S[$who]=$(awk '/^status codes:/ {print $3}' <<< "$out")
-  [[ ${S[$who]} == "$N" ]] || { echo "$who: not every call got 2xx:" >&2; grep -E "requests:|status codes:" <<< "$out" >&2; }
+  for port in $ports; do wait_port "$port"; done
+  for row in unary tls; do
+    if [[ $row == unary ]]; then port=${ports% *}; else port=${ports#* }; fi
+    out=$($PIN_REST h2load -n "$N" -c "$C" -m "$M" -d "$OUT/req.bin" -H 'content-type: application/grpc' \
+          -H 'te: trailers' "http://127.0.0.1:$port/t.S/Unary" 2>&1)
+    R[$who.$row]=$(awk '/^finished in/ {print $4}' <<< "$out")
+    S[$who.$row]=$(awk '/^status codes:/ {print $3}' <<< "$out")
+    [[ ${S[$who.$row]} == "$N" ]] || { echo "$who $row: not every call got 2xx:" >&2; grep -E "requests:|status codes:" <<< "$out" >&2; }
+  done
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null
 done
 echo
 echo "unary gRPC calls/s through grpc_pass (h2load -n $N -c $C -m $M, one proxy worker${PIN_PROXY:+ on core 0})"
-printf "%-8s %12s %12s %8s\n" "" shoal nginx ratio
-printf "%-8s %12s %12s %8s\n" unary "${R[shoal]}" "${R[nginx]}" \
-  "$(awk -v a="${R[shoal]}" -v b="${R[nginx]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
-echo "(2xx: shoal ${S[shoal]}, nginx ${S[nginx]} of $N; ratio = shoal / nginx; the machine may be loaded: compare ratios)"
+printf "%-16s %12s %12s %8s\n" "" shoal nginx ratio
+for row in unary tls; do
+  printf "%-16s %12s %12s %8s\n" "$([[ $row == unary ]] && echo "grpc:// (h2c)" || echo "grpcs:// (TLS)")" \
+    "${R[shoal.$row]}" "${R[nginx.$row]}" \
+    "$(awk -v a="${R[shoal.$row]}" -v b="${R[nginx.$row]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')"
+done
+echo "(2xx: shoal ${S[shoal.unary]}/${S[shoal.tls]}, nginx ${S[nginx.unary]}/${S[nginx.tls]} of $N; ratio = shoal / nginx; the machine may be loaded: compare ratios)"

@@ -12,17 +12,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 secs=${1:-5}
 rounds=${2:-3}
-bin=${SHOAL_BIN:-$root/build/bin/shoal}
-nginx=${NGINX_BIN:-/usr/sbin/nginx}
-[ -x "$bin" ] || cmake --build "$root/build" --target shoal >/dev/null
-for t in wrk taskset "$nginx"; do
-  command -v "$t" >/dev/null || { echo "gzip.sh: $t is missing" >&2; exit 2; }
-done
-last=$(( $(nproc) - 1 ))
-d=$(mktemp -d /tmp/gzip-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
-trap cleanup EXIT
+. "$here/lib.sh"
+bench_init gzip wrk taskset nginx
 mkdir -p "$d/html" "$d/logs" "$d/ng/logs"
 python3 - "$d/html/data.json" <<'PY'
 import json, random, sys
@@ -33,7 +24,6 @@ items = [{"id": i, "name": "item-%d" % i, "tags": ["alpha", "beta", "gamma"][: i
 data = json.dumps(items).encode()
 open(sys.argv[1], "wb").write(data[:100 * 1024])
 PY
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sp=$(free_port); np=$(free_port)
 common="access_log off; keepalive_requests 1000000000; types { application/json json; } gzip on; gzip_comp_level 6; gzip_types application/json;"
 cat > "$d/shoal.conf" <<CONF
@@ -65,7 +55,6 @@ s_all=(); n_all=()
 for _ in $(seq "$rounds"); do
   n_all+=("$(run $np)"); s_all+=("$(run $sp)")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 sm=$(median "${s_all[@]}"); nm=$(median "${n_all[@]}")
 echo "gzip level 6 of a 100 KB JSON, 1 worker on CPU 0, wrk -t1 -c16 on CPU $last, ${secs}s x $rounds"
 echo "nginx: ${n_all[*]} req/s (median $nm)"

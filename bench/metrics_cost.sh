@@ -16,21 +16,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 secs=${1:-5}
 rounds=${2:-3}
-bin=${SHOAL_BIN:-$root/build/bin/shoal}
-nginx=${NGINX_BIN:-/usr/sbin/nginx}
-[ -x "$bin" ] || cmake --build "$root/build" --target shoal >/dev/null
-for t in wrk taskset curl "$nginx"; do
-  command -v "$t" >/dev/null || { echo "metrics_cost.sh: $t is missing" >&2; exit 2; }
-done
-last=$(( $(nproc) - 1 ))
-d=$(mktemp -d /tmp/metrics-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
-trap cleanup EXIT
+. "$here/lib.sh"
+bench_init metrics wrk taskset curl nginx
 mkdir -p "$d/logs" "$d/ng/logs" "$d/be/logs"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 bp=$(free_port); sp=$(free_port); ap=$(free_port); np=$(free_port)
-temps() { echo "client_body_temp_path $1/b; proxy_temp_path $1/p; fastcgi_temp_path $1/f; uwsgi_temp_path $1/u; scgi_temp_path $1/s;"; }
 cat > "$d/be/nginx.conf" <<CONF
 daemon off; master_process off; worker_processes 1; pid $d/be/nginx.pid; error_log $d/be/logs/error.log warn;
 events { worker_connections 4096; }
@@ -86,7 +75,6 @@ c1=$(cpu); for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$ap/v
 c2=$(cpu)
 # what one scrape takes, end to end (the admin thread sums every worker)
 st=$(for _ in $(seq 20); do curl -sf -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$ap/metrics"; done | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)] * 1000}')
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 nm=$(median "${n_all[@]}"); sm=$(median "${s_all[@]}"); mm=$(median "${m_all[@]}"); rm_=$(median "${r_all[@]}")
 echo "proxy keep-alive to one backend, 1 worker on CPU 0, wrk -t1 -c32 on CPU $last, ${secs}s x $rounds"
 echo "nginx proxy:                  ${n_all[*]} req/s (median $nm)"

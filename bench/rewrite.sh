@@ -14,20 +14,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 secs=${1:-5}
 rounds=${2:-3}
-bin=${SHOAL_BIN:-$root/build/bin/shoal}
-nginx=${NGINX_BIN:-/usr/sbin/nginx}
-[ -x "$bin" ] || cmake --build "$root/build" --target shoal >/dev/null
-for t in wrk taskset python3 curl "$nginx"; do
-  command -v "$t" >/dev/null || { echo "rewrite.sh: $t is missing" >&2; exit 2; }
-done
-last=$(( $(nproc) - 1 ))
-d=$(mktemp -d /tmp/rewrite-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
-trap cleanup EXIT
+. "$here/lib.sh"
+bench_init rewrite wrk taskset python3 curl nginx
 mkdir -p "$d/logs" "$d/tmp"
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ps=$(freeport) pn=$(freeport)
+ps=$(free_port) pn=$(free_port)
 body() {
   cat <<CONF
     access_log off;
@@ -47,7 +37,6 @@ for p in "$ps" "$pn"; do
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$p/plain" >/dev/null && break; sleep 0.1; done
 done
 run() { taskset -c "$last" wrk -t1 -c32 -d"${secs}s" "http://127.0.0.1:$1$2" | awk '/Requests\/sec/ {print int($2)}'; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A res
 for r in $(seq "$rounds"); do
   for path in /plain /r/abc; do
@@ -59,7 +48,7 @@ for r in $(seq "$rounds"); do
 done
 printf '%-8s %12s %12s %8s\n' path nginx shoal ratio
 for path in /plain /r/abc; do
-  n=$(echo "${res[nginx$path]}" | tr ' ' '\n' | grep . | median)
-  s=$(echo "${res[shoal$path]}" | tr ' ' '\n' | grep . | median)
+  n=$(median ${res[nginx$path]})
+  s=$(median ${res[shoal$path]})
   printf '%-8s %12s %12s %8s\n' "$path" "$n" "$s" "$(awk -v a="$s" -v b="$n" 'BEGIN {printf "%.2f", a/b}')"
 done

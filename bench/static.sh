@@ -11,20 +11,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 secs=${1:-5}
 rounds=${2:-3}
-bin=${SHOAL_BIN:-$root/build/bin/shoal}
-nginx=${NGINX_BIN:-/usr/sbin/nginx}
-[ -x "$bin" ] || cmake --build "$root/build" --target shoal >/dev/null
-for t in wrk taskset "$nginx"; do
-  command -v "$t" >/dev/null || { echo "static.sh: $t is missing" >&2; exit 2; }
-done
-last=$(( $(nproc) - 1 ))
-d=$(mktemp -d /tmp/static-bench.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$d"; }
-trap cleanup EXIT
+. "$here/lib.sh"
+bench_init static wrk taskset nginx
 mkdir -p "$d/html" "$d/logs" "$d/ng/logs"
 head -c 1024 /dev/urandom > "$d/html/1k.bin"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sp=$(free_port); np=$(free_port)
 common="access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000000; default_type application/octet-stream;"
 cat > "$d/shoal.conf" <<CONF
@@ -49,7 +39,6 @@ s_all=(); n_all=()
 for _ in $(seq "$rounds"); do
   n_all+=("$(run $np)"); s_all+=("$(run $sp)")
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 sm=$(median "${s_all[@]}"); nm=$(median "${n_all[@]}")
 echo "1 KB static file, 1 worker on CPU 0, wrk -t1 -c64 on CPU $last, ${secs}s x $rounds"
 echo "nginx: ${n_all[*]} req/s (median $nm)"

@@ -11,6 +11,9 @@ Methods of service t.S, bytes in and out:
   Forever  server streaming, one message every 20 ms until cancelled
   Fail     answers NOT_FOUND "no such thing"
   Big      request b"N": N messages of 64 KiB
+  Peer     the client certificate's CN seen by a TLS server ("-" when none)
+With --tls-cert/--tls-key it serves TLS (ssl_server_credentials), and with
+--client-ca it requires a client certificate signed by that CA.
 Prints "ready" when serving and "cancelled NAME" when a call is cancelled."""
 
 import argparse
@@ -29,6 +32,9 @@ def say(s):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--client-ca")
     a = ap.parse_args()
 
     def on_cancel(ctx, name):
@@ -75,6 +81,10 @@ def main():
         for i in range(int(req)):
             yield chunk
 
+    def peer(req, ctx):
+        cn = ctx.auth_context().get("x509_common_name") or [b"-"]
+        return cn[0]
+
     def fail(req, ctx):
         ctx.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
 
@@ -87,10 +97,19 @@ def main():
         "Forever": grpc.unary_stream_rpc_method_handler(forever),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
         "Big": grpc.unary_stream_rpc_method_handler(big),
+        "Peer": grpc.unary_unary_rpc_method_handler(peer),
     })
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((h,))
-    server.add_insecure_port("127.0.0.1:%d" % a.port)
+    if a.tls_cert:
+        rd = lambda p: open(p, "rb").read()  # noqa: E731
+        creds = grpc.ssl_server_credentials(
+            [(rd(a.tls_key), rd(a.tls_cert))],
+            root_certificates=rd(a.client_ca) if a.client_ca else None,
+            require_client_auth=bool(a.client_ca))
+        server.add_secure_port("127.0.0.1:%d" % a.port, creds)
+    else:
+        server.add_insecure_port("127.0.0.1:%d" % a.port)
     server.start()
     say("ready")
     threading.Event().wait()

@@ -740,6 +740,7 @@ class Test:
         self.procs = []
         self.passed = 0
         self.failures = []
+        self.inconclusives = []
         self._n = 0
 
     # -- checks --
@@ -759,6 +760,17 @@ class Test:
                 for line in str(detail).splitlines()[:40]:
                     print("       | " + line, flush=True)
         return bool(cond)
+
+    def inconclusive(self, what, detail=None):
+        """A check that could not be judged (its precondition, such as a
+        load generator keeping its pace, did not hold): neither passed nor
+        failed; a script with no failure but some of these exits 77
+        (skipped), never 0."""
+        self.inconclusives.append(what)
+        print("SKIP - inconclusive: %s" % what, flush=True)
+        if detail is not None:
+            for line in str(detail).splitlines()[:40]:
+                print("       | " + line, flush=True)
 
     def require(self, cond, what, detail=None):
         """A check the rest of the script depends on: stop if it fails."""
@@ -974,6 +986,10 @@ def run(main, name=None):
     ok = not t.failures
     print("# %s: %d passed, %d failed%s" % (name, t.passed, len(t.failures),
                                             "" if ok else ": " + "; ".join(t.failures)), flush=True)
+    if ok and t.inconclusives:
+        print("# %s: skipped, %d inconclusive: %s" % (name, len(t.inconclusives),
+                                                     "; ".join(t.inconclusives)), flush=True)
+        sys.exit(77)
     sys.exit(0 if ok else 1)
 
 

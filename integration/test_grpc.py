@@ -10,9 +10,9 @@ cancellation (the backend sees its call cancelled), a deadline exceeded
 as DEADLINE_EXCEEDED by the node, a dead backend answered UNAVAILABLE
 (grpc-status 14 from the node), a backend killed mid-stream (the client
 sees UNAVAILABLE, the node keeps answering), grpc_next_upstream to a
-live server when the first one refuses, and grpc_intercept_errors /
-grpcs:// refused at load with file:line. TLS (grpcs://) is not
-implemented: not tested."""
+live server when the first one refuses. TLS (grpcs://, grpc_ssl_*):
+test_grpc_ssl.py; grpc_next_upstream by status and grpc_intercept_errors:
+test_grpc_next_upstream.py; request trailers: test_grpc_trailers.py."""
 
 import os
 import sys
@@ -192,25 +192,6 @@ def main(t):
     t.check(res == [b"echo:c%d" % i for i in range(200)], "200 concurrent unary calls")
     for c in (ch, ch2, ch3):
         c.close()
-
-    # refused at load
-    for extra, what in (("grpc_intercept_errors on;", "grpc_intercept_errors"),
-                        ("grpc_ssl_verify on;", "grpc_ssl_verify")):
-        conf = t.write_conf(f"""
-            events {{ }}
-            http {{ server {{ listen 127.0.0.1:{t.port()}; location / {{
-                grpc_pass grpc://127.0.0.1:{pa};
-                {extra}
-            }} }} }}""", name="bad-%s.conf" % what)
-        r = t.run_shoal(["-t", "-c", conf])
-        t.check(r.returncode != 0 and what in r.stderr and ".conf:" in r.stderr,
-                "%s is refused with file:line" % what, r.stderr)
-    conf = t.write_conf(f"""
-        events {{ }}
-        http {{ server {{ listen 127.0.0.1:{t.port()}; location / {{ grpc_pass grpcs://127.0.0.1:{pa}; }} }} }}""",
-                        name="bad-grpcs.conf")
-    r = t.run_shoal(["-t", "-c", conf])
-    t.check(r.returncode != 0 and "grpcs://" in r.stderr, "grpcs:// is refused (not implemented)", r.stderr)
 
 
 sh.run(main)

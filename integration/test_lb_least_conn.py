@@ -28,7 +28,15 @@ def slow_then_fast(t, node, prefix, b1, b2):
                 return b.name
         return None
     busy = sh.wait_for(holder, 10, "a backend to hold the slow request")
-    fast = [t.curl(node.url(prefix)).header("X-Backend") for _ in range(10)]
+    fast = []
+    for _ in range(10):
+        r = t.curl(node.url(prefix))
+        # only what was answered while the slow one was still held counts
+        # (a loaded sanitizer run can outlast the 4 s hold)
+        if not th.is_alive():
+            t.log("%s: the slow request ended after %d fast ones" % (prefix, len(fast)))
+            break
+        fast.append(r.header("X-Backend"))
     th.join(40)
     return busy, fast, box.get("r")
 
@@ -66,15 +74,15 @@ def main(t):
     busy, fast, slow = slow_then_fast(t, node, "/lc/", b1, b2)
     idle = "b2" if busy == "b1" else "b1"
     t.log("least_conn: slow request on %s; fast requests went to %s" % (busy, fast))
-    t.check(fast == [idle] * 10, "least_conn: all 10 fast requests go to the idle %s" % idle,
-            fast)
+    t.check(len(fast) >= 4 and fast == [idle] * len(fast),
+            "least_conn: every fast request (of %d) goes to the idle %s" % (len(fast), idle), fast)
     t.check(slow is not None and slow.status == 200 and slow.header("X-Backend") == busy,
             "the slow request completes on %s" % busy, slow)
 
     busy, fast, slow = slow_then_fast(t, node, "/rr/", b1, b2)
     t.log("round robin: slow request on %s; fast requests went to %s" % (busy, fast))
-    t.check(fast.count(busy) == 5, "contrast: round robin sends half of them to the busy one",
-            fast)
+    t.check(len(fast) >= 4 and abs(fast.count(busy) - len(fast) / 2) <= 0.5,
+            "contrast: round robin sends half of them to the busy one", fast)
 
     seq = [t.curl(node.url("/lc/")).header("X-Backend") for _ in range(6)]
     t.check(collections.Counter(seq) == {"b1": 3, "b2": 3},

@@ -30,6 +30,7 @@
 #include "node/modules/sub_filter.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/metrics.h"
+#include "node/pipeline/pipeline.h"
 #include "node/pipeline/runtime.h"
 #include "node/proxy/grpc.h"
 #include "node/proxy/health.h"
@@ -62,6 +63,7 @@ sh_conf_module_t *const sh_modules[] = {
     &sh_proxy_cache_module, /* its store filter before gzip and headers (early) */
     &sh_health_module,      /* after upstream and proxy: its load reads both */
     &sh_proxy_ssl_module,
+    &sh_grpc_ssl_module, /* grpc_ssl_*: grpc_pass grpcs:// */
     /* preaccess: nginx runs limit_req before limit_conn (its phase
      * handlers run in reverse module order, limit_conn being listed first) */
     &sh_limit_req_module,
@@ -88,3 +90,7 @@ sh_conf_module_t *const sh_modules[] = {
 };
 
 const unsigned sh_nmodules = sizeof(sh_modules) / sizeof(sh_modules[0]);
+
+/* every module has a context slot in a request (sh_request_ctx) */
+_Static_assert(sizeof(sh_modules) / sizeof(sh_modules[0]) <= SH_REQUEST_SLOTS,
+               "more modules than SH_REQUEST_SLOTS (node/pipeline/pipeline.h)");

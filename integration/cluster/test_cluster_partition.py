@@ -11,111 +11,16 @@ Admin listeners are on each namespace's own loopback, read with
 here is deleted on every exit path (normal, failure, SIGTERM/SIGINT). Skips
 (exit 77) only if `ip netns add` is not permitted."""
 
-import os
-import signal
-import subprocess
-import sys
-
 import cluster_util as cu
+import netns_util as nu
+from netns_util import Net, netns_permitted  # noqa: F401 (test_ops_netns, test_health_netns)
 
 sh = cu.sh
 N = 4
 
 
-class Net:
-    """The namespaces, bridges and veths of one run, named after our PID."""
-
-    def __init__(self):
-        p = os.getpid() % 100000
-        self.pfx = "sh%d" % p           # interface names stay under 15 chars
-        self.subnet = "10.%d.%d" % (200 + (p >> 16) % 50, (p >> 8) % 250)
-        self.ns = []
-        self.links = []
-
-    def ip(self, *args, ns=None, check=True):
-        argv = (["ip", "netns", "exec", ns, "ip"] if ns else ["ip"]) + list(args)
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=15)
-        if check and r.returncode != 0:
-            raise sh.HarnessError("%s: %s" % (" ".join(argv), r.stderr.strip()))
-        return r
-
-    def setup(self):
-        for side in "ab":
-            self.ip("link", "add", self.pfx + side, "type", "bridge")
-            self.links.append(self.pfx + side)
-            self.ip("link", "set", self.pfx + side, "up")
-        self.ip("link", "add", self.pfx + "la", "type", "veth", "peer", "name", self.pfx + "lb")
-        self.links.append(self.pfx + "la")
-        for side in "ab":
-            self.ip("link", "set", self.pfx + "l" + side, "master", self.pfx + side)
-            self.ip("link", "set", self.pfx + "l" + side, "up")
-
-    def add_node(self, i, side):
-        ns = "%sn%d" % (self.pfx, i)
-        self.ip("netns", "add", ns)
-        self.ns.append(ns)
-        host, inner = "%sh%d" % (self.pfx, i), "%sc%d" % (self.pfx, i)
-        self.ip("link", "add", host, "type", "veth", "peer", "name", inner)
-        self.links.append(host)
-        self.ip("link", "set", inner, "netns", ns)
-        self.ip("link", "set", host, "master", self.pfx + side)
-        self.ip("link", "set", host, "up")
-        addr = "%s.%d" % (self.subnet, 10 + i)
-        self.ip("addr", "add", addr + "/24", "dev", inner, ns=ns)
-        self.ip("link", "set", inner, "up", ns=ns)
-        self.ip("link", "set", "lo", "up", ns=ns)
-        return ns, addr
-
-    def cut(self, down):
-        for side in "ab":
-            self.ip("link", "set", self.pfx + "l" + side, "down" if down else "up")
-
-    def teardown(self):
-        for ns in reversed(self.ns):
-            self.ip("netns", "del", ns, check=False)
-        for link in reversed(self.links):
-            # Deleting one end of a veth deletes its peer; a bridge goes last.
-            if os.path.exists("/sys/class/net/" + link):
-                self.ip("link", "del", link, check=False)
-        self.ns, self.links = [], []
-
-
-def netns_permitted():
-    probe = "shprobe%d" % (os.getpid() % 100000)
-    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if r.returncode != 0:
-        return r.stderr.strip() or "exit %d" % r.returncode
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
-
-
 def main(t, ctl):
-    why = netns_permitted()
-    if why is not None:
-        print("SKIP - network namespaces are not permitted here (ip netns add: %s)" % why,
-              flush=True)
-        sys.exit(77)
-    net = Net()
-    # On SIGTERM/SIGINT/SIGHUP: stop the nodes (the harness's handler), then
-    # delete what we created, then die of the signal as the harness does.
-    sh._install_handlers()
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        prev = signal.getsignal(s)
-
-        def on_signal(signum, frame, prev=prev):
-            sh.stop_all()
-            net.teardown()
-            if callable(prev):
-                prev(signum, frame)
-            sys.exit(128 + signum)
-        signal.signal(s, on_signal)
-    try:
-        run(t, ctl, net)
-    finally:
-        sh.stop_all()
-        net.teardown()
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        t.check(net.pfx + "n" not in left, "every namespace created is deleted", left)
+    nu.run_in_netns(t, Net(), lambda net: run(t, ctl, net))
 
 
 def run(t, ctl, net):

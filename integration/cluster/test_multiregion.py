@@ -29,7 +29,7 @@ import sys
 import time
 
 import cluster_util as cu
-from test_cluster_partition import Net, netns_permitted
+import netns_util as nu
 
 sh = cu.sh
 PER_REGION = 3
@@ -39,83 +39,8 @@ LOSS = int(os.environ.get("SHOAL_MR_LOSS", "1"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-class WanNet(Net):
-    """Net's namespaces and bridges, with the relay instead of the veth link."""
-
-    def setup(self):
-        for side in "ab":
-            self.ip("link", "add", self.pfx + side, "type", "bridge")
-            self.links.append(self.pfx + side)
-            self.ip("link", "set", self.pfx + side, "up")
-        self.relay = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "wan_relay.py"), self.pfx + "ta", self.pfx + "tb",
-             str(DELAY_MS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.relay.stdout.readline().strip()
-        if line != "ready":
-            raise sh.HarnessError("wan_relay did not start: %r %s" % (line, self.relay.stderr.read()))
-        for side in "ab":
-            self.ip("link", "set", self.pfx + "t" + side, "master", self.pfx + side)
-            self.ip("link", "set", self.pfx + "t" + side, "up")
-        self.table = self.pfx + "wan"
-        rules = "\n".join('        iifname "%st%s" numgen random mod 100 < %d drop' % (self.pfx, s, LOSS)
-                          for s in "ab") if LOSS > 0 else ""
-        r = subprocess.run(["nft", "-f", "-"], input="""
-table bridge %s {
-    chain wanloss {
-        type filter hook forward priority 0; policy accept;
-%s
-    }
-}
-""" % (self.table, rules), capture_output=True, text=True, timeout=15)
-        if r.returncode != 0:
-            raise sh.HarnessError("nft: %s" % r.stderr.strip())
-
-    def dropped(self):
-        r = subprocess.run(["nft", "-j", "list", "table", "bridge", self.table],
-                           capture_output=True, text=True, timeout=15)
-        return r.stdout
-
-    def teardown(self):
-        subprocess.run(["nft", "delete", "table", "bridge", getattr(self, "table", "none")],
-                       capture_output=True)
-        relay = getattr(self, "relay", None)
-        if relay is not None and relay.poll() is None:
-            relay.terminate()
-            try:
-                relay.wait(10)
-            except subprocess.TimeoutExpired:
-                relay.kill()
-        super().teardown()
-
-
 def main(t, ctl):
-    why = netns_permitted()
-    if why is not None:
-        print("SKIP - network namespaces are not permitted here (ip netns add: %s)" % why,
-              flush=True)
-        sys.exit(77)
-    if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
-        print("SKIP - /dev/net/tun is not usable here", flush=True)
-        sys.exit(77)
-    net = WanNet()
-    sh._install_handlers()
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        prev = signal.getsignal(s)
-
-        def on_signal(signum, frame, prev=prev):
-            sh.stop_all()
-            net.teardown()
-            if callable(prev):
-                prev(signum, frame)
-            sys.exit(128 + signum)
-        signal.signal(s, on_signal)
-    try:
-        run(t, ctl, net)
-    finally:
-        sh.stop_all()
-        net.teardown()
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        t.check(net.pfx + "n" not in left, "every namespace created is deleted", left)
+    nu.run_in_netns(t, nu.WanNet(DELAY_MS, LOSS), lambda net: run(t, ctl, net), need_tun=True)
 
 
 def conf(name, gossip, key, joins, region, zone):

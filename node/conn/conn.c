@@ -596,6 +596,12 @@ size_t sh_request_out_queued(const sh_request_t *r)
     return SH_PROTO(r)->queued(r);
 }
 
+size_t sh_request_trailers(const sh_request_t *r, sh_http1_header_t *out, size_t max)
+{
+    /* HTTP/2 only: HTTP/1.1 chunked trailers are not kept */
+    return r->h2s != NULL ? sh_http2_request_trailers(r, out, max) : 0;
+}
+
 void sh_request_respond(sh_request_t *r, int status, const char *ctype, const char *body,
                         size_t body_len, const char *location)
 {
@@ -659,12 +665,12 @@ void sh_request_finish(sh_request_t *r)
     SH_PROTO(r)->finish(r);
 }
 
-/* The request's head is read: the connection reads its body next, or
- * waits (the next pipelined request stays in c->in until this one ends;
- * early_wait: until the TLS handshake completes). */
+/* The request's head is read: the connection reads its body next (when
+ * the request wants it), or waits (the next pipelined request stays in
+ * c->in until this one ends). */
 static void h1_head_done(sh_request_t *r)
 {
-    r->c->state = r->body.done || r->early_wait ? SH_CONN_WAIT : SH_CONN_BODY;
+    r->c->state = r->body.done ? SH_CONN_WAIT : SH_CONN_BODY;
 }
 
 static void h1_abort(sh_request_t *r)
@@ -779,8 +785,15 @@ static void update_io(sh_conn_t *c)
     /* Reading stays on while a response is under way (a stop and a start
      * cost two epoll_ctl calls per request); what arrives then is kept in
      * c->in, up to SH_PIPELINE_MAX, after which reading stops. */
+    /* TLS 1.3 early data: requests may be served before the handshake
+     * completes; until it does, reading goes on (a request held for it,
+     * sh_tls_resume_held, waits for the client's Finished) and it is timed
+     * as a request head (a replayed flight never completes it and must not
+     * hold the connection for keepalive_timeout) */
+    int hs_pending = c->tls != NULL && !sh_tls_handshake_done(c->tls);
     int want =
-        c->state == SH_CONN_HEAD || (c->state == SH_CONN_WAIT && c->in.len < SH_PIPELINE_MAX) ||
+        c->state == SH_CONN_HEAD ||
+        ((c->state == SH_CONN_WAIT || hs_pending) && c->in.len < SH_PIPELINE_MAX) ||
         ((c->state == SH_CONN_BODY || c->state == SH_CONN_TUNNEL) && c->r && c->r->body_wanted);
     if (want && !c->reading) {
         uv_read_start((uv_stream_t *)&c->tcp, sh_worker_alloc_cb, read_cb);
@@ -789,11 +802,6 @@ static void update_io(sh_conn_t *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
-    /* TLS 1.3 early data: requests may be served before the handshake
-     * completes; until it does, it is timed as a request head (a replayed
-     * flight never completes it and must not hold the connection for
-     * keepalive_timeout) */
-    int hs_pending = c->tls != NULL && !sh_tls_handshake_done(c->tls);
     uint64_t t = 0;
     if (c->state == SH_CONN_HEAD && (c->in.len > 0 || c->nrequests == 0 || hs_pending)) {
         head_timer(c, core->client_header_timeout);
@@ -873,7 +881,7 @@ static void split_target(sh_request_t *r)
     /* absolute-form: drop scheme and authority (RFC 9112 3.2.2) */
     const char *a;
     size_t al;
-    if (r->h2s == NULL && sh_http1_target_authority(t, n, &a, &al)) {
+    if (r->c->proto->absolute_form && sh_http1_target_authority(t, n, &a, &al)) {
         n -= (size_t)(a + al - t);
         t = a + al;
     }
@@ -909,7 +917,8 @@ static int host_check(sh_request_t *r)
     }
     const char *a;
     size_t al;
-    if (r->h2s == NULL && sh_http1_target_authority(r->h.target, r->h.target_len, &a, &al)) {
+    if (r->c->proto->absolute_form &&
+        sh_http1_target_authority(r->h.target, r->h.target_len, &a, &al)) {
         ssize_t n = sh_http1_host(a, al);
         if (n < 0)
             return -1;
@@ -943,12 +952,6 @@ static void drop_underscored(sh_request_t *r, const sh_http_core_loc_t *core)
     r->h.nheaders = k;
 }
 
-/* RFC 9110 9.2.1: the methods that may run from TLS early data at once. */
-static int early_safe(int method_id)
-{
-    return method_id == SH_HTTP_GET || method_id == SH_HTTP_HEAD || method_id == SH_HTTP_OPTIONS;
-}
-
 /* nginx's answers to client certificate failures: 400 with the reason
  * (its internal 495/496), and 421 for a Host that is not the server the
  * handshake verified for. */
@@ -973,17 +976,6 @@ void sh_request_client_cert_error(sh_request_t *r, int e)
 void sh_request_dispatch(sh_request_t *r)
 {
     sh_conn_t *c = r->c;
-    if (c->tls != NULL && !early_safe(r->h.method_id) && sh_tls_in_early_data(c->tls)) {
-        /* A request in 0-RTT data may be a replay (RFC 8446 8). Safe
-         * methods go on at once ($ssl_early_data tells the server, which
-         * may answer 425, RFC 8470); any other waits for the client's
-         * Finished (RFC 8470 5.1), which a replayed flight never
-         * brings, so a replayed POST never reaches a server. */
-        r->early_wait = 1;
-        c->early_waiting++;
-        c->proto->head_done(r); /* HTTP/1.1: what follows stays in c->in */
-        return;
-    }
     c->nrequests++;
     r->start_ms = sh_worker_now(c->w);
     split_target(r);
@@ -1279,24 +1271,6 @@ static int conn_input(void *arg, const char *data, size_t len)
     return c->closing ? -1 : 0;
 }
 
-/* The handshake completed: dispatch the requests that came in early data
- * and waited for it. */
-static void resume_early(sh_conn_t *c)
-{
-    c->early_waiting = 0;
-    if (c->h2 != NULL) {
-        sh_http2_resume_early(c->h2);
-        return;
-    }
-    sh_request_t *r = c->r;
-    if (r == NULL || !r->early_wait)
-        return;
-    r->early_wait = 0;
-    sh_request_dispatch(r);
-    if (!c->closing && c->r == r)
-        drain_in(c); /* its body, and what was pipelined behind it */
-}
-
 /* nginx's answer to plain HTTP on a TLS address (its 497, sent as 400),
  * in clear text, then close. */
 #define PLAIN_ON_TLS_BODY                                                                          \
@@ -1384,11 +1358,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             sh_conn_close(c);
             return;
         }
-        if (c->early_waiting > 0 && sh_tls_handshake_done(c->tls)) {
-            resume_early(c);
-            if (c->closing)
-                return;
-        }
+        sh_tls_resume_held(c->tls); /* requests that came in early data */
+        if (c->closing)
+            return;
         update_io(c);
         return;
     }
@@ -1404,7 +1376,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
  * header block under way; never one mid-request or mid-handshake. */
 static int reusable(const sh_conn_t *c)
 {
-    if (c->closing || c->state != SH_CONN_HEAD || c->early_waiting > 0)
+    if (c->closing || c->state != SH_CONN_HEAD)
         return 0;
     if (c->h2 != NULL ? !sh_http2_idle(c->h2)
                       : !(c->r == NULL && c->in.len == 0 &&
@@ -1494,4 +1466,5 @@ static const sh_http_proto_t http1_proto = {
     .send_timer = h1_send_timer,
     .sendfile = h1_sendfile,
     .head_done = h1_head_done,
+    .absolute_form = 1,
 };

@@ -68,6 +68,8 @@ typedef struct h2_stream_s {
     size_t ntrailers;
     sh_buf_t held; /* as hbuf: a head held until the response ends (SH_RESP_HELD) */
     size_t nheld;
+    sh_buf_t rtrailers; /* as hbuf: the request's trailers (for grpc_pass) */
+    size_t nrtrailers;
     int64_t body_left;      /* request body bytes the content-length still announces, or -1 */
     uint8_t too_large : 1;  /* the header list went over the limit: 431 */
     uint8_t body_eof : 1;   /* END_STREAM from the client */
@@ -581,6 +583,7 @@ static void stream_free(h2_stream_t *st)
     out_give(st->h2->c->w, &st->out);
     sh_buf_dispose(&st->trailers);
     sh_buf_dispose(&st->held);
+    sh_buf_dispose(&st->rtrailers);
     sh_free(st);
 }
 
@@ -942,9 +945,27 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
 {
     (void)flags;
     sh_h2_t *h2 = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* trailers of a request: accepted, not passed on */
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
     h2_stream_t *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* the request's trailers (nghttp2 checked them: END_STREAM, no
+         * pseudo-header): kept for a content handler that forwards them
+         * (sh_request_trailers), within the same header list limit */
+        if (st == NULL || st->too_large || st->nrtrailers >= SH_MAX_REQUEST_HEADERS)
+            return 0;
+        st->hsize += namelen + valuelen + 32;
+        if (st->hsize > h2->header_limit)
+            return 0;
+        uint32_t l = (uint32_t)namelen;
+        sh_buf_append(&st->rtrailers, &l, 4);
+        sh_buf_append(&st->rtrailers, name, namelen);
+        l = (uint32_t)valuelen;
+        sh_buf_append(&st->rtrailers, &l, 4);
+        sh_buf_append(&st->rtrailers, value, valuelen);
+        st->nrtrailers++;
+        return 0;
+    }
     if (st == NULL || st->too_large)
         return 0;
     st->hsize += namelen + valuelen + 32; /* RFC 9113 6.5.2 */
@@ -1618,22 +1639,6 @@ void sh_http2_request_abort(sh_request_t *r)
     detach_request(st);
 }
 
-void sh_http2_resume_early(sh_h2_t *h2)
-{
-    for (sh_link_t *l = h2->streams.next, *next; l != &h2->streams && !h2->closed; l = next) {
-        next = l->next;
-        h2_stream_t *st = container_of(l, h2_stream_t, link);
-        sh_request_t *r = st->r;
-        if (r == NULL || !r->early_wait)
-            continue;
-        r->early_wait = 0;
-        sh_request_dispatch(r);
-        if (st->r != NULL && st->body_eof)
-            body_end(st);
-    }
-    schedule(h2);
-}
-
 void sh_http2_body_resume(sh_request_t *r)
 {
     h2_stream_t *st = stream_of(r);
@@ -1662,9 +1667,30 @@ const sh_http_proto_t sh_http2_proto = {
     .queued = sh_http2_out_queued,
     .send_timer = h2_send_timer,
     .head_done = h2_head_done,
+    .head_ends_response = 1,
 };
 
 size_t sh_http2_nstreams(const sh_h2_t *h2)
 {
     return h2->nstreams;
+}
+
+size_t sh_http2_request_trailers(const sh_request_t *r, sh_http1_header_t *out, size_t max)
+{
+    const h2_stream_t *st = r->h2s;
+    if (st == NULL)
+        return 0;
+    size_t o = 0, k = 0;
+    for (size_t i = 0; i < st->nrtrailers && k < max; i++, k++) {
+        uint32_t l;
+        memcpy(&l, st->rtrailers.data + o, 4);
+        out[k].name = st->rtrailers.data + o + 4;
+        out[k].name_len = l;
+        o += 4 + l;
+        memcpy(&l, st->rtrailers.data + o, 4);
+        out[k].value = st->rtrailers.data + o + 4;
+        out[k].value_len = l;
+        o += 4 + l;
+    }
+    return k;
 }

@@ -94,10 +94,10 @@ int sh_http2_response_end(sh_request_t *r, const sh_http1_header_t *trailers, si
 void sh_http2_request_finish(sh_request_t *r);
 void sh_http2_request_abort(sh_request_t *r);
 void sh_http2_body_resume(sh_request_t *r);
-/* The TLS handshake completed: dispatch the streams whose requests came in
- * early data and waited for it (sh_request_dispatch). */
-void sh_http2_resume_early(sh_h2_t *h2);
 size_t sh_http2_out_queued(const sh_request_t *r);
+/* The request's trailers (HEADERS after its DATA), into out (pointing into
+ * the stream, valid while r is); their number. */
+size_t sh_http2_request_trailers(const sh_request_t *r, sh_http1_header_t *out, size_t max);
 
 /* ---- pure: the request head from an HTTP/2 header list (fuzzed) */
 

@@ -145,6 +145,7 @@ struct sh_tls_s {
     uint8_t failed : 1;
     uint8_t early : 1;    /* reading early data (SSL_read_early_data) */
     uint8_t early_in : 1; /* early data was accepted and handed on */
+    sh_link_t held;       /* requests held until the handshake completes (early_hold) */
 };
 
 extern sh_conf_module_t sh_ssl_module;
@@ -1821,9 +1822,81 @@ static int ssl_preconf(sh_conf_t *cf, sh_http_main_t *m)
     return 0;
 }
 
+/* ------------------------------------------ the early data hold -- */
+
+/* A request that came in TLS 1.3 early data (0-RTT) may be a replay
+ * (RFC 8446 8). The safe methods (RFC 9110 9.2.1) go on at once
+ * ($ssl_early_data tells the server, which may answer 425, RFC 8470); any
+ * other is held, paused at post-read, until the client's Finished (RFC
+ * 8470 5.1), which a replayed flight never brings, so a replayed POST
+ * never reaches a server. sh_tls_resume_held() resumes them. */
+typedef struct {
+    sh_link_t link; /* in the connection's sh_tls_t.held; alone once resumed */
+    sh_request_t *r;
+} held_t;
+
+static int early_safe(int method_id)
+{
+    return method_id == SH_HTTP_GET || method_id == SH_HTTP_HEAD || method_id == SH_HTTP_OPTIONS;
+}
+
+static void held_cleanup(sh_request_t *r, void *data)
+{
+    held_t *h = data;
+    sh_list_remove(&h->link);
+    sh_request_ctx(r, &sh_ssl_module) = NULL;
+    sh_free(h);
+}
+
+static int early_hold(sh_request_t *r)
+{
+    if (sh_request_ctx(r, &sh_ssl_module) != NULL)
+        return SH_PH_DECLINED; /* resumed: the handshake completed */
+    sh_tls_t *t = r->c->tls;
+    if (!sh_tls_in_early_data(t) || early_safe(r->h.method_id))
+        return SH_PH_DECLINED;
+    held_t *h = sh_new(held_t);
+    h->r = r;
+    sh_list_init(&h->link);
+    if (sh_request_cleanup_add(r, held_cleanup, h) != 0) {
+        sh_free(h);
+        return 500;
+    }
+    sh_request_ctx(r, &sh_ssl_module) = h;
+    sh_list_insert_head(&t->held, &h->link);
+    /* HTTP/1.1: what follows (its body, pipelined requests) stays in the
+     * connection's buffer; reading goes on for the handshake */
+    return SH_PH_PAUSE;
+}
+
+void sh_tls_resume_held(sh_tls_t *t)
+{
+    if (t == NULL || !t->done)
+        return;
+    /* oldest first; a resumed request may end others (the connection
+     * closes): their cleanup takes them off the list */
+    while (!sh_list_empty(&t->held)) {
+        held_t *h = container_of(t->held.prev, held_t, link);
+        sh_list_remove(&h->link);
+        sh_phase_resume(h->r);
+    }
+}
+
+/* The hold is in the pipeline only when some address takes early data. */
+static int ssl_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    for (size_t i = 0; i < m->naddrs; i++) {
+        const sh_http_addr_t *a = &m->addrs[i];
+        if (a->opt.ssl && srv_conf(a->default_srv)->addr_early)
+            return sh_phase_add(cf, m, SH_PHASE_POST_READ, early_hold);
+    }
+    return 0;
+}
+
 static const sh_http_module_t ssl_http_ctx = {
     .magic = SH_HTTP_MODULE_MAGIC,
     .preconfiguration = ssl_preconf,
+    .postconfiguration = ssl_postconf,
     .init_main = ssl_init_main,
     .create_loc = ssl_create_loc,
     .merge_loc = ssl_merge_loc,
@@ -1853,6 +1926,7 @@ sh_tls_t *sh_tls_create(const sh_http_addr_t *addr, uv_stream_t *stream,
         return NULL;
     }
     sh_tls_t *t = sh_new(sh_tls_t);
+    sh_list_init(&t->held);
     t->ssl = ssl;
     t->stream = stream;
     t->sent_cb = sent_cb;
@@ -1874,6 +1948,8 @@ void sh_tls_destroy(sh_tls_t *t)
 {
     if (t == NULL)
         return;
+    while (!sh_list_empty(&t->held)) /* normally ended with their connection */
+        sh_list_remove(t->held.next);
     /* OpenSSL removes the session from the cache when an SSL is freed
      * without a shutdown: keep it unless the connection failed in TLS
      * itself (nginx does the same). */

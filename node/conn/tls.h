@@ -76,6 +76,11 @@ int sh_tls_handshake_done(const sh_tls_t *t);
  * on`): accepted, and the client's Finished not in yet. Such data may be a
  * replay (RFC 8446 8, RFC 8470). */
 int sh_tls_in_early_data(const sh_tls_t *t);
+/* The handshake completed: resume the requests the ssl module held at
+ * post-read because they came in early data with a method that is not
+ * safe (a no-op before, or when none is held). The connection calls it
+ * after sh_tls_input. */
+void sh_tls_resume_held(sh_tls_t *t);
 /* The ALPN protocol chosen: "h2", "http/1.1", or NULL. */
 const char *sh_tls_alpn(const sh_tls_t *t);
 

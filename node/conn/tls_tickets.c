@@ -122,6 +122,28 @@ static int insert_locked(const sh_tls_shared_key_t *k, uint64_t now)
     return 1;
 }
 
+/* How long before its turn the maker makes the next key: the key travels
+ * to every member (a tick of the channel and a network delay) while it
+ * only decrypts, and every member starts encrypting with it at once, when
+ * its `created` time comes. Without it a ticket the maker issued in the
+ * first moments of a key did not resume on a node that had not heard of
+ * the key yet. A quarter of the period, at most 2 s. */
+static uint64_t lead_locked(void)
+{
+    uint64_t p = period_locked();
+    return p / 4 < 2000 ? p / 4 : 2000;
+}
+
+/* The index of the key that encrypts: the newest one whose time has come
+ * (a key made ahead waits for it), else the oldest. K.n > 0. */
+static size_t enc_locked(uint64_t now)
+{
+    for (size_t i = 0; i < K.n; i++)
+        if (K.keys[i].created <= now)
+            return i;
+    return K.n - 1;
+}
+
 static int make_locked(uint64_t now)
 {
     sh_tls_shared_key_t k;
@@ -129,21 +151,26 @@ static int make_locked(uint64_t now)
     if (RAND_bytes(k.name, sizeof(k.name)) != 1 || RAND_bytes(k.hmac, sizeof(k.hmac)) != 1 ||
         RAND_bytes(k.aes, sizeof(k.aes)) != 1)
         return 0;
-    k.created = now;
+    /* its turn: a period after the newest key, or now if that is past */
+    k.created = K.n > 0 && K.keys[0].created + period_locked() > now
+                    ? K.keys[0].created + period_locked()
+                    : now;
     snprintf(k.origin, sizeof(k.origin), "%s", K.self);
     int rc = insert_locked(&k, now);
     OPENSSL_cleanse(&k, sizeof(k));
     return rc;
 }
 
-/* A key is due when there is none, or the newest is a period old (the
- * maker), or a period and a grace (anyone: the maker is gone). */
+/* A key is due when there is none, or the newest is a period old but the
+ * lead (the maker: made ahead, see lead_locked), or a period and a grace
+ * (anyone: the maker is gone). */
 static int rotate_locked(uint64_t now)
 {
     prune_locked(now);
     uint64_t p = period_locked();
     uint64_t grace = p / 10 > 2000 ? p / 10 : 2000;
-    if (K.n > 0 && K.keys[0].created + p + (K.maker ? 0 : grace) > now)
+    if (K.n > 0 &&
+        (K.maker ? K.keys[0].created + p - lead_locked() : K.keys[0].created + p + grace) > now)
         return 0;
     return make_locked(now);
 }
@@ -261,7 +288,7 @@ int sh_tls_tickets_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPH
             pthread_mutex_unlock(&K.mu);
             return -1;
         }
-        k = K.keys[0];
+        k = K.keys[enc_locked(now)];
     } else {
         prune_locked(now);
         size_t i;
@@ -273,7 +300,7 @@ int sh_tls_tickets_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPH
             return 0; /* unknown or aged out: a full handshake */
         }
         k = K.keys[i];
-        renew = i > 0;
+        renew = i > enc_locked(now); /* older than the encrypting key */
     }
     pthread_mutex_unlock(&K.mu);
     int rc = -1;

@@ -9,7 +9,11 @@
  * Lifetime, as nginx 1.23.2+ rotates its own keys: a key encrypts new
  * tickets for one period R, then only decrypts (a ticket under it is
  * renewed under the current key) for two more, then is gone; at most
- * three keys live. R is `ssl_session_ticket_key_rotation` (http level,
+ * three keys live. In a cluster the maker makes each key a lead ahead of
+ * its turn (R/4, at most 2 s): it travels to every member while it only
+ * decrypts, and all start encrypting with it when its time (`created`)
+ * comes, so a ticket issued just after a rotation resumes everywhere; the
+ * oldest key then leaves the lead early (it decrypts for 2R - lead). R is `ssl_session_ticket_key_rotation` (http level,
  * Shoal's) or else the ssl_session_timeout of the TLS servers (nginx's
  * rule; default 5m).
  *

@@ -34,6 +34,16 @@ static struct {
     uint64_t last_bcast;
 } T;
 
+/* The key that encrypts among ks (newest first): the newest whose time
+ * has come (tls_tickets.c makes the next one ahead of its turn). */
+static size_t enc_of(const sh_tls_shared_key_t *ks, size_t n, uint64_t now)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ks[i].created <= now)
+            return i;
+    return n ? n - 1 : 0;
+}
+
 static uint64_t wall_ms(void)
 {
     struct timespec ts;
@@ -158,6 +168,7 @@ static char *t_admin(void *ud, sh_service_t *svc, const char *query)
     sh_tls_shared_key_t ks[SH_TLS_TICKET_KEYS];
     uint64_t now = wall_ms();
     size_t n = sh_tls_tickets_list(ks, SH_TLS_TICKET_KEYS, now);
+    size_t enc = enc_of(ks, n, now);
     char *out = malloc(160 + n * 200);
     if (out == NULL)
         abort();
@@ -168,12 +179,13 @@ static char *t_admin(void *ud, sh_service_t *svc, const char *query)
         for (int b = 0; b < 4; b++)
             sprintf(id + 2 * b, "%02x", ks[i].name[b]);
         /* the key name's first bytes only: never the secrets */
-        o += (size_t)sprintf(out + o, "%s{\"id\":\"%s\",\"age_ms\":%llu,\"origin\":\"",
-                             i ? "," : "", id, (unsigned long long)(now - ks[i].created));
+        /* a key made ahead of its turn has a negative age until then */
+        o += (size_t)sprintf(out + o, "%s{\"id\":\"%s\",\"age_ms\":%lld,\"origin\":\"",
+                             i ? "," : "", id, (long long)now - (long long)ks[i].created);
         for (const char *p = ks[i].origin; *p; p++)
             if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
                 out[o++] = *p;
-        o += (size_t)sprintf(out + o, "\",\"encrypts\":%s}", i == 0 ? "true" : "false");
+        o += (size_t)sprintf(out + o, "\",\"encrypts\":%s}", i == enc ? "true" : "false");
     }
     memset(ks, 0, sizeof(ks));
     sprintf(out + o, "]}");
@@ -198,7 +210,7 @@ static void t_metrics(void *ud, sh_service_t *svc, FILE *f)
             "# HELP shoal_tls_ticket_key_rotation_seconds The rotation period.\n"
             "# TYPE shoal_tls_ticket_key_rotation_seconds gauge\n"
             "shoal_tls_ticket_key_rotation_seconds %.3f\n",
-            n, n ? (double)(now - ks[0].created) / 1000.0 : 0.0,
+            n, n ? ((double)now - (double)ks[enc_of(ks, n, now)].created) / 1000.0 : 0.0,
             (double)sh_tls_tickets_period() / 1000.0);
     memset(ks, 0, sizeof(ks));
 }

@@ -330,6 +330,7 @@ static int http_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         if (h != NULL && h->preconfiguration != NULL)
             rc = h->preconfiguration(cf, m);
     }
+    sh_vars_preconf_done(m);
     cf->ctx = saved_ctx;
     if (rc == 0)
         rc = sh_conf_walk(cf, node->child, SH_CTX_HTTP, m->loc->confs);

@@ -499,6 +499,25 @@ static void histogram(FILE *f, const char *name, void (*labels_of)(FILE *, uint6
     fprintf(f, "} %llu\n", (unsigned long long)cum);
 }
 
+/* One counter family, one sample per row of s: column col of the row, under
+ * the row's labels and an optional extra label (name=value). */
+static void column(FILE *f, const char *name, const char *help, const sum_t *s,
+                   void (*labels_of)(FILE *, uint64_t), unsigned col, const char *xname,
+                   const char *xval)
+{
+    family(f, name, "counter", help);
+    for (unsigned i = 0; i < s->cap; i++)
+        if (s->keys[i]) {
+            fprintf(f, "%s{", name);
+            labels_of(f, s->keys[i]);
+            if (xname != NULL) {
+                fputc(',', f);
+                put_label(f, xname, xval);
+            }
+            fprintf(f, "} %llu\n", (unsigned long long)s->vals[(size_t)i * s->nv + col]);
+        }
+}
+
 static void scalar(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
 {
     family(f, name, type, help);
@@ -560,39 +579,18 @@ void sh_metrics_write(FILE *f)
         if (lat.keys[i])
             histogram(f, "shoal_http_request_duration_seconds", req_labels, lat.keys[i],
                       &lat.vals[(size_t)i * L_NV], lat.vals[(size_t)i * L_NV + L_SUM]);
-    family(f, "shoal_http_received_bytes_total", "counter",
-           "Bytes of client requests (head and body) received.");
-    for (unsigned i = 0; i < lat.cap; i++)
-        if (lat.keys[i]) {
-            fputs("shoal_http_received_bytes_total{", f);
-            req_labels(f, lat.keys[i]);
-            fprintf(f, "} %llu\n", (unsigned long long)lat.vals[(size_t)i * L_NV + L_IN]);
-        }
-    family(f, "shoal_http_sent_bytes_total", "counter",
-           "Bytes of responses (head and body) sent to clients.");
-    for (unsigned i = 0; i < lat.cap; i++)
-        if (lat.keys[i]) {
-            fputs("shoal_http_sent_bytes_total{", f);
-            req_labels(f, lat.keys[i]);
-            fprintf(f, "} %llu\n", (unsigned long long)lat.vals[(size_t)i * L_NV + L_OUT]);
-        }
+    column(f, "shoal_http_received_bytes_total",
+           "Bytes of client requests (head and body) received.", &lat, req_labels, L_IN, NULL,
+           NULL);
+    column(f, "shoal_http_sent_bytes_total", "Bytes of responses (head and body) sent to clients.",
+           &lat, req_labels, L_OUT, NULL, NULL);
 
-    family(f, "shoal_upstream_requests_total", "counter",
-           "Tries sent to upstream servers (a retry is a try).");
-    for (unsigned i = 0; i < ups.cap; i++)
-        if (ups.keys[i]) {
-            fputs("shoal_upstream_requests_total{", f);
-            ups_labels(f, ups.keys[i]);
-            fprintf(f, "} %llu\n", (unsigned long long)ups.vals[(size_t)i * U_NV + U_TRIES]);
-        }
-    family(f, "shoal_upstream_retries_total", "counter",
-           "Tries that were retries of a failed one (proxy_next_upstream).");
-    for (unsigned i = 0; i < ups.cap; i++)
-        if (ups.keys[i]) {
-            fputs("shoal_upstream_retries_total{", f);
-            ups_labels(f, ups.keys[i]);
-            fprintf(f, "} %llu\n", (unsigned long long)ups.vals[(size_t)i * U_NV + U_RETRIES]);
-        }
+    column(f, "shoal_upstream_requests_total",
+           "Tries sent to upstream servers (a retry is a try).", &ups, ups_labels, U_TRIES, NULL,
+           NULL);
+    column(f, "shoal_upstream_retries_total",
+           "Tries that were retries of a failed one (proxy_next_upstream).", &ups, ups_labels,
+           U_RETRIES, NULL, NULL);
     family(f, "shoal_upstream_failures_total", "counter",
            "Tries that got no response, by reason (error or timeout).");
     for (unsigned i = 0; i < ups.cap; i++)

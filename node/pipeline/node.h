@@ -236,7 +236,6 @@ struct sh_request_s {
     uint8_t sent_continue : 1;
     uint8_t buffering : 1;   /* reading the body into rb before proxying */
     uint8_t rb_complete : 1; /* rb holds the whole body */
-    uint8_t early_wait : 1;  /* came in TLS early data: dispatched after the handshake */
     uint8_t bad_uri : 1;     /* the path could not be normalized: 400 at find-config */
     uint8_t internal : 1;    /* reached through an internal redirect */
     uint8_t paused : 1;      /* a phase handler paused it (sh_phase_resume) */
@@ -468,6 +467,10 @@ void sh_request_end_tunnel(sh_request_t *r);
 void sh_request_send_timer(sh_request_t *r);
 /* Queued response bytes to the client. */
 size_t sh_request_out_queued(const sh_request_t *r);
+/* The request's trailers once its body ended (HTTP/2: the HEADERS frame
+ * after the DATA), into out, pointing into the request's stream: their
+ * number (0: none). grpc_pass forwards them. */
+size_t sh_request_trailers(const sh_request_t *r, sh_http1_header_t *out, size_t max);
 /* The client took the queued response below SH_WBUF_LOW: the proxy or the
  * request's on_drain goes on (called by the protocols). */
 void sh_request_drained(sh_request_t *r);

@@ -220,14 +220,21 @@ typedef struct {
      * sent (moving *off), SH_EAGAIN (wait for the drain), SH_EUNSUPP (send
      * it as body bytes instead) or SH_ECLOSED / SH_EIO (r ended). */
     int (*sendfile)(sh_request_t *r, int fd, int64_t *off, size_t len);
-    /* r's head is read (or waits for the TLS handshake: r->early_wait):
-     * the protocol sets up reading its body. */
+    /* r's head is read: the protocol sets up reading its body. */
     void (*head_done)(sh_request_t *r);
+    /* What the protocol is, as data for the request code (which never
+     * asks which protocol it speaks): a target may be in absolute-form,
+     * whose authority is the host (HTTP/1.1, RFC 9112 3.2.2; HTTP/2 has
+     * :authority); the response to HEAD ends with its head, so no body
+     * read after it reaches anyone (HTTP/2: END_STREAM on HEADERS), unless
+     * the head is SH_RESP_HELD (proxy_cache's HEAD sent as GET). */
+    uint8_t absolute_form;
+    uint8_t head_ends_response;
 } sh_http_proto_t;
 
 /* ------------------------------------------------------ per request -- */
 
-#define SH_REQUEST_SLOTS    32 /* module context slots (module index) */
+#define SH_REQUEST_SLOTS    48 /* module context slots (module index): at least sh_nmodules */
 #define SH_REQUEST_CLEANUPS 4
 
 typedef void (*sh_cleanup_pt)(sh_request_t *r, void *data);

@@ -90,7 +90,7 @@ void sh_req_log(int level, const sh_conn_t *c, const sh_request_t *r, const char
         off = puts_(line, off, cap, " ");
         off = put(line, off, cap, r->h.target, r->h.target_len);
         off = puts_(line, off, cap,
-                    r->h2s != NULL       ? " HTTP/2.0\""
+                    r->h.version == 20   ? " HTTP/2.0\""
                     : r->h.version == 10 ? " HTTP/1.0\""
                                          : " HTTP/1.1\"");
     }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Variables and complex values (see vars.h). Variables are looked up by
- * name at compile time into a getter id and a parameter (the NAME of
- * $http_NAME, $arg_NAME, ..., the group of $1, the registry entry of a
- * map or a named capture), so evaluation is a switch, not a lookup.
+ * Variables and complex values (see vars.h): the registry of named
+ * variables and the generic families. Variables are looked up by name at
+ * compile time into a part kind and a parameter (the NAME of $http_NAME,
+ * $arg_NAME, ..., the group of $1, the registry entry of a registered
+ * variable or a named capture), so evaluation is a switch on the kind and
+ * one getter call, not a lookup.
  * Getters append to the output buffer directly: no per-variable
  * allocation. Captures of the request's location (or server name) regex
  * are computed at most once per evaluation, and only when a value names
@@ -12,65 +14,34 @@
  */
 #include "node/pipeline/vars.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
+#include <strings.h>
 
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "node/pipeline/node.h"
 #include "node/pipeline/regex.h"
-#include "node/proxy/proxy.h"
 
 #define NAMED_DEPTH_MAX       16 /* maps naming maps: deeper is a cycle */
 #define CAPTURE_SUBJECT_STACK 1024
 
-enum var_id {
+/* The kinds of a compiled part: literal text, the generic families whose
+ * NAME is known only where the value is written, the regex captures, and
+ * a registered variable (every module's, the core's included: its getter
+ * is called through the registry entry, found once at load time). */
+enum part_kind {
     V_LITERAL = 0,
-    V_HOST,
-    V_REMOTE_ADDR,
-    V_REMOTE_PORT,
-    V_REMOTE_USER,
-    V_BINARY_REMOTE_ADDR,
-    V_SERVER_NAME,
-    V_SERVER_PORT,
-    V_SERVER_ADDR,
-    V_SCHEME,
-    V_REQUEST,
-    V_REQUEST_URI,
-    V_URI,
-    V_ARGS,
-    V_IS_ARGS,
-    V_REQUEST_METHOD,
     V_HTTP,
     V_ARG,
     V_COOKIE,
     V_SENT_HTTP,
     V_UPSTREAM_HTTP,
-    V_PROXY_ADD_XFF,
-    V_CONNECTION,
-    V_CONNECTION_REQUESTS,
-    V_MSEC,
-    V_CONTENT_LENGTH,
-    V_CONTENT_TYPE,
-    V_SERVER_PROTOCOL,
-    V_REQUEST_LENGTH,
-    V_REQUEST_TIME,
-    V_TIME_LOCAL,
-    V_TIME_ISO8601,
-    V_STATUS,
-    V_BODY_BYTES_SENT,
-    V_BYTES_SENT,
-    V_HOSTNAME,
-    V_PID,
-    V_NGINX_VERSION,
-    V_HTTPS,
     V_CAPTURE, /* $0..$9: group in part.group */
-    V_NAMED,   /* map result or named capture: part.entry */
+    V_NAMED,   /* registered variable or named capture: part.entry */
+    V_GETTER,  /* a module's built-in variable: part.get(r, part.data) */
 };
 
 /* A registry entry: a named variable of the configuration. */
@@ -80,7 +51,8 @@ typedef struct var_entry_s {
     const void *data;
     unsigned defined : 1;
     unsigned capture : 1;
-    char *use_file; /* first use, for "unknown variable" */
+    unsigned builtin : 1; /* defined by a module's preconfiguration */
+    char *use_file;       /* first use, for "unknown variable" */
     unsigned use_line;
 } var_entry_t;
 
@@ -92,6 +64,7 @@ struct sh_var_reg_s {
         sh_var_get_pt get;
     } * pfx;
     size_t npfx;
+    unsigned walking : 1; /* the preconfigurations are done */
 };
 
 typedef struct {
@@ -100,54 +73,14 @@ typedef struct {
     size_t len;
     int group;          /* V_CAPTURE */
     var_entry_t *entry; /* V_NAMED */
+    sh_var_get_pt get;  /* V_GETTER */
+    const void *data;
 } part_t;
 
 struct sh_cv_s {
     part_t *parts;
     size_t nparts;
     char *source;
-};
-
-static const struct {
-    const char *name;
-    int id;
-} simple_vars[] = {
-    {"host", V_HOST},
-    {"remote_addr", V_REMOTE_ADDR},
-    {"remote_port", V_REMOTE_PORT},
-    {"remote_user", V_REMOTE_USER},
-    {"binary_remote_addr", V_BINARY_REMOTE_ADDR},
-
-    {"server_name", V_SERVER_NAME},
-    {"server_port", V_SERVER_PORT},
-    {"server_addr", V_SERVER_ADDR},
-    {"scheme", V_SCHEME},
-    {"request", V_REQUEST},
-    {"request_uri", V_REQUEST_URI},
-    {"uri", V_URI},
-    {"document_uri", V_URI},
-    {"args", V_ARGS},
-    {"query_string", V_ARGS},
-    {"is_args", V_IS_ARGS},
-    {"request_method", V_REQUEST_METHOD},
-    {"proxy_add_x_forwarded_for", V_PROXY_ADD_XFF},
-    {"connection", V_CONNECTION},
-    {"connection_requests", V_CONNECTION_REQUESTS},
-    {"msec", V_MSEC},
-    {"content_length", V_CONTENT_LENGTH},
-    {"content_type", V_CONTENT_TYPE},
-    {"server_protocol", V_SERVER_PROTOCOL},
-    {"request_length", V_REQUEST_LENGTH},
-    {"request_time", V_REQUEST_TIME},
-    {"time_local", V_TIME_LOCAL},
-    {"time_iso8601", V_TIME_ISO8601},
-    {"status", V_STATUS},
-    {"body_bytes_sent", V_BODY_BYTES_SENT},
-    {"bytes_sent", V_BYTES_SENT},
-    {"hostname", V_HOSTNAME},
-    {"pid", V_PID},
-    {"nginx_version", V_NGINX_VERSION},
-    {"https", V_HTTPS},
 };
 
 /* The prefixed families: $http_NAME and friends. */
@@ -168,14 +101,6 @@ static const struct {
 static int is_var_char(int c)
 {
     return isalnum(c) || c == '_';
-}
-
-static int builtin_id(const char *name, size_t nl)
-{
-    for (size_t i = 0; i < NELEMS(simple_vars); i++)
-        if (strlen(simple_vars[i].name) == nl && memcmp(simple_vars[i].name, name, nl) == 0)
-            return simple_vars[i].id;
-    return -1;
 }
 
 static int prefixed_id(const char *name, size_t nl)
@@ -231,7 +156,7 @@ int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const voi
     for (size_t i = 0; i < nl; i++)
         if (!is_var_char((unsigned char)name[i]))
             return sh_conf_error(cf, "invalid variable name \"%s\"", name);
-    if (builtin_id(name, nl) >= 0 || prefixed_id(name, nl) >= 0 || isdigit((unsigned char)name[0]))
+    if (prefixed_id(name, nl) >= 0 || isdigit((unsigned char)name[0]))
         return sh_conf_error(cf, "the duplicate \"%s\" variable", name);
     var_entry_t *e = reg_find(m->vars, name, nl);
     if (e != NULL && e->defined)
@@ -239,9 +164,17 @@ int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const voi
     if (e == NULL)
         e = reg_add(m, name, nl);
     e->defined = 1;
+    e->builtin = !m->vars->walking;
     e->get = get;
     e->data = data;
     return 0;
+}
+
+void sh_vars_preconf_done(sh_http_main_t *m)
+{
+    if (m->vars == NULL)
+        m->vars = sh_new(sh_var_reg_t);
+    m->vars->walking = 1;
 }
 
 int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re)
@@ -251,7 +184,7 @@ int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re)
         int g;
         const char *name = sh_regex_name(re, i, &g);
         size_t nl = strlen(name);
-        if (builtin_id(name, nl) >= 0 || prefixed_id(name, nl) >= 0)
+        if (prefixed_id(name, nl) >= 0)
             return sh_conf_error(cf, "the duplicate \"%s\" variable", name);
         if (m == NULL)
             continue;
@@ -401,10 +334,8 @@ int sh_cv_compile(sh_conf_t *cf, const char *text, sh_cv_t **out)
         if (p > lit)
             add_part(cv, V_LITERAL, lit, (size_t)(p - lit));
         size_t nl = (size_t)(end - name);
-        int id = builtin_id(name, nl), pi;
-        if (id >= 0) {
-            add_part(cv, id, name, nl);
-        } else if (nl == 1 && isdigit((unsigned char)name[0])) {
+        int pi;
+        if (nl == 1 && isdigit((unsigned char)name[0])) {
             add_part(cv, V_CAPTURE, name, nl)->group = name[0] - '0';
         } else if ((pi = prefixed_id(name, nl)) >= 0) {
             size_t pl = prefixed_vars[pi].len;
@@ -422,6 +353,17 @@ int sh_cv_compile(sh_conf_t *cf, const char *text, sh_cv_t **out)
             }
             /* possibly defined later in the http block: checked at its end */
             var_entry_t *e = reg_find(m->vars, name, nl);
+            if (e != NULL && e->builtin && e->get != NULL) {
+                /* a module's own variable reads the request and names no
+                 * value of the configuration (no cycle to guard): its
+                 * getter is called directly */
+                part_t *pt = add_part(cv, V_GETTER, name, nl);
+                pt->get = e->get;
+                pt->data = e->data;
+                p = end + (p[1] == '{' ? 1 : 0);
+                lit = p;
+                continue;
+            }
             if (e == NULL) {
                 e = reg_add(m, name, nl);
                 e->use_file = sh_strdup(cf->node != NULL ? cf->node->file : "");
@@ -482,7 +424,7 @@ typedef struct {
 
 static _Thread_local int named_depth;
 
-static const sh_http1_header_t *find_header(const sh_request_t *r, const char *lname, size_t len)
+const sh_http1_header_t *sh_vars_request_field(const sh_request_t *r, const char *lname, size_t len)
 {
     for (size_t i = 0; i < r->h.nheaders; i++) {
         const sh_http1_header_t *h = &r->h.headers[i];
@@ -490,17 +432,6 @@ static const sh_http1_header_t *find_header(const sh_request_t *r, const char *l
             return h;
     }
     return NULL;
-}
-
-static void append_remote_addr(sh_request_t *r, sh_buf_t *out)
-{
-    char ip[INET6_ADDRSTRLEN] = "";
-    const struct sockaddr_in6 *p = sh_request_peer(r);
-    if (p->sin6_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)p)->sin_addr, ip, sizeof(ip));
-    else
-        inet_ntop(AF_INET6, &p->sin6_addr, ip, sizeof(ip));
-    sh_buf_appends(out, ip);
 }
 
 static int find_param(const char *s, size_t len, char sep, const char *name, size_t nlen,
@@ -520,84 +451,6 @@ static int find_param(const char *s, size_t len, char sep, const char *name, siz
         p = e + 1;
     }
     return 0;
-}
-
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* $remote_user: the user of "Authorization: Basic base64(user:password)". */
-static int remote_user(sh_request_t *r, sh_buf_t *out)
-{
-    const sh_http1_header_t *h = find_header(r, "authorization", 13);
-    if (h == NULL || h->value_len < 6 || strncasecmp(h->value, "Basic ", 6) != 0)
-        return 0;
-    const char *s = h->value + 6, *e = h->value + h->value_len;
-    while (s < e && *s == ' ')
-        s++;
-    char user[512];
-    size_t n = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (; s < e && *s != '=' && *s != ' '; s++) {
-        int v = b64val((unsigned char)*s);
-        if (v < 0)
-            return 0;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            char ch = (char)((acc >> bits) & 0xff);
-            if (ch == ':') {
-                sh_buf_append(out, user, n);
-                return 1;
-            }
-            if (n == sizeof(user))
-                return 0;
-            user[n++] = ch;
-        }
-    }
-    return 0; /* nginx wants the ':' */
-}
-
-/* Per-thread cache of the formatted local time (one localtime_r a second). */
-static _Thread_local struct {
-    time_t sec;
-    char local[64];
-    char iso[64];
-} tcache;
-
-static void time_strings(void)
-{
-    time_t now = time(NULL);
-    if (now == tcache.sec && tcache.local[0] != '\0')
-        return;
-    static const char *mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    localtime_r(&now, &tm);
-    int off = (int)(tm.tm_gmtoff / 60) % (24 * 60);
-    char sign = off < 0 ? '-' : '+';
-    if (off < 0)
-        off = -off;
-    snprintf(tcache.local, sizeof(tcache.local), "%02d/%s/%04d:%02d:%02d:%02d %c%02d%02d",
-             tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, sign,
-             off / 60, off % 60);
-    snprintf(tcache.iso, sizeof(tcache.iso), "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d",
-             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, sign,
-             off / 60, off % 60);
-    tcache.sec = now;
 }
 
 /* The captures of the request's location regex on the normalized URI,
@@ -683,105 +536,8 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
     case V_LITERAL:
         sh_buf_append(out, pt->text, pt->len);
         return 1;
-    case V_HOST:
-        if (r->h.host != NULL && r->h.host_len > 0) {
-            size_t n = r->h.host_len;
-            const char *colon = r->h.host[0] == '[' ? NULL : memchr(r->h.host, ':', n);
-            if (colon)
-                n = (size_t)(colon - r->h.host);
-            char *d = sh_buf_reserve(out, n);
-            for (size_t k = 0; k < n; k++)
-                d[k] = (char)tolower((unsigned char)r->h.host[k]);
-            out->len += n;
-        } else if (r->srv && r->srv->nnames > 0) {
-            sh_buf_appends(out, r->srv->names[0]);
-        }
-        return 1;
-    case V_REMOTE_ADDR:
-        append_remote_addr(r, out);
-        return 1;
-    case V_REMOTE_PORT:
-        if (sh_request_peer(r)->sin6_port == 0)
-            return 1; /* realip's address without a port: empty, as nginx */
-        sh_buf_appendf(out, "%u", ntohs(sh_request_peer(r)->sin6_port));
-        return 1;
-    case V_REMOTE_USER:
-        return remote_user(r, out);
-    case V_BINARY_REMOTE_ADDR:
-        if (sh_request_peer(r)->sin6_family == AF_INET)
-            sh_buf_append(out, &((const struct sockaddr_in *)sh_request_peer(r))->sin_addr, 4);
-        else
-            sh_buf_append(out, &sh_request_peer(r)->sin6_addr, 16);
-        return 1;
-
-    case V_SERVER_NAME:
-        if (r->srv && r->srv->nnames > 0)
-            sh_buf_appends(out, r->srv->names[0]);
-        return 1;
-    case V_SERVER_PORT: {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)&r->c->addr->opt.addr;
-        sh_buf_appendf(out, "%u", ntohs(a->sin_port));
-        return 1;
-    }
-    case V_SERVER_ADDR: {
-        const char *t = r->c->addr->opt.text, *colon = strrchr(t, ':');
-        size_t n = colon ? (size_t)(colon - t) : strlen(t);
-        if (n >= 2 && t[0] == '[')
-            sh_buf_append(out, t + 1, n - 2);
-        else
-            sh_buf_append(out, t, n);
-        return 1;
-    }
-    case V_SCHEME:
-        sh_buf_appends(out, r->c->tls != NULL ? "https" : "http");
-        return 1;
-    case V_HTTPS:
-        if (r->c->tls != NULL)
-            sh_buf_appends(out, "on");
-        return 1;
-    case V_REQUEST:
-        if (r->h.method_len == 0)
-            return 1;
-        app(out, r->h.method, r->h.method_len);
-        sh_buf_append(out, " ", 1);
-        app(out, r->h.target, r->h.target_len);
-        sh_buf_appends(out, r->h.version == 10   ? " HTTP/1.0"
-                            : r->h.version == 20 ? " HTTP/2.0"
-                                                 : " HTTP/1.1");
-        return 1;
-    case V_REQUEST_URI:
-        app(out, r->h.target, r->h.target_len);
-        return 1;
-    case V_URI: {
-        if (r->uri.p != NULL) { /* normalized once, at dispatch */
-            app(out, r->uri.p, r->uri.len);
-            return 1;
-        }
-        if (r->path.p == NULL || r->path.len == 0)
-            return 1;
-        char *d = sh_buf_reserve(out, r->path.len);
-        size_t n;
-        if (sh_http_normalize_uri(r->path.p, r->path.len, d, &n) != 0) {
-            memcpy(d, r->path.p, r->path.len);
-            n = r->path.len;
-        }
-        out->len += n;
-        return 1;
-    }
-    case V_ARGS:
-        if (r->args.p == NULL)
-            return 0;
-        app(out, r->args.p, r->args.len);
-        return 1;
-    case V_IS_ARGS:
-        if (r->args.p != NULL)
-            sh_buf_append(out, "?", 1);
-        return 1;
-    case V_REQUEST_METHOD:
-        app(out, r->h.method, r->h.method_len);
-        return 1;
     case V_HTTP:
-        h = find_header(r, pt->text, pt->len);
+        h = sh_vars_request_field(r, pt->text, pt->len);
         if (h == NULL)
             return 0;
         app(out, h->value, h->value_len);
@@ -792,7 +548,7 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         app(out, v.p, v.len);
         return 1;
     case V_COOKIE:
-        h = find_header(r, "cookie", 6);
+        h = sh_vars_request_field(r, "cookie", 6);
         if (h == NULL || !find_param(h->value, h->value_len, ';', pt->text, pt->len, &v))
             return 0;
         app(out, v.p, v.len);
@@ -801,88 +557,12 @@ static int eval_part(eval_t *ev, const part_t *pt, sh_buf_t *out)
         return fields_get(&r->sent_fields, pt->text, pt->len, out);
     case V_UPSTREAM_HTTP:
         return fields_get(&r->up_fields, pt->text, pt->len, out);
-    case V_PROXY_ADD_XFF:
-        h = find_header(r, "x-forwarded-for", 15);
-        if (h != NULL) {
-            app(out, h->value, h->value_len);
-            sh_buf_append(out, ", ", 2);
-        }
-        append_remote_addr(r, out);
-        return 1;
-    case V_CONNECTION:
-        sh_buf_appendf(out, "%llu", (unsigned long long)r->c->id);
-        return 1;
-    case V_CONNECTION_REQUESTS:
-        sh_buf_appendf(out, "%u", r->c->nrequests);
-        return 1;
-    case V_MSEC: {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        sh_buf_appendf(out, "%lld.%03ld", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
-        return 1;
-    }
-    case V_CONTENT_LENGTH:
-        h = find_header(r, "content-length", 14);
-        if (h == NULL)
-            return 0;
-        app(out, h->value, h->value_len);
-        return 1;
-    case V_CONTENT_TYPE:
-        h = find_header(r, "content-type", 12);
-        if (h == NULL)
-            return 0;
-        app(out, h->value, h->value_len);
-        return 1;
-    case V_SERVER_PROTOCOL:
-        sh_buf_appends(out, r->h.version == 10   ? "HTTP/1.0"
-                            : r->h.version == 20 ? "HTTP/2.0"
-                                                 : "HTTP/1.1");
-        return 1;
-    case V_REQUEST_LENGTH:
-        sh_buf_appendf(out, "%llu", (unsigned long long)(r->head_len + r->body_received));
-        return 1;
-    case V_REQUEST_TIME: {
-        uint64_t now = r->c->w != NULL ? sh_worker_now(r->c->w) : r->start_ms;
-        uint64_t ms = r->start_ms != 0 && now > r->start_ms ? now - r->start_ms : 0;
-        sh_buf_appendf(out, "%llu.%03llu", (unsigned long long)(ms / 1000),
-                       (unsigned long long)(ms % 1000));
-        return 1;
-    }
-    case V_TIME_LOCAL:
-        time_strings();
-        sh_buf_appends(out, tcache.local);
-        return 1;
-    case V_TIME_ISO8601:
-        time_strings();
-        sh_buf_appends(out, tcache.iso);
-        return 1;
-    case V_STATUS:
-        sh_buf_appendf(out, "%03d", r->status);
-        return 1;
-    case V_BODY_BYTES_SENT:
-        sh_buf_appendf(out, "%llu", (unsigned long long)r->body_bytes_sent);
-        return 1;
-    case V_BYTES_SENT:
-        sh_buf_appendf(out, "%llu", (unsigned long long)r->bytes_sent);
-        return 1;
-    case V_HOSTNAME: {
-        char hn[256];
-        if (gethostname(hn, sizeof(hn)) == 0) {
-            hn[sizeof(hn) - 1] = '\0';
-            sh_buf_appends(out, hn);
-        }
-        return 1;
-    }
-    case V_PID:
-        sh_buf_appendf(out, "%ld", (long)getpid());
-        return 1;
-    case V_NGINX_VERSION:
-        sh_buf_appends(out, "1.25.0");
-        return 1;
     case V_CAPTURE:
         if (ev->caps != NULL)
             return append_group(ev->caps, pt->group, out);
         return append_group(own_captures(ev), pt->group, out);
+    case V_GETTER:
+        return pt->get(r, pt->data, out);
     case V_NAMED: {
         const var_entry_t *e = pt->entry;
         if (e->capture && e->get == NULL) {
@@ -933,8 +613,13 @@ void sh_cv_eval_captures(const sh_cv_t *cv, sh_request_t *r, const sh_captures_t
     ev.caps = caps;
     ev.own_state = 0;
     ev.subject = NULL;
-    for (size_t i = 0; i < cv->nparts; i++)
-        eval_part(&ev, &cv->parts[i], out);
+    for (size_t i = 0; i < cv->nparts; i++) {
+        const part_t *pt = &cv->parts[i];
+        if (pt->id == V_GETTER) /* the common case, without the switch */
+            pt->get(r, pt->data, out);
+        else
+            eval_part(&ev, pt, out);
+    }
     eval_done(&ev);
 }
 
@@ -1035,7 +720,8 @@ void sh_cv_eval_log(const sh_cv_t *cv, sh_request_t *r, int escape, sh_buf_t *ou
             continue;
         }
         size_t from = out->len;
-        if (!eval_part(&ev, pt, out)) {
+        int found = pt->id == V_GETTER ? pt->get(r, pt->data, out) : eval_part(&ev, pt, out);
+        if (!found) {
             out->len = from;
             if (escape != SH_ESCAPE_JSON)
                 sh_buf_append(out, "-", 1);

@@ -6,12 +6,20 @@
  * evaluated for a request. Unknown variables are a load-time error with
  * file:line, as in nginx.
  *
- * Besides the built-in variables (the list is in vars.c), a configuration
- * defines named ones: map results (map.c) and the named captures of the
- * regexes it compiles (locations, server names, maps). They live in a
- * registry per http block (sh_http_main_t.vars); a value may name one
- * before the directive that defines it (`map` after its use), and the
- * check at the end of the http block reports those never defined.
+ * Every named variable is registered, with its getter, by the module that
+ * owns it (sh_vars_define from its preconfiguration: the http core's
+ * $host, $uri, $status, ... in corevars.c, $ssl_* in tls.c, $upstream_* in
+ * proxy.c, ...), or by the configuration: map results (map.c), `set`
+ * (rewrite.c) and the named captures of the regexes it compiles
+ * (locations, server names, maps). They live in a registry per http block
+ * (sh_http_main_t.vars); a value may name one before the directive that
+ * defines it (`map` after its use), and the check at the end of the http
+ * block reports those never defined. vars.c itself knows only the generic
+ * families whose NAME is in the value: $http_NAME, $arg_NAME,
+ * $cookie_NAME, $sent_http_NAME, $upstream_http_NAME, $1..$9.
+ *
+ * A name is looked up once, when the value is compiled: a compiled part
+ * points at its registry entry, so evaluating it is one getter call.
  *
  * Worker threads evaluate; the compiled form and the registry are
  * immutable after load.
@@ -21,6 +29,7 @@
 
 #include "core/buf.h"
 #include "core/conf.h"
+#include "http/http1.h"
 #include "node/pipeline/http_conf.h"
 
 typedef struct sh_request_s sh_request_t;
@@ -63,6 +72,12 @@ typedef int (*sh_var_get_pt)(sh_request_t *r, const void *data, sh_buf_t *out);
  * its sh_http_block_t). Errors (written into cf): a built-in name, or a
  * name already defined. */
 int sh_vars_define(sh_conf_t *cf, const char *name, sh_var_get_pt get, const void *data);
+/* The http block's preconfigurations are done (http_conf.c): the variables
+ * defined so far are the modules' built-in ones, whose getters read the
+ * request and evaluate no configuration value; a value calls them
+ * directly. Those the configuration defines (map, geo, set, ...) go
+ * through the registry entry with the cycle check. */
+void sh_vars_preconf_done(sh_http_main_t *m);
 /* Define the family $PREFIXNAME (auth_jwt's $jwt_claim_NAME): a variable
  * of the configuration that starts with prefix and is not defined
  * otherwise gets get, with data the NAME after the prefix (a string that
@@ -73,6 +88,11 @@ int sh_vars_define_captures(sh_conf_t *cf, const sh_regex_t *re);
 /* After the http block: every named variable used is defined; else the
  * error names the first use's file:line. */
 int sh_vars_check(sh_conf_t *cf, sh_http_main_t *m);
+
+/* The request field named lname (lower case, '-'), case-insensitively:
+ * the first one, or NULL (what $http_NAME reads). */
+const sh_http1_header_t *sh_vars_request_field(const sh_request_t *r, const char *lname,
+                                               size_t len);
 
 /* Whether the configuration uses $sent_http_NAME or $upstream_http_NAME
  * is sh_http_main_t.want_fields (one per generation, immutable once

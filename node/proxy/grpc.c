@@ -16,10 +16,17 @@
  * grpc-status 14 (UNAVAILABLE); the call's deadline (grpc-timeout) or
  * grpc_read_timeout / grpc_connect_timeout / grpc_send_timeout are 4
  * (DEADLINE_EXCEEDED). After the response head went out, the same status
- * goes in the trailers. A connection failure before the backend got any
- * request byte of a call is retried on the next server (grpc_next_upstream
- * error timeout). A client's RST_STREAM frees the request, whose cleanup
- * resets the backend stream (CANCEL).
+ * goes in the trailers. grpc_next_upstream sends a call to the next server
+ * by proxy_next_upstream's rules (a call that reached a server only with
+ * non_idempotent, unless the server refused the stream); a call keeps the
+ * first REPLAY_MAX bytes of its body so that it can be sent again. With
+ * grpc_intercept_errors, a status with an error_page is answered with the
+ * page. A client's RST_STREAM frees the request, whose cleanup resets the
+ * backend stream (CANCEL); its trailers, if any, end the backend stream.
+ *
+ * grpcs:// (grpc_ssl_*, node/proxy/proxy_ssl.c): the TLS handshake (ALPN
+ * h2) runs under grpc_connect_timeout, then the session's bytes go through
+ * the TLS layer; closing sends close_notify.
  *
  * The request body reaches this module through r->sink (node.h's
  * sh_body_sink_t), which also tells it when the client drained the
@@ -35,15 +42,16 @@
 #include "core/log.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/node.h"
+#include "node/pipeline/pipeline.h"
 #include "node/pipeline/reqlog.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/grpc.h"
+#include "node/proxy/proxy.h"
+#include "node/proxy/proxy_ssl.h"
 #include "node/proxy/upstream.h"
 
 #define MAX_FIELDS 128
-#define NU_ERROR   0x1
-#define NU_TIMEOUT 0x2
-#define NU_OFF     0x4
+#define REPLAY_MAX (64 * 1024) /* request body kept to send again to another server */
 
 typedef struct {
     char *name; /* lower case */
@@ -57,8 +65,12 @@ typedef struct {
     const sh_upstream_t *ups;
     const char *file;
     unsigned line;
+    int ssl; /* grpcs:// (node/proxy/proxy_ssl.c, grpc_ssl_*) */
     uint64_t connect_timeout, send_timeout, read_timeout;
-    int next_upstream;
+    int next_upstream; /* SH_NU_* (proxy.h) */
+    int next_upstream_tries;
+    uint64_t next_upstream_timeout;
+    int intercept_errors; /* grpc_intercept_errors */
     grpc_header_t *headers;
     size_t nheaders;
     int headers_set;
@@ -85,7 +97,10 @@ typedef struct greq_s {
     sh_buf_t body; /* request body bytes not yet taken by the session */
     size_t body_off;
     uint64_t body_sent;
-    sh_buf_t rh, th; /* response head / trailer fields: len,name,len,value */
+    int tries;          /* servers tried so far */
+    uint8_t replay : 1; /* body holds every byte from the first (REPLAY_MAX) */
+    uint8_t sent : 1;   /* the request went to a server (a stream was submitted) */
+    sh_buf_t rh, th;    /* response head / trailer fields: len,name,len,value */
     size_t nrh, nth;
     int status;
     size_t unconsumed; /* response DATA bytes not acknowledged yet */
@@ -109,7 +124,11 @@ struct gconn_s {
     socklen_t addrlen;
     char name[96];
     sh_buf_t wbuf, inflight;
-    uint64_t send_timeout;
+    sh_upssl_t *tls; /* grpcs:// (NULL: h2c) */
+    uint64_t tlskey; /* its settings' pool key (0: h2c) */
+    sh_buf_t pbuf;   /* grpcs: plaintext out of the session, to encrypt */
+    sh_buf_t plain;  /* grpcs: plaintext read, for the session */
+    uint64_t send_timeout, connect_timeout;
     int nstreams;
     int handles; /* open libuv handles */
     uint8_t ready : 1;
@@ -136,6 +155,9 @@ static void *grpc_create_loc(void)
     c->send_timeout = SH_CONF_UNSET_MSEC;
     c->read_timeout = SH_CONF_UNSET_MSEC;
     c->next_upstream = SH_CONF_UNSET;
+    c->next_upstream_tries = SH_CONF_UNSET;
+    c->next_upstream_timeout = SH_CONF_UNSET_MSEC;
+    c->intercept_errors = SH_CONF_UNSET;
     return c;
 }
 
@@ -173,14 +195,17 @@ static int grpc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     SH_CONF_MERGE_MSEC(c->connect_timeout, p->connect_timeout, 60000);
     SH_CONF_MERGE_MSEC(c->send_timeout, p->send_timeout, 60000);
     SH_CONF_MERGE_MSEC(c->read_timeout, p->read_timeout, 60000);
-    SH_CONF_MERGE(c->next_upstream, p->next_upstream, NU_ERROR | NU_TIMEOUT);
+    SH_CONF_MERGE(c->next_upstream, p->next_upstream, SH_NU_ERROR | SH_NU_TIMEOUT);
+    SH_CONF_MERGE(c->next_upstream_tries, p->next_upstream_tries, 0);
+    SH_CONF_MERGE_MSEC(c->next_upstream_timeout, p->next_upstream_timeout, 0);
+    SH_CONF_MERGE(c->intercept_errors, p->intercept_errors, 0);
     if (c->pass != NULL && c->ups == NULL) {
         sh_http_block_t *b = cf->user;
         sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
         sh_conf_node_t at = {.file = c->file, .line = c->line};
         const sh_conf_node_t *saved = cf->node;
         cf->node = &at;
-        c->ups = sh_upstream_get(cf, um, c->host, 80);
+        c->ups = sh_upstream_get(cf, um, c->host, c->ssl ? 443 : 80);
         cf->node = saved;
         if (c->ups == NULL)
             return SH_EINVAL;
@@ -195,11 +220,11 @@ static int grpc_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     const char *url = cf->node->args[1];
     if (c->pass != NULL)
         return sh_conf_error(cf, "\"grpc_pass\" directive is duplicate");
-    if (strncmp(url, "grpcs://", 8) == 0)
-        return sh_conf_error(cf, "grpcs:// in \"grpc_pass\" is not implemented yet (TLS to gRPC "
-                                 "backends)");
     const char *hp = url;
-    if (strncmp(url, "grpc://", 7) == 0)
+    if (strncmp(url, "grpcs://", 8) == 0) {
+        hp = url + 8;
+        c->ssl = 1;
+    } else if (strncmp(url, "grpc://", 7) == 0)
         hp = url + 7;
     else if (strstr(url, "://") != NULL)
         return sh_conf_error(cf, "invalid URL prefix in \"%s\"", url);
@@ -261,25 +286,9 @@ static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
 {
     (void)cmd;
     grpc_loc_t *c = conf;
-    int v = 0;
-    for (size_t i = 1; i < cf->node->nargs; i++) {
-        const char *a = cf->node->args[i];
-        if (strcmp(a, "error") == 0)
-            v |= NU_ERROR;
-        else if (strcmp(a, "timeout") == 0)
-            v |= NU_TIMEOUT;
-        else if (strcmp(a, "off") == 0)
-            v |= NU_OFF;
-        else
-            return sh_conf_error(cf,
-                                 "\"grpc_next_upstream %s\" is not implemented yet (only "
-                                 "error, timeout, off)",
-                                 a);
-    }
-    if ((v & NU_OFF) && v != NU_OFF)
-        return sh_conf_error(cf, "invalid value \"off\" in \"grpc_next_upstream\"");
-    c->next_upstream = v == NU_OFF ? 0 : v;
-    return 0;
+    if (c->next_upstream != SH_CONF_UNSET)
+        return sh_conf_error(cf, "\"grpc_next_upstream\" directive is duplicate");
+    return sh_next_upstream_parse(cf, &c->next_upstream);
 }
 
 #define GLOC    (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
@@ -293,31 +302,11 @@ static const sh_conf_cmd_t grpc_cmds[] = {
     {"grpc_send_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(send_timeout), NULL},
     {"grpc_read_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(read_timeout), NULL},
     {"grpc_next_upstream", GLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
-    /* not implemented: refused with file:line (fail closed) */
-    {"grpc_intercept_errors", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
-     "backend errors would not be intercepted"},
-    {"grpc_ssl_verify", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_trusted_certificate", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_certificate", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_certificate_key", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_name", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_server_name", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_protocols", GLOC | SH_CONF_1MORE, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_ciphers", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_verify_depth", GLOC | SH_CONF_TAKE1, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_session_reuse", GLOC | SH_CONF_FLAG, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
-    {"grpc_ssl_conf_command", GLOC | SH_CONF_TAKE2, sh_conf_set_refused, 0,
-     "grpcs:// backends are not supported"},
+    {"grpc_next_upstream_tries", GLOC | SH_CONF_TAKE1, sh_conf_set_num, GOFF(next_upstream_tries),
+     NULL},
+    {"grpc_next_upstream_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec,
+     GOFF(next_upstream_timeout), NULL},
+    {"grpc_intercept_errors", GLOC | SH_CONF_FLAG, sh_conf_set_flag, GOFF(intercept_errors), NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 /* ------------------------------------------------------ helpers -- */
@@ -405,7 +394,8 @@ static void greq_attach(greq_t *gr);
 static void greq_error(greq_t *gr, int code, const char *msg);
 static void greq_submit(greq_t *gr);
 static void greq_release(greq_t *gr);
-static int may_retry(const greq_t *gr);
+static int may_retry(greq_t *gr, int bit, int unprocessed);
+static void greq_retry(greq_t *gr);
 
 static void g_handle_closed(uv_handle_t *h)
 {
@@ -414,6 +404,9 @@ static void g_handle_closed(uv_handle_t *h)
         return;
     if (g->s != NULL)
         nghttp2_session_del(g->s);
+    sh_upssl_destroy(g->tls);
+    sh_buf_dispose(&g->pbuf);
+    sh_buf_dispose(&g->plain);
     sh_buf_dispose(&g->wbuf);
     sh_buf_dispose(&g->inflight);
     sh_free(g);
@@ -425,6 +418,15 @@ static void g_close(gconn_t *g)
         return;
     g->dead = 1;
     sh_list_remove(&g->link);
+    if (g->tls != NULL && g->ready) {
+        /* our close_notify, when the socket takes it now (never waits) */
+        sh_buf_t cn = {0};
+        if (sh_upssl_shutdown(g->tls, &cn)) {
+            uv_buf_t b = uv_buf_init(cn.data, (unsigned)cn.len);
+            (void)uv_try_write((uv_stream_t *)&g->tcp, &b, 1);
+        }
+        sh_buf_dispose(&cn);
+    }
     uv_close((uv_handle_t *)&g->timer, g_handle_closed);
     uv_close((uv_handle_t *)&g->tcp, g_handle_closed);
 }
@@ -442,7 +444,8 @@ static void g_written(uv_write_t *req, int status)
     g->inflight.len = 0;
     if (g->dead)
         return;
-    uv_timer_stop(&g->timer);
+    if (g->ready) /* the handshake runs under the connect timeout */
+        uv_timer_stop(&g->timer);
     if (status < 0) {
         g_fail(g, 0, "upstream write failed");
         return;
@@ -466,10 +469,12 @@ static void g_resume_clients(gconn_t *g)
 
 static void g_flush(gconn_t *g)
 {
-    if (g->dead || !g->ready || g->in_recv)
+    if (g->dead || g->in_recv)
         return;
     while (!g->writing) {
-        while (g->wbuf.len < 256 * 1024) {
+        /* grpcs: the session's bytes go through TLS into wbuf */
+        sh_buf_t *dst = g->tls != NULL ? &g->pbuf : &g->wbuf;
+        while (g->ready && dst->len < 256 * 1024) {
             const uint8_t *data;
             ssize_t n = nghttp2_session_mem_send(g->s, &data);
             if (n < 0) {
@@ -478,7 +483,16 @@ static void g_flush(gconn_t *g)
             }
             if (n == 0)
                 break;
-            sh_buf_append(&g->wbuf, data, (size_t)n);
+            sh_buf_append(dst, data, (size_t)n);
+        }
+        if (g->tls != NULL && g->pbuf.len > 0) {
+            uv_buf_t pb = uv_buf_init(g->pbuf.data, (unsigned)g->pbuf.len);
+            int rc = sh_upssl_write(g->tls, &pb, 1, &g->wbuf);
+            g->pbuf.len = 0;
+            if (rc != 0) {
+                g_fail(g, 0, "SSL_write() failed");
+                return;
+            }
         }
         if (g->wbuf.len == 0)
             break;
@@ -495,8 +509,11 @@ static void g_flush(gconn_t *g)
             g_fail(g, 0, uv_strerror(rc));
             return;
         }
-        uv_timer_start(&g->timer, g_timer_cb, g->send_timeout, 0);
+        if (g->ready)
+            uv_timer_start(&g->timer, g_timer_cb, g->send_timeout, 0);
     }
+    if (!g->ready)
+        return;
     g_resume_clients(g);
     if (g->goaway && g->nstreams == 0)
         g_close(g);
@@ -521,12 +538,8 @@ static void g_fail(gconn_t *g, int timeout, const char *why)
         }
         sh_req_log(SH_LOG_ERR, NULL, gr->r, g->name, "%s while talking to gRPC upstream", why);
         sh_upstream_done(gr->rt, gr->peer, 1, sh_worker_now(gr->r->w));
-        int kind = timeout ? NU_TIMEOUT : NU_ERROR;
-        if (!gr->got_head && gr->body_sent == 0 && (gr->conf->next_upstream & kind) &&
-            may_retry(gr)) {
-            gr->tried |= 1ull << (gr->peer % 64);
-            gr->peer = -1;
-            greq_attach(gr);
+        if (may_retry(gr, timeout ? SH_NU_TIMEOUT : SH_NU_ERROR, 0)) {
+            greq_retry(gr);
             continue;
         }
         gr->peer = -1;
@@ -542,6 +555,62 @@ static void g_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
     *b = uv_buf_init(rbuf, sizeof(rbuf));
 }
 
+/* Plaintext from the backend, for the session. */
+static void g_recv(gconn_t *g, const char *data, size_t len)
+{
+    g->in_recv = 1;
+    ssize_t rc = len > 0 ? nghttp2_session_mem_recv(g->s, (const uint8_t *)data, len) : 0;
+    g->in_recv = 0;
+    if (rc < 0) {
+        g_fail(g, 0, nghttp2_strerror((int)rc));
+        return;
+    }
+    g_flush(g);
+}
+
+static void g_ready(gconn_t *g);
+
+/* grpcs: ciphertext from the backend, the handshake while it runs (under
+ * the connect timeout), then the session's bytes. */
+static void g_tls_input(gconn_t *g, const char *data, size_t len)
+{
+    const char *why;
+    if (!g->ready) {
+        int rc = sh_upssl_handshake(g->tls, data, len, &g->wbuf, &why);
+        if (rc < 0) {
+            g_fail(g, 0, why);
+            return;
+        }
+        if (rc == 0) {
+            g_flush(g);
+            return;
+        }
+        if (!sh_upssl_alpn_h2(g->tls))
+            sh_log_warn("%s did not select ALPN \"h2\"", g->name);
+        uv_timer_stop(&g->timer);
+        g_ready(g);
+        if (g->dead)
+            return;
+        data = NULL; /* records that came with the handshake's end */
+        len = 0;
+    }
+    g->plain.len = 0;
+    int rc = sh_upssl_read(g->tls, data, len, &g->plain, &g->wbuf, &why);
+    if (g->plain.len > 0) {
+        g_recv(g, g->plain.data, g->plain.len);
+        if (g->dead)
+            return;
+    } else {
+        g_flush(g);
+    }
+    if (g->plain.cap > 256 * 1024)
+        sh_buf_dispose(&g->plain);
+    if (rc == SH_ECLOSED)
+        g_fail(g, 0, "upstream closed the connection (close_notify)");
+    else if (rc != 0)
+        g_fail(g, 0, why);
+}
+
 static void g_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     gconn_t *g = s->data;
@@ -553,14 +622,11 @@ static void g_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     if (n == 0)
         return;
-    g->in_recv = 1;
-    ssize_t rc = nghttp2_session_mem_recv(g->s, (const uint8_t *)b->base, (size_t)n);
-    g->in_recv = 0;
-    if (rc < 0) {
-        g_fail(g, 0, nghttp2_strerror((int)rc));
+    if (g->tls != NULL) {
+        g_tls_input(g, b->base, (size_t)n);
         return;
     }
-    g_flush(g);
+    g_recv(g, b->base, (size_t)n);
 }
 
 static void g_connected(uv_connect_t *req, int status)
@@ -576,8 +642,20 @@ static void g_connected(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&g->tcp, 1);
-    g->ready = 1;
     uv_read_start((uv_stream_t *)&g->tcp, g_alloc, g_read);
+    if (g->tls != NULL) { /* the handshake first, under the connect timer */
+        uv_timer_start(&g->timer, g_timer_cb, g->connect_timeout, 0);
+        g_tls_input(g, NULL, 0);
+        return;
+    }
+    g_ready(g);
+}
+
+/* The connection (and its TLS) is up: the session starts and the streams
+ * that waited are submitted. */
+static void g_ready(gconn_t *g)
+{
+    g->ready = 1;
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
                                    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
     nghttp2_submit_settings(g->s, NGHTTP2_FLAG_NONE, iv, 2);
@@ -592,12 +670,73 @@ static void g_connected(uv_connect_t *req, int status)
 
 /* ---- nghttp2 callbacks (client side) */
 
-/* Whether gr may go to another server of its group (not every one was
- * tried yet). */
-static int may_retry(const greq_t *gr)
+/*
+ * Whether gr may go to another server of its group after a failure of
+ * kind bit (SH_NU_*), nginx's rules as proxy_next_upstream: the kind is in
+ * grpc_next_upstream, nothing reached the client, the request can be sent
+ * again (nothing of its body was sent, or all of it is kept), a request
+ * that reached the server (gRPC calls are POSTs) only with non_idempotent
+ * unless the server did not process it (unprocessed: REFUSED_STREAM, RFC
+ * 9113 8.7), grpc_next_upstream_tries and _timeout allow it, and not
+ * every server was tried.
+ */
+static int may_retry(greq_t *gr, int bit, int unprocessed)
 {
+    const grpc_loc_t *c = gr->conf;
+    sh_request_t *r = gr->r;
+    if (r == NULL || gr->done || gr->peer < 0 || r->resp_started || !(c->next_upstream & bit))
+        return 0;
+    if (gr->body_sent > 0 && !gr->replay)
+        return 0;
+    if (gr->sent && !unprocessed && !(c->next_upstream & SH_NU_NON_IDEMPOTENT))
+        return 0;
+    if (c->next_upstream_tries > 0 && gr->tries + 1 >= c->next_upstream_tries)
+        return 0;
+    if (c->next_upstream_timeout > 0 &&
+        sh_worker_now(r->w) - r->start_ms >= c->next_upstream_timeout)
+        return 0;
     uint64_t tried = gr->tried | 1ull << (gr->peer % 64);
     return (size_t)__builtin_popcountll(tried) < gr->rt->conf->nservers;
+}
+
+/* gr leaves its connection: its stream (if any) is reset and no longer
+ * its own, or it stops waiting for the connection. */
+static void greq_leave(greq_t *gr)
+{
+    gconn_t *g = gr->g;
+    if (g == NULL)
+        return;
+    if (gr->sid > 0) {
+        nghttp2_session_set_stream_user_data(g->s, gr->sid, NULL);
+        if (gr->unconsumed > 0)
+            nghttp2_session_consume(g->s, gr->sid, gr->unconsumed);
+        nghttp2_submit_rst_stream(g->s, NGHTTP2_FLAG_NONE, gr->sid, NGHTTP2_CANCEL);
+    }
+    gr->unconsumed = 0;
+    sh_list_remove(&gr->link);
+    sh_list_init(&gr->link);
+    g->nstreams--;
+    gr->g = NULL;
+    gr->sid = 0;
+    g_flush(g);
+}
+
+/* gr (off any stream and connection, its server let go) goes to the next
+ * server: the response so far is forgotten, the body sent again. */
+static void greq_retry(greq_t *gr)
+{
+    gr->tried |= 1ull << (gr->peer % 64);
+    gr->peer = -1;
+    gr->tries++;
+    gr->sent = 0;
+    gr->got_head = 0;
+    gr->status = 0;
+    gr->rh.len = gr->th.len = 0;
+    gr->nrh = gr->nth = 0;
+    gr->body_off = 0;
+    gr->body_sent = 0;
+    gr->deferred = 0;
+    greq_attach(gr);
 }
 
 static greq_t *stream_req(nghttp2_session *s, int32_t id)
@@ -606,6 +745,7 @@ static greq_t *stream_req(nghttp2_session *s, int32_t id)
 }
 
 static void greq_timer_arm(greq_t *gr);
+static void greq_detach(sh_request_t *r);
 
 static int cb_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
@@ -687,9 +827,33 @@ static int cb_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     if (!gr->got_head) {
         if (gr->status >= 100 && gr->status < 200)
             return 0; /* interim */
+        /* grpc_next_upstream http_500 ...: the next server */
+        int bit = sh_next_upstream_status(gr->status);
+        if (bit != 0 && may_retry(gr, bit, 0)) {
+            sh_req_log(SH_LOG_WARN, NULL, gr->r, g->name,
+                       "upstream answered %d, trying the next server", gr->status);
+            greq_leave(gr);
+            /* nginx counts 5xx and 429 as failures of the server, not 403/404 */
+            sh_upstream_done(gr->rt, gr->peer, bit != SH_NU_HTTP_403 && bit != SH_NU_HTTP_404,
+                             sh_worker_now(gr->r->w));
+            greq_retry(gr);
+            return 0;
+        }
         gr->got_head = 1;
-        size_t n = get_fields(&gr->rh, gr->nrh, hs, MAX_FIELDS);
         sh_request_t *r = gr->r;
+        /* grpc_intercept_errors on: a status of 300 or more that has an
+         * error_page is answered with the page (nginx); the backend
+         * stream is reset */
+        const sh_error_pages_t *ep;
+        if (gr->conf->intercept_errors && gr->status >= 300 &&
+            (ep = sh_request_error_pages(r)) != NULL && ep->has(r, gr->status)) {
+            int status = gr->status;
+            gr->done = 1;
+            greq_detach(r);
+            sh_phase_answer(r, status);
+            return 0;
+        }
+        size_t n = get_fields(&gr->rh, gr->nrh, hs, MAX_FIELDS);
         if (end) { /* trailers-only */
             gr->done = 1;
             uv_timer_stop(&gr->timer);
@@ -766,11 +930,8 @@ static int cb_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *u
         gr->peer = -1;
         return 0;
     }
-    if (err == NGHTTP2_REFUSED_STREAM && !gr->got_head && gr->body_sent == 0 &&
-        (gr->conf->next_upstream & NU_ERROR) && may_retry(gr)) {
-        gr->tried |= 1ull << (gr->peer % 64);
-        gr->peer = -1;
-        greq_attach(gr);
+    if (!gr->got_head && may_retry(gr, SH_NU_ERROR, err == NGHTTP2_REFUSED_STREAM)) {
+        greq_retry(gr);
         return 0;
     }
     gr->peer = -1;
@@ -789,11 +950,9 @@ static int cb_stream_close(nghttp2_session *s, int32_t id, uint32_t err, void *u
 static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
-    (void)s;
-    (void)id;
     (void)ud;
     greq_t *gr = src->ptr;
-    if (gr->r == NULL || gr->done)
+    if (gr->r == NULL || gr->done || id != gr->sid) /* id: a stream gr left */
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     size_t avail = gr->body.len - gr->body_off;
     if (avail == 0 && !gr->body_eof) {
@@ -806,20 +965,41 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     gr->body_sent += n;
     if (gr->r != NULL)
         gr->r->up_bytes_sent += n;
-    if (gr->body_off == gr->body.len) {
+    if (gr->body_off == gr->body.len && !gr->replay) {
         gr->body.len = gr->body_off = 0;
         if (gr->body.cap > SH_WBUF_HIGH)
             sh_buf_dispose(&gr->body);
     }
-    if (gr->body_eof && gr->body.len == gr->body_off)
+    if (gr->body_eof && gr->body.len == gr->body_off) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        /* the client's trailers end the backend stream too */
+        sh_http1_header_t tr[MAX_FIELDS];
+        size_t nt = sh_request_trailers(gr->r, tr, MAX_FIELDS);
+        if (nt > 0) {
+            nghttp2_nv nv[MAX_FIELDS];
+            char lname[MAX_FIELDS][64];
+            size_t k = 0;
+            for (size_t i = 0; i < nt; i++) {
+                if (tr[i].name_len == 0 || tr[i].name_len >= 64 || tr[i].name[0] == ':')
+                    continue;
+                for (size_t j = 0; j < tr[i].name_len; j++)
+                    lname[k][j] = (char)tolower((unsigned char)tr[i].name[j]);
+                nv[k] = (nghttp2_nv){(uint8_t *)lname[k], (uint8_t *)tr[i].value, tr[i].name_len,
+                                     tr[i].value_len, NGHTTP2_NV_FLAG_NONE};
+                k++;
+            }
+            if (k > 0 && nghttp2_submit_trailer(s, id, nv, k) == 0)
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        }
+    }
     if (gr->client_paused && gr->body.len - gr->body_off < SH_WBUF_LOW)
         gr->want_resume = 1;
     return (ssize_t)n;
 }
 
-static gconn_t *g_new(sh_worker_t *w, const sh_ups_server_t *srv, const grpc_loc_t *conf)
+static gconn_t *g_new(sh_worker_t *w, const sh_ups_server_t *srv, greq_t *gr, uint64_t tlskey)
 {
+    const grpc_loc_t *conf = gr->conf;
     if (cbs == NULL) {
         nghttp2_session_callbacks_new(&cbs);
         nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb_begin_headers);
@@ -833,10 +1013,20 @@ static gconn_t *g_new(sh_worker_t *w, const sh_ups_server_t *srv, const grpc_loc
     gconn_t *g = sh_new(gconn_t);
     memcpy(&g->addr, &srv->addr, srv->addrlen);
     g->addrlen = srv->addrlen;
-    snprintf(g->name, sizeof(g->name), "grpc://%s", srv->name);
+    snprintf(g->name, sizeof(g->name), "%s://%s", conf->ssl ? "grpcs" : "grpc", srv->name);
     g->send_timeout = conf->send_timeout;
+    g->connect_timeout = conf->connect_timeout;
+    g->tlskey = tlskey;
     sh_list_init(&g->streams);
+    if (conf->ssl) {
+        g->tls = sh_upssl_grpc_create(gr->r, gr->rt, gr->peer, conf->host);
+        if (g->tls == NULL) {
+            sh_free(g);
+            return NULL;
+        }
+    }
     if (nghttp2_session_client_new2(&g->s, cbs, g, opt) != 0) {
+        sh_upssl_destroy(g->tls);
         sh_free(g);
         return NULL;
     }
@@ -862,6 +1052,14 @@ static void greq_timer_cb(uv_timer_t *t)
     if (gr->r == NULL || gr->done)
         return;
     int deadline = gr->deadline != 0 && sh_worker_now(gr->r->w) + 5 >= gr->deadline;
+    if (!deadline && !gr->got_head && may_retry(gr, SH_NU_TIMEOUT, 0)) {
+        sh_req_log(SH_LOG_ERR, NULL, gr->r, gr->g ? gr->g->name : NULL,
+                   "upstream timed out, trying the next server");
+        greq_leave(gr);
+        sh_upstream_done(gr->rt, gr->peer, 1, sh_worker_now(gr->r->w));
+        greq_retry(gr);
+        return;
+    }
     sh_req_log(SH_LOG_ERR, NULL, gr->r, gr->g ? gr->g->name : NULL, "%s",
                deadline ? "gRPC deadline exceeded (grpc-timeout)" : "upstream timed out");
     greq_error(gr, 4, deadline ? "deadline exceeded" : "upstream timed out");
@@ -899,7 +1097,10 @@ static void greq_submit(greq_t *gr)
 #define NV(n, nl, v, vl)                                                                           \
     nv[k++] = (nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), (nl), (vl), NGHTTP2_NV_FLAG_NONE}
     NV(":method", 7, r->h.method, r->h.method_len);
-    NV(":scheme", 7, "http", 4);
+    if (gr->conf->ssl)
+        NV(":scheme", 7, "https", 5);
+    else
+        NV(":scheme", 7, "http", 4);
     if (r->h.host != NULL)
         NV(":authority", 10, r->h.host, r->h.host_len);
     else
@@ -948,6 +1149,7 @@ static void greq_submit(greq_t *gr)
         return;
     }
     gr->sid = id;
+    gr->sent = 1;
 }
 
 /* Pick a server and a connection for gr, and submit it when it can be. */
@@ -968,10 +1170,11 @@ static void greq_attach(greq_t *gr)
     }
     gr->peer = peer;
     const sh_ups_server_t *srv = &gr->rt->conf->servers[peer];
+    uint64_t tlskey = gr->conf->ssl ? sh_upssl_grpc_key(r, gr->conf->host) : 0;
     gconn_t *g = NULL;
     for (sh_link_t *l = gpool.next; l != &gpool; l = l->next) {
         gconn_t *c = container_of(l, gconn_t, link);
-        if (c->dead || c->goaway || c->addrlen != srv->addrlen ||
+        if (c->dead || c->goaway || c->tlskey != tlskey || c->addrlen != srv->addrlen ||
             memcmp(&c->addr, &srv->addr, srv->addrlen) != 0)
             continue;
         uint32_t max =
@@ -985,7 +1188,7 @@ static void greq_attach(greq_t *gr)
     }
     int fresh = 0;
     if (g == NULL) {
-        g = g_new(w, srv, gr->conf);
+        g = g_new(w, srv, gr, tlskey);
         if (g == NULL) {
             sh_upstream_done(gr->rt, peer, 0, sh_worker_now(w));
             gr->peer = -1;
@@ -1100,7 +1303,9 @@ static int greq_body(sh_request_t *r, const char *data, size_t len, int last)
     greq_t *gr = sh_request_ctx(r, &sh_grpc_module);
     if (gr == NULL || gr->done)
         return 0;
-    if (gr->body_off > 0 && gr->body_off == gr->body.len)
+    if (gr->replay && gr->body.len + len > REPLAY_MAX)
+        gr->replay = 0; /* too large to keep: it cannot be sent again */
+    if (gr->body_off > 0 && gr->body_off == gr->body.len && !gr->replay)
         gr->body.len = gr->body_off = 0;
     sh_buf_append(&gr->body, data, len);
     if (last)
@@ -1152,6 +1357,7 @@ static int grpc_handler(sh_request_t *r)
     gr->r = r;
     gr->conf = c;
     gr->peer = -1;
+    gr->replay = 1;
     gr->rt = &r->w->ups[c->ups->index];
     sh_list_init(&gr->link);
     uv_timer_init(&r->w->loop, &gr->timer);
@@ -1173,6 +1379,12 @@ static int grpc_handler(sh_request_t *r)
         return SH_PH_DONE;
     greq_attach(gr);
     return SH_PH_DONE;
+}
+
+int sh_grpc_loc_grpcs(const sh_http_loc_t *loc)
+{
+    const grpc_loc_t *c = sh_http_loc_conf(loc, &sh_grpc_module);
+    return c != NULL && c->pass != NULL && c->ssl;
 }
 
 static int grpc_postconf(sh_conf_t *cf, sh_http_main_t *m)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * gRPC proxying (`grpc_pass grpc://HOST:PORT|UPSTREAM` and its grpc_*
+ * gRPC proxying (`grpc_pass grpc[s]://HOST:PORT|UPSTREAM` and its grpc_*
  * directives): a content handler that carries each request as a stream of
  * an HTTP/2 connection to a server of the upstream group (nghttp2 client
  * sessions, one or more per worker and server, multiplexed), streams the
@@ -16,6 +16,9 @@
 #include "node/pipeline/node.h"
 
 extern sh_conf_module_t sh_grpc_module;
+
+/* Whether loc's grpc_pass is grpcs:// (it gets a grpc_ssl_* context). */
+int sh_grpc_loc_grpcs(const sh_http_loc_t *loc);
 
 /* Close every backend HTTP/2 connection of the calling worker (at stop). */
 void sh_grpc_close_all(sh_worker_t *w);

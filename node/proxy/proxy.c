@@ -34,6 +34,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/conn/timeq.h"
+#include "node/pipeline/corevars.h"
 #include "node/pipeline/http_conf.h"
 #include "node/pipeline/metrics.h"
 #include "node/pipeline/node.h"
@@ -96,19 +97,19 @@ typedef struct {
     int pass_headers;
 } proxy_loc_t;
 
-/* proxy_next_upstream kinds */
-#define NU_ERROR          0x0001
-#define NU_TIMEOUT        0x0002
-#define NU_INVALID_HEADER 0x0004
-#define NU_HTTP_500       0x0008
-#define NU_HTTP_502       0x0010
-#define NU_HTTP_503       0x0020
-#define NU_HTTP_504       0x0040
-#define NU_HTTP_403       0x0080
-#define NU_HTTP_404       0x0100
-#define NU_HTTP_429       0x0200
-#define NU_NON_IDEMPOTENT 0x0400
-#define NU_OFF            0x8000
+/* proxy_next_upstream kinds (proxy.h's, shared with grpc_next_upstream) */
+#define NU_ERROR          SH_NU_ERROR
+#define NU_TIMEOUT        SH_NU_TIMEOUT
+#define NU_INVALID_HEADER SH_NU_INVALID_HEADER
+#define NU_HTTP_500       SH_NU_HTTP_500
+#define NU_HTTP_502       SH_NU_HTTP_502
+#define NU_HTTP_503       SH_NU_HTTP_503
+#define NU_HTTP_504       SH_NU_HTTP_504
+#define NU_HTTP_403       SH_NU_HTTP_403
+#define NU_HTTP_404       SH_NU_HTTP_404
+#define NU_HTTP_429       SH_NU_HTTP_429
+#define NU_NON_IDEMPOTENT SH_NU_NON_IDEMPOTENT
+#define NU_OFF            SH_NU_OFF
 
 static const sh_conf_enum_t next_upstream_names[] = {{"error", NU_ERROR},
                                                      {"timeout", NU_TIMEOUT},
@@ -383,9 +384,15 @@ static int http_version_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     proxy_loc_t *c = conf;
-    const sh_conf_node_t *n = cf->node;
+    (void)cmd;
     if (c->next_upstream != SH_CONF_UNSET)
-        return sh_conf_error(cf, "\"%s\" directive is duplicate", n->args[0]);
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
+    return sh_next_upstream_parse(cf, &c->next_upstream);
+}
+
+int sh_next_upstream_parse(sh_conf_t *cf, int *out)
+{
+    const sh_conf_node_t *n = cf->node;
     int mask = 0;
     for (unsigned i = 1; i < n->nargs; i++) {
         int found = 0;
@@ -400,8 +407,20 @@ static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf
     }
     if ((mask & NU_OFF) && mask != NU_OFF)
         return sh_conf_error(cf, "invalid value \"off\" in \"%s\" directive", n->args[0]);
-    c->next_upstream = (mask & NU_OFF) ? 0 : mask;
+    *out = (mask & NU_OFF) ? 0 : mask;
     return 0;
+}
+
+int sh_next_upstream_status(int status)
+{
+    return status == 500   ? NU_HTTP_500
+           : status == 502 ? NU_HTTP_502
+           : status == 503 ? NU_HTTP_503
+           : status == 504 ? NU_HTTP_504
+           : status == 403 ? NU_HTTP_403
+           : status == 404 ? NU_HTTP_404
+           : status == 429 ? NU_HTTP_429
+                           : 0;
 }
 
 /* proxy_hide_header / proxy_pass_header: a list per level, replacing the
@@ -549,6 +568,21 @@ static int var_proxy_host(sh_request_t *r, const void *data, sh_buf_t *out)
     return 1;
 }
 
+/* $proxy_add_x_forwarded_for: the client's X-Forwarded-For, ", ", then
+ * $remote_addr (or $remote_addr alone). */
+static int var_add_xff(sh_request_t *r, const void *data, sh_buf_t *out)
+{
+    (void)data;
+    const sh_http1_header_t *h = sh_vars_request_field(r, "x-forwarded-for", 15);
+    if (h != NULL) {
+        if (h->value_len > 0)
+            sh_buf_append(out, h->value, h->value_len);
+        sh_buf_append(out, ", ", 2);
+    }
+    sh_core_var_remote_addr(r, out);
+    return 1;
+}
+
 #define ROFF(f) ((const void *)(uintptr_t)offsetof(sh_request_t, f))
 
 static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
@@ -568,6 +602,7 @@ static int proxy_preconf(sh_conf_t *cf, sh_http_main_t *m)
         {"upstream_bytes_received", var_up_bytes, NULL},
         {"upstream_bytes_sent", var_up_bytes, (const void *)1},
         {"proxy_host", var_proxy_host, NULL},
+        {"proxy_add_x_forwarded_for", var_add_xff, NULL},
     };
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
         int rc = sh_vars_define(cf, vars[i].name, vars[i].get, vars[i].data);
@@ -964,6 +999,16 @@ static void uconn_close(sh_uconn_t *u)
     u->closing = 1;
     u->closing_handles = 1;
     sh_timers_remove(&u->tq);
+    if (u->tls != NULL) {
+        /* our close_notify (nginx's SSL_shutdown), when the socket takes it
+         * now: never waits for the server's nor for a full socket buffer */
+        sh_buf_t cn = {0};
+        if (sh_upssl_shutdown(u->tls, &cn)) {
+            uv_buf_t b = uv_buf_init(cn.data, (unsigned)cn.len);
+            (void)uv_try_write((uv_stream_t *)&u->tcp, &b, 1);
+        }
+        sh_buf_dispose(&cn);
+    }
     uv_close((uv_handle_t *)&u->tcp, uconn_closed);
 }
 
@@ -1239,14 +1284,7 @@ static int intercept(sh_proxy_req_t *p)
 
 static int status_retry(sh_proxy_req_t *p, int status)
 {
-    int bit = status == 500   ? NU_HTTP_500
-              : status == 502 ? NU_HTTP_502
-              : status == 503 ? NU_HTTP_503
-              : status == 504 ? NU_HTTP_504
-              : status == 403 ? NU_HTTP_403
-              : status == 404 ? NU_HTTP_404
-              : status == 429 ? NU_HTTP_429
-                              : 0;
+    int bit = sh_next_upstream_status(status);
     if (bit == 0 || !(p->conf->next_upstream & bit))
         return 0;
     p->tries++;

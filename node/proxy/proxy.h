@@ -48,6 +48,25 @@ const struct sh_upstream_s *sh_proxy_loc_upstream(const sh_http_loc_t *loc);
 /* Whether loc's proxy_pass is https (its upstream connections use TLS). */
 int sh_proxy_loc_https(const sh_http_loc_t *loc);
 
+/* proxy_next_upstream / grpc_next_upstream: nginx's kinds, as bits */
+#define SH_NU_ERROR          0x0001
+#define SH_NU_TIMEOUT        0x0002
+#define SH_NU_INVALID_HEADER 0x0004
+#define SH_NU_HTTP_500       0x0008
+#define SH_NU_HTTP_502       0x0010
+#define SH_NU_HTTP_503       0x0020
+#define SH_NU_HTTP_504       0x0040
+#define SH_NU_HTTP_403       0x0080
+#define SH_NU_HTTP_404       0x0100
+#define SH_NU_HTTP_429       0x0200
+#define SH_NU_NON_IDEMPOTENT 0x0400
+#define SH_NU_OFF            0x8000
+/* The directive's arguments (cf->node) as SH_NU_* bits into *out (0 for
+ * off); 0, or an error logged in cf. */
+int sh_next_upstream_parse(sh_conf_t *cf, int *out);
+/* The SH_NU_HTTP_* bit of an upstream status, 0 for the others. */
+int sh_next_upstream_status(int status);
+
 /* $proxy_host of the request's location. */
 void sh_proxy_host(sh_request_t *r, sh_buf_t *out);
 

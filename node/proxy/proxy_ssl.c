@@ -25,7 +25,9 @@
 #include "node/proxy/proxy_ssl.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -36,6 +38,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "node/pipeline/vars.h"
+#include "node/proxy/grpc.h"
 #include "node/proxy/proxy.h"
 
 #define PROTO_TLSv1   0x01
@@ -64,10 +67,16 @@ typedef struct {
     conf_cmd_t *cmds; /* proxy_ssl_conf_command, in order */
     size_t ncmds;
     int cmds_set;
+    char *password_file; /* proxy_ssl_password_file */
     unsigned name_set : 1;
-    /* this location's context (locations whose proxy_pass is https) */
+    unsigned grpc : 1; /* grpc_ssl_*: ALPN h2, for grpc_pass grpcs:// */
+    /* this location's context (locations whose proxy_pass is https, or
+     * grpc_pass grpcs://) */
     SSL_CTX *ctx;
 } pssl_conf_t;
+
+/* "proxy" or "grpc": the directives' prefix, for messages */
+#define PFX(c) ((c)->grpc ? "grpc" : "proxy")
 
 struct sh_upssl_s {
     SSL *ssl;
@@ -103,6 +112,13 @@ static void *pssl_create_loc(void)
     return c;
 }
 
+static void *gssl_create_loc(void)
+{
+    pssl_conf_t *c = pssl_create_loc();
+    c->grpc = 1;
+    return c;
+}
+
 static void pssl_destroy_loc(void *conf)
 {
     pssl_conf_t *c = conf;
@@ -115,6 +131,7 @@ static void pssl_destroy_loc(void *conf)
     sh_free(c->cert);
     sh_free(c->key);
     sh_free(c->ciphers);
+    sh_free(c->password_file);
     if (c->cmds_set) {
         for (size_t i = 0; i < c->ncmds; i++) {
             sh_free(c->cmds[i].name);
@@ -147,6 +164,7 @@ static int pssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     INHERIT(cert);
     INHERIT(key);
     INHERIT(ciphers);
+    INHERIT(password_file);
 #undef INHERIT
     if (!c->cmds_set && p->ncmds > 0) {
         c->cmds = sh_calloc(p->ncmds, sizeof(*c->cmds));
@@ -185,7 +203,7 @@ static int name_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     pssl_conf_t *c = conf;
     (void)cmd;
     if (c->name_set)
-        return sh_conf_error(cf, "\"proxy_ssl_name\" directive is duplicate");
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
     int rc = sh_cv_compile(cf, cf->node->args[1], &c->name);
     if (rc == 0)
         c->name_set = 1;
@@ -198,7 +216,7 @@ static int protocols_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     const sh_conf_node_t *n = cf->node;
     (void)cmd;
     if (c->protocols != SH_CONF_UNSET)
-        return sh_conf_error(cf, "\"proxy_ssl_protocols\" directive is duplicate");
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", n->args[0]);
     int bits = 0;
     for (unsigned i = 1; i < n->nargs; i++) {
         const char *a = n->args[i];
@@ -213,8 +231,7 @@ static int protocols_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
         else if (strcmp(a, "SSLv2") == 0 || strcmp(a, "SSLv3") == 0)
             sh_conf_warn(cf, "\"%s\" is not supported by OpenSSL 3, ignored", a);
         else
-            return sh_conf_error(cf, "invalid value \"%s\" in \"proxy_ssl_protocols\" directive",
-                                 a);
+            return sh_conf_error(cf, "invalid value \"%s\" in \"%s\" directive", a, n->args[0]);
     }
     c->protocols = bits;
     return 0;
@@ -225,7 +242,7 @@ static int conf_command_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     pssl_conf_t *c = conf;
     (void)cmd;
     if (c->ncmds >= 64)
-        return sh_conf_error(cf, "too many \"proxy_ssl_conf_command\" directives");
+        return sh_conf_error(cf, "too many \"%s\" directives", cf->node->args[0]);
     c->cmds = sh_realloc(c->cmds, (c->ncmds + 1) * sizeof(*c->cmds));
     c->cmds[c->ncmds].name = sh_strdup(cf->node->args[1]);
     c->cmds[c->ncmds].value = sh_strdup(cf->node->args[2]);
@@ -239,31 +256,32 @@ static int depth_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     pssl_conf_t *c = conf;
     int rc = sh_conf_set_num(cf, cmd, conf);
     if (rc == 0 && c->verify_depth > 100)
-        return sh_conf_error(cf, "\"proxy_ssl_verify_depth\" must be at most 100");
+        return sh_conf_error(cf, "\"%s\" must be at most 100", cf->node->args[0]);
     return rc;
 }
 
 #define LOC (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
 
-static const sh_conf_cmd_t pssl_cmds[] = {
-    {"proxy_ssl_server_name", LOC | SH_CONF_FLAG, sh_conf_set_flag,
-     offsetof(pssl_conf_t, server_name), NULL},
-    {"proxy_ssl_name", LOC | SH_CONF_TAKE1, name_set, 0, NULL},
-    {"proxy_ssl_verify", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, verify), NULL},
-    {"proxy_ssl_verify_depth", LOC | SH_CONF_TAKE1, depth_set, offsetof(pssl_conf_t, verify_depth),
-     NULL},
-    {"proxy_ssl_trusted_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, trusted),
-     NULL},
-    {"proxy_ssl_crl", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, crl), NULL},
-    {"proxy_ssl_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, cert), NULL},
-    {"proxy_ssl_certificate_key", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, key), NULL},
-    {"proxy_ssl_protocols", LOC | SH_CONF_1MORE, protocols_set, 0, NULL},
-    {"proxy_ssl_ciphers", LOC | SH_CONF_TAKE1, sh_conf_set_str, offsetof(pssl_conf_t, ciphers),
-     NULL},
-    {"proxy_ssl_session_reuse", LOC | SH_CONF_FLAG, sh_conf_set_flag,
-     offsetof(pssl_conf_t, session_reuse), NULL},
-    {"proxy_ssl_conf_command", LOC | SH_CONF_TAKE2, conf_command_set, 0, NULL},
-    {NULL, 0, NULL, 0, NULL}};
+/* the same directives as proxy_ssl_* and grpc_ssl_* (nginx's names) */
+// clang-format off
+#define SSL_CMDS(P)                                                                                \
+    {P "_ssl_server_name", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, server_name), NULL}, \
+    {P "_ssl_name", LOC | SH_CONF_TAKE1, name_set, 0, NULL},                                       \
+    {P "_ssl_verify", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, verify), NULL},  \
+    {P "_ssl_verify_depth", LOC | SH_CONF_TAKE1, depth_set, offsetof(pssl_conf_t, verify_depth), NULL}, \
+    {P "_ssl_trusted_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, trusted), NULL}, \
+    {P "_ssl_crl", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, crl), NULL},               \
+    {P "_ssl_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, cert), NULL},      \
+    {P "_ssl_certificate_key", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, key), NULL},   \
+    {P "_ssl_password_file", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, password_file), NULL}, \
+    {P "_ssl_protocols", LOC | SH_CONF_1MORE, protocols_set, 0, NULL},                             \
+    {P "_ssl_ciphers", LOC | SH_CONF_TAKE1, sh_conf_set_str, offsetof(pssl_conf_t, ciphers), NULL}, \
+    {P "_ssl_session_reuse", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, session_reuse), NULL}, \
+    {P "_ssl_conf_command", LOC | SH_CONF_TAKE2, conf_command_set, 0, NULL}
+// clang-format on
+
+static const sh_conf_cmd_t pssl_cmds[] = {SSL_CMDS("proxy"), {NULL, 0, NULL, 0, NULL}};
+static const sh_conf_cmd_t gssl_cmds[] = {SSL_CMDS("grpc"), {NULL, 0, NULL, 0, NULL}};
 
 /* ------------------------------------------------ contexts -- */
 
@@ -315,6 +333,85 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
     return 1;
 }
 
+/* A passphrase of *_ssl_password_file being tried (never a terminal). */
+static int passwd_cb(char *buf, int size, int rwflag, void *ud)
+{
+    (void)rwflag;
+    const char *pw = ud;
+    if (pw == NULL)
+        return 0;
+    size_t n = strlen(pw);
+    if (n > (size_t)size)
+        n = (size_t)size;
+    memcpy(buf, pw, n);
+    return (int)n;
+}
+
+/* The client key, with each passphrase of the password file in turn (one
+ * a line, as nginx), or none. 0, or -1 with err. */
+static int load_key(SSL_CTX *ctx, const pssl_conf_t *c, char *err, size_t errlen)
+{
+    char ossl[512];
+    char *pw = NULL;
+    size_t pwlen = 0;
+    if (c->password_file != NULL) {
+        FILE *f = fopen(c->password_file, "r");
+        if (f == NULL) {
+            snprintf(err, errlen, "cannot open \"%s\" (%s_ssl_password_file): %s", c->password_file,
+                     PFX(c), strerror(errno));
+            return -1;
+        }
+        char chunk[4096];
+        size_t n;
+        sh_buf_t b = {0};
+        while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < 1 << 20)
+            sh_buf_append(&b, chunk, n);
+        fclose(f);
+        sh_buf_append(&b, "", 1);
+        pw = b.data;
+        pwlen = b.len - 1;
+    }
+    /* the passphrases: NUL-separated lines (a trailing CR dropped) */
+    size_t npw = 0;
+    for (size_t i = 0; pw != NULL && i < pwlen; i++)
+        if (pw[i] == '\n' || pw[i] == '\r')
+            pw[i] = '\0';
+    int ok = 0;
+    size_t o = 0;
+    do {
+        const char *one = NULL;
+        if (pw != NULL) {
+            while (o < pwlen && pw[o] == '\0')
+                o++;
+            if (o >= pwlen)
+                break;
+            one = pw + o;
+            o += strlen(one);
+            npw++;
+        }
+        SSL_CTX_set_default_passwd_cb(ctx, passwd_cb);
+        SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)one);
+        ERR_clear_error();
+        if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) == 1 &&
+            SSL_CTX_check_private_key(ctx) == 1)
+            ok = 1;
+    } while (!ok && pw != NULL && o < pwlen);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+    if (pw != NULL) {
+        OPENSSL_cleanse(pw, pwlen);
+        sh_free(pw);
+    }
+    if (ok)
+        return 0;
+    ssl_errors(ossl, sizeof(ossl));
+    if (c->password_file != NULL && npw == 0)
+        snprintf(err, errlen, "no passphrase in \"%s\" (%s_ssl_password_file)", c->password_file,
+                 PFX(c));
+    else
+        snprintf(err, errlen, "cannot load certificate key \"%s\" %s", c->key, ossl);
+    return -1;
+}
+
 static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
 {
     char ossl[512];
@@ -343,8 +440,8 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
     }
     if (c->cert != NULL || c->key != NULL) {
         if (c->cert == NULL || c->key == NULL) {
-            snprintf(err, errlen, "no \"proxy_ssl_certificate%s\" for \"proxy_ssl_certificate%s\"",
-                     c->cert == NULL ? "" : "_key", c->cert == NULL ? "_key" : "");
+            snprintf(err, errlen, "no \"%s_ssl_certificate%s\" for \"%s_ssl_certificate%s\"",
+                     PFX(c), c->cert == NULL ? "" : "_key", PFX(c), c->cert == NULL ? "_key" : "");
             goto fail;
         }
         if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
@@ -352,17 +449,13 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
             snprintf(err, errlen, "cannot load certificate \"%s\" %s", c->cert, ossl);
             goto fail;
         }
-        if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(ctx) != 1) {
-            ssl_errors(ossl, sizeof(ossl));
-            snprintf(err, errlen, "cannot load certificate key \"%s\" %s", c->key, ossl);
+        if (load_key(ctx, c, err, errlen) != 0)
             goto fail;
-        }
     }
     if (c->verify) {
         if (c->trusted == NULL) {
-            snprintf(err, errlen,
-                     "no \"proxy_ssl_trusted_certificate\" for \"proxy_ssl_verify\" on");
+            snprintf(err, errlen, "no \"%s_ssl_trusted_certificate\" for \"%s_ssl_verify\" on",
+                     PFX(c), PFX(c));
             goto fail;
         }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept);
@@ -371,8 +464,8 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
     }
     if (c->trusted != NULL && SSL_CTX_load_verify_locations(ctx, c->trusted, NULL) != 1) {
         ssl_errors(ossl, sizeof(ossl));
-        snprintf(err, errlen, "cannot load \"%s\" (proxy_ssl_trusted_certificate) %s", c->trusted,
-                 ossl);
+        snprintf(err, errlen, "cannot load \"%s\" (%s_ssl_trusted_certificate) %s", c->trusted,
+                 PFX(c), ossl);
         goto fail;
     }
     if (c->crl != NULL) {
@@ -402,6 +495,10 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
         SSL_CONF_CTX_finish(cc);
         SSL_CONF_CTX_free(cc);
     }
+    if (c->grpc && SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3) != 0) {
+        snprintf(err, errlen, "SSL_CTX_set_alpn_protos() failed");
+        goto fail;
+    }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
     SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
     /* idle pooled connections keep no record buffers */
@@ -412,11 +509,13 @@ fail:
     return NULL;
 }
 
-/* Every location whose proxy_pass is https: its context. */
-static int build_tree(sh_conf_t *cf, sh_http_loc_t *loc)
+/* Every location whose proxy_pass is https (module m is proxy_ssl) or
+ * whose grpc_pass is grpcs:// (grpc_ssl): its context. */
+static int build_tree(sh_conf_t *cf, sh_http_loc_t *loc, const sh_conf_module_t *m)
 {
-    if (sh_proxy_loc_https(loc)) {
-        pssl_conf_t *c = sh_http_loc_conf(loc, &sh_proxy_ssl_module);
+    int tls = m == &sh_proxy_ssl_module ? sh_proxy_loc_https(loc) : sh_grpc_loc_grpcs(loc);
+    if (tls) {
+        pssl_conf_t *c = sh_http_loc_conf(loc, m);
         char err[1024];
         c->ctx = build_ctx(c, err, sizeof(err));
         if (c->ctx == NULL) {
@@ -428,7 +527,7 @@ static int build_tree(sh_conf_t *cf, sh_http_loc_t *loc)
         }
     }
     for (size_t i = 0; i < loc->nchildren; i++) {
-        int rc = build_tree(cf, loc->children[i]);
+        int rc = build_tree(cf, loc->children[i], m);
         if (rc != 0)
             return rc;
     }
@@ -438,7 +537,17 @@ static int build_tree(sh_conf_t *cf, sh_http_loc_t *loc)
 static int pssl_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
     for (size_t i = 0; i < m->nservers; i++) {
-        int rc = build_tree(cf, m->servers[i]->loc);
+        int rc = build_tree(cf, m->servers[i]->loc, &sh_proxy_ssl_module);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int gssl_postconf(sh_conf_t *cf, sh_http_main_t *m)
+{
+    for (size_t i = 0; i < m->nservers; i++) {
+        int rc = build_tree(cf, m->servers[i]->loc, &sh_grpc_ssl_module);
         if (rc != 0)
             return rc;
     }
@@ -459,15 +568,32 @@ sh_conf_module_t sh_proxy_ssl_module = {
     .ctx = &pssl_http_ctx,
 };
 
+static const sh_http_module_t gssl_http_ctx = {
+    .magic = SH_HTTP_MODULE_MAGIC,
+    .create_loc = gssl_create_loc,
+    .merge_loc = pssl_merge_loc,
+    .destroy_loc = pssl_destroy_loc,
+    .postconfiguration = gssl_postconf,
+};
+
+sh_conf_module_t sh_grpc_ssl_module = {
+    .name = "grpc_ssl",
+    .cmds = gssl_cmds,
+    .ctx = &gssl_http_ctx,
+};
+
 /* ------------------------------------------------ connections -- */
 
 /* The name r's connection verifies and sends (proxy_ssl_name, else
  * $proxy_host), without a port, into out (NUL-terminated, truncated). */
-static void eval_name(const pssl_conf_t *c, sh_request_t *r, char *out, size_t cap)
+static void eval_name(const pssl_conf_t *c, sh_request_t *r, const char *host, char *out,
+                      size_t cap)
 {
     sh_buf_t b = {0};
     if (c->name != NULL)
         sh_cv_eval(c->name, r, &b);
+    else if (host != NULL)
+        sh_buf_appends(&b, host);
     else
         sh_proxy_host(r, &b);
     const char *s = b.data ? b.data : "";
@@ -488,11 +614,12 @@ static void eval_name(const pssl_conf_t *c, sh_request_t *r, char *out, size_t c
     sh_buf_dispose(&b);
 }
 
-uint64_t sh_upssl_key(sh_request_t *r)
+static void drain(sh_upssl_t *t, sh_buf_t *out);
+
+static uint64_t key_of(const pssl_conf_t *c, sh_request_t *r, const char *host)
 {
-    const pssl_conf_t *c = sh_http_loc_conf(r->loc, &sh_proxy_ssl_module);
     char name[NAME_MAX_LEN + 1];
-    eval_name(c, r, name, sizeof(name));
+    eval_name(c, r, host, name, sizeof(name));
     uint64_t h = 1469598103934665603ull; /* FNV-1a over the context and the name */
     uintptr_t p = (uintptr_t)c->ctx;
     for (size_t i = 0; i < sizeof(p); i++) {
@@ -506,15 +633,25 @@ uint64_t sh_upssl_key(sh_request_t *r)
     return h | 1; /* never 0, the key of cleartext connections */
 }
 
+uint64_t sh_upssl_key(sh_request_t *r)
+{
+    return key_of(sh_http_loc_conf(r->loc, &sh_proxy_ssl_module), r, NULL);
+}
+
+uint64_t sh_upssl_grpc_key(sh_request_t *r, const char *host)
+{
+    return key_of(sh_http_loc_conf(r->loc, &sh_grpc_ssl_module), r, host);
+}
+
 static int is_ip(const char *s)
 {
     unsigned char a[16];
     return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
 }
 
-sh_upssl_t *sh_upssl_create(sh_request_t *r, sh_ups_rt_t *rt, int peer)
+static sh_upssl_t *upssl_new(const pssl_conf_t *c, sh_request_t *r, sh_ups_rt_t *rt, int peer,
+                             const char *host)
 {
-    const pssl_conf_t *c = sh_http_loc_conf(r->loc, &sh_proxy_ssl_module);
     if (c == NULL || c->ctx == NULL) {
         sh_log_err("no upstream TLS context for this location");
         return NULL;
@@ -536,12 +673,42 @@ sh_upssl_t *sh_upssl_create(sh_request_t *r, sh_ups_rt_t *rt, int peer)
     SSL_set_bio(ssl, t->rbio, t->wbio);
     SSL_set_ex_data(ssl, conn_index, t);
     SSL_set_connect_state(ssl);
-    eval_name(c, r, t->name, sizeof(t->name));
+    eval_name(c, r, host, t->name, sizeof(t->name));
     if (c->server_name && t->name[0] != '\0' && !is_ip(t->name))
         SSL_set_tlsext_host_name(ssl, t->name);
     if (c->session_reuse && t->slot->ssl_sess != NULL && t->slot->ssl_sess_owner == c)
         SSL_set_session(ssl, t->slot->ssl_sess);
     return t;
+}
+
+sh_upssl_t *sh_upssl_create(sh_request_t *r, sh_ups_rt_t *rt, int peer)
+{
+    return upssl_new(sh_http_loc_conf(r->loc, &sh_proxy_ssl_module), r, rt, peer, NULL);
+}
+
+sh_upssl_t *sh_upssl_grpc_create(sh_request_t *r, sh_ups_rt_t *rt, int peer, const char *host)
+{
+    return upssl_new(sh_http_loc_conf(r->loc, &sh_grpc_ssl_module), r, rt, peer, host);
+}
+
+int sh_upssl_shutdown(sh_upssl_t *t, sh_buf_t *out)
+{
+    if (t == NULL || !t->done || t->failed || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
+        return 0;
+    ERR_clear_error();
+    (void)SSL_shutdown(t->ssl); /* memory BIOs: never blocks, close_notify into wbio */
+    ERR_clear_error();
+    size_t before = out->len;
+    drain(t, out);
+    return out->len > before;
+}
+
+int sh_upssl_alpn_h2(const sh_upssl_t *t)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+    SSL_get0_alpn_selected(t->ssl, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
 }
 
 void sh_upssl_destroy(sh_upssl_t *t)

@@ -33,6 +33,9 @@
 typedef struct sh_upssl_s sh_upssl_t;
 
 extern sh_conf_module_t sh_proxy_ssl_module;
+/* grpc_ssl_*: the same directives for `grpc_pass grpcs://` (ALPN h2; the
+ * default name is grpc_pass's host) */
+extern sh_conf_module_t sh_grpc_ssl_module;
 
 /* Whether a pooled connection made with key `key` may carry r's request:
  * the key of r's TLS settings (its location's context and the server name
@@ -42,7 +45,17 @@ uint64_t sh_upssl_key(sh_request_t *r);
 /* A TLS client for r's location to server peer of rt (its session slot).
  * NULL when r's location has no upstream TLS context (logged). */
 sh_upssl_t *sh_upssl_create(sh_request_t *r, sh_ups_rt_t *rt, int peer);
+/* The same for a grpcs:// connection of r's location (grpc_ssl_*); host
+ * is grpc_pass's host, the name verified and sent by default. */
+uint64_t sh_upssl_grpc_key(sh_request_t *r, const char *host);
+sh_upssl_t *sh_upssl_grpc_create(sh_request_t *r, sh_ups_rt_t *rt, int peer, const char *host);
 void sh_upssl_destroy(sh_upssl_t *t);
+/* Before closing a connection whose handshake completed: our close_notify
+ * appended to out (SSL_shutdown over the memory BIOs, never waits for the
+ * server's). Returns 1 when out got bytes to send. */
+int sh_upssl_shutdown(sh_upssl_t *t, sh_buf_t *out);
+/* Whether the server selected ALPN "h2". */
+int sh_upssl_alpn_h2(const sh_upssl_t *t);
 
 /* Drive the handshake: in/len is ciphertext read (len 0 to start); the
  * ciphertext to send is appended to out. Returns 1 when the handshake is
