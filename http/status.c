@@ -52,6 +52,10 @@ const char *sh_http_status_text(int status)
         return "Request Entity Too Large";
     case 414:
         return "Request-URI Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 416:
+        return "Requested Range Not Satisfiable";
     case 421:
         return "Misdirected Request";
     case 429:

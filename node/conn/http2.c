@@ -66,6 +66,8 @@ typedef struct h2_stream_s {
     size_t out_off;
     sh_buf_t trailers; /* as hbuf: response trailers */
     size_t ntrailers;
+    sh_buf_t held; /* as hbuf: a head held until the response ends (SH_RESP_HELD) */
+    size_t nheld;
     sh_buf_t rtrailers; /* as hbuf: the request's trailers (for grpc_pass) */
     size_t nrtrailers;
     int64_t body_left;      /* request body bytes the content-length still announces, or -1 */
@@ -456,21 +458,38 @@ static void check_cb(uv_check_t *h)
         flush(h2);
     }
     uv_check_stop(&w->h2_check);
+    uv_idle_stop(&w->h2_idle);
+}
+
+static void idle_cb(uv_idle_t *h)
+{
+    (void)h; /* its being active is the point: see schedule() */
 }
 
 void sh_http2_worker_init(sh_worker_t *w)
 {
     uv_check_init(&w->loop, &w->h2_check);
+    uv_idle_init(&w->loop, &w->h2_idle);
     sh_list_init(&w->h2_dirty);
 }
 
+/* Have flush(h2) run at the end of this loop iteration (the check phase).
+ * An active check handle does not keep libuv's poll phase from blocking,
+ * which comes first: a write pass asked for by a timer (a request resumed
+ * by proxy_cache_lock, limit_req), a write completed at once (its
+ * callback runs in the pending phase) or anything else before the poll
+ * would wait there for the next event, up to a second when the client is
+ * waiting for these very frames. An active idle handle makes that poll
+ * return at once. */
 static void schedule(sh_h2_t *h2)
 {
     if (h2->closed || h2->dirty.next != &h2->dirty)
         return;
     sh_worker_t *w = h2->c->w;
-    if (sh_list_empty(&w->h2_dirty))
+    if (sh_list_empty(&w->h2_dirty)) {
         uv_check_start(&w->h2_check, check_cb);
+        uv_idle_start(&w->h2_idle, idle_cb);
+    }
     sh_list_insert_head(&w->h2_dirty, &h2->dirty);
 }
 
@@ -563,6 +582,7 @@ static void stream_free(h2_stream_t *st)
     sh_buf_dispose(&st->body);
     out_give(st->h2->c->w, &st->out);
     sh_buf_dispose(&st->trailers);
+    sh_buf_dispose(&st->held);
     sh_buf_dispose(&st->rtrailers);
     sh_free(st);
 }
@@ -1472,7 +1492,22 @@ static int h2_send_head(sh_request_t *r, const sh_resp_head_t *h)
         head_bytes += nv[i].namelen + nv[i].valuelen + 4;
     r->bytes_sent += head_bytes; /* before HPACK: what the fields weigh */
     int rc;
-    if (h->flags & SH_RESP_NO_BODY) {
+    if ((h->flags & (SH_RESP_NO_BODY | SH_RESP_HELD)) == (SH_RESP_NO_BODY | SH_RESP_HELD)) {
+        /* the HEADERS go with END_STREAM at sh_response_end(), so the
+         * client sees the response end only then (a HEAD sent upstream
+         * as GET: once its body is stored) */
+        st->held.len = 0;
+        for (size_t i = 0; i < k; i++) {
+            uint32_t l = (uint32_t)nv[i].namelen;
+            sh_buf_append(&st->held, &l, 4);
+            sh_buf_append(&st->held, nv[i].name, l);
+            l = (uint32_t)nv[i].valuelen;
+            sh_buf_append(&st->held, &l, 4);
+            sh_buf_append(&st->held, nv[i].value, l);
+        }
+        st->nheld = k;
+        rc = 0;
+    } else if (h->flags & SH_RESP_NO_BODY) {
         st->out_eof = 1;
         rc = nghttp2_submit_response(h2->s, st->id, nv, k, NULL);
     } else {
@@ -1529,6 +1564,35 @@ int sh_http2_response_end(sh_request_t *r, const sh_http1_header_t *trailers, si
     h2_stream_t *st = stream_of(r);
     if (st == NULL || st->h2->closed)
         return -1;
+    if (st->nheld > 0) {
+        /* a held head (SH_RESP_NO_BODY | SH_RESP_HELD): out now, alone */
+        nghttp2_nv nv[SH_RESP_FIELDS_MAX + 1];
+        size_t o = 0, k = 0;
+        for (; k < st->nheld && k < SH_RESP_FIELDS_MAX + 1; k++) {
+            uint32_t l;
+            memcpy(&l, st->held.data + o, 4);
+            nv[k].name = (uint8_t *)st->held.data + o + 4;
+            nv[k].namelen = l;
+            o += 4 + l;
+            memcpy(&l, st->held.data + o, 4);
+            nv[k].value = (uint8_t *)st->held.data + o + 4;
+            nv[k].valuelen = l;
+            o += 4 + l;
+            nv[k].flags = NGHTTP2_NV_FLAG_NONE;
+        }
+        st->nheld = 0;
+        st->out_eof = 1;
+        int rc = nghttp2_submit_response(st->h2->s, st->id, nv, k, NULL);
+        if (rc != 0) {
+            sh_log_info("client %llu: nghttp2_submit_response() failed: %s",
+                        (unsigned long long)r->c->id, nghttp2_strerror(rc));
+            sh_http2_request_abort(r);
+            return -1;
+        }
+        st->responded = 1;
+        schedule(st->h2);
+        return 0;
+    }
     if (st->out_eof)
         return 0; /* a response without a body ended with its head */
     for (size_t i = 0; i < n && i < SH_MAX_REQUEST_HEADERS; i++) {

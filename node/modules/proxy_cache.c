@@ -47,6 +47,7 @@
 #include "node/pipeline/node.h"
 #include "node/pipeline/pipeline.h"
 #include "node/pipeline/reqlog.h"
+#include "node/pipeline/subrequest.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/proxy.h"
 
@@ -302,6 +303,7 @@ typedef struct {
     int64_t max_range_offset; /* -1: no limit; -2 unset */
     char *tag_header;         /* NULL unset */
     int tag_pass;
+    int bg_update; /* proxy_cache_background_update */
 } pc_loc_t;
 
 extern sh_conf_module_t sh_proxy_cache_module;
@@ -341,6 +343,7 @@ static void *pc_create_loc(void)
     c->ignore = SH_CONF_UNSET;
     c->max_range_offset = -2;
     c->tag_pass = SH_CONF_UNSET;
+    c->bg_update = SH_CONF_UNSET;
     return c;
 }
 
@@ -404,6 +407,7 @@ static int pc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     if (c->tag_header == NULL)
         c->tag_header = sh_strdup(p->tag_header ? p->tag_header : "Surrogate-Key");
     SH_CONF_MERGE(c->tag_pass, p->tag_pass, 0);
+    SH_CONF_MERGE(c->bg_update, p->bg_update, 0);
     return 0;
 }
 
@@ -670,6 +674,7 @@ static const sh_conf_cmd_t pc_cmds[] = {
     {"proxy_ignore_headers", LOC | SH_CONF_1MORE, bits_set, LOFF(ignore), ignore_names},
     {"proxy_cache_max_range_offset", LOC | SH_CONF_TAKE1, range_offset_set, 0, NULL},
     {"proxy_cache_tag_header", LOC | SH_CONF_TAKE12, tag_header_set, 0, NULL},
+    {"proxy_cache_background_update", LOC | SH_CONF_FLAG, sh_conf_set_flag, LOFF(bg_update), NULL},
     {NULL, 0, NULL, 0, NULL}};
 
 /* ------------------------------------------------------ request -- */
@@ -710,6 +715,11 @@ typedef struct {
     /* a body being served */
     uint64_t off, end;
     char *piece;
+    /* proxy_cache_background_update: the subrequest refreshing the entry
+     * this request answers STALE (detached when r ends first) */
+    sh_request_t *bg_sub;
+    uint64_t bg_tok; /* the key's lock, for the subrequest to take */
+    uint8_t bg_running : 1;
 } pc_ctx_t;
 
 static int64_t now_ms(void)
@@ -729,6 +739,10 @@ static void ctx_cleanup(sh_request_t *r, void *data)
 {
     (void)r;
     pc_ctx_t *x = data;
+    if (x->bg_running && x->bg_sub != NULL)
+        sh_subrequest_detach(x->bg_sub); /* the client went away first: it goes on alone */
+    if (x->bg_tok != 0)
+        lock_release(x->key, x->base_len, x->bg_tok);
     if (x->fill != NULL)
         sh_cache_fill_abort(x->fill);
     if (x->lock_tok != 0)
@@ -775,6 +789,15 @@ static int64_t valid_for(const pc_loc_t *c, int status)
 
 static void serve_body(sh_request_t *r);
 
+/* The response is complete. A background refresh goes on alone once r
+ * ends (ctx_cleanup detaches it): unlike nginx, the client's next request
+ * on the connection does not wait for it. */
+static void finish(sh_request_t *r, pc_ctx_t *x)
+{
+    (void)x;
+    sh_request_finish(r);
+}
+
 static void serve_drained(sh_request_t *r)
 {
     r->on_drain = NULL;
@@ -819,7 +842,7 @@ static void serve_body(sh_request_t *r)
     sh_cache_hit_free(x->hit);
     x->hit = NULL;
     if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
-        sh_request_finish(r);
+        finish(r, x);
 }
 
 static int date_eq(const sh_http1_header_t *h, int64_t ms)
@@ -836,6 +859,27 @@ static int accepts_ranges(const sh_cache_meta_t *m)
             return !(m->fields[i].value_len == 4 &&
                      strncasecmp(m->fields[i].value, "none", 4) == 0);
     return 0;
+}
+
+/* A range past the cached body: nginx's 416 page with Content-Range
+ * "bytes *\/LEN" (ngx_http_range_not_satisfiable). */
+static void send_416(sh_request_t *r, pc_ctx_t *x, int64_t size)
+{
+    static const char page[] =
+        "<html>\r\n<head><title>416 Requested Range Not Satisfiable</title></head>\r\n"
+        "<body>\r\n<center><h1>416 Requested Range Not Satisfiable</h1></center>\r\n"
+        "<hr><center>shoal</center>\r\n</body>\r\n</html>\r\n";
+    char crange[48];
+    int cl = snprintf(crange, sizeof(crange), "bytes */%lld", (long long)size);
+    sh_http1_header_t hs[2] = {{"Content-Type", 12, "text/html", 9},
+                               {"Content-Range", 13, crange, (size_t)cl}};
+    if (sh_response_start(r, 416, NULL, 0, hs, 2, (int64_t)sizeof(page) - 1,
+                          r->head_only ? SH_RESP_NO_BODY : 0) != 0)
+        return;
+    if (!r->head_only && sh_response_body(r, page, sizeof(page) - 1) != 0)
+        return;
+    if (sh_response_end(r, NULL, 0) == 0 && !r->freed)
+        finish(r, x);
 }
 
 /* Answer r from x->hit (status already set in x->status). */
@@ -876,7 +920,7 @@ static void serve(sh_request_t *r, pc_ctx_t *x)
         if (nm) {
             if (sh_response_start(r, 304, NULL, 0, hs, n, -1, SH_RESP_NO_BODY) == 0 &&
                 sh_response_end(r, NULL, 0) == 0 && !r->freed)
-                sh_request_finish(r);
+                finish(r, x);
             return;
         }
         const sh_http1_header_t *rg = req_header(r, "range");
@@ -893,10 +937,7 @@ static void serve(sh_request_t *r, pc_ctx_t *x)
         if (pr != 0 && c->max_range_offset >= 0 && from > c->max_range_offset)
             pr = 0; /* nginx: past proxy_cache_max_range_offset, the whole body */
         if (pr < 0) {
-            int cl = snprintf(crange, sizeof(crange), "bytes */%lld", (long long)size);
-            hs[n++] = (sh_http1_header_t){"Content-Range", 13, crange, (size_t)cl};
-            x->status = x->status; /* the status variable keeps HIT */
-            sh_request_respond(r, 416, NULL, NULL, 0, NULL);
+            send_416(r, x, size); /* $upstream_cache_status stays HIT */
             return;
         }
         if (pr > 0) {
@@ -1235,10 +1276,6 @@ static void wait_timer_cb(uv_timer_t *t)
 /* Go to the upstream (the content phase: proxy_pass). */
 static int go_upstream(sh_request_t *r, pc_ctx_t *x, int status, int store)
 {
-    /* HTTP/2 ends a HEAD's stream with its head: the body of a HEAD sent
-     * as GET could not be read into the cache, so it is not asked for */
-    if (r->head_only && SH_PROTO(r)->head_ends_response)
-        store = 0;
     x->status = status;
     x->store = store;
     const pc_loc_t *c = x->conf;
@@ -1306,6 +1343,42 @@ static int start_wait(sh_request_t *r, pc_ctx_t *x, int64_t now)
     return 0;
 }
 
+/* The refresh ended while r was still there (stored or not). */
+static void bg_done(sh_request_t *sub, void *ud)
+{
+    (void)sub;
+    pc_ctx_t *x = ud;
+    x->bg_running = 0;
+    x->bg_sub = NULL;
+}
+
+/* Start the background refresh of r's expired entry: a subrequest for r's
+ * URI that takes over the key's lock (x->lock_tok). 0 or an SH_E*. */
+static int bg_start(sh_request_t *r, pc_ctx_t *x)
+{
+    sh_buf_t u = {0};
+    sh_buf_append(&u, r->uri.p, r->uri.len);
+    if (r->args.len > 0) {
+        sh_buf_append(&u, "?", 1);
+        sh_buf_append(&u, r->args.p, r->args.len);
+    }
+    x->bg_tok = x->lock_tok;
+    x->lock_tok = 0;
+    x->bg_running = 1;
+    sh_request_t *sub = NULL;
+    int rc = sh_subrequest(r, u.data, u.len, 0, bg_done, x, &sub);
+    sh_buf_dispose(&u);
+    if (rc != 0) {
+        x->bg_running = 0;
+        x->lock_tok = x->bg_tok;
+        x->bg_tok = 0;
+        return rc;
+    }
+    if (x->bg_running)
+        x->bg_sub = sub; /* not done already */
+    return 0;
+}
+
 static int lookup(sh_request_t *r, pc_ctx_t *x)
 {
     const pc_loc_t *c = x->conf;
@@ -1350,10 +1423,25 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
         int updating_ok =
             (c->use_stale & US_UPDATING) ||
             (m->stale_while_revalidate >= 0 && now < m->valid_until + m->stale_while_revalidate);
-        x->lock_tok = lock_take(x->key, x->base_len, (int64_t)c->lock_age);
+        pc_ctx_t *px = r->parent != NULL ? sh_request_ctx(r->parent, &sh_proxy_cache_module) : NULL;
+        if (px != NULL && px->bg_tok != 0 && px->base_len == x->base_len &&
+            memcmp(px->key, x->key, x->base_len) == 0) {
+            x->lock_tok = px->bg_tok; /* the background refresh: its parent's lock */
+            px->bg_tok = 0;
+        } else {
+            x->lock_tok = lock_take(x->key, x->base_len, (int64_t)c->lock_age);
+        }
         if (x->lock_tok == 0 && updating_ok) {
             x->status = ST_UPDATING;
             COUNT(x->zone->st, updating, 1);
+            serve(r, x);
+            return SH_PH_DONE;
+        }
+        /* proxy_cache_background_update: STALE now, a subrequest refreshes */
+        if (x->lock_tok != 0 && updating_ok && c->bg_update && r->parent == NULL &&
+            bg_start(r, x) == 0) {
+            x->status = ST_STALE;
+            COUNT(x->zone->st, stale, 1);
             serve(r, x);
             return SH_PH_DONE;
         }

@@ -352,6 +352,7 @@ struct sh_worker_s {
     /* HTTP/2 (http2.c): connections due for a write pass at the end of
      * this loop iteration, scratch buffers, and counters */
     uv_check_t h2_check;
+    uv_idle_t h2_idle; /* active with h2_check: the loop does not block in poll first */
     sh_link_t h2_dirty;
     sh_buf_t h2_out;
     sh_buf_t h2_hdr;
@@ -411,7 +412,7 @@ void sh_request_dispatch(sh_request_t *r);
 /* Stop the connection now (no response); closes handles, frees later. */
 void sh_conn_close(sh_conn_t *c);
 /* Keep c's memory (not its socket) after it closes, for a background
- * subrequest (mirror) that outlives the client; unhold frees it when the
+ * subrequest (mirror, a detached cache update) that outlives the client; unhold frees it when the
  * socket is closed and no hold is left. */
 void sh_conn_hold(sh_conn_t *c);
 void sh_conn_unhold(sh_conn_t *c);

@@ -57,10 +57,6 @@ static const sh_conf_cmd_t pending_cmds[] = {
     R("client_body_in_file_only", LOC | SH_CONF_TAKE1, "request bodies would not be kept"),
 
     /* ---- accepted with a warning: tuning ---- */
-    /* cache: the refresh of a stale entry is done by the request that finds
-     * it (use_stale updating serves the others meanwhile) */
-    W("proxy_cache_background_update", LOC | SH_CONF_FLAG,
-      "a stale entry is refreshed by the request that finds it, not in the background"),
     /* static files: what is not tuned yet */
     W("open_file_cache", LOC | SH_CONF_TAKE12, "tuning only"),
     W("open_file_cache_valid", LOC | SH_CONF_TAKE1, "tuning only"),

@@ -116,6 +116,11 @@ void sh_phase_log(sh_request_t *r);
 #define SH_RESP_TUNNEL    0x2 /* 101: fields as given, then bytes both ways */
 #define SH_RESP_NO_SERVER 0x4 /* the upstream's Server is passed (proxy_pass_header) */
 #define SH_RESP_NO_DATE   0x8 /* the upstream's Date likewise */
+/* With SH_RESP_NO_BODY: the response still ends only at sh_response_end()
+ * (a HEAD sent upstream as GET, whose body is read for the cache): the
+ * protocol does not end it with its head (HTTP/2: no END_STREAM on the
+ * HEADERS), so a client sees the end once the body was stored. */
+#define SH_RESP_HELD 0x10
 
 #define SH_RESP_FIELDS_MAX 200 /* fields of one response head, filters' included */
 
@@ -221,7 +226,8 @@ typedef struct {
      * asks which protocol it speaks): a target may be in absolute-form,
      * whose authority is the host (HTTP/1.1, RFC 9112 3.2.2; HTTP/2 has
      * :authority); the response to HEAD ends with its head, so no body
-     * read after it reaches anyone (HTTP/2: END_STREAM on HEADERS). */
+     * read after it reaches anyone (HTTP/2: END_STREAM on HEADERS), unless
+     * the head is SH_RESP_HELD (proxy_cache's HEAD sent as GET). */
     uint8_t absolute_form;
     uint8_t head_ends_response;
 } sh_http_proto_t;

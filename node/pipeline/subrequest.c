@@ -167,6 +167,44 @@ static const char *moved(const char *p, const sh_request_t *parent, ptrdiff_t d)
     return p;
 }
 
+static void bg_done(sh_request_t *sub, void *ud)
+{
+    (void)sub;
+    (void)ud;
+}
+
+/* The subrequest r (of parent) outlives its parent from now on: its own copy
+ * of the head and client address, r->parent NULL, its answer dropped, in the
+ * worker's list (a stop ends it), and the connection's memory held until it
+ * ends. Call it while parent is still readable. */
+static void go_background(sub_t *s, sh_request_t *r, const sh_request_t *parent)
+{
+    s->background = 1;
+    s->r = r;
+    s->done = bg_done;
+    s->ud = NULL;
+    sh_list_insert_head(&r->c->w->bg, &s->link);
+    r->c->w->nbg++;
+    sh_conn_hold(r->c);
+    r->parent = NULL;
+    if (r->client != NULL) {
+        s->client = *r->client;
+        r->client = &s->client;
+    }
+    if (parent->head != NULL) {
+        r->head = sh_memdup(parent->head, parent->head_len);
+        r->head_len = parent->head_len;
+        ptrdiff_t d = r->head - parent->head;
+        r->h.method = moved(r->h.method, parent, d);
+        r->h.target = moved(r->h.target, parent, d);
+        r->h.host = moved(r->h.host, parent, d);
+        for (size_t i = 0; i < r->h.nheaders; i++) {
+            r->headers[i].name = moved(r->headers[i].name, parent, d);
+            r->headers[i].value = moved(r->headers[i].value, parent, d);
+        }
+    }
+}
+
 static int make(sh_request_t *parent, const char *uri, size_t len, size_t body_max,
                 sh_subreq_done_pt done, void *ud, const sh_buf_t *body, int background,
                 sh_request_t **out)
@@ -206,32 +244,8 @@ static int make(sh_request_t *parent, const char *uri, size_t len, size_t body_m
     r->h.upgrade = 0;
     r->srv = parent->srv;
     r->client = parent->client;
-    if (background) {
-        /* it outlives its parent: its own copy of the head and client
-         * address, and the connection's memory held until it ends */
-        s->background = 1;
-        s->r = r;
-        sh_list_insert_head(&c->w->bg, &s->link);
-        c->w->nbg++;
-        sh_conn_hold(c);
-        r->parent = NULL;
-        if (parent->client != NULL) {
-            s->client = *parent->client;
-            r->client = &s->client;
-        }
-        if (parent->head != NULL) {
-            r->head = sh_memdup(parent->head, parent->head_len);
-            r->head_len = parent->head_len;
-            ptrdiff_t d = r->head - parent->head;
-            r->h.method = moved(r->h.method, parent, d);
-            r->h.target = moved(r->h.target, parent, d);
-            r->h.host = moved(r->h.host, parent, d);
-            for (size_t i = 0; i < n; i++) {
-                r->headers[i].name = moved(r->headers[i].name, parent, d);
-                r->headers[i].value = moved(r->headers[i].value, parent, d);
-            }
-        }
-    }
+    if (background)
+        go_background(s, r, parent);
     r->start_ms = sh_worker_now(c->w);
     r->head_only = parent->head_only;
     r->body.left = -1;
@@ -257,12 +271,6 @@ int sh_subrequest(sh_request_t *parent, const char *uri, size_t len, size_t body
                   sh_subreq_done_pt done, void *ud, sh_request_t **out)
 {
     return make(parent, uri, len, body_max, done, ud, NULL, 0, out);
-}
-
-static void bg_done(sh_request_t *sub, void *ud)
-{
-    (void)sub;
-    (void)ud;
 }
 
 int sh_subrequest_background(sh_request_t *parent, const char *uri, size_t len,
@@ -316,6 +324,14 @@ int sh_subrequest_field(const sh_request_t *sub, const char *name, size_t nl, sh
         p = eol + 2;
     }
     return 0;
+}
+
+void sh_subrequest_detach(sh_request_t *r)
+{
+    sub_t *s = sub_of(r);
+    if (s == NULL || s->finishing || s->background || r->parent == NULL)
+        return;
+    go_background(s, r, r->parent);
 }
 
 void sh_subrequest_cancel(sh_request_t *sub)

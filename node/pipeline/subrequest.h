@@ -58,5 +58,12 @@ const sh_buf_t *sh_subrequest_body(const sh_request_t *sub);
 int sh_subrequest_field(const sh_request_t *sub, const char *name, size_t nl, sh_buf_t *out);
 /* End a subrequest that has not completed (its parent is ending). */
 void sh_subrequest_cancel(sh_request_t *sub);
+/* Or let it go on alone (a background update, nginx's background
+ * subrequest): from then on it is a background subrequest as
+ * sh_subrequest_background's (its own head and client address, r->parent
+ * NULL, done() not called, ended by a worker stop, the connection's memory
+ * held until it ends). Call it while the parent is still readable (its
+ * cleanup hook). */
+void sh_subrequest_detach(sh_request_t *sub);
 
 #endif

@@ -1462,7 +1462,7 @@ static int send_response_head(sh_proxy_req_t *p)
         p->up_keep = 0;
     }
     if (conv && !no_body)
-        flags |= SH_RESP_NO_BODY; /* the client gets the head only */
+        flags |= SH_RESP_NO_BODY | SH_RESP_HELD; /* the client gets the head only, at the end */
     if (sh_response_start(r, status, rs->reason_phrase, rs->reason_len, hs, n, length, flags) != 0)
         return -1;
     /* sent with the first body bytes, or by flush_head() */
@@ -1548,8 +1548,10 @@ static ssize_t response_data_inner(sh_proxy_req_t *p, const char *data, size_t l
 static ssize_t response_data(sh_proxy_req_t *p, const char *data, size_t len)
 {
     ssize_t n = response_data_inner(p, data, len);
-    /* p is alive when n >= 0: send a head still waiting for body bytes */
-    if (n >= 0 && flush_head(p) != 0)
+    /* p is alive when n >= 0: send a head still waiting for body bytes
+     * (a HEAD sent as GET: its head goes with the end, once the body is
+     * stored, so the client's next request finds the entry) */
+    if (n >= 0 && !p->head_conv && flush_head(p) != 0)
         return -1;
     return n;
 }
