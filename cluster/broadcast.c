@@ -20,8 +20,8 @@
 
 typedef struct item {
     struct item *prev, *next;
-    char *key;
-    uint8_t *msg;
+    char *key;    /* in the same allocation, after the item */
+    uint8_t *msg; /* likewise, after the key */
     size_t len;
     uint64_t id; /* queue order: larger is newer */
     unsigned transmits;
@@ -74,8 +74,6 @@ static void free_item(sh_bcast_t *b, item *it)
 {
     unlink_item(b, it);
     sh_strmap_del(&b->by_key, it->key);
-    sh_free(it->key);
-    sh_free(it->msg);
     sh_free(it);
     b->n--;
 }
@@ -107,10 +105,17 @@ void sh_bcast_queue(sh_bcast_t *b, const char *key, const uint8_t *msg, size_t l
             break;
         }
     }
-    item *it = sh_new(item);
-    it->key = sh_strdup(key);
-    it->msg = sh_memdup(msg, len);
+    /* one allocation for the item, its key and its message */
+    size_t klen = strlen(key) + 1;
+    item *it = sh_malloc(sizeof(item) + klen + len);
+    it->prev = it->next = NULL;
+    it->key = (char *)(it + 1);
+    memcpy(it->key, key, klen);
+    it->msg = (uint8_t *)it->key + klen;
+    if (len)
+        memcpy(it->msg, msg, len);
     it->len = len;
+    it->transmits = 0;
     it->id = ++b->next_id;
     link_item(b, it);
     sh_strmap_put(&b->by_key, it->key, it);
@@ -150,8 +155,6 @@ done:
         it->transmits++;
         if (it->transmits >= limit) {
             sh_strmap_del(&b->by_key, it->key);
-            sh_free(it->key);
-            sh_free(it->msg);
             sh_free(it);
             b->n--;
         } else {

@@ -80,7 +80,8 @@ struct sh_swim_s {
     sh_wire_stats_t wst;
     sh_swim_stats_t st;
     uint8_t *buf;
-    size_t buf_cap; /* plaintext packet limit */
+    size_t buf_cap;        /* plaintext packet limit */
+    sh_wire_arena_t arena; /* decoded packets and push-pull frames */
 };
 
 /* ------------------------------------------------------------ basics -- */
@@ -559,6 +560,7 @@ sh_swim_t *sh_swim_create(const sh_swim_conf_t *conf, const sh_swim_transport_t 
     s->bq = sh_bcast_create(BCAST_MAX);
     s->susp_next = UINT64_MAX;
     sh_strmap_init(&s->by_name);
+    sh_wire_arena_init(&s->arena);
     s->self = add_member(s, conf->name, conf->addr, 1, conf->meta, conf->meta_len);
     queue_alive(s, s->self);
     /* Spread the first probe and push-pull of nodes started together. */
@@ -579,6 +581,7 @@ void sh_swim_destroy(sh_swim_t *s)
     sh_free(s->mem);
     sh_strmap_dispose(&s->by_name);
     sh_bcast_destroy(s->bq);
+    sh_wire_arena_dispose(&s->arena);
     sh_free(s->buf);
     sh_free((void *)s->conf.name);
     sh_free((void *)s->conf.addr);
@@ -955,8 +958,10 @@ int sh_swim_recv_bytes(sh_swim_t *s, const char *from_addr, const uint8_t *pt, s
     s->st.packets_recv++;
     s->st.bytes_recv += len;
     Sh__Gossip__Packet *p = NULL;
-    int rc = sh_wire_decode_packet(pt, len, &p, &s->wst, NULL);
+    ProtobufCAllocator *pa = sh_wire_arena_begin(&s->arena);
+    int rc = sh_wire_decode_packet_pa(pt, len, &p, &s->wst, NULL, pa);
     if (rc < 0) {
+        sh_wire_arena_end(&s->arena, pa);
         s->st.undecodable++;
         return rc;
     }
@@ -982,7 +987,9 @@ int sh_swim_recv_bytes(sh_swim_t *s, const char *from_addr, const uint8_t *pt, s
             }
         }
     }
-    sh_wire_packet_free(p);
+    if (pa != &s->arena.pa)
+        sh__gossip__packet__free_unpacked(p, pa);
+    sh_wire_arena_end(&s->arena, pa);
     return 0;
 }
 
@@ -1117,10 +1124,11 @@ size_t sh_swim_pushpull_encode(sh_swim_t *s, int join, uint8_t **out)
 }
 
 /* Returns 1 if a slim frame left something we need a full exchange for. */
-static int merge_members(sh_swim_t *s, const char *from, const uint8_t *data, size_t len, int slim)
+static int merge_members(sh_swim_t *s, const char *from, const uint8_t *data, size_t len, int slim,
+                         ProtobufCAllocator *pa)
 {
     int need_full = 0;
-    Sh__Gossip__MemberList *ml = sh__gossip__member_list__unpack(&sh_wire_allocator, len, data);
+    Sh__Gossip__MemberList *ml = sh__gossip__member_list__unpack(pa, len, data);
     if (ml == NULL) {
         s->st.undecodable++;
         return 0;
@@ -1155,7 +1163,8 @@ static int merge_members(sh_swim_t *s, const char *from, const uint8_t *data, si
             break;
         }
     }
-    sh__gossip__member_list__free_unpacked(ml, &sh_wire_allocator);
+    if (pa != &s->arena.pa)
+        sh__gossip__member_list__free_unpacked(ml, pa);
     return need_full;
 }
 
@@ -1163,8 +1172,10 @@ int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t
 {
     s->now = now;
     Sh__Gossip__PushPull *pp = NULL;
-    int rc = sh_wire_decode_pushpull(pt, len, &pp, &s->wst, NULL);
+    ProtobufCAllocator *pa = sh_wire_arena_begin(&s->arena);
+    int rc = sh_wire_decode_pushpull_pa(pt, len, &pp, &s->wst, NULL, pa);
     if (rc < 0) {
+        sh_wire_arena_end(&s->arena, pa);
         s->st.undecodable++;
         return rc;
     }
@@ -1174,7 +1185,7 @@ int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t
     for (size_t i = 0; i < pp->n_channels; i++) {
         const Sh__Gossip__ChannelState *c = pp->channels[i];
         if (c->channel == SH_CHANNEL_MEMBERSHIP) {
-            need_full |= merge_members(s, pp->from, c->state.data, c->state.len, slim);
+            need_full |= merge_members(s, pp->from, c->state.data, c->state.len, slim, pa);
         } else if (c->channel < SH_CHANNEL_MAX && s->ch[c->channel].ops &&
                    s->ch[c->channel].ops->merge_state) {
             s->ch[c->channel].ops->merge_state(s->ch[c->channel].ud, c->state.data, c->state.len,
@@ -1192,7 +1203,9 @@ int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t
         s->st.pushpulls++;
         s->t.pushpull(s->ud, peer->pub.addr, SH_SWIM_PP_FULL);
     }
-    sh_wire_pushpull_free(pp);
+    if (pa != &s->arena.pa)
+        sh__gossip__push_pull__free_unpacked(pp, pa);
+    sh_wire_arena_end(&s->arena, pa);
     return 0;
 }
 
