@@ -41,6 +41,7 @@ typedef struct {
     sh_swim_member_t pub; /* name/addr/meta owned here */
     suspicion *susp;
     unsigned wire_ver; /* plaintext version of its last message, 0: none yet */
+    int susp_full;     /* susp has all its confirmations: skip loading it */
     int dist;          /* transport's distance() of its meta: 0 near .. 2 another region */
 } member;
 
@@ -489,8 +490,11 @@ static void suspect_node(sh_swim_t *s, const char *name, uint64_t inc, const cha
     if (m->pub.status == SH_SWIM_SUSPECT) {
         /* An independent confirmation shortens the timeout (Lifeguard) and
          * is passed on so others can count it too. */
-        if (m->susp && confirm(s, m->susp, from))
-            queue_suspect(s, name, inc, from);
+        if (m->susp && !m->susp_full) {
+            if (confirm(s, m->susp, from))
+                queue_suspect(s, name, inc, from);
+            m->susp_full = m->susp->n >= m->susp->k;
+        }
         return;
     }
     if (m->pub.status != SH_SWIM_ALIVE)
@@ -513,6 +517,7 @@ static void suspect_node(sh_swim_t *s, const char *name, uint64_t inc, const cha
     x->deadline = x->start + susp_timeout(x);
     set_status(s, m, SH_SWIM_SUSPECT);
     m->susp = x;
+    m->susp_full = x->n >= x->k;
     if (x->deadline < s->susp_next)
         s->susp_next = x->deadline;
     if (strcmp(from, s->self->pub.name) == 0)
