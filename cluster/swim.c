@@ -72,6 +72,7 @@ struct sh_swim_s {
     } probe;
     uint64_t next_probe_at, next_gossip_at, next_pushpull_at, next_reconnect_at;
     relay relays[RELAYS];
+    unsigned n_relays; /* used ones: the scans of relays[] skip an idle table */
     sh_bcast_t *bq;
     int awareness, leaving;
     struct {
@@ -250,8 +251,12 @@ static void set_addr(member *m, const char *addr)
 static member *add_member(sh_swim_t *s, const char *name, const char *addr, uint64_t inc,
                           const uint8_t *meta, size_t meta_len)
 {
-    member *m = sh_new(member);
-    m->pub.name = sh_strdup(name);
+    /* the name lives right after the member: a lookup's strcmp then
+     * touches the cache line the caller reads next anyway */
+    size_t nlen = strlen(name) + 1;
+    member *m = sh_calloc(1, sizeof(member) + nlen);
+    memcpy(m + 1, name, nlen);
+    m->pub.name = (const char *)(m + 1);
     set_addr(m, addr);
     set_meta(s, m, meta, meta_len);
     m->pub.incarnation = inc;
@@ -277,7 +282,6 @@ static member *add_member(sh_swim_t *s, const char *name, const char *addr, uint
 
 static void free_member(member *m)
 {
-    sh_free((void *)m->pub.name);
     sh_free((void *)m->pub.addr);
     sh_free((void *)m->pub.meta);
     sh_free(m->susp);
@@ -810,11 +814,12 @@ void sh_swim_tick(sh_swim_t *s, uint64_t now)
             }
         }
     }
-    for (unsigned i = 0; i < RELAYS; i++) {
+    for (unsigned i = 0; i < RELAYS && s->n_relays > 0; i++) {
         relay *r = &s->relays[i];
         if (!r->used || now < r->deadline)
             continue;
         r->used = 0;
+        s->n_relays--;
         if (r->nack) {
             Sh__Gossip__Packet p = SH__GOSSIP__PACKET__INIT;
             Sh__Gossip__Nack nk = SH__GOSSIP__NACK__INIT;
@@ -867,7 +872,7 @@ uint64_t sh_swim_next_deadline(const sh_swim_t *s)
         d = s->next_pushpull_at;
     if (s->n_susp > 0 && s->susp_next < d)
         d = s->susp_next;
-    for (unsigned i = 0; i < RELAYS; i++)
+    for (unsigned i = 0; i < RELAYS && s->n_relays > 0; i++)
         if (s->relays[i].used && s->relays[i].deadline < d)
             d = s->relays[i].deadline;
     return d;
@@ -925,10 +930,11 @@ static void on_ack(sh_swim_t *s, uint32_t seq)
         awareness_delta(s, -1);
         return;
     }
-    for (unsigned i = 0; i < RELAYS; i++) {
+    for (unsigned i = 0; i < RELAYS && s->n_relays > 0; i++) {
         relay *r = &s->relays[i];
         if (r->used && r->seq == seq) {
             r->used = 0;
+            s->n_relays--;
             send_ack(s, r->addr, r->orig_seq);
             return;
         }
@@ -947,6 +953,7 @@ static void on_indirect(sh_swim_t *s, const char *from_addr, const Sh__Gossip__I
         return;
     }
     r->used = 1;
+    s->n_relays++;
     r->nack = ip->nack;
     r->seq = ++s->seq;
     r->orig_seq = ip->seq;
