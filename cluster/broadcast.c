@@ -20,14 +20,20 @@
 
 typedef struct item {
     struct item *prev, *next;
-    char *key;
-    uint8_t *msg;
+    char *key;    /* in the same allocation, after the item */
+    uint8_t *msg; /* likewise, after the key */
     size_t len;
     uint64_t id; /* queue order: larger is newer */
     unsigned transmits;
 } item;
 
+#define LENS 512u /* lens[] buckets; longer messages count in the last one */
+
 struct sh_bcast_s {
+    /* how many queued messages have each length (clamped to LENS - 1):
+     * packing stops at once when the room left is below the smallest
+     * cost, instead of walking up to 64 items that cannot fit */
+    uint32_t lens[LENS];
     item *lists[SH_BCAST_MAX_TRANSMITS + 1];
     item *tails[SH_BCAST_MAX_TRANSMITS + 1];
     sh_strmap_t by_key;
@@ -74,8 +80,7 @@ static void free_item(sh_bcast_t *b, item *it)
 {
     unlink_item(b, it);
     sh_strmap_del(&b->by_key, it->key);
-    sh_free(it->key);
-    sh_free(it->msg);
+    b->lens[it->len < LENS ? it->len : LENS - 1]--;
     sh_free(it);
     b->n--;
 }
@@ -107,13 +112,21 @@ void sh_bcast_queue(sh_bcast_t *b, const char *key, const uint8_t *msg, size_t l
             break;
         }
     }
-    item *it = sh_new(item);
-    it->key = sh_strdup(key);
-    it->msg = sh_memdup(msg, len);
+    /* one allocation for the item, its key and its message */
+    size_t klen = strlen(key) + 1;
+    item *it = sh_malloc(sizeof(item) + klen + len);
+    it->prev = it->next = NULL;
+    it->key = (char *)(it + 1);
+    memcpy(it->key, key, klen);
+    it->msg = (uint8_t *)it->key + klen;
+    if (len)
+        memcpy(it->msg, msg, len);
     it->len = len;
+    it->transmits = 0;
     it->id = ++b->next_id;
     link_item(b, it);
     sh_strmap_put(&b->by_key, it->key, it);
+    b->lens[len < LENS ? len : LENS - 1]++;
     b->n++;
 }
 
@@ -126,8 +139,17 @@ size_t sh_bcast_pack(sh_bcast_t *b, uint8_t *out, size_t cap, unsigned limit)
     size_t used = 0;
     item *taken = NULL; /* last taken first, so relinking at heads keeps the order */
     unsigned skipped = 0;
-    for (unsigned t = 0; t <= SH_BCAST_MAX_TRANSMITS && cap - used >= 8; t++) {
-        for (item *it = b->lists[t], *nx; it && cap - used >= 8; it = nx) {
+    /* No queued update costs less than mincost: below it nothing left can
+     * fit, and stopping there takes exactly what the full walk would. */
+    size_t mincost = 8;
+    for (size_t l = 0; l < LENS; l++)
+        if (b->lens[l]) {
+            size_t c = sh_wire_update_cost(l);
+            mincost = c > mincost ? c : mincost;
+            break;
+        }
+    for (unsigned t = 0; t <= SH_BCAST_MAX_TRANSMITS && cap - used >= mincost; t++) {
+        for (item *it = b->lists[t], *nx; it && cap - used >= mincost; it = nx) {
             nx = it->next;
             size_t cost = sh_wire_update_cost(it->len);
             if (cost > cap - used) {
@@ -150,8 +172,7 @@ done:
         it->transmits++;
         if (it->transmits >= limit) {
             sh_strmap_del(&b->by_key, it->key);
-            sh_free(it->key);
-            sh_free(it->msg);
+            b->lens[it->len < LENS ? it->len : LENS - 1]--;
             sh_free(it);
             b->n--;
         } else {

@@ -32,9 +32,9 @@ void sh_strmap_dispose(sh_strmap_t *m)
     memset(m, 0, sizeof(*m));
 }
 
-static size_t find(const sh_strmap_t *m, const char *key, int *found)
+static size_t find(const sh_strmap_t *m, const char *key, uint64_t h, int *found)
 {
-    size_t mask = m->cap - 1, i = (size_t)sh_strmap_hash(key) & mask, tomb = (size_t)-1;
+    size_t mask = m->cap - 1, i = (size_t)h & mask, tomb = (size_t)-1;
     for (;;) {
         const char *k = m->slots[i].key;
         if (k == NULL) {
@@ -44,13 +44,15 @@ static size_t find(const sh_strmap_t *m, const char *key, int *found)
         if (k == TOMB) {
             if (tomb == (size_t)-1)
                 tomb = i;
-        } else if (strcmp(k, key) == 0) {
+        } else if (m->slots[i].hash == h && strcmp(k, key) == 0) {
             *found = 1;
             return i;
         }
         i = (i + 1) & mask;
     }
 }
+
+static void put_hashed(sh_strmap_t *m, const char *key, uint64_t h, void *val);
 
 static void grow(sh_strmap_t *m)
 {
@@ -62,23 +64,28 @@ static void grow(sh_strmap_t *m)
     m->used = m->len = 0;
     for (size_t i = 0; i < ocap; i++)
         if (old[i].key && old[i].key != TOMB)
-            sh_strmap_put(m, old[i].key, old[i].val);
+            put_hashed(m, old[i].key, old[i].hash, old[i].val);
     sh_free(old);
 }
 
 void *sh_strmap_get(const sh_strmap_t *m, const char *key)
 {
     int found;
-    size_t i = find(m, key, &found);
+    size_t i = find(m, key, sh_strmap_hash(key), &found);
     return found ? m->slots[i].val : NULL;
 }
 
 void sh_strmap_put(sh_strmap_t *m, const char *key, void *val)
 {
+    put_hashed(m, key, sh_strmap_hash(key), val);
+}
+
+static void put_hashed(sh_strmap_t *m, const char *key, uint64_t h, void *val)
+{
     if ((m->used + 1) * 4 >= m->cap * 3)
         grow(m);
     int found;
-    size_t i = find(m, key, &found);
+    size_t i = find(m, key, h, &found);
     if (!found) {
         if (m->slots[i].key == NULL)
             m->used++;
@@ -86,12 +93,13 @@ void sh_strmap_put(sh_strmap_t *m, const char *key, void *val)
     }
     m->slots[i].key = key;
     m->slots[i].val = val;
+    m->slots[i].hash = h;
 }
 
 void *sh_strmap_del(sh_strmap_t *m, const char *key)
 {
     int found;
-    size_t i = find(m, key, &found);
+    size_t i = find(m, key, sh_strmap_hash(key), &found);
     if (!found)
         return NULL;
     void *v = m->slots[i].val;

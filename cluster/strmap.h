@@ -14,6 +14,8 @@
 typedef struct {
     const char *key; /* NULL: empty; SH_STRMAP_TOMB: deleted */
     void *val;
+    uint64_t hash; /* of key: probes compare it before the string (no strcmp,
+                    * no cache miss on the key, for the other keys of a chain) */
 } sh_strmap_slot_t;
 
 typedef struct {

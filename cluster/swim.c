@@ -41,6 +41,7 @@ typedef struct {
     sh_swim_member_t pub; /* name/addr/meta owned here */
     suspicion *susp;
     unsigned wire_ver; /* plaintext version of its last message, 0: none yet */
+    int susp_full;     /* susp has all its confirmations: skip loading it */
     int dist;          /* transport's distance() of its meta: 0 near .. 2 another region */
 } member;
 
@@ -71,6 +72,7 @@ struct sh_swim_s {
     } probe;
     uint64_t next_probe_at, next_gossip_at, next_pushpull_at, next_reconnect_at;
     relay relays[RELAYS];
+    unsigned n_relays; /* used ones: the scans of relays[] skip an idle table */
     sh_bcast_t *bq;
     int awareness, leaving;
     struct {
@@ -80,7 +82,8 @@ struct sh_swim_s {
     sh_wire_stats_t wst;
     sh_swim_stats_t st;
     uint8_t *buf;
-    size_t buf_cap; /* plaintext packet limit */
+    size_t buf_cap;        /* plaintext packet limit */
+    sh_wire_arena_t arena; /* decoded packets and push-pull frames */
 };
 
 /* ------------------------------------------------------------ basics -- */
@@ -248,8 +251,12 @@ static void set_addr(member *m, const char *addr)
 static member *add_member(sh_swim_t *s, const char *name, const char *addr, uint64_t inc,
                           const uint8_t *meta, size_t meta_len)
 {
-    member *m = sh_new(member);
-    m->pub.name = sh_strdup(name);
+    /* the name lives right after the member: a lookup's strcmp then
+     * touches the cache line the caller reads next anyway */
+    size_t nlen = strlen(name) + 1;
+    member *m = sh_calloc(1, sizeof(member) + nlen);
+    memcpy(m + 1, name, nlen);
+    m->pub.name = (const char *)(m + 1);
     set_addr(m, addr);
     set_meta(s, m, meta, meta_len);
     m->pub.incarnation = inc;
@@ -275,7 +282,6 @@ static member *add_member(sh_swim_t *s, const char *name, const char *addr, uint
 
 static void free_member(member *m)
 {
-    sh_free((void *)m->pub.name);
     sh_free((void *)m->pub.addr);
     sh_free((void *)m->pub.meta);
     sh_free(m->susp);
@@ -488,8 +494,11 @@ static void suspect_node(sh_swim_t *s, const char *name, uint64_t inc, const cha
     if (m->pub.status == SH_SWIM_SUSPECT) {
         /* An independent confirmation shortens the timeout (Lifeguard) and
          * is passed on so others can count it too. */
-        if (m->susp && confirm(s, m->susp, from))
-            queue_suspect(s, name, inc, from);
+        if (m->susp && !m->susp_full) {
+            if (confirm(s, m->susp, from))
+                queue_suspect(s, name, inc, from);
+            m->susp_full = m->susp->n >= m->susp->k;
+        }
         return;
     }
     if (m->pub.status != SH_SWIM_ALIVE)
@@ -512,6 +521,7 @@ static void suspect_node(sh_swim_t *s, const char *name, uint64_t inc, const cha
     x->deadline = x->start + susp_timeout(x);
     set_status(s, m, SH_SWIM_SUSPECT);
     m->susp = x;
+    m->susp_full = x->n >= x->k;
     if (x->deadline < s->susp_next)
         s->susp_next = x->deadline;
     if (strcmp(from, s->self->pub.name) == 0)
@@ -559,6 +569,7 @@ sh_swim_t *sh_swim_create(const sh_swim_conf_t *conf, const sh_swim_transport_t 
     s->bq = sh_bcast_create(BCAST_MAX);
     s->susp_next = UINT64_MAX;
     sh_strmap_init(&s->by_name);
+    sh_wire_arena_init(&s->arena);
     s->self = add_member(s, conf->name, conf->addr, 1, conf->meta, conf->meta_len);
     queue_alive(s, s->self);
     /* Spread the first probe and push-pull of nodes started together. */
@@ -579,6 +590,7 @@ void sh_swim_destroy(sh_swim_t *s)
     sh_free(s->mem);
     sh_strmap_dispose(&s->by_name);
     sh_bcast_destroy(s->bq);
+    sh_wire_arena_dispose(&s->arena);
     sh_free(s->buf);
     sh_free((void *)s->conf.name);
     sh_free((void *)s->conf.addr);
@@ -802,11 +814,12 @@ void sh_swim_tick(sh_swim_t *s, uint64_t now)
             }
         }
     }
-    for (unsigned i = 0; i < RELAYS; i++) {
+    for (unsigned i = 0; i < RELAYS && s->n_relays > 0; i++) {
         relay *r = &s->relays[i];
         if (!r->used || now < r->deadline)
             continue;
         r->used = 0;
+        s->n_relays--;
         if (r->nack) {
             Sh__Gossip__Packet p = SH__GOSSIP__PACKET__INIT;
             Sh__Gossip__Nack nk = SH__GOSSIP__NACK__INIT;
@@ -859,7 +872,7 @@ uint64_t sh_swim_next_deadline(const sh_swim_t *s)
         d = s->next_pushpull_at;
     if (s->n_susp > 0 && s->susp_next < d)
         d = s->susp_next;
-    for (unsigned i = 0; i < RELAYS; i++)
+    for (unsigned i = 0; i < RELAYS && s->n_relays > 0; i++)
         if (s->relays[i].used && s->relays[i].deadline < d)
             d = s->relays[i].deadline;
     return d;
@@ -917,10 +930,11 @@ static void on_ack(sh_swim_t *s, uint32_t seq)
         awareness_delta(s, -1);
         return;
     }
-    for (unsigned i = 0; i < RELAYS; i++) {
+    for (unsigned i = 0; i < RELAYS && s->n_relays > 0; i++) {
         relay *r = &s->relays[i];
         if (r->used && r->seq == seq) {
             r->used = 0;
+            s->n_relays--;
             send_ack(s, r->addr, r->orig_seq);
             return;
         }
@@ -939,6 +953,7 @@ static void on_indirect(sh_swim_t *s, const char *from_addr, const Sh__Gossip__I
         return;
     }
     r->used = 1;
+    s->n_relays++;
     r->nack = ip->nack;
     r->seq = ++s->seq;
     r->orig_seq = ip->seq;
@@ -955,8 +970,10 @@ int sh_swim_recv_bytes(sh_swim_t *s, const char *from_addr, const uint8_t *pt, s
     s->st.packets_recv++;
     s->st.bytes_recv += len;
     Sh__Gossip__Packet *p = NULL;
-    int rc = sh_wire_decode_packet(pt, len, &p, &s->wst, NULL);
+    ProtobufCAllocator *pa = sh_wire_arena_begin(&s->arena);
+    int rc = sh_wire_decode_packet_pa(pt, len, &p, &s->wst, NULL, pa);
     if (rc < 0) {
+        sh_wire_arena_end(&s->arena, pa);
         s->st.undecodable++;
         return rc;
     }
@@ -982,7 +999,9 @@ int sh_swim_recv_bytes(sh_swim_t *s, const char *from_addr, const uint8_t *pt, s
             }
         }
     }
-    sh_wire_packet_free(p);
+    if (pa != &s->arena.pa)
+        sh__gossip__packet__free_unpacked(p, pa);
+    sh_wire_arena_end(&s->arena, pa);
     return 0;
 }
 
@@ -1117,10 +1136,11 @@ size_t sh_swim_pushpull_encode(sh_swim_t *s, int join, uint8_t **out)
 }
 
 /* Returns 1 if a slim frame left something we need a full exchange for. */
-static int merge_members(sh_swim_t *s, const char *from, const uint8_t *data, size_t len, int slim)
+static int merge_members(sh_swim_t *s, const char *from, const uint8_t *data, size_t len, int slim,
+                         ProtobufCAllocator *pa)
 {
     int need_full = 0;
-    Sh__Gossip__MemberList *ml = sh__gossip__member_list__unpack(&sh_wire_allocator, len, data);
+    Sh__Gossip__MemberList *ml = sh__gossip__member_list__unpack(pa, len, data);
     if (ml == NULL) {
         s->st.undecodable++;
         return 0;
@@ -1155,7 +1175,8 @@ static int merge_members(sh_swim_t *s, const char *from, const uint8_t *data, si
             break;
         }
     }
-    sh__gossip__member_list__free_unpacked(ml, &sh_wire_allocator);
+    if (pa != &s->arena.pa)
+        sh__gossip__member_list__free_unpacked(ml, pa);
     return need_full;
 }
 
@@ -1163,8 +1184,10 @@ int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t
 {
     s->now = now;
     Sh__Gossip__PushPull *pp = NULL;
-    int rc = sh_wire_decode_pushpull(pt, len, &pp, &s->wst, NULL);
+    ProtobufCAllocator *pa = sh_wire_arena_begin(&s->arena);
+    int rc = sh_wire_decode_pushpull_pa(pt, len, &pp, &s->wst, NULL, pa);
     if (rc < 0) {
+        sh_wire_arena_end(&s->arena, pa);
         s->st.undecodable++;
         return rc;
     }
@@ -1174,7 +1197,7 @@ int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t
     for (size_t i = 0; i < pp->n_channels; i++) {
         const Sh__Gossip__ChannelState *c = pp->channels[i];
         if (c->channel == SH_CHANNEL_MEMBERSHIP) {
-            need_full |= merge_members(s, pp->from, c->state.data, c->state.len, slim);
+            need_full |= merge_members(s, pp->from, c->state.data, c->state.len, slim, pa);
         } else if (c->channel < SH_CHANNEL_MAX && s->ch[c->channel].ops &&
                    s->ch[c->channel].ops->merge_state) {
             s->ch[c->channel].ops->merge_state(s->ch[c->channel].ud, c->state.data, c->state.len,
@@ -1192,7 +1215,9 @@ int sh_swim_pushpull_merge(sh_swim_t *s, const uint8_t *pt, size_t len, uint64_t
         s->st.pushpulls++;
         s->t.pushpull(s->ud, peer->pub.addr, SH_SWIM_PP_FULL);
     }
-    sh_wire_pushpull_free(pp);
+    if (pa != &s->arena.pa)
+        sh__gossip__push_pull__free_unpacked(pp, pa);
+    sh_wire_arena_end(&s->arena, pa);
     return 0;
 }
 

@@ -17,6 +17,93 @@ static void pa_free(void *ud, void *p)
 }
 ProtobufCAllocator sh_wire_allocator = {pa_alloc, pa_free, NULL};
 
+/* ------------------------------------------------------------- arena -- */
+
+#define ARENA_KEEP  8192u  /* the block kept between uses: a whole packet */
+#define ARENA_CHUNK 65536u /* later blocks (push-pull frames) */
+
+struct sh_wire_arena_blk {
+    sh_wire_arena_blk *next;
+    size_t cap;
+    _Alignas(16) unsigned char data[];
+};
+
+static sh_wire_arena_blk *arena_blk(size_t cap, sh_wire_arena_blk *next)
+{
+    sh_wire_arena_blk *b = sh_malloc(sizeof(*b) + cap);
+    b->next = next;
+    b->cap = cap;
+    return b;
+}
+
+static void *arena_alloc(void *ud, size_t n)
+{
+    sh_wire_arena_t *a = ud;
+    n = (n + 15u) & ~(size_t)15u;
+    if (a->blk == NULL || a->blk->cap - a->used < n) {
+        a->blk = arena_blk(n > ARENA_CHUNK ? n : ARENA_CHUNK, a->blk);
+        a->used = 0;
+    }
+    void *p = a->blk->data + a->used;
+    a->used += n;
+    return p;
+}
+
+static void arena_free(void *ud, void *p)
+{
+    (void)ud;
+    (void)p; /* dropped with the arena */
+}
+
+void sh_wire_arena_init(sh_wire_arena_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->pa.alloc = arena_alloc;
+    a->pa.free = arena_free;
+    a->pa.allocator_data = a;
+}
+
+static void arena_drop(sh_wire_arena_t *a, sh_wire_arena_blk *keep)
+{
+    while (a->blk && a->blk != keep) {
+        sh_wire_arena_blk *nx = a->blk->next;
+        sh_free(a->blk);
+        a->blk = nx;
+    }
+}
+
+void sh_wire_arena_dispose(sh_wire_arena_t *a)
+{
+    arena_drop(a, NULL);
+    a->used = 0;
+}
+
+ProtobufCAllocator *sh_wire_arena_begin(sh_wire_arena_t *a)
+{
+    if (a->busy)
+        return &sh_wire_allocator;
+    a->busy = 1;
+    if (a->blk == NULL)
+        a->blk = arena_blk(ARENA_KEEP, NULL);
+    a->used = 0;
+    return &a->pa;
+}
+
+void sh_wire_arena_end(sh_wire_arena_t *a, ProtobufCAllocator *pa)
+{
+    if (pa != &a->pa)
+        return;
+    /* keep the first (small) block only */
+    sh_wire_arena_blk *first = a->blk;
+    while (first && first->next)
+        first = first->next;
+    if (first && first->cap != ARENA_KEEP)
+        first = NULL;
+    arena_drop(a, first);
+    a->used = 0;
+    a->busy = 0;
+}
+
 void sh_wire_put_header(uint8_t *out, unsigned kind)
 {
     out[0] = SH_WIRE_VERSION;
@@ -108,17 +195,23 @@ static const char *packet_meaning(const Sh__Gossip__Packet *p)
 int sh_wire_decode_packet(const uint8_t *pt, size_t len, Sh__Gossip__Packet **out,
                           sh_wire_stats_t *st, const char **reason)
 {
+    return sh_wire_decode_packet_pa(pt, len, out, st, reason, &sh_wire_allocator);
+}
+
+int sh_wire_decode_packet_pa(const uint8_t *pt, size_t len, Sh__Gossip__Packet **out,
+                             sh_wire_stats_t *st, const char **reason, ProtobufCAllocator *pa)
+{
     *out = NULL;
     int rc = check_header(pt, len, SH_WIRE_KIND_PACKET, st, reason);
     if (rc < 0)
         return rc;
     Sh__Gossip__Packet *p =
-        sh__gossip__packet__unpack(&sh_wire_allocator, len - SH_WIRE_HDRLEN, pt + SH_WIRE_HDRLEN);
+        sh__gossip__packet__unpack(pa, len - SH_WIRE_HDRLEN, pt + SH_WIRE_HDRLEN);
     if (p == NULL)
         return fail(st, &st->undecodable, reason, "protobuf decode failed", SH_EPARSE);
     const char *why = packet_meaning(p);
     if (why != NULL) {
-        sh_wire_packet_free(p);
+        sh__gossip__packet__free_unpacked(p, pa);
         return fail(st, &st->invalid, reason, why, SH_EINVAL);
     }
     st->ok++;
@@ -141,17 +234,23 @@ static const char *pushpull_meaning(const Sh__Gossip__PushPull *p)
 int sh_wire_decode_pushpull(const uint8_t *pt, size_t len, Sh__Gossip__PushPull **out,
                             sh_wire_stats_t *st, const char **reason)
 {
+    return sh_wire_decode_pushpull_pa(pt, len, out, st, reason, &sh_wire_allocator);
+}
+
+int sh_wire_decode_pushpull_pa(const uint8_t *pt, size_t len, Sh__Gossip__PushPull **out,
+                               sh_wire_stats_t *st, const char **reason, ProtobufCAllocator *pa)
+{
     *out = NULL;
     int rc = check_header(pt, len, SH_WIRE_KIND_PUSHPULL, st, reason);
     if (rc < 0)
         return rc;
-    Sh__Gossip__PushPull *p = sh__gossip__push_pull__unpack(
-        &sh_wire_allocator, len - SH_WIRE_HDRLEN, pt + SH_WIRE_HDRLEN);
+    Sh__Gossip__PushPull *p =
+        sh__gossip__push_pull__unpack(pa, len - SH_WIRE_HDRLEN, pt + SH_WIRE_HDRLEN);
     if (p == NULL)
         return fail(st, &st->undecodable, reason, "protobuf decode failed", SH_EPARSE);
     const char *why = pushpull_meaning(p);
     if (why != NULL) {
-        sh_wire_pushpull_free(p);
+        sh__gossip__push_pull__free_unpacked(p, pa);
         return fail(st, &st->invalid, reason, why, SH_EINVAL);
     }
     st->ok++;
