@@ -13,9 +13,9 @@
  * its turn (R/4, at most 2 s): it travels to every member while it only
  * decrypts, and all start encrypting with it when its time (`created`)
  * comes, so a ticket issued just after a rotation resumes everywhere; the
- * oldest key then leaves the lead early (it decrypts for 2R - lead). R is `ssl_session_ticket_key_rotation` (http level,
- * Shoal's) or else the ssl_session_timeout of the TLS servers (nginx's
- * rule; default 5m).
+ * oldest key then leaves the lead early (it decrypts for 2R - lead). R is
+ * `ssl_session_ticket_key_rotation` (http level, Shoal's) or else the ssl_session_timeout of the
+ * TLS servers (nginx's rule; default 5m).
  *
  * Who makes keys: without a cluster, this node, every R. In a cluster,
  * the live member with the smallest name makes the next key when the

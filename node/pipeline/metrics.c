@@ -585,9 +585,8 @@ void sh_metrics_write(FILE *f)
     column(f, "shoal_http_sent_bytes_total", "Bytes of responses (head and body) sent to clients.",
            &lat, req_labels, L_OUT, NULL, NULL);
 
-    column(f, "shoal_upstream_requests_total",
-           "Tries sent to upstream servers (a retry is a try).", &ups, ups_labels, U_TRIES, NULL,
-           NULL);
+    column(f, "shoal_upstream_requests_total", "Tries sent to upstream servers (a retry is a try).",
+           &ups, ups_labels, U_TRIES, NULL, NULL);
     column(f, "shoal_upstream_retries_total",
            "Tries that were retries of a failed one (proxy_next_upstream).", &ups, ups_labels,
            U_RETRIES, NULL, NULL);
