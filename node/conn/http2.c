@@ -681,6 +681,30 @@ static void body_end(h2_stream_t *st)
     feed_body(st);
 }
 
+/* A stream's request fields and trailers are kept as records (a 4-byte
+ * length, then the bytes: name, then value) until the head is built. */
+static void field_put(sh_buf_t *b, const uint8_t *name, size_t namelen, const uint8_t *value,
+                      size_t valuelen)
+{
+    uint32_t l = (uint32_t)namelen;
+    sh_buf_append(b, &l, 4);
+    sh_buf_append(b, name, namelen);
+    l = (uint32_t)valuelen;
+    sh_buf_append(b, &l, 4);
+    sh_buf_append(b, value, valuelen);
+}
+
+/* The record at *o of b; *o moves past it. */
+static const char *field_take(const sh_buf_t *b, size_t *o, size_t *len)
+{
+    uint32_t l;
+    memcpy(&l, b->data + *o, 4);
+    const char *p = b->data + *o + 4;
+    *len = l;
+    *o += 4 + (size_t)l;
+    return p;
+}
+
 /* The request head is complete: build the request and dispatch it. */
 static int request_ready(h2_stream_t *st, int end_stream)
 {
@@ -699,15 +723,8 @@ static int request_ready(h2_stream_t *st, int end_stream)
         sh_h2_field_t *in = sh_malloc((st->nfields ? st->nfields : 1) * sizeof(*in));
         size_t o = 0;
         for (size_t i = 0; i < st->nfields; i++) {
-            uint32_t l;
-            memcpy(&l, st->hbuf.data + o, 4);
-            in[i].name = st->hbuf.data + o + 4;
-            in[i].name_len = l;
-            o += 4 + l;
-            memcpy(&l, st->hbuf.data + o, 4);
-            in[i].value = st->hbuf.data + o + 4;
-            in[i].value_len = l;
-            o += 4 + l;
+            in[i].name = field_take(&st->hbuf, &o, &in[i].name_len);
+            in[i].value = field_take(&st->hbuf, &o, &in[i].value_len);
         }
         sh_h2_pseudo_t ps;
         const char *why = NULL;
@@ -957,12 +974,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         st->hsize += namelen + valuelen + 32;
         if (st->hsize > h2->header_limit)
             return 0;
-        uint32_t l = (uint32_t)namelen;
-        sh_buf_append(&st->rtrailers, &l, 4);
-        sh_buf_append(&st->rtrailers, name, namelen);
-        l = (uint32_t)valuelen;
-        sh_buf_append(&st->rtrailers, &l, 4);
-        sh_buf_append(&st->rtrailers, value, valuelen);
+        field_put(&st->rtrailers, name, namelen, value, valuelen);
         st->nrtrailers++;
         return 0;
     }
@@ -974,12 +986,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         h2->c->w->h2_header_limit++;
         return 0;
     }
-    uint32_t l = (uint32_t)namelen;
-    sh_buf_append(&st->hbuf, &l, 4);
-    sh_buf_append(&st->hbuf, name, namelen);
-    l = (uint32_t)valuelen;
-    sh_buf_append(&st->hbuf, &l, 4);
-    sh_buf_append(&st->hbuf, value, valuelen);
+    field_put(&st->hbuf, name, namelen, value, valuelen);
     st->nfields++;
     return 0;
 }
@@ -1682,15 +1689,8 @@ size_t sh_http2_request_trailers(const sh_request_t *r, sh_http1_header_t *out, 
         return 0;
     size_t o = 0, k = 0;
     for (size_t i = 0; i < st->nrtrailers && k < max; i++, k++) {
-        uint32_t l;
-        memcpy(&l, st->rtrailers.data + o, 4);
-        out[k].name = st->rtrailers.data + o + 4;
-        out[k].name_len = l;
-        o += 4 + l;
-        memcpy(&l, st->rtrailers.data + o, 4);
-        out[k].value = st->rtrailers.data + o + 4;
-        out[k].value_len = l;
-        o += 4 + l;
+        out[k].name = field_take(&st->rtrailers, &o, &out[k].name_len);
+        out[k].value = field_take(&st->rtrailers, &o, &out[k].value_len);
     }
     return k;
 }
