@@ -26,15 +26,10 @@ import sys
 
 import nginx_ref
 import shoal_harness as sh
+from grpc_env import ident  # noqa: F401  (first: may re-run under /usr/bin/python3)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-try:
-    import grpc  # noqa: F401
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") \
-            and os.path.exists("/usr/bin/python3"):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
 
 
 def main(t):
@@ -155,14 +150,25 @@ def main(t):
                 r = t.curl("http://127.0.0.1:%d/t.S/Unary" % port, *args)
             return r
 
+        def reset_by_nginx(r):
+            # curl 7.88 reports nginx's early answer + RST_STREAM(NO_ERROR)
+            # as error 92 now and then even after retries: nginx's row is a
+            # reference, not what this test judges, so it is logged instead
+            if who == "nginx" and r.status is None and r.rc == 92:
+                t.log("nginx: still reset under curl after retries: its row not judged")
+                return True
+            return False
+
         r = post(P["intercept"])
-        t.check(r.status == 503 and r.text() == "intercepted\n",
-                "%s: grpc_intercept_errors on: the error_page 503 answers, with the status 503 "
-                "(%s %r)" % (who, r.status, r.text()))
+        if not reset_by_nginx(r):
+            t.check(r.status == 503 and r.text() == "intercepted\n",
+                    "%s: grpc_intercept_errors on: the error_page 503 answers, with the status "
+                    "503 (%s %r)" % (who, r.status, r.text()))
         r = post(P["nointercept"])
-        t.check(r.status == 503 and "intercepted" not in r.text(),
-                "%s: grpc_intercept_errors off (the default): the backend's 503 passes (%s)"
-                % (who, r.status))
+        if not reset_by_nginx(r):
+            t.check(r.status == 503 and "intercepted" not in r.text(),
+                    "%s: grpc_intercept_errors off (the default): the backend's 503 passes (%s)"
+                    % (who, r.status))
     for ch in chans:
         ch.close()
 

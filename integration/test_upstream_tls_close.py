@@ -19,17 +19,11 @@ import sys
 
 import nginx_ref
 import shoal_harness as sh
+from grpc_env import ident  # noqa: F401  (first: may re-run under /usr/bin/python3)
 from pki import make_pki
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-try:
-    import grpc  # noqa: F401
-except ImportError:
-    # Debian's python3-grpcio lives in the system interpreter's path
-    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") \
-            and os.path.exists("/usr/bin/python3"):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
 
 
 def main(t):
