@@ -28,8 +28,9 @@ import shoal_harness as sh
 
 
 class Dns:
-    """A minimal DNS responder: A records from `names`, NXDOMAIN otherwise,
-    silence for `mute` names. Counts the queries per name."""
+    """A minimal DNS responder: A records from `names` (NAME -> (IP, TTL) or
+    ([IP, ...], TTL)), NXDOMAIN otherwise, silence for `mute` names. Counts
+    the queries per name."""
 
     def __init__(self, names, mute=()):
         self.names = names
@@ -74,12 +75,15 @@ class Dns:
             hdr = struct.pack(">HHHHHH", qid, 0x8183 | rd, 1, 0, 0, 0)
             self.sock.sendto(hdr + question, peer)
             return
+        ips, ttl = self.names[name]
+        if isinstance(ips, str):
+            ips = [ips]
         answers = b""
         n = 0
         if qtype == 1:
-            ip, ttl = self.names[name]
-            answers = struct.pack(">HHHIH", 0xC00C, 1, 1, ttl, 4) + socket.inet_aton(ip)
-            n = 1
+            for ip in ips:
+                answers += struct.pack(">HHHIH", 0xC00C, 1, 1, ttl, 4) + socket.inet_aton(ip)
+            n = len(ips)
         hdr = struct.pack(">HHHHHH", qid, 0x8180 | rd, 1, n, 0, 0)
         self.sock.sendto(hdr + question + answers, peer)
 

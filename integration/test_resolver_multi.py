@@ -19,42 +19,12 @@ several A records):
 - upstream `server NAME resolve` uses every address of the answer in turn
   (shoal only: nginx 1.22 has no `resolve`)."""
 import os
-import socket
-import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nginx_ref  # noqa: E402
 import shoal_harness as sh  # noqa: E402
 from test_resolver import Dns  # noqa: E402
-
-
-class MultiDns(Dns):
-    """names: NAME -> ([ip, ...], ttl)."""
-
-    def answer(self, data, peer):
-        qid, flags, qd = struct.unpack(">HHH", data[:6])
-        i, labels = 12, []
-        while data[i] != 0:
-            n = data[i]
-            labels.append(data[i + 1:i + 1 + n].decode("ascii", "replace"))
-            i += 1 + n
-        qtype, _ = struct.unpack(">HH", data[i + 1:i + 5])
-        question = data[12:i + 5]
-        name = ".".join(labels).lower()
-        self.count[name] = self.count.get(name, 0) + 1
-        rd = flags & 0x0100
-        if name not in self.names:
-            self.sock.sendto(struct.pack(">HHHHHH", qid, 0x8183 | rd, 1, 0, 0, 0) + question, peer)
-            return
-        ips, ttl = self.names[name]
-        answers = b""
-        if qtype == 1:
-            for ip in ips:
-                answers += struct.pack(">HHHIH", 0xC00C, 1, 1, ttl, 4) + socket.inet_aton(ip)
-        n = len(ips) if qtype == 1 else 0
-        self.sock.sendto(struct.pack(">HHHHHH", qid, 0x8180 | rd, 1, n, 0, 0) + question + answers,
-                         peer)
 
 
 HTTP = """
@@ -94,7 +64,7 @@ def main(t):
     b2p = t._spawn("b2", [sys.executable, sh.BACKEND_PY, "--port", str(b1.port), "--name", "b2",
                           "--host", "127.0.0.2"], d)
     sh.wait_for(lambda: "ready" in b2p.stdout().split(), 15, "backend b2 on 127.0.0.2")
-    dns = MultiDns({"multi.test": (["127.0.0.1", "127.0.0.2"], 300),
+    dns = Dns({"multi.test": (["127.0.0.1", "127.0.0.2"], 300),
                     "half.test": (["127.0.0.3", "127.0.0.1"], 300),
                     "moving.test": (["127.0.0.1"], 1),
                     "one.test": (["127.0.0.1"], 300),
