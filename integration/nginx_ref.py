@@ -4,6 +4,7 @@ served by both. nginx runs in the foreground as one process (no master), its
 files in the test's temp dir, and is stopped by PID with the test's other
 processes. Tests that need it report SKIPPED (exit 77) when it is missing."""
 import os
+import subprocess
 import sys
 
 import shoal_harness as sh
@@ -18,6 +19,16 @@ def available():
 def skip_unless_available():
     if not available():
         print("SKIP - nginx not found at %s" % NGINX, flush=True)
+        sys.exit(77)
+
+
+def skip_unless_module(name):
+    """nginx is there and was built with module `name` (as `nginx -V` says),
+    else SKIPPED (exit 77)."""
+    skip_unless_available()
+    v = subprocess.run([NGINX, "-V"], capture_output=True, text=True).stderr
+    if name not in v:
+        print("SKIP - this nginx has no %s" % name, flush=True)
         sys.exit(77)
 
 

@@ -76,11 +76,7 @@ SERVERS = """
 
 
 def main(t):
-    nginx_ref.skip_unless_available()
-    v = subprocess.run([nginx_ref.NGINX, "-V"], capture_output=True, text=True).stderr
-    if "http_auth_request_module" not in v:
-        print("SKIP - this nginx has no auth_request module", flush=True)
-        sys.exit(77)
+    nginx_ref.skip_unless_module("http_auth_request_module")
     aport = t.port()
     d = t._subdir("auth")
     ap = t._spawn("auth", [sys.executable, AUTH_PY, "--port", str(aport)], d)

@@ -14,7 +14,6 @@ requests it gets:
 - after proxy_cache_valid (1s, another auth location) it is asked again.
 This is the documented way (no Shoal directive of its own): README."""
 import os
-import subprocess
 import sys
 import time
 import urllib.request
@@ -63,11 +62,7 @@ HTTP = """
 
 
 def main(t):
-    nginx_ref.skip_unless_available()
-    v = subprocess.run([nginx_ref.NGINX, "-V"], capture_output=True, text=True).stderr
-    if "http_auth_request_module" not in v:
-        print("SKIP - this nginx has no auth_request module", flush=True)
-        sys.exit(77)
+    nginx_ref.skip_unless_module("http_auth_request_module")
     be = t.backend("b1")
     aport, naport = t.port(), t.port()
     for p, name in ((aport, "auth"), (naport, "nauth")):
