@@ -1674,6 +1674,7 @@ const sh_http_proto_t sh_http2_proto = {
     .queued = sh_http2_out_queued,
     .send_timer = h2_send_timer,
     .head_done = h2_head_done,
+    .trailers = sh_http2_request_trailers,
     .head_ends_response = 1,
 };
 

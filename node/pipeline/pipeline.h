@@ -222,6 +222,8 @@ typedef struct {
     int (*sendfile)(sh_request_t *r, int fd, int64_t *off, size_t len);
     /* r's head is read: the protocol sets up reading its body. */
     void (*head_done)(sh_request_t *r);
+    /* Optional: the request's trailers, up to max (sh_request_trailers). */
+    size_t (*trailers)(const sh_request_t *r, sh_http1_header_t *out, size_t max);
     /* What the protocol is, as data for the request code (which never
      * asks which protocol it speaks): a target may be in absolute-form,
      * whose authority is the host (HTTP/1.1, RFC 9112 3.2.2; HTTP/2 has
