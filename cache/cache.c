@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -118,7 +119,15 @@ struct sh_cache_s {
     _Atomic uint64_t max_size, inactive, min_free;
     unsigned manager_files, loader_files;
     uint64_t manager_sleep, manager_threshold, loader_sleep, loader_threshold;
-    uint64_t map_size;
+    /* map_size: the map in force (mdb_env_info's); map_want: what the
+     * configuration asks for (a reload may raise it; the writer grows the
+     * map to it between batches). */
+    _Atomic uint64_t map_size, map_want;
+    /* Excludes mdb_env_set_mapsize from live read txns: every read txn is
+     * taken and ended under the read side (one uncontended atomic each way
+     * on the hit path); a resize takes the write side (writer-preferring,
+     * so a stream of hits cannot starve it). */
+    pthread_rwlock_t map_lk;
     size_t chunk_size, queue_max;
     int64_t (*clock)(void *);
     void *clock_arg;
@@ -246,8 +255,16 @@ static int mkdirs(const char *path)
     return 0;
 }
 
+static uint64_t conf_map_size(const sh_cache_conf_t *conf)
+{
+    return conf->map_size   ? conf->map_size
+           : conf->max_size ? conf->max_size * 2 + ((uint64_t)64 << 20)
+                            : (uint64_t)1 << 30;
+}
+
 static void apply_settings(sh_cache_t *c, const sh_cache_conf_t *conf)
 {
+    atomic_store(&c->map_want, conf_map_size(conf));
     atomic_store(&c->max_size, conf->max_size);
     atomic_store(&c->inactive, conf->inactive ? conf->inactive : 600000);
     atomic_store(&c->min_free, conf->min_free);
@@ -277,7 +294,13 @@ static int open_env(sh_cache_t *c)
         return lmdb_fail(c, "mdb_env_create", rc);
     mdb_env_set_maxdbs(c->env, 4);
     mdb_env_set_maxreaders(c->env, 1024);
-    mdb_env_set_mapsize(c->env, (size_t)c->map_size);
+    /* 0: open with the size the file records (LMDB's default for a new
+     * file), so the change to the configured size can be told in the log. */
+    mdb_env_set_mapsize(c->env, 0);
+    char dp[PATH_MAX + 16];
+    struct stat sb;
+    snprintf(dp, sizeof(dp), "%s/data.mdb", c->path);
+    int existed = stat(dp, &sb) == 0 && sb.st_size > 0;
     /* NOSYNC: a process crash loses nothing LMDB committed (the page cache
      * has it); the writer syncs every SYNC_EVERY_MS against power loss.
      * NORDAHEAD: lookups are random reads. */
@@ -290,6 +313,25 @@ static int open_env(sh_cache_t *c)
     }
     int dead = 0;
     mdb_reader_check(c->env, &dead); /* readers a kill -9 left behind */
+    MDB_envinfo ei;
+    mdb_env_info(c->env, &ei);
+    uint64_t was = ei.me_mapsize, want = atomic_load(&c->map_want);
+    /* No txn is active yet. LMDB rounds a size below the pages in use up to
+     * them, so a smaller map_size never truncates what is stored. */
+    rc = mdb_env_set_mapsize(c->env, (size_t)want);
+    if (rc) {
+        lmdb_fail(c, "cannot set the map size", rc);
+        mdb_env_close(c->env);
+        c->env = NULL;
+        return SH_EIO;
+    }
+    mdb_env_info(c->env, &ei);
+    atomic_store(&c->map_size, (uint64_t)ei.me_mapsize);
+    if (existed && was != (uint64_t)ei.me_mapsize)
+        sh_log_notice("cache \"%s\": map size of %s changed from %llu to %llu bytes%s", c->zone,
+                      c->path, (unsigned long long)was, (unsigned long long)ei.me_mapsize,
+                      (uint64_t)ei.me_mapsize > want ? " (the data in use needs more than map_size)"
+                                                     : "");
     MDB_txn *t;
     rc = mdb_txn_begin(c->env, NULL, 0, &t);
     if (!rc)
@@ -370,9 +412,11 @@ int sh_cache_open(const sh_cache_conf_t *conf, sh_cache_t **out)
     if (c->chunk_size > SH_CACHE__CHUNK_MAX)
         c->chunk_size = SH_CACHE__CHUNK_MAX;
     c->queue_max = conf->queue_max ? conf->queue_max : (size_t)64 << 20;
-    c->map_size = conf->map_size   ? conf->map_size
-                  : conf->max_size ? conf->max_size * 2 + ((uint64_t)64 << 20)
-                                   : (uint64_t)1 << 30;
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&c->map_lk, &ra);
+    pthread_rwlockattr_destroy(&ra);
     c->clock = conf->clock;
     c->clock_arg = conf->clock_arg;
     pthread_mutex_init(&c->pool_mu, NULL);
@@ -428,6 +472,7 @@ fail_env:
     pthread_mutex_destroy(&c->q_mu);
     pthread_mutex_destroy(&c->pool_mu);
     pthread_mutex_destroy(&c->pin_mu);
+    pthread_rwlock_destroy(&c->map_lk);
     sh_free(c->path);
     sh_free(c->zone);
     sh_free(c);
@@ -483,6 +528,7 @@ void sh_cache_release(sh_cache_t *c)
         }
     }
     pthread_mutex_destroy(&c->pin_mu);
+    pthread_rwlock_destroy(&c->map_lk);
     sh_free(c->path);
     sh_free(c->zone);
     sh_free(c);
@@ -560,9 +606,47 @@ static int pinned(sh_cache_t *c, uint64_t id)
 
 /* ---- read txns and lookups ---------------------------------------------- */
 
+/* Another process grew the map (LMDB's MDB_MAP_RESIZED): adopt its size
+ * with no read txn of ours live. Called without the read side held. */
+static void map_adopt(sh_cache_t *c)
+{
+    pthread_rwlock_wrlock(&c->map_lk);
+    if (mdb_env_set_mapsize(c->env, 0) == 0) {
+        MDB_envinfo ei;
+        mdb_env_info(c->env, &ei);
+        atomic_store(&c->map_size, (uint64_t)ei.me_mapsize);
+    }
+    pthread_rwlock_unlock(&c->map_lk);
+}
+
+static void rdlock(sh_cache_t *c)
+{
+    pthread_rwlock_rdlock(&c->map_lk);
+}
+
+static void rdunlock(sh_cache_t *c)
+{
+    pthread_rwlock_unlock(&c->map_lk);
+}
+
+/* A read txn begun, renewed or fresh, with MDB_MAP_RESIZED handled. The
+ * caller holds the read side of map_lk until it ends the txn. */
+static int rtxn_begin(sh_cache_t *c, MDB_txn **t)
+{
+    int rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, t);
+    if (rc == MDB_MAP_RESIZED) {
+        rdunlock(c);
+        map_adopt(c);
+        rdlock(c);
+        rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, t);
+    }
+    return rc;
+}
+
 static MDB_txn *rtxn_get(sh_cache_t *c)
 {
     MDB_txn *t = NULL;
+    rdlock(c);
     pthread_mutex_lock(&c->pool_mu);
     if (c->npool)
         t = c->pool[--c->npool];
@@ -572,8 +656,9 @@ static MDB_txn *rtxn_get(sh_cache_t *c)
         t = NULL;
     }
     if (!t) {
-        int rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &t);
+        int rc = rtxn_begin(c, &t);
         if (rc) {
+            rdunlock(c);
             sh_log_err("cache \"%s\": read txn: %s", c->zone, mdb_strerror(rc));
             return NULL;
         }
@@ -592,6 +677,7 @@ static void rtxn_put(sh_cache_t *c, MDB_txn *t)
     pthread_mutex_unlock(&c->pool_mu);
     if (t)
         mdb_txn_abort(t);
+    rdunlock(c);
 }
 
 static int lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned flags,
@@ -1941,6 +2027,32 @@ static void manager(sh_cache_t *c, txlog *l, int unbounded)
     }
 }
 
+/* The configuration asks for a larger map (a reload raised map_size or
+ * max_size): grow it now, between write txns, with every read txn of this
+ * process ended (the write side of map_lk). A smaller size waits for the
+ * next start. */
+static void map_grow(sh_cache_t *c)
+{
+    uint64_t want = atomic_load(&c->map_want), have = atomic_load(&c->map_size);
+    if (want <= have)
+        return;
+    pthread_rwlock_wrlock(&c->map_lk);
+    int rc = mdb_env_set_mapsize(c->env, (size_t)want);
+    MDB_envinfo ei;
+    mdb_env_info(c->env, &ei);
+    atomic_store(&c->map_size, (uint64_t)ei.me_mapsize);
+    pthread_rwlock_unlock(&c->map_lk);
+    if (rc) {
+        atomic_store(&c->map_want, have); /* do not try again each batch */
+        sh_log_err("cache \"%s\": cannot grow the map of %s to %llu bytes: %s", c->zone, c->path,
+                   (unsigned long long)want, mdb_strerror(rc));
+        return;
+    }
+    c->emergency = 0; /* the room a full map asked for is there now */
+    sh_log_notice("cache \"%s\": map size of %s grown from %llu to %llu bytes", c->zone, c->path,
+                  (unsigned long long)have, (unsigned long long)ei.me_mapsize);
+}
+
 static void *writer_main(void *arg)
 {
     sh_cache_t *c = arg;
@@ -1973,6 +2085,7 @@ static void *writer_main(void *arg)
         c->q_bytes -= taken;
         int stopping = c->stop;
         pthread_mutex_unlock(&c->q_mu);
+        map_grow(c);
         int syncing = 0;
         for (op *o = batch; o; o = o->next)
             syncing |= o->kind == OP_SYNC;
@@ -2070,10 +2183,14 @@ static void *loader_main(void *arg)
     while (!done && !atomic_load(&c->loader_stop)) {
         MDB_txn *t;
         MDB_cursor *cur;
-        if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &t))
+        rdlock(c);
+        if (rtxn_begin(c, &t)) {
+            rdunlock(c);
             break;
+        }
         if (mdb_cursor_open(t, c->dbe, &cur)) {
             mdb_txn_abort(t);
+            rdunlock(c);
             break;
         }
         MDB_val k = {SH_CACHE__HASH, last}, v;
@@ -2109,6 +2226,7 @@ static void *loader_main(void *arg)
         }
         mdb_cursor_close(cur);
         mdb_txn_abort(t);
+        rdunlock(c);
         if (rc)
             done = 1;
         else
@@ -2120,7 +2238,8 @@ static void *loader_main(void *arg)
     if (done && !atomic_load(&c->loader_stop)) {
         MDB_txn *t;
         MDB_cursor *cur;
-        if (!mdb_txn_begin(c->env, NULL, MDB_RDONLY, &t)) {
+        rdlock(c);
+        if (!rtxn_begin(c, &t)) {
             if (!mdb_cursor_open(t, c->dbb, &cur)) {
                 MDB_val k, v;
                 int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -2145,6 +2264,7 @@ static void *loader_main(void *arg)
             }
             mdb_txn_abort(t);
         }
+        rdunlock(c);
     }
     if (sw) {
         sh_log_notice("cache \"%s\": %zu orphan bod%s from an interrupted run swept", c->zone,

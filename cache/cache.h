@@ -74,9 +74,11 @@ typedef struct {
                           default 10 minutes */
     uint64_t min_free; /* min_free: free disk space kept (statvfs); 0 = none */
     uint64_t map_size; /* LMDB map size; 0 = derived: 2 * max_size + 64 MB,
-                          or 1 GB without max_size (a Shoal extension);
-                          fixed at the path's first open in the process: a
-                          reload does not resize the map */
+                          or 1 GB without max_size (a Shoal extension).
+                          Set at each start (LMDB keeps at least the pages
+                          in use, so a smaller one never truncates); a
+                          reload that raises it grows the map at once, a
+                          smaller one waits for the next start */
     /* Accepted for nginx compatibility; LMDB has no file tree or temp files,
      * so levels and use_temp_path change nothing. */
     const char *levels;

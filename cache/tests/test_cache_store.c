@@ -757,6 +757,141 @@ static void test_map_full(void **state)
     assert_non_null(strstr(buf, "not cached"));
 }
 
+/* Lookups on another thread while the map grows under them (the read side
+ * of the resize lock). */
+typedef struct {
+    sh_cache_t *c;
+    _Atomic int stop;
+    _Atomic long hits;
+} grow_reader;
+
+static void *grow_read(void *p)
+{
+    grow_reader *g = p;
+    while (!atomic_load(&g->stop)) {
+        sh_cache_hit_t *h;
+        if (sh_cache_lookup(g->c, "more/1", 6, SH_CACHE_LOOKUP_NOCOUNT, &h, NULL) == 0) {
+            uint8_t b[4096];
+            sh_cache_hit_read(h, 0, b, sizeof(b));
+            sh_cache_hit_free(h);
+            atomic_fetch_add(&g->hits, 1);
+        }
+    }
+    return NULL;
+}
+
+/* map_size follows the configuration: a full 2 MB map, a restart with 8 MB
+ * keeps the entries and stores new ones; a restart with less than the data
+ * in use keeps it all (LMDB rounds up); a reload that raises map_size grows
+ * the running map while lookups go on. */
+static void test_map_grow(void **state)
+{
+    fixture *fx = *state;
+    char logp[300];
+    snprintf(logp, sizeof(logp), "%s.log", fx->dir);
+    int lfd = open(logp, O_CREAT | O_TRUNC | O_RDWR, 0600);
+    assert_true(lfd >= 0);
+    sh_log_set_fd(lfd);
+    int level = sh_log_get_level();
+    sh_log_set_level(SH_LOG_NOTICE);
+    sh_cache_conf_t cf = conf_of(fx);
+    cf.map_size = 2 << 20;
+    sh_cache_t *c = open_ok(&cf);
+    sh_cache_stats_t st;
+    sh_cache_stats(c, &st);
+    assert_int_equal(st.map_size, 2 << 20);
+    char k[64];
+    int n = 0;
+    for (; n < 200; n++) {
+        snprintf(k, sizeof(k), "grow/%d", n);
+        fill(c, k, 30000);
+        assert_int_equal(sh_cache_sync(c, 60000), 0);
+        sh_cache_stats(c, &st);
+        if (st.map_full)
+            break;
+    }
+    assert_true(st.map_full > 0);
+    /* What the eviction after the full map left. */
+    char kept[200] = {0};
+    int nkept = 0;
+    for (int i = 0; i <= n && i < 200; i++) {
+        snprintf(k, sizeof(k), "grow/%d", i);
+        kept[i] = (char)check_hit(c, k, 30000);
+        nkept += kept[i];
+    }
+    assert_true(nkept > 10);
+    sh_cache_release(c);
+
+    cf.map_size = 8 << 20;
+    c = open_ok(&cf);
+    sh_cache_stats(c, &st);
+    assert_int_equal(st.map_size, 8 << 20);
+    for (int i = 0; i < 200; i++) {
+        snprintf(k, sizeof(k), "grow/%d", i);
+        if (kept[i])
+            assert_true(check_hit(c, k, 30000));
+    }
+    for (int i = 0; i < 60; i++) {
+        snprintf(k, sizeof(k), "more/%d", i);
+        assert_int_equal(fill(c, k, 30000), 0);
+    }
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    sh_cache_stats(c, &st);
+    assert_int_equal(st.map_full, 0);
+    for (int i = 0; i < 60; i++) {
+        snprintf(k, sizeof(k), "more/%d", i);
+        assert_true(check_hit(c, k, 30000));
+    }
+    sh_cache_release(c);
+
+    /* Smaller than the data in use: LMDB keeps what is stored. */
+    cf.map_size = 1 << 20;
+    c = open_ok(&cf);
+    sh_cache_stats(c, &st);
+    assert_true(st.map_size > (1 << 20));
+    for (int i = 0; i < 60; i++) {
+        snprintf(k, sizeof(k), "more/%d", i);
+        assert_true(check_hit(c, k, 30000));
+    }
+    /* A reload with a larger map_size grows the running map. */
+    cf.map_size = 16 << 20;
+    grow_reader g = {.c = c};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, grow_read, &g), 0);
+    for (int i = 0; i < 60000 && atomic_load(&g.hits) < 10; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(atomic_load(&g.hits) >= 10);
+    long before = atomic_load(&g.hits);
+    sh_cache_t *c2 = NULL;
+    assert_int_equal(sh_cache_open(&cf, &c2), 0);
+    assert_ptr_equal(c, c2);
+    fill(c, "after/1", 30000);
+    assert_int_equal(sh_cache_sync(c, 60000), 0);
+    atomic_store(&g.stop, 1);
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&g.hits) > before);
+    sh_cache_stats(c, &st);
+    assert_int_equal(st.map_size, 16 << 20);
+    assert_true(check_hit(c, "after/1", 30000));
+    assert_true(check_hit(c, "more/59", 30000));
+    sh_cache_release(c2);
+    sh_cache_release(c);
+    sh_log_set_fd(2);
+    sh_log_set_level(level);
+    static char buf[1 << 18];
+    memset(buf, 0, sizeof(buf));
+    pread(lfd, buf, sizeof(buf) - 1, 0);
+    close(lfd);
+    unlink(logp);
+    assert_non_null(strstr(buf, "not cached"));
+    if (!strstr(buf, "changed from 2097152 to 8388608 bytes"))
+        fprintf(stderr, "%s", buf);
+    assert_non_null(strstr(buf, "changed from 2097152 to 8388608 bytes"));
+    assert_non_null(strstr(buf, "grown from"));
+}
+
 static void test_kill9_during_fills(void **state)
 {
     fixture *fx = *state;
@@ -917,6 +1052,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_update_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_drops_older_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_map_grow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_during_fills, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
     };
