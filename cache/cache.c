@@ -619,6 +619,18 @@ static void map_adopt(sh_cache_t *c)
     pthread_rwlock_unlock(&c->map_lk);
 }
 
+/* A write txn on the writer thread (which holds no read txn), with
+ * MDB_MAP_RESIZED handled as for reads. */
+static int wtxn_begin(sh_cache_t *c, MDB_txn **t)
+{
+    int rc = mdb_txn_begin(c->env, NULL, 0, t);
+    if (rc == MDB_MAP_RESIZED) {
+        map_adopt(c);
+        rc = mdb_txn_begin(c->env, NULL, 0, t);
+    }
+    return rc;
+}
+
 static void rdlock(sh_cache_t *c)
 {
     pthread_rwlock_rdlock(&c->map_lk);
@@ -1749,7 +1761,7 @@ static void remember_purge(sh_cache_t *c, const op *o)
 static void apply_batch(sh_cache_t *c, op *batch, txlog *l)
 {
     MDB_txn *t = NULL;
-    int rc = mdb_txn_begin(c->env, NULL, 0, &t);
+    int rc = wtxn_begin(c, &t);
     size_t ncommits = 0;
     for (op *o = batch; o; o = o->next)
         ncommits += o->kind == OP_COMMIT;
@@ -1861,7 +1873,7 @@ static void redo_purges(sh_cache_t *c, op *batch, txlog *l)
             continue;
         MDB_txn *t;
         txlog_reset(l);
-        int rc = mdb_txn_begin(c->env, NULL, 0, &t);
+        int rc = wtxn_begin(c, &t);
         if (!rc) {
             rc = apply_purge(c, t, o, l);
             if (rc)
@@ -1927,7 +1939,7 @@ static void manager(sh_cache_t *c, txlog *l, int unbounded)
     int more = 1;
     while (more && (unbounded || mono_ms() - t0 <= (int64_t)c->manager_threshold)) {
         MDB_txn *t;
-        if (mdb_txn_begin(c->env, NULL, 0, &t))
+        if (wtxn_begin(c, &t))
             return;
         txlog_reset(l);
         unsigned n = 0;
@@ -2005,7 +2017,7 @@ static void manager(sh_cache_t *c, txlog *l, int unbounded)
         due += (hurry || c->graves[i].at + GRACE_MS <= mnow) && !pinned(c, c->graves[i].body_id);
     if (due) {
         MDB_txn *t;
-        if (mdb_txn_begin(c->env, NULL, 0, &t))
+        if (wtxn_begin(c, &t))
             return;
         int rc = 0;
         uint64_t gone = 0;
