@@ -74,21 +74,75 @@ static void *ups_create_main(void)
     return sh_new(sh_upstream_main_t);
 }
 
-/* An upstream's state shared by the workers (`zone`). */
+/* An upstream's state shared by the workers (`zone`). A reload whose
+ * group has the same zone name and the same servers takes the same zone
+ * (nginx keeps a shared zone across reloads): zones of live
+ * configurations are in a process-wide list, counted by reference. */
 struct sh_ups_zone_s {
     char *name;
+    char *sig; /* the servers and their parameters, as the key of a reload */
     pthread_mutex_t lock;
     sh_peer_rt_t *peers; /* made by the first worker's sh_upstream_rt_init */
+    int refs;
+    struct sh_ups_zone_s *next; /* in `zones` once the block is read */
 };
+
+static pthread_mutex_t zones_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sh_ups_zone_s *zones;
 
 static void zone_free(struct sh_ups_zone_s *z)
 {
     if (z == NULL)
         return;
+    pthread_mutex_lock(&zones_mu);
+    int last = --z->refs <= 0;
+    if (last)
+        for (struct sh_ups_zone_s **pp = &zones; *pp != NULL; pp = &(*pp)->next)
+            if (*pp == z) {
+                *pp = z->next;
+                break;
+            }
+    pthread_mutex_unlock(&zones_mu);
+    if (!last)
+        return;
     pthread_mutex_destroy(&z->lock);
     sh_free(z->peers);
+    sh_free(z->sig);
     sh_free(z->name);
     sh_free(z);
+}
+
+/* At the end of an upstream block with `zone`: the zone of the running
+ * configuration with the same name and servers replaces the new one. */
+static void zone_adopt(sh_upstream_t *u)
+{
+    sh_buf_t b = {0};
+    sh_buf_appendf(&b, "%s|%zu", u->balancer ? u->balancer->name : "", u->nservers);
+    for (size_t i = 0; i < u->nservers; i++) {
+        const sh_ups_server_t *s = &u->servers[i];
+        sh_buf_appendf(&b, "|%s %d %d %llu %d %u%u%u%u", s->name, s->weight, s->max_fails,
+                       (unsigned long long)s->fail_timeout, s->max_conns, s->backup, s->down,
+                       s->resolve, s->rslot);
+    }
+    sh_buf_append(&b, "", 1);
+    struct sh_ups_zone_s *z = u->zone, *old = NULL;
+    z->sig = sh_strdup(b.data);
+    sh_buf_dispose(&b);
+    pthread_mutex_lock(&zones_mu);
+    for (old = zones; old != NULL; old = old->next)
+        if (strcmp(old->name, z->name) == 0 && strcmp(old->sig, z->sig) == 0)
+            break;
+    if (old != NULL) {
+        old->refs++;
+    } else {
+        z->next = zones;
+        zones = z;
+    }
+    pthread_mutex_unlock(&zones_mu);
+    if (old != NULL) {
+        zone_free(z);
+        u->zone = old;
+    }
 }
 
 static void ups_destroy_main(void *conf)
@@ -170,6 +224,8 @@ static int upstream_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     sh_free(confs);
     if (rc == 0 && u->nservers == 0)
         return sh_conf_error(cf, "no servers are inside upstream");
+    if (rc == 0 && u->zone != NULL)
+        zone_adopt(u);
     return rc;
 }
 
@@ -272,6 +328,7 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     }
     struct sh_ups_zone_s *z = sh_new(struct sh_ups_zone_s);
     z->name = sh_strdup(cf->node->args[1]);
+    z->refs = 1;
     pthread_mutex_init(&z->lock, NULL);
     u->zone = z;
     return 0;
