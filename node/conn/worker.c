@@ -387,7 +387,6 @@ static void health_sum(sh_worker_t **ws, int n, size_t h, size_t nslot, uint64_t
     }
 }
 
-
 char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
 {
     sh_buf_t b = {0};
