@@ -17,7 +17,13 @@ several A records):
   requests share one upstream connection (shoal only: nginx keeps none
   for a proxy_pass with variables), over TLS too;
 - upstream `server NAME resolve` uses every address of the answer in turn
-  (shoal only: nginx 1.22 has no `resolve`)."""
+  (shoal only: nginx 1.22 has no `resolve`);
+- each address of a `resolve` server is a peer of its own with the
+  server's parameters (NGINX Plus, nginx 1.27): weight=2 beside a weight=1
+  server gives 2:2:1, not 1:1:1 of a shared weight; an address refusing
+  connections is the only one marked failed (after max_fails the other
+  serves alone, no request tries the dead one again); an address gone
+  from the answer gets no traffic once its TTL (1 s) is over."""
 import os
 import sys
 
@@ -149,6 +155,66 @@ def run(t, b1, dns):
     got = [t.curl(node2.url("/echo")).json().get("backend") for _ in range(6)]
     t.check(sorted(got) == ["b1"] * 3 + ["b2"] * 3,
             "server NAME resolve: both addresses of the answer used in turn: %s" % got)
+
+    peers_per_address(t, b1, dns)
+
+
+def peers_per_address(t, b1, dns):
+    """`server NAME resolve`: one peer per address (shoal only)."""
+    b3 = t.backend("b3")
+    dns.names["two.test"] = (["127.0.0.1", "127.0.0.2"], 300)
+    dns.names["dead.test"] = (["127.0.0.3", "127.0.0.1"], 300)
+    dns.names["going.test"] = (["127.0.0.1", "127.0.0.2"], 1)
+    node = t.shoal("""
+        events { }
+        http {
+            resolver 127.0.0.1:%d ipv6=off;
+            upstream weighted {
+                server two.test:%d resolve weight=2;
+                server 127.0.0.1:%d weight=1;
+            }
+            upstream dead {
+                server dead.test:%d resolve max_fails=1 fail_timeout=60s;
+            }
+            upstream going { server going.test:%d resolve; }
+            server {
+                listen 127.0.0.1:{port};
+                add_header X-Up $upstream_addr always;
+                location /w/ { proxy_pass http://weighted; }
+                location /d/ { proxy_pass http://dead; }
+                location /g/ { proxy_pass http://going; }
+            }
+        }""" % (dns.port, b1.port, b3.port, b1.port, b1.port))
+
+    def get(path, n):
+        out = []
+        for _ in range(n):
+            r = t.curl(node.url(path))
+            out.append((r.json().get("backend") if r.status == 200 else r.status,
+                        r.header("X-Up", "")))
+        return out
+    got = [b for b, _ in get("/w/echo", 10)]
+    t.check(got.count("b1") == 4 and got.count("b2") == 4 and got.count("b3") == 2,
+            "two addresses of a weight=2 server beside a weight=1 one: 4:4:2 (each address "
+            "its own peer with the weight): %s" % got)
+
+    got = get("/d/echo", 10)
+    tries = [u for _, u in got]
+    twice = [u for u in tries if "," in u]
+    t.check([b for b, _ in got] == ["b1"] * 10 and len(twice) <= 1 and
+            all(u == "127.0.0.1:%d" % b1.port for u in tries if "," not in u),
+            "one address refusing: only it is marked failed (max_fails=1), the other serves "
+            "alone without a failed try after the first: %s" % tries)
+
+    got = [b for b, _ in get("/g/echo", 6)]
+    t.check(sorted(got) == ["b1"] * 3 + ["b2"] * 3, "going.test: both addresses serve: %s" % got)
+    dns.names["going.test"] = (["127.0.0.1"], 1)
+    sh.wait_for(lambda: [b for b, _ in get("/g/echo", 4)] == ["b1"] * 4, 15 * t.slow,
+                "127.0.0.2 left out once going.test's TTL is over")
+    got = [b for b, _ in get("/g/echo", 10)]
+    t.check(got == ["b1"] * 10,
+            "an address removed from DNS gets no traffic after the TTL: %s" % got)
+    t.check(node.proc.alive(), "shoal is up")
 
 
 if __name__ == "__main__":

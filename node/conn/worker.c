@@ -368,6 +368,25 @@ static void json_str(sh_buf_t *b, const char *s)
     sh_buf_appends(b, "\"");
 }
 
+/* One server's health entries h .. h + nslot - 1 (a `resolve` server's
+ * slots) summed over the workers; down counts the workers where any is. */
+static void health_sum(sh_worker_t **ws, int n, size_t h, size_t nslot, uint64_t *fails,
+                       unsigned *down, uint64_t *conns)
+{
+    for (int q = 0; q < n; q++) {
+        unsigned d = 0;
+        for (size_t k = h; k < h + nslot; k++) {
+            if (k >= ws[q]->nhealth)
+                continue;
+            sh_worker_health_t *x = &ws[q]->health[k];
+            *fails += atomic_load_explicit(&x->fails, memory_order_relaxed);
+            d |= atomic_load_explicit(&x->down, memory_order_relaxed) != 0;
+            *conns += atomic_load_explicit(&x->conns, memory_order_relaxed);
+        }
+        *down += d;
+    }
+}
+
 char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
 {
     sh_buf_t b = {0};
@@ -386,16 +405,11 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
         unsigned up_servers = 0;
         for (size_t k = 0; k < u->nservers; k++, h++) {
             const sh_ups_server_t *sv = &u->servers[k];
+            if (sv->rslot > 0)
+                continue; /* a `resolve` server's slots: summed in its first */
             uint64_t fails = 0, conns = 0;
             unsigned down = 0;
-            for (int q = 0; q < n; q++) {
-                if (h >= ws[q]->nhealth)
-                    continue;
-                sh_worker_health_t *x = &ws[q]->health[h];
-                fails += atomic_load_explicit(&x->fails, memory_order_relaxed);
-                down += atomic_load_explicit(&x->down, memory_order_relaxed) != 0;
-                conns += atomic_load_explicit(&x->conns, memory_order_relaxed);
-            }
+            health_sum(ws, n, h, sv->resolve ? SH_UPS_RADDR_MAX : 1, &fails, &down, &conns);
             const char *state = sv->down              ? "down (configured)"
                                 : sh_hc_out(sv->hc)   ? "down (health check)"
                                 : down == 0           ? "up"
@@ -454,16 +468,12 @@ void sh_workers_upstreams_metrics(sh_worker_t **ws, int n, FILE *f)
         for (size_t i = 0; um != NULL && i < um->n; i++) {
             const sh_upstream_t *u = um->ups[i];
             for (size_t k = 0; k < u->nservers; k++, h++) {
+                if (u->servers[k].rslot > 0)
+                    continue; /* a `resolve` server's slots: summed in its first */
                 uint64_t fails = 0, conns = 0;
                 unsigned down = 0;
-                for (int q = 0; q < n; q++) {
-                    if (h >= ws[q]->nhealth)
-                        continue;
-                    sh_worker_health_t *x = &ws[q]->health[h];
-                    fails += atomic_load_explicit(&x->fails, memory_order_relaxed);
-                    down += atomic_load_explicit(&x->down, memory_order_relaxed) != 0;
-                    conns += atomic_load_explicit(&x->conns, memory_order_relaxed);
-                }
+                health_sum(ws, n, h, u->servers[k].resolve ? SH_UPS_RADDR_MAX : 1, &fails, &down,
+                           &conns);
                 uint64_t v = m == 0   ? (uint64_t)(!u->servers[k].down && down == 0)
                              : m == 1 ? fails
                                       : conns;

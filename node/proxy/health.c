@@ -390,8 +390,10 @@ static sh_hc_peer_t *peer_acquire(const char *ups, const sh_ups_server_t *s)
     for (sh_hc_peer_t *e = G.peers; e != NULL; e = e->next)
         if (strcmp(e->ups, ups) == 0 && strcmp(e->server, s->name) == 0) {
             e->refs++;
-            e->addr = s->addr;
-            e->addrlen = s->addrlen;
+            if (s->rslot == 0) { /* a `resolve` server's other slots: the same entry */
+                e->addr = s->addr;
+                e->addrlen = s->addrlen;
+            }
             e->down = s->down;
             return e;
         }

@@ -1082,7 +1082,23 @@ static void try_begin(sh_proxy_req_t *p)
         sh_buf_append(&r->up_response_length, ", ", 2);
     }
     p->resp_body_len = 0;
-    sh_buf_appends(&r->up_addr, p->ups->conf->servers[p->peer].name);
+    const sh_ups_server_t *srv = &p->ups->conf->servers[p->peer];
+    if (srv->resolve && p->ups->raddr[p->peer].len > 0) {
+        /* the resolved peer's address, as NGINX Plus ("IP:port") */
+        const struct sockaddr_storage *a = &p->ups->raddr[p->peer].addr;
+        char ip[INET6_ADDRSTRLEN + 16];
+        if (a->ss_family == AF_INET6) {
+            ip[0] = '[';
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)a)->sin6_addr, ip + 1,
+                      INET6_ADDRSTRLEN);
+            strcat(ip, "]");
+        } else {
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)a)->sin_addr, ip, sizeof(ip));
+        }
+        sh_buf_appendf(&r->up_addr, "%s:%u", ip, (unsigned)srv->port);
+    } else {
+        sh_buf_appends(&r->up_addr, srv->name);
+    }
     p->try_start = now_ms(p);
     p->connect_ms = p->header_ms = UINT64_MAX;
     p->try_open = 1;
@@ -1893,50 +1909,62 @@ static void connected_cb(uv_connect_t *req, int status)
 static void ups_resolved(void *data, int status, const sh_resolved_t *res);
 static void set_raddr(sh_proxy_req_t *p, int peer, int status, const sh_resolved_t *res);
 
-/* A `resolve` server's address (upstream.h): 1 when it is usable now, 0
- * when the request waits for the resolver (ups_resolved goes on), -1 when
- * it has none. The resolver is asked at most once a second per worker; its
- * cache keeps answers for their TTL (or valid=). */
-static int resolve_peer(sh_proxy_req_t *p, int peer)
+/* A `resolve` server's addresses (upstream.h), its first slot `first`: 1
+ * when they are known now (maybe none), 0 when the request waits for the
+ * resolver (ups_resolved goes on). The resolver is asked at most once a
+ * second per worker; its cache keeps answers for their TTL (or valid=). */
+static int resolve_peer(sh_proxy_req_t *p, int first)
 {
-    sh_ups_raddr_t *ra = &p->ups->raddr[peer];
+    sh_ups_raddr_t *ra = &p->ups->raddr[first];
     uint64_t now = now_ms(p);
     if (ra->checked != 0 && now - ra->checked < 1000)
-        return ra->len > 0 ? 1 : -1;
-    const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
+        return 1;
+    const sh_ups_server_t *srv = &p->ups->conf->servers[first];
     char host[sizeof(srv->name)];
     snprintf(host, sizeof(host), "%s", srv->name);
     char *colon = strrchr(host, ':');
     if (colon != NULL && strchr(host, ']') == NULL)
         *colon = '\0';
     sh_resolved_t res;
-    p->wait_peer = peer;
+    p->wait_peer = first;
     int rc = sh_resolve(p->r, host, &res, ups_resolved, p, &p->rjob);
     if (rc == 0)
         return 0;
-    set_raddr(p, peer, rc == 1 ? 0 : rc, rc == 1 ? &res : NULL);
-    return ra->len > 0 ? 1 : -1;
+    set_raddr(p, first, rc == 1 ? 0 : rc, rc == 1 ? &res : NULL);
+    return 1;
 }
 
-static void set_raddr(sh_proxy_req_t *p, int peer, int status, const sh_resolved_t *res)
+/* A slot's address changed: its idle connections go. */
+static void drop_slot(void *data, size_t slot)
 {
-    sh_ups_raddr_t *ra = &p->ups->raddr[peer];
-    ra->checked = now_ms(p);
+    sh_ups_rt_t *rt = data;
+    for (sh_link_t *l = rt->idle.next; l != &rt->idle;) {
+        sh_uconn_t *u = container_of(l, sh_uconn_t, link);
+        l = l->next;
+        if (u->peer == (int)slot)
+            uconn_close(u);
+    }
+}
+
+static void set_raddr(sh_proxy_req_t *p, int first, int status, const sh_resolved_t *res)
+{
+    p->ups->raddr[first].checked = now_ms(p);
     if (status != 0 || res == NULL || res->n == 0)
         return; /* the last addresses stay, if any (nginx keeps serving them) */
-    uint16_t port = htons(p->ups->conf->servers[peer].port);
-    ra->n = 0;
-    for (size_t i = 0; i < res->n && ra->n < SH_UPS_RADDR_MAX; i++) {
-        struct sockaddr_storage *a = &ra->all[ra->n];
+    uint16_t port = htons(p->ups->conf->servers[first].port);
+    struct sockaddr_storage all[SH_UPS_RADDR_MAX];
+    socklen_t lens[SH_UPS_RADDR_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < res->n && n < SH_UPS_RADDR_MAX; i++) {
+        struct sockaddr_storage *a = &all[n];
         *a = res->a[i];
         if (a->ss_family == AF_INET)
             ((struct sockaddr_in *)a)->sin_port = port;
         else
             ((struct sockaddr_in6 *)a)->sin6_port = port;
-        ra->lens[ra->n++] = res->len[i];
+        lens[n++] = res->len[i];
     }
-    ra->addr = ra->all[0];
-    ra->len = ra->lens[0];
+    sh_upstream_readdr(p->ups, (size_t)first, all, lens, n, drop_slot, p->ups);
 }
 
 static void ups_resolved(void *data, int status, const sh_resolved_t *res)
@@ -1950,17 +1978,13 @@ static void ups_resolved(void *data, int status, const sh_resolved_t *res)
 static void connect_next(sh_proxy_req_t *p)
 {
     sh_worker_t *w = p->r->c->w;
-    int peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w), p->r);
-    while (peer >= 0 && p->ups->conf->servers[peer].resolve) {
-        int rc = resolve_peer(p, peer);
-        if (rc == 0)
+    /* `resolve` servers: their addresses (slots) brought up to date first */
+    for (size_t i = 0; p->ups->raddr != NULL && i < p->ups->conf->nservers; i++) {
+        const sh_ups_server_t *sv = &p->ups->conf->servers[i];
+        if (sv->resolve && sv->rslot == 0 && resolve_peer(p, (int)i) == 0)
             return; /* ups_resolved goes on */
-        if (rc > 0)
-            break;
-        /* no address: as if tried, without counting a failure */
-        p->tried |= 1ull << (peer % 64);
-        peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w), p->r);
     }
+    int peer = sh_upstream_pick(p->ups, p->tried, sh_worker_now(w), p->r);
     if (peer < 0) {
         char url[512];
         snprintf(url, sizeof(url), "http://%s", p->ups->conf->name);
@@ -1997,10 +2021,8 @@ static void connect_next(sh_proxy_req_t *p)
     p->u = u;
     const sh_ups_server_t *srv = &p->ups->conf->servers[peer];
     const struct sockaddr *sa = (const struct sockaddr *)&srv->addr;
-    if (srv->resolve) { /* the name's addresses in turn */
-        sh_ups_raddr_t *ra = &p->ups->raddr[peer];
-        sa = (const struct sockaddr *)(ra->n > 0 ? &ra->all[ra->next++ % ra->n] : &ra->addr);
-    }
+    if (srv->resolve) /* the slot's address */
+        sa = (const struct sockaddr *)&p->ups->raddr[peer].addr;
     int rc = uv_tcp_connect(&u->creq, &u->tcp, sa, connected_cb);
     if (rc != 0) {
         char what[128];

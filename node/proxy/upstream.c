@@ -74,21 +74,75 @@ static void *ups_create_main(void)
     return sh_new(sh_upstream_main_t);
 }
 
-/* An upstream's state shared by the workers (`zone`). */
+/* An upstream's state shared by the workers (`zone`). A reload whose
+ * group has the same zone name and the same servers takes the same zone
+ * (nginx keeps a shared zone across reloads): zones of live
+ * configurations are in a process-wide list, counted by reference. */
 struct sh_ups_zone_s {
     char *name;
+    char *sig; /* the servers and their parameters, as the key of a reload */
     pthread_mutex_t lock;
     sh_peer_rt_t *peers; /* made by the first worker's sh_upstream_rt_init */
+    int refs;
+    struct sh_ups_zone_s *next; /* in `zones` once the block is read */
 };
+
+static pthread_mutex_t zones_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sh_ups_zone_s *zones;
 
 static void zone_free(struct sh_ups_zone_s *z)
 {
     if (z == NULL)
         return;
+    pthread_mutex_lock(&zones_mu);
+    int last = --z->refs <= 0;
+    if (last)
+        for (struct sh_ups_zone_s **pp = &zones; *pp != NULL; pp = &(*pp)->next)
+            if (*pp == z) {
+                *pp = z->next;
+                break;
+            }
+    pthread_mutex_unlock(&zones_mu);
+    if (!last)
+        return;
     pthread_mutex_destroy(&z->lock);
     sh_free(z->peers);
+    sh_free(z->sig);
     sh_free(z->name);
     sh_free(z);
+}
+
+/* At the end of an upstream block with `zone`: the zone of the running
+ * configuration with the same name and servers replaces the new one. */
+static void zone_adopt(sh_upstream_t *u)
+{
+    sh_buf_t b = {0};
+    sh_buf_appendf(&b, "%s|%zu", u->balancer ? u->balancer->name : "", u->nservers);
+    for (size_t i = 0; i < u->nservers; i++) {
+        const sh_ups_server_t *s = &u->servers[i];
+        sh_buf_appendf(&b, "|%s %d %d %llu %d %u%u%u%u", s->name, s->weight, s->max_fails,
+                       (unsigned long long)s->fail_timeout, s->max_conns, s->backup, s->down,
+                       s->resolve, s->rslot);
+    }
+    sh_buf_append(&b, "", 1);
+    struct sh_ups_zone_s *z = u->zone, *old = NULL;
+    z->sig = sh_strdup(b.data);
+    sh_buf_dispose(&b);
+    pthread_mutex_lock(&zones_mu);
+    for (old = zones; old != NULL; old = old->next)
+        if (strcmp(old->name, z->name) == 0 && strcmp(old->sig, z->sig) == 0)
+            break;
+    if (old != NULL) {
+        old->refs++;
+    } else {
+        z->next = zones;
+        zones = z;
+    }
+    pthread_mutex_unlock(&zones_mu);
+    if (old != NULL) {
+        zone_free(z);
+        u->zone = old;
+    }
 }
 
 static void ups_destroy_main(void *conf)
@@ -170,6 +224,8 @@ static int upstream_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     sh_free(confs);
     if (rc == 0 && u->nservers == 0)
         return sh_conf_error(cf, "no servers are inside upstream");
+    if (rc == 0 && u->zone != NULL)
+        zone_adopt(u);
     return rc;
 }
 
@@ -229,10 +285,20 @@ static int server_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
             return sh_conf_error(cf, "invalid parameter \"%s\"", a);
         }
     }
-    if (u->nservers >= 4096)
+    /* a `resolve` server: one slot per address it may resolve to */
+    size_t nslots = s.resolve ? SH_UPS_RADDR_MAX : 1;
+    if (u->nservers + nslots > 4096)
         return sh_conf_error(cf, "too many servers in upstream \"%s\"", u->name);
-    u->servers = sh_realloc(u->servers, (u->nservers + 1) * sizeof(*u->servers));
-    u->servers[u->nservers++] = s;
+    u->servers = sh_realloc(u->servers, (u->nservers + nslots) * sizeof(*u->servers));
+    for (size_t k = 0; k < nslots; k++) {
+        u->servers[u->nservers] = s;
+        u->servers[u->nservers].rslot = (unsigned)k;
+        if (k > 0) {
+            memset(&u->servers[u->nservers].addr, 0, sizeof(s.addr));
+            u->servers[u->nservers].addrlen = 0;
+        }
+        u->nservers++;
+    }
     return 0;
 }
 
@@ -262,6 +328,7 @@ static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     }
     struct sh_ups_zone_s *z = sh_new(struct sh_ups_zone_s);
     z->name = sh_strdup(cf->node->args[1]);
+    z->refs = 1;
     pthread_mutex_init(&z->lock, NULL);
     u->zone = z;
     return 0;
@@ -516,9 +583,75 @@ void sh_upstream_rt_init(sh_ups_rt_t *rt, const sh_upstream_t *conf)
     for (size_t i = 0; rt->raddr != NULL && i < conf->nservers; i++) {
         rt->raddr[i].addr = conf->servers[i].addr;
         rt->raddr[i].len = conf->servers[i].addrlen;
-        rt->raddr[i].all[0] = conf->servers[i].addr;
-        rt->raddr[i].lens[0] = conf->servers[i].addrlen;
-        rt->raddr[i].n = conf->servers[i].addrlen > 0;
+    }
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    return 0;
+}
+
+void sh_upstream_readdr(sh_ups_rt_t *rt, size_t first, const struct sockaddr_storage *a,
+                        const socklen_t *len, size_t n, void (*drop)(void *data, size_t slot),
+                        void *data)
+{
+    sh_ups_raddr_t *ra = rt->raddr + first;
+    const sh_ups_server_t *sv = rt->conf->servers + first;
+    if (n > SH_UPS_RADDR_MAX)
+        n = SH_UPS_RADDR_MAX;
+    /* gone addresses leave their slot */
+    for (size_t k = 0; k < SH_UPS_RADDR_MAX; k++) {
+        if (ra[k].len == 0)
+            continue;
+        size_t j = 0;
+        while (j < n && !same_addr(&ra[k].addr, &a[j]))
+            j++;
+        if (j == n) {
+            ra[k].len = 0;
+            drop(data, first + k);
+        }
+    }
+    /* new ones take a free slot, with fresh state */
+    struct sh_ups_zone_s *z = rt->conf->zone;
+    for (size_t j = 0; j < n; j++) {
+        size_t k = 0, free_k = SH_UPS_RADDR_MAX;
+        for (; k < SH_UPS_RADDR_MAX; k++) {
+            if (ra[k].len > 0 && same_addr(&ra[k].addr, &a[j]))
+                break;
+            if (ra[k].len == 0 && free_k == SH_UPS_RADDR_MAX)
+                free_k = k;
+        }
+        if (k < SH_UPS_RADDR_MAX || free_k == SH_UPS_RADDR_MAX)
+            continue; /* kept, or no room */
+        ra[free_k].addr = a[j];
+        ra[free_k].len = len[j];
+        drop(data, first + free_k);
+        sh_peer_rt_t *own = &rt->own[first + free_k];
+        if (own->ssl_sess != NULL)
+            sh_upssl_session_free(own->ssl_sess);
+        own->ssl_sess = NULL;
+        own->ssl_sess_owner = NULL;
+        if (z != NULL)
+            pthread_mutex_lock(&z->lock);
+        sh_peer_rt_t *p = &rt->peers[first + free_k];
+        p->current_weight = 0;
+        p->effective_weight = sv[free_k].weight;
+        p->fails = 0;
+        p->accessed = 0;
+        p->checked = 0;
+        if (z != NULL)
+            pthread_mutex_unlock(&z->lock);
     }
 }
 
@@ -586,6 +719,8 @@ static int peer_full(const sh_ups_rt_t *rt, size_t i)
 
 static int usable(const sh_ups_rt_t *rt, size_t i, uint64_t tried, uint64_t now)
 {
+    if (rt->raddr != NULL && rt->conf->servers[i].resolve && rt->raddr[i].len == 0)
+        return 0; /* an empty slot of a `resolve` server */
     return !is_tried(tried, i) && !rt->conf->servers[i].down && !peer_failed_now(rt, i, now) &&
            !peer_full(rt, i) && !sh_hc_out(rt->conf->servers[i].hc);
 }
@@ -618,8 +753,10 @@ static void peer_done(sh_ups_rt_t *rt, int i, int failed, uint64_t now)
         p->checked = now;
         if (s->max_fails > 0) {
             p->effective_weight -= s->weight / s->max_fails;
-            if (p->fails >= s->max_fails)
-                sh_hc_passive_down(s->hc, s->fail_timeout); /* told to the cluster */
+            /* told to the cluster; not for one address of a `resolve`
+             * server (the health entry is the name's, every address's) */
+            if (p->fails >= s->max_fails && !s->resolve)
+                sh_hc_passive_down(s->hc, s->fail_timeout);
             if (p->fails == s->max_fails)
                 sh_log_warn("upstream server temporarily disabled: %s in upstream \"%s\"", s->name,
                             rt->conf->name);
@@ -870,14 +1007,14 @@ static void chash_init(sh_ups_rt_t *rt)
                 d->name_id[i] = d->name_id[j];
                 break;
             }
-        if (!u->servers[i].backup)
+        if (!u->servers[i].backup && u->servers[i].rslot == 0)
             total += (size_t)u->servers[i].weight * 160;
     }
     d->points = sh_calloc(total ? total : 1, sizeof(*d->points));
     size_t n = 0;
     for (size_t i = 0; i < u->nservers; i++) {
         const sh_ups_server_t *s = &u->servers[i];
-        if (s->backup)
+        if (s->backup || s->rslot > 0) /* a `resolve` server's slots share its points */
             continue;
         /* Ketama as Cache::Memcached::Fast: crc32(HOST \0 PORT PREV), the
          * port being the digits after the last ':' of the name as written */

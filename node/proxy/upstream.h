@@ -44,6 +44,11 @@ typedef struct {
      * of the requests' location (the address here is the load-time one,
      * if any: addrlen 0 otherwise) */
     unsigned resolve : 1;
+    /* a `resolve` server is SH_UPS_RADDR_MAX servers in a row, one per
+     * address of the name's answer (slots, with the server's parameters):
+     * this is slot rslot, the first is servers[i - rslot]; an empty slot
+     * (no address in this worker's sh_ups_raddr_t) is never picked */
+    unsigned rslot : 4;
     uint16_t port;
     unsigned line; /* of the `server` directive (config errors only) */
     /* the server's health entry (health.h), set at load: active checks
@@ -107,17 +112,16 @@ typedef struct {
 
 typedef struct sh_bal_data_s sh_bal_data_t; /* a balancer's own per-worker data */
 
-/* A `resolve` server's addresses in one worker (every A/AAAA of the last
- * answer, port set; connections take them in turn), and when the
- * resolver was last asked (ms). len 0: none known. */
+/* A `resolve` server slot's address in one worker (one A/AAAA of the last
+ * answer, port set; len 0: the slot is empty) and, in the first slot, when
+ * the resolver was last asked (ms). An address that stays in the answer
+ * keeps its slot, so its balancer and health state; a new one takes a
+ * free slot with fresh state (as NGINX Plus's resolved peers). */
 #define SH_UPS_RADDR_MAX 8
 typedef struct {
-    struct sockaddr_storage addr; /* the first */
+    struct sockaddr_storage addr;
     socklen_t len;
     uint64_t checked;
-    struct sockaddr_storage all[SH_UPS_RADDR_MAX];
-    socklen_t lens[SH_UPS_RADDR_MAX];
-    unsigned n, next;
 } sh_ups_raddr_t;
 
 struct sh_ups_rt_s {
@@ -134,6 +138,15 @@ struct sh_ups_rt_s {
     int nidle;
     sh_ups_raddr_t *raddr; /* per server when the group has `resolve` servers, else NULL */
 };
+
+/* Give the `resolve` server whose first slot is `first` the addresses of
+ * a new answer (ports set by the caller): addresses that stay keep their
+ * slot, gone ones leave theirs empty, new ones take free slots with fresh
+ * balancer state (under the zone's lock if any). Calls drop(data, slot)
+ * for every slot whose address changed (its idle connections must go). */
+void sh_upstream_readdr(sh_ups_rt_t *rt, size_t first, const struct sockaddr_storage *a,
+                        const socklen_t *len, size_t n, void (*drop)(void *data, size_t slot),
+                        void *data);
 
 /*
  * A load-balancing method (style.md, rule 11). Every function runs on the
