@@ -20,10 +20,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 class Net:
     """The namespaces, bridges and veths of one run, named after our PID."""
 
-    def __init__(self):
+    def __init__(self, tag="sh", subnet_base=200):
         p = os.getpid() % 100000
-        self.pfx = "sh%d" % p           # interface names stay under 15 chars
-        self.subnet = "10.%d.%d" % (200 + (p >> 16) % 50, (p >> 8) % 250)
+        self.pfx = "%s%d" % (tag, p)    # interface names stay under 15 chars
+        self.subnet = "10.%d.%d" % (subnet_base + (p >> 16) % 50, (p >> 8) % 250)
         self.ns = []
         self.links = []
 
@@ -60,6 +60,13 @@ class Net:
         self.ip("link", "set", inner, "up", ns=ns)
         self.ip("link", "set", "lo", "up", ns=ns)
         return ns, addr
+
+    def nft(self, ns, script):
+        """An nftables script run inside namespace ns."""
+        r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script,
+                           capture_output=True, text=True, timeout=15)
+        if r.returncode != 0:
+            raise sh.HarnessError("nft in %s: %s" % (ns, r.stderr.strip()))
 
     def cut(self, down):
         for side in "ab":

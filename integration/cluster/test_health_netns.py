@@ -13,36 +13,25 @@ back. Skipped (exit 77) where `ip netns add` is not permitted."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import cluster_util as cu
-from test_cluster_partition import netns_permitted
+import netns_util as nu
 
 sh = cu.sh
 N = 3
 IV = 0.5
 
 
-class Net:
-    """One bridge with an address in the root namespace, and a namespace a
-    node, named after our PID."""
+class Net(nu.Net):
+    """One bridge with an address in the root namespace (the backends listen
+    there), and a namespace a node."""
 
     def __init__(self):
-        p = os.getpid() % 100000
-        self.pfx = "hc%d" % p
-        self.subnet = "10.%d.%d" % (150 + (p >> 16) % 50, (p >> 8) % 250)
+        super().__init__(tag="hc", subnet_base=150)
         self.host = self.subnet + ".1"
-        self.ns, self.links = [], []
-
-    def ip(self, *args, ns=None, check=True):
-        argv = (["ip", "netns", "exec", ns, "ip"] if ns else ["ip"]) + list(args)
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=15)
-        if check and r.returncode != 0:
-            raise sh.HarnessError("%s: %s" % (" ".join(argv), r.stderr.strip()))
-        return r
 
     def setup(self):
         br = self.pfx + "b"
@@ -52,34 +41,7 @@ class Net:
         self.ip("link", "set", br, "up")
 
     def add_node(self, i):
-        ns = "%sn%d" % (self.pfx, i)
-        self.ip("netns", "add", ns)
-        self.ns.append(ns)
-        host, inner = "%sh%d" % (self.pfx, i), "%sc%d" % (self.pfx, i)
-        self.ip("link", "add", host, "type", "veth", "peer", "name", inner)
-        self.links.append(host)
-        self.ip("link", "set", inner, "netns", ns)
-        self.ip("link", "set", host, "master", self.pfx + "b")
-        self.ip("link", "set", host, "up")
-        addr = "%s.%d" % (self.subnet, 10 + i)
-        self.ip("addr", "add", addr + "/24", "dev", inner, ns=ns)
-        self.ip("link", "set", inner, "up", ns=ns)
-        self.ip("link", "set", "lo", "up", ns=ns)
-        return ns, addr
-
-    def nft(self, ns, script):
-        r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script,
-                           capture_output=True, text=True, timeout=15)
-        if r.returncode != 0:
-            raise sh.HarnessError("nft in %s: %s" % (ns, r.stderr.strip()))
-
-    def teardown(self):
-        for ns in reversed(self.ns):
-            self.ip("netns", "del", ns, check=False)
-        for link in reversed(self.links):
-            if os.path.exists("/sys/class/net/" + link):
-                self.ip("link", "del", link, check=False)
-        self.ns, self.links = [], []
+        return super().add_node(i, "b")
 
 
 TOKEN = __import__("base64").b64encode(os.urandom(32)).decode()
@@ -127,30 +89,8 @@ def health(admin):
 
 
 def main(t, ctl):
-    why = netns_permitted()
-    if why is not None:
-        print("SKIP - network namespaces are not permitted here (ip netns add: %s)" % why,
-              flush=True)
-        sys.exit(77)
     net = Net()
-    sh._install_handlers()
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        prev = signal.getsignal(s)
-
-        def on_signal(signum, frame, prev=prev):
-            sh.stop_all()
-            net.teardown()
-            if callable(prev):
-                prev(signum, frame)
-            sys.exit(128 + signum)
-        signal.signal(s, on_signal)
-    try:
-        run(t, ctl, net)
-    finally:
-        sh.stop_all()
-        net.teardown()
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        t.check(net.pfx + "n" not in left, "every namespace created is deleted", left)
+    nu.run_in_netns(t, net, lambda n: run(t, ctl, n))
 
 
 def run(t, ctl, net):
