@@ -679,7 +679,7 @@ static const sh_conf_cmd_t pc_cmds[] = {
 
 /* ------------------------------------------------------ request -- */
 
-typedef struct {
+typedef struct pc_ctx_s {
     sh_request_t *r;
     const pc_loc_t *conf;
     const zone_t *zone;
@@ -714,7 +714,7 @@ typedef struct {
     char ims[SH_HTTP_DATE_LEN + 1];
     /* a body being served */
     uint64_t off, end;
-    char *piece;
+    struct pc_send_s *sending; /* serve_body is inside sh_cache_hit_send */
     /* proxy_cache_background_update: the subrequest refreshing the entry
      * this request answers STALE (detached when r ends first) */
     sh_request_t *bg_sub;
@@ -735,6 +735,16 @@ static const sh_http1_header_t *req_header(const sh_request_t *r, const char *na
     return NULL;
 }
 
+/* serve_body's state while sh_cache_hit_send runs: the sink may end r
+ * (the client is gone), and ctx_cleanup then leaves the hit to it, since
+ * the store is still reading from it. */
+typedef struct pc_send_s {
+    sh_request_t *r;
+    struct pc_ctx_s *x;
+    sh_cache_hit_t *orphan; /* set when r ended inside the sink */
+    int gone;
+} pc_send_t;
+
 static void ctx_cleanup(sh_request_t *r, void *data)
 {
     (void)r;
@@ -747,14 +757,15 @@ static void ctx_cleanup(sh_request_t *r, void *data)
         sh_cache_fill_abort(x->fill);
     if (x->lock_tok != 0)
         lock_release(x->key, x->base_len, x->lock_tok);
-    if (x->hit != NULL)
+    if (x->sending != NULL)
+        x->sending->orphan = x->hit; /* still being read: serve_body frees it */
+    else if (x->hit != NULL)
         sh_cache_hit_free(x->hit);
     if (x->timer != NULL)
         uv_close((uv_handle_t *)x->timer, (uv_close_cb)sh_free);
     sh_free(x->key);
     sh_free(x->vary);
     sh_free(x->etag);
-    sh_free(x->piece);
     sh_buf_dispose(&x->tags);
     sh_free(x);
 }
@@ -804,39 +815,46 @@ static void serve_drained(sh_request_t *r)
     serve_body(r);
 }
 
+/* Body bytes straight from the LMDB map to the protocol (which writes or
+ * copies them before returning): no copy of our own. */
+static long serve_sink(void *arg, const void *p, size_t n)
+{
+    pc_send_t *s = arg;
+    if (sh_request_out_queued(s->r) > SH_WBUF_HIGH)
+        return 0;
+    COUNT(s->x->zone->st, bytes_served, n);
+    if (sh_response_body(s->r, p, n) != 0) {
+        s->gone = 1; /* r is freed: ctx_cleanup set s->orphan */
+        return SH_ECLOSED;
+    }
+    s->x->off += n;
+    return (long)n;
+}
+
 /* Send [off, end) of the entry's body, pausing on backpressure. */
 static void serve_body(sh_request_t *r)
 {
     pc_ctx_t *x = sh_request_ctx(r, &sh_proxy_cache_module);
-    size_t inl;
-    const char *first = sh_cache_hit_body(x->hit, &inl);
     while (x->off < x->end) {
         if (sh_request_out_queued(r) > SH_WBUF_HIGH) {
             r->on_drain = serve_drained;
             return;
         }
-        size_t want = x->end - x->off > READ_PIECE ? READ_PIECE : (size_t)(x->end - x->off);
-        const char *p;
-        if (x->off + want <= inl) {
-            p = first + x->off;
-        } else {
-            if (x->piece == NULL)
-                x->piece = sh_malloc(READ_PIECE);
-            long got = sh_cache_hit_read(x->hit, x->off, x->piece, want);
-            if (got <= 0) {
-                sh_req_log(SH_LOG_ERR, r->c, r, NULL,
-                           "cache entry \"%.*s\" went away while it was sent", (int)x->key_len,
-                           x->key);
-                sh_request_abort(r);
-                return;
-            }
-            want = (size_t)got;
-            p = x->piece;
-        }
-        x->off += want;
-        COUNT(x->zone->st, bytes_served, want);
-        if (sh_response_body(r, p, want) != 0)
+        pc_send_t s = {r, x, NULL, 0};
+        x->sending = &s;
+        long got = sh_cache_hit_send(x->hit, x->off, (size_t)(x->end - x->off), serve_sink, &s);
+        if (s.gone) {
+            sh_cache_hit_free(s.orphan);
             return;
+        }
+        x->sending = NULL;
+        if (got < 0 || (got == 0 && sh_request_out_queued(r) <= SH_WBUF_HIGH)) {
+            sh_req_log(SH_LOG_ERR, r->c, r, NULL,
+                       "cache entry \"%.*s\" went away while it was sent", (int)x->key_len,
+                       x->key);
+            sh_request_abort(r);
+            return;
+        }
     }
     /* every byte is queued: let the store forget the pinned body now */
     sh_cache_hit_free(x->hit);
@@ -1388,7 +1406,8 @@ static int lookup(sh_request_t *r, pc_ctx_t *x)
         sh_cache_hit_free(x->hit);
         x->hit = NULL;
     }
-    unsigned lf = r->head_only ? SH_CACHE_LOOKUP_NOBODY : 0;
+    /* the body is sent from the map (serve_body), not copied at lookup */
+    unsigned lf = SH_CACHE_LOOKUP_NOBODY;
     uint32_t uses = 0;
     sh_cache_hit_t *hit = NULL;
     int rc = sh_cache_lookup(cache, x->key, x->base_len,
