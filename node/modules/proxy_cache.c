@@ -850,8 +850,7 @@ static void serve_body(sh_request_t *r)
         x->sending = NULL;
         if (got < 0 || (got == 0 && sh_request_out_queued(r) <= SH_WBUF_HIGH)) {
             sh_req_log(SH_LOG_ERR, r->c, r, NULL,
-                       "cache entry \"%.*s\" went away while it was sent", (int)x->key_len,
-                       x->key);
+                       "cache entry \"%.*s\" went away while it was sent", (int)x->key_len, x->key);
             sh_request_abort(r);
             return;
         }
