@@ -778,55 +778,24 @@ static int lookup(sh_cache_t *c, const char *key, size_t key_len, unsigned flags
     return 0;
 }
 
+/* sh_cache_hit_read is sh_cache_hit_send into a caller's buffer. */
+typedef struct {
+    uint8_t *out;
+    size_t got;
+} read_into_t;
+
+static long read_into(void *arg, const void *p, size_t n)
+{
+    read_into_t *ri = arg;
+    memcpy(ri->out + ri->got, p, n);
+    ri->got += n;
+    return (long)n;
+}
+
 long sh_cache_hit_read(sh_cache_hit_t *h, uint64_t off, void *buf, size_t cap)
 {
-    uint64_t blen = h->meta.body_len;
-    if (off >= blen || cap == 0)
-        return 0;
-    if (cap > LONG_MAX)
-        cap = LONG_MAX;
-    size_t got = 0;
-    uint8_t *out = buf;
-    if (off < h->body_have) {
-        size_t n = h->body_have - (size_t)off;
-        if (n > cap)
-            n = cap;
-        memcpy(out, h->body + off, n);
-        got += n;
-        off += n;
-    }
-    if (got == cap || off >= blen)
-        return (long)got;
-    if (!h->body_id || !h->c)
-        return got ? (long)got : SH_ENOENT;
-    sh_cache_t *c = h->c;
-    MDB_txn *t = rtxn_get(c);
-    if (!t)
-        return SH_EIO;
-    while (got < cap && off < blen) {
-        uint32_t idx = (uint32_t)(off / h->chunk_size);
-        size_t within = (size_t)(off % h->chunk_size);
-        uint8_t ck[12];
-        chunk_key(ck, h->body_id, idx);
-        MDB_val k = {sizeof(ck), ck}, v;
-        int rc = mdb_get(t, c->dbb, &k, &v);
-        if (rc || v.mv_size <= within) {
-            rtxn_put(c, t);
-            if (rc && rc != MDB_NOTFOUND)
-                return SH_EIO;
-            return got ? (long)got : SH_ENOENT;
-        }
-        size_t n = v.mv_size - within;
-        if (n > cap - got)
-            n = cap - got;
-        if (n > blen - off)
-            n = (size_t)(blen - off);
-        memcpy(out + got, (const uint8_t *)v.mv_data + within, n);
-        got += n;
-        off += n;
-    }
-    rtxn_put(c, t);
-    return (long)got;
+    read_into_t ri = {buf, 0};
+    return sh_cache_hit_send(h, off, cap, read_into, &ri);
 }
 
 long sh_cache_hit_send(sh_cache_hit_t *h, uint64_t off, size_t max, sh_cache_sink_fn sink,
