@@ -4,8 +4,13 @@
 #  - hits/s of a 1 KB and a 100 KB body over HTTP/1.1 (wrk -t1 -c16) and over
 #    HTTP/2 with TLS (h2load -c4 -m16, ALPN h2),
 #  - misses/s (every request a new key: wrk with a counter in the query),
-#  - memory per cached entry: the node's RSS growth and the store's disk
-#    bytes after the miss run, divided by the entries it stored.
+#  - memory per cached entry: the node's RSS growth (anonymous and
+#    file-backed apart) and the store's disk bytes after the miss run,
+#    divided by the entries it stored.
+# Beside req/s each row gives the server's CPU time per request and how busy
+# the client's CPU was: with one core each, large bodies saturate the client
+# first, and then req/s says little about the server. h2load runs fail the
+# row unless every response is a 2xx with the whole body.
 # Each server runs one worker pinned to CPU 0; the clients are pinned to the
 # last CPU; the origin (a third nginx serving the two files) is not pinned.
 # The runs alternate Shoal and nginx ROUNDS times; the medians are printed
@@ -79,49 +84,94 @@ for u in "http://127.0.0.1:$sp" "http://127.0.0.1:$np" "https://127.0.0.1:$sps" 
     grep -qi '^x-cache-status: HIT' "$d/h" || { echo "cache.sh: $u/$f: not a HIT" >&2; exit 1; }
   done
 done
-wrk_rps() { taskset -c "$last" wrk -t1 -c16 -d"${secs}s" "$@" | tee "$d/wrk.out" | awk '/Non-2xx|Socket errors/ {bad=1} /Requests\/sec/ {r=$2} END {print bad ? "errors" : r}'; }
-wrk_total() { awk '/requests in/ {print $1}' "$d/wrk.out"; }
-h2_rps() { taskset -c "$last" h2load -c4 -m16 -D "$secs" "$1" 2>/dev/null | awk '/^finished in/ {r=$4} /^requests:/ && ($8 == "0" || $12 != "0") {bad=1} /^status codes:/ && ($5 != "0" || $9 != "0") {bad=1} END {print bad ? "errors" : r}'; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# One run of the client against the server of pid $1: prints RPS_CPU_LOAD:
+# req/s, the server's CPU time per request (us, from /proc/PID/stat) and
+# how busy the client's CPU was (%). At 100% the client, not the server,
+# sets the pace: compare CPU per request then. An error (non-2xx, socket
+# errors, a short body) prints "errors".
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run_client() { # server pid, h1|h2, url, wrk args...
+  local pid=$1 kind=$2 url=$3 c0 c1 rps n busy
+  shift 3
+  c0=$(cpu_ticks "$pid")
+  TIMEFORMAT='CLIENT %U %S %R'
+  if [ "$kind" = h1 ]; then
+    { time taskset -c "$last" wrk -t1 -c16 -d"${secs}s" "$@" "$url" > "$d/client.out"; } 2> "$d/client.time"
+    rps=$(awk '/Non-2xx|Socket errors/ {bad=1} /Requests\/sec/ {r=$2} END {print bad ? "errors" : r}' "$d/client.out")
+    n=$(awk '/requests in/ {print $1}' "$d/client.out")
+  else
+    local size=${1:-0}
+    { time taskset -c "$last" h2load -c4 -m16 -D "$secs" "$url" > "$d/client.out" 2>/dev/null; } 2> "$d/client.time"
+    # every request succeeded with a 2xx carrying the whole body
+    rps=$(awk -v size="$size" '/^finished in/ {r=$4} /^requests:/ {ok=$8; if ($8 == "0" || $10 != "0" || $12 != "0" || $14 != "0") bad=1}
+      /^status codes:/ && ($5 != "0" || $7 != "0" || $9 != "0") {bad=1}
+      /^traffic:/ {for (i = 1; i < NF; i++) if ($(i + 1) == "data") {x = $i; gsub(/[()]/, "", x); data = x}}
+      END {if (ok > 0 && data / ok < size) bad=1; print bad ? "errors" : r}' "$d/client.out")
+    n=$(awk '/^requests:/ {print $8}' "$d/client.out")
+  fi
+  c1=$(cpu_ticks "$pid")
+  busy=$(awk '/^CLIENT/ {printf "%.0f", ($2 + $3) * 100 / $4}' "$d/client.time")
+  [ "$rps" = errors ] && { echo errors; return; }
+  awk -v r="$rps" -v n="$n" -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v b="$busy" \
+    'BEGIN {printf "%s_%.1f_%s\n", r, (n > 0 ? c * 1e6 / hz / n : 0), b}'
+}
+wrk_total() { awk '/requests in/ {print $1}' "$d/client.out"; }
+# RSS of one kind (RssAnon, RssFile, RssShmem) in kB; "own" is anonymous
+# plus shared memory (nginx keeps its keys zone in shared memory)
+mem_kb() {
+  if [ "$2" = own ]; then echo $(($(mem_kb "$1" RssAnon) + $(mem_kb "$1" RssShmem))); return; fi
+  awk -v k="$2" '$1 == k ":" {print $2}' "/proc/$1/status"
+}
 cat > "$d/miss.lua" <<'LUA'
 local n = 0
 request = function() n = n + 1; return wrk.format(nil, "/m?" .. tostring(math.random(1, 1e9)) .. "-" .. n) end
 LUA
-report() { # name, shoal values..., --, nginx values...
+col() { local i=$1; shift; local v; for v in "$@"; do echo "$v" | awk -F_ -v i="$i" '{print $i}'; done; }
+report() { # name, shoal runs..., --, nginx runs... (each RPS_CPU_LOAD)
   local name=$1; shift; local s=() n=() side=s
   for v in "$@"; do if [ "$v" = "--" ]; then side=n; elif [ $side = s ]; then s+=("$v"); else n+=("$v"); fi; done
-  local sm nm; sm=$(median "${s[@]}"); nm=$(median "${n[@]}")
-  printf '%-28s shoal %10s  nginx %10s  shoal/nginx %s   (shoal: %s; nginx: %s)\n' "$name" "$sm" "$nm" \
-    "$(awk -v s="$sm" -v n="$nm" 'BEGIN { if (n > 0 && s > 0) printf "%.2f", s / n; else print "-" }')" "${s[*]}" "${n[*]}"
+  for v in "${s[@]}" "${n[@]}"; do [ "$v" = errors ] && { printf '%-24s errors (a failed or short response)\n' "$name"; return; }; done
+  local sm nm sc nc sl nl
+  sm=$(median $(col 1 "${s[@]}")); nm=$(median $(col 1 "${n[@]}"))
+  sc=$(median $(col 2 "${s[@]}")); nc=$(median $(col 2 "${n[@]}"))
+  sl=$(median $(col 3 "${s[@]}")); nl=$(median $(col 3 "${n[@]}"))
+  printf '%-24s shoal %9s  nginx %9s  shoal/nginx %s | server CPU/req shoal %6s us  nginx %6s us | client CPU shoal %s%% nginx %s%%   (req/s shoal: %s; nginx: %s)\n' \
+    "$name" "$sm" "$nm" "$(awk -v s="$sm" -v n="$nm" 'BEGIN { if (n > 0 && s > 0) printf "%.2f", s / n; else print "-" }')" \
+    "$sc" "$nc" "$sl" "$nl" "$(col 1 "${s[@]}" | xargs)" "$(col 1 "${n[@]}" | xargs)"
 }
 declare -A R
 for test in h1-1k h1-100k h2tls-1k h2tls-100k; do
   sv=(); nv=()
+  f=${test#*-}; size=$([ "$f" = 1k ] && echo 1024 || echo 102400)
   for _ in $(seq "$rounds"); do
     case $test in
-      h1-*) f=${test#h1-}; nv+=("$(wrk_rps "http://127.0.0.1:$np/$f")"); sv+=("$(wrk_rps "http://127.0.0.1:$sp/$f")") ;;
-      h2tls-*) f=${test#h2tls-}; nv+=("$(h2_rps "https://127.0.0.1:$nps/$f")"); sv+=("$(h2_rps "https://127.0.0.1:$sps/$f")") ;;
+      h1-*) nv+=("$(run_client "$npid" h1 "http://127.0.0.1:$np/$f")"); sv+=("$(run_client "$spid" h1 "http://127.0.0.1:$sp/$f")") ;;
+      h2tls-*) nv+=("$(run_client "$npid" h2 "https://127.0.0.1:$nps/$f" "$size")"); sv+=("$(run_client "$spid" h2 "https://127.0.0.1:$sps/$f" "$size")") ;;
     esac
   done
   R[$test]="${sv[*]} -- ${nv[*]}"
 done
-s_rss0=$(rss_kb $spid); n_rss0=$(rss_kb $npid)
+s_a0=$(mem_kb $spid own); s_f0=$(mem_kb $spid RssFile); n_a0=$(mem_kb $npid own); n_f0=$(mem_kb $npid RssFile)
 s_m=(); n_m=(); s_entries=0; n_entries=0
 for _ in $(seq "$rounds"); do
-  n_m+=("$(wrk_rps -s "$d/miss.lua" "http://127.0.0.1:$np/")"); n_entries=$((n_entries + $(wrk_total)))
-  s_m+=("$(wrk_rps -s "$d/miss.lua" "http://127.0.0.1:$sp/")"); s_entries=$((s_entries + $(wrk_total)))
+  n_m+=("$(run_client "$npid" h1 "http://127.0.0.1:$np/" -s "$d/miss.lua")"); n_entries=$((n_entries + $(wrk_total)))
+  s_m+=("$(run_client "$spid" h1 "http://127.0.0.1:$sp/" -s "$d/miss.lua")"); s_entries=$((s_entries + $(wrk_total)))
 done
 sleep 2 # the store's writer commits its last batch, nginx its files
-s_rss1=$(rss_kb $spid); n_rss1=$(rss_kb $npid)
+s_a1=$(mem_kb $spid own); s_f1=$(mem_kb $spid RssFile); n_a1=$(mem_kb $npid own); n_f1=$(mem_kb $npid RssFile)
 s_disk=$(du -sk "$d/sc" | awk '{print $1}'); n_disk=$(du -sk "$d/ngc" | awk '{print $1}')
 echo "proxy_cache hits and misses, 1 worker on CPU 0, clients on CPU $last, ${secs}s x $rounds (medians; a shared machine: compare the ratios)"
+echo "(client CPU near 100%: the client sets the pace, both servers wait on it; compare the server CPU per request then)"
 for test in h1-1k h1-100k h2tls-1k h2tls-100k; do
   # shellcheck disable=SC2086
-  report "hits $test req/s" ${R[$test]}
+  report "hits $test" ${R[$test]}
 done
-report "misses/s (new key each)" "${s_m[@]}" -- "${n_m[@]}"
-# entries: every miss request stored one (each a new key)
-awk -v se="$s_entries" -v ne="$n_entries" -v sr0="$s_rss0" -v sr1="$s_rss1" -v nr0="$n_rss0" -v nr1="$n_rss1" -v sd="$s_disk" -v nd="$n_disk" 'BEGIN {
+report "misses (new key each)" "${s_m[@]}" -- "${n_m[@]}"
+# entries: every miss request stored one (each a new key). Own memory is
+# anonymous plus shared (nginx's keys zone); file-backed is the LMDB map's
+# pages the node touched (page cache the kernel can drop; nginx reads its
+# files with read(), so its page cache never shows in its RSS).
+awk -v se="$s_entries" -v ne="$n_entries" -v sa="$((s_a1 - s_a0))" -v sf="$((s_f1 - s_f0))" -v na="$((n_a1 - n_a0))" -v nf="$((n_f1 - n_f0))" -v sd="$s_disk" -v nd="$n_disk" 'BEGIN {
   if (se == 0 || ne == 0) { print "memory per entry: no entries stored"; exit }
-  printf "memory per entry of 1 KB (shoal %d entries, nginx %d): RSS growth shoal %.0f B, nginx %.0f B; store on disk shoal %.0f B, nginx %.0f B\n",
-    se, ne, (sr1 - sr0) * 1024 / se, (nr1 - nr0) * 1024 / ne, sd * 1024 / se, nd * 1024 / ne }'
+  printf "memory per entry of 1 KB (shoal %d entries, nginx %d): own RSS growth (anonymous + shared) shoal %.0f B, nginx %.0f B; file-backed RSS growth (mapped store) shoal %.0f B, nginx %.0f B; store on disk shoal %.0f B, nginx %.0f B\n",
+    se, ne, sa * 1024 / se, na * 1024 / ne, sf * 1024 / se, nf * 1024 / ne, sd * 1024 / se, nd * 1024 / ne }'
