@@ -20,7 +20,7 @@ endfunction()
 # sh_add_fuzz(NAME SOURCES... LIBS libs... CORPUS dir [SECONDS n])
 # A libFuzzer target; ctest runs it for a bounded time over the kept corpus,
 # writing new units into the build tree (the repo's corpus stays as committed).
-set(SHOAL_FUZZ_SECONDS 30 CACHE STRING "Seconds each fuzz target runs under ctest")
+set(SHOAL_FUZZ_SECONDS 20 CACHE STRING "Seconds each fuzz target runs under ctest")
 function(sh_add_fuzz name)
   cmake_parse_arguments(F "" "CORPUS;SECONDS" "SOURCES;LIBS" ${ARGN})
   if(NOT SHOAL_FUZZ)

@@ -6,13 +6,13 @@
 #   build-asan/  Debug with AddressSanitizer + UndefinedBehaviorSanitizer:
 #                the same tests again (the node under test is the ASan one)
 #   build-fuzz/  clang + libFuzzer: every fuzz target for a bounded time
-# Exits non-zero if anything fails. SHOAL_FUZZ_SECONDS (default 30) bounds
+# Exits non-zero if anything fails. SHOAL_FUZZ_SECONDS (default 20) bounds
 # each fuzz target; SHOAL_JOBS (default: cores) sets build/test parallelism.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 jobs=${SHOAL_JOBS:-$(nproc)}
-fuzz_seconds=${SHOAL_FUZZ_SECONDS:-30}
+fuzz_seconds=${SHOAL_FUZZ_SECONDS:-20}
 
 bash scripts/deps.sh || exit 1
 
