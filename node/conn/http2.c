@@ -1137,11 +1137,16 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     return 0;
 }
 
-/* The response body for nghttp2's DATA frames. */
+/* The response body for nghttp2's DATA frames: how many bytes the next
+ * frame carries, without copying them (NGHTTP2_DATA_FLAG_NO_COPY):
+ * send_data() then writes the frame straight from the stream's buffer into
+ * the connection's output, one copy fewer than through nghttp2's buffer.
+ * nghttp2 calls send_data() for this frame before it reads again. */
 static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     (void)ud;
+    (void)buf;
     h2_stream_t *st = src->ptr;
     size_t avail = st->out.len - st->out_off;
     if (avail == 0 && !st->out_eof) {
@@ -1149,16 +1154,9 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         return NGHTTP2_ERR_DEFERRED;
     }
     size_t n = avail < length ? avail : length;
-    if (n > 0) {
-        memcpy(buf, st->out.data + st->out_off, n);
-        st->out_off += n;
-        if (st->out_off == st->out.len) {
-            st->out.len = st->out_off = 0;
-            if (st->out.cap > OUT_KEEP_MAX)
-                sh_buf_dispose(&st->out);
-        }
-    }
-    if (st->out_eof && st->out.len == st->out_off) {
+    if (n > 0)
+        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (st->out_eof && n == avail) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->ntrailers > 0) {
             nghttp2_nv nv[SH_MAX_REQUEST_HEADERS];
@@ -1180,9 +1178,41 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         }
     }
     sh_request_t *r = st->r;
+    if (n == 0 && r != NULL)
+        sh_request_drained(r); /* else send_data() tells once the bytes are out */
+    return (ssize_t)n;
+}
+
+/* A DATA frame data_read() sized: its header, then length bytes from the
+ * stream's buffer (and padding, which Shoal never asks for), appended to
+ * the connection's output batch. The whole frame is written each time;
+ * once the batch is full the write pass pauses to send it. */
+static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
+                     size_t length, nghttp2_data_source *src, void *ud)
+{
+    (void)s;
+    sh_h2_t *h2 = ud;
+    h2_stream_t *st = src->ptr;
+    sh_buf_t *out = &h2->c->w->h2_out;
+    size_t pad = frame->data.padlen;
+    sh_buf_append(out, framehd, 9);
+    if (pad > 0) {
+        uint8_t pl = (uint8_t)(pad - 1);
+        sh_buf_append(out, &pl, 1);
+    }
+    sh_buf_append(out, st->out.data + st->out_off, length);
+    for (size_t i = 1; i < pad; i++)
+        sh_buf_append(out, "", 1);
+    st->out_off += length;
+    if (st->out_off == st->out.len) {
+        st->out.len = st->out_off = 0;
+        if (st->out.cap > OUT_KEEP_MAX)
+            sh_buf_dispose(&st->out);
+    }
+    sh_request_t *r = st->r;
     if (r != NULL && st->out.len - st->out_off < SH_WBUF_LOW)
         sh_request_drained(r);
-    return (ssize_t)n;
+    return out->len >= OUT_BATCH ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 /* ------------------------------------------------ connection -- */
@@ -1208,6 +1238,7 @@ int sh_http2_start(sh_conn_t *c)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
