@@ -173,11 +173,8 @@ static void grpc_destroy_loc(void *conf)
         }
         sh_free(c->headers);
     }
-    if (c->hide_set) {
-        for (size_t i = 0; i < c->nhide; i++)
-            sh_free(c->hide[i]);
-        sh_free(c->hide);
-    }
+    if (c->hide_set)
+        sh_proxy_names_free(c->hide, c->nhide);
     sh_free(c);
 }
 
@@ -200,13 +197,7 @@ static int grpc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     SH_CONF_MERGE_MSEC(c->next_upstream_timeout, p->next_upstream_timeout, 0);
     SH_CONF_MERGE(c->intercept_errors, p->intercept_errors, 0);
     if (c->pass != NULL && c->ups == NULL) {
-        sh_http_block_t *b = cf->user;
-        sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
-        sh_conf_node_t at = {.file = c->file, .line = c->line};
-        const sh_conf_node_t *saved = cf->node;
-        cf->node = &at;
-        c->ups = sh_upstream_get(cf, um, c->host, c->ssl ? 443 : 80);
-        cf->node = saved;
+        c->ups = sh_upstream_get_at(cf, c->host, c->ssl ? 443 : 80, c->file, c->line);
         if (c->ups == NULL)
             return SH_EINVAL;
     }
@@ -269,26 +260,8 @@ static int hide_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     (void)cmd;
     grpc_loc_t *c = conf;
-    if (!c->hide_set) {
-        c->hide = NULL;
-        c->nhide = 0;
-        c->hide_set = 1;
-    }
-    char *name = sh_strdup(cf->node->args[1]);
-    for (char *q = name; *q; q++)
-        *q = (char)tolower((unsigned char)*q);
-    c->hide = sh_realloc(c->hide, (c->nhide + 1) * sizeof(char *));
-    c->hide[c->nhide++] = name;
+    sh_proxy_names_add(&c->hide, &c->nhide, &c->hide_set, cf->node->args[1]);
     return 0;
-}
-
-static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
-{
-    (void)cmd;
-    grpc_loc_t *c = conf;
-    if (c->next_upstream != SH_CONF_UNSET)
-        return sh_conf_error(cf, "\"grpc_next_upstream\" directive is duplicate");
-    return sh_next_upstream_parse(cf, &c->next_upstream);
 }
 
 #define GLOC    (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
@@ -301,7 +274,7 @@ static const sh_conf_cmd_t grpc_cmds[] = {
     {"grpc_connect_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(connect_timeout), NULL},
     {"grpc_send_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(send_timeout), NULL},
     {"grpc_read_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(read_timeout), NULL},
-    {"grpc_next_upstream", GLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
+    {"grpc_next_upstream", GLOC | SH_CONF_1MORE, sh_next_upstream_set, GOFF(next_upstream), NULL},
     {"grpc_next_upstream_tries", GLOC | SH_CONF_TAKE1, sh_conf_set_num, GOFF(next_upstream_tries),
      NULL},
     {"grpc_next_upstream_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec,
