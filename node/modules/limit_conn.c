@@ -224,10 +224,7 @@ static int lc_preconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static int lc_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
-    int rc = sh_limit_resolve(cf, m, &sh_limit_conn_module);
-    if (rc == 0)
-        rc = sh_phase_add(cf, m, SH_PHASE_PREACCESS, limit_conn_handler);
-    return rc;
+    return sh_limit_postconf(cf, m, &sh_limit_conn_module, limit_conn_handler);
 }
 
 static const sh_http_module_t lc_ctx = {

@@ -475,10 +475,7 @@ static int lr_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
     /* the cluster side of global zones, and GET /v1/limits even with none */
     sh_limit_global_register();
-    int rc = sh_limit_resolve(cf, m, &sh_limit_req_module);
-    if (rc == 0)
-        rc = sh_phase_add(cf, m, SH_PHASE_PREACCESS, limit_req_handler);
-    return rc;
+    return sh_limit_postconf(cf, m, &sh_limit_req_module, limit_req_handler);
 }
 
 static const sh_http_module_t lr_ctx = {

@@ -702,6 +702,15 @@ int sh_limit_resolve(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *m
     return sh_limit_zone_each_loc(m, resolve_loc, &x);
 }
 
+int sh_limit_postconf(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *mod,
+                      sh_phase_handler_pt handler)
+{
+    int rc = sh_limit_resolve(cf, m, mod);
+    if (rc == 0)
+        rc = sh_phase_add(cf, m, SH_PHASE_PREACCESS, handler);
+    return rc;
+}
+
 sh_limit_main_t *sh_limit_main_of(sh_conf_t *cf, const sh_conf_module_t *mod)
 {
     const sh_http_block_t *b = cf->user;

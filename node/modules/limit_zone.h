@@ -194,6 +194,7 @@ void sh_limit_zone_remove(sh_limit_stripe_t *s, sh_limit_zone_entry_t *e, int ev
 
 #include "core/conf.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/pipeline.h"
 #include "node/pipeline/vars.h"
 
 /* What limit_req and limit_conn share: the zones an http block defines
@@ -247,6 +248,10 @@ int sh_limit_loc_add(sh_conf_t *cf, sh_limit_loc_t *c, const char *zone, uint64_
  * shared memory zone" (nginx's words) with the directive's file:line for
  * one never defined. */
 int sh_limit_resolve(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *mod);
+/* Both modules' postconfiguration: sh_limit_resolve, then handler in the
+ * preaccess phase. 0 or an error written into cf. */
+int sh_limit_postconf(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *mod,
+                      sh_phase_handler_pt handler);
 
 /* The sh_limit_main_t of module mod in the http block being parsed
  * (cf->user: its sh_http_block_t). */
