@@ -54,12 +54,6 @@
 #define REPLAY_MAX (64 * 1024) /* request body kept to send again to another server */
 
 typedef struct {
-    char *name; /* lower case */
-    size_t name_len;
-    sh_cv_t *value;
-} grpc_header_t;
-
-typedef struct {
     char *pass; /* as written, NULL when unset (this level only) */
     char *host;
     const sh_upstream_t *ups;
@@ -70,8 +64,8 @@ typedef struct {
     int next_upstream; /* SH_NU_* (proxy.h) */
     int next_upstream_tries;
     uint64_t next_upstream_timeout;
-    int intercept_errors; /* grpc_intercept_errors */
-    grpc_header_t *headers;
+    int intercept_errors;       /* grpc_intercept_errors */
+    sh_proxy_header_t *headers; /* names in lower case */
     size_t nheaders;
     int headers_set;
     char **hide;
@@ -166,13 +160,8 @@ static void grpc_destroy_loc(void *conf)
     grpc_loc_t *c = conf;
     sh_free(c->pass);
     sh_free(c->host);
-    if (c->headers_set) {
-        for (size_t i = 0; i < c->nheaders; i++) {
-            sh_free(c->headers[i].name);
-            sh_cv_destroy(c->headers[i].value);
-        }
-        sh_free(c->headers);
-    }
+    if (c->headers_set)
+        sh_proxy_headers_free(c->headers, c->nheaders);
     if (c->hide_set)
         sh_proxy_names_free(c->hide, c->nhide);
     sh_free(c);
@@ -235,25 +224,7 @@ static int set_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     (void)cmd;
     grpc_loc_t *c = conf;
-    if (!c->headers_set) {
-        c->headers = NULL;
-        c->nheaders = 0;
-        c->headers_set = 1;
-    }
-    if (c->nheaders >= 64)
-        return sh_conf_error(cf, "too many \"grpc_set_header\" directives");
-    grpc_header_t h = {.name = sh_strdup(cf->node->args[1])};
-    h.name_len = strlen(h.name);
-    for (char *q = h.name; *q; q++)
-        *q = (char)tolower((unsigned char)*q);
-    int rc = sh_cv_compile(cf, cf->node->args[2], &h.value);
-    if (rc != 0) {
-        sh_free(h.name);
-        return rc;
-    }
-    c->headers = sh_realloc(c->headers, (c->nheaders + 1) * sizeof(*c->headers));
-    c->headers[c->nheaders++] = h;
-    return 0;
+    return sh_proxy_headers_add(cf, &c->headers, &c->nheaders, &c->headers_set, 64, 1);
 }
 
 static int hide_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)

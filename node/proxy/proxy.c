@@ -49,12 +49,6 @@
 #define MAX_RESP_HEAD    (64 * 1024)
 
 typedef struct {
-    char *name;
-    size_t name_len;
-    sh_cv_t *value;
-} proxy_header_t;
-
-typedef struct {
     /* proxy_pass (this level only, as nginx) */
     char *pass; /* as written, NULL when unset */
     const sh_upstream_t *ups;
@@ -67,7 +61,7 @@ typedef struct {
     int pass_inherited; /* an `if` location's: its parent's proxy_pass (nginx) */
     sh_cv_t *pass_cv;   /* proxy_pass with variables: the URL, evaluated per request */
     /* inherited */
-    proxy_header_t *headers;
+    sh_proxy_header_t *headers;
     size_t nheaders;
     int headers_set;  /* this level had proxy_set_header */
     int http_version; /* 10 or 11 */
@@ -214,7 +208,7 @@ static void *proxy_create_loc(void)
     return c;
 }
 
-static void headers_free(proxy_header_t *h, size_t n)
+void sh_proxy_headers_free(sh_proxy_header_t *h, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         sh_free(h[i].name);
@@ -237,7 +231,7 @@ static void proxy_destroy_loc(void *conf)
         sh_free(c->host);
     }
     if (c->headers_set)
-        headers_free(c->headers, c->nheaders);
+        sh_proxy_headers_free(c->headers, c->nheaders);
     if (c->method_own)
         sh_cv_destroy(c->method);
     if (c->set_body_own)
@@ -332,23 +326,33 @@ static int proxy_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 
 static int proxy_set_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
+    (void)cmd;
     proxy_loc_t *c = conf;
+    return sh_proxy_headers_add(cf, &c->headers, &c->nheaders, &c->headers_set, 256, 0);
+}
+
+int sh_proxy_headers_add(sh_conf_t *cf, sh_proxy_header_t **v, size_t *nv, int *set, size_t max,
+                         int lower)
+{
     const sh_conf_node_t *n = cf->node;
-    if (!c->headers_set) {
-        c->headers = NULL;
-        c->nheaders = 0;
-        c->headers_set = 1;
+    if (!*set) {
+        *v = NULL;
+        *nv = 0;
+        *set = 1;
     }
-    if (c->nheaders >= 256)
-        return sh_conf_error(cf, "too many \"proxy_set_header\" directives");
-    proxy_header_t h = {.name = sh_strdup(n->args[1]), .name_len = strlen(n->args[1])};
+    if (*nv >= max)
+        return sh_conf_error(cf, "too many \"%s\" directives", n->args[0]);
+    sh_proxy_header_t h = {.name = sh_strdup(n->args[1]), .name_len = strlen(n->args[1])};
+    if (lower)
+        for (char *q = h.name; *q; q++)
+            *q = (char)tolower((unsigned char)*q);
     int rc = sh_cv_compile(cf, n->args[2], &h.value);
     if (rc != 0) {
         sh_free(h.name);
         return rc;
     }
-    c->headers = sh_realloc(c->headers, (c->nheaders + 1) * sizeof(*c->headers));
-    c->headers[c->nheaders++] = h;
+    *v = sh_realloc(*v, (*nv + 1) * sizeof(**v));
+    (*v)[(*nv)++] = h;
     return 0;
 }
 
@@ -874,7 +878,7 @@ static void build_request_head(sh_proxy_req_t *p)
 
     int host_set = 0, conn_set = 0;
     for (size_t i = 0; i < c->nheaders; i++) {
-        const proxy_header_t *h = &c->headers[i];
+        const sh_proxy_header_t *h = &c->headers[i];
         size_t mark = b->len;
         sh_buf_append(b, h->name, h->name_len);
         sh_buf_append(b, ": ", 2);

@@ -74,6 +74,22 @@ int sh_next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
 void sh_proxy_names_add(char ***v, size_t *nv, int *set, const char *name);
 /* Free a list of names made by sh_proxy_names_add. */
 void sh_proxy_names_free(char **v, size_t n);
+/* One proxy_set_header / grpc_set_header of a level: the name and its
+ * value, compiled. */
+typedef struct {
+    char *name; /* grpc: lower case */
+    size_t name_len;
+    sh_cv_t *value;
+} sh_proxy_header_t;
+/* proxy_set_header NAME VALUE, grpc_set_header NAME VALUE (cf->node) added
+ * to the level's list *v of *nv; a level's first one starts its own list
+ * (*set: the parent's is no longer inherited, nginx). At most max ("too
+ * many"); lower: the name in lower case (HTTP/2 field names). 0 or an
+ * error written into cf. */
+int sh_proxy_headers_add(sh_conf_t *cf, sh_proxy_header_t **v, size_t *nv, int *set, size_t max,
+                         int lower);
+/* Free a list made by sh_proxy_headers_add. */
+void sh_proxy_headers_free(sh_proxy_header_t *v, size_t n);
 /* The SH_NU_HTTP_* bit of an upstream status, 0 for the others. */
 int sh_next_upstream_status(int status);
 
