@@ -760,6 +760,42 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     return 1;
 }
 
+int sh_tls_conf_commands(SSL_CTX *ctx, int server, char *const *pairs, size_t n, char *err,
+                         size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
+    SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE |
+                                   (server ? SSL_CONF_FLAG_SERVER : SSL_CONF_FLAG_CLIENT) |
+                                   SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
+    SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = pairs[2 * i], *value = pairs[2 * i + 1];
+        if (SSL_CONF_cmd(cc, name, value) <= 0) {
+            char ossl[512];
+            sh_tls_errors(ossl, sizeof(ossl));
+            snprintf(err, errlen, "SSL_CONF_cmd(\"%s\", \"%s\") failed %s", name, value, ossl);
+            SSL_CONF_CTX_free(cc);
+            return -1;
+        }
+    }
+    SSL_CONF_CTX_finish(cc);
+    SSL_CONF_CTX_free(cc);
+    return 0;
+}
+
+SSL *sh_tls_ssl_new(SSL_CTX *ctx)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL) {
+        char ossl[512];
+        sh_tls_errors(ossl, sizeof(ossl));
+        sh_log_err("SSL_new() failed %s", ossl);
+    }
+    return ssl;
+}
+
 int sh_tls_passwd_cb(char *buf, int size, int rwflag, void *ud)
 {
     (void)rwflag;
@@ -1669,23 +1705,8 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
 
-    if (c->nconf_cmds > 0) {
-        SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
-        SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_SERVER |
-                                       SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
-        SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
-        for (size_t i = 0; i < c->nconf_cmds; i++) {
-            const char *name = c->conf_cmds[2 * i], *value = c->conf_cmds[2 * i + 1];
-            if (SSL_CONF_cmd(cc, name, value) <= 0) {
-                sh_tls_errors(ossl, sizeof(ossl));
-                snprintf(err, errcap, "SSL_CONF_cmd(\"%s\", \"%s\") failed %s", name, value, ossl);
-                SSL_CONF_CTX_free(cc);
-                goto fail;
-            }
-        }
-        SSL_CONF_CTX_finish(cc);
-        SSL_CONF_CTX_free(cc);
-    }
+    if (sh_tls_conf_commands(ctx, 1, c->conf_cmds, c->nconf_cmds, err, errcap) != 0)
+        goto fail;
     /* 0-RTT (ssl_early_data on): up to one record of early data, set per
      * connection for the whole address (sh_tls_create, allow_early_cb).
      * OpenSSL's replay protection is on with it: TLS 1.3 sessions become
@@ -1899,13 +1920,9 @@ sh_tls_t *sh_tls_create(const sh_http_addr_t *addr, uv_stream_t *stream,
     SSL_CTX *ctx = atomic_load(&srv_conf(addr->default_srv)->ctx);
     if (ctx == NULL)
         return NULL;
-    SSL *ssl = SSL_new(ctx);
-    if (ssl == NULL) {
-        char ossl[512];
-        sh_tls_errors(ossl, sizeof(ossl));
-        sh_log_err("SSL_new() failed %s", ossl);
+    SSL *ssl = sh_tls_ssl_new(ctx);
+    if (ssl == NULL)
         return NULL;
-    }
     sh_tls_t *t = sh_new(sh_tls_t);
     sh_list_init(&t->held);
     t->ssl = ssl;

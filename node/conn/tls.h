@@ -25,6 +25,7 @@
 #ifndef SH_TLS_H
 #define SH_TLS_H
 
+#include <openssl/types.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -138,6 +139,16 @@ int sh_tls_set_protocols(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
 /* OpenSSL's error queue (this thread's) as one string "(SSL: error:...
  * ...)" into out[0..cap), "" when empty; the queue is emptied. */
 void sh_tls_errors(char *out, size_t cap);
+
+/* ssl_conf_command and its upstream forms: n name/value pairs
+ * (pairs[2i], pairs[2i + 1]) given to ctx in order with SSL_CONF_cmd, for
+ * a server context (server) or a client's. 0, or -1 with err set
+ * ("SSL_CONF_cmd(\"NAME\", \"VALUE\") failed (SSL: ...)"). Loading thread. */
+int sh_tls_conf_commands(SSL_CTX *ctx, int server, char *const *pairs, size_t n, char *err,
+                         size_t errlen);
+
+/* SSL_new(ctx); NULL with "SSL_new() failed (SSL: ...)" logged. */
+SSL *sh_tls_ssl_new(SSL_CTX *ctx);
 
 /* OpenSSL's pem_password_cb for a *_password_file: ud is the passphrase
  * being tried (NUL-terminated), or NULL for none; never asks a terminal. */

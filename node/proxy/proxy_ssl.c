@@ -46,11 +46,6 @@
 #define NAME_MAX_LEN 255
 
 typedef struct {
-    char *name;
-    char *value;
-} conf_cmd_t;
-
-typedef struct {
     int server_name; /* proxy_ssl_server_name: send SNI */
     sh_cv_t *name;   /* proxy_ssl_name; NULL: $proxy_host */
     int verify;
@@ -61,7 +56,7 @@ typedef struct {
     int protocols; /* SH_TLS_PROTO_* bits */
     char *ciphers;
     int session_reuse;
-    conf_cmd_t *cmds; /* proxy_ssl_conf_command, in order */
+    char **cmds; /* proxy_ssl_conf_command, in order: name, value pairs */
     size_t ncmds;
     int cmds_set;
     char *password_file; /* proxy_ssl_password_file */
@@ -130,10 +125,8 @@ static void pssl_destroy_loc(void *conf)
     sh_free(c->ciphers);
     sh_free(c->password_file);
     if (c->cmds_set) {
-        for (size_t i = 0; i < c->ncmds; i++) {
-            sh_free(c->cmds[i].name);
-            sh_free(c->cmds[i].value);
-        }
+        for (size_t i = 0; i < 2 * c->ncmds; i++)
+            sh_free(c->cmds[i]);
         sh_free(c->cmds);
     }
     SSL_CTX_free(c->ctx);
@@ -164,11 +157,9 @@ static int pssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     INHERIT(password_file);
 #undef INHERIT
     if (!c->cmds_set && p->ncmds > 0) {
-        c->cmds = sh_calloc(p->ncmds, sizeof(*c->cmds));
-        for (size_t i = 0; i < p->ncmds; i++) {
-            c->cmds[i].name = sh_strdup(p->cmds[i].name);
-            c->cmds[i].value = sh_strdup(p->cmds[i].value);
-        }
+        c->cmds = sh_calloc(2 * p->ncmds, sizeof(*c->cmds));
+        for (size_t i = 0; i < 2 * p->ncmds; i++)
+            c->cmds[i] = sh_strdup(p->cmds[i]);
         c->ncmds = p->ncmds;
         c->cmds_set = 1;
     }
@@ -202,9 +193,9 @@ static int conf_command_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     (void)cmd;
     if (c->ncmds >= 64)
         return sh_conf_error(cf, "too many \"%s\" directives", cf->node->args[0]);
-    c->cmds = sh_realloc(c->cmds, (c->ncmds + 1) * sizeof(*c->cmds));
-    c->cmds[c->ncmds].name = sh_strdup(cf->node->args[1]);
-    c->cmds[c->ncmds].value = sh_strdup(cf->node->args[2]);
+    c->cmds = sh_realloc(c->cmds, (c->ncmds + 1) * 2 * sizeof(*c->cmds));
+    c->cmds[2 * c->ncmds] = sh_strdup(cf->node->args[1]);
+    c->cmds[2 * c->ncmds + 1] = sh_strdup(cf->node->args[2]);
     c->ncmds++;
     c->cmds_set = 1;
     return 0;
@@ -398,23 +389,8 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
         }
         X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
     }
-    if (c->ncmds > 0) {
-        SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
-        SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_CLIENT |
-                                       SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
-        SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
-        for (size_t i = 0; i < c->ncmds; i++) {
-            if (SSL_CONF_cmd(cc, c->cmds[i].name, c->cmds[i].value) <= 0) {
-                sh_tls_errors(ossl, sizeof(ossl));
-                snprintf(err, errlen, "SSL_CONF_cmd(\"%s\", \"%s\") failed %s", c->cmds[i].name,
-                         c->cmds[i].value, ossl);
-                SSL_CONF_CTX_free(cc);
-                goto fail;
-            }
-        }
-        SSL_CONF_CTX_finish(cc);
-        SSL_CONF_CTX_free(cc);
-    }
+    if (sh_tls_conf_commands(ctx, 0, c->cmds, c->ncmds, err, errlen) != 0)
+        goto fail;
     if (c->grpc && SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3) != 0) {
         snprintf(err, errlen, "SSL_CTX_set_alpn_protos() failed");
         goto fail;
@@ -576,13 +552,9 @@ static sh_upssl_t *upssl_new(const pssl_conf_t *c, sh_request_t *r, sh_ups_rt_t 
         sh_log_err("no upstream TLS context for this location");
         return NULL;
     }
-    SSL *ssl = SSL_new(c->ctx);
-    if (ssl == NULL) {
-        char ossl[512];
-        sh_tls_errors(ossl, sizeof(ossl));
-        sh_log_err("SSL_new() failed %s", ossl);
+    SSL *ssl = sh_tls_ssl_new(c->ctx);
+    if (ssl == NULL)
         return NULL;
-    }
     sh_upssl_t *t = sh_new(sh_upssl_t);
     t->ssl = ssl;
     t->conf = c;
