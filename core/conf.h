@@ -214,6 +214,11 @@ int sh_conf_set_str(sh_conf_t *cf, const sh_conf_cmd_t *cmd,
                     void *conf); /* char *, sh_strdup'd, must be NULL */
 int sh_conf_set_enum(sh_conf_t *cf, const sh_conf_cmd_t *cmd,
                      void *conf); /* int; post: const sh_conf_enum_t[] ending with NULL name */
+/* A file named in the configuration, as nginx resolves it: path itself
+ * when absolute (or without a main file's directory), else relative to
+ * the directory of the main configuration file (cf->conf_dir). A copy
+ * the caller frees. */
+char *sh_conf_full_path(const sh_conf_t *cf, const char *path);
 /* Accept and ignore (e.g. `use epoll`, `sendfile on`), silently. */
 int sh_conf_set_ignore(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
 /* Accept, warn "\"NAME\" is not supported yet, ignored" with file:line; when

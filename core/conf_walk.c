@@ -435,6 +435,17 @@ int sh_conf_set_str(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
+char *sh_conf_full_path(const sh_conf_t *cf, const char *path)
+{
+    if (path[0] == '/' || cf->conf_dir == NULL || cf->conf_dir[0] == '\0')
+        return sh_strdup(path);
+    size_t a = strlen(cf->conf_dir), b = strlen(path);
+    char *s = sh_malloc(a + b + 1);
+    memcpy(s, cf->conf_dir, a);
+    memcpy(s + a, path, b + 1);
+    return s;
+}
+
 int sh_conf_set_enum(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     int rc = setter_check(cf, conf);

@@ -60,11 +60,6 @@
 #define EARLY_DATA_MAX 16384       /* ssl_early_data: bytes of 0-RTT data taken (nginx's) */
 #define STAPLE_MAX     (64 * 1024) /* an OCSP response file larger than this is refused */
 
-#define PROTO_TLSv1   0x01
-#define PROTO_TLSv1_1 0x02
-#define PROTO_TLSv1_2 0x04
-#define PROTO_TLSv1_3 0x08
-
 enum { CACHE_UNSET = -1, CACHE_OFF = 0, CACHE_NONE, CACHE_BUILTIN };
 /* ssl_verify_client (nginx's values) */
 enum { VERIFY_OFF = 0, VERIFY_ON, VERIFY_OPTIONAL, VERIFY_OPTIONAL_NO_CA };
@@ -77,7 +72,7 @@ typedef struct {
     char **keys;
     size_t nkeys;
     int certs_set, keys_set;
-    int protocols; /* PROTO_* bits; -1 unset */
+    int protocols; /* SH_TLS_PROTO_* bits; -1 unset */
     char *ciphers;
     int prefer_server_ciphers;
     int cache;         /* CACHE_* */
@@ -268,8 +263,7 @@ static void init_once(void)
     ctx_data_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_data_free);
 }
 
-/* OpenSSL's error queue as one string "(SSL: error:... ...)"; empties it. */
-static void ssl_errors(char *out, size_t cap)
+void sh_tls_errors(char *out, size_t cap)
 {
     size_t o = 0;
     out[0] = '\0';
@@ -433,7 +427,7 @@ static int ssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
         c->conf_cmds = p->conf_cmds;
         c->nconf_cmds = p->nconf_cmds;
     }
-    SH_CONF_MERGE(c->protocols, p->protocols, PROTO_TLSv1_2 | PROTO_TLSv1_3);
+    SH_CONF_MERGE(c->protocols, p->protocols, SH_TLS_PROTO_TLSv1_2 | SH_TLS_PROTO_TLSv1_3);
     MERGE_STR(ciphers, own_ciphers);
     SH_CONF_MERGE(c->prefer_server_ciphers, p->prefer_server_ciphers, 0);
     if (c->cache == CACHE_UNSET) {
@@ -460,19 +454,6 @@ static int ssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     SH_CONF_MERGE_SIZE(c->buffer_size, p->buffer_size, 16384);
     (void)cf;
     return 0;
-}
-
-/* A path as nginx resolves it: relative to the directory of the main
- * configuration file. */
-static char *full_path(sh_conf_t *cf, const char *path)
-{
-    if (path[0] == '/' || cf->conf_dir == NULL || cf->conf_dir[0] == '\0')
-        return sh_strdup(path);
-    size_t a = strlen(cf->conf_dir), b = strlen(path);
-    char *s = sh_malloc(a + b + 1);
-    memcpy(s, cf->conf_dir, a);
-    memcpy(s + a, path, b + 1);
-    return s;
 }
 
 /* ssl_certificate, ssl_certificate_key, ssl_session_ticket_key: lists. */
@@ -510,7 +491,7 @@ static int path_list_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     if (strchr(arg, '$') != NULL)
         return sh_conf_error(cf, "variables in \"%s\" are not supported", cf->node->args[0]);
     *v = sh_realloc(*v, (*n + 1) * sizeof(char *));
-    (*v)[(*n)++] = full_path(cf, arg);
+    (*v)[(*n)++] = sh_conf_full_path(cf, arg);
     return 0;
 }
 
@@ -546,7 +527,7 @@ static int path_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     }
     if (*f != NULL)
         return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
-    *f = full_path(cf, cf->node->args[1]);
+    *f = sh_conf_full_path(cf, cf->node->args[1]);
     return 0;
 }
 
@@ -570,29 +551,29 @@ static int str_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
-static int protocols_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+int sh_tls_set_protocols(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
-    ssl_conf_t *c = conf;
+    int *f = (int *)((char *)conf + cmd->offset);
     const sh_conf_node_t *n = cf->node;
-    if (c->protocols != SH_CONF_UNSET)
-        return sh_conf_error(cf, "\"ssl_protocols\" directive is duplicate");
+    if (*f != SH_CONF_UNSET)
+        return sh_conf_error(cf, "\"%s\" directive is duplicate", n->args[0]);
     int bits = 0;
     for (unsigned i = 1; i < n->nargs; i++) {
         const char *a = n->args[i];
         if (strcmp(a, "TLSv1") == 0)
-            bits |= PROTO_TLSv1;
+            bits |= SH_TLS_PROTO_TLSv1;
         else if (strcmp(a, "TLSv1.1") == 0)
-            bits |= PROTO_TLSv1_1;
+            bits |= SH_TLS_PROTO_TLSv1_1;
         else if (strcmp(a, "TLSv1.2") == 0)
-            bits |= PROTO_TLSv1_2;
+            bits |= SH_TLS_PROTO_TLSv1_2;
         else if (strcmp(a, "TLSv1.3") == 0)
-            bits |= PROTO_TLSv1_3;
+            bits |= SH_TLS_PROTO_TLSv1_3;
         else if (strcmp(a, "SSLv2") == 0 || strcmp(a, "SSLv3") == 0)
             sh_conf_warn(cf, "\"%s\" is not supported by OpenSSL 3, ignored", a);
         else
-            return sh_conf_error(cf, "invalid value \"%s\" in \"ssl_protocols\" directive", a);
+            return sh_conf_error(cf, "invalid value \"%s\" in \"%s\" directive", a, n->args[0]);
     }
-    c->protocols = bits;
+    *f = bits;
     return 0;
 }
 
@@ -681,7 +662,8 @@ static const sh_conf_cmd_t ssl_cmds[] = {
     {"ssl_certificate", SSLCTX | SH_CONF_TAKE1, path_list_set, 0, NULL},
     {"ssl_certificate_key", SSLCTX | SH_CONF_TAKE1, path_list_set, 1, NULL},
     {"ssl_session_ticket_key", SSLCTX | SH_CONF_TAKE1, path_list_set, 2, NULL},
-    {"ssl_protocols", SSLCTX | SH_CONF_1MORE, protocols_set, 0, NULL},
+    {"ssl_protocols", SSLCTX | SH_CONF_1MORE, sh_tls_set_protocols, offsetof(ssl_conf_t, protocols),
+     NULL},
     {"ssl_ciphers", SSLCTX | SH_CONF_TAKE1, str_set, 0, NULL},
     {"ssl_ecdh_curve", SSLCTX | SH_CONF_TAKE1, str_set, 1, NULL},
     {"ssl_prefer_server_ciphers", SSLCTX | SH_CONF_FLAG, sh_conf_set_flag,
@@ -778,8 +760,43 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     return 1;
 }
 
-/* ssl_password_file: the passphrase being tried. */
-static int passwd_cb(char *buf, int size, int rwflag, void *ud)
+int sh_tls_conf_commands(SSL_CTX *ctx, int server, char *const *pairs, size_t n, char *err,
+                         size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
+    SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE |
+                                   (server ? SSL_CONF_FLAG_SERVER : SSL_CONF_FLAG_CLIENT) |
+                                   SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
+    SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = pairs[2 * i], *value = pairs[2 * i + 1];
+        if (SSL_CONF_cmd(cc, name, value) <= 0) {
+            char ossl[512];
+            sh_tls_errors(ossl, sizeof(ossl));
+            snprintf(err, errlen, "SSL_CONF_cmd(\"%s\", \"%s\") failed %s", name, value, ossl);
+            SSL_CONF_CTX_free(cc);
+            return -1;
+        }
+    }
+    SSL_CONF_CTX_finish(cc);
+    SSL_CONF_CTX_free(cc);
+    return 0;
+}
+
+SSL *sh_tls_ssl_new(SSL_CTX *ctx)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL) {
+        char ossl[512];
+        sh_tls_errors(ossl, sizeof(ossl));
+        sh_log_err("SSL_new() failed %s", ossl);
+    }
+    return ssl;
+}
+
+int sh_tls_passwd_cb(char *buf, int size, int rwflag, void *ud)
 {
     (void)rwflag;
     const char *pw = ud;
@@ -1067,13 +1084,13 @@ static int stapler_fetch(stapler_t *s, time_t *refresh_at)
     unsigned char *rder = NULL, *body = NULL;
     size_t body_len = 0;
     if (req == NULL || id == NULL || OCSP_request_add0_id(req, OCSP_CERTID_dup(id)) == NULL) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, sizeof(err), "cannot make the OCSP request %s", ossl);
         goto done;
     }
     int rlen = i2d_OCSP_REQUEST(req, &rder);
     if (rlen <= 0) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, sizeof(err), "cannot encode the OCSP request %s", ossl);
         goto done;
     }
@@ -1094,7 +1111,7 @@ static int stapler_fetch(stapler_t *s, time_t *refresh_at)
     }
     basic = OCSP_response_get1_basic(resp);
     if (basic == NULL) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, sizeof(err), "no basic OCSP response %s", ossl);
         goto done;
     }
@@ -1102,7 +1119,7 @@ static int stapler_fetch(stapler_t *s, time_t *refresh_at)
      * signer is not checked against a trust anchor */
     if (OCSP_basic_verify(basic, s->chain, s->store, s->verify ? OCSP_TRUSTOTHER : OCSP_NOVERIFY) !=
         1) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, sizeof(err), "the OCSP response does not verify %s", ossl);
         goto done;
     }
@@ -1113,7 +1130,7 @@ static int stapler_fetch(stapler_t *s, time_t *refresh_at)
         goto done;
     }
     if (OCSP_check_validity(thisupd, nextupd, 300, -1) != 1) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, sizeof(err), "the OCSP response is not valid now %s", ossl);
         goto done;
     }
@@ -1367,11 +1384,11 @@ static int has_ocsp_url(X509 *x)
 static int version_of(int bit)
 {
     switch (bit) {
-    case PROTO_TLSv1:
+    case SH_TLS_PROTO_TLSv1:
         return TLS1_VERSION;
-    case PROTO_TLSv1_1:
+    case SH_TLS_PROTO_TLSv1_1:
         return TLS1_1_VERSION;
-    case PROTO_TLSv1_2:
+    case SH_TLS_PROTO_TLSv1_2:
         return TLS1_2_VERSION;
     default:
         return TLS1_3_VERSION;
@@ -1395,7 +1412,7 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     ctx_data_t *d = sh_new(ctx_data_t);
     if (ctx == NULL) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, errcap, "SSL_CTX_new() failed %s", ossl);
         sh_free(d);
         return NULL;
@@ -1413,7 +1430,7 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
     /* protocols: the range from the lowest to the highest named (OpenSSL
      * 3 has no holes in practice; nginx's SSL_OP_NO_* give the same) */
     int lo = 0, hi = 0;
-    for (int b = PROTO_TLSv1; b <= PROTO_TLSv1_3; b <<= 1)
+    for (int b = SH_TLS_PROTO_TLSv1; b <= SH_TLS_PROTO_TLSv1_3; b <<= 1)
         if (c->protocols & b) {
             if (lo == 0)
                 lo = version_of(b);
@@ -1429,7 +1446,7 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         SSL_CTX_set_security_level(ctx, 0); /* TLS 1.0/1.1 need SHA-1 */
     const char *ciphers = c->ciphers ? c->ciphers : "HIGH:!aNULL:!MD5";
     if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, errcap, "SSL_CTX_set_cipher_list(\"%s\") failed %s", ciphers, ossl);
         goto fail;
     }
@@ -1453,7 +1470,7 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
     if (c->stapling && c->stapling_file == NULL) {
         store = X509_STORE_new();
         if (c->trusted != NULL && X509_STORE_load_file(store, c->trusted) != 1) {
-            ssl_errors(ossl, sizeof(ossl));
+            sh_tls_errors(ossl, sizeof(ossl));
             snprintf(err, errcap, "cannot load \"ssl_trusted_certificate\" \"%s\" %s", c->trusted,
                      ossl);
             goto fail;
@@ -1475,12 +1492,12 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         sh_free(pf);
         pw_len = pf_len;
     }
-    SSL_CTX_set_default_passwd_cb(ctx, passwd_cb);
+    SSL_CTX_set_default_passwd_cb(ctx, sh_tls_passwd_cb);
     unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
     unsigned sid_len = 0;
     for (size_t i = 0; i < c->ncerts; i++) {
         if (SSL_CTX_use_certificate_chain_file(ctx, c->certs[i]) != 1) {
-            ssl_errors(ossl, sizeof(ossl));
+            sh_tls_errors(ossl, sizeof(ossl));
             snprintf(err, errcap, "cannot load certificate \"%s\": %s", c->certs[i], ossl);
             goto fail;
         }
@@ -1509,13 +1526,13 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
             loaded = SSL_CTX_use_PrivateKey_file(ctx, c->keys[i], SSL_FILETYPE_PEM) == 1;
         }
         if (!loaded) {
-            ssl_errors(ossl, sizeof(ossl));
+            sh_tls_errors(ossl, sizeof(ossl));
             snprintf(err, errcap, "cannot load certificate key \"%s\"%s: %s", c->keys[i],
                      pw != NULL ? " with any password of \"ssl_password_file\"" : "", ossl);
             goto fail;
         }
         if (SSL_CTX_check_private_key(ctx) != 1) {
-            ssl_errors(ossl, sizeof(ossl));
+            sh_tls_errors(ossl, sizeof(ossl));
             snprintf(err, errcap, "certificate \"%s\" and key \"%s\" do not match %s", c->certs[i],
                      c->keys[i], ossl);
             goto fail;
@@ -1556,7 +1573,7 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         const char *files[2] = {c->client_cert, c->trusted};
         for (int i = 0; i < 2; i++)
             if (files[i] != NULL && SSL_CTX_load_verify_locations(ctx, files[i], NULL) != 1) {
-                ssl_errors(ossl, sizeof(ossl));
+                sh_tls_errors(ossl, sizeof(ossl));
                 snprintf(err, errcap, "cannot load \"%s\" \"%s\" %s",
                          i == 0 ? "ssl_client_certificate" : "ssl_trusted_certificate", files[i],
                          ossl);
@@ -1566,7 +1583,7 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
             /* the CA names the CertificateRequest offers */
             STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(c->client_cert);
             if (names == NULL) {
-                ssl_errors(ossl, sizeof(ossl));
+                sh_tls_errors(ossl, sizeof(ossl));
                 snprintf(err, errcap, "no certificate in \"ssl_client_certificate\" \"%s\" %s",
                          c->client_cert, ossl);
                 goto fail;
@@ -1576,7 +1593,7 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         if (c->crl != NULL) {
             X509_STORE *vs = SSL_CTX_get_cert_store(ctx);
             if (X509_STORE_load_file(vs, c->crl) != 1) {
-                ssl_errors(ossl, sizeof(ossl));
+                sh_tls_errors(ossl, sizeof(ossl));
                 snprintf(err, errcap, "cannot load \"ssl_crl\" \"%s\" %s", c->crl, ossl);
                 goto fail;
             }
@@ -1618,14 +1635,14 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
         BIO_free(bio);
         if (dh == NULL || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
             EVP_PKEY_free(dh);
-            ssl_errors(ossl, sizeof(ossl));
+            sh_tls_errors(ossl, sizeof(ossl));
             snprintf(err, errcap, "cannot load DH parameters \"%s\" %s", c->dhparam, ossl);
             goto fail;
         }
     }
     if (c->ecdh_curve != NULL && strcmp(c->ecdh_curve, "auto") != 0 &&
         SSL_CTX_set1_groups_list(ctx, c->ecdh_curve) != 1) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, errcap, "invalid \"ssl_ecdh_curve\" \"%s\" %s", c->ecdh_curve, ossl);
         goto fail;
     }
@@ -1688,23 +1705,8 @@ static SSL_CTX *build_ctx(const ssl_conf_t *c, const sh_http_srv_t *srv, sh_conf
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
 
-    if (c->nconf_cmds > 0) {
-        SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
-        SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_SERVER |
-                                       SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
-        SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
-        for (size_t i = 0; i < c->nconf_cmds; i++) {
-            const char *name = c->conf_cmds[2 * i], *value = c->conf_cmds[2 * i + 1];
-            if (SSL_CONF_cmd(cc, name, value) <= 0) {
-                ssl_errors(ossl, sizeof(ossl));
-                snprintf(err, errcap, "SSL_CONF_cmd(\"%s\", \"%s\") failed %s", name, value, ossl);
-                SSL_CONF_CTX_free(cc);
-                goto fail;
-            }
-        }
-        SSL_CONF_CTX_finish(cc);
-        SSL_CONF_CTX_free(cc);
-    }
+    if (sh_tls_conf_commands(ctx, 1, c->conf_cmds, c->nconf_cmds, err, errcap) != 0)
+        goto fail;
     /* 0-RTT (ssl_early_data on): up to one record of early data, set per
      * connection for the whole address (sh_tls_create, allow_early_cb).
      * OpenSSL's replay protection is on with it: TLS 1.3 sessions become
@@ -1918,13 +1920,9 @@ sh_tls_t *sh_tls_create(const sh_http_addr_t *addr, uv_stream_t *stream,
     SSL_CTX *ctx = atomic_load(&srv_conf(addr->default_srv)->ctx);
     if (ctx == NULL)
         return NULL;
-    SSL *ssl = SSL_new(ctx);
-    if (ssl == NULL) {
-        char ossl[512];
-        ssl_errors(ossl, sizeof(ossl));
-        sh_log_err("SSL_new() failed %s", ossl);
+    SSL *ssl = sh_tls_ssl_new(ctx);
+    if (ssl == NULL)
         return NULL;
-    }
     sh_tls_t *t = sh_new(sh_tls_t);
     sh_list_init(&t->held);
     t->ssl = ssl;
@@ -1976,7 +1974,7 @@ static int flush_out(sh_tls_t *t)
 static void log_ssl_failure(sh_tls_t *t, const char *what, int err)
 {
     char ossl[512];
-    ssl_errors(ossl, sizeof(ossl));
+    sh_tls_errors(ossl, sizeof(ossl));
     /* Client-caused failures (bad handshakes, alerts) are info, as nginx
      * logs them: a scanner must not fill the error log. */
     sh_log_info("%s failed (%d: %s) %s while %s, client %llu", what, err,

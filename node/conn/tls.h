@@ -25,6 +25,7 @@
 #ifndef SH_TLS_H
 #define SH_TLS_H
 
+#include <openssl/types.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -118,6 +119,40 @@ enum sh_tls_var {
     SH_TLS_VAR_CLIENT_V_REMAIN /* days */
 };
 int sh_tls_var(const sh_tls_t *t, int which, sh_buf_t *out);
+
+/* ------------------------------------------------ shared with proxy_ssl -- */
+/* What the upstream side (node/proxy/proxy_ssl.c: proxy_ssl_*, grpc_ssl_*)
+ * does the same way; OpenSSL's error queue is read here only. */
+
+/* ssl_protocols and its upstream forms, as bits */
+#define SH_TLS_PROTO_TLSv1   0x01
+#define SH_TLS_PROTO_TLSv1_1 0x02
+#define SH_TLS_PROTO_TLSv1_2 0x04
+#define SH_TLS_PROTO_TLSv1_3 0x08
+
+/* The setter (sh_conf_cmd_t) of ssl_protocols, proxy_ssl_protocols and
+ * grpc_ssl_protocols: the arguments as SH_TLS_PROTO_* bits into the int at
+ * cmd->offset (SH_CONF_UNSET until set: "is duplicate" after); SSLv2 and
+ * SSLv3 are warned about and ignored (OpenSSL 3 has neither). */
+int sh_tls_set_protocols(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
+
+/* OpenSSL's error queue (this thread's) as one string "(SSL: error:...
+ * ...)" into out[0..cap), "" when empty; the queue is emptied. */
+void sh_tls_errors(char *out, size_t cap);
+
+/* ssl_conf_command and its upstream forms: n name/value pairs
+ * (pairs[2i], pairs[2i + 1]) given to ctx in order with SSL_CONF_cmd, for
+ * a server context (server) or a client's. 0, or -1 with err set
+ * ("SSL_CONF_cmd(\"NAME\", \"VALUE\") failed (SSL: ...)"). Loading thread. */
+int sh_tls_conf_commands(SSL_CTX *ctx, int server, char *const *pairs, size_t n, char *err,
+                         size_t errlen);
+
+/* SSL_new(ctx); NULL with "SSL_new() failed (SSL: ...)" logged. */
+SSL *sh_tls_ssl_new(SSL_CTX *ctx);
+
+/* OpenSSL's pem_password_cb for a *_password_file: ud is the passphrase
+ * being tried (NUL-terminated), or NULL for none; never asks a terminal. */
+int sh_tls_passwd_cb(char *buf, int size, int rwflag, void *ud);
 
 /* ------------------------------------------------ pure helpers -- */
 /* Exposed for the fuzz harness and unit tests. */

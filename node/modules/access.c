@@ -200,6 +200,28 @@ static int post_access(sh_request_t *r)
     return v == ALLOWED ? SH_PH_DECLINED : (int)v;
 }
 
+/* The auth checks' registration and challenge (access.h). */
+
+int sh_access_check_add(sh_conf_t *cf, sh_http_main_t *m, sh_phase_handler_pt h,
+                        const sh_filter_t *www)
+{
+    int rc = sh_phase_add(cf, m, SH_PHASE_ACCESS, h);
+    if (rc == 0)
+        rc = sh_filter_add(cf, m, www);
+    return rc;
+}
+
+int sh_access_www_authenticate(sh_request_t *r, sh_resp_head_t *h, const sh_buf_t *www)
+{
+    if (h->status != 401 || www == NULL || www->len == 0)
+        return 0;
+    size_t start = r->hscratch.len;
+    sh_buf_append(&r->hscratch, www->data, www->len);
+    if (sh_resp_head_add(h, "WWW-Authenticate", 16, NULL, 0) != 0)
+        return 0;
+    return sh_resp_head_set_scratch(r, h, h->n - 1, start, www->len);
+}
+
 static int access_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
     int rc = sh_phase_add(cf, m, SH_PHASE_ACCESS, access_handler);

@@ -656,14 +656,8 @@ static int ab_handler(sh_request_t *r)
 
 static int www_filter(sh_request_t *r, sh_resp_head_t *h)
 {
-    ab_ctx_t *x = sh_request_ctx(r, &sh_auth_basic_module);
-    if (h->status != 401 || x == NULL || x->www.len == 0)
-        return 0;
-    size_t start = r->hscratch.len;
-    sh_buf_append(&r->hscratch, x->www.data, x->www.len);
-    if (sh_resp_head_add(h, "WWW-Authenticate", 16, NULL, 0) != 0)
-        return 0;
-    return sh_resp_head_set_scratch(r, h, h->n - 1, start, x->www.len);
+    const ab_ctx_t *x = sh_request_ctx(r, &sh_auth_basic_module);
+    return sh_access_www_authenticate(r, h, x != NULL ? &x->www : NULL);
 }
 
 static int www_applies(const sh_http_main_t *m, const sh_http_loc_t *loc)
@@ -677,10 +671,7 @@ static const sh_filter_t www = {.name = "auth_basic", .applies = www_applies, .h
 
 static int ab_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
-    int rc = sh_phase_add(cf, m, SH_PHASE_ACCESS, ab_handler);
-    if (rc == 0)
-        rc = sh_filter_add(cf, m, &www);
-    return rc;
+    return sh_access_check_add(cf, m, ab_handler, &www);
 }
 
 static const sh_http_module_t ab_ctx = {

@@ -611,14 +611,8 @@ static int jwt_handler(sh_request_t *r)
 
 static int www_filter(sh_request_t *r, sh_resp_head_t *h)
 {
-    jwt_ctx_t *x = sh_request_ctx(r, &sh_auth_jwt_module);
-    if (h->status != 401 || x == NULL || x->www.len == 0)
-        return 0;
-    size_t start = r->hscratch.len;
-    sh_buf_append(&r->hscratch, x->www.data, x->www.len);
-    if (sh_resp_head_add(h, "WWW-Authenticate", 16, NULL, 0) != 0)
-        return 0;
-    return sh_resp_head_set_scratch(r, h, h->n - 1, start, x->www.len);
+    const jwt_ctx_t *x = sh_request_ctx(r, &sh_auth_jwt_module);
+    return sh_access_www_authenticate(r, h, x != NULL ? &x->www : NULL);
 }
 
 static int www_applies(const sh_http_main_t *m, const sh_http_loc_t *loc)
@@ -643,10 +637,7 @@ static int jwt_preconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static int jwt_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
-    int rc = sh_phase_add(cf, m, SH_PHASE_ACCESS, jwt_handler);
-    if (rc == 0)
-        rc = sh_filter_add(cf, m, &www);
-    return rc;
+    return sh_access_check_add(cf, m, jwt_handler, &www);
 }
 
 static const sh_http_module_t jwt_ctx = {

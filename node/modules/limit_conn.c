@@ -23,19 +23,13 @@
 /* A limit here: sh_limit_t with a = the number, in an sh_limit_loc_t;
  * zones are sh_limit_def_t. */
 
-static sh_limit_main_t *main_of(sh_conf_t *cf)
-{
-    const sh_http_block_t *b = cf->user;
-    return sh_http_main_conf(b->main, &sh_limit_conn_module);
-}
-
 /* limit_conn_zone KEY zone=NAME:SIZE */
 static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     (void)cmd;
     (void)conf;
     const sh_conf_node_t *n = cf->node;
-    sh_limit_main_t *m = main_of(cf);
+    sh_limit_main_t *m = sh_limit_main_of(cf, &sh_limit_conn_module);
     const char *a = n->args[2];
     char *name = NULL;
     size_t size = 0;
@@ -122,11 +116,7 @@ static void set_status(sh_request_t *r, int st)
 static int var_status(sh_request_t *r, const void *data, sh_buf_t *out)
 {
     (void)data;
-    int st = status_of(r);
-    if (st == 0)
-        return 0;
-    sh_buf_appends(out, status_names[st]);
-    return 1;
+    return sh_limit_status_var(out, status_names, status_of(r));
 }
 
 /* Give back every unit h holds (nginx's ngx_http_limit_conn_cleanup). */
@@ -169,20 +159,11 @@ static int limit_conn_handler(sh_request_t *r)
     held_t *h = NULL;
     for (size_t i = 0; i < c->n; i++) {
         const sh_limit_t *l = &c->limits[i];
-        size_t mark = r->scratch.len;
-        sh_cv_eval(l->def->key, r, &r->scratch);
+        size_t mark;
+        size_t klen = sh_limit_key_eval(r, l->def, KEY_MAX, &mark);
+        if (klen == 0)
+            continue;
         const char *key = r->scratch.data + mark;
-        size_t klen = r->scratch.len - mark;
-        if (klen == 0) {
-            r->scratch.len = mark;
-            continue;
-        }
-        if (klen > KEY_MAX) {
-            sh_log_err("the value of the \"%s\" key is more than %d bytes",
-                       sh_cv_source(l->def->key), KEY_MAX);
-            r->scratch.len = mark;
-            continue;
-        }
         set_status(r, ST_PASSED);
         sh_limit_id_t id;
         sh_limit_zone_hash(l->def->zone, key, klen, &id);
@@ -229,16 +210,10 @@ static int limit_conn_handler(sh_request_t *r)
 
 /* ------------------------------------------------------ module -- */
 
-#define LOC     (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
-#define LOFF(f) offsetof(sh_limit_loc_t, f)
-
 static const sh_conf_cmd_t lc_cmds[] = {
     {"limit_conn_zone", SH_CTX_HTTP | SH_CONF_TAKE23, zone_set, 0, NULL},
-    {"limit_conn", LOC | SH_CONF_TAKE2, limit_set, 0, NULL},
-    {"limit_conn_status", LOC | SH_CONF_TAKE1, sh_limit_zone_set_status, LOFF(status), NULL},
-    {"limit_conn_log_level", LOC | SH_CONF_TAKE1, sh_conf_set_enum, LOFF(log_level),
-     sh_limit_zone_log_levels},
-    {"limit_conn_dry_run", LOC | SH_CONF_FLAG, sh_conf_set_flag, LOFF(dry_run), NULL},
+    {"limit_conn", SH_LIMIT_LOC_CTX | SH_CONF_TAKE2, limit_set, 0, NULL},
+    SH_LIMIT_LOC_CMDS("limit_conn"),
     {NULL, 0, NULL, 0, NULL}};
 
 static int lc_preconf(sh_conf_t *cf, sh_http_main_t *m)
@@ -249,10 +224,7 @@ static int lc_preconf(sh_conf_t *cf, sh_http_main_t *m)
 
 static int lc_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
-    int rc = sh_limit_resolve(cf, m, &sh_limit_conn_module);
-    if (rc == 0)
-        rc = sh_phase_add(cf, m, SH_PHASE_PREACCESS, limit_conn_handler);
-    return rc;
+    return sh_limit_postconf(cf, m, &sh_limit_conn_module, limit_conn_handler);
 }
 
 static const sh_http_module_t lc_ctx = {

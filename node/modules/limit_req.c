@@ -105,19 +105,13 @@ void sh_limit_req_merge(sh_limit_req_state_t *st, int64_t at, int64_t delta, uin
 /* A limit here: sh_limit_t with a = burst, b = delay (thousandths;
  * NODELAY), in an sh_limit_loc_t; zones are sh_limit_def_t. */
 
-static sh_limit_main_t *main_of(sh_conf_t *cf)
-{
-    const sh_http_block_t *b = cf->user;
-    return sh_http_main_conf(b->main, &sh_limit_req_module);
-}
-
 /* limit_req_zone KEY zone=NAME:SIZE rate=Nr/s|Nr/m */
 static int zone_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     (void)cmd;
     (void)conf;
     const sh_conf_node_t *n = cf->node;
-    sh_limit_main_t *m = main_of(cf);
+    sh_limit_main_t *m = sh_limit_main_of(cf, &sh_limit_req_module);
     char *name = NULL;
     size_t size = 0;
     uint64_t rate = 0;
@@ -254,11 +248,7 @@ static void set_status(sh_request_t *r, int st)
 static int var_status(sh_request_t *r, const void *data, sh_buf_t *out)
 {
     (void)data;
-    int st = status_of(r);
-    if (st == 0)
-        return 0;
-    sh_buf_appends(out, status_names[st]);
-    return 1;
+    return sh_limit_status_var(out, status_names, status_of(r));
 }
 
 static void delay_closed(uv_handle_t *h)
@@ -386,20 +376,11 @@ static int limit_req_handler(sh_request_t *r)
     const sh_limit_t *limit = NULL;
     for (n = 0; n < c->n; n++) {
         limit = &c->limits[n];
-        size_t mark = r->scratch.len;
-        sh_cv_eval(limit->def->key, r, &r->scratch);
+        size_t mark;
+        size_t klen = sh_limit_key_eval(r, limit->def, KEY_MAX, &mark);
+        if (klen == 0)
+            continue;
         const char *key = r->scratch.data + mark;
-        size_t klen = r->scratch.len - mark;
-        if (klen == 0) {
-            r->scratch.len = mark;
-            continue;
-        }
-        if (klen > KEY_MAX) {
-            sh_log_err("the value of the \"%s\" key is more than %d bytes",
-                       sh_cv_source(limit->def->key), KEY_MAX);
-            r->scratch.len = mark;
-            continue;
-        }
         sh_limit_zone_hash(limit->def->zone, key, klen, &lk[n].id);
         rc = lookup(limit, &lk[n], now, n == c->n - 1, &excess, key, klen);
         r->scratch.len = mark;
@@ -478,16 +459,10 @@ static int limit_req_handler(sh_request_t *r)
 
 /* ------------------------------------------------------ module -- */
 
-#define LOC     (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
-#define LOFF(f) offsetof(sh_limit_loc_t, f)
-
 static const sh_conf_cmd_t lr_cmds[] = {
     {"limit_req_zone", SH_CTX_HTTP | SH_CONF_TAKE34, zone_set, 0, NULL},
-    {"limit_req", LOC | SH_CONF_TAKE123, limit_set, 0, NULL},
-    {"limit_req_status", LOC | SH_CONF_TAKE1, sh_limit_zone_set_status, LOFF(status), NULL},
-    {"limit_req_log_level", LOC | SH_CONF_TAKE1, sh_conf_set_enum, LOFF(log_level),
-     sh_limit_zone_log_levels},
-    {"limit_req_dry_run", LOC | SH_CONF_FLAG, sh_conf_set_flag, LOFF(dry_run), NULL},
+    {"limit_req", SH_LIMIT_LOC_CTX | SH_CONF_TAKE123, limit_set, 0, NULL},
+    SH_LIMIT_LOC_CMDS("limit_req"),
     {NULL, 0, NULL, 0, NULL}};
 
 static int lr_preconf(sh_conf_t *cf, sh_http_main_t *m)
@@ -500,10 +475,7 @@ static int lr_postconf(sh_conf_t *cf, sh_http_main_t *m)
 {
     /* the cluster side of global zones, and GET /v1/limits even with none */
     sh_limit_global_register();
-    int rc = sh_limit_resolve(cf, m, &sh_limit_req_module);
-    if (rc == 0)
-        rc = sh_phase_add(cf, m, SH_PHASE_PREACCESS, limit_req_handler);
-    return rc;
+    return sh_limit_postconf(cf, m, &sh_limit_req_module, limit_req_handler);
 }
 
 static const sh_http_module_t lr_ctx = {

@@ -11,6 +11,7 @@
 #include "core/conf.h"
 #include "core/log.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/node.h"
 #include "node/pipeline/vars.h"
 
 #define STRIPES_MAX 64
@@ -701,6 +702,21 @@ int sh_limit_resolve(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *m
     return sh_limit_zone_each_loc(m, resolve_loc, &x);
 }
 
+int sh_limit_postconf(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *mod,
+                      sh_phase_handler_pt handler)
+{
+    int rc = sh_limit_resolve(cf, m, mod);
+    if (rc == 0)
+        rc = sh_phase_add(cf, m, SH_PHASE_PREACCESS, handler);
+    return rc;
+}
+
+sh_limit_main_t *sh_limit_main_of(sh_conf_t *cf, const sh_conf_module_t *mod)
+{
+    const sh_http_block_t *b = cf->user;
+    return sh_http_main_conf(b->main, mod);
+}
+
 /* limit_req_status / limit_conn_status: 400..599, and the log levels */
 int sh_limit_zone_set_status(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
@@ -721,6 +737,30 @@ const sh_conf_enum_t sh_limit_zone_log_levels[] = {{"info", SH_LOG_INFO},
                                                    {"warn", SH_LOG_WARN},
                                                    {"error", SH_LOG_ERR},
                                                    {NULL, 0}};
+
+/* ------------------------------------------------------ per request -- */
+
+size_t sh_limit_key_eval(sh_request_t *r, const sh_limit_def_t *d, size_t max, size_t *mark)
+{
+    *mark = r->scratch.len;
+    sh_cv_eval(d->key, r, &r->scratch);
+    size_t klen = r->scratch.len - *mark;
+    if (klen > max) {
+        sh_log_err("the value of the \"%s\" key is more than %zu bytes", sh_cv_source(d->key), max);
+        klen = 0;
+    }
+    if (klen == 0)
+        r->scratch.len = *mark;
+    return klen;
+}
+
+int sh_limit_status_var(sh_buf_t *out, const char *const *names, int st)
+{
+    if (st == 0)
+        return 0;
+    sh_buf_appends(out, names[st]);
+    return 1;
+}
 
 /* ------------------------------------------------------ metrics -- */
 

@@ -194,6 +194,8 @@ void sh_limit_zone_remove(sh_limit_stripe_t *s, sh_limit_zone_entry_t *e, int ev
 
 #include "core/conf.h"
 #include "node/pipeline/http_conf.h"
+#include "node/pipeline/pipeline.h"
+#include "node/pipeline/vars.h"
 
 /* What limit_req and limit_conn share: the zones an http block defines
  * (its main conf) and a level's list of limits (its loc conf, replaced
@@ -246,11 +248,47 @@ int sh_limit_loc_add(sh_conf_t *cf, sh_limit_loc_t *c, const char *zone, uint64_
  * shared memory zone" (nginx's words) with the directive's file:line for
  * one never defined. */
 int sh_limit_resolve(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *mod);
+/* Both modules' postconfiguration: sh_limit_resolve, then handler in the
+ * preaccess phase. 0 or an error written into cf. */
+int sh_limit_postconf(sh_conf_t *cf, sh_http_main_t *m, const sh_conf_module_t *mod,
+                      sh_phase_handler_pt handler);
+
+/* The sh_limit_main_t of module mod in the http block being parsed
+ * (cf->user: its sh_http_block_t). */
+sh_limit_main_t *sh_limit_main_of(sh_conf_t *cf, const sh_conf_module_t *mod);
 
 /* limit_req_status, limit_conn_status: an int at cmd->offset, 400..599. */
 int sh_limit_zone_set_status(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
 /* limit_req_log_level, limit_conn_log_level: info | notice | warn | error. */
 extern const sh_conf_enum_t sh_limit_zone_log_levels[];
+
+/* The directives both modules take at the http, server and location
+ * levels into their sh_limit_loc_t, named PREFIX_status, PREFIX_log_level
+ * and PREFIX_dry_run (PREFIX: "limit_req" or "limit_conn"): entries of a
+ * module's sh_conf_cmd_t table (left as written by clang-format: one
+ * directive a line, as in the tables). SH_LIMIT_LOC_CTX: those levels. */
+/* clang-format off */
+#define SH_LIMIT_LOC_CTX (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
+#define SH_LIMIT_LOC_CMDS(prefix)                                                                  \
+    {prefix "_status", SH_LIMIT_LOC_CTX | SH_CONF_TAKE1, sh_limit_zone_set_status,                 \
+     offsetof(sh_limit_loc_t, status), NULL},                                                      \
+    {prefix "_log_level", SH_LIMIT_LOC_CTX | SH_CONF_TAKE1, sh_conf_set_enum,                      \
+     offsetof(sh_limit_loc_t, log_level), sh_limit_zone_log_levels},                               \
+    {prefix "_dry_run", SH_LIMIT_LOC_CTX | SH_CONF_FLAG, sh_conf_set_flag,                         \
+     offsetof(sh_limit_loc_t, dry_run), NULL}
+/* clang-format on */
+
+/* ---- per request (worker threads) */
+
+/* Evaluate the key of d for r onto r->scratch; *mark gets the scratch
+ * length before, and the key is r->scratch.data + *mark. Returns its
+ * length, or 0 with r->scratch as it was when the value is empty or
+ * longer than max bytes (logged, nginx's words: the limit is skipped).
+ * The caller sets r->scratch.len back to *mark when done with the key. */
+size_t sh_limit_key_eval(sh_request_t *r, const sh_limit_def_t *d, size_t max, size_t *mark);
+/* $limit_req_status, $limit_conn_status: names[st] appended to out, 1;
+ * 0 (not found) when st is 0 (no limit applied to the request). */
+int sh_limit_status_var(sh_buf_t *out, const char *const *names, int st);
 
 /* Parse "zone=NAME:SIZE" (arg) as nginx: *name gets a copy of NAME.
  * 0, or SH_EINVAL written into cf ("invalid zone size", "is too small",

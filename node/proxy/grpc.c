@@ -54,12 +54,6 @@
 #define REPLAY_MAX (64 * 1024) /* request body kept to send again to another server */
 
 typedef struct {
-    char *name; /* lower case */
-    size_t name_len;
-    sh_cv_t *value;
-} grpc_header_t;
-
-typedef struct {
     char *pass; /* as written, NULL when unset (this level only) */
     char *host;
     const sh_upstream_t *ups;
@@ -70,8 +64,8 @@ typedef struct {
     int next_upstream; /* SH_NU_* (proxy.h) */
     int next_upstream_tries;
     uint64_t next_upstream_timeout;
-    int intercept_errors; /* grpc_intercept_errors */
-    grpc_header_t *headers;
+    int intercept_errors;       /* grpc_intercept_errors */
+    sh_proxy_header_t *headers; /* names in lower case */
     size_t nheaders;
     int headers_set;
     char **hide;
@@ -166,18 +160,10 @@ static void grpc_destroy_loc(void *conf)
     grpc_loc_t *c = conf;
     sh_free(c->pass);
     sh_free(c->host);
-    if (c->headers_set) {
-        for (size_t i = 0; i < c->nheaders; i++) {
-            sh_free(c->headers[i].name);
-            sh_cv_destroy(c->headers[i].value);
-        }
-        sh_free(c->headers);
-    }
-    if (c->hide_set) {
-        for (size_t i = 0; i < c->nhide; i++)
-            sh_free(c->hide[i]);
-        sh_free(c->hide);
-    }
+    if (c->headers_set)
+        sh_proxy_headers_free(c->headers, c->nheaders);
+    if (c->hide_set)
+        sh_proxy_names_free(c->hide, c->nhide);
     sh_free(c);
 }
 
@@ -200,13 +186,7 @@ static int grpc_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     SH_CONF_MERGE_MSEC(c->next_upstream_timeout, p->next_upstream_timeout, 0);
     SH_CONF_MERGE(c->intercept_errors, p->intercept_errors, 0);
     if (c->pass != NULL && c->ups == NULL) {
-        sh_http_block_t *b = cf->user;
-        sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
-        sh_conf_node_t at = {.file = c->file, .line = c->line};
-        const sh_conf_node_t *saved = cf->node;
-        cf->node = &at;
-        c->ups = sh_upstream_get(cf, um, c->host, c->ssl ? 443 : 80);
-        cf->node = saved;
+        c->ups = sh_upstream_get_at(cf, c->host, c->ssl ? 443 : 80, c->file, c->line);
         if (c->ups == NULL)
             return SH_EINVAL;
     }
@@ -244,51 +224,15 @@ static int set_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     (void)cmd;
     grpc_loc_t *c = conf;
-    if (!c->headers_set) {
-        c->headers = NULL;
-        c->nheaders = 0;
-        c->headers_set = 1;
-    }
-    if (c->nheaders >= 64)
-        return sh_conf_error(cf, "too many \"grpc_set_header\" directives");
-    grpc_header_t h = {.name = sh_strdup(cf->node->args[1])};
-    h.name_len = strlen(h.name);
-    for (char *q = h.name; *q; q++)
-        *q = (char)tolower((unsigned char)*q);
-    int rc = sh_cv_compile(cf, cf->node->args[2], &h.value);
-    if (rc != 0) {
-        sh_free(h.name);
-        return rc;
-    }
-    c->headers = sh_realloc(c->headers, (c->nheaders + 1) * sizeof(*c->headers));
-    c->headers[c->nheaders++] = h;
-    return 0;
+    return sh_proxy_headers_add(cf, &c->headers, &c->nheaders, &c->headers_set, 64, 1);
 }
 
 static int hide_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     (void)cmd;
     grpc_loc_t *c = conf;
-    if (!c->hide_set) {
-        c->hide = NULL;
-        c->nhide = 0;
-        c->hide_set = 1;
-    }
-    char *name = sh_strdup(cf->node->args[1]);
-    for (char *q = name; *q; q++)
-        *q = (char)tolower((unsigned char)*q);
-    c->hide = sh_realloc(c->hide, (c->nhide + 1) * sizeof(char *));
-    c->hide[c->nhide++] = name;
+    sh_proxy_names_add(&c->hide, &c->nhide, &c->hide_set, cf->node->args[1]);
     return 0;
-}
-
-static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
-{
-    (void)cmd;
-    grpc_loc_t *c = conf;
-    if (c->next_upstream != SH_CONF_UNSET)
-        return sh_conf_error(cf, "\"grpc_next_upstream\" directive is duplicate");
-    return sh_next_upstream_parse(cf, &c->next_upstream);
 }
 
 #define GLOC    (SH_CTX_HTTP | SH_CTX_SERVER | SH_CTX_LOCATION)
@@ -301,7 +245,7 @@ static const sh_conf_cmd_t grpc_cmds[] = {
     {"grpc_connect_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(connect_timeout), NULL},
     {"grpc_send_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(send_timeout), NULL},
     {"grpc_read_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec, GOFF(read_timeout), NULL},
-    {"grpc_next_upstream", GLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
+    {"grpc_next_upstream", GLOC | SH_CONF_1MORE, sh_next_upstream_set, GOFF(next_upstream), NULL},
     {"grpc_next_upstream_tries", GLOC | SH_CONF_TAKE1, sh_conf_set_num, GOFF(next_upstream_tries),
      NULL},
     {"grpc_next_upstream_timeout", GLOC | SH_CONF_TAKE1, sh_conf_set_msec,

@@ -49,12 +49,6 @@
 #define MAX_RESP_HEAD    (64 * 1024)
 
 typedef struct {
-    char *name;
-    size_t name_len;
-    sh_cv_t *value;
-} proxy_header_t;
-
-typedef struct {
     /* proxy_pass (this level only, as nginx) */
     char *pass; /* as written, NULL when unset */
     const sh_upstream_t *ups;
@@ -67,7 +61,7 @@ typedef struct {
     int pass_inherited; /* an `if` location's: its parent's proxy_pass (nginx) */
     sh_cv_t *pass_cv;   /* proxy_pass with variables: the URL, evaluated per request */
     /* inherited */
-    proxy_header_t *headers;
+    sh_proxy_header_t *headers;
     size_t nheaders;
     int headers_set;  /* this level had proxy_set_header */
     int http_version; /* 10 or 11 */
@@ -214,7 +208,7 @@ static void *proxy_create_loc(void)
     return c;
 }
 
-static void headers_free(proxy_header_t *h, size_t n)
+void sh_proxy_headers_free(sh_proxy_header_t *h, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         sh_free(h[i].name);
@@ -223,20 +217,13 @@ static void headers_free(proxy_header_t *h, size_t n)
     sh_free(h);
 }
 
-static void names_free(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sh_free(v[i]);
-    sh_free(v);
-}
-
 static void proxy_destroy_loc(void *conf)
 {
     proxy_loc_t *c = conf;
     if (c->hide_set)
-        names_free(c->hide, c->nhide);
+        sh_proxy_names_free(c->hide, c->nhide);
     if (c->passh_set)
-        names_free(c->passh, c->npassh);
+        sh_proxy_names_free(c->passh, c->npassh);
     if (!c->pass_inherited) {
         sh_cv_destroy(c->pass_cv);
         sh_free(c->pass);
@@ -244,7 +231,7 @@ static void proxy_destroy_loc(void *conf)
         sh_free(c->host);
     }
     if (c->headers_set)
-        headers_free(c->headers, c->nheaders);
+        sh_proxy_headers_free(c->headers, c->nheaders);
     if (c->method_own)
         sh_cv_destroy(c->method);
     if (c->set_body_own)
@@ -296,13 +283,7 @@ static int proxy_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     }
     if (c->pass != NULL && c->ups == NULL && c->pass_cv == NULL) {
         /* resolve now that every upstream block is known */
-        sh_http_block_t *b = cf->user;
-        sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
-        sh_conf_node_t at = {.file = c->file, .line = c->line};
-        const sh_conf_node_t *saved = cf->node;
-        cf->node = &at;
-        c->ups = sh_upstream_get(cf, um, c->host, c->ssl ? 443 : 80);
-        cf->node = saved;
+        c->ups = sh_upstream_get_at(cf, c->host, c->ssl ? 443 : 80, c->file, c->line);
         if (c->ups == NULL)
             return SH_EINVAL;
     }
@@ -345,23 +326,33 @@ static int proxy_pass_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 
 static int proxy_set_header_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
+    (void)cmd;
     proxy_loc_t *c = conf;
+    return sh_proxy_headers_add(cf, &c->headers, &c->nheaders, &c->headers_set, 256, 0);
+}
+
+int sh_proxy_headers_add(sh_conf_t *cf, sh_proxy_header_t **v, size_t *nv, int *set, size_t max,
+                         int lower)
+{
     const sh_conf_node_t *n = cf->node;
-    if (!c->headers_set) {
-        c->headers = NULL;
-        c->nheaders = 0;
-        c->headers_set = 1;
+    if (!*set) {
+        *v = NULL;
+        *nv = 0;
+        *set = 1;
     }
-    if (c->nheaders >= 256)
-        return sh_conf_error(cf, "too many \"proxy_set_header\" directives");
-    proxy_header_t h = {.name = sh_strdup(n->args[1]), .name_len = strlen(n->args[1])};
+    if (*nv >= max)
+        return sh_conf_error(cf, "too many \"%s\" directives", n->args[0]);
+    sh_proxy_header_t h = {.name = sh_strdup(n->args[1]), .name_len = strlen(n->args[1])};
+    if (lower)
+        for (char *q = h.name; *q; q++)
+            *q = (char)tolower((unsigned char)*q);
     int rc = sh_cv_compile(cf, n->args[2], &h.value);
     if (rc != 0) {
         sh_free(h.name);
         return rc;
     }
-    c->headers = sh_realloc(c->headers, (c->nheaders + 1) * sizeof(*c->headers));
-    c->headers[c->nheaders++] = h;
+    *v = sh_realloc(*v, (*nv + 1) * sizeof(**v));
+    (*v)[(*nv)++] = h;
     return 0;
 }
 
@@ -380,13 +371,12 @@ static int http_version_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return 0;
 }
 
-static int next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
+int sh_next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
-    proxy_loc_t *c = conf;
-    (void)cmd;
-    if (c->next_upstream != SH_CONF_UNSET)
+    int *f = (int *)((char *)conf + cmd->offset);
+    if (*f != SH_CONF_UNSET)
         return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
-    return sh_next_upstream_parse(cf, &c->next_upstream);
+    return sh_next_upstream_parse(cf, f);
 }
 
 int sh_next_upstream_parse(sh_conf_t *cf, int *out)
@@ -431,17 +421,29 @@ static int header_list_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     char ***v = hide ? &c->hide : &c->passh;
     size_t *nv = hide ? &c->nhide : &c->npassh;
     int *set = hide ? &c->hide_set : &c->passh_set;
+    sh_proxy_names_add(v, nv, set, cf->node->args[1]);
+    return 0;
+}
+
+void sh_proxy_names_add(char ***v, size_t *nv, int *set, const char *name)
+{
     if (!*set) {
         *v = NULL;
         *nv = 0;
         *set = 1;
     }
-    char *name = sh_strdup(cf->node->args[1]);
-    for (char *q = name; *q; q++)
+    char *lc = sh_strdup(name);
+    for (char *q = lc; *q; q++)
         *q = (char)tolower((unsigned char)*q);
     *v = sh_realloc(*v, (*nv + 1) * sizeof(char *));
-    (*v)[(*nv)++] = name;
-    return 0;
+    (*v)[(*nv)++] = lc;
+}
+
+void sh_proxy_names_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sh_free(v[i]);
+    sh_free(v);
 }
 
 /* proxy_method METHOD, proxy_set_body VALUE (variables allowed). */
@@ -481,7 +483,7 @@ static const sh_conf_cmd_t proxy_cmds[] = {
     {"proxy_intercept_errors", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(intercept_errors), NULL},
     {"proxy_request_buffering", PLOC | SH_CONF_FLAG, sh_conf_set_flag, POFF(request_buffering),
      NULL},
-    {"proxy_next_upstream", PLOC | SH_CONF_1MORE, next_upstream_set, 0, NULL},
+    {"proxy_next_upstream", PLOC | SH_CONF_1MORE, sh_next_upstream_set, POFF(next_upstream), NULL},
     {"proxy_next_upstream_tries", PLOC | SH_CONF_TAKE1, sh_conf_set_num, POFF(next_upstream_tries),
      NULL},
     {"proxy_next_upstream_timeout", PLOC | SH_CONF_TAKE1, sh_conf_set_msec,
@@ -876,7 +878,7 @@ static void build_request_head(sh_proxy_req_t *p)
 
     int host_set = 0, conn_set = 0;
     for (size_t i = 0; i < c->nheaders; i++) {
-        const proxy_header_t *h = &c->headers[i];
+        const sh_proxy_header_t *h = &c->headers[i];
         size_t mark = b->len;
         sh_buf_append(b, h->name, h->name_len);
         sh_buf_append(b, ": ", 2);

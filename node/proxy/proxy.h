@@ -64,6 +64,32 @@ int sh_proxy_loc_https(const sh_http_loc_t *loc);
 /* The directive's arguments (cf->node) as SH_NU_* bits into *out (0 for
  * off); 0, or an error logged in cf. */
 int sh_next_upstream_parse(sh_conf_t *cf, int *out);
+/* proxy_next_upstream / grpc_next_upstream: a setter (sh_conf_cmd_t) of
+ * the int at cmd->offset (SH_CONF_UNSET until set; "is duplicate" after),
+ * parsed by sh_next_upstream_parse. */
+int sh_next_upstream_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf);
+/* proxy_hide_header, proxy_pass_header, grpc_hide_header: name added, in
+ * lower case, to the level's list *v of *nv names; a level's first one
+ * starts its own list (*set: the parent's is no longer inherited, nginx). */
+void sh_proxy_names_add(char ***v, size_t *nv, int *set, const char *name);
+/* Free a list of names made by sh_proxy_names_add. */
+void sh_proxy_names_free(char **v, size_t n);
+/* One proxy_set_header / grpc_set_header of a level: the name and its
+ * value, compiled. */
+typedef struct {
+    char *name; /* grpc: lower case */
+    size_t name_len;
+    sh_cv_t *value;
+} sh_proxy_header_t;
+/* proxy_set_header NAME VALUE, grpc_set_header NAME VALUE (cf->node) added
+ * to the level's list *v of *nv; a level's first one starts its own list
+ * (*set: the parent's is no longer inherited, nginx). At most max ("too
+ * many"); lower: the name in lower case (HTTP/2 field names). 0 or an
+ * error written into cf. */
+int sh_proxy_headers_add(sh_conf_t *cf, sh_proxy_header_t **v, size_t *nv, int *set, size_t max,
+                         int lower);
+/* Free a list made by sh_proxy_headers_add. */
+void sh_proxy_headers_free(sh_proxy_header_t *v, size_t n);
 /* The SH_NU_HTTP_* bit of an upstream status, 0 for the others. */
 int sh_next_upstream_status(int status);
 

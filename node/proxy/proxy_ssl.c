@@ -37,21 +37,13 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "node/conn/tls.h"
 #include "node/pipeline/vars.h"
 #include "node/proxy/grpc.h"
 #include "node/proxy/proxy.h"
 
-#define PROTO_TLSv1   0x01
-#define PROTO_TLSv1_1 0x02
-#define PROTO_TLSv1_2 0x04
-#define PROTO_TLSv1_3 0x08
-#define READ_CHUNK    16384
-#define NAME_MAX_LEN  255
-
-typedef struct {
-    char *name;
-    char *value;
-} conf_cmd_t;
+#define READ_CHUNK   16384
+#define NAME_MAX_LEN 255
 
 typedef struct {
     int server_name; /* proxy_ssl_server_name: send SNI */
@@ -61,10 +53,10 @@ typedef struct {
     char *trusted; /* proxy_ssl_trusted_certificate */
     char *crl;
     char *cert, *key;
-    int protocols; /* PROTO_* bits */
+    int protocols; /* SH_TLS_PROTO_* bits */
     char *ciphers;
     int session_reuse;
-    conf_cmd_t *cmds; /* proxy_ssl_conf_command, in order */
+    char **cmds; /* proxy_ssl_conf_command, in order: name, value pairs */
     size_t ncmds;
     int cmds_set;
     char *password_file; /* proxy_ssl_password_file */
@@ -133,10 +125,8 @@ static void pssl_destroy_loc(void *conf)
     sh_free(c->ciphers);
     sh_free(c->password_file);
     if (c->cmds_set) {
-        for (size_t i = 0; i < c->ncmds; i++) {
-            sh_free(c->cmds[i].name);
-            sh_free(c->cmds[i].value);
-        }
+        for (size_t i = 0; i < 2 * c->ncmds; i++)
+            sh_free(c->cmds[i]);
         sh_free(c->cmds);
     }
     SSL_CTX_free(c->ctx);
@@ -150,7 +140,7 @@ static int pssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     SH_CONF_MERGE(c->server_name, p->server_name, 0);
     SH_CONF_MERGE(c->verify, p->verify, 0);
     SH_CONF_MERGE(c->verify_depth, p->verify_depth, 1);
-    SH_CONF_MERGE(c->protocols, p->protocols, PROTO_TLSv1_2 | PROTO_TLSv1_3);
+    SH_CONF_MERGE(c->protocols, p->protocols, SH_TLS_PROTO_TLSv1_2 | SH_TLS_PROTO_TLSv1_3);
     SH_CONF_MERGE(c->session_reuse, p->session_reuse, 1);
     if (c->name == NULL && p->name != NULL)
         c->name = p->name; /* not name_set: the parent frees it */
@@ -167,26 +157,13 @@ static int pssl_merge_loc(sh_conf_t *cf, void *parent, void *conf)
     INHERIT(password_file);
 #undef INHERIT
     if (!c->cmds_set && p->ncmds > 0) {
-        c->cmds = sh_calloc(p->ncmds, sizeof(*c->cmds));
-        for (size_t i = 0; i < p->ncmds; i++) {
-            c->cmds[i].name = sh_strdup(p->cmds[i].name);
-            c->cmds[i].value = sh_strdup(p->cmds[i].value);
-        }
+        c->cmds = sh_calloc(2 * p->ncmds, sizeof(*c->cmds));
+        for (size_t i = 0; i < 2 * p->ncmds; i++)
+            c->cmds[i] = sh_strdup(p->cmds[i]);
         c->ncmds = p->ncmds;
         c->cmds_set = 1;
     }
     return 0;
-}
-
-static char *full_path(sh_conf_t *cf, const char *path)
-{
-    if (path[0] == '/' || cf->conf_dir == NULL || cf->conf_dir[0] == '\0')
-        return sh_strdup(path);
-    size_t a = strlen(cf->conf_dir), b = strlen(path);
-    char *s = sh_malloc(a + b + 1);
-    memcpy(s, cf->conf_dir, a);
-    memcpy(s + a, path, b + 1);
-    return s;
 }
 
 static int path_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
@@ -194,7 +171,7 @@ static int path_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     char **f = (char **)((char *)conf + cmd->offset);
     if (*f != NULL)
         return sh_conf_error(cf, "\"%s\" directive is duplicate", cf->node->args[0]);
-    *f = full_path(cf, cf->node->args[1]);
+    *f = sh_conf_full_path(cf, cf->node->args[1]);
     return 0;
 }
 
@@ -210,42 +187,15 @@ static int name_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     return rc;
 }
 
-static int protocols_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
-{
-    pssl_conf_t *c = conf;
-    const sh_conf_node_t *n = cf->node;
-    (void)cmd;
-    if (c->protocols != SH_CONF_UNSET)
-        return sh_conf_error(cf, "\"%s\" directive is duplicate", n->args[0]);
-    int bits = 0;
-    for (unsigned i = 1; i < n->nargs; i++) {
-        const char *a = n->args[i];
-        if (strcmp(a, "TLSv1") == 0)
-            bits |= PROTO_TLSv1;
-        else if (strcmp(a, "TLSv1.1") == 0)
-            bits |= PROTO_TLSv1_1;
-        else if (strcmp(a, "TLSv1.2") == 0)
-            bits |= PROTO_TLSv1_2;
-        else if (strcmp(a, "TLSv1.3") == 0)
-            bits |= PROTO_TLSv1_3;
-        else if (strcmp(a, "SSLv2") == 0 || strcmp(a, "SSLv3") == 0)
-            sh_conf_warn(cf, "\"%s\" is not supported by OpenSSL 3, ignored", a);
-        else
-            return sh_conf_error(cf, "invalid value \"%s\" in \"%s\" directive", a, n->args[0]);
-    }
-    c->protocols = bits;
-    return 0;
-}
-
 static int conf_command_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     pssl_conf_t *c = conf;
     (void)cmd;
     if (c->ncmds >= 64)
         return sh_conf_error(cf, "too many \"%s\" directives", cf->node->args[0]);
-    c->cmds = sh_realloc(c->cmds, (c->ncmds + 1) * sizeof(*c->cmds));
-    c->cmds[c->ncmds].name = sh_strdup(cf->node->args[1]);
-    c->cmds[c->ncmds].value = sh_strdup(cf->node->args[2]);
+    c->cmds = sh_realloc(c->cmds, (c->ncmds + 1) * 2 * sizeof(*c->cmds));
+    c->cmds[2 * c->ncmds] = sh_strdup(cf->node->args[1]);
+    c->cmds[2 * c->ncmds + 1] = sh_strdup(cf->node->args[2]);
     c->ncmds++;
     c->cmds_set = 1;
     return 0;
@@ -274,7 +224,7 @@ static int depth_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
     {P "_ssl_certificate", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, cert), NULL},      \
     {P "_ssl_certificate_key", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, key), NULL},   \
     {P "_ssl_password_file", LOC | SH_CONF_TAKE1, path_set, offsetof(pssl_conf_t, password_file), NULL}, \
-    {P "_ssl_protocols", LOC | SH_CONF_1MORE, protocols_set, 0, NULL},                             \
+    {P "_ssl_protocols", LOC | SH_CONF_1MORE, sh_tls_set_protocols, offsetof(pssl_conf_t, protocols), NULL},                             \
     {P "_ssl_ciphers", LOC | SH_CONF_TAKE1, sh_conf_set_str, offsetof(pssl_conf_t, ciphers), NULL}, \
     {P "_ssl_session_reuse", LOC | SH_CONF_FLAG, sh_conf_set_flag, offsetof(pssl_conf_t, session_reuse), NULL}, \
     {P "_ssl_conf_command", LOC | SH_CONF_TAKE2, conf_command_set, 0, NULL}
@@ -284,31 +234,6 @@ static const sh_conf_cmd_t pssl_cmds[] = {SSL_CMDS("proxy"), {NULL, 0, NULL, 0, 
 static const sh_conf_cmd_t gssl_cmds[] = {SSL_CMDS("grpc"), {NULL, 0, NULL, 0, NULL}};
 
 /* ------------------------------------------------ contexts -- */
-
-static void ssl_errors(char *out, size_t cap)
-{
-    size_t o = 0;
-    out[0] = '\0';
-    unsigned long e;
-    const char *data;
-    int flags;
-    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
-        char one[256];
-        ERR_error_string_n(e, one, sizeof(one));
-        int n = snprintf(out + o, cap - o, "%s%s%s%s", o ? " " : "(SSL: ", one,
-                         (flags & ERR_TXT_STRING) && data && *data ? ":" : "",
-                         (flags & ERR_TXT_STRING) && data ? data : "");
-        if (n < 0 || (size_t)n >= cap - o) {
-            o = cap - 1;
-            break;
-        }
-        o += (size_t)n;
-    }
-    if (o > 0 && o + 2 < cap) {
-        out[o++] = ')';
-        out[o] = '\0';
-    }
-}
 
 /* The chain is checked in the handshake but never stops it: the result is
  * read after it (sh_upssl_handshake), as nginx does, to log why. */
@@ -331,20 +256,6 @@ static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
     t->slot->ssl_sess = sess;
     t->slot->ssl_sess_owner = t->conf;
     return 1;
-}
-
-/* A passphrase of *_ssl_password_file being tried (never a terminal). */
-static int passwd_cb(char *buf, int size, int rwflag, void *ud)
-{
-    (void)rwflag;
-    const char *pw = ud;
-    if (pw == NULL)
-        return 0;
-    size_t n = strlen(pw);
-    if (n > (size_t)size)
-        n = (size_t)size;
-    memcpy(buf, pw, n);
-    return (int)n;
 }
 
 /* The client key, with each passphrase of the password file in turn (one
@@ -389,7 +300,7 @@ static int load_key(SSL_CTX *ctx, const pssl_conf_t *c, char *err, size_t errlen
             o += strlen(one);
             npw++;
         }
-        SSL_CTX_set_default_passwd_cb(ctx, passwd_cb);
+        SSL_CTX_set_default_passwd_cb(ctx, sh_tls_passwd_cb);
         SSL_CTX_set_default_passwd_cb_userdata(ctx, (void *)one);
         ERR_clear_error();
         if (SSL_CTX_use_PrivateKey_file(ctx, c->key, SSL_FILETYPE_PEM) == 1 &&
@@ -403,7 +314,7 @@ static int load_key(SSL_CTX *ctx, const pssl_conf_t *c, char *err, size_t errlen
     }
     if (ok)
         return 0;
-    ssl_errors(ossl, sizeof(ossl));
+    sh_tls_errors(ossl, sizeof(ossl));
     if (c->password_file != NULL && npw == 0)
         snprintf(err, errlen, "no passphrase in \"%s\" (%s_ssl_password_file)", c->password_file,
                  PFX(c));
@@ -418,23 +329,23 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
     pthread_once(&once, init_once);
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (ctx == NULL) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, errlen, "SSL_CTX_new() failed %s", ossl);
         return NULL;
     }
     long opts = SSL_OP_NO_SSLv3 | SSL_OP_NO_COMPRESSION;
-    if (!(c->protocols & PROTO_TLSv1))
+    if (!(c->protocols & SH_TLS_PROTO_TLSv1))
         opts |= SSL_OP_NO_TLSv1;
-    if (!(c->protocols & PROTO_TLSv1_1))
+    if (!(c->protocols & SH_TLS_PROTO_TLSv1_1))
         opts |= SSL_OP_NO_TLSv1_1;
-    if (!(c->protocols & PROTO_TLSv1_2))
+    if (!(c->protocols & SH_TLS_PROTO_TLSv1_2))
         opts |= SSL_OP_NO_TLSv1_2;
-    if (!(c->protocols & PROTO_TLSv1_3))
+    if (!(c->protocols & SH_TLS_PROTO_TLSv1_3))
         opts |= SSL_OP_NO_TLSv1_3;
     SSL_CTX_set_options(ctx, (uint64_t)opts);
     SSL_CTX_set_min_proto_version(ctx, 0);
     if (c->ciphers != NULL && SSL_CTX_set_cipher_list(ctx, c->ciphers) != 1) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, errlen, "SSL_CTX_set_cipher_list(\"%s\") failed %s", c->ciphers, ossl);
         goto fail;
     }
@@ -445,7 +356,7 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
             goto fail;
         }
         if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
-            ssl_errors(ossl, sizeof(ossl));
+            sh_tls_errors(ossl, sizeof(ossl));
             snprintf(err, errlen, "cannot load certificate \"%s\" %s", c->cert, ossl);
             goto fail;
         }
@@ -463,7 +374,7 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
         SSL_CTX_set_verify_depth(ctx, c->verify_depth);
     }
     if (c->trusted != NULL && SSL_CTX_load_verify_locations(ctx, c->trusted, NULL) != 1) {
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(err, errlen, "cannot load \"%s\" (%s_ssl_trusted_certificate) %s", c->trusted,
                  PFX(c), ossl);
         goto fail;
@@ -472,29 +383,14 @@ static SSL_CTX *build_ctx(pssl_conf_t *c, char *err, size_t errlen)
         X509_STORE *st = SSL_CTX_get_cert_store(ctx);
         X509_LOOKUP *lk = X509_STORE_add_lookup(st, X509_LOOKUP_file());
         if (lk == NULL || X509_load_crl_file(lk, c->crl, X509_FILETYPE_PEM) <= 0) {
-            ssl_errors(ossl, sizeof(ossl));
+            sh_tls_errors(ossl, sizeof(ossl));
             snprintf(err, errlen, "cannot load CRL \"%s\" %s", c->crl, ossl);
             goto fail;
         }
         X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
     }
-    if (c->ncmds > 0) {
-        SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
-        SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_CLIENT |
-                                       SSL_CONF_FLAG_CERTIFICATE | SSL_CONF_FLAG_SHOW_ERRORS);
-        SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
-        for (size_t i = 0; i < c->ncmds; i++) {
-            if (SSL_CONF_cmd(cc, c->cmds[i].name, c->cmds[i].value) <= 0) {
-                ssl_errors(ossl, sizeof(ossl));
-                snprintf(err, errlen, "SSL_CONF_cmd(\"%s\", \"%s\") failed %s", c->cmds[i].name,
-                         c->cmds[i].value, ossl);
-                SSL_CONF_CTX_free(cc);
-                goto fail;
-            }
-        }
-        SSL_CONF_CTX_finish(cc);
-        SSL_CONF_CTX_free(cc);
-    }
+    if (sh_tls_conf_commands(ctx, 0, c->cmds, c->ncmds, err, errlen) != 0)
+        goto fail;
     if (c->grpc && SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x02h2", 3) != 0) {
         snprintf(err, errlen, "SSL_CTX_set_alpn_protos() failed");
         goto fail;
@@ -656,13 +552,9 @@ static sh_upssl_t *upssl_new(const pssl_conf_t *c, sh_request_t *r, sh_ups_rt_t 
         sh_log_err("no upstream TLS context for this location");
         return NULL;
     }
-    SSL *ssl = SSL_new(c->ctx);
-    if (ssl == NULL) {
-        char ossl[512];
-        ssl_errors(ossl, sizeof(ossl));
-        sh_log_err("SSL_new() failed %s", ossl);
+    SSL *ssl = sh_tls_ssl_new(c->ctx);
+    if (ssl == NULL)
         return NULL;
-    }
     sh_upssl_t *t = sh_new(sh_upssl_t);
     t->ssl = ssl;
     t->conf = c;
@@ -800,7 +692,7 @@ int sh_upssl_handshake(sh_upssl_t *t, const char *in, size_t len, sh_buf_t *out,
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             return 0;
         char ossl[400];
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(t->why, sizeof(t->why), "SSL_do_handshake() failed %s",
                  ossl[0] ? ossl : "(peer closed connection in SSL handshake)");
         t->failed = 1;
@@ -846,7 +738,7 @@ int sh_upssl_read(sh_upssl_t *t, const char *in, size_t len, sh_buf_t *plain, sh
             break;
         }
         char ossl[400];
-        ssl_errors(ossl, sizeof(ossl));
+        sh_tls_errors(ossl, sizeof(ossl));
         snprintf(t->why, sizeof(t->why), "SSL_read() failed %s", ossl);
         t->failed = 1;
         rc = SH_EIO;
@@ -867,7 +759,7 @@ int sh_upssl_write(sh_upssl_t *t, const uv_buf_t *bufs, unsigned n, sh_buf_t *ou
             int w = SSL_write(t->ssl, d, k);
             if (w <= 0) {
                 char ossl[400];
-                ssl_errors(ossl, sizeof(ossl));
+                sh_tls_errors(ossl, sizeof(ossl));
                 snprintf(t->why, sizeof(t->why), "SSL_write() failed %s", ossl);
                 t->failed = 1;
                 drain(t, out);

@@ -203,6 +203,19 @@ sh_upstream_t *sh_upstream_get(sh_conf_t *cf, sh_upstream_main_t *m, const char 
     return u;
 }
 
+sh_upstream_t *sh_upstream_get_at(sh_conf_t *cf, const char *name, int default_port,
+                                  const char *file, unsigned line)
+{
+    sh_http_block_t *b = cf->user;
+    sh_upstream_main_t *um = sh_http_main_conf(b->main, &sh_upstream_module);
+    sh_conf_node_t at = {.file = file, .line = line};
+    const sh_conf_node_t *saved = cf->node;
+    cf->node = &at;
+    sh_upstream_t *u = sh_upstream_get(cf, um, name, default_port);
+    cf->node = saved;
+    return u;
+}
+
 static int upstream_block(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 {
     sh_http_block_t *b = cf->user;

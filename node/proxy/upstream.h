@@ -91,6 +91,12 @@ extern sh_conf_module_t sh_upstream_module;
  * is resolved now, at load time). NULL with cf->err set on failure. */
 sh_upstream_t *sh_upstream_get(sh_conf_t *cf, sh_upstream_main_t *m, const char *name,
                                int default_port);
+/* sh_upstream_get for a *_pass directive resolved when its location is
+ * merged (every upstream block known by then): the http block's groups
+ * (cf->user), errors and an implicit group's origin at the directive's
+ * file:line. NULL with cf->err set on failure. */
+sh_upstream_t *sh_upstream_get_at(sh_conf_t *cf, const char *name, int default_port,
+                                  const char *file, unsigned line);
 
 /* ---- per worker */
 
