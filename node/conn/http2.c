@@ -1549,6 +1549,19 @@ static int h2_send_head(sh_request_t *r, const sh_resp_head_t *h)
         st->out_eof = 1;
         rc = nghttp2_submit_response(h2->s, st->id, nv, k, NULL);
     } else {
+        /* a known length sizes the body buffer once, not by a chain of
+         * reallocs that copy what it holds (capped: the producer pauses
+         * above SH_WBUF_HIGH) */
+        if (h->length > 0) {
+            out_take(w, &st->out);
+            size_t want = (uint64_t)h->length < SH_WBUF_HIGH + OUT_BATCH ? (size_t)h->length
+                                                                         : SH_WBUF_HIGH + OUT_BATCH;
+            if (st->out.cap - st->out.len < want) {
+                if (st->out.len == 0)
+                    sh_buf_dispose(&st->out); /* a realloc would copy it */
+                sh_buf_reserve(&st->out, want);
+            }
+        }
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = data_read};
         rc = nghttp2_submit_response(h2->s, st->id, nv, k, &prd);
     }
