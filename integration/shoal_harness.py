@@ -671,6 +671,29 @@ def raw_exchange(port, data, host="127.0.0.1", timeout=10.0, responses=1):
     return out, c
 
 
+def read_head(s):
+    """One HTTP/1.x response from socket s: its head (without the blank
+    line), after reading a Content-Length body past it; what came before
+    the close if the peer closed inside the head."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        got = s.recv(65536)
+        if not got:
+            return buf
+        buf += got
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            n = int(line.split(b":")[1])
+    while len(rest) < n:
+        got = s.recv(65536)
+        if not got:
+            break
+        rest += got
+    return head
+
+
 def http_stream(port, method, path, body_pieces=None, content_length=None, chunked=False,
                 headers=None, host="127.0.0.1", timeout=120):
     """A request whose body is produced piece by piece (never whole in memory)
