@@ -25,16 +25,12 @@ grpc_ssl_session_reuse off here so that both rows test the same thing. The
 node keeps a session for the location (context) that made it only."""
 
 import os
-import sys
 
 import nginx_ref
 import shoal_harness as sh
-from grpc_env import ident  # noqa: F401  (first: may re-run under /usr/bin/python3)
+import grpc_env  # first: may re-run under /usr/bin/python3
+from grpc_env import ident
 from pki import make_pki
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
 
 
 def front_log(path):
@@ -51,22 +47,12 @@ def front_log(path):
 
 
 def main(t):
-    try:
-        import grpc
-    except ImportError:
-        print("SKIP - python3-grpcio is not installed")
-        sys.exit(77)
+    grpc = grpc_env.require_grpc()
     nginx_ref.skip_unless_available()
     P = make_pki(t)
 
     def gbackend(name, *tls):
-        port = t.port()
-        d = t._subdir("grpc-" + name)
-        p = t._spawn(name, [sys.executable, os.path.join(HERE, "grpc_backend.py"),
-                            "--port", str(port)] + list(tls), d)
-        sh.wait_for(lambda: "ready" in p.stdout().split() and sh.port_accepts(port), 20 * t.slow,
-                    "gRPC backend %s" % name)
-        return port
+        return grpc_env.backend(t, name, *tls)[1]
 
     good = gbackend("good", "--tls-cert", P("be.crt"), "--tls-key", P("be.key"))
     stranger = gbackend("stranger", "--tls-cert", P("stranger.crt"), "--tls-key", P("stranger.key"))
