@@ -159,6 +159,15 @@ def file_lines(path):
         return []
 
 
+def file_has(path, text):
+    """True if the (log) file at path holds text; False while it cannot be read."""
+    try:
+        with open(path) as f:
+            return text in f.read()
+    except OSError:
+        return False
+
+
 def port_accepts(port, host="127.0.0.1", timeout=0.5):
     try:
         with socket.create_connection((host, port), timeout=timeout):

@@ -133,13 +133,6 @@ def main(t):
     _, _, ngdir = nginx_ref.start(t, body(nports))
     ng_err = os.path.join(ngdir, "logs", "error.log")
 
-    def log_has(path, text):
-        try:
-            with open(path) as f:
-                return text in f.read()
-        except OSError:
-            return False
-
     chans = []
 
     def call(port, method="Unary", req=b"hi", kind="unary_unary"):
@@ -165,12 +158,12 @@ def main(t):
         t.check(len(r) == 500 and r[-1] == b"m499", "%s: server streaming over TLS (%d)" % (who, len(r)))
         r = fails(ports["wrongname"])
         t.check(r == U, "%s: a certificate for another name: UNAVAILABLE (%s)" % (who, r))
-        sh.wait_for(lambda: log_has(elog, 'upstream SSL certificate does not match "wrong.test"'),
+        sh.wait_for(lambda: sh.file_has(elog, 'upstream SSL certificate does not match "wrong.test"'),
                     10 * t.slow, "%s's log line for the wrong name" % who)
         t.check(True, '%s: error log: upstream SSL certificate does not match "wrong.test"' % who)
         r = fails(ports["unknownca"])
         t.check(r == U, "%s: a certificate from an unknown CA: UNAVAILABLE (%s)" % (who, r))
-        sh.wait_for(lambda: log_has(elog, "upstream SSL certificate verify error: ("),
+        sh.wait_for(lambda: sh.file_has(elog, "upstream SSL certificate verify error: ("),
                     10 * t.slow, "%s's log line for the unknown CA" % who)
         t.check(True, "%s: error log: upstream SSL certificate verify error: (...)" % who)
         r = call(ports["noverify"])

@@ -141,13 +141,6 @@ def main(t):
     _, ngport, ngdir = nginx_ref.start(t, http_body)
     ng_err = os.path.join(ngdir, "logs", "error.log")
 
-    def log_has(path, text):
-        try:
-            with open(path) as f:
-                return text in f.read()
-        except OSError:
-            return False
-
     def get(base, path):
         return t.curl("http://127.0.0.1:%d%s" % (base, path))
 
@@ -165,13 +158,13 @@ def main(t):
                 "%s: proxy_ssl_server_name off (the default): no SNI sent" % who, r)
         r = get(port, "/wrongname")
         t.check(r.status == 502, "%s: a certificate for another name: 502" % who, r)
-        sh.wait_for(lambda: log_has(elog, 'upstream SSL certificate does not match "wrong.test"'),
+        sh.wait_for(lambda: sh.file_has(elog, 'upstream SSL certificate does not match "wrong.test"'),
                     10 * t.slow, "%s's log line for the wrong name" % who)
         t.check(True, "%s: error log: upstream SSL certificate does not match \"wrong.test\""
                 % who)
         r = get(port, "/unknownca")
         t.check(r.status == 502, "%s: a certificate from an unknown CA: 502" % who, r)
-        sh.wait_for(lambda: log_has(elog, "upstream SSL certificate verify error: (21:unable "
+        sh.wait_for(lambda: sh.file_has(elog, "upstream SSL certificate verify error: (21:unable "
                                           "to verify the first certificate)"),
                     10 * t.slow, "%s's log line for the unknown CA" % who)
         t.check(True, "%s: error log: upstream SSL certificate verify error: (21:unable to "
@@ -191,7 +184,7 @@ def main(t):
                   "1.22 needs depth 2 here)" % r.status)
         r = get(port, "/crl")
         t.check(r.status == 502, "%s: proxy_ssl_crl, a revoked certificate: 502" % who, r)
-        sh.wait_for(lambda: log_has(elog, "upstream SSL certificate verify error: (23:"),
+        sh.wait_for(lambda: sh.file_has(elog, "upstream SSL certificate verify error: (23:"),
                     10 * t.slow, "%s's log line for the revoked certificate" % who)
         r = get(port, "/crl_good")
         t.check(r.status == 200, "%s: proxy_ssl_crl, a certificate not revoked: 200" % who, r)
