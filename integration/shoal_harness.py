@@ -886,6 +886,19 @@ class Test:
             self.log("shoal pid %d on 127.0.0.1:%d (%s)" % (p.pid, port, d))
         return node
 
+    def proxy_shoal(self, backend, keepalive):
+        """shoal with one server that proxies every request to backend
+        (upstream be, with keepalive idle connections)."""
+        return self.shoal(f"""
+            events {{ }}
+            http {{
+                upstream be {{ server 127.0.0.1:{backend.port}; keepalive {keepalive}; }}
+                server {{
+                    listen 127.0.0.1:{{port}};
+                    location / {{ proxy_pass http://be; }}
+                }}
+            }}""")
+
     def make_cert(self, name, cn, sans=None, kind="ec", days=2, d=None):
         """A throw-away self-signed certificate made with openssl in the
         test's temp dir (or d): kind "ec" (P-256) or "rsa" (2048). Returns
