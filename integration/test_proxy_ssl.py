@@ -53,46 +53,32 @@ def main(t):
     P = make_pki(t)
     ports = {k: t.port() for k in ("good", "stranger", "mtls", "revoked", "chain")}
     blog = os.path.join(t.tmp, "backend_access.log")
+
+    def tls_server(name, crt, key, answer, extra=""):
+        """A backend server block on ports[name] with the certificate crt."""
+        return """
+        server {
+            listen 127.0.0.1:%d ssl;
+            ssl_certificate %s; ssl_certificate_key %s;%s
+            location / { return 200 "%s\\n"; }
+        }""" % (ports[name], P(crt), P(key), extra, answer)
+
     _, _, bdir = nginx_ref.start(t, """
         log_format tls '$ssl_session_reused|$connection|$connection_requests|$ssl_protocol|'
                        '$ssl_cipher|$ssl_server_name|$ssl_client_s_dn|$uri';
-        access_log %(log)s tls;
+        access_log %s tls;
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:be:1m;
-        keepalive_requests 100000;
-        server {
-            listen 127.0.0.1:%(good)d ssl;
-            ssl_certificate %(be_crt)s; ssl_certificate_key %(be_key)s;
-            location / { return 200 "good $ssl_server_name\\n"; }
-        }
-        server {
-            listen 127.0.0.1:%(stranger)d ssl;
-            ssl_certificate %(st_crt)s; ssl_certificate_key %(st_key)s;
-            location / { return 200 "stranger\\n"; }
-        }
-        server {
-            listen 127.0.0.1:%(revoked)d ssl;
-            ssl_certificate %(rv_crt)s; ssl_certificate_key %(rv_key)s;
-            location / { return 200 "revoked\\n"; }
-        }
-        server {
-            listen 127.0.0.1:%(chain)d ssl;
-            ssl_certificate %(chain_crt)s; ssl_certificate_key %(chain_key)s;
-            location / { return 200 "chain\\n"; }
-        }
-        server {
-            listen 127.0.0.1:%(mtls)d ssl;
-            ssl_certificate %(be_crt)s; ssl_certificate_key %(be_key)s;
-            ssl_client_certificate %(cca)s; ssl_verify_client on;
-            location / { return 200 "client $ssl_client_s_dn\\n"; }
-        }
+        keepalive_requests 100000;""" % blog + "".join((
+        tls_server("good", "be.crt", "be.key", "good $ssl_server_name"),
+        tls_server("stranger", "stranger.crt", "stranger.key", "stranger"),
+        tls_server("revoked", "revoked.crt", "revoked.key", "revoked"),
+        tls_server("chain", "chain.crt", "chained.key", "chain"),
+        tls_server("mtls", "be.crt", "be.key", "client $ssl_client_s_dn",
+                   "\n            ssl_client_certificate %s; ssl_verify_client on;" % P("clientca.crt")),
+    )) + """
         server { listen 127.0.0.1:{port}; location / { return 200; } }
-    """ % {"log": blog, "good": ports["good"], "stranger": ports["stranger"],
-           "mtls": ports["mtls"], "revoked": ports["revoked"],
-           "be_crt": P("be.crt"), "be_key": P("be.key"), "st_crt": P("stranger.crt"),
-           "st_key": P("stranger.key"), "rv_crt": P("revoked.crt"), "rv_key": P("revoked.key"),
-           "cca": P("clientca.crt"), "chain": ports["chain"], "chain_crt": P("chain.crt"),
-           "chain_key": P("chained.key")})
+    """)
 
     trust = "proxy_ssl_verify on; proxy_ssl_trusted_certificate %s;" % P("ca.crt")
     pool = 'proxy_http_version 1.1; proxy_set_header Connection "";'
