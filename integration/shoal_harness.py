@@ -168,6 +168,21 @@ def file_has(path, text):
         return False
 
 
+def field_log(path, fields):
+    """The lines of a log whose format joins len(fields) values with "|":
+    a dict (fields -> values) per such line; [] while it cannot be read."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("|")
+                if len(parts) == len(fields):
+                    out.append(dict(zip(fields, parts)))
+    except OSError:
+        pass
+    return out
+
+
 def port_accepts(port, host="127.0.0.1", timeout=0.5):
     try:
         with socket.create_connection((host, port), timeout=timeout):

@@ -32,17 +32,7 @@ from pki import make_pki
 
 def backend_log(path):
     """Lines of the backend's access log: dicts of its fields."""
-    out = []
-    try:
-        with open(path) as f:
-            for line in f:
-                parts = line.rstrip("\n").split("|")
-                if len(parts) == 8:
-                    out.append(dict(zip(("reused", "conn", "reqs", "proto", "cipher", "sni",
-                                         "client", "uri"), parts)))
-    except OSError:
-        pass
-    return out
+    return sh.field_log(path, ("reused", "conn", "reqs", "proto", "cipher", "sni", "client", "uri"))
 
 
 def main(t):
