@@ -3,6 +3,7 @@
 (RST_STREAM at a chosen moment, malformed requests, protocol errors):
 frames as given, header blocks from HPACK's static table and literals, no
 Huffman. Cleartext (h2c, prior knowledge) or TLS (ALPN h2)."""
+import re
 import socket
 import ssl
 import struct
@@ -112,3 +113,40 @@ class Conn:
 
     def close(self):
         self.sock.close()
+
+
+# ------------------------------------------------ nghttp -nv output --
+
+def nghttp_events(out):
+    """(kind, detail) of nghttp -nv output, in order: ("status", 413),
+    ("clen", 176), ("data", (length, end_stream)), ("rst", code)."""
+    ev = []
+    for line in out.splitlines():
+        m = re.search(r"recv \(stream_id=\d+\) :status: (\d+)", line)
+        if m:
+            ev.append(("status", int(m.group(1))))
+        m = re.search(r"recv \(stream_id=\d+\) content-length: (\d+)", line)
+        if m:
+            ev.append(("clen", int(m.group(1))))
+        m = re.search(r"recv DATA frame <length=(\d+), flags=0x(\w+)", line)
+        if m:
+            ev.append(("data", (int(m.group(1)), int(m.group(2), 16) & 1)))
+        m = re.search(r"recv RST_STREAM frame", line)
+        if m:
+            ev.append(("rst", None))
+        m = re.search(r"\(error_code=(\w+)\(", line)
+        if m and ev and ev[-1] == ("rst", None):
+            ev[-1] = ("rst", m.group(1))
+    return ev
+
+
+def whole_then_reset(ev):
+    """The response's DATA add up to its content-length, END_STREAM on the
+    last, and RST_STREAM(NO_ERROR) comes after (not before) it."""
+    clen = next((v for k, v in ev if k == "clen"), None)
+    data = [v for k, v in ev if k == "data"]
+    got = sum(n for n, _ in data)
+    end_at = next((i for i, (k, v) in enumerate(ev) if k == "data" and v[1]), None)
+    rst_at = [i for i, (k, v) in enumerate(ev) if k == "rst"]
+    return (clen is not None and got == clen and end_at is not None and len(rst_at) == 1 and
+            rst_at[0] > end_at and ev[rst_at[0]][1] == "NO_ERROR")

@@ -159,6 +159,30 @@ def file_lines(path):
         return []
 
 
+def file_has(path, text):
+    """True if the (log) file at path holds text; False while it cannot be read."""
+    try:
+        with open(path) as f:
+            return text in f.read()
+    except OSError:
+        return False
+
+
+def field_log(path, fields):
+    """The lines of a log whose format joins len(fields) values with "|":
+    a dict (fields -> values) per such line; [] while it cannot be read."""
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("|")
+                if len(parts) == len(fields):
+                    out.append(dict(zip(fields, parts)))
+    except OSError:
+        pass
+    return out
+
+
 def port_accepts(port, host="127.0.0.1", timeout=0.5):
     try:
         with socket.create_connection((host, port), timeout=timeout):
@@ -671,6 +695,29 @@ def raw_exchange(port, data, host="127.0.0.1", timeout=10.0, responses=1):
     return out, c
 
 
+def read_head(s):
+    """One HTTP/1.x response from socket s: its head (without the blank
+    line), after reading a Content-Length body past it; what came before
+    the close if the peer closed inside the head."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        got = s.recv(65536)
+        if not got:
+            return buf
+        buf += got
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            n = int(line.split(b":")[1])
+    while len(rest) < n:
+        got = s.recv(65536)
+        if not got:
+            break
+        rest += got
+    return head
+
+
 def http_stream(port, method, path, body_pieces=None, content_length=None, chunked=False,
                 headers=None, host="127.0.0.1", timeout=120):
     """A request whose body is produced piece by piece (never whole in memory)
@@ -853,6 +900,19 @@ class Test:
             wait_for(ready, timeout, "shoal to accept on 127.0.0.1:%d" % port)
             self.log("shoal pid %d on 127.0.0.1:%d (%s)" % (p.pid, port, d))
         return node
+
+    def proxy_shoal(self, backend, keepalive):
+        """shoal with one server that proxies every request to backend
+        (upstream be, with keepalive idle connections)."""
+        return self.shoal(f"""
+            events {{ }}
+            http {{
+                upstream be {{ server 127.0.0.1:{backend.port}; keepalive {keepalive}; }}
+                server {{
+                    listen 127.0.0.1:{{port}};
+                    location / {{ proxy_pass http://be; }}
+                }}
+            }}""")
 
     def make_cert(self, name, cn, sans=None, kind="ec", days=2, d=None):
         """A throw-away self-signed certificate made with openssl in the

@@ -24,26 +24,6 @@ from adversarial import PREFACE, h2frame
 WC = 12
 
 
-def read_response(s):
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        got = s.recv(65536)
-        if not got:
-            return buf
-        buf += got
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    n = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            n = int(line.split(b":")[1])
-    while len(rest) < n:
-        got = s.recv(65536)
-        if not got:
-            break
-        rest += got
-    return head
-
-
 def is_closed(s):
     s.setblocking(False)
     try:
@@ -93,7 +73,7 @@ def main(t):
     def h1_idle():
         s = socket.create_connection(("127.0.0.1", node.port), timeout=10)
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        head = read_response(s)
+        head = sh.read_head(s)
         assert head.startswith(b"HTTP/1.1 200"), head
         return s
 
@@ -117,7 +97,7 @@ def main(t):
     def slow():
         s = socket.create_connection(("127.0.0.1", node.port), timeout=15)
         s.sendall(b"GET /slow?ms=2500 HTTP/1.1\r\nHost: x\r\n\r\n")
-        results.append(read_response(s))
+        results.append(sh.read_head(s))
         s.close()
 
     threads = [threading.Thread(target=slow) for _ in range(WC)]

@@ -15,33 +15,17 @@ test_grpc_ssl.py; grpc_next_upstream by status and grpc_intercept_errors:
 test_grpc_next_upstream.py; request trailers: test_grpc_trailers.py."""
 
 import os
-import sys
 
 import shoal_harness as sh
-from grpc_env import ident  # noqa: F401  (first: may re-run under /usr/bin/python3)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
+import grpc_env  # first: may re-run under /usr/bin/python3
+from grpc_env import ident
 
 
 def main(t):
-    try:
-        import grpc
-    except ImportError:
-        print("SKIP - python3-grpcio is not installed")
-        sys.exit(77)
+    grpc = grpc_env.require_grpc()
 
-    def gbackend(name):
-        port = t.port()
-        d = t._subdir("grpc-" + name)
-        p = t._spawn(name, [sys.executable, os.path.join(HERE, "grpc_backend.py"), "--port", str(port)], d)
-        sh.wait_for(lambda: "ready" in p.stdout().split() and sh.port_accepts(port), 20 * t.slow,
-                    "gRPC backend %s" % name)
-        return p, port
-
-    a, pa = gbackend("ga")
-    k, pk = gbackend("gk")          # killed mid-stream
+    a, pa = grpc_env.backend(t, "ga")
+    k, pk = grpc_env.backend(t, "gk")  # killed mid-stream
     dead = t.port()                 # nothing listens here
     p2, p3 = t.port(), t.port()
     node = t.shoal(f"""

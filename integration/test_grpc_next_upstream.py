@@ -22,27 +22,16 @@ non_idempotent); nginx streams a gRPC body without keeping it and never
 sends a call again once its body went (checked as such in nginx's row)."""
 
 import os
-import sys
 
 import nginx_ref
 import shoal_harness as sh
-from grpc_env import ident  # noqa: F401  (first: may re-run under /usr/bin/python3)
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
+import grpc_env  # first: may re-run under /usr/bin/python3
 
 
 def main(t):
-    try:
-        import grpc
-    except ImportError:
-        print("SKIP - python3-grpcio is not installed")
-        sys.exit(77)
+    grpc = grpc_env.require_grpc()
     nginx_ref.skip_unless_available()
-    good = t.port()
-    d = t._subdir("grpc-good")
-    gp = t._spawn("good", [sys.executable, os.path.join(HERE, "grpc_backend.py"), "--port", str(good)], d)
-    sh.wait_for(lambda: "ready" in gp.stdout().split() and sh.port_accepts(good), 20 * t.slow, "gRPC backend")
+    gp, good = grpc_env.backend(t, "good")
     b503a, b503b, b404 = t.port(), t.port(), t.port()
     blog = os.path.join(t.tmp, "bad.log")
     nginx_ref.start(t, """

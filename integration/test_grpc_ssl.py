@@ -25,48 +25,26 @@ grpc_ssl_session_reuse off here so that both rows test the same thing. The
 node keeps a session for the location (context) that made it only."""
 
 import os
-import sys
 
 import nginx_ref
 import shoal_harness as sh
-from grpc_env import ident  # noqa: F401  (first: may re-run under /usr/bin/python3)
+import grpc_env  # first: may re-run under /usr/bin/python3
+from grpc_env import ident
 from pki import make_pki
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
 
 
 def front_log(path):
-    out = []
-    try:
-        with open(path) as f:
-            for line in f:
-                p = line.rstrip("\n").split("|")
-                if len(p) == 6:
-                    out.append(dict(zip(("sni", "reused", "conn", "alpn", "proto", "uri"), p)))
-    except OSError:
-        pass
-    return out
+    """Lines of the front nginx's access log: dicts of its fields."""
+    return sh.field_log(path, ("sni", "reused", "conn", "alpn", "proto", "uri"))
 
 
 def main(t):
-    try:
-        import grpc
-    except ImportError:
-        print("SKIP - python3-grpcio is not installed")
-        sys.exit(77)
+    grpc = grpc_env.require_grpc()
     nginx_ref.skip_unless_available()
     P = make_pki(t)
 
     def gbackend(name, *tls):
-        port = t.port()
-        d = t._subdir("grpc-" + name)
-        p = t._spawn(name, [sys.executable, os.path.join(HERE, "grpc_backend.py"),
-                            "--port", str(port)] + list(tls), d)
-        sh.wait_for(lambda: "ready" in p.stdout().split() and sh.port_accepts(port), 20 * t.slow,
-                    "gRPC backend %s" % name)
-        return port
+        return grpc_env.backend(t, name, *tls)[1]
 
     good = gbackend("good", "--tls-cert", P("be.crt"), "--tls-key", P("be.key"))
     stranger = gbackend("stranger", "--tls-cert", P("stranger.crt"), "--tls-key", P("stranger.key"))
@@ -147,13 +125,6 @@ def main(t):
     _, _, ngdir = nginx_ref.start(t, body(nports))
     ng_err = os.path.join(ngdir, "logs", "error.log")
 
-    def log_has(path, text):
-        try:
-            with open(path) as f:
-                return text in f.read()
-        except OSError:
-            return False
-
     chans = []
 
     def call(port, method="Unary", req=b"hi", kind="unary_unary"):
@@ -179,12 +150,12 @@ def main(t):
         t.check(len(r) == 500 and r[-1] == b"m499", "%s: server streaming over TLS (%d)" % (who, len(r)))
         r = fails(ports["wrongname"])
         t.check(r == U, "%s: a certificate for another name: UNAVAILABLE (%s)" % (who, r))
-        sh.wait_for(lambda: log_has(elog, 'upstream SSL certificate does not match "wrong.test"'),
+        sh.wait_for(lambda: sh.file_has(elog, 'upstream SSL certificate does not match "wrong.test"'),
                     10 * t.slow, "%s's log line for the wrong name" % who)
         t.check(True, '%s: error log: upstream SSL certificate does not match "wrong.test"' % who)
         r = fails(ports["unknownca"])
         t.check(r == U, "%s: a certificate from an unknown CA: UNAVAILABLE (%s)" % (who, r))
-        sh.wait_for(lambda: log_has(elog, "upstream SSL certificate verify error: ("),
+        sh.wait_for(lambda: sh.file_has(elog, "upstream SSL certificate verify error: ("),
                     10 * t.slow, "%s's log line for the unknown CA" % who)
         t.check(True, "%s: error log: upstream SSL certificate verify error: (...)" % who)
         r = call(ports["noverify"])

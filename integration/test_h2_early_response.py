@@ -79,41 +79,6 @@ def early_backend(port):
     return srv
 
 
-def nghttp_events(out):
-    """(kind, detail) of nghttp -nv output, in order: ("status", 413),
-    ("clen", 176), ("data", (length, end_stream)), ("rst", code)."""
-    ev = []
-    for line in out.splitlines():
-        m = re.search(r"recv \(stream_id=\d+\) :status: (\d+)", line)
-        if m:
-            ev.append(("status", int(m.group(1))))
-        m = re.search(r"recv \(stream_id=\d+\) content-length: (\d+)", line)
-        if m:
-            ev.append(("clen", int(m.group(1))))
-        m = re.search(r"recv DATA frame <length=(\d+), flags=0x(\w+)", line)
-        if m:
-            ev.append(("data", (int(m.group(1)), int(m.group(2), 16) & 1)))
-        m = re.search(r"recv RST_STREAM frame", line)
-        if m:
-            ev.append(("rst", None))
-        m = re.search(r"\(error_code=(\w+)\(", line)
-        if m and ev and ev[-1] == ("rst", None):
-            ev[-1] = ("rst", m.group(1))
-    return ev
-
-
-def whole_then_reset(ev):
-    """The response's DATA add up to its content-length, END_STREAM on the
-    last, and RST_STREAM(NO_ERROR) comes after (not before) it."""
-    clen = next((v for k, v in ev if k == "clen"), None)
-    data = [v for k, v in ev if k == "data"]
-    got = sum(n for n, _ in data)
-    end_at = next((i for i, (k, v) in enumerate(ev) if k == "data" and v[1]), None)
-    rst_at = [i for i, (k, v) in enumerate(ev) if k == "rst"]
-    return (clen is not None and got == clen and end_at is not None and len(rst_at) == 1 and
-            rst_at[0] > end_at and ev[rst_at[0]][1] == "NO_ERROR")
-
-
 def raw_early(t, port, tls, path, status_page=None, cl=None, pieces=4, piece=10000):
     """HEADERS (POST path, no END_STREAM, content-length cl if given) and
     DATA frames past the limit, no END_STREAM; returns the frames of
@@ -206,9 +171,9 @@ def main(t):
         for path, status in (("/p", 413), ("/d", 413), ("/r", 413), ("/e", 413), ("/u", 403)):
             p = subprocess.run(["nghttp", "-nv", "-d", big, base + path], capture_output=True,
                                text=True, timeout=60 * t.slow)
-            ev = nghttp_events(p.stdout)
+            ev = h2raw.nghttp_events(p.stdout)
             st = next((v for k, v in ev if k == "status"), None)
-            t.check(st == status and whole_then_reset(ev),
+            t.check(st == status and h2raw.whole_then_reset(ev),
                     "RFC 9113 8.1, nghttp %s POST %s (10 MB, content-length): %d, HEADERS, DATA "
                     "up to content-length with END_STREAM, then RST_STREAM(NO_ERROR)"
                     % (proto, path, status), "\n".join(map(str, ev)) + "\n" + p.stderr[-800:])

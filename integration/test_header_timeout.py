@@ -74,26 +74,6 @@ def trickle(port, prefix, data, step=STEP, until=TRICKLE_FOR):
         s.close()
 
 
-def read_response(s):
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        got = s.recv(65536)
-        if not got:
-            break
-        buf += got
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    n = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            n = int(line.split(b":")[1])
-    while len(rest) < n:
-        got = s.recv(65536)
-        if not got:
-            break
-        rest += got
-    return head
-
-
 def main(t):
     be = t.backend("b")
     cert, key = t.make_cert("a", "a.test", ["DNS:a.test", "IP:127.0.0.1"])
@@ -135,7 +115,7 @@ def main(t):
     def keepalive_second():
         s = socket.create_connection(("127.0.0.1", node.port), timeout=5)
         s.sendall(head)
-        st = read_response(s)
+        st = sh.read_head(s)
         assert st.startswith(b"HTTP/1.1 200"), st
         t0 = time.monotonic()
         closed = None
@@ -167,7 +147,7 @@ def main(t):
         for i in range(len(body)):
             time.sleep(STEP)  # the point of the case: a byte each STEP
             s.send(body[i:i + 1])
-        st = read_response(s)
+        st = sh.read_head(s)
         s.close()
         return st, time.monotonic() - t0
 

@@ -26,15 +26,7 @@ N = 30
 
 def main(t):
     b1 = t.backend("b1")
-    node = t.shoal(f"""
-        events {{ }}
-        http {{
-            upstream be {{ server 127.0.0.1:{b1.port}; keepalive 16; }}
-            server {{
-                listen 127.0.0.1:{{port}};
-                location / {{ proxy_pass http://be; }}
-            }}
-        }}""")
+    node = t.proxy_shoal(b1, 16)
 
     body = os.path.join(t.tmp, "body")
     with open(body, "wb") as f:

@@ -80,15 +80,7 @@ CASES = [
 
 def main(t):
     b1 = t.backend("b1")
-    node = t.shoal(f"""
-        events {{ }}
-        http {{
-            upstream be {{ server 127.0.0.1:{b1.port}; keepalive 4; }}
-            server {{
-                listen 127.0.0.1:{{port}};
-                location / {{ proxy_pass http://be; }}
-            }}
-        }}""")
+    node = t.proxy_shoal(b1, 4)
 
     r = t.curl(node.url("/warm"))
     t.require(r.status == 404 and r.header("X-Backend") == "b1", "node proxies to b1 (warm-up)", r)

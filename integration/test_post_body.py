@@ -18,15 +18,7 @@ import shoal_harness as sh
 
 def main(t):
     b1 = t.backend("b1")
-    node = t.shoal(f"""
-        events {{ }}
-        http {{
-            upstream be {{ server 127.0.0.1:{b1.port}; keepalive 4; }}
-            server {{
-                listen 127.0.0.1:{{port}};
-                location / {{ proxy_pass http://be; }}
-            }}
-        }}""")
+    node = t.proxy_shoal(b1, 4)
 
     body = os.urandom(1 << 20)
     path = os.path.join(t.tmp, "body-1m")

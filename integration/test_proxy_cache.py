@@ -25,6 +25,7 @@ import threading
 import time
 import urllib.request
 
+import h2raw
 import nginx_ref
 import shoal_harness as sh
 
@@ -227,39 +228,6 @@ def secs(v):
     return float(v)
 
 
-def nghttp_events(out):
-    """("status", N), ("clen", N), ("data", (len, end_stream)), ("rst", code)
-    of nghttp -nv output, in order."""
-    ev = []
-    for line in out.splitlines():
-        m = re.search(r"recv \(stream_id=\d+\) :status: (\d+)", line)
-        if m:
-            ev.append(("status", int(m.group(1))))
-        m = re.search(r"recv \(stream_id=\d+\) content-length: (\d+)", line)
-        if m:
-            ev.append(("clen", int(m.group(1))))
-        m = re.search(r"recv DATA frame <length=(\d+), flags=0x(\w+)", line)
-        if m:
-            ev.append(("data", (int(m.group(1)), int(m.group(2), 16) & 1)))
-        if "recv RST_STREAM frame" in line:
-            ev.append(("rst", None))
-        m = re.search(r"\(error_code=(\w+)\(", line)
-        if m and ev and ev[-1] == ("rst", None):
-            ev[-1] = ("rst", m.group(1))
-    return ev
-
-
-def whole_then_reset(ev):
-    """DATA up to content-length, END_STREAM on the last, then one
-    RST_STREAM(NO_ERROR)."""
-    clen = next((v for k, v in ev if k == "clen"), None)
-    got = sum(v[0] for k, v in ev if k == "data")
-    end_at = next((i for i, (k, v) in enumerate(ev) if k == "data" and v[1]), None)
-    rst = [i for i, (k, v) in enumerate(ev) if k == "rst"]
-    return (clen is not None and got == clen and end_at is not None and len(rst) == 1 and
-            rst[0] > end_at and ev[rst[0]][1] == "NO_ERROR")
-
-
 def start_origin(t):
     port = t.port()
     d = t._subdir("origin")
@@ -359,8 +327,8 @@ def main(t):
     if shutil.which("nghttp"):
         p = subprocess.run(["nghttp", "-nv", "-d", big, "http://127.0.0.1:%d/post/big?w=h1" % h2],
                            capture_output=True, text=True, timeout=60 * t.slow)
-        ev = nghttp_events(p.stdout)
-        t.check(("status", 200) in ev and whole_then_reset(ev),
+        ev = h2raw.nghttp_events(p.stdout)
+        t.check(("status", 200) in ev and h2raw.whole_then_reset(ev),
                 "h2: a 900 KB POST answered from the cache: HEADERS, DATA with END_STREAM, "
                 "then RST_STREAM(NO_ERROR)", "\n".join(map(str, ev)) + p.stderr[-500:])
     else:

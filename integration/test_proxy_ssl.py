@@ -32,17 +32,7 @@ from pki import make_pki
 
 def backend_log(path):
     """Lines of the backend's access log: dicts of its fields."""
-    out = []
-    try:
-        with open(path) as f:
-            for line in f:
-                parts = line.rstrip("\n").split("|")
-                if len(parts) == 8:
-                    out.append(dict(zip(("reused", "conn", "reqs", "proto", "cipher", "sni",
-                                         "client", "uri"), parts)))
-    except OSError:
-        pass
-    return out
+    return sh.field_log(path, ("reused", "conn", "reqs", "proto", "cipher", "sni", "client", "uri"))
 
 
 def main(t):
@@ -53,46 +43,32 @@ def main(t):
     P = make_pki(t)
     ports = {k: t.port() for k in ("good", "stranger", "mtls", "revoked", "chain")}
     blog = os.path.join(t.tmp, "backend_access.log")
+
+    def tls_server(name, crt, key, answer, extra=""):
+        """A backend server block on ports[name] with the certificate crt."""
+        return """
+        server {
+            listen 127.0.0.1:%d ssl;
+            ssl_certificate %s; ssl_certificate_key %s;%s
+            location / { return 200 "%s\\n"; }
+        }""" % (ports[name], P(crt), P(key), extra, answer)
+
     _, _, bdir = nginx_ref.start(t, """
         log_format tls '$ssl_session_reused|$connection|$connection_requests|$ssl_protocol|'
                        '$ssl_cipher|$ssl_server_name|$ssl_client_s_dn|$uri';
-        access_log %(log)s tls;
+        access_log %s tls;
         ssl_protocols TLSv1.2 TLSv1.3;
         ssl_session_cache shared:be:1m;
-        keepalive_requests 100000;
-        server {
-            listen 127.0.0.1:%(good)d ssl;
-            ssl_certificate %(be_crt)s; ssl_certificate_key %(be_key)s;
-            location / { return 200 "good $ssl_server_name\\n"; }
-        }
-        server {
-            listen 127.0.0.1:%(stranger)d ssl;
-            ssl_certificate %(st_crt)s; ssl_certificate_key %(st_key)s;
-            location / { return 200 "stranger\\n"; }
-        }
-        server {
-            listen 127.0.0.1:%(revoked)d ssl;
-            ssl_certificate %(rv_crt)s; ssl_certificate_key %(rv_key)s;
-            location / { return 200 "revoked\\n"; }
-        }
-        server {
-            listen 127.0.0.1:%(chain)d ssl;
-            ssl_certificate %(chain_crt)s; ssl_certificate_key %(chain_key)s;
-            location / { return 200 "chain\\n"; }
-        }
-        server {
-            listen 127.0.0.1:%(mtls)d ssl;
-            ssl_certificate %(be_crt)s; ssl_certificate_key %(be_key)s;
-            ssl_client_certificate %(cca)s; ssl_verify_client on;
-            location / { return 200 "client $ssl_client_s_dn\\n"; }
-        }
+        keepalive_requests 100000;""" % blog + "".join((
+        tls_server("good", "be.crt", "be.key", "good $ssl_server_name"),
+        tls_server("stranger", "stranger.crt", "stranger.key", "stranger"),
+        tls_server("revoked", "revoked.crt", "revoked.key", "revoked"),
+        tls_server("chain", "chain.crt", "chained.key", "chain"),
+        tls_server("mtls", "be.crt", "be.key", "client $ssl_client_s_dn",
+                   "\n            ssl_client_certificate %s; ssl_verify_client on;" % P("clientca.crt")),
+    )) + """
         server { listen 127.0.0.1:{port}; location / { return 200; } }
-    """ % {"log": blog, "good": ports["good"], "stranger": ports["stranger"],
-           "mtls": ports["mtls"], "revoked": ports["revoked"],
-           "be_crt": P("be.crt"), "be_key": P("be.key"), "st_crt": P("stranger.crt"),
-           "st_key": P("stranger.key"), "rv_crt": P("revoked.crt"), "rv_key": P("revoked.key"),
-           "cca": P("clientca.crt"), "chain": ports["chain"], "chain_crt": P("chain.crt"),
-           "chain_key": P("chained.key")})
+    """)
 
     trust = "proxy_ssl_verify on; proxy_ssl_trusted_certificate %s;" % P("ca.crt")
     pool = 'proxy_http_version 1.1; proxy_set_header Connection "";'
@@ -141,13 +117,6 @@ def main(t):
     _, ngport, ngdir = nginx_ref.start(t, http_body)
     ng_err = os.path.join(ngdir, "logs", "error.log")
 
-    def log_has(path, text):
-        try:
-            with open(path) as f:
-                return text in f.read()
-        except OSError:
-            return False
-
     def get(base, path):
         return t.curl("http://127.0.0.1:%d%s" % (base, path))
 
@@ -165,13 +134,13 @@ def main(t):
                 "%s: proxy_ssl_server_name off (the default): no SNI sent" % who, r)
         r = get(port, "/wrongname")
         t.check(r.status == 502, "%s: a certificate for another name: 502" % who, r)
-        sh.wait_for(lambda: log_has(elog, 'upstream SSL certificate does not match "wrong.test"'),
+        sh.wait_for(lambda: sh.file_has(elog, 'upstream SSL certificate does not match "wrong.test"'),
                     10 * t.slow, "%s's log line for the wrong name" % who)
         t.check(True, "%s: error log: upstream SSL certificate does not match \"wrong.test\""
                 % who)
         r = get(port, "/unknownca")
         t.check(r.status == 502, "%s: a certificate from an unknown CA: 502" % who, r)
-        sh.wait_for(lambda: log_has(elog, "upstream SSL certificate verify error: (21:unable "
+        sh.wait_for(lambda: sh.file_has(elog, "upstream SSL certificate verify error: (21:unable "
                                           "to verify the first certificate)"),
                     10 * t.slow, "%s's log line for the unknown CA" % who)
         t.check(True, "%s: error log: upstream SSL certificate verify error: (21:unable to "
@@ -191,7 +160,7 @@ def main(t):
                   "1.22 needs depth 2 here)" % r.status)
         r = get(port, "/crl")
         t.check(r.status == 502, "%s: proxy_ssl_crl, a revoked certificate: 502" % who, r)
-        sh.wait_for(lambda: log_has(elog, "upstream SSL certificate verify error: (23:"),
+        sh.wait_for(lambda: sh.file_has(elog, "upstream SSL certificate verify error: (23:"),
                     10 * t.slow, "%s's log line for the revoked certificate" % who)
         r = get(port, "/crl_good")
         t.check(r.status == 200, "%s: proxy_ssl_crl, a certificate not revoked: 200" % who, r)

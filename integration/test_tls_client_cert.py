@@ -273,6 +273,27 @@ def main(t):
             ssl_certificate {pki.server[0]};
             ssl_certificate_key {pki.server[1]};"""
     loc = "location / { proxy_pass http://be; }"
+
+    def server(name, verify=None, ca="ssl_client_certificate", extra=(), listen="{port} ssl"):
+        """A server block for name: the server certificate, ssl_verify_client
+        verify (if given) with ca for the CA, the extra directives, and
+        every request proxied."""
+        lines = [f"listen 127.0.0.1:{listen};", f"server_name {name};{srv}"]
+        if verify:
+            lines += [f"ssl_verify_client {verify};", f"{ca} {pki.ca};"]
+        lines += list(extra) + [loc]
+        return "\n            server {\n" + "".join("                %s\n" % x for x in lines) + "            }"
+
+    servers = "".join((
+        server("a.test"),
+        server("b.test", "on"),
+        server("o.test", "optional"),
+        server("n.test", "optional_no_ca"),
+        server("t.test", "on", ca="ssl_trusted_certificate"),
+        server("r.test", "on", extra=[f"ssl_crl {pki.crl};"]),
+        server("d2.test", "on", extra=["ssl_verify_depth 2;"]),
+        server("h2.test", "on", listen=f"{p2} ssl http2"),
+    ))
     node = t.shoal(f"""
         worker_processes 2;
         error_log logs/error.log info;
@@ -280,63 +301,7 @@ def main(t):
         http {{
             upstream be {{ server 127.0.0.1:{b1.port}; keepalive 8; }}
             ssl_session_cache shared:SSL:1m;
-            {SET_HEADERS}
-            server {{
-                listen 127.0.0.1:{{port}} ssl;
-                server_name a.test;{srv}
-                {loc}
-            }}
-            server {{
-                listen 127.0.0.1:{{port}} ssl;
-                server_name b.test;{srv}
-                ssl_verify_client on;
-                ssl_client_certificate {pki.ca};
-                {loc}
-            }}
-            server {{
-                listen 127.0.0.1:{{port}} ssl;
-                server_name o.test;{srv}
-                ssl_verify_client optional;
-                ssl_client_certificate {pki.ca};
-                {loc}
-            }}
-            server {{
-                listen 127.0.0.1:{{port}} ssl;
-                server_name n.test;{srv}
-                ssl_verify_client optional_no_ca;
-                ssl_client_certificate {pki.ca};
-                {loc}
-            }}
-            server {{
-                listen 127.0.0.1:{{port}} ssl;
-                server_name t.test;{srv}
-                ssl_verify_client on;
-                ssl_trusted_certificate {pki.ca};
-                {loc}
-            }}
-            server {{
-                listen 127.0.0.1:{{port}} ssl;
-                server_name r.test;{srv}
-                ssl_verify_client on;
-                ssl_client_certificate {pki.ca};
-                ssl_crl {pki.crl};
-                {loc}
-            }}
-            server {{
-                listen 127.0.0.1:{{port}} ssl;
-                server_name d2.test;{srv}
-                ssl_verify_client on;
-                ssl_client_certificate {pki.ca};
-                ssl_verify_depth 2;
-                {loc}
-            }}
-            server {{
-                listen 127.0.0.1:{p2} ssl http2;
-                server_name h2.test;{srv}
-                ssl_verify_client on;
-                ssl_client_certificate {pki.ca};
-                {loc}
-            }}
+            {SET_HEADERS}{servers}
         }}""")
     node_http = t.shoal(f"""
         worker_processes 2;

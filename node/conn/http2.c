@@ -681,14 +681,29 @@ static void body_end(h2_stream_t *st)
     feed_body(st);
 }
 
-/* A stream's request fields and trailers are kept as records (a 4-byte
- * length, then the bytes: name, then value) until the head is built. */
-static void field_put(sh_buf_t *b, const uint8_t *name, size_t namelen, const uint8_t *value,
-                      size_t valuelen)
+/* Lower-case copy of a field name into b; returns its offset. */
+static size_t put_lower(sh_buf_t *b, const char *s, size_t n)
+{
+    size_t off = b->len;
+    char *d = sh_buf_reserve(b, n);
+    for (size_t i = 0; i < n; i++)
+        d[i] = (char)tolower((unsigned char)s[i]);
+    b->len += n;
+    return off;
+}
+
+/* A stream's request fields and trailers, its response trailers and a
+ * held response head are kept as records (a 4-byte length, then the
+ * bytes: name, then value); lower: the name lowercased. */
+static void field_put(sh_buf_t *b, const void *name, size_t namelen, const void *value,
+                      size_t valuelen, int lower)
 {
     uint32_t l = (uint32_t)namelen;
     sh_buf_append(b, &l, 4);
-    sh_buf_append(b, name, namelen);
+    if (lower)
+        put_lower(b, name, namelen);
+    else
+        sh_buf_append(b, name, namelen);
     l = (uint32_t)valuelen;
     sh_buf_append(b, &l, 4);
     sh_buf_append(b, value, valuelen);
@@ -703,6 +718,18 @@ static const char *field_take(const sh_buf_t *b, size_t *o, size_t *len)
     *len = l;
     *o += 4 + (size_t)l;
     return p;
+}
+
+/* The first n records of b (at most max) as nghttp2 fields; how many. */
+static size_t field_nv(const sh_buf_t *b, size_t n, nghttp2_nv *nv, size_t max)
+{
+    size_t o = 0, k = 0;
+    for (; k < n && k < max; k++) {
+        nv[k].name = (uint8_t *)field_take(b, &o, &nv[k].namelen);
+        nv[k].value = (uint8_t *)field_take(b, &o, &nv[k].valuelen);
+        nv[k].flags = NGHTTP2_NV_FLAG_NONE;
+    }
+    return k;
 }
 
 /* The request head is complete: build the request and dispatch it. */
@@ -974,7 +1001,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         st->hsize += namelen + valuelen + 32;
         if (st->hsize > h2->header_limit)
             return 0;
-        field_put(&st->rtrailers, name, namelen, value, valuelen);
+        field_put(&st->rtrailers, name, namelen, value, valuelen, 0);
         st->nrtrailers++;
         return 0;
     }
@@ -986,7 +1013,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         h2->c->w->h2_header_limit++;
         return 0;
     }
-    field_put(&st->hbuf, name, namelen, value, valuelen);
+    field_put(&st->hbuf, name, namelen, value, valuelen, 0);
     st->nfields++;
     return 0;
 }
@@ -1160,19 +1187,7 @@ static ssize_t data_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->ntrailers > 0) {
             nghttp2_nv nv[SH_MAX_REQUEST_HEADERS];
-            size_t o = 0, k = 0;
-            for (size_t i = 0; i < st->ntrailers && k < SH_MAX_REQUEST_HEADERS; i++, k++) {
-                uint32_t l;
-                memcpy(&l, st->trailers.data + o, 4);
-                nv[k].name = (uint8_t *)st->trailers.data + o + 4;
-                nv[k].namelen = l;
-                o += 4 + l;
-                memcpy(&l, st->trailers.data + o, 4);
-                nv[k].value = (uint8_t *)st->trailers.data + o + 4;
-                nv[k].valuelen = l;
-                o += 4 + l;
-                nv[k].flags = NGHTTP2_NV_FLAG_NONE;
-            }
+            size_t k = field_nv(&st->trailers, st->ntrailers, nv, SH_MAX_REQUEST_HEADERS);
             if (nghttp2_submit_trailer(s, id, nv, k) == 0)
                 *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
         }
@@ -1475,17 +1490,6 @@ void sh_http2_destroy(sh_h2_t *h2)
 
 /* ------------------------------------------------ responses -- */
 
-/* Lower-case copy of a field name into b; returns its offset. */
-static size_t put_lower(sh_buf_t *b, const char *s, size_t n)
-{
-    size_t off = b->len;
-    char *d = sh_buf_reserve(b, n);
-    for (size_t i = 0; i < n; i++)
-        d[i] = (char)tolower((unsigned char)s[i]);
-    b->len += n;
-    return off;
-}
-
 /* HTTP/2 framing: content-length when known (RFC 9113 8.1.1), none on
  * 1xx, 204 and 304; no connection-specific fields. */
 static void h2_frame(sh_request_t *r, sh_resp_head_t *h)
@@ -1535,14 +1539,8 @@ static int h2_send_head(sh_request_t *r, const sh_resp_head_t *h)
          * client sees the response end only then (a HEAD sent upstream
          * as GET: once its body is stored) */
         st->held.len = 0;
-        for (size_t i = 0; i < k; i++) {
-            uint32_t l = (uint32_t)nv[i].namelen;
-            sh_buf_append(&st->held, &l, 4);
-            sh_buf_append(&st->held, nv[i].name, l);
-            l = (uint32_t)nv[i].valuelen;
-            sh_buf_append(&st->held, &l, 4);
-            sh_buf_append(&st->held, nv[i].value, l);
-        }
+        for (size_t i = 0; i < k; i++)
+            field_put(&st->held, nv[i].name, nv[i].namelen, nv[i].value, nv[i].valuelen, 0);
         st->nheld = k;
         rc = 0;
     } else if (h->flags & SH_RESP_NO_BODY) {
@@ -1618,19 +1616,7 @@ int sh_http2_response_end(sh_request_t *r, const sh_http1_header_t *trailers, si
     if (st->nheld > 0) {
         /* a held head (SH_RESP_NO_BODY | SH_RESP_HELD): out now, alone */
         nghttp2_nv nv[SH_RESP_FIELDS_MAX + 1];
-        size_t o = 0, k = 0;
-        for (; k < st->nheld && k < SH_RESP_FIELDS_MAX + 1; k++) {
-            uint32_t l;
-            memcpy(&l, st->held.data + o, 4);
-            nv[k].name = (uint8_t *)st->held.data + o + 4;
-            nv[k].namelen = l;
-            o += 4 + l;
-            memcpy(&l, st->held.data + o, 4);
-            nv[k].value = (uint8_t *)st->held.data + o + 4;
-            nv[k].valuelen = l;
-            o += 4 + l;
-            nv[k].flags = NGHTTP2_NV_FLAG_NONE;
-        }
+        size_t k = field_nv(&st->held, st->nheld, nv, SH_RESP_FIELDS_MAX + 1);
         st->nheld = 0;
         st->out_eof = 1;
         int rc = nghttp2_submit_response(st->h2->s, st->id, nv, k, NULL);
@@ -1647,12 +1633,8 @@ int sh_http2_response_end(sh_request_t *r, const sh_http1_header_t *trailers, si
     if (st->out_eof)
         return 0; /* a response without a body ended with its head */
     for (size_t i = 0; i < n && i < SH_MAX_REQUEST_HEADERS; i++) {
-        uint32_t l = (uint32_t)trailers[i].name_len;
-        sh_buf_append(&st->trailers, &l, 4);
-        put_lower(&st->trailers, trailers[i].name, l);
-        l = (uint32_t)trailers[i].value_len;
-        sh_buf_append(&st->trailers, &l, 4);
-        sh_buf_append(&st->trailers, trailers[i].value, l);
+        field_put(&st->trailers, trailers[i].name, trailers[i].name_len, trailers[i].value,
+                  trailers[i].value_len, 1);
         st->ntrailers++;
     }
     st->out_eof = 1;
