@@ -14,7 +14,7 @@ secs=${1:-5}
 rounds=${2:-3}
 . "$here/lib.sh"
 bench_init gzip wrk taskset nginx
-mkdir -p "$d/html" "$d/logs" "$d/ng/logs"
+mkdir -p "$d/html"
 python3 - "$d/html/data.json" <<'PY'
 import json, random, sys
 rnd = random.Random(7)
@@ -24,25 +24,8 @@ items = [{"id": i, "name": "item-%d" % i, "tags": ["alpha", "beta", "gamma"][: i
 data = json.dumps(items).encode()
 open(sys.argv[1], "wb").write(data[:100 * 1024])
 PY
-sp=$(free_port); np=$(free_port)
-common="access_log off; keepalive_requests 1000000000; types { application/json json; } gzip on; gzip_comp_level 6; gzip_types application/json;"
-cat > "$d/shoal.conf" <<CONF
-worker_processes 1; error_log $d/logs/error.log warn;
-events { worker_connections 4096; }
-http { $common server { listen 127.0.0.1:$sp; root $d/html; } }
-CONF
-cat > "$d/nginx.conf" <<CONF
-daemon off; master_process off; worker_processes 1; pid $d/ng/nginx.pid; error_log $d/ng/logs/error.log warn;
-events { worker_connections 4096; }
-http { $common client_body_temp_path $d/ng/b; proxy_temp_path $d/ng/p; fastcgi_temp_path $d/ng/f;
-       uwsgi_temp_path $d/ng/u; scgi_temp_path $d/ng/s;
-       server { listen 127.0.0.1:$np; root $d/html; } }
-CONF
-taskset -c 0 "$bin" -p "$d/" -c "$d/shoal.conf" & pids+=($!)
-taskset -c 0 "$nginx" -p "$d/ng/" -c "$d/nginx.conf" & pids+=($!)
-for p in $sp $np; do
-  for _ in $(seq 100); do curl -sf --compressed -o /dev/null "http://127.0.0.1:$p/data.json" && break; sleep 0.05; done
-done
+serve_pair "access_log off; keepalive_requests 1000000000; types { application/json json; } gzip on; gzip_comp_level 6; gzip_types application/json;" \
+  "$d/html" /data.json --compressed
 # both must answer with gzip, and the same JSON once decompressed
 for p in $sp $np; do
   curl -sf -H "Accept-Encoding: gzip" -D "$d/h.$p" -o "$d/o.$p" "http://127.0.0.1:$p/data.json"
@@ -51,12 +34,4 @@ for p in $sp $np; do
 done
 echo "compressed sizes: shoal $(stat -c %s "$d/o.$sp"), nginx $(stat -c %s "$d/o.$np") bytes"
 run() { taskset -c "$last" wrk -t1 -c16 -H "Accept-Encoding: gzip" -d"${secs}s" "http://127.0.0.1:$1/data.json" | awk '/Non-2xx/ {bad=1} /Requests\/sec/ {r=$2} END {print bad ? "non-2xx" : r}'; }
-s_all=(); n_all=()
-for _ in $(seq "$rounds"); do
-  n_all+=("$(run $np)"); s_all+=("$(run $sp)")
-done
-sm=$(median "${s_all[@]}"); nm=$(median "${n_all[@]}")
-echo "gzip level 6 of a 100 KB JSON, 1 worker on CPU 0, wrk -t1 -c16 on CPU $last, ${secs}s x $rounds"
-echo "nginx: ${n_all[*]} req/s (median $nm)"
-echo "shoal: ${s_all[*]} req/s (median $sm)"
-awk -v s="$sm" -v n="$nm" 'BEGIN { printf "shoal/nginx: %.2f\n", s / n }'
+compare_pair "gzip level 6 of a 100 KB JSON, 1 worker on CPU 0, wrk -t1 -c16 on CPU $last, ${secs}s x $rounds"

@@ -7,6 +7,8 @@
 #   $d           a scratch directory, removed at exit
 #   pids+=($!)   what to kill at exit (by PID)
 # A TOOL named `nginx` stands for $nginx. Exits 2 when a tool is missing.
+# For the scripts that serve files from both side by side: serve_pair and
+# compare_pair, below.
 
 bench_init() {
   local name=$1 t
@@ -49,4 +51,43 @@ wait_http() {
   for _ in $(seq 100); do curl -sf -o /dev/null "$@" && return 0; sleep 0.05; done
   echo "no answer from $1" >&2
   return 1
+}
+
+# Shoal on $sp and nginx on $np (free ports, set here), each one worker
+# pinned to CPU 0 with the http-level directives COMMON and one server
+# serving DOCROOT; returns once both answer PATH (curl options may follow).
+serve_pair() {
+  local common=$1 docroot=$2 path=$3 p
+  shift 3
+  mkdir -p "$d/logs" "$d/ng/logs"
+  sp=$(free_port); np=$(free_port)
+  cat > "$d/shoal.conf" <<CONF
+worker_processes 1; error_log $d/logs/error.log warn;
+events { worker_connections 4096; }
+http { $common server { listen 127.0.0.1:$sp; root $docroot; } }
+CONF
+  cat > "$d/nginx.conf" <<CONF
+daemon off; master_process off; worker_processes 1; pid $d/ng/nginx.pid; error_log $d/ng/logs/error.log warn;
+events { worker_connections 4096; }
+http { $common $(temps "$d/ng")
+       server { listen 127.0.0.1:$np; root $docroot; } }
+CONF
+  taskset -c 0 "$bin" -p "$d/" -c "$d/shoal.conf" & pids+=($!)
+  taskset -c 0 "$nginx" -p "$d/ng/" -c "$d/nginx.conf" & pids+=($!)
+  for p in $sp $np; do wait_http "http://127.0.0.1:$p$path" "$@"; done
+}
+
+# `run PORT` (the script's: prints requests/s) $rounds times for nginx ($np)
+# then Shoal ($sp), interleaved; prints TITLE, each one's figures with
+# their median, and the ratio of the medians.
+compare_pair() {
+  local title=$1 _ sm nm s_all=() n_all=()
+  for _ in $(seq "$rounds"); do
+    n_all+=("$(run "$np")"); s_all+=("$(run "$sp")")
+  done
+  sm=$(median "${s_all[@]}"); nm=$(median "${n_all[@]}")
+  echo "$title"
+  echo "nginx: ${n_all[*]} req/s (median $nm)"
+  echo "shoal: ${s_all[*]} req/s (median $sm)"
+  awk -v s="$sm" -v n="$nm" 'BEGIN { printf "shoal/nginx: %.2f\n", s / n }'
 }

@@ -84,6 +84,28 @@ size_t sh_fmt_hex(char *out, uint64_t v)
     return n;
 }
 
+void sh_buf_append_json_str(sh_buf_t *b, const char *s)
+{
+    sh_buf_appends(b, "\"");
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            sh_buf_appendf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            sh_buf_appendf(b, "\\u%04x", ch);
+        else
+            sh_buf_append(b, s, 1);
+    }
+    sh_buf_appends(b, "\"");
+}
+
+char *sh_buf_take_cstr(sh_buf_t *b)
+{
+    char *out = sh_strndup(b->data != NULL ? b->data : "", b->len);
+    sh_buf_dispose(b);
+    return out;
+}
+
 void sh_buf_consume(sh_buf_t *b, size_t n)
 {
     if (n >= b->len) {

@@ -34,6 +34,12 @@ void sh_buf_append_u64(sh_buf_t *b, uint64_t v);
 size_t sh_fmt_u64(char *out, uint64_t v);
 /* Write v in lower-case hex to out (at least 17 bytes); returns length. */
 size_t sh_fmt_hex(char *out, uint64_t v);
+/* Append s as a JSON string: quoted, '"' and '\\' escaped with a
+ * backslash, bytes below 0x20 as \u00XX; other bytes as they are. */
+void sh_buf_append_json_str(sh_buf_t *b, const char *s);
+/* The contents as a NUL-terminated string the caller frees with free();
+ * b is left empty, as after sh_buf_dispose. */
+char *sh_buf_take_cstr(sh_buf_t *b);
 /* Drop the first n bytes. */
 void sh_buf_consume(sh_buf_t *b, size_t n);
 /* Free the memory; the buffer is empty and reusable afterwards. */

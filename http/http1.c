@@ -1187,6 +1187,19 @@ int sh_http1_has_token(const char *value, size_t len, const char *token)
     return 0;
 }
 
+const char *sh_http1_next_word(const char **p, const char *e, size_t *len)
+{
+    const char *v = *p;
+    while (v < e && (*v == ' ' || *v == '\t' || *v == ','))
+        v++;
+    const char *t = v;
+    while (v < e && *v != ',' && *v != ' ' && *v != '\t')
+        v++;
+    *p = v;
+    *len = (size_t)(v - t);
+    return v > t ? t : NULL;
+}
+
 int sh_http1_name_is(const sh_http1_header_t *h, const char *name)
 {
     size_t n = strlen(name);

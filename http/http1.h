@@ -161,6 +161,12 @@ ssize_t sh_http1_chunked_decode(sh_http1_chunked_t *d, const char *buf, size_t l
  * (case-insensitive, OWS ignored), else 0. */
 int sh_http1_has_token(const char *value, size_t len, const char *token);
 
+/* The next word of a field value split at commas, spaces and tabs
+ * (Connection's options, Vary's names, cache tags): skips separators from
+ * *p, returns the word's start with its length (> 0) in *len and moves *p
+ * past it; NULL when only separators are left before e. */
+const char *sh_http1_next_word(const char **p, const char *e, size_t *len);
+
 /* Case-insensitive compare of a field name with a NUL-terminated name. */
 int sh_http1_name_is(const sh_http1_header_t *h, const char *name);
 

@@ -1046,6 +1046,34 @@ static void test_has_token(void **state)
     assert_false(sh_http1_has_token("x close y", 9, "close"));
 }
 
+static void test_next_word(void **state)
+{
+    (void)state;
+    const char *v = " a-b ,\tUpgrade,, x y", *p = v, *e = v + strlen(v), *w;
+    size_t n;
+    w = sh_http1_next_word(&p, e, &n);
+    assert_non_null(w);
+    assert_int_equal(n, 3);
+    assert_memory_equal(w, "a-b", 3);
+    w = sh_http1_next_word(&p, e, &n);
+    assert_int_equal(n, 7);
+    assert_memory_equal(w, "Upgrade", 7);
+    w = sh_http1_next_word(&p, e, &n);
+    assert_int_equal(n, 1);
+    assert_memory_equal(w, "x", 1);
+    w = sh_http1_next_word(&p, e, &n);
+    assert_int_equal(n, 1);
+    assert_memory_equal(w, "y", 1);
+    assert_null(sh_http1_next_word(&p, e, &n));
+    assert_ptr_equal(p, e);
+    p = ", \t,";
+    assert_null(sh_http1_next_word(&p, p + 4, &n));
+    /* only up to e */
+    p = "close";
+    w = sh_http1_next_word(&p, p + 4, &n);
+    assert_int_equal(n, 4);
+}
+
 static void test_method_id_and_name_is(void **state)
 {
     (void)state;
@@ -1104,6 +1132,7 @@ int main(void)
         cmocka_unit_test(test_chunked_bad),
         cmocka_unit_test(test_chunked_limits),
         cmocka_unit_test(test_has_token),
+        cmocka_unit_test(test_next_word),
         cmocka_unit_test(test_method_id_and_name_is),
         cmocka_unit_test(test_host_rules),
     };

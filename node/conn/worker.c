@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/privs.h"
@@ -352,22 +353,6 @@ void sh_workers_totals(sh_worker_t **ws, int n, sh_worker_totals_t *t)
     }
 }
 
-/* s as a JSON string (names come from the configuration). */
-static void json_str(sh_buf_t *b, const char *s)
-{
-    sh_buf_appends(b, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            sh_buf_appendf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            sh_buf_appendf(b, "\\u%04x", ch);
-        else
-            sh_buf_append(b, s, 1);
-    }
-    sh_buf_appends(b, "\"");
-}
-
 /* One server's health entries h .. h + nslot - 1 (a `resolve` server's
  * slots) summed over the workers; down counts the workers where any is. */
 static void health_sum(sh_worker_t **ws, int n, size_t h, size_t nslot, uint64_t *fails,
@@ -398,9 +383,9 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
     for (size_t i = 0; um != NULL && i < um->n; i++) {
         const sh_upstream_t *u = um->ups[i];
         sh_buf_appends(&b, i ? ",{\"name\":" : "{\"name\":");
-        json_str(&b, u->name);
+        sh_buf_append_json_str(&b, u->name);
         sh_buf_appendf(&b, ",\"implicit\":%s,\"balancer\":", u->implicit ? "true" : "false");
-        json_str(&b, u->balancer ? u->balancer->name : "round_robin");
+        sh_buf_append_json_str(&b, u->balancer ? u->balancer->name : "round_robin");
         sh_buf_appendf(&b, ",\"keepalive\":%d,\"servers\":[", u->keepalive);
         unsigned up_servers = 0;
         for (size_t k = 0; k < u->nservers; k++, h++) {
@@ -417,7 +402,7 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
                                                       : "partly down";
             up_servers += !sv->down && down == 0 && !sh_hc_out(sv->hc);
             sh_buf_appends(&b, k ? ",{\"addr\":" : "{\"addr\":");
-            json_str(&b, sv->name);
+            sh_buf_append_json_str(&b, sv->name);
             sh_buf_appendf(&b,
                            ",\"state\":\"%s\",\"workers_down\":%u,\"workers\":%d,"
                            "\"fails\":%llu,\"active\":%llu,\"weight\":%d,\"max_fails\":%d,"
@@ -434,12 +419,8 @@ char *sh_workers_upstreams_json(sh_worker_t **ws, int n)
         sh_buf_appendf(&b, "],\"servers_up\":%u}", up_servers);
     }
     sh_buf_appends(&b, "]");
-    /* the caller frees with free(): hand over a malloc'd copy */
-    char *out = strndup(b.data, b.len);
-    sh_buf_dispose(&b);
-    if (out == NULL)
-        abort();
-    return out;
+    /* the caller frees with free() */
+    return sh_buf_take_cstr(&b);
 }
 
 /* A label value with \\ and " escaped (names as written in the config). */

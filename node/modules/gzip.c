@@ -551,20 +551,10 @@ static int gzip_ok(const sh_request_t *r, const gzip_loc_t *c, sh_resp_head_t *h
 
 static int type_listed(const gzip_loc_t *c, sh_resp_head_t *h)
 {
-    const sh_http1_header_t *ct = sh_resp_head_find(h, "Content-Type", 12);
-    if (ct == NULL)
-        return 0;
-    size_t n = 0;
-    while (n < ct->value_len && ct->value[n] != ';' && ct->value[n] != ' ')
-        n++;
-    const char *types_default[] = {"text/html"};
-    char *const *t = c->types != NULL ? c->types : (char *const *)types_default;
-    size_t nt = c->types != NULL ? c->ntypes : 1;
-    for (size_t i = 0; i < nt; i++)
-        if ((t[i][0] == '*' && t[i][1] == '\0') ||
-            (strlen(t[i]) == n && strncasecmp(t[i], ct->value, n) == 0))
-            return 1;
-    return 0;
+    static char *const types_default[] = {"text/html"};
+    if (c->types == NULL)
+        return sh_resp_type_in(h, types_default, 1);
+    return sh_resp_type_in(h, c->types, c->ntypes);
 }
 
 /* ------------------------------------------------------ filters -- */

@@ -41,6 +41,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "http/cachectl.h"
+#include "http/http1.h"
 #include "http/httpdate.h"
 #include "node/modules/limit_zone.h"
 #include "node/pipeline/http_conf.h"
@@ -1050,15 +1051,11 @@ static int up_answer(sh_request_t *r, int status, const sh_http1_header_t *hs, s
             if (sh_http_date_parse(h->value, h->value_len, &t) == 0)
                 x->last_modified = t * 1000;
         } else if (h->name_len == tl && strncasecmp(h->name, c->tag_header, tl) == 0) {
-            const char *p = h->value, *e = h->value + h->value_len;
-            while (p < e) {
-                while (p < e && (*p == ' ' || *p == '\t' || *p == ','))
-                    p++;
-                const char *s = p;
-                while (p < e && *p != ' ' && *p != '\t' && *p != ',')
-                    p++;
-                if (p > s && p - s <= SH_CACHE_TAG_MAX) {
-                    sh_buf_append(&x->tags, s, (size_t)(p - s));
+            const char *p = h->value, *e = h->value + h->value_len, *s;
+            size_t sl;
+            while ((s = sh_http1_next_word(&p, e, &sl)) != NULL) {
+                if (sl <= SH_CACHE_TAG_MAX) {
+                    sh_buf_append(&x->tags, s, sl);
                     sh_buf_append(&x->tags, "", 1);
                 }
             }
@@ -1143,18 +1140,13 @@ static int store_body(sh_request_t *r, unsigned next, const char *data, size_t l
  * appended to key. Returns the number of names. */
 static size_t vary_names(const char *v, size_t len, char names[][64], size_t max)
 {
-    size_t n = 0, i = 0;
-    while (i < len && n < max) {
-        while (i < len && (v[i] == ' ' || v[i] == ',' || v[i] == '\t'))
-            i++;
-        size_t s = i;
-        while (i < len && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
-            i++;
-        size_t l = i - s;
-        if (l == 0 || l >= 64)
+    size_t n = 0, l;
+    const char *p = v, *e = v + len, *s;
+    while (n < max && (s = sh_http1_next_word(&p, e, &l)) != NULL) {
+        if (l >= 64)
             continue;
         for (size_t k = 0; k < l; k++)
-            names[n][k] = (char)(v[s + k] >= 'A' && v[s + k] <= 'Z' ? v[s + k] + 32 : v[s + k]);
+            names[n][k] = (char)(s[k] >= 'A' && s[k] <= 'Z' ? s[k] + 32 : s[k]);
         names[n][l] = 0;
         n++;
     }

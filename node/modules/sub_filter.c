@@ -135,19 +135,8 @@ static int types_set(sh_conf_t *cf, const sh_conf_cmd_t *cmd, void *conf)
 
 static int type_listed(const sub_loc_t *c, sh_resp_head_t *h)
 {
-    const sh_http1_header_t *ct = sh_resp_head_find(h, "Content-Type", 12);
-    if (ct == NULL)
-        return 0;
-    size_t n = 0;
-    while (n < ct->value_len && ct->value[n] != ';' && ct->value[n] != ' ')
-        n++;
-    if (n == 9 && strncasecmp(ct->value, "text/html", 9) == 0)
-        return 1; /* always, as nginx */
-    for (size_t i = 0; i < c->ntypes; i++)
-        if ((c->types[i][0] == '*' && c->types[i][1] == '\0') ||
-            (strlen(c->types[i]) == n && strncasecmp(c->types[i], ct->value, n) == 0))
-            return 1;
-    return 0;
+    static char *const html[] = {"text/html"}; /* always, as nginx */
+    return sh_resp_type_in(h, html, 1) || sh_resp_type_in(h, c->types, c->ntypes);
 }
 
 static void ctx_cleanup(sh_request_t *r, void *data)

@@ -411,6 +411,21 @@ sh_http1_header_t *sh_resp_head_find(sh_resp_head_t *h, const char *name, size_t
     return NULL;
 }
 
+int sh_resp_type_in(sh_resp_head_t *h, char *const *types, size_t n)
+{
+    const sh_http1_header_t *ct = sh_resp_head_find(h, "Content-Type", 12);
+    if (ct == NULL)
+        return 0;
+    size_t len = 0;
+    while (len < ct->value_len && ct->value[len] != ';' && ct->value[len] != ' ')
+        len++;
+    for (size_t i = 0; i < n; i++)
+        if ((types[i][0] == '*' && types[i][1] == '\0') ||
+            (strlen(types[i]) == len && strncasecmp(types[i], ct->value, len) == 0))
+            return 1;
+    return 0;
+}
+
 int sh_body_filter_attach(sh_request_t *r, sh_body_filter_pt f)
 {
     if (r->nbf >= SH_BODY_FILTERS_MAX)

@@ -150,6 +150,10 @@ typedef struct {
  * full. Find the first field named name (case-insensitive), or NULL. */
 int sh_resp_head_add(sh_resp_head_t *h, const char *name, size_t nl, const char *value, size_t vl);
 sh_http1_header_t *sh_resp_head_find(sh_resp_head_t *h, const char *name, size_t nl);
+/* Whether h's Content-Type, its media type up to ';' or a space, is one
+ * of types[0 .. n) (case-insensitive; "*" is any type); 0 without one.
+ * For the *_types directives of body filters (gzip, sub_filter). */
+int sh_resp_type_in(sh_resp_head_t *h, char *const *types, size_t n);
 /* Field i's value is r->hscratch[off, off+len). 0 or SH_ELIMIT. */
 int sh_resp_head_set_scratch(sh_request_t *r, sh_resp_head_t *h, size_t i, size_t off, size_t len);
 

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "core/alloc.h"
+#include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/privs.h"
@@ -706,21 +707,6 @@ void sh_health_stop(void)
 
 /* ------------------------------------------------------------- views -- */
 
-static void json_text(sh_buf_t *b, const char *s)
-{
-    sh_buf_appends(b, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            sh_buf_appendf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            sh_buf_appendf(b, "\\u%04x", ch);
-        else
-            sh_buf_append(b, s, 1);
-    }
-    sh_buf_appends(b, "\"");
-}
-
 void sh_hc_json(const sh_hc_peer_t *cp, sh_buf_t *b)
 {
     sh_hc_peer_t *e = (sh_hc_peer_t *)cp;
@@ -744,20 +730,20 @@ void sh_hc_json(const sh_hc_peer_t *cp, sh_buf_t *b)
     if (c != NULL)
         sh_buf_appendf(b, ",\"interval_ms\":%llu,\"uri\":", (unsigned long long)c->interval);
     if (c != NULL)
-        json_text(b, c->uri);
+        sh_buf_append_json_str(b, c->uri);
     if (c != NULL && c->match != NULL) {
         sh_buf_appends(b, ",\"match\":");
-        json_text(b, sh_hc_match_name(c->match));
+        sh_buf_append_json_str(b, sh_hc_match_name(c->match));
     }
     sh_buf_appends(b, ",\"last_failure\":");
-    json_text(b, e->why);
+    sh_buf_append_json_str(b, e->why);
     sh_buf_appends(b, ",\"observers\":[");
     size_t idx[SH_HC_MAX_OBS];
     size_t np = G.nmembers ? choose_probers(e, idx, SH_HC_MAX_OBS) : 0;
     int first = 1;
     if (G.nmembers == 0 || e->prober || atomic_load(&e->passive_until) > now) {
         sh_buf_appends(b, "{\"node\":");
-        json_text(b, G.self[0] ? G.self : "self");
+        sh_buf_append_json_str(b, G.self[0] ? G.self : "self");
         sh_buf_appendf(b, ",\"self\":true,\"prober\":%s,\"active\":\"%s\",\"passive\":%s}",
                        e->prober ? "true" : "false", e->prober ? state_text(e->local) : "unknown",
                        atomic_load(&e->passive_until) > now ? "true" : "false");
@@ -772,7 +758,7 @@ void sh_hc_json(const sh_hc_peer_t *cp, sh_buf_t *b)
             pr |= strcmp(G.members[idx[j]], o->node) == 0;
         sh_buf_appends(b, first ? "{\"node\":" : ",{\"node\":");
         first = 0;
-        json_text(b, o->node);
+        sh_buf_append_json_str(b, o->node);
         sh_buf_appendf(b,
                        ",\"self\":false,\"prober\":%s,\"active\":\"%s\",\"passive\":%s,"
                        "\"age_ms\":%llu,\"stale\":%s}",
@@ -786,7 +772,7 @@ void sh_hc_json(const sh_hc_peer_t *cp, sh_buf_t *b)
     for (size_t j = 0; j < np; j++) {
         if (j)
             sh_buf_appends(b, ",");
-        json_text(b, G.members[idx[j]]);
+        sh_buf_append_json_str(b, G.members[idx[j]]);
     }
     sh_buf_appends(b, "]}");
     pthread_mutex_unlock(&G.mu);
@@ -812,9 +798,9 @@ char *sh_health_json_all(void)
     pthread_mutex_unlock(&G.mu);
     for (size_t i = 0; i < n; i++) {
         sh_buf_appends(&b, i ? ",{\"upstream\":" : "{\"upstream\":");
-        json_text(&b, list[i]->ups);
+        sh_buf_append_json_str(&b, list[i]->ups);
         sh_buf_appends(&b, ",\"server\":");
-        json_text(&b, list[i]->server);
+        sh_buf_append_json_str(&b, list[i]->server);
         sh_buf_appends(&b, ",\"health\":");
         sh_hc_json(list[i], &b);
         sh_buf_appends(&b, "}");
@@ -825,11 +811,7 @@ char *sh_health_json_all(void)
     pthread_mutex_unlock(&G.mu);
     sh_free(list);
     sh_buf_appends(&b, "]");
-    char *out = strndup(b.data, b.len);
-    sh_buf_dispose(&b);
-    if (out == NULL)
-        abort();
-    return out;
+    return sh_buf_take_cstr(&b);
 }
 
 uint64_t sh_health_version(void)

@@ -33,6 +33,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "http/http1.h"
 #include "node/conn/timeq.h"
 #include "node/pipeline/corevars.h"
 #include "node/pipeline/http_conf.h"
@@ -758,15 +759,10 @@ static int connection_names_fields(const sh_http1_header_t *hs, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (!name_eq(&hs[i], "connection", 10))
             continue;
-        const char *v = hs[i].value, *end = v + hs[i].value_len;
-        while (v < end) {
-            while (v < end && (*v == ' ' || *v == '\t' || *v == ','))
-                v++;
-            const char *t = v;
-            while (v < end && *v != ',' && *v != ' ' && *v != '\t')
-                v++;
-            size_t tl = (size_t)(v - t);
-            if (tl > 0 && !(tl == 5 && strncasecmp(t, "close", 5) == 0) &&
+        const char *v = hs[i].value, *end = v + hs[i].value_len, *t;
+        size_t tl;
+        while ((t = sh_http1_next_word(&v, end, &tl)) != NULL) {
+            if (!(tl == 5 && strncasecmp(t, "close", 5) == 0) &&
                 !(tl == 10 && strncasecmp(t, "keep-alive", 10) == 0) &&
                 !(tl == 7 && strncasecmp(t, "upgrade", 7) == 0))
                 return 1;
