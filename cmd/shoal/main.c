@@ -600,6 +600,7 @@ int main(int argc, char **argv)
     signal(SIGUSR1, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
     signal(SIGWINCH, SIG_IGN);
+    sh_alloc_tune();      /* before the worker threads' arenas exist */
     sh_tls_global_init(); /* before anything allocates through OpenSSL */
     static const struct option longopts[] = {
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'v'}, {NULL, 0, NULL, 0}};
