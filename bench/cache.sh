@@ -9,8 +9,11 @@
 #    divided by the entries it stored.
 # Beside req/s each row gives the server's CPU time per request and how busy
 # the client's CPU was: with one core each, large bodies saturate the client
-# first, and then req/s says little about the server. h2load runs fail the
-# row unless every response is a 2xx with the whole body.
+# first, and then req/s says little about the server: the 100 KB rows are
+# run again with each server held to CACHE_BENCH_CAP % (default 25) of its
+# core by a CPU cgroup quota (root only), where the servers set the pace.
+# h2load runs fail the row unless every response is a 2xx with the whole
+# body.
 # Each server runs one worker pinned to CPU 0; the clients are pinned to the
 # last CPU; the origin (a third nginx serving the two files) is not pinned.
 # The runs alternate Shoal and nginx ROUNDS times; the medians are printed
@@ -151,6 +154,51 @@ for test in h1-1k h1-100k h2tls-1k h2tls-100k; do
   done
   R[$test]="${sv[*]} -- ${nv[*]}"
 done
+# The 100 KB rows again with each server held to CAP% of its core (a CPU
+# cgroup quota), so that the servers, not the one-core client, set the pace
+# and req/s compares the servers. Needs root and a cpu cgroup controller
+# (v2 cpu.max or v1 cpu.cfs_quota_us); else the rows say skipped.
+cap=${CACHE_BENCH_CAP:-25}
+cg_root=""
+if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+  cg_root=/sys/fs/cgroup; echo +cpu > "$cg_root/cgroup.subtree_control" 2>/dev/null || cg_root=""
+elif [ -w /sys/fs/cgroup/cpu/cgroup.procs ] && [ -e /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+  cg_root=/sys/fs/cgroup/cpu
+fi
+cg_hold() { # pid name: into a group of its own with the quota
+  local g="$cg_root/shoal-cache-bench-$$-$2"
+  mkdir -p "$g" || return 1
+  cg_dirs+=("$g")
+  if [ -e "$g/cpu.max" ]; then echo "$((cap * 1000)) 100000" > "$g/cpu.max"
+  else echo 100000 > "$g/cpu.cfs_period_us"; echo $((cap * 1000)) > "$g/cpu.cfs_quota_us"; fi
+  echo "$1" > "$g/cgroup.procs"
+}
+cg_release() { # back to the root group, the groups removed
+  local g p
+  [ -n "$cg_root" ] || return 0
+  for g in "${cg_dirs[@]}"; do
+    while read -r p; do echo "$p" > "$cg_root/cgroup.procs" 2>/dev/null || true; done < "$g/cgroup.procs"
+    rmdir "$g" 2>/dev/null || true
+  done
+  cg_dirs=()
+}
+cg_dirs=()
+trap 'cg_release; bench_cleanup' EXIT
+capped=""
+if [ -n "$cg_root" ] && cg_hold "$spid" s && cg_hold "$npid" n; then
+  capped=yes
+  for test in h1-100k h2tls-100k; do
+    sv=(); nv=()
+    for _ in $(seq "$rounds"); do
+      case $test in
+        h1-*) nv+=("$(run_client "$npid" h1 "http://127.0.0.1:$np/100k")"); sv+=("$(run_client "$spid" h1 "http://127.0.0.1:$sp/100k")") ;;
+        h2tls-*) nv+=("$(run_client "$npid" h2 "https://127.0.0.1:$nps/100k" 102400)"); sv+=("$(run_client "$spid" h2 "https://127.0.0.1:$sps/100k" 102400)") ;;
+      esac
+    done
+    R[cap-$test]="${sv[*]} -- ${nv[*]}"
+  done
+fi
+cg_release
 s_a0=$(mem_kb $spid own); s_f0=$(mem_kb $spid RssFile); n_a0=$(mem_kb $npid own); n_f0=$(mem_kb $npid RssFile)
 s_m=(); n_m=(); s_entries=0; n_entries=0
 for _ in $(seq "$rounds"); do
@@ -161,10 +209,18 @@ sleep 2 # the store's writer commits its last batch, nginx its files
 s_a1=$(mem_kb $spid own); s_f1=$(mem_kb $spid RssFile); n_a1=$(mem_kb $npid own); n_f1=$(mem_kb $npid RssFile)
 s_disk=$(du -sk "$d/sc" | awk '{print $1}'); n_disk=$(du -sk "$d/ngc" | awk '{print $1}')
 echo "proxy_cache hits and misses, 1 worker on CPU 0, clients on CPU $last, ${secs}s x $rounds (medians; a shared machine: compare the ratios)"
-echo "(client CPU near 100%: the client sets the pace, both servers wait on it; compare the server CPU per request then)"
+echo "(client CPU near 100%: the client sets the pace, both servers wait on it; compare the server CPU per request, or the rows at ${cap}% CPU)"
 for test in h1-1k h1-100k h2tls-1k h2tls-100k; do
   # shellcheck disable=SC2086
   report "hits $test" ${R[$test]}
+done
+for test in h1-100k h2tls-100k; do
+  if [ -n "$capped" ]; then
+    # shellcheck disable=SC2086
+    report "hits $test at ${cap}% CPU" ${R[cap-$test]}
+  else
+    printf '%-24s skipped: no writable cpu cgroup (run as root with a cpu controller)\n' "hits $test at ${cap}% CPU"
+  fi
 done
 report "misses (new key each)" "${s_m[@]}" -- "${n_m[@]}"
 # entries: every miss request stored one (each a new key). Own memory is
